@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test` (see README).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Absolute, so `dvc exp run --temp` (which runs stages in a copy of the repo) logs to this store.
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: run test test-fast params ui bench clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]"
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/dvc repro
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2
+
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow"
+
+# Recompose params.yaml from conf/ (overrides as ARGS="search.n_trials=10 model=[catboost]").
+params: $(VENV)/.installed
+	$(BIN)/mlgate params $(ARGS)
+
+ui: $(VENV)/.installed
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 --workers 1
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/tracking_overhead.py
+
+clean:
+	rm -rf data/raw data/split models metrics plots reports mlflow.db mlruns .dvc/cache .dvc/tmp

@@ -1,0 +1,96 @@
+"""What every stage needs from params.yaml: where files live, the dataset spec, the tracking names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlgate import config, files
+from mlgate.data import DataSpec
+
+
+class StageError(Exception):
+    """A problem the user must fix; the CLI prints the message (which names file, column and rule)."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    source_dir: str
+    raw: str
+    validation: str
+    split: str
+    best_params: str
+    leaderboard: str
+    model: str
+    train_info: str
+    metrics: str
+    plots: str
+    drift_report: str
+    drift: str
+    gate: str
+    promotion: str
+
+    @property
+    def raw_data(self) -> Path:
+        return Path(self.raw) / "data.parquet"
+
+    @property
+    def raw_current(self) -> Path:
+        return Path(self.raw) / "current.parquet"
+
+    @property
+    def raw_meta(self) -> Path:
+        return Path(self.raw) / "meta.json"
+
+    def split_file(self, name: str) -> Path:
+        return Path(self.split) / f"{name}.parquet"
+
+    @property
+    def split_summary(self) -> Path:
+        return Path(self.split) / "summary.json"
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    experiment: str
+    registered_model: str
+    ui_url: str
+
+
+def paths(params: dict[str, Any]) -> Paths:
+    return config.load(Paths, "paths", params)
+
+
+def tracking(params: dict[str, Any]) -> TrackingParams:
+    return config.load(TrackingParams, "tracking", params)
+
+
+def data_spec(params: dict[str, Any]) -> DataSpec:
+    try:
+        return config.load(DataSpec, "data", params)
+    except ValueError as error:
+        raise StageError(f"params.yaml: {error}") from error
+
+
+def seed(params: dict[str, Any]) -> int:
+    value = config.section(params, "seed")
+    if not isinstance(value, int):
+        raise StageError(f"params.yaml: 'seed' must be an integer, got {value!r}")
+    return value
+
+
+def lineage(params: dict[str, Any]) -> tuple[str, str | None]:
+    """(content hash of the raw data from ingest's meta.json, DVC's md5 of paths.raw from dvc.lock)."""
+    p = paths(params)
+    data_hash = files.read_json(p.raw_meta)["data"]["content_hash"]
+    dvc_md5 = None
+    lock = Path("dvc.lock")
+    if lock.is_file():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        for out in stages.get("ingest", {}).get("outs", []):
+            if out.get("path") == p.raw:
+                dvc_md5 = out.get("md5")
+    return data_hash, dvc_md5

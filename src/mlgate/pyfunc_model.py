@@ -1,0 +1,39 @@
+"""The MLflow pyfunc model, logged as "models from code": raw contract columns in, predictions out.
+
+MLflow copies this file into the model; ``load_context`` loads the fitted pipeline and the
+feature spec from the model's artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from mlgate.data import conform_features
+
+
+class PipelineModel(PythonModel):
+    def load_context(self, context) -> None:
+        self.pipeline = joblib.load(context.artifacts["pipeline"])
+        with open(context.artifacts["features"]) as handle:
+            self.features = json.load(handle)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        features = self.features
+        missing = [c for c in features["numeric"] + features["categorical"] if c not in model_input.columns]
+        if missing:
+            raise ValueError(f"missing input column(s): {missing}")
+        frame = conform_features(model_input, features["numeric"], features["categorical"])[features["order"]]
+        if features["task"] == "binary":
+            probability = self.pipeline.predict_proba(frame)[:, 1]
+            labels = np.where(probability >= 0.5, features["positive_class"], features["negative_class"])
+            return pd.DataFrame({"prediction": labels, "probability": probability})
+        return pd.DataFrame({"prediction": self.pipeline.predict(frame)})
+
+
+mlflow.models.set_model(PipelineModel())

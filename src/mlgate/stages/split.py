@@ -1,0 +1,91 @@
+"""split: drop exact duplicate rows, then a seeded stratified train / test / current split.
+
+Reads paths.raw and the validation report; writes paths.split (train, test and current Parquet
+files plus summary.json). `current` is the batch `drift` compares with training data: held-out rows
+by default, or the file at data.current_path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from mlgate import config, console, files, project
+from mlgate.data import DataSpec, conform
+from mlgate.project import StageError
+
+STAGE = "split"
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    test_size: float
+    current_size: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.test_size < 1 and 0 <= self.current_size < 1 and self.test_size + self.current_size < 0.9):
+            raise ValueError("split: need 0 < test_size < 1, 0 <= current_size < 1 and test_size + current_size < 0.9")
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    test: pd.DataFrame
+    current: pd.DataFrame
+    duplicates: int
+
+
+def _strata(frame: pd.DataFrame, spec: DataSpec) -> pd.Series:
+    target = frame[spec.target]
+    if spec.task == "binary":
+        return target.astype(str)
+    return pd.qcut(target.rank(method="first"), q=min(10, max(2, len(frame) // 50)), labels=False)
+
+
+def split(frame: pd.DataFrame, spec: DataSpec, params: SplitParams, seed: int, current: pd.DataFrame | None = None) -> Split:
+    """Pure: the frame conformed to the contract, deduplicated and split; no file I/O."""
+    frame = conform(frame, spec)
+    deduplicated = frame.drop_duplicates(ignore_index=True)
+    duplicates = len(frame) - len(deduplicated)
+    held_out = params.test_size + (params.current_size if current is None else 0.0)
+    rest, holdout = train_test_split(deduplicated, test_size=held_out, random_state=seed,
+                                     stratify=_strata(deduplicated, spec))
+    if current is None:
+        test_share = params.test_size / held_out
+        test, current_rows = train_test_split(holdout, train_size=test_share, random_state=seed,
+                                              stratify=_strata(holdout, spec))
+    else:
+        test, current_rows = holdout, conform(current, spec)
+    return Split(rest.reset_index(drop=True), test.reset_index(drop=True), current_rows.reset_index(drop=True), duplicates)
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    spec = project.data_spec(params)
+    paths = project.paths(params)
+    split_params = config.load(SplitParams, "split", params)
+    if not files.read_json(paths.validation)["passed"]:
+        raise StageError(f"{paths.validation}: validation did not pass; fix the data before splitting")
+    frame = pd.read_parquet(paths.raw_data)
+    current = pd.read_parquet(paths.raw_current) if paths.raw_current.exists() else None
+    result = split(frame, spec, split_params, project.seed(params), current)
+    summary = {
+        "rows_in": len(frame), "duplicates_dropped": result.duplicates,
+        "train": len(result.train), "test": len(result.test), "current": len(result.current),
+        "current_source": spec.current_path or "held-out rows", "seed": project.seed(params),
+    }
+    if spec.task == "binary":
+        summary["positive_share"] = {name: float(np.mean(part[spec.target].astype(str) == str(spec.positive_class)))
+                                     for name, part in (("train", result.train), ("test", result.test))}
+    with files.atomic_path(paths.split) as staged:
+        staged.mkdir()
+        for name in ("train", "test", "current"):
+            getattr(result, name).to_parquet(staged / paths.split_file(name).name, index=False)
+        files.write_json(staged / paths.split_summary.name, summary)
+    console.say(STAGE, f"{console.number(len(frame))} rows in, {console.number(result.duplicates)} duplicate(s) dropped; "
+                       f"train {console.number(len(result.train))} · test {console.number(len(result.test))} · "
+                       f"current {console.number(len(result.current))} ({summary['current_source']}, seed {summary['seed']})")
+    return summary

@@ -1,0 +1,95 @@
+"""train: refit the best configuration from `tune` on all of train; save and log one MLflow model.
+
+Reads the train split and paths.best_params (never MLflow); writes paths.model (an MLflow pyfunc
+model directory that takes raw contract columns) and paths.train_info (run id, model URI).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+
+from mlgate import console, files, models, project, tracking
+from mlgate.data import DataSpec, target_vector
+
+STAGE = "train"
+MODEL_CODE = Path(__file__).resolve().parent.parent / "pyfunc_model.py"
+_REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
+
+
+def fit(train: pd.DataFrame, spec: DataSpec, family: str, params: dict[str, Any], seed: int):
+    pipeline = models.build(family, params, spec, threads=2, seed=seed)
+    return pipeline.fit(train[spec.numeric_features + spec.categorical_features], target_vector(train, spec))
+
+
+def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
+    info: dict[str, Any] = {"task": spec.task, "numeric": spec.numeric_features,
+                            "categorical": spec.categorical_features,
+                            "order": spec.numeric_features + spec.categorical_features}
+    if spec.task == "binary":
+        classes = sorted(train[spec.target].astype(str).unique())
+        info["positive_class"] = str(spec.positive_class)
+        info["negative_class"] = next(c for c in classes if c != str(spec.positive_class))
+    return info
+
+
+def requirements() -> list[str]:
+    return [f"{name}=={metadata.version(name)}" for name in _REQUIREMENTS]
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    spec = project.data_spec(params)
+    paths = project.paths(params)
+    names = project.tracking(params)
+    seed = project.seed(params)
+    chosen = files.read_json(paths.best_params)
+    train = pd.read_parquet(paths.split_file("train"))
+
+    started = time.time()
+    pipeline = fit(train, spec, chosen["family"], chosen["params"], seed)
+    fit_seconds = time.time() - started
+
+    data_hash, dvc_md5 = project.lineage(params)
+    tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5) | {"mlgate.tune_run_id": chosen["tune_run_id"],
+                                                              "mlgate.dataset": spec.name}
+    run_id = tracking.create_run(names.experiment, STAGE, tags)
+    status = "FAILED"
+    try:
+        tracking.log(run_id, params={"family": chosen["family"], **chosen["params"], "seed": seed, "train_rows": len(train)},
+                     metrics={f"cv/{chosen['metric']}": chosen["cv_score"], "fit_seconds": fit_seconds})
+        tracking.log_artifact(run_id, "params.yaml", "config")
+        with tempfile.TemporaryDirectory() as scratch:
+            pipeline_file = Path(scratch) / "pipeline.joblib"
+            features_file = Path(scratch) / "features.json"
+            joblib.dump(pipeline, pipeline_file)
+            features = feature_info(train, spec)
+            features_file.write_text(json.dumps(features, indent=2))
+            example = train[features["order"]].head(5).reset_index(drop=True)
+            output = models.predict(pipeline, example, spec.task)
+            output_example = (pd.DataFrame({"prediction": [features.get("positive_class", "")] * len(example),
+                                            "probability": output[1]}) if spec.task == "binary"
+                              else pd.DataFrame({"prediction": output[0]}))
+            with files.atomic_path(paths.model) as staged:
+                logged = tracking.log_model(
+                    run_id, staged, code_path=MODEL_CODE,
+                    artifacts={"pipeline": str(pipeline_file), "features": str(features_file)},
+                    input_example=example, output_example=output_example, pip_requirements=requirements())
+        model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
+        tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
+        status = "FINISHED"
+    finally:
+        tracking.finish_run(run_id, status)
+    info = {"run_id": run_id, "experiment": names.experiment, **logged, "family": chosen["family"],
+            "params": chosen["params"], "train_rows": len(train), "fit_seconds": round(fit_seconds, 3),
+            "model_size_bytes": model_bytes, "data_hash": data_hash}
+    files.write_json(paths.train_info, info)
+    console.say(STAGE, f"{chosen['family']} refit on {console.number(len(train))} rows in {fit_seconds:.1f}s "
+                       f"({model_bytes / 1e6:.1f} MB) → {paths.model}, MLflow run {run_id[:8]}")
+    return info

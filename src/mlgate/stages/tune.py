@@ -1,0 +1,173 @@
+"""tune: an Optuna study over model families and their hyperparameters, scored by k-fold CV on train.
+
+Reads the train split and params `model`, `search`, `seed`; writes paths.best_params (what `train`
+refits) and paths.leaderboard. MLflow: one parent run `tune`, one nested run per trial.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold
+from tqdm import tqdm
+
+from mlgate import config, console, files, metrics, models, project, tracking, tuning
+from mlgate.data import DataSpec, target_vector
+from mlgate.project import StageError
+
+STAGE = "tune"
+
+
+class CrossValidation:
+    """The objective: holds the data and folds, so nothing is reloaded or re-split per trial."""
+
+    def __init__(self, frame: pd.DataFrame, spec: DataSpec, folds: int, *, threads: int, seed: int):
+        self.X = frame[spec.numeric_features + spec.categorical_features]
+        self.y = target_vector(frame, spec)
+        self.spec = spec
+        self.threads = threads
+        self.seed = seed
+        splitter = (StratifiedKFold if spec.task == "binary" else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+        self.folds = list(splitter.split(self.X, self.y))
+
+    def __call__(self, family: str, params: dict[str, Any], report: Callable[[int, float], None]) -> tuple[float, list[float]]:
+        scores = []
+        for step, (fit_rows, score_rows) in enumerate(self.folds):
+            model = models.build(family, params, self.spec, threads=self.threads, seed=self.seed)
+            model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
+            prediction, probability = models.predict(model, self.X.iloc[score_rows], self.spec.task)
+            scores.append(metrics.score(self.spec.metric, self.y[score_rows], prediction, probability))
+            report(step, scores[-1])
+        return float(np.mean(scores)), scores
+
+
+def leaderboard(outcomes: list[tuning.TrialOutcome], maximize: bool) -> pd.DataFrame:
+    rows = [{"trial": o.number, "family": o.family, "state": o.state, "cv_score": o.score,
+             "cv_std": float(np.std(o.fold_scores)) if o.fold_scores else None, "folds": len(o.fold_scores),
+             "duration_s": round(o.end - o.start, 3), "params": json.dumps(o.params, sort_keys=True),
+             "error": o.error} for o in outcomes]
+    board = pd.DataFrame(rows, columns=["trial", "family", "state", "cv_score", "cv_std", "folds", "duration_s", "params", "error"])
+    board["complete"] = board["state"] == "COMPLETE"
+    board = board.sort_values(["complete", "cv_score"], ascending=[False, not maximize], na_position="last")
+    return board.drop(columns="complete").reset_index(drop=True)
+
+
+def best(outcomes: list[tuning.TrialOutcome], maximize: bool) -> tuning.TrialOutcome:
+    complete = [o for o in outcomes if o.state == "COMPLETE"]
+    if not complete:
+        failed = [o for o in outcomes if o.state == "FAIL"]
+        detail = f"; first failure: trial {failed[0].number} ({failed[0].family}): {failed[0].error}" if failed else ""
+        raise StageError(f"no trial completed out of {len(outcomes)}{detail}")
+    return (max if maximize else min)(complete, key=lambda o: o.score)
+
+
+def _trial_record(o: tuning.TrialOutcome, metric: str) -> tracking.TrialRecord:
+    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[o.state]
+    tags = {"mlgate.trial_state": o.state, "mlgate.trial": str(o.number)}
+    if o.error:
+        tags["mlgate.error"] = o.error[:4000]
+    trial_metrics = {"duration_s": o.end - o.start, "cv/folds_run": len(o.fold_scores)}
+    if o.score is not None:
+        trial_metrics[f"cv/{metric}"] = o.score
+    return tracking.TrialRecord(
+        name=f"trial-{o.number:03d}-{o.family}", params={"family": o.family, **o.params}, metrics=trial_metrics,
+        fold_metrics={f"cv/{metric}_fold": list(o.fold_scores)}, tags=tags, status=status,
+        start_ms=int(o.start * 1000), end_ms=int(o.end * 1000),
+    )
+
+
+class Progress:
+    """A progress bar on the terminal: trials done, best so far, time left of the budget."""
+
+    def __init__(self, settings: tuning.SearchSettings, metric: str, maximize: bool):
+        self.bar = tqdm(total=settings.n_trials, desc=f"{STAGE:<9}", unit="trial", leave=False, disable=None,
+                        bar_format="{desc}{bar:24} {n_fmt}/{total_fmt} trials {postfix}")
+        self.metric, self.maximize, self.deadline = metric, maximize, time.time() + settings.timeout_s
+        self.best: float | None = None
+        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        self.lock = threading.Lock()
+
+    def update(self, outcome: tuning.TrialOutcome) -> None:
+        with self.lock:
+            self.counts[outcome.state] += 1
+            if outcome.state == "COMPLETE" and (self.best is None or (outcome.score > self.best) == self.maximize):
+                self.best = outcome.score
+            best = "-" if self.best is None else f"{self.best:.4f}"
+            left = max(0.0, self.deadline - time.time())
+            self.bar.set_postfix_str(f"best {self.metric} {best} · {left:.0f}s left", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    spec = project.data_spec(params)
+    paths = project.paths(params)
+    names = project.tracking(params)
+    seed = project.seed(params)
+    try:
+        settings = config.load(tuning.SearchSettings, "search", params)
+        spaces = tuning.parse_spaces(config.section(params, "model"))
+        metric = metrics.get(spec.metric, spec.task)
+    except ValueError as error:
+        raise StageError(f"params.yaml: {error}") from error
+    train = pd.read_parquet(paths.split_file("train"))
+    threads = max(1, 2 // settings.n_jobs)
+    objective = CrossValidation(train, spec, settings.cv_folds, threads=threads, seed=seed)
+
+    data_hash, dvc_md5 = project.lineage(params)
+    tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5)
+    parent = tracking.create_run(names.experiment, STAGE, tags)
+    tracking.log(parent, params={"search." + k: v for k, v in config.section(params, "search").items()}
+                 | {"families": ",".join(s.family for s in spaces), "metric": spec.metric, "seed": seed,
+                    "train_rows": len(train)})
+    tracking.log_artifact(parent, "params.yaml", "config")
+    progress = Progress(settings, spec.metric, metric.greater_is_better)
+    started = time.time()
+    status = "FAILED"
+    try:
+        with tracking.trial_recorder(names.experiment, parent, tags) as recorder:
+            def on_trial(outcome: tuning.TrialOutcome) -> None:
+                recorder.record(_trial_record(outcome, spec.metric))
+                progress.update(outcome)
+            outcomes = tuning.optimize(spaces, objective, settings, maximize=metric.greater_is_better,
+                                       seed=seed, on_trial=on_trial)
+        progress.close()
+        if recorder.errors:
+            console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
+        winner = best(outcomes, metric.greater_is_better)
+        board = leaderboard(outcomes, metric.greater_is_better)
+        files.write_text(paths.leaderboard, board.to_csv(index=False))
+        counts = {state: sum(o.state == state for o in outcomes) for state in ("COMPLETE", "PRUNED", "FAIL")}
+        result = {
+            "family": winner.family, "params": winner.params, "metric": spec.metric,
+            "cv_score": winner.score, "cv_std": float(np.std(winner.fold_scores)), "trial": winner.number,
+            "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
+            "tune_run_id": parent, "seed": seed, "cv_folds": settings.cv_folds,
+        }
+        tracking.log(parent, metrics={f"best/cv_{spec.metric}": winner.score, "trials_complete": counts["COMPLETE"],
+                                      "trials_pruned": counts["PRUNED"], "trials_failed": counts["FAIL"],
+                                      "duration_s": time.time() - started},
+                     params={"best.family": winner.family, "best.trial": winner.number},
+                     tags={"mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000]})
+        tracking.log_artifact(parent, paths.leaderboard)
+        files.write_json(paths.best_params, result)
+        status = "FINISHED"
+    finally:
+        progress.close()
+        tracking.finish_run(parent, status)
+    console.say(STAGE, f"{len(outcomes)} trials in {time.time() - started:.0f}s ({counts['COMPLETE']} complete, "
+                       f"{counts['PRUNED']} pruned, {counts['FAIL']} failed); best {winner.family} "
+                       f"cv {spec.metric} {winner.score:.4f} ± {result['cv_std']:.4f} (trial {winner.number}) → {paths.best_params}")
+    for family in sorted({o.family for o in outcomes}):
+        family_best = board[(board.family == family) & (board.state == "COMPLETE")].head(1)
+        if len(family_best):
+            console.say("", f"  {family:<14} best cv {spec.metric} {family_best.cv_score.iloc[0]:.4f}")
+    return result

@@ -1,0 +1,298 @@
+"""Everything mlgate asks of MLflow: the store, runs, lineage tags, models and the registry.
+
+The only module (with the model code in pyfunc_model.py) that imports mlflow, so an MLflow upgrade
+touches one file. Returns plain data, never MLflow entities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+PARENT_TAG = "mlflow.parentRunId"
+STAGE_TAG = "mlgate.stage"
+_PROJECT_MARKERS = ("dvc.yaml", "params.yaml")
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project folder, also when DVC runs a stage in a temporary copy (`dvc exp run --temp`).
+
+    Without this, a relative default store would land in the throwaway copy and be lost.
+    """
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    if ".dvc" in parts and "exps" in parts:
+        return Path(*parts[: parts.index(".dvc")])
+    return here
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else ``sqlite:///<project>/mlflow.db`` (absolute)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def client() -> MlflowClient:
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(name: str) -> str:
+    """Get or create the experiment; local artifacts go to ``<project>/mlruns`` whatever the cwd."""
+    c = client()
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        location = (project_root() / "mlruns").as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by a concurrent stage
+        return c.get_experiment_by_name(name).experiment_id
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=project_root())
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=project_root()).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def lineage_tags(stage: str, data_hash: str, dvc_md5: str | None = None) -> dict[str, str]:
+    commit = git_commit()
+    tags = {STAGE_TAG: stage, "mlgate.data_hash": data_hash, "mlgate.git_commit": commit,
+            "mlflow.source.git.commit": commit.removesuffix("-dirty")}
+    if dvc_md5:
+        tags["mlgate.dvc_data_md5"] = dvc_md5
+    return tags
+
+
+def create_run(experiment: str, run_name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
+    all_tags = dict(tags)
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    return client().create_run(experiment_id(experiment), run_name=run_name, tags=all_tags).info.run_id
+
+
+def finish_run(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status=status)
+
+
+def run_exists(run_id: str) -> bool:
+    try:
+        client().get_run(run_id)
+        return True
+    except MlflowException:
+        return False
+
+
+def log(run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None, step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    client().log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def log_artifact(run_id: str, path: str | Path, artifact_dir: str | None = None) -> None:
+    client().log_artifact(run_id, str(path), artifact_dir)
+
+
+def log_model(run_id: str, local_dir: Path, *, code_path: Path, artifacts: dict[str, str],
+              input_example, output_example, pip_requirements: list[str]) -> dict[str, str]:
+    """Save the pyfunc model to ``local_dir`` and log the same model to the run.
+
+    Returns ``{"model_uri", "model_id"}`` of the logged model.
+    """
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, output_example)
+    kwargs = dict(python_model=str(code_path), artifacts=artifacts, signature=signature,
+                  input_example=input_example, pip_requirements=pip_requirements)
+    mlflow.pyfunc.save_model(str(local_dir), **kwargs)
+    client()
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="model", **kwargs)
+    return {"model_uri": info.model_uri, "model_id": info.model_id}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial, as the study's child run should show it."""
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    fold_metrics: dict[str, list[float]]
+    tags: dict[str, str]
+    status: str           # FINISHED | FAILED | KILLED
+    start_ms: int
+    end_ms: int
+
+
+@dataclass
+class TrialRecorder:
+    """Writes trial runs as children of the study's parent run, from a background thread.
+
+    Trials only enqueue a record, so tracking stays off the search's critical path, and the
+    parent link is explicit (``mlflow.parentRunId``), so it holds whatever thread ran the trial.
+    """
+    experiment: str
+    parent_run_id: str
+    base_tags: dict[str, str]
+    errors: list[str] = field(default_factory=list)
+    written: int = 0
+
+    def __post_init__(self) -> None:
+        self._client = client()
+        self._experiment_id = experiment_id(self.experiment)
+        self._queue: queue.Queue[TrialRecord | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._drain, name="mlgate-trial-recorder", daemon=True)
+        self._thread.start()
+
+    def record(self, trial: TrialRecord) -> None:
+        self._queue.put(trial)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _drain(self) -> None:
+        while (trial := self._queue.get()) is not None:
+            try:
+                self._write(trial)
+                self.written += 1
+            except Exception as error:  # noqa: BLE001 - a tracking hiccup must not kill the search
+                self.errors.append(f"{trial.name}: {error}")
+
+    def _write(self, trial: TrialRecord) -> None:
+        tags = {**self.base_tags, **trial.tags, PARENT_TAG: self.parent_run_id}
+        run = self._client.create_run(self._experiment_id, start_time=trial.start_ms, tags=tags, run_name=trial.name)
+        metrics = [Metric(k, float(v), trial.end_ms, 0) for k, v in trial.metrics.items()]
+        for key, values in trial.fold_metrics.items():
+            metrics += [Metric(key, float(v), trial.end_ms, step) for step, v in enumerate(values)]
+        params = [Param(k, str(v)) for k, v in trial.params.items()]
+        self._client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        self._client.set_terminated(run.info.run_id, status=trial.status, end_time=trial.end_ms)
+
+
+@contextlib.contextmanager
+def trial_recorder(experiment: str, parent_run_id: str, base_tags: dict[str, str]) -> Iterator[TrialRecorder]:
+    recorder = TrialRecorder(experiment, parent_run_id, base_tags)
+    try:
+        yield recorder
+    finally:
+        recorder.close()
+
+
+def child_runs(parent_run_id: str) -> list[dict[str, Any]]:
+    runs = client().search_runs(
+        [client().get_run(parent_run_id).info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50_000,
+    )
+    return [{"run_id": r.info.run_id, "status": r.info.status, "params": r.data.params,
+             "metrics": r.data.metrics, "tags": r.data.tags} for r in runs]
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    run_id: str | None
+    source: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def _version(mv) -> ModelVersion:
+    return ModelVersion(mv.name, int(mv.version), mv.run_id, mv.source, tuple(mv.aliases or ()), dict(mv.tags or {}))
+
+
+def register(name: str, model_uri: str, run_id: str) -> ModelVersion:
+    """The registered version of this run's model, creating it (and the registered model) if needed.
+
+    Idempotent, so rerunning the gate on the same candidate does not add versions.
+    """
+    c = client()
+    try:
+        c.get_registered_model(name)
+    except MlflowException:
+        with contextlib.suppress(MlflowException):
+            c.create_registered_model(name, description="Registered by mlgate's gate stage.")
+    existing = [v for v in c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'") if v.source == model_uri]
+    if existing:
+        return _version(max(existing, key=lambda v: int(v.version)))
+    return _version(c.create_model_version(name, model_uri, run_id=run_id))
+
+
+def get_version(name: str, version: int) -> ModelVersion:
+    return _version(client().get_model_version(name, str(version)))
+
+
+def version_by_alias(name: str, alias: str) -> ModelVersion | None:
+    try:
+        return _version(client().get_model_version_by_alias(name, alias))
+    except MlflowException:
+        return None
+
+
+def set_version_tags(name: str, version: int, tags: dict[str, Any]) -> None:
+    c = client()
+    for key, value in tags.items():
+        c.set_model_version_tag(name, str(version), key, str(value))
+
+
+def set_alias(name: str, alias: str, version: int) -> None:
+    client().set_registered_model_alias(name, alias, str(version))
+
+
+def run_link(ui_url: str, run_id: str) -> str:
+    exp = client().get_run(run_id).info.experiment_id
+    return f"{ui_url.rstrip('/')}/#/experiments/{exp}/runs/{run_id}"
+
+
+def version_link(ui_url: str, name: str, version: int) -> str:
+    return f"{ui_url.rstrip('/')}/#/models/{name}/versions/{version}"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A pyfunc model, plus the fitted scikit-learn pipeline inside it when it is one of ours."""
+    predict: Any
+    pipeline: Any
+
+
+def load(uri: str) -> LoadedModel:
+    model = mlflow.pyfunc.load_model(uri)
+    inner = model.unwrap_python_model() if hasattr(model, "unwrap_python_model") else None
+    return LoadedModel(predict=model.predict, pipeline=getattr(inner, "pipeline", None))
+
+
+def delete_alias(name: str, alias: str) -> None:
+    client().delete_registered_model_alias(name, alias)
