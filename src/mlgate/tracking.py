@@ -119,15 +119,19 @@ def log_artifact(run_id: str, path: str | Path, artifact_dir: str | None = None)
     client().log_artifact(run_id, str(path), artifact_dir)
 
 
-def log_model(run_id: str, local_dir: Path, *, code_path: Path, artifacts: dict[str, str],
-              input_example, output_example, pip_requirements: list[str]) -> dict[str, str]:
+def log_model(run_id: str, local_dir: Path, *, code_path: Path, artifacts: dict[str, str], input_example,
+              output_example, numeric_columns: list[str], pip_requirements: list[str]) -> dict[str, str]:
     """Save the pyfunc model to ``local_dir`` and log the same model to the run.
 
+    Numeric inputs are typed ``Any`` in the signature: MLflow refuses to cast int64 to a double
+    column, and the model converts every numeric column to float itself, NaN included.
     Returns ``{"model_uri", "model_id"}`` of the logged model.
     """
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    signature = infer_signature(input_example, output_example)
+    inputs = Schema([ColSpec(AnyType() if c in numeric_columns else "string", c) for c in input_example.columns])
+    signature = ModelSignature(inputs=inputs, outputs=infer_signature(input_example, output_example).outputs)
     kwargs = dict(python_model=str(code_path), artifacts=artifacts, signature=signature,
                   input_example=input_example, pip_requirements=pip_requirements)
     mlflow.pyfunc.save_model(str(local_dir), **kwargs)

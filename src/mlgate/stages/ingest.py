@@ -35,6 +35,8 @@ def read_source(source: SourceSpec, what: str = "data.source") -> pd.DataFrame:
 def read_file(path: Path, fmt: str, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise StageError(f"{path}: source file not found ({what} in params.yaml)")
+    if path.stat().st_size == 0:
+        raise StageError(f"{path}: the file is empty (0 bytes)")
     try:
         if fmt == "csv":
             frame = pd.read_csv(path)

@@ -80,7 +80,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 logged = tracking.log_model(
                     run_id, staged, code_path=MODEL_CODE,
                     artifacts={"pipeline": str(pipeline_file), "features": str(features_file)},
-                    input_example=example, output_example=output_example, pip_requirements=requirements())
+                    input_example=example, output_example=output_example, numeric_columns=features["numeric"],
+                    pip_requirements=requirements())
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
         status = "FINISHED"

@@ -1,0 +1,59 @@
+"""Shared fixtures: a copy of the project with a tiny search budget and its own MLflow store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Before anything imports mlflow: no telemetry, no chatter, one thread per library.
+os.environ.update({
+    "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DVC_NO_ANALYTICS": "1", "GIT_PYTHON_REFRESH": "quiet",
+    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+})
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# Small enough for a pipeline run in well under a minute on 2 cores, large enough to be real.
+TINY_BUDGET = [
+    "search.n_trials=5", "search.cv_folds=2", "search.n_jobs=1", "search.timeout_s=120",
+    "model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25",
+    "gate.metric_floor=0.7",
+]
+
+
+def project_files() -> list[str]:
+    """Files of the project as git sees them (tracked plus untracked-not-ignored)."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.split()
+    return [f for f in listed if (REPO / f).is_file() and not f.startswith(("tests/", "benchmarks/"))]
+
+
+def copy_project(dest: Path, overrides: list[str] | None = None) -> Path:
+    """A copy of the project at ``dest`` with params.yaml composed from conf/ with ``overrides``."""
+    for name in project_files():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    run_cli(["mlgate", "params", *(TINY_BUDGET + list(overrides or []))], dest)
+    return dest
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    result = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def git_commit_all(cwd: Path, message: str) -> None:
+    for args in (["git", "add", "-A"], ["git", "-c", "user.name=mlgate-test", "-c", "user.email=t@example.invalid",
+                                        "commit", "-qm", message]):
+        subprocess.run(args, cwd=cwd, check=True, capture_output=True)

@@ -1,0 +1,141 @@
+"""`dvc repro` of the real pipeline in a temporary git repo, on a small budget."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+
+import pandas as pd
+import pytest
+
+from tests.conftest import TINY_BUDGET, copy_project, git_commit_all, run_cli
+
+pytestmark = pytest.mark.slow
+
+STAGES = ("ingest", "validate", "split", "tune", "train", "evaluate", "drift", "gate")
+
+
+def init_repo(root):
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    git_commit_all(root, "project")
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+
+
+def query(root, sql):
+    with sqlite3.connect(root / "mlflow.db") as db:
+        return db.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("repo"))
+    env = init_repo(root)
+    first = run_cli(["dvc", "repro"], root, env)
+    return root, env, first
+
+
+def test_repro_prints_one_line_per_stage_and_the_verdict(repro):
+    _, _, first = repro
+    lines = first.stdout.splitlines()
+    for stage in STAGES:
+        assert any(line.startswith(stage + " ") for line in lines), f"no summary line for {stage}"
+    assert "PASSED → alias 'staging'" in first.stdout
+    assert "reports/promotion.md" in first.stdout
+    assert "Warning" not in first.stderr and "Traceback" not in first.stderr
+
+
+def test_study_is_one_parent_with_a_nested_run_per_trial(repro):
+    root, _, _ = repro
+    params = json.loads((root / "reports/best_params.json").read_text())
+    n_trials = sum(params["trials"].values())
+    parents = query(root, "select run_uuid from runs where name = 'tune'")
+    assert len(parents) == 1
+    children = query(root, f"select count(*) from tags where key = 'mlflow.parentRunId' and value = '{parents[0][0]}'")
+    assert children[0][0] == n_trials == 5
+
+
+def test_registered_version_holds_staging_and_reports_parse(repro):
+    root, _, _ = repro
+    assert query(root, "select alias, version from registered_model_aliases") == [("staging", 1)]
+    gate = json.loads((root / "reports/gate.json").read_text())
+    assert gate["passed"] and gate["candidate"]["version"] == 1
+    assert json.loads((root / "reports/validation.json").read_text())["passed"]
+    assert json.loads((root / "reports/drift.json").read_text())["columns_checked"] == 19
+    assert "# Model promotion" in (root / "reports/promotion.md").read_text()
+
+
+def test_second_repro_changes_nothing(repro):
+    root, env, _ = repro
+    runs_before = query(root, "select count(*) from runs")
+    second = run_cli(["dvc", "repro"], root, env)
+    assert "Data and pipelines are up to date." in second.stdout
+    assert query(root, "select count(*) from runs") == runs_before
+
+
+def test_promote_then_next_run_is_compared_with_production(repro):
+    root, env, _ = repro
+    refused = run_cli(["mlgate", "promote", "--version", "7"], root, env, check=False)
+    assert refused.returncode == 1 and "no version 7" in refused.stderr
+    run_cli(["mlgate", "promote", "--version", "1", "--reason", "e2e"], root, env)
+    assert ("production", 1) in query(root, "select alias, version from registered_model_aliases")
+    tags = dict(query(root, "select key, value from model_version_tags where version = 1"))
+    assert tags["mlgate.production.reason"] == "e2e" and tags["mlgate.production.from_version"] == "none"
+
+    run_cli(["mlgate", "params", "seed=7", *TINY_BUDGET], root)
+    git_commit_all(root, "new seed")
+    third = run_cli(["dvc", "repro"], root, env)
+    gate = json.loads((root / "reports/gate.json").read_text())
+    assert gate["champion"]["version"] == 1 and gate["candidate"]["version"] == 2
+    assert set(gate["champion"]["metrics"]) == set(gate["candidate"]["metrics"])
+    assert "| metric | candidate v2 | production v1 | difference |" in (root / "reports/promotion.md").read_text()
+    assert "champion" in third.stdout
+
+
+def _corrupt(frame: pd.DataFrame, case: str) -> pd.DataFrame | None:
+    frame = frame.copy()
+    if case == "missing_target":
+        return frame.drop(columns=["churn"])
+    if case == "single_class":
+        frame["churn"] = "No"
+        return frame
+    if case == "non_numeric":
+        frame["tenure"] = frame["tenure"].astype(object)
+        frame.loc[17, "tenure"] = "twelve"
+        return frame
+    if case == "missing_share":
+        frame.loc[frame.index[:500], "monthly_charges"] = None
+        return frame
+    return None
+
+
+BAD_INPUTS = {
+    # case: (stage that must stop, text the message must contain)
+    "missing_file": ("ingest", "data/source/telco_churn.csv.gz: source file not found"),
+    "empty_file": ("ingest", "data/source/telco_churn.csv.gz: the file is empty"),
+    "missing_target": ("validate", "column 'churn', rule 'required'"),
+    "single_class": ("validate", "column 'churn', rule 'min_classes'"),
+    "non_numeric": ("validate", "column 'tenure', rule 'type'"),
+    "missing_share": ("validate", "column 'monthly_charges', rule 'max_missing_share'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_stops_early_with_a_clear_message(case, tmp_path):
+    root = copy_project(tmp_path)
+    source = root / "data/source/telco_churn.csv.gz"
+    if case == "missing_file":
+        source.unlink()
+        (root / "data/source/.keep").write_text("")
+    elif case == "empty_file":
+        source.write_bytes(b"")
+    else:
+        _corrupt(pd.read_csv(source), case).to_csv(source, index=False)
+    env = init_repo(root)
+    result = run_cli(["dvc", "repro"], root, env, check=False)
+    stage, text = BAD_INPUTS[case]
+    assert result.returncode != 0
+    assert f"{stage:<9} error:" in result.stderr and text in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (root / "data/split").exists() and not (root / "models").exists()
+    assert not (root / "mlflow.db").exists()

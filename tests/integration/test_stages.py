@@ -1,0 +1,124 @@
+"""Each stage's run() in order, in a temporary project copy with its own SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import copy_project
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    from mlgate import config
+    from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
+
+    root = copy_project(tmp_path_factory.mktemp("project"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        params = config.read_params()
+        results = {stage.STAGE: stage.run(params)
+                   for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)}
+        yield root, params, results
+
+
+@pytest.fixture
+def tracked(pipeline, monkeypatch):
+    root, params, results = pipeline
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    return root, params, results
+
+
+def test_ingest_snapshot_has_rows_columns_and_hash(tracked):
+    root, _, results = tracked
+    meta = json.loads((root / "data/raw/meta.json").read_text())
+    assert meta["data"]["rows"] == 7043 == len(pd.read_parquet(root / "data/raw/data.parquet"))
+    assert len(meta["data"]["columns"]) == 20
+    assert len(meta["data"]["content_hash"]) == 64
+    assert results["ingest"] == meta
+
+
+def test_split_drops_duplicates_and_partitions_rows(tracked):
+    root, _, results = tracked
+    summary = results["split"]
+    parts = {name: pd.read_parquet(root / f"data/split/{name}.parquet") for name in ("train", "test", "current")}
+    assert summary["duplicates_dropped"] > 0
+    assert sum(len(p) for p in parts.values()) == summary["rows_in"] - summary["duplicates_dropped"]
+    joined = pd.concat(parts.values())
+    assert not joined.duplicated().any()
+    assert abs(summary["positive_share"]["train"] - summary["positive_share"]["test"]) < 0.01
+
+
+def test_tune_logs_parent_with_one_child_per_trial(tracked):
+    from mlgate import tracking
+
+    root, params, results = tracked
+    best = json.loads((root / "reports/best_params.json").read_text())
+    children = tracking.child_runs(best["tune_run_id"])
+    assert len(children) == params["search"]["n_trials"]
+    assert {c["params"]["family"] for c in children} <= set(params["model"])
+    complete = [c for c in children if c["tags"]["mlgate.trial_state"] == "COMPLETE"]
+    assert complete and all(f"cv/{params['data']['metric']}" in c["metrics"] for c in complete)
+    board = pd.read_csv(root / "reports/leaderboard.csv")
+    assert len(board) == params["search"]["n_trials"]
+    assert board.iloc[0]["cv_score"] == pytest.approx(best["cv_score"])
+
+
+def test_trained_model_predicts_raw_rows_through_pyfunc(tracked):
+    from mlgate import tracking
+
+    root, _, results = tracked
+    info = results["train"]
+    raw = pd.read_csv(root / "data/source/telco_churn.csv.gz").drop(columns=["churn"]).head(20)
+    output = tracking.load(info["model_uri"]).predict(raw)
+    assert list(output.columns) == ["prediction", "probability"]
+    assert output["probability"].between(0, 1).all()
+    assert set(output["prediction"]) <= {"Yes", "No"}
+    local = tracking.load(str(root / "models/model")).predict(raw)
+    pd.testing.assert_frame_equal(output, local)
+
+
+def test_runs_carry_lineage_tags(tracked):
+    from mlgate import tracking
+
+    root, _, results = tracked
+    meta = json.loads((root / "data/raw/meta.json").read_text())
+    run = tracking.client().get_run(results["train"]["run_id"])
+    assert run.data.tags["mlgate.data_hash"] == meta["data"]["content_hash"]
+    assert run.data.tags["mlgate.stage"] == "train"
+    assert "mlgate.git_commit" in run.data.tags
+    assert run.data.metrics["test/roc_auc"] == pytest.approx(results["evaluate"]["roc_auc"])
+
+
+def test_evaluate_writes_metrics_and_plot_tables(tracked):
+    root, _, _ = tracked
+    test_metrics = json.loads((root / "metrics/test.json").read_text())
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"} <= set(test_metrics)
+    assert 0.7 < test_metrics["roc_auc"] < 1
+    for name in ("roc", "precision_recall", "confusion", "importance"):
+        assert len(pd.read_csv(root / f"plots/{name}.csv")) > 0
+
+
+def test_drift_on_held_out_rows_passes(tracked):
+    root, _, results = tracked
+    report = json.loads((root / "reports/drift.json").read_text())
+    assert report["passed"] and report["columns_checked"] == 19
+    assert (root / "reports/drift.html").stat().st_size > 10_000
+
+
+def test_gate_registers_and_grants_staging(tracked):
+    from mlgate import tracking
+
+    root, params, results = tracked
+    gate = json.loads((root / "reports/gate.json").read_text())
+    assert gate["passed"] is True
+    name = params["tracking"]["registered_model"]
+    staged = tracking.version_by_alias(name, "staging")
+    assert staged is not None and staged.version == gate["candidate"]["version"]
+    assert staged.tags["mlgate.gate.passed"] == "true"
+    markdown = (root / "reports/promotion.md").read_text()
+    assert "PASSED" in markdown and "| metric_floor | pass |" in markdown

@@ -1,0 +1,141 @@
+import re
+
+import pytest
+import yaml
+
+from mlgate import config, tuning
+from mlgate.config import ConfigError
+from mlgate.data import ColumnSpec, Contract, DataSpec, SourceSpec
+from mlgate.stages.split import SplitParams
+
+
+def _set(section: dict, path: tuple[str, ...], value) -> None:
+    for part in path[:-1]:
+        section = section[part]
+    section[path[-1]] = value
+
+
+def _delete(section: dict, path: tuple[str, ...]) -> None:
+    for part in path[:-1]:
+        section = section[part]
+    del section[path[-1]]
+
+
+def test_build_makes_nested_dataclasses(data_section):
+    spec = config.build(DataSpec, data_section, "data")
+
+    assert spec.source == SourceSpec(kind="file", path="data/source/tiny.csv", format="csv")
+    assert isinstance(spec.contract, Contract)
+    assert spec.contract.columns["tenure"] == ColumnSpec(type="integer")
+    assert spec.contract.columns["charges"] == ColumnSpec(type="float", max_missing_share=0.5)
+    assert spec.contract.min_rows == 3
+
+
+def test_build_uses_defaults_for_absent_optional_keys(data_section):
+    del data_section["current_path"]
+    del data_section["contract"]["max_missing_share"]
+    del data_section["source"]["format"]
+
+    spec = config.build(DataSpec, data_section, "data")
+
+    assert spec.current_path is None
+    assert spec.contract.max_missing_share == 0.0
+    assert spec.source.format == "csv"
+
+
+def test_build_widens_an_int_to_a_float_field(data_section):
+    data_section["contract"]["max_missing_share"] = 0
+
+    spec = config.build(DataSpec, data_section, "data")
+
+    assert isinstance(spec.contract.max_missing_share, float)
+
+
+def test_build_reads_the_committed_data_config(project_root):
+    values = yaml.safe_load((project_root / "conf/data/telco_churn.yaml").read_text())
+
+    spec = config.build(DataSpec, values, "data")
+
+    assert (spec.target, spec.positive_class, spec.metric) == ("churn", "Yes", "roc_auc")
+    assert spec.contract.columns["total_charges"].max_missing_share == 0.01
+    assert "churn" not in spec.features
+    assert "tenure" in spec.numeric_features
+    assert "contract" in spec.categorical_features
+
+
+@pytest.mark.parametrize("path, dotted_key", [
+    (("contract", "columns"), "data.contract.columns"),
+    (("source", "path"), "data.source.path"),
+    (("target",), "data.target"),
+    (("contract", "columns", "tenure", "type"), "data.contract.columns.tenure.type"),
+])
+def test_build_names_a_missing_key(data_section, path, dotted_key):
+    _delete(data_section, path)
+
+    with pytest.raises(ConfigError, match=re.escape(f"'{dotted_key}'")):
+        config.build(DataSpec, data_section, "data")
+
+
+def test_build_names_an_unknown_key_and_its_section(data_section):
+    data_section["contract"]["min_row"] = 10
+
+    with pytest.raises(ConfigError, match=r"\['min_row'\] in 'data\.contract'"):
+        config.build(DataSpec, data_section, "data")
+
+
+@pytest.mark.parametrize("path, value, dotted_key", [
+    (("contract", "min_rows"), "500", "data.contract.min_rows"),
+    (("contract", "min_rows"), True, "data.contract.min_rows"),
+    (("contract", "min_rows"), 1.5, "data.contract.min_rows"),
+    (("contract", "max_missing_share"), "none", "data.contract.max_missing_share"),
+    (("contract", "columns", "tenure", "type"), 3, "data.contract.columns.tenure.type"),
+    (("contract", "columns", "charges", "max_missing_share"), "1%", "data.contract.columns.charges.max_missing_share"),
+    (("contract", "columns"), ["tenure"], "data.contract.columns"),
+    (("source",), "data.csv", "data.source"),
+    (("positive_class",), 1, "data.positive_class"),
+])
+def test_build_names_a_key_of_the_wrong_type(data_section, path, value, dotted_key):
+    _set(data_section, path, value)
+
+    with pytest.raises(ConfigError, match=re.escape(f"'{dotted_key}'")):
+        config.build(DataSpec, data_section, "data")
+
+
+def test_section_names_the_missing_dotted_key():
+    with pytest.raises(ConfigError, match=re.escape("'split.test_size'")):
+        config.section({"split": {"current_size": 0.2}}, "split.test_size")
+
+
+def test_load_builds_one_section():
+    params = {"split": {"test_size": 0.25, "current_size": 0.1}}
+
+    assert config.load(SplitParams, "split", params) == SplitParams(test_size=0.25, current_size=0.1)
+
+
+def test_compose_reproduces_the_committed_params_yaml(project_root):
+    composed = config.compose(project_root / "conf")
+    committed = (project_root / "params.yaml").read_text()
+
+    assert yaml.safe_load(composed) == yaml.safe_load(committed)
+    assert composed == committed
+
+
+def test_compose_applies_overrides(project_root):
+    params = yaml.safe_load(config.compose(project_root / "conf", ["model=[linear]", "search.n_trials=3"]))
+
+    assert list(params["model"]) == ["linear"]
+    assert params["search"]["n_trials"] == 3
+
+
+@pytest.mark.parametrize("search_choice", ["tpe", "random"])
+def test_composed_sections_load_as_typed_settings(project_root, search_choice):
+    params = yaml.safe_load(config.compose(project_root / "conf", [f"search={search_choice}"]))
+
+    spec = config.load(DataSpec, "data", params)
+    settings = config.load(tuning.SearchSettings, "search", params)
+    spaces = tuning.parse_spaces(config.section(params, "model"))
+
+    assert spec.name == params["data"]["name"]
+    assert settings.sampler == search_choice
+    assert [s.family for s in spaces] == list(params["model"])
+    assert config.load(SplitParams, "split", params).test_size == params["split"]["test_size"]

@@ -1,0 +1,113 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from mlgate import models
+from mlgate.data import DataSpec, conform, target_vector
+
+SMALL_PARAMS = {
+    "catboost": {"iterations": 20, "depth": 3, "learning_rate": 0.3},
+    "linear": {"alpha": 1.0},
+    "random_forest": {"n_estimators": 10, "max_depth": 4},
+}
+
+
+def _features(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
+    return conform(frame, spec)[spec.numeric_features + spec.categorical_features]
+
+
+def _with_unseen_category(X: pd.DataFrame) -> pd.DataFrame:
+    return X.assign(plan=["platinum"] * len(X))
+
+
+@pytest.fixture
+def binary_data(mixed_frame, binary_spec):
+    frame = mixed_frame(40, with_missing=True)
+    return _features(frame, binary_spec), target_vector(frame, binary_spec)
+
+
+@pytest.fixture
+def regression_data(mixed_frame, regression_spec):
+    frame = mixed_frame(40, "regression", with_missing=True)
+    return _features(frame, regression_spec), target_vector(frame, regression_spec)
+
+
+def test_every_family_has_small_test_params():
+    assert set(SMALL_PARAMS) == set(models.FAMILIES)
+
+
+@pytest.mark.parametrize("family", sorted(SMALL_PARAMS))
+def test_binary_family_fits_with_missing_values_and_scores_unseen_categories(family, binary_spec, binary_data):
+    X, y = binary_data
+
+    pipeline = models.build(family, SMALL_PARAMS[family], binary_spec).fit(X, y)
+    prediction, probability = models.predict(pipeline, X, "binary")
+    _, unseen_probability = models.predict(pipeline, _with_unseen_category(X), "binary")
+
+    assert (prediction == y).mean() >= 0.8
+    assert set(np.unique(prediction)) <= {0, 1}
+    assert ((probability >= 0) & (probability <= 1)).all()
+    assert unseen_probability.shape == (len(X),)
+    assert np.isfinite(unseen_probability).all()
+
+
+@pytest.mark.parametrize("family", sorted(SMALL_PARAMS))
+def test_regression_family_fits_with_missing_values_and_scores_unseen_categories(family, regression_spec, regression_data):
+    X, y = regression_data
+
+    pipeline = models.build(family, SMALL_PARAMS[family], regression_spec).fit(X, y)
+    prediction, probability = models.predict(pipeline, X, "regression")
+    unseen_prediction, _ = models.predict(pipeline, _with_unseen_category(X), "regression")
+
+    assert probability is None
+    assert np.corrcoef(prediction, y)[0, 1] > 0.8
+    assert np.isfinite(unseen_prediction).all()
+
+
+@pytest.mark.parametrize("family", sorted(SMALL_PARAMS))
+def test_clone_refits_to_the_same_predictions(family, binary_spec, binary_data):
+    X, y = binary_data
+    pipeline = models.build(family, SMALL_PARAMS[family], binary_spec)
+
+    cloned = clone(pipeline)
+    _, original = models.predict(pipeline.fit(X, y), X, "binary")
+    _, refitted = models.predict(cloned.fit(X, y), X, "binary")
+
+    assert cloned is not pipeline
+    np.testing.assert_allclose(refitted, original)
+
+
+def test_an_unknown_family_is_named(binary_spec):
+    with pytest.raises(ValueError, match=r"model\.xgboost"):
+        models.build("xgboost", {}, binary_spec)
+
+
+@pytest.mark.parametrize("family", sorted(SMALL_PARAMS))
+def test_an_unknown_constructor_argument_names_the_family(family, binary_spec):
+    with pytest.raises(ValueError, match=rf"model\.{family}: .*not_a_param"):
+        models.build(family, {"not_a_param": 1}, binary_spec)
+
+
+def test_linear_alpha_is_the_inverse_of_logistic_c(binary_spec):
+    pipeline = models.build("linear", {"alpha": 4.0}, binary_spec)
+
+    assert pipeline.named_steps["model"].C == 0.25
+
+
+def test_build_does_not_modify_its_params(binary_spec):
+    params = {"alpha": 2.0}
+
+    models.build("linear", params, binary_spec)
+
+    assert params == {"alpha": 2.0}
+
+
+def test_categories_as_text_gives_missing_values_their_own_category():
+    X = pd.DataFrame({"plan": ["basic", np.nan, None], "charges": [1.0, np.nan, 3.0]})
+
+    transformed = models.CategoriesAsText(("plan",)).fit(X).transform(X)
+
+    assert transformed["plan"].tolist() == ["basic", models.MISSING_CATEGORY, models.MISSING_CATEGORY]
+    assert np.isnan(transformed.loc[1, "charges"])
+    assert X["plan"].isna().sum() == 2
