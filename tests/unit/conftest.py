@@ -1,8 +1,4 @@
-"""Tiny DataSpecs and frames shared by the unit tests (no files, no MLflow, no network)."""
-
-import os
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+"""Tiny DataSpecs and frames shared by the unit tests (no files, no tracking store, no network)."""
 
 import copy
 from collections.abc import Callable

@@ -45,10 +45,11 @@ def test_read_file_reads_parquet(tmp_path, clean_frame):
 
 @pytest.mark.parametrize("name, content, fmt, detail", [
     ("empty.csv", "", "csv", "the file is empty"),
+    ("blank_line.csv", "\n", "csv", "the file is empty"),
     ("header_only.csv", "tenure,plan\n", "csv", "no data rows (columns: tenure, plan)"),
     ("ragged.csv", "a,b\n1,2\n3,4,5,6\n", "csv", "cannot be read as csv"),
     ("text.parquet", "not parquet at all", "parquet", "cannot be read as parquet"),
-    ("empty.parquet", "", "parquet", "cannot be read as parquet"),
+    ("empty.parquet", "", "parquet", "the file is empty"),
 ])
 def test_unreadable_file_error_names_the_path(tmp_path, name, content, fmt, detail):
     path = tmp_path / name
