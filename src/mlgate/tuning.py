@@ -6,6 +6,7 @@ and get plain ``TrialOutcome`` records back, one per trial, including pruned and
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ def _param_spec(where: str, spec: dict[str, Any]) -> ParamSpec:
     if kind in ("float", "int"):
         if "low" not in spec or "high" not in spec or spec["low"] > spec["high"]:
             raise ValueError(f"{where}: a {kind} parameter needs low <= high")
+        if spec.get("log") and spec["low"] <= 0:
+            raise ValueError(f"{where}: a log-scale parameter needs low > 0, got {spec['low']}")
         return ParamSpec(kind, spec["low"], spec["high"], bool(spec.get("log", False)))
     if kind == "categorical":
         choices = tuple(spec.get("choices") or ())
@@ -141,8 +144,7 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
     def objective(trial: optuna.Trial) -> float:
         start = time.time()
         family = trial.suggest_categorical("family", list(by_name))
-        space = by_name[family]
-        params = {**space.fixed, **{k: _suggest(trial, f"{family}.{k}", s) for k, s in space.space.items()}}
+        params: dict[str, Any] = {}
         folds: list[float] = []
 
         def report(step: int, value: float) -> None:
@@ -153,17 +155,22 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
 
         state, error, score = "COMPLETE", None, None
         try:
+            space = by_name[family]
+            params = {**space.fixed, **{k: _suggest(trial, f"{family}.{k}", s) for k, s in space.space.items()}}
             score, fold_scores = evaluate(family, params, report)
             folds[:] = fold_scores
+            if not math.isfinite(score):
+                raise ValueError(f"the cross-validated score is {score}")
             return score
         except Pruned:
             state = "PRUNED"
             raise optuna.TrialPruned() from None
         except Exception as exc:
-            state, error = "FAIL", f"{type(exc).__name__}: {exc}"
+            state, error, score = "FAIL", f"{type(exc).__name__}: {exc}", None
             raise
         finally:
-            mean = score if score is not None else (sum(folds) / len(folds) if folds else None)
+            finite = [f for f in folds if math.isfinite(f)]
+            mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
             outcome = TrialOutcome(trial.number, family, params, mean, tuple(folds), state, start, time.time(), error)
             outcomes.append(outcome)
             on_trial(outcome)

@@ -77,9 +77,6 @@ def test_champion_check_allows_a_small_regression_only(metric, candidate_score, 
     assert check.observed == pytest.approx((candidate_score - champion_score) * (1 if metric == "roc_auc" else -1))
 
 
-@pytest.mark.xfail(reason="BUG: decide() compares a float difference with the tolerance exactly, so a candidate "
-                          "worse by exactly max_regression (0.845 vs 0.85, limit 0.005) is rejected while the "
-                          "check reports observed -0.005 = limit -0.005", strict=True)
 def test_champion_check_allows_a_regression_of_exactly_the_tolerance():
     decision = _decide(_regression_limit(0.005), candidate_score=0.845, champion_score=0.85)
 

@@ -76,8 +76,6 @@ def test_best_without_failures_says_how_many_trials_ran():
         best([_outcome(0, "PRUNED", 0.5), _outcome(1, "PRUNED", 0.4)], maximize=True)
 
 
-@pytest.mark.xfail(reason="BUG: best() compares NaN scores with max(); a COMPLETE trial with a NaN score that "
-                          "comes first is returned as the winner", strict=True)
 def test_best_ignores_a_nan_score():
     outcomes = [_outcome(0, "COMPLETE", math.nan), _outcome(1, "COMPLETE", 0.7)]
 

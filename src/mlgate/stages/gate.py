@@ -74,7 +74,7 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
             checks.append(Check("champion", True, None, policy.max_regression, f"no '{CHAMPION_ALIAS}' model yet"))
         else:
             gain = metrics.improvement(metric, candidate_score, champion_score)
-            ok = gain >= -policy.max_regression
+            ok = gain >= -policy.max_regression - 1e-12  # a loss of exactly the tolerance is allowed
             checks.append(Check("champion", ok, round(gain, 6), -policy.max_regression,
                                 f"test {metric} {candidate_score:.4f} vs production {champion_score:.4f} "
                                 f"(gain {gain:+.4f}, allowed loss {policy.max_regression})"))

@@ -59,7 +59,7 @@ def leaderboard(outcomes: list[tuning.TrialOutcome], maximize: bool) -> pd.DataF
 
 
 def best(outcomes: list[tuning.TrialOutcome], maximize: bool) -> tuning.TrialOutcome:
-    complete = [o for o in outcomes if o.state == "COMPLETE"]
+    complete = [o for o in outcomes if o.state == "COMPLETE" and o.score is not None and np.isfinite(o.score)]
     if not complete:
         failed = [o for o in outcomes if o.state == "FAIL"]
         detail = f"; first failure: trial {failed[0].number} ({failed[0].family}): {failed[0].error}" if failed else ""
