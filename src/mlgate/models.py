@@ -6,6 +6,8 @@ the model: serving sees exactly what training saw.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,9 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from mlgate.data import DataSpec
 
 MISSING_CATEGORY = "__missing__"
+# CatBoost's Python fit/predict path swaps process-global logger state (catboost#2620), so two
+# CatBoost calls from parallel trial threads must not overlap; other families run concurrently.
+_CATBOOST_LOCK = threading.Lock()
 
 
 class CategoriesAsText(BaseEstimator, TransformerMixin):
@@ -95,6 +100,16 @@ def build(family: str, params: dict[str, Any], spec: DataSpec, *, threads: int =
         return FAMILIES[family](params, spec, threads, seed)
     except TypeError as error:  # an unknown constructor argument in conf/model/<family>.yaml
         raise ValueError(f"model.{family}: {error}") from error
+
+
+def exclusive(family: str) -> contextlib.AbstractContextManager:
+    """Hold this around fit and predict when trials run in threads."""
+    return _CATBOOST_LOCK if family == "catboost" else contextlib.nullcontext()
+
+
+def threads_for(family: str, cores: int, parallel_trials: int) -> int:
+    """CatBoost runs one call at a time (see ``exclusive``), so it may use every core."""
+    return cores if family == "catboost" else max(1, cores // parallel_trials)
 
 
 def predict(pipeline: Pipeline, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:

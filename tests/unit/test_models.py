@@ -111,3 +111,13 @@ def test_categories_as_text_gives_missing_values_their_own_category():
     assert transformed["plan"].tolist() == ["basic", models.MISSING_CATEGORY, models.MISSING_CATEGORY]
     assert np.isnan(transformed.loc[1, "charges"])
     assert X["plan"].isna().sum() == 2
+
+
+def test_catboost_calls_are_serialised_and_may_use_every_core():
+    from mlgate import models
+
+    assert models.exclusive("catboost") is models.exclusive("catboost")
+    assert models.threads_for("catboost", cores=2, parallel_trials=2) == 2
+    assert models.threads_for("linear", cores=2, parallel_trials=2) == 1
+    with models.exclusive("linear"), models.exclusive("random_forest"):
+        pass  # other families take no lock, so they may nest and overlap freely

@@ -84,7 +84,7 @@ def test_best_ignores_a_nan_score():
 
 def test_cross_validation_scores_each_fold(mixed_frame, binary_spec):
     frame = mixed_frame(60)
-    objective = CrossValidation(frame, binary_spec, 3, threads=1, seed=0)
+    objective = CrossValidation(frame, binary_spec, 3, parallel_trials=1, cores=1, seed=0)
     reported = []
 
     score, fold_scores = objective("linear", {"alpha": 1.0}, lambda step, value: reported.append((step, value)))
@@ -99,7 +99,7 @@ def test_cross_validation_scores_each_fold(mixed_frame, binary_spec):
 def test_cross_validation_folds_are_stratified_and_cover_every_row(mixed_frame, binary_spec):
     frame = mixed_frame(60)
 
-    objective = CrossValidation(frame, binary_spec, 3, threads=1, seed=0)
+    objective = CrossValidation(frame, binary_spec, 3, parallel_trials=1, cores=1, seed=0)
 
     scored_rows = np.concatenate([score_rows for _, score_rows in objective.folds])
     assert sorted(scored_rows.tolist()) == list(range(60))
@@ -108,7 +108,7 @@ def test_cross_validation_folds_are_stratified_and_cover_every_row(mixed_frame, 
 
 def test_cross_validation_uses_the_metric_of_a_regression_task(mixed_frame, regression_spec):
     frame = mixed_frame(60, "regression")
-    objective = CrossValidation(frame, regression_spec, 3, threads=1, seed=0)
+    objective = CrossValidation(frame, regression_spec, 3, parallel_trials=1, cores=1, seed=0)
 
     score, fold_scores = objective("linear", {"alpha": 1.0}, lambda step, value: None)
 

@@ -7,6 +7,7 @@ refits) and paths.leaderboard. MLflow: one parent run `tune`, one nested run per
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,11 +28,13 @@ STAGE = "tune"
 class CrossValidation:
     """The objective: holds the data and folds, so nothing is reloaded or re-split per trial."""
 
-    def __init__(self, frame: pd.DataFrame, spec: DataSpec, folds: int, *, threads: int, seed: int):
+    def __init__(self, frame: pd.DataFrame, spec: DataSpec, folds: int, *, parallel_trials: int, seed: int,
+                 cores: int = 2):
         self.X = frame[spec.numeric_features + spec.categorical_features]
         self.y = target_vector(frame, spec)
         self.spec = spec
-        self.threads = threads
+        self.parallel_trials = parallel_trials
+        self.cores = cores
         self.seed = seed
         splitter = (StratifiedKFold if spec.task == "binary" else KFold)(n_splits=folds, shuffle=True, random_state=seed)
         self.folds = list(splitter.split(self.X, self.y))
@@ -39,9 +42,11 @@ class CrossValidation:
     def __call__(self, family: str, params: dict[str, Any], report: Callable[[int, float], None]) -> tuple[float, list[float]]:
         scores = []
         for step, (fit_rows, score_rows) in enumerate(self.folds):
-            model = models.build(family, params, self.spec, threads=self.threads, seed=self.seed)
-            model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
-            prediction, probability = models.predict(model, self.X.iloc[score_rows], self.spec.task)
+            threads = models.threads_for(family, self.cores, self.parallel_trials)
+            model = models.build(family, params, self.spec, threads=threads, seed=self.seed)
+            with models.exclusive(family):
+                model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
+                prediction, probability = models.predict(model, self.X.iloc[score_rows], self.spec.task)
             scores.append(metrics.score(self.spec.metric, self.y[score_rows], prediction, probability))
             report(step, scores[-1])
         return float(np.mean(scores)), scores
@@ -119,8 +124,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     except ValueError as error:
         raise StageError(f"params.yaml: {error}") from error
     train = pd.read_parquet(paths.split_file("train"))
-    threads = max(1, 2 // settings.n_jobs)
-    objective = CrossValidation(train, spec, settings.cv_folds, threads=threads, seed=seed)
+    objective = CrossValidation(train, spec, settings.cv_folds, parallel_trials=settings.n_jobs, seed=seed,
+                                cores=os.cpu_count() or 1)
 
     data_hash, dvc_md5 = project.lineage(params)
     tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5)
@@ -139,7 +144,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 progress.update(outcome)
             outcomes = tuning.optimize(spaces, objective, settings, maximize=metric.greater_is_better,
                                        seed=seed, on_trial=on_trial)
-        progress.close()
         if recorder.errors:
             console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
         winner = best(outcomes, metric.greater_is_better)
