@@ -41,8 +41,15 @@ def copy_project(dest: Path, overrides: list[str] | None = None) -> Path:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, target)
-    run_cli(["mlgate", "params", *(TINY_BUDGET + list(overrides or []))], dest)
+    run_cli(["mlgate", "params", *with_overrides(TINY_BUDGET, overrides)], dest)
     return dest
+
+
+def with_overrides(base: list[str], overrides: list[str] | None) -> list[str]:
+    """Hydra overrides ``base`` with those in ``overrides`` replacing the same keys."""
+    merged = {item.split("=", 1)[0]: item for item in base}
+    merged.update({item.split("=", 1)[0]: item for item in overrides or []})
+    return list(merged.values())
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:

@@ -5,16 +5,16 @@ import pytest
 from mlgate.stages.gate import GatePolicy, decide, promotion_markdown
 
 NO_DRIFT = {"drift_share": 0.1, "max_drift_share": 0.3, "drifted_columns": ["tenure"]}
-ONLY_VALIDATION = GatePolicy(require_validation=True, require_no_drift=False)
-ONLY_DRIFT = GatePolicy(require_validation=False, require_no_drift=True)
+ONLY_VALIDATION = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=False)
+ONLY_DRIFT = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=True)
 
 
 def _floor(value: float) -> GatePolicy:
-    return GatePolicy(require_validation=False, require_no_drift=False, metric_floor=value)
+    return GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, metric_floor=value)
 
 
 def _regression_limit(value: float) -> GatePolicy:
-    return GatePolicy(require_validation=False, require_no_drift=False, max_regression=value)
+    return GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, max_regression=value)
 
 
 def _decide(policy: GatePolicy, *, metric: str = "roc_auc", candidate_score: float = 0.85, validation_passed: bool = True,
@@ -100,7 +100,7 @@ def test_champion_error_fails_the_check_with_its_message():
 
 
 def test_decision_lists_every_check_and_every_reason():
-    policy = GatePolicy(require_validation=True, require_no_drift=True, metric_floor=0.9, max_regression=0.005)
+    policy = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=True, metric_floor=0.9, max_regression=0.005)
 
     decision = _decide(policy, validation_passed=False, candidate_score=0.85, champion_score=0.80)
 
@@ -111,13 +111,13 @@ def test_decision_lists_every_check_and_every_reason():
 
 
 def test_empty_policy_passes():
-    policy = GatePolicy(require_validation=False, require_no_drift=False)
+    policy = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False)
 
     assert _decide(policy, validation_passed=False).passed
 
 
 def _gate_result(*, passed: bool, champion: dict | None) -> dict:
-    policy = GatePolicy(require_validation=True, require_no_drift=True, metric_floor=0.8, max_regression=0.005)
+    policy = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=True, metric_floor=0.8, max_regression=0.005)
     decision = _decide(policy, candidate_score=0.85, champion_score=None if champion is None else 0.84)
     return {
         "passed": passed, "reasons": [] if passed else ["test roc_auc 0.7500 < floor 0.8"],

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from mlgate import config, console, files, metrics, project, tracking
+from mlgate.project import StageError
 from mlgate.stages import evaluate
 from mlgate.stages.ingest import content_hash
 
@@ -24,6 +25,7 @@ CHAMPION_ALIAS = "production"
 
 @dataclass(frozen=True)
 class GatePolicy:
+    metric: str
     require_validation: bool = True
     require_no_drift: bool = True
     metric_floor: float | None = None
@@ -126,6 +128,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     paths = project.paths(params)
     names = project.tracking(params)
     policy = config.load(GatePolicy, "gate", params)
+    if policy.metric != spec.metric:
+        raise StageError(f"params.yaml: the gate policy is stated in '{policy.metric}' (gate.metric) but dataset "
+                         f"'{spec.name}' is scored in '{spec.metric}' (data.metric); choose a policy for "
+                         f"{spec.metric} (e.g. -S gate=<policy>) or set gate.metric and gate.metric_floor")
     info = files.read_json(paths.train_info)
     validation = files.read_json(paths.validation)
     drift = files.read_json(paths.drift)
