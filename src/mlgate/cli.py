@@ -13,6 +13,7 @@ from mlgate import console
 console.quiet_libraries()
 
 STAGES = {
+    "fingerprint": "Cheap summary of the source (file hash, SQL count, ETag); ingest reruns when it changes.",
     "ingest": "Read the declared source into data/raw/ (Parquet + meta.json with a content hash).",
     "validate": "Check data/raw/ against the data contract; fail naming file, column and rule.",
     "split": "Drop duplicate rows; seeded stratified train / test / current split.",

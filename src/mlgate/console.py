@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-_STAGE_WIDTH = 9
+STAGE_WIDTH = 11
 
 
 def quiet_libraries() -> None:
@@ -25,11 +25,11 @@ def quiet_libraries() -> None:
 
 
 def say(stage: str, message: str) -> None:
-    print(f"{stage:<{_STAGE_WIDTH}} {message}", flush=True)
+    print(f"{stage:<{STAGE_WIDTH}} {message}", flush=True)
 
 
 def fail(stage: str, message: str) -> None:
-    print(f"{stage:<{_STAGE_WIDTH}} error: {message}", file=sys.stderr, flush=True)
+    print(f"{stage:<{STAGE_WIDTH}} error: {message}", file=sys.stderr, flush=True)
 
 
 def number(value: int) -> str:

@@ -19,6 +19,7 @@ class StageError(Exception):
 @dataclass(frozen=True)
 class Paths:
     source_dir: str
+    fingerprint: str
     raw: str
     validation: str
     split: str

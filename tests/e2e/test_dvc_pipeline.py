@@ -69,7 +69,9 @@ def test_second_repro_changes_nothing(repro):
     root, env, _ = repro
     runs_before = query(root, "select count(*) from runs")
     second = run_cli(["dvc", "repro"], root, env)
-    assert "Data and pipelines are up to date." in second.stdout
+    assert "data/source/telco_churn.csv.gz: unchanged" in second.stdout
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in second.stdout
     assert query(root, "select count(*) from runs") == runs_before
 
 
@@ -135,7 +137,7 @@ def test_bad_input_stops_early_with_a_clear_message(case, tmp_path):
     result = run_cli(["dvc", "repro"], root, env, check=False)
     stage, text = BAD_INPUTS[case]
     assert result.returncode != 0
-    assert f"{stage:<9} error:" in result.stderr and text in result.stderr, result.stderr
+    assert f"{stage:<11} error:" in result.stderr and text in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (root / "data/split").exists() and not (root / "models").exists()
     assert not (root / "mlflow.db").exists()

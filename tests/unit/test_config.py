@@ -65,7 +65,7 @@ def test_build_reads_the_committed_data_config(project_root):
 
 @pytest.mark.parametrize("path, dotted_key", [
     (("contract", "columns"), "data.contract.columns"),
-    (("source", "path"), "data.source.path"),
+    (("source", "kind"), "data.source.kind"),
     (("target",), "data.target"),
     (("contract", "columns", "tenure", "type"), "data.contract.columns.tenure.type"),
 ])
@@ -73,6 +73,13 @@ def test_build_names_a_missing_key(data_section, path, dotted_key):
     _delete(data_section, path)
 
     with pytest.raises(ConfigError, match=re.escape(f"'{dotted_key}'")):
+        config.build(DataSpec, data_section, "data")
+
+
+def test_a_file_source_without_a_path_names_the_key(data_section):
+    _delete(data_section, ("source", "path"))
+
+    with pytest.raises(ValueError, match=re.escape("data.source.path is required for a file source")):
         config.build(DataSpec, data_section, "data")
 
 

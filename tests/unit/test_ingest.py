@@ -5,7 +5,12 @@ import pytest
 
 from mlgate.data import SourceSpec
 from mlgate.project import StageError
-from mlgate.stages.ingest import content_hash, read_file, read_source
+from mlgate.sources import read
+from mlgate.stages.ingest import content_hash
+
+
+def read_file(path, fmt, what):
+    return read(SourceSpec(kind="file", path=str(path), format=fmt), what)
 
 
 def test_content_hash_ignores_the_row_index(clean_frame):
@@ -69,14 +74,11 @@ def test_missing_file_error_names_the_path_and_the_param(tmp_path):
         read_file(path, "csv", "data.current_path")
 
 
-def test_unsupported_format_names_the_param(tmp_path, clean_frame):
-    path = tmp_path / "tiny.xlsx"
-    clean_frame.to_csv(path, index=False)
-
-    with pytest.raises(StageError, match=re.escape("data.source.format must be csv or parquet, got 'xlsx'")):
-        read_file(path, "xlsx", "data.source")
+def test_unsupported_format_names_the_param():
+    with pytest.raises(ValueError, match=re.escape("data.source.format must be csv or parquet, got 'xlsx'")):
+        SourceSpec(kind="file", path="tiny.xlsx", format="xlsx")
 
 
-def test_read_source_rejects_an_unsupported_kind():
-    with pytest.raises(StageError, match=re.escape("data.source.kind 'url'")):
-        read_source(SourceSpec(kind="url", path="https://example.invalid/data.csv"))
+def test_an_unsupported_kind_names_the_param():
+    with pytest.raises(ValueError, match=re.escape("data.source.kind must be one of ('file', 'sql', 'http'), got 'url'")):
+        SourceSpec(kind="url", path="https://example.invalid/data.csv")

@@ -91,7 +91,7 @@ class Progress:
     """A progress bar on the terminal: trials done, best so far, time left of the budget."""
 
     def __init__(self, settings: tuning.SearchSettings, metric: str, maximize: bool):
-        self.bar = tqdm(total=settings.n_trials, desc=f"{STAGE:<9} ", unit="trial", leave=False, disable=None,
+        self.bar = tqdm(total=settings.n_trials, desc=f"{STAGE:<{console.STAGE_WIDTH}} ", unit="trial", leave=False, disable=None,
                         bar_format="{desc}{bar:24} {n_fmt}/{total_fmt} trials{postfix}")
         self.metric, self.maximize, self.deadline = metric, maximize, time.time() + settings.timeout_s
         self.best: float | None = None

@@ -1,0 +1,281 @@
+"""Reading a declared source (file, SQL, HTTP JSON API) into a DataFrame, and fingerprinting it.
+
+The fingerprint is a cheap summary that changes when the source's data does (a file hash, a
+count/max query, an ETag); the `fingerprint` stage writes it so DVC reruns `ingest` only then.
+Secrets come from environment variables named in the config and never appear in a location string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlgate.data import SourceSpec
+from mlgate.project import StageError
+
+_CHUNK_ROWS = 50_000
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+def read(source: SourceSpec, what: str = "data.source") -> pd.DataFrame:
+    reader = {"file": _read_file, "sql": _read_sql, "http": _read_http}[source.kind]
+    frame = reader(source, what)
+    if frame.empty:
+        raise StageError(f"{location(source)}: no data rows (columns: {', '.join(map(str, frame.columns)) or 'none'})")
+    return frame
+
+
+def location(source: SourceSpec) -> str:
+    """Where the data comes from, safe to print and log: passwords masked, no credentials."""
+    if source.kind == "file":
+        return str(source.path)
+    if source.kind == "sql":
+        target = f"table {source.table}" if source.table else "query"
+        return f"{_engine_url(source, with_secrets=False)} ({target})"
+    return str(source.url)
+
+
+def fingerprint(source: SourceSpec) -> dict[str, Any]:
+    base = {"kind": source.kind, "location": location(source)}
+    if source.kind == "file":
+        return base | _file_fingerprint(source)
+    if source.kind == "sql":
+        return base | {"value": _sql_fingerprint(source)}
+    return base | _http_fingerprint(source)
+
+
+# --- file -------------------------------------------------------------------------------------
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _read_file(source: SourceSpec, what: str) -> pd.DataFrame:
+    path = str(source.path)
+    if not _is_url(path):
+        local = Path(path)
+        if not local.is_file():
+            raise StageError(f"{path}: source file not found ({what}.path in params.yaml)")
+        if local.stat().st_size == 0:
+            raise StageError(f"{path}: the file is empty (0 bytes)")
+    options = dict(source.options)
+    try:
+        if source.format == "parquet":
+            return pd.read_parquet(path, storage_options=options.get("storage_options"))
+        frame = pd.read_csv(path, **options)
+    except pd.errors.EmptyDataError:
+        raise StageError(f"{path}: the file is empty (no header row)") from None
+    except UnicodeDecodeError as error:
+        raise StageError(f"{path}: not valid {options.get('encoding', 'utf-8')} text ({error.reason} at byte "
+                         f"{error.start}); set {what}.options.encoding (e.g. latin-1)") from None
+    except (pd.errors.ParserError, OSError, ValueError) as error:
+        raise StageError(f"{path}: cannot be read as {source.format}: {error}") from None
+    _check_header(frame, path, options)
+    return frame
+
+
+def _check_header(frame: pd.DataFrame, path: str, options: dict[str, Any]) -> None:
+    """pandas silently renames duplicate columns (x, x.1) and reads a wrong delimiter as one column."""
+    header_options = {k: v for k, v in options.items() if k in ("sep", "encoding", "storage_options", "skiprows")}
+    first_row = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **header_options)
+    names = [str(c) for c in first_row.iloc[0]]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise StageError(f"{path}: duplicate column name(s) {duplicated} in the header row")
+    if len(names) == 1:
+        for separator in (";", "\t", "|"):
+            if separator in names[0]:
+                raise StageError(f"{path}: one column named {names[0][:60]!r}: the file seems to use "
+                                 f"{separator!r} as separator; set data.source.options.sep")
+
+
+def _file_fingerprint(source: SourceSpec) -> dict[str, Any]:
+    path = str(source.path)
+    if _is_url(path):
+        import fsspec
+
+        info = fsspec.core.url_to_fs(path, **source.options.get("storage_options", {}) or {})[0].info(path)
+        return {key: str(info[key]) for key in ("size", "ETag", "etag", "mtime", "LastModified", "md5") if key in info}
+    local = Path(path)
+    if not local.is_file():
+        return {"missing": True}
+    digest = hashlib.sha256()
+    with local.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": local.stat().st_size, "sha256": digest.hexdigest()}
+
+
+# --- sql --------------------------------------------------------------------------------------
+
+def _env(name: str, field: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        raise StageError(f"environment variable {name} ({field} in params.yaml) is not set")
+    return value
+
+
+def _engine_url(source: SourceSpec, *, with_secrets: bool):
+    import sqlalchemy as sa
+
+    try:
+        url = sa.make_url(str(source.url))
+    except sa.exc.ArgumentError as error:
+        raise StageError(f"data.source.url is not a SQLAlchemy URL: {error}") from None
+    if url.password is not None:
+        raise StageError("data.source.url must not contain a password; name an environment variable in "
+                         "data.source.password_env instead")
+    if not with_secrets:
+        return url.render_as_string(hide_password=True)
+    if source.username_env:
+        url = url.set(username=_env(source.username_env, "data.source.username_env"))
+    if source.password_env:
+        url = url.set(password=_env(source.password_env, "data.source.password_env"))
+    return url
+
+
+def _select(source: SourceSpec):
+    import sqlalchemy as sa
+
+    if source.query is not None:
+        return sa.text(source.query).bindparams(**source.params)
+    schema, _, name = str(source.table).rpartition(".")
+    return sa.select(sa.text("*")).select_from(sa.table(name, schema=schema or None))
+
+
+def _sql(source: SourceSpec, run):
+    import sqlalchemy as sa
+
+    engine = None
+    try:
+        engine = sa.create_engine(_engine_url(source, with_secrets=True))
+        with engine.connect() as connection:
+            return run(connection)
+    except (sa.exc.SQLAlchemyError, ImportError) as error:
+        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise StageError(f"{location(source)}: {type(error).__name__}: {detail}") from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _read_sql(source: SourceSpec, what: str) -> pd.DataFrame:
+    def run(connection):
+        streaming = connection.execution_options(stream_results=True, max_row_buffer=_CHUNK_ROWS)
+        chunks = list(pd.read_sql(_select(source), streaming, chunksize=_CHUNK_ROWS))
+        if not chunks:
+            return pd.DataFrame()
+        return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+    return _sql(source, run)
+
+
+def _sql_fingerprint(source: SourceSpec) -> list[str]:
+    import sqlalchemy as sa
+
+    if source.fingerprint_query:
+        statement = sa.text(source.fingerprint_query).bindparams(
+            **{k: v for k, v in source.params.items() if f":{k}" in source.fingerprint_query})
+    else:
+        statement = sa.select(sa.func.count()).select_from(_select(source).subquery())
+    return _sql(source, lambda connection: [str(v) for v in connection.execute(statement).one()])
+
+
+# --- http -------------------------------------------------------------------------------------
+
+def _session(source: SourceSpec):
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    retry = Retry(total=source.retries, backoff_factor=source.backoff_s, status_forcelist=_RETRY_STATUSES,
+                  allowed_methods=("GET", "HEAD"), raise_on_status=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.headers.update({header: _env(var, f"data.source.headers_env.{header}")
+                            for header, var in source.headers_env.items()})
+    return session
+
+
+def _get(session, source: SourceSpec, url: str, params: dict[str, Any]):
+    import requests
+
+    try:
+        response = session.get(url, params=params, timeout=source.timeout_s)
+    except requests.RequestException as error:
+        raise StageError(f"GET {url}: {type(error).__name__} after {source.retries} retries: {error}") from None
+    if response.status_code >= 400:
+        raise StageError(f"GET {response.url}: HTTP {response.status_code} {response.reason}"
+                         + (f" after {source.retries} retries" if response.status_code in _RETRY_STATUSES else ""))
+    return response
+
+
+def _dig(payload: Any, dotted: str | None, url: str) -> Any:
+    walked: list[str] = []
+    for key in dotted.split(".") if dotted else ():
+        if not isinstance(payload, dict) or key not in payload:
+            found = list(payload)[:10] if isinstance(payload, dict) else type(payload).__name__
+            where = f"under '{'.'.join(walked)}'" if walked else "at the top level"
+            raise StageError(f"{url}: no key '{dotted}' in the JSON response ('{key}' missing {where}; found: {found})")
+        payload = payload[key]
+        walked.append(key)
+    return payload
+
+
+def _json(response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise StageError(f"{response.url}: the response is not valid JSON "
+                         f"(starts with {response.text[:40]!r})") from None
+
+
+def _read_http(source: SourceSpec, what: str) -> pd.DataFrame:
+    paging = dict(source.pagination)
+    style = paging.get("type")
+    if style not in (None, "page", "cursor"):
+        raise StageError(f"{what}.pagination.type must be page or cursor, got '{style}'")
+    max_pages = int(paging.get("max_pages", 10_000))
+    params: dict[str, Any] = dict(source.params)
+    page = int(paging.get("start", 1))
+    records: list[dict[str, Any]] = []
+    with _session(source) as session:
+        for _ in range(max_pages):
+            if style == "page":
+                params[paging.get("param", "page")] = page
+                if "size" in paging:
+                    params[paging.get("size_param", "per_page")] = paging["size"]
+            response = _get(session, source, str(source.url), params)
+            payload = _json(response)
+            batch = _dig(payload, source.records_key, response.url)
+            if not isinstance(batch, list):
+                raise StageError(f"{response.url}: '{source.records_key or 'the response'}' is not a list of records")
+            records.extend(batch)
+            if style == "page":
+                if not batch or ("size" in paging and len(batch) < int(paging["size"])):
+                    break
+                page += 1
+            elif style == "cursor":
+                cursor = _dig(payload, paging.get("cursor_key", "next_cursor"), response.url) if batch else None
+                if not cursor:
+                    break
+                params[paging.get("param", "cursor")] = cursor
+            else:
+                break
+        else:
+            raise StageError(f"{source.url}: more than {max_pages} pages ({what}.pagination.max_pages)")
+    return pd.json_normalize(records) if records else pd.DataFrame()
+
+
+def _http_fingerprint(source: SourceSpec) -> dict[str, Any]:
+    with _session(source) as session:
+        response = _get(session, source, str(source.url), dict(source.params))
+    for header in ("ETag", "Last-Modified"):
+        if header in response.headers:
+            return {header.lower(): response.headers[header]}
+    return {"first_page_sha256": hashlib.sha256(response.content).hexdigest()}

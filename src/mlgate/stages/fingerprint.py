@@ -1,0 +1,29 @@
+"""fingerprint: a cheap summary of the source that changes when its data does.
+
+Always runs (dvc.yaml `always_changed`); writes paths.fingerprint (persisted between runs), which
+`ingest` depends on, so a changed table, API or file reruns the graph and an unchanged one does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlgate import console, files, project, sources
+from mlgate.stages.ingest import current_source
+
+STAGE = "fingerprint"
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    spec = project.data_spec(params)
+    target = Path(project.paths(params).fingerprint)
+    summary = sources.fingerprint(spec.source)
+    if spec.current_path:
+        summary["current"] = sources.fingerprint(current_source(spec.current_path))
+    previous = files.read_json(target) if target.is_file() else None
+    if previous != summary:
+        files.write_json(target, summary)
+    state = "unchanged" if previous == summary else ("first fingerprint" if previous is None else "CHANGED: ingest reruns")
+    console.say(STAGE, f"{summary['location']}: {state}")
+    return summary

@@ -1,0 +1,53 @@
+import pytest
+
+from mlgate import sources
+from mlgate.data import SourceSpec
+from mlgate.project import StageError
+
+
+def read_csv(path, **options):
+    return sources.read(SourceSpec(kind="file", path=str(path), options=options))
+
+
+@pytest.mark.parametrize("content, detail", [
+    (b"a;b;c\n1;2;3\n4;5;6\n", "the file seems to use ';' as separator; set data.source.options.sep"),
+    (b"x,x,y\n1,2,3\n", "duplicate column name(s) ['x'] in the header row"),
+    (b"name,city\nJos\xe9,Paris\n", "not valid utf-8 text (invalid continuation byte at byte"),
+    (b'a,b\n1,"unterminated\n2,3\n', "cannot be read as csv: Error tokenizing data. C error: EOF inside string"),
+    (b"a,b\n1,2\n3,4,5\n", "cannot be read as csv: Error tokenizing data. C error: Expected 2 fields in line 3, saw 3"),
+])
+def test_malformed_csv_gets_a_clear_message_naming_the_file(tmp_path, content, detail):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(StageError) as raised:
+        read_csv(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert detail in str(raised.value)
+
+
+def test_read_options_reach_pandas(tmp_path):
+    path = tmp_path / "european.csv"
+    path.write_bytes("name;amount\nJosé;1,5\nAnne;n/a\n".encode("latin-1"))
+    frame = read_csv(path, sep=";", encoding="latin-1", decimal=",", na_values=["n/a"])
+    assert frame["name"].tolist() == ["José", "Anne"]
+    assert frame["amount"].iloc[0] == 1.5 and frame["amount"].isna().iloc[1]
+
+
+def test_an_unknown_read_option_is_rejected_by_name():
+    with pytest.raises(ValueError, match=r"data.source.options: unknown option\(s\) \['engine'\]"):
+        SourceSpec(kind="file", path="x.csv", options={"engine": "pyarrow"})
+
+
+def test_a_sql_source_needs_exactly_one_of_table_or_query():
+    with pytest.raises(ValueError, match="exactly one of table or query"):
+        SourceSpec(kind="sql", url="sqlite:///x.db", table="t", query="select 1")
+
+
+def test_file_fingerprint_follows_the_content(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,b\n1,2\n")
+    spec = SourceSpec(kind="file", path=str(path))
+    first = sources.fingerprint(spec)
+    assert sources.fingerprint(spec) == first
+    path.write_text("a,b\n1,3\n")
+    assert sources.fingerprint(spec)["sha256"] != first["sha256"]
