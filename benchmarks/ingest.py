@@ -1,0 +1,94 @@
+"""Ingest throughput and peak memory: a 1M-row CSV file and a 1M-row PostgreSQL table.
+
+Builds the data by resampling the bundled telco_churn rows (seeded), writes it as a gzip-free CSV and
+loads it into PostgreSQL at 127.0.0.1:5432 with COPY, then times `sources.read` on each in a fresh
+process (so peak RSS is that read's alone), against `pandas.read_csv` of the same file as a baseline.
+Run: `.venv/bin/python benchmarks/ingest.py [--rows 1000000] [--json out.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+# Runs in a fresh interpreter: reads once, prints wall seconds, rows and the process's peak RSS (MB).
+PROBE = """
+import json, resource, sys, time
+from mlgate import sources
+from mlgate.data import SourceSpec
+import pandas as pd
+kind, where = sys.argv[1], sys.argv[2]
+start = time.perf_counter()
+if kind == "pandas":
+    frame = pd.read_csv(where)
+elif kind == "file":
+    frame = sources.read(SourceSpec(kind="file", path=where))
+else:
+    frame = sources.read(SourceSpec(kind="sql", url=sys.argv[3], table=where))
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "rows": len(frame), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def measure(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    telco = pd.read_csv(REPO / "data/source/telco_churn.csv.gz")
+    frame = telco.sample(n=args.rows, replace=True, random_state=0).reset_index(drop=True)
+    table = f"ingest_bench_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(POSTGRES)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="mlgate-ingest-bench-") as scratch:
+        csv_path = Path(scratch) / "rows.csv"
+        frame.to_csv(csv_path, index=False)
+        frame.head(0).to_sql(table, engine, index=False)
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, header=False)
+        with engine.connect() as connection:
+            cursor = connection.connection.cursor()
+            with cursor.copy(f'COPY "{table}" FROM STDIN WITH (FORMAT csv)') as copy:
+                copy.write(buffer.getvalue())
+            connection.connection.commit()
+        try:
+            results["pandas.read_csv (baseline)"] = measure("pandas", str(csv_path))
+            results["mlgate file source (CSV)"] = measure("file", str(csv_path))
+            results["mlgate sql source (PostgreSQL)"] = measure("sql", table, POSTGRES)
+        finally:
+            with engine.begin() as connection:
+                connection.execute(sa.text(f'drop table if exists "{table}"'))
+            engine.dispose()
+        size_mb = csv_path.stat().st_size / 1e6
+    baseline = results["pandas.read_csv (baseline)"]["seconds"]
+    width = max(map(len, results))
+    print(f"{args.rows:,} rows × {frame.shape[1]} columns; CSV {size_mb:.0f} MB")
+    print(f"{'reader':<{width}}  {'seconds':>8}  {'rows/s':>10}  {'peak MB':>8}  {'vs baseline':>11}")
+    for name, r in results.items():
+        assert r["rows"] == args.rows, f"{name} read {r['rows']} rows"
+        r["rows_per_s"] = r["rows"] / r["seconds"]
+        print(f"{name:<{width}}  {r['seconds']:>8.2f}  {r['rows_per_s']:>10,.0f}  {r['peak_mb']:>8.0f}  "
+              f"{r['seconds'] / baseline:>10.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": args.rows, "csv_mb": size_mb, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
