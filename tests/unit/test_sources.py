@@ -51,3 +51,13 @@ def test_file_fingerprint_follows_the_content(tmp_path):
     assert sources.fingerprint(spec) == first
     path.write_text("a,b\n1,3\n")
     assert sources.fingerprint(spec)["sha256"] != first["sha256"]
+
+
+def test_an_fsspec_url_is_read_and_fingerprinted():
+    import fsspec
+
+    with fsspec.open("memory://mlgate-test/rows.csv", "w") as handle:
+        handle.write("a,b\n1,x\n2,y\n")
+    spec = SourceSpec(kind="file", path="memory://mlgate-test/rows.csv")
+    assert sources.read(spec)["b"].tolist() == ["x", "y"]
+    assert sources.fingerprint(spec)["size"] == "12"
