@@ -42,9 +42,13 @@ print(json.dumps({"seconds": seconds, "rows": len(frame), "peak_mb": resource.ge
 """
 
 
-def measure(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def measure(*args: str, repeats: int = 3) -> dict:
+    """The run with the median time of ``repeats`` fresh-process reads."""
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
 def main() -> None:
