@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 # Before anything imports mlflow: no telemetry, no chatter, one thread per library.
 os.environ.update({
@@ -18,6 +20,7 @@ os.environ.update({
 })
 
 REPO = Path(__file__).resolve().parents[1]
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the machine's server, trust auth
 BIN = Path(sys.executable).parent
 
 # Small enough for a pipeline run in well under a minute on 2 cores, large enough to be real.
@@ -64,3 +67,18 @@ def git_commit_all(cwd: Path, message: str) -> None:
     for args in (["git", "add", "-A"], ["git", "-c", "user.name=mlgate-test", "-c", "user.email=t@example.invalid",
                                         "commit", "-qm", message]):
         subprocess.run(args, cwd=cwd, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def scratch_table(url: str, prefix: str) -> Iterator[tuple[object, str]]:
+    """(engine, a fresh table name) in the database at ``url``; the table is dropped afterwards."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    table = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        yield engine, table
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'drop table if exists "{table}"'))
+        engine.dispose()

@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
 
-from tests.conftest import copy_project, git_commit_all, run_cli
+from tests.conftest import POSTGRES, copy_project, git_commit_all, run_cli, scratch_table
 
 pytestmark = pytest.mark.slow
-
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
 def postgres_table():
-    engine = sa.create_engine(POSTGRES)
-    table = f"telco_{uuid.uuid4().hex[:8]}"
-    yield engine, table
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'drop table if exists "{table}"'))
-    engine.dispose()
+    with scratch_table(POSTGRES, "telco") as handle:
+        yield handle
 
 
 def test_pipeline_from_a_postgres_table_reruns_only_when_the_table_changes(tmp_path, postgres_table):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -15,10 +14,7 @@ import sqlalchemy as sa
 from mlgate import sources
 from mlgate.data import SourceSpec
 from mlgate.project import StageError
-from tests.conftest import REPO
-
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
+from tests.conftest import POSTGRES, REPO, scratch_table
 
 @pytest.fixture(scope="module")
 def telco():
@@ -29,13 +25,9 @@ def telco():
 def database(request, tmp_path, telco):
     """(SQLAlchemy URL, table name) holding 500 telco rows, in SQLite or the real PostgreSQL."""
     url = f"sqlite:///{tmp_path / 'source.db'}" if request.param == "sqlite" else POSTGRES
-    table = f"churn_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(url)
-    telco.to_sql(table, engine, index=False)
-    yield url, table
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'drop table if exists "{table}"'))
-    engine.dispose()
+    with scratch_table(url, "churn") as (engine, table):
+        telco.to_sql(table, engine, index=False)
+        yield url, table
 
 
 def test_sql_table_reads_every_row(database, telco):
