@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet "pip==25.3"
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e .
 	touch $@
 

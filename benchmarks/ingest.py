@@ -1,8 +1,9 @@
 """Ingest throughput and peak memory: a 1M-row CSV file and a 1M-row PostgreSQL table.
 
 Builds the data by resampling the bundled telco_churn rows (seeded), writes it as a gzip-free CSV and
-loads it into PostgreSQL at 127.0.0.1:5432 with COPY, then times `sources.read` on each in a fresh
-process (so peak RSS is that read's alone), against `pandas.read_csv` of the same file as a baseline.
+loads it into PostgreSQL at 127.0.0.1:5432 with COPY, then times each reader in a fresh
+process (so peak RSS is that run's alone): what the ingest stage does (read, content hash, Parquet
+snapshot) against plain pandas reading the same file or table and writing Parquet.
 Run: `.venv/bin/python benchmarks/ingest.py [--rows 1000000] [--json out.json]`.
 """
 
@@ -25,20 +26,28 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 # Runs in a fresh interpreter: reads once, prints wall seconds, rows and the process's peak RSS (MB).
 PROBE = """
-import json, resource, sys, time
+import json, os, resource, sys, tempfile, time
 from mlgate import sources
 from mlgate.data import SourceSpec
+from mlgate.stages import ingest
 import pandas as pd
+import sqlalchemy as sa
 kind, where = sys.argv[1], sys.argv[2]
+out = os.path.join(tempfile.mkdtemp(), "data.parquet")
 start = time.perf_counter()
-if kind == "pandas":
-    frame = pd.read_csv(where)
-elif kind == "file":
-    frame = sources.read(SourceSpec(kind="file", path=where))
-else:
-    frame = sources.read(SourceSpec(kind="sql", url=sys.argv[3], table=where))
+if kind == "pandas-csv":  # baselines: plain pandas, read then write Parquet
+    data = pd.read_csv(where)
+    data.to_parquet(out, index=False)
+elif kind == "pandas-sql":
+    data = pd.read_sql_table(where, sa.create_engine(sys.argv[3]))
+    data.to_parquet(out, index=False)
+else:  # what the ingest stage does: read, content hash, Parquet snapshot
+    source = SourceSpec(kind="file", path=where) if kind == "file" else SourceSpec(kind="sql", url=sys.argv[3], table=where)
+    data = sources.read_snapshot(source)
+    ingest.describe(data, source)
+    ingest.write_parquet(data, out)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "rows": len(frame), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": seconds, "rows": len(data), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -73,15 +82,16 @@ def main() -> None:
                 copy.write(buffer.getvalue())
             connection.connection.commit()
         try:
-            results["pandas.read_csv (baseline)"] = measure("pandas", str(csv_path))
-            results["mlgate file source (CSV)"] = measure("file", str(csv_path))
-            results["mlgate sql source (PostgreSQL)"] = measure("sql", table, POSTGRES)
+            results["pandas read_csv + to_parquet (baseline)"] = measure("pandas-csv", str(csv_path))
+            results["mlgate ingest, file source (CSV)"] = measure("file", str(csv_path))
+            results["pandas read_sql_table + to_parquet"] = measure("pandas-sql", table, POSTGRES)
+            results["mlgate ingest, sql source (PostgreSQL)"] = measure("sql", table, POSTGRES)
         finally:
             with engine.begin() as connection:
                 connection.execute(sa.text(f'drop table if exists "{table}"'))
             engine.dispose()
         size_mb = csv_path.stat().st_size / 1e6
-    baseline = results["pandas.read_csv (baseline)"]["seconds"]
+    baseline = results["pandas read_csv + to_parquet (baseline)"]["seconds"]
     width = max(map(len, results))
     print(f"{args.rows:,} rows × {frame.shape[1]} columns; CSV {size_mb:.0f} MB")
     print(f"{'reader':<{width}}  {'seconds':>8}  {'rows/s':>10}  {'peak MB':>8}  {'vs baseline':>11}")

@@ -82,3 +82,20 @@ def scratch_table(url: str, prefix: str) -> Iterator[tuple[object, str]]:
         with engine.begin() as connection:
             connection.execute(sa.text(f'drop table if exists "{table}"'))
         engine.dispose()
+
+
+def spec_over(columns: dict, *, task: str = "binary", **contract):
+    """A DataSpec whose contract is ``columns`` plus the target (churn: binary, spend: regression)."""
+    from mlgate import config
+    from mlgate.data import DataSpec
+
+    columns = dict(columns)
+    if task == "binary":
+        columns["churn"] = {"type": "string"}
+        head = {"task": "binary", "target": "churn", "positive_class": "Yes", "metric": "roc_auc"}
+    else:
+        columns["spend"] = {"type": "float"}
+        head = {"task": "regression", "target": "spend", "metric": "rmse"}
+    section = {"name": "tiny", **head, "source": {"kind": "file", "path": "data/source/tiny.csv", "format": "csv"},
+               "contract": {**contract, "columns": columns}}
+    return config.build(DataSpec, section, "data")

@@ -83,5 +83,62 @@ def promote(version: int, alias: str, model: str | None, reason: str, params_fil
 def params(overrides: tuple[str, ...], conf_dir: str, out: str) -> None:
     from mlgate import config, files
 
-    files.write_text(out, config.compose(conf_dir, list(overrides)))
+    try:
+        composed = config.compose(conf_dir, list(overrides))
+    except Exception as error:  # Hydra's composition errors name the key and say how to fix it
+        console.fail("params", f"{conf_dir}/: {type(error).__name__}: {error}")
+        sys.exit(1)
+    files.write_text(out, composed)
     click.echo(f"wrote {Path(out)} from {conf_dir}/" + (f" with {' '.join(overrides)}" if overrides else ""))
+
+
+@main.command("infer-schema", help="Infer conf/data/NAME.yaml (source, target, data contract) from the data, "
+                                   "for you to review and commit.")
+@click.argument("name")
+@click.option("--source", "source_path", default=None,
+              help="CSV or Parquet file (.parquet/.pq); default: the source in conf/data/NAME.yaml")
+@click.option("--target", default=None, help="target column (default: the one in conf/data/NAME.yaml)")
+@click.option("--task", type=click.Choice(["binary", "regression"]), default=None, help="default: inferred from the target")
+@click.option("--positive-class", "given_positive_class", default=None, help="binary: default the minority class")
+@click.option("--conf", "conf_dir", default="conf", show_default=True)
+@click.option("--force", is_flag=True, help="replace a file that already has a contract")
+def infer_schema(name: str, source_path: str | None, target: str | None, task: str | None,
+                 given_positive_class: str | None, conf_dir: str, force: bool) -> None:
+    import yaml
+
+    from mlgate import config, files, schema, sources
+    from mlgate.data import SourceSpec
+    from mlgate.project import StageError
+
+    out = Path(conf_dir) / "data" / f"{name}.yaml"
+    try:
+        existing = (yaml.safe_load(out.read_text()) or {}) if out.is_file() else {}
+        if not isinstance(existing, dict):
+            raise ValueError(f"{out}: expected a mapping at the top level")
+        if existing.get("contract") and not force:
+            raise ValueError(f"{out} already has a contract; pass --force to replace it")
+        if source_path:
+            suffix = Path(source_path).suffix.lower()
+            source = {"kind": "file", "path": source_path, "format": "parquet" if suffix in (".parquet", ".pq") else "csv"}
+        elif existing.get("source"):
+            source = existing["source"]
+        else:
+            raise ValueError(f"--source is required (no source declared in {out})")
+        target = target or existing.get("target")
+        if not target:
+            raise ValueError(f"--target is required (no target declared in {out})")
+        if target == existing.get("target"):   # the declared task and positive class belong to the declared target
+            task = task or existing.get("task")
+            given_positive_class = given_positive_class or existing.get("positive_class")
+        spec = config.build(SourceSpec, source, "data.source")
+        frame = sources.read(spec, "--source" if source_path else "data.source")
+        result = schema.draft(frame, name, source, target, task=task, given_positive_class=given_positive_class,
+                              origin=sources.location(spec))
+    except (StageError, ValueError, yaml.YAMLError) as error:
+        console.fail("infer-schema", str(error))
+        sys.exit(1)
+    files.write_text(out, result.text)
+    click.echo(f"wrote {out}: {result.summary}")
+    for warning in result.warnings:
+        click.echo(f"  warning: {warning}")
+    click.echo(f"review it, then `make params ARGS=data={name}`")

@@ -59,7 +59,13 @@ def build(cls: type[T], values: dict[str, Any], where: str) -> T:
                 raise ConfigError(f"params.yaml: missing key '{key}'")
             continue
         kwargs[name] = _coerce(hints[name], values[name], key)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as error:  # a dataclass's own check; name where it sits unless the message does
+        if isinstance(error, ConfigError):
+            raise
+        message = str(error) if str(error).startswith(where.split(".")[0]) else f"{where}: {error}"
+        raise ConfigError(f"params.yaml: {message}") from error
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

@@ -9,21 +9,62 @@ import numpy as np
 import pandas as pd
 
 TASKS = ("binary", "regression")
-COLUMN_TYPES = ("integer", "float", "string", "boolean")
+COLUMN_TYPES = ("integer", "float", "string", "boolean", "datetime", "text")
+ROLES = ("feature", "id")                      # an id column is checked for uniqueness, never a feature
+CATEGORY_POLICIES = ("fail", "warn", "other")  # a value outside `categories`: violation, warning, or mapped
+MISSING_COLUMN_POLICIES = ("fail", "impute")   # a feature column absent at predict time
+OTHER_CATEGORY = "__other__"
 
 
 @dataclass(frozen=True)
 class ColumnSpec:
     type: str
-    max_missing_share: float | None = None
+    role: str = "feature"
+    max_missing_share: float | None = None      # None: the contract's default
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None         # the allowed values; None: any
+    new_categories: str | None = None           # policy for values outside `categories`; None: the contract's
+    unique: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in COLUMN_TYPES:
+            raise ValueError(f"type must be one of {COLUMN_TYPES}, got '{self.type}'")
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got '{self.role}'")
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
+            raise ValueError(f"min/max apply to integer and float columns, not '{self.type}'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        if self.categories is not None and self.type not in ("string", "boolean", "integer"):
+            raise ValueError(f"categories apply to string, boolean and integer columns, not '{self.type}'")
+        if self.new_categories is not None and self.new_categories not in CATEGORY_POLICIES:
+            raise ValueError(f"new_categories must be one of {CATEGORY_POLICIES}, got '{self.new_categories}'")
 
 
 @dataclass(frozen=True)
 class Contract:
     columns: dict[str, ColumnSpec]
     min_rows: int = 1
+    max_rows: int | None = None
     min_class_count: int = 1
     max_missing_share: float = 0.0
+    new_categories: str = "warn"
+    missing_columns: str = "fail"
+    # A feature that alone reaches this ROC AUC (binary) or R² (regression) is named as a likely leak.
+    leakage_threshold: float = 0.98
+
+    def __post_init__(self) -> None:
+        if self.new_categories not in CATEGORY_POLICIES:
+            raise ValueError(f"data.contract.new_categories must be one of {CATEGORY_POLICIES}, got '{self.new_categories}'")
+        if self.missing_columns not in MISSING_COLUMN_POLICIES:
+            raise ValueError(f"data.contract.missing_columns must be one of {MISSING_COLUMN_POLICIES}, "
+                             f"got '{self.missing_columns}'")
+        if self.max_rows is not None and self.max_rows < self.min_rows:
+            raise ValueError(f"data.contract.max_rows {self.max_rows} is below min_rows {self.min_rows}")
+
+    def category_policy(self, column: str) -> str:
+        return self.columns[column].new_categories or self.new_categories
 
 
 SOURCE_KINDS = ("file", "sql", "http")
@@ -88,25 +129,34 @@ class DataSpec:
             raise ValueError(f"data.task must be one of {TASKS}, got '{self.task}'")
         if self.target not in self.contract.columns:
             raise ValueError(f"data.contract.columns must declare the target column '{self.target}'")
-        for name, spec in self.contract.columns.items():
-            if spec.type not in COLUMN_TYPES:
-                raise ValueError(
-                    f"data.contract.columns.{name}.type must be one of {COLUMN_TYPES}, got '{spec.type}'"
-                )
+        if self.contract.columns[self.target].role != "feature":
+            raise ValueError(f"data.contract.columns.{self.target}: the target cannot have role "
+                             f"'{self.contract.columns[self.target].role}'")
         if self.task == "binary" and self.positive_class is None:
             raise ValueError("data.positive_class is required for a binary task")
 
     @property
     def features(self) -> list[str]:
-        return [c for c in self.contract.columns if c != self.target]
+        return [c for c, col in self.contract.columns.items() if c != self.target and col.role == "feature"]
+
+    def _of_types(self, *types: str) -> list[str]:
+        return [c for c in self.features if self.contract.columns[c].type in types]
 
     @property
     def numeric_features(self) -> list[str]:
-        return [c for c in self.features if self.contract.columns[c].type in ("integer", "float")]
+        return self._of_types("integer", "float")
 
     @property
     def categorical_features(self) -> list[str]:
-        return [c for c in self.features if self.contract.columns[c].type in ("string", "boolean")]
+        return self._of_types("string", "boolean")
+
+    @property
+    def datetime_features(self) -> list[str]:
+        return self._of_types("datetime")
+
+    @property
+    def text_features(self) -> list[str]:
+        return self._of_types("text")
 
 
 @dataclass(frozen=True)
@@ -130,12 +180,14 @@ class ValidationResult:
 
 
 def check_contract(frame: pd.DataFrame, spec: DataSpec) -> ValidationResult:
-    """Every contract violation of ``frame`` at once (not just the first)."""
+    """Every contract violation of ``frame`` at once (not just the first), plus warnings."""
     contract = spec.contract
     violations: list[Violation] = []
     warnings: list[Violation] = []
     if len(frame) < contract.min_rows:
         violations.append(Violation(None, "min_rows", f"{len(frame):,} rows, the contract asks for at least {contract.min_rows:,}"))
+    if contract.max_rows is not None and len(frame) > contract.max_rows:
+        violations.append(Violation(None, "max_rows", f"{len(frame):,} rows, the contract allows at most {contract.max_rows:,}"))
     missing = [c for c in contract.columns if c not in frame.columns]
     for column in missing:
         role = "target column" if column == spec.target else "column"
@@ -147,7 +199,8 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec) -> ValidationResult:
         if column in missing:
             continue
         values = frame[column]
-        violations.extend(_check_type(column, values, col_spec.type))
+        type_problems = _check_type(column, values, col_spec.type)
+        violations.extend(type_problems)
         limit = contract.max_missing_share if col_spec.max_missing_share is None else col_spec.max_missing_share
         if column == spec.target:
             limit = 0.0
@@ -155,9 +208,50 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec) -> ValidationResult:
         if share > limit:
             violations.append(Violation(column, "max_missing_share",
                                         f"{share:.2%} missing ({int(values.isna().sum()):,} rows), limit {limit:.2%}"))
+        if not type_problems:
+            violations.extend(_check_range(column, values, col_spec))
+        if col_spec.categories is not None:
+            if col_spec.type == "boolean":
+                values = normalize_boolean(values)
+            problem = _check_categories(column, values, col_spec.categories, contract.category_policy(column))
+            if problem is not None:
+                (violations if problem.rule == "categories" else warnings).append(problem)
+        if col_spec.unique or col_spec.role == "id":
+            violations.extend(_check_unique(column, values))
     if spec.target not in missing and spec.task == "binary":
         violations.extend(_check_classes(frame[spec.target], spec))
+    if spec.target not in missing and not any(v.column == spec.target for v in violations):
+        for column, score in leakage_scores(frame, spec).items():
+            if score >= contract.leakage_threshold:
+                measure = "ROC AUC" if spec.task == "binary" else "R²"
+                warnings.append(Violation(column, "leakage", f"alone predicts '{spec.target}' with {measure} {score:.3f} "
+                                                             f"(leakage_threshold {contract.leakage_threshold}); is it "
+                                                             f"known before the target is? If not, drop it"))
     return ValidationResult(violations, warnings)
+
+
+def normalize_boolean(values: pd.Series) -> pd.Series:
+    """True/"true"/"True" (and False alike) as the strings "True"/"False"; missing kept; others unchanged."""
+    spelled = values.astype(object).map(lambda v: {"true": "True", "false": "False"}.get(str(v).lower(), v)
+                                        if pd.notna(v) else v)
+    return spelled
+
+
+def parse_datetime(values: pd.Series) -> pd.Series:
+    """Datetimes as UTC timestamps; unparseable values become NaT. Strings must be ISO 8601."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+    return pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it: 3, not np.int64(3)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _row(index: Any) -> str:
+    """Rows are counted from 1, header excluded (CSV line = row + 1)."""
+    return f"row {index + 1}" if isinstance(index, (int, np.integer)) else f"row {index!r}"
 
 
 def _check_type(column: str, values: pd.Series, declared: str) -> list[Violation]:
@@ -167,18 +261,117 @@ def _check_type(column: str, values: pd.Series, declared: str) -> list[Violation
         bad = present[numeric.isna()]
         if len(bad):
             return [Violation(column, "type", f"declared {declared} but {len(bad):,} value(s) are not numeric, "
-                                              f"first {bad.iloc[0]!r} at row {bad.index[0]}")]
+                                              f"first {_shown(bad.iloc[0])} at {_row(bad.index[0])}")]
         if declared == "integer" and len(numeric):
             fractional = numeric[np.mod(numeric.astype(float), 1) != 0]
             if len(fractional):
                 return [Violation(column, "type", f"declared integer but {len(fractional):,} value(s) have a "
-                                                  f"fractional part, first {fractional.iloc[0]!r} at row {fractional.index[0]}")]
+                                                  f"fractional part, first {_shown(fractional.iloc[0])} at {_row(fractional.index[0])}")]
     if declared == "boolean":
         allowed = {True, False, "true", "false", "True", "False"}
         bad = present[~present.isin(allowed)]
         if len(bad):
-            return [Violation(column, "type", f"declared boolean but found {bad.iloc[0]!r} at row {bad.index[0]}")]
+            return [Violation(column, "type", f"declared boolean but found {_shown(bad.iloc[0])} at {_row(bad.index[0])}")]
+    if declared == "datetime":
+        bad = present[parse_datetime(present).isna()]
+        if len(bad):
+            return [Violation(column, "type", f"declared datetime but {len(bad):,} value(s) are not ISO 8601 "
+                                              f"dates, first {_shown(bad.iloc[0])} at {_row(bad.index[0])}")]
     return []
+
+
+def _check_range(column: str, values: pd.Series, col_spec: ColumnSpec) -> list[Violation]:
+    if col_spec.min is None and col_spec.max is None:
+        return []
+    numeric = pd.to_numeric(values, errors="coerce")
+    problems = []
+    for bound, limit, outside in (("min", col_spec.min, numeric < (col_spec.min or 0)),
+                                  ("max", col_spec.max, numeric > (col_spec.max or 0))):
+        if limit is None or not outside.any():
+            continue
+        observed = numeric.min() if bound == "min" else numeric.max()
+        word = "below" if bound == "min" else "above"
+        problems.append(Violation(column, "range", f"{int(outside.sum()):,} value(s) {word} {bound} {limit:g} "
+                                                   f"(observed {bound} {observed:g}, first at {_row(outside.idxmax())})"))
+    return problems
+
+
+def _check_categories(column: str, values: pd.Series, allowed: list, policy: str) -> Violation | None:
+    present = values.dropna()
+    if pd.api.types.is_numeric_dtype(present):  # 1.0 read back from a column with gaps is the category "1"
+        new = present[~present.isin(set(pd.to_numeric(pd.Series(allowed), errors="coerce").dropna()))]
+    else:
+        present = present.astype(str)
+        new = present[~present.isin(set(normalize_boolean(pd.Series(allowed, dtype=object)).astype(str)))]
+    if new.empty:
+        return None
+    counts = new.value_counts()
+    shown = ", ".join(f"'{k}' ({v:,})" for k, v in counts.head(5).items()) + (" ..." if len(counts) > 5 else "")
+    consequence = {"fail": "new_categories: fail", "warn": "kept (new_categories: warn)",
+                   "other": f"mapped to '{OTHER_CATEGORY}' (new_categories: other)"}[policy]
+    rule = "categories" if policy == "fail" else "new_categories"
+    return Violation(column, rule, f"{len(new):,} value(s) outside the {len(allowed)} allowed categories: {shown}; "
+                                   f"{consequence}")
+
+
+def _check_unique(column: str, values: pd.Series) -> list[Violation]:
+    duplicated = values[values.duplicated(keep=False) & values.notna()]
+    if duplicated.empty:
+        return []
+    first = duplicated.iloc[0]
+    rows = ", ".join(str(i + 1) for i in duplicated.index[duplicated == first][:3])
+    return [Violation(column, "unique", f"{int(values.duplicated().sum()):,} duplicate value(s) in an id column, "
+                                        f"first {_shown(first)} at rows {rows}")]
+
+
+LEAKAGE_SAMPLE_ROWS = 50_000
+
+
+def leakage_scores(frame: pd.DataFrame, spec: DataSpec, seed: int = 0) -> dict[str, float]:
+    """How well each feature alone predicts the target: ROC AUC (binary, either direction) or R².
+
+    Numerics score by rank (AUC) or the larger of Pearson² and Spearman² (R², so a rescaled or
+    monotone copy of the target is caught); other columns by cross-fitted per-value target means,
+    so an id-like column scores near chance instead of memorising the target.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    rows = frame[frame[spec.target].notna()]
+    if len(rows) > LEAKAGE_SAMPLE_ROWS:
+        rows = rows.sample(LEAKAGE_SAMPLE_ROWS, random_state=seed)
+    y = target_vector(rows, spec).astype(float)
+    if len(rows) < 10 or np.unique(y).size < 2:
+        return {}
+    half = np.random.default_rng(seed).random(len(rows)) < 0.5
+    scores = {}
+    for column in spec.features:
+        if column not in rows.columns:
+            continue
+        values = rows[column]
+        if column in spec.numeric_features:
+            x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+            if np.isnan(x).all() or np.nanstd(x) == 0:
+                continue
+            x = np.where(np.isnan(x), np.nanmin(x) - 1.0, x)
+        else:
+            x = _cross_fitted_means(values.astype(str).to_numpy(), y, half)
+        if spec.task == "binary":
+            auc = roc_auc_score(y, x)
+            scores[column] = float(max(auc, 1.0 - auc))
+        elif np.std(x) > 0:
+            pearson = np.corrcoef(x, y)[0, 1]
+            spearman = np.corrcoef(pd.Series(x).rank(), pd.Series(y).rank())[0, 1]
+            scores[column] = float(max(pearson**2, spearman**2))
+    return scores
+
+
+def _cross_fitted_means(keys: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Each row's per-value target mean, computed on the other half of the rows."""
+    out = np.full(len(y), float(np.mean(y)))
+    for fit_rows in (half, ~half):
+        means = pd.Series(y[fit_rows]).groupby(keys[fit_rows]).mean()
+        out[~fit_rows] = pd.Series(keys[~fit_rows]).map(means).fillna(float(np.mean(y[fit_rows]))).to_numpy()
+    return out
 
 
 def _check_classes(target: pd.Series, spec: DataSpec) -> list[Violation]:
@@ -198,9 +391,15 @@ def _check_classes(target: pd.Series, spec: DataSpec) -> list[Violation]:
 
 
 def conform(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
-    """Contract columns only, numerics as float64 and categoricals as strings (missing kept as NaN)."""
-    features = conform_features(frame, [c for c in spec.numeric_features if c in frame.columns],
-                                [c for c in spec.categorical_features if c in frame.columns])
+    """Feature columns and the target only: numerics as float64, categoricals and text as str with
+    NaN kept, datetimes as UTC timestamps."""
+    present = [c for c in spec.features if c in frame.columns]
+    features = conform_features(frame, [c for c in spec.numeric_features if c in present],
+                                [c for c in spec.categorical_features + spec.text_features if c in present])
+    for column in spec.datetime_features:
+        if column in present:
+            features[column] = parse_datetime(frame[column])
+    features = features[present]
     if spec.target in frame.columns:
         features[spec.target] = frame[spec.target]
     return features

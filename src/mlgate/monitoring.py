@@ -1,4 +1,4 @@
-"""Everything mlgate asks of Evidently: a data-drift comparison, returned in our own stable format.
+"""Everything mlgate asks of Evidently: a data summary and a data-drift comparison, in our own format.
 
 The only module that imports evidently (a 3 s import, so callers import this module lazily).
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
+from evidently.presets import DataDriftPreset, DataSummaryPreset
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,12 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, numerical: list[s
         "engine": f"evidently {metadata.version('evidently')}",
     }
     return DriftResult(summary, snapshot.get_html_str(as_iframe=False))
+
+
+def data_summary(frame: pd.DataFrame, *, numerical: list[str], categorical: list[str], datetime: list[str],
+                 text: list[str]) -> str:
+    """Evidently's data summary (counts, missing values, distributions per column) as one HTML page."""
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical,
+                                datetime_columns=datetime, text_columns=text)
+    snapshot = Report([DataSummaryPreset()]).run(Dataset.from_pandas(frame, data_definition=definition), None)
+    return snapshot.get_html_str(as_iframe=False)

@@ -22,6 +22,7 @@ class Paths:
     fingerprint: str
     raw: str
     validation: str
+    data_summary: str
     split: str
     best_params: str
     leaderboard: str
@@ -72,8 +73,8 @@ def tracking(params: dict[str, Any]) -> TrackingParams:
 def data_spec(params: dict[str, Any]) -> DataSpec:
     try:
         return config.load(DataSpec, "data", params)
-    except ValueError as error:
-        raise StageError(f"params.yaml: {error}") from error
+    except config.ConfigError as error:
+        raise StageError(str(error)) from error
 
 
 def seed(params: dict[str, Any]) -> int:

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from mlgate.data import conform_features
 
 
 class PipelineModel(PythonModel):
@@ -24,16 +23,13 @@ class PipelineModel(PythonModel):
             self.features = json.load(handle)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """The pipeline's input guard applies the contract: missing columns, types, new categories."""
         features = self.features
-        missing = [c for c in features["numeric"] + features["categorical"] if c not in model_input.columns]
-        if missing:
-            raise ValueError(f"missing input column(s): {missing}")
-        frame = conform_features(model_input, features["numeric"], features["categorical"])[features["order"]]
         if features["task"] == "binary":
-            probability = self.pipeline.predict_proba(frame)[:, 1]
+            probability = self.pipeline.predict_proba(model_input)[:, 1]
             labels = np.where(probability >= 0.5, features["positive_class"], features["negative_class"])
             return pd.DataFrame({"prediction": labels, "probability": probability})
-        return pd.DataFrame({"prediction": self.pipeline.predict(frame)})
+        return pd.DataFrame({"prediction": self.pipeline.predict(model_input)})
 
 
 mlflow.models.set_model(PipelineModel())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from mlgate.data import SourceSpec
 from mlgate.project import StageError
@@ -22,11 +23,19 @@ _RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 def read(source: SourceSpec, what: str = "data.source") -> pd.DataFrame:
+    data = read_snapshot(source, what)
+    return data if isinstance(data, pd.DataFrame) else data.to_pandas()
+
+
+def read_snapshot(source: SourceSpec, what: str = "data.source") -> pd.DataFrame | pa.Table:
+    """The source's rows: a DataFrame, or for SQL an Arrow table built chunk by chunk, so the whole
+    result never sits in pandas' Python objects (about 4× smaller for text columns)."""
     reader = {"file": _read_file, "sql": _read_sql, "http": _read_http}[source.kind]
-    frame = reader(source, what)
-    if frame.empty:
-        raise StageError(f"{location(source)}: no data rows (columns: {', '.join(map(str, frame.columns)) or 'none'})")
-    return frame
+    data = reader(source, what)
+    if len(data) == 0:
+        names = ", ".join(map(str, data.column_names if isinstance(data, pa.Table) else data.columns)) or "none"
+        raise StageError(f"{location(source)}: no data rows (columns: {names})")
+    return data
 
 
 def location(source: SourceSpec) -> str:
@@ -73,8 +82,10 @@ def _read_file(source: SourceSpec, what: str) -> pd.DataFrame:
         raise StageError(f"{path}: not valid {options.get('encoding', 'utf-8')} text ({error.reason} at byte "
                          f"{error.start}); set {what}.options.encoding (e.g. latin-1)") from None
     except (pd.errors.ParserError, OSError, ValueError) as error:
-        raise StageError(f"{path}: cannot be read as {source.format}: {error}") from None
+        raise StageError(f"{path}: cannot be read as {source.format}: {str(error).strip()}") from None
     _check_header(frame, path, options)
+    if len(frame.columns) > 1 and frame.iloc[:, -1].isna().any():
+        _check_short_rows(path, len(frame.columns), options)
     return frame
 
 
@@ -91,6 +102,23 @@ def _check_header(frame: pd.DataFrame, path: str, options: dict[str, Any]) -> No
             if separator in names[0]:
                 raise StageError(f"{path}: one column named {names[0][:60]!r}: the file seems to use "
                                  f"{separator!r} as separator; set data.source.options.sep")
+
+
+def _check_short_rows(path: str, width: int, options: dict[str, Any]) -> None:
+    """pandas pads a row with too few fields with missing values, silently: a truncated file or a
+    shifted row then looks like gaps in the last columns. A short row always leaves the last column
+    empty, so this second pass runs only when the last column has missing values."""
+    import csv
+
+    import fsspec
+
+    with fsspec.open(path, "rt", compression="infer", encoding=options.get("encoding", "utf-8"), newline="",
+                     **(options.get("storage_options") or {})) as handle:
+        reader = csv.reader(handle, delimiter=options.get("sep", ","))
+        for fields in reader:
+            if fields and len(fields) < width:
+                raise StageError(f"{path}: line {reader.line_num} has {len(fields)} field(s), the header has "
+                                 f"{width}; is the file truncated or the row shifted?")
 
 
 def _file_fingerprint(source: SourceSpec) -> dict[str, Any]:
@@ -163,13 +191,15 @@ def _sql(source: SourceSpec, run):
             engine.dispose()
 
 
-def _read_sql(source: SourceSpec, what: str) -> pd.DataFrame:
+def _read_sql(source: SourceSpec, what: str) -> pa.Table:
     def run(connection):
         streaming = connection.execution_options(stream_results=True, max_row_buffer=_CHUNK_ROWS)
-        chunks = list(pd.read_sql(_select(source), streaming, chunksize=_CHUNK_ROWS))
-        if not chunks:
-            return pd.DataFrame()
-        return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+        tables = [pa.Table.from_pandas(chunk, preserve_index=False)
+                  for chunk in pd.read_sql(_select(source), streaming, chunksize=_CHUNK_ROWS)]
+        if not tables:
+            return pa.table({})
+        # a chunk whose column is all NULL, or has no NULL in an integer column, types it differently
+        return pa.concat_tables(tables, promote_options="permissive")
 
     return _sql(source, run)
 

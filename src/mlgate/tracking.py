@@ -120,17 +120,20 @@ def log_artifact(run_id: str, path: str | Path, artifact_dir: str | None = None)
 
 
 def log_model(run_id: str, local_dir: Path, *, code_path: Path, artifacts: dict[str, str], input_example,
-              output_example, numeric_columns: list[str], pip_requirements: list[str]) -> dict[str, str]:
+              output_example, string_columns: list[str], optional_inputs: bool,
+              pip_requirements: list[str]) -> dict[str, str]:
     """Save the pyfunc model to ``local_dir`` and log the same model to the run.
 
-    Numeric inputs are typed ``Any`` in the signature: MLflow refuses to cast int64 to a double
-    column, and the model converts every numeric column to float itself, NaN included.
+    Numeric and datetime inputs are typed ``Any`` in the signature: MLflow refuses to cast int64 to
+    a double column, and the model's input guard converts them itself, NaN included. With
+    ``optional_inputs`` (contract missing_columns: impute) a column may be absent.
     Returns ``{"model_uri", "model_id"}`` of the logged model.
     """
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    inputs = Schema([ColSpec(AnyType() if c in numeric_columns else "string", c) for c in input_example.columns])
+    inputs = Schema([ColSpec("string" if c in string_columns else AnyType(), c, required=not optional_inputs)
+                     for c in input_example.columns])
     signature = ModelSignature(inputs=inputs, outputs=infer_signature(input_example, output_example).outputs)
     kwargs = dict(python_model=str(code_path), artifacts=artifacts, signature=signature,
                   input_example=input_example, pip_requirements=pip_requirements)

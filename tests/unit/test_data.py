@@ -1,3 +1,4 @@
+import re
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,8 +58,7 @@ def test_non_numeric_value_names_the_value_and_row(clean_frame, binary_spec):
     [violation] = check_contract(frame, binary_spec).violations
 
     assert (violation.column, violation.rule) == ("charges", "type")
-    assert "'n/a'" in violation.message
-    assert "row 3" in violation.message
+    assert "first 'n/a' at row 4" in violation.message  # rows count from 1, header excluded
 
 
 def test_fractional_value_in_integer_column_names_the_row(clean_frame, binary_spec):
@@ -67,8 +67,7 @@ def test_fractional_value_in_integer_column_names_the_row(clean_frame, binary_sp
     [violation] = check_contract(frame, binary_spec).violations
 
     assert (violation.column, violation.rule) == ("tenure", "type")
-    assert "fractional" in violation.message
-    assert "row 2" in violation.message
+    assert "fractional part, first 12.5 at row 3" in violation.message
 
 
 def test_numeric_strings_in_a_numeric_column_pass(clean_frame, binary_spec):
@@ -189,7 +188,95 @@ def test_dataspec_rejects_inconsistent_declarations(data_section, change, messag
 
 
 def test_dataspec_rejects_an_unknown_column_type(data_section):
-    data_section["contract"]["columns"]["plan"]["type"] = "text"
+    data_section["contract"]["columns"]["plan"]["type"] = "json"
 
-    with pytest.raises(ValueError, match=r"data\.contract\.columns\.plan\.type"):
+    with pytest.raises(ValueError, match=r"data\.contract\.columns\.plan: type must be one of .*'json'"):
+        config.build(DataSpec, data_section, "data")
+
+
+def _spec_with(data_section, contract=None, **columns) -> DataSpec:
+    data_section["contract"].update(contract or {})
+    for name, fields in columns.items():
+        data_section["contract"]["columns"].setdefault(name, {}).update(fields)
+    return config.build(DataSpec, data_section, "data")
+
+
+def test_range_violations_name_the_bound_the_observed_value_and_the_row(clean_frame, data_section):
+    spec = _spec_with(data_section, tenure={"min": 0, "max": 48})
+    frame = clean_frame.assign(tenure=[1, -3, 12, 24, 36, 60])
+
+    result = check_contract(frame, spec)
+
+    messages = {v.message for v in result.violations if v.rule == "range"}
+    assert messages == {"1 value(s) below min 0 (observed min -3, first at row 2)",
+                        "1 value(s) above max 48 (observed max 60, first at row 6)"}
+
+
+@pytest.mark.parametrize("policy, rule, passed", [("fail", "categories", False), ("warn", "new_categories", True),
+                                                  ("other", "new_categories", True)])
+def test_a_new_category_follows_the_column_policy(clean_frame, data_section, policy, rule, passed):
+    spec = _spec_with(data_section, plan={"categories": ["basic", "plus"], "new_categories": policy})
+
+    result = check_contract(clean_frame, spec)
+
+    [problem] = [v for v in result.violations + result.warnings if v.column == "plan"]
+    assert result.passed is passed and problem.rule == rule
+    assert "2 value(s) outside the 2 allowed categories: 'pro' (2)" in problem.message
+
+
+def test_the_contract_default_category_policy_applies_when_the_column_has_none(clean_frame, data_section):
+    spec = _spec_with(data_section, {"new_categories": "fail"}, plan={"categories": ["basic", "plus", "pro"]})
+
+    assert check_contract(clean_frame.assign(plan=["basic"] * 5 + ["gold"]), spec).violations[0].rule == "categories"
+
+
+def test_integer_categories_match_values_read_back_as_floats(clean_frame, data_section):
+    spec = _spec_with(data_section, tenure={"categories": ["1", "5", "24", "36", "60"], "max_missing_share": 0.5})
+
+    result = check_contract(clean_frame.assign(tenure=[1.0, 5.0, np.nan, 24.0, 36.0, 60.0]), spec)
+    assert result.passed and result.warnings == []
+    [warning] = check_contract(clean_frame.assign(tenure=[1.0, 5.0, 7.0, 24.0, 36.0, 60.0]), spec).warnings
+    assert "'7.0' (1)" in warning.message
+
+
+def test_an_id_column_must_be_unique_and_is_not_a_feature(clean_frame, data_section):
+    spec = _spec_with(data_section, customer={"type": "string", "role": "id"})
+    frame = clean_frame.assign(customer=["a", "b", "c", "b", "d", "b"])
+
+    [violation] = check_contract(frame, spec).violations
+
+    assert "customer" not in spec.features
+    assert (violation.column, violation.rule) == ("customer", "unique")
+    assert violation.message == "2 duplicate value(s) in an id column, first 'b' at rows 2, 4, 6"
+
+
+def test_row_count_upper_bound(clean_frame, data_section):
+    spec = _spec_with(data_section, {"max_rows": 5})
+
+    [violation] = check_contract(clean_frame, spec).violations
+
+    assert violation.message == "6 rows, the contract allows at most 5"
+
+
+def test_datetime_column_accepts_iso_dates_and_names_the_first_bad_one(clean_frame, data_section):
+    spec = _spec_with(data_section, signed={"type": "datetime"})
+    dates = ["2024-01-05", "2024-02-01T10:30:00", None, "2024-03-01", "2024-04-01 08:00", "2024-05-01"]
+
+    assert check_contract(clean_frame.assign(signed=dates), spec).passed is False  # one missing, limit 0
+    dates[2] = "05/03/2024 noon"
+    spec = _spec_with(data_section, signed={"max_missing_share": 0.5})
+    [violation] = check_contract(clean_frame.assign(signed=dates), spec).violations
+    assert violation.rule == "type" and "'05/03/2024 noon' at row 3" in violation.message
+
+
+@pytest.mark.parametrize("column, fields, message", [
+    ("plan", {"min": 0}, "min/max apply to integer and float columns, not 'string'"),
+    ("tenure", {"min": 5, "max": 1}, "min 5 is above max 1"),
+    ("plan", {"new_categories": "drop"}, "new_categories must be one of"),
+    ("churn", {"role": "id"}, "the target cannot have role 'id'"),
+])
+def test_contract_mistakes_name_the_column(data_section, column, fields, message):
+    data_section["contract"]["columns"][column].update(fields)
+
+    with pytest.raises(config.ConfigError, match=rf"data\.contract\.columns\.{column}.*{re.escape(message)}"):
         config.build(DataSpec, data_section, "data")

@@ -103,14 +103,16 @@ def test_build_does_not_modify_its_params(binary_spec):
     assert params == {"alpha": 2.0}
 
 
-def test_categories_as_text_gives_missing_values_their_own_category():
-    X = pd.DataFrame({"plan": ["basic", np.nan, None], "charges": [1.0, np.nan, 3.0]})
+def test_catboost_gives_missing_categories_their_own_level_without_touching_the_input():
+    X = pd.DataFrame({"plan": ["basic", np.nan, None, "pro"] * 5, "charges": [1.0, np.nan, 3.0, 4.0] * 5})
+    y = np.array([0, 1, 1, 0] * 5)
 
-    transformed = models.CategoriesAsText(("plan",)).fit(X).transform(X)
+    model = models.CatBoostClassifierModel({"iterations": 5}, threads=1, seed=0).fit(X, y)
 
-    assert transformed["plan"].tolist() == ["basic", models.MISSING_CATEGORY, models.MISSING_CATEGORY]
-    assert np.isnan(transformed.loc[1, "charges"])
-    assert X["plan"].isna().sum() == 2
+    assert model.categorical_ == ["plan"]
+    assert model._prepare(X)["plan"].tolist()[:3] == ["basic", models.MISSING_CATEGORY, models.MISSING_CATEGORY]
+    assert model.predict_proba(X).shape == (20, 2)
+    assert X["plan"].isna().sum() == 10
 
 
 def test_catboost_calls_are_serialised_and_may_use_every_core():

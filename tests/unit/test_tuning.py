@@ -42,7 +42,7 @@ def test_parse_spaces_reads_the_committed_model_section(project_root):
     assert set(spaces) == set(model_section)
     assert spaces["catboost"].space["depth"] == tuning.ParamSpec("int", 3, 8)
     assert spaces["catboost"].space["learning_rate"].log is True
-    assert spaces["linear"].first_trial == {"alpha": 1.0}
+    assert spaces["linear"].first_trial == {"alpha": 1.0, "selection": "none", "keep_share": 1.0}
     assert spaces["random_forest"].fixed == {"n_estimators": 200}
 
 

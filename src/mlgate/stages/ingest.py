@@ -9,32 +9,59 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mlgate import console, files, project, sources
 from mlgate.data import SourceSpec
 
 STAGE = "ingest"
+_HASH_BATCH_ROWS = 100_000
 
 
-def content_hash(frame: pd.DataFrame) -> str:
-    """sha256 of the values, column names and dtypes; independent of file format and row index."""
+def _frames(data: pd.DataFrame | pa.Table) -> Iterator[pd.DataFrame]:
+    """The rows as DataFrames of bounded size: an Arrow table is converted batch by batch."""
+    if isinstance(data, pd.DataFrame):
+        yield data
+        return
+    for batch in data.to_batches(max_chunksize=_HASH_BATCH_ROWS):
+        yield batch.to_pandas()
+
+
+def content_hash(data: pd.DataFrame | pa.Table) -> str:
+    """sha256 of the values, column names and dtypes; independent of file format, row index and
+    batching (pandas hashes each row on its own)."""
     digest = hashlib.sha256()
-    digest.update("\x1f".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items()).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update("\x1f".join(f"{c}:{t}" for c, t in _dtypes(data).items()).encode())
+    for frame in _frames(data):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
 
-def describe(frame: pd.DataFrame, source: SourceSpec) -> dict[str, Any]:
+def _dtypes(data: pd.DataFrame | pa.Table) -> dict[str, str]:
+    frame = data if isinstance(data, pd.DataFrame) else data.schema.empty_table().to_pandas()
+    return {str(c): str(t) for c, t in frame.dtypes.items()}
+
+
+def describe(data: pd.DataFrame | pa.Table, source: SourceSpec) -> dict[str, Any]:
     return {
         "kind": source.kind,
         "source": sources.location(source),
-        "rows": len(frame),
-        "columns": {str(c): str(t) for c, t in frame.dtypes.items()},
-        "content_hash": content_hash(frame),
+        "rows": len(data),
+        "columns": _dtypes(data),
+        "content_hash": content_hash(data),
     }
+
+
+def write_parquet(data: pd.DataFrame | pa.Table, path: Path) -> None:
+    if isinstance(data, pd.DataFrame):
+        data.to_parquet(path, index=False)
+    else:
+        pq.write_table(data, path)
 
 
 def current_source(path: str) -> SourceSpec:
@@ -45,7 +72,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     spec = project.data_spec(params)
     paths = project.paths(params)
     started = time.perf_counter()
-    frame = sources.read(spec.source)
+    frame = sources.read_snapshot(spec.source)
     seconds = time.perf_counter() - started
     meta = {"dataset": spec.name, "data": describe(frame, spec.source) | {"read_seconds": round(seconds, 3)}}
     current = None
@@ -54,11 +81,11 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         meta["current"] = describe(current, current_source(spec.current_path))
     with files.atomic_path(paths.raw) as staged:
         staged.mkdir()
-        frame.to_parquet(staged / paths.raw_data.name, index=False)
+        write_parquet(frame, staged / paths.raw_data.name)
         if current is not None:
-            current.to_parquet(staged / paths.raw_current.name, index=False)
+            write_parquet(current, staged / paths.raw_current.name)
         files.write_json(staged / paths.raw_meta.name, meta)
     rate = len(frame) / seconds if seconds > 0 else float("inf")
-    console.say(STAGE, f"{console.number(len(frame))} rows × {frame.shape[1]} columns from {meta['data']['source']} "
+    console.say(STAGE, f"{console.number(len(frame))} rows × {len(meta['data']['columns'])} columns from {meta['data']['source']} "
                        f"in {seconds:.1f}s ({rate:,.0f} rows/s) → {paths.raw}/ (sha256 {meta['data']['content_hash'][:12]})")
     return meta

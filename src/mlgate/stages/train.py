@@ -16,23 +16,25 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from mlgate import console, files, models, project, tracking
+from mlgate import config, console, files, models, project, tracking
 from mlgate.data import DataSpec, target_vector
+from mlgate.features import FeatureSettings
 
 STAGE = "train"
 MODEL_CODE = Path(__file__).resolve().parent.parent / "pyfunc_model.py"
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
 
 
-def fit(train: pd.DataFrame, spec: DataSpec, family: str, params: dict[str, Any], seed: int):
-    pipeline = models.build(family, params, spec, threads=2, seed=seed)
-    return pipeline.fit(train[spec.numeric_features + spec.categorical_features], target_vector(train, spec))
+def fit(train: pd.DataFrame, spec: DataSpec, family: str, params: dict[str, Any], settings: FeatureSettings, seed: int):
+    pipeline = models.build(family, params, spec, settings, threads=2, seed=seed)
+    return pipeline.fit(train[spec.features], target_vector(train, spec))
 
 
 def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
     info: dict[str, Any] = {"task": spec.task, "numeric": spec.numeric_features,
-                            "categorical": spec.categorical_features,
-                            "order": spec.numeric_features + spec.categorical_features}
+                            "categorical": spec.categorical_features, "datetime": spec.datetime_features,
+                            "text": spec.text_features, "order": spec.features,
+                            "missing_columns": spec.contract.missing_columns}
     if spec.task == "binary":
         classes = sorted(train[spec.target].astype(str).unique())
         info["positive_class"] = str(spec.positive_class)
@@ -53,7 +55,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     train = pd.read_parquet(paths.split_file("train"))
 
     started = time.time()
-    pipeline = fit(train, spec, chosen["family"], chosen["params"], seed)
+    pipeline = fit(train, spec, chosen["family"], chosen["params"], config.load(FeatureSettings, "features", params), seed)
     fit_seconds = time.time() - started
 
     data_hash, dvc_md5 = project.lineage(params)
@@ -80,7 +82,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 logged = tracking.log_model(
                     run_id, staged, code_path=MODEL_CODE,
                     artifacts={"pipeline": str(pipeline_file), "features": str(features_file)},
-                    input_example=example, output_example=output_example, numeric_columns=features["numeric"],
+                    input_example=example, output_example=output_example, string_columns=features["categorical"] + features["text"],
+                    optional_inputs=spec.contract.missing_columns == "impute",
                     pip_requirements=requirements())
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})

@@ -1,6 +1,6 @@
 """tune: an Optuna study over model families and their hyperparameters, scored by k-fold CV on train.
 
-Reads the train split and params `model`, `search`, `seed`; writes paths.best_params (what `train`
+Reads the train split and params `model`, `search`, `features`, `seed`; writes paths.best_params (what `train`
 refits) and paths.leaderboard. MLflow: one parent run `tune`, one nested run per trial.
 """
 
@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from mlgate import config, console, files, metrics, models, project, tracking, tuning
 from mlgate.data import DataSpec, target_vector
+from mlgate.features import FeatureSettings
 from mlgate.project import StageError
 
 STAGE = "tune"
@@ -29,8 +30,9 @@ class CrossValidation:
     """The objective: holds the data and folds, so nothing is reloaded or re-split per trial."""
 
     def __init__(self, frame: pd.DataFrame, spec: DataSpec, folds: int, *, parallel_trials: int, seed: int,
-                 cores: int = 2):
-        self.X = frame[spec.numeric_features + spec.categorical_features]
+                 cores: int = 2, settings: FeatureSettings | None = None):
+        self.X = frame[spec.features]
+        self.settings = settings
         self.y = target_vector(frame, spec)
         self.spec = spec
         self.parallel_trials = parallel_trials
@@ -43,7 +45,7 @@ class CrossValidation:
         scores = []
         for step, (fit_rows, score_rows) in enumerate(self.folds):
             threads = models.threads_for(family, self.cores, self.parallel_trials)
-            model = models.build(family, params, self.spec, threads=threads, seed=self.seed)
+            model = models.build(family, params, self.spec, self.settings, threads=threads, seed=self.seed)
             with models.exclusive(family):
                 model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
                 prediction, probability = models.predict(model, self.X.iloc[score_rows], self.spec.task)
@@ -121,11 +123,13 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         settings = config.load(tuning.SearchSettings, "search", params)
         spaces = tuning.parse_spaces(config.section(params, "model"))
         metric = metrics.get(spec.metric, spec.task)
+    except config.ConfigError:
+        raise
     except ValueError as error:
         raise StageError(f"params.yaml: {error}") from error
     train = pd.read_parquet(paths.split_file("train"))
     objective = CrossValidation(train, spec, settings.cv_folds, parallel_trials=settings.n_jobs, seed=seed,
-                                cores=os.cpu_count() or 1)
+                                cores=os.cpu_count() or 1, settings=config.load(FeatureSettings, "features", params))
 
     data_hash, dvc_md5 = project.lineage(params)
     tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5)

@@ -1,6 +1,8 @@
 """validate: check data/raw/ against the data contract (conf/data/<name>.yaml `contract`).
 
-Reads paths.raw; writes paths.validation (every violation at once). Exits non-zero on a violation.
+Reads paths.raw; writes paths.validation (every violation and warning at once) and
+paths.data_summary (Evidently's per-column summary, to look at when a check fails). Exits non-zero
+on a violation.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from mlgate import console, files, project
-from mlgate.data import DataSpec, ValidationResult, check_contract
+from mlgate.data import DataSpec, ValidationResult, check_contract, parse_datetime
 from mlgate.project import StageError
 
 STAGE = "validate"
@@ -31,6 +33,34 @@ def report(result: ValidationResult, spec: DataSpec, source: str, rows: int) -> 
     }
 
 
+def summary_columns(frame: pd.DataFrame, spec: DataSpec) -> dict[str, list[str]]:
+    """Contract columns present in ``frame``, typed for the summary; a declared-numeric column that
+    holds text is summarised as categorical, so the page shows what it holds."""
+    present = [c for c in spec.contract.columns if c in frame.columns]
+    kinds: dict[str, list[str]] = {"numerical": [], "categorical": [], "datetime": [], "text": []}
+    for column in present:
+        declared = spec.contract.columns[column].type
+        if declared in ("integer", "float") and pd.api.types.is_numeric_dtype(frame[column]):
+            kinds["numerical"].append(column)
+        elif declared == "datetime":
+            kinds["datetime"].append(column)
+        elif declared == "text":
+            kinds["text"].append(column)
+        else:
+            kinds["categorical"].append(column)
+    return kinds
+
+
+def _summary_frame(frame: pd.DataFrame, spec: DataSpec, kinds: dict[str, list[str]]) -> pd.DataFrame:
+    out = frame[[c for group in kinds.values() for c in group]].copy()
+    for column in kinds["categorical"]:
+        values = out[column].astype(object)
+        out[column] = values.where(values.isna(), values.astype(str))
+    for column in kinds["datetime"]:
+        out[column] = parse_datetime(out[column]).dt.tz_localize(None)
+    return out
+
+
 def run(params: dict[str, Any]) -> dict[str, Any]:
     spec = project.data_spec(params)
     paths = project.paths(params)
@@ -44,16 +74,21 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         current_spec_result = check_contract(current, spec)
         summary["current"] = report(current_spec_result, spec, meta["current"]["source"], len(current))
         summary["passed"] = summary["passed"] and current_spec_result.passed
+    from mlgate import monitoring  # Evidently takes 3 s to import
+
+    kinds = summary_columns(frame, spec)
+    files.write_text(paths.data_summary, monitoring.data_summary(_summary_frame(frame, spec, kinds), **kinds))
     files.write_json(paths.validation, summary)
     for warning in result.warnings:
-        console.say(STAGE, f"warning: {source}: column '{warning.column}': {warning.message}")
+        console.say(STAGE, f"warning: {source}: column '{warning.column}', rule '{warning.rule}': {warning.message}")
     if not summary["passed"]:
         lines = [f"{source}: column '{v['column']}', rule '{v['rule']}': {v['message']}" if v["column"]
                  else f"{source}: rule '{v['rule']}': {v['message']}" for v in summary["violations"]]
         for v in summary.get("current", {}).get("violations", []):
             lines.append(f"{summary['current']['source']}: column '{v['column']}', rule '{v['rule']}': {v['message']}")
-        raise StageError(f"{len(lines)} contract violation(s) in dataset '{spec.name}' (details in {paths.validation}):\n  "
+        raise StageError(f"{len(lines)} contract violation(s) in dataset '{spec.name}' (details in {paths.validation}, "
+                         f"column summaries in {paths.data_summary}):\n  "
                          + "\n  ".join(lines))
     console.say(STAGE, f"passed: {len(spec.contract.columns)} columns, {console.number(len(frame))} rows, "
-                       f"0 violations, {len(result.warnings)} warning(s) → {paths.validation}")
+                       f"0 violations, {len(result.warnings)} warning(s) → {paths.validation}, {paths.data_summary}")
     return summary

@@ -1,0 +1,226 @@
+"""A first data contract inferred from the data, for `mlgate infer-schema` to write and a person to review.
+
+The contract describes the rows it was inferred from (observed ranges, observed categories), so the
+same data passes `validate` and a different batch is judged against it. Writing it by hand for a
+wide table is slow and error-prone; reviewing a draft is not. Nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mlgate import config
+from mlgate.data import TASKS, DataSpec, check_contract, parse_datetime
+
+MAX_CATEGORIES = 30          # a string column with more distinct values gets no `categories` list
+TEXT_MEDIAN_LENGTH = 30      # free text: median length above this ...
+TEXT_DISTINCT_SHARE = 0.5    # ... and more than this share of the values distinct
+BOOLEAN_VALUES = {"true", "false", "True", "False"}   # the strings check_contract accepts as boolean
+# "id", "customer_id", "Order ID", "user-id", "customerId", "customerID"; not "paid" or "valid".
+ID_NAME = re.compile(r"(?i:(?:^|[_\-\s.])id)$|[a-z0-9](?:Id|ID)$")
+METRICS = {"binary": "roc_auc", "regression": "rmse"}
+
+
+def column_type(values: pd.Series) -> str:
+    """The contract type of one column, from its present values.
+
+    A column with no values at all is float: that is what pandas reads an empty CSV column as,
+    and every type passes the contract on it. Numbers stored as strings count as numbers, as they
+    do in check_contract; a mix of numbers and words is a string.
+    """
+    present = values.dropna()
+    if present.empty:
+        return "float"
+    if pd.api.types.is_bool_dtype(present) or present.map(_is_boolean).all():
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(present):
+        return "datetime"
+    numeric = _as_numeric(present)
+    if numeric is not None:
+        return "integer" if (np.mod(numeric.astype(float), 1) == 0).all() else "float"
+    if not present.map(lambda value: isinstance(value, str)).all():
+        return "string"
+    if present.str.contains(r"[-:]").all() and parse_datetime(present).notna().all():
+        return "datetime"   # ISO 8601 strings; the separator test keeps plain years and codes out
+    if present.str.len().median() > TEXT_MEDIAN_LENGTH and present.nunique() > TEXT_DISTINCT_SHARE * len(present):
+        return "text"
+    return "string"
+
+
+def infer_task(target_values: pd.Series) -> str:
+    """binary for two classes, regression for a numeric quantity; anything else is not guessed."""
+    present = target_values.dropna()
+    classes = present.astype(str).unique()
+    if len(classes) == 2:
+        return "binary"
+    kind = column_type(present)
+    if kind == "float" or (kind == "integer" and len(classes) > MAX_CATEGORIES):
+        return "regression"
+    raise ValueError(f"cannot tell the task of target '{target_values.name}': {len(classes)} distinct value(s) "
+                     f"({_examples(classes)}); multiclass is not supported yet, and a quantity needs --task regression")
+
+
+def positive_class(target_values: pd.Series, given: Any = None) -> str:
+    """The class the model's probability is for: ``given`` if it occurs, else the minority class
+    (ties broken by name), usually the event worth predicting (churn, default, fraud)."""
+    counts = target_values.dropna().astype(str).value_counts()
+    if given is not None:
+        if str(given) not in counts.index:
+            raise ValueError(f"positive class '{given}' does not occur in '{target_values.name}' "
+                             f"(classes: {_examples(sorted(counts.index))})")
+        return str(given)
+    return min(counts.items(), key=lambda item: (item[1], item[0]))[0]
+
+
+def infer_contract(frame: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
+    """The ``contract:`` mapping of conf/data/<name>.yaml that ``frame`` itself passes."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got '{task}'")
+    _check_target(_target_values(frame, target), task)
+    contract: dict[str, Any] = {"min_rows": _floor_to_two_digits(max(1, len(frame) // 2)), "max_rows": None}
+    if task == "binary":
+        smallest_class = int(frame[target].astype(str).value_counts().min())
+        contract["min_class_count"] = max(1, smallest_class // 2)
+    contract |= {"max_missing_share": 0.0, "new_categories": "warn", "missing_columns": "fail",
+                 "leakage_threshold": 0.98,
+                 "columns": {str(name): _column_spec(frame[name], is_target=name == target) for name in frame.columns}}
+    return contract
+
+
+def _column_spec(values: pd.Series, *, is_target: bool) -> dict[str, Any]:
+    kind = column_type(values)
+    spec: dict[str, Any] = {"type": kind}
+    if not is_target and ID_NAME.search(str(values.name)) and values.notna().all() and values.is_unique:
+        return spec | {"role": "id"}   # ids grow and change: no range or categories to hold them to
+    missing_share = float(values.isna().mean())
+    if missing_share > 0:
+        spec["max_missing_share"] = _missing_limit(missing_share)
+    present = values.dropna()
+    if kind in ("integer", "float") and not present.empty:
+        numeric = _as_numeric(present)
+        cast = int if kind == "integer" else float
+        spec |= {"min": cast(numeric.min()), "max": cast(numeric.max())}
+    if kind in ("string", "boolean"):
+        distinct = present.astype(str).unique()
+        if len(distinct) <= MAX_CATEGORIES:
+            spec["categories"] = sorted(distinct)
+    return spec
+
+
+def _target_values(frame: pd.DataFrame, target: str) -> pd.Series:
+    if target not in frame.columns:
+        raise ValueError(f"target column '{target}' not found (columns: {', '.join(map(str, frame.columns))})")
+    return frame[target]
+
+
+def _check_target(values: pd.Series, task: str) -> None:
+    """Refuse a target the contract would reject on this very data."""
+    missing = int(values.isna().sum())
+    if missing:
+        raise ValueError(f"target '{values.name}' has {missing:,} missing value(s) and the contract allows none "
+                         f"in the target; drop those rows from the source first")
+    classes = values.astype(str).unique()
+    if task == "binary" and len(classes) != 2:
+        raise ValueError(f"a binary target needs two classes; '{values.name}' has {len(classes)} ({_examples(classes)})")
+    if task == "regression" and column_type(values) not in ("integer", "float"):
+        raise ValueError(f"a regression target must be numeric; '{values.name}' holds {_examples(classes)}")
+
+
+def _missing_limit(observed: float) -> float:
+    """Observed share plus headroom (half as much again, at least one point), rounded up to 0.001
+    (after dropping float noise, so 0.05 * 1.5 stays 0.075)."""
+    return min(1.0, math.ceil(round(max(observed * 1.5, observed + 0.01) * 1000, 6)) / 1000)
+
+
+def _floor_to_two_digits(count: int) -> int:
+    """2227 -> 2200: a round floor that a batch half the size of this one fails."""
+    scale = 10 ** max(0, len(str(count)) - 2)
+    return count // scale * scale
+
+
+def _is_boolean(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_)) or (isinstance(value, str) and value in BOOLEAN_VALUES)
+
+
+def _as_numeric(present: pd.Series) -> pd.Series | None:
+    """The values as numbers, or None when any of them is not a number."""
+    if pd.api.types.is_numeric_dtype(present):
+        return present
+    numeric = pd.to_numeric(present, errors="coerce")
+    return None if numeric.isna().any() else numeric
+
+
+def _examples(values, shown: int = 5) -> str:
+    values = list(values)
+    return ", ".join(f"'{v}'" for v in values[:shown]) + (", ..." if len(values) > shown else "")
+
+
+# --- the YAML file ------------------------------------------------------------------------------
+
+class _OneLine(dict):
+    """A mapping written in flow style on one line, as conf/data/*.yaml writes each column."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_OneLine, lambda dumper, mapping: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", mapping, flow_style=True))
+
+
+def render(name: str, source: dict[str, Any], target: str, task: str, positive_class: str | None,
+           contract: dict[str, Any], *, rows: int, origin: str) -> str:
+    """The text of conf/data/<name>.yaml: a header saying where it came from, then the declaration."""
+    header = (f"# Inferred by `mlgate infer-schema` from {origin} ({rows:,} rows) on {date.today().isoformat()}. "
+              f"Review every line, then commit.\n"
+              f"# min/max and categories are the observed ones, not the allowed ones: widen them to what "
+              f"new data may hold.\n")
+    declaration = {
+        "name": name, "task": task, "target": target,
+        "positive_class": None if positive_class is None else str(positive_class),
+        "metric": METRICS[task], "source": source, "current_path": None,
+        "contract": contract | {"columns": {column: _OneLine(spec) for column, spec in contract["columns"].items()}},
+    }
+    return header + yaml.dump(declaration, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                              allow_unicode=True, width=math.inf)
+
+
+def summary(contract: dict[str, Any], rows: int) -> str:
+    columns = contract["columns"]
+    ids = [name for name, spec in columns.items() if spec.get("role") == "id"]
+    with_categories = sum("categories" in spec for spec in columns.values())
+    with_ranges = sum("min" in spec for spec in columns.values())
+    with_missing = sum("max_missing_share" in spec for spec in columns.values())
+    return (f"{len(columns)} columns from {rows:,} rows; {with_categories} with categories, {with_ranges} with "
+            f"ranges, {with_missing} with missing values; ids: {', '.join(ids) or 'none'}")
+
+
+@dataclass(frozen=True)
+class Draft:
+    text: str            # conf/data/<name>.yaml
+    summary: str
+    warnings: list[str]  # what check_contract warns about on the same data (a likely leak, say)
+
+
+def draft(frame: pd.DataFrame, name: str, source: dict[str, Any], target: str, *, task: str | None = None,
+          given_positive_class: Any = None, origin: str) -> Draft:
+    """infer_contract and render, then load the text back and check ``frame`` against it, so what
+    gets written is a declaration the pipeline accepts and this data passes."""
+    task = task or infer_task(_target_values(frame, target))
+    contract = infer_contract(frame, target, task)
+    chosen_class = positive_class(frame[target], given_positive_class) if task == "binary" else None
+    text = render(name, source, target, task, chosen_class, contract, rows=len(frame), origin=origin)
+    result = check_contract(frame, config.build(DataSpec, yaml.safe_load(text), "data"))
+    if not result.passed:
+        problems = "; ".join(f"{v.column}: {v.message}" for v in result.violations)
+        raise ValueError(f"the inferred contract rejects the data it came from (please report): {problems}")
+    return Draft(text, summary(contract, len(frame)), [f"{w.column}: {w.message}" for w in result.warnings])
