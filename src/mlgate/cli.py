@@ -57,23 +57,158 @@ for _name, _summary in STAGES.items():
     main.add_command(_stage_command(_name, _summary))
 
 
-@main.command(help="Move an alias (default: production) to a registered version that passed the gate.")
-@click.option("--version", "version", type=int, required=True, help="registered model version")
-@click.option("--alias", default="production", show_default=True)
-@click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
-@click.option("--reason", default="promoted after review", show_default=True)
-@click.option("--params", "params_file", default="params.yaml", show_default=True)
-def promote(version: int, alias: str, model: str | None, reason: str, params_file: str) -> None:
-    from mlgate import config, project
-    from mlgate import promote as promotion
+def _expected(value: str | None) -> int | None | str:
+    """--expect-current: a version number, "none", or absent (no check)."""
+    if value is None:
+        return "any"
+    if value.lower() == "none":
+        return None
+    if not value.isdigit():
+        raise click.BadParameter(f"expected a version number or 'none', got {value!r}", param_hint="--expect-current")
+    return int(value)
+
+
+def _registry_command(name: str, action) -> None:
+    from mlgate import config
     from mlgate.project import StageError
 
     try:
-        name = model or project.tracking(config.read_params(params_file)).registered_model
-        promotion.promote(name, version, alias, reason)
+        action()
     except (StageError, config.ConfigError) as error:
-        console.fail("promote", str(error))
+        console.fail(name, str(error))
         sys.exit(1)
+
+
+def _model_and_ledger(model: str | None, params_file: str) -> tuple[str, str]:
+    from mlgate import config, project
+
+    params = config.read_params(params_file)
+    return model or project.tracking(params).registered_model, project.paths(params).ledger
+
+
+@main.command(help="Move an alias (default: production) to the version the gate passed; the old holder "
+                   "stays under 'previous'.")
+@click.option("--version", "version", type=int, required=True, help="registered model version")
+@click.option("--alias", default="production", show_default=True)
+@click.option("--expect-current", default=None,
+              help="the version you saw on the alias (or 'none'); refuse if it has moved since")
+@click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
+@click.option("--reason", default="promoted after review", show_default=True)
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def promote(version: int, alias: str, expect_current: str | None, model: str | None, reason: str, params_file: str) -> None:
+    from mlgate import promote as promotion
+
+    def act() -> None:
+        name, ledger = _model_and_ledger(model, params_file)
+        promotion.promote(name, version, alias, reason, expected=_expected(expect_current), ledger=ledger)
+
+    _registry_command("promote", act)
+
+
+@main.command(help="Give an alias (default: production) back to the version under 'previous'.")
+@click.option("--alias", default="production", show_default=True)
+@click.option("--expect-current", default=None, help="the version you saw on the alias; refuse if it has moved since")
+@click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
+@click.option("--reason", default="rolled back", show_default=True)
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def rollback(alias: str, expect_current: str | None, model: str | None, reason: str, params_file: str) -> None:
+    from mlgate import promote as promotion
+
+    def act() -> None:
+        name, ledger = _model_and_ledger(model, params_file)
+        promotion.rollback(name, alias, reason, expected=_expected(expect_current), ledger=ledger)
+
+    _registry_command("rollback", act)
+
+
+@main.command(help="Which version held each alias when: the promotion ledger, verified against the registry.")
+@click.option("--alias", default=None, help="only this alias")
+@click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def history(alias: str | None, model: str | None, params_file: str) -> None:
+    from mlgate import promote as promotion
+
+    def act() -> None:
+        name, ledger = _model_and_ledger(model, params_file)
+        moves, problems = promotion.history(name, ledger)
+        shown = [m for m in moves if alias is None or m["alias"] == alias]
+        click.echo(f"{name}: {len(shown)} move(s) in {ledger}")
+        for m in shown:
+            came_from = "none" if m["from_version"] is None else f"v{m['from_version']}"
+            click.echo(f"  {m['at']}  {m['action']:<8} {m['alias']:<11} {came_from} → v{m['to_version']}  "
+                       f"by {m['by']}: {m['reason']} (commit {str(m['commit'])[:10]})")
+        for problem in problems:
+            console.fail("history", problem)
+        if problems:
+            sys.exit(1)
+
+    _registry_command("history", act)
+
+
+@main.command(help="Serve a registered model over HTTP (MLflow scoring API, /metrics), following an alias.")
+@click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
+@click.option("--alias", default="production", show_default=True, help="alias to serve and follow")
+@click.option("--model-uri", default=None, help="serve this MLflow model URI instead (no registry following)")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--poll-s", default=10.0, show_default=True, type=float, help="how often to check the alias")
+@click.option("--max-body-mb", default=5.0, show_default=True, type=float, help="larger bodies get 413")
+@click.option("--unknown-columns", type=click.Choice(["ignore", "reject"]), default="ignore", show_default=True)
+@click.option("--log-dir", default=None, help="write sampled predictions here as Parquet files (for monitoring)")
+@click.option("--log-sample-rate", default=1.0, show_default=True, type=float)
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def serve(model: str | None, alias: str, model_uri: str | None, host: str, port: int, poll_s: float,
+          max_body_mb: float, unknown_columns: str, log_dir: str | None, log_sample_rate: float, params_file: str) -> None:
+    from mlgate import config, project, serving
+
+    try:
+        if model is None and model_uri is None:
+            model = project.tracking(config.read_params(params_file)).registered_model
+        settings = serving.ServeSettings(model=None if model_uri else model, alias=alias, model_uri=model_uri,
+                                         poll_s=poll_s, max_body_bytes=int(max_body_mb * 1024 * 1024),
+                                         unknown_columns=unknown_columns, log_dir=log_dir,
+                                         log_sample_rate=log_sample_rate)
+    except (ValueError, config.ConfigError) as error:
+        console.fail("serve", str(error))
+        sys.exit(1)
+    click.echo(f"serving {model_uri or f'models:/{model}@{alias}'} on http://{host}:{port} "
+               f"(POST /invocations, GET /health /ready /version /metrics)")
+    serving.serve(settings, host, port)
+
+
+@main.command(help="Batch-score a CSV or Parquet file with a registered model, chunk by chunk.")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help=".csv, .csv.gz or .parquet")
+@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help=".csv, .csv.gz or .parquet")
+@click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
+@click.option("--alias", default="production", show_default=True)
+@click.option("--model-uri", default=None, help="score with this MLflow model URI instead")
+@click.option("--keep-columns", default="", help="input columns to copy into the output, comma-separated (e.g. an id)")
+@click.option("--chunk-rows", default=100_000, show_default=True, type=int)
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def score(input_path: Path, output_path: Path, model: str | None, alias: str, model_uri: str | None,
+          keep_columns: str, chunk_rows: int, params_file: str) -> None:
+    from tqdm import tqdm
+
+    from mlgate import config, project, scoring, tracking
+    from mlgate.project import StageError
+
+    try:
+        if model_uri is None:
+            model = model or project.tracking(config.read_params(params_file)).registered_model
+            held = tracking.version_by_alias(model, alias)
+            if held is None:
+                raise StageError(f"registered model '{model}' has no version with alias '{alias}'")
+            model_uri = held.uri
+        loaded = tracking.load(model_uri)
+        keep = tuple(c for c in keep_columns.split(",") if c)
+        with tqdm(total=scoring.total_rows(input_path) if input_path.is_file() else None, unit="rows",
+                  disable=None) as bar:
+            rows = scoring.score(loaded.predict_unchecked, input_path, output_path, chunk_rows=chunk_rows,
+                                 keep_columns=keep, progress=bar.update)
+    except (StageError, config.ConfigError) as error:
+        console.fail("score", str(error))
+        sys.exit(1)
+    console.say("score", f"{console.number(rows)} rows scored with {model_uri} → {output_path}")
 
 
 @main.command(help="Compose conf/ into params.yaml with Hydra, as `dvc exp run -S` does.")

@@ -107,23 +107,36 @@ class InputGuard(BaseEstimator, TransformerMixin):
         if missing:
             warnings.warn(f"input is missing column(s) {missing}; treated as missing values "
                           f"(contract missing_columns: impute)", UserWarning, stacklevel=2)
-        out = {}
-        for column in self.columns:
-            values = X[column] if column in X.columns else pd.Series(np.nan, index=X.index, dtype=object)
-            if column in self.numeric:
-                values = _as_float(column, values)
-            elif column in self.datetime:
-                values = _as_datetime(column, values)
-            else:
-                values = values.astype(object)
-                if column in self.boolean:
-                    values = normalize_boolean(values)
-                values = values.where(values.isna(), values.astype(str))
-            out[column] = self._apply_policy(column, values) if column in (self.categories or {}) else values
-        return pd.DataFrame(out, index=X.index)
+        X = X.reindex(columns=self.columns) if missing else X
+        parts = []
+        if self.numeric:
+            numeric = X[list(self.numeric)]
+            if not all(pd.api.types.is_numeric_dtype(t) for t in numeric.dtypes):
+                numeric = pd.DataFrame({c: _as_float(c, numeric[c]) for c in self.numeric}, index=X.index)
+            parts.append(numeric.astype("float64"))
+        strings = [*self.categorical, *self.text]
+        if strings:  # one block operation: per-column pandas calls dominate a single-row request
+            block = X[strings].astype(object)
+            for column in self.boolean:
+                block[column] = normalize_boolean(block[column])
+            parts.append(block.where(block.isna(), block.astype(str)))
+        if self.datetime:
+            parts.append(pd.DataFrame({c: _as_datetime(c, X[c]) for c in self.datetime}, index=X.index))
+        out = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0].copy()
+        for column in self.categories or {}:
+            checked = self._apply_policy(column, out[column])
+            if checked is not out[column]:
+                out[column] = checked
+        return out[self.columns]
 
     def _apply_policy(self, column: str, values: pd.Series) -> pd.Series:
-        outside = values.notna() & ~values.isin(self.categories[column])
+        allowed = self.categories[column]
+        if len(values) <= 64:  # a set lookup per value beats pandas' isin machinery on a few rows
+            known = frozenset(allowed)
+            outside = pd.Series([v == v and v is not None and v not in known for v in values.to_numpy()],
+                                index=values.index, dtype=bool)
+        else:
+            outside = values.notna() & ~values.isin(allowed)
         if not outside.any():
             return values
         policy = self.policies[column]
@@ -142,8 +155,18 @@ def _as_datetime(column: str, values: pd.Series) -> pd.Series:
     parsed = parse_datetime(values)
     bad = values[parsed.isna() & values.notna()]
     if len(bad):
-        raise InputValidationError(f"column '{column}': {bad.iloc[0]!r} is not an ISO 8601 date ({len(bad):,} such value(s))")
+        raise InputValidationError(f"column '{column}': {_plain(bad.iloc[0])!r} at row {_position(values, bad.index[0])} "
+                                   f"is not an ISO 8601 date ({len(bad):,} such value(s))")
     return parsed
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _position(values: pd.Series, label) -> int:
+    """The 0-based position of a row, as a client sending a list of records counts it."""
+    return int(values.index.get_loc(label))
 
 
 def _as_float(column: str, values: pd.Series) -> pd.Series:
@@ -152,7 +175,8 @@ def _as_float(column: str, values: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(values, errors="coerce")
     bad = values[numeric.isna() & values.notna()]
     if len(bad):
-        raise InputValidationError(f"column '{column}': {bad.iloc[0]!r} is not a number ({len(bad):,} such value(s))")
+        raise InputValidationError(f"column '{column}': {_plain(bad.iloc[0])!r} at row {_position(values, bad.index[0])} "
+                                   f"is not a number ({len(bad):,} such value(s))")
     return numeric.astype("float64")
 
 
@@ -331,9 +355,13 @@ class QuantileClipper(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        X = X.copy()
-        for column, lower in self.lower_.items():
-            X[column] = X[column].clip(lower, self.upper_[column])
+        columns = list(self.lower_)
+        # a column all missing in training has NaN bounds: no bound
+        lower = np.nan_to_num(np.array([self.lower_[c] for c in columns], dtype=float), nan=-np.inf)
+        upper = np.nan_to_num(np.array([self.upper_[c] for c in columns], dtype=float), nan=np.inf)
+        clipped = np.clip(X[columns].to_numpy(dtype=float), lower, upper)  # missing values stay missing
+        X = X.copy(deep=False)
+        X[columns] = clipped
         return X
 
 

@@ -34,6 +34,7 @@ class Paths:
     drift: str
     gate: str
     promotion: str
+    ledger: str
 
     @property
     def raw_data(self) -> Path:

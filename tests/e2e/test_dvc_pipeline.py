@@ -89,6 +89,11 @@ def test_promote_then_next_run_is_compared_with_production(repro):
     gate = json.loads((root / "reports/gate.json").read_text())
     assert gate["champion"]["version"] == 1 and gate["candidate"]["version"] == 2
     assert set(gate["champion"]["metrics"]) == set(gate["candidate"]["metrics"])
-    assert "| metric | candidate v2 | production v1 | difference |" in (root / "reports/promotion.md").read_text()
+    interval = gate["gain_interval"]
+    assert interval["metric"] == "roc_auc" and interval["low"] <= interval["high"]
+    assert f"[{interval['low']:+.4f}, {interval['high']:+.4f}]" in (root / "reports/promotion.md").read_text()
     assert "champion" in third.stdout
+    history = run_cli(["mlgate", "history"], root, env)
+    assert "promote  production  none → v1  by" in history.stdout and "e2e" in history.stdout
+    assert len((root / "registry/ledger.jsonl").read_text().splitlines()) == 1
 

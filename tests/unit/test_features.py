@@ -129,7 +129,7 @@ def test_guard_rejects_a_word_in_a_numeric_column_naming_column_and_value(when):
     bad = clean.astype({"charges": object})
     bad.loc[1, "charges"] = "abc"
 
-    with pytest.raises(InputValidationError, match=r"column 'charges': 'abc' is not a number"):
+    with pytest.raises(InputValidationError, match=r"column 'charges': 'abc' at row 1 is not a number"):
         if when == "fit":
             guard.fit(bad)
         else:

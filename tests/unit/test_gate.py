@@ -157,9 +157,9 @@ def test_promotion_markdown_states_a_passed_verdict_and_each_check():
 def test_promotion_markdown_compares_with_the_champion():
     markdown = promotion_markdown(_gate_result(passed=True, champion=PRODUCTION_V3))
 
-    assert "| metric | candidate v4 | production v3 | difference |" in markdown
-    assert "| roc_auc | 0.8500 | 0.8400 | +0.0100 |" in markdown
-    assert "| f1 | 0.6000 | 0.6500 | -0.0500 |" in markdown
+    assert "| metric | candidate v4 | production v3 | difference | 95% CI of the gain |" in markdown
+    assert "| roc_auc | 0.8500 | 0.8400 | +0.0100 |  |" in markdown
+    assert "| f1 | 0.6000 | 0.6500 | -0.0500 |  |" in markdown
     assert "- Production version: http://ui/models/tiny/3" in markdown
 
 
@@ -187,3 +187,36 @@ def test_promotion_markdown_lists_the_most_drifted_columns_first():
 
     assert "1 of 2 columns drifted (share 0.50, limit 0.30)" in markdown
     assert markdown.index("| tenure | Wasserstein") < markdown.index("| plan | Jensen-Shannon")
+
+
+def test_promotion_markdown_shows_the_interval_on_the_gate_metric():
+    result = _gate_result(passed=True, champion=PRODUCTION_V3)
+    result["gain_interval"] = {"metric": "roc_auc", "confidence": 0.95, "low": -0.002, "high": 0.021}
+
+    markdown = promotion_markdown(result)
+
+    assert "| roc_auc | 0.8500 | 0.8400 | +0.0100 | [-0.0020, +0.0210] |" in markdown
+    assert "paired bootstrap over test rows of the roc_auc gain" in markdown
+
+
+@pytest.mark.parametrize("interval, passed", [((0.001, 0.02), True), ((-0.001, 0.02), False), (None, False)])
+def test_significant_gain_needs_the_interval_above_zero(interval, passed):
+    policy = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, require_significant_gain=True)
+
+    check = _only_check(decide(policy, validation_passed=True, drift=NO_DRIFT, metric="roc_auc", candidate_score=0.86,
+                               champion_score=0.85, gain_interval=interval))
+
+    assert (check.name, check.passed) == ("significant_gain", passed)
+
+
+def test_significant_gain_is_not_required_without_a_champion():
+    policy = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, require_significant_gain=True)
+
+    assert _decide(policy).checks == []
+
+
+def test_champion_detail_carries_the_interval():
+    check = _only_check(decide(_regression_limit(0.01), validation_passed=True, drift=NO_DRIFT, metric="roc_auc",
+                               candidate_score=0.86, champion_score=0.85, gain_interval=(-0.004, 0.023)))
+
+    assert "gain +0.0100, 95% CI [-0.0040, +0.0230]" in check.detail

@@ -49,3 +49,53 @@ def test_all_scores_covers_the_task_metrics():
 
     assert set(scores) == {"rmse", "mae", "r2"}
     assert scores["mae"] == pytest.approx(2 / 3)
+
+
+def _noisy_scores(rows: int, separation: float, seed: int):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, rows)
+    return y, y * separation + rng.normal(0, 1, rows)
+
+
+def test_paired_bootstrap_finds_a_clear_gain_and_no_gain_between_equal_models():
+    y, strong = _noisy_scores(2000, 2.0, 0)
+    _, weak = _noisy_scores(2000, 0.0, 1)   # pure noise: AUC about 0.5
+
+    low, high = metrics.paired_bootstrap("roc_auc", y, strong, weak, resamples=300, seed=0)
+    assert 0.3 < low < high < 0.5
+
+    low, high = metrics.paired_bootstrap("roc_auc", y, strong, strong, resamples=300, seed=0)
+    assert low == high == 0.0
+
+
+def test_paired_bootstrap_is_oriented_by_the_metric_direction():
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 1, 1000)
+    close, far = y + rng.normal(0, 0.1, 1000), y + rng.normal(0, 1.0, 1000)
+
+    low, high = metrics.paired_bootstrap("rmse", y, close, far, resamples=300, seed=0)
+
+    assert 0 < low < high   # a lower RMSE is a positive gain
+    assert metrics.paired_bootstrap("rmse", y, far, close, resamples=300, seed=0)[1] < 0
+
+
+def test_paired_bootstrap_covers_the_true_gain_at_about_the_stated_rate():
+    """Known answer: two models whose true AUC gap is fixed; the 95% interval should cover it in
+    roughly 95% of fresh samples (a coarse check: at least 48 of 60)."""
+    big_y, big_a = _noisy_scores(200_000, 1.0, 10)
+    big_b = big_y * 0.5 + np.random.default_rng(11).normal(0, 1, 200_000)
+    truth = metrics.METRICS["roc_auc"].score(big_y, big_a) - metrics.METRICS["roc_auc"].score(big_y, big_b)
+    covered = 0
+    for trial in range(60):
+        rows = np.random.default_rng(100 + trial).integers(0, 200_000, 500)
+        low, high = metrics.paired_bootstrap("roc_auc", big_y[rows], big_a[rows], big_b[rows], resamples=200, seed=trial)
+        covered += low <= truth <= high
+    assert covered >= 48
+
+
+def test_rank_auc_equals_sklearn_with_ties():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    score = rng.integers(0, 5, 300).astype(float)   # many ties
+
+    assert metrics._rank_auc(y, score) == pytest.approx(metrics.METRICS["roc_auc"].score(y, score), abs=1e-12)

@@ -29,11 +29,6 @@ def predictions(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec
     return output["prediction"].to_numpy(np.float64), None
 
 
-def score(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec) -> dict[str, float]:
-    prediction, probability = predictions(model, frame, spec)
-    return metrics.all_scores(spec.task, target_vector(frame, spec), prediction, probability)
-
-
 def curves(y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None, task: str) -> dict[str, pd.DataFrame]:
     if task == "binary":
         fpr, tpr, _ = skm.roc_curve(y, probability)

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from mlgate import config, console, files, metrics, project, tracking
+from mlgate.data import target_vector
 from mlgate.project import StageError
 from mlgate.stages import evaluate
 from mlgate.stages.ingest import content_hash
@@ -30,6 +31,9 @@ class GatePolicy:
     require_no_drift: bool = True
     metric_floor: float | None = None
     max_regression: float | None = None
+    # Require the 95% paired-bootstrap interval of the gain over production to lie above zero.
+    require_significant_gain: bool = False
+    bootstrap_resamples: int = 1000
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class Decision:
 
 
 def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any], metric: str,
-           candidate_score: float, champion_score: float | None, champion_error: str | None = None) -> Decision:
+           candidate_score: float, champion_score: float | None, champion_error: str | None = None,
+           gain_interval: tuple[float, float] | None = None) -> Decision:
     """Pure: every check of the policy against the evidence; passed only if all pass."""
     better = metrics.METRICS[metric].greater_is_better
     checks = []
@@ -77,9 +82,17 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
         else:
             gain = metrics.improvement(metric, candidate_score, champion_score)
             ok = gain >= -policy.max_regression - 1e-12  # a loss of exactly the tolerance is allowed
+            interval = "" if gain_interval is None else f", 95% CI [{gain_interval[0]:+.4f}, {gain_interval[1]:+.4f}]"
             checks.append(Check("champion", ok, round(gain, 6), -policy.max_regression,
                                 f"test {metric} {candidate_score:.4f} vs production {champion_score:.4f} "
-                                f"(gain {gain:+.4f}, allowed loss {policy.max_regression})"))
+                                f"(gain {gain:+.4f}{interval}, allowed loss {policy.max_regression})"))
+    if policy.require_significant_gain and champion_score is not None and champion_error is None:
+        low = None if gain_interval is None else gain_interval[0]
+        ok = low is not None and low > 0
+        checks.append(Check("significant_gain", ok, None if low is None else round(low, 6), 0.0,
+                            "no interval computed" if low is None else
+                            f"95% CI of the {metric} gain over production starts at {low:+.4f} "
+                            f"({'above' if ok else 'not above'} 0)"))
     return Decision(all(c.passed for c in checks), checks)
 
 
@@ -94,11 +107,17 @@ def promotion_markdown(result: dict[str, Any]) -> str:
     lines += ["## Test metrics", "",
               f"Same test set for both ({result['test_rows']:,} rows, sha256 `{result['test_hash'][:12]}`).", ""]
     if champ and champ.get("metrics"):
-        lines += [f"| metric | candidate v{cand['version']} | production v{champ['version']} | difference |",
-                  "| --- | ---: | ---: | ---: |"]
+        interval = result.get("gain_interval")
+        lines += [f"| metric | candidate v{cand['version']} | production v{champ['version']} | difference | 95% CI of the gain |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
         for name, value in cand["metrics"].items():
             other = champ["metrics"][name]
-            lines.append(f"| {name} | {value:.4f} | {other:.4f} | {value - other:+.4f} |")
+            ci = (f"[{interval['low']:+.4f}, {interval['high']:+.4f}]"
+                  if interval and interval["metric"] == name else "")
+            lines.append(f"| {name} | {value:.4f} | {other:.4f} | {value - other:+.4f} | {ci} |")
+        if interval:
+            lines += ["", f"The interval is a paired bootstrap over test rows of the {interval['metric']} gain "
+                          f"(positive: the candidate is better)."]
     else:
         lines += [f"| metric | candidate v{cand['version']} |", "| --- | ---: |"]
         lines += [f"| {name} | {value:.4f} |" for name, value in cand["metrics"].items()]
@@ -140,25 +159,34 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
     candidate = tracking.register(names.registered_model, info["model_uri"], info["run_id"])
     champion = tracking.version_by_alias(names.registered_model, CHAMPION_ALIAS)
-    champion_metrics, champion_error = None, None
+    champion_metrics, champion_error, gain_interval = None, None, None
     if champion is not None and champion.version != candidate.version:
         try:
-            champion_metrics = evaluate.score(tracking.load(champion.uri), test, spec)
+            champion_output = evaluate.predictions(tracking.load(champion.uri), test, spec)
         except Exception as error:  # noqa: BLE001 - reported as a failed check, not a crash
             champion_error = f"could not score production v{champion.version} on this test set: {error}"
+        else:
+            y = target_vector(test, spec)
+            champion_metrics = metrics.all_scores(spec.task, y, *champion_output)
+            candidate_output = evaluate.predictions(tracking.load(paths.model), test, spec)
+            scored = 1 if metrics.METRICS[spec.metric].uses_probability else 0
+            gain_interval = metrics.paired_bootstrap(spec.metric, y, candidate_output[scored], champion_output[scored],
+                                                     resamples=policy.bootstrap_resamples, seed=project.seed(params))
     elif champion is not None:
         champion_metrics = candidate_metrics
 
     decision = decide(policy, validation_passed=validation["passed"], drift=drift, metric=spec.metric,
                       candidate_score=candidate_metrics[spec.metric],
                       champion_score=None if champion_metrics is None else champion_metrics[spec.metric],
-                      champion_error=champion_error)
+                      champion_error=champion_error, gain_interval=gain_interval)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     commit = tracking.git_commit()
     result = {
         "passed": decision.passed, "reasons": decision.reasons, "metric": spec.metric, "generated_at": now,
         "git_commit": commit, "policy": asdict(policy), "checks": [asdict(c) for c in decision.checks],
         "test_rows": len(test), "test_hash": content_hash(test), "drift": drift,
+        "gain_interval": None if gain_interval is None else {"metric": spec.metric, "confidence": 0.95,
+                                                              "low": gain_interval[0], "high": gain_interval[1]},
         "paths": {"drift_report": paths.drift_report, "gate": paths.gate, "promotion": paths.promotion},
         "candidate": {"name": candidate.name, "version": candidate.version, "run_id": info["run_id"],
                       "model_uri": info["model_uri"], "family": info["family"], "metrics": candidate_metrics,
@@ -173,7 +201,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     files.write_text(paths.promotion, promotion_markdown(result))
 
     tags = {"mlgate.gate.passed": str(decision.passed).lower(), "mlgate.gate.at": now, "mlgate.gate.commit": commit,
-            "mlgate.gate.metric": spec.metric}
+            "mlgate.gate.metric": spec.metric, "mlgate.data_hash": info["data_hash"]}
     for check in decision.checks:
         tags[f"mlgate.gate.{check.name}"] = f"{'pass' if check.passed else 'fail'}: {check.detail}"
     tracking.set_version_tags(candidate.name, candidate.version, tags)

@@ -31,10 +31,19 @@ def fit(train: pd.DataFrame, spec: DataSpec, family: str, params: dict[str, Any]
 
 
 def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
+    """What serving needs beside the pipeline: column roles, class labels, and the contract's limits
+    (ranges, columns that may not be missing) that it counts and enforces per request."""
+    columns = spec.contract.columns
+    default_limit = spec.contract.max_missing_share
     info: dict[str, Any] = {"task": spec.task, "numeric": spec.numeric_features,
                             "categorical": spec.categorical_features, "datetime": spec.datetime_features,
                             "text": spec.text_features, "order": spec.features,
-                            "missing_columns": spec.contract.missing_columns}
+                            "missing_columns": spec.contract.missing_columns,
+                            "ranges": {c: [columns[c].min, columns[c].max] for c in spec.numeric_features
+                                       if columns[c].min is not None or columns[c].max is not None},
+                            "not_null": [c for c in spec.features
+                                         if (columns[c].max_missing_share if columns[c].max_missing_share is not None
+                                             else default_limit) == 0]}
     if spec.task == "binary":
         classes = sorted(train[spec.target].astype(str).unique())
         info["positive_class"] = str(spec.positive_class)

@@ -1,0 +1,82 @@
+"""`mlgate score`: batch predictions for a CSV or Parquet file, chunk by chunk.
+
+Memory stays flat whatever the file size: one chunk is read, predicted and appended at a time. The
+output is written under a temporary name and renamed at the end, so a failed run leaves no partial
+file behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlgate.features import InputValidationError
+from mlgate.files import atomic_path
+from mlgate.project import StageError
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def file_format(path: Path) -> str:
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    kind = FORMATS.get(suffixes[-1].lower() if suffixes else "")
+    if kind is None:
+        raise StageError(f"{path}: unknown file type; use .csv, .csv.gz or .parquet")
+    return kind
+
+
+def chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    if file_format(path) == "parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+    else:
+        yield from pd.read_csv(path, chunksize=chunk_rows)
+
+
+def total_rows(path: Path) -> int | None:
+    return pq.ParquetFile(path).metadata.num_rows if file_format(path) == "parquet" else None
+
+
+def score(predict: Callable[[pd.DataFrame], pd.DataFrame], input_path: Path, output_path: Path, *,
+          chunk_rows: int = 100_000, keep_columns: tuple[str, ...] = (),
+          progress: Callable[[int], Any] = lambda rows: None) -> int:
+    """Predict every row of ``input_path`` into ``output_path``; returns the number of rows.
+
+    The output holds ``keep_columns`` from the input (an id, say) and the model's outputs, in input order.
+    """
+    if not input_path.is_file():
+        raise StageError(f"{input_path}: input file not found")
+    out_format = file_format(output_path)
+    done = 0
+    with atomic_path(output_path) as staged:
+        writer = None
+        try:
+            for chunk in chunks(input_path, chunk_rows):
+                absent = [c for c in keep_columns if c not in chunk.columns]
+                if absent:
+                    raise StageError(f"{input_path}: --keep-columns {absent} not in the file")
+                try:
+                    output = predict(chunk)
+                except InputValidationError as error:
+                    raise StageError(f"{input_path}: rows {done + 1:,}–{done + len(chunk):,}: {error}") from None
+                frame = pd.concat([chunk[list(keep_columns)].reset_index(drop=True),
+                                   output.reset_index(drop=True)], axis=1)
+                if out_format == "csv":
+                    frame.to_csv(staged, mode="a", header=done == 0, index=False)
+                else:
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    writer = writer or pq.ParquetWriter(staged, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+                done += len(chunk)
+                progress(len(chunk))
+        finally:
+            if writer is not None:
+                writer.close()
+        if done == 0:
+            raise StageError(f"{input_path}: no rows to score")
+    return done

@@ -1,0 +1,362 @@
+"""`mlgate serve`: a registered model behind an HTTP API that follows its registry alias.
+
+`create_app(settings, source)` builds a Starlette app. `POST /invocations` takes MLflow scoring-server
+bodies (`dataframe_split`, `dataframe_records`, `inputs`, or CSV), so MLflow clients work unchanged;
+`/health`, `/ready`, `/version` and `/metrics` (Prometheus) come beside it. A background task polls
+the alias and swaps in a newly promoted (or rolled back) version once it has loaded; requests in
+flight finish on the model they started with. Request bodies are only ever parsed as JSON or CSV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mlgate.features import InputValidationError
+from mlgate.prediction_log import PredictionLog
+
+log = logging.getLogger("mlgate.serve")
+
+UNKNOWN_COLUMN_POLICIES = ("ignore", "reject")
+# Requests this large run in a worker thread so health checks and small requests keep flowing;
+# smaller ones run inline, which is faster than a thread hop.
+THREADED_ROWS = 1_000
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model: str | None = None             # registered model name (follows `alias`)
+    alias: str = "production"
+    model_uri: str | None = None         # or any MLflow model URI, served as is
+    poll_s: float = 10.0
+    max_body_bytes: int = 5 * 1024 * 1024
+    unknown_columns: str = "ignore"
+    log_dir: str | None = None           # prediction log (Parquet files); None: off
+    log_sample_rate: float = 1.0
+    log_rotate_rows: int = 50_000
+    log_rotate_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.model_uri is None):
+            raise ValueError("serve: give exactly one of a registered model name or a model URI")
+        if self.unknown_columns not in UNKNOWN_COLUMN_POLICIES:
+            raise ValueError(f"serve: unknown_columns must be one of {UNKNOWN_COLUMN_POLICIES}")
+        if not 0 <= self.log_sample_rate <= 1:
+            raise ValueError("serve: log_sample_rate must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded model and where it came from."""
+    model: Any                 # tracking.LoadedModel
+    uri: str
+    version: str               # the registry version, or "" for a plain URI
+    run_id: str | None
+    gate: str | None           # the gate's verdict tag on that version
+
+
+class RegistrySource:
+    """Resolves the alias (or URI) to a version and loads it; tests may pass their own."""
+
+    def __init__(self, settings: ServeSettings):
+        self.settings = settings
+
+    def current(self) -> str | None:
+        """The version the alias names now ("" for a plain URI), or None when it names none."""
+        from mlgate import tracking
+
+        if self.settings.model_uri is not None:
+            return ""
+        held = tracking.version_by_alias(self.settings.model, self.settings.alias)
+        return None if held is None else str(held.version)
+
+    def load(self, version: str) -> Served:
+        from mlgate import tracking
+
+        if self.settings.model_uri is not None:
+            return Served(tracking.load(self.settings.model_uri), self.settings.model_uri, "", None, None)
+        held = tracking.get_version(self.settings.model, int(version))
+        return Served(tracking.load(held.uri), held.uri, str(held.version), held.run_id,
+                      held.tags.get("mlgate.gate.passed"))
+
+
+class Metrics:
+    """Everything /metrics exports, in the app's own registry (so tests and apps do not collide)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("mlgate_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r)
+        self.latency = Histogram("mlgate_request_latency_seconds", "Request latency by endpoint", ["endpoint"], registry=r,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.rows = Counter("mlgate_rows_predicted", "Rows predicted", registry=r)
+        self.classes = Counter("mlgate_predicted_class", "Predicted labels (classification)", ["label"], registry=r)
+        self.values = Histogram("mlgate_predicted_value", "Predicted values (regression)", registry=r,
+                                buckets=(-math.inf, 0, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, math.inf))
+        self.missing = Counter("mlgate_input_missing_values", "Missing input values by feature", ["feature"], registry=r)
+        self.out_of_range = Counter("mlgate_input_out_of_range", "Input values outside the contract's range",
+                                    ["feature"], registry=r)
+        self.load_failures = Counter("mlgate_model_load_failures", "Model versions that failed to load", registry=r)
+        self.swaps = Counter("mlgate_model_swaps", "Times a newly resolved version replaced the served one", registry=r)
+        self.model = Info("mlgate_model", "The served model", registry=r)
+        self.log_dropped = Counter("mlgate_prediction_log_dropped_rows", "Prediction-log rows dropped (queue full)",
+                                   registry=r)
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def parse_body(body: bytes, content_type: str) -> pd.DataFrame:
+    """A request body in one of MLflow's scoring formats as a DataFrame (never unpickled or evaluated)."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "text/csv":
+        try:
+            return pd.read_csv(io.BytesIO(body))
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+            raise BadRequest(400, "BAD_REQUEST", f"invalid CSV: {str(error).strip()}") from None
+    if kind != "application/json":
+        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type '{kind or 'none'}' is not supported; "
+                                                        "send application/json or text/csv")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(400, "BAD_REQUEST", f"invalid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest(400, "BAD_REQUEST", "the JSON body must be an object with one of the keys "
+                                             "'dataframe_split', 'dataframe_records' or 'inputs'")
+    keys = [k for k in ("dataframe_split", "dataframe_records", "inputs") if k in payload]
+    if len(keys) != 1:
+        raise BadRequest(400, "BAD_REQUEST", f"the JSON body needs exactly one of 'dataframe_split', "
+                                             f"'dataframe_records' or 'inputs' (got {sorted(payload) or 'none'})")
+    data = payload[keys[0]]
+    try:
+        if keys[0] == "dataframe_split":
+            if not isinstance(data, dict) or "columns" not in data or "data" not in data:
+                raise ValueError("'dataframe_split' needs 'columns' and 'data'")
+            return pd.DataFrame(data["data"], columns=data["columns"])
+        if isinstance(data, dict):   # inputs as {column: [values]}
+            return pd.DataFrame(data)
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+            raise ValueError(f"'{keys[0]}' must be a list of records ({{column: value}})")
+        return pd.DataFrame.from_records(data)
+    except ValueError as error:
+        raise BadRequest(400, "BAD_REQUEST", f"cannot read '{keys[0]}': {error}") from None
+
+
+def check_columns(frame: pd.DataFrame, features: dict[str, Any] | None, input_columns: tuple[str, ...],
+                  unknown_columns: str) -> None:
+    """The input contract at the request level: 422 naming the column (and row) that breaks it."""
+    expected = list(features["order"]) if features else list(input_columns)
+    if not expected:
+        return
+    missing = [c for c in expected if c not in frame.columns]
+    if missing and (not features or features.get("missing_columns", "fail") == "fail"):
+        raise BadRequest(422, "INVALID_INPUT", f"missing required column(s) {missing}")
+    unknown = [str(c) for c in frame.columns if c not in expected]
+    if unknown and unknown_columns == "reject":
+        raise BadRequest(422, "INVALID_INPUT", f"unknown column(s) {unknown}; the model takes {expected}")
+    for column in (features or {}).get("not_null", []):
+        if column in frame.columns:
+            gaps = frame[column].isna().to_numpy()
+            if gaps.any():
+                raise BadRequest(422, "INVALID_INPUT", f"column '{column}' has a missing value at row "
+                                                       f"{int(np.argmax(gaps))}; the contract allows none")
+
+
+def _record_inputs(metrics: Metrics, frame: pd.DataFrame, features: dict[str, Any] | None) -> None:
+    if not features:
+        return
+    present = [c for c in features["order"] if c in frame.columns]
+    for column, count in frame[present].isna().sum().items():
+        if count:
+            metrics.missing.labels(column).inc(int(count))
+    for column, (low, high) in features.get("ranges", {}).items():
+        if column in frame.columns:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            outside = int(((values < low) if low is not None else False).sum() + ((values > high) if high is not None else False).sum())
+            if outside:
+                metrics.out_of_range.labels(column).inc(outside)
+
+
+def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, Any] | None) -> None:
+    metrics.rows.inc(len(output))
+    if "prediction" not in output:
+        return
+    predictions = output["prediction"]
+    if features and features.get("task") == "binary" or predictions.dtype == object:
+        for label, count in predictions.astype(str).value_counts().items():
+            metrics.classes.labels(label).inc(int(count))
+    else:
+        for value in predictions.to_numpy(dtype=float):
+            metrics.values.observe(value)
+
+
+def _records(output: pd.DataFrame) -> list[dict[str, Any]]:
+    columns = {c: output[c].tolist() for c in output.columns}
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+class ServingState:
+    """The served model and the registry follower; ``served`` is swapped in one assignment."""
+
+    def __init__(self, settings: ServeSettings, source: RegistrySource, metrics: Metrics):
+        self.settings = settings
+        self.source = source
+        self.metrics = metrics
+        self.served: Served | None = None
+        self.failed_version: str | None = None
+
+    async def refresh(self) -> None:
+        """Load the version the alias names if it is not the one served (never raises)."""
+        try:
+            version = await asyncio.to_thread(self.source.current)
+        except Exception as error:  # noqa: BLE001 - a registry hiccup must not stop serving
+            log.warning("cannot resolve %s: %s", self._target(), error)
+            return
+        if version is None or (self.served is not None and version == self.served.version) or version == self.failed_version:
+            return
+        try:
+            fresh = await asyncio.to_thread(self.source.load, version)
+        except Exception as error:  # noqa: BLE001 - keep serving the old version
+            self.failed_version = version
+            self.metrics.load_failures.inc()
+            log.error("version %s of %s failed to load, still serving %s: %s", version, self._target(),
+                      self.served.version if self.served else "nothing", error)
+            return
+        previous = self.served
+        self.served = fresh
+        self.failed_version = None
+        if previous is not None:
+            self.metrics.swaps.inc()
+        self.metrics.model.info({"model": self.settings.model or "", "alias": self.settings.alias if self.settings.model else "",
+                                 "version": fresh.version, "uri": fresh.uri, "run_id": fresh.run_id or ""})
+        log.info("serving %s version %s (was %s)", self._target(), fresh.version, previous.version if previous else "none")
+
+    def _target(self) -> str:
+        return self.settings.model_uri or f"models:/{self.settings.model}@{self.settings.alias}"
+
+    async def follow(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_s)
+            await self.refresh()
+
+
+def create_app(settings: ServeSettings, source: RegistrySource | None = None) -> Starlette:
+    metrics = Metrics()
+    state = ServingState(settings, source or RegistrySource(settings), metrics)
+    prediction_log = (PredictionLog(settings.log_dir, settings.log_sample_rate, settings.log_rotate_rows,
+                                    settings.log_rotate_s, on_drop=metrics.log_dropped.inc)
+                      if settings.log_dir else None)
+
+    def finish(endpoint: str, started: float, response: Response) -> Response:
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error_code": code, "message": message}, status_code=status, headers=headers)
+
+    async def invocations(request: Request) -> Response:
+        started = time.perf_counter()
+        served = state.served
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        headers = {"X-Request-Id": request_id}
+        if served is None:
+            return finish("invocations", started, error(503, "NOT_READY", "no model is loaded yet", headers))
+        headers["X-Model-Version"] = served.version
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+            if declared > settings.max_body_bytes:
+                raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body of {declared:,} bytes; the limit is {settings.max_body_bytes:,}")
+            body = await request.body()
+            if len(body) > settings.max_body_bytes:
+                raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body of {len(body):,} bytes; the limit is {settings.max_body_bytes:,}")
+            frame = parse_body(body, request.headers.get("content-type", ""))
+            features = served.model.features
+            check_columns(frame, features, served.model.input_columns, settings.unknown_columns)
+            _record_inputs(metrics, frame, features)
+            predict = served.model.predict_unchecked
+            output = await run_in_threadpool(predict, frame) if len(frame) > THREADED_ROWS else predict(frame)
+        except BadRequest as bad:
+            return finish("invocations", started, error(bad.status, bad.code, bad.message, headers))
+        except InputValidationError as bad:
+            return finish("invocations", started, error(422, "INVALID_INPUT", str(bad), headers))
+        except Exception as failure:  # noqa: BLE001 - a model error is a 500 with its message, never a crash
+            log.exception("prediction failed")
+            return finish("invocations", started, error(500, "INTERNAL_ERROR", f"{type(failure).__name__}: {failure}", headers))
+        if not isinstance(output, pd.DataFrame):
+            output = pd.DataFrame({"prediction": np.asarray(output).ravel()})
+        _record_outputs(metrics, output, served.model.features)
+        if prediction_log is not None:
+            prediction_log.submit(request_id, served.version, frame, output)
+        return finish("invocations", started, JSONResponse({"predictions": _records(output)}, headers=headers))
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        served = state.served
+        if served is None:
+            return JSONResponse({"ready": False, "reason": "no model loaded"}, status_code=503)
+        return JSONResponse({"ready": True, "version": served.version})
+
+    async def version(request: Request) -> Response:
+        served = state.served
+        if served is None:
+            return error(503, "NOT_READY", "no model is loaded yet")
+        return JSONResponse({"model": settings.model, "alias": settings.alias if settings.model else None,
+                             "version": served.version, "uri": served.uri, "run_id": served.run_id,
+                             "gate_passed": served.gate})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.refresh()
+        follower = asyncio.create_task(state.follow()) if settings.model is not None else None
+        try:
+            yield
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            if prediction_log is not None:
+                prediction_log.close()
+
+    app = Starlette(routes=[
+        Route("/invocations", invocations, methods=["POST"]),
+        Route("/health", health), Route("/ping", health), Route("/ready", ready),
+        Route("/version", version), Route("/metrics", prometheus),
+    ], lifespan=lifespan)
+    app.state.serving = state
+    return app
+
+
+def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)

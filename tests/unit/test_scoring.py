@@ -1,0 +1,55 @@
+import pandas as pd
+import pytest
+
+from mlgate import scoring
+from mlgate.features import InputValidationError
+from mlgate.project import StageError
+
+
+def doubled(chunk: pd.DataFrame) -> pd.DataFrame:
+    if (chunk["x"] < 0).any():
+        raise InputValidationError("column 'x': negative at row 0")
+    return pd.DataFrame({"prediction": chunk["x"] * 2})
+
+
+@pytest.fixture
+def rows(tmp_path):
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(25)], "x": range(25)})
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    frame.to_parquet(tmp_path / "in.parquet", index=False)
+    return frame
+
+
+@pytest.mark.parametrize("source, target", [("in.csv", "out.parquet"), ("in.parquet", "out.csv.gz"), ("in.csv", "out.csv")])
+def test_scores_every_row_in_order_chunk_by_chunk(tmp_path, rows, source, target):
+    seen = []
+
+    count = scoring.score(doubled, tmp_path / source, tmp_path / target, chunk_rows=10, keep_columns=("id",),
+                          progress=seen.append)
+
+    out = pd.read_parquet(tmp_path / target) if target.endswith(".parquet") else pd.read_csv(tmp_path / target)
+    assert count == 25 and seen == [10, 10, 5]
+    assert out["id"].tolist() == rows["id"].tolist()
+    assert out["prediction"].tolist() == [2 * x for x in range(25)]
+
+
+def test_a_bad_chunk_names_its_rows_and_leaves_no_output(tmp_path, rows):
+    rows.assign(x=[*range(15), -1, *range(16, 25)]).to_csv(tmp_path / "bad.csv", index=False)
+
+    with pytest.raises(StageError, match=r"bad\.csv: rows 11–20: column 'x': negative"):
+        scoring.score(doubled, tmp_path / "bad.csv", tmp_path / "out.parquet", chunk_rows=10)
+
+    assert list(tmp_path.glob("out*")) == [] and list(tmp_path.glob(".out*")) == []
+
+
+@pytest.mark.parametrize("name, message", [("in.txt", "unknown file type"), ("absent.csv", "input file not found")])
+def test_unusable_paths_are_named(tmp_path, rows, name, message):
+    (tmp_path / "in.txt").write_text("x\n1\n")
+
+    with pytest.raises(StageError, match=message):
+        scoring.score(doubled, tmp_path / name, tmp_path / "out.csv")
+
+
+def test_keep_columns_must_exist(tmp_path, rows):
+    with pytest.raises(StageError, match=r"--keep-columns \['customer'\] not in the file"):
+        scoring.score(doubled, tmp_path / "in.csv", tmp_path / "out.csv", keep_columns=("customer",))
