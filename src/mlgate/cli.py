@@ -88,19 +88,28 @@ def _model_and_ledger(model: str | None, params_file: str) -> tuple[str, str]:
 
 @main.command(help="Move an alias (default: production) to the version the gate passed; the old holder "
                    "stays under 'previous'.")
-@click.option("--version", "version", type=int, required=True, help="registered model version")
+@click.option("--version", "version", type=int, default=None, help="registered model version")
+@click.option("--from-gate", "gate_file", type=click.Path(path_type=Path), default=None,
+              help="take the version, and the production version to expect, from this gate.json (CI on merge)")
 @click.option("--alias", default="production", show_default=True)
 @click.option("--expect-current", default=None,
               help="the version you saw on the alias (or 'none'); refuse if it has moved since")
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
 @click.option("--reason", default="promoted after review", show_default=True)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
-def promote(version: int, alias: str, expect_current: str | None, model: str | None, reason: str, params_file: str) -> None:
+def promote(version: int | None, gate_file: Path | None, alias: str, expect_current: str | None, model: str | None,
+            reason: str, params_file: str) -> None:
     from mlgate import promote as promotion
 
     def act() -> None:
         name, ledger = _model_and_ledger(model, params_file)
-        promotion.promote(name, version, alias, reason, expected=_expected(expect_current), ledger=ledger)
+        if (version is None) == (gate_file is None):
+            raise click.UsageError("give exactly one of --version or --from-gate")
+        if gate_file is None:
+            promotion.promote(name, version, alias, reason, expected=_expected(expect_current), ledger=ledger)
+            return
+        chosen, expected = promotion.from_gate_report(gate_file, name)
+        promotion.promote(name, chosen, alias, reason, expected=expected, ledger=ledger)
 
     _registry_command("promote", act)
 
@@ -162,6 +171,8 @@ def serve(model: str | None, alias: str, model_uri: str | None, host: str, port:
     from mlgate import config, project, serving
 
     try:
+        if model is not None and model_uri is not None:
+            raise ValueError("give --model (with --alias) or --model-uri, not both")
         if model is None and model_uri is None:
             model = project.tracking(config.read_params(params_file)).registered_model
         settings = serving.ServeSettings(model=None if model_uri else model, alias=alias, model_uri=model_uri,

@@ -74,7 +74,7 @@ class PredictionLog:
                 log.warning("prediction log: skipped a request: %s", error)
                 continue
             rows += len(pending[-1])
-            if rows >= self.rotate_rows:
+            if rows >= self.rotate_rows or time.monotonic() - opened >= self.rotate_s:
                 self._write(pending)
                 pending, rows, opened = [], 0, time.monotonic()
 

@@ -236,6 +236,24 @@ def promote(model: str, version: int, alias: str, reason: str, *, expected: int 
     return move
 
 
+def from_gate_report(path: str | Path, model: str) -> tuple[int, int | None]:
+    """(the candidate version, the production version the gate compared it with) from a gate.json,
+    so a merge promotes exactly what was reviewed, and only over the champion it was measured against."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise StageError(f"{path}: cannot read the gate report ({error})") from None
+    candidate = report.get("candidate") or {}
+    if candidate.get("name") != model:
+        raise StageError(f"{path}: the report is for '{candidate.get('name')}', not '{model}'")
+    if not report.get("passed"):
+        raise StageError(f"{path}: the gate rejected v{candidate.get('version')} ({'; '.join(report.get('reasons', []))}); "
+                         f"nothing to promote")
+    champion = report.get("champion")
+    return int(candidate["version"]), None if champion is None else int(champion["version"])
+
+
 def rollback(model: str, alias: str, reason: str, *, expected: int | None | str = "any",
              ledger: str | Path = "registry/ledger.jsonl") -> dict[str, Any]:
     """Give ``alias`` back to the version under `previous` (which then holds the one rolled back from)."""

@@ -127,6 +127,17 @@ class BadRequest(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes ``limit`` (a chunked upload declares no length)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body over {limit:,} bytes (the limit)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def parse_body(body: bytes, content_type: str) -> pd.DataFrame:
     """A request body in one of MLflow's scoring formats as a DataFrame (never unpickled or evaluated)."""
     kind = content_type.split(";")[0].strip().lower()
@@ -194,7 +205,7 @@ def _record_inputs(metrics: Metrics, frame: pd.DataFrame, features: dict[str, An
     for column, (low, high) in features.get("ranges", {}).items():
         if column in frame.columns:
             values = pd.to_numeric(frame[column], errors="coerce")
-            outside = int(((values < low) if low is not None else False).sum() + ((values > high) if high is not None else False).sum())
+            outside = int((values < low).sum() if low is not None else 0) + int((values > high).sum() if high is not None else 0)
             if outside:
                 metrics.out_of_range.labels(column).inc(outside)
 
@@ -234,8 +245,10 @@ class ServingState:
         except Exception as error:  # noqa: BLE001 - a registry hiccup must not stop serving
             log.warning("cannot resolve %s: %s", self._target(), error)
             return
-        if version is None or (self.served is not None and version == self.served.version) or version == self.failed_version:
+        if version is None or (self.served is not None and version == self.served.version):
             return
+        if version == self.failed_version and self.served is not None:
+            return   # keep serving the old one; with nothing served, retry the failed load every poll
         try:
             fresh = await asyncio.to_thread(self.source.load, version)
         except Exception as error:  # noqa: BLE001 - keep serving the old version
@@ -289,15 +302,15 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
             declared = int(request.headers.get("content-length") or 0)
             if declared > settings.max_body_bytes:
                 raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body of {declared:,} bytes; the limit is {settings.max_body_bytes:,}")
-            body = await request.body()
-            if len(body) > settings.max_body_bytes:
-                raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body of {len(body):,} bytes; the limit is {settings.max_body_bytes:,}")
+            body = await _read_capped(request, settings.max_body_bytes)
             frame = parse_body(body, request.headers.get("content-type", ""))
             features = served.model.features
             check_columns(frame, features, served.model.input_columns, settings.unknown_columns)
-            _record_inputs(metrics, frame, features)
+            if frame.empty:
+                return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
             predict = served.model.predict_unchecked
             output = await run_in_threadpool(predict, frame) if len(frame) > THREADED_ROWS else predict(frame)
+            _record_inputs(metrics, frame, features)
         except BadRequest as bad:
             return finish("invocations", started, error(bad.status, bad.code, bad.message, headers))
         except InputValidationError as bad:

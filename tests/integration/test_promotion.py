@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from mlgate import tracking
 from mlgate.project import StageError
 
 MODEL = "churn"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -205,3 +208,27 @@ def test_ledger_records_are_chained_json_lines(registry):
     assert second["prev"] == first["hash"] and first["prev"] == ""
     assert tracking.model_tags(MODEL)["mlgate.ledger.head"] == second["hash"]
     assert {"who", "when"}.isdisjoint(first) and {"by", "at", "reason", "commit", "data_hash", "gate_hash"} <= set(first)
+
+
+def test_cli_promotes_from_a_merged_gate_report_only_over_the_champion_it_was_measured_against(registry, tmp_path,
+                                                                                               monkeypatch):
+    from click.testing import CliRunner
+
+    from mlgate.cli import main
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    candidate(1)
+    promotion.promote(MODEL, 1, "production", "first", ledger=registry)
+    candidate(2)
+    report = {"passed": True, "reasons": [], "candidate": {"name": MODEL, "version": 2}, "champion": {"version": 1}}
+    (tmp_path / "gate.json").write_text(json.dumps(report))
+    stale = {**report, "champion": None}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+
+    refused = CliRunner().invoke(main, ["promote", "--from-gate", "stale.json", "--model", MODEL])
+    assert refused.exit_code == 1 and "'production' moved to v1 since you saw no version" in refused.output
+    done = CliRunner().invoke(main, ["promote", "--from-gate", "gate.json", "--model", MODEL, "--reason", "merged"])
+    assert done.exit_code == 0, done.output
+    assert holders() == {"production": 2, "previous": 1}
+    assert promotion.read_ledger(registry)[-1]["reason"] == "merged"

@@ -1,0 +1,361 @@
+"""Serving throughput and latency: `mlgate serve` against `mlflow models serve` on the same registered model.
+
+Builds a registered model in a temporary copy of the project with its own SQLite MLflow store (the stages'
+run() functions on the tests' tiny budget, then `promote` to 'production'), or takes an existing one
+(--tracking-uri with --model [--alias], or --model-uri). Then, one server at a time, never both at once:
+starts it on 127.0.0.1 at a free port, waits until it is ready, warms it up, and drives POST /invocations
+with --concurrency threads, each holding one keep-alive connection, for --seconds per case: single-row
+requests and --batch-row requests (`dataframe_split` JSON built from telco churn rows, the model's input
+columns only). Both servers get the same bodies in the same order from the same client.
+Run: `.venv/bin/python benchmarks/serving.py [--seconds 10] [--concurrency 4] [--json out.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+GOAL_RATIO = 3.0        # mlgate rps / mlflow rps, each case
+GOAL_P99_MS = 20.0      # mlgate p99, single-row case
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
+         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DVC_NO_ANALYTICS": "1", "GIT_PYTHON_REFRESH": "quiet"}
+THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+# Runs in the project copy: the pipeline's stages on the tiny budget, then the candidate to 'production'.
+BUILD = """
+import json
+from mlgate import config, promote
+from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
+params = config.read_params()
+for stage in (ingest, validate, split, tune, train, evaluate, drift, gate):
+    result = stage.run(params)
+if not result["passed"]:
+    raise SystemExit("the gate rejected the benchmark model: " + "; ".join(result["reasons"]))
+name, version = result["candidate"]["name"], int(result["candidate"]["version"])
+promote.promote(name, version, "production", "serving benchmark")
+print(json.dumps({"model": name, "family": result["candidate"]["family"]}))
+"""
+
+# Runs against the tracking store: what the alias (or URI) names, and the model's input columns.
+RESOLVE = """
+import json, sys
+import mlflow
+from mlflow.models import get_model_info
+name, alias, uri = sys.argv[1:4]
+version = ""
+if not uri:
+    held = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    uri, version = f"models:/{name}@{alias}", held.version
+signature = get_model_info(uri).signature
+columns = signature.inputs.input_names() if signature is not None and signature.inputs is not None else []
+print(json.dumps({"uri": uri, "version": version, "columns": columns}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+    conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+class Server:
+    """One server as a subprocess in its own process group (`mlflow models serve` forks uvicorn)."""
+
+    def __init__(self, name: str, args: list[str], ready_path: str, port: int, env: dict[str, str], cwd: Path):
+        self.name, self.args, self.ready_path, self.port, self.env, self.cwd = name, args, ready_path, port, env, cwd
+        self.log = cwd / f"{name}-{port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 300) -> float:
+        started = time.perf_counter()
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        while time.perf_counter() - started < timeout_s:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.name} exited {self.proc.returncode} before it was ready:\n{self.tail()}")
+            try:
+                if get(self.port, self.ready_path)[0] == 200:
+                    return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"{self.name} was not ready after {timeout_s:.0f} s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)  # the group we created: the server and its children only
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(wait_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def drive(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> dict:
+    """``concurrency`` threads, one keep-alive connection each, POSTing ``bodies`` in turn for ``seconds``."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+    go = threading.Barrier(concurrency + 1)
+    deadline = [0.0]
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        n = i  # each thread starts at a different body; all cycle through the same list
+        go.wait()
+        try:
+            while time.perf_counter() < deadline[0]:
+                body = bodies[n % len(bodies)]
+                n += 1
+                t0 = time.perf_counter()
+                try:
+                    status, _ = post(conn, body)
+                except (OSError, http.client.HTTPException):
+                    errors[i] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    continue
+                if status == 200:
+                    latencies[i].append(time.perf_counter() - t0)
+                else:
+                    errors[i] += 1
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    deadline[0] = start + seconds
+    go.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    client_cpu = (time.process_time() - cpu0) / elapsed
+    done = np.array([x for per in latencies for x in per]) * 1000
+    if not len(done):
+        return {"requests": 0, "errors": sum(errors), "rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"),
+                "client_cpu": client_cpu}
+    return {"requests": int(len(done)), "errors": sum(errors), "rps": len(done) / elapsed,
+            "p50_ms": float(np.percentile(done, 50)), "p99_ms": float(np.percentile(done, 99)),
+            "client_cpu": client_cpu}
+
+
+def payloads(data: Path, target: str, columns: list[str], batch: int) -> dict[str, list[bytes]]:
+    """JSON bodies: 200 distinct single rows and 20 distinct ``batch``-row frames (complete rows only)."""
+    frame = pd.read_csv(data)
+    frame = frame[columns] if columns else frame.drop(columns=[target], errors="ignore")
+    frame = frame.dropna().sample(frac=1, random_state=0).reset_index(drop=True)
+
+    def body(rows: pd.DataFrame) -> bytes:
+        split = json.loads(rows.to_json(orient="split", index=False))
+        return json.dumps({"dataframe_split": {"columns": split["columns"], "data": split["data"]}}).encode()
+
+    single = [body(frame.iloc[[i % len(frame)]]) for i in range(200)]
+    many = [body(frame.take([(j * batch + k) % len(frame) for k in range(batch)])) for j in range(20)]
+    return {"1 row": single, f"{batch} rows": many}
+
+
+def build_model(scratch: Path) -> tuple[str, dict[str, str], str]:
+    """(registered model name, env with MLFLOW_TRACKING_URI, family) for a fresh tiny-budget model."""
+    sys.path.insert(0, str(REPO))
+    from tests.conftest import copy_project  # noqa: E402 - tests/ is not a package on sys.path by default
+
+    root = copy_project(scratch / "project")
+    env = {**THREADS, **os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", BUILD], cwd=root, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"building the benchmark model failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    built = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"built and promoted {built['model']} ({built['family']}) in {time.perf_counter() - started:.0f} s")
+    return built["model"], env, built["family"]
+
+
+def servers(target: dict, env: dict[str, str], cwd: Path) -> dict[str, Server]:
+    mlgate_port, mlflow_port = free_port(), free_port()
+    if target["model"]:
+        mlgate_args = ["--model", target["model"], "--alias", target["alias"]]
+    else:
+        mlgate_args = ["--model-uri", target["uri"]]
+    return {
+        "mlgate": Server("mlgate", [str(BIN / "mlgate"), "serve", *mlgate_args, "--host", "127.0.0.1",
+                                    "--port", str(mlgate_port)], "/ready", mlgate_port, env, cwd),
+        "mlflow": Server("mlflow", [str(BIN / "mlflow"), "models", "serve", "-m", target["uri"], "--env-manager", "local",
+                                    "-h", "127.0.0.1", "-p", str(mlflow_port)], "/ping", mlflow_port, env, cwd),
+    }
+
+
+def bench_one(server: Server, cases: dict[str, list[bytes]], args: argparse.Namespace) -> tuple[dict, list]:
+    """Start, warm up, measure every case, stop. Returns (results by case, the first batch body's predictions)."""
+    try:
+        ready_s = server.start()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        status, reply = post(conn, cases[list(cases)[-1]][0])
+        conn.close()
+        if status != 200:
+            raise SystemExit(f"{server.name} answered {status} to a valid request: {reply[:500]!r}\n{server.tail()}")
+        results = {}
+        for case, bodies in cases.items():
+            drive(server.port, bodies, args.concurrency, args.warmup)
+            results[case] = drive(server.port, bodies, args.concurrency, args.seconds)
+        results["_ready_s"] = ready_s
+        return results, json.loads(reply)["predictions"]
+    finally:
+        server.stop()
+
+
+def median_run(runs: list[dict]) -> dict:
+    keys = ("rps", "p50_ms", "p99_ms", "client_cpu")
+    out = {k: statistics.median(r[k] for r in runs) for k in keys}
+    out.update(requests=sum(r["requests"] for r in runs), errors=sum(r["errors"] for r in runs))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per server and case")
+    parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each case")
+    parser.add_argument("--concurrency", type=int, default=4, help="client threads, one keep-alive connection each")
+    parser.add_argument("--batch", type=int, default=100, help="rows per request in the batch case")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds (servers restarted, order alternating); medians")
+    parser.add_argument("--tracking-uri", help="benchmark an existing model in this store (with --model or --model-uri)")
+    parser.add_argument("--model", help="registered model name in --tracking-uri")
+    parser.add_argument("--alias", default="production", help="alias of --model to serve")
+    parser.add_argument("--model-uri", help="any MLflow model URI, served as is by both")
+    parser.add_argument("--data", type=Path, default=REPO / "data/source/telco_churn.csv.gz", help="rows for request bodies")
+    parser.add_argument("--target", default="churn", help="the target column, left out of the bodies")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.model and args.model_uri:
+        parser.error("give --model or --model-uri, not both")
+    if args.model and not args.tracking_uri:
+        parser.error("--model needs --tracking-uri (without both, the script builds its own model)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks stop the servers
+
+    with tempfile.TemporaryDirectory(prefix="mlgate-serve-bench-") as tmp:
+        scratch = Path(tmp)
+        family = None
+        if args.model or args.model_uri:
+            env = {**THREADS, **os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+            if args.tracking_uri:
+                env["MLFLOW_TRACKING_URI"] = args.tracking_uri
+            model = args.model
+        else:
+            model, env, family = build_model(scratch)
+        alias = args.alias if model else ""
+        out = subprocess.run([sys.executable, "-c", RESOLVE, model or "", alias, args.model_uri or ""], env=env,
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"cannot resolve the model:\n{out.stderr[-3000:]}")
+        resolved = json.loads(out.stdout.strip().splitlines()[-1])
+        target = {"model": model, "alias": alias, **resolved}
+        cases = payloads(args.data, args.target, target["columns"], args.batch)
+        runs: dict[str, dict[str, list[dict]]] = {"mlgate": {}, "mlflow": {}}
+        ready: dict[str, list[float]] = {"mlgate": [], "mlflow": []}
+        answers: dict[str, list] = {}
+        for round_ in range(args.repeats):
+            pair = servers(target, env, scratch)
+            order = ["mlflow", "mlgate"] if round_ % 2 == 0 else ["mlgate", "mlflow"]
+            for name in order:
+                results, answers[name] = bench_one(pair[name], cases, args)
+                ready[name].append(results.pop("_ready_s"))
+                for case, r in results.items():
+                    runs[name].setdefault(case, []).append(r)
+
+    table = {name: {case: median_run(rs) for case, rs in by_case.items()} for name, by_case in runs.items()}
+    same = _same_predictions(answers["mlgate"], answers["mlflow"])
+    load = os.getloadavg()
+    print(f"model {target['uri']}" + (f" (v{target['version']})" if target["version"] else "") + (f", {family}" if family else "")
+          + f"; {args.concurrency} keep-alive connection(s), {args.seconds:g} s per case (+{args.warmup:g} s warm-up), "
+          f"{args.repeats} round(s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"ready after: mlgate {statistics.median(ready['mlgate']):.1f} s, mlflow {statistics.median(ready['mlflow']):.1f} s; "
+          f"same predictions on a {args.batch}-row body: {'yes' if same else 'NO'}")
+    header = f"{'server':<7}  {'case':<9}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  {'client CPU':>10}"
+    print(header)
+    for name in ("mlgate", "mlflow"):
+        for case, r in table[name].items():
+            rows = args.batch if case != "1 row" else 1
+            print(f"{name:<7}  {case:<9}  {r['requests']:>8,}  {r['rps']:>8,.0f}  {r['rps'] * rows:>9,.0f}  "
+                  f"{r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  {r['errors']:>6}  {r['client_cpu']:>9.0%}")
+    ratios = {case: table["mlgate"][case]["rps"] / table["mlflow"][case]["rps"] if table["mlflow"][case]["rps"] else float("inf")
+              for case in cases}
+    for case, ratio in ratios.items():
+        print(f"ratio mlgate/mlflow rps, {case}: {ratio:.2f}x")
+    checks = [(f"mlgate rps >= {GOAL_RATIO:g}x mlflow, {case}", ratio >= GOAL_RATIO, f"{ratio:.2f}x")
+              for case, ratio in ratios.items()]
+    p99 = table["mlgate"]["1 row"]["p99_ms"]
+    checks.append((f"mlgate p99, 1 row <= {GOAL_P99_MS:g} ms", p99 <= GOAL_P99_MS, f"{p99:.2f} ms"))
+    errors = sum(r["errors"] for by_case in table.values() for r in by_case.values())
+    checks.append(("no request errors", errors == 0, f"{errors} errors"))
+    checks.append(("same predictions from both servers", same, ""))
+    for label, ok, value in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {label}" + (f" ({value})" if value else ""))
+
+    if args.json:
+        single = "1 row"
+        args.json.write_text(json.dumps({
+            "mlgate_rps": table["mlgate"][single]["rps"], "mlflow_rps": table["mlflow"][single]["rps"],
+            "ratio": ratios[single], "p99_ms": p99,
+            "ratio_by_case": ratios, "cases": table, "same_predictions": same,
+            "goals": {label: ok for label, ok, _ in checks},
+            "settings": {"model_uri": target["uri"], "version": target["version"], "family": family,
+                         "concurrency": args.concurrency, "seconds": args.seconds, "warmup": args.warmup,
+                         "batch": args.batch, "repeats": args.repeats, "loadavg": load},
+        }, indent=2) + "\n")
+
+
+def _same_predictions(a: list, b: list) -> bool:
+    """Both servers' answers to one body agree (labels exactly, numbers to 1e-9)."""
+    try:
+        left, right = pd.DataFrame(a), pd.DataFrame(b)
+        pd.testing.assert_frame_equal(left, right, check_dtype=False, rtol=1e-9)
+        return True
+    except (AssertionError, ValueError, TypeError):
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,696 @@
+"""`mlgate serve` end to end: a real uvicorn server over versions the pipeline registered.
+
+One temporary project (own SQLite MLflow store) runs every stage, promotes the gated version to
+`production`, then trains a second version (another seed) that the gate stages. Servers run in a
+background thread on a free port and are queried with `requests`; tests that need exact metric
+counts or a one-off setting use a fresh app under Starlette's TestClient (which runs the lifespan).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import shutil
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from tests.conftest import copy_project
+
+pytestmark = pytest.mark.slow
+
+POLL_S = 0.2
+BODY_LIMIT = 32_000          # the shared server's max_body_bytes
+SWAP_DEADLINE_S = 15.0       # generous: a model load plus a few poll intervals, on a busy CI machine
+
+
+@dataclass
+class Project:
+    root: Path
+    params: dict[str, Any]
+    name: str
+    v1: int                  # promoted to production by the fixture
+    v2: int                  # a second real version (another seed), holding 'staging'
+    v1_run_id: str
+    features: list[str]      # the model's input columns, in order
+    test_rows: pd.DataFrame  # held-out rows without the target
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Iterator[Project]:
+    from mlgate import config, promote, tracking
+    from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
+
+    root = copy_project(tmp_path_factory.mktemp("serving"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        params = config.read_params()
+        results = {stage.STAGE: stage.run(params) for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)}
+        assert results["gate"]["passed"], results["gate"]["reasons"]
+        name = params["tracking"]["registered_model"]
+        v1 = int(results["gate"]["candidate"]["version"])
+        promote.promote(name, v1, "production", "serving tests")
+
+        # A second version: the same configuration refit with another seed, gated against v1. Its
+        # quality is not the subject here, so the gate may not refuse it for a small loss.
+        again = copy.deepcopy(params)
+        again["seed"] = int(params["seed"]) + 1
+        again["gate"]["max_regression"] = 1.0
+        second = {stage.STAGE: stage.run(again) for stage in (train, evaluate, drift, gate)}
+        assert second["gate"]["passed"], second["gate"]["reasons"]
+        v2 = int(second["gate"]["candidate"]["version"])
+        assert v2 != v1
+        assert tracking.version_by_alias(name, "production").version == v1
+        assert tracking.version_by_alias(name, "staging").version == v2
+
+        target = params["data"]["target"]
+        test_rows = pd.read_parquet(root / "data/split/test.parquet").drop(columns=[target]).reset_index(drop=True)
+        features = json.loads((root / "models/model/artifacts/features.json").read_text())["order"]
+        yield Project(root, params, name, v1, v2, results["train"]["run_id"], features, test_rows)
+
+
+@pytest.fixture
+def tracked(project: Project, monkeypatch) -> Project:
+    """The project's store and folder for this test (the module fixture set them already; this makes
+    each test independent of fixture order), with 'production' back on v1 afterwards."""
+    from mlgate import tracking
+
+    monkeypatch.chdir(project.root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project.root / 'mlflow.db'}")
+    yield project
+    if tracking.version_by_alias(project.name, "production").version != project.v1:
+        tracking.set_alias(project.name, "production", project.v1)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+@dataclass
+class Live:
+    url: str
+    app: Any
+    server: Any
+
+    def post(self, payload: Any = None, *, session: requests.Session | None = None, **kwargs) -> requests.Response:
+        sender = session or requests
+        if payload is not None:
+            kwargs["json"] = payload
+        return sender.post(f"{self.url}/invocations", timeout=30, **kwargs)
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"{self.url}{path}", timeout=30)
+
+    def metrics(self) -> dict[tuple[str, frozenset], float]:
+        return parse_metrics(self.get("/metrics").text)
+
+
+@contextlib.contextmanager
+def running(settings) -> Iterator[Live]:
+    """A real uvicorn server for ``create_app(settings)`` on a free port, stopped (lifespan shutdown
+    included) on exit."""
+    import uvicorn
+
+    from mlgate.serving import create_app
+
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:   # set after the lifespan startup (the first model load) and bind
+        assert thread.is_alive(), "the server stopped during startup"
+        assert time.monotonic() < deadline, "the server did not start within 60 s"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Live(f"http://127.0.0.1:{port}", app, server)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        assert not thread.is_alive(), "the server did not stop within 30 s"
+
+
+def settings(project: Project, **overrides):
+    from mlgate.serving import ServeSettings
+
+    return ServeSettings(**{"model": project.name, "alias": "production", "poll_s": POLL_S, **overrides})
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a Prometheus text exposition as {(sample name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def metric(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def labelled(samples: dict[tuple[str, frozenset], float], name: str) -> dict[frozenset, float]:
+    return {labels: value for (sample, labels), value in samples.items() if sample == name}
+
+
+def wait_for(condition, timeout: float = SWAP_DEADLINE_S, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Records as a client would send them: JSON numbers and strings, NaN as null."""
+    return json.loads(frame.to_json(orient="records", double_precision=15))
+
+
+def bodies(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The same rows in each JSON body MLflow's scoring server takes (CSV separately)."""
+    records = json_rows(frame)
+    columns = {c: json.loads(frame[c].to_json(orient="values", double_precision=15)) for c in frame.columns}
+    split = json.loads(frame.to_json(orient="split", index=False, double_precision=15))
+    return {"dataframe_split": {"dataframe_split": {"columns": split["columns"], "data": split["data"]}},
+            "dataframe_records": {"dataframe_records": records},
+            "inputs_records": {"inputs": records},
+            "inputs_columns": {"inputs": columns}}
+
+
+def predictions(response: requests.Response) -> pd.DataFrame:
+    assert response.status_code == 200, response.text
+    return pd.DataFrame(response.json()["predictions"])
+
+
+def sample(project: Project, rows: int, start: int = 0) -> pd.DataFrame:
+    """``rows`` held-out rows; the second (when there is one) has a missing total_charges (allowed)."""
+    frame = project.test_rows.iloc[start:start + rows].reset_index(drop=True).copy()
+    if rows > 1:
+        frame.loc[1, "total_charges"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def live(project: Project, tmp_path_factory) -> Iterator[Live]:
+    """The shared server, following 'production' (v1 while these tests run)."""
+    with running(settings(project, max_body_bytes=BODY_LIMIT, log_dir=str(tmp_path_factory.mktemp("plog-shared")))) as server:
+        yield server
+
+
+# --- 1. body formats ---------------------------------------------------------------------------
+
+def test_every_body_format_predicts_as_the_registered_model(tracked, live):
+    import mlflow
+
+    from mlgate import tracking
+
+    rows = sample(tracked, 6)
+    tracking.client()  # points mlflow at the project's store and registry
+    expected = mlflow.pyfunc.load_model(f"models:/{tracked.name}@production").predict(rows)
+    assert list(expected.columns) == ["prediction", "probability"]
+
+    answers = {kind: live.post(body, headers={"X-Request-Id": f"req-{kind}"}) for kind, body in bodies(rows).items()}
+    answers["csv"] = live.post(data=rows.to_csv(index=False).encode(), headers={"Content-Type": "text/csv",
+                                                                                "X-Request-Id": "req-csv"})
+    for kind, response in answers.items():
+        got = predictions(response)
+        assert list(got.columns) == ["prediction", "probability"], kind
+        assert got["prediction"].tolist() == expected["prediction"].tolist(), kind
+        np.testing.assert_allclose(got["probability"].to_numpy(), expected["probability"].to_numpy(), rtol=0, atol=1e-9,
+                                   err_msg=kind)
+        assert response.headers["X-Model-Version"] == str(tracked.v1), kind
+        assert response.headers["X-Request-Id"] == f"req-{kind}", kind
+        assert response.headers["content-type"].startswith("application/json"), kind
+
+    anonymous = live.post(bodies(rows.head(1))["dataframe_records"])
+    assert anonymous.status_code == 200
+    assert len(anonymous.headers["X-Request-Id"]) >= 16   # one is made up when the client sends none
+
+
+def test_charset_parameter_and_column_order_do_not_matter(tracked, live):
+    rows = sample(tracked, 3)
+    plain = predictions(live.post(bodies(rows)["dataframe_records"]))
+    shuffled = rows[list(reversed(rows.columns))]
+    body = json.dumps({"dataframe_split": json.loads(shuffled.to_json(orient="split", index=False, double_precision=15))})
+    response = live.post(data=body.encode(), headers={"Content-Type": "application/json; charset=utf-8"})
+    pd.testing.assert_frame_equal(predictions(response), plain, check_exact=False, atol=1e-12, rtol=0)
+
+
+# --- 2. bad payloads ---------------------------------------------------------------------------
+
+def error_of(response: requests.Response, status: int) -> str:
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"error_code", "message"}, body
+    return body["message"]
+
+
+def test_missing_required_column_is_422_naming_it(tracked, live):
+    rows = sample(tracked, 3).drop(columns=["tenure"])
+    response = live.post(bodies(rows)["dataframe_records"], headers={"X-Request-Id": "bad-1"})
+    message = error_of(response, 422)
+    assert "tenure" in message and "monthly_charges" not in message
+    assert response.json()["error_code"] == "INVALID_INPUT"
+    assert response.headers["X-Request-Id"] == "bad-1"
+    assert response.headers["X-Model-Version"] == str(tracked.v1)
+
+
+@pytest.mark.parametrize("kind", ["dataframe_records", "dataframe_split", "inputs_columns", "csv"])
+def test_word_in_numeric_column_is_422_naming_column_value_and_row(tracked, live, kind):
+    rows = sample(tracked, 3).astype({"monthly_charges": object})
+    rows.loc[2, "monthly_charges"] = "lots"
+    if kind == "csv":
+        response = live.post(data=rows.to_csv(index=False).encode(), headers={"Content-Type": "text/csv"})
+    else:
+        response = live.post(bodies(rows)[kind])
+    message = error_of(response, 422)
+    assert "monthly_charges" in message and "lots" in message and "row 2" in message, message
+
+
+def test_missing_value_in_not_null_column_is_422_naming_column_and_row(tracked, live):
+    rows = sample(tracked, 4)
+    rows["tenure"] = rows["tenure"].astype(float)
+    rows.loc[3, "tenure"] = np.nan
+    message = error_of(live.post(bodies(rows)["dataframe_records"]), 422)
+    assert "tenure" in message and "row 3" in message, message
+    assert "total_charges" not in message      # row 1's gap there is allowed (max_missing_share 0.01)
+
+
+def test_unknown_column_is_ignored_by_default(tracked, live):
+    rows = sample(tracked, 2)
+    extra = rows.assign(favourite_colour=["blue", "green"])
+    baseline = predictions(live.post(bodies(rows)["dataframe_records"]))
+    pd.testing.assert_frame_equal(predictions(live.post(bodies(extra)["dataframe_records"])), baseline)
+
+
+def test_unknown_column_is_422_when_the_server_rejects_them(tracked):
+    from starlette.testclient import TestClient
+
+    from mlgate.serving import create_app
+
+    extra = sample(tracked, 2).assign(favourite_colour=["blue", "green"])
+    with TestClient(create_app(settings(tracked, unknown_columns="reject", poll_s=60))) as client:
+        response = client.post("/invocations", json=bodies(extra)["dataframe_records"])
+        assert response.status_code == 422, response.text
+        assert response.json()["error_code"] == "INVALID_INPUT"
+        assert "unknown column(s) ['favourite_colour']" in response.json()["message"]
+
+
+def test_value_outside_a_fail_category_is_422(tracked, live):
+    rows = sample(tracked, 3)
+    rows.loc[0, "contract"] = "Three year"          # contract: new_categories: fail
+    message = error_of(live.post(bodies(rows)["dataframe_records"]), 422)
+    assert "contract" in message and "Three year" in message, message
+
+
+def test_body_over_the_limit_is_413(tracked, live):
+    rows = pd.concat([tracked.test_rows] * 2, ignore_index=True).head(400)
+    body = json.dumps({"dataframe_records": json_rows(rows)}).encode()
+    assert len(body) > BODY_LIMIT
+    message = error_of(live.post(data=body, headers={"Content-Type": "application/json"}), 413)
+    assert f"{BODY_LIMIT:,}" in message
+
+    def chunks():   # no Content-Length: the limit must hold for a chunked body too
+        for start in range(0, len(body), 4096):
+            yield body[start:start + 4096]
+
+    response = live.post(data=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+
+
+def raw_request(live: Live, head: bytes, body: bytes, wait_s: float = 3.0) -> bytes | None:
+    """Send ``head`` and ``body`` on a socket without finishing the request; the response's first
+    bytes, or None when the server waits for the rest of the body instead of answering."""
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head + body)
+        connection.settimeout(wait_s)
+        try:
+            return connection.recv(256)
+        except TimeoutError:
+            return None
+
+
+def test_declared_length_over_the_limit_is_413_before_the_body_arrives(live):
+    head = (b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (100 * BODY_LIMIT))
+    answer = raw_request(live, head, b'{"dataframe_records": [')
+    assert answer is not None and answer.startswith(b"HTTP/1.1 413"), answer
+
+
+def test_chunked_body_is_cut_off_at_the_limit(live):
+    head = (b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * 4096
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(2 * BODY_LIMIT // len(chunk) + 1))
+    answer = raw_request(live, head, body)        # no last chunk: the body has not ended
+    assert answer is not None and answer.startswith(b"HTTP/1.1 413"), answer
+
+
+def test_empty_batch_is_not_a_server_error(tracked, live):
+    empty = {"dataframe_split": {"columns": tracked.features, "data": []}}
+    response = live.post(empty)
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        assert response.json() == {"predictions": []}
+
+
+@pytest.mark.parametrize(("content_type", "body", "status", "words"), [
+    ("text/plain", b"tenure=3", 415, ["text/plain"]),
+    (None, b'{"dataframe_records": []}', 415, ["none"]),
+    ("application/json", b'{"dataframe_records": [{"tenure": 1,', 400, ["invalid JSON"]),
+    ("application/json", b'{"rows": [{"tenure": 1}]}', 400, ["dataframe_split", "dataframe_records", "inputs", "rows"]),
+    ("application/json", b'{"inputs": [], "dataframe_records": []}', 400, ["exactly one"]),
+    ("application/json", b'[{"tenure": 1}]', 400, ["object"]),
+    ("application/json", b'{"dataframe_split": {"data": [[1]]}}', 400, ["columns"]),
+    ("application/json", b'{"dataframe_records": [1, 2]}', 400, ["records"]),
+])
+def test_unreadable_bodies_are_4xx_saying_why(tracked, live, content_type, body, status, words):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = requests.post(f"{live.url}/invocations", data=body, headers=headers, timeout=30)
+    if content_type is None:
+        assert "content-type" not in {k.lower() for k in response.request.headers}
+    message = error_of(response, status)
+    for word in words:
+        assert word in message, message
+
+
+def test_csv_with_bad_quoting_is_400(tracked, live):
+    body = io.BytesIO()
+    body.write(b'tenure,contract\n1,"Two year\n')
+    response = live.post(data=body.getvalue(), headers={"Content-Type": "text/csv"})
+    assert "invalid CSV" in error_of(response, 400)
+
+
+# --- 3. health, readiness, version -------------------------------------------------------------
+
+def test_health_ready_and_version(tracked, live):
+    health = live.get("/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert live.get("/ping").status_code == 200
+    ready = live.get("/ready")
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "version": str(tracked.v1)}
+    version = live.get("/version")
+    assert version.status_code == 200
+    assert version.json() == {"model": tracked.name, "alias": "production", "version": str(tracked.v1),
+                              "uri": f"models:/{tracked.name}/{tracked.v1}", "run_id": tracked.v1_run_id,
+                              "gate_passed": "true"}
+
+
+def test_not_ready_until_the_alias_names_a_version(tracked):
+    from mlgate import tracking
+
+    with running(settings(tracked, alias="canary")) as server:
+        ready = server.get("/ready")
+        assert ready.status_code == 503 and ready.json()["ready"] is False
+        assert server.get("/health").status_code == 200
+        assert error_of(server.get("/version"), 503)
+        response = server.post(bodies(sample(tracked, 1))["dataframe_records"])
+        assert error_of(response, 503) and response.json()["error_code"] == "NOT_READY"
+        tracking.set_alias(tracked.name, "canary", tracked.v2)
+        try:
+            wait_for(lambda: server.get("/ready").status_code == 200, what="/ready after the alias was set")
+            assert server.get("/ready").json() == {"ready": True, "version": str(tracked.v2)}
+            assert server.post(bodies(sample(tracked, 1))["dataframe_records"]).headers["X-Model-Version"] == str(tracked.v2)
+            samples = server.metrics()
+            assert metric(samples, "mlgate_model_swaps_total") == 0    # a first load is not a swap
+        finally:
+            tracking.delete_alias(tracked.name, "canary")
+
+
+def test_model_uri_is_served_as_is_without_following(tracked):
+    from starlette.testclient import TestClient
+
+    from mlgate import tracking
+    from mlgate.serving import ServeSettings, create_app
+
+    rows = sample(tracked, 3)
+    uri = f"models:/{tracked.name}/{tracked.v2}"
+    with TestClient(create_app(ServeSettings(model_uri=uri, poll_s=POLL_S))) as client:
+        version = client.get("/version").json()
+        assert version["uri"] == uri and version["version"] == "" and version["model"] is None and version["alias"] is None
+        response = client.post("/invocations", json=bodies(rows)["dataframe_split"])
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Model-Version"] == ""
+        expected = tracking.load(uri).predict(rows)
+        got = pd.DataFrame(response.json()["predictions"])
+        np.testing.assert_allclose(got["probability"], expected["probability"], rtol=0, atol=1e-9)
+
+
+# --- 4. alias swap under load ------------------------------------------------------------------
+
+def test_alias_swap_under_load_drops_no_request(tracked):
+    from mlgate import promote
+
+    row = bodies(sample(tracked, 1, start=10))["dataframe_records"]
+    old, new = str(tracked.v1), str(tracked.v2)
+    stop = threading.Event()
+    seen: dict[int, list[tuple[float, int, str | None]]] = {0: [], 1: []}
+    failures: list[str] = []
+
+    def client(worker: int, server: Live) -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    response = server.post(row, session=session)
+                    seen[worker].append((time.monotonic(), response.status_code, response.headers.get("X-Model-Version")))
+                except requests.RequestException as error:   # a refused or dropped connection is a failure too
+                    failures.append(repr(error))
+
+    with running(settings(tracked)) as server:
+        workers = [threading.Thread(target=client, args=(i, server), daemon=True) for i in seen]
+        for worker in workers:
+            worker.start()
+        try:
+            wait_for(lambda: all(len(s) >= 20 for s in seen.values()), what="traffic on the old version")
+            promoted_at = time.monotonic()
+            promote.promote(tracked.name, tracked.v2, "production", "swap under load")
+            first_new = wait_for(lambda: next((t for s in seen.values() for t, _, v in s if v == new), None),
+                                 what="a response from the new version")
+            count = sum(len(s) for s in seen.values())
+            wait_for(lambda: sum(len(s) for s in seen.values()) >= count + 40, what="traffic on the new version")
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(30)
+        samples = server.metrics()
+        ready = server.get("/ready").json()
+
+    assert not failures, failures[:3]
+    responses = [r for s in seen.values() for r in s]
+    assert Counter(status for _, status, _ in responses) == Counter({200: len(responses)})
+    assert {version for _, _, version in responses} == {old, new}
+    for stream in seen.values():            # per client, the version only ever moves forward
+        versions = [version for _, _, version in stream]
+        switch = versions.index(new)
+        assert set(versions[:switch]) == {old} and set(versions[switch:]) == {new}
+    assert first_new - promoted_at < SWAP_DEADLINE_S
+    assert ready == {"ready": True, "version": new}
+    assert metric(samples, "mlgate_model_swaps_total") == 1
+    assert metric(samples, "mlgate_model_load_failures_total") == 0
+    assert metric(samples, "mlgate_requests_total", endpoint="invocations", status="200") == len(responses)
+    info = [dict(labels) for labels in labelled(samples, "mlgate_model_info")]
+    assert len(info) == 1 and info[0]["version"] == new and info[0]["model"] == tracked.name
+
+
+# --- 5. a version that fails to load -----------------------------------------------------------
+
+def broken_version(project: Project, tmp_path: Path) -> int:
+    """A registered version whose model lacks its fitted pipeline: real MLflow calls, unloadable."""
+    from mlgate import tracking
+
+    copy_dir = tmp_path / "broken_model"
+    shutil.copytree(project.root / "models/model", copy_dir)
+    (copy_dir / "artifacts" / "pipeline.joblib").unlink()
+    run_id = tracking.create_run(project.params["tracking"]["experiment"], "broken", {"mlgate.stage": "test"})
+    tracking.log_artifact(run_id, copy_dir)             # -> artifact path "broken_model"
+    tracking.finish_run(run_id)
+    version = tracking.register(project.name, f"runs:/{run_id}/broken_model", run_id).version
+    with pytest.raises(Exception):  # noqa: B017 - whatever MLflow raises, it must not load
+        tracking.load(f"models:/{project.name}/{version}")
+    return version
+
+
+def test_version_that_fails_to_load_keeps_the_old_one_serving(tracked, tmp_path):
+    from mlgate import tracking
+
+    broken = broken_version(tracked, tmp_path)
+    row = bodies(sample(tracked, 2))["dataframe_records"]
+    with running(settings(tracked)) as server:
+        assert server.post(row).headers["X-Model-Version"] == str(tracked.v1)
+        tracking.set_alias(tracked.name, "production", broken)
+        wait_for(lambda: metric(server.metrics(), "mlgate_model_load_failures_total") >= 1, what="the failed load")
+
+        response = server.post(row)
+        assert response.status_code == 200 and response.headers["X-Model-Version"] == str(tracked.v1)
+        ready = server.get("/ready")
+        assert ready.status_code == 200 and ready.json() == {"ready": True, "version": str(tracked.v1)}
+        assert server.get("/version").json()["version"] == str(tracked.v1)
+        time.sleep(6 * POLL_S)      # the broken version is not reloaded on every poll
+        samples = server.metrics()
+        assert metric(samples, "mlgate_model_load_failures_total") == 1
+        assert metric(samples, "mlgate_model_swaps_total") == 0
+        assert [dict(labels)["version"] for labels in labelled(samples, "mlgate_model_info")] == [str(tracked.v1)]
+
+        # a good version promoted next is picked up: the failure does not wedge the follower
+        tracking.set_alias(tracked.name, "production", tracked.v2)
+        wait_for(lambda: server.post(row).headers["X-Model-Version"] == str(tracked.v2), what="the next good version")
+        assert metric(server.metrics(), "mlgate_model_swaps_total") == 1
+
+
+# --- 6. prediction log -------------------------------------------------------------------------
+
+def test_prediction_log_holds_exactly_the_rows_sent(tracked, tmp_path):
+    directory = tmp_path / "plog"
+    sent: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    started = pd.Timestamp.now(tz="UTC")
+    with running(settings(tracked, log_dir=str(directory))) as server:
+        for number, size in enumerate((1, 2, 3), start=1):
+            rows = sample(tracked, size, start=20 * number)
+            response = server.post(bodies(rows)["dataframe_records"], headers={"X-Request-Id": f"log-{number}"})
+            sent[f"log-{number}"] = (rows, predictions(response))
+        bad = sample(tracked, 2).drop(columns=["tenure"])      # refused requests are not logged
+        assert server.post(bodies(bad)["dataframe_records"], headers={"X-Request-Id": "log-bad"}).status_code == 422
+    finished = pd.Timestamp.now(tz="UTC")
+
+    files = sorted(directory.glob("*.parquet"))
+    assert files and not list(directory.glob("*.tmp"))
+    logged = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    assert list(logged.columns) == ["request_id", "timestamp", "model_version", *tracked.features,
+                                    "output_prediction", "output_probability"]
+    assert Counter(logged["request_id"]) == Counter({"log-1": 1, "log-2": 2, "log-3": 3})
+    assert (logged["model_version"] == str(tracked.v1)).all()
+    assert str(logged["timestamp"].dt.tz) == "UTC"
+    assert logged["timestamp"].between(started, finished).all()
+    for request_id, (rows, output) in sent.items():
+        mine = logged[logged["request_id"] == request_id].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine[tracked.features], rows[tracked.features], check_dtype=False)
+        assert mine["output_prediction"].tolist() == output["prediction"].tolist()
+        np.testing.assert_allclose(mine["output_probability"], output["probability"], rtol=0, atol=0)
+
+
+def test_prediction_log_off_at_sample_rate_zero(tracked, tmp_path):
+    directory = tmp_path / "plog0"
+    with running(settings(tracked, log_dir=str(directory), log_sample_rate=0.0)) as server:
+        for _ in range(3):
+            assert server.post(bodies(sample(tracked, 2))["dataframe_records"]).status_code == 200
+    assert list(directory.iterdir()) == []
+
+
+def test_prediction_log_rotates_by_time_under_steady_traffic(tmp_path):
+    from mlgate.prediction_log import PredictionLog
+
+    log = PredictionLog(tmp_path, rotate_s=0.2)
+    inputs, outputs = pd.DataFrame({"tenure": [1.0]}), pd.DataFrame({"prediction": ["No"]})
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:      # one request every ~5 ms, for 7 rotation periods
+            log.submit("steady", "1", inputs, outputs)
+            time.sleep(0.005)
+        written = list(tmp_path.glob("*.parquet"))
+    finally:
+        log.close()
+    assert written, "no prediction-log file after 7 rotation periods of steady traffic"
+
+
+# --- 7. /metrics -------------------------------------------------------------------------------
+
+def test_metrics_count_requests_rows_and_input_problems(tracked):
+    from starlette.testclient import TestClient
+
+    from mlgate.serving import create_app
+
+    first = sample(tracked, 3)                       # row 1: total_charges missing (allowed)
+    second = sample(tracked, 4, start=30)            # row 1: total_charges missing
+    second.loc[2, "monthly_charges"] = -5.0          # the contract's min is 0
+    with TestClient(create_app(settings(tracked, poll_s=60))) as client:
+        assert client.post("/invocations", json=bodies(first)["dataframe_split"]).status_code == 200
+        assert client.post("/invocations", json=bodies(second)["dataframe_records"]).status_code == 200
+        assert client.post("/invocations", json=bodies(first.drop(columns=["tenure"]))["dataframe_records"]).status_code == 422
+        assert client.post("/invocations", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
+        assert client.get("/health").status_code == 200
+        text = client.get("/metrics")
+        assert text.headers["content-type"].startswith("text/plain")
+        samples = parse_metrics(text.text)
+
+    requests_by = labelled(samples, "mlgate_requests_total")
+    assert {tuple(sorted(k)): v for k, v in requests_by.items()} == {
+        (("endpoint", "invocations"), ("status", "200")): 2.0,
+        (("endpoint", "invocations"), ("status", "422")): 1.0,
+        (("endpoint", "invocations"), ("status", "415")): 1.0}
+    assert metric(samples, "mlgate_request_latency_seconds_count", endpoint="invocations") == 4
+    assert metric(samples, "mlgate_rows_predicted_total") == 7
+    assert {dict(k)["feature"]: v for k, v in labelled(samples, "mlgate_input_missing_values_total").items()} == {"total_charges": 2}
+    assert {dict(k)["feature"]: v for k, v in labelled(samples, "mlgate_input_out_of_range_total").items()} == {"monthly_charges": 1}
+    classes = {dict(k)["label"]: v for k, v in labelled(samples, "mlgate_predicted_class_total").items()}
+    assert set(classes) <= {"Yes", "No"} and sum(classes.values()) == 7
+    assert metric(samples, "mlgate_model_swaps_total") == 0
+    assert metric(samples, "mlgate_model_load_failures_total") == 0
+    info = [dict(labels) for labels in labelled(samples, "mlgate_model_info")]
+    assert info == [{"model": tracked.name, "alias": "production", "version": str(tracked.v1),
+                     "uri": f"models:/{tracked.name}/{tracked.v1}", "run_id": tracked.v1_run_id}]
+    assert not any(math.isnan(v) for v in samples.values())
+
+
+# --- 8. the CLI --------------------------------------------------------------------------------
+
+@pytest.fixture
+def captured(monkeypatch) -> list[tuple]:
+    """`mlgate serve` with the server replaced by a recorder (no socket, no model load)."""
+    from mlgate import serving
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(serving, "serve", lambda settings, host, port: calls.append((settings, host, port)))
+    return calls
+
+
+def test_cli_serve_maps_options_to_settings(captured, tmp_path):
+    from click.testing import CliRunner
+
+    from mlgate.cli import main
+
+    assert "--model-uri" in CliRunner().invoke(main, ["serve", "--help"]).output
+    result = CliRunner().invoke(main, ["serve", "--model", "churn", "--alias", "staging", "--port", "9100", "--poll-s", "1.5",
+                                       "--max-body-mb", "0.5", "--unknown-columns", "reject", "--log-dir",
+                                       str(tmp_path), "--log-sample-rate", "0.25"])
+    assert result.exit_code == 0, result.output
+    [(settings, host, port)] = captured
+    assert (host, port) == ("127.0.0.1", 9100)
+    assert (settings.model, settings.alias, settings.model_uri, settings.poll_s, settings.max_body_bytes,
+            settings.unknown_columns, settings.log_dir, settings.log_sample_rate) == (
+        "churn", "staging", None, 1.5, 524_288, "reject", str(tmp_path), 0.25)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--model", "churn", "--log-sample-rate", "2"], ["log_sample_rate"]),
+    (["--model", "churn", "--unknown-columns", "maybe"], ["maybe"]),
+])
+def test_cli_serve_refuses_bad_options(captured, args, words):
+    from click.testing import CliRunner
+
+    from mlgate.cli import main
+
+    result = CliRunner().invoke(main, ["serve", *args])
+    assert result.exit_code != 0 and not captured
+    assert isinstance(result.exception, SystemExit), result.exception
+    for word in words:
+        assert word in result.output
+
+
+    assert result.exit_code != 0 and not captured
+

