@@ -56,7 +56,10 @@ def with_overrides(base: list[str], overrides: list[str] | None) -> list[str]:
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    # mlflow.set_registry_uri() in this process exports MLFLOW_REGISTRY_URI; a subprocess must not
+    # inherit the registry of whichever store an earlier in-process test used.
+    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}
+    full_env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     result = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")

@@ -187,6 +187,31 @@ def serve(model: str | None, alias: str, model_uri: str | None, host: str, port:
     serving.serve(settings, host, port)
 
 
+@main.command(help="Compare logged live traffic with the served version's training data and test metric; "
+                   "open a retraining branch when the policy (params.yaml `monitor:`) is breached.")
+@click.option("--labels", default=None, help="ground truth: CSV/Parquet with request_id, row and the target")
+@click.option("--window-hours", type=float, default=None, help="override monitor.window_hours")
+@click.option("--retrain/--no-retrain", default=None, help="override monitor.retrain")
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def monitor(labels: str | None, window_hours: float | None, retrain: bool | None, params_file: str) -> None:
+    import dataclasses
+
+    from mlgate import config
+    from mlgate import monitor as monitoring_run
+    from mlgate.project import StageError
+
+    try:
+        params = config.read_params(params_file)
+        policy = config.load(monitoring_run.MonitorPolicy, "monitor", params)
+        changes = {k: v for k, v in (("labels", labels), ("window_hours", window_hours)) if v is not None}
+        policy = dataclasses.replace(policy, **changes)
+        summary = monitoring_run.run(params, policy, retrain=policy.retrain if retrain is None else retrain)
+    except (StageError, config.ConfigError) as error:
+        console.fail("monitor", str(error))
+        sys.exit(1)
+    sys.exit(2 if summary["breaches"] else 0)
+
+
 @main.command(help="Batch-score a CSV or Parquet file with a registered model, chunk by chunk.")
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help=".csv, .csv.gz or .parquet")
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help=".csv, .csv.gz or .parquet")

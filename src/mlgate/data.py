@@ -179,17 +179,23 @@ class ValidationResult:
         return not self.violations
 
 
-def check_contract(frame: pd.DataFrame, spec: DataSpec) -> ValidationResult:
-    """Every contract violation of ``frame`` at once (not just the first), plus warnings."""
+def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True) -> ValidationResult:
+    """Every contract violation of ``frame`` at once (not just the first), plus warnings.
+
+    ``labelled=False`` checks a batch of new traffic to compare for drift: the target may be absent
+    (if present it is checked as usual), and the row bounds, which describe a training set, do not apply.
+    """
     contract = spec.contract
     violations: list[Violation] = []
     warnings: list[Violation] = []
-    if len(frame) < contract.min_rows:
+    if labelled and len(frame) < contract.min_rows:
         violations.append(Violation(None, "min_rows", f"{len(frame):,} rows, the contract asks for at least {contract.min_rows:,}"))
-    if contract.max_rows is not None and len(frame) > contract.max_rows:
+    if labelled and contract.max_rows is not None and len(frame) > contract.max_rows:
         violations.append(Violation(None, "max_rows", f"{len(frame):,} rows, the contract allows at most {contract.max_rows:,}"))
     missing = [c for c in contract.columns if c not in frame.columns]
     for column in missing:
+        if column == spec.target and not labelled:
+            continue
         role = "target column" if column == spec.target else "column"
         violations.append(Violation(column, "required", f"{role} '{column}' is missing (found: {', '.join(map(str, frame.columns))})"))
     for column in frame.columns:

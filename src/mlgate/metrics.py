@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 
 
@@ -92,3 +93,69 @@ def _rank_auc(y_true: np.ndarray, score: np.ndarray) -> float:
     n_neg = len(y_true) - n_pos
     ranks = rankdata(score)
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def brier(y_true: np.ndarray, probability: np.ndarray) -> float:
+    """Mean squared error of the positive-class probability (0 is perfect; always saying the base
+    rate p scores p(1 - p))."""
+    return float(np.mean((np.asarray(probability, float) - np.asarray(y_true, float)) ** 2))
+
+
+def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
+    """The gap between predicted probability and observed positive rate, averaged over ``bins``
+    equal-width probability bins weighted by their rows (0 is perfectly calibrated)."""
+    y_true, probability = np.asarray(y_true, float), np.asarray(probability, float)
+    index = np.minimum((probability * bins).astype(int), bins - 1)  # a probability of 1 joins the top bin
+    positives = np.bincount(index, weights=y_true, minlength=bins)
+    predicted = np.bincount(index, weights=probability, minlength=bins)
+    return float(np.abs(positives - predicted).sum() / len(y_true))
+
+
+PSI_FLOOR = 1e-4
+
+
+def population_stability(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """Population stability index of ``current`` against ``reference``: sum of (c - r) * ln(c / r)
+    over bins, with r and c the shares of rows in each bin.
+
+    Bins are the deciles of the reference (each holds about a tenth of it), so the index does not
+    depend on the variable's scale; a variable with at most ``bins`` distinct values (a 0/1 label)
+    gets one bin per value, plus one for values the reference never took. Shares are floored at
+    1e-4 so an empty bin counts as a large, finite shift. Rule of thumb: below 0.1 stable, 0.1 to
+    0.25 a moderate shift, above 0.25 a major one.
+    """
+    reference, current = np.asarray(reference, float), np.asarray(current, float)
+    values = np.unique(reference)
+    if len(values) <= bins:
+        known = np.isin(current, values)
+        ref_counts = np.append([np.sum(reference == v) for v in values], 0)
+        cur_counts = np.append([np.sum(current == v) for v in values], np.sum(~known))
+    else:
+        edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+        ref_counts = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1)
+        cur_counts = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1)
+    ref_share = np.maximum(ref_counts / len(reference), PSI_FLOOR)
+    cur_share = np.maximum(cur_counts / len(current), PSI_FLOOR)
+    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
+
+
+def slice_scores(name: str, y_true: np.ndarray, scored: np.ndarray, groups: np.ndarray) -> list[tuple[str, int, float | None]]:
+    """(value, rows, metric) for each value of ``groups``, largest group first; the metric is None
+    where it is undefined (AUC on a group with one class only). ``scored`` is what the metric
+    scores: probabilities or predictions. Missing group values form their own group."""
+    labels = _group_labels(groups)
+    out = []
+    for value in labels.value_counts(sort=True).index:
+        rows = (labels == value).to_numpy()
+        y = y_true[rows]
+        undefined = METRICS[name].uses_probability and np.unique(y).size < 2
+        out.append((value, int(rows.sum()), None if undefined else METRICS[name].score(y, scored[rows])))
+    return out
+
+
+def _group_labels(groups: np.ndarray) -> pd.Series:
+    """Group values as text: whole floats without the '.0' (a 0/1 column reads 0 and 1)."""
+    series = pd.Series(groups)
+    if pd.api.types.is_float_dtype(series) and np.all(np.mod(series.dropna(), 1) == 0):
+        series = series.astype("Int64")
+    return series.astype("string").fillna("(missing)")

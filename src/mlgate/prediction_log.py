@@ -93,11 +93,13 @@ class PredictionLog:
 
 
 def _rows(request_id: str, version: str, at: float, inputs: pd.DataFrame, outputs: pd.DataFrame) -> pd.DataFrame:
-    """One row per predicted row: request id, time, model version, the inputs as sent, the outputs."""
+    """One row per predicted row: request id, time, model version, row in the request, the inputs as
+    sent, the outputs (``output_<column>``)."""
     frame = inputs.reset_index(drop=True).copy()
     frame.columns = [str(c) for c in frame.columns]
     for column in outputs.columns:
         frame[f"output_{column}"] = outputs[column].to_numpy()
+    frame.insert(0, "row", range(len(frame)))   # position in the request: labels join on (request_id, row)
     frame.insert(0, "model_version", version)
     frame.insert(0, "timestamp", pd.Timestamp(at, unit="s", tz="UTC"))
     frame.insert(0, "request_id", request_id)

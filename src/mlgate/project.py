@@ -26,6 +26,7 @@ class Paths:
     split: str
     best_params: str
     leaderboard: str
+    study: str
     model: str
     train_info: str
     metrics: str
@@ -34,7 +35,11 @@ class Paths:
     drift: str
     gate: str
     promotion: str
+    model_card: str
     ledger: str
+    monitor: str
+    monitor_report: str
+    monitor_metrics: str
 
     @property
     def raw_data(self) -> Path:

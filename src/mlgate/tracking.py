@@ -7,6 +7,7 @@ touches one file. Returns plain data, never MLflow entities.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import multiprocessing
 import os
 import queue
@@ -123,6 +124,17 @@ def log(run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str,
 
 def log_artifact(run_id: str, path: str | Path, artifact_dir: str | None = None) -> None:
     client().log_artifact(run_id, str(path), artifact_dir)
+
+
+def run_artifact_uri(run_id: str, artifact_path: str) -> str:
+    """Where MLflow finds a run's artifact, wherever the artifact store is."""
+    return f"runs:/{run_id}/{artifact_path}"
+
+
+def run_started_at(run_id: str) -> str:
+    """The run's start as an ISO-8601 UTC timestamp."""
+    started = client().get_run(run_id).info.start_time / 1000
+    return dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def log_model(run_id: str, local_dir: Path, *, code_path: Path, artifacts: dict[str, str], input_example,
@@ -298,6 +310,14 @@ def set_version_tags(name: str, version: int, tags: dict[str, Any]) -> None:
 
 def set_alias(name: str, alias: str, version: int) -> None:
     client().set_registered_model_alias(name, alias, str(version))
+
+
+def download_artifact(run_id: str, path: str, destination: str | Path) -> Path:
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    return dict(client().get_run(run_id).data.metrics)
 
 
 def model_tags(name: str) -> dict[str, str]:

@@ -1,23 +1,34 @@
-"""Everything mlgate asks of Optuna: search spaces from conf/model/, samplers, pruners, the study loop.
+"""Everything mlgate asks of Optuna: search spaces from conf/model/, samplers, pruners, the study loop
+and its storage.
 
 The only module that imports optuna. Callers give an ``evaluate(family, params, report)`` function
-and get plain ``TrialOutcome`` records back, one per trial, including pruned and failed ones.
+and get plain ``TrialOutcome`` records back, one per trial, including pruned and failed ones, and
+those a stored study already holds.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import threading
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.trial import TrialState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("grid", "random", "tpe", "cmaes", "nsga2")
 PRUNERS = ("median", "none")
+# Key of the trial user attribute that holds mlgate's record of a finished trial.
+_RECORD = "mlgate"
+_RETRY_OF = "mlgate_retry_of"
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,9 @@ class ParamSpec:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    grid: tuple[Any, ...] = ()        # explicit grid values (float and int); else search.grid_points spaced ones
+    # searched only when each named earlier parameter of the family took one of the listed values
+    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,14 +59,22 @@ class SearchSettings:
     timeout_s: float
     cv_folds: int
     n_jobs: int
+    grid_points: int = 3              # grid sampler: values per float/int dimension without an explicit `grid`
 
     def __post_init__(self) -> None:
+        if self.sampler == "gp":
+            raise ValueError("search.sampler 'gp' (Optuna's GPSampler) needs PyTorch, which mlgate does not install; "
+                             f"choose one of {SAMPLERS}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"search.sampler must be one of {SAMPLERS}, got '{self.sampler}'")
+        if self.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:  # Optuna fails only trials later
+            raise ValueError("search.sampler 'cmaes' needs the 'cmaes' package (pip install -c requirements.lock cmaes)")
         if self.pruner not in PRUNERS:
             raise ValueError(f"search.pruner must be one of {PRUNERS}, got '{self.pruner}'")
         if self.n_trials < 1 or self.cv_folds < 2 or self.n_jobs < 1 or self.timeout_s <= 0:
             raise ValueError("search: n_trials >= 1, cv_folds >= 2, n_jobs >= 1 and timeout_s > 0 are required")
+        if self.grid_points < 2:
+            raise ValueError(f"search.grid_points must be at least 2, got {self.grid_points}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,8 @@ class TrialOutcome:
     start: float                      # epoch seconds
     end: float
     error: str | None = None
+    reused: bool = False              # finished by an earlier run of the same stored study
+    origin: str | None = None         # the `origin` of the optimize call that ran it
 
 
 class Pruned(Exception):
@@ -82,32 +106,93 @@ def parse_spaces(model_section: dict[str, Any]) -> list[FamilySpace]:
         unknown = set(entry) - {"fixed", "space", "first_trial"}
         if unknown:
             raise ValueError(f"model.{family}: unknown key(s) {sorted(unknown)}; expected fixed, space, first_trial")
-        space = {name: _param_spec(f"model.{family}.space.{name}", spec) for name, spec in (entry.get("space") or {}).items()}
+        space: dict[str, ParamSpec] = {}
+        for name, spec in (entry.get("space") or {}).items():
+            space[name] = _param_spec(f"model.{family}.space.{name}", spec, space)
         first = dict(entry.get("first_trial") or {})
         stray = set(first) - set(space)
         if stray:
             raise ValueError(f"model.{family}.first_trial: {sorted(stray)} not in model.{family}.space")
+        for name in first:
+            if not _active(space[name], first):
+                raise ValueError(f"model.{family}.first_trial: '{name}' is searched only when {_describe(space[name].when)}")
         spaces.append(FamilySpace(family, dict(entry.get("fixed") or {}), space, first))
     return spaces
 
 
-def _param_spec(where: str, spec: dict[str, Any]) -> ParamSpec:
+def _param_spec(where: str, spec: dict[str, Any], earlier: dict[str, ParamSpec]) -> ParamSpec:
     kind = spec.get("type") if isinstance(spec, dict) else None
-    if kind in ("float", "int"):
-        if "low" not in spec or "high" not in spec or spec["low"] > spec["high"]:
-            raise ValueError(f"{where}: a {kind} parameter needs low <= high")
-        if spec.get("log") and spec["low"] <= 0:
-            raise ValueError(f"{where}: a log-scale parameter needs low > 0, got {spec['low']}")
-        return ParamSpec(kind, spec["low"], spec["high"], bool(spec.get("log", False)))
+    if kind not in ("float", "int", "categorical"):
+        raise ValueError(f"{where}: 'type' must be float, int or categorical, got {spec!r}")
+    unknown = set(spec) - {"type", "low", "high", "log", "choices", "grid", "when"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+    when = _conditions(where, spec.get("when") or {}, earlier)
     if kind == "categorical":
         choices = tuple(spec.get("choices") or ())
         if not choices:
             raise ValueError(f"{where}: a categorical parameter needs a non-empty 'choices' list")
-        return ParamSpec(kind, choices=choices)
-    raise ValueError(f"{where}: 'type' must be float, int or categorical, got {spec!r}")
+        if "grid" in spec:
+            raise ValueError(f"{where}: 'grid' is for float and int parameters; a categorical one uses all its choices")
+        return ParamSpec(kind, choices=choices, when=when)
+    if "low" not in spec or "high" not in spec or spec["low"] > spec["high"]:
+        raise ValueError(f"{where}: a {kind} parameter needs low <= high")
+    if spec.get("log") and spec["low"] <= 0:
+        raise ValueError(f"{where}: a log-scale parameter needs low > 0, got {spec['low']}")
+    grid = tuple(spec.get("grid") or ())
+    outside = [v for v in grid if not spec["low"] <= v <= spec["high"] or (kind == "int" and v != int(v))]
+    if outside:
+        raise ValueError(f"{where}: grid value(s) {outside} are not {kind}s within [{spec['low']}, {spec['high']}]")
+    return ParamSpec(kind, spec["low"], spec["high"], bool(spec.get("log", False)), grid=grid, when=when)
 
 
-def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
+def _conditions(where: str, when: Any, earlier: dict[str, ParamSpec]) -> dict[str, tuple[Any, ...]]:
+    if not isinstance(when, dict):
+        raise ValueError(f"{where}.when: expected a mapping such as {{selection: [mutual_info, model]}}, got {when!r}")
+    conditions = {}
+    for name, allowed in when.items():
+        allowed = tuple(allowed) if isinstance(allowed, (list, tuple)) else (allowed,)
+        other = earlier.get(name)
+        if other is None or other.type != "categorical":
+            raise ValueError(f"{where}.when: '{name}' must be a categorical parameter listed before it in the space")
+        if not set(allowed) <= set(other.choices):
+            raise ValueError(f"{where}.when: {sorted(set(allowed) - set(other.choices), key=str)} not among "
+                             f"the choices of '{name}'")
+        conditions[name] = allowed
+    return conditions
+
+
+def _active(spec: ParamSpec, chosen: dict[str, Any]) -> bool:
+    return all(chosen.get(name) in allowed for name, allowed in spec.when.items())
+
+
+def _describe(when: dict[str, tuple[Any, ...]]) -> str:
+    return " and ".join(f"{name} is one of {list(allowed)}" for name, allowed in when.items())
+
+
+def grid_values(spec: ParamSpec, points: int, first: Any = None) -> list[Any]:
+    """The values the grid sampler tries for one parameter.
+
+    Categorical: every choice. Float and int: the explicit ``grid`` if given (plus ``first``), else
+    ``points`` values from low to high, evenly spaced (geometrically when ``log``), ints rounded and
+    deduplicated, floats rounded to 4 significant digits, with the one nearest ``first`` (the
+    family's first-trial value) moved onto it, so that the known-good point is a grid point.
+    """
+    if spec.type == "categorical":
+        return list(spec.choices)
+    cast = int if spec.type == "int" else float
+    if spec.grid:
+        return sorted({cast(v) for v in (*spec.grid, *(() if first is None else (first,)))})
+    scale = np.log if spec.log else (lambda v: v)
+    spaced = (np.geomspace if spec.log else np.linspace)(spec.low, spec.high, points)
+    if first is not None:
+        spaced[np.argmin(np.abs(scale(spaced) - scale(first)))] = first
+    return sorted({int(round(v)) if spec.type == "int" else float(f"{v:.4g}") for v in spaced})
+
+
+def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec, grid: list[Any] | None) -> Any:
+    if grid is not None:
+        return trial.suggest_categorical(name, grid)
     if spec.type == "float":
         return trial.suggest_float(name, spec.low, spec.high, log=spec.log)
     if spec.type == "int":
@@ -115,9 +200,21 @@ def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
     return trial.suggest_categorical(name, list(spec.choices))
 
 
-def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def _sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
+    name = settings.sampler
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        # exhaustive over the tree of suggested values: the family first, then that family's own grid
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.BruteForceSampler(seed=seed)
+    if name == "cmaes":
+        # the family choice, and any parameter outside the space every trial shares, is sampled at random
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "nsga2":
+        # generations of n_trials / 5 (4 to 50) so that a short budget still sees several of them
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.n_trials // 5)))
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
 
 
@@ -127,19 +224,76 @@ def _pruner(name: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+class _Storage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage with queued trials claimed one thread at a time.
+
+    A trial thread claims a queued trial (a first trial, a retry) by moving it from WAITING to
+    RUNNING, guarded by SELECT ... FOR UPDATE, which SQLite ignores: two threads could claim and
+    run the same trial, and the second then fails with "Cannot tell a COMPLETE trial" (seen with
+    n_jobs=2; optuna#4002, #4621). A lock serialises the state changes within this process,
+    which is all that runs the study (see ``optimize``).
+    """
+
+    _state_lock = threading.Lock()
+
+    def set_trial_state_values(self, trial_id, state, values=None) -> bool:
+        with self._state_lock:
+            return super().set_trial_state_values(trial_id, state, values)
+
+
+def _open_storage(url: str | None) -> optuna.storages.BaseStorage:
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # wait out the other thread's write
+    return optuna.storages.get_storage(_Storage(url, engine_kwargs=engine))
+
+
+def storage_url(location: str) -> str:
+    """An Optuna storage URL: ``location`` itself if it is one (``postgresql+psycopg://…``), else a SQLite file."""
+    if "://" in location:
+        return location
+    path = Path(location).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
 Evaluate = Callable[[str, dict[str, Any], Callable[[int, float], None]], tuple[float, list[float]]]
 
 
 def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSettings, *, maximize: bool,
-             seed: int, on_trial: Callable[[TrialOutcome], None]) -> list[TrialOutcome]:
-    """Run the study; ``on_trial`` sees every trial as it ends (from the thread that ran it)."""
+             seed: int, on_trial: Callable[[TrialOutcome], None], storage: str | None = None,
+             study_name: str | None = None, origin: str | None = None) -> list[TrialOutcome]:
+    """Run the study and return every trial in it, sorted by number.
+
+    With ``storage`` (a URL, see ``storage_url``) the study is kept under ``study_name`` and resumed
+    when it exists: its finished trials are returned as ``reused`` outcomes and count towards
+    ``settings.n_trials``, which is the size of the whole study; only the missing trials run. A trial
+    that an interruption stopped (or left running) is retried first. One process per study at a time.
+
+    ``on_trial`` sees the reused trials first (from this thread), then each new one as it ends (from
+    the thread that ran it). ``origin`` is stored with each new trial and returned with it later.
+    """
     by_name = {s.family: s for s in spaces}
-    study = optuna.create_study(direction="maximize" if maximize else "minimize",
-                                sampler=_sampler(settings.sampler, seed), pruner=_pruner(settings.pruner))
-    for space in spaces:  # a known-good point per family before any exploration
-        if space.first_trial or not space.space:
-            study.enqueue_trial({"family": space.family, **{f"{space.family}.{k}": v for k, v in space.first_trial.items()}})
-    outcomes: list[TrialOutcome] = []
+    grids = None
+    if settings.sampler == "grid":
+        grids = {s.family: {k: grid_values(spec, settings.grid_points, s.first_trial.get(k)) for k, spec in s.space.items()}
+                 for s in spaces}
+    store = _open_storage(storage)
+    study = optuna.create_study(storage=store, study_name=study_name, load_if_exists=True,
+                                direction="maximize" if maximize else "minimize",
+                                sampler=_sampler(settings, seed), pruner=_pruner(settings.pruner))
+    expected = optuna.study.StudyDirection.MAXIMIZE if maximize else optuna.study.StudyDirection.MINIMIZE
+    if study.direction != expected:  # Optuna would silently keep the stored direction
+        raise ValueError(f"the stored study '{study_name}' runs in the other direction ({study.direction.name.lower()})")
+    stored = study.get_trials(deepcopy=False)
+    reused = _resume(study, store, stored) if stored else []
+    if not stored:
+        for space in spaces:  # a known-good point per family before any exploration
+            if space.first_trial or not space.space:
+                study.enqueue_trial({"family": space.family, **{f"{space.family}.{k}": v for k, v in space.first_trial.items()}})
+    outcomes: list[TrialOutcome] = list(reused)
+    for outcome in reused:
+        on_trial(outcome)
 
     def objective(trial: optuna.Trial) -> float:
         start = time.time()
@@ -153,14 +307,20 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
             if trial.should_prune():
                 raise Pruned
 
-        state, error, score = "COMPLETE", None, None
+        state, error, score = None, None, None
         try:
             space = by_name[family]
-            params = {**space.fixed, **{k: _suggest(trial, f"{family}.{k}", s) for k, s in space.space.items()}}
+            params = dict(space.fixed)
+            searched: dict[str, Any] = {}
+            for name, spec in space.space.items():
+                if _active(spec, searched):
+                    searched[name] = _suggest(trial, f"{family}.{name}", spec, grids[family][name] if grids else None)
+            params.update(searched)
             score, fold_scores = evaluate(family, params, report)
             folds[:] = fold_scores
             if not math.isfinite(score):
                 raise ValueError(f"the cross-validated score is {score}")
+            state = "COMPLETE"
             return score
         except Pruned:
             state = "PRUNED"
@@ -169,12 +329,44 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
             state, error, score = "FAIL", f"{type(exc).__name__}: {exc}", None
             raise
         finally:
-            finite = [f for f in folds if math.isfinite(f)]
-            mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
-            outcome = TrialOutcome(trial.number, family, params, mean, tuple(folds), state, start, time.time(), error)
-            outcomes.append(outcome)
-            on_trial(outcome)
+            if state is not None:  # None: interrupted (KeyboardInterrupt); neither reported nor reused later
+                finite = [f for f in folds if math.isfinite(f)]
+                mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
+                outcome = TrialOutcome(trial.number, family, params, mean, tuple(folds), state, start, time.time(),
+                                       error, origin=origin)
+                trial.set_user_attr(_RECORD, _record(outcome))
+                outcomes.append(outcome)
+                on_trial(outcome)
 
-    study.optimize(objective, n_trials=settings.n_trials, timeout=settings.timeout_s,
-                   n_jobs=settings.n_jobs, catch=(Exception,))
+    remaining = settings.n_trials - len(reused)
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, timeout=settings.timeout_s, n_jobs=settings.n_jobs,
+                       catch=(Exception,))
     return sorted(outcomes, key=lambda o: o.number)
+
+
+def _resume(study: optuna.Study, store: optuna.storages.BaseStorage, trials: list) -> list[TrialOutcome]:
+    """The finished trials of a stored study as outcomes; interrupted ones are queued to run again."""
+    retried = {t.user_attrs.get(_RETRY_OF) for t in trials}
+    study_id = store.get_study_id_from_name(study.study_name)
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:  # left behind by a killed process (one process per study)
+            store.set_trial_state_values(store.get_trial_id_from_study_id_trial_number(study_id, trial.number),
+                                         TrialState.FAIL)
+        interrupted = trial.state in (TrialState.RUNNING, TrialState.FAIL) and _RECORD not in trial.user_attrs
+        if interrupted and trial.number not in retried:
+            study.enqueue_trial(dict(trial.params), user_attrs={_RETRY_OF: trial.number})
+    return [_from_record(t.number, t.user_attrs[_RECORD]) for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and _RECORD in t.user_attrs]
+
+
+def _record(outcome: TrialOutcome) -> dict[str, Any]:
+    return {"family": outcome.family, "params": outcome.params, "score": outcome.score, "folds": list(outcome.fold_scores),
+            "state": outcome.state, "start": outcome.start, "end": outcome.end, "error": outcome.error,
+            "origin": outcome.origin}
+
+
+def _from_record(number: int, record: dict[str, Any]) -> TrialOutcome:
+    return TrialOutcome(number, record["family"], record["params"], record["score"], tuple(record["folds"]),
+                        record["state"], record["start"], record["end"], record["error"], reused=True,
+                        origin=record["origin"])

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 DATASETS = {
     # name: (overrides, source file, metric, a limit the test score must beat)
-    "credit_data": (["data=credit_data"], "credit_data.csv.gz", "roc_auc", 0.75),
+    "credit_data": (["data=credit_data", "gate=credit_data"], "credit_data.csv.gz", "roc_auc", 0.75),
     "ames": (["data=ames", "gate=ames", "gate.metric_floor=60000"], "ames.csv.gz", "rmse", 60000),
 }
 

@@ -571,8 +571,9 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, tmp_path):
     files = sorted(directory.glob("*.parquet"))
     assert files and not list(directory.glob("*.tmp"))
     logged = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    assert list(logged.columns) == ["request_id", "timestamp", "model_version", *tracked.features,
+    assert list(logged.columns) == ["request_id", "timestamp", "model_version", "row", *tracked.features,
                                     "output_prediction", "output_probability"]
+    assert logged.groupby("request_id")["row"].apply(list).to_dict() == {"log-1": [0], "log-2": [0, 1], "log-3": [0, 1, 2]}
     assert Counter(logged["request_id"]) == Counter({"log-1": 1, "log-2": 2, "log-3": 3})
     assert (logged["model_version"] == str(tracked.v1)).all()
     assert str(logged["timestamp"].dt.tz) == "UTC"

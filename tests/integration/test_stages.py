@@ -122,3 +122,24 @@ def test_gate_registers_and_grants_staging(tracked):
     assert staged.tags["mlgate.gate.passed"] == "true"
     markdown = (root / "reports/promotion.md").read_text()
     assert "PASSED" in markdown and "| metric_floor | pass |" in markdown
+
+
+def test_gate_reports_every_rule_and_attaches_the_model_card(tracked):
+    from mlgate import tracking
+
+    root, params, _ = tracked
+    gate = json.loads((root / "reports/gate.json").read_text())
+    assert [c["name"] for c in gate["checks"]] == [
+        "validation", "drift", "critical_features", "prediction_drift", "target_drift", "metric_floor", "champion",
+        "calibration", "slices", "model_size", "latency"]
+    assert all({"observed", "limit", "verdict", "detail", "evidence"} <= set(c) for c in gate["checks"])
+    slices = next(c for c in gate["checks"] if c["name"] == "slices")
+    assert {row["value"] for row in slices["evidence"]} == {"Month-to-month", "One year", "Two year"}
+    card = (root / "reports/model_card.md").read_text()
+    version = gate["candidate"]["version"]
+    assert f"# Model card: `telco_churn` version {version}" in card and "## Limitations" in card
+    assert "[`reports/model_card.md`](model_card.md)" in (root / "reports/promotion.md").read_text()
+    tags = tracking.get_version(params["tracking"]["registered_model"], version).tags
+    assert tags["mlgate.model_card"] == f"runs:/{gate['candidate']['run_id']}/model_card/model_card.md"
+    logged = tracking.client().list_artifacts(gate["candidate"]["run_id"], "model_card")
+    assert [a.path for a in logged] == ["model_card/model_card.md"]

@@ -1,9 +1,11 @@
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from mlgate import config, tuning
+from mlgate import config, models, tuning
 from mlgate.config import ConfigError
 from mlgate.data import ColumnSpec, Contract, DataSpec, SourceSpec
 from mlgate.stages.split import SplitParams
@@ -134,7 +136,12 @@ def test_compose_applies_overrides(project_root):
     assert params["search"]["n_trials"] == 3
 
 
-@pytest.mark.parametrize("search_choice", ["tpe", "random"])
+CONF = Path(__file__).resolve().parents[2] / "conf"
+SEARCH_CHOICES = sorted(p.stem for p in (CONF / "search").glob("*.yaml"))
+MODEL_CHOICES = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("search_choice", SEARCH_CHOICES)
 def test_composed_sections_load_as_typed_settings(project_root, search_choice):
     params = yaml.safe_load(config.compose(project_root / "conf", [f"search={search_choice}"]))
 
@@ -146,3 +153,38 @@ def test_composed_sections_load_as_typed_settings(project_root, search_choice):
     assert settings.sampler == search_choice
     assert [s.family for s in spaces] == list(params["model"])
     assert config.load(SplitParams, "split", params).test_size == params["split"]["test_size"]
+
+
+def test_every_sampler_and_every_family_has_a_conf_file():
+    assert SEARCH_CHOICES == sorted(tuning.SAMPLERS)
+    assert MODEL_CHOICES == sorted(models.FAMILIES)
+
+
+@pytest.mark.parametrize("search_choice", SEARCH_CHOICES)
+def test_every_search_composes_with_every_family(project_root, search_choice):
+    params = yaml.safe_load(config.compose(project_root / "conf", [f"search={search_choice}", f"model=[{','.join(MODEL_CHOICES)}]"]))
+
+    settings = config.load(tuning.SearchSettings, "search", params)
+    spaces = tuning.parse_spaces(config.section(params, "model"))
+
+    assert settings.sampler == search_choice
+    assert [s.family for s in spaces] == MODEL_CHOICES
+    for space in spaces:
+        grid = {name: tuning.grid_values(spec, settings.grid_points, space.first_trial.get(name)) for name, spec in space.space.items()}
+        assert all(space.first_trial[name] in values for name, values in grid.items() if name in space.first_trial)
+
+
+@pytest.mark.parametrize("family", MODEL_CHOICES)
+def test_each_familys_first_trial_is_complete_and_fits_the_tiny_frame(project_root, family, mixed_frame, binary_spec):
+    from mlgate.data import target_vector
+
+    params = yaml.safe_load(config.compose(project_root / "conf", [f"model=[{family}]"]))
+    [space] = tuning.parse_spaces(config.section(params, "model"))
+    frame = mixed_frame(60, with_missing=True)
+
+    active = {name for name, spec in space.space.items() if all(space.first_trial.get(k) in v for k, v in spec.when.items())}
+    pipeline = models.build(family, {**space.fixed, **space.first_trial}, binary_spec).fit(frame, target_vector(frame, binary_spec))
+    _, probability = models.predict(pipeline, frame.assign(plan="platinum"), "binary")
+
+    assert set(space.first_trial) == active
+    assert np.isfinite(probability).all()

@@ -1,8 +1,11 @@
+import time
 from dataclasses import asdict
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from mlgate.stages.gate import GatePolicy, decide, promotion_markdown
+from mlgate.stages.gate import GatePolicy, Measurements, SliceLimits, SliceScore, decide, promotion_markdown
 
 NO_DRIFT = {"drift_share": 0.1, "max_drift_share": 0.3, "drifted_columns": ["tenure"]}
 ONLY_VALIDATION = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=False)
@@ -120,7 +123,7 @@ def _gate_result(*, passed: bool, champion: dict | None) -> dict:
     policy = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=True, metric_floor=0.8, max_regression=0.005)
     decision = _decide(policy, candidate_score=0.85, champion_score=None if champion is None else 0.84)
     return {
-        "passed": passed, "reasons": [] if passed else ["test roc_auc 0.7500 < floor 0.8"],
+        "passed": passed, "reasons": [] if passed else ["test roc_auc 0.7500 < floor 0.8"], "metric": "roc_auc",
         "generated_at": "2026-01-02T03:04:05+00:00", "git_commit": "0123456789abcdef0123",
         "checks": [asdict(c) for c in decision.checks],
         "test_rows": 1234, "test_hash": "feedfacecafebeef" * 4,
@@ -131,6 +134,7 @@ def _gate_result(*, passed: bool, champion: dict | None) -> dict:
                               "plan": {"method": "Jensen-Shannon distance", "score": 0.01, "threshold": 0.1,
                                        "drifted": False}}},
         "paths": {"drift_report": "reports/drift.html"},
+        "model_card": {"path": "reports/model_card.md", "link": "model_card.md", "uri": "runs:/abc/model_card/model_card.md"},
         "candidate": {"name": "tiny", "version": 4, "family": "catboost", "metrics": {"roc_auc": 0.85, "f1": 0.6},
                       "run_link": "http://ui/runs/abc", "version_link": "http://ui/models/tiny/4",
                       "tune_run_link": "http://ui/runs/tune"},
@@ -220,3 +224,254 @@ def test_champion_detail_carries_the_interval():
                                candidate_score=0.86, champion_score=0.85, gain_interval=(-0.004, 0.023)))
 
     assert "gain +0.0100, 95% CI [-0.0040, +0.0230]" in check.detail
+
+
+# --- the optional rules ------------------------------------------------------------------------
+
+DRIFT_COLUMNS = NO_DRIFT | {"columns": {
+    "tenure": {"method": "Wasserstein distance (normed)", "score": 0.05, "threshold": 0.1, "drifted": False},
+    "monthly_charges": {"method": "Wasserstein distance (normed)", "score": 0.3, "threshold": 0.1, "drifted": True},
+    "area": {"method": "K-S p_value", "score": 0.0004, "threshold": 0.05, "drifted": True},
+}}
+
+
+def _policy(**rules) -> GatePolicy:
+    return GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, **rules)
+
+
+def _judge(policy: GatePolicy, *, metric: str = "roc_auc", drift: dict = DRIFT_COLUMNS, **measured):
+    return decide(policy, validation_passed=True, drift=drift, metric=metric, candidate_score=0.85,
+                  champion_score=None, measured=Measurements(**measured))
+
+
+def test_critical_features_fail_naming_only_the_column_beyond_its_limit():
+    decision = _judge(_policy(critical_features={"tenure": 0.1, "monthly_charges": 0.1}))
+
+    check = _only_check(decision)
+    assert (check.name, check.passed) == ("critical_features", False)
+    assert check.observed == {"tenure": 0.05, "monthly_charges": 0.3}
+    assert check.limit == {"tenure": 0.1, "monthly_charges": 0.1}
+    assert check.detail == "critical feature drifted: monthly_charges 0.3000 > 0.1 (Wasserstein distance (normed))"
+    assert check.evidence["tenure"]["drifted"] is False
+
+
+def test_critical_features_pass_within_their_own_limits_even_when_evidently_flags_the_column():
+    check = _only_check(_judge(_policy(critical_features={"tenure": 0.1, "monthly_charges": 0.5})))
+
+    assert check.passed
+    assert check.detail.startswith("no critical feature drifted: tenure 0.0500 (limit 0.1), monthly_charges")
+
+
+def test_a_critical_feature_without_a_limit_takes_the_drift_stage_threshold():
+    check = _only_check(_judge(_policy(critical_features={"monthly_charges": None})))
+
+    assert not check.passed and check.limit == {"monthly_charges": 0.1}
+
+
+@pytest.mark.parametrize("limit, passed", [(0.001, False), (0.0001, True)])
+def test_a_p_value_critical_feature_drifts_below_its_limit(limit, passed):
+    check = _only_check(_judge(_policy(critical_features={"area": limit})))
+
+    assert check.passed is passed
+
+
+def test_a_critical_feature_missing_from_the_drift_report_fails():
+    check = _only_check(_judge(_policy(critical_features={"tenure": 0.1, "zip_code": 0.1})))
+
+    assert not check.passed and "zip_code: not in the drift report" in check.detail
+
+
+def test_critical_features_fail_while_the_drift_share_passes():
+    policy = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=True,
+                        critical_features={"monthly_charges": 0.1})
+
+    decision = _judge(policy)
+
+    assert [(c.name, c.passed) for c in decision.checks] == [("drift", True), ("critical_features", False)]
+
+
+@pytest.mark.parametrize("rule, limit, name, measurement, value, passed", [
+    ("max_prediction_drift", 0.2, "prediction_drift", "prediction_drift", 0.05, True),
+    ("max_prediction_drift", 0.2, "prediction_drift", "prediction_drift", 0.2, True),
+    ("max_prediction_drift", 0.2, "prediction_drift", "prediction_drift", 0.31, False),
+    ("max_target_drift", 0.1, "target_drift", "target_drift", 0.02, True),
+    ("max_target_drift", 0.1, "target_drift", "target_drift", 0.15, False),
+    ("max_calibration_error", 0.1, "calibration", "calibration_error", 0.04, True),
+    ("max_calibration_error", 0.1, "calibration", "calibration_error", 0.12, False),
+    ("max_brier", 0.18, "brier", "brier", 0.13, True),
+    ("max_brier", 0.18, "brier", "brier", 0.2, False),
+    ("max_model_size_mb", 200.0, "model_size", "model_size_mb", 12.5, True),
+    ("max_model_size_mb", 200.0, "model_size", "model_size_mb", 250.0, False),
+    ("max_latency_ms", 100.0, "latency", "latency_ms", 8.0, True),
+    ("max_latency_ms", 100.0, "latency", "latency_ms", 150.0, False),
+])
+def test_each_ceiling_rule_passes_up_to_its_limit(rule, limit, name, measurement, value, passed):
+    decision = _judge(_policy(**{rule: limit}), **{measurement: value})
+
+    check = _only_check(decision)
+    assert (check.name, check.passed, check.observed, check.limit) == (name, passed, value, limit)
+    assert decision.passed is passed
+    assert ("≤" if passed else ">") in check.detail
+
+
+@pytest.mark.parametrize("rule, name", [("max_prediction_drift", "prediction_drift"), ("max_calibration_error", "calibration"),
+                                        ("max_brier", "brier"), ("max_model_size_mb", "model_size"), ("max_latency_ms", "latency")])
+def test_a_ceiling_rule_without_its_measurement_fails(rule, name):
+    check = _only_check(_judge(_policy(**{rule: 1.0})))
+
+    assert (check.name, check.passed) == (name, False)
+    assert check.detail.endswith("not measured")
+
+
+def test_target_drift_is_not_judged_when_the_current_batch_has_no_labels():
+    check = _only_check(_judge(_policy(max_target_drift=0.1)))
+
+    assert (check.name, check.passed, check.observed) == ("target_drift", True, None)
+    assert "no labels" in check.detail
+
+
+def test_a_policy_without_the_optional_rules_ignores_their_measurements():
+    decision = _judge(GatePolicy(metric="roc_auc"), prediction_drift=9.0, calibration_error=0.9, latency_ms=1e6,
+                      slices=(SliceScore("contract", "One year", 300, 0.1),))
+
+    assert [c.name for c in decision.checks] == ["validation", "drift"]
+    assert decision.passed
+
+
+CONTRACT_SLICES = (SliceScore("contract", "Month-to-month", 700, 0.78, 0.80),
+                   SliceScore("contract", "One year", 300, 0.60, 0.62),
+                   SliceScore("contract", "Two year", 50, 0.40, 0.90))
+
+
+def test_a_slice_below_its_floor_fails_and_a_small_slice_is_only_reported():
+    policy = _policy(slices={"contract": SliceLimits(min_metric=0.65, min_rows=100)})
+
+    check = _only_check(_judge(policy, slices=CONTRACT_SLICES))
+
+    assert (check.name, check.passed, check.observed, check.limit) == ("slices", False, 1, 0)
+    assert check.detail == "slice(s) out of limits: contract=One year: roc_auc 0.6000 < floor 0.65"
+    assert [row["verdict"] for row in check.evidence] == ["pass", "fail", "not judged (< 100 rows)"]
+
+
+def test_a_slice_that_regresses_against_production_beyond_its_tolerance_fails():
+    policy = _policy(slices={"contract": SliceLimits(max_regression=0.01, min_rows=100)})
+
+    check = _only_check(_judge(policy, slices=CONTRACT_SLICES))
+
+    assert not check.passed
+    assert "contract=Month-to-month: gain -0.0200 over production (allowed loss 0.01)" in check.detail
+    assert check.evidence[0]["gain"] == pytest.approx(-0.02)
+
+
+def test_slices_pass_within_floor_and_tolerance_and_without_a_champion():
+    policy = _policy(slices={"contract": SliceLimits(min_metric=0.55, max_regression=0.05, min_rows=100)})
+    no_champion = tuple(SliceScore(s.column, s.value, s.rows, s.candidate) for s in CONTRACT_SLICES)
+
+    for scores in (CONTRACT_SLICES, no_champion):
+        check = _only_check(_judge(policy, slices=scores))
+        assert check.passed and check.detail == "2 of 3 slices judged, all within limits"
+
+
+def test_a_slice_floor_on_rmse_is_a_ceiling():
+    policy = GatePolicy(metric="rmse", require_validation=False, require_no_drift=False,
+                        slices={"cut": SliceLimits(min_metric=1000.0, min_rows=10)})
+    scores = (SliceScore("cut", "Ideal", 400, 900.0), SliceScore("cut", "Fair", 40, 1200.0))
+
+    check = _only_check(_judge(policy, metric="rmse", slices=scores))
+
+    assert not check.passed and check.detail.endswith("cut=Fair: rmse 1200.0000 > floor 1000.0")
+
+
+def test_a_slice_with_one_class_and_a_slice_column_never_measured():
+    policy = _policy(slices={"contract": SliceLimits(min_rows=1), "plan": SliceLimits(min_rows=1)})
+
+    check = _only_check(_judge(policy, slices=(SliceScore("contract", "Two year", 200, None),)))
+
+    assert check.evidence[0]["verdict"] == "not judged (one class only)"
+    assert not check.passed and check.detail == "slice(s) out of limits: plan: not measured"
+
+
+def test_every_check_reports_its_verdict():
+    decision = _judge(_policy(max_model_size_mb=1.0, max_latency_ms=100.0), model_size_mb=3.0, latency_ms=5.0)
+
+    assert [c.as_dict()["verdict"] for c in decision.checks] == ["fail", "pass"]
+
+
+def _full_result() -> dict:
+    policy = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=True,
+                        critical_features={"tenure": 0.1, "monthly_charges": 0.1},
+                        slices={"contract": SliceLimits(min_metric=0.65, max_regression=0.05, min_rows=100)})
+    decision = decide(policy, validation_passed=True, drift=DRIFT_COLUMNS | {"drift_share": 0.1}, metric="roc_auc",
+                      candidate_score=0.85, champion_score=0.84, measured=Measurements(slices=CONTRACT_SLICES))
+    result = _gate_result(passed=False, champion=PRODUCTION_V3)
+    result["checks"] = [c.as_dict() for c in decision.checks]
+    return result
+
+
+def test_promotion_markdown_shows_the_slice_table():
+    markdown = promotion_markdown(_full_result())
+
+    assert "## Slices" in markdown
+    assert "| column | value | rows | candidate v4 | production v3 | gain | verdict |" in markdown
+    assert "| contract | Month-to-month | 700 | 0.7800 | 0.8000 | -0.0200 | pass |" in markdown
+    assert "| contract | One year | 300 | 0.6000 | 0.6200 | -0.0200 | **FAIL** |" in markdown
+    assert "| contract | Two year | 50 | 0.4000 | 0.9000 | -0.5000 | not judged (< 100 rows) |" in markdown
+
+
+def test_promotion_markdown_shows_per_column_limits_in_one_cell():
+    markdown = promotion_markdown(_full_result())
+
+    assert "| critical_features | **FAIL** | tenure 0.05, monthly_charges 0.3 | tenure 0.1, monthly_charges 0.1 |" in markdown
+
+
+def test_promotion_markdown_links_the_model_card():
+    markdown = promotion_markdown(_gate_result(passed=True, champion=None))
+
+    assert "## Slices" not in markdown
+    assert "[`reports/model_card.md`](model_card.md)" in markdown
+    assert "as `runs:/abc/model_card/model_card.md` (tag `mlgate.model_card`)" in markdown
+
+
+def test_single_row_latency_times_one_row_per_call_after_warm_up():
+    from mlgate.stages.gate import single_row_latency_ms
+
+    seen = []
+
+    def slow_predict(rows):
+        seen.append(len(rows))
+        time.sleep(0.002 if len(seen) > 3 else 0.05)   # the warm-up calls are slow and not counted
+
+    latency = single_row_latency_ms(slow_predict, pd.DataFrame({"x": range(4)}), calls=10, warmup=3)
+
+    assert seen == [1] * 13
+    assert 2.0 <= latency < 40.0
+
+
+@pytest.mark.parametrize("rules, message", [
+    ({"max_calibration_error": 0.1}, "judge probabilities; dataset 'tiny' is a regression task"),
+    ({"critical_features": {"zip": 0.1}}, r"gate.critical_features names \['zip'\]"),
+    ({"slices": {"region": SliceLimits()}}, r"gate.slices names \['region'\]"),
+])
+def test_a_policy_the_dataset_cannot_be_judged_by_is_refused(regression_spec, rules, message):
+    from mlgate.project import StageError
+    from mlgate.stages.gate import _check_policy
+
+    with pytest.raises(StageError, match=message):
+        _check_policy(GatePolicy(metric="rmse", **rules), regression_spec)
+
+
+GATE_POLICIES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf/gate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("policy", GATE_POLICIES)
+def test_each_bundled_policy_fits_its_dataset(project_root, policy):
+    """`default` is telco_churn's policy; the others are named after their dataset."""
+    import yaml
+
+    from mlgate import config, project
+    from mlgate.stages.gate import _check_policy
+
+    dataset = "telco_churn" if policy == "default" else policy
+    params = yaml.safe_load(config.compose(project_root / "conf", [f"data={dataset}", f"gate={policy}"]))
+
+    _check_policy(config.load(GatePolicy, "gate", params), project.data_spec(params))

@@ -99,3 +99,78 @@ def test_rank_auc_equals_sklearn_with_ties():
     score = rng.integers(0, 5, 300).astype(float)   # many ties
 
     assert metrics._rank_auc(y, score) == pytest.approx(metrics.METRICS["roc_auc"].score(y, score), abs=1e-12)
+
+
+def test_brier_of_known_probabilities():
+    y = np.array([0, 1, 1, 0])
+
+    assert metrics.brier(y, np.full(4, 0.5)) == pytest.approx(0.25)
+    assert metrics.brier(y, y.astype(float)) == 0.0
+    assert metrics.brier(y, np.array([0.2, 0.9, 0.6, 0.0])) == pytest.approx((0.04 + 0.01 + 0.16 + 0) / 4)
+
+
+def test_calibration_error_is_zero_when_each_bin_matches_its_positive_rate():
+    y = np.array([1] * 8 + [0] * 2 + [1] * 1 + [0] * 9)        # 80% positive at 0.8, 10% at 0.1
+    probability = np.array([0.8] * 10 + [0.1] * 10)
+
+    assert metrics.expected_calibration_error(y, probability) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_calibration_error_weights_each_bin_gap_by_its_rows():
+    # 30 rows at 0.9 with half positive (gap 0.4), 10 rows at 0.25 with none positive (gap 0.25)
+    y = np.array([1] * 15 + [0] * 15 + [0] * 10)
+    probability = np.array([0.9] * 30 + [0.25] * 10)
+
+    assert metrics.expected_calibration_error(y, probability) == pytest.approx(0.75 * 0.4 + 0.25 * 0.25)
+
+
+def test_calibration_error_puts_a_probability_of_one_in_the_top_bin():
+    assert metrics.expected_calibration_error(np.array([1, 0]), np.array([1.0, 0.9])) == pytest.approx(0.45)
+
+
+def test_population_stability_of_a_label_share_shift_matches_the_formula():
+    reference = np.array([0] * 50 + [1] * 50)
+    current = np.array([0] * 20 + [1] * 80)
+    expected = (0.2 - 0.5) * np.log(0.2 / 0.5) + (0.8 - 0.5) * np.log(0.8 / 0.5)
+
+    assert metrics.population_stability(reference, current) == pytest.approx(expected)
+    assert metrics.population_stability(reference, reference) == 0.0
+
+
+def test_population_stability_counts_a_value_the_reference_never_took():
+    reference = np.array([0] * 50 + [1] * 50)
+    current = np.array([0] * 50 + [1] * 40 + [2] * 10)
+    floor = metrics.PSI_FLOOR
+    expected = (0.4 - 0.5) * np.log(0.4 / 0.5) + (0.1 - floor) * np.log(0.1 / floor)
+
+    assert metrics.population_stability(reference, current) == pytest.approx(expected)
+
+
+def test_population_stability_separates_a_shifted_distribution_from_a_fresh_sample():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, 20_000)
+
+    same = metrics.population_stability(reference, rng.normal(0, 1, 5_000))
+    shifted = metrics.population_stability(reference, rng.normal(1, 1, 5_000))
+
+    assert same < 0.01
+    assert shifted > 0.25
+    assert metrics.population_stability(reference * 1000, rng.normal(0, 1, 5_000) * 1000) < 0.01  # scale-free
+
+
+def test_slice_scores_score_each_group_and_leave_one_class_groups_undefined():
+    y = np.array([0, 1, 0, 1, 0, 1, 1, 1])
+    probability = np.array([0.1, 0.9, 0.2, 0.8, 0.9, 0.1, 0.7, 0.6])
+    groups = np.array(["a", "a", "a", "a", "b", "b", np.nan, np.nan], dtype=object)
+
+    scores = metrics.slice_scores("roc_auc", y, probability, groups)
+
+    assert scores == [("a", 4, 1.0), ("b", 2, 0.0), ("(missing)", 2, None)]
+
+
+def test_slice_scores_show_whole_number_groups_without_a_decimal_point():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+
+    scores = metrics.slice_scores("mae", y, np.array([1.0, 2.0, 4.0, 6.0]), np.array([0.0, 0.0, 1.0, 1.0]))
+
+    assert scores == [("0", 2, 0.0), ("1", 2, 1.5)]

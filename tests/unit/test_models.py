@@ -10,6 +10,11 @@ SMALL_PARAMS = {
     "catboost": {"iterations": 20, "depth": 3, "learning_rate": 0.3},
     "linear": {"alpha": 1.0},
     "random_forest": {"n_estimators": 10, "max_depth": 4},
+    "extra_trees": {"n_estimators": 10, "max_depth": 6},
+    "hist_gradient_boosting": {"max_iter": 30, "min_samples_leaf": 3, "early_stopping": False},
+    "knn": {"n_neighbors": 5},
+    # a 10% validation share of 40 rows stops an MLP before it learns; conf/model/mlp.yaml keeps it on
+    "mlp": {"hidden_units": 16, "learning_rate_init": 0.03, "max_iter": 500, "early_stopping": False},
 }
 
 
@@ -123,3 +128,67 @@ def test_catboost_calls_are_serialised_and_may_use_every_core():
     assert models.threads_for("linear", cores=2, parallel_trials=2) == 1
     with models.exclusive("linear"), models.exclusive("random_forest"):
         pass  # other families take no lock, so they may nest and overlap freely
+
+
+def test_linear_elastic_net_is_a_searched_choice(binary_spec, regression_spec, binary_data):
+    X, y = binary_data
+
+    logistic = models.build("linear", {"alpha": 2.0, "penalty": "elasticnet", "l1_ratio": 0.3}, binary_spec)
+    regression = models.build("linear", {"alpha": 2.0, "penalty": "elasticnet", "l1_ratio": 0.3}, regression_spec)
+
+    estimator = logistic.named_steps["model"]
+    assert (estimator.solver, estimator.l1_ratio, estimator.C) == ("saga", 0.3, 0.5)
+    assert isinstance(regression.named_steps["model"], models.ElasticNetRegressor)
+    assert models.predict(logistic.fit(X, y), X, "binary")[1].shape == (len(X),)
+    with pytest.raises(ValueError, match="model.linear: penalty must be l2 or elasticnet"):
+        models.build("linear", {"penalty": "l1"}, binary_spec)
+
+
+def test_elastic_net_alpha_is_on_ridges_scale():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ np.array([1.0, 2.0, 3.0]) + rng.normal(size=200)
+
+    elastic = models.ElasticNetRegressor(alpha=50.0, l1_ratio=0.0).fit(X, y)
+
+    np.testing.assert_allclose(elastic.coef_, Ridge(alpha=50.0).fit(X, y).coef_, rtol=1e-4)
+
+
+def test_hist_gradient_boosting_splits_categoricals_natively_and_treats_unseen_as_missing(binary_spec, binary_data):
+    X, y = binary_data
+
+    pipeline = models.build("hist_gradient_boosting", SMALL_PARAMS["hist_gradient_boosting"], binary_spec).fit(X, y)
+
+    estimator = pipeline.named_steps["model"]
+    assert sorted(estimator.categories_["plan"]) == ["basic", "plus", "pro"]
+    assert estimator.model_.is_categorical_.tolist() == [False, False, True]
+    unseen = models.predict(pipeline, X.assign(plan="platinum"), "binary")[1]
+    missing = models.predict(pipeline, X.assign(plan=np.nan), "binary")[1]
+    np.testing.assert_allclose(unseen, missing)
+
+
+def test_hist_gradient_boosting_keeps_the_most_frequent_categories_up_to_max_bins():
+    X = pd.DataFrame({"code": [f"c{i % 40}" for i in range(400)] + ["c0"] * 40, "x": np.arange(440.0)})
+    y = np.arange(440) % 2
+
+    model = models.HistGradientBoostingClassifierModel({"max_iter": 5, "max_bins": 10}).fit(X, y)
+
+    assert len(model.categories_["code"]) == 10
+    assert model.categories_["code"][0] == "c0"
+    assert model.predict_proba(X).shape == (440, 2)
+
+
+def test_mlp_stops_early_by_default_and_builds_its_layers(binary_spec):
+    estimator = models.build("mlp", {"hidden_units": 32, "hidden_layers": 2}, binary_spec).named_steps["model"]
+
+    assert estimator.early_stopping is True
+    assert estimator.hidden_layer_sizes == (32, 32)
+
+
+@pytest.mark.parametrize("family, threads", [("catboost", 2), ("hist_gradient_boosting", 1), ("extra_trees", 1),
+                                             ("knn", 1), ("mlp", 1)])
+def test_threads_per_family_with_two_parallel_trials_on_two_cores(family, threads):
+    assert models.threads_for(family, cores=2, parallel_trials=2) == threads
+    assert models.threads_for(family, cores=2, parallel_trials=1) == 2

@@ -1,10 +1,12 @@
+import json
 import math
 
 import numpy as np
 import pytest
 
+from mlgate import tuning
 from mlgate.project import StageError
-from mlgate.stages.tune import CrossValidation, best, leaderboard
+from mlgate.stages.tune import CrossValidation, best, leaderboard, study_name
 from mlgate.tuning import TrialOutcome
 
 
@@ -114,3 +116,43 @@ def test_cross_validation_uses_the_metric_of_a_regression_task(mixed_frame, regr
 
     assert len(fold_scores) == 3
     assert 0 < score < frame["spend"].std()
+
+
+@pytest.mark.parametrize("sampler", tuning.SAMPLERS)
+def test_every_sampler_runs_a_tiny_study_over_several_families(sampler, mixed_frame, binary_spec):
+    spaces = tuning.parse_spaces({
+        "linear": {"space": {"alpha": {"type": "float", "low": 0.01, "high": 10.0, "log": True},
+                             "penalty": {"type": "categorical", "choices": ["l2", "elasticnet"]},
+                             "l1_ratio": {"type": "float", "low": 0.1, "high": 0.9, "when": {"penalty": ["elasticnet"]}}},
+                   "first_trial": {"alpha": 1.0, "penalty": "l2"}},
+        "knn": {"space": {"n_neighbors": {"type": "int", "low": 3, "high": 15}}, "first_trial": {"n_neighbors": 5}},
+    })
+    settings = tuning.SearchSettings(sampler=sampler, pruner="none", n_trials=8, timeout_s=60, cv_folds=3, n_jobs=1)
+    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0)
+
+    outcomes = tuning.optimize(spaces, objective, settings, maximize=True, seed=0, on_trial=lambda outcome: None)
+
+    assert len(outcomes) == 8
+    assert {o.family for o in outcomes} == {"linear", "knn"}
+    assert all(o.state == "COMPLETE" and 0.5 < o.score <= 1.0 for o in outcomes)
+
+
+def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project_root, mixed_frame):
+    from mlgate import config
+
+    params = config.read_params(project_root / "params.yaml")
+    train = mixed_frame(30)
+    name = study_name(params, train)
+
+    def changed(section: str, key: str, value) -> str:
+        copy = json.loads(json.dumps(params))
+        copy[section][key] = value
+        return study_name(copy, train)
+
+    assert name.startswith(f"{params['data']['name']}-") and name == study_name(params, train.copy())
+    assert changed("search", "n_trials", 999) == changed("search", "timeout_s", 1) == changed("search", "n_jobs", 1) == name
+    assert changed("search", "sampler", "random") != name
+    assert changed("search", "cv_folds", 3) != name
+    assert changed("features", "clip_quantiles", None) != name
+    assert study_name({**params, "seed": 7}, train) != name
+    assert study_name(params, mixed_frame(30, seed=1)) != name

@@ -1,4 +1,5 @@
 import math
+import time
 
 import pytest
 
@@ -42,7 +43,8 @@ def test_parse_spaces_reads_the_committed_model_section(project_root):
     assert set(spaces) == set(model_section)
     assert spaces["catboost"].space["depth"] == tuning.ParamSpec("int", 3, 8)
     assert spaces["catboost"].space["learning_rate"].log is True
-    assert spaces["linear"].first_trial == {"alpha": 1.0, "selection": "none", "keep_share": 1.0}
+    assert spaces["linear"].first_trial == {"alpha": 1.0, "penalty": "l2", "selection": "none"}
+    assert spaces["linear"].space["keep_share"].when == {"selection": ("mutual_info", "model")}
     assert spaces["random_forest"].fixed == {"n_estimators": 200}
 
 
@@ -68,7 +70,8 @@ def test_parse_spaces_rejects_bad_specs(model_section, message):
     assert message in str(raised.value)
 
 
-@pytest.mark.parametrize("change", [{"sampler": "grid"}, {"pruner": "hyperband"}, {"n_trials": 0}, {"cv_folds": 1}])
+@pytest.mark.parametrize("change", [{"sampler": "bayes"}, {"sampler": "gp"}, {"pruner": "hyperband"}, {"n_trials": 0},
+                                    {"cv_folds": 1}, {"grid_points": 1}])
 def test_search_settings_reject_bad_values(change):
     values = {"sampler": "tpe", "pruner": "median", "n_trials": 5, "timeout_s": 10, "cv_folds": 3, "n_jobs": 1} | change
 
@@ -181,3 +184,207 @@ def test_a_nan_score_is_not_a_complete_outcome():
     outcomes = _optimize(nan_for_toy, _settings(4))
 
     assert all(o.state != "COMPLETE" for o in outcomes if o.family == "toy")
+
+
+# --- samplers, grids, conditional dimensions ----------------------------------------------------
+
+def _numeric_spaces() -> list[tuning.FamilySpace]:
+    """One family, two numeric dimensions (what CMA-ES and NSGA-II model) and a categorical one."""
+    return tuning.parse_spaces({"toy": {
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}, "n": {"type": "int", "low": 1, "high": 64, "log": True},
+                  "kind": {"type": "categorical", "choices": ["a", "b"]}},
+        "first_trial": {"x": 0.5, "n": 8, "kind": "a"}}})
+
+
+def _bowl(family, params, report):
+    score = -(params["x"] - 0.3) ** 2 - (math.log2(params["n"]) - 3) ** 2 / 36 - (params["kind"] == "b") * 0.1
+    for step in range(FOLDS):
+        report(step, score)
+    return score, [score] * FOLDS
+
+
+@pytest.mark.parametrize("sampler", tuning.SAMPLERS)
+def test_every_sampler_runs_past_its_startup_trials_and_stays_in_the_space(sampler):
+    outcomes = _optimize(_bowl, _settings(16, sampler=sampler), spaces=_numeric_spaces())
+
+    assert len(outcomes) == 16
+    assert all(o.state == "COMPLETE" for o in outcomes)
+    assert outcomes[0].params == {"x": 0.5, "n": 8, "kind": "a"}
+    assert all(0 <= o.params["x"] <= 1 and 1 <= o.params["n"] <= 64 and o.params["kind"] in "ab" for o in outcomes)
+    assert len({(o.params["x"], o.params["n"], o.params["kind"]) for o in outcomes}) > 8
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "cmaes", "nsga2", "grid"])
+def test_every_sampler_is_seeded(sampler):
+    first = _optimize(_bowl, _settings(10, sampler=sampler), spaces=_numeric_spaces())
+    again = _optimize(_bowl, _settings(10, sampler=sampler), spaces=_numeric_spaces())
+
+    assert [o.params for o in first] == [o.params for o in again]
+
+
+def test_grid_values_are_spaced_log_aware_and_include_the_first_trial_value():
+    log_float = tuning.ParamSpec("float", 0.01, 1.0, log=True)
+    int_range = tuning.ParamSpec("int", 3, 8)
+
+    assert tuning.grid_values(log_float, 3) == [0.01, 0.1, 1.0]
+    assert tuning.grid_values(log_float, 3, first=0.05) == [0.01, 0.05, 1.0]
+    assert tuning.grid_values(int_range, 3) == [3, 6, 8]
+    assert tuning.grid_values(tuning.ParamSpec("int", 1, 3), 5) == [1, 2, 3]
+    assert tuning.grid_values(tuning.ParamSpec("float", 0.0, 1.0, grid=(0.2, 0.4)), 3, first=1.0) == [0.2, 0.4, 1.0]
+    assert tuning.grid_values(tuning.ParamSpec("categorical", choices=("a", "b")), 3) == ["a", "b"]
+
+
+def _grid_spaces() -> list[tuning.FamilySpace]:
+    """Two families with their own grids: x 2 times mode (plain, or tuned at depth 1, 2, 3) = 8 points, and 3."""
+    return tuning.parse_spaces({
+        "toy": {"space": {"x": {"type": "float", "low": 0.0, "high": 1.0, "grid": [0.3, 0.9]},
+                          "mode": {"type": "categorical", "choices": ["plain", "tuned"]},
+                          "depth": {"type": "int", "low": 1, "high": 3, "when": {"mode": ["tuned"]}}},
+                "first_trial": {"x": 0.3, "mode": "plain"}},
+        "other": {"fixed": {"size": 1}, "space": {"y": {"type": "float", "low": 1.0, "high": 100.0, "log": True}}},
+    })
+
+
+def _grid_score(family, params, report):
+    score = -abs(params.get("x", 0.5) - 0.3) - params.get("depth", 0) / 10
+    for step in range(FOLDS):
+        report(step, score)
+    return score, [score] * FOLDS
+
+
+def _points(outcomes) -> list[tuple]:
+    return [(o.family, tuple(sorted(o.params.items()))) for o in outcomes]
+
+
+def test_grid_covers_each_familys_own_grid_exactly_once_then_stops():
+    outcomes = _optimize(_grid_score, _settings(50, sampler="grid"), spaces=_grid_spaces())
+
+    points = _points(outcomes)
+    assert len(points) == len(set(points)) == 11
+    assert outcomes[0].params == {"x": 0.3, "mode": "plain"}
+    assert sorted(o.params["y"] for o in outcomes if o.family == "other") == [1.0, 10.0, 100.0]
+    assert all(("depth" in o.params) == (o.params["mode"] == "tuned") for o in outcomes if o.family == "toy")
+
+
+def test_a_conditional_dimension_is_searched_only_under_its_choices():
+    outcomes = _optimize(_grid_score, _settings(20, sampler="random"), spaces=_grid_spaces())
+
+    toy = [o for o in outcomes if o.family == "toy"]
+    assert {o.params["mode"] for o in toy} == {"plain", "tuned"}
+    assert all(("depth" in o.params) == (o.params["mode"] == "tuned") for o in toy)
+
+
+@pytest.mark.parametrize("space, first, message", [
+    ({"x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["a"]}}}, {}, "'mode' must be a categorical parameter listed before"),
+    ({"x": {"type": "float", "low": 0, "high": 1}, "y": {"type": "int", "low": 0, "high": 2, "when": {"x": [1]}}}, {},
+     "'x' must be a categorical parameter"),
+    ({"mode": {"type": "categorical", "choices": ["a", "b"]},
+      "x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["c"]}}}, {}, "['c'] not among the choices of 'mode'"),
+    ({"mode": {"type": "categorical", "choices": ["a", "b"]},
+      "x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["b"]}}}, {"mode": "a", "x": 0.5},
+     "first_trial: 'x' is searched only when mode is one of ['b']"),
+    ({"x": {"type": "float", "low": 0, "high": 1, "grid": [0.5, 2.0]}}, {}, "grid value(s) [2.0] are not floats within [0, 1]"),
+    ({"n": {"type": "int", "low": 0, "high": 9, "grid": [1.5]}}, {}, "grid value(s) [1.5] are not ints"),
+    ({"k": {"type": "categorical", "choices": ["a"], "grid": ["a"]}}, {}, "'grid' is for float and int parameters"),
+    ({"x": {"type": "float", "low": 0, "high": 1, "step": 0.1}}, {}, "unknown key(s) ['step']"),
+])
+def test_parse_spaces_rejects_bad_conditions_and_grids(space, first, message):
+    with pytest.raises(ValueError) as raised:
+        tuning.parse_spaces({"toy": {"space": space, "first_trial": first}})
+
+    assert message in str(raised.value)
+
+
+# --- a stored study resumes -------------------------------------------------------------------------
+
+class _Interrupting:
+    """Evaluates like ``_parabola`` but raises KeyboardInterrupt (Ctrl-C) on call ``stop_at``."""
+
+    def __init__(self, stop_at: int | None = None, score=_parabola):
+        self.stop_at, self.score, self.calls = stop_at, score, []
+
+    def __call__(self, family, params, report):
+        self.calls.append((family, dict(params)))
+        if len(self.calls) == self.stop_at:
+            raise KeyboardInterrupt
+        return self.score(family, params, report)
+
+
+def _stored(tmp_path, evaluate, settings, spaces=None, seen=None, origin="first"):
+    return tuning.optimize(spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0,
+                           on_trial=(seen.append if seen is not None else lambda outcome: None),
+                           storage=tuning.storage_url(str(tmp_path / "studies" / "optuna.db")),
+                           study_name="tiny-abc", origin=origin)
+
+
+def test_an_interrupted_study_resumes_with_its_finished_trials(tmp_path):
+    interrupted = _Interrupting(stop_at=5)
+    with pytest.raises(KeyboardInterrupt):
+        _stored(tmp_path, interrupted, _settings(10))
+    resumed, seen = _Interrupting(), []
+
+    outcomes = _stored(tmp_path, resumed, _settings(10), seen=seen, origin="second")
+
+    assert len(outcomes) == 10
+    assert [o.number for o in outcomes if o.reused] == [0, 1, 2, 3]
+    assert {o.origin for o in outcomes if o.reused} == {"first"}
+    assert {o.origin for o in outcomes if not o.reused} == {"second"}
+    assert [o.reused for o in seen[:4]] == [True] * 4 and not any(o.reused for o in seen[4:])
+    assert len(resumed.calls) == 6                       # only the missing trials ran
+    assert resumed.calls[0] == interrupted.calls[4]      # the interrupted one first, with its parameters
+    assert outcomes[0].params == {"size": 2, "x": 0.3} and outcomes[0].score == 0.0
+
+
+def test_a_complete_stored_study_runs_nothing_and_a_larger_budget_extends_it(tmp_path):
+    _stored(tmp_path, _parabola, _settings(6))
+    again, more = _Interrupting(), _Interrupting()
+
+    unchanged = _stored(tmp_path, again, _settings(6))
+    extended = _stored(tmp_path, more, _settings(9))
+
+    assert again.calls == [] and len(unchanged) == 6 and all(o.reused for o in unchanged)
+    assert len(more.calls) == 3 and len(extended) == 9
+
+
+def test_a_trial_left_running_by_a_killed_process_is_retried(tmp_path):
+    import optuna
+
+    _stored(tmp_path, _parabola, _settings(3))
+    url = tuning.storage_url(str(tmp_path / "studies" / "optuna.db"))
+    study = optuna.load_study(study_name="tiny-abc", storage=url)
+    study.enqueue_trial({"family": "flat"})
+    orphan = study.ask({"family": optuna.distributions.CategoricalDistribution(["toy", "flat"])})
+    resumed = _Interrupting()
+
+    outcomes = _stored(tmp_path, resumed, _settings(5))
+
+    assert len(outcomes) == 5 and orphan.number not in [o.number for o in outcomes]
+    assert resumed.calls[0] == ("flat", {"size": 1})
+    states = {t.number: t.state.name for t in optuna.load_study(study_name="tiny-abc", storage=url).trials}
+    assert states[orphan.number] == "FAIL"
+
+
+def test_an_interrupted_grid_resumes_and_still_covers_every_point_once(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _stored(tmp_path, _Interrupting(stop_at=4, score=_grid_score), _settings(50, sampler="grid"), spaces=_grid_spaces())
+
+    outcomes = _stored(tmp_path, _Interrupting(score=_grid_score), _settings(50, sampler="grid"), spaces=_grid_spaces())
+
+    points = _points(outcomes)
+    assert len(points) == len(set(points)) == 11
+    assert sum(o.reused for o in outcomes) == 3
+
+
+def test_parallel_trials_on_sqlite_run_each_queued_first_trial_once(tmp_path):
+    """Without a lock both threads could claim one queued trial (SQLite ignores SELECT ... FOR UPDATE)."""
+    spaces = tuning.parse_spaces({f"f{i:02d}": {"fixed": {"i": i}} for i in range(16)})
+    settings = tuning.SearchSettings(sampler="random", pruner="none", n_trials=16, timeout_s=60, cv_folds=FOLDS, n_jobs=2)
+
+    def slow(family, params, report):
+        time.sleep(0.005)
+        return float(params["i"]), [float(params["i"])] * FOLDS
+
+    outcomes = _stored(tmp_path, slow, settings, spaces=spaces)
+
+    assert {o.state for o in outcomes} == {"COMPLETE"}
+    assert sorted(o.family for o in outcomes) == [s.family for s in spaces]

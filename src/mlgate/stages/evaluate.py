@@ -1,7 +1,8 @@
 """evaluate: test-set metrics and plots for the trained model, scored as it will be served (pyfunc).
 
 Reads the test split, paths.model and paths.train_info; writes paths.metrics (DVC metrics) and
-paths.plots (DVC plots); logs `test/<metric>` and PNG plots to the train run.
+paths.plots (DVC plots: curves, permutation importance, and SHAP importance for CatBoost); logs
+`test/<metric>` and PNG plots to the train run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ STAGE = "evaluate"
 
 
 def predictions(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """(prediction as model targets, positive-class probability or None) from the pyfunc output."""
-    output = model.predict(frame.drop(columns=[spec.target]))
+    """(prediction as model targets, positive-class probability or None) from the pyfunc output.
+    ``frame`` may lack the target (an unlabelled batch)."""
+    output = model.predict(frame.drop(columns=[spec.target], errors="ignore"))
     if spec.task == "binary":
         return (output["prediction"].astype(str) == str(spec.positive_class)).to_numpy(np.int64), output["probability"].to_numpy()
     return output["prediction"].to_numpy(np.float64), None
@@ -71,6 +73,26 @@ def importance(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec,
     return board.sort_values("importance", ascending=False).reset_index(drop=True)
 
 
+SHAP_IMPORTANCE = "shap_importance"
+
+
+def shap_importance(pipeline, frame: pd.DataFrame, spec: DataSpec, seed: int) -> pd.DataFrame | None:
+    """Mean |SHAP value| per column the CatBoost estimator sees (after the shared preprocessing),
+    from CatBoost's own TreeSHAP on test rows; None for the other families."""
+    estimator = pipeline[-1]
+    if not isinstance(estimator, (models.CatBoostClassifierModel, models.CatBoostRegressorModel)):
+        return None
+    import catboost
+
+    rows = frame if len(frame) <= IMPORTANCE_MAX_ROWS else frame.sample(IMPORTANCE_MAX_ROWS, random_state=seed)
+    seen = pipeline[:-1].transform(rows[spec.features])
+    # the estimator's own preparation (missing categories as a category), so SHAP sees what predict sees
+    pool = catboost.Pool(estimator._prepare(seen), cat_features=estimator.categorical_)
+    values = estimator.model_.get_feature_importance(pool, type="ShapValues")[:, :-1]  # last column: the expected value
+    board = pd.DataFrame({"feature": seen.columns, "importance": np.abs(values).mean(axis=0)})
+    return board.sort_values("importance", ascending=False).reset_index(drop=True)
+
+
 def _png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -94,6 +116,9 @@ def _png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
     elif name == "importance":
         top = table.head(15).iloc[::-1]
         ax.barh(top.feature, top.importance, xerr=top["std"]); ax.set(xlabel=f"drop in {spec.metric}", title="Permutation importance")
+    elif name == SHAP_IMPORTANCE:
+        top = table.head(15).iloc[::-1]
+        ax.barh(top.feature, top.importance); ax.set(xlabel="mean |SHAP value|", title="SHAP importance (CatBoost)")
     fig.tight_layout()
     path = folder / f"{name}.png"
     fig.savefig(path)
@@ -112,6 +137,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     test_metrics = metrics.all_scores(spec.task, y, prediction, probability)
     tables = curves(y, prediction, probability, spec.task)
     tables["importance"] = importance(model, test, spec, project.seed(params))
+    shap = shap_importance(model.pipeline, test, spec, project.seed(params))
+    if shap is not None:
+        tables[SHAP_IMPORTANCE] = shap
 
     if not tracking.run_exists(info["run_id"]):
         raise StageError(f"{paths.train_info}: MLflow run {info['run_id']} is not in the tracking store "

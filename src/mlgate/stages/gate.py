@@ -1,20 +1,27 @@
-"""gate: register the candidate, compare it with the `production` champion, and grant `staging` or not.
+"""gate: register the candidate, judge it against the declared policy, and grant `staging` or not.
 
-Reads the validation, drift, test-metric and train reports and the test split; writes paths.gate
-(each check: observed, limit, verdict) and paths.promotion (Markdown for a pull request). Registry
-changes are ordered so a failure leaves no half-applied state: version tags first, alias last.
+Reads the validation, drift, test-metric and train reports, the importance tables, the model and the
+train, test and current splits; writes paths.gate (each rule: observed, limit, verdict, evidence),
+paths.promotion (Markdown for a pull request) and paths.model_card (attached to the registered
+version). Registry changes are ordered so a failure leaves no half-applied state: run artifacts and
+version tags first, the alias last.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from mlgate import config, console, files, metrics, project, tracking
-from mlgate.data import target_vector
+from mlgate import config, console, files, metrics, model_card, project, tracking
+from mlgate.data import DataSpec, target_vector
 from mlgate.project import StageError
 from mlgate.stages import evaluate
 from mlgate.stages.ingest import content_hash
@@ -22,6 +29,17 @@ from mlgate.stages.ingest import content_hash
 STAGE = "gate"
 CANDIDATE_ALIAS = "staging"
 CHAMPION_ALIAS = "production"
+MODEL_CARD_TAG = "mlgate.model_card"
+LATENCY_WARMUP = 5
+LATENCY_CALLS = 50
+
+
+@dataclass(frozen=True)
+class SliceLimits:
+    """Limits on the primary metric within each value of one segment column of the test set."""
+    min_metric: float | None = None       # a floor on each value's metric, in the metric's direction
+    max_regression: float | None = None   # the largest loss against production on the same value
+    min_rows: int = 100                   # values with fewer test rows are reported, not judged
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,42 @@ class GatePolicy:
     # Require the 95% paired-bootstrap interval of the gain over production to lie above zero.
     require_significant_gain: bool = False
     bootstrap_resamples: int = 1000
+    # Named columns with their own drift threshold (None: the drift stage's threshold for the column).
+    critical_features: dict[str, float | None] = field(default_factory=dict)
+    # Population stability index of the model's output, and of the target, current batch vs training rows.
+    max_prediction_drift: float | None = None
+    max_target_drift: float | None = None
+    # Binary tasks, on the test set: expected calibration error (10 equal-width bins), Brier score.
+    max_calibration_error: float | None = None
+    max_brier: float | None = None
+    slices: dict[str, SliceLimits] = field(default_factory=dict)
+    max_model_size_mb: float | None = None
+    # Median wall time of a one-row prediction through the pyfunc model, as it is served.
+    max_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class SliceScore:
+    column: str
+    value: str
+    rows: int
+    candidate: float | None
+    champion: float | None = None
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What gate.run measures for the optional rules; None where it could not be measured."""
+    prediction_drift: float | None = None
+    target_drift: float | None = None
+    calibration_error: float | None = None
+    brier: float | None = None
+    slices: tuple[SliceScore, ...] = ()
+    model_size_mb: float | None = None
+    latency_ms: float | None = None
+
+
+NOT_MEASURED = Measurements()
 
 
 @dataclass(frozen=True)
@@ -43,6 +97,10 @@ class Check:
     observed: Any
     limit: Any
     detail: str
+    evidence: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"verdict": "pass" if self.passed else "fail"}
 
 
 @dataclass(frozen=True)
@@ -57,9 +115,8 @@ class Decision:
 
 def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any], metric: str,
            candidate_score: float, champion_score: float | None, champion_error: str | None = None,
-           gain_interval: tuple[float, float] | None = None) -> Decision:
-    """Pure: every check of the policy against the evidence; passed only if all pass."""
-    better = metrics.METRICS[metric].greater_is_better
+           gain_interval: tuple[float, float] | None = None, measured: Measurements = NOT_MEASURED) -> Decision:
+    """Pure: every rule of the policy against the evidence; passed only if all pass."""
     checks = []
     if policy.require_validation:
         checks.append(Check("validation", validation_passed, validation_passed, True,
@@ -69,9 +126,18 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
         top = ", ".join(drift["drifted_columns"][:5]) or "none"
         checks.append(Check("drift", share <= limit, round(share, 4), limit,
                             f"drift share {share:.2f} {'≤' if share <= limit else '>'} {limit:.2f} (drifted: {top})"))
+    if policy.critical_features:
+        checks.append(_critical_features(policy.critical_features, drift))
+    if policy.max_prediction_drift is not None:
+        checks.append(_ceiling("prediction_drift", measured.prediction_drift, policy.max_prediction_drift,
+                               "prediction drift (PSI, current batch vs training rows)"))
+    if policy.max_target_drift is not None:
+        checks.append(Check("target_drift", True, None, policy.max_target_drift, "not measured: the current batch has no labels")
+                      if measured.target_drift is None else
+                      _ceiling("target_drift", measured.target_drift, policy.max_target_drift,
+                               "target drift (PSI, current batch vs training rows)"))
     if policy.metric_floor is not None:
-        ok = candidate_score >= policy.metric_floor if better else candidate_score <= policy.metric_floor
-        relation = ("≥" if ok else "<") if better else ("≤" if ok else ">")
+        ok, relation = _against_floor(metric, candidate_score, policy.metric_floor)
         checks.append(Check("metric_floor", ok, round(candidate_score, 6), policy.metric_floor,
                             f"test {metric} {candidate_score:.4f} {relation} floor {policy.metric_floor}"))
     if policy.max_regression is not None:
@@ -93,11 +159,120 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
                             "no interval computed" if low is None else
                             f"95% CI of the {metric} gain over production starts at {low:+.4f} "
                             f"({'above' if ok else 'not above'} 0)"))
+    if policy.max_calibration_error is not None:
+        checks.append(_ceiling("calibration", measured.calibration_error, policy.max_calibration_error,
+                               "expected calibration error on test (10 equal-width bins)"))
+    if policy.max_brier is not None:
+        checks.append(_ceiling("brier", measured.brier, policy.max_brier, "Brier score on test"))
+    if policy.slices:
+        checks.append(_slices(policy.slices, metric, measured.slices))
+    if policy.max_model_size_mb is not None:
+        checks.append(_ceiling("model_size", measured.model_size_mb, policy.max_model_size_mb, "model size", " MB", 2))
+    if policy.max_latency_ms is not None:
+        checks.append(_ceiling("latency", measured.latency_ms, policy.max_latency_ms,
+                               f"median single-row prediction latency ({LATENCY_CALLS} calls)", " ms", 1))
     return Decision(all(c.passed for c in checks), checks)
 
 
+def _against_floor(metric: str, value: float, floor: float) -> tuple[bool, str]:
+    """(value is at least as good as floor, the relation to print), in the metric's direction."""
+    if metrics.METRICS[metric].greater_is_better:
+        return (True, "≥") if value >= floor else (False, "<")
+    return (True, "≤") if value <= floor else (False, ">")
+
+
+def _ceiling(name: str, observed: float | None, limit: float, what: str, unit: str = "", digits: int = 4) -> Check:
+    """A measurement that may not exceed its limit; one that could not be measured fails."""
+    if observed is None:
+        return Check(name, False, None, limit, f"{what}: not measured")
+    ok = observed <= limit
+    return Check(name, ok, round(observed, 6), limit, f"{what} {observed:.{digits}f}{unit} {'≤' if ok else '>'} {limit}{unit}")
+
+
+def _critical_features(limits: dict[str, float | None], drift: dict[str, Any]) -> Check:
+    """Each named column against its own threshold in the drift report. A distance (Wasserstein,
+    Jensen-Shannon) drifts above its threshold; a p-value (the tests Evidently picks when the
+    training rows number 1,000 or fewer) below it."""
+    evidence, failures = {}, []
+    for column, limit in limits.items():
+        found = drift["columns"].get(column)
+        if found is None:
+            failures.append(f"{column}: not in the drift report")
+            continue
+        threshold = found["threshold"] if limit is None else limit
+        p_value = "p_value" in found["method"]
+        drifted = found["score"] < threshold if p_value else found["score"] > threshold
+        evidence[column] = {"method": found["method"], "score": round(found["score"], 6), "limit": threshold,
+                            "drifted": drifted}
+        if drifted:
+            failures.append(f"{column} {found['score']:.4f} {'<' if p_value else '>'} {threshold} ({found['method']})")
+    observed = {column: e["score"] for column, e in evidence.items()}
+    applied = {column: evidence[column]["limit"] if column in evidence else given for column, given in limits.items()}
+    detail = ("critical feature drifted: " + "; ".join(failures) if failures else
+              "no critical feature drifted: " + ", ".join(f"{c} {e['score']:.4f} (limit {e['limit']})" for c, e in evidence.items()))
+    return Check("critical_features", not failures, observed, applied, detail, evidence)
+
+
+def _slices(limits: dict[str, SliceLimits], metric: str, scores: tuple[SliceScore, ...]) -> Check:
+    """Each value of each segment column judged on its own, when it has enough test rows: against
+    the floor, and against production on the same rows when there is a production model."""
+    table, failures = [], [f"{column}: not measured" for column in limits if column not in {s.column for s in scores}]
+    for score in scores:
+        rule = limits[score.column]
+        gain = (None if score.candidate is None or score.champion is None
+                else metrics.improvement(metric, score.candidate, score.champion))
+        problems = []
+        if score.rows < rule.min_rows:
+            verdict = f"not judged (< {rule.min_rows} rows)"
+        elif score.candidate is None:
+            verdict = "not judged (one class only)"
+        else:
+            if rule.min_metric is not None:
+                ok, relation = _against_floor(metric, score.candidate, rule.min_metric)
+                if not ok:
+                    problems.append(f"{metric} {score.candidate:.4f} {relation} floor {rule.min_metric}")
+            if rule.max_regression is not None and gain is not None and gain < -rule.max_regression - 1e-12:
+                problems.append(f"gain {gain:+.4f} over production (allowed loss {rule.max_regression})")
+            verdict = "fail" if problems else "pass"
+        if problems:
+            failures.append(f"{score.column}={score.value}: {', '.join(problems)}")
+        table.append({"column": score.column, "value": score.value, "rows": score.rows,
+                      "candidate": _rounded(score.candidate), "champion": _rounded(score.champion),
+                      "gain": _rounded(gain), "verdict": verdict})
+    judged = sum(row["verdict"] in ("pass", "fail") for row in table)
+    detail = ("slice(s) out of limits: " + "; ".join(failures) if failures else
+              f"{judged} of {len(table)} slices judged, all within limits")
+    return Check("slices", not failures, len(failures), 0, detail, table)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def single_row_latency_ms(predict: Callable[[pd.DataFrame], Any], rows: pd.DataFrame, *,
+                          calls: int = LATENCY_CALLS, warmup: int = LATENCY_WARMUP) -> float:
+    """Median wall time of predicting one row at a time, after ``warmup`` calls (the first calls pay
+    for lazy imports and caches, which a serving process pays once)."""
+    singles = [rows.iloc[[i % len(rows)]] for i in range(warmup + calls)]
+    for row in singles[:warmup]:
+        predict(row)
+    seconds = []
+    for row in singles[warmup:]:
+        started = time.perf_counter()
+        predict(row)
+        seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds) * 1000)
+
+
+def _cell(value: Any) -> str:
+    """A checks-table cell: a per-column mapping reads `column value, ...`."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
 def promotion_markdown(result: dict[str, Any]) -> str:
-    """The pull-request summary: verdict, metrics table, checks, drift, links."""
+    """The pull-request summary: verdict, metrics table, checks, slices, drift, model card, links."""
     cand, champ = result["candidate"], result.get("champion")
     verdict = "✅ **PASSED**: granted `staging`" if result["passed"] else "❌ **REJECTED**: not granted `staging`"
     lines = [f"# Model promotion: `{cand['name']}` version {cand['version']}", "",
@@ -105,27 +280,14 @@ def promotion_markdown(result: dict[str, Any]) -> str:
     if not result["passed"]:
         lines += ["Reasons:", *[f"- {r}" for r in result["reasons"]], ""]
     lines += ["## Test metrics", "",
-              f"Same test set for both ({result['test_rows']:,} rows, sha256 `{result['test_hash'][:12]}`).", ""]
-    if champ and champ.get("metrics"):
-        interval = result.get("gain_interval")
-        lines += [f"| metric | candidate v{cand['version']} | production v{champ['version']} | difference | 95% CI of the gain |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        for name, value in cand["metrics"].items():
-            other = champ["metrics"][name]
-            ci = (f"[{interval['low']:+.4f}, {interval['high']:+.4f}]"
-                  if interval and interval["metric"] == name else "")
-            lines.append(f"| {name} | {value:.4f} | {other:.4f} | {value - other:+.4f} | {ci} |")
-        if interval:
-            lines += ["", f"The interval is a paired bootstrap over test rows of the {interval['metric']} gain "
-                          f"(positive: the candidate is better)."]
-    else:
-        lines += [f"| metric | candidate v{cand['version']} |", "| --- | ---: |"]
-        lines += [f"| {name} | {value:.4f} |" for name, value in cand["metrics"].items()]
-        lines += ["", "No production model to compare with." if not champ else f"Production: {champ.get('error')}"]
+              f"Same test set for both ({result['test_rows']:,} rows, sha256 `{result['test_hash'][:12]}`).", "",
+              *model_card.metrics_table(result)]
     lines += ["", "## Checks", "", "| check | verdict | observed | limit | detail |", "| --- | --- | --- | --- | --- |"]
     for check in result["checks"]:
         mark = "pass" if check["passed"] else "**FAIL**"
-        lines.append(f"| {check['name']} | {mark} | {check['observed']} | {check['limit']} | {check['detail']} |")
+        lines.append(f"| {check['name']} | {mark} | {_cell(check['observed'])} | {_cell(check['limit'])} | {check['detail']} |")
+    if slices := model_card.slices_table(result):
+        lines += ["", "## Slices", "", *slices]
     drift = result["drift"]
     lines += ["", "## Drift (current batch vs training data)", "",
               f"{drift['drifted_count']} of {drift['columns_checked']} columns drifted (share {drift['drift_share']:.2f}, "
@@ -134,6 +296,11 @@ def promotion_markdown(result: dict[str, Any]) -> str:
     top = sorted(drift["columns"].items(), key=lambda kv: kv[1]["score"] / max(kv[1]["threshold"], 1e-12), reverse=True)[:5]
     lines += ["| column | method | score | threshold | drifted |", "| --- | --- | ---: | ---: | --- |"]
     lines += [f"| {c} | {v['method']} | {v['score']:.4f} | {v['threshold']} | {'yes' if v['drifted'] else 'no'} |" for c, v in top]
+    card = result["model_card"]
+    lines += ["", "## Model card", "",
+              f"[`{card['path']}`]({card['link']}): intended use, data lineage, training configuration, test and slice "
+              f"metrics, feature importance, drift, limitations. Attached to version {cand['version']} as `{card['uri']}` "
+              f"(tag `{MODEL_CARD_TAG}`)."]
     lines += ["", "## Links", "", f"- Candidate run: {cand['run_link']}", f"- Candidate version: {cand['version_link']}"]
     if champ:
         lines.append(f"- Production version: {champ['version_link']}")
@@ -142,52 +309,129 @@ def promotion_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _check_policy(policy: GatePolicy, spec: DataSpec) -> None:
+    """Refuse a policy this dataset cannot be judged by, before anything is registered."""
+    if policy.metric != spec.metric:
+        raise StageError(f"params.yaml: the gate policy is stated in '{policy.metric}' (gate.metric) but dataset "
+                         f"'{spec.name}' is scored in '{spec.metric}' (data.metric); choose a policy for "
+                         f"{spec.metric} (e.g. -S gate=<policy>) or set gate.metric and gate.metric_floor")
+    if spec.task != "binary" and (policy.max_calibration_error is not None or policy.max_brier is not None):
+        raise StageError(f"params.yaml: gate.max_calibration_error and gate.max_brier judge probabilities; dataset "
+                         f"'{spec.name}' is a {spec.task} task, so set them to null")
+    for key, columns in (("critical_features", policy.critical_features), ("slices", policy.slices)):
+        unknown = sorted(set(columns) - set(spec.features))
+        if unknown:
+            raise StageError(f"params.yaml: gate.{key} names {unknown}, which are not feature columns of "
+                             f"'{spec.name}' (data.contract.columns)")
+
+
+def measure(policy: GatePolicy, spec: DataSpec, model: tracking.LoadedModel, *, train: pd.DataFrame, test: pd.DataFrame,
+            current: pd.DataFrame, candidate_output: tuple[np.ndarray, np.ndarray | None],
+            champion_output: tuple[np.ndarray, np.ndarray | None] | None, model_size_bytes: int) -> Measurements:
+    """The evidence for the optional rules, from the candidate as served (pyfunc).
+
+    Drift statistics look at the model's output (binary: the probability; regression: the
+    prediction) and at the target, on the current batch against the training rows.
+    """
+    output = 1 if spec.task == "binary" else 0
+    prediction_drift = metrics.population_stability(evaluate.predictions(model, train, spec)[output],
+                                                     evaluate.predictions(model, current, spec)[output])
+    labelled = current[current[spec.target].notna()] if spec.target in current.columns else current.iloc[:0]
+    target_drift = (None if labelled.empty else
+                    metrics.population_stability(target_vector(train, spec), target_vector(labelled, spec)))
+    y = target_vector(test, spec)
+    scored = 1 if metrics.METRICS[spec.metric].uses_probability else 0
+    slices = []
+    for column in policy.slices:
+        groups = test[column].to_numpy()
+        champion = ({} if champion_output is None else
+                    {value: score for value, _, score in metrics.slice_scores(spec.metric, y, champion_output[scored], groups)})
+        slices += [SliceScore(column, value, rows, score, champion.get(value))
+                   for value, rows, score in metrics.slice_scores(spec.metric, y, candidate_output[scored], groups)]
+    probability = candidate_output[1]
+    return Measurements(
+        prediction_drift=prediction_drift, target_drift=target_drift,
+        calibration_error=None if probability is None else metrics.expected_calibration_error(y, probability),
+        brier=None if probability is None else metrics.brier(y, probability),
+        slices=tuple(slices), model_size_mb=model_size_bytes / 1e6,
+        latency_ms=single_row_latency_ms(model.predict, test.drop(columns=[spec.target])),
+    )
+
+
+def _importance(plots: str, metric: str, run_id: str) -> dict[str, Any]:
+    """What the model card shows: CatBoost's SHAP importance when evaluate computed it, else permutation."""
+    shap_table = Path(plots) / f"{evaluate.SHAP_IMPORTANCE}.csv"
+    if shap_table.is_file():
+        name, method = evaluate.SHAP_IMPORTANCE, "mean |SHAP value| (CatBoost's TreeSHAP) per column the estimator sees, on test rows"
+    else:
+        name, method = "importance", f"permutation, the drop in test {metric} when one input column is shuffled"
+    top = pd.read_csv(Path(plots) / f"{name}.csv").head(10)
+    return {"method": method, "plot": tracking.run_artifact_uri(run_id, f"evaluate/{name}.png"),
+            "top": [{"feature": str(row.feature), "importance": round(float(row.importance), 6)} for row in top.itertuples()]}
+
+
 def run(params: dict[str, Any]) -> dict[str, Any]:
     spec = project.data_spec(params)
     paths = project.paths(params)
     names = project.tracking(params)
     policy = config.load(GatePolicy, "gate", params)
-    if policy.metric != spec.metric:
-        raise StageError(f"params.yaml: the gate policy is stated in '{policy.metric}' (gate.metric) but dataset "
-                         f"'{spec.name}' is scored in '{spec.metric}' (data.metric); choose a policy for "
-                         f"{spec.metric} (e.g. -S gate=<policy>) or set gate.metric and gate.metric_floor")
+    _check_policy(policy, spec)
     info = files.read_json(paths.train_info)
     validation = files.read_json(paths.validation)
     drift = files.read_json(paths.drift)
+    snapshot = files.read_json(paths.raw_meta)["data"]
     candidate_metrics = {k: v for k, v in files.read_json(paths.metrics).items() if k != "rows"}
-    test = pd.read_parquet(paths.split_file("test"))
+    train, test, current = (pd.read_parquet(paths.split_file(name)) for name in ("train", "test", "current"))
 
     candidate = tracking.register(names.registered_model, info["model_uri"], info["run_id"])
     champion = tracking.version_by_alias(names.registered_model, CHAMPION_ALIAS)
-    champion_metrics, champion_error, gain_interval = None, None, None
+    model = tracking.load(paths.model)
+    candidate_output = evaluate.predictions(model, test, spec)
+    y = target_vector(test, spec)
+    scored = 1 if metrics.METRICS[spec.metric].uses_probability else 0
+    champion_metrics, champion_error, gain_interval, champion_output = None, None, None, None
     if champion is not None and champion.version != candidate.version:
         try:
             champion_output = evaluate.predictions(tracking.load(champion.uri), test, spec)
         except Exception as error:  # noqa: BLE001 - reported as a failed check, not a crash
             champion_error = f"could not score production v{champion.version} on this test set: {error}"
         else:
-            y = target_vector(test, spec)
             champion_metrics = metrics.all_scores(spec.task, y, *champion_output)
-            candidate_output = evaluate.predictions(tracking.load(paths.model), test, spec)
-            scored = 1 if metrics.METRICS[spec.metric].uses_probability else 0
             gain_interval = metrics.paired_bootstrap(spec.metric, y, candidate_output[scored], champion_output[scored],
                                                      resamples=policy.bootstrap_resamples, seed=project.seed(params))
     elif champion is not None:
         champion_metrics = candidate_metrics
+    measured = measure(policy, spec, model, train=train, test=test, current=current, candidate_output=candidate_output,
+                       champion_output=champion_output, model_size_bytes=info["model_size_bytes"])
 
     decision = decide(policy, validation_passed=validation["passed"], drift=drift, metric=spec.metric,
                       candidate_score=candidate_metrics[spec.metric],
                       champion_score=None if champion_metrics is None else champion_metrics[spec.metric],
-                      champion_error=champion_error, gain_interval=gain_interval)
+                      champion_error=champion_error, gain_interval=gain_interval, measured=measured)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     commit = tracking.git_commit()
+    card_uri = tracking.run_artifact_uri(info["run_id"], f"model_card/{Path(paths.model_card).name}")
+    _, dvc_md5 = project.lineage(params)
     result = {
         "passed": decision.passed, "reasons": decision.reasons, "metric": spec.metric, "generated_at": now,
-        "git_commit": commit, "policy": asdict(policy), "checks": [asdict(c) for c in decision.checks],
+        "git_commit": commit, "policy": asdict(policy), "checks": [c.as_dict() for c in decision.checks],
         "test_rows": len(test), "test_hash": content_hash(test), "drift": drift,
+        "measurements": {k: _rounded(v) for k, v in asdict(measured).items() if k != "slices"},
         "gain_interval": None if gain_interval is None else {"metric": spec.metric, "confidence": 0.95,
                                                               "low": gain_interval[0], "high": gain_interval[1]},
         "paths": {"drift_report": paths.drift_report, "gate": paths.gate, "promotion": paths.promotion},
+        "model_card": {"path": paths.model_card, "uri": card_uri,
+                       "link": os.path.relpath(paths.model_card, Path(paths.promotion).parent)},
+        "data": {"name": spec.name, "task": spec.task, "target": spec.target, "positive_class": spec.positive_class,
+                 "metric": spec.metric, "features": len(spec.features)},
+        "lineage": {"source": snapshot["source"], "kind": snapshot["kind"], "rows": snapshot["rows"],
+                    "columns": len(snapshot["columns"]), "content_hash": snapshot["content_hash"], "dvc_md5": dvc_md5,
+                    "train_rows": len(train), "current_rows": len(current),
+                    "current_source": spec.current_path or "held-out rows",
+                    "trained_at": tracking.run_started_at(info["run_id"])},
+        "training": {"family": info["family"], "params": info["params"], "seed": project.seed(params),
+                     "fit_seconds": info["fit_seconds"], "model_size_bytes": info["model_size_bytes"]},
+        "importance": _importance(paths.plots, spec.metric, info["run_id"]),
         "candidate": {"name": candidate.name, "version": candidate.version, "run_id": info["run_id"],
                       "model_uri": info["model_uri"], "family": info["family"], "metrics": candidate_metrics,
                       "run_link": tracking.run_link(names.ui_url, info["run_id"]),
@@ -199,16 +443,19 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     }
     files.write_json(paths.gate, result)
     files.write_text(paths.promotion, promotion_markdown(result))
+    files.write_text(paths.model_card, model_card.render(result))
 
+    for path in (paths.gate, paths.promotion, paths.drift, paths.drift_report, paths.validation):
+        tracking.log_artifact(info["run_id"], path, "gate")
+    tracking.log_artifact(info["run_id"], paths.model_card, "model_card")
     tags = {"mlgate.gate.passed": str(decision.passed).lower(), "mlgate.gate.at": now, "mlgate.gate.commit": commit,
-            "mlgate.gate.metric": spec.metric, "mlgate.data_hash": info["data_hash"]}
+            "mlgate.gate.metric": spec.metric, "mlgate.data_hash": info["data_hash"], MODEL_CARD_TAG: card_uri}
     for check in decision.checks:
         tags[f"mlgate.gate.{check.name}"] = f"{'pass' if check.passed else 'fail'}: {check.detail}"
     tracking.set_version_tags(candidate.name, candidate.version, tags)
-    tracking.log(info["run_id"], metrics={"gate/passed": float(decision.passed)},
+    measured_metrics = {f"gate/{k}": v for k, v in result["measurements"].items() if v is not None}
+    tracking.log(info["run_id"], metrics={"gate/passed": float(decision.passed), **measured_metrics},
                  tags={"mlgate.registered_version": str(candidate.version)})
-    for path in (paths.gate, paths.promotion, paths.drift, paths.drift_report, paths.validation):
-        tracking.log_artifact(info["run_id"], path, "gate")
     if decision.passed:
         tracking.set_alias(candidate.name, CANDIDATE_ALIAS, candidate.version)
     elif CANDIDATE_ALIAS in candidate.aliases:
@@ -217,6 +464,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     console.say(STAGE, f"{candidate.name} v{candidate.version} ({info['family']}): "
                        + ("PASSED → alias 'staging'" if decision.passed else "REJECTED, no alias"))
     for check in decision.checks:
-        console.say("", f"  {'pass' if check.passed else 'FAIL'}  {check.name:<13} {check.detail}")
-    console.say("", f"  reports: {paths.promotion} · {paths.gate} · {paths.drift_report}")
+        console.say("", f"  {'pass' if check.passed else 'FAIL'}  {check.name:<17} {check.detail}")
+    console.say("", f"  reports: {paths.promotion} · {paths.gate} · {paths.model_card} · {paths.drift_report}")
     return result

@@ -21,6 +21,9 @@ from mlgate.data import DataSpec, target_vector
 from mlgate.features import FeatureSettings
 
 STAGE = "train"
+REFERENCE_DIR = "reference"
+REFERENCE_FILE = "train_sample.parquet"
+REFERENCE_ROWS = 10_000
 MODEL_CODE = Path(__file__).resolve().parent.parent / "pyfunc_model.py"
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
 
@@ -76,6 +79,12 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         tracking.log(run_id, params={"family": chosen["family"], **chosen["params"], "seed": seed, "train_rows": len(train)},
                      metrics={f"cv/{chosen['metric']}": chosen["cv_score"], "fit_seconds": fit_seconds})
         tracking.log_artifact(run_id, "params.yaml", "config")
+        with tempfile.TemporaryDirectory() as scratch:
+            # what `mlgate monitor` compares live traffic with, kept with the model it belongs to
+            reference = Path(scratch) / REFERENCE_FILE
+            sample = train if len(train) <= REFERENCE_ROWS else train.sample(REFERENCE_ROWS, random_state=seed)
+            sample.to_parquet(reference, index=False)
+            tracking.log_artifact(run_id, reference, REFERENCE_DIR)
         with tempfile.TemporaryDirectory() as scratch:
             pipeline_file = Path(scratch) / "pipeline.joblib"
             features_file = Path(scratch) / "features.json"

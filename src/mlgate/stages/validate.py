@@ -61,6 +61,11 @@ def _summary_frame(frame: pd.DataFrame, spec: DataSpec, kinds: dict[str, list[st
     return out
 
 
+def _line(source: str, violation: dict[str, Any]) -> str:
+    where = f"column '{violation['column']}', " if violation["column"] else ""
+    return f"{source}: {where}rule '{violation['rule']}': {violation['message']}"
+
+
 def run(params: dict[str, Any]) -> dict[str, Any]:
     spec = project.data_spec(params)
     paths = project.paths(params)
@@ -71,7 +76,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     summary = report(result, spec, source, len(frame))
     if paths.raw_current.exists():
         current = pd.read_parquet(paths.raw_current)
-        current_spec_result = check_contract(current, spec)
+        current_spec_result = check_contract(current, spec, labelled=False)  # new traffic may not have labels yet
         summary["current"] = report(current_spec_result, spec, meta["current"]["source"], len(current))
         summary["passed"] = summary["passed"] and current_spec_result.passed
     from mlgate import monitoring  # Evidently takes 3 s to import
@@ -82,10 +87,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     for warning in result.warnings:
         console.say(STAGE, f"warning: {source}: column '{warning.column}', rule '{warning.rule}': {warning.message}")
     if not summary["passed"]:
-        lines = [f"{source}: column '{v['column']}', rule '{v['rule']}': {v['message']}" if v["column"]
-                 else f"{source}: rule '{v['rule']}': {v['message']}" for v in summary["violations"]]
-        for v in summary.get("current", {}).get("violations", []):
-            lines.append(f"{summary['current']['source']}: column '{v['column']}', rule '{v['rule']}': {v['message']}")
+        lines = [_line(source, v) for v in summary["violations"]]
+        lines += [_line(summary["current"]["source"], v) for v in summary.get("current", {}).get("violations", [])]
         raise StageError(f"{len(lines)} contract violation(s) in dataset '{spec.name}' (details in {paths.validation}, "
                          f"column summaries in {paths.data_summary}):\n  "
                          + "\n  ".join(lines))

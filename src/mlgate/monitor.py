@@ -1,0 +1,296 @@
+"""`mlgate monitor`: live traffic against what the served model was trained and tested on.
+
+Reads a window of the serving prediction log (`mlgate serve --log-dir`), compares its inputs with
+the training sample logged beside the served version (the same drift module and JSON contract as
+the `drift` stage), and, where labels have arrived, the live metric with the version's test metric.
+Writes paths.monitor (JSON), paths.monitor_report (Evidently HTML) and paths.monitor_metrics
+(Prometheus textfile gauges), and logs a `monitor` run. When the policy (`monitor:` in params.yaml)
+is breached it opens a retraining branch: the window becomes the pipeline's `current` batch (and,
+with labels, extends the training data), `dvc repro` runs there, and the branch is left with its
+reports/promotion.md for a pull request. It never moves `production`: that stays the reviewed path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mlgate import console, files, metrics, project, tracking
+from mlgate.data import DataSpec, conform_features
+from mlgate.project import StageError
+from mlgate.stages.train import REFERENCE_DIR, REFERENCE_FILE
+
+STAGE = "monitor"
+LOG_COLUMNS = ("request_id", "timestamp", "model_version", "row")
+
+
+@dataclass(frozen=True)
+class MonitorPolicy:
+    """params.yaml `monitor:` (conf/monitor/)."""
+    prediction_log: str = "data/predictions"
+    alias: str = "production"
+    window_hours: float = 24.0
+    min_rows: int = 200                 # fewer rows: reported, not judged
+    max_drift_share: float = 0.3
+    column_threshold: float | None = None
+    max_decay: float = 0.05             # the live metric may be this much worse than the test metric
+    labels: str | None = None           # CSV/Parquet with request_id, row and the target
+    retrain: bool = True
+    # Overrides for the retraining run, as `key: value` (e.g. search.n_trials: 20).
+    retrain_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def read_window(directory: str | Path, since: dt.datetime) -> pd.DataFrame:
+    """Logged rows with a timestamp at or after ``since``, from every Parquet file of the log."""
+    directory = Path(directory)
+    found = sorted(directory.glob("predictions-*.parquet")) if directory.is_dir() else []
+    if not found:
+        raise StageError(f"{directory}: no prediction log files (start `mlgate serve --log-dir {directory}`)")
+    frame = pd.concat([pd.read_parquet(f) for f in found], ignore_index=True)
+    return frame[frame["timestamp"] >= pd.Timestamp(since)].reset_index(drop=True)
+
+
+def read_labels(path: str | Path, target: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: labels file not found (monitor.labels)")
+    labels = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    missing = [c for c in ("request_id", "row", target) if c not in labels.columns]
+    if missing:
+        raise StageError(f"{path}: labels need the columns request_id, row and '{target}'; missing {missing}")
+    return labels[["request_id", "row", target]]
+
+
+def live_score(window: pd.DataFrame, labels: pd.DataFrame, spec: DataSpec, *, seed: int = 0,
+               resamples: int = 1000) -> dict[str, Any] | None:
+    """The metric on the logged predictions that have a label, with a 95% bootstrap interval."""
+    joined = window.merge(labels, on=["request_id", "row"], how="inner")
+    if joined.empty:
+        return None
+    if spec.task == "binary":
+        y = (joined[spec.target].astype(str) == str(spec.positive_class)).to_numpy(np.int64)
+        prediction = (joined["output_prediction"].astype(str) == str(spec.positive_class)).to_numpy(np.int64)
+        probability = joined["output_probability"].to_numpy(float)
+    else:
+        y = joined[spec.target].to_numpy(float)
+        prediction, probability = joined["output_prediction"].to_numpy(float), None
+    scored = probability if metrics.METRICS[spec.metric].uses_probability else prediction
+    value = metrics.score(spec.metric, y, prediction, probability)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(y), len(y))
+        if spec.task == "binary" and np.unique(y[rows]).size < 2:
+            continue
+        draws.append(metrics.METRICS[spec.metric].score(y[rows], scored[rows]))
+    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (np.nan, np.nan)
+    return {"rows": len(joined), "value": value, "low": float(low), "high": float(high)}
+
+
+def verdict(policy: MonitorPolicy, rows: int, drift: dict[str, Any], live: dict[str, Any] | None,
+            metric: str, test_score: float | None) -> tuple[list[str], dict[str, Any]]:
+    """Pure: (breaches, decay summary). Too few rows is reported, never a breach."""
+    breaches = []
+    decay = None
+    if rows >= policy.min_rows and drift["drift_share"] > policy.max_drift_share:
+        top = ", ".join(drift["drifted_columns"][:5])
+        breaches.append(f"drift share {drift['drift_share']:.2f} > {policy.max_drift_share:.2f} (drifted: {top})")
+    if live is not None and test_score is not None:
+        change = metrics.improvement(metric, live["value"], test_score)
+        decay = {"metric": metric, "test": test_score, "live": live["value"], "change": change,
+                 "live_interval": [live["low"], live["high"]], "labelled_rows": live["rows"]}
+        if live["rows"] >= policy.min_rows and change < -policy.max_decay:
+            breaches.append(f"live {metric} {live['value']:.4f} is {-change:.4f} worse than the test {metric} "
+                            f"{test_score:.4f} (allowed {policy.max_decay}; 95% CI of live "
+                            f"[{live['low']:.4f}, {live['high']:.4f}], {live['rows']:,} labelled rows)")
+    return breaches, decay
+
+
+def write_gauges(path: str | Path, summary: dict[str, Any]) -> None:
+    """The figures as a Prometheus textfile (node_exporter's textfile collector, or any scraper)."""
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    labels = {"model": summary["model"], "version": str(summary["version"])}
+    names = list(labels)
+
+    def gauge(name: str, doc: str, value: float) -> None:
+        Gauge(name, doc, names, registry=registry).labels(**labels).set(value)
+
+    gauge("mlgate_monitor_rows", "Logged rows in the monitoring window", summary["rows"])
+    gauge("mlgate_monitor_drift_share", "Share of feature columns drifted in the window", summary["drift"]["drift_share"])
+    gauge("mlgate_monitor_drift_share_limit", "The policy's limit on the drift share", summary["policy"]["max_drift_share"])
+    gauge("mlgate_monitor_breached", "1 when the monitoring policy is breached", float(bool(summary["breaches"])))
+    if summary["decay"] is not None:
+        gauge("mlgate_monitor_live_metric", "The primary metric on labelled live rows", summary["decay"]["live"])
+        gauge("mlgate_monitor_metric_change", "Live minus test metric (positive: better)", summary["decay"]["change"])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_to_textfile(str(path), registry)
+
+
+def run(params: dict[str, Any], policy: MonitorPolicy, *, retrain: bool, now: dt.datetime | None = None) -> dict[str, Any]:
+    from mlgate import monitoring  # Evidently takes ~3 s to import
+
+    spec = project.data_spec(params)
+    paths = project.paths(params)
+    names = project.tracking(params)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    served = tracking.version_by_alias(names.registered_model, policy.alias)
+    if served is None:
+        raise StageError(f"registered model '{names.registered_model}' has no version with alias '{policy.alias}'")
+    window = read_window(policy.prediction_log, now - dt.timedelta(hours=policy.window_hours))
+    if window.empty:
+        raise StageError(f"{policy.prediction_log}: no logged rows in the last {policy.window_hours:g} h")
+    with tempfile.TemporaryDirectory() as scratch:
+        reference = pd.read_parquet(tracking.download_artifact(served.run_id, f"{REFERENCE_DIR}/{REFERENCE_FILE}", scratch))
+    numeric = [c for c in spec.numeric_features if c in window.columns]
+    categorical = [c for c in spec.categorical_features if c in window.columns]
+    current = conform_features(window, numeric, categorical)
+    drift = monitoring.data_drift(conform_features(reference, numeric, categorical), current, numeric, categorical,
+                                  max_drift_share=policy.max_drift_share, column_threshold=policy.column_threshold)
+    live = None if policy.labels is None else live_score(window, read_labels(policy.labels, spec.target), spec)
+    test_score = tracking.run_metrics(served.run_id).get(f"test/{spec.metric}")
+    breaches, decay = verdict(policy, len(window), drift.summary, live, spec.metric, test_score)
+    summary = {"model": names.registered_model, "alias": policy.alias, "version": served.version,
+               "window": {"hours": policy.window_hours, "from": str(window["timestamp"].min()),
+                          "to": str(window["timestamp"].max())},
+               "rows": len(window), "judged": len(window) >= policy.min_rows, "served_versions":
+               sorted(window["model_version"].astype(str).unique().tolist()), "drift": drift.summary, "decay": decay,
+               "breaches": breaches, "policy": asdict(policy), "generated_at": now.isoformat(timespec="seconds")}
+    files.write_text(paths.monitor_report, drift.html)
+    write_gauges(paths.monitor_metrics, summary)
+    summary["retraining"] = open_retraining(params, window, policy, breaches, now) if breaches and retrain else None
+    files.write_json(paths.monitor, summary)
+    _log_run(names.experiment, served, summary, paths)
+    _say(summary, paths)
+    return summary
+
+
+def _log_run(experiment: str, served, summary: dict[str, Any], paths) -> None:
+    run_id = tracking.create_run(experiment, STAGE, {"mlgate.stage": STAGE, "mlgate.served_version": str(served.version),
+                                                     "mlgate.served_run_id": served.run_id or ""})
+    values = {"monitor/rows": summary["rows"], "monitor/drift_share": summary["drift"]["drift_share"],
+              "monitor/breached": float(bool(summary["breaches"]))}
+    if summary["decay"] is not None:
+        values |= {"monitor/live_metric": summary["decay"]["live"], "monitor/metric_change": summary["decay"]["change"]}
+    tracking.log(run_id, metrics=values)
+    for path in (paths.monitor, paths.monitor_report):
+        tracking.log_artifact(run_id, path, STAGE)
+    tracking.finish_run(run_id)
+
+
+def _say(summary: dict[str, Any], paths) -> None:
+    drift = summary["drift"]
+    console.say(STAGE, f"{summary['model']} v{summary['version']} ({summary['alias']}): {summary['rows']:,} logged rows; "
+                       f"drift share {drift['drift_share']:.2f} (limit {drift['max_drift_share']:.2f})"
+                       + ("" if summary["decay"] is None else
+                          f"; live {summary['decay']['metric']} {summary['decay']['live']:.4f} vs test {summary['decay']['test']:.4f}")
+                       + f" → {paths.monitor}")
+    if not summary["judged"]:
+        console.say("", f"  fewer than {summary['policy']['min_rows']} rows: reported, not judged")
+    for breach in summary["breaches"]:
+        console.say("", f"  BREACH  {breach}")
+    retraining = summary.get("retraining")
+    if retraining:
+        console.say("", f"  retraining branch {retraining['branch']}: gate {retraining['gate']}; {retraining['next']}")
+
+
+# --- retraining ---------------------------------------------------------------------------------
+
+def _git(args: list[str], cwd: Path) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StageError(f"git {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def _nested(overrides: dict[str, Any]) -> dict[str, Any]:
+    """{"search.n_trials": 5} as {"search": {"n_trials": 5}}."""
+    tree: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def open_retraining(params: dict[str, Any], window: pd.DataFrame, policy: MonitorPolicy, breaches: list[str],
+                    now: dt.datetime) -> dict[str, Any]:
+    """A branch `retrain/<time>` where the window is the `current` batch (and, with labels, extends
+    the training file), with `dvc repro` run and its verdict committed. The working tree is untouched:
+    the branch is built in a temporary git worktree."""
+    spec = project.data_spec(params)
+    root = Path(_git(["rev-parse", "--show-toplevel"], Path.cwd()))
+    stamp = now.strftime("%Y%m%dT%H%M%S")
+    branch = f"retrain/{stamp}"
+    base = _git(["rev-parse", "--abbrev-ref", "HEAD"], root)
+    worktree = Path(tempfile.mkdtemp(prefix="mlgate-retrain-")) / "repo"
+    _git(["worktree", "add", "-q", "-b", branch, str(worktree)], root)
+    try:
+        overrides = dict(policy.retrain_overrides)
+        batch = f"{project.paths(params).source_dir}/monitor_{stamp}.parquet"
+        inputs = window.drop(columns=[c for c in window.columns if c in LOG_COLUMNS or c.startswith("output_")])
+        if policy.labels is not None:
+            labels = read_labels(policy.labels, spec.target)
+            inputs[spec.target] = window.merge(labels, on=["request_id", "row"], how="left")[spec.target].to_numpy()
+            labelled = inputs[inputs[spec.target].notna()]
+            if spec.source.kind == "file" and len(labelled):
+                overrides |= _extend_training(worktree, spec, labelled, stamp)
+        (worktree / batch).parent.mkdir(parents=True, exist_ok=True)
+        inputs.to_parquet(worktree / batch, index=False)
+        overrides["data.current_path"] = batch
+        with (worktree / "conf/config.yaml").open("a") as handle:
+            handle.write(f"\n# Retraining on monitored traffic ({stamp}): {'; '.join(breaches)}\n")
+            handle.write(yaml.safe_dump(_nested(overrides), sort_keys=False))
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri()}   # the project's store, not the worktree's
+        mlgate = shutil.which("mlgate") or "mlgate"
+        subprocess.run([mlgate, "params"], cwd=worktree, env=env, check=True, capture_output=True)
+        _git(["add", "-A"], worktree)
+        _git(["-c", "user.name=mlgate", "-c", "user.email=mlgate@localhost", "commit", "-qm",
+              f"Retrain on monitored traffic {stamp}: {'; '.join(breaches)}"], worktree)
+        repro = subprocess.run([shutil.which("dvc") or "dvc", "repro"], cwd=worktree, env=env, capture_output=True, text=True)
+        if repro.returncode != 0:
+            raise StageError(f"dvc repro on {branch} failed:\n{repro.stdout[-2000:]}\n{repro.stderr[-2000:]}")
+        gate = files.read_json(worktree / project.paths(params).gate)
+        _git(["add", "dvc.lock", project.paths(params).gate, project.paths(params).promotion], worktree)
+        _git(["-c", "user.name=mlgate", "-c", "user.email=mlgate@localhost", "commit", "-qm",
+              f"Gate verdict for the retraining on {stamp}"], worktree)
+    except BaseException:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=root, capture_output=True)
+        subprocess.run(["git", "branch", "-D", branch], cwd=root, capture_output=True)   # no half-made branch
+        raise
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=root, capture_output=True)
+        shutil.rmtree(worktree.parent, ignore_errors=True)
+    title = f"Retrain {spec.name} on monitored traffic ({stamp})"
+    command = f"git push -u origin {branch} && gh pr create --base {base} --head {branch} --title '{title}' --body-file <(git show {branch}:{project.paths(params).promotion})"
+    opened = None
+    if os.environ.get("GH_TOKEN") and shutil.which("gh"):
+        opened = subprocess.run(["bash", "-c", command], cwd=root, capture_output=True, text=True).returncode == 0
+    return {"branch": branch, "base": base, "gate": "PASSED" if gate["passed"] else "REJECTED",
+            "candidate_version": gate["candidate"]["version"], "pull_request_opened": opened,
+            "next": "pull request opened" if opened else f"open the pull request: {command}"}
+
+
+def _extend_training(worktree: Path, spec: DataSpec, labelled: pd.DataFrame, stamp: str) -> dict[str, Any]:
+    """The training file plus the labelled live rows, as a new source file in the worktree."""
+    from mlgate import sources
+
+    original = sources.read(spec.source)
+    columns = [c for c in original.columns if c in labelled.columns]
+    extended = pd.concat([original, labelled[columns]], ignore_index=True)
+    path = f"{Path(spec.source.path).parent}/{Path(spec.source.path).name.split('.')[0]}_plus_{stamp}.parquet"
+    extended.to_parquet(worktree / path, index=False)
+    return {"data.source.path": path, "data.source.format": "parquet"}
