@@ -30,6 +30,18 @@ TINY_BUDGET = [
     "gate.metric_floor=0.7",
 ]
 
+# Each model family with parameters small enough to fit a 40-row frame in well under a second.
+SMALL_PARAMS = {
+    "catboost": {"iterations": 20, "depth": 3, "learning_rate": 0.3},
+    "linear": {"alpha": 1.0},
+    "random_forest": {"n_estimators": 10, "max_depth": 4},
+    "extra_trees": {"n_estimators": 10, "max_depth": 6},
+    "hist_gradient_boosting": {"max_iter": 30, "min_samples_leaf": 3, "early_stopping": False},
+    "knn": {"n_neighbors": 5},
+    # a 10% validation share of 40 rows stops an MLP before it learns; conf/model/mlp.yaml keeps it on
+    "mlp": {"hidden_units": 16, "learning_rate_init": 0.03, "max_iter": 500, "early_stopping": False},
+}
+
 
 def project_files() -> list[str]:
     """Files of the project as git sees them (tracked plus untracked-not-ignored)."""

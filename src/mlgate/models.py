@@ -43,16 +43,42 @@ MISSING_CATEGORY = "__missing__"
 _CATBOOST_LOCK = threading.Lock()
 
 
-class _CatBoostModel(BaseEstimator):
-    """CatBoost with its categorical columns found at fit time (whatever the column filter kept).
-
-    Missing categorical values become their own category: CatBoost rejects NaN there.
-    """
+class _BuiltAtFit(BaseEstimator):
+    """A third-party estimator built at fit time from the frame the shared front passes on, which
+    decides what columns survive. Subclasses say how to fit it (``fit``), how to shape its input
+    (``_prepare``) and what every call into it needs (``_calls``)."""
 
     def __init__(self, params=None, threads: int = 1, seed: int = 0):
         self.params = params
         self.threads = threads
         self.seed = seed
+
+    def _calls(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        with self._calls():
+            return self.model_.predict(self._prepare(X))
+
+
+class _Probabilities(ClassifierMixin):
+    """The classifier half of a ``_BuiltAtFit`` estimator: classes and probabilities."""
+
+    def fit(self, X: pd.DataFrame, y):
+        super().fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        with self._calls():
+            return self.model_.predict_proba(self._prepare(X))
+
+
+class _CatBoostModel(_BuiltAtFit):
+    """CatBoost with its categorical columns found at fit time (whatever the column filter kept).
+
+    Missing categorical values become their own category: CatBoost rejects NaN there.
+    """
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         X = X.copy()
@@ -71,18 +97,9 @@ class _CatBoostModel(BaseEstimator):
         self.feature_importances_ = self.model_.get_feature_importance()
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model_.predict(self._prepare(X))
 
-
-class CatBoostClassifierModel(ClassifierMixin, _CatBoostModel):
-    def fit(self, X: pd.DataFrame, y):
-        super().fit(X, y)
-        self.classes_ = self.model_.classes_
-        return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model_.predict_proba(self._prepare(X))
+class CatBoostClassifierModel(_Probabilities, _CatBoostModel):
+    pass
 
 
 class CatBoostRegressorModel(RegressorMixin, _CatBoostModel):
@@ -186,7 +203,7 @@ def _openmp_threads(threads: int) -> contextlib.AbstractContextManager:
     return _thread_pools().limit(limits=threads, user_api="openmp")
 
 
-class _HistGradientBoostingModel(BaseEstimator):
+class _HistGradientBoostingModel(_BuiltAtFit):
     """scikit-learn's HistGradientBoosting with native categorical splits.
 
     The categoricals the shared front passes on (object columns) become pandas categories fixed at
@@ -195,10 +212,8 @@ class _HistGradientBoostingModel(BaseEstimator):
     holds per Python thread, so parallel trials do not oversubscribe the cores.
     """
 
-    def __init__(self, params=None, threads: int = 1, seed: int = 0):
-        self.params = params
-        self.threads = threads
-        self.seed = seed
+    def _calls(self) -> contextlib.AbstractContextManager:
+        return _openmp_threads(self.threads)
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         X = X.copy()
@@ -213,24 +228,13 @@ class _HistGradientBoostingModel(BaseEstimator):
                             if not pd.api.types.is_numeric_dtype(X[c])}
         estimator_cls = HistGradientBoostingClassifier if isinstance(self, ClassifierMixin) else HistGradientBoostingRegressor
         self.model_ = estimator_cls(**params, categorical_features="from_dtype", random_state=self.seed)
-        with _openmp_threads(self.threads):
+        with self._calls():
             self.model_.fit(self._prepare(X), y)
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        with _openmp_threads(self.threads):
-            return self.model_.predict(self._prepare(X))
 
-
-class HistGradientBoostingClassifierModel(ClassifierMixin, _HistGradientBoostingModel):
-    def fit(self, X: pd.DataFrame, y):
-        super().fit(X, y)
-        self.classes_ = self.model_.classes_
-        return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        with _openmp_threads(self.threads):
-            return self.model_.predict_proba(self._prepare(X))
+class HistGradientBoostingClassifierModel(_Probabilities, _HistGradientBoostingModel):
+    pass
 
 
 class HistGradientBoostingRegressorModel(RegressorMixin, _HistGradientBoostingModel):
