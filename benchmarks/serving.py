@@ -13,6 +13,7 @@ Run: `.venv/bin/python benchmarks/serving.py [--seconds 10] [--concurrency 4] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -128,6 +129,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 continue
 
+    def cpu_seconds(self) -> float:
+        """CPU time so far of the server and its worker processes (user + system)."""
+        import psutil
+
+        try:
+            tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return float("nan")
+        total = 0.0
+        for process in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
@@ -214,7 +230,7 @@ def build_model(scratch: Path) -> tuple[str, dict[str, str], str]:
     return built["model"], env, built["family"]
 
 
-def servers(target: dict, env: dict[str, str], cwd: Path) -> dict[str, Server]:
+def servers(target: dict, env: dict[str, str], cwd: Path, workers: int, mlflow_workers: int) -> dict[str, Server]:
     mlgate_port, mlflow_port = free_port(), free_port()
     if target["model"]:
         mlgate_args = ["--model", target["model"], "--alias", target["alias"]]
@@ -222,9 +238,10 @@ def servers(target: dict, env: dict[str, str], cwd: Path) -> dict[str, Server]:
         mlgate_args = ["--model-uri", target["uri"]]
     return {
         "mlgate": Server("mlgate", [str(BIN / "mlgate"), "serve", *mlgate_args, "--host", "127.0.0.1",
-                                    "--port", str(mlgate_port)], "/ready", mlgate_port, env, cwd),
+                                    "--port", str(mlgate_port), "--workers", str(workers)], "/ready", mlgate_port, env, cwd),
         "mlflow": Server("mlflow", [str(BIN / "mlflow"), "models", "serve", "-m", target["uri"], "--env-manager", "local",
-                                    "-h", "127.0.0.1", "-p", str(mlflow_port)], "/ping", mlflow_port, env, cwd),
+                                    "-h", "127.0.0.1", "-p", str(mlflow_port), "--workers", str(mlflow_workers)],
+                         "/ping", mlflow_port, env, cwd),
     }
 
 
@@ -240,7 +257,10 @@ def bench_one(server: Server, cases: dict[str, list[bytes]], args: argparse.Name
         results = {}
         for case, bodies in cases.items():
             drive(server.port, bodies, args.concurrency, args.warmup)
+            cpu = server.cpu_seconds()
             results[case] = drive(server.port, bodies, args.concurrency, args.seconds)
+            # the server's own CPU per request: what the machine's load does not change much
+            results[case]["server_cpu_ms"] = (server.cpu_seconds() - cpu) * 1000 / max(1, results[case]["requests"])
         results["_ready_s"] = ready_s
         return results, json.loads(reply)["predictions"]
     finally:
@@ -248,7 +268,7 @@ def bench_one(server: Server, cases: dict[str, list[bytes]], args: argparse.Name
 
 
 def median_run(runs: list[dict]) -> dict:
-    keys = ("rps", "p50_ms", "p99_ms", "client_cpu")
+    keys = ("rps", "p50_ms", "p99_ms", "client_cpu", "server_cpu_ms")
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
     out.update(requests=sum(r["requests"] for r in runs), errors=sum(r["errors"] for r in runs))
     return out
@@ -260,6 +280,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each case")
     parser.add_argument("--concurrency", type=int, default=4, help="client threads, one keep-alive connection each")
     parser.add_argument("--batch", type=int, default=100, help="rows per request in the batch case")
+    parser.add_argument("--workers", type=int, default=1, help="mlgate serve --workers")
+    parser.add_argument("--mlflow-workers", type=int, default=1, help="mlflow models serve --workers (the baseline's)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds (servers restarted, order alternating); medians")
     parser.add_argument("--tracking-uri", help="benchmark an existing model in this store (with --model or --model-uri)")
     parser.add_argument("--model", help="registered model name in --tracking-uri")
@@ -297,7 +319,7 @@ def main() -> None:
         ready: dict[str, list[float]] = {"mlgate": [], "mlflow": []}
         answers: dict[str, list] = {}
         for round_ in range(args.repeats):
-            pair = servers(target, env, scratch)
+            pair = servers(target, env, scratch, args.workers, args.mlflow_workers)
             order = ["mlflow", "mlgate"] if round_ % 2 == 0 else ["mlgate", "mlflow"]
             for name in order:
                 results, answers[name] = bench_one(pair[name], cases, args)
@@ -309,21 +331,23 @@ def main() -> None:
     same = _same_predictions(answers["mlgate"], answers["mlflow"])
     load = os.getloadavg()
     print(f"model {target['uri']}" + (f" (v{target['version']})" if target["version"] else "") + (f", {family}" if family else "")
+          + f"; workers: mlgate {args.workers}, mlflow {args.mlflow_workers}"
           + f"; {args.concurrency} keep-alive connection(s), {args.seconds:g} s per case (+{args.warmup:g} s warm-up), "
           f"{args.repeats} round(s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"ready after: mlgate {statistics.median(ready['mlgate']):.1f} s, mlflow {statistics.median(ready['mlflow']):.1f} s; "
           f"same predictions on a {args.batch}-row body: {'yes' if same else 'NO'}")
-    header = f"{'server':<7}  {'case':<9}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  {'client CPU':>10}"
+    header = f"{'server':<7}  {'case':<9}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  {'client CPU':>10}  {'server CPU ms/req':>17}"
     print(header)
     for name in ("mlgate", "mlflow"):
         for case, r in table[name].items():
             rows = args.batch if case != "1 row" else 1
             print(f"{name:<7}  {case:<9}  {r['requests']:>8,}  {r['rps']:>8,.0f}  {r['rps'] * rows:>9,.0f}  "
-                  f"{r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  {r['errors']:>6}  {r['client_cpu']:>9.0%}")
+                  f"{r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  {r['errors']:>6}  {r['client_cpu']:>9.0%}  {r['server_cpu_ms']:>17.2f}")
     ratios = {case: table["mlgate"][case]["rps"] / table["mlflow"][case]["rps"] if table["mlflow"][case]["rps"] else float("inf")
               for case in cases}
+    cpu_ratios = {case: table["mlflow"][case]["server_cpu_ms"] / table["mlgate"][case]["server_cpu_ms"] for case in cases}
     for case, ratio in ratios.items():
-        print(f"ratio mlgate/mlflow rps, {case}: {ratio:.2f}x")
+        print(f"ratio mlgate/mlflow rps, {case}: {ratio:.2f}x (server CPU per request, mlflow/mlgate: {cpu_ratios[case]:.2f}x)")
     checks = [(f"mlgate rps >= {GOAL_RATIO:g}x mlflow, {case}", ratio >= GOAL_RATIO, f"{ratio:.2f}x")
               for case, ratio in ratios.items()]
     p99 = table["mlgate"]["1 row"]["p99_ms"]
@@ -339,9 +363,10 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "mlgate_rps": table["mlgate"][single]["rps"], "mlflow_rps": table["mlflow"][single]["rps"],
             "ratio": ratios[single], "p99_ms": p99,
-            "ratio_by_case": ratios, "cases": table, "same_predictions": same,
+            "ratio_by_case": ratios, "server_cpu_ratio_by_case": cpu_ratios, "cases": table, "same_predictions": same,
             "goals": {label: ok for label, ok, _ in checks},
             "settings": {"model_uri": target["uri"], "version": target["version"], "family": family,
+                         "workers": args.workers, "mlflow_workers": args.mlflow_workers,
                          "concurrency": args.concurrency, "seconds": args.seconds, "warmup": args.warmup,
                          "batch": args.batch, "repeats": args.repeats, "loadavg": load},
         }, indent=2) + "\n")

@@ -163,11 +163,18 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
 @click.option("--poll-s", default=10.0, show_default=True, type=float, help="how often to check the alias")
 @click.option("--max-body-mb", default=5.0, show_default=True, type=float, help="larger bodies get 413")
 @click.option("--unknown-columns", type=click.Choice(["ignore", "reject"]), default="ignore", show_default=True)
-@click.option("--log-dir", default=None, help="write sampled predictions here as Parquet files (for monitoring)")
+@click.option("--prediction-log", "--log-dir", "log_dir", default=None,
+              help="log sampled requests and predictions (for `mlgate monitor`): a directory for Parquet files, "
+                   "or a SQLAlchemy URL (sqlite:///predictions.db, postgresql+psycopg://user@host/db)")
+@click.option("--log-table", default="mlgate_predictions", show_default=True,
+              help="with a database URL: the table ([schema.]name), created if absent")
 @click.option("--log-sample-rate", default=1.0, show_default=True, type=float)
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="server processes on the port, each loading and following the model; /metrics sums them")
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def serve(model: str | None, alias: str, model_uri: str | None, host: str, port: int, poll_s: float,
-          max_body_mb: float, unknown_columns: str, log_dir: str | None, log_sample_rate: float, params_file: str) -> None:
+          max_body_mb: float, unknown_columns: str, log_dir: str | None, log_table: str, log_sample_rate: float,
+          workers: int, params_file: str) -> None:
     from mlgate import config, project, serving
 
     try:
@@ -177,13 +184,14 @@ def serve(model: str | None, alias: str, model_uri: str | None, host: str, port:
             model = project.tracking(config.read_params(params_file)).registered_model
         settings = serving.ServeSettings(model=None if model_uri else model, alias=alias, model_uri=model_uri,
                                          poll_s=poll_s, max_body_bytes=int(max_body_mb * 1024 * 1024),
-                                         unknown_columns=unknown_columns, log_dir=log_dir,
-                                         log_sample_rate=log_sample_rate)
+                                         unknown_columns=unknown_columns, log_dir=log_dir, log_table=log_table,
+                                         log_sample_rate=log_sample_rate, workers=workers)
     except (ValueError, config.ConfigError) as error:
         console.fail("serve", str(error))
         sys.exit(1)
     click.echo(f"serving {model_uri or f'models:/{model}@{alias}'} on http://{host}:{port} "
-               f"(POST /invocations, GET /health /ready /version /metrics)")
+               f"(POST /invocations, GET /health /ready /version /metrics)"
+               + (f" with {workers} worker processes" if workers > 1 else ""))
     serving.serve(settings, host, port)
 
 
@@ -191,9 +199,11 @@ def serve(model: str | None, alias: str, model_uri: str | None, host: str, port:
                    "open a retraining branch when the policy (params.yaml `monitor:`) is breached.")
 @click.option("--labels", default=None, help="ground truth: CSV/Parquet with request_id, row and the target")
 @click.option("--window-hours", type=float, default=None, help="override monitor.window_hours")
+@click.option("--prediction-log", default=None, help="override monitor.prediction_log (a directory or a SQLAlchemy URL)")
 @click.option("--retrain/--no-retrain", default=None, help="override monitor.retrain")
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
-def monitor(labels: str | None, window_hours: float | None, retrain: bool | None, params_file: str) -> None:
+def monitor(labels: str | None, window_hours: float | None, prediction_log: str | None, retrain: bool | None,
+            params_file: str) -> None:
     import dataclasses
 
     from mlgate import config
@@ -203,7 +213,8 @@ def monitor(labels: str | None, window_hours: float | None, retrain: bool | None
     try:
         params = config.read_params(params_file)
         policy = config.load(monitoring_run.MonitorPolicy, "monitor", params)
-        changes = {k: v for k, v in (("labels", labels), ("window_hours", window_hours)) if v is not None}
+        changes = {k: v for k, v in (("labels", labels), ("window_hours", window_hours),
+                                     ("prediction_log", prediction_log)) if v is not None}
         policy = dataclasses.replace(policy, **changes)
         summary = monitoring_run.run(params, policy, retrain=policy.retrain if retrain is None else retrain)
     except (StageError, config.ConfigError) as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,18 +70,8 @@ def paired_bootstrap(name: str, y_true: np.ndarray, candidate: np.ndarray, refer
     between them, not the (much larger) noise of either score alone. ``candidate`` and ``reference``
     are what the metric scores: probabilities or predictions.
     """
-    score = _rank_auc if name == "roc_auc" else METRICS[name].score
-    rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(resamples):
-        rows = rng.integers(0, len(y_true), len(y_true))
-        y = y_true[rows]
-        if METRICS[name].uses_probability and np.unique(y).size < 2:
-            continue   # AUC is undefined on a one-class resample
-        gains.append(improvement(name, score(y, candidate[rows]), score(y, reference[rows])))
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(gains, [tail, 100 - tail])
-    return float(low), float(high)
+    scores = bootstrap_scores(name, y_true, candidate, reference, resamples=resamples, seed=seed)
+    return percentile_interval(improvement(name, scores[:, 0], scores[:, 1]), confidence)
 
 
 def _rank_auc(y_true: np.ndarray, score: np.ndarray) -> float:
@@ -159,3 +150,42 @@ def _group_labels(groups: np.ndarray) -> pd.Series:
     if pd.api.types.is_float_dtype(series) and np.all(np.mod(series.dropna(), 1) == 0):
         series = series.astype("Int64")
     return series.astype("string").fillna("(missing)")
+
+
+def bootstrap_scores(name: str, y_true: np.ndarray, *scored: np.ndarray, resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Each model's score on the same resampled rows: one row per resample, one column per array
+    of ``scored`` (what the metric scores: probabilities or predictions).
+
+    One-class resamples of a probability metric are skipped (AUC is undefined there) for every
+    column alike, so the columns stay paired.
+    """
+    score = _rank_auc if name == "roc_auc" else METRICS[name].score
+    rng = np.random.default_rng(seed)
+    kept = []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(y_true), len(y_true))
+        y = y_true[rows]
+        if METRICS[name].uses_probability and np.unique(y).size < 2:
+            continue
+        kept.append([score(y, values[rows]) for values in scored])
+    return np.array(kept, dtype=float).reshape(-1, len(scored))
+
+
+def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The central ``confidence`` share of ``values`` (a bootstrap distribution)."""
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def is_p_value(method: str) -> bool:
+    """Whether a drift method (Evidently's name) reports a p-value (drifted below its threshold)."""
+    return "p_value" in method
+
+
+def drift_severity(column: dict[str, Any]) -> float:
+    """A drift report column's score against its threshold: 1 at the threshold, above 1 drifted
+    (a distance grows with drift, a p-value shrinks)."""
+    if is_p_value(column["method"]):
+        return column["threshold"] / max(column["score"], 1e-300)
+    return column["score"] / max(column["threshold"], 1e-12)

@@ -7,6 +7,8 @@ is weak, and the gate's verdict.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -16,48 +18,107 @@ def number(value: float | None, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
+def verdict_mark(check: dict[str, Any]) -> str:
+    """A check's verdict as the tables show it."""
+    return "**FAIL**" if not check["passed"] else "skipped" if check.get("skipped") else "pass"
+
+
+def _versus_table(candidate: str, production: str | None, scores: dict[str, float], theirs: dict[str, float] | None,
+                  interval: dict[str, Any] | None, metric: str | None) -> list[str]:
+    """Metrics of the candidate; beside production's, with the difference and, on ``metric``, the
+    95% interval of the gain."""
+    if theirs is None:
+        return [f"| metric | {candidate} |", "| --- | ---: |", *[f"| {name} | {value:.4f} |" for name, value in scores.items()]]
+    lines = [f"| metric | {candidate} | {production} | difference | 95% CI of the gain |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, value in scores.items():
+        ci = f"[{interval['low']:+.4f}, {interval['high']:+.4f}]" if interval and name == metric else ""
+        lines.append(f"| {name} | {value:.4f} | {theirs[name]:.4f} | {value - theirs[name]:+.4f} | {ci} |")
+    return lines
+
+
 def metrics_table(result: dict[str, Any]) -> list[str]:
     """Test metrics of the candidate, beside production's with the difference and the gain's 95%
     interval when there is a production model that could be scored."""
     cand, champ = result["candidate"], result.get("champion")
     if not (champ and champ.get("metrics")):
-        lines = [f"| metric | candidate v{cand['version']} |", "| --- | ---: |"]
-        lines += [f"| {name} | {value:.4f} |" for name, value in cand["metrics"].items()]
-        return lines + ["", "No production model to compare with." if not champ else f"Production: {champ.get('error')}"]
+        return _versus_table(f"candidate v{cand['version']}", None, cand["metrics"], None, None, None) + [
+            "", "No production model to compare with." if not champ else f"Production: {champ.get('error')}"]
     interval = result.get("gain_interval")
-    lines = [f"| metric | candidate v{cand['version']} | production v{champ['version']} | difference | 95% CI of the gain |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for name, value in cand["metrics"].items():
-        other = champ["metrics"][name]
-        ci = f"[{interval['low']:+.4f}, {interval['high']:+.4f}]" if interval and interval["metric"] == name else ""
-        lines.append(f"| {name} | {value:.4f} | {other:.4f} | {value - other:+.4f} | {ci} |")
+    lines = _versus_table(f"candidate v{cand['version']}", f"production v{champ['version']}", cand["metrics"],
+                          champ["metrics"], interval, interval and interval["metric"])
     if interval:
         lines += ["", f"The interval is a paired bootstrap over test rows of the {interval['metric']} gain "
                       f"(positive: the candidate is better)."]
     return lines
 
 
+def _current(result: dict[str, Any]) -> dict[str, Any] | None:
+    return (result.get("comparison") or {}).get("current")
+
+
+def current_batch_table(result: dict[str, Any]) -> list[str]:
+    """The candidate, and production, on the labelled rows of the current batch, or why they were
+    not scored there; empty when the gate did not look (an older report)."""
+    block = _current(result)
+    if block is None:
+        return []
+    where = f"Current batch ({block['source']}, {block['batch_rows']:,} rows)"
+    if block["candidate"] is None:
+        return [f"{where}: not scored, {block['skipped']}."]
+    lines = [f"{where}: {block['rows']:,} labelled rows, sha256 `{block['content_hash'][:12]}`.", ""]
+    champ = block["champion"]
+    lines += _versus_table(f"candidate v{result['candidate']['version']}",
+                           champ and f"production v{result['champion']['version']}", block["candidate"]["metrics"],
+                           champ and champ["metrics"], block["gain_interval"], block["metric"])
+    if champ is None:
+        return lines + ["", f"Production not compared: {block['skipped']}."]
+    return lines + ["", f"The interval is a paired bootstrap over these rows of the {block['metric']} gain "
+                        f"(positive: the candidate is better)."]
+
+
+def _slice_rows(rows: list[dict[str, Any]], result: dict[str, Any], verdicts: bool) -> list[str]:
+    champ = result.get("champion")
+    production = f"production v{champ['version']}" if champ else "production"
+    header = f"| column | value | rows | candidate v{result['candidate']['version']} | {production} | gain |"
+    lines = [header + (" verdict |" if verdicts else ""), "| --- | --- | ---: | ---: | ---: | ---: |" + (" --- |" if verdicts else "")]
+    for row in rows:
+        line = (f"| {row['column']} | {row['value']} | {row['rows']:,} | {number(row['candidate'])} | "
+                f"{number(row['champion'])} | {number(row['gain'], signed=True)} |")
+        if verdicts:
+            line += f" {'**FAIL**' if row['verdict'] == 'fail' else row['verdict']} |"
+        lines.append(line)
+    return lines
+
+
 def slices_table(result: dict[str, Any]) -> list[str]:
-    """The slice rule's table (test metric per value of each segment column); empty without one."""
+    """The slice rule's table (test metric per value of each segment column), then the same values
+    on the current batch's labelled rows (reported, not judged); empty without a slice rule."""
     check = next((c for c in result["checks"] if c["name"] == "slices"), None)
     if check is None:
         return []
-    champ = result.get("champion")
-    production = f"production v{champ['version']}" if champ else "production"
     lines = [f"Test {result['metric']} per value of each segment column (gain: positive is better than production).", "",
-             f"| column | value | rows | candidate v{result['candidate']['version']} | {production} | gain | verdict |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    for row in check["evidence"]:
-        verdict = "**FAIL**" if row["verdict"] == "fail" else row["verdict"]
-        lines.append(f"| {row['column']} | {row['value']} | {row['rows']:,} | {number(row['candidate'])} | "
-                     f"{number(row['champion'])} | {number(row['gain'], signed=True)} | {verdict} |")
+             *_slice_rows(check["evidence"], result, verdicts=True)]
+    block = _current(result)
+    if block and block["slices"]:
+        lines += ["", f"The same on the current batch's {block['rows']:,} labelled rows (reported, not judged).", "",
+                  *_slice_rows(block["slices"], result, verdicts=False)]
     return lines
+
+
+def link(path: str, document: str) -> str:
+    """``path`` (relative to the project) as a relative link from ``document``."""
+    return Path(os.path.relpath(path, Path(document).parent)).as_posix()
+
+
+def image(path: str, title: str, document: str) -> str:
+    return f"![{title}]({link(path, document)})"
 
 
 def _intended_use(data: dict[str, Any], name: str) -> str:
     if data["task"] == "binary":
+        threshold = data.get("threshold", 0.5)
         output = (f"the probability that `{data['target']}` is `{data['positive_class']}` (and the label, "
-                  f"at a 0.5 threshold)")
+                  f"`{data['positive_class']}` from a probability of {threshold:.3g})")
     else:
         output = f"`{data['target']}` (a number)"
     return (f"Predicts {output} for one row of the `{data['name']}` data contract ({data['features']} feature "
@@ -67,8 +128,11 @@ def _intended_use(data: dict[str, Any], name: str) -> str:
 
 def _limitations(result: dict[str, Any]) -> list[str]:
     lineage, drift, measured = result["lineage"], result["drift"], result["measurements"]
+    current = _current(result)
+    scored = (f" and on the {current['rows']:,} labelled rows of the current batch ({lineage['current_source']}); beyond "
+              f"those," if current and current["candidate"] else ";")
     notes = [f"Scored on one held-out test set of {result['test_rows']:,} rows from the same snapshot as the "
-             f"training rows; how it does on later data is estimated only by the drift checks.",
+             f"training rows{scored} how it does on later data is estimated only by the drift checks.",
              "Rows outside the data contract (missing columns, out-of-range values, unseen categories) are "
              "refused or flagged by the model's input guard; it was not evaluated on them.",
              "Feature importance is association with the model's output, not a causal effect."]
@@ -86,6 +150,19 @@ def _limitations(result: dict[str, Any]) -> list[str]:
     if not result.get("champion"):
         notes.append("Not compared with a production model (there was none).")
     return [f"- {note}" for note in notes]
+
+
+def _importance(importance: dict[str, Any], card: str) -> list[str]:
+    """What evaluate found: its table in paths.plots, its plot on the train run and beside the card."""
+    table = importance.get("table")
+    if importance["method"] is None:
+        return [f"Not available: evaluate wrote no importance table (`{table}`).", ""]
+    where = f"; table: [`{table}`]({link(table, card)})" if table else ""
+    lines = [f"Global importance: {importance['method']}; plot on the train run: `{importance['plot']}`{where}.", ""]
+    if importance.get("image"):
+        lines += [image(importance["image"], "Feature importance", card), ""]
+    return lines + ["| feature | importance |", "| --- | ---: |",
+                    *[f"| {row['feature']} | {row['importance']:.4f} |" for row in importance["top"]]]
 
 
 def render(result: dict[str, Any]) -> str:
@@ -116,11 +193,11 @@ def render(result: dict[str, Any]) -> str:
                    f"Brier score {measured['brier']:.4f}", *serving]
     if serving:
         lines += [f"Also on test: {'; '.join(serving)}.", ""]
+    if current := current_batch_table(result):
+        lines += ["## Current batch", "", *current, ""]
     if slices := slices_table(result):
         lines += ["## Slices", "", *slices, ""]
-    lines += ["## Feature importance", "", f"Global importance: {importance['method']}. Plot: `{importance['plot']}`.", "",
-              "| feature | importance |", "| --- | ---: |"]
-    lines += [f"| {row['feature']} | {row['importance']:.4f} |" for row in importance["top"]]
+    lines += ["## Feature importance", "", *_importance(importance, (result.get("model_card") or {}).get("path", "model_card.md"))]
     psi = [f"predictions PSI {measured['prediction_drift']:.4f}"] if measured.get("prediction_drift") is not None else []
     psi += [f"target PSI {measured['target_drift']:.4f}"] if measured.get("target_drift") is not None else []
     lines += ["", "## Drift at training time", "",
@@ -130,6 +207,6 @@ def render(result: dict[str, Any]) -> str:
               + (f"; {', '.join(psi)}." if psi else "."), ""]
     lines += ["## Limitations", "", *_limitations(result), ""]
     lines += ["## Gate checks", "", "| check | verdict | detail |", "| --- | --- | --- |"]
-    lines += [f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {c['detail']} |" for c in result["checks"]]
+    lines += [f"| {c['name']} | {verdict_mark(c)} | {c['detail']} |" for c in result["checks"]]
     lines += ["", f"Registered version: {cand['version_link']}", ""]
     return "\n".join(lines)

@@ -274,6 +274,26 @@ FAMILIES: dict[str, Callable[[dict[str, Any], DataSpec, FeatureSettings, int, in
 }
 # Searched like hyperparameters but consumed by the shared preprocessing, not the estimator.
 PREPROCESSING_PARAMS = ("selection", "keep_share")
+# `class_weight: balanced` (weights inversely proportional to class frequency) in each family's words.
+_BALANCED = {"catboost": ("auto_class_weights", "Balanced"), "linear": ("class_weight", "balanced"),
+             "random_forest": ("class_weight", "balanced"), "extra_trees": ("class_weight", "balanced"),
+             "hist_gradient_boosting": ("class_weight", "balanced")}
+
+
+def _class_weight(family: str, params: dict[str, Any], task: str) -> dict[str, Any]:
+    """Translate the searched ``class_weight`` (none | balanced) into the family's own argument."""
+    if "class_weight" not in params:
+        return params
+    params = dict(params)
+    choice = params.pop("class_weight")
+    if choice not in ("none", "balanced", None):
+        raise ValueError(f"model.{family}: class_weight must be none or balanced, got '{choice}'")
+    if choice == "balanced":
+        if task != "binary" or family not in _BALANCED:
+            raise ValueError(f"model.{family}: class_weight applies to classification with one of {sorted(_BALANCED)}")
+        key, value = _BALANCED[family]
+        params[key] = value
+    return params
 
 
 def build(family: str, params: dict[str, Any], spec: DataSpec, settings: FeatureSettings | None = None, *,
@@ -282,7 +302,7 @@ def build(family: str, params: dict[str, Any], spec: DataSpec, settings: Feature
     if family not in FAMILIES:
         raise ValueError(f"unknown model family '{family}' (params.yaml: model.{family}); known: {sorted(FAMILIES)}")
     settings = settings or FeatureSettings()
-    estimator_params = {k: v for k, v in params.items() if k not in PREPROCESSING_PARAMS}
+    estimator_params = _class_weight(family, {k: v for k, v in params.items() if k not in PREPROCESSING_PARAMS}, spec.task)
     front = features.steps(spec, settings, selection=params.get("selection", "none"),
                            keep_share=float(params.get("keep_share", 1.0)), seed=seed)
     try:
@@ -309,9 +329,20 @@ def threads_for(family: str, cores: int, parallel_trials: int) -> int:
     return cores if family == "catboost" else max(1, cores // parallel_trials)
 
 
+def serial_predictions(pipeline: Pipeline) -> Pipeline:
+    """Predict on one thread: a fitted forest or k-NN with ``n_jobs > 1`` spends ~11 ms per call
+    waiting for joblib's threads (a served row's whole budget), and a forest's threaded sum over its
+    trees is not reproducible in the last bit. Fit with threads, serve without."""
+    for _, step in pipeline.steps:
+        if "n_jobs" in step.get_params(deep=False):
+            step.set_params(n_jobs=1)
+    return pipeline
+
+
 def predict(pipeline: Pipeline, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(prediction, probability of the positive class or None)."""
+    """(prediction, probability of the positive class or None); labels at the model's decision
+    threshold (a finished model's tuned ``threshold``, else 0.5)."""
     if task == "binary":
         probability = pipeline.predict_proba(X)[:, 1]
-        return (probability >= 0.5).astype(np.int64), probability
+        return (probability >= getattr(pipeline, "threshold", 0.5)).astype(np.int64), probability
     return pipeline.predict(X), None

@@ -1,6 +1,7 @@
 """`mlgate monitor`: live traffic against what the served model was trained and tested on.
 
-Reads a window of the serving prediction log (`mlgate serve --log-dir`), compares its inputs with
+Reads a window of the serving prediction log (`mlgate serve --prediction-log`: Parquet files or a
+SQL table), compares its inputs with
 the training sample logged beside the served version (the same drift module and JSON contract as
 the `drift` stage), and, where labels have arrived, the live metric with the version's test metric.
 Writes paths.monitor (JSON), paths.monitor_report (Evidently HTML) and paths.monitor_metrics
@@ -26,18 +27,20 @@ import pandas as pd
 import yaml
 
 from mlgate import console, files, metrics, project, tracking
+from mlgate import prediction_log as plog
 from mlgate.data import DataSpec, conform_features
+from mlgate.prediction_log import LOG_COLUMNS
 from mlgate.project import StageError
 from mlgate.stages.train import REFERENCE_DIR, REFERENCE_FILE
 
 STAGE = "monitor"
-LOG_COLUMNS = ("request_id", "timestamp", "model_version", "row")
 
 
 @dataclass(frozen=True)
 class MonitorPolicy:
     """params.yaml `monitor:` (conf/monitor/)."""
-    prediction_log: str = "data/predictions"
+    prediction_log: str = "data/predictions"   # a directory of Parquet files, or a SQLAlchemy URL
+    prediction_log_table: str = plog.DEFAULT_TABLE   # with a URL: the table ([schema.]name)
     alias: str = "production"
     window_hours: float = 24.0
     min_rows: int = 200                 # fewer rows: reported, not judged
@@ -50,14 +53,9 @@ class MonitorPolicy:
     retrain_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def read_window(directory: str | Path, since: dt.datetime) -> pd.DataFrame:
-    """Logged rows with a timestamp at or after ``since``, from every Parquet file of the log."""
-    directory = Path(directory)
-    found = sorted(directory.glob("predictions-*.parquet")) if directory.is_dir() else []
-    if not found:
-        raise StageError(f"{directory}: no prediction log files (start `mlgate serve --log-dir {directory}`)")
-    frame = pd.concat([pd.read_parquet(f) for f in found], ignore_index=True)
-    return frame[frame["timestamp"] >= pd.Timestamp(since)].reset_index(drop=True)
+def read_window(source: str | Path, since: dt.datetime, table: str = plog.DEFAULT_TABLE) -> pd.DataFrame:
+    """Logged rows with a timestamp at or after ``since``, from the log's Parquet files or SQL table."""
+    return plog.read(source, since, table)
 
 
 def read_labels(path: str | Path, target: str) -> pd.DataFrame:
@@ -148,9 +146,10 @@ def run(params: dict[str, Any], policy: MonitorPolicy, *, retrain: bool, now: dt
     served = tracking.version_by_alias(names.registered_model, policy.alias)
     if served is None:
         raise StageError(f"registered model '{names.registered_model}' has no version with alias '{policy.alias}'")
-    window = read_window(policy.prediction_log, now - dt.timedelta(hours=policy.window_hours))
+    window = read_window(policy.prediction_log, now - dt.timedelta(hours=policy.window_hours), policy.prediction_log_table)
     if window.empty:
-        raise StageError(f"{policy.prediction_log}: no logged rows in the last {policy.window_hours:g} h")
+        raise StageError(f"{plog.describe(policy.prediction_log, policy.prediction_log_table)}: no logged rows "
+                         f"in the last {policy.window_hours:g} h")
     with tempfile.TemporaryDirectory() as scratch:
         reference = pd.read_parquet(tracking.download_artifact(served.run_id, f"{REFERENCE_DIR}/{REFERENCE_FILE}", scratch))
     numeric = [c for c in spec.numeric_features if c in window.columns]

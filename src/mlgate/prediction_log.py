@@ -1,41 +1,75 @@
-"""The serving prediction log: sampled requests and their predictions as rotated Parquet files.
+"""The serving prediction log: sampled requests and their predictions, as Parquet files or in a SQL table.
 
 `submit` only samples and enqueues, so logging never blocks or fails a request: when the queue is
-full the rows are dropped and counted. A writer thread turns the queue into files named
-`predictions-<UTC time>-<sequence>.parquet`, each written under a temporary name and renamed, so a
-reader (`mlgate monitor`) never sees half a file.
+full the rows are dropped and counted. A writer thread drains the queue into one of two sinks:
+
+- a directory: files named `predictions-<UTC time>-<pid>-<sequence>.parquet`, each written under a
+  temporary name and renamed, so a reader (`mlgate monitor`) never sees half a file, and server
+  worker processes never write the same name;
+- a SQLAlchemy URL (`sqlite:///path.db`, `postgresql+psycopg://user@host/db`): rows appended to a
+  table (`schema.table` allowed), created when absent, with the columns `request_id`, `timestamp`,
+  `model_version`, `row`, and the inputs and outputs as JSON objects (`inputs->>'tenure'` works
+  in PostgreSQL and SQLite). A database that is down costs the rows of that flush (logged
+  and counted as dropped), never a request.
+
+`read` gives back the same frame from either: one row per predicted row, the log columns, the inputs
+as sent and the outputs as ``output_<column>``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import math
+import os
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from mlgate.project import StageError
 
 log = logging.getLogger("mlgate.prediction_log")
 
 QUEUE_REQUESTS = 10_000
+DEFAULT_TABLE = "mlgate_predictions"
+LOG_COLUMNS = ("request_id", "timestamp", "model_version", "row")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+# One queued request: (request id, model version, time, inputs, outputs).
+Item = tuple[str, str, float, pd.DataFrame, pd.DataFrame]
+
+
+def is_url(target: str | Path) -> bool:
+    """A SQLAlchemy database URL (``dialect[+driver]://...``) rather than a directory."""
+    return isinstance(target, str) and bool(_URL.match(target))
 
 
 class PredictionLog:
-    def __init__(self, directory: str | Path, sample_rate: float = 1.0, rotate_rows: int = 50_000,
-                 rotate_s: float = 60.0, on_drop: Callable[[int], None] | None = None, seed: int | None = None):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    """Sampled requests written in the background to ``target``: a directory or a database URL.
+
+    Rows are flushed every ``rotate_rows`` rows or ``rotate_s`` seconds (a new Parquet file, or one
+    INSERT of many rows), and on ``close``.
+    """
+
+    def __init__(self, target: str | Path, sample_rate: float = 1.0, rotate_rows: int = 50_000,
+                 rotate_s: float = 60.0, on_drop: Callable[[int], None] | None = None, seed: int | None = None,
+                 table: str = DEFAULT_TABLE):
+        self.sink = SqlSink(str(target), table) if is_url(target) else ParquetSink(Path(target), create=True)
         self.sample_rate = sample_rate
         self.rotate_rows = rotate_rows
         self.rotate_s = rotate_s
         self.on_drop = on_drop or (lambda rows: None)
         self._random = random.Random(seed)
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_REQUESTS)
-        self._sequence = 0
         self._writer = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._writer.start()
 
@@ -47,13 +81,20 @@ class PredictionLog:
         except queue.Full:
             self.on_drop(len(inputs))
 
-    def close(self) -> None:
-        """Write what is queued and stop the writer."""
-        self._queue.put(None)
-        self._writer.join()
+    def close(self, timeout: float = 60.0) -> None:
+        """Write what is queued and stop the writer, waiting for it at most ``timeout`` seconds (a hung
+        database must not hang the server's shutdown)."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._writer.join(max(0.0, deadline - time.monotonic()))
+        if self._writer.is_alive():
+            log.error("prediction log: writing to %s did not finish within %g s; what was queued is lost", self.sink, timeout)
+            return
+        self.sink.close()
 
     def _run(self) -> None:
-        pending: list[pd.DataFrame] = []
+        pending: list[Any] = []
         rows = 0
         opened = time.monotonic()
         while True:
@@ -63,33 +104,78 @@ class PredictionLog:
                 item = ...
             if item is None or item is ...:
                 if pending and (item is None or time.monotonic() - opened >= self.rotate_s):
-                    self._write(pending)
+                    self._flush(pending, rows)
                     pending, rows, opened = [], 0, time.monotonic()
                 if item is None:
                     return
                 continue
             try:
-                pending.append(_rows(*item))
+                pending.append(self.sink.shape(item))
             except Exception as error:  # noqa: BLE001 - a request the log cannot shape is skipped, not fatal
                 log.warning("prediction log: skipped a request: %s", error)
                 continue
-            rows += len(pending[-1])
+            rows += len(item[3])
             if rows >= self.rotate_rows or time.monotonic() - opened >= self.rotate_s:
-                self._write(pending)
+                self._flush(pending, rows)
                 pending, rows, opened = [], 0, time.monotonic()
 
-    def _write(self, frames: list[pd.DataFrame]) -> None:
+    def _flush(self, shaped: list[Any], rows: int) -> None:
+        try:
+            self.sink.write(shaped)
+        except Exception as error:  # noqa: BLE001 - a full disk or a database outage must not take the server down
+            # the first line only: a database error goes on to quote the statement and every row
+            log.error("prediction log: cannot write %s rows to %s: %s", f"{rows:,}", self.sink, str(error).split("\n")[0][:500])
+            self.on_drop(rows)
+
+
+def describe(target: str | Path, table: str = DEFAULT_TABLE) -> str:
+    """The log's location for messages (a database password hidden)."""
+    return str(SqlSink(str(target), table) if is_url(target) else target)
+
+
+def read(target: str | Path, since: dt.datetime, table: str = DEFAULT_TABLE) -> pd.DataFrame:
+    """Logged rows with a timestamp at or after ``since``: the log columns, the inputs, ``output_*``."""
+    if is_url(target):
+        return SqlSink(str(target), table).read(since)
+    return ParquetSink(Path(target)).read(since)
+
+
+# --- Parquet files ------------------------------------------------------------------------------
+
+class ParquetSink:
+    def __init__(self, directory: Path, create: bool = False):
+        self.directory = directory
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+        self._sequence = 0
+
+    def __str__(self) -> str:
+        return str(self.directory)
+
+    def shape(self, item: Item) -> pd.DataFrame:
+        return _rows(*item)
+
+    def write(self, frames: list[pd.DataFrame]) -> None:
         self._sequence += 1
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        final = self.directory / f"predictions-{stamp}-{self._sequence:06d}.parquet"
+        final = self.directory / f"predictions-{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
         partial = final.with_suffix(".parquet.tmp")
         try:
             _text_if_mixed(pd.concat(frames, ignore_index=True)).to_parquet(partial, index=False)
             partial.replace(final)
-        except Exception as error:  # noqa: BLE001 - a full disk must not take the server down
-            log.error("prediction log: cannot write %s: %s", final, error)
-            self.on_drop(sum(len(f) for f in frames))
+        finally:
             partial.unlink(missing_ok=True)
+
+    def read(self, since: dt.datetime) -> pd.DataFrame:
+        found = sorted(self.directory.glob("predictions-*.parquet")) if self.directory.is_dir() else []
+        if not found:
+            raise StageError(f"{self.directory}: no prediction log files "
+                             f"(start `mlgate serve --prediction-log {self.directory}`)")
+        frame = pd.concat([pd.read_parquet(f) for f in found], ignore_index=True)
+        return frame[frame["timestamp"] >= pd.Timestamp(since)].reset_index(drop=True)
+
+    def close(self) -> None:
+        pass
 
 
 def _rows(request_id: str, version: str, at: float, inputs: pd.DataFrame, outputs: pd.DataFrame) -> pd.DataFrame:
@@ -112,3 +198,134 @@ def _text_if_mixed(frame: pd.DataFrame) -> pd.DataFrame:
         if frame[column].dtype == object:
             frame[column] = frame[column].map(lambda v: v if v is None or isinstance(v, str) or v != v else str(v))
     return frame
+
+
+# --- a SQL table --------------------------------------------------------------------------------
+
+class SqlSink:
+    """A table in any database SQLAlchemy reaches; the engine is made on first use."""
+
+    def __init__(self, url: str, table: str = DEFAULT_TABLE):
+        import sqlalchemy as sa
+
+        self.url = sa.engine.make_url(url)
+        schema, _, name = table.rpartition(".")
+        self.table = _table(name, schema or None)
+        self._engine = None
+        self._ready = False
+
+    def __str__(self) -> str:
+        return f"{self.url.render_as_string(hide_password=True)} table {_qualified(self.table)}"
+
+    @property
+    def engine(self):
+        import sqlalchemy as sa
+
+        if self._engine is None:
+            # SQLite: wait for another worker's write instead of failing with "database is locked";
+            # PostgreSQL: give up on an unreachable server in seconds, not after the TCP retries
+            backend = self.url.get_backend_name()
+            connect = {"sqlite": {"timeout": 30}, "postgresql": {"connect_timeout": 10}}.get(backend, {})
+            self._engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect)
+        return self._engine
+
+    def shape(self, item: Item) -> list[dict[str, Any]]:
+        request_id, version, at, inputs, outputs = item
+        stamp = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+        given = [_json_record(r) for r in inputs.to_dict(orient="records")]
+        made = [_json_record(r) for r in outputs.to_dict(orient="records")]
+        return [{"request_id": request_id, "timestamp": stamp, "model_version": version, "row": row,
+                 "inputs": values, "outputs": result}
+                for row, (values, result) in enumerate(zip(given, made, strict=True))]
+
+    def write(self, batches: list[list[dict[str, Any]]]) -> None:
+        self._ensure_table()
+        with self.engine.begin() as connection:
+            connection.execute(self.table.insert(), [row for batch in batches for row in batch])
+
+    def read(self, since: dt.datetime) -> pd.DataFrame:
+        import sqlalchemy as sa
+
+        try:
+            with self.engine.connect() as connection:
+                if not sa.inspect(connection).has_table(self.table.name, schema=self.table.schema):
+                    raise StageError(f"{self}: no such table (start `mlgate serve --prediction-log URL`)")
+                query = (sa.select(self.table).where(self.table.c.timestamp >= _utc(since))
+                         .order_by(self.table.c.timestamp, self.table.c.request_id, self.table.c.row))
+                rows = connection.execute(query).mappings().all()
+        except sa.exc.SQLAlchemyError as error:
+            raise StageError(f"{self}: cannot read the prediction log: {error}") from None
+        finally:
+            self.close()
+        head = pd.DataFrame({"request_id": [r["request_id"] for r in rows],
+                             "timestamp": pd.to_datetime([_utc(r["timestamp"]) for r in rows], utc=True),
+                             "model_version": [r["model_version"] for r in rows],
+                             "row": np.array([r["row"] for r in rows], dtype=np.int64)})
+        inputs = pd.DataFrame([r["inputs"] for r in rows])
+        outputs = pd.DataFrame([r["outputs"] for r in rows]).add_prefix("output_")
+        return pd.concat([head, inputs, outputs], axis=1)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _ensure_table(self) -> None:
+        """CREATE TABLE IF NOT EXISTS (and its index), once; several workers may race to do it."""
+        import sqlalchemy as sa
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        if self._ready:
+            return
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(CreateTable(self.table, if_not_exists=True))
+                for index in self.table.indexes:
+                    connection.execute(CreateIndex(index, if_not_exists=True))
+        except sa.exc.SQLAlchemyError:
+            with self.engine.connect() as connection:   # lost a race with another worker: fine if it is there now
+                if not sa.inspect(connection).has_table(self.table.name, schema=self.table.schema):
+                    raise
+        self._ready = True
+
+
+def _table(name: str, schema: str | None):
+    import sqlalchemy as sa
+
+    document = sa.JSON()   # PostgreSQL's json (not jsonb) keeps the keys in the order the client sent them
+    table = sa.Table(name, sa.MetaData(), sa.Column("request_id", sa.String, nullable=False),
+                     sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+                     sa.Column("model_version", sa.String, nullable=False),
+                     sa.Column("row", sa.Integer, nullable=False),
+                     sa.Column("inputs", document, nullable=False), sa.Column("outputs", document, nullable=False),
+                     schema=schema)
+    sa.Index(f"ix_{name}_timestamp", table.c.timestamp)
+    return table
+
+
+def _qualified(table) -> str:
+    return f"{table.schema}.{table.name}" if table.schema else table.name
+
+
+def _utc(stamp: dt.datetime) -> dt.datetime:
+    """Aware UTC; a naive value (SQLite keeps no zone) was written as UTC."""
+    return stamp.replace(tzinfo=dt.timezone.utc) if stamp.tzinfo is None else stamp.astimezone(dt.timezone.utc)
+
+
+def _json_record(record: dict[Any, Any]) -> dict[str, Any]:
+    return {str(key): _json_value(value) for key, value in record.items()}
+
+
+def _json_value(value: Any) -> Any:
+    """A cell as JSON: missing as null, numpy scalars as numbers, timestamps as ISO text."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, float):
+        return None if math.isnan(value) else value if math.isfinite(value) else str(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (str, int, list, dict)):
+        return value
+    return None if pd.isna(value) is True else str(value)

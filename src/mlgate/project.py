@@ -26,6 +26,8 @@ class Paths:
     split: str
     best_params: str
     leaderboard: str
+    trials: str
+    trial_predictions: str
     study: str
     model: str
     train_info: str
@@ -35,6 +37,7 @@ class Paths:
     drift: str
     gate: str
     promotion: str
+    gate_plots: str
     model_card: str
     ledger: str
     monitor: str

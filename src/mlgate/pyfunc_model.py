@@ -27,7 +27,8 @@ class PipelineModel(PythonModel):
         features = self.features
         if features["task"] == "binary":
             probability = self.pipeline.predict_proba(model_input)[:, 1]
-            labels = np.where(probability >= 0.5, features["positive_class"], features["negative_class"])
+            labels = np.where(probability >= features.get("threshold", 0.5), features["positive_class"],
+                              features["negative_class"])
             return pd.DataFrame({"prediction": labels, "probability": probability})
         return pd.DataFrame({"prediction": self.pipeline.predict(model_input)})
 

@@ -5,25 +5,34 @@ bodies (`dataframe_split`, `dataframe_records`, `inputs`, or CSV), so MLflow cli
 `/health`, `/ready`, `/version` and `/metrics` (Prometheus) come beside it. A background task polls
 the alias and swaps in a newly promoted (or rolled back) version once it has loaded; requests in
 flight finish on the model they started with. Request bodies are only ever parsed as JSON or CSV.
+
+`serve(settings)` runs it under uvicorn; with ``workers > 1``, as that many processes sharing the
+port, each loading and following the model on its own, with /metrics summed over all of them
+(Prometheus' multiprocess mode).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import io
 import json
 import logging
 import math
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import InfoMetricFamily
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,7 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlgate.features import InputValidationError
-from mlgate.prediction_log import PredictionLog
+from mlgate.prediction_log import DEFAULT_TABLE, PredictionLog
 
 log = logging.getLogger("mlgate.serve")
 
@@ -39,6 +48,8 @@ UNKNOWN_COLUMN_POLICIES = ("ignore", "reject")
 # Requests this large run in a worker thread so health checks and small requests keep flowing;
 # smaller ones run inline, which is faster than a thread hop.
 THREADED_ROWS = 1_000
+SETTINGS_ENV = "MLGATE_SERVE_SETTINGS"      # how `serve --workers N` hands the settings to its workers
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -49,10 +60,12 @@ class ServeSettings:
     poll_s: float = 10.0
     max_body_bytes: int = 5 * 1024 * 1024
     unknown_columns: str = "ignore"
-    log_dir: str | None = None           # prediction log (Parquet files); None: off
+    log_dir: str | None = None           # prediction log: a directory (Parquet files) or a SQLAlchemy URL; None: off
+    log_table: str = DEFAULT_TABLE       # the table, when log_dir is a database URL
     log_sample_rate: float = 1.0
     log_rotate_rows: int = 50_000
     log_rotate_s: float = 60.0
+    workers: int = 1                     # server processes (see `serve`)
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.model_uri is None):
@@ -61,6 +74,8 @@ class ServeSettings:
             raise ValueError(f"serve: unknown_columns must be one of {UNKNOWN_COLUMN_POLICIES}")
         if not 0 <= self.log_sample_rate <= 1:
             raise ValueError("serve: log_sample_rate must be in [0, 1]")
+        if self.workers < 1:
+            raise ValueError("serve: workers must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,10 @@ class Served:
     version: str               # the registry version, or "" for a plain URI
     run_id: str | None
     gate: str | None           # the gate's verdict tag on that version
+
+    @functools.cached_property
+    def contract(self) -> RequestContract:
+        return RequestContract(self.model.features, self.model.input_columns)
 
 
 class RegistrySource:
@@ -116,9 +135,34 @@ class Metrics:
                                     ["feature"], registry=r)
         self.load_failures = Counter("mlgate_model_load_failures", "Model versions that failed to load", registry=r)
         self.swaps = Counter("mlgate_model_swaps", "Times a newly resolved version replaced the served one", registry=r)
-        self.model = Info("mlgate_model", "The served model", registry=r)
-        self.log_dropped = Counter("mlgate_prediction_log_dropped_rows", "Prediction-log rows dropped (queue full)",
-                                   registry=r)
+        self.log_dropped = Counter("mlgate_prediction_log_dropped_rows",
+                                   "Prediction-log rows dropped (queue full, or the write failed)", registry=r)
+        self.model_info: dict[str, str] = {}   # mlgate_model_info's labels (none until a model is served)
+        self._info = _ModelInfo(self)
+        r.register(self._info)
+
+    def exposition(self) -> bytes:
+        """The text /metrics returns: this process's metrics, or with several workers, all of theirs
+        summed (each worker's counters live in files under $PROMETHEUS_MULTIPROC_DIR) plus the model
+        this worker serves."""
+        if MULTIPROCESS_ENV not in os.environ:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(self._info)
+        return generate_latest(registry)
+
+
+class _ModelInfo:
+    """mlgate_model_info: the served model's name, alias, version, URI and run as labels."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[InfoMetricFamily]:
+        yield InfoMetricFamily("mlgate_model", "The served model", value=self.metrics.model_info)
 
 
 class BadRequest(Exception):
@@ -175,39 +219,61 @@ def parse_body(body: bytes, content_type: str) -> pd.DataFrame:
         raise BadRequest(400, "BAD_REQUEST", f"cannot read '{keys[0]}': {error}") from None
 
 
-def check_columns(frame: pd.DataFrame, features: dict[str, Any] | None, input_columns: tuple[str, ...],
-                  unknown_columns: str) -> None:
-    """The input contract at the request level: 422 naming the column (and row) that breaks it."""
-    expected = list(features["order"]) if features else list(input_columns)
-    if not expected:
-        return
-    missing = [c for c in expected if c not in frame.columns]
-    if missing and (not features or features.get("missing_columns", "fail") == "fail"):
-        raise BadRequest(422, "INVALID_INPUT", f"missing required column(s) {missing}")
-    unknown = [str(c) for c in frame.columns if c not in expected]
-    if unknown and unknown_columns == "reject":
-        raise BadRequest(422, "INVALID_INPUT", f"unknown column(s) {unknown}; the model takes {expected}")
-    for column in (features or {}).get("not_null", []):
-        if column in frame.columns:
-            gaps = frame[column].isna().to_numpy()
-            if gaps.any():
-                raise BadRequest(422, "INVALID_INPUT", f"column '{column}' has a missing value at row "
-                                                       f"{int(np.argmax(gaps))}; the contract allows none")
+class RequestContract:
+    """The input contract at the request level, prepared once per model: 422 naming the column (and
+    row) that breaks it, and the missing and out-of-range counts for /metrics. One ``isna`` over the
+    whole frame serves both; selecting columns first would cost more than the check itself."""
+
+    def __init__(self, features: dict[str, Any] | None, input_columns: tuple[str, ...]):
+        self.features = features
+        self.expected = list(features["order"]) if features else list(input_columns)
+        self.fail_missing = not features or features.get("missing_columns", "fail") == "fail"
+        self.not_null = list((features or {}).get("not_null", []))
+        self.ranges = dict((features or {}).get("ranges", {}))
+
+    def check(self, frame: pd.DataFrame, unknown_columns: str) -> np.ndarray:
+        """Raises BadRequest for a broken contract; returns the frame's missing-value mask."""
+        if not frame.columns.is_unique:
+            duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+            raise BadRequest(422, "INVALID_INPUT", f"duplicate column(s) {duplicated}")
+        gaps = frame.isna().to_numpy()
+        if not self.expected:
+            return gaps
+        missing = [c for c in self.expected if c not in frame.columns]
+        if missing and self.fail_missing:
+            raise BadRequest(422, "INVALID_INPUT", f"missing required column(s) {missing}")
+        if unknown_columns == "reject":
+            unknown = [str(c) for c in frame.columns if c not in self.expected]
+            if unknown:
+                raise BadRequest(422, "INVALID_INPUT", f"unknown column(s) {unknown}; the model takes {self.expected}")
+        for column in self.not_null:
+            if column in frame.columns:
+                column_gaps = gaps[:, frame.columns.get_loc(column)]
+                if column_gaps.any():
+                    raise BadRequest(422, "INVALID_INPUT", f"column '{column}' has a missing value at row "
+                                                           f"{int(np.argmax(column_gaps))}; the contract allows none")
+        return gaps
+
+    def record(self, metrics: Metrics, frame: pd.DataFrame, gaps: np.ndarray) -> None:
+        if not self.features:
+            return
+        present = [c for c in self.expected if c in frame.columns]
+        counts = gaps[:, frame.columns.get_indexer(present)].sum(axis=0)
+        for column, count in zip(present, counts, strict=True):
+            if count:
+                metrics.missing.labels(column).inc(int(count))
+        for column, (low, high) in self.ranges.items():
+            if column in frame.columns:
+                values = _as_numbers(frame[column])
+                outside = int((values < low).sum() if low is not None else 0) + int((values > high).sum() if high is not None else 0)
+                if outside:
+                    metrics.out_of_range.labels(column).inc(outside)
 
 
-def _record_inputs(metrics: Metrics, frame: pd.DataFrame, features: dict[str, Any] | None) -> None:
-    if not features:
-        return
-    present = [c for c in features["order"] if c in frame.columns]
-    for column, count in frame[present].isna().sum().items():
-        if count:
-            metrics.missing.labels(column).inc(int(count))
-    for column, (low, high) in features.get("ranges", {}).items():
-        if column in frame.columns:
-            values = pd.to_numeric(frame[column], errors="coerce")
-            outside = int((values < low).sum() if low is not None else 0) + int((values > high).sum() if high is not None else 0)
-            if outside:
-                metrics.out_of_range.labels(column).inc(outside)
+def _as_numbers(values: pd.Series) -> np.ndarray:
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiub":
+        return values.to_numpy(dtype=float)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, Any] | None) -> None:
@@ -216,8 +282,9 @@ def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, 
         return
     predictions = output["prediction"]
     if features and features.get("task") == "binary" or predictions.dtype == object:
-        for label, count in predictions.astype(str).value_counts().items():
-            metrics.classes.labels(label).inc(int(count))
+        labels, counts = np.unique(predictions.to_numpy().astype(str), return_counts=True)
+        for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+            metrics.classes.labels(label).inc(count)
     else:
         for value in predictions.to_numpy(dtype=float):
             metrics.values.observe(value)
@@ -262,8 +329,8 @@ class ServingState:
         self.failed_version = None
         if previous is not None:
             self.metrics.swaps.inc()
-        self.metrics.model.info({"model": self.settings.model or "", "alias": self.settings.alias if self.settings.model else "",
-                                 "version": fresh.version, "uri": fresh.uri, "run_id": fresh.run_id or ""})
+        self.metrics.model_info = {"model": self.settings.model or "", "alias": self.settings.alias if self.settings.model else "",
+                                   "version": fresh.version, "uri": fresh.uri, "run_id": fresh.run_id or ""}
         log.info("serving %s version %s (was %s)", self._target(), fresh.version, previous.version if previous else "none")
 
     def _target(self) -> str:
@@ -279,7 +346,7 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
     metrics = Metrics()
     state = ServingState(settings, source or RegistrySource(settings), metrics)
     prediction_log = (PredictionLog(settings.log_dir, settings.log_sample_rate, settings.log_rotate_rows,
-                                    settings.log_rotate_s, on_drop=metrics.log_dropped.inc)
+                                    settings.log_rotate_s, on_drop=metrics.log_dropped.inc, table=settings.log_table)
                       if settings.log_dir else None)
 
     def finish(endpoint: str, started: float, response: Response) -> Response:
@@ -304,13 +371,12 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
                 raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body of {declared:,} bytes; the limit is {settings.max_body_bytes:,}")
             body = await _read_capped(request, settings.max_body_bytes)
             frame = parse_body(body, request.headers.get("content-type", ""))
-            features = served.model.features
-            check_columns(frame, features, served.model.input_columns, settings.unknown_columns)
+            gaps = served.contract.check(frame, settings.unknown_columns)
             if frame.empty:
                 return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
             predict = served.model.predict_unchecked
             output = await run_in_threadpool(predict, frame) if len(frame) > THREADED_ROWS else predict(frame)
-            _record_inputs(metrics, frame, features)
+            served.contract.record(metrics, frame, gaps)
         except BadRequest as bad:
             return finish("invocations", started, error(bad.status, bad.code, bad.message, headers))
         except InputValidationError as bad:
@@ -343,7 +409,7 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
                              "gate_passed": served.gate})
 
     async def prometheus(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -369,7 +435,26 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
 
 
 def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run the app under uvicorn; with ``settings.workers > 1``, as that many processes on one port."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    _log_to_stderr()
+    options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    with tempfile.TemporaryDirectory(prefix="mlgate-metrics-") as shared:
+        # set before the workers start, so their prometheus_client keeps its values in shared files
+        os.environ.setdefault(MULTIPROCESS_ENV, shared)
+        os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+        uvicorn.run("mlgate.serving:app_from_environment", factory=True, workers=settings.workers, **options)
+
+
+def app_from_environment() -> Starlette:
+    """One worker's app under `serve --workers N`: the settings come from the parent's environment."""
+    _log_to_stderr()
+    return create_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")

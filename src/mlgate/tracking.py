@@ -173,6 +173,7 @@ class TrialRecord:
     status: str           # FINISHED | FAILED | KILLED
     start_ms: int
     end_ms: int
+    children: tuple[TrialRecord, ...] = ()   # runs nested under this one (per-fold runs)
 
 
 class TrialRecorder:
@@ -217,16 +218,21 @@ def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict
     """The recorder process: drain ``records`` until None, then report (written, errors)."""
     writer = MlflowClient(tracking_uri=uri)
     written, errors = 0, []
+    def write(record: TrialRecord, parent: str) -> None:
+        tags = {**base_tags, **record.tags, PARENT_TAG: parent}
+        run = writer.create_run(experiment, start_time=record.start_ms, tags=tags, run_name=record.name)
+        metrics = [Metric(k, float(v), record.end_ms, 0) for k, v in record.metrics.items()]
+        for key, values in record.fold_metrics.items():
+            metrics += [Metric(key, float(v), record.end_ms, step) for step, v in enumerate(values)]
+        params = [Param(k, str(v)) for k, v in record.params.items()]
+        writer.log_batch(run.info.run_id, metrics=metrics, params=params)
+        for child in record.children:
+            write(child, run.info.run_id)
+        writer.set_terminated(run.info.run_id, status=record.status, end_time=record.end_ms)
+
     while (trial := records.get()) is not None:
         try:
-            tags = {**base_tags, **trial.tags, PARENT_TAG: parent_run_id}
-            run = writer.create_run(experiment, start_time=trial.start_ms, tags=tags, run_name=trial.name)
-            metrics = [Metric(k, float(v), trial.end_ms, 0) for k, v in trial.metrics.items()]
-            for key, values in trial.fold_metrics.items():
-                metrics += [Metric(key, float(v), trial.end_ms, step) for step, v in enumerate(values)]
-            params = [Param(k, str(v)) for k, v in trial.params.items()]
-            writer.log_batch(run.info.run_id, metrics=metrics, params=params)
-            writer.set_terminated(run.info.run_id, status=trial.status, end_time=trial.end_ms)
+            write(trial, parent_run_id)
             written += 1
         except Exception as error:  # noqa: BLE001 - a tracking hiccup must not kill the search
             errors.append(f"{trial.name}: {error}")

@@ -25,7 +25,10 @@ from optuna.trial import TrialState
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SAMPLERS = ("grid", "random", "tpe", "cmaes", "nsga2")
-PRUNERS = ("median", "none")
+PRUNERS = ("median", "successive_halving", "none")
+VALIDATIONS = ("auto", "cv", "holdout")
+# What a multi-objective search may minimise beside the score (search.objectives), per trial.
+COSTS = ("predict_time", "model_size")
 # Key of the trial user attribute that holds mlgate's record of a finished trial.
 _RECORD = "mlgate"
 _RETRY_OF = "mlgate_retry_of"
@@ -60,6 +63,12 @@ class SearchSettings:
     cv_folds: int
     n_jobs: int
     grid_points: int = 3              # grid sampler: values per float/int dimension without an explicit `grid`
+    validation: str = "auto"          # cv | holdout | auto: holdout from holdout_above_rows training rows on
+    holdout_above_rows: int = 20_000
+    holdout_share: float = 0.2
+    fold_runs: bool = False           # one MLflow run per fold under each trial's run
+    # the score first; then, for a multi-objective search, costs to minimise alongside it
+    objectives: tuple[str, ...] = ("score",)
 
     def __post_init__(self) -> None:
         if self.sampler == "gp":
@@ -75,6 +84,19 @@ class SearchSettings:
             raise ValueError("search: n_trials >= 1, cv_folds >= 2, n_jobs >= 1 and timeout_s > 0 are required")
         if self.grid_points < 2:
             raise ValueError(f"search.grid_points must be at least 2, got {self.grid_points}")
+        if self.validation not in VALIDATIONS:
+            raise ValueError(f"search.validation must be one of {VALIDATIONS}, got '{self.validation}'")
+        if not self.objectives or self.objectives[0] != "score" or not set(self.objectives[1:]) <= set(COSTS) \
+                or len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"search.objectives must be [score] or score followed by some of {list(COSTS)}, "
+                             f"got {list(self.objectives)}")
+        if len(self.objectives) > 1 and self.pruner != "none":
+            raise ValueError("search.pruner must be none with several search.objectives (Optuna prunes single-objective "
+                             "studies only)")
+        if len(self.objectives) > 1 and self.sampler == "cmaes":
+            raise ValueError("search.sampler cmaes is single-objective; use nsga2 (or tpe, random) with several objectives")
+        if not 0 < self.holdout_share < 1:
+            raise ValueError(f"search.holdout_share must be between 0 and 1, got {self.holdout_share}")
 
 
 @dataclass(frozen=True)
@@ -90,19 +112,36 @@ class TrialOutcome:
     error: str | None = None
     reused: bool = False              # finished by an earlier run of the same stored study
     origin: str | None = None         # the `origin` of the optimize call that ran it
+    costs: tuple[float, ...] = ()     # a multi-objective trial's other objectives, in search.objectives order
 
 
 class Pruned(Exception):
     """Raised by ``report`` when the pruner stops a trial."""
 
 
-def parse_spaces(model_section: dict[str, Any]) -> list[FamilySpace]:
+class OutOfTime(Pruned):
+    """Raised by an objective that would run past the study's deadline: pruned, with why.
+    ``final``: no configuration fits in the time left, so the study stops."""
+
+    def __init__(self, message: str, final: bool = False):
+        super().__init__(message)
+        self.final = final
+
+
+# Searched only for classification: a regression study drops them from the space and first trial.
+CLASSIFICATION_ONLY = ("class_weight",)
+
+
+def parse_spaces(model_section: dict[str, Any], task: str = "binary") -> list[FamilySpace]:
     """conf/model/<family>.yaml entries (composed under params.yaml `model:`) as FamilySpace objects."""
     if not model_section:
         raise ValueError("params.yaml: 'model' selects no family; choose at least one in conf/config.yaml")
     spaces = []
     for family, entry in model_section.items():
-        entry = entry or {}
+        entry = dict(entry or {})
+        if task != "binary":
+            for part in ("space", "first_trial"):
+                entry[part] = {k: v for k, v in (entry.get(part) or {}).items() if k not in CLASSIFICATION_ONLY}
         unknown = set(entry) - {"fixed", "space", "first_trial"}
         if unknown:
             raise ValueError(f"model.{family}: unknown key(s) {sorted(unknown)}; expected fixed, space, first_trial")
@@ -219,8 +258,12 @@ def _sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler
 
 
 def _pruner(name: str) -> optuna.pruners.BasePruner:
+    """Judged on the running mean of fold scores (a trial's step is a fold)."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "successive_halving":
+        # rungs after folds 1, 3, 9...: a trial goes on only if it is in the top third of those that reached the rung
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
@@ -258,11 +301,13 @@ def storage_url(location: str) -> str:
 
 
 Evaluate = Callable[[str, dict[str, Any], Callable[[int, float], None]], tuple[float, list[float]]]
+# (family, params) -> the search.objectives costs of a configuration evaluate just scored
+Costs = Callable[[str, dict[str, Any]], list[float]]
 
 
 def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSettings, *, maximize: bool,
              seed: int, on_trial: Callable[[TrialOutcome], None], storage: str | None = None,
-             study_name: str | None = None, origin: str | None = None) -> list[TrialOutcome]:
+             study_name: str | None = None, origin: str | None = None, costs: Costs | None = None) -> list[TrialOutcome]:
     """Run the study and return every trial in it, sorted by number.
 
     With ``storage`` (a URL, see ``storage_url``) the study is kept under ``study_name`` and resumed
@@ -272,6 +317,9 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
 
     ``on_trial`` sees the reused trials first (from this thread), then each new one as it ends (from
     the thread that ran it). ``origin`` is stored with each new trial and returned with it later.
+
+    With several ``settings.objectives`` the study is multi-objective: ``costs`` gives each scored
+    configuration's other objectives (minimised), the outcome carries them, and nothing is pruned.
     """
     by_name = {s.family: s for s in spaces}
     grids = None
@@ -279,12 +327,15 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
         grids = {s.family: {k: grid_values(spec, settings.grid_points, s.first_trial.get(k)) for k, spec in s.space.items()}
                  for s in spaces}
     store = _open_storage(storage)
-    study = optuna.create_study(storage=store, study_name=study_name, load_if_exists=True,
-                                direction="maximize" if maximize else "minimize",
+    extra = len(settings.objectives) - 1
+    if extra and costs is None:
+        raise ValueError(f"search.objectives {list(settings.objectives)} needs the trials' costs")
+    directions = ["maximize" if maximize else "minimize"] + ["minimize"] * extra
+    study = optuna.create_study(storage=store, study_name=study_name, load_if_exists=True, directions=directions,
                                 sampler=_sampler(settings, seed), pruner=_pruner(settings.pruner))
-    expected = optuna.study.StudyDirection.MAXIMIZE if maximize else optuna.study.StudyDirection.MINIMIZE
-    if study.direction != expected:  # Optuna would silently keep the stored direction
-        raise ValueError(f"the stored study '{study_name}' runs in the other direction ({study.direction.name.lower()})")
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != directions:  # Optuna would silently keep the stored directions
+        raise ValueError(f"the stored study '{study_name}' runs in other directions ({', '.join(stored_directions)})")
     stored = study.get_trials(deepcopy=False)
     reused = _resume(study, store, stored) if stored else []
     if not stored:
@@ -295,14 +346,17 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
     for outcome in reused:
         on_trial(outcome)
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | list[float]:
         start = time.time()
+        trial_costs: list[float] = []
         family = trial.suggest_categorical("family", list(by_name))
         params: dict[str, Any] = {}
         folds: list[float] = []
 
         def report(step: int, value: float) -> None:
             folds.append(value)
+            if extra:
+                return
             trial.report(sum(folds) / len(folds), step)
             if trial.should_prune():
                 raise Pruned
@@ -320,10 +374,13 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
             folds[:] = fold_scores
             if not math.isfinite(score):
                 raise ValueError(f"the cross-validated score is {score}")
+            trial_costs = list(costs(family, params)) if extra else []
             state = "COMPLETE"
-            return score
-        except Pruned:
-            state = "PRUNED"
+            return [score, *trial_costs] if extra else score
+        except Pruned as stop:
+            state, error = "PRUNED", str(stop) or None
+            if isinstance(stop, OutOfTime) and stop.final:
+                trial.study.stop()
             raise optuna.TrialPruned() from None
         except Exception as exc:
             state, error, score = "FAIL", f"{type(exc).__name__}: {exc}", None
@@ -333,7 +390,7 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
                 finite = [f for f in folds if math.isfinite(f)]
                 mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
                 outcome = TrialOutcome(trial.number, family, params, mean, tuple(folds), state, start, time.time(),
-                                       error, origin=origin)
+                                       error, origin=origin, costs=tuple(trial_costs))
                 trial.set_user_attr(_RECORD, _record(outcome))
                 outcomes.append(outcome)
                 on_trial(outcome)
@@ -363,10 +420,21 @@ def _resume(study: optuna.Study, store: optuna.storages.BaseStorage, trials: lis
 def _record(outcome: TrialOutcome) -> dict[str, Any]:
     return {"family": outcome.family, "params": outcome.params, "score": outcome.score, "folds": list(outcome.fold_scores),
             "state": outcome.state, "start": outcome.start, "end": outcome.end, "error": outcome.error,
-            "origin": outcome.origin}
+            "origin": outcome.origin, "costs": list(outcome.costs)}
 
 
 def _from_record(number: int, record: dict[str, Any]) -> TrialOutcome:
     return TrialOutcome(number, record["family"], record["params"], record["score"], tuple(record["folds"]),
                         record["state"], record["start"], record["end"], record["error"], reused=True,
-                        origin=record["origin"])
+                        origin=record["origin"], costs=tuple(record.get("costs", ())))
+
+
+def pareto_front(points: list[tuple[float, ...]], maximize_first: bool) -> list[bool]:
+    """Which points no other point dominates: the score (first) maximised when ``maximize_first``,
+    every other coordinate minimised."""
+    signed = np.array([(-p[0] if maximize_first else p[0], *p[1:]) for p in points], dtype=float).reshape(len(points), -1)
+    front = []
+    for point in signed:
+        dominated = np.any(np.all(signed <= point, axis=1) & np.any(signed < point, axis=1))
+        front.append(not dominated)
+    return front

@@ -1,16 +1,18 @@
 """`dvc repro` of the default dataset with a deliberately drifted current batch: the gate must reject
-the candidate and name the drift rules in reports/promotion.md."""
+the candidate and name the drift rules in reports/promotion.md. The batch carries labels, so the gate
+also scores the candidate on it, and compares it with production once there is one."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project, git_commit_all, run_cli
+from tests.conftest import BIN, copy_project, git_commit_all, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +34,8 @@ def new_market(rows: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def drifted(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("drifted"), [f"data.current_path={NEW_BATCH}"])
+    root = copy_project(tmp_path_factory.mktemp("drifted"), [f"data.current_path={NEW_BATCH}",
+                                                             "gate.current_batch.max_regression=0.02"])
     source = root / "data/source/telco_churn.csv.gz"
     rows = pd.read_csv(source).sample(frac=1.0, random_state=0)
     rows.iloc[BATCH_ROWS:].to_csv(source, index=False)
@@ -76,3 +79,68 @@ def test_no_alias_is_granted_and_the_card_records_the_rejection(drifted):
     assert tags["mlgate.gate.critical_features"].startswith("fail: critical feature drifted: ")
     card = (root / "reports/model_card.md").read_text()
     assert "**REJECTED: not granted `staging`**" in card and "(data/source/new_market.csv, 1,500 rows)" in card
+
+
+PLOTS = ("metric", "roc", "drift", "slices")
+
+
+def test_the_labelled_batch_is_scored_and_the_rule_says_why_it_was_not_compared(drifted):
+    root, _ = drifted
+    gate = json.loads((root / "reports/gate.json").read_text())
+    current = gate["comparison"]["current"]
+    assert (current["source"], current["batch_rows"], current["rows"]) == (NEW_BATCH, BATCH_ROWS, BATCH_ROWS)
+    assert len(current["content_hash"]) == 64 and current["content_hash"] != gate["test_hash"]
+    assert current["candidate"]["interval"]["low"] <= current["candidate"]["metrics"]["roc_auc"] <= current["candidate"]["interval"]["high"]
+    assert current["champion"] is None and current["skipped"] == "no 'production' model yet"
+    check = next(c for c in gate["checks"] if c["name"] == "current_batch")
+    assert check["verdict"] == "skipped" and check["detail"] == "current batch not compared: no 'production' model yet"
+    markdown = (root / "reports/promotion.md").read_text()
+    assert f"Current batch ({NEW_BATCH}, 1,500 rows): 1,500 labelled rows" in markdown
+    assert "| current_batch | skipped |" in markdown
+
+
+def test_the_reports_embed_small_committable_plots(drifted):
+    root, _ = drifted
+    markdown = (root / "reports/promotion.md").read_text()
+    for name in PLOTS:
+        png = root / "reports/plots" / f"{name}.png"
+        assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size < 120_000
+        assert f"](plots/{name}.png)" in markdown
+    ignored = subprocess.run(["git", "check-ignore", *(f"reports/plots/{name}.png" for name in PLOTS)], cwd=root,
+                             capture_output=True, text=True)
+    assert ignored.returncode == 1 and ignored.stdout == ""
+    card = (root / "reports/model_card.md").read_text()
+    importance = next(name for name in ("shap_importance", "importance") if f"](plots/{name}.png)" in card)
+    assert (root / "reports/plots" / f"{importance}.png").is_file() and f"](../plots/{importance}.csv)" in card
+
+
+@pytest.fixture(scope="module")
+def with_champion(drifted, tmp_path_factory):
+    """A copy of the project after the first run, where version 1 holds `production` and the same model
+    is registered again as the candidate: the gate then scores both on the test set and the batch."""
+    first, _ = drifted
+    root = tmp_path_factory.mktemp("champion") / "project"
+    shutil.copytree(first, root, symlinks=True)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    info = json.loads((root / "models/train.json").read_text())
+    run_cli([str(BIN / "python"), "-c", "import sys; from mlgate import tracking; c = tracking.client(); "
+             "c.create_model_version('telco_churn', sys.argv[1], run_id=sys.argv[2]); "
+             "tracking.set_alias('telco_churn', 'production', 1)", info["model_uri"], info["run_id"]], root, env)
+    result = run_cli(["mlgate", "gate"], root, env, check=False)
+    return root, result
+
+
+def test_with_production_the_batch_is_compared_with_a_paired_interval(with_champion):
+    root, result = with_champion
+    gate = json.loads((root / "reports/gate.json").read_text())
+    assert gate["candidate"]["version"] == 2 and gate["champion"]["version"] == 1, result.stdout + result.stderr
+    current = gate["comparison"]["current"]
+    assert current["skipped"] is None and current["rows"] == BATCH_ROWS
+    assert current["champion"]["metrics"] == current["candidate"]["metrics"]   # the same model, registered twice
+    assert current["gain"] == 0 and current["gain_interval"]["low"] == current["gain_interval"]["high"] == 0
+    check = next(c for c in gate["checks"] if c["name"] == "current_batch")
+    assert (check["verdict"], check["observed"], check["limit"]) == ("pass", 0, -0.02)
+    assert check["detail"].startswith("current batch (1,500 labelled rows) roc_auc ")
+    assert gate["comparison"]["test"]["gain_interval"] == {"confidence": 0.95, "low": 0.0, "high": 0.0}
+    assert "| metric | candidate v2 | production v1 | difference | 95% CI of the gain |" in (
+        (root / "reports/promotion.md").read_text().split("## Current batch")[1])

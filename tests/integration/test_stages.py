@@ -63,9 +63,14 @@ def test_tune_logs_parent_with_one_child_per_trial(tracked):
     assert {c["params"]["family"] for c in children} <= set(params["model"])
     complete = [c for c in children if c["tags"]["mlgate.trial_state"] == "COMPLETE"]
     assert complete and all(f"cv/{params['data']['metric']}" in c["metrics"] for c in complete)
+    trials = pd.read_csv(root / "reports/trials.csv")
+    assert len(trials) == params["search"]["n_trials"]
+    assert trials.iloc[0]["cv_score"] == pytest.approx(best["best_trial"]["cv_score"])
     board = pd.read_csv(root / "reports/leaderboard.csv")
-    assert len(board) == params["search"]["n_trials"]
-    assert board.iloc[0]["cv_score"] == pytest.approx(best["cv_score"])
+    assert board["chosen"].sum() == 1
+    assert board.loc[board["chosen"], "cv_score"].item() == pytest.approx(best["cv_score"])
+    assert set(board.loc[~board["chosen"], "model"]) == set(trials.loc[trials.state == "COMPLETE", "family"])
+    assert (board[["fit_s", "predict_ms_per_1k", "size_mb"]] > 0).all().all()
 
 
 def test_trained_model_predicts_raw_rows_through_pyfunc(tracked):

@@ -71,7 +71,7 @@ def test_an_interrupted_tune_resumes_and_logs_each_trial_once(project, monkeypat
     assert _trial_numbers(second.info.run_id) == list(range(3, n_trials + 1))  # the interrupted trial 2 reruns as 3
     assert second.data.metrics["trials_reused"] == 2
     assert second.data.tags["mlgate.resumed_from"] == first.info.run_id
-    board = pd.read_csv(root / params["paths"]["leaderboard"])
+    board = pd.read_csv(root / params["paths"]["trials"])
     assert len(board) == n_trials and board["reused"].sum() == 2
     assert json.loads((root / params["paths"]["best_params"]).read_text())["study"]["reused_trials"] == 2
     assert (root / params["paths"]["study"]).is_file()

@@ -475,3 +475,241 @@ def test_each_bundled_policy_fits_its_dataset(project_root, policy):
     params = yaml.safe_load(config.compose(project_root / "conf", [f"data={dataset}", f"gate={policy}"]))
 
     _check_policy(config.load(GatePolicy, "gate", params), project.data_spec(params))
+
+
+# --- production vs candidate on the current batch ----------------------------------------------
+
+def _batch(candidate: float | None = 0.80, champion: float | None = 0.81, skipped: str | None = None, rows: int = 500):
+    from mlgate.stages.gate import Comparison
+
+    return Comparison(rows=rows, content_hash="ab" * 32, candidate=None if candidate is None else {"roc_auc": candidate},
+                      champion=None if champion is None else {"roc_auc": champion},
+                      gain_interval=None if champion is None or candidate is None else (-0.03, 0.01), skipped=skipped)
+
+
+def _current_rule(**rule):
+    from mlgate.stages.gate import CurrentBatchRule
+
+    return _policy(current_batch=CurrentBatchRule(**rule))
+
+
+def _judge_current(policy: GatePolicy, batch, metric: str = "roc_auc"):
+    return _only_check(decide(policy, validation_passed=True, drift=NO_DRIFT, metric=metric, candidate_score=0.85,
+                              champion_score=None, current=batch))
+
+
+@pytest.mark.parametrize("candidate, champion, passed", [(0.80, 0.81, True), (0.80, 0.82, True), (0.80, 0.83, False),
+                                                         (0.85, 0.80, True)])
+def test_current_batch_rule_allows_a_small_loss_against_production_only(candidate, champion, passed):
+    check = _judge_current(_current_rule(max_regression=0.02), _batch(candidate, champion))
+
+    assert (check.name, check.passed, check.limit) == ("current_batch", passed, -0.02)
+    assert check.observed == pytest.approx(candidate - champion)
+    assert check.as_dict()["verdict"] == ("pass" if passed else "fail")
+    assert check.detail.startswith(f"current batch (500 labelled rows) roc_auc {candidate:.4f} vs production {champion:.4f}")
+    assert "95% CI [-0.0300, +0.0100], allowed loss 0.02" in check.detail
+    assert check.evidence == {"rows": 500, "content_hash": "ab" * 32}
+
+
+def test_current_batch_rule_follows_the_metric_direction():
+    from mlgate.stages.gate import Comparison
+
+    batch = Comparison(rows=300, candidate={"rmse": 5.3}, champion={"rmse": 5.0})
+
+    assert not _judge_current(_current_rule(max_regression=0.2), batch, metric="rmse").passed
+    assert _judge_current(_current_rule(max_regression=0.5), batch, metric="rmse").passed
+
+
+def test_current_batch_rule_is_skipped_without_a_production_model_even_when_labels_are_required():
+    check = _judge_current(_current_rule(max_regression=0.02, require=True),
+                           _batch(champion=None, skipped="no 'production' model yet"))
+
+    assert check.passed and check.skipped and check.as_dict()["verdict"] == "skipped"
+    assert check.observed is None
+    assert check.detail == "current batch not compared: no 'production' model yet"
+
+
+@pytest.mark.parametrize("require, passed", [(False, True), (True, False)])
+def test_current_batch_without_labels_is_skipped_or_fails_when_labels_are_required(require, passed):
+    batch = _batch(candidate=None, champion=None, skipped="it has no `churn` column", rows=0)
+
+    check = _judge_current(_current_rule(max_regression=0.02, require=require), batch)
+
+    assert check.passed is passed and check.skipped is passed
+    assert check.detail.startswith("current batch not scored: it has no `churn` column")
+    assert check.detail.endswith("(gate.current_batch.require)") is require
+
+
+def test_current_batch_required_without_a_loss_limit_reports_the_gain():
+    check = _judge_current(_current_rule(require=True), _batch(0.70, 0.80))
+
+    assert check.passed and check.limit is None and check.detail.endswith("loss not limited)")
+
+
+def test_current_batch_rule_is_off_by_default_and_fails_when_not_measured():
+    off = decide(_policy(), validation_passed=True, drift=NO_DRIFT, metric="roc_auc", candidate_score=0.85,
+                 champion_score=None, current=_batch())
+    assert off.checks == []
+
+    check = _judge_current(_current_rule(max_regression=0.02), None)
+
+    assert not check.passed and check.detail == "current batch comparison: not measured"
+
+
+def test_the_champion_rule_is_marked_skipped_without_a_production_model():
+    check = _only_check(_decide(_regression_limit(0.005), champion_score=None))
+
+    assert check.as_dict()["verdict"] == "skipped"
+
+
+@pytest.mark.parametrize("target, values, reason", [
+    (None, None, "it has no `churn` column"),
+    ("churn", [None] * 6, "no row has a usable `churn` value"),
+    ("churn", ["Maybe", "?", None, "Yes", "No", "Yes"], "only 3 rows have a `churn` value (gate.current_batch.min_rows 4)"),
+    ("churn", ["No"] * 6, "its labelled rows hold one class of `churn` only"),
+    ("churn", ["Yes", "No", "No", "Yes", None, "No"], None),
+])
+def test_usable_labels_says_why_a_current_batch_cannot_be_scored(data_section, clean_frame, target, values, reason):
+    from mlgate import config
+    from mlgate.data import DataSpec
+    from mlgate.stages.gate import usable_labels
+
+    data_section["contract"]["columns"]["churn"]["categories"] = ["No", "Yes"]
+    frame = clean_frame.drop(columns=["churn"]) if target is None else clean_frame.assign(churn=values)
+
+    labelled, why = usable_labels(frame, config.build(DataSpec, data_section, "data"), min_rows=4)
+
+    assert why == reason
+    if reason is None:
+        assert labelled.tolist() == [True, True, True, True, False, True]
+
+
+def test_usable_labels_of_a_regression_batch_need_numbers(regression_spec, mixed_frame):
+    from mlgate.stages.gate import usable_labels
+
+    frame = mixed_frame(10, "regression").astype({"spend": object})
+    frame.loc[[0, 1], "spend"] = ["n/a", None]
+
+    labelled, why = usable_labels(frame, regression_spec, min_rows=5)
+
+    assert why is None and labelled.sum() == 8
+
+
+def _outputs(y, seed, noise):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    probability = np.clip(0.3 + 0.4 * y + rng.normal(0, noise, len(y)), 0, 1)
+    return (probability > 0.5).astype(int), probability
+
+
+def test_compare_scores_both_models_on_the_same_rows_with_paired_intervals(binary_spec, mixed_frame):
+    import numpy as np
+
+    from mlgate import metrics
+    from mlgate.data import target_vector
+    from mlgate.stages.gate import compare
+    from mlgate.stages.ingest import content_hash
+
+    rows = mixed_frame(200)
+    y = target_vector(rows, binary_spec)
+    strong, weak = _outputs(y, 0, 0.15), _outputs(y, 1, 0.35)
+
+    result = compare(binary_spec, rows, strong, weak, slice_columns=["plan"], resamples=200, seed=3)
+
+    assert result.rows == 200 and result.content_hash == content_hash(rows) and result.skipped is None
+    assert set(result.candidate) == set(metrics.TASK_METRICS["binary"]) == set(result.champion)
+    assert result.gain_interval == metrics.paired_bootstrap("roc_auc", y, strong[1], weak[1], resamples=200, seed=3)
+    for scores, interval in ((result.candidate, result.candidate_interval), (result.champion, result.champion_interval)):
+        assert interval[0] <= scores["roc_auc"] <= interval[1]
+    assert result.gain_interval[0] > 0
+    assert {s.value for s in result.slices} == {"basic", "plus", "pro"}
+    assert all(s.champion is not None for s in result.slices)
+    block = result.as_dict("roc_auc")
+    assert block["gain"] == pytest.approx(result.candidate["roc_auc"] - result.champion["roc_auc"], abs=1e-6)
+    assert block["gain_interval"]["confidence"] == 0.95 and np.isclose(block["gain_interval"]["low"], result.gain_interval[0])
+    assert set(block["slices"][0]) == {"column", "value", "rows", "candidate", "champion", "gain"}
+
+
+def test_compare_without_production_scores_the_candidate_and_says_why(binary_spec, mixed_frame):
+    from mlgate.data import target_vector
+    from mlgate.stages.gate import compare
+
+    rows = mixed_frame(60)
+    result = compare(binary_spec, rows, _outputs(target_vector(rows, binary_spec), 0, 0.2), None,
+                     skipped="no 'production' model yet", resamples=50)
+
+    assert result.champion is None and result.champion_interval is None and result.gain_interval is None
+    assert result.candidate_interval is not None and result.skipped == "no 'production' model yet"
+    assert result.as_dict("roc_auc")["champion"] is None and result.as_dict("roc_auc")["gain"] is None
+
+
+def _with_current(result: dict, **block) -> dict:
+    current = {"metric": "roc_auc", "rows": 1300, "content_hash": "c0ffee" * 10 + "abcd", "skipped": None,
+               "candidate": {"metrics": {"roc_auc": 0.83, "f1": 0.61}, "interval": {"confidence": 0.95, "low": 0.8, "high": 0.86}},
+               "champion": {"metrics": {"roc_auc": 0.82, "f1": 0.63}, "interval": {"confidence": 0.95, "low": 0.79, "high": 0.85}},
+               "gain": 0.01, "gain_interval": {"confidence": 0.95, "low": -0.004, "high": 0.025},
+               "slices": [], "source": "data/source/new.csv", "batch_rows": 1500}
+    return result | {"comparison": {"current": current | block}}
+
+
+def test_promotion_markdown_compares_with_production_on_the_labelled_current_batch():
+    markdown = promotion_markdown(_with_current(_gate_result(passed=True, champion=PRODUCTION_V3)))
+
+    section = markdown.split("## Current batch")[1].split("\n## ")[0]
+    assert "Current batch (data/source/new.csv, 1,500 rows): 1,300 labelled rows, sha256 `c0ffeec0ffee`." in section
+    assert "| roc_auc | 0.8300 | 0.8200 | +0.0100 | [-0.0040, +0.0250] |" in section
+    assert "| f1 | 0.6100 | 0.6300 | -0.0200 |  |" in section
+    assert markdown.index("## Test metrics") < markdown.index("## Current batch") < markdown.index("## Checks")
+
+
+def test_promotion_markdown_says_why_the_current_batch_was_not_compared():
+    unscored = _with_current(_gate_result(passed=True, champion=None), candidate=None, champion=None, gain=None,
+                             gain_interval=None, rows=0, skipped="it has no `churn` column")
+    alone = _with_current(_gate_result(passed=True, champion=None), champion=None, gain=None, gain_interval=None,
+                          skipped="no 'production' model yet")
+
+    assert "Current batch (data/source/new.csv, 1,500 rows): not scored, it has no `churn` column." in promotion_markdown(unscored)
+    markdown = promotion_markdown(alone)
+    assert "| metric | candidate v4 |\n| --- | ---: |\n| roc_auc | 0.8300 |" in markdown
+    assert "Production not compared: no 'production' model yet." in markdown
+
+
+def test_promotion_markdown_marks_skipped_checks_and_shows_current_slices():
+    result = _with_current(_full_result(), slices=[{"column": "contract", "value": "One year", "rows": 250,
+                                                    "candidate": 0.7, "champion": 0.75, "gain": -0.05}])
+    result["checks"].append({"name": "current_batch", "passed": True, "skipped": True, "observed": None, "limit": -0.02,
+                             "detail": "current batch not compared: no 'production' model yet", "evidence": None})
+
+    markdown = promotion_markdown(result)
+
+    assert "| current_batch | skipped | None | -0.02 | current batch not compared: no 'production' model yet |" in markdown
+    assert "The same on the current batch's 1,300 labelled rows (reported, not judged)." in markdown
+    assert "| contract | One year | 250 | 0.7000 | 0.7500 | -0.0500 |\n" in markdown
+
+
+def test_promotion_markdown_embeds_the_plots_relative_to_itself():
+    result = _gate_result(passed=True, champion=None)
+    result["paths"] |= {"promotion": "reports/promotion.md"}
+    result["plots"] = [{"name": "metric", "title": "roc_auc: candidate vs production, 95% CI", "path": "reports/plots/metric.png"},
+                       {"name": "drift", "title": "Most drifted columns", "path": "reports/plots/drift.png"}]
+
+    markdown = promotion_markdown(result)
+
+    plots = markdown.split("## Plots")[1].split("\n## ")[0]
+    assert "![roc_auc: candidate vs production, 95% CI](plots/metric.png)" in plots
+    assert "![Most drifted columns](plots/drift.png)" in plots
+    assert markdown.index("## Drift") < markdown.index("## Plots") < markdown.index("## Links")
+
+
+def test_promotion_markdown_ranks_p_value_drift_by_how_far_below_its_threshold():
+    result = _gate_result(passed=True, champion=None)
+    result["drift"]["columns"] = {
+        "calm": {"method": "K-S p_value", "score": 0.6, "threshold": 0.05, "drifted": False},
+        "shifted": {"method": "K-S p_value", "score": 1e-9, "threshold": 0.05, "drifted": True},
+        "plan": {"method": "Jensen-Shannon distance", "score": 0.05, "threshold": 0.1, "drifted": False},
+    }
+
+    markdown = promotion_markdown(result)
+
+    assert markdown.index("| shifted |") < markdown.index("| plan |") < markdown.index("| calm |")

@@ -1,17 +1,32 @@
-"""SHAP importance of CatBoost models, from CatBoost's own TreeSHAP on the frame the estimator sees."""
+"""SHAP importance on the frame the estimator sees: CatBoost's own TreeSHAP, shap's TreeExplainer for
+the random forest, the extra trees and HistGradientBoosting on numeric columns; none otherwise."""
 
 import numpy as np
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from mlgate import models
 from mlgate.data import conform, target_vector
+from mlgate.ensemble import FinalModel
+from mlgate.stages import evaluate
 from mlgate.stages.evaluate import shap_importance
+from tests.conftest import SMALL_PARAMS, spec_over
 
 SMALL_CATBOOST = {"iterations": 30, "depth": 3, "learning_rate": 0.3}
+FORESTS = ("random_forest", "extra_trees")
 
 
 def _fitted(family, params, frame, spec):
     return models.build(family, params, spec, seed=0).fit(conform(frame, spec)[spec.features], target_vector(frame, spec))
+
+
+def _numeric(task, mixed_frame):
+    """(spec, frame) without the categorical `plan`: HistGradientBoosting then sees numbers only."""
+    spec = spec_over({"tenure": {"type": "integer"}, "charges": {"type": "float", "max_missing_share": 0.5}}, task=task)
+    return spec, conform(mixed_frame(200, task, with_missing=True).drop(columns="plan"), spec)
 
 
 @pytest.mark.parametrize("task", ["binary", "regression"])
@@ -45,8 +60,119 @@ def test_shap_values_add_up_to_the_model_output(mixed_frame, binary_spec):
     assert board.importance.to_dict() == pytest.approx(dict(zip(seen.columns, np.abs(values[:, :-1]).mean(axis=0), strict=True)))
 
 
-@pytest.mark.parametrize("family, params", [("linear", {"alpha": 1.0}), ("random_forest", {"n_estimators": 5})])
-def test_other_families_have_no_shap_importance(family, params, mixed_frame, binary_spec):
+@pytest.mark.parametrize("task", ["binary", "regression"])
+@pytest.mark.parametrize("family", FORESTS)
+def test_forest_shap_names_the_encoded_columns_and_ranks_the_driver_first(family, task, mixed_frame, binary_spec,
+                                                                          regression_spec):
+    spec = binary_spec if task == "binary" else regression_spec
+    frame = conform(mixed_frame(200, task, with_missing=True), spec)
+
+    board = shap_importance(_fitted(family, SMALL_PARAMS[family], frame, spec), frame, spec, seed=0)
+
+    assert list(board.columns) == ["feature", "importance"]
+    # the transformer prefixes go; the imputer's missing indicator keeps scikit-learn's name
+    assert set(board.feature) == {"tenure", "charges", "missingindicator_charges", "plan"}
+    assert board.feature[0] == "charges"
+    assert (board.importance >= 0).all() and board.importance.is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_hist_gradient_boosting_shap_on_numeric_columns(task, mixed_frame):
+    spec, frame = _numeric(task, mixed_frame)
+
+    board = shap_importance(_fitted("hist_gradient_boosting", SMALL_PARAMS["hist_gradient_boosting"], frame, spec),
+                            frame, spec, seed=0)
+
+    assert list(board.feature) == ["charges", "tenure"]
+    assert (board.importance > 0).all()
+
+
+@pytest.mark.parametrize("family, task", [("random_forest", "binary"), ("extra_trees", "regression"),
+                                          ("hist_gradient_boosting", "binary")])
+def test_tree_shap_adds_up_to_the_models_own_output(family, task, mixed_frame, binary_spec, regression_spec):
+    """Known answer against scikit-learn, not shap's reading of the trees: SHAP values plus the expected
+    value are the positive-class probability (forests), the prediction, or the log-odds (HistGradientBoosting)."""
+    import shap
+
+    if family == "hist_gradient_boosting":
+        spec, frame = _numeric(task, mixed_frame)
+    else:
+        spec = binary_spec if task == "binary" else regression_spec
+        frame = conform(mixed_frame(120, task, with_missing=True), spec)
+    pipeline = _fitted(family, SMALL_PARAMS[family], frame, spec)
+    model = pipeline[-1] if family in FORESTS else pipeline[-1].model_
+    seen = pipeline[:-1].transform(frame[spec.features])
+    explainer = shap.TreeExplainer(model)
+    values, expected = explainer.shap_values(np.asarray(seen, dtype=np.float64)), np.ravel(explainer.expected_value)
+
+    if family == "hist_gradient_boosting":
+        names, output = ["tenure", "charges"], model.decision_function(seen)
+    else:
+        names = ["tenure", "charges", "missingindicator_charges", "plan"]  # numeric (with the indicator), then categorical
+        if task == "binary":
+            values, expected, output = values[..., 1], expected[1:], model.predict_proba(seen)[:, 1]
+        else:
+            output = model.predict(seen)
+    assert values.sum(axis=1) + expected[0] == pytest.approx(output)
+    board = shap_importance(pipeline, frame, spec, seed=0).set_index("feature")
+    assert board.importance.to_dict() == pytest.approx(dict(zip(names, np.abs(values).mean(axis=0), strict=True)))
+
+
+def test_hist_gradient_boosting_on_categorical_columns_has_no_shap_importance(mixed_frame, binary_spec):
+    """shap reads HistGradientBoosting's category splits as numeric thresholds (wrong values, no error):
+    permutation importance only."""
+    frame = conform(mixed_frame(60), binary_spec)
+    pipeline = _fitted("hist_gradient_boosting", SMALL_PARAMS["hist_gradient_boosting"], frame, binary_spec)
+
+    assert pipeline[-1].categories_  # `plan` is a native categorical
+    assert shap_importance(pipeline, frame, binary_spec, seed=0) is None
+
+
+def test_shap_output_as_a_list_per_class_gives_the_same_table(monkeypatch, mixed_frame, binary_spec):
+    """Older shap returns a list per class where 0.51 returns a trailing class axis."""
+    import shap
+
+    frame = conform(mixed_frame(60), binary_spec)
+    pipeline = _fitted("random_forest", SMALL_PARAMS["random_forest"], frame, binary_spec)
+    expected = shap_importance(pipeline, frame, binary_spec, seed=0)
+    as_array = shap.TreeExplainer.shap_values
+    monkeypatch.setattr(shap.TreeExplainer, "shap_values",
+                        lambda self, X, **kwargs: list(np.moveaxis(as_array(self, X, **kwargs), -1, 0)))
+
+    assert shap_importance(pipeline, frame, binary_spec, seed=0).equals(expected)
+
+
+def test_a_forest_too_large_to_explain_in_time_has_no_shap_importance(monkeypatch, mixed_frame, binary_spec):
+    frame = conform(mixed_frame(200), binary_spec)
+    pipeline = _fitted("random_forest", SMALL_PARAMS["random_forest"], frame, binary_spec)
+    monkeypatch.setattr(evaluate, "SHAP_WORK", 1e3)   # fewer than SHAP_MIN_ROWS rows fit in it
+
+    assert shap_importance(pipeline, frame, binary_spec, seed=0) is None
+
+
+def test_an_encoder_without_output_names_gives_no_shap_table(mixed_frame, binary_spec):
+    frame = conform(mixed_frame(60), binary_spec)
+    pipeline = Pipeline([("encode", ColumnTransformer([("numbers", FunctionTransformer(), ["tenure", "charges"])])),
+                         ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    pipeline.fit(frame[binary_spec.features], target_vector(frame, binary_spec))
+
+    assert shap_importance(pipeline, frame, binary_spec, seed=0) is None
+
+
+def test_an_ensemble_has_no_shap_importance_and_a_sole_member_has_its_own(mixed_frame, binary_spec):
+    frame = conform(mixed_frame(60), binary_spec)
+    X, y = frame[binary_spec.features], target_vector(frame, binary_spec)
+    members = [models.build(family, SMALL_PARAMS[family], binary_spec, seed=0) for family in FORESTS]
+    ensemble = FinalModel(members, combiner={"method": "caruana", "weights": [0.5, 0.5]}).fit(X, y)
+    sole = FinalModel(members[:1]).fit(X, y)
+
+    assert shap_importance(ensemble, frame, binary_spec, seed=0) is None
+    assert shap_importance(sole, frame, binary_spec, seed=0).equals(shap_importance(sole.sole_pipeline, frame, binary_spec,
+                                                                                   seed=0))
+
+
+@pytest.mark.parametrize("family", ["linear", "knn"])
+def test_other_families_have_no_shap_importance(family, mixed_frame, binary_spec):
     frame = conform(mixed_frame(60), binary_spec)
 
-    assert shap_importance(_fitted(family, params, frame, binary_spec), frame, binary_spec, seed=0) is None
+    assert shap_importance(_fitted(family, SMALL_PARAMS[family], frame, binary_spec), frame, binary_spec, seed=0) is None

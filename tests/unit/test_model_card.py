@@ -95,3 +95,57 @@ def test_card_of_a_rejected_regression_model_with_a_champion():
 @pytest.mark.parametrize("value, signed, text", [(None, False, ""), (0.5, False, "0.5000"), (-0.02, True, "-0.0200")])
 def test_number_formats_missing_values_as_blank(value, signed, text):
     assert model_card.number(value, signed) == text
+
+
+def test_card_links_evaluates_importance_table_and_embeds_its_plot():
+    importance = {"name": "shap_importance", "method": "mean |SHAP value|", "plot": "runs:/abc/evaluate/shap_importance.png",
+                  "table": "plots/shap_importance.csv", "image": "reports/plots/shap_importance.png",
+                  "top": [{"feature": "tenure", "importance": 0.61}]}
+    card = model_card.render(_result(importance=importance, model_card={"path": "reports/model_card.md"}))
+
+    section = card.split("## Feature importance")[1].split("\n## ")[0]
+    assert ("Global importance: mean |SHAP value|; plot on the train run: `runs:/abc/evaluate/shap_importance.png`; "
+            "table: [`plots/shap_importance.csv`](../plots/shap_importance.csv).") in section
+    assert "![Feature importance](plots/shap_importance.png)" in section and "| tenure | 0.6100 |" in section
+
+
+def test_card_says_when_evaluate_wrote_no_importance():
+    importance = {"name": None, "method": None, "plot": None, "table": "plots/importance.csv", "image": None, "top": []}
+
+    card = model_card.render(_result(importance=importance))
+
+    assert "Not available: evaluate wrote no importance table (`plots/importance.csv`)." in card
+    assert "| feature | importance |" not in card
+
+
+CURRENT = {"metric": "roc_auc", "rows": 1300, "content_hash": "c0ffee" * 10 + "abcd", "skipped": "no 'production' model yet",
+           "candidate": {"metrics": {"roc_auc": 0.83, "f1": 0.61}, "interval": {"confidence": 0.95, "low": 0.8, "high": 0.86}},
+           "champion": None, "gain": None, "gain_interval": None, "slices": [], "source": "held-out rows", "batch_rows": 1405}
+
+
+def test_card_shows_the_current_batch_scores_and_narrows_the_limitation():
+    card = model_card.render(_result(comparison={"current": CURRENT}))
+
+    section = card.split("## Current batch")[1].split("\n## ")[0]
+    assert "Current batch (held-out rows, 1,405 rows): 1,300 labelled rows, sha256 `c0ffeec0ffee`." in section
+    assert "| roc_auc | 0.8300 |" in section and "Production not compared: no 'production' model yet." in section
+    limitations = card.split("## Limitations")[1].split("##")[0]
+    assert "training rows and on the 1,300 labelled rows of the current batch (held-out rows); beyond those, how" in limitations
+
+
+def test_card_of_an_unlabelled_current_batch_says_so():
+    unscored = CURRENT | {"candidate": None, "rows": 0, "skipped": "it has no `churn` column"}
+
+    card = model_card.render(_result(comparison={"current": unscored}))
+
+    assert "Current batch (held-out rows, 1,405 rows): not scored, it has no `churn` column." in card
+    assert "training rows; how it does on later data is estimated only by the drift checks." in card
+
+
+def test_card_marks_skipped_checks():
+    skipped = {"name": "champion", "passed": True, "skipped": True, "observed": None, "limit": 0.005, "verdict": "skipped",
+               "detail": "no 'production' model yet", "evidence": None}
+
+    card = model_card.render(_result(checks=[skipped]))
+
+    assert "| champion | skipped | no 'production' model yet |" in card

@@ -182,3 +182,50 @@ def test_mlp_stops_early_by_default_and_builds_its_layers(binary_spec):
 def test_threads_per_family_with_two_parallel_trials_on_two_cores(family, threads):
     assert models.threads_for(family, cores=2, parallel_trials=2) == threads
     assert models.threads_for(family, cores=2, parallel_trials=1) == 2
+
+
+@pytest.mark.parametrize("family,argument,value", [
+    ("catboost", "auto_class_weights", "Balanced"), ("linear", "class_weight", "balanced"),
+    ("random_forest", "class_weight", "balanced"), ("extra_trees", "class_weight", "balanced"),
+    ("hist_gradient_boosting", "class_weight", "balanced"),
+])
+def test_balanced_class_weight_becomes_the_familys_own_argument(family, argument, value, binary_spec, binary_data):
+    def arguments(estimator):
+        return estimator.params if isinstance(estimator, models._BuiltAtFit) else estimator.get_params()
+
+    model = models.build(family, {**SMALL_PARAMS[family], "class_weight": "balanced"}, binary_spec)
+    plain = models.build(family, {**SMALL_PARAMS[family], "class_weight": "none"}, binary_spec)
+    assert arguments(model[-1])[argument] == value
+    assert arguments(plain[-1]).get(argument) is None
+    model.fit(*binary_data)
+
+
+def test_class_weight_is_refused_where_it_means_nothing(binary_spec, regression_spec):
+    with pytest.raises(ValueError, match="model.knn: class_weight"):
+        models.build("knn", {"class_weight": "balanced"}, binary_spec)
+    with pytest.raises(ValueError, match="model.linear: class_weight"):
+        models.build("linear", {"class_weight": "balanced"}, regression_spec)
+    with pytest.raises(ValueError, match="none or balanced"):
+        models.build("linear", {"class_weight": "heavy"}, binary_spec)
+
+
+def test_predict_uses_the_models_decision_threshold(binary_spec, binary_data):
+    X, y = binary_data
+    pipeline = models.build("linear", SMALL_PARAMS["linear"], binary_spec).fit(X, y)
+    labels, probability = models.predict(pipeline, X, "binary")
+    assert np.array_equal(labels, (probability >= 0.5).astype(int))
+    pipeline.threshold = 0.9
+    labels, _ = models.predict(pipeline, X, "binary")
+    assert np.array_equal(labels, (probability >= 0.9).astype(int))
+
+
+@pytest.mark.parametrize("family", ["random_forest", "extra_trees", "knn"])
+def test_serial_predictions_keeps_the_predictions_on_one_thread(family, binary_spec, binary_data):
+    X, y = binary_data
+    fitted = models.build(family, SMALL_PARAMS[family], binary_spec, threads=2).fit(X, y)
+    before = fitted.predict_proba(X)
+
+    models.serial_predictions(fitted)
+
+    assert fitted[-1].n_jobs == 1
+    assert np.allclose(fitted.predict_proba(X), before)

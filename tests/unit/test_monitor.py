@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlgate import monitor
+from mlgate import monitor, prediction_log
 from mlgate.project import StageError
 
 POLICY = monitor.MonitorPolicy(min_rows=100, max_drift_share=0.3, max_decay=0.05)
@@ -81,3 +81,36 @@ def test_gauges_are_a_valid_prometheus_textfile(tmp_path):
                        "mlgate_monitor_drift_share_limit": 0.3, "mlgate_monitor_breached": 1.0,
                        "mlgate_monitor_live_metric": 0.8, "mlgate_monitor_metric_change": -0.05}
     assert np.isfinite(list(samples.values())).all()
+
+
+@pytest.mark.parametrize("target, url", [
+    ("data/predictions", False), ("/var/log/mlgate", False), ("sqlite:///predictions.db", True),
+    ("postgresql+psycopg://mlgate@db:5432/ops", True),
+])
+def test_a_prediction_log_is_a_directory_or_a_database_url(target, url):
+    assert prediction_log.is_url(target) is url
+
+
+def test_log_cells_become_json_values():
+    values = [np.float64(0.1), float("nan"), np.int64(3), np.bool_(True), None, pd.NaT, float("inf"),
+              pd.Timestamp("2026-01-02T03:04:05Z"), "Two year"]
+
+    assert [prediction_log._json_value(v) for v in values] == [
+        0.1, None, 3, True, None, None, "inf", "2026-01-02T03:04:05+00:00", "Two year"]
+
+
+def test_monitor_cli_reads_the_log_named_on_the_command_line(monkeypatch, project_root):
+    from click.testing import CliRunner
+
+    from mlgate.cli import main
+
+    seen = []
+    monkeypatch.setattr(monitor, "run", lambda params, policy, retrain: seen.append(policy) or {"breaches": []})
+    url = "postgresql+psycopg://mlgate:secret@db/ops"
+
+    result = CliRunner().invoke(main, ["monitor", "--prediction-log", url, "--no-retrain",
+                                       "--params", str(project_root / "params.yaml")])
+
+    assert result.exit_code == 0, result.output
+    assert (seen[0].prediction_log, seen[0].prediction_log_table) == (url, "mlgate_predictions")
+    assert prediction_log.describe(url) == "postgresql+psycopg://mlgate:***@db/ops table mlgate_predictions"

@@ -1,12 +1,14 @@
+import dataclasses
 import json
 import math
+import time
 
 import numpy as np
 import pytest
 
 from mlgate import tuning
 from mlgate.project import StageError
-from mlgate.stages.tune import CrossValidation, best, leaderboard, study_name
+from mlgate.stages.tune import CrossValidation, best, study_name, trial_table, use_holdout
 from mlgate.tuning import TrialOutcome
 
 
@@ -27,22 +29,22 @@ def mixed_outcomes() -> list[TrialOutcome]:
     ]
 
 
-def test_leaderboard_puts_complete_trials_first_best_first_when_maximizing(mixed_outcomes):
-    board = leaderboard(mixed_outcomes, maximize=True)
+def test_trial_table_puts_complete_trials_first_best_first_when_maximizing(mixed_outcomes):
+    board = trial_table(mixed_outcomes, maximize=True)
 
     assert board["trial"].tolist() == [2, 4, 0, 1, 3]
     assert board["state"].tolist() == ["COMPLETE"] * 3 + ["PRUNED", "FAIL"]
 
 
-def test_leaderboard_puts_the_lowest_score_first_when_minimizing(mixed_outcomes):
-    board = leaderboard(mixed_outcomes, maximize=False)
+def test_trial_table_puts_the_lowest_score_first_when_minimizing(mixed_outcomes):
+    board = trial_table(mixed_outcomes, maximize=False)
 
     assert board["trial"].tolist()[:3] == [0, 4, 2]
     assert set(board["trial"].tolist()[3:]) == {1, 3}
 
 
-def test_leaderboard_rows_describe_each_trial(mixed_outcomes):
-    board = leaderboard(mixed_outcomes, maximize=True).set_index("trial")
+def test_trial_table_rows_describe_each_trial(mixed_outcomes):
+    board = trial_table(mixed_outcomes, maximize=True).set_index("trial")
 
     assert board.loc[2, "family"] == "catboost"
     assert board.loc[1, "folds"] == 1
@@ -118,6 +120,61 @@ def test_cross_validation_uses_the_metric_of_a_regression_task(mixed_frame, regr
     assert 0 < score < frame["spend"].std()
 
 
+def test_cross_validation_keeps_out_of_fold_predictions_and_costs(mixed_frame, binary_spec, tmp_path):
+    frame = mixed_frame(60)
+    objective = CrossValidation(frame, binary_spec, 3, parallel_trials=1, cores=1, seed=0, store_dir=tmp_path)
+
+    objective("linear", {"alpha": 1.0}, lambda step, value: None)
+
+    result = objective.result("linear", {"alpha": 1.0})
+    assert np.isfinite(result.predictions).all() and ((0 <= result.predictions) & (result.predictions <= 1)).all()
+    assert len(result.folds) == 3 and result.fit_s > 0 and result.size_mb > 0
+    assert sorted(objective.fold_of_row.tolist()) == sorted([0] * 20 + [1] * 20 + [2] * 20)
+    reloaded = CrossValidation(frame, binary_spec, 3, parallel_trials=1, cores=1, seed=0, store_dir=tmp_path)
+    assert np.array_equal(reloaded.result("linear", {"alpha": 1.0}).predictions, result.predictions)
+    assert reloaded.result("linear", {"alpha": 2.0}) is None
+
+
+def test_holdout_validates_one_share_of_the_rows(mixed_frame, binary_spec):
+    frame = mixed_frame(100)
+    objective = CrossValidation(frame, binary_spec, 5, parallel_trials=1, cores=1, seed=0, holdout=0.2)
+
+    score, fold_scores = objective("linear", {"alpha": 1.0}, lambda step, value: None)
+
+    assert len(objective.folds) == 1 and len(objective.folds[0][1]) == 20 and len(fold_scores) == 1
+    predictions = objective.result("linear", {"alpha": 1.0}).predictions
+    assert np.isfinite(predictions).sum() == 20
+    assert ((objective.fold_of_row >= 0) == np.isfinite(predictions)).all()  # held-out rows, in groups
+    assert set(objective.fold_of_row[objective.fold_of_row >= 0]) <= set(range(5))
+
+
+def test_a_trial_past_the_deadline_stops_once_one_configuration_has_completed(mixed_frame, binary_spec):
+    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
+                                deadline=time.time() - 1)
+    objective("linear", {"alpha": 1.0}, lambda step, value: None)  # the study needs one model, budget or not
+    with pytest.raises(tuning.OutOfTime, match="time budget after 0 of 3 folds"):
+        objective("linear", {"alpha": 2.0}, lambda step, value: None)
+
+
+def test_a_fold_expected_to_end_past_the_deadline_is_not_started(mixed_frame, binary_spec):
+    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
+                                deadline=time.time() + 3600)
+    objective("linear", {"alpha": 1.0}, lambda step, value: None)  # a first fold always runs: no estimate yet
+    objective._fold_seconds["linear"] = [7200.0]
+
+    with pytest.raises(tuning.OutOfTime, match="a linear fold takes up to 7200s"):
+        objective("linear", {"alpha": 2.0}, lambda step, value: None)
+    objective("knn", {"n_neighbors": 3}, lambda step, value: None)  # another family's cost is its own
+
+
+def test_use_holdout_follows_the_setting_and_the_row_count():
+    settings = tuning.SearchSettings(sampler="tpe", pruner="none", n_trials=1, timeout_s=1, cv_folds=3, n_jobs=1,
+                                     holdout_above_rows=1000)
+    assert not use_holdout(settings, 999) and use_holdout(settings, 1000)
+    assert use_holdout(dataclasses.replace(settings, validation="holdout"), 10)
+    assert not use_holdout(dataclasses.replace(settings, validation="cv"), 10**6)
+
+
 @pytest.mark.parametrize("sampler", tuning.SAMPLERS)
 def test_every_sampler_runs_a_tiny_study_over_several_families(sampler, mixed_frame, binary_spec):
     spaces = tuning.parse_spaces({
@@ -156,3 +213,29 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project
     assert changed("features", "clip_quantiles", None) != name
     assert study_name({**params, "seed": 7}, train) != name
     assert study_name(params, mixed_frame(30, seed=1)) != name
+
+
+def test_the_study_stops_when_no_family_fits_in_the_time_left(mixed_frame, binary_spec):
+    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
+                                deadline=time.time() + 3600)
+    objective("knn", {"n_neighbors": 3}, lambda step, value: None)
+    objective._fold_seconds = {"linear": [7200.0], "knn": [0.01]}
+    with pytest.raises(tuning.OutOfTime) as stopped:
+        objective("linear", {"alpha": 1.0}, lambda step, value: None)
+    assert not stopped.value.final  # knn still fits
+    objective._fold_seconds["knn"] = [7200.0]
+    with pytest.raises(tuning.OutOfTime) as stopped:
+        objective("linear", {"alpha": 1.0}, lambda step, value: None)
+    assert stopped.value.final
+
+
+def test_trial_table_of_a_multi_objective_study_marks_the_pareto_front():
+    outcomes = [dataclasses.replace(_outcome(0, "COMPLETE", 0.90), costs=(5.0,)),
+                dataclasses.replace(_outcome(1, "COMPLETE", 0.85), costs=(1.0,)),
+                dataclasses.replace(_outcome(2, "COMPLETE", 0.80), costs=(2.0,)),
+                _outcome(3, "FAIL", None, error="boom")]
+
+    board = trial_table(outcomes, maximize=True, objectives=("score", "predict_time")).set_index("trial")
+
+    assert board["pareto"].to_dict() == {0: True, 1: True, 2: False, 3: False}
+    assert board.loc[2, "predict_time"] == 2.0

@@ -43,7 +43,7 @@ def test_parse_spaces_reads_the_committed_model_section(project_root):
     assert set(spaces) == set(model_section)
     assert spaces["catboost"].space["depth"] == tuning.ParamSpec("int", 3, 8)
     assert spaces["catboost"].space["learning_rate"].log is True
-    assert spaces["linear"].first_trial == {"alpha": 1.0, "penalty": "l2", "selection": "none"}
+    assert spaces["linear"].first_trial == {"alpha": 1.0, "penalty": "l2", "class_weight": "none", "selection": "none"}
     assert spaces["linear"].space["keep_share"].when == {"selection": ("mutual_info", "model")}
     assert spaces["random_forest"].fixed == {"n_estimators": 200}
 
@@ -121,22 +121,29 @@ def test_a_failing_evaluation_is_a_fail_outcome_and_the_study_continues():
     assert any(o.state == "COMPLETE" and o.number > failed[0].number for o in outcomes)
 
 
-def test_median_pruner_stops_trials_with_bad_fold_scores():
-    def bad_above_half(family, params, report):
-        if family == "toy" and params["x"] > 0.5:
-            folds = []
-            for step in range(FOLDS):
-                folds.append(-10.0)
-                report(step, -10.0)
-            return -10.0, folds
-        return _parabola(family, params, report)
+def _bad_above_half(family, params, report):
+    if family == "toy" and params["x"] > 0.5:
+        folds = []
+        for step in range(FOLDS):
+            folds.append(-10.0)
+            report(step, -10.0)
+        return -10.0, folds
+    return _parabola(family, params, report)
 
-    outcomes = _optimize(bad_above_half, _settings(20, sampler="random", pruner="median"))
+
+@pytest.mark.parametrize("pruner", ["median", "successive_halving"])
+def test_pruners_stop_trials_with_bad_fold_scores(pruner):
+    outcomes = _optimize(_bad_above_half, _settings(20, sampler="random", pruner=pruner))
 
     pruned = [o for o in outcomes if o.state == "PRUNED"]
     assert len(outcomes) == 20
-    assert pruned
-    assert all(o.params["x"] > 0.5 and o.score == -10.0 and len(o.fold_scores) < FOLDS for o in pruned)
+    assert pruned and all(len(o.fold_scores) < FOLDS for o in pruned)
+    if pruner == "median":
+        assert all(o.params["x"] > 0.5 and o.score == -10.0 for o in pruned)
+    else:  # successive halving keeps only the top third at each rung, whatever the family
+        best = max(o.score for o in outcomes if o.state == "COMPLETE")
+        assert all(o.score < best for o in pruned)
+        assert sum(o.score == -10.0 for o in pruned) >= 3
 
 
 def test_without_a_pruner_no_trial_is_pruned():
@@ -388,3 +395,63 @@ def test_parallel_trials_on_sqlite_run_each_queued_first_trial_once(tmp_path):
 
     assert {o.state for o in outcomes} == {"COMPLETE"}
     assert sorted(o.family for o in outcomes) == [s.family for s in spaces]
+
+
+def test_a_regression_study_drops_classification_only_parameters():
+    section = {"linear": {"space": {"alpha": {"type": "float", "low": 0.1, "high": 1.0},
+                                    "class_weight": {"type": "categorical", "choices": ["none", "balanced"]}},
+                          "first_trial": {"alpha": 0.5, "class_weight": "none"}}}
+    regression = tuning.parse_spaces(section, task="regression")[0]
+    binary = tuning.parse_spaces(section, task="binary")[0]
+    assert set(regression.space) == {"alpha"} and regression.first_trial == {"alpha": 0.5}
+    assert set(binary.space) == {"alpha", "class_weight"}
+
+
+def test_a_final_out_of_time_stops_the_study():
+    spaces = tuning.parse_spaces({"linear": {"space": {"alpha": {"type": "float", "low": 0.1, "high": 1.0}}}})
+    settings = tuning.SearchSettings(sampler="random", pruner="none", n_trials=50, timeout_s=600, cv_folds=3, n_jobs=1)
+    calls = []
+
+    def evaluate(family, params, report):
+        calls.append(params)
+        if len(calls) >= 3:
+            raise tuning.OutOfTime("no time left", final=True)
+        return 0.5, [0.5]
+
+    outcomes = tuning.optimize(spaces, evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None)
+
+    assert len(outcomes) == 3 and [o.state for o in outcomes] == ["COMPLETE", "COMPLETE", "PRUNED"]
+    assert outcomes[-1].error == "no time left"
+
+
+def test_pareto_front_keeps_the_points_nothing_dominates():
+    points = [(0.90, 5.0), (0.85, 1.0), (0.80, 2.0), (0.90, 6.0), (0.70, 0.5)]
+    assert tuning.pareto_front(points, maximize_first=True) == [True, True, False, False, True]
+    assert tuning.pareto_front([(1.0, 1.0), (2.0, 0.5)], maximize_first=False) == [True, True]
+
+
+def test_a_multi_objective_study_returns_the_costs_and_prunes_nothing():
+    settings = tuning.SearchSettings(sampler="nsga2", pruner="none", n_trials=12, timeout_s=60, cv_folds=FOLDS, n_jobs=1,
+                                     objectives=("score", "model_size"))
+
+    outcomes = tuning.optimize(_toy_spaces(), _parabola, settings, maximize=True, seed=0, on_trial=lambda o: None,
+                               costs=lambda family, params: [params.get("x", 0.0) * 10])
+
+    assert len(outcomes) == 12 and {o.state for o in outcomes} == {"COMPLETE"}
+    assert all(o.costs == (o.params.get("x", 0.0) * 10,) for o in outcomes)
+
+
+@pytest.mark.parametrize("objectives,pruner,message", [
+    (("score", "latency"), "none", "search.objectives"), (("model_size",), "none", "search.objectives"),
+    (("score", "model_size"), "median", "search.pruner must be none"),
+])
+def test_bad_objectives_are_named(objectives, pruner, message):
+    with pytest.raises(ValueError, match=message):
+        tuning.SearchSettings(sampler="nsga2", pruner=pruner, n_trials=5, timeout_s=10, cv_folds=3, n_jobs=1,
+                              objectives=objectives)
+
+
+def test_objectives_load_from_params_as_a_list():
+    params = {"search": {"sampler": "nsga2", "pruner": "none", "n_trials": 5, "timeout_s": 10, "cv_folds": 3, "n_jobs": 1,
+                         "objectives": ["score", "predict_time"]}}
+    assert config.load(tuning.SearchSettings, "search", params).objectives == ("score", "predict_time")

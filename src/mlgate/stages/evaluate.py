@@ -1,8 +1,8 @@
 """evaluate: test-set metrics and plots for the trained model, scored as it will be served (pyfunc).
 
 Reads the test split, paths.model and paths.train_info; writes paths.metrics (DVC metrics) and
-paths.plots (DVC plots: curves, permutation importance, and SHAP importance for CatBoost); logs
-`test/<metric>` and PNG plots to the train run.
+paths.plots (DVC plots: curves, permutation importance, and SHAP importance for CatBoost and the
+tree families); logs `test/<metric>` and PNG plots to the train run.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
 
 from mlgate import console, files, metrics, models, project, tracking
 from mlgate.data import DataSpec, target_vector
@@ -45,6 +46,10 @@ IMPORTANCE_REPEATS = 5
 IMPORTANCE_MAX_ROWS = 5_000
 
 
+def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    return frame if len(frame) <= rows else frame.sample(rows, random_state=seed)
+
+
 def importance(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec, seed: int) -> pd.DataFrame:
     """Permutation importance on the test set, per raw input column: the drop in the metric when
     that column's values are shuffled. Model-agnostic.
@@ -52,7 +57,7 @@ def importance(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec,
     Every shuffled copy of one repeat goes through the model in one call: a pipeline's per-call
     overhead, not its per-row cost, dominates at test-set sizes (80 columns: 400 calls become 5).
     """
-    rows = frame if len(frame) <= IMPORTANCE_MAX_ROWS else frame.sample(IMPORTANCE_MAX_ROWS, random_state=seed)
+    rows = _sample(frame, IMPORTANCE_MAX_ROWS, seed)
     X = rows[spec.features].reset_index(drop=True)
     y = target_vector(rows, spec)
     baseline = metrics.score(spec.metric, y, *models.predict(model.pipeline, X, spec.task))
@@ -74,26 +79,96 @@ def importance(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec,
 
 
 SHAP_IMPORTANCE = "shap_importance"
+_FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
+# shap's TreeSHAP takes at most (nodes x depth x outputs) steps per tree and row: 7-12 ns a step
+# measured on a busy core for forests (less for HistGradientBoosting's lopsided trees). Rows are capped
+# so that one explanation stays within SHAP_WORK steps, a few seconds; a model too large to explain
+# SHAP_MIN_ROWS rows within that gets no SHAP table (permutation importance only).
+SHAP_WORK = 6e8
+SHAP_MIN_ROWS = 100
 
 
 def shap_importance(pipeline, frame: pd.DataFrame, spec: DataSpec, seed: int) -> pd.DataFrame | None:
-    """Mean |SHAP value| per column the CatBoost estimator sees (after the shared preprocessing),
-    from CatBoost's own TreeSHAP on test rows; None for the other families."""
-    estimator = pipeline[-1]
-    if not isinstance(estimator, (models.CatBoostClassifierModel, models.CatBoostRegressorModel)):
-        return None
-    import catboost
+    """Mean |SHAP value| on test rows per column the estimator sees (after the shared preprocessing
+    and the family's encoding): CatBoost's own TreeSHAP, or shap's TreeExplainer for the random
+    forest, the extra trees and HistGradientBoosting. Binary: SHAP of the positive class (log-odds;
+    the forests: probability).
 
-    rows = frame if len(frame) <= IMPORTANCE_MAX_ROWS else frame.sample(IMPORTANCE_MAX_ROWS, random_state=seed)
-    seen = pipeline[:-1].transform(rows[spec.features])
-    # the estimator's own preparation (missing categories as a category), so SHAP sees what predict sees
-    pool = catboost.Pool(estimator._prepare(seen), cat_features=estimator.categorical_)
-    values = estimator.model_.get_feature_importance(pool, type="ShapValues")[:, :-1]  # last column: the expected value
-    board = pd.DataFrame({"feature": seen.columns, "importance": np.abs(values).mean(axis=0)})
+    None, leaving permutation importance alone, for the other families, for ensembles, for a forest
+    too large to explain in time (``SHAP_WORK``) and for HistGradientBoosting on categorical columns.
+    """
+    pipeline = getattr(pipeline, "sole_pipeline", pipeline)
+    if pipeline is None:
+        return None
+    estimator = pipeline[-1]
+    X = frame[spec.features]
+    if isinstance(estimator, (models.CatBoostClassifierModel, models.CatBoostRegressorModel)):
+        explained = _catboost_shap(estimator, pipeline[:-1].transform(_sample(X, IMPORTANCE_MAX_ROWS, seed)))
+    elif isinstance(estimator, _FORESTS):
+        explained = _tree_shap(pipeline, estimator, X, seed)
+    # With native categorical columns, none: shap 0.51 reads every HistGradientBoosting split as a
+    # numeric threshold and ignores category sets, so its values come out wrong without an error (its
+    # additivity check compares with its own reading of the trees), and the trees index the columns in
+    # the model's internal order (categoricals first), not the frame's.
+    elif (isinstance(estimator, (models.HistGradientBoostingClassifierModel, models.HistGradientBoostingRegressorModel))
+          and not estimator.categories_):
+        explained = _tree_shap(pipeline, estimator.model_, X, seed)
+    else:
+        return None
+    if explained is None:
+        return None
+    names, values = explained
+    board = pd.DataFrame({"feature": names, "importance": np.abs(values).mean(axis=0)})
     return board.sort_values("importance", ascending=False).reset_index(drop=True)
 
 
-def _png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
+def _catboost_shap(estimator, seen: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    import catboost
+
+    # the estimator's own preparation (missing categories as a category), so SHAP sees what predict sees
+    pool = catboost.Pool(estimator._prepare(seen), cat_features=estimator.categorical_)
+    values = estimator.model_.get_feature_importance(pool, type="ShapValues")[:, :-1]  # last column: the expected value
+    return list(seen.columns), values
+
+
+def _encoded_names(encoder) -> list[str] | None:
+    """The ordinal ColumnTransformer's output columns by input name: "numeric__charges" -> "charges";
+    a missing indicator keeps scikit-learn's name, "missingindicator_charges". None when a step
+    cannot name its output: a table of column numbers would mislead."""
+    try:
+        names = encoder.get_feature_names_out()
+    except AttributeError:
+        return None
+    return [str(name).split("__", 1)[1] for name in names]
+
+
+def _tree_shap(pipeline, model, X: pd.DataFrame, seed: int) -> tuple[list[str], np.ndarray] | None:
+    """Path-dependent TreeSHAP (no background data) of ``model``, the last step of ``pipeline`` or
+    the scikit-learn model inside it, on rows of ``X`` as the pipeline hands them to it."""
+    import shap
+
+    explainer = shap.TreeExplainer(model)
+    steps = sum(len(tree.children_left) * max(tree.max_depth, 1) for tree in explainer.model.trees)
+    rows = min(IMPORTANCE_MAX_ROWS, int(SHAP_WORK // (steps * explainer.model.num_outputs)))
+    if rows < min(SHAP_MIN_ROWS, len(X)):
+        return None
+    seen = pipeline[:-1].transform(_sample(X, rows, seed))
+    if isinstance(model, _FORESTS):
+        names = _encoded_names(pipeline.named_steps["encode"])
+        if names is None:
+            return None
+    else:  # HistGradientBoosting sees the shared front's (all-numeric) frame as it is
+        names = list(seen.columns)
+    # shap checks additivity against its own reading of the trees, not the model: a second pass that proves little
+    values = explainer.shap_values(np.asarray(seen, dtype=np.float64), check_additivity=False)
+    # per class, a list (older shap) or a trailing axis (forests); HistGradientBoosting: the log-odds alone
+    if isinstance(values, list):
+        values = values[1]
+    values = np.asarray(values)
+    return names, values[..., 1] if values.ndim == 3 else values
+
+
+def png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -118,7 +193,7 @@ def _png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
         ax.barh(top.feature, top.importance, xerr=top["std"]); ax.set(xlabel=f"drop in {spec.metric}", title="Permutation importance")
     elif name == SHAP_IMPORTANCE:
         top = table.head(15).iloc[::-1]
-        ax.barh(top.feature, top.importance); ax.set(xlabel="mean |SHAP value|", title="SHAP importance (CatBoost)")
+        ax.barh(top.feature, top.importance); ax.set(xlabel="mean |SHAP value|", title="SHAP importance (TreeSHAP)")
     fig.tight_layout()
     path = folder / f"{name}.png"
     fig.savefig(path)
@@ -151,7 +226,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     tracking.log(info["run_id"], metrics={f"test/{k}": v for k, v in test_metrics.items()} | {"test/rows": len(test)})
     with tempfile.TemporaryDirectory() as scratch:
         for name, table in tables.items():
-            tracking.log_artifact(info["run_id"], _png(name, table, spec, Path(scratch)), "evaluate")
+            tracking.log_artifact(info["run_id"], png(name, table, spec, Path(scratch)), "evaluate")
     files.write_json(paths.metrics, {k: round(v, 6) for k, v in test_metrics.items()} | {"rows": len(test)})
     shown = " · ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
     console.say(STAGE, f"test ({console.number(len(test))} rows): {shown} → {paths.metrics}, {paths.plots}/")

@@ -1,18 +1,21 @@
 """gate: register the candidate, judge it against the declared policy, and grant `staging` or not.
 
 Reads the validation, drift, test-metric and train reports, the importance tables, the model and the
-train, test and current splits; writes paths.gate (each rule: observed, limit, verdict, evidence),
-paths.promotion (Markdown for a pull request) and paths.model_card (attached to the registered
-version). Registry changes are ordered so a failure leaves no half-applied state: run artifacts and
-version tags first, the alias last.
+train, test and current splits; writes paths.gate (each rule: observed, limit, verdict, evidence;
+production vs candidate on the test set and on the current batch's labelled rows), paths.promotion
+(Markdown for a pull request), paths.model_card (attached to the registered version) and the PNG
+plots both embed, in paths.gate_plots (linked relative to each report). The reports and plots are staged and
+moved into place together, after everything rendered. Registry changes are ordered so a failure
+leaves no half-applied state: run artifacts and version tags first, the alias last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import pandas as pd
 
 from mlgate import config, console, files, metrics, model_card, project, tracking
 from mlgate.data import DataSpec, target_vector
+from mlgate.gate_plots import Output, draw_plots
 from mlgate.project import StageError
 from mlgate.stages import evaluate
 from mlgate.stages.ingest import content_hash
@@ -34,12 +38,21 @@ LATENCY_WARMUP = 5
 LATENCY_CALLS = 50
 
 
+
 @dataclass(frozen=True)
 class SliceLimits:
     """Limits on the primary metric within each value of one segment column of the test set."""
     min_metric: float | None = None       # a floor on each value's metric, in the metric's direction
     max_regression: float | None = None   # the largest loss against production on the same value
     min_rows: int = 100                   # values with fewer test rows are reported, not judged
+
+
+@dataclass(frozen=True)
+class CurrentBatchRule:
+    """Production vs the candidate on the labelled rows of the current batch."""
+    max_regression: float | None = None   # the largest loss of `metric` against production; None: reported only
+    require: bool = False                 # fail when the current batch has no usable labels to score
+    min_rows: int = 100                   # fewer labelled rows are not scored
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class GatePolicy:
     max_model_size_mb: float | None = None
     # Median wall time of a one-row prediction through the pyfunc model, as it is served.
     max_latency_ms: float | None = None
+    current_batch: CurrentBatchRule = field(default_factory=CurrentBatchRule)
 
 
 @dataclass(frozen=True)
@@ -98,9 +112,39 @@ class Check:
     limit: Any
     detail: str
     evidence: Any = None
+    skipped: bool = False   # passed because there was nothing to judge; the detail says why
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"verdict": "pass" if self.passed else "fail"}
+        return asdict(self) | {"verdict": "fail" if not self.passed else "skipped" if self.skipped else "pass"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The candidate, and production unless ``skipped`` says why not, scored on the same labelled
+    rows: every metric, the gate metric's 95% bootstrap interval for each model and the paired
+    interval of the gain. No candidate scores: the rows could not be scored (``skipped``)."""
+    rows: int = 0
+    content_hash: str | None = None
+    candidate: dict[str, float] | None = None
+    champion: dict[str, float] | None = None
+    candidate_interval: tuple[float, float] | None = None
+    champion_interval: tuple[float, float] | None = None
+    gain_interval: tuple[float, float] | None = None
+    slices: tuple[SliceScore, ...] = ()
+    skipped: str | None = None
+
+    def as_dict(self, metric: str) -> dict[str, Any]:
+        def side(scores: dict[str, float] | None, interval: tuple[float, float] | None) -> dict[str, Any] | None:
+            return None if scores is None else {"metrics": {k: round(v, 6) for k, v in scores.items()},
+                                                "interval": _interval(interval)}
+
+        gain = (None if self.candidate is None or self.champion is None
+                else metrics.improvement(metric, self.candidate[metric], self.champion[metric]))
+        return {"metric": metric, "rows": self.rows, "content_hash": self.content_hash, "skipped": self.skipped,
+                "candidate": side(self.candidate, self.candidate_interval),
+                "champion": side(self.champion, self.champion_interval),
+                "gain": _rounded(gain), "gain_interval": _interval(self.gain_interval),
+                "slices": [_slice_row(score, metric) for score in self.slices]}
 
 
 @dataclass(frozen=True)
@@ -115,8 +159,10 @@ class Decision:
 
 def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any], metric: str,
            candidate_score: float, champion_score: float | None, champion_error: str | None = None,
-           gain_interval: tuple[float, float] | None = None, measured: Measurements = NOT_MEASURED) -> Decision:
-    """Pure: every rule of the policy against the evidence; passed only if all pass."""
+           gain_interval: tuple[float, float] | None = None, measured: Measurements = NOT_MEASURED,
+           current: Comparison | None = None) -> Decision:
+    """Pure: every rule of the policy against the evidence; passed only if all pass. ``current``:
+    production vs the candidate on the current batch (None: not measured)."""
     checks = []
     if policy.require_validation:
         checks.append(Check("validation", validation_passed, validation_passed, True,
@@ -132,7 +178,8 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
         checks.append(_ceiling("prediction_drift", measured.prediction_drift, policy.max_prediction_drift,
                                "prediction drift (PSI, current batch vs training rows)"))
     if policy.max_target_drift is not None:
-        checks.append(Check("target_drift", True, None, policy.max_target_drift, "not measured: the current batch has no labels")
+        checks.append(Check("target_drift", True, None, policy.max_target_drift, "not measured: the current batch has no labels",
+                            skipped=True)
                       if measured.target_drift is None else
                       _ceiling("target_drift", measured.target_drift, policy.max_target_drift,
                                "target drift (PSI, current batch vs training rows)"))
@@ -144,14 +191,13 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
         if champion_error is not None:
             checks.append(Check("champion", False, None, policy.max_regression, champion_error))
         elif champion_score is None:
-            checks.append(Check("champion", True, None, policy.max_regression, f"no '{CHAMPION_ALIAS}' model yet"))
+            checks.append(Check("champion", True, None, policy.max_regression, f"no '{CHAMPION_ALIAS}' model yet",
+                                skipped=True))
         else:
             gain = metrics.improvement(metric, candidate_score, champion_score)
-            ok = gain >= -policy.max_regression - 1e-12  # a loss of exactly the tolerance is allowed
-            interval = "" if gain_interval is None else f", 95% CI [{gain_interval[0]:+.4f}, {gain_interval[1]:+.4f}]"
-            checks.append(Check("champion", ok, round(gain, 6), -policy.max_regression,
-                                f"test {metric} {candidate_score:.4f} vs production {champion_score:.4f} "
-                                f"(gain {gain:+.4f}{interval}, allowed loss {policy.max_regression})"))
+            checks.append(Check("champion", _within(gain, policy.max_regression), round(gain, 6), -policy.max_regression,
+                                _versus("test", metric, candidate_score, champion_score, gain_interval,
+                                        policy.max_regression)))
     if policy.require_significant_gain and champion_score is not None and champion_error is None:
         low = None if gain_interval is None else gain_interval[0]
         ok = low is not None and low > 0
@@ -159,6 +205,8 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
                             "no interval computed" if low is None else
                             f"95% CI of the {metric} gain over production starts at {low:+.4f} "
                             f"({'above' if ok else 'not above'} 0)"))
+    if policy.current_batch.max_regression is not None or policy.current_batch.require:
+        checks.append(_current_batch(policy.current_batch, metric, current))
     if policy.max_calibration_error is not None:
         checks.append(_ceiling("calibration", measured.calibration_error, policy.max_calibration_error,
                                "expected calibration error on test (10 equal-width bins)"))
@@ -172,6 +220,40 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
         checks.append(_ceiling("latency", measured.latency_ms, policy.max_latency_ms,
                                f"median single-row prediction latency ({LATENCY_CALLS} calls)", " ms", 1))
     return Decision(all(c.passed for c in checks), checks)
+
+
+def _within(gain: float, max_regression: float | None) -> bool:
+    """A loss of exactly the tolerance is allowed; no tolerance allows any loss."""
+    return max_regression is None or gain >= -max_regression - 1e-12
+
+
+def _versus(where: str, metric: str, candidate: float, champion: float, interval: tuple[float, float] | None,
+            max_regression: float | None) -> str:
+    gain = metrics.improvement(metric, candidate, champion)
+    ci = "" if interval is None else f", 95% CI [{interval[0]:+.4f}, {interval[1]:+.4f}]"
+    allowed = "loss not limited" if max_regression is None else f"allowed loss {max_regression}"
+    return f"{where} {metric} {candidate:.4f} vs production {champion:.4f} (gain {gain:+.4f}{ci}, {allowed})"
+
+
+def _current_batch(rule: CurrentBatchRule, metric: str, batch: Comparison | None) -> Check:
+    """Production vs the candidate on the current batch's labelled rows. Skipped, with the reason,
+    when there is no production model to compare or no usable labels; the latter fails instead when
+    the policy requires labels."""
+    limit = None if rule.max_regression is None else -rule.max_regression
+    if batch is None:
+        return Check("current_batch", False, None, limit, "current batch comparison: not measured")
+    evidence = {"rows": batch.rows, "content_hash": batch.content_hash}
+    if batch.candidate is None:
+        required = " (gate.current_batch.require)" if rule.require else ""
+        return Check("current_batch", not rule.require, None, limit, f"current batch not scored: {batch.skipped}{required}",
+                     evidence, skipped=not rule.require)
+    if batch.champion is None:
+        return Check("current_batch", True, None, limit, f"current batch not compared: {batch.skipped}", evidence, skipped=True)
+    candidate, champion = batch.candidate[metric], batch.champion[metric]
+    gain = metrics.improvement(metric, candidate, champion)
+    return Check("current_batch", _within(gain, rule.max_regression), round(gain, 6), limit,
+                 _versus(f"current batch ({batch.rows:,} labelled rows)", metric, candidate, champion, batch.gain_interval,
+                         rule.max_regression), evidence)
 
 
 def _against_floor(metric: str, value: float, floor: float) -> tuple[bool, str]:
@@ -200,7 +282,7 @@ def _critical_features(limits: dict[str, float | None], drift: dict[str, Any]) -
             failures.append(f"{column}: not in the drift report")
             continue
         threshold = found["threshold"] if limit is None else limit
-        p_value = "p_value" in found["method"]
+        p_value = metrics.is_p_value(found["method"])
         drifted = found["score"] < threshold if p_value else found["score"] > threshold
         evidence[column] = {"method": found["method"], "score": round(found["score"], 6), "limit": threshold,
                             "drifted": drifted}
@@ -219,8 +301,7 @@ def _slices(limits: dict[str, SliceLimits], metric: str, scores: tuple[SliceScor
     table, failures = [], [f"{column}: not measured" for column in limits if column not in {s.column for s in scores}]
     for score in scores:
         rule = limits[score.column]
-        gain = (None if score.candidate is None or score.champion is None
-                else metrics.improvement(metric, score.candidate, score.champion))
+        gain = _slice_gain(score, metric)
         problems = []
         if score.rows < rule.min_rows:
             verdict = f"not judged (< {rule.min_rows} rows)"
@@ -236,17 +317,29 @@ def _slices(limits: dict[str, SliceLimits], metric: str, scores: tuple[SliceScor
             verdict = "fail" if problems else "pass"
         if problems:
             failures.append(f"{score.column}={score.value}: {', '.join(problems)}")
-        table.append({"column": score.column, "value": score.value, "rows": score.rows,
-                      "candidate": _rounded(score.candidate), "champion": _rounded(score.champion),
-                      "gain": _rounded(gain), "verdict": verdict})
+        table.append(_slice_row(score, metric) | {"verdict": verdict})
     judged = sum(row["verdict"] in ("pass", "fail") for row in table)
     detail = ("slice(s) out of limits: " + "; ".join(failures) if failures else
               f"{judged} of {len(table)} slices judged, all within limits")
     return Check("slices", not failures, len(failures), 0, detail, table)
 
 
+def _slice_gain(score: SliceScore, metric: str) -> float | None:
+    return (None if score.candidate is None or score.champion is None
+            else metrics.improvement(metric, score.candidate, score.champion))
+
+
+def _slice_row(score: SliceScore, metric: str) -> dict[str, Any]:
+    return {"column": score.column, "value": score.value, "rows": score.rows, "candidate": _rounded(score.candidate),
+            "champion": _rounded(score.champion), "gain": _rounded(_slice_gain(score, metric))}
+
+
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
+
+
+def _interval(pair: tuple[float, float] | None) -> dict[str, float] | None:
+    return None if pair is None else {"confidence": 0.95, "low": round(pair[0], 6), "high": round(pair[1], 6)}
 
 
 def single_row_latency_ms(predict: Callable[[pd.DataFrame], Any], rows: pd.DataFrame, *,
@@ -272,7 +365,8 @@ def _cell(value: Any) -> str:
 
 
 def promotion_markdown(result: dict[str, Any]) -> str:
-    """The pull-request summary: verdict, metrics table, checks, slices, drift, model card, links."""
+    """The pull-request summary: verdict, test metrics, current batch, checks, slices, drift, plots,
+    model card, links."""
     cand, champ = result["candidate"], result.get("champion")
     verdict = "✅ **PASSED**: granted `staging`" if result["passed"] else "❌ **REJECTED**: not granted `staging`"
     lines = [f"# Model promotion: `{cand['name']}` version {cand['version']}", "",
@@ -282,10 +376,12 @@ def promotion_markdown(result: dict[str, Any]) -> str:
     lines += ["## Test metrics", "",
               f"Same test set for both ({result['test_rows']:,} rows, sha256 `{result['test_hash'][:12]}`).", "",
               *model_card.metrics_table(result)]
+    if current := model_card.current_batch_table(result):
+        lines += ["", "## Current batch", "", *current]
     lines += ["", "## Checks", "", "| check | verdict | observed | limit | detail |", "| --- | --- | --- | --- | --- |"]
     for check in result["checks"]:
-        mark = "pass" if check["passed"] else "**FAIL**"
-        lines.append(f"| {check['name']} | {mark} | {_cell(check['observed'])} | {_cell(check['limit'])} | {check['detail']} |")
+        lines.append(f"| {check['name']} | {model_card.verdict_mark(check)} | {_cell(check['observed'])} | "
+                     f"{_cell(check['limit'])} | {check['detail']} |")
     if slices := model_card.slices_table(result):
         lines += ["", "## Slices", "", *slices]
     drift = result["drift"]
@@ -293,9 +389,12 @@ def promotion_markdown(result: dict[str, Any]) -> str:
               f"{drift['drifted_count']} of {drift['columns_checked']} columns drifted (share {drift['drift_share']:.2f}, "
               f"limit {drift['max_drift_share']:.2f}); {drift['current_rows']:,} current vs {drift['reference_rows']:,} reference rows. "
               f"Full report: `{result['paths']['drift_report']}`.", ""]
-    top = sorted(drift["columns"].items(), key=lambda kv: kv[1]["score"] / max(kv[1]["threshold"], 1e-12), reverse=True)[:5]
+    top = sorted(drift["columns"].items(), key=lambda kv: metrics.drift_severity(kv[1]), reverse=True)[:5]
     lines += ["| column | method | score | threshold | drifted |", "| --- | --- | ---: | ---: | --- |"]
     lines += [f"| {c} | {v['method']} | {v['score']:.4f} | {v['threshold']} | {'yes' if v['drifted'] else 'no'} |" for c, v in top]
+    if plots := result.get("plots"):
+        images = [model_card.image(plot["path"], plot["title"], result["paths"]["promotion"]) for plot in plots]
+        lines += ["", "## Plots", "", "\n\n".join(images)]
     card = result["model_card"]
     lines += ["", "## Model card", "",
               f"[`{card['path']}`]({card['link']}): intended use, data lineage, training configuration, test and slice "
@@ -325,48 +424,118 @@ def _check_policy(policy: GatePolicy, spec: DataSpec) -> None:
                              f"'{spec.name}' (data.contract.columns)")
 
 
-def measure(policy: GatePolicy, spec: DataSpec, model: tracking.LoadedModel, *, train: pd.DataFrame, test: pd.DataFrame,
-            current: pd.DataFrame, candidate_output: tuple[np.ndarray, np.ndarray | None],
-            champion_output: tuple[np.ndarray, np.ndarray | None] | None, model_size_bytes: int) -> Measurements:
+def usable_labels(current: pd.DataFrame, spec: DataSpec, min_rows: int) -> tuple[np.ndarray, str | None]:
+    """Which rows of the current batch carry a usable target (present; one of the declared classes,
+    or a number for regression), and why they cannot be scored, if they cannot."""
+    if spec.target not in current.columns:
+        return np.zeros(len(current), bool), f"it has no `{spec.target}` column"
+    target = current[spec.target]
+    if spec.task == "regression":
+        usable = pd.to_numeric(target, errors="coerce").notna().to_numpy()
+    else:
+        declared = spec.contract.columns[spec.target].categories
+        usable = target.notna().to_numpy()
+        if declared:
+            usable &= target.astype(str).isin([str(c) for c in declared]).to_numpy()
+    labelled = int(usable.sum())
+    if labelled == 0:
+        return usable, f"no row has a usable `{spec.target}` value"
+    if labelled < min_rows:
+        return usable, f"only {labelled:,} rows have a `{spec.target}` value (gate.current_batch.min_rows {min_rows})"
+    if spec.task == "binary" and np.unique(target_vector(current[usable], spec)).size < 2:
+        return usable, f"its labelled rows hold one class of `{spec.target}` only"
+    return usable, None
+
+
+def compare(spec: DataSpec, rows: pd.DataFrame, candidate: Output, champion: Output | None, *, skipped: str | None = None,
+            slice_columns: Iterable[str] = (), resamples: int = 1000, seed: int = 0) -> Comparison:
+    """Pure: the candidate, and ``champion`` unless None (``skipped`` says why), scored on the same
+    labelled ``rows``: all metrics, per-model and paired-gain 95% bootstrap intervals of the gate
+    metric (metrics.bootstrap_scores), and the metric per value of each slice column."""
+    y = target_vector(rows, spec)
+    scored = 1 if metrics.METRICS[spec.metric].uses_probability else 0
+    outputs = [candidate] if champion is None else [candidate, champion]
+    draws = metrics.bootstrap_scores(spec.metric, y, *(output[scored] for output in outputs), resamples=resamples, seed=seed)
+    slices = []
+    for column in (c for c in slice_columns if c in rows.columns):   # a current batch may lack an imputed column
+        groups = rows[column].to_numpy()
+        theirs = ({} if champion is None else
+                  {value: score for value, _, score in metrics.slice_scores(spec.metric, y, champion[scored], groups)})
+        slices += [SliceScore(column, value, count, score, theirs.get(value))
+                   for value, count, score in metrics.slice_scores(spec.metric, y, candidate[scored], groups)]
+    return Comparison(
+        rows=len(rows), content_hash=content_hash(rows), candidate=metrics.all_scores(spec.task, y, *candidate),
+        champion=None if champion is None else metrics.all_scores(spec.task, y, *champion),
+        candidate_interval=metrics.percentile_interval(draws[:, 0]),
+        champion_interval=None if champion is None else metrics.percentile_interval(draws[:, 1]),
+        gain_interval=(None if champion is None else
+                       metrics.percentile_interval(metrics.improvement(spec.metric, draws[:, 0], draws[:, 1]))),
+        slices=tuple(slices), skipped=skipped)
+
+
+def measure(spec: DataSpec, model: tracking.LoadedModel, *, train: pd.DataFrame, test: pd.DataFrame,
+            current: pd.DataFrame, candidate_output: Output, current_output: Output, slices: tuple[SliceScore, ...],
+            model_size_bytes: int) -> Measurements:
     """The evidence for the optional rules, from the candidate as served (pyfunc).
 
     Drift statistics look at the model's output (binary: the probability; regression: the
     prediction) and at the target, on the current batch against the training rows.
     """
     output = 1 if spec.task == "binary" else 0
-    prediction_drift = metrics.population_stability(evaluate.predictions(model, train, spec)[output],
-                                                     evaluate.predictions(model, current, spec)[output])
+    prediction_drift = metrics.population_stability(evaluate.predictions(model, train, spec)[output], current_output[output])
     labelled = current[current[spec.target].notna()] if spec.target in current.columns else current.iloc[:0]
     target_drift = (None if labelled.empty else
                     metrics.population_stability(target_vector(train, spec), target_vector(labelled, spec)))
     y = target_vector(test, spec)
-    scored = 1 if metrics.METRICS[spec.metric].uses_probability else 0
-    slices = []
-    for column in policy.slices:
-        groups = test[column].to_numpy()
-        champion = ({} if champion_output is None else
-                    {value: score for value, _, score in metrics.slice_scores(spec.metric, y, champion_output[scored], groups)})
-        slices += [SliceScore(column, value, rows, score, champion.get(value))
-                   for value, rows, score in metrics.slice_scores(spec.metric, y, candidate_output[scored], groups)]
     probability = candidate_output[1]
     return Measurements(
         prediction_drift=prediction_drift, target_drift=target_drift,
         calibration_error=None if probability is None else metrics.expected_calibration_error(y, probability),
         brier=None if probability is None else metrics.brier(y, probability),
-        slices=tuple(slices), model_size_mb=model_size_bytes / 1e6,
+        slices=slices, model_size_mb=model_size_bytes / 1e6,
         latency_ms=single_row_latency_ms(model.predict, test.drop(columns=[spec.target])),
     )
 
 
+def _champion_outputs(champion: tracking.ModelVersion | None, candidate_version: int, frames: dict[str, pd.DataFrame | None],
+                      spec: DataSpec) -> tuple[dict[str, Output | None], dict[str, str | None], str | None]:
+    """Production's output on the test set and on the current batch's labelled rows (None: not
+    scored), why not for each, and the error that fails the champion rule (it could not score test)."""
+    outputs: dict[str, Output | None] = dict.fromkeys(frames)
+    if champion is None or champion.version == candidate_version:
+        why = f"no '{CHAMPION_ALIAS}' model yet" if champion is None else f"the candidate is the '{CHAMPION_ALIAS}' version"
+        return outputs, dict.fromkeys(frames, why), None
+    reasons: dict[str, str | None] = dict.fromkeys(frames)
+    model = None
+    for name, frame in frames.items():
+        if frame is None:
+            continue
+        try:
+            model = tracking.load(champion.uri) if model is None else model
+            outputs[name] = evaluate.predictions(model, frame, spec)
+        except Exception as error:  # noqa: BLE001 - reported by the checks, not a crash
+            where = "this test set" if name == "test" else "the current batch"
+            reasons[name] = f"could not score production v{champion.version} on {where}: {error}"
+    return outputs, reasons, reasons["test"]
+
+
 def _importance(plots: str, metric: str, run_id: str) -> dict[str, Any]:
-    """What the model card shows: CatBoost's SHAP importance when evaluate computed it, else permutation."""
+    """What the model card shows: TreeSHAP importance when evaluate computed it (CatBoost, random forest,
+    extra trees, HistGradientBoosting on numeric columns; single models only), else permutation; nothing
+    when evaluate wrote neither table."""
     shap_table = Path(plots) / f"{evaluate.SHAP_IMPORTANCE}.csv"
     if shap_table.is_file():
-        name, method = evaluate.SHAP_IMPORTANCE, "mean |SHAP value| (CatBoost's TreeSHAP) per column the estimator sees, on test rows"
+        name, method = evaluate.SHAP_IMPORTANCE, ("mean |SHAP value| (TreeSHAP: CatBoost's own, or the shap package's for the "
+                                                  "tree families) per column the estimator sees, on test rows")
     else:
-        name, method = "importance", f"permutation, the drop in test {metric} when one input column is shuffled"
-    top = pd.read_csv(Path(plots) / f"{name}.csv").head(10)
-    return {"method": method, "plot": tracking.run_artifact_uri(run_id, f"evaluate/{name}.png"),
+        name, method = "importance", (f"permutation, the drop in test {metric} when one input column is shuffled "
+                                      "(ensembles and families without TreeSHAP)")
+    table = Path(plots) / f"{name}.csv"
+    if not table.is_file():
+        return {"name": None, "method": None, "table": table.as_posix(), "plot": None, "image": None, "top": []}
+    top = pd.read_csv(table).head(10)
+    return {"name": name, "method": method, "table": table.as_posix(),
+            "plot": tracking.run_artifact_uri(run_id, f"evaluate/{name}.png"), "image": None,
             "top": [{"feature": str(row.feature), "importance": round(float(row.importance), 6)} for row in top.itertuples()]}
 
 
@@ -387,47 +556,50 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     champion = tracking.version_by_alias(names.registered_model, CHAMPION_ALIAS)
     model = tracking.load(paths.model)
     candidate_output = evaluate.predictions(model, test, spec)
-    y = target_vector(test, spec)
-    scored = 1 if metrics.METRICS[spec.metric].uses_probability else 0
-    champion_metrics, champion_error, gain_interval, champion_output = None, None, None, None
-    if champion is not None and champion.version != candidate.version:
-        try:
-            champion_output = evaluate.predictions(tracking.load(champion.uri), test, spec)
-        except Exception as error:  # noqa: BLE001 - reported as a failed check, not a crash
-            champion_error = f"could not score production v{champion.version} on this test set: {error}"
-        else:
-            champion_metrics = metrics.all_scores(spec.task, y, *champion_output)
-            gain_interval = metrics.paired_bootstrap(spec.metric, y, candidate_output[scored], champion_output[scored],
-                                                     resamples=policy.bootstrap_resamples, seed=project.seed(params))
-    elif champion is not None:
-        champion_metrics = candidate_metrics
-    measured = measure(policy, spec, model, train=train, test=test, current=current, candidate_output=candidate_output,
-                       champion_output=champion_output, model_size_bytes=info["model_size_bytes"])
+    current_output = evaluate.predictions(model, current, spec)
+    labelled, unlabelled = usable_labels(current, spec, policy.current_batch.min_rows)
+    frames = {"test": test, "current": None if unlabelled else current[labelled]}
+    champion_outputs, not_compared, champion_error = _champion_outputs(champion, candidate.version, frames, spec)
+    bootstrap = {"slice_columns": policy.slices, "resamples": policy.bootstrap_resamples, "seed": project.seed(params)}
+    on_test = compare(spec, test, candidate_output, champion_outputs["test"], skipped=not_compared["test"], **bootstrap)
+    on_current = (Comparison(rows=int(labelled.sum()), skipped=unlabelled) if unlabelled else
+                  compare(spec, frames["current"], tuple(None if a is None else a[labelled] for a in current_output),
+                          champion_outputs["current"], skipped=not_compared["current"], **bootstrap))
+    # the production version is the candidate itself: its test metrics are the candidate's
+    champion_metrics = on_test.champion or (candidate_metrics if champion is not None and champion_error is None else None)
+    measured = measure(spec, model, train=train, test=test, current=current, candidate_output=candidate_output,
+                       current_output=current_output, slices=on_test.slices, model_size_bytes=info["model_size_bytes"])
 
     decision = decide(policy, validation_passed=validation["passed"], drift=drift, metric=spec.metric,
                       candidate_score=candidate_metrics[spec.metric],
                       champion_score=None if champion_metrics is None else champion_metrics[spec.metric],
-                      champion_error=champion_error, gain_interval=gain_interval, measured=measured)
+                      champion_error=champion_error, gain_interval=on_test.gain_interval, measured=measured,
+                      current=on_current)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     commit = tracking.git_commit()
     card_uri = tracking.run_artifact_uri(info["run_id"], f"model_card/{Path(paths.model_card).name}")
     _, dvc_md5 = project.lineage(params)
+    current_source = spec.current_path or "held-out rows"
     result = {
         "passed": decision.passed, "reasons": decision.reasons, "metric": spec.metric, "generated_at": now,
         "git_commit": commit, "policy": asdict(policy), "checks": [c.as_dict() for c in decision.checks],
         "test_rows": len(test), "test_hash": content_hash(test), "drift": drift,
         "measurements": {k: _rounded(v) for k, v in asdict(measured).items() if k != "slices"},
-        "gain_interval": None if gain_interval is None else {"metric": spec.metric, "confidence": 0.95,
-                                                              "low": gain_interval[0], "high": gain_interval[1]},
+        "gain_interval": None if on_test.gain_interval is None else {"metric": spec.metric, "confidence": 0.95,
+                                                                     "low": on_test.gain_interval[0],
+                                                                     "high": on_test.gain_interval[1]},
+        "comparison": {"test": on_test.as_dict(spec.metric) | {"source": "test split", "batch_rows": len(test)},
+                       "current": on_current.as_dict(spec.metric) | {"source": current_source, "batch_rows": len(current)}},
         "paths": {"drift_report": paths.drift_report, "gate": paths.gate, "promotion": paths.promotion},
         "model_card": {"path": paths.model_card, "uri": card_uri,
                        "link": os.path.relpath(paths.model_card, Path(paths.promotion).parent)},
         "data": {"name": spec.name, "task": spec.task, "target": spec.target, "positive_class": spec.positive_class,
-                 "metric": spec.metric, "features": len(spec.features)},
+                 "metric": spec.metric, "features": len(spec.features),
+                 "threshold": info.get("threshold", {}).get("threshold", 0.5)},
         "lineage": {"source": snapshot["source"], "kind": snapshot["kind"], "rows": snapshot["rows"],
                     "columns": len(snapshot["columns"]), "content_hash": snapshot["content_hash"], "dvc_md5": dvc_md5,
                     "train_rows": len(train), "current_rows": len(current),
-                    "current_source": spec.current_path or "held-out rows",
+                    "current_source": current_source,
                     "trained_at": tracking.run_started_at(info["run_id"])},
         "training": {"family": info["family"], "params": info["params"], "seed": project.seed(params),
                      "fit_seconds": info["fit_seconds"], "model_size_bytes": info["model_size_bytes"]},
@@ -441,20 +613,25 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             "version": champion.version, "run_id": champion.run_id, "metrics": champion_metrics, "error": champion_error,
             "version_link": tracking.version_link(names.ui_url, champion.name, champion.version)},
     }
-    files.write_json(paths.gate, result)
-    files.write_text(paths.promotion, promotion_markdown(result))
-    files.write_text(paths.model_card, model_card.render(result))
+    test_outputs = {f"candidate v{candidate.version}": candidate_output}
+    if champion_outputs["test"] is not None:
+        test_outputs[f"production v{champion.version}"] = champion_outputs["test"]
+    plots_dir = Path(paths.gate_plots)
+    _publish(result, plots_dir, spec, paths.plots, target_vector(test, spec), test_outputs)
 
     for path in (paths.gate, paths.promotion, paths.drift, paths.drift_report, paths.validation):
         tracking.log_artifact(info["run_id"], path, "gate")
+    for png in sorted(plots_dir.glob("*.png")):
+        tracking.log_artifact(info["run_id"], png, "gate/plots")
     tracking.log_artifact(info["run_id"], paths.model_card, "model_card")
     tags = {"mlgate.gate.passed": str(decision.passed).lower(), "mlgate.gate.at": now, "mlgate.gate.commit": commit,
             "mlgate.gate.metric": spec.metric, "mlgate.data_hash": info["data_hash"], MODEL_CARD_TAG: card_uri}
     for check in decision.checks:
-        tags[f"mlgate.gate.{check.name}"] = f"{'pass' if check.passed else 'fail'}: {check.detail}"
+        tags[f"mlgate.gate.{check.name}"] = f"{check.as_dict()['verdict']}: {check.detail}"
     tracking.set_version_tags(candidate.name, candidate.version, tags)
     measured_metrics = {f"gate/{k}": v for k, v in result["measurements"].items() if v is not None}
-    tracking.log(info["run_id"], metrics={"gate/passed": float(decision.passed), **measured_metrics},
+    current_metrics = {f"current/{k}": v for k, v in (on_current.candidate or {}).items()}
+    tracking.log(info["run_id"], metrics={"gate/passed": float(decision.passed), **measured_metrics, **current_metrics},
                  tags={"mlgate.registered_version": str(candidate.version)})
     if decision.passed:
         tracking.set_alias(candidate.name, CANDIDATE_ALIAS, candidate.version)
@@ -464,6 +641,28 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     console.say(STAGE, f"{candidate.name} v{candidate.version} ({info['family']}): "
                        + ("PASSED → alias 'staging'" if decision.passed else "REJECTED, no alias"))
     for check in decision.checks:
-        console.say("", f"  {'pass' if check.passed else 'FAIL'}  {check.name:<17} {check.detail}")
-    console.say("", f"  reports: {paths.promotion} · {paths.gate} · {paths.model_card} · {paths.drift_report}")
+        mark = {"pass": "pass", "fail": "FAIL", "skipped": "skip"}[check.as_dict()["verdict"]]
+        console.say("", f"  {mark}  {check.name:<17} {check.detail}")
+    console.say("", f"  reports: {paths.promotion} · {paths.gate} · {paths.model_card} · {paths.drift_report} · {plots_dir}/")
     return result
+
+
+def _publish(result: dict[str, Any], plots_dir: Path, spec: DataSpec, evaluate_plots: str, y_test: np.ndarray,
+             test_outputs: dict[str, Output]) -> None:
+    """Draw the plots, then write them with gate.json, the promotion report and the model card, all
+    staged first: a failure while drawing or writing leaves the previous outputs as they were."""
+    paths = result["paths"]
+    with contextlib.ExitStack() as stack:
+        staged = stack.enter_context(files.atomic_path(plots_dir))
+        staged.mkdir()
+        drawn = draw_plots(staged, result, y_test, test_outputs)
+        result["plots"] = [{"name": name, "title": title, "path": (plots_dir / f"{name}.png").as_posix()}
+                           for name, title in drawn.items()]
+        importance = result["importance"]
+        if importance["name"] is not None:
+            table = pd.read_csv(Path(evaluate_plots) / f"{importance['name']}.csv")
+            evaluate.png(importance["name"], table, spec, staged)
+            importance["image"] = (plots_dir / f"{importance['name']}.png").as_posix()
+        for path, text in ((paths["promotion"], promotion_markdown(result)), (result["model_card"]["path"], model_card.render(result))):
+            stack.enter_context(files.atomic_path(path)).write_text(text)
+        files.write_json(paths["gate"], result)   # the last write inside: if it fails, nothing above is moved into place

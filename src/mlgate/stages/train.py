@@ -1,7 +1,10 @@
-"""train: refit the best configuration from `tune` on all of train; save and log one MLflow model.
+"""train: refit what `tune` chose on all of train; save and log one MLflow model.
 
-Reads the train split and paths.best_params (never MLflow); writes paths.model (an MLflow pyfunc
-model directory that takes raw contract columns) and paths.train_info (run id, model URI).
+What tune chose (best_params.json `finish`) is the best trial or an ensemble of trials, with a
+calibration map and a decision threshold: each member is refit on all of train, and the whole is one
+``ensemble.FinalModel`` inside one pyfunc model. Reads the train split and paths.best_params (never
+MLflow); writes paths.model (an MLflow pyfunc model directory that takes raw contract columns) and
+paths.train_info (run id, model URI).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 
 from mlgate import config, console, files, models, project, tracking
 from mlgate.data import DataSpec, target_vector
+from mlgate.ensemble import FinalModel
 from mlgate.features import FeatureSettings
 
 STAGE = "train"
@@ -28,9 +32,15 @@ MODEL_CODE = Path(__file__).resolve().parent.parent / "pyfunc_model.py"
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
 
 
-def fit(train: pd.DataFrame, spec: DataSpec, family: str, params: dict[str, Any], settings: FeatureSettings, seed: int):
-    pipeline = models.build(family, params, spec, settings, threads=2, seed=seed)
-    return pipeline.fit(train[spec.features], target_vector(train, spec))
+def fit(train: pd.DataFrame, spec: DataSpec, finished: dict[str, Any], settings: FeatureSettings, seed: int) -> FinalModel:
+    """The final model of ``finished`` (best_params.json `finish`), its members refit on ``train``."""
+    members = [models.build(m["family"], m["params"], spec, settings, threads=2, seed=seed) for m in finished["members"]]
+    model = FinalModel(members, combiner=finished["combiner"], calibrator=finished["calibration"],
+                       threshold=finished["threshold"]["threshold"], task=spec.task)
+    model.fit(train[spec.features], target_vector(train, spec))
+    for member in model.members_:
+        models.serial_predictions(member)
+    return model
 
 
 def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
@@ -67,7 +77,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     train = pd.read_parquet(paths.split_file("train"))
 
     started = time.time()
-    pipeline = fit(train, spec, chosen["family"], chosen["params"], config.load(FeatureSettings, "features", params), seed)
+    finished = chosen["finish"]
+    pipeline = fit(train, spec, finished, config.load(FeatureSettings, "features", params), seed)
     fit_seconds = time.time() - started
 
     data_hash, dvc_md5 = project.lineage(params)
@@ -76,9 +87,15 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     run_id = tracking.create_run(names.experiment, STAGE, tags)
     status = "FAILED"
     try:
-        tracking.log(run_id, params={"family": chosen["family"], **chosen["params"], "seed": seed, "train_rows": len(train)},
+        members = {f"member{i}.{k}": v for i, m in enumerate(finished["members"])
+                   for k, v in {"family": m["family"], "weight": m["weight"], **m["params"]}.items()}
+        tracking.log(run_id, params={"family": chosen["family"], "method": finished["method"],
+                                     "calibration": (finished["calibration"] or {}).get("method", "none"),
+                                     "threshold": finished["threshold"]["threshold"], **members, "seed": seed,
+                                     "train_rows": len(train)},
                      metrics={f"cv/{chosen['metric']}": chosen["cv_score"], "fit_seconds": fit_seconds})
         tracking.log_artifact(run_id, "params.yaml", "config")
+        tracking.log_artifact(run_id, paths.best_params, "finish")
         with tempfile.TemporaryDirectory() as scratch:
             # what `mlgate monitor` compares live traffic with, kept with the model it belongs to
             reference = Path(scratch) / REFERENCE_FILE
@@ -89,7 +106,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             pipeline_file = Path(scratch) / "pipeline.joblib"
             features_file = Path(scratch) / "features.json"
             joblib.dump(pipeline, pipeline_file)
-            features = feature_info(train, spec)
+            features = feature_info(train, spec) | ({"threshold": pipeline.threshold} if spec.task == "binary" else {})
             features_file.write_text(json.dumps(features, indent=2))
             example = train[features["order"]].head(5).reset_index(drop=True)
             output = models.predict(pipeline, example, spec.task)
@@ -109,7 +126,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     finally:
         tracking.finish_run(run_id, status)
     info = {"run_id": run_id, "experiment": names.experiment, **logged, "family": chosen["family"],
-            "params": chosen["params"], "train_rows": len(train), "fit_seconds": round(fit_seconds, 3),
+            "params": chosen["params"], "method": finished["method"],
+            "members": [{k: m[k] for k in ("family", "weight", "trial")} for m in finished["members"]],
+            "calibration": (finished["calibration"] or {}).get("method", "none"),
+            "threshold": finished["threshold"], "train_rows": len(train), "fit_seconds": round(fit_seconds, 3),
             "model_size_bytes": model_bytes, "data_hash": data_hash}
     files.write_json(paths.train_info, info)
     console.say(STAGE, f"{chosen['family']} refit on {console.number(len(train))} rows in {fit_seconds:.1f}s "

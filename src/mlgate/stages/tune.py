@@ -18,18 +18,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from tqdm import tqdm
 
-from mlgate import config, console, files, metrics, models, project, tracking, tuning
+from mlgate import config, console, ensemble, files, metrics, models, project, tracking, tuning
 from mlgate.data import DataSpec, target_vector
 from mlgate.features import FeatureSettings
 from mlgate.project import StageError
@@ -37,11 +39,33 @@ from mlgate.project import StageError
 STAGE = "tune"
 
 
+@dataclass(frozen=True)
+class TrialResult:
+    """What a finished configuration leaves besides its score: its validation predictions (NaN on
+    rows it did not validate), for the ensemble and calibration, and its costs, for the leaderboard."""
+    predictions: np.ndarray
+    fit_s: float                 # mean per fold
+    predict_ms_per_1k: float     # rows predicted per fold, per thousand
+    size_mb: float               # the pickled fitted pipeline of the last fold
+    folds: tuple[dict[str, float], ...] = ()   # per fold: score, fit_s, start, end
+
+
+def trial_key(family: str, params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([family, params], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class CrossValidation:
-    """The objective: holds the data and folds, so nothing is reloaded or re-split per trial."""
+    """The objective: holds the data and folds, so nothing is reloaded or re-split per trial.
+
+    ``holdout`` scores every trial on one split (for large data, where k fits cost too much);
+    ``deadline`` (a time.time() value) stops a trial before a fold that would end after it.
+    Each completed configuration's ``TrialResult`` is kept in ``results`` (and in ``store_dir``,
+    so a resumed study still has them).
+    """
 
     def __init__(self, frame: pd.DataFrame, spec: DataSpec, folds: int, *, parallel_trials: int, seed: int,
-                 cores: int = 2, settings: FeatureSettings | None = None):
+                 cores: int = 2, settings: FeatureSettings | None = None, holdout: float | None = None,
+                 deadline: float | None = None, store_dir: Path | None = None):
         self.X = frame[spec.features]
         self.settings = settings
         self.y = target_vector(frame, spec)
@@ -49,30 +73,108 @@ class CrossValidation:
         self.parallel_trials = parallel_trials
         self.cores = cores
         self.seed = seed
-        splitter = (StratifiedKFold if spec.task == "binary" else KFold)(n_splits=folds, shuffle=True, random_state=seed)
-        self.folds = list(splitter.split(self.X, self.y))
+        self.deadline = deadline
+        self.store_dir = store_dir
+        rows = np.arange(len(frame))
+        binary = spec.task == "binary"
+        if holdout:
+            fit_rows, score_rows = train_test_split(rows, test_size=holdout, random_state=seed,
+                                                    stratify=self.y if binary else None)
+            self.folds = [(np.sort(fit_rows), np.sort(score_rows))]
+        else:
+            splitter = (StratifiedKFold if binary else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+            self.folds = list(splitter.split(self.X, self.y))
+        self.fold_of_row = np.full(len(frame), -1)
+        for k, (_, score_rows) in enumerate(self.folds):
+            self.fold_of_row[score_rows] = k
+        if holdout:  # the finishing choices are cross-fitted: five groups of the holdout rows
+            groups = np.random.default_rng(seed).integers(0, 5, len(frame))
+            self.fold_of_row = np.where(self.fold_of_row >= 0, groups, -1)
+        self.results: dict[str, TrialResult] = {}
+        self._fold_seconds: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, family: str, params: dict[str, Any], report: Callable[[int, float], None]) -> tuple[float, list[float]]:
-        scores = []
+        scores, per_fold = [], []
+        predictions = np.full(len(self.y), np.nan)
+        predicted_rows = 0
         for step, (fit_rows, score_rows) in enumerate(self.folds):
+            self._check_time(family, step)
             threads = models.threads_for(family, self.cores, self.parallel_trials)
             model = models.build(family, params, self.spec, self.settings, threads=threads, seed=self.seed)
             with models.exclusive(family):
+                started = time.time()
                 model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
+                fitted = time.time()
                 prediction, probability = models.predict(model, self.X.iloc[score_rows], self.spec.task)
+                ended = time.time()
+            predictions[score_rows] = probability if probability is not None else prediction
+            predicted_rows += len(score_rows)
             scores.append(metrics.score(self.spec.metric, self.y[score_rows], prediction, probability))
+            per_fold.append({"score": scores[-1], "fit_s": fitted - started, "predict_s": ended - fitted,
+                             "start": started, "end": ended})
+            with self._lock:
+                self._fold_seconds.setdefault(family, []).append(ended - started)
             report(step, scores[-1])
+        result = TrialResult(predictions, float(np.mean([f["fit_s"] for f in per_fold])),
+                             1e6 * sum(f["predict_s"] for f in per_fold) / predicted_rows,
+                             len(pickle.dumps(model)) / 1e6, tuple(per_fold))
+        self._keep(trial_key(family, params), result)
         return float(np.mean(scores)), scores
 
+    def _check_time(self, family: str, step: int) -> None:
+        """Stop before a fold that would end past the deadline, judged by this family's folds so far
+        (the slowest one, a parameter may change a fit's cost a lot); a family's first fold always
+        runs, and nothing stops before one configuration has completed: the study needs a model."""
+        if self.deadline is None or not self.results:
+            return
+        left = self.deadline - time.time()
+        with self._lock:
+            expected = max(self._fold_seconds.get(family, [0.0]))
+            cheapest = min((max(seconds) for seconds in self._fold_seconds.values()), default=0.0)
+        if left < expected or left <= 0:
+            raise tuning.OutOfTime(f"stopped at the time budget after {step} of {len(self.folds)} folds "
+                                   f"({max(left, 0):.0f}s left, a {family} fold takes up to {expected:.0f}s)",
+                                   final=left < cheapest or left <= 0)
 
-def leaderboard(outcomes: list[tuning.TrialOutcome], maximize: bool) -> pd.DataFrame:
+    def _keep(self, key: str, result: TrialResult) -> None:
+        with self._lock:
+            self.results[key] = result
+        if self.store_dir is not None:
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            staged = self.store_dir / f".{key}.{threading.get_ident()}.npz"
+            np.savez(staged, predictions=result.predictions,
+                     costs=np.array([result.fit_s, result.predict_ms_per_1k, result.size_mb]))
+            os.replace(staged, self.store_dir / f"{key}.npz")
+
+    def result(self, family: str, params: dict[str, Any]) -> TrialResult | None:
+        """The stored result of a configuration, from this run or (``store_dir``) an earlier one."""
+        key = trial_key(family, params)
+        if key not in self.results and self.store_dir is not None and (self.store_dir / f"{key}.npz").exists():
+            with np.load(self.store_dir / f"{key}.npz") as stored:
+                fit_s, predict_ms, size_mb = stored["costs"].tolist()
+                self.results[key] = TrialResult(stored["predictions"], fit_s, predict_ms, size_mb)
+        return self.results.get(key)
+
+
+def trial_table(outcomes: list[tuning.TrialOutcome], maximize: bool, objectives: tuple[str, ...] = ("score",)) -> pd.DataFrame:
+    """Every trial: family, state, CV score and spread, time, parameters, error; best complete first.
+    A multi-objective study adds each cost and whether the trial is on the Pareto front."""
     rows = [{"trial": o.number, "family": o.family, "state": o.state, "cv_score": o.score,
              "cv_std": float(np.std(o.fold_scores)) if o.fold_scores else None, "folds": len(o.fold_scores),
              "duration_s": round(o.end - o.start, 3), "params": json.dumps(o.params, sort_keys=True),
              "error": o.error, "reused": o.reused} for o in outcomes]
     board = pd.DataFrame(rows, columns=["trial", "family", "state", "cv_score", "cv_std", "folds", "duration_s", "params",
                                         "error", "reused"])
+    costs = objectives[1:]
+    for k, cost in enumerate(costs):
+        board[cost] = [o.costs[k] if len(o.costs) == len(costs) else None for o in outcomes]
     board["complete"] = board["state"] == "COMPLETE"
+    if costs:
+        scored = board["complete"] & board[list(costs)].notna().all(axis=1)
+        board["pareto"] = False
+        points = [tuple(row) for row in board.loc[scored, ["cv_score", *costs]].itertuples(index=False)]
+        board.loc[scored, "pareto"] = tuning.pareto_front(points, maximize) if points else []
     board = board.sort_values(["complete", "cv_score"], ascending=[False, not maximize], na_position="last")
     return board.drop(columns="complete").reset_index(drop=True)
 
@@ -92,8 +194,8 @@ _SCORING_CODE = ("tuning.py", "models.py", "features.py", "metrics.py", "data.py
 
 def study_name(params: dict[str, Any], train: pd.DataFrame) -> str:
     """`<data name>-<hash>` of everything a trial's score depends on; the budget (n_trials, timeout_s,
-    n_jobs) is left out, so a rerun with a larger budget extends the same study."""
-    search = {k: v for k, v in config.section(params, "search").items() if k not in ("n_trials", "timeout_s", "n_jobs")}
+    n_jobs) and the run layout (fold_runs) are left out, so a rerun with a larger budget extends the same study."""
+    search = {k: v for k, v in config.section(params, "search").items() if k not in ("n_trials", "timeout_s", "n_jobs", "fold_runs")}
     package = Path(models.__file__).parent
     inputs = {
         "model": config.section(params, "model"), "search": search, "features": config.section(params, "features"),
@@ -105,7 +207,8 @@ def study_name(params: dict[str, Any], train: pd.DataFrame) -> str:
     return f"{config.section(params, 'data.name')}-{digest}"
 
 
-def _trial_record(o: tuning.TrialOutcome, metric: str) -> tracking.TrialRecord:
+def _trial_record(o: tuning.TrialOutcome, metric: str, *, fold_runs: bool = False,
+                  result: TrialResult | None = None) -> tracking.TrialRecord:
     status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[o.state]
     tags = {"mlgate.trial_state": o.state, "mlgate.trial": str(o.number)}
     if o.reused:
@@ -115,10 +218,20 @@ def _trial_record(o: tuning.TrialOutcome, metric: str) -> tracking.TrialRecord:
     trial_metrics = {"duration_s": o.end - o.start, "cv/folds_run": len(o.fold_scores)}
     if o.score is not None:
         trial_metrics[f"cv/{metric}"] = o.score
+    if result is not None:
+        trial_metrics |= {"fit_s": result.fit_s, "predict_ms_per_1k": result.predict_ms_per_1k, "size_mb": result.size_mb}
+    children = ()
+    if fold_runs:  # study → trial → fold; timings where the fold finished in this run
+        timed = result.folds if result is not None and len(result.folds) == len(o.fold_scores) else ()
+        children = tuple(tracking.TrialRecord(
+            name=f"fold-{k}", params={"fold": k}, tags={"mlgate.fold": str(k)}, status="FINISHED", fold_metrics={},
+            metrics={f"cv/{metric}": score} | ({"fit_s": timed[k]["fit_s"], "predict_s": timed[k]["predict_s"]} if timed else {}),
+            start_ms=int((timed[k]["start"] if timed else o.start) * 1000), end_ms=int((timed[k]["end"] if timed else o.end) * 1000),
+        ) for k, score in enumerate(o.fold_scores))
     return tracking.TrialRecord(
         name=f"trial-{o.number:03d}-{o.family}", params={"family": o.family, **o.params}, metrics=trial_metrics,
         fold_metrics={f"cv/{metric}_fold": list(o.fold_scores)}, tags=tags, status=status,
-        start_ms=int(o.start * 1000), end_ms=int(o.end * 1000),
+        start_ms=int(o.start * 1000), end_ms=int(o.end * 1000), children=children,
     )
 
 
@@ -163,6 +276,87 @@ class Progress:
         self.bar.close()
 
 
+def use_holdout(settings: tuning.SearchSettings, rows: int) -> bool:
+    return settings.validation == "holdout" or (settings.validation == "auto" and rows >= settings.holdout_above_rows)
+
+
+def finish(outcomes: list[tuning.TrialOutcome], objective: CrossValidation, spec: DataSpec,
+           settings: ensemble.FinishSettings) -> dict[str, Any]:
+    """The ensemble (or the best trial), its calibration and decision threshold, chosen on the
+    validation predictions; plain data for best_params.json, which `train` builds the model from."""
+    greater = metrics.METRICS[spec.metric].greater_is_better
+    candidates = [ensemble.Candidate(o.number, o.family, o.params, o.score, r.predictions, r.fit_s)
+                  for o in outcomes if o.state == "COMPLETE" and o.score is not None and np.isfinite(o.score)
+                  and (r := objective.result(o.family, o.params)) is not None]
+    if not candidates:  # trials of a study stored before their predictions were kept: the best one alone
+        winner = best(outcomes, greater)
+        return {"method": "single", "members": [{"trial": winner.number, "family": winner.family,
+                                                 "params": winner.params, "weight": 1.0}],
+                "combiner": None, "cv_score": winner.score, "scores": {"single": winner.score},
+                "calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5}}
+    validated = objective.fold_of_row >= 0
+    y, folds = objective.y[validated], objective.fold_of_row[validated]
+    choice = ensemble.choose_ensemble(candidates, objective.y, objective.fold_of_row, task=spec.task, metric=spec.metric,
+                                      settings=settings)
+    weights = (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]
+    result = {"method": choice.method, "combiner": choice.combiner, "cv_score": choice.score, "scores": choice.scores,
+              "members": [{"trial": m.trial, "family": m.family, "params": m.params, "weight": float(w)}
+                          for m, w in zip(choice.members, weights, strict=True)],
+              "calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5}}
+    if spec.task == "binary":
+        calibration = ensemble.choose_calibration(choice.predictions, y, folds, metric=spec.metric,
+                                                  setting=settings.calibration)
+        result |= {"calibration": calibration.calibrator, "calibration_log_loss": calibration.log_loss,
+                   "threshold": ensemble.choose_threshold(calibration.probabilities, y, settings)}
+    return result
+
+
+def describe(finished: dict[str, Any]) -> str:
+    """`catboost`, or `caruana(catboost×2, linear)`: what the final model is, in a line."""
+    members = finished["members"]
+    if finished["method"] == "single":
+        return members[0]["family"]
+    counts: dict[str, int] = {}
+    for member in members:
+        counts[member["family"]] = counts.get(member["family"], 0) + 1
+    return f"{finished['method']}(" + ", ".join(f + (f"×{n}" if n > 1 else "") for f, n in counts.items()) + ")"
+
+
+def model_leaderboard(outcomes: list[tuning.TrialOutcome], objective: CrossValidation, finished: dict[str, Any],
+                      maximize: bool) -> pd.DataFrame:
+    """Every family's best trial and the finished model: CV score, fit and predict time, size."""
+    rows = []
+    complete = [o for o in outcomes if o.state == "COMPLETE" and o.score is not None]
+    for family in sorted({o.family for o in complete}):
+        top = (max if maximize else min)((o for o in complete if o.family == family), key=lambda o: o.score)
+        cost = objective.result(top.family, top.params)
+        rows.append({"model": family, "kind": "trial", "trial": top.number, "cv_score": top.score,
+                     "fit_s": cost and cost.fit_s, "predict_ms_per_1k": cost and cost.predict_ms_per_1k,
+                     "size_mb": cost and cost.size_mb, "chosen": False})
+    costs = [objective.result(m["family"], m["params"]) for m in finished["members"]]
+    known = all(c is not None for c in costs)
+    rows.append({"model": describe(finished), "kind": finished["method"],
+                 "trial": finished["members"][0]["trial"] if finished["method"] == "single" else None,
+                 "cv_score": finished["cv_score"], "fit_s": sum(c.fit_s for c in costs) if known else None,
+                 "predict_ms_per_1k": sum(c.predict_ms_per_1k for c in costs) if known else None,
+                 "size_mb": sum(c.size_mb for c in costs) if known else None, "chosen": True})
+    board = pd.DataFrame(rows).drop_duplicates(subset=["model", "trial"], keep="last")
+    return board.sort_values("cv_score", ascending=not maximize).reset_index(drop=True)
+
+
+class _Stopwatch:
+    """Seconds spent inside ``with stopwatch:`` blocks: the tracking calls, reported as overhead."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self._start
+
+
 def run(params: dict[str, Any]) -> dict[str, Any]:
     spec = project.data_spec(params)
     paths = project.paths(params)
@@ -170,27 +364,33 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     seed = project.seed(params)
     try:
         settings = config.load(tuning.SearchSettings, "search", params)
-        spaces = tuning.parse_spaces(config.section(params, "model"))
+        finish_settings = config.load(ensemble.FinishSettings, "finish", params)
+        spaces = tuning.parse_spaces(config.section(params, "model"), task=spec.task)
         metric = metrics.get(spec.metric, spec.task)
     except config.ConfigError:
         raise
     except ValueError as error:
         raise StageError(f"params.yaml: {error}") from error
     train = pd.read_parquet(paths.split_file("train"))
+    study = study_name(params, train)
+    holdout = settings.holdout_share if use_holdout(settings, len(train)) else None
     objective = CrossValidation(train, spec, settings.cv_folds, parallel_trials=settings.n_jobs, seed=seed,
-                                cores=os.cpu_count() or 1, settings=config.load(FeatureSettings, "features", params))
+                                cores=os.cpu_count() or 1, settings=config.load(FeatureSettings, "features", params),
+                                holdout=holdout, store_dir=Path(paths.trial_predictions) / study)
 
+    tracking_time = _Stopwatch()
+    started = time.time()
     data_hash, dvc_md5 = project.lineage(params)
     tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5)
-    study = study_name(params, train)
-    parent = tracking.create_run(names.experiment, STAGE, tags)
-    tracking.log(parent, params={"search." + k: v for k, v in config.section(params, "search").items()}
-                 | {"families": ",".join(s.family for s in spaces), "metric": spec.metric, "seed": seed,
-                    "train_rows": len(train), "study": study,
-                    "study_storage": paths.study.split("://")[0] + "://…" if "://" in paths.study else paths.study})
-    tracking.log_artifact(parent, "params.yaml", "config")
+    with tracking_time:
+        parent = tracking.create_run(names.experiment, STAGE, tags)
+        tracking.log(parent, params={"search." + k: v for k, v in config.section(params, "search").items()}
+                     | {"finish." + k: v for k, v in config.section(params, "finish").items()}
+                     | {"families": ",".join(s.family for s in spaces), "metric": spec.metric, "seed": seed,
+                        "train_rows": len(train), "study": study, "validation": "holdout" if holdout else "cv",
+                        "study_storage": paths.study.split("://")[0] + "://…" if "://" in paths.study else paths.study})
+        tracking.log_artifact(parent, "params.yaml", "config")
     progress = Progress(settings, spec.metric, metric.greater_is_better)
-    started = time.time()
     status = "FAILED"
     try:
         with tracking.trial_recorder(names.experiment, parent, tags) as recorder:
@@ -198,49 +398,82 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
             def on_trial(outcome: tuning.TrialOutcome) -> None:
                 if not (outcome.reused and logged.contains(outcome)):
-                    recorder.record(_trial_record(outcome, spec.metric))
+                    result = objective.result(outcome.family, outcome.params) if outcome.state == "COMPLETE" else None
+                    recorder.record(_trial_record(outcome, spec.metric, fold_runs=settings.fold_runs, result=result))
                 progress.update(outcome)
+            def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
+                result = objective.result(family, params)
+                return [{"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}[cost]
+                        for cost in settings.objectives[1:]]
             try:
+                objective.deadline = time.time() + settings.timeout_s
                 outcomes = tuning.optimize(spaces, objective, settings, maximize=metric.greater_is_better, seed=seed,
                                            on_trial=on_trial, storage=tuning.storage_url(paths.study),
-                                           study_name=study, origin=parent)
+                                           study_name=study, origin=parent, costs=trial_costs)
             except KeyboardInterrupt:
                 status = "KILLED"
                 raise
+            searched = time.time()
+            closing = time.perf_counter()
+        tracking_time.seconds += time.perf_counter() - closing  # the wait for the recorder to drain
         if recorder.errors:
             console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
         winner = best(outcomes, metric.greater_is_better)
-        board = leaderboard(outcomes, metric.greater_is_better)
+        finished = finish(outcomes, objective, spec, finish_settings)
+        finish_s = time.time() - searched
+        trials_board = trial_table(outcomes, metric.greater_is_better, settings.objectives)
+        files.write_text(paths.trials, trials_board.to_csv(index=False))
+        board = model_leaderboard(outcomes, objective, finished, metric.greater_is_better)
         files.write_text(paths.leaderboard, board.to_csv(index=False))
         counts = {state: sum(o.state == state for o in outcomes) for state in ("COMPLETE", "PRUNED", "FAIL")}
         reused = sum(o.reused for o in outcomes)
         result = {
-            "family": winner.family, "params": winner.params, "metric": spec.metric,
-            "cv_score": winner.score, "cv_std": float(np.std(winner.fold_scores)), "trial": winner.number,
+            "family": describe(finished), "params": winner.params if finished["method"] == "single" else {},
+            "metric": spec.metric, "cv_score": finished["cv_score"], "cv_std": float(np.std(winner.fold_scores)),
+            "trial": winner.number, "best_trial": {"number": winner.number, "family": winner.family,
+                                                   "params": winner.params, "cv_score": winner.score},
+            "finish": finished,
             "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
             "tune_run_id": parent, "seed": seed, "cv_folds": settings.cv_folds,
+            "validation": {"method": "holdout", "share": holdout} if holdout else {"method": "cv", "folds": settings.cv_folds},
             "study": {"name": study, "reused_trials": reused},
         }
         earlier = sorted({o.origin for o in outcomes if o.reused and o.origin and o.origin != parent})
-        tracking.log(parent, metrics={f"best/cv_{spec.metric}": winner.score, "trials_complete": counts["COMPLETE"],
-                                      "trials_pruned": counts["PRUNED"], "trials_failed": counts["FAIL"],
-                                      "trials_reused": reused, "duration_s": time.time() - started},
-                     params={"best.family": winner.family, "best.trial": winner.number},
-                     tags={"mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000]}
-                     | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}))
-        tracking.log_artifact(parent, paths.leaderboard)
+        threshold = finished["threshold"]
+        with tracking_time:
+            tracking.log(parent, metrics={f"best/cv_{spec.metric}": winner.score, f"final/cv_{spec.metric}": finished["cv_score"],
+                                          "trials_complete": counts["COMPLETE"], "trials_pruned": counts["PRUNED"],
+                                          "trials_failed": counts["FAIL"], "trials_reused": reused,
+                                          "search_s": searched - started, "finish_s": finish_s,
+                                          "final/threshold": threshold["threshold"]}
+                         | {f"final/cv_{spec.metric}_{k}": v for k, v in finished["scores"].items()}
+                         | {f"final/log_loss_{k}": v for k, v in finished["calibration_log_loss"].items()},
+                         params={"best.family": winner.family, "best.trial": winner.number,
+                                 "final.model": describe(finished)[:500], "final.method": finished["method"],
+                                 "final.calibration": (finished["calibration"] or {}).get("method", "none"),
+                                 "final.threshold_objective": threshold["objective"]},
+                         tags={"mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000]}
+                         | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}))
+            tracking.log_artifact(parent, paths.leaderboard)
+            tracking.log_artifact(parent, paths.trials)
+        result["tracking_s"] = round(tracking_time.seconds, 3)
         files.write_json(paths.best_params, result)
+        tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started})
         status = "FINISHED"
     finally:
         progress.close()
         tracking.finish_run(parent, status)
     resumed = f", {reused} of them reused from study {study}" if reused else ""
-    console.say(STAGE, f"{len(outcomes)} trials in {time.time() - started:.0f}s ({counts['COMPLETE']} complete, "
-                       f"{counts['PRUNED']} pruned, {counts['FAIL']} failed{resumed}); best {winner.family} "
-                       f"cv {spec.metric} {winner.score:.4f} ± {result['cv_std']:.4f} (trial {winner.number}) → {paths.best_params}")
-    width = max(14, *(len(o.family) for o in outcomes))
-    for family in sorted({o.family for o in outcomes}):
-        family_best = board[(board.family == family) & (board.state == "COMPLETE")].head(1)
-        if len(family_best):
-            console.say("", f"  {family:<{width}} best cv {spec.metric} {family_best.cv_score.iloc[0]:.4f}")
+    validation = f"holdout {holdout:.0%}" if holdout else f"{settings.cv_folds}-fold cv"
+    console.say(STAGE, f"{len(outcomes)} trials in {searched - started:.0f}s on {validation} ({counts['COMPLETE']} complete, "
+                       f"{counts['PRUNED']} pruned, {counts['FAIL']} failed{resumed}); best trial {winner.family} "
+                       f"cv {spec.metric} {winner.score:.4f} ± {result['cv_std']:.4f} (trial {winner.number})")
+    for row in board.itertuples():
+        mark = "→" if row.chosen else " "
+        cost = "" if pd.isna(row.fit_s) else f"  fit {row.fit_s:.1f}s  predict {row.predict_ms_per_1k:.1f} ms/1k  {row.size_mb:.1f} MB"
+        console.say("", f"  {mark} {row.model:<28} cv {spec.metric} {row.cv_score:.4f}{cost}")
+    if spec.task == "binary":
+        calibration = (finished["calibration"] or {}).get("method", "none")
+        console.say("", f"  calibration {calibration}; threshold {threshold['threshold']:.3f} ({threshold['objective']}) "
+                        f"→ {paths.best_params}")
     return result

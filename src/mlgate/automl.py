@@ -1,0 +1,127 @@
+"""mlgate's search as a library call: a frame in, a fitted model out, within a wall-clock budget.
+
+``fit`` runs the pipeline's own stages (ingest, tune, train) in a scratch project under
+``workdir``, tracked in an MLflow store there: every trial is a nested run, as under ``dvc repro``.
+Everything the frame holds is training data (no test or current batch is split off; the caller
+keeps its own). The contract is drafted from the frame (``mlgate infer-schema``'s rules) with
+missing values allowed anywhere, since a benchmark's test rows were never checked against it.
+The budget is split between the search (``SEARCH_SHARE``) and the final refit (``REFIT_SHARE``,
+which caps an ensemble's members by their measured fit time); the rest covers start-up and logging.
+Under ``SHORT_BUDGET_S`` the search scores on 3 folds instead of conf/'s 5, for more trials. The
+families are conf/'s defaults plus HistGradientBoosting (``FAMILIES``), which early-stops on its own
+and so stays cheap on large frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import yaml
+
+from mlgate import config, files, schema
+
+SEARCH_SHARE = 0.65
+REFIT_SHARE = 0.2
+SHORT_BUDGET_S = 300
+FAMILIES = "[catboost,hist_gradient_boosting,linear,random_forest]"
+# conf/ of the checkout mlgate is installed from (editable install); pass conf_dir otherwise
+CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+@dataclass
+class AutoMLModel:
+    """The fitted final model and what the run measured (``summary``)."""
+    model: Any
+    task: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Binary: the positive class's probability."""
+        return self.model.predict_proba(X)[:, 1]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model.predict(X)
+
+
+@contextlib.contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    """Run in ``folder`` with its own MLflow store: the stages resolve paths against the cwd."""
+    saved_cwd, saved_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.chdir(folder)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        if saved_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+
+
+def project_params(train: pd.DataFrame, target: str, task: str, *, budget_s: float, seed: int, source: Path,
+                   positive_class: str | None = None, name: str = "automl", overrides: list[str] | None = None,
+                   conf_dir: Path = CHECKOUT_CONF) -> dict[str, Any]:
+    """params.yaml for a scratch project over ``source``: conf/'s defaults, the budget, a drafted contract."""
+    contract = schema.infer_contract(train, target, task)
+    contract |= {"min_rows": 1, "max_rows": None, "missing_columns": "impute", "max_missing_share": 1.0}
+    for column in contract["columns"].values():
+        column.pop("max_missing_share", None)
+        column.pop("min", None)
+        column.pop("max", None)
+    params = yaml.safe_load(config.compose(conf_dir, overrides=[
+        f"model={FAMILIES}", f"seed={seed}", f"search.timeout_s={max(1.0, SEARCH_SHARE * budget_s):.1f}", "search.n_trials=10000",
+        f"finish.refit_budget_s={REFIT_SHARE * budget_s:.1f}", *(["search.cv_folds=3"] if budget_s < SHORT_BUDGET_S else []),
+        *(overrides or []),
+    ]))
+    params["data"] = {
+        "name": name, "task": task, "target": target,
+        "metric": "roc_auc" if task == "binary" else "rmse",
+        "source": {"kind": "file", "path": str(source), "format": "parquet"}, "current_path": None,
+        "contract": contract,
+    }
+    if task == "binary":
+        params["data"]["positive_class"] = schema.positive_class(train[target], positive_class)
+    params["tracking"] = {**params["tracking"], "experiment": f"mlgate-{name}", "registered_model": name}
+    return params
+
+
+def fit(train: pd.DataFrame, target: str, task: str, *, budget_s: float, seed: int, workdir: Path,
+        positive_class: str | None = None, overrides: list[str] | None = None,
+        conf_dir: Path = CHECKOUT_CONF) -> AutoMLModel:
+    """Search, ensemble and refit on ``train`` within about ``budget_s`` seconds of wall time."""
+    from mlgate.stages import ingest, tune
+    from mlgate.stages import train as train_stage
+
+    started = time.time()
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / "data" / "source" / "train.parquet"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(source, index=False)
+    params = project_params(train, target, task, budget_s=budget_s, seed=seed, source=source,
+                            positive_class=positive_class, overrides=overrides, conf_dir=conf_dir)
+    with _inside(workdir):
+        files.write_text("params.yaml", yaml.safe_dump(params, sort_keys=False))
+        ingest.run(params)
+        paths = Path(params["paths"]["split"])
+        paths.mkdir(parents=True, exist_ok=True)
+        pd.read_parquet(Path(params["paths"]["raw"]) / "data.parquet").to_parquet(paths / "train.parquet", index=False)
+        tuned = tune.run(params)
+        trained = train_stage.run(params)
+        model = joblib.load(Path(params["paths"]["model"]) / "artifacts" / "pipeline.joblib")
+    summary = {"chosen": tuned["family"], "method": tuned["finish"]["method"], "cv_score": tuned["cv_score"],
+               "trials": sum(tuned["trials"].values()), "trials_complete": tuned["trials"]["complete"],
+               "validation": tuned["validation"]["method"], "tracking_s": tuned["tracking_s"],
+               "refit_s": trained["fit_seconds"], "wall_s": round(time.time() - started, 2),
+               "tune_run_id": tuned["tune_run_id"]}
+    return AutoMLModel(model, task, summary)

@@ -1,0 +1,329 @@
+"""Finishing a study: an ensemble over the trials' validation predictions, probability calibration
+and the decision threshold, each chosen on held-out predictions; and ``FinalModel``, the one
+estimator ``train`` fits from that choice and logs as one MLflow model.
+
+Everything here is chosen on out-of-fold predictions (each row predicted by models that never saw
+it), and each choice is itself scored cross-fitted over the same folds: a combiner or calibrator
+fitted on the other folds' rows predicts the held-out fold's. So "the ensemble beats the best single
+model" compares like with like, the trial's CV score being its per-fold mean on the same folds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from mlgate import metrics
+
+ENSEMBLES = ("auto", "caruana", "stacking", "none")
+CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
+THRESHOLDS = ("f1", "balanced_accuracy", "cost", "none")
+_EPS = 1e-6
+# A calibration may cost the ranking this much of the primary metric (isotonic steps tie scores).
+_CALIBRATION_SLACK = 1e-3
+
+
+@dataclass(frozen=True)
+class FinishSettings:
+    ensemble: str = "auto"             # auto: caruana or stacking, whichever scores better; none: the best trial
+    ensemble_rounds: int = 25          # greedy selection rounds (with replacement)
+    ensemble_candidates: int = 20      # the best complete trials considered
+    calibration: str = "auto"          # binary: isotonic, sigmoid or none by cross-fitted log loss
+    threshold: str = "f1"              # binary: what the decision threshold maximises; none keeps 0.5
+    false_positive_cost: float = 1.0   # threshold: cost
+    false_negative_cost: float = 1.0
+    refit_budget_s: float | None = None  # cap on the estimated time train spends refitting members
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("ensemble", ENSEMBLES), ("calibration", CALIBRATIONS), ("threshold", THRESHOLDS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"finish.{name} must be one of {allowed}, got '{getattr(self, name)}'")
+        if self.ensemble_rounds < 1 or self.ensemble_candidates < 1:
+            raise ValueError("finish: ensemble_rounds and ensemble_candidates must be at least 1")
+        if self.false_positive_cost <= 0 or self.false_negative_cost <= 0:
+            raise ValueError("finish: false_positive_cost and false_negative_cost must be positive")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A complete trial with its out-of-fold predictions (NaN on rows it did not validate)."""
+    trial: int
+    family: str
+    params: dict[str, Any]
+    score: float
+    predictions: np.ndarray
+    fit_s: float = 0.0
+
+
+def fold_score(name: str, y: np.ndarray, predicted: np.ndarray, folds: np.ndarray) -> float:
+    """The metric per fold, averaged: how a trial's CV score is computed."""
+    return float(np.mean([metrics.METRICS[name].score(y[folds == k], predicted[folds == k]) for k in np.unique(folds)]))
+
+
+def _scorer(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    return metrics._rank_auc if name == "roc_auc" else metrics.METRICS[name].score
+
+
+def caruana_weights(predictions: np.ndarray, y: np.ndarray, name: str, rounds: int) -> np.ndarray:
+    """Greedy ensemble selection with replacement (Caruana et al., 2004): start from the best
+    column, then add, ``rounds`` times, the column whose addition scores best; the weights are
+    how often each column was added."""
+    score = _scorer(name)
+    sign = 1.0 if metrics.METRICS[name].greater_is_better else -1.0
+    counts = np.zeros(predictions.shape[1])
+    total = np.zeros(len(y))
+    for step in range(rounds):
+        trial_sums = total[:, None] + predictions
+        gains = [sign * score(y, trial_sums[:, j] / (step + 1)) for j in range(predictions.shape[1])]
+        chosen = int(np.argmax(gains))
+        counts[chosen] += 1
+        total = trial_sums[:, chosen]
+    return counts / counts.sum()
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def stacking_fit(predictions: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
+    """A linear combiner with non-negative weights: logistic regression on the members' logits
+    (binary; members with a weight <= 0 are dropped and the rest refit, until all are positive) or
+    a non-negative linear regression (regression). Correlated members otherwise get large weights
+    of opposite signs that fit noise. Plain data, so it is reviewable in JSON."""
+    if task == "regression":
+        model = LinearRegression(positive=True).fit(predictions, y)
+        return {"method": "stacking", "coef": model.coef_.tolist(), "intercept": float(model.intercept_)}
+    active = np.arange(predictions.shape[1])
+    while True:
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(_logit(predictions[:, active]), y)
+        positive = model.coef_[0] > 0
+        if positive.all() or not positive.any():
+            break
+        active = active[positive]
+    coef = np.zeros(predictions.shape[1])
+    coef[active] = np.maximum(model.coef_[0], 0)
+    return {"method": "stacking", "coef": coef.tolist(), "intercept": float(model.intercept_[0])}
+
+
+def combine(combiner: dict[str, Any], predictions: np.ndarray, task: str) -> np.ndarray:
+    """Apply a combiner (``caruana`` weights or ``stacking`` coefficients) to member predictions."""
+    if combiner["method"] == "caruana":
+        return predictions @ np.asarray(combiner["weights"])
+    linear = (_logit(predictions) if task == "binary" else predictions) @ np.asarray(combiner["coef"]) + combiner["intercept"]
+    return _sigmoid(linear) if task == "binary" else linear
+
+
+def _fit_combiner(method: str, predictions: np.ndarray, y: np.ndarray, task: str, name: str, rounds: int) -> dict[str, Any]:
+    if method == "caruana":
+        return {"method": "caruana", "weights": caruana_weights(predictions, y, name, rounds).tolist()}
+    return stacking_fit(predictions, y, task)
+
+
+def cross_fitted(fit: Callable[[np.ndarray], Any], apply: Callable[[Any, np.ndarray], np.ndarray],
+                 folds: np.ndarray) -> np.ndarray:
+    """Each fold's rows as predicted by what ``fit`` learnt from the other folds' rows."""
+    out = np.empty(len(folds))
+    for k in np.unique(folds):
+        held = folds == k
+        out[held] = apply(fit(~held), held)
+    return out
+
+
+@dataclass(frozen=True)
+class EnsembleChoice:
+    method: str                     # single | caruana | stacking
+    members: list[Candidate]
+    combiner: dict[str, Any] | None
+    score: float                    # cross-fitted per-fold mean, comparable with the trials' CV scores
+    scores: dict[str, float]        # every method tried, same basis
+    predictions: np.ndarray         # cross-fitted predictions of the chosen method on the validated rows
+
+
+def choose_ensemble(candidates: list[Candidate], y: np.ndarray, folds: np.ndarray, *, task: str, metric: str,
+                    settings: FinishSettings) -> EnsembleChoice:
+    """The best of: the best trial alone, Caruana selection and stacking over the top candidates,
+    by cross-fitted score on the validated rows (``folds`` >= 0)."""
+    greater = metrics.METRICS[metric].greater_is_better
+    ranked = sorted(candidates, key=lambda c: c.score, reverse=greater)
+    ranked = _within_refit_budget(_distinct(ranked)[:settings.ensemble_candidates], settings.refit_budget_s)
+    rows = folds >= 0
+    y, folds = y[rows], folds[rows]
+    matrix = np.column_stack([c.predictions[rows] for c in ranked])
+    best = ranked[0]
+    scores = {"single": fold_score(metric, y, matrix[:, 0], folds)}
+    choice = EnsembleChoice("single", [best], None, scores["single"], scores, matrix[:, 0])
+    methods = {"auto": ("caruana", "stacking"), "none": ()}.get(settings.ensemble, (settings.ensemble,))
+    if len(ranked) < 2:
+        return choice
+    for method in methods:
+        predicted = cross_fitted(lambda train, m=method: _fit_combiner(m, matrix[train], y[train], task, metric,
+                                                                        settings.ensemble_rounds),
+                                 lambda combiner, held: combine(combiner, matrix[held], task), folds)
+        scores[method] = fold_score(metric, y, predicted, folds)
+        if (scores[method] > choice.score) == greater and scores[method] != choice.score:
+            combiner = _fit_combiner(method, matrix, y, task, metric, settings.ensemble_rounds)
+            keep = _members_used(combiner)
+            if len(keep) < 2:  # on all rows it picks one trial alone: that is the single model
+                continue
+            combiner = _restrict(combiner, keep)
+            choice = EnsembleChoice(method, [ranked[i] for i in keep], combiner, scores[method], scores, predicted)
+    return EnsembleChoice(choice.method, choice.members, choice.combiner, choice.score, scores, choice.predictions)
+
+
+def _distinct(ranked: list[Candidate]) -> list[Candidate]:
+    """Drop trials whose predictions repeat a better one's (a re-run of the same configuration)."""
+    seen, out = set(), []
+    for candidate in ranked:
+        key = np.round(np.nan_to_num(candidate.predictions), 10).tobytes()
+        if key not in seen:
+            seen.add(key)
+            out.append(candidate)
+    return out
+
+
+def _within_refit_budget(ranked: list[Candidate], budget_s: float | None) -> list[Candidate]:
+    """The best candidates whose refits fit the budget together (the best one always stays)."""
+    if budget_s is None:
+        return ranked
+    kept, spent = [ranked[0]], ranked[0].fit_s
+    for candidate in ranked[1:]:
+        if spent + candidate.fit_s <= budget_s:
+            kept.append(candidate)
+            spent += candidate.fit_s
+    return kept
+
+
+def _members_used(combiner: dict[str, Any]) -> list[int]:
+    weights = combiner["weights"] if combiner["method"] == "caruana" else combiner["coef"]
+    return [i for i, w in enumerate(weights) if w != 0]
+
+
+def _restrict(combiner: dict[str, Any], keep: list[int]) -> dict[str, Any]:
+    key = "weights" if combiner["method"] == "caruana" else "coef"
+    return {**combiner, key: [combiner[key][i] for i in keep]}
+
+
+# --- calibration and threshold (binary) -----------------------------------------------------------
+
+def calibrator_fit(method: str, probability: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """A calibration map as plain data: Platt scaling on the logit, or an isotonic step function."""
+    if method == "sigmoid":
+        model = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(probability)[:, None], y)
+        return {"method": "sigmoid", "coef": float(model.coef_[0, 0]), "intercept": float(model.intercept_[0])}
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(probability, y)
+    return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+
+
+def calibrate(calibrator: dict[str, Any] | None, probability: np.ndarray) -> np.ndarray:
+    if calibrator is None:
+        return probability
+    if calibrator["method"] == "sigmoid":
+        return _sigmoid(calibrator["coef"] * _logit(probability) + calibrator["intercept"])
+    return np.interp(probability, calibrator["x"], calibrator["y"])
+
+
+@dataclass(frozen=True)
+class CalibrationChoice:
+    calibrator: dict[str, Any] | None
+    log_loss: dict[str, float]       # cross-fitted, per method tried
+    probabilities: np.ndarray        # cross-fitted calibrated probabilities of the chosen method
+
+
+def choose_calibration(probability: np.ndarray, y: np.ndarray, folds: np.ndarray, *, metric: str,
+                       setting: str) -> CalibrationChoice:
+    """none, sigmoid or isotonic by cross-fitted log loss, among those that keep the primary metric
+    within ``_CALIBRATION_SLACK`` of the uncalibrated score."""
+    tried = {"none": probability}
+    for method in (("sigmoid", "isotonic") if setting == "auto" else () if setting == "none" else (setting,)):
+        tried[method] = cross_fitted(lambda train, m=method: calibrator_fit(m, probability[train], y[train]),
+                                     lambda calibrator, held: calibrate(calibrator, probability[held]), folds)
+    losses = {method: fold_score("log_loss", y, p, folds) for method, p in tried.items()}
+    greater = metrics.METRICS[metric].greater_is_better
+    base = fold_score(metric, y, probability, folds) if metrics.METRICS[metric].uses_probability else None
+    allowed = [m for m in tried if base is None or m == "none"
+               or (fold_score(metric, y, tried[m], folds) - base) * (1 if greater else -1) >= -_CALIBRATION_SLACK]
+    chosen = min(allowed, key=lambda m: losses[m])
+    calibrator = None if chosen == "none" else calibrator_fit(chosen, probability, y)
+    return CalibrationChoice(calibrator, losses, tried[chosen])
+
+
+def _objective(setting: str, settings: FinishSettings) -> Callable[[np.ndarray, np.ndarray], float]:
+    """Higher is better: F1, balanced accuracy, or minus the mean cost per row."""
+    def f1(y, label):
+        tp = np.sum(label & (y == 1))
+        return 2 * tp / max(1, np.sum(label) + np.sum(y == 1))
+
+    def balanced(y, label):
+        return 0.5 * (np.mean(label[y == 1]) + np.mean(~label[y == 0]))
+
+    def cost(y, label):
+        return -(settings.false_positive_cost * np.sum(label & (y == 0))
+                 + settings.false_negative_cost * np.sum(~label & (y == 1))) / len(y)
+    return {"f1": f1, "balanced_accuracy": balanced, "cost": cost}[setting]
+
+
+def choose_threshold(probability: np.ndarray, y: np.ndarray, settings: FinishSettings) -> dict[str, Any]:
+    """The decision threshold that maximises ``settings.threshold`` on held-out probabilities,
+    searched over their quantiles; with what the objective reads there and at 0.5."""
+    if settings.threshold == "none":
+        return {"objective": "none", "threshold": 0.5}
+    objective = _objective(settings.threshold, settings)
+    candidates = np.unique(np.concatenate([np.quantile(probability, np.linspace(0.01, 0.99, 197)), [0.5]]))
+    values = [objective(y, probability >= t) for t in candidates]
+    best = int(np.argmax(values))
+    return {"objective": settings.threshold, "threshold": float(candidates[best]), "value": float(values[best]),
+            "value_at_0.5": float(objective(y, probability >= 0.5))}
+
+
+# --- the fitted result -----------------------------------------------------------------------------
+
+class FinalModel(BaseEstimator):
+    """What ``train`` fits and logs: one or more member pipelines, the combiner over their outputs,
+    the calibration map and the decision threshold (binary)."""
+
+    def __init__(self, members=(), combiner=None, calibrator=None, threshold: float = 0.5, task: str = "binary"):
+        self.members = members
+        self.combiner = combiner
+        self.calibrator = calibrator
+        self.threshold = threshold
+        self.task = task
+
+    def fit(self, X, y):
+        self.members_ = [clone(member).fit(X, y) for member in self.members]
+        if self.task == "binary":
+            self.classes_ = np.array([0, 1])
+        return self
+
+    @property
+    def sole_pipeline(self):
+        """The fitted pipeline when the model is one member without a combiner, else None."""
+        return self.members_[0] if len(self.members_) == 1 and self.combiner is None else None
+
+    def _member_outputs(self, X) -> np.ndarray:
+        if self.task == "binary":
+            return np.column_stack([m.predict_proba(X)[:, 1] for m in self.members_])
+        return np.column_stack([m.predict(X) for m in self.members_])
+
+    def _combined(self, X) -> np.ndarray:
+        outputs = self._member_outputs(X)
+        return outputs[:, 0] if self.combiner is None else combine(self.combiner, outputs, self.task)
+
+    def predict_proba(self, X) -> np.ndarray:
+        probability = calibrate(self.calibrator, self._combined(X))
+        return np.column_stack([1 - probability, probability])
+
+    def predict(self, X) -> np.ndarray:
+        if self.task == "binary":
+            return (self.predict_proba(X)[:, 1] >= self.threshold).astype(np.int64)
+        return self._combined(X)

@@ -1,0 +1,165 @@
+"""The gate's PNG plots, drawn from its result (and the test-set outputs of both models): what
+reports/promotion.md embeds so a reviewer sees the comparison, the drift and the slices at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlgate import metrics
+from mlgate.stages import evaluate
+
+PLOT_DPI = 90
+SEVERITY_CAP = 1e6
+Output = tuple[np.ndarray, np.ndarray | None]   # (prediction, positive-class probability or None)
+
+
+def _figure(panels: int = 1, width: float = 5.0, height: float = 3.2):
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    return plt.subplots(1, panels, figsize=(width * panels, height), dpi=PLOT_DPI, squeeze=False)
+
+
+def _save(fig, path: Path) -> None:
+    from matplotlib import pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})   # no version stamp: a rerun with the same numbers is the same file
+    plt.close(fig)
+
+
+def _metric_plot(result: dict[str, Any], path: Path) -> str:
+    """The gate metric of each model with its 95% bootstrap interval, on test and on the labelled
+    current rows; beside it, the paired interval of the gain against the allowed loss."""
+    metric, policy = result["metric"], result["policy"]
+    scored = {name: block for name, block in result["comparison"].items() if block["candidate"]}
+    compared = {name: block for name, block in scored.items() if block["champion"]}
+    fig, axes = _figure(2 if compared else 1)
+    ax = axes[0][0]
+    versions = {"candidate": f"candidate v{result['candidate']['version']}",
+                "champion": f"production v{(result['champion'] or {}).get('version')}"}
+    shift = 0.2 if compared else 0.0
+    for offset, side, color in ((-shift, "champion", "tab:grey"), (shift, "candidate", "tab:blue")):
+        shown = [(x, block[side]) for x, block in enumerate(scored.values()) if block[side]]
+        if shown:
+            value = np.array([model["metrics"][metric] for _, model in shown])
+            low, high = (np.array([model["interval"][end] for _, model in shown]) for end in ("low", "high"))
+            ax.bar([x + offset for x, _ in shown], value, 0.38, yerr=[value - low, high - value], capsize=4, color=color,
+                   label=versions[side])
+    lows = [b[s]["interval"]["low"] for b in scored.values() for s in ("candidate", "champion") if b[s]]
+    highs = [b[s]["interval"]["high"] for b in scored.values() for s in ("candidate", "champion") if b[s]]
+    pad = max(max(highs) - min(lows), 1e-3) * 0.6
+    ax.set_ylim(min(lows) - pad, max(highs) + pad)
+    ax.set_xticks(range(len(scored)), [f"{name} ({b['rows']:,} rows)" for name, b in scored.items()])
+    ax.set(ylabel=metric, title=f"{metric}, 95% bootstrap CI")
+    ax.legend(fontsize=8)
+    if compared:
+        ax = axes[0][1]
+        limits = {"test": policy["max_regression"], "current": policy["current_batch"]["max_regression"]}
+        label = "allowed loss"
+        for x, (name, block) in enumerate(compared.items()):
+            gain, interval = block["gain"], block["gain_interval"]
+            ax.errorbar([x], [gain], yerr=[[gain - interval["low"]], [interval["high"] - gain]], fmt="o", capsize=5,
+                        color="tab:green" if interval["low"] > 0 else "tab:blue")
+            if limits.get(name) is not None:
+                ax.hlines(-limits[name], x - 0.3, x + 0.3, colors="tab:red", linestyles="dashed", label=label)
+                label = None
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlim(-0.6, len(compared) - 0.4)
+        ax.set_xticks(range(len(compared)), list(compared))
+        ax.set(ylabel=f"{metric} gain over production", title="Paired 95% CI of the gain")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    _save(fig, path)
+    return f"{metric}: candidate vs production, 95% CI"
+
+
+def _outputs_plot(task: str, y: np.ndarray, outputs: dict[str, Output], path: Path) -> str:
+    """Binary: both models' ROC curves on test; regression: both models' residuals on test."""
+    fig, axes = _figure()
+    ax = axes[0][0]
+    if task == "binary":
+        for label, (prediction, probability) in outputs.items():
+            roc = evaluate.curves(y, prediction, probability, task)["roc"]
+            ax.plot(roc.fpr, roc.tpr, label=f"{label} (AUC {metrics.score('roc_auc', y, prediction, probability):.3f})")
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
+        title = "ROC curves on test"
+    else:
+        residuals = {label: y - prediction for label, (prediction, _) in outputs.items()}
+        edges = np.histogram_bin_edges(np.clip(np.concatenate(list(residuals.values())),
+                                               *np.percentile(np.concatenate(list(residuals.values())), [1, 99])), 40)
+        for label, values in residuals.items():
+            ax.hist(np.clip(values, edges[0], edges[-1]), edges, histtype="step", linewidth=1.5,
+                    label=f"{label} (RMSE {np.sqrt(np.mean(values ** 2)):.4g})")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set(xlabel="residual (actual - predicted), clipped to 1st-99th percentile", ylabel="test rows",
+               title="Residuals (test)")
+        title = "Residuals on test"
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return title
+
+
+def _drift_plot(drift: dict[str, Any], path: Path, top: int = 10) -> str:
+    """The most drifted columns, each score against its own threshold (1: the threshold)."""
+    columns = sorted(drift["columns"].items(), key=lambda kv: metrics.drift_severity(kv[1]), reverse=True)[:top][::-1]
+    fig, axes = _figure(height=1.6 + 0.22 * len(columns))
+    ax = axes[0][0]
+    # a p-value of ~0 gives an astronomic ratio: bars stop at SEVERITY_CAP (the label keeps the score)
+    severity = [min(metrics.drift_severity(entry), SEVERITY_CAP) for _, entry in columns]
+    ax.barh([name for name, _ in columns], severity,
+            color=["tab:red" if entry["drifted"] else "tab:grey" for _, entry in columns])
+    for y, ((_, entry), value) in enumerate(zip(columns, severity, strict=True)):
+        ax.annotate(f" {entry['score']:.3g}", (value, y), va="center", fontsize=7)
+    ax.axvline(1, color="black", linestyle="dashed", linewidth=0.8)
+    if max(severity) > 30:
+        ax.set_xscale("log")
+        ax.set_xlim(right=max(severity) * 20)   # room for the labels
+    else:
+        ax.set_xlim(0, max(max(severity), 1.0) * 1.15)
+    p_values = any(metrics.is_p_value(entry["method"]) for _, entry in columns)
+    ax.set(xlabel="score ÷ threshold (≥ 1 drifted); label: score" + ("\np-values: threshold ÷ p" if p_values else ""),
+           title=f"Drift: {drift['drifted_count']} of {drift['columns_checked']} columns (red: drifted)")
+    _save(fig, path)
+    return "Most drifted columns, current batch vs training"
+
+
+def _slices_plot(result: dict[str, Any], path: Path) -> str:
+    """The metric per slice value for both models: on test (judged) and on the current batch."""
+    check = next(c for c in result["checks"] if c["name"] == "slices")
+    sets = {"test": check["evidence"], "current": result["comparison"]["current"]["slices"]}
+    sets = {name: rows for name, rows in sets.items() if rows}
+    floors = {column: limits["min_metric"] for column, limits in result["policy"]["slices"].items()}
+    fig, axes = _figure(len(sets), height=1.8 + 0.45 * max(len(rows) for rows in sets.values()))
+    for ax, (name, rows) in zip(axes[0], sets.items(), strict=True):
+        rows = rows[::-1]
+        y = np.arange(len(rows))
+        for offset, side, color in ((0.2, "champion", "tab:grey"), (-0.2, "candidate", "tab:blue")):
+            values = [np.nan if row[side] is None else row[side] for row in rows]
+            if not all(np.isnan(values)):
+                ax.barh(y + offset, values, 0.38, color=color, label="production" if side == "champion" else "candidate")
+        for i, row in enumerate(rows):
+            if floors.get(row["column"]) is not None:
+                ax.plot([floors[row["column"]]] * 2, [i - 0.45, i + 0.45], color="tab:red", linewidth=1.5)
+        ax.set_yticks(y, [f"{row['column']}={row['value']} ({row['rows']:,})" for row in rows], fontsize=8)
+        ax.set(xlabel=result["metric"], title=f"Slices, {name} (red: floor)")
+        ax.legend(fontsize=7, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.12), frameon=False)
+    _save(fig, path)
+    return f"{result['metric']} per slice"
+
+
+def draw_plots(folder: Path, result: dict[str, Any], y_test: np.ndarray, test_outputs: dict[str, Output]) -> dict[str, str]:
+    """The promotion report's PNG plots, written into ``folder``: {file stem: title}."""
+    drawn = {"metric": _metric_plot(result, folder / "metric.png")}
+    name = "roc" if result["data"]["task"] == "binary" else "residuals"
+    drawn[name] = _outputs_plot(result["data"]["task"], y_test, test_outputs, folder / f"{name}.png")
+    if result["drift"]["columns"]:
+        drawn["drift"] = _drift_plot(result["drift"], folder / "drift.png")
+    if any(c["name"] == "slices" and c["evidence"] for c in result["checks"]):
+        drawn["slices"] = _slices_plot(result, folder / "slices.png")
+    return drawn

@@ -1,0 +1,68 @@
+"""mlgate.automl.fit: the pipeline's stages on a frame, within a budget, tracked as under `dvc repro`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import mean_squared_error, roc_auc_score
+
+from tests.conftest import REPO
+
+TINY = ["model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25", "search.n_jobs=1",
+        "search.n_trials=6"]
+
+
+@pytest.fixture(scope="module")
+def telco():
+    frame = pd.read_csv(REPO / "data/source/telco_churn.csv.gz").sample(1200, random_state=0).reset_index(drop=True)
+    return frame.iloc[:900], frame.iloc[900:]
+
+
+def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, tmp_path):
+    from mlgate import automl, tracking
+
+    train, test = telco
+    model = automl.fit(train, "churn", "binary", budget_s=40, seed=0, workdir=tmp_path, positive_class="Yes",
+                       overrides=[*TINY, "search.fold_runs=true"])
+
+    y = (test["churn"] == "Yes").astype(int)
+    probability = model.predict_proba(test.drop(columns="churn"))
+    assert roc_auc_score(y, probability) > 0.75
+    assert model.summary["trials"] >= 3 and model.summary["validation"] == "cv"
+    assert model.summary["tracking_s"] > 0
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        trials = tracking.child_runs(model.summary["tune_run_id"])
+        complete = [t for t in trials if t["tags"]["mlgate.trial_state"] == "COMPLETE"]
+        assert complete
+        folds = tracking.child_runs(complete[0]["run_id"])
+    assert sorted(int(f["tags"]["mlgate.fold"]) for f in folds) == [0, 1, 2]  # three folds under a short budget
+    assert all("cv/roc_auc" in f["metrics"] and f["metrics"]["fit_s"] > 0 for f in folds)
+    assert {"fit_s", "predict_ms_per_1k", "size_mb"} <= set(complete[0]["metrics"])
+
+    best = json.loads((tmp_path / "reports/best_params.json").read_text())
+    assert best["finish"]["threshold"]["objective"] == "f1"
+    board = pd.read_csv(tmp_path / "reports/leaderboard.csv")
+    assert board["chosen"].sum() == 1
+
+
+def test_fit_on_a_large_regression_frame_uses_a_holdout(tmp_path):
+    from mlgate import automl
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    frame = pd.DataFrame({"x": rng.normal(size=n), "kind": rng.choice(["a", "b", "c"], n)})
+    frame["y"] = 3 * frame["x"] + frame["kind"].map({"a": 0.0, "b": 1.0, "c": -1.0}) + rng.normal(scale=0.1, size=n)
+
+    model = automl.fit(frame.iloc[:2500], "y", "regression", budget_s=30, seed=0, workdir=tmp_path,
+                       overrides=["model=[linear,catboost]", "model.catboost.fixed.iterations=40", "search.n_jobs=1",
+                                  "search.n_trials=6", "search.holdout_above_rows=2000"])
+
+    assert model.summary["validation"] == "holdout"
+    rmse = mean_squared_error(frame["y"].iloc[2500:], model.predict(frame.iloc[2500:].drop(columns="y"))) ** 0.5
+    assert rmse < 0.3

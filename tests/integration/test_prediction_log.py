@@ -1,0 +1,189 @@
+"""The prediction log in a SQL table, against a real SQLite file and the machine's PostgreSQL: the
+same rows as the Parquet log, read back by `mlgate monitor`, and never a blocked or failed request
+when the database is slow or gone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlgate import monitor, prediction_log
+from mlgate.prediction_log import PredictionLog
+from tests.conftest import POSTGRES, scratch_table
+
+INPUTS = pd.DataFrame({"tenure": [1.0, np.nan, 30.5], "contract": ["One year", None, "Two year"],
+                       "senior_citizen": np.array([0, 1, 0]), "paperless_billing": [True, False, True]})
+OUTPUTS = pd.DataFrame({"prediction": ["No", "Yes", "No"], "probability": [0.1234567890123456789, 0.9, 1 / 3]})
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """(URL, a fresh table name); the table is dropped afterwards."""
+    url = f"sqlite:///{tmp_path / 'predictions.db'}" if request.param == "sqlite" else POSTGRES
+    with scratch_table(url, "plog") as (_, table):
+        yield url, table
+
+
+def since_a_minute_ago() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+
+
+def submit_three(log: PredictionLog) -> None:
+    log.submit("r1", "3", INPUTS, OUTPUTS)
+    log.submit("r2", "3", INPUTS.head(1), OUTPUTS.head(1))
+    log.submit("r3", "4", INPUTS.tail(2).reset_index(drop=True), OUTPUTS.tail(2).reset_index(drop=True))
+
+
+def test_a_table_holds_the_same_rows_as_the_parquet_files(database, tmp_path):
+    url, table = database
+    started = pd.Timestamp.now(tz="UTC")
+    for target in (url, tmp_path / "parquet"):
+        log = PredictionLog(target, table=table)
+        submit_three(log)
+        log.close()
+
+    from_table = monitor.read_window(url, since_a_minute_ago(), table)
+    from_files = monitor.read_window(tmp_path / "parquet", since_a_minute_ago())
+
+    assert list(from_table.columns) == ["request_id", "timestamp", "model_version", "row", *INPUTS.columns,
+                                        "output_prediction", "output_probability"]
+    assert list(from_table.columns) == list(from_files.columns)
+    assert from_table[["request_id", "row"]].values.tolist() == [["r1", 0], ["r1", 1], ["r1", 2], ["r2", 0],
+                                                                 ["r3", 0], ["r3", 1]]
+    assert from_table["model_version"].tolist() == ["3"] * 4 + ["4"] * 2
+    assert str(from_table["timestamp"].dt.tz) == "UTC"
+    assert from_table["timestamp"].between(started, pd.Timestamp.now(tz="UTC")).all()
+    pd.testing.assert_frame_equal(from_table.drop(columns="timestamp"), from_files.drop(columns="timestamp"),
+                                  check_dtype=False)
+    sent = pd.concat([OUTPUTS, OUTPUTS.head(1), OUTPUTS.tail(2)])["probability"].tolist()
+    assert from_table["output_probability"].tolist() == sent   # exactly: no rounding on the way through JSON
+
+
+def test_the_window_excludes_older_rows_and_an_empty_window_is_empty(database):
+    url, table = database
+    log = PredictionLog(url, table=table)
+    log.submit("old", "1", INPUTS, OUTPUTS)
+    log.close()
+    cut = dt.datetime.now(dt.timezone.utc)
+    time.sleep(0.01)
+    log = PredictionLog(url, table=table)
+    log.submit("new", "1", INPUTS.head(1), OUTPUTS.head(1))
+    log.close()
+
+    assert monitor.read_window(url, cut, table)["request_id"].tolist() == ["new"]
+    assert monitor.read_window(url, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1), table).empty
+
+
+def test_rows_are_flushed_while_the_server_runs(database):
+    url, table = database
+    log = PredictionLog(url, table=table, rotate_s=0.2)
+    try:
+        log.submit("r1", "1", INPUTS, OUTPUTS)
+        wait_for_rows(url, table, 3)
+    finally:
+        log.close()
+
+
+def test_a_table_in_a_postgresql_schema():
+    import sqlalchemy as sa
+
+    schema = f"plog_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(POSTGRES)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'create schema "{schema}"'))
+    try:
+        log = PredictionLog(POSTGRES, table=f"{schema}.predictions")
+        submit_three(log)
+        log.close()
+        window = monitor.read_window(POSTGRES, since_a_minute_ago(), f"{schema}.predictions")
+        assert len(window) == 6
+        with engine.connect() as connection:   # the inputs are queryable JSON
+            tenures = connection.execute(sa.text(
+                f"""select inputs->>'contract' from "{schema}".predictions where request_id = 'r1' order by "row" """)).scalars()
+            assert list(tenures) == ["One year", None, "Two year"]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'drop schema "{schema}" cascade'))
+        engine.dispose()
+
+
+def test_a_missing_table_is_named_with_the_password_hidden():
+    url = POSTGRES.replace("postgres@", "postgres:s3cret@")
+    with pytest.raises(monitor.StageError, match=r"no such table") as raised:
+        monitor.read_window(url, since_a_minute_ago(), f"absent_{uuid.uuid4().hex[:8]}")
+    assert "s3cret" not in str(raised.value) and "***" in str(raised.value)
+
+
+def test_an_unreachable_database_drops_and_counts_never_raises():
+    dropped: list[int] = []
+    log = PredictionLog("postgresql+psycopg://postgres@127.0.0.1:1/test", table="predictions", rotate_s=0.1,
+                        on_drop=dropped.append)
+    started = time.perf_counter()
+    for _ in range(20):
+        log.submit("r", "1", INPUTS, OUTPUTS)
+    assert time.perf_counter() - started < 0.5
+    log.close()
+    assert sum(dropped) == 60
+
+
+def test_a_locked_table_blocks_the_writer_not_the_requests(monkeypatch):
+    """PostgreSQL holds the writer's INSERT behind a lock: submit stays instant and, once the queue is
+    full, drops and counts; after the lock goes, what was queued is written."""
+    import sqlalchemy as sa
+
+    monkeypatch.setattr(prediction_log, "QUEUE_REQUESTS", 5)
+    with scratch_table(POSTGRES, "plog") as (engine, table):
+        log = PredictionLog(POSTGRES, table=table, rotate_rows=1, on_drop=(dropped := []).append)
+        log.submit("first", "1", INPUTS, OUTPUTS)   # creates the table
+        wait_for_rows(POSTGRES, table, 3)
+        locker = engine.connect()
+        transaction = locker.begin()
+        locker.execute(sa.text(f'lock table "{table}" in access exclusive mode'))
+        try:
+            slowest = 0.0
+            for number in range(40):
+                started = time.perf_counter()
+                log.submit(f"r{number}", "1", INPUTS.head(1), OUTPUTS.head(1))
+                slowest = max(slowest, time.perf_counter() - started)
+            assert slowest < 0.05, f"a submit took {slowest * 1000:.0f} ms behind a locked table"
+            assert sum(dropped) >= 40 - 5 - 1   # the queue, and the one request the writer holds
+        finally:
+            threading.Timer(0.2, transaction.rollback).start()
+            log.close()
+            time.sleep(0.3)
+            locker.close()
+        written = monitor.read_window(POSTGRES, since_a_minute_ago(), table)
+        assert len(written) - 3 + sum(dropped) == 40
+
+
+def wait_for_rows(url: str, table: str, rows: int) -> None:
+    """Until the table holds ``rows`` rows, while the log is still open."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if len(monitor.read_window(url, since_a_minute_ago(), table)) >= rows:
+                return
+        except monitor.StageError:   # the first flush makes the table
+            pass
+        assert time.monotonic() < deadline, f"fewer than {rows} rows after 10 s"
+        time.sleep(0.05)
+
+
+def test_close_gives_up_on_a_writer_that_hangs(tmp_path, caplog):
+    release = threading.Event()
+    log = PredictionLog(tmp_path)
+    log.sink.write = lambda shaped: release.wait(30)   # a database that never answers
+    log.submit("r1", "1", INPUTS, OUTPUTS)
+    started = time.perf_counter()
+    try:
+        log.close(timeout=0.3)
+        assert time.perf_counter() - started < 2
+        assert "did not finish within 0.3 s" in caplog.text
+    finally:
+        release.set()

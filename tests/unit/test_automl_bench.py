@@ -1,0 +1,316 @@
+"""benchmarks/automl.py: suite parsing, the split, ranks and normalized scores, the record shape; and one
+small real run of the harness with the catboost baseline (slow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = REPO / "benchmarks" / "automl.py"
+RECORD_KEYS = {"system", "dataset", "task", "metric", "value", "wall_s", "peak_mb", "status"}
+
+
+def _load_harness():
+    spec = importlib.util.spec_from_file_location("automl_bench", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_harness()
+
+
+def _suite(folder: Path, entries: list[dict] | str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = entries if isinstance(entries, str) else json.dumps({"datasets": entries})  # JSON is YAML
+    (folder / "suite.yaml").write_text(text)
+    return folder
+
+
+def _binary_frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    plan = rng.choice(["basic", "plus", None], size=rows)
+    label = np.where(x + rng.normal(scale=0.8, size=rows) > 0.6, "yes", "no")
+    return pd.DataFrame({"x": x, "plan": plan, "churn": label})
+
+
+def _regression_frame(rows: int, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    size = rng.uniform(50, 200, size=rows)
+    size[rng.random(rows) < 0.05] = np.nan
+    kind = rng.choice(["flat", "house"], size=rows)
+    price = 1000 * np.nan_to_num(size, nan=120) + np.where(kind == "house", 30_000, 0) + rng.normal(0, 5000, rows)
+    return pd.DataFrame({"size": size, "kind": kind, "price": price})
+
+
+def _binary_entry(**changes) -> dict:
+    return {"name": "tiny", "file": "tiny.csv.gz", "target": "churn", "task": "binary", **changes}
+
+
+# ---------------------------------------------------------------- suite
+
+def test_load_suite_reads_entries_and_extra_keys(tmp_path):
+    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    suite = _suite(tmp_path, [_binary_entry(rows=20, positive_class="yes")])
+    [dataset] = bench.load_suite(suite)
+    assert dataset == bench.Dataset("tiny", tmp_path / "tiny.csv.gz", "churn", "binary", "yes")
+
+
+@pytest.mark.parametrize("field", ["name", "file", "target", "task"])
+def test_load_suite_names_a_missing_field(tmp_path, field):
+    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    entry = _binary_entry()
+    del entry[field]
+    with pytest.raises(bench.SuiteError, match=rf"datasets\[0\]: missing field `{field}`"):
+        bench.load_suite(_suite(tmp_path, [entry]))
+
+
+@pytest.mark.parametrize(("entries", "message"), [
+    ("datasets: {}\n", r"field `datasets` must be a non-empty list"),
+    ("- just a list\n", r"field `datasets` must be a non-empty list"),
+    ("datasets: [oops]\n", r"datasets\[0\] must be a mapping"),
+    ("datasets: [{name: a, file: tiny.csv.gz, target: churn, task: ranking}]\n", r"field `task` must be one of"),
+    ("datasets: [{name: a, file: nowhere.csv.gz, target: churn, task: binary}]\n", r"field `file` names .*nowhere"),
+    ("datasets: [unclosed\n", r"not valid YAML"),
+])
+def test_load_suite_rejects_malformed_manifests(tmp_path, entries, message):
+    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    with pytest.raises(bench.SuiteError, match=message):
+        bench.load_suite(_suite(tmp_path, entries))
+
+
+def test_load_suite_rejects_repeated_names_and_a_missing_manifest(tmp_path):
+    with pytest.raises(bench.SuiteError, match="no such file"):
+        bench.load_suite(tmp_path)
+    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    with pytest.raises(bench.SuiteError, match="field `name` repeats tiny"):
+        bench.load_suite(_suite(tmp_path, [_binary_entry(), _binary_entry()]))
+
+
+def test_shared_suite_parses():
+    if not bench.DEFAULT_SUITE.is_dir():
+        pytest.skip(f"{bench.DEFAULT_SUITE} is not on this machine")
+    datasets = bench.load_suite(bench.DEFAULT_SUITE)
+    assert {d.task for d in datasets} <= set(bench.TASKS) and all(d.path.is_file() for d in datasets)
+
+
+def test_select_keeps_suite_order_and_names_unknown_datasets(tmp_path):
+    datasets = [bench.Dataset(n, tmp_path / n, "y", "binary") for n in ("a", "b", "c")]
+    assert [d.name for d in bench.select(datasets, ["c", "a"])] == ["a", "c"]
+    assert bench.select(datasets, None) == datasets
+    with pytest.raises(bench.SuiteError, match="unknown dataset.*zz"):
+        bench.select(datasets, ["a", "zz"])
+
+
+def test_read_dataset_names_a_target_that_is_not_a_column(tmp_path):
+    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    dataset = bench.Dataset("tiny", tmp_path / "tiny.csv.gz", "label", "binary")
+    with pytest.raises(bench.SuiteError, match="field `target` names 'label'"):
+        bench.read_dataset(dataset)
+
+
+def test_main_stops_on_a_malformed_suite_before_any_run(tmp_path, capsys):
+    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    _suite(tmp_path, [_binary_entry(target="label")])
+    assert bench.main(["--suite", str(tmp_path), "--systems", "catboost", "--scratch", str(tmp_path / "s")]) == 2
+    assert "field `target` names 'label'" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------- split
+
+def test_split_is_seeded_75_25_and_stratified():
+    frame = _binary_frame(400)
+    dataset = bench.Dataset("tiny", Path("tiny.csv"), "churn", "binary")
+    train, test = bench.split(frame, dataset, seed=3)
+    again, _ = bench.split(frame, dataset, seed=3)
+    other, _ = bench.split(frame, dataset, seed=4)
+    assert (len(train), len(test)) == (300, 100)
+    pd.testing.assert_frame_equal(train, again)
+    assert not train.equals(other)
+    share = (frame["churn"] == "yes").mean()
+    for part in (train, test):
+        assert abs((part["churn"] == "yes").mean() - share) <= 1 / len(part)
+
+
+def test_positive_class_is_the_given_label_or_the_minority():
+    target = pd.Series(["no"] * 7 + ["yes"] * 3)
+    assert bench.positive_class(target) == "yes"
+    assert bench.positive_class(target, "no") == "no"
+    assert bench.positive_class(pd.Series([0, 1, 1, 0])) == "0"
+    with pytest.raises(bench.SuiteError, match="positive_class 'maybe'"):
+        bench.positive_class(target, "maybe")
+
+
+def test_baselines_are_the_constant_predictors():
+    y_train, y_test = pd.Series([1.0, 2.0, 3.0]), pd.Series([2.0, 4.0])
+    assert bench.baseline_score("regression", y_train, y_test) == pytest.approx(np.sqrt((0 + 4) / 2))
+    assert bench.baseline_score("binary", y_train, y_test) == 0.5
+    labels = pd.Series(["a", "a", "b", "c"])
+    priors = np.array([0.5, 0.25, 0.25])
+    expected = -np.mean(np.log(priors[[0, 1]]))
+    assert bench.baseline_score("multiclass", labels, pd.Series(["a", "b"])) == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------- scoring, ranks, report
+
+def _record(system, value, status="ok", dataset="d1", seed=0, metric="roc_auc", baseline=0.5) -> dict:
+    return {"system": system, "dataset": dataset, "task": "binary", "metric": metric, "value": value,
+            "wall_s": 10.0, "peak_mb": 100.0, "status": status, "seed": seed, "budget_s": 5.0, "fit_s": 6.0,
+            "baseline": baseline}
+
+
+def test_compare_ranks_and_normalizes_with_a_failed_system():
+    records = [
+        _record("a", 0.9), _record("b", 0.7), _record("c", None, "failed: boom"),
+        _record("a", 100.0, dataset="d2", metric="rmse", baseline=200.0),
+        _record("b", 150.0, dataset="d2", metric="rmse", baseline=200.0),
+        _record("c", 250.0, dataset="d2", metric="rmse", baseline=200.0),
+    ]
+    scores = bench.compare(records).set_index(["dataset", "system"])
+    assert scores.loc[("d1", "a"), "rank"] == 1 and scores.loc[("d1", "b"), "rank"] == 2
+    assert scores.loc[("d1", "c"), "rank"] == 3 and scores.loc[("d1", "c"), "normalized"] == 0
+    assert scores.loc[("d1", "a"), "normalized"] == pytest.approx(1)
+    assert scores.loc[("d1", "b"), "normalized"] == pytest.approx(0.5)
+    assert scores.loc[("d2", "b"), "normalized"] == pytest.approx(0.5)
+    assert scores.loc[("d2", "c"), "normalized"] == pytest.approx(-0.5)  # worse than predicting the mean
+    assert list(scores.loc["d2", "rank"]) == [1, 2, 3]
+
+
+def test_compare_averages_ties_and_gives_every_failure_the_worst_rank():
+    records = [_record("a", 0.8), _record("b", 0.8), _record("c", None, "timeout"), _record("d", None, "install failed: x")]
+    scores = bench.compare(records).set_index("system")
+    assert list(scores["rank"]) == [1.5, 1.5, 4, 4]
+    assert list(scores["normalized"]) == [1, 1, 0, 0]
+
+
+def test_normalized_is_zero_when_no_system_beats_the_constant():
+    assert bench.normalized(0.5, 0.5, 0.5, higher_is_better=True) == 0
+    assert bench.normalized(3.0, 2.0, 3.0, higher_is_better=False) == 0
+
+
+def test_score_predictions_scores_each_task_and_checks_the_file():
+    dataset = bench.Dataset("t", Path("t.csv"), "y", "binary")
+    instance = bench.Instance(dataset, 0, Path("a"), Path("b"), pd.Series(["no", "yes", "yes", "no"]), 0.5, "yes",
+                              ("no", "yes"))
+    assert bench.score_predictions(instance, pd.DataFrame({"proba": [0.1, 0.8, 0.7, 0.2]})) == 1.0
+    with pytest.raises(ValueError, match="3 rows"):
+        bench.score_predictions(instance, pd.DataFrame({"proba": [0.1, 0.8, 0.7]}))
+    with pytest.raises(ValueError, match="missing or infinite"):
+        bench.score_predictions(instance, pd.DataFrame({"proba": [0.1, np.nan, 0.7, 0.2]}))
+    multi = bench.Instance(bench.Dataset("m", Path("m.csv"), "y", "multiclass"), 0, Path("a"), Path("b"),
+                           pd.Series(["a", "b"]), 1.0, None, ("a", "b", "c"))
+    loss = bench.score_predictions(multi, pd.DataFrame({"a": [1.0, 0.0], "b": [0.0, 1.0]}))  # no `c` column
+    assert loss == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match="unknown classes"):
+        bench.score_predictions(multi, pd.DataFrame({"z": [1.0, 1.0]}))
+
+
+def test_record_has_the_json_shape_and_keeps_extras(tmp_path):
+    dataset = bench.Dataset("tiny", Path("tiny.csv"), "churn", "binary")
+    instance = bench.Instance(dataset, 2, Path("a"), Path("b"), pd.Series(["no"]), 0.5, "yes", ("no", "yes"))
+    fields = {"value": 0.9, "wall_s": 70.0, "peak_mb": 300.0, "fit_s": 63.0, "trials": 16, "system": "ignored"}
+    result = bench.record("flaml", instance, 60.0, "ok", fields)
+    assert RECORD_KEYS <= set(result)
+    assert result["system"] == "flaml" and result["metric"] == "roc_auc" and result["seed"] == 2
+    assert result["trials"] == 16 and result["budget_s"] == 60.0
+    failed = bench.record("h2o", instance, 60.0, "install failed: no java")
+    assert failed["value"] is None and failed["wall_s"] is None and failed["status"].startswith("install failed")
+    bench.write_json([result, {**failed, "value": float("nan")}], tmp_path / "out.json")
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert [r["system"] for r in rows] == ["flaml", "h2o"] and rows[1]["value"] is None
+
+
+def test_render_lists_every_system_with_its_status():
+    records = [_record("a", 0.9), _record("b", None, "failed: ValueError: x | y"), _record("a", 0.8, seed=1),
+               _record("b", 0.85, seed=1)]
+    text = bench.render(records, ["a", "b"], budget_s=5.0)
+    assert "| d1 | binary | roc_auc ↑ | 0.8500 ±0.0707 (1.5) | 0.8500 (1.5), 1/2 not ok |" in text
+    assert "| **mean rank** | | | 1.50 | 1.50 |" in text
+    assert "| **mean normalized score** | | | 0.929 | 0.500 |" in text  # a: (1 + 0.3/0.35) / 2; b: (0 + 1) / 2
+    assert "b on d1 (seed 0): failed: ValueError: x | y" in text
+    assert "| a | 2 | 2 | 10.0 | 10.0 | 6.0 | 1.0 | 100 |" in text
+
+
+def test_error_line_prefers_the_exception():
+    log = "WARNING: something\nTraceback (most recent call last):\n  File x\nValueError: bad input\nH2O closed.\n"
+    assert bench.error_line(log) == "ValueError: bad input"
+    assert bench.error_line("ERROR: No matching distribution found for foo==9\n") .startswith("ERROR: No matching")
+    assert bench.error_line("") == "no output"
+
+
+def test_execute_measures_the_process_not_the_harness(tmp_path):
+    grow = "x = b'x' * (200 * 2**20); import time; time.sleep(0.5)"
+    outcome = bench.execute([sys.executable, "-c", grow], {}, tmp_path, tmp_path / "log", timeout_s=30)
+    assert outcome.returncode == 0 and 200 < outcome.peak_mb < 300 and 0.5 < outcome.wall_s < 10
+    ballast = b"x" * (400 * 2**20)  # the harness's own memory must not count towards its child's
+    outcome = bench.execute([sys.executable, "-c", "pass"], {}, tmp_path, tmp_path / "log", timeout_s=30)
+    assert outcome.peak_mb < 150 and len(ballast)
+    outcome = bench.execute([sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path, tmp_path / "log", timeout_s=30)
+    assert outcome.returncode == 3
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("then", ["time.sleep(30)", "time.sleep(0.6)"])
+def test_execute_kills_the_process_at_the_timeout_and_whatever_it_leaves_behind(tmp_path, then):
+    # The runner starts a process in a session of its own (as a JVM might), then hangs or exits.
+    script = (f"import subprocess, time; p = subprocess.Popen(['sleep', '60'], start_new_session=True); "
+              f"open({str(tmp_path / 'pid')!r}, 'w').write(str(p.pid)); {then}")
+    outcome = bench.execute([sys.executable, "-c", script], {}, tmp_path, tmp_path / "log", timeout_s=1.5)
+    if then == "time.sleep(30)":
+        assert outcome.returncode is None and outcome.wall_s < 10
+    else:
+        assert outcome.returncode == 0
+    pid = int((tmp_path / "pid").read_text())
+    for _ in range(50):
+        if _gone(pid):
+            break
+        time.sleep(0.1)
+    assert _gone(pid)
+
+
+# ---------------------------------------------------------------- a real run
+
+@pytest.mark.slow
+def test_harness_runs_the_catboost_baseline_on_a_tiny_suite(tmp_path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    _binary_frame(300).to_csv(suite / "tiny_churn.csv.gz", index=False)
+    _regression_frame(300).to_csv(suite / "tiny_prices.csv.gz", index=False)
+    _suite(suite, [_binary_entry(name="tiny_churn", file="tiny_churn.csv.gz"),
+                   {"name": "tiny_prices", "file": "tiny_prices.csv.gz", "target": "price", "task": "regression"}])
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(HARNESS), "--suite", str(suite), "--systems", "catboost", "--budget", "5",
+         "--seeds", "0,1", "--out", str(out), "--scratch", str(tmp_path / "scratch")],
+        capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    records = json.loads(out.read_text())
+    assert [(r["dataset"], r["seed"]) for r in records] == [
+        ("tiny_churn", 0), ("tiny_churn", 1), ("tiny_prices", 0), ("tiny_prices", 1)]
+    for r in records:
+        assert RECORD_KEYS <= set(r) and r["system"] == "catboost" and r["status"] == "ok", r
+        assert r["wall_s"] > r["fit_s"] > 0 and r["peak_mb"] > 50 and r["budget_s"] == 5
+    churn, prices = records[0], records[2]
+    assert churn["metric"] == "roc_auc" and 0.7 < churn["value"] <= 1
+    assert prices["metric"] == "rmse" and prices["value"] < prices["baseline"]
+    assert "| tiny_churn | binary | roc_auc ↑ |" in done.stdout and "| catboost | 4 | 4 |" in done.stdout
+    assert not list((tmp_path / "scratch").glob("*/runs/*")), "ok runs leave no scratch behind"
