@@ -517,17 +517,18 @@ def _cell(runs: pd.DataFrame, scores: pd.DataFrame) -> str:
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         return _escape(runs["status"].iloc[0].split(":")[0])
-    text = _metric(ok["value"].mean())
-    if len(ok) > 1:
-        text += f" ±{_metric(ok['value'].std())}"
+    mean = ok["value"].mean()
+    text = _metric(mean)
+    if len(ok) > 1:  # the spread in the mean's own format: 543 ±4, 0.8460 ±0.0032
+        text += f" ±{_metric(ok['value'].std(), like=mean)}"
     text += f" ({scores['rank'].mean():g})"
     if len(ok) < len(runs):
         text += f", {len(runs) - len(ok)}/{len(runs)} not ok"
     return text
 
 
-def _metric(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
+def _metric(value: float, like: float | None = None) -> str:
+    return f"{value:,.0f}" if abs(value if like is None else like) >= 100 else f"{value:.4f}"
 
 
 def _number(value: float | None, digits: int) -> str:

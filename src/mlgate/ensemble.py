@@ -34,6 +34,7 @@ class FinishSettings:
     ensemble: str = "auto"             # auto: caruana or stacking, whichever scores better; none: the best trial
     ensemble_rounds: int = 25          # greedy selection rounds (with replacement)
     ensemble_candidates: int = 20      # the best complete trials considered
+    max_members: int = 4               # trials in an ensemble: a served row pays for each
     calibration: str = "auto"          # binary: isotonic, sigmoid or none by cross-fitted log loss
     threshold: str = "f1"              # binary: what the decision threshold maximises; none keeps 0.5
     false_positive_cost: float = 1.0   # threshold: cost
@@ -44,8 +45,8 @@ class FinishSettings:
         for name, allowed in (("ensemble", ENSEMBLES), ("calibration", CALIBRATIONS), ("threshold", THRESHOLDS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"finish.{name} must be one of {allowed}, got '{getattr(self, name)}'")
-        if self.ensemble_rounds < 1 or self.ensemble_candidates < 1:
-            raise ValueError("finish: ensemble_rounds and ensemble_candidates must be at least 1")
+        if self.ensemble_rounds < 1 or self.ensemble_candidates < 1 or self.max_members < 2:
+            raise ValueError("finish: ensemble_rounds and ensemble_candidates must be at least 1, max_members at least 2")
         if self.false_positive_cost <= 0 or self.false_negative_cost <= 0:
             raise ValueError("finish: false_positive_cost and false_negative_cost must be positive")
 
@@ -70,17 +71,20 @@ def _scorer(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
     return metrics._rank_auc if name == "roc_auc" else metrics.METRICS[name].score
 
 
-def caruana_weights(predictions: np.ndarray, y: np.ndarray, name: str, rounds: int) -> np.ndarray:
+def caruana_weights(predictions: np.ndarray, y: np.ndarray, name: str, rounds: int,
+                    max_members: int | None = None) -> np.ndarray:
     """Greedy ensemble selection with replacement (Caruana et al., 2004): start from the best
     column, then add, ``rounds`` times, the column whose addition scores best; the weights are
-    how often each column was added."""
+    how often each column was added. Once ``max_members`` columns are in, only they are added again."""
     score = _scorer(name)
     sign = 1.0 if metrics.METRICS[name].greater_is_better else -1.0
     counts = np.zeros(predictions.shape[1])
     total = np.zeros(len(y))
     for step in range(rounds):
         trial_sums = total[:, None] + predictions
-        gains = [sign * score(y, trial_sums[:, j] / (step + 1)) for j in range(predictions.shape[1])]
+        full = max_members is not None and np.count_nonzero(counts) >= max_members
+        gains = [sign * score(y, trial_sums[:, j] / (step + 1)) if not full or counts[j] else -np.inf
+                 for j in range(predictions.shape[1])]
         chosen = int(np.argmax(gains))
         counts[chosen] += 1
         total = trial_sums[:, chosen]
@@ -124,9 +128,11 @@ def combine(combiner: dict[str, Any], predictions: np.ndarray, task: str) -> np.
     return _sigmoid(linear) if task == "binary" else linear
 
 
-def _fit_combiner(method: str, predictions: np.ndarray, y: np.ndarray, task: str, name: str, rounds: int) -> dict[str, Any]:
+def _fit_combiner(method: str, predictions: np.ndarray, y: np.ndarray, task: str, name: str,
+                  settings: FinishSettings) -> dict[str, Any]:
     if method == "caruana":
-        return {"method": "caruana", "weights": caruana_weights(predictions, y, name, rounds).tolist()}
+        weights = caruana_weights(predictions, y, name, settings.ensemble_rounds, max_members=settings.max_members)
+        return {"method": "caruana", "weights": weights.tolist()}
     return stacking_fit(predictions, y, task)
 
 
@@ -152,33 +158,44 @@ class EnsembleChoice:
 
 def choose_ensemble(candidates: list[Candidate], y: np.ndarray, folds: np.ndarray, *, task: str, metric: str,
                     settings: FinishSettings) -> EnsembleChoice:
-    """The best of: the best trial alone, Caruana selection and stacking over the top candidates,
-    by cross-fitted score on the validated rows (``folds`` >= 0)."""
+    """The best of: the best trial alone, Caruana selection over the top candidates and stacking over
+    each family's best, by cross-fitted score on the validated rows (``folds`` >= 0).
+
+    Stacking sees one trial per family: a linear combiner of near-copies fits noise. Either ensemble
+    holds at most ``max_members`` trials, since a served row pays for every member."""
     greater = metrics.METRICS[metric].greater_is_better
     ranked = sorted(candidates, key=lambda c: c.score, reverse=greater)
     ranked = _within_refit_budget(_distinct(ranked)[:settings.ensemble_candidates], settings.refit_budget_s)
     rows = folds >= 0
     y, folds = y[rows], folds[rows]
-    matrix = np.column_stack([c.predictions[rows] for c in ranked])
-    best = ranked[0]
-    scores = {"single": fold_score(metric, y, matrix[:, 0], folds)}
-    choice = EnsembleChoice("single", [best], None, scores["single"], scores, matrix[:, 0])
+    best = ranked[0].predictions[rows]
+    scores = {"single": fold_score(metric, y, best, folds)}
+    choice = EnsembleChoice("single", [ranked[0]], None, scores["single"], scores, best)
     methods = {"auto": ("caruana", "stacking"), "none": ()}.get(settings.ensemble, (settings.ensemble,))
-    if len(ranked) < 2:
-        return choice
+    pools = {"caruana": ranked, "stacking": _family_bests(ranked)[:settings.max_members]}
     for method in methods:
-        predicted = cross_fitted(lambda train, m=method: _fit_combiner(m, matrix[train], y[train], task, metric,
-                                                                        settings.ensemble_rounds),
-                                 lambda combiner, held: combine(combiner, matrix[held], task), folds)
+        pool = pools[method]
+        if len(pool) < 2:
+            continue
+        matrix = np.column_stack([c.predictions[rows] for c in pool])
+
+        def fit(train, m=method, matrix=matrix):
+            return _fit_combiner(m, matrix[train], y[train], task, metric, settings)
+        predicted = cross_fitted(fit, lambda combiner, held, matrix=matrix: combine(combiner, matrix[held], task), folds)
         scores[method] = fold_score(metric, y, predicted, folds)
         if (scores[method] > choice.score) == greater and scores[method] != choice.score:
-            combiner = _fit_combiner(method, matrix, y, task, metric, settings.ensemble_rounds)
+            combiner = fit(np.ones(len(y), dtype=bool))
             keep = _members_used(combiner)
             if len(keep) < 2:  # on all rows it picks one trial alone: that is the single model
                 continue
-            combiner = _restrict(combiner, keep)
-            choice = EnsembleChoice(method, [ranked[i] for i in keep], combiner, scores[method], scores, predicted)
+            choice = EnsembleChoice(method, [pool[i] for i in keep], _restrict(combiner, keep), scores[method], scores,
+                                    predicted)
     return EnsembleChoice(choice.method, choice.members, choice.combiner, choice.score, scores, choice.predictions)
+
+
+def _family_bests(ranked: list[Candidate]) -> list[Candidate]:
+    seen: set[str] = set()
+    return [c for c in ranked if not (c.family in seen or seen.add(c.family))]
 
 
 def _distinct(ranked: list[Candidate]) -> list[Candidate]:

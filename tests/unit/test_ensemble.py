@@ -172,3 +172,22 @@ def test_final_model_regression_and_sole_pipeline():
     stacked = FinalModel([LinearRegression(), DummyRegressor()], task="regression",
                          combiner={"method": "stacking", "coef": [1.0, 0.0], "intercept": 0.0}).fit(X, y)
     assert stacked.predict(X) == pytest.approx(y)
+
+
+def test_ensembles_hold_at_most_max_members_and_stacking_one_per_family():
+    y, folds, views = noisy_views()
+    rng = np.random.default_rng(9)
+    more = {f"view{i}": 1 / (1 + np.exp(-(np.log(views["a"] / (1 - views["a"])) + rng.normal(scale=0.8, size=len(y)))))
+            for i in range(6)}
+    cands = candidates_from({**views, **more}, y, folds)
+    for method in ("caruana", "stacking"):
+        choice = ensemble.choose_ensemble(cands, y, folds, task="binary", metric="roc_auc",
+                                          settings=FinishSettings(ensemble=method, max_members=3))
+        assert len(choice.members) <= 3
+    weights = ensemble.caruana_weights(np.column_stack([c.predictions for c in cands]), y, "roc_auc", 30, max_members=2)
+    assert np.count_nonzero(weights) <= 2
+    twins = [Candidate(0, "linear", {}, 0.9, views["a"]), Candidate(1, "linear", {"alpha": 2}, 0.89, views["b"]),
+             Candidate(2, "knn", {}, 0.8, views["noise"])]
+    stacked = ensemble.choose_ensemble(twins, y, folds, task="binary", metric="roc_auc",
+                                       settings=FinishSettings(ensemble="stacking"))
+    assert stacked.method == "single"  # one linear trial and noise: nothing to stack
