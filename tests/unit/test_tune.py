@@ -239,3 +239,21 @@ def test_trial_table_of_a_multi_objective_study_marks_the_pareto_front():
 
     assert board["pareto"].to_dict() == {0: True, 1: True, 2: False, 3: False}
     assert board.loc[2, "predict_time"] == 2.0
+
+
+def test_pickled_size_counts_the_bytes_without_keeping_them():
+    import pickle
+
+    from mlgate.stages.tune import pickled_size
+
+    model = {"weights": list(range(10_000)), "name": "x" * 1000}
+    assert pickled_size(model) == len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def test_pickled_size_counts_large_arrays_too():
+    import pickle
+
+    from mlgate.stages.tune import pickled_size
+
+    model = {"array": np.arange(1_000_000, dtype=float)}
+    assert pickled_size(model) == len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))

@@ -50,6 +50,23 @@ class TrialResult:
     folds: tuple[dict[str, float], ...] = ()   # per fold: score, fit_s, start, end
 
 
+class _ByteCounter:
+    def __init__(self):
+        self.size = 0
+
+    def write(self, chunk) -> int:
+        size = memoryview(chunk).nbytes   # protocol 5 hands large arrays over as PickleBuffer
+        self.size += size
+        return size
+
+
+def pickled_size(model: Any) -> int:
+    """Bytes the model pickles to, counted as they stream: a large forest is never held twice."""
+    counter = _ByteCounter()
+    pickle.dump(model, counter, protocol=pickle.HIGHEST_PROTOCOL)
+    return counter.size
+
+
 def trial_key(family: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([family, params], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -118,7 +135,7 @@ class CrossValidation:
             report(step, scores[-1])
         result = TrialResult(predictions, float(np.mean([f["fit_s"] for f in per_fold])),
                              1e6 * sum(f["predict_s"] for f in per_fold) / predicted_rows,
-                             len(pickle.dumps(model)) / 1e6, tuple(per_fold))
+                             pickled_size(model) / 1e6, tuple(per_fold))
         self._keep(trial_key(family, params), result)
         return float(np.mean(scores)), scores
 
