@@ -290,20 +290,21 @@ def test_critical_features_fail_while_the_drift_share_passes():
     assert [(c.name, c.passed) for c in decision.checks] == [("drift", True), ("critical_features", False)]
 
 
+# Each ceiling rule: (policy field, limit, check name, measurement, values within the limit, values above it).
+CEILINGS = [
+    ("max_prediction_drift", 0.2, "prediction_drift", "prediction_drift", (0.05, 0.2), (0.31,)),
+    ("max_target_drift", 0.1, "target_drift", "target_drift", (0.02,), (0.15,)),
+    ("max_calibration_error", 0.1, "calibration", "calibration_error", (0.04,), (0.12,)),
+    ("max_brier", 0.18, "brier", "brier", (0.13,), (0.2,)),
+    ("max_model_size_mb", 200.0, "model_size", "model_size_mb", (12.5,), (250.0,)),
+    ("max_latency_ms", 100.0, "latency", "latency_ms", (8.0,), (150.0,)),
+]
+
+
 @pytest.mark.parametrize("rule, limit, name, measurement, value, passed", [
-    ("max_prediction_drift", 0.2, "prediction_drift", "prediction_drift", 0.05, True),
-    ("max_prediction_drift", 0.2, "prediction_drift", "prediction_drift", 0.2, True),
-    ("max_prediction_drift", 0.2, "prediction_drift", "prediction_drift", 0.31, False),
-    ("max_target_drift", 0.1, "target_drift", "target_drift", 0.02, True),
-    ("max_target_drift", 0.1, "target_drift", "target_drift", 0.15, False),
-    ("max_calibration_error", 0.1, "calibration", "calibration_error", 0.04, True),
-    ("max_calibration_error", 0.1, "calibration", "calibration_error", 0.12, False),
-    ("max_brier", 0.18, "brier", "brier", 0.13, True),
-    ("max_brier", 0.18, "brier", "brier", 0.2, False),
-    ("max_model_size_mb", 200.0, "model_size", "model_size_mb", 12.5, True),
-    ("max_model_size_mb", 200.0, "model_size", "model_size_mb", 250.0, False),
-    ("max_latency_ms", 100.0, "latency", "latency_ms", 8.0, True),
-    ("max_latency_ms", 100.0, "latency", "latency_ms", 150.0, False),
+    (rule, limit, name, measurement, value, passed)
+    for rule, limit, name, measurement, within, above in CEILINGS
+    for values, passed in ((within, True), (above, False)) for value in values
 ])
 def test_each_ceiling_rule_passes_up_to_its_limit(rule, limit, name, measurement, value, passed):
     decision = _judge(_policy(**{rule: limit}), **{measurement: value})
