@@ -85,6 +85,20 @@ def get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         conn.close()
 
 
+def model_calls(port: int) -> tuple[float, float] | None:
+    """(model calls, rows predicted in them) so far, from mlgate's /metrics; None for a server without them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text = get(port, "/metrics")
+    if status != 200:
+        return None
+    for family in text_string_to_metric_families(text.decode()):
+        if family.name == "mlgate_model_call_rows":
+            values = {s.name: s.value for s in family.samples}
+            return values["mlgate_model_call_rows_count"], values["mlgate_model_call_rows_sum"]
+    return None
+
+
 def post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
     conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
     response = conn.getresponse()
@@ -257,10 +271,14 @@ def bench_one(server: Server, cases: dict[str, list[bytes]], args: argparse.Name
         results = {}
         for case, bodies in cases.items():
             drive(server.port, bodies, args.concurrency, args.warmup)
-            cpu = server.cpu_seconds()
+            cpu, calls = server.cpu_seconds(), model_calls(server.port)
             results[case] = drive(server.port, bodies, args.concurrency, args.seconds)
             # the server's own CPU per request: what the machine's load does not change much
             results[case]["server_cpu_ms"] = (server.cpu_seconds() - cpu) * 1000 / max(1, results[case]["requests"])
+            # requests per model call: how many waiting requests mlgate's batcher predicted together
+            after = model_calls(server.port) if calls is not None else None
+            results[case]["requests_per_call"] = (results[case]["requests"] / (after[0] - calls[0])
+                                                  if after is not None and after[0] > calls[0] else float("nan"))
         results["_ready_s"] = ready_s
         return results, json.loads(reply)["predictions"]
     finally:
@@ -268,7 +286,7 @@ def bench_one(server: Server, cases: dict[str, list[bytes]], args: argparse.Name
 
 
 def median_run(runs: list[dict]) -> dict:
-    keys = ("rps", "p50_ms", "p99_ms", "client_cpu", "server_cpu_ms")
+    keys = ("rps", "p50_ms", "p99_ms", "client_cpu", "server_cpu_ms", "requests_per_call")
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
     out.update(requests=sum(r["requests"] for r in runs), errors=sum(r["errors"] for r in runs))
     return out
@@ -336,13 +354,14 @@ def main() -> None:
           f"{args.repeats} round(s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"ready after: mlgate {statistics.median(ready['mlgate']):.1f} s, mlflow {statistics.median(ready['mlflow']):.1f} s; "
           f"same predictions on a {args.batch}-row body: {'yes' if same else 'NO'}")
-    header = f"{'server':<7}  {'case':<9}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  {'client CPU':>10}  {'server CPU ms/req':>17}"
+    header = f"{'server':<7}  {'case':<9}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  {'client CPU':>10}  {'server CPU ms/req':>17}  {'requests/call':>13}"
     print(header)
     for name in ("mlgate", "mlflow"):
         for case, r in table[name].items():
             rows = args.batch if case != "1 row" else 1
             print(f"{name:<7}  {case:<9}  {r['requests']:>8,}  {r['rps']:>8,.0f}  {r['rps'] * rows:>9,.0f}  "
-                  f"{r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  {r['errors']:>6}  {r['client_cpu']:>9.0%}  {r['server_cpu_ms']:>17.2f}")
+                  f"{r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  {r['errors']:>6}  {r['client_cpu']:>9.0%}  {r['server_cpu_ms']:>17.2f}  "
+                  + (f"{r['requests_per_call']:>13.2f}" if r["requests_per_call"] == r["requests_per_call"] else f"{'-':>13}"))
     ratios = {case: table["mlgate"][case]["rps"] / table["mlflow"][case]["rps"] if table["mlflow"][case]["rps"] else float("inf")
               for case in cases}
     cpu_ratios = {case: table["mlflow"][case]["server_cpu_ms"] / table["mlgate"][case]["server_cpu_ms"] for case in cases}

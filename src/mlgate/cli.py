@@ -171,10 +171,16 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
 @click.option("--log-sample-rate", default=1.0, show_default=True, type=float)
 @click.option("--workers", default=1, show_default=True, type=int,
               help="server processes on the port, each loading and following the model; /metrics sums them")
+@click.option("--max-batch-rows", default=512, show_default=True, type=int,
+              help="requests that wait while the model is busy are predicted in one call of up to this many rows "
+                   "(an idle model answers at once); 1 turns it off")
+@click.option("--batch-wait-ms", default=2.0, show_default=True, type=float,
+              help="under concurrent load, how long each model call waits for more requests to share it; 0: never")
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def serve(model: str | None, alias: str, model_uri: str | None, host: str, port: int, poll_s: float,
           max_body_mb: float, unknown_columns: str, log_dir: str | None, log_table: str, log_sample_rate: float,
-          workers: int, params_file: str) -> None:
+          workers: int, max_batch_rows: int, batch_wait_ms: float,
+          params_file: str) -> None:
     from mlgate import config, project, serving
 
     try:
@@ -185,7 +191,8 @@ def serve(model: str | None, alias: str, model_uri: str | None, host: str, port:
         settings = serving.ServeSettings(model=None if model_uri else model, alias=alias, model_uri=model_uri,
                                          poll_s=poll_s, max_body_bytes=int(max_body_mb * 1024 * 1024),
                                          unknown_columns=unknown_columns, log_dir=log_dir, log_table=log_table,
-                                         log_sample_rate=log_sample_rate, workers=workers)
+                                         log_sample_rate=log_sample_rate, workers=workers,
+                                         max_batch_rows=max_batch_rows, batch_wait_ms=batch_wait_ms)
     except (ValueError, config.ConfigError) as error:
         console.fail("serve", str(error))
         sys.exit(1)

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
 
 from mlgate import metrics
 
@@ -318,6 +319,7 @@ class FinalModel(BaseEstimator):
 
     def fit(self, X, y):
         self.members_ = [clone(member).fit(X, y) for member in self.members]
+        self.__dict__.pop("_guarded", None)
         if self.task == "binary":
             self.classes_ = np.array([0, 1])
         return self
@@ -328,9 +330,30 @@ class FinalModel(BaseEstimator):
         return self.members_[0] if len(self.members_) == 1 and self.combiner is None else None
 
     def _member_outputs(self, X) -> np.ndarray:
+        guard, members = self._guarded_members
+        if guard is not None:
+            X = guard.transform(X)
         if self.task == "binary":
-            return np.column_stack([m.predict_proba(X)[:, 1] for m in self.members_])
-        return np.column_stack([m.predict(X) for m in self.members_])
+            return np.column_stack([m.predict_proba(X)[:, 1] for m in members])
+        return np.column_stack([m.predict(X) for m in members])
+
+    @property
+    def _guarded_members(self) -> tuple[Any, list]:
+        """(the input guard the members share, the members after it), or (None, the members).
+
+        Members fitted on one data spec start with the same input guard; running it once instead of
+        per member saves a third of a single-row call. Found on first use, never pickled."""
+        if "_guarded" not in self.__dict__:
+            guards = [m.steps[0][1] for m in self.members_ if isinstance(m, Pipeline) and m.steps[0][0] == "guard"]
+            shared = (len(self.members_) > 1 and len(guards) == len(self.members_)
+                      and all(_same_params(g, guards[0]) for g in guards[1:]))
+            self.__dict__["_guarded"] = (guards[0], [m[1:] for m in self.members_]) if shared else (None, self.members_)
+        return self.__dict__["_guarded"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_guarded", None)
+        return state
 
     def _combined(self, X) -> np.ndarray:
         outputs = self._member_outputs(X)
@@ -344,3 +367,7 @@ class FinalModel(BaseEstimator):
         if self.task == "binary":
             return (self.predict_proba(X)[:, 1] >= self.threshold).astype(np.int64)
         return self._combined(X)
+
+
+def _same_params(a: BaseEstimator, b: BaseEstimator) -> bool:
+    return type(a) is type(b) and a.get_params() == b.get_params()

@@ -123,11 +123,26 @@ class InputGuard(BaseEstimator, TransformerMixin):
         if self.datetime:
             parts.append(pd.DataFrame({c: _as_datetime(c, X[c]) for c in self.datetime}, index=X.index))
         out = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0].copy()
-        for column in self.categories or {}:
+        for column in self._possibly_undeclared(out):
             checked = self._apply_policy(column, out[column])
             if checked is not out[column]:
                 out[column] = checked
-        return out[self.columns]
+        return out if out.columns.tolist() == self.columns else out[self.columns]
+
+    def _possibly_undeclared(self, out: pd.DataFrame) -> list[str]:
+        """The columns with declared categories that may hold a value outside them. On a few rows, one
+        set lookup per cell over the whole frame rules out the rest: a single-row request would
+        otherwise pay a Series round trip for each such column."""
+        declared = list(self.categories or {})
+        if len(out) > 64 or not declared:
+            return declared
+        cells = out.to_numpy(dtype=object)   # cheaper than selecting the declared columns first
+        possibly = []
+        for column, j in zip(declared, out.columns.get_indexer(declared), strict=True):
+            known = frozenset(self.categories[column])
+            if any(v == v and v is not None and v not in known for v in cells[:, j]):
+                possibly.append(column)
+        return possibly
 
     def _apply_policy(self, column: str, values: pd.Series) -> pd.Series:
         allowed = self.categories[column]

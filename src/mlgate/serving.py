@@ -14,6 +14,7 @@ port, each loading and following the model on its own, with /metrics summed over
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -34,7 +35,6 @@ import pandas as pd
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import InfoMetricFamily
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -45,9 +45,6 @@ from mlgate.prediction_log import DEFAULT_TABLE, PredictionLog
 log = logging.getLogger("mlgate.serve")
 
 UNKNOWN_COLUMN_POLICIES = ("ignore", "reject")
-# Requests this large run in a worker thread so health checks and small requests keep flowing;
-# smaller ones run inline, which is faster than a thread hop.
-THREADED_ROWS = 1_000
 SETTINGS_ENV = "MLGATE_SERVE_SETTINGS"      # how `serve --workers N` hands the settings to its workers
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -66,6 +63,9 @@ class ServeSettings:
     log_rotate_rows: int = 50_000
     log_rotate_s: float = 60.0
     workers: int = 1                     # server processes (see `serve`)
+    max_batch_rows: int = 512            # requests waiting together are predicted in one call up to this; 1: never
+    batch_wait_ms: float = 2.0           # under concurrent load, how long a call waits for more requests; 0: never
+
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.model_uri is None):
@@ -76,6 +76,10 @@ class ServeSettings:
             raise ValueError("serve: log_sample_rate must be in [0, 1]")
         if self.workers < 1:
             raise ValueError("serve: workers must be at least 1")
+        if self.max_batch_rows < 1:
+            raise ValueError("serve: max_batch_rows must be at least 1")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise ValueError("serve: batch_wait_ms must be in [0, 1000]")
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,138 @@ class Served:
     @functools.cached_property
     def contract(self) -> RequestContract:
         return RequestContract(self.model.features, self.model.input_columns)
+
+    def batcher(self, max_rows: int, wait_s: float, on_call: Any = None) -> MicroBatcher:
+        """This model's batcher (one per loaded model, so requests never mix versions)."""
+        if "_batcher" not in self.__dict__:
+            self.__dict__["_batcher"] = MicroBatcher(self.model.predict_unchecked, max_rows, wait_s, on_call)
+        return self.__dict__["_batcher"]
+
+
+class MicroBatcher:
+    """Predicts the requests that wait together in one model call.
+
+    A few-row prediction costs almost nothing per row: pandas and scikit-learn's per-call overhead is
+    the bill (on telco churn, 9 ms for 1 row, 9 ms for 4, 11 ms for 100). So while the model is busy in
+    its worker thread, arriving requests queue, and the next call takes all of them. A request that
+    finds the model idle goes at once, so a quiet server answers as fast as an unbatched one. Under
+    concurrent load (the last call served several requests), the batcher waits up to ``wait_s`` after
+    each call for the clients it just answered to send their next request, so concurrent clients keep
+    sharing calls instead of splitting into two groups that alternate.
+
+    Only frames with the same columns and dtypes share a call, so one request's types never change how
+    another's values are read; when a shared call fails, each request is retried alone and gets its
+    own answer or error. A row's numbers can differ in the last bit (BLAS) with the rows it shares a
+    call with, as they already do between a 1-row and a 100-row request.
+    """
+
+    def __init__(self, predict: Any, max_rows: int, wait_s: float = 0.0, on_call: Any = None):
+        self.predict_frame = predict
+        self.max_rows = max_rows
+        self.wait_s = wait_s
+        self.on_call = on_call or (lambda rows: None)
+        self.pending: list[tuple[pd.DataFrame, asyncio.Future]] = []
+        self.arrived = asyncio.Event()
+        self.draining: asyncio.Task | None = None
+
+    async def predict(self, frame: pd.DataFrame) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((frame, future))
+        self.arrived.set()
+        if self.draining is None:
+            self.draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        shared = False   # did the last call serve several requests (concurrent load)?
+        try:
+            while True:
+                if shared and self.wait_s:
+                    await self._fill()
+                await asyncio.sleep(0)   # requests parsed in this turn of the loop join the call
+                if not self.pending:
+                    return
+                batch = self._take()
+                shared = len(batch) > 1
+                if not shared:
+                    await self._alone(*batch[0])
+                    continue
+                frames = [frame for frame, _ in batch]
+                try:
+                    output = await self._in_model_thread(pd.concat(frames, ignore_index=True))
+                except Exception:  # noqa: BLE001 - find whose request it was: each retried alone
+                    for frame, future in batch:
+                        await self._alone(frame, future)
+                    continue
+                start = 0
+                for frame, future in batch:
+                    part = output.iloc[start:start + len(frame)].reset_index(drop=True)
+                    start += len(frame)
+                    if not future.done():
+                        future.set_result(part)
+        finally:
+            self.draining = None
+
+    async def _fill(self) -> None:
+        """Wait until ``max_rows`` rows are queued or ``wait_s`` has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        while sum(len(frame) for frame, _ in self.pending) < self.max_rows:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[tuple[pd.DataFrame, asyncio.Future]]:
+        """The oldest request and those after it that can share its call, up to max_rows rows."""
+        first, _ = self.pending[0]
+        signature = _signature(first)
+        batch, rows, rest = [], 0, []
+        for frame, future in self.pending:
+            fits = not batch or (rows + len(frame) <= self.max_rows and _signature(frame) == signature)
+            if fits:
+                batch.append((frame, future))
+                rows += len(frame)
+            else:
+                rest.append((frame, future))
+        self.pending = rest
+        return batch
+
+    async def _alone(self, frame: pd.DataFrame, future: asyncio.Future) -> None:
+        try:
+            output = await self._in_model_thread(frame)
+        except Exception as error:  # noqa: BLE001 - the request's own error goes back to it
+            if not future.done():
+                future.set_exception(error)
+            return
+        if not future.done():
+            future.set_result(output)
+
+    async def _in_model_thread(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return await asyncio.get_running_loop().run_in_executor(_model_thread(), self._call, frame)
+
+    def _call(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self.on_call(len(frame))
+        output = self.predict_frame(frame)
+        if not isinstance(output, pd.DataFrame):
+            output = pd.DataFrame({"prediction": np.asarray(output).ravel()})
+        return output
+
+
+@functools.cache
+def _model_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread every model call runs on. Calls never overlap anyway (the batcher runs one at a
+    time), and native thread pools (OpenMP, CatBoost's) are per calling thread: calls hopping between
+    the threads of asyncio's default pool each woke a pool of their own, which spun for ~8 ms of CPU."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlgate-model")
+
+
+def _signature(frame: pd.DataFrame) -> tuple:
+    return tuple(zip(frame.columns, frame.dtypes, strict=True))
 
 
 class RegistrySource:
@@ -135,6 +271,8 @@ class Metrics:
                                     ["feature"], registry=r)
         self.load_failures = Counter("mlgate_model_load_failures", "Model versions that failed to load", registry=r)
         self.swaps = Counter("mlgate_model_swaps", "Times a newly resolved version replaced the served one", registry=r)
+        self.call_rows = Histogram("mlgate_model_call_rows", "Rows per model call (waiting requests share one call)",
+                                   registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384))
         self.log_dropped = Counter("mlgate_prediction_log_dropped_rows",
                                    "Prediction-log rows dropped (queue full, or the write failed)", registry=r)
         self.model_info: dict[str, str] = {}   # mlgate_model_info's labels (none until a model is served)
@@ -374,8 +512,8 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
             gaps = served.contract.check(frame, settings.unknown_columns)
             if frame.empty:
                 return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
-            predict = served.model.predict_unchecked
-            output = await run_in_threadpool(predict, frame) if len(frame) > THREADED_ROWS else predict(frame)
+            output = await served.batcher(settings.max_batch_rows, settings.batch_wait_ms / 1000,
+                                          metrics.call_rows.observe).predict(frame)
             served.contract.record(metrics, frame, gaps)
         except BadRequest as bad:
             return finish("invocations", started, error(bad.status, bad.code, bad.message, headers))
@@ -384,8 +522,6 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
         except Exception as failure:  # noqa: BLE001 - a model error is a 500 with its message, never a crash
             log.exception("prediction failed")
             return finish("invocations", started, error(500, "INTERNAL_ERROR", f"{type(failure).__name__}: {failure}", headers))
-        if not isinstance(output, pd.DataFrame):
-            output = pd.DataFrame({"prediction": np.asarray(output).ravel()})
         _record_outputs(metrics, output, served.model.features)
         if prediction_log is not None:
             prediction_log.submit(request_id, served.version, frame, output)

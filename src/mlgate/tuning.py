@@ -32,6 +32,7 @@ COSTS = ("predict_time", "model_size")
 # Key of the trial user attribute that holds mlgate's record of a finished trial.
 _RECORD = "mlgate"
 _RETRY_OF = "mlgate_retry_of"
+_PROMOTED_FROM = "mlgate_promoted_from"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class SearchSettings:
     fold_runs: bool = False           # one MLflow run per fold under each trial's run
     # the score first; then, for a multi-objective search, costs to minimise alongside it
     objectives: tuple[str, ...] = ("score",)
+    # from subsample_above_rows training rows on, the study's first subsample_trials trials (0: none)
+    # fit on a subsample_share of each training fold; the best of them are then run on every row
+    subsample_trials: int = 8
+    subsample_above_rows: int = 20_000
+    subsample_share: float = 0.25
 
     def __post_init__(self) -> None:
         if self.sampler == "gp":
@@ -97,6 +103,12 @@ class SearchSettings:
             raise ValueError("search.sampler cmaes is single-objective; use nsga2 (or tpe, random) with several objectives")
         if not 0 < self.holdout_share < 1:
             raise ValueError(f"search.holdout_share must be between 0 and 1, got {self.holdout_share}")
+        if self.subsample_trials < 0:
+            raise ValueError(f"search.subsample_trials must be 0 (no subsampled trials) or more, got {self.subsample_trials}")
+        if self.subsample_above_rows < 1:
+            raise ValueError(f"search.subsample_above_rows must be at least 1, got {self.subsample_above_rows}")
+        if not 0 < self.subsample_share < 1:
+            raise ValueError(f"search.subsample_share must be between 0 and 1, got {self.subsample_share}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,7 @@ class TrialOutcome:
     reused: bool = False              # finished by an earlier run of the same stored study
     origin: str | None = None         # the `origin` of the optimize call that ran it
     costs: tuple[float, ...] = ()     # a multi-objective trial's other objectives, in search.objectives order
+    subsample: float | None = None    # the share of each training fold a screening trial fit on; None: all of it
 
 
 class Pruned(Exception):
@@ -300,14 +313,16 @@ def storage_url(location: str) -> str:
     return f"sqlite:///{path}"
 
 
-Evaluate = Callable[[str, dict[str, Any], Callable[[int, float], None]], tuple[float, list[float]]]
+# (family, params, report) -> (score, fold scores); a screening trial's call adds ``subsample=<share>``
+Evaluate = Callable[..., tuple[float, list[float]]]
 # (family, params) -> the search.objectives costs of a configuration evaluate just scored
 Costs = Callable[[str, dict[str, Any]], list[float]]
 
 
 def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSettings, *, maximize: bool,
              seed: int, on_trial: Callable[[TrialOutcome], None], storage: str | None = None,
-             study_name: str | None = None, origin: str | None = None, costs: Costs | None = None) -> list[TrialOutcome]:
+             study_name: str | None = None, origin: str | None = None, costs: Costs | None = None,
+             subsample: float | None = None) -> list[TrialOutcome]:
     """Run the study and return every trial in it, sorted by number.
 
     With ``storage`` (a URL, see ``storage_url``) the study is kept under ``study_name`` and resumed
@@ -320,6 +335,13 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
 
     With several ``settings.objectives`` the study is multi-objective: ``costs`` gives each scored
     configuration's other objectives (minimised), the outcome carries them, and nothing is pruned.
+
+    With ``subsample`` (a share, single-objective only), the study's first ``settings.subsample_trials``
+    trials screen: ``evaluate`` fits them on that share of each training fold, they report nothing to
+    the pruner (their fold scores are on another footing than a full trial's) and their outcomes carry
+    the share. Once every screening trial has ended, the best screened configuration of each family
+    (``promotions``) is queued to run again on all rows, so the search's cheap first look leads to
+    full-fidelity trials of what looked best, whatever the sampler makes of the screened scores.
     """
     by_name = {s.family: s for s in spaces}
     grids = None
@@ -338,6 +360,12 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
         raise ValueError(f"the stored study '{study_name}' runs in other directions ({', '.join(stored_directions)})")
     stored = study.get_trials(deepcopy=False)
     reused = _resume(study, store, stored) if stored else []
+    screening = settings.subsample_trials if subsample is not None and not extra else 0
+    searched_params = {t.number: dict(t.params) for t in stored}
+    # trials a killed run left without a record: they ended, and a retry runs them on all rows
+    abandoned = {t.number for t in stored if t.state in (TrialState.RUNNING, TrialState.FAIL) and _RECORD not in t.user_attrs}
+    promoted = any(_PROMOTED_FROM in t.user_attrs for t in stored)
+    promotion_lock = threading.Lock()
     if not stored:
         for space in spaces:  # a known-good point per family before any exploration
             if space.first_trial or not space.space:
@@ -346,16 +374,29 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
     for outcome in reused:
         on_trial(outcome)
 
+    def promote_when_screened() -> None:
+        nonlocal promoted
+        with promotion_lock:
+            ended = {o.number for o in outcomes} | abandoned
+            if promoted or not screening or not set(range(screening)) <= ended:
+                return
+            promoted = True
+            for outcome in promotions(outcomes, maximize, limit=math.ceil(screening / 3)):
+                study.enqueue_trial(searched_params[outcome.number], user_attrs={_PROMOTED_FROM: outcome.number})
+
+    promote_when_screened()  # a run killed between the last screening trial and its promotions
+
     def objective(trial: optuna.Trial) -> float | list[float]:
         start = time.time()
         trial_costs: list[float] = []
+        share = subsample if trial.number < screening else None
         family = trial.suggest_categorical("family", list(by_name))
         params: dict[str, Any] = {}
         folds: list[float] = []
 
         def report(step: int, value: float) -> None:
             folds.append(value)
-            if extra:
+            if extra or share:
                 return
             trial.report(sum(folds) / len(folds), step)
             if trial.should_prune():
@@ -370,7 +411,7 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
                 if _active(spec, searched):
                     searched[name] = _suggest(trial, f"{family}.{name}", spec, grids[family][name] if grids else None)
             params.update(searched)
-            score, fold_scores = evaluate(family, params, report)
+            score, fold_scores = evaluate(family, params, report, **({"subsample": share} if share else {}))
             folds[:] = fold_scores
             if not math.isfinite(score):
                 raise ValueError(f"the cross-validated score is {score}")
@@ -390,16 +431,29 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
                 finite = [f for f in folds if math.isfinite(f)]
                 mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
                 outcome = TrialOutcome(trial.number, family, params, mean, tuple(folds), state, start, time.time(),
-                                       error, origin=origin, costs=tuple(trial_costs))
+                                       error, origin=origin, costs=tuple(trial_costs), subsample=share)
                 trial.set_user_attr(_RECORD, _record(outcome))
+                searched_params[trial.number] = dict(trial.params)
                 outcomes.append(outcome)
                 on_trial(outcome)
+                promote_when_screened()
 
     remaining = settings.n_trials - len(reused)
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, timeout=settings.timeout_s, n_jobs=settings.n_jobs,
                        catch=(Exception,))
     return sorted(outcomes, key=lambda o: o.number)
+
+
+def promotions(outcomes: list[TrialOutcome], maximize: bool, limit: int) -> list[TrialOutcome]:
+    """The screened configurations to run again on all rows: the best complete screening trial of each
+    family, best first, at most ``limit`` (a third of the screening trials, rounded up: the
+    reduction factor of successive halving)."""
+    screened = sorted((o for o in outcomes if o.subsample is not None and o.state == "COMPLETE"
+                       and o.score is not None and math.isfinite(o.score)),
+                      key=lambda o: o.score, reverse=maximize)
+    families: set[str] = set()
+    return [o for o in screened if not (o.family in families or families.add(o.family))][:limit]
 
 
 def _resume(study: optuna.Study, store: optuna.storages.BaseStorage, trials: list) -> list[TrialOutcome]:
@@ -420,13 +474,13 @@ def _resume(study: optuna.Study, store: optuna.storages.BaseStorage, trials: lis
 def _record(outcome: TrialOutcome) -> dict[str, Any]:
     return {"family": outcome.family, "params": outcome.params, "score": outcome.score, "folds": list(outcome.fold_scores),
             "state": outcome.state, "start": outcome.start, "end": outcome.end, "error": outcome.error,
-            "origin": outcome.origin, "costs": list(outcome.costs)}
+            "origin": outcome.origin, "costs": list(outcome.costs), "subsample": outcome.subsample}
 
 
 def _from_record(number: int, record: dict[str, Any]) -> TrialOutcome:
     return TrialOutcome(number, record["family"], record["params"], record["score"], tuple(record["folds"]),
                         record["state"], record["start"], record["end"], record["error"], reused=True,
-                        origin=record["origin"], costs=tuple(record.get("costs", ())))
+                        origin=record["origin"], costs=tuple(record.get("costs", ())), subsample=record.get("subsample"))
 
 
 def pareto_front(points: list[tuple[float, ...]], maximize_first: bool) -> list[bool]:

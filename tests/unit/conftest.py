@@ -93,3 +93,11 @@ def _mixed_frame(rows: int = 40, task: str = "binary", *, seed: int = 0, with_mi
 def mixed_frame() -> Callable[..., pd.DataFrame]:
     """``mixed_frame(rows, task, seed=, with_missing=)``: a frame matching binary_spec or regression_spec."""
     return _mixed_frame
+
+
+@pytest.fixture
+def early_stopping_from_1000_rows(monkeypatch):
+    """CatBoost stops early from 1,000 rows on, so its tests fit in well under a second."""
+    from mlgate import models
+
+    monkeypatch.setattr(models, "EARLY_STOPPING_MIN_ROWS", 1_000)

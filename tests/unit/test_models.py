@@ -229,3 +229,68 @@ def test_serial_predictions_keeps_the_predictions_on_one_thread(family, binary_s
 
     assert fitted[-1].n_jobs == 1
     assert np.allclose(fitted.predict_proba(X), before)
+
+
+def _noisy(rows: int, task: str = "binary", seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A weak signal in one column, noise in the rest: boosting at a high rate overfits within tens of trees."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"signal": rng.normal(size=rows), "noise": rng.normal(size=rows),
+                      "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object)})
+    latent = 0.5 * X["signal"].to_numpy() + rng.normal(size=rows)
+    return X, ((latent > 0).astype(np.int64) if task == "binary" else latent)
+
+
+FAST_STOPPING = {"iterations": 400, "learning_rate": 0.5, "depth": 4, "early_stopping_rounds": 10}
+
+
+@pytest.mark.parametrize("estimator_cls, task", [(models.CatBoostClassifierModel, "binary"),
+                                                 (models.CatBoostRegressorModel, "regression")])
+def test_catboost_stops_early_on_a_held_out_share_and_keeps_its_best_trees(estimator_cls, task, early_stopping_from_1000_rows):
+    X, y = _noisy(1_200, task)
+
+    model = estimator_cls(FAST_STOPPING, threads=1, seed=0).fit(X, y)
+
+    assert model.best_iteration_ is not None
+    assert model.tree_count_ == model.best_iteration_ + 1 < 100
+
+
+@pytest.mark.parametrize("rows, params", [(999, FAST_STOPPING), (1_200, {**FAST_STOPPING, "early_stopping_rounds": None})])
+def test_catboost_fits_every_tree_below_the_row_floor_or_without_rounds(rows, params, early_stopping_from_1000_rows):
+    X, y = _noisy(rows)
+
+    model = models.CatBoostClassifierModel(params, threads=1, seed=0).fit(X, y)
+
+    assert model.tree_count_ == 400 and model.best_iteration_ is None
+
+
+def test_catboost_early_stopping_is_deterministic_for_a_seed(early_stopping_from_1000_rows):
+    X, y = _noisy(1_200)
+
+    first, again = (models.CatBoostClassifierModel(FAST_STOPPING, threads=2, seed=3).fit(X, y) for _ in range(2))
+
+    assert first.tree_count_ == again.tree_count_
+    np.testing.assert_array_equal(first.predict_proba(X), again.predict_proba(X))
+
+
+def test_the_early_stopping_share_is_held_out_by_class():
+    y = np.array([1] * 100 + [0] * 900)
+
+    fit_rows, stop_rows = models._early_stopping_split(y, classify=True, seed=0)
+
+    assert len(stop_rows) == 100 and y[stop_rows].sum() == 10
+    assert not set(fit_rows) & set(stop_rows) and len(fit_rows) + len(stop_rows) == 1000
+
+
+@pytest.mark.parametrize("rounds", [0, -5, 2.5, "10", True])
+def test_bad_early_stopping_rounds_are_named(rounds, binary_spec):
+    with pytest.raises(ValueError, match="model.catboost: early_stopping_rounds must be a positive integer or null"):
+        models.build("catboost", {"iterations": 10, "early_stopping_rounds": rounds}, binary_spec)
+
+
+def test_refit_params_carry_the_trees_early_stopping_kept():
+    searched = {"iterations": 300, "early_stopping_rounds": 50, "depth": 6}
+
+    assert models.refit_params("catboost", searched, 123.4) == {"iterations": 123, "depth": 6}
+    assert models.refit_params("catboost", searched, None) == searched          # not measured: train stops early itself
+    assert models.refit_params("catboost", {"iterations": 300}, 300.0) == {"iterations": 300}
+    assert models.refit_params("random_forest", {"n_estimators": 200}, 123.4) == {"n_estimators": 200}

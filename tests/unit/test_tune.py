@@ -8,7 +8,7 @@ import pytest
 
 from mlgate import tuning
 from mlgate.project import StageError
-from mlgate.stages.tune import CrossValidation, best, study_name, trial_table, use_holdout
+from mlgate.stages.tune import CrossValidation, best, screening_share, study_name, trial_table, use_holdout
 from mlgate.tuning import TrialOutcome
 
 
@@ -257,3 +257,98 @@ def test_pickled_size_counts_large_arrays_too():
 
     model = {"array": np.arange(1_000_000, dtype=float)}
     assert pickled_size(model) == len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+CATBOOST_STOPPING = {"iterations": 300, "learning_rate": 0.5, "depth": 3, "early_stopping_rounds": 10}
+_QUIET = {"ensemble": "none", "calibration": "none", "threshold": "none"}
+
+
+def test_the_trees_catboost_kept_in_the_search_are_what_train_refits(mixed_frame, binary_spec, early_stopping_from_1000_rows):
+    from mlgate.ensemble import FinishSettings
+    from mlgate.features import FeatureSettings
+    from mlgate.stages import train
+    from mlgate.stages.tune import _trial_record, finish
+
+    frame = mixed_frame(1_600)
+    objective = CrossValidation(frame, binary_spec, 3, parallel_trials=1, cores=1, seed=0)
+    score, folds = objective("catboost", CATBOOST_STOPPING, lambda step, value: None)
+    result = objective.result("catboost", CATBOOST_STOPPING)
+    outcome = TrialOutcome(0, "catboost", CATBOOST_STOPPING, score, tuple(folds), "COMPLETE", 100.0, 101.0)
+
+    finished = finish([outcome], objective, binary_spec, FinishSettings(**_QUIET))
+    model = train.fit(frame, binary_spec, finished, FeatureSettings(), seed=0)
+
+    per_fold = [f["trees"] for f in result.folds]
+    assert all(trees < 300 for trees in per_fold) and result.trees == pytest.approx(np.mean(per_fold))
+    assert finished["members"][0]["params"] == {"iterations": round(result.trees), "learning_rate": 0.5, "depth": 3}
+    assert model.sole_pipeline.steps[-1][1].tree_count_ == round(result.trees)
+    assert _trial_record(outcome, "roc_auc", result=result).metrics["trees"] == result.trees
+
+
+def test_a_screening_call_fits_on_a_seeded_share_of_each_fold_and_scores_the_whole_fold(mixed_frame, binary_spec, tmp_path):
+    objective = CrossValidation(mixed_frame(120), binary_spec, 3, parallel_trials=1, cores=1, seed=0, store_dir=tmp_path)
+    fit_rows = objective.folds[0][0]
+
+    kept = objective._subsample(fit_rows, 0.5)
+    objective("linear", {"alpha": 1.0}, lambda step, value: None, subsample=0.5)
+
+    assert len(kept) == len(fit_rows) // 2 and set(kept) <= set(fit_rows)
+    assert np.array_equal(kept, objective._subsample(fit_rows, 0.5))
+    assert objective.y[kept].mean() == pytest.approx(objective.y[fit_rows].mean(), abs=0.02)
+    screened = objective.result("linear", {"alpha": 1.0}, 0.5)
+    assert np.isfinite(screened.predictions).all()
+    assert objective.result("linear", {"alpha": 1.0}) is None   # a full run of the same configuration is another result
+    reloaded = CrossValidation(mixed_frame(120), binary_spec, 3, parallel_trials=1, cores=1, seed=0, store_dir=tmp_path)
+    assert np.array_equal(reloaded.result("linear", {"alpha": 1.0}, 0.5).predictions, screened.predictions)
+
+
+def test_a_screening_fold_counts_towards_the_deadline_as_if_fit_on_every_row(mixed_frame, binary_spec):
+    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
+                                deadline=time.time() + 3600)
+    objective("linear", {"alpha": 1.0}, lambda step, value: None, subsample=0.5)
+    seconds = [f["end"] - f["start"] for f in objective.result("linear", {"alpha": 1.0}, 0.5).folds]
+
+    assert objective._fold_seconds["linear"] == pytest.approx([s / 0.5 for s in seconds])
+
+
+def test_screened_trials_are_recorded_and_never_the_final_recipe_while_a_full_trial_exists(mixed_frame, binary_spec):
+    from mlgate.ensemble import FinishSettings
+    from mlgate.stages.tune import _trial_record, finish, model_leaderboard
+
+    objective = CrossValidation(mixed_frame(90), binary_spec, 3, parallel_trials=1, cores=1, seed=0)
+    outcomes = []
+    for number, (alpha, share) in enumerate([(0.01, 0.5), (100.0, None), (1.0, 0.5), (10.0, None)]):
+        _, folds = objective("linear", {"alpha": alpha}, lambda step, value: None, subsample=share)
+        score = 0.99 if share else 0.8 + number / 100   # the screened ones look best
+        outcomes.append(TrialOutcome(number, "linear", {"alpha": alpha}, score, tuple(folds), "COMPLETE", 1.0, 2.0,
+                                     subsample=share))
+
+    finished = finish(outcomes, objective, binary_spec, FinishSettings(ensemble="caruana", calibration="none"))
+    board = model_leaderboard(outcomes, objective, finished, maximize=True)
+
+    assert best(outcomes, maximize=True).number == 3
+    assert {m["trial"] for m in finished["members"]} <= {1, 3}
+    assert set(board["trial"].dropna()) <= {1, 3}
+    assert trial_table(outcomes, maximize=True).set_index("trial")["subsample"].to_dict()[0] == 0.5
+    assert _trial_record(outcomes[0], "roc_auc").tags["mlgate.subsample"] == "0.5"
+    assert "mlgate.subsample" not in _trial_record(outcomes[1], "roc_auc").tags
+    assert best(outcomes[:1] + outcomes[2:3], maximize=True).number == 0   # no full trial: the screened ones serve
+
+
+def test_screening_applies_to_large_single_objective_studies_only():
+    settings = tuning.SearchSettings(sampler="tpe", pruner="none", n_trials=10, timeout_s=1, cv_folds=3, n_jobs=1,
+                                     subsample_above_rows=1000, subsample_share=0.3)
+
+    assert screening_share(settings, 999) is None and screening_share(settings, 1000) == 0.3
+    assert screening_share(dataclasses.replace(settings, subsample_trials=0), 10**6) is None
+    assert screening_share(dataclasses.replace(settings, objectives=("score", "model_size")), 10**6) is None
+
+
+def test_the_deadline_spares_trials_until_one_has_completed_on_every_row(mixed_frame, binary_spec):
+    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
+                                deadline=time.time() - 1)
+    objective("linear", {"alpha": 1.0}, lambda step, value: None, subsample=0.5)
+    objective("linear", {"alpha": 1.0}, lambda step, value: None)  # a screened model is not the one the study needs
+
+    with pytest.raises(tuning.OutOfTime):
+        objective("linear", {"alpha": 2.0}, lambda step, value: None)

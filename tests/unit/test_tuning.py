@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import time
 
@@ -317,11 +318,11 @@ class _Interrupting:
         return self.score(family, params, report)
 
 
-def _stored(tmp_path, evaluate, settings, spaces=None, seen=None, origin="first"):
+def _stored(tmp_path, evaluate, settings, spaces=None, seen=None, origin="first", subsample=None):
     return tuning.optimize(spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0,
                            on_trial=(seen.append if seen is not None else lambda outcome: None),
                            storage=tuning.storage_url(str(tmp_path / "studies" / "optuna.db")),
-                           study_name="tiny-abc", origin=origin)
+                           study_name="tiny-abc", origin=origin, subsample=subsample)
 
 
 def test_an_interrupted_study_resumes_with_its_finished_trials(tmp_path):
@@ -455,3 +456,93 @@ def test_objectives_load_from_params_as_a_list():
     params = {"search": {"sampler": "nsga2", "pruner": "none", "n_trials": 5, "timeout_s": 10, "cv_folds": 3, "n_jobs": 1,
                          "objectives": ["score", "predict_time"]}}
     assert config.load(tuning.SearchSettings, "search", params).objectives == ("score", "predict_time")
+
+
+@pytest.mark.parametrize("change, field", [({"subsample_trials": -1}, "search.subsample_trials"),
+                                           ({"subsample_share": 0.0}, "search.subsample_share"),
+                                           ({"subsample_share": 1.0}, "search.subsample_share"),
+                                           ({"subsample_above_rows": 0}, "search.subsample_above_rows")])
+def test_bad_subsample_settings_name_the_field(change, field):
+    values = {"sampler": "tpe", "pruner": "median", "n_trials": 5, "timeout_s": 10, "cv_folds": 3, "n_jobs": 1} | change
+
+    with pytest.raises(ValueError, match=field):
+        tuning.SearchSettings(**values)
+
+
+class _Screened:
+    """An evaluation that records the subsample it was asked for; a screened toy trial scores as if
+    the last 0.1 of x were missing, so screening and full scores differ."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, family, params, report, subsample=None):
+        self.calls.append((family, dict(params), subsample))
+        score, folds = _parabola(family, params, lambda step, value: None)
+        if subsample is not None:
+            folds = [f - 0.1 for f in folds]
+        for step, value in enumerate(folds):
+            report(step, value)
+        return sum(folds) / len(folds), folds
+
+
+def _screening_settings(n_trials: int, screening: int = 4, pruner: str = "none") -> tuning.SearchSettings:
+    return dataclasses.replace(_settings(n_trials, sampler="random", pruner=pruner), subsample_trials=screening)
+
+
+def test_the_first_trials_screen_on_a_subsample_then_the_best_of_each_family_runs_on_all_rows():
+    evaluate = _Screened()
+
+    outcomes = _optimize_screening(evaluate, _screening_settings(8))
+
+    assert [o.subsample for o in outcomes] == [0.25] * 4 + [None] * 4
+    assert [share for _, _, share in evaluate.calls] == [0.25] * 4 + [None] * 4
+    screened = [o for o in outcomes[:4] if o.state == "COMPLETE"]
+    best_toy = max((o for o in screened if o.family == "toy"), key=lambda o: o.score)
+    best_flat = max((o for o in screened if o.family == "flat"), key=lambda o: o.score)
+    promoted = sorted([best_toy, best_flat], key=lambda o: o.score, reverse=True)  # ceil(4 / 3) = 2 of them
+    assert [(o.family, o.params) for o in outcomes[4:6]] == [(o.family, o.params) for o in promoted]
+    assert outcomes[4].score == pytest.approx(promoted[0].score + 0.1)
+
+
+def test_without_large_data_no_trial_screens():
+    evaluate = _Screened()
+
+    outcomes = tuning.optimize(_toy_spaces(), evaluate, _screening_settings(6), maximize=True, seed=0,
+                               on_trial=lambda o: None)
+
+    assert all(o.subsample is None for o in outcomes) and all(share is None for _, _, share in evaluate.calls)
+
+
+def test_screening_trials_do_not_judge_the_full_ones_for_the_pruner():
+    def flattered_when_screened(family, params, report, subsample=None):
+        score = 10.0 if subsample else -0.5
+        for step in range(FOLDS):
+            report(step, score)
+        return score, [score] * FOLDS
+
+    spaces = tuning.parse_spaces({"flat": {"fixed": {"size": 1}},
+                                  "toy": {"space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}})
+    outcomes = _optimize_screening(flattered_when_screened, _screening_settings(12, screening=6, pruner="median"), spaces)
+
+    # with the screened 10s in the pruner's history, every full trial's -0.5 would fall below the median
+    assert [o.state for o in outcomes] == ["COMPLETE"] * 12
+
+
+def test_a_resumed_study_keeps_which_trials_screened_and_still_promotes(tmp_path):
+    first = _stored(tmp_path, _Screened(), _screening_settings(3), subsample=0.25)
+    assert [o.subsample for o in first] == [0.25] * 3
+
+    evaluate = _Screened()
+    resumed = _stored(tmp_path, evaluate, _screening_settings(8), subsample=0.25)
+
+    assert [o.subsample for o in resumed] == [0.25] * 4 + [None] * 4
+    assert [o.reused for o in resumed[:3]] == [True] * 3
+    assert [share for _, _, share in evaluate.calls] == [0.25] + [None] * 4
+    best = max((o for o in resumed[:4] if o.state == "COMPLETE"), key=lambda o: o.score)
+    assert (resumed[4].family, resumed[4].params) == (best.family, best.params)
+
+
+def _optimize_screening(evaluate, settings, spaces=None):
+    return tuning.optimize(spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None,
+                           subsample=0.25)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pickle
 import threading
@@ -47,7 +48,8 @@ class TrialResult:
     fit_s: float                 # mean per fold
     predict_ms_per_1k: float     # rows predicted per fold, per thousand
     size_mb: float               # the pickled fitted pipeline of the last fold
-    folds: tuple[dict[str, float], ...] = ()   # per fold: score, fit_s, start, end
+    folds: tuple[dict[str, float], ...] = ()   # per fold: score, fit_s, start, end (and trees)
+    trees: float | None = None   # mean over folds of the trees an early-stopping model kept (CatBoost)
 
 
 class _ByteCounter:
@@ -67,15 +69,19 @@ def pickled_size(model: Any) -> int:
     return counter.size
 
 
-def trial_key(family: str, params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps([family, params], sort_keys=True, default=str).encode()).hexdigest()[:16]
+def trial_key(family: str, params: dict[str, Any], subsample: float | None = None) -> str:
+    """A configuration's key; a screened one (fit on a ``subsample`` of each fold) is another result."""
+    identity = [family, params] if subsample is None else [family, params, subsample]
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class CrossValidation:
     """The objective: holds the data and folds, so nothing is reloaded or re-split per trial.
 
     ``holdout`` scores every trial on one split (for large data, where k fits cost too much);
-    ``deadline`` (a time.time() value) stops a trial before a fold that would end after it.
+    ``deadline`` (a time.time() value) stops a trial before a fold that would end after it. A
+    screening call (``subsample``) fits on a seeded share of each training fold, the same rows for
+    every screening trial, and scores on the whole validation fold.
     Each completed configuration's ``TrialResult`` is kept in ``results`` (and in ``store_dir``,
     so a resumed study still has them).
     """
@@ -108,15 +114,20 @@ class CrossValidation:
             groups = np.random.default_rng(seed).integers(0, 5, len(frame))
             self.fold_of_row = np.where(self.fold_of_row >= 0, groups, -1)
         self.results: dict[str, TrialResult] = {}
+        self._completed_on_every_row = False
         self._fold_seconds: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, family: str, params: dict[str, Any], report: Callable[[int, float], None]) -> tuple[float, list[float]]:
+    def __call__(self, family: str, params: dict[str, Any], report: Callable[[int, float], None],
+                 subsample: float | None = None) -> tuple[float, list[float]]:
         scores, per_fold = [], []
         predictions = np.full(len(self.y), np.nan)
         predicted_rows = 0
+        share = subsample or 1.0
         for step, (fit_rows, score_rows) in enumerate(self.folds):
-            self._check_time(family, step)
+            self._check_time(family, step, share)
+            if subsample:
+                fit_rows = self._subsample(fit_rows, subsample)
             threads = models.threads_for(family, self.cores, self.parallel_trials)
             model = models.build(family, params, self.spec, self.settings, threads=threads, seed=self.seed)
             with models.exclusive(family):
@@ -128,61 +139,79 @@ class CrossValidation:
             predictions[score_rows] = probability if probability is not None else prediction
             predicted_rows += len(score_rows)
             scores.append(metrics.score(self.spec.metric, self.y[score_rows], prediction, probability))
+            trees = models.trees(model)
             per_fold.append({"score": scores[-1], "fit_s": fitted - started, "predict_s": ended - fitted,
-                             "start": started, "end": ended})
-            with self._lock:
-                self._fold_seconds.setdefault(family, []).append(ended - started)
+                             "start": started, "end": ended} | ({"trees": trees} if trees is not None else {}))
+            with self._lock:  # as if on every row: a screening fold's time scaled up by its share
+                self._fold_seconds.setdefault(family, []).append((ended - started) / share)
             report(step, scores[-1])
+        kept = [f["trees"] for f in per_fold if "trees" in f]
         result = TrialResult(predictions, float(np.mean([f["fit_s"] for f in per_fold])),
                              1e6 * sum(f["predict_s"] for f in per_fold) / predicted_rows,
-                             pickled_size(model) / 1e6, tuple(per_fold))
-        self._keep(trial_key(family, params), result)
+                             pickled_size(model) / 1e6, tuple(per_fold), float(np.mean(kept)) if kept else None)
+        self._keep(trial_key(family, params, subsample), result, screened=bool(subsample))
         return float(np.mean(scores)), scores
 
-    def _check_time(self, family: str, step: int) -> None:
+    def _subsample(self, fit_rows: np.ndarray, share: float) -> np.ndarray:
+        """A seeded ``share`` of a fold's training rows, stratified for classification."""
+        binary = self.spec.task == "binary"
+        kept, _ = train_test_split(fit_rows, train_size=share, random_state=self.seed,
+                                   stratify=self.y[fit_rows] if binary else None)
+        return np.sort(kept)
+
+    def _check_time(self, family: str, step: int, share: float = 1.0) -> None:
         """Stop before a fold that would end past the deadline, judged by this family's folds so far
-        (the slowest one, a parameter may change a fit's cost a lot); a family's first fold always
-        runs, and nothing stops before one configuration has completed: the study needs a model."""
-        if self.deadline is None or not self.results:
+        (the slowest one, a parameter may change a fit's cost a lot; kept as if fit on every row and
+        scaled to the ``share`` of rows this fold fits on); a family's first fold always runs, and
+        nothing stops before one configuration has completed on every row: the study needs a model
+        that is not a screened one."""
+        if self.deadline is None or not self._completed_on_every_row:
             return
         left = self.deadline - time.time()
         with self._lock:
-            expected = max(self._fold_seconds.get(family, [0.0]))
-            cheapest = min((max(seconds) for seconds in self._fold_seconds.values()), default=0.0)
+            expected = max(self._fold_seconds.get(family, [0.0])) * share
+            cheapest = min((max(seconds) for seconds in self._fold_seconds.values()), default=0.0) * share
         if left < expected or left <= 0:
             raise tuning.OutOfTime(f"stopped at the time budget after {step} of {len(self.folds)} folds "
                                    f"({max(left, 0):.0f}s left, a {family} fold takes up to {expected:.0f}s)",
                                    final=left < cheapest or left <= 0)
 
-    def _keep(self, key: str, result: TrialResult) -> None:
+    def _keep(self, key: str, result: TrialResult, screened: bool = False) -> None:
         with self._lock:
             self.results[key] = result
+            self._completed_on_every_row |= not screened
         if self.store_dir is not None:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             staged = self.store_dir / f".{key}.{threading.get_ident()}.npz"
             np.savez(staged, predictions=result.predictions,
-                     costs=np.array([result.fit_s, result.predict_ms_per_1k, result.size_mb]))
+                     costs=np.array([result.fit_s, result.predict_ms_per_1k, result.size_mb]),
+                     trees=np.array(np.nan if result.trees is None else result.trees))
             os.replace(staged, self.store_dir / f"{key}.npz")
 
-    def result(self, family: str, params: dict[str, Any]) -> TrialResult | None:
-        """The stored result of a configuration, from this run or (``store_dir``) an earlier one."""
-        key = trial_key(family, params)
+    def result(self, family: str, params: dict[str, Any], subsample: float | None = None) -> TrialResult | None:
+        """The stored result of a configuration (screened on a ``subsample`` or not), from this run or
+        (``store_dir``) an earlier one."""
+        key = trial_key(family, params, subsample)
         if key not in self.results and self.store_dir is not None and (self.store_dir / f"{key}.npz").exists():
             with np.load(self.store_dir / f"{key}.npz") as stored:
                 fit_s, predict_ms, size_mb = stored["costs"].tolist()
-                self.results[key] = TrialResult(stored["predictions"], fit_s, predict_ms, size_mb)
+                trees = float(stored["trees"]) if "trees" in stored.files else math.nan
+                self.results[key] = TrialResult(stored["predictions"], fit_s, predict_ms, size_mb,
+                                                trees=None if math.isnan(trees) else trees)
+                self._completed_on_every_row |= subsample is None
         return self.results.get(key)
 
 
 def trial_table(outcomes: list[tuning.TrialOutcome], maximize: bool, objectives: tuple[str, ...] = ("score",)) -> pd.DataFrame:
-    """Every trial: family, state, CV score and spread, time, parameters, error; best complete first.
-    A multi-objective study adds each cost and whether the trial is on the Pareto front."""
+    """Every trial: family, state, CV score and spread, time, parameters, error, the share of rows a
+    screening trial fit on; best complete first. A multi-objective study adds each cost and whether
+    the trial is on the Pareto front."""
     rows = [{"trial": o.number, "family": o.family, "state": o.state, "cv_score": o.score,
              "cv_std": float(np.std(o.fold_scores)) if o.fold_scores else None, "folds": len(o.fold_scores),
              "duration_s": round(o.end - o.start, 3), "params": json.dumps(o.params, sort_keys=True),
-             "error": o.error, "reused": o.reused} for o in outcomes]
+             "error": o.error, "reused": o.reused, "subsample": o.subsample} for o in outcomes]
     board = pd.DataFrame(rows, columns=["trial", "family", "state", "cv_score", "cv_std", "folds", "duration_s", "params",
-                                        "error", "reused"])
+                                        "error", "reused", "subsample"])
     costs = objectives[1:]
     for k, cost in enumerate(costs):
         board[cost] = [o.costs[k] if len(o.costs) == len(costs) else None for o in outcomes]
@@ -196,8 +225,17 @@ def trial_table(outcomes: list[tuning.TrialOutcome], maximize: bool, objectives:
     return board.drop(columns="complete").reset_index(drop=True)
 
 
-def best(outcomes: list[tuning.TrialOutcome], maximize: bool) -> tuning.TrialOutcome:
+def final_candidates(outcomes: list[tuning.TrialOutcome]) -> list[tuning.TrialOutcome]:
+    """The complete trials the final model may be built from: those fit on every row. A screening
+    trial's score and predictions come from a model fit on a share of the rows (worse, and not what
+    `train` refits), so it is one only when the budget ended before any trial ran on every row."""
     complete = [o for o in outcomes if o.state == "COMPLETE" and o.score is not None and np.isfinite(o.score)]
+    return [o for o in complete if o.subsample is None] or complete
+
+
+def best(outcomes: list[tuning.TrialOutcome], maximize: bool) -> tuning.TrialOutcome:
+    """The best trial of ``final_candidates``."""
+    complete = final_candidates(outcomes)
     if not complete:
         failed = [o for o in outcomes if o.state == "FAIL"]
         detail = f"; first failure: trial {failed[0].number} ({failed[0].family}): {failed[0].error}" if failed else ""
@@ -230,6 +268,8 @@ def _trial_record(o: tuning.TrialOutcome, metric: str, *, fold_runs: bool = Fals
     tags = {"mlgate.trial_state": o.state, "mlgate.trial": str(o.number)}
     if o.reused:
         tags["mlgate.reused"] = "true"
+    if o.subsample is not None:
+        tags["mlgate.subsample"] = str(o.subsample)
     if o.error:
         tags["mlgate.error"] = o.error[:4000]
     trial_metrics = {"duration_s": o.end - o.start, "cv/folds_run": len(o.fold_scores)}
@@ -237,12 +277,15 @@ def _trial_record(o: tuning.TrialOutcome, metric: str, *, fold_runs: bool = Fals
         trial_metrics[f"cv/{metric}"] = o.score
     if result is not None:
         trial_metrics |= {"fit_s": result.fit_s, "predict_ms_per_1k": result.predict_ms_per_1k, "size_mb": result.size_mb}
+        if result.trees is not None:
+            trial_metrics["trees"] = result.trees
     children = ()
     if fold_runs:  # study → trial → fold; timings where the fold finished in this run
         timed = result.folds if result is not None and len(result.folds) == len(o.fold_scores) else ()
         children = tuple(tracking.TrialRecord(
             name=f"fold-{k}", params={"fold": k}, tags={"mlgate.fold": str(k)}, status="FINISHED", fold_metrics={},
-            metrics={f"cv/{metric}": score} | ({"fit_s": timed[k]["fit_s"], "predict_s": timed[k]["predict_s"]} if timed else {}),
+            metrics={f"cv/{metric}": score} | ({key: timed[k][key] for key in ("fit_s", "predict_s", "trees") if key in timed[k]}
+                                               if timed else {}),
             start_ms=int((timed[k]["start"] if timed else o.start) * 1000), end_ms=int((timed[k]["end"] if timed else o.end) * 1000),
         ) for k, score in enumerate(o.fold_scores))
     return tracking.TrialRecord(
@@ -297,14 +340,23 @@ def use_holdout(settings: tuning.SearchSettings, rows: int) -> bool:
     return settings.validation == "holdout" or (settings.validation == "auto" and rows >= settings.holdout_above_rows)
 
 
+def screening_share(settings: tuning.SearchSettings, rows: int) -> float | None:
+    """The share of each training fold the study's first trials fit on, or None: only on large data,
+    and only in a single-objective study (a screened model's costs are not a full one's)."""
+    wanted = settings.subsample_trials > 0 and rows >= settings.subsample_above_rows and len(settings.objectives) == 1
+    return settings.subsample_share if wanted else None
+
+
 def finish(outcomes: list[tuning.TrialOutcome], objective: CrossValidation, spec: DataSpec,
            settings: ensemble.FinishSettings) -> dict[str, Any]:
     """The ensemble (or the best trial), its calibration and decision threshold, chosen on the
-    validation predictions; plain data for best_params.json, which `train` builds the model from."""
+    validation predictions of ``final_candidates``; plain data for best_params.json, which `train`
+    builds the model from: each member's params are what it refits (``models.refit_params``)."""
     greater = metrics.METRICS[spec.metric].greater_is_better
-    candidates = [ensemble.Candidate(o.number, o.family, o.params, o.score, r.predictions, r.fit_s)
-                  for o in outcomes if o.state == "COMPLETE" and o.score is not None and np.isfinite(o.score)
-                  and (r := objective.result(o.family, o.params)) is not None]
+    candidates = [ensemble.Candidate(o.number, o.family, models.refit_params(o.family, o.params, r.trees), o.score,
+                                     r.predictions, r.fit_s)
+                  for o in final_candidates(outcomes)
+                  if (r := objective.result(o.family, o.params, o.subsample)) is not None]
     if not candidates:  # trials of a study stored before their predictions were kept: the best one alone
         winner = best(outcomes, greater)
         return {"method": "single", "members": [{"trial": winner.number, "family": winner.family,
@@ -343,14 +395,16 @@ def model_leaderboard(outcomes: list[tuning.TrialOutcome], objective: CrossValid
                       maximize: bool) -> pd.DataFrame:
     """Every family's best trial and the finished model: CV score, fit and predict time, size."""
     rows = []
-    complete = [o for o in outcomes if o.state == "COMPLETE" and o.score is not None]
+    complete = final_candidates(outcomes)
     for family in sorted({o.family for o in complete}):
         top = (max if maximize else min)((o for o in complete if o.family == family), key=lambda o: o.score)
-        cost = objective.result(top.family, top.params)
+        cost = objective.result(top.family, top.params, top.subsample)
         rows.append({"model": family, "kind": "trial", "trial": top.number, "cv_score": top.score,
                      "fit_s": cost and cost.fit_s, "predict_ms_per_1k": cost and cost.predict_ms_per_1k,
                      "size_mb": cost and cost.size_mb, "chosen": False})
-    costs = [objective.result(m["family"], m["params"]) for m in finished["members"]]
+    by_trial = {o.number: o for o in outcomes}
+    costs = [objective.result(m["family"], by_trial[m["trial"]].params, by_trial[m["trial"]].subsample)
+             for m in finished["members"]]
     known = all(c is not None for c in costs)
     rows.append({"model": describe(finished), "kind": finished["method"],
                  "trial": finished["members"][0]["trial"] if finished["method"] == "single" else None,
@@ -391,6 +445,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     train = pd.read_parquet(paths.split_file("train"))
     study = study_name(params, train)
     holdout = settings.holdout_share if use_holdout(settings, len(train)) else None
+    screening = screening_share(settings, len(train))
     objective = CrossValidation(train, spec, settings.cv_folds, parallel_trials=settings.n_jobs, seed=seed,
                                 cores=os.cpu_count() or 1, settings=config.load(FeatureSettings, "features", params),
                                 holdout=holdout, store_dir=Path(paths.trial_predictions) / study)
@@ -405,6 +460,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                      | {"finish." + k: v for k, v in config.section(params, "finish").items()}
                      | {"families": ",".join(s.family for s in spaces), "metric": spec.metric, "seed": seed,
                         "train_rows": len(train), "study": study, "validation": "holdout" if holdout else "cv",
+                        "screening_share": screening or "none",
                         "study_storage": paths.study.split("://")[0] + "://…" if "://" in paths.study else paths.study})
         tracking.log_artifact(parent, "params.yaml", "config")
     progress = Progress(settings, spec.metric, metric.greater_is_better)
@@ -415,7 +471,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
             def on_trial(outcome: tuning.TrialOutcome) -> None:
                 if not (outcome.reused and logged.contains(outcome)):
-                    result = objective.result(outcome.family, outcome.params) if outcome.state == "COMPLETE" else None
+                    result = (objective.result(outcome.family, outcome.params, outcome.subsample)
+                              if outcome.state == "COMPLETE" else None)
                     recorder.record(_trial_record(outcome, spec.metric, fold_runs=settings.fold_runs, result=result))
                 progress.update(outcome)
             def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
@@ -426,7 +483,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 objective.deadline = time.time() + settings.timeout_s
                 outcomes = tuning.optimize(spaces, objective, settings, maximize=metric.greater_is_better, seed=seed,
                                            on_trial=on_trial, storage=tuning.storage_url(paths.study),
-                                           study_name=study, origin=parent, costs=trial_costs)
+                                           study_name=study, origin=parent, costs=trial_costs, subsample=screening)
             except KeyboardInterrupt:
                 status = "KILLED"
                 raise
@@ -444,8 +501,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         files.write_text(paths.leaderboard, board.to_csv(index=False))
         counts = {state: sum(o.state == state for o in outcomes) for state in ("COMPLETE", "PRUNED", "FAIL")}
         reused = sum(o.reused for o in outcomes)
+        screened = sum(o.subsample is not None for o in outcomes)
         result = {
-            "family": describe(finished), "params": winner.params if finished["method"] == "single" else {},
+            "family": describe(finished), "params": finished["members"][0]["params"] if finished["method"] == "single" else {},
             "metric": spec.metric, "cv_score": finished["cv_score"], "cv_std": float(np.std(winner.fold_scores)),
             "trial": winner.number, "best_trial": {"number": winner.number, "family": winner.family,
                                                    "params": winner.params, "cv_score": winner.score},
@@ -453,14 +511,14 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
             "tune_run_id": parent, "seed": seed, "cv_folds": settings.cv_folds,
             "validation": {"method": "holdout", "share": holdout} if holdout else {"method": "cv", "folds": settings.cv_folds},
-            "study": {"name": study, "reused_trials": reused},
+            "study": {"name": study, "reused_trials": reused, "screened_trials": screened},
         }
         earlier = sorted({o.origin for o in outcomes if o.reused and o.origin and o.origin != parent})
         threshold = finished["threshold"]
         with tracking_time:
             tracking.log(parent, metrics={f"best/cv_{spec.metric}": winner.score, f"final/cv_{spec.metric}": finished["cv_score"],
                                           "trials_complete": counts["COMPLETE"], "trials_pruned": counts["PRUNED"],
-                                          "trials_failed": counts["FAIL"], "trials_reused": reused,
+                                          "trials_failed": counts["FAIL"], "trials_reused": reused, "trials_screened": screened,
                                           "search_s": searched - started, "finish_s": finish_s,
                                           "final/threshold": threshold["threshold"]}
                          | {f"final/cv_{spec.metric}_{k}": v for k, v in finished["scores"].items()}
@@ -481,10 +539,14 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         progress.close()
         tracking.finish_run(parent, status)
     resumed = f", {reused} of them reused from study {study}" if reused else ""
+    screened_note = f", {screened} screened on {screening:.0%} of the rows" if screened and screening else ""
     validation = f"holdout {holdout:.0%}" if holdout else f"{settings.cv_folds}-fold cv"
     console.say(STAGE, f"{len(outcomes)} trials in {searched - started:.0f}s on {validation} ({counts['COMPLETE']} complete, "
-                       f"{counts['PRUNED']} pruned, {counts['FAIL']} failed{resumed}); best trial {winner.family} "
+                       f"{counts['PRUNED']} pruned, {counts['FAIL']} failed{resumed}{screened_note}); best trial {winner.family} "
                        f"cv {spec.metric} {winner.score:.4f} ± {result['cv_std']:.4f} (trial {winner.number})")
+    if winner.subsample is not None:
+        console.say(STAGE, "warning: no trial ran on every row within the budget; the final model is built from "
+                           "screened trials (raise search.timeout_s or lower search.subsample_trials)")
     for row in board.itertuples():
         mark = "→" if row.chosen else " "
         cost = "" if pd.isna(row.fit_s) else f"  fit {row.fit_s:.1f}s  predict {row.predict_ms_per_1k:.1f} ms/1k  {row.size_mb:.1f} MB"

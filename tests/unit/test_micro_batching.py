@@ -1,0 +1,155 @@
+"""The serving micro-batcher: requests that wait together share one model call, each gets its own rows."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlgate.serving import MicroBatcher
+
+
+class SlowModel:
+    """Doubles column x; each call takes ``call_s`` and is recorded (rows, x values). Rows with x < 0 fail."""
+
+    def __init__(self, call_s: float = 0.05):
+        self.call_s = call_s
+        self.calls: list[list[float]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
+        with self.lock:
+            self.calls.append(frame["x"].tolist())
+        if (frame["x"] < 0).any():
+            raise ValueError(f"negative x at row {int(np.argmax(frame['x'].to_numpy() < 0))}")
+        threading.Event().wait(self.call_s)
+        return pd.DataFrame({"prediction": frame["x"] * 2})
+
+
+def frame(*xs: float) -> pd.DataFrame:
+    return pd.DataFrame({"x": [float(x) for x in xs]})
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_a_request_to_an_idle_model_is_predicted_alone_at_once():
+    model = SlowModel(0.0)
+    rows_per_call: list[int] = []
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_rows=100, wait_s=5.0, on_call=rows_per_call.append)
+        return await asyncio.wait_for(batcher.predict(frame(1, 2)), 2.0)   # no 5 s wait: nothing else was queued
+
+    out = run(scenario())
+    assert out["prediction"].tolist() == [2.0, 4.0]
+    assert model.calls == [[1.0, 2.0]] and rows_per_call == [2]
+
+
+def test_requests_that_arrive_while_the_model_is_busy_share_the_next_call_and_get_their_own_rows():
+    model = SlowModel(0.1)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_rows=100)
+        first = asyncio.create_task(batcher.predict(frame(1)))
+        await asyncio.sleep(0.02)                        # the first call is running
+        rest = [asyncio.create_task(batcher.predict(frame(10 * i, 10 * i + 1))) for i in range(1, 5)]
+        return await first, await asyncio.gather(*rest)
+
+    first, rest = run(scenario())
+    assert model.calls == [[1.0], [10.0, 11.0, 20.0, 21.0, 30.0, 31.0, 40.0, 41.0]]
+    assert first["prediction"].tolist() == [2.0]
+    for i, out in enumerate(rest, start=1):
+        assert out["prediction"].tolist() == [20.0 * i, 20.0 * i + 2]
+        assert out.index.tolist() == [0, 1]
+
+
+def test_a_shared_call_holds_at_most_max_rows_and_keeps_arrival_order():
+    model = SlowModel(0.05)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_rows=4)
+        busy = asyncio.create_task(batcher.predict(frame(0)))
+        await asyncio.sleep(0.01)
+        waiting = [asyncio.create_task(batcher.predict(frame(i, i))) for i in range(1, 6)]
+        await busy
+        return await asyncio.gather(*waiting)
+
+    outs = run(scenario())
+    assert model.calls == [[0.0], [1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0], [5.0, 5.0]]
+    assert [out["prediction"].tolist() for out in outs] == [[2.0 * i] * 2 for i in range(1, 6)]
+
+
+def test_frames_with_other_columns_or_dtypes_never_share_a_call():
+    model = SlowModel(0.05)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_rows=100)
+        busy = asyncio.create_task(batcher.predict(frame(0)))
+        await asyncio.sleep(0.01)
+        as_float = asyncio.create_task(batcher.predict(frame(1)))
+        as_int = asyncio.create_task(batcher.predict(pd.DataFrame({"x": [2]})))
+        with_extra = asyncio.create_task(batcher.predict(pd.DataFrame({"x": [3.0], "note": ["a"]})))
+        also_float = asyncio.create_task(batcher.predict(frame(4)))
+        await busy
+        return await asyncio.gather(as_float, as_int, with_extra, also_float)
+
+    outs = run(scenario())
+    assert model.calls == [[0.0], [1.0, 4.0], [2], [3.0]]
+    assert [out["prediction"].tolist() for out in outs] == [[2.0], [4], [6.0], [8.0]]
+
+
+def test_a_failing_request_gets_its_own_error_and_its_neighbours_their_predictions():
+    model = SlowModel(0.05)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_rows=100)
+        busy = asyncio.create_task(batcher.predict(frame(0)))
+        await asyncio.sleep(0.01)
+        waiting = [asyncio.create_task(batcher.predict(frame(x))) for x in (1, -1, 2)]
+        await busy
+        return await asyncio.gather(*waiting, return_exceptions=True)
+
+    good, bad, other = run(scenario())
+    assert good["prediction"].tolist() == [2.0] and other["prediction"].tolist() == [4.0]
+    assert isinstance(bad, ValueError) and "negative x at row 0" in str(bad)
+    assert model.calls == [[0.0], [1.0, -1.0, 2.0], [1.0], [-1.0], [2.0]]   # the shared call, then each alone
+
+
+def test_under_load_a_call_waits_for_the_clients_it_just_answered():
+    """Four clients in a loop: without the wait they split into groups that alternate; with it, after
+    the first shared call, every call serves all four."""
+
+    def calls_with(wait_s: float) -> list[int]:
+        model = SlowModel(0.03)
+        sizes: list[int] = []
+
+        async def client(batcher: MicroBatcher, start: float) -> None:
+            await asyncio.sleep(start / 10_000)   # clients come in one after another, 0, 10, 20, 30 ms
+            for i in range(6):
+                await batcher.predict(frame(start + i))
+                await asyncio.sleep(0.002)   # the client's own turnaround before its next request
+
+        async def scenario():
+            batcher = MicroBatcher(model, max_rows=100, wait_s=wait_s, on_call=sizes.append)
+            await asyncio.gather(*(client(batcher, 100 * c) for c in range(4)))
+
+        run(scenario())
+        return sizes
+
+    alternating = calls_with(0.0)
+    assert max(alternating) < 4 and len(alternating) > 8
+    waited = calls_with(0.02)
+    assert waited[:2] == [1, 3] and set(waited[2:-1]) == {4} and sum(waited) == 24
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_batch_rows", 0), ("batch_wait_ms", -1), ("batch_wait_ms", 5000)])
+def test_bad_batching_settings_are_refused_naming_the_field(field, value):
+    from mlgate.serving import ServeSettings
+
+    with pytest.raises(ValueError, match=field):
+        ServeSettings(model="churn", **{field: value})
