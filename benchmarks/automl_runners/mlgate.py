@@ -1,6 +1,7 @@
 """mlgate's AutoML: `mlgate.automl.fit(train, target, task, budget_s=, seed=, workdir=)`, run in the project's .venv.
 
 For binary tasks the positive class is passed to fit; `model.predict_proba` then gives its probability.
+For multiclass, `model.predict_proba` gives one column per class, in the order of `model.classes_` (text labels).
 `model.summary` (trials, tracking_s, chosen model, ...) is copied into the summary. Protocol: _shared/automl_protocol.py.
 """
 

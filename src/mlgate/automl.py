@@ -44,12 +44,17 @@ class AutoMLModel:
     task: str
     summary: dict[str, Any] = field(default_factory=dict)
 
+    classes_: list[str] | None = None   # multiclass: the labels of predict_proba's columns, in order
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Binary: the positive class's probability."""
-        return self.model.predict_proba(X)[:, 1]
+        """Binary: the positive class's probability; multiclass: (rows, classes), columns as ``classes_``."""
+        probability = self.model.predict_proba(X)
+        return probability if self.task == "multiclass" else probability[:, 1]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model.predict(X)
+        """Binary: 0/1 (1: the positive class); multiclass: the class labels; regression: the values."""
+        prediction = self.model.predict(X)
+        return np.asarray(self.classes_, dtype=object)[prediction] if self.task == "multiclass" else prediction
 
 
 @contextlib.contextmanager
@@ -85,12 +90,14 @@ def project_params(train: pd.DataFrame, target: str, task: str, *, budget_s: flo
     ]))
     params["data"] = {
         "name": name, "task": task, "target": target,
-        "metric": "roc_auc" if task == "binary" else "rmse",
+        "metric": schema.METRICS[task],
         "source": {"kind": "file", "path": str(source), "format": "parquet"}, "current_path": None,
         "contract": contract,
     }
     if task == "binary":
         params["data"]["positive_class"] = schema.positive_class(train[target], positive_class)
+    if task == "multiclass":
+        params["data"]["classes"] = schema.classes(train[target])
     params["tracking"] = {**params["tracking"], "experiment": f"mlgate-{name}", "registered_model": name}
     return params
 
@@ -124,4 +131,4 @@ def fit(train: pd.DataFrame, target: str, task: str, *, budget_s: float, seed: i
                "validation": tuned["validation"]["method"], "tracking_s": tuned["tracking_s"],
                "refit_s": trained["fit_seconds"], "wall_s": round(time.time() - started, 2),
                "tune_run_id": tuned["tune_run_id"]}
-    return AutoMLModel(model, task, summary)
+    return AutoMLModel(model, task, summary, params["data"].get("classes"))

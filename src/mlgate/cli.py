@@ -287,7 +287,8 @@ def params(overrides: tuple[str, ...], conf_dir: str, out: str) -> None:
 @click.option("--source", "source_path", default=None,
               help="CSV or Parquet file (.parquet/.pq); default: the source in conf/data/NAME.yaml")
 @click.option("--target", default=None, help="target column (default: the one in conf/data/NAME.yaml)")
-@click.option("--task", type=click.Choice(["binary", "regression"]), default=None, help="default: inferred from the target")
+@click.option("--task", type=click.Choice(["binary", "multiclass", "regression"]), default=None,
+              help="default: inferred from the target")
 @click.option("--positive-class", "given_positive_class", default=None, help="binary: default the minority class")
 @click.option("--conf", "conf_dir", default="conf", show_default=True)
 @click.option("--force", is_flag=True, help="replace a file that already has a contract")

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-TASKS = ("binary", "regression")
+TASKS = ("binary", "multiclass", "regression")
+CLASSIFICATION = ("binary", "multiclass")
 COLUMN_TYPES = ("integer", "float", "string", "boolean", "datetime", "text")
 ROLES = ("feature", "id")                      # an id column is checked for uniqueness, never a feature
 CATEGORY_POLICIES = ("fail", "warn", "other")  # a value outside `categories`: violation, warning, or mapped
@@ -123,6 +124,8 @@ class DataSpec:
     contract: Contract
     positive_class: str | None = None
     current_path: str | None = None
+    # multiclass: every class label (as text); its order is the order of the model's probability columns
+    classes: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -134,6 +137,19 @@ class DataSpec:
                              f"'{self.contract.columns[self.target].role}'")
         if self.task == "binary" and self.positive_class is None:
             raise ValueError("data.positive_class is required for a binary task")
+        if self.task == "multiclass":
+            if not self.classes or len(self.classes) < 3:
+                raise ValueError("data.classes must list the target's classes (at least three) for a multiclass task")
+            labels = [str(c) for c in self.classes]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"data.classes lists a class twice: {labels}")
+            object.__setattr__(self, "classes", labels)
+        elif self.classes is not None:
+            raise ValueError(f"data.classes applies to a multiclass task, not '{self.task}'; set it to null")
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task in CLASSIFICATION
 
     @property
     def features(self) -> list[str]:
@@ -226,10 +242,12 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
             violations.extend(_check_unique(column, values))
     if spec.target not in missing and spec.task == "binary":
         violations.extend(_check_classes(frame[spec.target], spec))
+    if spec.target not in missing and spec.task == "multiclass":
+        violations.extend(_check_multiclass(frame[spec.target], spec, labelled=labelled))
     if spec.target not in missing and not any(v.column == spec.target for v in violations):
         for column, score in leakage_scores(frame, spec).items():
             if score >= contract.leakage_threshold:
-                measure = "ROC AUC" if spec.task == "binary" else "R²"
+                measure = {"binary": "ROC AUC", "multiclass": "macro one-vs-rest ROC AUC"}.get(spec.task, "R²")
                 warnings.append(Violation(column, "leakage", f"alone predicts '{spec.target}' with {measure} {score:.3f} "
                                                              f"(leakage_threshold {contract.leakage_threshold}); is it "
                                                              f"known before the target is? If not, drop it"))
@@ -334,7 +352,8 @@ LEAKAGE_SAMPLE_ROWS = 50_000
 
 
 def leakage_scores(frame: pd.DataFrame, spec: DataSpec, seed: int = 0) -> dict[str, float]:
-    """How well each feature alone predicts the target: ROC AUC (binary, either direction) or R².
+    """How well each feature alone predicts the target: ROC AUC (binary, either direction), its
+    macro one-vs-rest mean over the classes (multiclass) or R².
 
     Numerics score by rank (AUC) or the larger of Pearson² and Spearman² (R², so a rescaled or
     monotone copy of the target is caught); other columns by cross-fitted per-value target means,
@@ -364,11 +383,29 @@ def leakage_scores(frame: pd.DataFrame, spec: DataSpec, seed: int = 0) -> dict[s
         if spec.task == "binary":
             auc = roc_auc_score(y, x)
             scores[column] = float(max(auc, 1.0 - auc))
+        elif spec.task == "multiclass":
+            scores[column] = _one_vs_rest_auc(rows[column], x, y, half, numeric=column in spec.numeric_features)
         elif np.std(x) > 0:
             pearson = np.corrcoef(x, y)[0, 1]
             spearman = np.corrcoef(pd.Series(x).rank(), pd.Series(y).rank())[0, 1]
             scores[column] = float(max(pearson**2, spearman**2))
     return scores
+
+
+def _one_vs_rest_auc(values: pd.Series, x: np.ndarray, y: np.ndarray, half: np.ndarray, *, numeric: bool) -> float:
+    """Mean over the classes present of the one-vs-rest ROC AUC (either direction) of ``x`` (a
+    numeric column) or of the column's cross-fitted per-value share of that class."""
+    from sklearn.metrics import roc_auc_score
+
+    aucs = []
+    for label in np.unique(y):
+        is_class = (y == label).astype(float)
+        if is_class.all():
+            continue
+        score = x if numeric else _cross_fitted_means(values.astype(str).to_numpy(), is_class, half)
+        auc = roc_auc_score(is_class, score)
+        aucs.append(max(auc, 1.0 - auc))
+    return float(np.mean(aucs)) if aucs else 0.5
 
 
 def _cross_fitted_means(keys: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarray:
@@ -393,6 +430,26 @@ def _check_classes(target: pd.Series, spec: DataSpec) -> list[Violation]:
     small = counts[counts < spec.contract.min_class_count]
     for label, count in small.items():
         problems.append(Violation(spec.target, "min_class_count", f"class '{label}' has {count:,} rows, the contract asks for at least {spec.contract.min_class_count:,}"))
+    return problems
+
+
+def _check_multiclass(target: pd.Series, spec: DataSpec, *, labelled: bool) -> list[Violation]:
+    """Every value one of data.classes; on labelled training data every class present, with at
+    least min_class_count rows (a new batch may hold a few classes only)."""
+    counts = target.dropna().astype(str).value_counts()
+    problems = []
+    unknown = [label for label in counts.index if label not in spec.classes]
+    if unknown:
+        problems.append(Violation(spec.target, "classes", f"{int(counts[unknown].sum()):,} row(s) hold classes not in "
+                                                          f"data.classes: {unknown[:5]} (declared: {spec.classes})"))
+    if labelled:
+        absent = [label for label in spec.classes if label not in counts.index]
+        if absent:
+            problems.append(Violation(spec.target, "min_classes", f"declared class(es) {absent} do not occur in "
+                                                                  f"'{spec.target}'"))
+        for label, count in counts[counts < spec.contract.min_class_count].items():
+            problems.append(Violation(spec.target, "min_class_count", f"class '{label}' has {count:,} rows, the contract "
+                                                                      f"asks for at least {spec.contract.min_class_count:,}"))
     return problems
 
 
@@ -423,8 +480,16 @@ def conform_features(frame: pd.DataFrame, numeric: list[str], categorical: list[
 
 
 def target_vector(frame: pd.DataFrame, spec: DataSpec) -> np.ndarray:
-    """The target as the models see it: 0/1 for binary (1 = positive class), floats for regression."""
+    """The target as the models see it: 0/1 for binary (1 = positive class), the class's position in
+    data.classes for multiclass, floats for regression."""
     values = frame[spec.target]
     if spec.task == "binary":
         return (values.astype(str) == str(spec.positive_class)).to_numpy(dtype=np.int64)
+    if spec.task == "multiclass":
+        codes = pd.Categorical(values.astype(str), categories=spec.classes).codes.astype(np.int64)
+        if (codes < 0).any():
+            unknown = sorted(set(values.astype(str)[codes < 0]))[:5]
+            raise ValueError(f"target '{spec.target}' holds classes not in data.classes: {unknown} "
+                             f"(declared: {spec.classes})")
+        return codes
     return values.to_numpy(dtype=np.float64)

@@ -23,6 +23,14 @@ from sklearn.pipeline import Pipeline
 from mlgate import metrics
 
 ENSEMBLES = ("auto", "caruana", "stacking", "none")
+# Why `finish` leaves these out for a multiclass task (recorded in best_params.json).
+MULTICLASS_SKIPPED = {
+    "stacking": "stacking fits a logistic regression on one probability per member; over k-class probability "
+                "matrices it would be k one-vs-rest combiners renormalised, with k times the coefficients to fit on "
+                "the same rows: Caruana selection (a weighted mean of probability matrices) is kept instead",
+    "calibration": "calibration maps one class's probability; the multiclass probabilities are used as the members give them",
+    "threshold": "a decision threshold applies to one class's probability; a multiclass prediction is the most probable class",
+}
 CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
 THRESHOLDS = ("f1", "balanced_accuracy", "cost", "none")
 _EPS = 1e-6
@@ -76,11 +84,14 @@ def caruana_weights(predictions: np.ndarray, y: np.ndarray, name: str, rounds: i
                     max_members: int | None = None) -> np.ndarray:
     """Greedy ensemble selection with replacement (Caruana et al., 2004): start from the best
     column, then add, ``rounds`` times, the column whose addition scores best; the weights are
-    how often each column was added. Once ``max_members`` columns are in, only they are added again."""
+    how often each column was added. Once ``max_members`` columns are in, only they are added again.
+
+    ``predictions`` is (rows, candidates), or (rows, candidates, classes) for multiclass probability
+    matrices: a weighted mean of probability matrices is one again."""
     score = _scorer(name)
     sign = 1.0 if metrics.METRICS[name].greater_is_better else -1.0
     counts = np.zeros(predictions.shape[1])
-    total = np.zeros(len(y))
+    total = np.zeros((len(y), *predictions.shape[2:]))
     for step in range(rounds):
         trial_sums = total[:, None] + predictions
         full = max_members is not None and np.count_nonzero(counts) >= max_members
@@ -99,6 +110,12 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def _weighted(predictions: np.ndarray, weights) -> np.ndarray:
+    """The members' outputs weighted: (rows, members) -> rows, (rows, members, classes) -> (rows, classes)."""
+    weights = np.asarray(weights, dtype=float)
+    return predictions @ weights if predictions.ndim == 2 else np.einsum("nmk,m->nk", predictions, weights)
 
 
 def stacking_fit(predictions: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
@@ -124,7 +141,7 @@ def stacking_fit(predictions: np.ndarray, y: np.ndarray, task: str) -> dict[str,
 def combine(combiner: dict[str, Any], predictions: np.ndarray, task: str) -> np.ndarray:
     """Apply a combiner (``caruana`` weights or ``stacking`` coefficients) to member predictions."""
     if combiner["method"] == "caruana":
-        return predictions @ np.asarray(combiner["weights"])
+        return _weighted(predictions, combiner["weights"])
     linear = (_logit(predictions) if task == "binary" else predictions) @ np.asarray(combiner["coef"]) + combiner["intercept"]
     return _sigmoid(linear) if task == "binary" else linear
 
@@ -140,10 +157,13 @@ def _fit_combiner(method: str, predictions: np.ndarray, y: np.ndarray, task: str
 def cross_fitted(fit: Callable[[np.ndarray], Any], apply: Callable[[Any, np.ndarray], np.ndarray],
                  folds: np.ndarray) -> np.ndarray:
     """Each fold's rows as predicted by what ``fit`` learnt from the other folds' rows."""
-    out = np.empty(len(folds))
+    out = None
     for k in np.unique(folds):
         held = folds == k
-        out[held] = apply(fit(~held), held)
+        predicted = apply(fit(~held), held)
+        if out is None:
+            out = np.empty((len(folds), *np.shape(predicted)[1:]))
+        out[held] = predicted
     return out
 
 
@@ -173,12 +193,17 @@ def choose_ensemble(candidates: list[Candidate], y: np.ndarray, folds: np.ndarra
     scores = {"single": fold_score(metric, y, best, folds)}
     choice = EnsembleChoice("single", [ranked[0]], None, scores["single"], scores, best)
     methods = {"auto": ("caruana", "stacking"), "none": ()}.get(settings.ensemble, (settings.ensemble,))
+    if task == "multiclass":
+        if settings.ensemble == "stacking":
+            raise ValueError(f"finish.ensemble: stacking is not done for multiclass ({MULTICLASS_SKIPPED['stacking']}); "
+                             f"choose auto, caruana or none")
+        methods = tuple(m for m in methods if m != "stacking")
     pools = {"caruana": ranked, "stacking": _family_bests(ranked)[:settings.max_members]}
     for method in methods:
         pool = pools[method]
         if len(pool) < 2:
             continue
-        matrix = np.column_stack([c.predictions[rows] for c in pool])
+        matrix = np.stack([c.predictions[rows] for c in pool], axis=1)   # (rows, members[, classes])
 
         def fit(train, m=method, matrix=matrix):
             return _fit_combiner(m, matrix[train], y[train], task, metric, settings)
@@ -308,7 +333,8 @@ def choose_threshold(probability: np.ndarray, y: np.ndarray, settings: FinishSet
 
 class FinalModel(BaseEstimator):
     """What ``train`` fits and logs: one or more member pipelines, the combiner over their outputs,
-    the calibration map and the decision threshold (binary)."""
+    the calibration map and the decision threshold (binary). Multiclass: Caruana weights over the
+    members' probability matrices, no calibration, the most probable class."""
 
     def __init__(self, members=(), combiner=None, calibrator=None, threshold: float = 0.5, task: str = "binary"):
         self.members = members
@@ -322,6 +348,8 @@ class FinalModel(BaseEstimator):
         self.__dict__.pop("_guarded", None)
         if self.task == "binary":
             self.classes_ = np.array([0, 1])
+        elif self.task == "multiclass":
+            self.classes_ = np.unique(y)   # class numbers: positions in data.classes
         return self
 
     @property
@@ -335,6 +363,8 @@ class FinalModel(BaseEstimator):
             X = guard.transform(X)
         if self.task == "binary":
             return np.column_stack([m.predict_proba(X)[:, 1] for m in members])
+        if self.task == "multiclass":
+            return np.stack([m.predict_proba(X) for m in members], axis=1)   # (rows, members, classes)
         return np.column_stack([m.predict(X) for m in members])
 
     @property
@@ -360,12 +390,17 @@ class FinalModel(BaseEstimator):
         return outputs[:, 0] if self.combiner is None else combine(self.combiner, outputs, self.task)
 
     def predict_proba(self, X) -> np.ndarray:
+        """(rows, 2) for binary, (rows, classes) for multiclass."""
+        if self.task == "multiclass":
+            return self._combined(X)
         probability = calibrate(self.calibrator, self._combined(X))
         return np.column_stack([1 - probability, probability])
 
     def predict(self, X) -> np.ndarray:
         if self.task == "binary":
             return (self.predict_proba(X)[:, 1] >= self.threshold).astype(np.int64)
+        if self.task == "multiclass":
+            return self.classes_[self.predict_proba(X).argmax(axis=1)]
         return self._combined(X)
 
 

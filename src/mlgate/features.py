@@ -306,12 +306,12 @@ class ColumnFilter(BaseEstimator, TransformerMixin):
         if self.method == "mutual_info":
             from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
-            score = mutual_info_classif if self.task == "binary" else mutual_info_regression
+            score = mutual_info_classif if self.task != "regression" else mutual_info_regression
             values = score(encoded, y, discrete_features=discrete, random_state=self.seed)
         else:
             from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 
-            forest = (ExtraTreesClassifier if self.task == "binary" else ExtraTreesRegressor)(
+            forest = (ExtraTreesClassifier if self.task != "regression" else ExtraTreesRegressor)(
                 n_estimators=50, min_samples_leaf=5, n_jobs=1, random_state=self.seed)
             values = forest.fit(encoded, y).feature_importances_
         return dict(zip(X.columns, values, strict=True))

@@ -79,10 +79,21 @@ def _metric_plot(result: dict[str, Any], path: Path) -> str:
 
 
 def _outputs_plot(task: str, y: np.ndarray, outputs: dict[str, Output], path: Path) -> str:
-    """Binary: both models' ROC curves on test; regression: both models' residuals on test."""
+    """Binary: both models' ROC curves on test; multiclass: each model's recall per class on test;
+    regression: both models' residuals on test."""
     fig, axes = _figure()
     ax = axes[0][0]
-    if task == "binary":
+    if task == "multiclass":
+        classes = np.unique(y)
+        width = 0.8 / len(outputs)
+        for i, (label, (prediction, _)) in enumerate(outputs.items()):
+            recall = [float(np.mean(prediction[y == k] == k)) for k in classes]
+            ax.bar(classes + (i - (len(outputs) - 1) / 2) * width, recall, width,
+                   label=f"{label} (accuracy {np.mean(prediction == y):.3f})")
+        ax.set_xticks(classes, [str(k) for k in classes])
+        ax.set(xlabel="class (position in data.classes)", ylabel="recall", ylim=(0, 1.05), title="Recall per class (test)")
+        title = "Recall per class on test"
+    elif task == "binary":
         for label, (prediction, probability) in outputs.items():
             roc = evaluate.curves(y, prediction, probability, task)["roc"]
             ax.plot(roc.fpr, roc.tpr, label=f"{label} (AUC {metrics.score('roc_auc', y, prediction, probability):.3f})")
@@ -156,7 +167,7 @@ def _slices_plot(result: dict[str, Any], path: Path) -> str:
 def draw_plots(folder: Path, result: dict[str, Any], y_test: np.ndarray, test_outputs: dict[str, Output]) -> dict[str, str]:
     """The promotion report's PNG plots, written into ``folder``: {file stem: title}."""
     drawn = {"metric": _metric_plot(result, folder / "metric.png")}
-    name = "roc" if result["data"]["task"] == "binary" else "residuals"
+    name = {"binary": "roc", "multiclass": "class_recall"}.get(result["data"]["task"], "residuals")
     drawn[name] = _outputs_plot(result["data"]["task"], y_test, test_outputs, folder / f"{name}.png")
     if result["drift"]["columns"]:
         drawn["drift"] = _drift_plot(result["drift"], folder / "drift.png")

@@ -23,9 +23,33 @@ def _rmse(y, p):
     return float(np.sqrt(skm.mean_squared_error(y, p)))
 
 
+def _log_loss(y, p):
+    """Binary: ``p`` is the positive class's probability; multiclass: an (n, k) matrix, columns in
+    class order (``y`` holds column numbers)."""
+    p = np.asarray(p, dtype=float)
+    if p.ndim == 2:
+        p = np.clip(p, 1e-15, 1.0)
+        return float(skm.log_loss(y, p / p.sum(axis=1, keepdims=True), labels=np.arange(p.shape[1])))
+    return float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+
+
+def _roc_auc_ovr(y, p):
+    """Macro one-vs-rest ROC AUC over an (n, k) probability matrix: sklearn's
+    ``roc_auc_score(multi_class="ovr", average="macro")``, from ranks. Needs every class in ``y``."""
+    p = np.asarray(p, dtype=float)
+    y = np.asarray(y)
+    present = np.unique(y)
+    if present.size < p.shape[1]:
+        missing = sorted(set(range(p.shape[1])) - set(present.tolist()))
+        raise ValueError(f"one-vs-rest ROC AUC needs every class in y_true; class column(s) {missing} have no rows")
+    return float(np.mean([_rank_auc((y == k).astype(np.int64), p[:, k]) for k in range(p.shape[1])]))
+
+
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("roc_auc", True, True, lambda y, p: float(skm.roc_auc_score(y, p))),
-    Metric("log_loss", False, True, lambda y, p: float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))),
+    Metric("log_loss", False, True, _log_loss),
+    Metric("roc_auc_ovr", True, True, _roc_auc_ovr),
+    Metric("f1_macro", True, False, lambda y, p: float(skm.f1_score(y, p, average="macro", zero_division=0))),
     Metric("accuracy", True, False, lambda y, p: float(skm.accuracy_score(y, p))),
     Metric("precision", True, False, lambda y, p: float(skm.precision_score(y, p, zero_division=0))),
     Metric("recall", True, False, lambda y, p: float(skm.recall_score(y, p, zero_division=0))),
@@ -37,6 +61,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 
 TASK_METRICS = {
     "binary": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+    # predictions are class numbers (positions in data.classes), probabilities an (n, k) matrix
+    "multiclass": ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr"),
     "regression": ("rmse", "mae", "r2"),
 }
 
@@ -54,6 +80,14 @@ def score(name: str, y_true: np.ndarray, prediction: np.ndarray, probability: np
 
 def all_scores(task: str, y_true: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None) -> dict[str, float]:
     return {name: score(name, y_true, prediction, probability) for name in TASK_METRICS[task]}
+
+
+def undefined(name: str, y_true: np.ndarray, scored: np.ndarray) -> bool:
+    """Whether the metric cannot be computed on these rows: a probability metric on one class only
+    (as binary AUC is undefined there), or one-vs-rest AUC without every class of ``scored``'s columns."""
+    if name == "roc_auc_ovr":
+        return np.unique(y_true).size < np.shape(scored)[1]
+    return METRICS[name].uses_probability and np.unique(y_true).size < 2
 
 
 def improvement(name: str, candidate: float, reference: float) -> float:
@@ -139,8 +173,7 @@ def slice_scores(name: str, y_true: np.ndarray, scored: np.ndarray, groups: np.n
     for value in labels.value_counts(sort=True).index:
         rows = (labels == value).to_numpy()
         y = y_true[rows]
-        undefined = METRICS[name].uses_probability and np.unique(y).size < 2
-        out.append((value, int(rows.sum()), None if undefined else METRICS[name].score(y, scored[rows])))
+        out.append((value, int(rows.sum()), None if undefined(name, y, scored[rows]) else METRICS[name].score(y, scored[rows])))
     return out
 
 
@@ -165,7 +198,7 @@ def bootstrap_scores(name: str, y_true: np.ndarray, *scored: np.ndarray, resampl
     for _ in range(resamples):
         rows = rng.integers(0, len(y_true), len(y_true))
         y = y_true[rows]
-        if METRICS[name].uses_probability and np.unique(y).size < 2:
+        if undefined(name, y, scored[0][rows]):
             continue
         kept.append([score(y, values[rows]) for values in scored])
     return np.array(kept, dtype=float).reshape(-1, len(scored))

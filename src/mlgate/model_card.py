@@ -119,6 +119,10 @@ def _intended_use(data: dict[str, Any], name: str) -> str:
         threshold = data.get("threshold", 0.5)
         output = (f"the probability that `{data['target']}` is `{data['positive_class']}` (and the label, "
                   f"`{data['positive_class']}` from a probability of {threshold:.3g})")
+    elif data["task"] == "multiclass":
+        classes = data.get("classes") or []
+        output = (f"the class of `{data['target']}` (one of {', '.join(f'`{c}`' for c in classes)}: the most probable) "
+                  f"and each class's probability")
     else:
         output = f"`{data['target']}` (a number)"
     return (f"Predicts {output} for one row of the `{data['name']}` data contract ({data['features']} feature "
@@ -147,6 +151,11 @@ def _limitations(result: dict[str, Any]) -> list[str]:
                 if r["verdict"].startswith("not judged")]
     if unjudged:
         notes.append(f"Slices reported but not judged (too few test rows, or one class only): {', '.join(unjudged)}.")
+    if result["data"]["task"] == "multiclass":
+        notes.append("Multiclass: the class probabilities are the (ensembled) models' own, not calibrated, and the "
+                     "prediction is the most probable class (no tuned decision threshold); calibration and Brier-score "
+                     "rules are skipped. Feature importance is permutation importance over all classes at once "
+                     "(no per-class SHAP values).")
     if not result.get("champion"):
         notes.append("Not compared with a production model (there was none).")
     return [f"- {note}" for note in notes]

@@ -161,9 +161,9 @@ def _catboost(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings,
     rounds = params.get("early_stopping_rounds")
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
         raise ValueError(f"model.catboost: early_stopping_rounds must be a positive integer or null, got {rounds!r}")
-    binary = spec.task == "binary"
-    (catboost.CatBoostClassifier if binary else catboost.CatBoostRegressor)(**params)  # unknown arguments fail now
-    estimator_cls = CatBoostClassifierModel if binary else CatBoostRegressorModel
+    classify = spec.task != "regression"   # a multiclass target picks CatBoost's MultiClass loss itself
+    (catboost.CatBoostClassifier if classify else catboost.CatBoostRegressor)(**params)  # unknown arguments fail now
+    estimator_cls = CatBoostClassifierModel if classify else CatBoostRegressorModel
     return estimator_cls(params, threads, seed)
 
 
@@ -214,11 +214,11 @@ def _linear(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, t
     l1_ratio = float(params.pop("l1_ratio", 0.5))
     if penalty not in ("l2", "elasticnet"):
         raise ValueError(f"model.linear: penalty must be l2 or elasticnet, got '{penalty}'")
-    binary = spec.task == "binary"
+    classify = spec.task != "regression"   # multiclass: scikit-learn's multinomial loss (lbfgs and saga)
     if penalty == "l2":
-        estimator = (LogisticRegression(C=1.0 / alpha, max_iter=2000, random_state=seed, **params) if binary
+        estimator = (LogisticRegression(C=1.0 / alpha, max_iter=2000, random_state=seed, **params) if classify
                      else Ridge(alpha=alpha, random_state=seed, **params))
-    elif binary:  # saga, scikit-learn's only elastic-net solver for logistic regression, to a looser tolerance:
+    elif classify:  # saga, scikit-learn's only elastic-net solver for logistic regression, to a looser tolerance:
         # on telco the same AUC as at its default 1e-4, in a twentieth of the time (84 epochs, not 1,700)
         estimator = LogisticRegression(C=1.0 / alpha, l1_ratio=l1_ratio, solver="saga", max_iter=2000, random_state=seed,
                                        **{"tol": 1e-3, **params})
@@ -228,13 +228,13 @@ def _linear(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, t
 
 
 def _random_forest(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
-    estimator_cls = RandomForestClassifier if spec.task == "binary" else RandomForestRegressor
+    estimator_cls = RandomForestClassifier if spec.task != "regression" else RandomForestRegressor
     estimator = estimator_cls(**params, n_jobs=threads, random_state=seed)
     return Pipeline([("encode", _ordinal(settings)), ("model", estimator)])
 
 
 def _extra_trees(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
-    estimator_cls = ExtraTreesClassifier if spec.task == "binary" else ExtraTreesRegressor
+    estimator_cls = ExtraTreesClassifier if spec.task != "regression" else ExtraTreesRegressor
     estimator = estimator_cls(**params, n_jobs=threads, random_state=seed)
     return Pipeline([("encode", _ordinal(settings)), ("model", estimator)])
 
@@ -289,13 +289,13 @@ class HistGradientBoostingRegressorModel(RegressorMixin, _HistGradientBoostingMo
 
 def _hist_gradient_boosting(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int,
                             seed: int) -> BaseEstimator:
-    binary = spec.task == "binary"
-    (HistGradientBoostingClassifier if binary else HistGradientBoostingRegressor)(**params)  # unknown arguments fail now
-    return (HistGradientBoostingClassifierModel if binary else HistGradientBoostingRegressorModel)(params, threads, seed)
+    classify = spec.task != "regression"
+    (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(**params)  # unknown arguments fail now
+    return (HistGradientBoostingClassifierModel if classify else HistGradientBoostingRegressorModel)(params, threads, seed)
 
 
 def _knn(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
-    estimator_cls = KNeighborsClassifier if spec.task == "binary" else KNeighborsRegressor
+    estimator_cls = KNeighborsClassifier if spec.task != "regression" else KNeighborsRegressor
     return Pipeline([("encode", _scaled_one_hot(settings)), ("model", estimator_cls(**params, n_jobs=threads))])
 
 
@@ -304,7 +304,7 @@ def _mlp(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, thre
     10% validation share of the training rows unless ``early_stopping: false``."""
     params = dict(params)
     layers = (int(params.pop("hidden_units", 64)),) * int(params.pop("hidden_layers", 1))
-    estimator_cls = MLPClassifier if spec.task == "binary" else MLPRegressor
+    estimator_cls = MLPClassifier if spec.task != "regression" else MLPRegressor
     estimator = estimator_cls(**{"early_stopping": True, **params}, hidden_layer_sizes=layers, random_state=seed)
     return Pipeline([("encode", _scaled_one_hot(settings)), ("model", estimator)])
 
@@ -335,7 +335,7 @@ def _class_weight(family: str, params: dict[str, Any], task: str) -> dict[str, A
     if choice not in ("none", "balanced", None):
         raise ValueError(f"model.{family}: class_weight must be none or balanced, got '{choice}'")
     if choice == "balanced":
-        if task != "binary" or family not in _BALANCED:
+        if task == "regression" or family not in _BALANCED:
             raise ValueError(f"model.{family}: class_weight applies to classification with one of {sorted(_BALANCED)}")
         key, value = _BALANCED[family]
         params[key] = value
@@ -404,9 +404,13 @@ def serial_predictions(pipeline: Pipeline) -> Pipeline:
 
 
 def predict(pipeline: Pipeline, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(prediction, probability of the positive class or None); labels at the model's decision
-    threshold (a finished model's tuned ``threshold``, else 0.5)."""
+    """(prediction, probability or None). Binary: labels at the model's decision threshold (a
+    finished model's tuned ``threshold``, else 0.5) and the positive class's probability; multiclass:
+    the most probable class (its column number) and the (n, k) probability matrix."""
     if task == "binary":
         probability = pipeline.predict_proba(X)[:, 1]
         return (probability >= getattr(pipeline, "threshold", 0.5)).astype(np.int64), probability
+    if task == "multiclass":
+        probability = pipeline.predict_proba(X)
+        return probability.argmax(axis=1).astype(np.int64), probability
     return pipeline.predict(X), None

@@ -30,6 +30,11 @@ class PipelineModel(PythonModel):
             labels = np.where(probability >= features.get("threshold", 0.5), features["positive_class"],
                               features["negative_class"])
             return pd.DataFrame({"prediction": labels, "probability": probability})
+        if features["task"] == "multiclass":  # the most probable class, and every class's probability
+            probabilities = self.pipeline.predict_proba(model_input)
+            classes = features["classes"]
+            labels = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+            return pd.DataFrame({"prediction": labels, **{f"probability_{c}": probabilities[:, k] for k, c in enumerate(classes)}})
         return pd.DataFrame({"prediction": self.pipeline.predict(model_input)})
 
 

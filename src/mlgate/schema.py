@@ -26,7 +26,10 @@ TEXT_DISTINCT_SHARE = 0.5    # ... and more than this share of the values distin
 BOOLEAN_VALUES = {"true", "false", "True", "False"}   # the strings check_contract accepts as boolean
 # "id", "customer_id", "Order ID", "user-id", "customerId", "customerID"; not "paid" or "valid".
 ID_NAME = re.compile(r"(?i:(?:^|[_\-\s.])id)$|[a-z0-9](?:Id|ID)$")
-METRICS = {"binary": "roc_auc", "regression": "rmse"}
+METRICS = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
+# A multiclass class needs this many rows: about 60% of them land in train (the split's default
+# test and current shares), and each of the default 5 stratified CV folds must see the class.
+MIN_CLASS_ROWS = 10
 
 
 def column_type(values: pd.Series) -> str:
@@ -56,7 +59,8 @@ def column_type(values: pd.Series) -> str:
 
 
 def infer_task(target_values: pd.Series) -> str:
-    """binary for two classes, regression for a numeric quantity; anything else is not guessed."""
+    """binary for two classes, multiclass for 3 to MAX_CATEGORIES labels (strings), regression for
+    a numeric quantity; a few distinct integers (codes or counts?) are not guessed."""
     present = target_values.dropna()
     classes = present.astype(str).unique()
     if len(classes) == 2:
@@ -64,8 +68,16 @@ def infer_task(target_values: pd.Series) -> str:
     kind = column_type(present)
     if kind == "float" or (kind == "integer" and len(classes) > MAX_CATEGORIES):
         return "regression"
+    if kind in ("string", "boolean") and 3 <= len(classes) <= MAX_CATEGORIES:
+        return "multiclass"
     raise ValueError(f"cannot tell the task of target '{target_values.name}': {len(classes)} distinct value(s) "
-                     f"({_examples(classes)}); multiclass is not supported yet, and a quantity needs --task regression")
+                     f"({_examples(classes)}); pass --task multiclass for class labels (at most {MAX_CATEGORIES}) "
+                     f"or --task regression for a quantity")
+
+
+def classes(target_values: pd.Series) -> list[str]:
+    """A multiclass target's classes as text, sorted: the order of the model's probability columns."""
+    return sorted(target_values.dropna().astype(str).unique())
 
 
 def positive_class(target_values: pd.Series, given: Any = None) -> str:
@@ -86,7 +98,7 @@ def infer_contract(frame: pd.DataFrame, target: str, task: str) -> dict[str, Any
         raise ValueError(f"task must be one of {TASKS}, got '{task}'")
     _check_target(_target_values(frame, target), task)
     contract: dict[str, Any] = {"min_rows": _floor_to_two_digits(max(1, len(frame) // 2)), "max_rows": None}
-    if task == "binary":
+    if task in ("binary", "multiclass"):
         smallest_class = int(frame[target].astype(str).value_counts().min())
         contract["min_class_count"] = max(1, smallest_class // 2)
     contract |= {"max_missing_share": 0.0, "new_categories": "warn", "missing_columns": "fail",
@@ -130,6 +142,19 @@ def _check_target(values: pd.Series, task: str) -> None:
     classes = values.astype(str).unique()
     if task == "binary" and len(classes) != 2:
         raise ValueError(f"a binary target needs two classes; '{values.name}' has {len(classes)} ({_examples(classes)})")
+    if task == "multiclass":
+        counts = values.astype(str).value_counts()
+        if len(counts) < 3:
+            raise ValueError(f"a multiclass target needs at least three classes; '{values.name}' has {len(counts)} "
+                             f"({_examples(counts.index)}): use --task binary")
+        if len(counts) > MAX_CATEGORIES:
+            raise ValueError(f"a multiclass target has at most {MAX_CATEGORIES} classes; '{values.name}' has "
+                             f"{len(counts)} ({_examples(counts.index)})")
+        rare = counts[counts < MIN_CLASS_ROWS]
+        if len(rare):
+            listed = ", ".join(f"'{label}' ({count} row{'s' if count > 1 else ''})" for label, count in rare.items())
+            raise ValueError(f"target '{values.name}': class(es) {listed} have fewer than {MIN_CLASS_ROWS} rows, too few "
+                             f"for stratified cross-validation folds; merge them into another class or drop their rows")
     if task == "regression" and column_type(values) not in ("integer", "float"):
         raise ValueError(f"a regression target must be numeric; '{values.name}' holds {_examples(classes)}")
 
@@ -178,7 +203,7 @@ _Dumper.add_representer(_OneLine, lambda dumper, mapping: dumper.represent_mappi
 
 
 def render(name: str, source: dict[str, Any], target: str, task: str, positive_class: str | None,
-           contract: dict[str, Any], *, rows: int, origin: str) -> str:
+           contract: dict[str, Any], *, rows: int, origin: str, class_labels: list[str] | None = None) -> str:
     """The text of conf/data/<name>.yaml: a header saying where it came from, then the declaration."""
     header = (f"# Inferred by `mlgate infer-schema` from {origin} ({rows:,} rows) on {date.today().isoformat()}. "
               f"Review every line, then commit.\n"
@@ -187,6 +212,7 @@ def render(name: str, source: dict[str, Any], target: str, task: str, positive_c
     declaration = {
         "name": name, "task": task, "target": target,
         "positive_class": None if positive_class is None else str(positive_class),
+        **({"classes": list(class_labels or [])} if task == "multiclass" else {}),
         "metric": METRICS[task], "source": source, "current_path": None,
         "contract": contract | {"columns": {column: _OneLine(spec) for column, spec in contract["columns"].items()}},
     }
@@ -218,7 +244,8 @@ def draft(frame: pd.DataFrame, name: str, source: dict[str, Any], target: str, *
     task = task or infer_task(_target_values(frame, target))
     contract = infer_contract(frame, target, task)
     chosen_class = positive_class(frame[target], given_positive_class) if task == "binary" else None
-    text = render(name, source, target, task, chosen_class, contract, rows=len(frame), origin=origin)
+    text = render(name, source, target, task, chosen_class, contract, rows=len(frame), origin=origin,
+                  class_labels=classes(frame[target]) if task == "multiclass" else None)
     result = check_contract(frame, config.build(DataSpec, yaml.safe_load(text), "data"))
     if not result.passed:
         problems = "; ".join(f"{v.column}: {v.message}" for v in result.violations)

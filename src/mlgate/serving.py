@@ -109,9 +109,9 @@ class MicroBatcher:
     the bill (on telco churn, 9 ms for 1 row, 9 ms for 4, 11 ms for 100). So while the model is busy in
     its worker thread, arriving requests queue, and the next call takes all of them. A request that
     finds the model idle goes at once, so a quiet server answers as fast as an unbatched one. Under
-    concurrent load (the last call served several requests), the batcher waits up to ``wait_s`` after
-    each call for the clients it just answered to send their next request, so concurrent clients keep
-    sharing calls instead of splitting into two groups that alternate.
+    concurrent load (the last call served several requests, or more queued while it ran), the batcher
+    waits after each call, at most ``wait_s``, for as many new requests as it just answered, so
+    concurrent clients keep sharing calls instead of splitting into groups that alternate.
 
     Only frames with the same columns and dtypes share a call, so one request's types never change how
     another's values are read; when a shared call fails, each request is retried alone and gets its
@@ -137,17 +137,18 @@ class MicroBatcher:
         return await future
 
     async def _drain(self) -> None:
-        shared = False   # did the last call serve several requests (concurrent load)?
+        answered = 0   # requests in the last call (0: none yet)
         try:
             while True:
-                if shared and self.wait_s:
-                    await self._fill()
+                # concurrent clients: the last call served several, or others queued while it ran
+                if answered and (answered > 1 or self.pending) and self.wait_s:
+                    await self._fill(answered)
                 await asyncio.sleep(0)   # requests parsed in this turn of the loop join the call
                 if not self.pending:
                     return
                 batch = self._take()
-                shared = len(batch) > 1
-                if not shared:
+                answered = len(batch)
+                if answered == 1:
                     await self._alone(*batch[0])
                     continue
                 frames = [frame for frame, _ in batch]
@@ -166,11 +167,13 @@ class MicroBatcher:
         finally:
             self.draining = None
 
-    async def _fill(self) -> None:
-        """Wait until ``max_rows`` rows are queued or ``wait_s`` has passed."""
+    async def _fill(self, answered: int) -> None:
+        """Wait, at most ``wait_s``, until as many new requests as the last call ``answered`` have
+        arrived (its clients are back) or ``max_rows`` rows are queued."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
-        while sum(len(frame) for frame, _ in self.pending) < self.max_rows:
+        expected = len(self.pending) + answered
+        while len(self.pending) < expected and sum(len(frame) for frame, _ in self.pending) < self.max_rows:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -211,9 +214,12 @@ class MicroBatcher:
     def _call(self, frame: pd.DataFrame) -> pd.DataFrame:
         self.on_call(len(frame))
         output = self.predict_frame(frame)
-        if not isinstance(output, pd.DataFrame):
-            output = pd.DataFrame({"prediction": np.asarray(output).ravel()})
-        return output
+        if isinstance(output, pd.DataFrame):
+            return output
+        values = np.asarray(output)
+        if values.ndim == 2:   # another flavor's (n, k) output, e.g. probabilities: one column each
+            return pd.DataFrame(values, columns=[str(j) for j in range(values.shape[1])])
+        return pd.DataFrame({"prediction": values.ravel()})
 
 
 @functools.cache
@@ -419,7 +425,7 @@ def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, 
     if "prediction" not in output:
         return
     predictions = output["prediction"]
-    if features and features.get("task") == "binary" or predictions.dtype == object:
+    if features and features.get("task") in ("binary", "multiclass") or predictions.dtype == object:
         labels, counts = np.unique(predictions.to_numpy().astype(str), return_counts=True)
         for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
             metrics.classes.labels(label).inc(count)

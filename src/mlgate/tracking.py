@@ -403,7 +403,10 @@ class LoadedModel:
 
 def load(uri: str) -> LoadedModel:
     model = mlflow.pyfunc.load_model(uri)
-    inner = model.unwrap_python_model() if hasattr(model, "unwrap_python_model") else None
+    try:
+        inner = model.unwrap_python_model()   # ours is a PythonModel; other flavors (sklearn, ...) are not
+    except (AttributeError, mlflow.exceptions.MlflowException):
+        inner = None
     features = getattr(inner, "features", None)
     schema = model.metadata.get_input_schema() if model.metadata is not None else None
     columns = tuple(schema.input_names()) if schema is not None and schema.has_input_names() else ()

@@ -152,7 +152,7 @@ def parse_spaces(model_section: dict[str, Any], task: str = "binary") -> list[Fa
     spaces = []
     for family, entry in model_section.items():
         entry = dict(entry or {})
-        if task != "binary":
+        if task == "regression":
             for part in ("space", "first_trial"):
                 entry[part] = {k: v for k, v in (entry.get(part) or {}).items() if k not in CLASSIFICATION_ONLY}
         unknown = set(entry) - {"fixed", "space", "first_trial"}

@@ -176,7 +176,8 @@ def test_target_vector_is_float_for_regression(mixed_frame, regression_spec):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"task": "multiclass"}, "data.task"),
+    ({"task": "ordinal"}, "data.task"),
+    ({"task": "multiclass"}, "data.classes must list"),
     ({"target": "absent"}, "declare the target column 'absent'"),
     ({"positive_class": None}, "positive_class is required"),
 ])

@@ -123,8 +123,9 @@ def test_task_is_inferred_from_the_target():
     assert schema.infer_task(pd.Series([0, 1, 1, 0])) == "binary"
     assert schema.infer_task(pd.Series([1.5, 2.0, 3.25])) == "regression"
     assert schema.infer_task(pd.Series(range(100))) == "regression"
-    with pytest.raises(ValueError, match=r"target 'plan': 3 distinct value\(s\) .*multiclass is not supported yet"):
-        schema.infer_task(pd.Series(["basic", "plus", "pro"], name="plan"))
+    assert schema.infer_task(pd.Series(["basic", "plus", "pro"], name="plan")) == "multiclass"
+    with pytest.raises(ValueError, match=r"target 'grade': 3 distinct value\(s\) .*--task multiclass"):
+        schema.infer_task(pd.Series([1, 2, 3], name="grade"))
 
 
 def test_positive_class_is_the_minority_unless_given(clean_frame):
@@ -138,7 +139,8 @@ def test_positive_class_is_the_minority_unless_given(clean_frame):
     ({"churn": ["Yes", None, "No", "No", "No", "No"]}, "binary", "target 'churn' has 1 missing value"),
     ({"churn": ["Yes", "No", "Maybe", "No", "No", "No"]}, "binary", "a binary target needs two classes; 'churn' has 3"),
     ({}, "regression", "a regression target must be numeric; 'churn' holds"),
-    ({}, "multiclass", "task must be one of"),
+    ({}, "multiclass", "a multiclass target needs at least three classes; 'churn' has 2"),
+    ({}, "ordinal", "task must be one of"),
 ])
 def test_a_target_the_contract_would_reject_is_refused(clean_frame, change, task, message):
     with pytest.raises(ValueError, match=message):

@@ -24,11 +24,15 @@ STAGE = "evaluate"
 
 
 def predictions(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """(prediction as model targets, positive-class probability or None) from the pyfunc output.
-    ``frame`` may lack the target (an unlabelled batch)."""
+    """(prediction as model targets, probability or None) from the pyfunc output: binary, the
+    positive class's probability; multiclass, class numbers (positions in data.classes) and the
+    (rows, classes) matrix. ``frame`` may lack the target (an unlabelled batch)."""
     output = model.predict(frame.drop(columns=[spec.target], errors="ignore"))
     if spec.task == "binary":
         return (output["prediction"].astype(str) == str(spec.positive_class)).to_numpy(np.int64), output["probability"].to_numpy()
+    if spec.task == "multiclass":
+        codes = pd.Categorical(output["prediction"].astype(str), categories=spec.classes).codes.astype(np.int64)
+        return codes, output[[f"probability_{c}" for c in spec.classes]].to_numpy(np.float64)
     return output["prediction"].to_numpy(np.float64), None
 
 
@@ -39,6 +43,8 @@ def curves(y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None
         return {"roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
                 "precision_recall": pd.DataFrame({"recall": recall, "precision": precision}),
                 "confusion": pd.DataFrame({"actual": y, "predicted": prediction})}
+    if task == "multiclass":   # class numbers: positions in data.classes
+        return {"confusion": pd.DataFrame({"actual": y, "predicted": prediction})}
     return {"residuals": pd.DataFrame({"actual": y, "predicted": prediction, "residual": y - prediction})}
 
 
@@ -95,10 +101,11 @@ def shap_importance(pipeline, frame: pd.DataFrame, spec: DataSpec, seed: int) ->
     the forests: probability).
 
     None, leaving permutation importance alone, for the other families, for ensembles, for a forest
-    too large to explain in time (``SHAP_WORK``) and for HistGradientBoosting on categorical columns.
+    too large to explain in time (``SHAP_WORK``), for HistGradientBoosting on categorical columns and
+    for multiclass (one SHAP value per class: permutation importance covers every class at once).
     """
     pipeline = getattr(pipeline, "sole_pipeline", pipeline)
-    if pipeline is None:
+    if pipeline is None or spec.task == "multiclass":
         return None
     estimator = pipeline[-1]
     X = frame[spec.features]
@@ -179,6 +186,15 @@ def png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
     elif name == "precision_recall":
         ax.plot(table.recall, table.precision); ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
+    elif name == "confusion" and spec.task == "multiclass":
+        labels = list(range(len(spec.classes)))
+        matrix = skm.confusion_matrix(table.actual, table.predicted, labels=labels)
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, f"{v:,}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(labels, spec.classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(labels, spec.classes, fontsize=8)
+        ax.set(xlabel="predicted", ylabel="actual", title="Confusion (test)")
     elif name == "confusion":
         matrix = skm.confusion_matrix(table.actual, table.predicted, labels=[0, 1])
         ax.imshow(matrix, cmap="Blues")

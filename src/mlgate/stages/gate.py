@@ -160,9 +160,10 @@ class Decision:
 def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any], metric: str,
            candidate_score: float, champion_score: float | None, champion_error: str | None = None,
            gain_interval: tuple[float, float] | None = None, measured: Measurements = NOT_MEASURED,
-           current: Comparison | None = None) -> Decision:
+           current: Comparison | None = None, task: str = "binary") -> Decision:
     """Pure: every rule of the policy against the evidence; passed only if all pass. ``current``:
-    production vs the candidate on the current batch (None: not measured)."""
+    production vs the candidate on the current batch (None: not measured). A rule that judges one
+    class's probability (calibration, Brier) is skipped, with the reason, for a multiclass ``task``."""
     checks = []
     if policy.require_validation:
         checks.append(Check("validation", validation_passed, validation_passed, True,
@@ -208,10 +209,12 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
     if policy.current_batch.max_regression is not None or policy.current_batch.require:
         checks.append(_current_batch(policy.current_batch, metric, current))
     if policy.max_calibration_error is not None:
-        checks.append(_ceiling("calibration", measured.calibration_error, policy.max_calibration_error,
+        checks.append(_binary_only("calibration", policy.max_calibration_error, task) or
+                      _ceiling("calibration", measured.calibration_error, policy.max_calibration_error,
                                "expected calibration error on test (10 equal-width bins)"))
     if policy.max_brier is not None:
-        checks.append(_ceiling("brier", measured.brier, policy.max_brier, "Brier score on test"))
+        checks.append(_binary_only("brier", policy.max_brier, task) or
+                      _ceiling("brier", measured.brier, policy.max_brier, "Brier score on test"))
     if policy.slices:
         checks.append(_slices(policy.slices, metric, measured.slices))
     if policy.max_model_size_mb is not None:
@@ -220,6 +223,14 @@ def decide(policy: GatePolicy, *, validation_passed: bool, drift: dict[str, Any]
         checks.append(_ceiling("latency", measured.latency_ms, policy.max_latency_ms,
                                f"median single-row prediction latency ({LATENCY_CALLS} calls)", " ms", 1))
     return Decision(all(c.passed for c in checks), checks)
+
+
+def _binary_only(name: str, limit: float, task: str) -> Check | None:
+    """The skipped check of a rule on the positive class's probability, for a multiclass task; else None."""
+    if task != "multiclass":
+        return None
+    return Check(name, True, None, limit, f"skipped: {name} judges one class's probability (binary tasks); "
+                                          f"a multiclass model has one per class", skipped=True)
 
 
 def _within(gain: float, max_regression: float | None) -> bool:
@@ -414,7 +425,7 @@ def _check_policy(policy: GatePolicy, spec: DataSpec) -> None:
         raise StageError(f"params.yaml: the gate policy is stated in '{policy.metric}' (gate.metric) but dataset "
                          f"'{spec.name}' is scored in '{spec.metric}' (data.metric); choose a policy for "
                          f"{spec.metric} (e.g. -S gate=<policy>) or set gate.metric and gate.metric_floor")
-    if spec.task != "binary" and (policy.max_calibration_error is not None or policy.max_brier is not None):
+    if spec.task == "regression" and (policy.max_calibration_error is not None or policy.max_brier is not None):
         raise StageError(f"params.yaml: gate.max_calibration_error and gate.max_brier judge probabilities; dataset "
                          f"'{spec.name}' is a {spec.task} task, so set them to null")
     for key, columns in (("critical_features", policy.critical_features), ("slices", policy.slices)):
@@ -433,7 +444,7 @@ def usable_labels(current: pd.DataFrame, spec: DataSpec, min_rows: int) -> tuple
     if spec.task == "regression":
         usable = pd.to_numeric(target, errors="coerce").notna().to_numpy()
     else:
-        declared = spec.contract.columns[spec.target].categories
+        declared = spec.classes if spec.task == "multiclass" else spec.contract.columns[spec.target].categories
         usable = target.notna().to_numpy()
         if declared:
             usable &= target.astype(str).isin([str(c) for c in declared]).to_numpy()
@@ -444,6 +455,10 @@ def usable_labels(current: pd.DataFrame, spec: DataSpec, min_rows: int) -> tuple
         return usable, f"only {labelled:,} rows have a `{spec.target}` value (gate.current_batch.min_rows {min_rows})"
     if spec.task == "binary" and np.unique(target_vector(current[usable], spec)).size < 2:
         return usable, f"its labelled rows hold one class of `{spec.target}` only"
+    if spec.task == "multiclass":   # one-vs-rest AUC, among the metrics scored, needs every class
+        found = np.unique(target_vector(current[usable], spec)).size
+        if found < len(spec.classes):
+            return usable, f"its labelled rows hold {found} of the {len(spec.classes)} classes of `{spec.target}`"
     return usable, None
 
 
@@ -478,16 +493,22 @@ def measure(spec: DataSpec, model: tracking.LoadedModel, *, train: pd.DataFrame,
             model_size_bytes: int) -> Measurements:
     """The evidence for the optional rules, from the candidate as served (pyfunc).
 
-    Drift statistics look at the model's output (binary: the probability; regression: the
-    prediction) and at the target, on the current batch against the training rows.
+    Drift statistics look at the model's output (binary: the probability; multiclass: the predicted
+    class, one bin per class; regression: the prediction) and at the target (multiclass: the class
+    distribution), on the current batch against the training rows. Calibration and Brier score are
+    measured for binary tasks only.
     """
     output = 1 if spec.task == "binary" else 0
-    prediction_drift = metrics.population_stability(evaluate.predictions(model, train, spec)[output], current_output[output])
+    bins = max(10, len(spec.classes)) if spec.task == "multiclass" else 10   # a bin per class
+    prediction_drift = metrics.population_stability(evaluate.predictions(model, train, spec)[output], current_output[output],
+                                                    bins)
     labelled = current[current[spec.target].notna()] if spec.target in current.columns else current.iloc[:0]
+    if spec.task == "multiclass":   # a class outside data.classes is the validation's to report
+        labelled = labelled[labelled[spec.target].astype(str).isin(spec.classes)]
     target_drift = (None if labelled.empty else
-                    metrics.population_stability(target_vector(train, spec), target_vector(labelled, spec)))
+                    metrics.population_stability(target_vector(train, spec), target_vector(labelled, spec), bins))
     y = target_vector(test, spec)
-    probability = candidate_output[1]
+    probability = candidate_output[1] if spec.task == "binary" else None
     return Measurements(
         prediction_drift=prediction_drift, target_drift=target_drift,
         calibration_error=None if probability is None else metrics.expected_calibration_error(y, probability),
@@ -529,7 +550,7 @@ def _importance(plots: str, metric: str, run_id: str) -> dict[str, Any]:
                                                   "tree families) per column the estimator sees, on test rows")
     else:
         name, method = "importance", (f"permutation, the drop in test {metric} when one input column is shuffled "
-                                      "(ensembles and families without TreeSHAP)")
+                                      "(ensembles, families without TreeSHAP and multiclass models)")
     table = Path(plots) / f"{name}.csv"
     if not table.is_file():
         return {"name": None, "method": None, "table": table.as_posix(), "plot": None, "image": None, "top": []}
@@ -574,7 +595,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                       candidate_score=candidate_metrics[spec.metric],
                       champion_score=None if champion_metrics is None else champion_metrics[spec.metric],
                       champion_error=champion_error, gain_interval=on_test.gain_interval, measured=measured,
-                      current=on_current)
+                      current=on_current, task=spec.task)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     commit = tracking.git_commit()
     card_uri = tracking.run_artifact_uri(info["run_id"], f"model_card/{Path(paths.model_card).name}")
@@ -594,6 +615,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         "model_card": {"path": paths.model_card, "uri": card_uri,
                        "link": os.path.relpath(paths.model_card, Path(paths.promotion).parent)},
         "data": {"name": spec.name, "task": spec.task, "target": spec.target, "positive_class": spec.positive_class,
+                 "classes": spec.classes,
                  "metric": spec.metric, "features": len(spec.features),
                  "threshold": info.get("threshold", {}).get("threshold", 0.5)},
         "lineage": {"source": snapshot["source"], "kind": snapshot["kind"], "rows": snapshot["rows"],

@@ -41,7 +41,7 @@ class Split:
 
 def _strata(frame: pd.DataFrame, spec: DataSpec) -> pd.Series:
     target = frame[spec.target]
-    if spec.task == "binary":
+    if spec.task in ("binary", "multiclass"):
         return target.astype(str)
     return pd.qcut(target.rank(method="first"), q=min(10, max(2, len(frame) // 50)), labels=False)
 
@@ -80,6 +80,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     if spec.task == "binary":
         summary["positive_share"] = {name: float(np.mean(part[spec.target].astype(str) == str(spec.positive_class)))
                                      for name, part in (("train", result.train), ("test", result.test))}
+    if spec.task == "multiclass":
+        summary["class_share"] = {name: {str(k): float(v) for k, v in
+                                         part[spec.target].astype(str).value_counts(normalize=True).sort_index().items()}
+                                  for name, part in (("train", result.train), ("test", result.test))}
     with files.atomic_path(paths.split) as staged:
         staged.mkdir()
         for name in ("train", "test", "current"):

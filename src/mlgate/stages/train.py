@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from mlgate import config, console, files, models, project, tracking
@@ -61,7 +62,30 @@ def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
         classes = sorted(train[spec.target].astype(str).unique())
         info["positive_class"] = str(spec.positive_class)
         info["negative_class"] = next(c for c in classes if c != str(spec.positive_class))
+    if spec.task == "multiclass":
+        info["classes"] = list(spec.classes)   # the order of predict_proba's columns
     return info
+
+
+def output_columns(info: dict[str, Any]) -> list[str]:
+    """The pyfunc model's output columns: `prediction`, then binary `probability`, multiclass one
+    `probability_<class>` per class."""
+    if info["task"] == "binary":
+        return ["prediction", "probability"]
+    if info["task"] == "multiclass":
+        return ["prediction", *(f"probability_{c}" for c in info["classes"])]
+    return ["prediction"]
+
+
+def output_example(pipeline: FinalModel, example: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
+    """What the pyfunc model returns for ``example``: the sample its MLflow signature is inferred from."""
+    prediction, probability = models.predict(pipeline, example, info["task"])
+    if info["task"] == "binary":
+        return pd.DataFrame({"prediction": [info["positive_class"]] * len(example), "probability": probability})
+    if info["task"] == "multiclass":
+        labels = np.asarray(info["classes"], dtype=object)[prediction]
+        return pd.DataFrame(dict(zip(output_columns(info), [labels, *probability.T], strict=True)))
+    return pd.DataFrame({"prediction": prediction})
 
 
 def requirements() -> list[str]:
@@ -109,15 +133,12 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             features = feature_info(train, spec) | ({"threshold": pipeline.threshold} if spec.task == "binary" else {})
             features_file.write_text(json.dumps(features, indent=2))
             example = train[features["order"]].head(5).reset_index(drop=True)
-            output = models.predict(pipeline, example, spec.task)
-            output_example = (pd.DataFrame({"prediction": [features.get("positive_class", "")] * len(example),
-                                            "probability": output[1]}) if spec.task == "binary"
-                              else pd.DataFrame({"prediction": output[0]}))
             with files.atomic_path(paths.model) as staged:
                 logged = tracking.log_model(
                     run_id, staged, code_path=MODEL_CODE,
                     artifacts={"pipeline": str(pipeline_file), "features": str(features_file)},
-                    input_example=example, output_example=output_example, string_columns=features["categorical"] + features["text"],
+                    input_example=example, output_example=output_example(pipeline, example, features),
+                    string_columns=features["categorical"] + features["text"],
                     optional_inputs=spec.contract.missing_columns == "impute",
                     pip_requirements=requirements())
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())

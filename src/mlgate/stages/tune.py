@@ -43,7 +43,9 @@ STAGE = "tune"
 @dataclass(frozen=True)
 class TrialResult:
     """What a finished configuration leaves besides its score: its validation predictions (NaN on
-    rows it did not validate), for the ensemble and calibration, and its costs, for the leaderboard."""
+    rows it did not validate; binary: the positive class's probability, multiclass: the (rows,
+    classes) probability matrix, regression: the prediction), for the ensemble and calibration, and
+    its costs, for the leaderboard."""
     predictions: np.ndarray
     fit_s: float                 # mean per fold
     predict_ms_per_1k: float     # rows predicted per fold, per thousand
@@ -99,13 +101,15 @@ class CrossValidation:
         self.deadline = deadline
         self.store_dir = store_dir
         rows = np.arange(len(frame))
-        binary = spec.task == "binary"
+        classify = spec.is_classification
+        if spec.task == "multiclass":
+            _check_class_rows(self.y, spec, 2 if holdout else folds)
         if holdout:
             fit_rows, score_rows = train_test_split(rows, test_size=holdout, random_state=seed,
-                                                    stratify=self.y if binary else None)
+                                                    stratify=self.y if classify else None)
             self.folds = [(np.sort(fit_rows), np.sort(score_rows))]
         else:
-            splitter = (StratifiedKFold if binary else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+            splitter = (StratifiedKFold if classify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
             self.folds = list(splitter.split(self.X, self.y))
         self.fold_of_row = np.full(len(frame), -1)
         for k, (_, score_rows) in enumerate(self.folds):
@@ -121,7 +125,7 @@ class CrossValidation:
     def __call__(self, family: str, params: dict[str, Any], report: Callable[[int, float], None],
                  subsample: float | None = None) -> tuple[float, list[float]]:
         scores, per_fold = [], []
-        predictions = np.full(len(self.y), np.nan)
+        predictions = np.full((len(self.y), len(self.spec.classes)) if self.spec.task == "multiclass" else len(self.y), np.nan)
         predicted_rows = 0
         share = subsample or 1.0
         for step, (fit_rows, score_rows) in enumerate(self.folds):
@@ -154,9 +158,9 @@ class CrossValidation:
 
     def _subsample(self, fit_rows: np.ndarray, share: float) -> np.ndarray:
         """A seeded ``share`` of a fold's training rows, stratified for classification."""
-        binary = self.spec.task == "binary"
+        classify = self.spec.is_classification
         kept, _ = train_test_split(fit_rows, train_size=share, random_state=self.seed,
-                                   stratify=self.y[fit_rows] if binary else None)
+                                   stratify=self.y[fit_rows] if classify else None)
         return np.sort(kept)
 
     def _check_time(self, family: str, step: int, share: float = 1.0) -> None:
@@ -200,6 +204,18 @@ class CrossValidation:
                                                 trees=None if math.isnan(trees) else trees)
                 self._completed_on_every_row |= subsample is None
         return self.results.get(key)
+
+
+def _check_class_rows(y: np.ndarray, spec: DataSpec, folds: int) -> None:
+    """Stratified folds need each class in every fold: a class with fewer train rows than folds
+    would leave a fold's model without it (and its probability columns one short)."""
+    labels = spec.classes
+    counts = np.bincount(y, minlength=len(labels))
+    rare = [(labels[k], int(n)) for k, n in enumerate(counts) if n < folds]
+    if rare:
+        listed = ", ".join(f"'{label}' ({n} row{'s' if n != 1 else ''})" for label, n in rare)
+        raise StageError(f"target '{spec.target}': class(es) {listed} of the train split have fewer rows than the "
+                         f"{folds} stratified folds (search.cv_folds); merge or drop the class, or lower search.cv_folds")
 
 
 def trial_table(outcomes: list[tuning.TrialOutcome], maximize: bool, objectives: tuple[str, ...] = ("score",)) -> pd.DataFrame:
@@ -362,7 +378,8 @@ def finish(outcomes: list[tuning.TrialOutcome], objective: CrossValidation, spec
         return {"method": "single", "members": [{"trial": winner.number, "family": winner.family,
                                                  "params": winner.params, "weight": 1.0}],
                 "combiner": None, "cv_score": winner.score, "scores": {"single": winner.score},
-                "calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5}}
+                "calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5},
+                **_skipped(spec)}
     validated = objective.fold_of_row >= 0
     y, folds = objective.y[validated], objective.fold_of_row[validated]
     choice = ensemble.choose_ensemble(candidates, objective.y, objective.fold_of_row, task=spec.task, metric=spec.metric,
@@ -371,13 +388,28 @@ def finish(outcomes: list[tuning.TrialOutcome], objective: CrossValidation, spec
     result = {"method": choice.method, "combiner": choice.combiner, "cv_score": choice.score, "scores": choice.scores,
               "members": [{"trial": m.trial, "family": m.family, "params": m.params, "weight": float(w)}
                           for m, w in zip(choice.members, weights, strict=True)],
-              "calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5}}
+              "calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5},
+              **_skipped(spec)}
     if spec.task == "binary":
         calibration = ensemble.choose_calibration(choice.predictions, y, folds, metric=spec.metric,
                                                   setting=settings.calibration)
         result |= {"calibration": calibration.calibrator, "calibration_log_loss": calibration.log_loss,
                    "threshold": ensemble.choose_threshold(calibration.probabilities, y, settings)}
     return result
+
+
+def _check_multiclass_finish(settings: ensemble.FinishSettings) -> None:
+    """Refuse, before the search, a finishing step asked for by name that multiclass does not do."""
+    if settings.ensemble == "stacking":
+        raise ValueError(f"finish.ensemble: stacking is not done for multiclass ({ensemble.MULTICLASS_SKIPPED['stacking']}); "
+                         f"choose auto, caruana or none")
+    if settings.calibration in ("isotonic", "sigmoid"):
+        raise ValueError(f"finish.calibration: {ensemble.MULTICLASS_SKIPPED['calibration']}; choose auto or none")
+
+
+def _skipped(spec: DataSpec) -> dict[str, Any]:
+    """Multiclass: the binary-only finishing steps, each with why it is left out."""
+    return {"skipped": dict(ensemble.MULTICLASS_SKIPPED)} if spec.task == "multiclass" else {}
 
 
 def describe(finished: dict[str, Any]) -> str:
@@ -438,6 +470,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         finish_settings = config.load(ensemble.FinishSettings, "finish", params)
         spaces = tuning.parse_spaces(config.section(params, "model"), task=spec.task)
         metric = metrics.get(spec.metric, spec.task)
+        if spec.task == "multiclass":
+            _check_multiclass_finish(finish_settings)
     except config.ConfigError:
         raise
     except ValueError as error:
@@ -551,6 +585,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         mark = "→" if row.chosen else " "
         cost = "" if pd.isna(row.fit_s) else f"  fit {row.fit_s:.1f}s  predict {row.predict_ms_per_1k:.1f} ms/1k  {row.size_mb:.1f} MB"
         console.say("", f"  {mark} {row.model:<28} cv {spec.metric} {row.cv_score:.4f}{cost}")
+    if spec.task == "multiclass":
+        console.say("", f"  multiclass: no stacking, calibration or threshold (see `skipped` in {paths.best_params})")
     if spec.task == "binary":
         calibration = (finished["calibration"] or {}).get("method", "none")
         console.say("", f"  calibration {calibration}; threshold {threshold['threshold']:.3f} ({threshold['objective']}) "
