@@ -1,16 +1,21 @@
-"""Shared fixtures: a copy of the project with a tiny search budget and its own MLflow store."""
+"""Shared fixtures: a copy of the project with a tiny search budget and its own MLflow store, and one
+`dvc repro` of the default project per session that tests read or clone."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 
 # Before anything imports mlflow: no telemetry, no chatter, one thread per library.
 os.environ.update({
@@ -84,6 +89,82 @@ def git_commit_all(cwd: Path, message: str) -> None:
     for args in (["git", "add", "-A"], ["git", "-c", "user.name=mlgate-test", "-c", "user.email=t@example.invalid",
                                         "commit", "-qm", message]):
         subprocess.run(args, cwd=cwd, check=True, capture_output=True)
+
+
+def tracking_env(root: Path) -> dict[str, str]:
+    """The environment that points `mlgate` and the stages at the project's own SQLite store."""
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+
+
+def clone_project(source: Path, dest: Path) -> Path:
+    """A copy at ``dest`` of a project that has run: its git repo, DVC cache, MLflow store and artifacts.
+
+    Copying is far cheaper than running the pipeline again. The store holds absolute artifact
+    locations (the experiment's ``<project>/mlruns``, each run's and model version's location); they
+    are moved to ``dest``, so the copy reads and writes its own artifacts and never those of ``source``.
+    """
+    shutil.copytree(source, dest, symlinks=True)
+    if (dest / "mlflow.db").exists():
+        relocate_store(dest / "mlflow.db", source, dest)
+    for logged in dest.glob("mlruns/**/MLmodel"):   # its `artifact_path:` records where it was logged
+        logged.write_text(logged.read_text().replace(f"{source}/", f"{dest}/"))
+    return dest
+
+
+def relocate_store(store: Path, old: Path, new: Path) -> None:
+    """Every text value in the SQLite ``store`` that names a path under ``old`` (as a path or inside a
+    file URI) now names the same path under ``new``."""
+    before, after = f"{old}/", f"{new}/"
+    with contextlib.closing(sqlite3.connect(store)) as db, db:
+        tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table'")]
+        for table in tables:
+            for column in [info[1] for info in db.execute(f'pragma table_info("{table}")')]:
+                db.execute(f'update "{table}" set "{column}" = replace("{column}", ?, ?) '
+                           f'where typeof("{column}") = \'text\' and instr("{column}", ?) > 0', (before, after, before))
+
+
+@dataclass(frozen=True)
+class Built:
+    """The default project after `dvc repro`: read it, clone_project() it to change anything."""
+
+    root: Path
+    env: dict[str, str]
+    first: subprocess.CompletedProcess   # the `dvc repro` that built it
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory) -> Built:
+    """The default project on TINY_BUDGET in a git repo (branch main, one commit) after one `dvc repro`:
+    version 1 of the model holds `staging`, dvc.lock is written and not committed.
+
+    Built once per test session: under pytest-xdist the workers share it through a file lock in the
+    session's common temporary folder (the pattern pytest-xdist documents). A failed build is
+    reported to every test that asks for it, not retried.
+    """
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):   # each worker's basetemp is a folder of the session's
+        shared = shared.parent
+    home = shared / "built_project"
+    root, record, failure = home / "project", home / "first_repro.json", home / "failed.txt"
+    with FileLock(str(shared / "built_project.lock")):
+        if failure.exists():
+            pytest.fail(f"building the shared project failed (in another worker):\n{failure.read_text()}")
+        if not record.exists():
+            shutil.rmtree(root, ignore_errors=True)   # what a worker that died while building left
+            home.mkdir(parents=True, exist_ok=True)
+            try:
+                copy_project(root)
+                subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+                git_commit_all(root, "project")
+                first = run_cli(["dvc", "repro"], root, tracking_env(root))
+            except BaseException as error:
+                failure.write_text(str(error))
+                raise
+            record.write_text(json.dumps({"args": first.args, "stdout": first.stdout, "stderr": first.stderr}))
+    first = json.loads(record.read_text())
+    return Built(root, tracking_env(root), subprocess.CompletedProcess(first["args"], 0, first["stdout"], first["stderr"]))
 
 
 @contextlib.contextmanager

@@ -5,14 +5,13 @@ also scores the candidate on it, and compares it with production once there is o
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import subprocess
 
 import pandas as pd
 import pytest
 
-from tests.conftest import BIN, copy_project, git_commit_all, run_cli
+from tests.conftest import BIN, clone_project, copy_project, git_commit_all, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -119,8 +118,7 @@ def with_champion(drifted, tmp_path_factory):
     """A copy of the project after the first run, where version 1 holds `production` and the same model
     is registered again as the candidate: the gate then scores both on the test set and the batch."""
     first, _ = drifted
-    root = tmp_path_factory.mktemp("champion") / "project"
-    shutil.copytree(first, root, symlinks=True)
+    root = clone_project(first, tmp_path_factory.mktemp("champion") / "project")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     info = json.loads((root / "models/train.json").read_text())
     run_cli([str(BIN / "python"), "-c", "import sys; from mlgate import tracking; c = tracking.client(); "

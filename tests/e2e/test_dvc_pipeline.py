@@ -1,24 +1,26 @@
-"""`dvc repro` of the real pipeline in a temporary git repo, on a small budget."""
+"""`dvc repro` of the real pipeline in a temporary git repo, on a small budget.
+
+The first `dvc repro` is the session's shared build (``built_project``); tests that run DVC or move
+an alias again do so in their own clone of it."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 
 import pytest
 
-from tests.conftest import TINY_BUDGET, copy_project, git_commit_all, run_cli
+from tests.conftest import (
+    TINY_BUDGET,
+    clone_project,
+    git_commit_all,
+    run_cli,
+    tracking_env,
+)
 
 pytestmark = pytest.mark.slow
 
 STAGES = ("ingest", "validate", "split", "tune", "train", "evaluate", "drift", "gate")
-
-
-def init_repo(root):
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    git_commit_all(root, "project")
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
 
 
 def query(root, sql):
@@ -26,12 +28,16 @@ def query(root, sql):
         return db.execute(sql).fetchall()
 
 
-@pytest.fixture(scope="module")
-def repro(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("repo"))
-    env = init_repo(root)
-    first = run_cli(["dvc", "repro"], root, env)
-    return root, env, first
+@pytest.fixture
+def repro(built_project):
+    return built_project.root, built_project.env, built_project.first
+
+
+@pytest.fixture
+def own_repro(built_project, tmp_path):
+    """The project after its first `dvc repro`, in this test's own copy."""
+    root = clone_project(built_project.root, tmp_path / "project")
+    return root, tracking_env(root)
 
 
 def test_repro_prints_one_line_per_stage_and_the_verdict(repro):
@@ -64,8 +70,8 @@ def test_registered_version_holds_staging_and_reports_parse(repro):
     assert "# Model promotion" in (root / "reports/promotion.md").read_text()
 
 
-def test_second_repro_changes_nothing(repro):
-    root, env, _ = repro
+def test_second_repro_changes_nothing(own_repro):
+    root, env = own_repro
     runs_before = query(root, "select count(*) from runs")
     second = run_cli(["dvc", "repro"], root, env)
     assert "data/source/telco_churn.csv.gz: unchanged" in second.stdout
@@ -74,8 +80,8 @@ def test_second_repro_changes_nothing(repro):
     assert query(root, "select count(*) from runs") == runs_before
 
 
-def test_promote_then_next_run_is_compared_with_production(repro):
-    root, env, _ = repro
+def test_promote_then_next_run_is_compared_with_production(own_repro):
+    root, env = own_repro
     refused = run_cli(["mlgate", "promote", "--version", "7"], root, env, check=False)
     assert refused.returncode == 1 and "no version 7" in refused.stderr
     run_cli(["mlgate", "promote", "--version", "1", "--reason", "e2e"], root, env)

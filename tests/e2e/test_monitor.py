@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TINY_BUDGET, copy_project, git_commit_all, run_cli
+from tests.conftest import (
+    TINY_BUDGET,
+    clone_project,
+    git_commit_all,
+    run_cli,
+    tracking_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -19,18 +25,19 @@ def _budget() -> dict:
     return {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in TINY_BUDGET)}
 
 
-def test_shifted_traffic_is_reported_and_opens_a_retraining_branch(tmp_path, monkeypatch):
-    root = copy_project(tmp_path)
+def test_shifted_traffic_is_reported_and_opens_a_retraining_branch(built_project, tmp_path, monkeypatch):
+    # The project after `dvc repro` on branch main; no stage reads `monitor:`, so setting the policy
+    # now leaves every stage as it ran.
+    root = clone_project(built_project.root, tmp_path / "project")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["monitor"]["retrain_overrides"] = _budget()
     params["monitor"]["min_rows"] = 100
     params["monitor"]["max_drift_share"] = 0.05   # two shifted columns of 19 breach it
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
-    git_commit_all(root, "project")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    env = {"MLFLOW_TRACKING_URI": uri}
-    run_cli(["dvc", "repro"], root, env)
+    git_commit_all(root, "monitoring policy")
+    env = tracking_env(root)
+    uri = env["MLFLOW_TRACKING_URI"]
+    assert "Stage 'gate' didn't change, skipping" in run_cli(["dvc", "repro", "gate"], root, env).stdout
     run_cli(["mlgate", "promote", "--version", "1", "--expect-current", "none"], root, env)
     git_commit_all(root, "first model promoted")
 

@@ -11,6 +11,8 @@ from sklearn.metrics import mean_squared_error, roc_auc_score
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 TINY = ["model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25", "search.n_jobs=1",
         "search.n_trials=6"]
 

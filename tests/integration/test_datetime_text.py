@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import copy_project
 
+pytestmark = pytest.mark.slow
+
 EXTRA_COLUMNS = [
     "++data.contract.columns.account_id={type: string, role: id}",
     "++data.contract.columns.signed_at={type: datetime}",

@@ -21,17 +21,28 @@ MODEL = "churn"
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory) -> Path:
+    """A store holding versions 1-3 of MODEL that passed the gate (4 did not), no alias: made once,
+    copied for each test (a new store and four registrations cost seconds)."""
+    store = tmp_path_factory.mktemp("registered") / "mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+        for number in range(1, 5):
+            run_id = tracking.create_run("promotion", "train", {})
+            version = tracking.register(MODEL, f"runs:/{run_id}/model", run_id)
+            assert version.version == number
+            tracking.set_version_tags(MODEL, number, {"mlgate.gate.passed": "true" if number < 4 else "false",
+                                                      "mlgate.data_hash": f"hash{number}"})
+    return store
+
+
 @pytest.fixture
-def registry(tmp_path, monkeypatch):
-    """Versions 1-3 of MODEL that passed the gate (4 did not); returns the ledger path."""
+def registry(registered, tmp_path, monkeypatch):
+    """This test's own copy of the ``registered`` store; returns the ledger path."""
+    shutil.copy(registered, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MLGATE_USER", "tester")
-    for number in range(1, 5):
-        run_id = tracking.create_run("promotion", "train", {})
-        version = tracking.register(MODEL, f"runs:/{run_id}/model", run_id)
-        assert version.version == number
-        tracking.set_version_tags(MODEL, number, {"mlgate.gate.passed": "true" if number < 4 else "false",
-                                                  "mlgate.data_hash": f"hash{number}"})
     return tmp_path / "registry/ledger.jsonl"
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import copy_project
 
+pytestmark = pytest.mark.slow
+
 SIZE_COLUMNS = ["carat", "x", "y", "z"]
 
 

@@ -1,9 +1,10 @@
 """`mlgate serve` end to end: a real uvicorn server over versions the pipeline registered.
 
-One temporary project (own SQLite MLflow store) runs every stage, promotes the gated version to
-`production`, then trains a second version (another seed) that the gate stages. Servers run in a
-background thread on a free port and are queried with `requests`; tests that need exact metric
-counts or a one-off setting use a fresh app under Starlette's TestClient (which runs the lifespan).
+One temporary project (own SQLite MLflow store), a copy of the session's `dvc repro` of every stage,
+promotes the gated version to `production`, then trains a second version (another seed) that the
+gate stages. Servers run in a background thread on a free port and are queried with `requests`;
+tests that need exact metric counts or a one-off setting use a fresh app under Starlette's
+TestClient (which runs the lifespan).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import BIN, POSTGRES, copy_project, scratch_table
+from tests.conftest import BIN, POSTGRES, clone_project, scratch_table
 
 pytestmark = pytest.mark.slow
 
@@ -53,20 +54,22 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Iterator[Project]:
+def project(built_project, tmp_path_factory) -> Iterator[Project]:
     from mlgate import config, promote, tracking
-    from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
+    from mlgate.stages import drift, evaluate, gate, train
 
-    root = copy_project(tmp_path_factory.mktemp("serving"))
+    root = clone_project(built_project.root, tmp_path_factory.mktemp("serving") / "project")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
         params = config.read_params()
-        results = {stage.STAGE: stage.run(params) for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)}
-        assert results["gate"]["passed"], results["gate"]["reasons"]
+        first = {"gate": json.loads((root / "reports/gate.json").read_text()),
+                 "train": json.loads((root / "models/train.json").read_text())}
+        assert first["gate"]["passed"], first["gate"]["reasons"]
         name = params["tracking"]["registered_model"]
-        v1 = int(results["gate"]["candidate"]["version"])
+        v1 = int(first["gate"]["candidate"]["version"])
+        assert tracking.version_by_alias(name, "staging").version == v1
         promote.promote(name, v1, "production", "serving tests")
 
         # A second version: the same configuration refit with another seed, gated against v1. Its
@@ -84,7 +87,7 @@ def project(tmp_path_factory) -> Iterator[Project]:
         target = params["data"]["target"]
         test_rows = pd.read_parquet(root / "data/split/test.parquet").drop(columns=[target]).reset_index(drop=True)
         features = json.loads((root / "models/model/artifacts/features.json").read_text())["order"]
-        yield Project(root, params, name, v1, v2, results["train"]["run_id"], features, test_rows)
+        yield Project(root, params, name, v1, v2, first["train"]["run_id"], features, test_rows)
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project
+from tests.conftest import clone_project, copy_project
+
+pytestmark = pytest.mark.slow
 
 
 def _tune_runs(experiment: str) -> list:
@@ -24,18 +26,30 @@ def _trial_numbers(parent_run_id: str) -> list[int]:
     return sorted(int(c["tags"]["mlgate.trial"]) for c in tracking.child_runs(parent_run_id))
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def split_project(tmp_path_factory):
+    """The project after ingest, validate and split (none of which touches MLflow)."""
     from mlgate import config
     from mlgate.stages import ingest, split, validate
 
-    root = copy_project(tmp_path)
+    root = copy_project(tmp_path_factory.mktemp("split") / "project")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        params = config.read_params()
+        for stage in (ingest, validate, split):
+            stage.run(params)
+    assert not (root / "mlflow.db").exists()
+    return root
+
+
+@pytest.fixture
+def project(split_project, tmp_path, monkeypatch):
+    from mlgate import config
+
+    root = clone_project(split_project, tmp_path / "project")
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    params = config.read_params()
-    for stage in (ingest, validate, split):
-        stage.run(params)
-    return root, params
+    return root, config.read_params()
 
 
 def _interrupt_at(monkeypatch, call: int) -> None:
