@@ -96,6 +96,22 @@ def tracking_env(root: Path) -> dict[str, str]:
     return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
 
 
+@contextlib.contextmanager
+def stages_run(root: Path) -> Iterator[tuple[dict, dict]]:
+    """Every stage's run() in order, in ``root`` with its own store; yields (params, result by stage)
+    and stays in the project (cwd, tracking URI) until the with-block ends."""
+    from mlgate import config
+    from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for name, value in tracking_env(root).items():
+            patch.setenv(name, value)
+        params = config.read_params()
+        results = {stage.STAGE: stage.run(params) for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)}
+        yield params, results
+
+
 def clone_project(source: Path, dest: Path) -> Path:
     """A copy at ``dest`` of a project that has run: its git repo, DVC cache, MLflow store and artifacts.
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, TINY_BUDGET, copy_project, run_cli, with_overrides
+from tests.conftest import REPO, TINY_BUDGET, copy_project, run_cli, stages_run, with_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -26,21 +26,13 @@ MULTICLASS = ["data=contract_sample", "gate=telco_contract", "gate.metric_floor=
 
 @pytest.fixture(scope="module")
 def contract_project(tmp_path_factory):
-    from mlgate import config
-    from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
-
     root = copy_project(tmp_path_factory.mktemp("contract_sample"))
     rows = pd.read_csv(root / "data/source/telco_churn.csv.gz").sample(ROWS, random_state=0)
     rows.to_csv(root / "data/source/telco_contract.csv", index=False)
     run_cli(["mlgate", "infer-schema", "contract_sample", "--source", "data/source/telco_contract.csv",
              "--target", "contract"], root)
     run_cli(["mlgate", "params", *with_overrides(TINY_BUDGET, MULTICLASS)], root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        params = config.read_params()
-        for stage in (ingest, validate, split, tune, train, evaluate, drift, gate):
-            stage.run(params)
+    with stages_run(root) as (params, _):
         yield root, params
 
 

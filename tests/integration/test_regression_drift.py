@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project
+from tests.conftest import copy_project, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,6 @@ SIZE_COLUMNS = ["carat", "x", "y", "z"]
 
 @pytest.fixture(scope="module")
 def drifted_regression(tmp_path_factory):
-    from mlgate import config
-    from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
-
     root = copy_project(tmp_path_factory.mktemp("diamonds"), [
         "data=diamonds", "gate=diamonds", "gate.metric_floor=1500", "data.current_path=data/source/new_batch.csv",
     ])
@@ -28,12 +25,7 @@ def drifted_regression(tmp_path_factory):
     new_batch = rows.iloc[3000:].copy()
     new_batch[SIZE_COLUMNS] = new_batch[SIZE_COLUMNS] * 1.6  # bigger stones than training ever saw
     new_batch.to_csv(root / "data/source/new_batch.csv", index=False)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        params = config.read_params()
-        for stage in (ingest, validate, split, tune, train, evaluate, drift, gate):
-            stage.run(params)
+    with stages_run(root) as (params, _):
         yield root, params
 
 

@@ -7,23 +7,15 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project
+from tests.conftest import copy_project, stages_run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from mlgate import config
-    from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
-
     root = copy_project(tmp_path_factory.mktemp("project"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        params = config.read_params()
-        results = {stage.STAGE: stage.run(params)
-                   for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)}
+    with stages_run(root) as (params, results):
         yield root, params, results
 
 

@@ -37,6 +37,20 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
+def queued_behind_a_busy_call(model: SlowModel, frames: list[pd.DataFrame], max_rows: int = 100) -> list:
+    """Predict x=0 alone, and while that call runs queue ``frames``; their outputs (or errors) in order."""
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_rows=max_rows)
+        busy = asyncio.create_task(batcher.predict(frame(0)))
+        await asyncio.sleep(0.01)
+        waiting = [asyncio.create_task(batcher.predict(f)) for f in frames]
+        await busy
+        return await asyncio.gather(*waiting, return_exceptions=True)
+
+    return run(scenario())
+
+
 def test_a_request_to_an_idle_model_is_predicted_alone_at_once():
     model = SlowModel(0.0)
     rows_per_call: list[int] = []
@@ -70,51 +84,22 @@ def test_requests_that_arrive_while_the_model_is_busy_share_the_next_call_and_ge
 
 def test_a_shared_call_holds_at_most_max_rows_and_keeps_arrival_order():
     model = SlowModel(0.05)
-
-    async def scenario():
-        batcher = MicroBatcher(model, max_rows=4)
-        busy = asyncio.create_task(batcher.predict(frame(0)))
-        await asyncio.sleep(0.01)
-        waiting = [asyncio.create_task(batcher.predict(frame(i, i))) for i in range(1, 6)]
-        await busy
-        return await asyncio.gather(*waiting)
-
-    outs = run(scenario())
+    outs = queued_behind_a_busy_call(model, [frame(i, i) for i in range(1, 6)], max_rows=4)
     assert model.calls == [[0.0], [1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0], [5.0, 5.0]]
     assert [out["prediction"].tolist() for out in outs] == [[2.0 * i] * 2 for i in range(1, 6)]
 
 
 def test_frames_with_other_columns_or_dtypes_never_share_a_call():
     model = SlowModel(0.05)
-
-    async def scenario():
-        batcher = MicroBatcher(model, max_rows=100)
-        busy = asyncio.create_task(batcher.predict(frame(0)))
-        await asyncio.sleep(0.01)
-        as_float = asyncio.create_task(batcher.predict(frame(1)))
-        as_int = asyncio.create_task(batcher.predict(pd.DataFrame({"x": [2]})))
-        with_extra = asyncio.create_task(batcher.predict(pd.DataFrame({"x": [3.0], "note": ["a"]})))
-        also_float = asyncio.create_task(batcher.predict(frame(4)))
-        await busy
-        return await asyncio.gather(as_float, as_int, with_extra, also_float)
-
-    outs = run(scenario())
+    outs = queued_behind_a_busy_call(model, [frame(1), pd.DataFrame({"x": [2]}),
+                                             pd.DataFrame({"x": [3.0], "note": ["a"]}), frame(4)])
     assert model.calls == [[0.0], [1.0, 4.0], [2], [3.0]]
     assert [out["prediction"].tolist() for out in outs] == [[2.0], [4], [6.0], [8.0]]
 
 
 def test_a_failing_request_gets_its_own_error_and_its_neighbours_their_predictions():
     model = SlowModel(0.05)
-
-    async def scenario():
-        batcher = MicroBatcher(model, max_rows=100)
-        busy = asyncio.create_task(batcher.predict(frame(0)))
-        await asyncio.sleep(0.01)
-        waiting = [asyncio.create_task(batcher.predict(frame(x))) for x in (1, -1, 2)]
-        await busy
-        return await asyncio.gather(*waiting, return_exceptions=True)
-
-    good, bad, other = run(scenario())
+    good, bad, other = queued_behind_a_busy_call(model, [frame(1), frame(-1), frame(2)])
     assert good["prediction"].tolist() == [2.0] and other["prediction"].tolist() == [4.0]
     assert isinstance(bad, ValueError) and "negative x at row 0" in str(bad)
     assert model.calls == [[0.0], [1.0, -1.0, 2.0], [1.0], [-1.0], [2.0]]   # the shared call, then each alone
