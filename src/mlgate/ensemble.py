@@ -20,7 +20,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from mlgate import metrics
+from mlgate import compiled, metrics
 
 ENSEMBLES = ("auto", "caruana", "stacking", "none")
 # Why `finish` leaves these out for a multiclass task (recorded in best_params.json).
@@ -179,14 +179,19 @@ class EnsembleChoice:
 
 def choose_ensemble(candidates: list[Candidate], y: np.ndarray, folds: np.ndarray, *, task: str, metric: str,
                     settings: FinishSettings) -> EnsembleChoice:
-    """The best of: the best trial alone, Caruana selection over the top candidates and stacking over
-    each family's best, by cross-fitted score on the validated rows (``folds`` >= 0).
+    """The best of: the best trial alone, Caruana selection over the top candidates (the best
+    ``ensemble_candidates`` trials and every family's best) and stacking over each family's best, by
+    cross-fitted score on the validated rows (``folds`` >= 0).
 
     Stacking sees one trial per family: a linear combiner of near-copies fits noise. Either ensemble
     holds at most ``max_members`` trials, since a served row pays for every member."""
     greater = metrics.METRICS[metric].greater_is_better
-    ranked = sorted(candidates, key=lambda c: c.score, reverse=greater)
-    ranked = _within_refit_budget(_distinct(ranked)[:settings.ensemble_candidates], settings.refit_budget_s)
+    ranked = _distinct(sorted(candidates, key=lambda c: c.score, reverse=greater))
+    # the top trials, plus each other family's best: one family's near-copies can fill the top
+    top, rest = ranked[:settings.ensemble_candidates], ranked[settings.ensemble_candidates:]
+    in_top = {c.family for c in top}
+    top += [c for c in _family_bests(rest) if c.family not in in_top]
+    ranked = _within_refit_budget(top, settings.refit_budget_s)
     rows = folds >= 0
     y, folds = y[rows], folds[rows]
     best = ranked[0].predictions[rows]
@@ -369,16 +374,24 @@ class FinalModel(BaseEstimator):
 
     @property
     def _guarded_members(self) -> tuple[Any, list]:
-        """(the input guard the members share, the members after it), or (None, the members).
+        """(the input guard the members share, the members after it), or (None, the members), each
+        member compiled where it can be (``compiled``).
 
         Members fitted on one data spec start with the same input guard; running it once instead of
         per member saves a third of a single-row call. Found on first use, never pickled."""
         if "_guarded" not in self.__dict__:
-            guards = [m.steps[0][1] for m in self.members_ if isinstance(m, Pipeline) and m.steps[0][0] == "guard"]
-            shared = (len(self.members_) > 1 and len(guards) == len(self.members_)
-                      and all(_same_params(g, guards[0]) for g in guards[1:]))
-            self.__dict__["_guarded"] = (guards[0], [m[1:] for m in self.members_]) if shared else (None, self.members_)
+            self.prepare()
         return self.__dict__["_guarded"]
+
+    def prepare(self) -> FinalModel:
+        """Build ``_guarded_members`` now rather than on the first prediction (~0.1 s): a server does
+        it while loading a version, so no request pays for it."""
+        guards = [m.steps[0][1] for m in self.members_ if isinstance(m, Pipeline) and m.steps[0][0] == "guard"]
+        shared = (len(self.members_) > 1 and len(guards) == len(self.members_)
+                  and all(_same_params(g, guards[0]) for g in guards[1:]))
+        guard, members = (guards[0], [m[1:] for m in self.members_]) if shared else (None, self.members_)
+        self.__dict__["_guarded"] = (guard, [compiled.compile_pipeline(m) or m for m in members])
+        return self
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

@@ -105,8 +105,8 @@ class Served:
 class MicroBatcher:
     """Predicts the requests that wait together in one model call.
 
-    A few-row prediction costs almost nothing per row: pandas and scikit-learn's per-call overhead is
-    the bill (on telco churn, 9 ms for 1 row, 9 ms for 4, 11 ms for 100). So while the model is busy in
+    A few-row prediction costs almost nothing per row: per-call overhead is the bill (on telco churn's
+    four-member ensemble, compiled: 4.2 ms for 1 row, 4.3 for 4, 7.5 for 100). So while the model is busy in
     its worker thread, arriving requests queue, and the next call takes all of them. A request that
     finds the model idle goes at once, so a quiet server answers as fast as an unbatched one. Under
     concurrent load (the last call served several requests, or more queued while it ran), the batcher
@@ -253,10 +253,18 @@ class RegistrySource:
         from mlgate import tracking
 
         if self.settings.model_uri is not None:
-            return Served(tracking.load(self.settings.model_uri), self.settings.model_uri, "", None, None)
+            return Served(_prepared(tracking.load(self.settings.model_uri)), self.settings.model_uri, "", None, None)
         held = tracking.get_version(self.settings.model, int(version))
-        return Served(tracking.load(held.uri), held.uri, str(held.version), held.run_id,
+        return Served(_prepared(tracking.load(held.uri)), held.uri, str(held.version), held.run_id,
                       held.tags.get("mlgate.gate.passed"))
+
+
+def _prepared(model: Any) -> Any:
+    """The model with what its first prediction would build built now (mlgate's FinalModel), off the request path."""
+    prepare = getattr(model.pipeline, "prepare", None)
+    if prepare is not None:
+        prepare()
+    return model
 
 
 class Metrics:

@@ -70,6 +70,21 @@ def test_ensemble_none_returns_the_best_trial():
     assert choice.method == "single" and choice.combiner is None and set(choice.scores) == {"single"}
 
 
+def test_a_family_below_the_top_candidates_still_joins_the_ensemble():
+    """Near-copies of one family can fill every top place; another family's best stays a candidate."""
+    y, folds, views = noisy_views()
+    rng = np.random.default_rng(4)
+    copies = [Candidate(i, "a", {"copy": i}, 0.0, np.clip(views["a"] + rng.normal(scale=1e-3, size=len(y)), 0, 1))
+              for i in range(5)]
+    copies = [Candidate(c.trial, c.family, c.params, ensemble.fold_score("roc_auc", y, c.predictions, folds), c.predictions)
+              for c in copies]
+    other = Candidate(9, "b", {}, min(c.score for c in copies) - 0.01, views["b"])
+    choice = ensemble.choose_ensemble([*copies, other], y, folds, task="binary", metric="roc_auc",
+                                      settings=FinishSettings(ensemble_candidates=3))
+    assert "stacking" in choice.scores
+    assert {m.family for m in choice.members} == {"a", "b"}
+
+
 def test_refit_budget_limits_the_members():
     y, folds, views = noisy_views()
     cands = candidates_from(views, y, folds)
