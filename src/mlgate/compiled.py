@@ -7,8 +7,8 @@ reads the fitted attributes of the steps mlgate builds (``ColumnFilter``, ``Quan
 ``ColumnTransformer`` of imputers, scalers and encoders, forests) and replays the same arithmetic in
 the same order, so its outputs are bit-identical to the pipeline's (the tests check every family on
 rows with missing values and unseen categories). On telco's four-member ensemble a single-row call
-goes from 24.6 to 4.2 ms; it stays faster up to the largest frame measured (11,000 rows: the linear
-member 11 against 21 ms). Steps it does not know run as themselves: leading ones on the frame; after a
+goes from 24.6 to 4.2 ms; at 11,000 rows the linear member still takes 11 against 21 ms, and at 50,000
+rows the ensemble takes the same time (3.2 s) with a lower traced peak (46 against 58 MB). Steps it does not know run as themselves: leading ones on the frame; after a
 compiled step, the model keeps the plain pipeline. Encoders are read by probing: each column's output
 block is what the fitted encoder gives each of its categories, a missing value and an unseen one, as
 the encoders treat every column on its own.
@@ -16,6 +16,7 @@ the encoders treat every column on its own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from mlgate.features import ColumnFilter, QuantileClipper
 
+log = logging.getLogger(__name__)
 _FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 _UNSEEN = "\x00mlgate-unseen\x00"   # a category no training frame holds
 
@@ -76,7 +78,17 @@ class CompiledPipeline:
 
 
 def compile_pipeline(pipeline: Any) -> CompiledPipeline | None:
-    """The compiled form of a fitted pipeline, or None when nothing after its leading steps compiles."""
+    """The compiled form of a fitted pipeline, or None when nothing after its leading steps compiles.
+    Compiling only saves time, so a failure to read a fitted step never stops a model from loading:
+    it is logged and the pipeline predicts as it is."""
+    try:
+        return _compile(pipeline)
+    except Exception as error:  # noqa: BLE001 - any step's surprise: the plain pipeline still predicts
+        log.warning("predicting through the plain pipeline: compiling it failed: %r", error)
+        return None
+
+
+def _compile(pipeline: Any) -> CompiledPipeline | None:
     if not isinstance(pipeline, Pipeline):
         return None
     *transforms, (_, estimator) = pipeline.steps

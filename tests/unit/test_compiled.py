@@ -113,3 +113,12 @@ def test_a_pipeline_of_steps_it_does_not_know_is_not_compiled():
 
     assert compiled.compile_pipeline(Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())])) is None
     assert compiled.compile_pipeline(LogisticRegression()) is None
+
+
+def test_a_step_it_cannot_read_leaves_the_pipeline_as_it_is(caplog):
+    pipeline, _ = fitted("linear")
+    encoder = pipeline.named_steps["encode"].named_transformers_["categorical"].named_steps["encode"]
+    del encoder._n_features_outs   # as a scikit-learn release without it would be
+
+    assert compiled.compile_pipeline(pipeline) is None
+    assert "compiling it failed" in caplog.text
