@@ -71,3 +71,22 @@ def test_logged_model_scores_raw_rows_with_date_strings_and_text(pipeline, monke
     assert len(output) == 20 and output["probability"].between(0, 1).all()
     with pytest.raises(Exception, match=r"signed_at.*not an ISO 8601 date"):
         mlflow.pyfunc.load_model(str(root / "models/model")).predict(rows.assign(signed_at="next tuesday"))
+
+
+def test_compiled_members_run_the_datetime_and_text_steps_as_themselves_and_match_the_pipelines(pipeline, monkeypatch):
+    import mlflow
+
+    from mlgate.compiled import CompiledPipeline
+
+    root, _ = pipeline
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(str(root / "models/model")).unwrap_python_model().pipeline
+    rows = pd.read_csv(root / "data/source/telco_churn.csv.gz").drop(columns=["churn"]).head(20)
+    rows.loc[0, "notes"] = "a sentence with words never seen in training"
+
+    guard, members = model.prepare()._guarded_members
+    guarded = rows if guard is None else guard.transform(rows)
+    for member in members:
+        assert isinstance(member, CompiledPipeline)
+        assert [type(step).__name__ for step in member.leading][-2:] == ["DatetimeFeatures", "TextFeatures"]
+        assert np.array_equal(member.predict_proba(guarded), member.pipeline.predict_proba(guarded))
