@@ -186,16 +186,18 @@ def run(params: dict[str, Any], policy: MonitorPolicy, *, retrain: bool, now: dt
 
 
 def _log_run(experiment: str, served, summary: dict[str, Any], paths) -> None:
-    run_id = tracking.create_run(experiment, STAGE, {"mlgate.stage": STAGE, "mlgate.served_version": str(served.version),
-                                                     "mlgate.served_run_id": served.run_id or ""})
+    closed = tracking.close_dead_runs(experiment)
+    if closed:
+        console.say(STAGE, tracking.closed_summary(closed))
     values = {"monitor/rows": summary["rows"], "monitor/drift_share": summary["drift"]["drift_share"],
               "monitor/breached": float(bool(summary["breaches"]))}
     if summary["decay"] is not None:
         values |= {"monitor/live_metric": summary["decay"]["live"], "monitor/metric_change": summary["decay"]["change"]}
-    tracking.log(run_id, metrics=values)
-    for path in (paths.monitor, paths.monitor_report):
-        tracking.log_artifact(run_id, path, STAGE)
-    tracking.finish_run(run_id)
+    with tracking.stage_run(experiment, STAGE, {"mlgate.stage": STAGE, "mlgate.served_version": str(served.version),
+                                                "mlgate.served_run_id": served.run_id or ""}) as run_id:
+        tracking.log(run_id, metrics=values)
+        for path in (paths.monitor, paths.monitor_report):
+            tracking.log_artifact(run_id, path, STAGE)
 
 
 def _say(summary: dict[str, Any], paths) -> None:
