@@ -360,21 +360,25 @@ def close_dead_runs(experiment: str, *, grace_s: float = HEARTBEAT_GRACE_S,
         if PARENT_TAG in run.data.tags:
             children.setdefault(run.data.tags[PARENT_TAG], []).append(run)
     host, now = socket.gethostname(), time.time()
-    closed = []
-    for run in running:
+    closed, done = [], set()
+    ids = {run.info.run_id for run in running}
+    for run in sorted(running, key=lambda r: r.data.tags.get(PARENT_TAG) in ids):   # outermost first
         state, reason = liveness(run.data.tags, host=host, now=now, started=started, grace_s=grace_s)
-        if state != DEAD or c.get_run(run.info.run_id).info.status != "RUNNING":   # ended since the search
-            continue
+        if state != DEAD or run.info.run_id in done or c.get_run(run.info.run_id).info.status != "RUNNING":
+            continue   # alive, may be, closed under its parent, or ended since the search
         end_ms = int(1000 * (_number(run.data.tags.get(HEARTBEAT_TAG)) or now))   # last seen alive, if known
         nested, below = 0, list(children.get(run.info.run_id, []))
         while below:
             child = below.pop()
-            if liveness(child.data.tags, host=host, now=now, started=started, grace_s=grace_s)[0] == ALIVE:
+            if child.info.run_id in done or \
+                    liveness(child.data.tags, host=host, now=now, started=started, grace_s=grace_s)[0] == ALIVE:
                 continue
             _kill(c, child.info.run_id, f"its parent run {run.info.run_id} was closed: {reason}", end_ms)
+            done.add(child.info.run_id)
             nested += 1
             below += children.get(child.info.run_id, [])
         _kill(c, run.info.run_id, reason, end_ms)
+        done.add(run.info.run_id)
         closed.append(ClosedRun(run.info.run_id, run.info.run_name or "", reason, nested))
     return closed
 
@@ -401,10 +405,8 @@ def heartbeat(run_id: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
 
     def beat() -> None:
         while True:
-            try:
+            with contextlib.suppress(Exception):   # a missed beat is harmless; only a long silence counts
                 writer.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
-            except Exception:  # noqa: BLE001 - a missed beat is harmless; only a long silence counts
-                pass
             if stop.wait(every_s):
                 return
 

@@ -50,6 +50,7 @@ def test_runs_of_a_dead_process_are_closed_with_their_nested_runs_and_live_ones_
     logged = _run(tracking, "trial-001", {}, parent)
     tracking.finish_run(logged)
     busy = tracking.create_run("exp", "trial-002", {}, parent_run_id=parent)   # owned by this live process
+    own = _run(tracking, "trial-003", dead, parent)   # dead with a record of its own: closed once, as nested
     alive = tracking.create_run("exp", "train", {})
     foreign = _run(tracking, "tune", {"mlgate.host": "gpu-box", "mlgate.pid": "1", "mlgate.pid_started": "1.0",
                                       "mlgate.heartbeat": f"{time.time():.0f}"})
@@ -62,9 +63,9 @@ def test_runs_of_a_dead_process_are_closed_with_their_nested_runs_and_live_ones_
 
     reason = f"process {dead['mlgate.pid']} on {host} is gone"
     assert sorted((c.run_id, c.reason, c.nested) for c in closed) == sorted(
-        [(parent, reason, 2), (silent, "no heartbeat from gpu-box for 3600s (grace 900s)", 0)])
+        [(parent, reason, 3), (silent, "no heartbeat from gpu-box for 3600s (grace 900s)", 0)])
     assert _status(tracking, parent) == ("KILLED", reason)
-    for nested in (trial, fold):
+    for nested in (trial, fold, own):
         assert _status(tracking, nested) == ("KILLED", f"its parent run {parent} was closed: {reason}")
     assert _status(tracking, logged) == ("FINISHED", None)
     for untouched in (busy, alive, foreign, untagged, elsewhere):
