@@ -169,6 +169,8 @@ def test_a_tune_killed_with_sigkill_is_closed_by_the_next_run(project, tmp_path)
     dead_run = found[0]
     assert tracking.client().get_run(dead_run).info.status == "RUNNING"    # what the killed process left
     _, alive = psutil.wait_procs(helpers, timeout=60)
+    for orphan in alive:
+        orphan.kill()
     assert alive == [], f"outlived the killed tune: {alive}"
 
     long_study["search"]["n_trials"] = 2   # fewer than the study holds: the rerun only resumes and finishes
