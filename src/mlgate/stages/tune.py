@@ -10,7 +10,8 @@ search.n_trials (the size of the whole study; raise it to extend a study) and th
 leaderboard. Each trial is one MLflow run, under the parent of the run that ran it: a resumed
 run's parent gets only the new trials as children, plus those an earlier run ran but never
 logged (it was killed first), tagged `mlgate.reused`; it records the reused count and the earlier
-parents (`mlgate.resumed_from`).
+parents (`mlgate.resumed_from`). A parent that a killed run (`kill -9`) left RUNNING is closed KILLED,
+with its nested runs, by the next run (``tracking.close_dead_runs``).
 """
 
 from __future__ import annotations
