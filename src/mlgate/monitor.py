@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -185,16 +186,18 @@ def run(params: dict[str, Any], policy: MonitorPolicy, *, retrain: bool, now: dt
 
 
 def _log_run(experiment: str, served, summary: dict[str, Any], paths) -> None:
-    run_id = tracking.create_run(experiment, STAGE, {"mlgate.stage": STAGE, "mlgate.served_version": str(served.version),
-                                                     "mlgate.served_run_id": served.run_id or ""})
+    closed = tracking.close_dead_runs(experiment)
+    if closed:
+        console.say(STAGE, tracking.closed_summary(closed))
     values = {"monitor/rows": summary["rows"], "monitor/drift_share": summary["drift"]["drift_share"],
               "monitor/breached": float(bool(summary["breaches"]))}
     if summary["decay"] is not None:
         values |= {"monitor/live_metric": summary["decay"]["live"], "monitor/metric_change": summary["decay"]["change"]}
-    tracking.log(run_id, metrics=values)
-    for path in (paths.monitor, paths.monitor_report):
-        tracking.log_artifact(run_id, path, STAGE)
-    tracking.finish_run(run_id)
+    with tracking.stage_run(experiment, STAGE, {"mlgate.stage": STAGE, "mlgate.served_version": str(served.version),
+                                                "mlgate.served_run_id": served.run_id or ""}) as run_id:
+        tracking.log(run_id, metrics=values)
+        for path in (paths.monitor, paths.monitor_report):
+            tracking.log_artifact(run_id, path, STAGE)
 
 
 def _say(summary: dict[str, Any], paths) -> None:
@@ -218,8 +221,49 @@ def _say(summary: dict[str, Any], paths) -> None:
 def _git(args: list[str], cwd: Path) -> str:
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise StageError(f"git {' '.join(args)}: {result.stderr.strip()}")
+        raise StageError(f"{shlex.join(['git', *args])}: {result.stderr.strip()}")
     return result.stdout.strip()
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """The retraining branch's pull request, as argument lists: branch names and titles are data,
+    never shell code (a branch may be named `x$(cmd)`, a project `it's`)."""
+    branch: str
+    base: str | None      # None (a detached HEAD): gh's default, the repository's default branch
+    title: str
+    body_path: str        # the file in ``branch`` that becomes the body
+
+    def push(self) -> list[str]:
+        return ["git", "push", "-u", "origin", self.branch]
+
+    def body(self) -> list[str]:
+        return ["git", "show", f"{self.branch}:{self.body_path}"]
+
+    def create(self) -> list[str]:
+        base = ["--base", self.base] if self.base is not None else []
+        return ["gh", "pr", "create", *base, "--head", self.branch, "--title", self.title, "--body-file", "-"]
+
+    def command(self) -> str:
+        """The same steps as one line for a person to paste into a POSIX shell, every word quoted."""
+        return f"{shlex.join(self.push())} && {shlex.join(self.body())} | {shlex.join(self.create())}"
+
+
+def open_pull_request(request: PullRequest, root: Path) -> bool:
+    """Push the branch and open its pull request with gh; False (and nothing raised) if either fails,
+    since the branch is made and the printed command lets a person finish."""
+    quiet = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}   # a push that needs a password fails, never waits
+
+    def run(args: list[str], body: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run(args, cwd=root, input=body, env=quiet, capture_output=True, text=True, timeout=300)
+
+    try:
+        if run(request.push()).returncode != 0:
+            return False
+        body = run(request.body())
+        return body.returncode == 0 and run(request.create(), body.stdout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _nested(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +287,8 @@ def open_retraining(params: dict[str, Any], window: pd.DataFrame, policy: Monito
     root = Path(_git(["rev-parse", "--show-toplevel"], Path.cwd()))
     stamp = now.strftime("%Y%m%dT%H%M%S")
     branch = f"retrain/{stamp}"
-    base = _git(["rev-parse", "--abbrev-ref", "HEAD"], root)
+    current = _git(["rev-parse", "--abbrev-ref", "HEAD"], root)
+    base = None if current == "HEAD" else current   # "HEAD": detached, no branch to merge into
     worktree = Path(tempfile.mkdtemp(prefix="mlgate-retrain-")) / "repo"
     _git(["worktree", "add", "-q", "-b", branch, str(worktree)], root)
     try:
@@ -282,14 +327,12 @@ def open_retraining(params: dict[str, Any], window: pd.DataFrame, policy: Monito
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=root, capture_output=True)
         shutil.rmtree(worktree.parent, ignore_errors=True)
-    title = f"Retrain {spec.name} on monitored traffic ({stamp})"
-    command = f"git push -u origin {branch} && gh pr create --base {base} --head {branch} --title '{title}' --body-file <(git show {branch}:{project.paths(params).promotion})"
-    opened = None
-    if os.environ.get("GH_TOKEN") and shutil.which("gh"):
-        opened = subprocess.run(["bash", "-c", command], cwd=root, capture_output=True, text=True).returncode == 0
+    request = PullRequest(branch, base, f"Retrain {spec.name} on monitored traffic ({stamp})",
+                          project.paths(params).promotion)
+    opened = open_pull_request(request, root) if os.environ.get("GH_TOKEN") and shutil.which("gh") else None
     return {"branch": branch, "base": base, "gate": "PASSED" if gate["passed"] else "REJECTED",
             "candidate_version": gate["candidate"]["version"], "pull_request_opened": opened,
-            "next": "pull request opened" if opened else f"open the pull request: {command}"}
+            "next": "pull request opened" if opened else f"open the pull request: {request.command()}"}
 
 
 def _extend_training(worktree: Path, spec: DataSpec, labelled: pd.DataFrame, stamp: str) -> dict[str, Any]:

@@ -11,14 +11,17 @@ import datetime as dt
 import multiprocessing
 import os
 import queue
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -93,7 +96,9 @@ def lineage_tags(stage: str, data_hash: str, dvc_md5: str | None = None) -> dict
 
 
 def create_run(experiment: str, run_name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
-    all_tags = dict(tags)
+    """A RUNNING run that records the process running it (``owner_tags``), so that a later run can
+    prove it dead if this process is killed before it ends the run."""
+    all_tags = dict(tags) | owner_tags()
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
     return client().create_run(experiment_id(experiment), run_name=run_name, tags=all_tags).info.run_id
@@ -230,7 +235,16 @@ def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict
             write(child, run.info.run_id)
         writer.set_terminated(run.info.run_id, status=record.status, end_time=record.end_ms)
 
-    while (trial := records.get()) is not None:
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            trial = records.get(timeout=1.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():   # killed (kill -9): no None will come
+                os._exit(0)
+            continue
+        if trial is None:
+            break
         try:
             write(trial, parent_run_id)
             written += 1
@@ -258,6 +272,169 @@ def child_runs(parent_run_id: str) -> list[dict[str, Any]]:
     )
     return [{"run_id": r.info.run_id, "status": r.info.status, "params": r.data.params,
              "metrics": r.data.metrics, "tags": r.data.tags} for r in runs]
+
+
+# --- runs a killed process left RUNNING ---------------------------------------------------------
+
+HOST_TAG, PID_TAG, PID_STARTED_TAG = "mlgate.host", "mlgate.pid", "mlgate.pid_started"
+HEARTBEAT_TAG, CLOSED_REASON_TAG = "mlgate.heartbeat", "mlgate.closed_reason"
+HEARTBEAT_S = 60.0
+HEARTBEAT_GRACE_S = 900.0   # 15 missed beats: a busy store or a laptop's sleep is not death
+DEAD, ALIVE, UNKNOWN = "dead", "alive", "unknown"
+
+
+def owner_tags() -> dict[str, str]:
+    """This process as a run records it: host, pid and the pid's start time (a pid is reused)."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            PID_STARTED_TAG: f"{psutil.Process().create_time():.3f}"}
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` of this host started (epoch s); None when there is none (a zombie has
+    exited, it only waits to be reaped); NaN when it exists but its start is hidden from us."""
+    try:
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else process.create_time()
+    except (psutil.NoSuchProcess, ValueError):
+        return None
+    except psutil.AccessDenied:
+        return float("nan")
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def liveness(tags: dict[str, str], *, host: str, now: float, started: Callable[[int], float | None],
+             grace_s: float = HEARTBEAT_GRACE_S) -> tuple[str, str]:
+    """(DEAD | ALIVE | UNKNOWN, why) of the process that owns a RUNNING run with these tags.
+
+    On this host the process table decides: the pid is gone, or now belongs to a process that
+    started at another time. Elsewhere only a heartbeat older than ``grace_s`` proves death. A run
+    without either record (an older mlgate, another tool) is UNKNOWN: it may be alive.
+    ``started`` is ``process_started`` (a fake process table in tests).
+    """
+    pid, recorded, beat = _number(tags.get(PID_TAG)), _number(tags.get(PID_STARTED_TAG)), _number(tags.get(HEARTBEAT_TAG))
+    owner = tags.get(HOST_TAG)
+    if owner == host and pid is not None and pid == int(pid) and pid > 0:
+        now_started = started(int(pid))
+        if now_started is None:
+            return DEAD, f"process {int(pid)} on {host} is gone"
+        if recorded is not None and abs(now_started - recorded) > 1.0:   # NaN (hidden) compares False: alive
+            return DEAD, (f"process {int(pid)} on {host} is gone (the pid now belongs to a process started "
+                          f"{dt.datetime.fromtimestamp(now_started, dt.timezone.utc).isoformat(timespec='seconds')})")
+        return ALIVE, f"process {int(pid)} on {host} is running"
+    if beat is not None:
+        age = now - beat
+        if age > grace_s:
+            return DEAD, f"no heartbeat from {owner or 'its host'} for {age:.0f}s (grace {grace_s:.0f}s)"
+        return ALIVE, f"heartbeat from {owner or 'its host'} {age:.0f}s ago"
+    return UNKNOWN, "no process record on this host and no heartbeat"
+
+
+@dataclass(frozen=True)
+class ClosedRun:
+    """A run found RUNNING with its process dead, now KILLED."""
+    run_id: str
+    name: str
+    reason: str
+    nested: int    # RUNNING runs under it, closed with it
+
+
+def close_dead_runs(experiment: str, *, grace_s: float = HEARTBEAT_GRACE_S,
+                    started: Callable[[int], float | None] = process_started) -> list[ClosedRun]:
+    """End as KILLED each RUNNING run of ``experiment`` whose process is provably dead (``liveness``),
+    and the RUNNING runs nested under it (trials, folds) unless they are provably alive themselves;
+    each tagged ``mlgate.closed_reason``. A run that may be alive (another user's stage on the same
+    store) is never touched."""
+    c = client()
+    found = c.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    running = c.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=50_000)
+    children: dict[str, list] = {}
+    for run in running:
+        if PARENT_TAG in run.data.tags:
+            children.setdefault(run.data.tags[PARENT_TAG], []).append(run)
+    host, now = socket.gethostname(), time.time()
+    closed, done = [], set()
+    ids = {run.info.run_id for run in running}
+    for run in sorted(running, key=lambda r: r.data.tags.get(PARENT_TAG) in ids):   # outermost first
+        state, reason = liveness(run.data.tags, host=host, now=now, started=started, grace_s=grace_s)
+        if state != DEAD or run.info.run_id in done or c.get_run(run.info.run_id).info.status != "RUNNING":
+            continue   # alive, may be, closed under its parent, or ended since the search
+        end_ms = int(1000 * (_number(run.data.tags.get(HEARTBEAT_TAG)) or now))   # last seen alive, if known
+        nested, below = 0, list(children.get(run.info.run_id, []))
+        while below:
+            child = below.pop()
+            if child.info.run_id in done or \
+                    liveness(child.data.tags, host=host, now=now, started=started, grace_s=grace_s)[0] == ALIVE:
+                continue
+            _kill(c, child.info.run_id, f"its parent run {run.info.run_id} was closed: {reason}", end_ms)
+            done.add(child.info.run_id)
+            nested += 1
+            below += children.get(child.info.run_id, [])
+        _kill(c, run.info.run_id, reason, end_ms)
+        done.add(run.info.run_id)
+        closed.append(ClosedRun(run.info.run_id, run.info.run_name or "", reason, nested))
+    return closed
+
+
+def _kill(c: MlflowClient, run_id: str, reason: str, end_ms: int) -> None:
+    c.set_tag(run_id, CLOSED_REASON_TAG, reason[:4000])
+    c.set_terminated(run_id, status="KILLED", end_time=end_ms)
+
+
+def closed_summary(closed: list[ClosedRun]) -> str:
+    """One line for the console: what was closed and why."""
+    nested = sum(run.nested for run in closed)
+    listed = "; ".join(f"{run.name} {run.run_id[:8]} ({run.reason})" for run in closed)
+    return (f"closed {len(closed)} run{'s' if len(closed) != 1 else ''} left RUNNING by a killed process: {listed}"
+            + (f", with {nested} nested run{'s' if nested != 1 else ''}" if nested else ""))
+
+
+@contextlib.contextmanager
+def heartbeat(run_id: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+    """Tag the run with the time (``mlgate.heartbeat``) every ``every_s`` while the block runs: how a
+    run on another host whose process died is told from one still working."""
+    stop = threading.Event()
+    writer = MlflowClient(tracking_uri=tracking_uri())
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):   # a missed beat is harmless; only a long silence counts
+                writer.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+            if stop.wait(every_s):
+                return
+
+    thread = threading.Thread(target=beat, name="mlgate-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def stage_run(experiment: str, run_name: str, tags: dict[str, str], every_s: float = HEARTBEAT_S) -> Iterator[str]:
+    """A stage's run for the block: created with its owner record, a heartbeat while the block runs,
+    and ended whatever happens: FINISHED, FAILED on an error, KILLED on Ctrl-C. Only a killed
+    process leaves it RUNNING, and ``close_dead_runs`` can then prove that."""
+    run_id = create_run(experiment, run_name, tags)
+    status = "FAILED"
+    try:
+        with heartbeat(run_id, every_s):
+            yield run_id
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        finish_run(run_id, status)
 
 
 # --- registry ---------------------------------------------------------------------------------

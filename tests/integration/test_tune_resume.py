@@ -124,3 +124,66 @@ def test_a_changed_search_starts_a_new_study(project, monkeypatch):
     second = tune.run(changed)
 
     assert second["study"]["name"] != first["study"]["name"] and second["study"]["reused_trials"] == 0
+
+
+def _trial_runs_under_running_tune(experiment: str) -> tuple[str | None, int]:
+    """(the RUNNING tune run, how many trial runs it has) in the store, or (None, 0)."""
+    running = [r for r in _tune_runs(experiment) if r.info.status == "RUNNING"]
+    return (running[0].info.run_id, len(_trial_numbers(running[0].info.run_id))) if running else (None, 0)
+
+
+def test_a_tune_killed_with_sigkill_is_closed_by_the_next_run(project, tmp_path):
+    """kill -9 in the middle of the study: the rerun resumes it and closes the killed run as KILLED
+    (with its nested runs), saying so; the killed run's trial recorder does not outlive it."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+    import yaml
+
+    from mlgate import tracking
+    from tests.conftest import BIN, run_cli, tracking_env
+
+    root, params = project
+    experiment = params["tracking"]["experiment"]
+    long_study = yaml.safe_load((root / "params.yaml").read_text())
+    long_study["search"]["n_trials"] = 200   # still searching when killed
+    (root / "params.yaml").write_text(yaml.safe_dump(long_study, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"} | tracking_env(root)
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    with (tmp_path / "killed.log").open("w") as log:
+        killed = subprocess.Popen([str(BIN / "mlgate"), "tune"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600
+        while (found := _trial_runs_under_running_tune(experiment))[1] < 2:
+            assert killed.poll() is None, (tmp_path / "killed.log").read_text()
+            assert time.monotonic() < deadline, "no two trials logged within 600 s"
+            time.sleep(0.2)
+        helpers = psutil.Process(killed.pid).children(recursive=True)   # the trial recorder, at least
+        os.kill(killed.pid, signal.SIGKILL)
+    finally:
+        killed.kill()
+        killed.wait(timeout=60)
+    dead_run = found[0]
+    assert tracking.client().get_run(dead_run).info.status == "RUNNING"    # what the killed process left
+    _, alive = psutil.wait_procs(helpers, timeout=60)
+    for orphan in alive:
+        orphan.kill()
+    assert alive == [], f"outlived the killed tune: {alive}"
+
+    long_study["search"]["n_trials"] = 2   # fewer than the study holds: the rerun only resumes and finishes
+    (root / "params.yaml").write_text(yaml.safe_dump(long_study, sort_keys=False))
+    rerun = run_cli(["mlgate", "tune"], root, env=tracking_env(root))
+
+    host = tracking.owner_tags()["mlgate.host"]
+    reason = f"process {killed.pid} on {host} is gone"
+    assert f"closed 1 run left RUNNING by a killed process: tune {dead_run[:8]} ({reason})" in rerun.stdout
+    first = tracking.client().get_run(dead_run)
+    assert (first.info.status, first.data.tags["mlgate.closed_reason"]) == ("KILLED", reason)
+    assert first.data.tags["mlgate.pid"] == str(killed.pid)
+    assert {c["status"] for c in tracking.child_runs(dead_run)} <= {"FINISHED", "KILLED", "FAILED"}
+    second = _tune_runs(experiment)[-1]
+    assert second.info.status == "FINISHED" and dead_run in second.data.tags["mlgate.resumed_from"]
+    assert second.data.metrics["trials_reused"] >= 2

@@ -114,3 +114,76 @@ def test_monitor_cli_reads_the_log_named_on_the_command_line(monkeypatch, projec
     assert result.exit_code == 0, result.output
     assert (seen[0].prediction_log, seen[0].prediction_log_table) == (url, "mlgate_predictions")
     assert prediction_log.describe(url) == "postgresql+psycopg://mlgate:***@db/ops table mlgate_predictions"
+
+
+# --- the retraining pull request: branch names and titles are data, never shell code ---------------
+
+HOSTILE = ["retrain/x$(touch marker)", "retrain/x`touch marker`", "retrain/x$(touch${IFS}marker)"]
+
+
+@pytest.fixture
+def fake_tools(tmp_path, monkeypatch):
+    """`git` and `gh` on PATH that record their argv (and stdin) and touch nothing; `git show` prints
+    a report, `gh` exits with FAKE_GH_EXIT. Returns the list of recorded calls, read lazily."""
+    import json
+    import os
+    import sys
+
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.jsonl"
+    bin_dir.mkdir()
+    for tool in ("git", "gh"):
+        (bin_dir / tool).write_text(
+            f"#!{sys.executable}\n"
+            "import json, os, sys\n"
+            "stdin = '' if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()\n"
+            f"with open({str(calls)!r}, 'a') as log:\n"
+            f"    log.write(json.dumps([{tool!r}, *sys.argv[1:], stdin]) + '\\n')\n"
+            "if sys.argv[1:2] == ['show']:\n"
+            "    print('# Promotion report')\n"
+            f"sys.exit(int(os.environ.get('FAKE_GH_EXIT', '0')) if {tool!r} == 'gh' else 0)\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    return lambda: [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def _expected_calls(request):
+    base = [] if request.base is None else ["--base", request.base]
+    return [["git", "push", "-u", "origin", request.branch, ""],
+            ["git", "show", f"{request.branch}:reports/promotion.md", ""],
+            ["gh", "pr", "create", *base, "--head", request.branch, "--title", request.title, "--body-file", "-",
+             "# Promotion report\n"]]
+
+
+@pytest.mark.parametrize("branch", HOSTILE)
+def test_the_printed_pull_request_command_runs_nothing_a_name_holds(branch, fake_tools, tmp_path):
+    import subprocess
+
+    request = monitor.PullRequest(branch, "main$(touch marker)", "Retrain it's `touch marker` $(touch marker)",
+                                  "reports/promotion.md")
+
+    pasted = subprocess.run(["bash", "-c", request.command()], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+
+    assert pasted.returncode == 0, pasted.stderr
+    assert not (tmp_path / "marker").exists()
+    assert fake_tools() == _expected_calls(request)
+
+
+@pytest.mark.parametrize("branch", HOSTILE)
+def test_opening_the_pull_request_passes_names_as_arguments(branch, fake_tools, tmp_path):
+    request = monitor.PullRequest(branch, None, "Retrain it's $(touch marker)", "reports/promotion.md")
+
+    assert monitor.open_pull_request(request, tmp_path) is True
+
+    assert not (tmp_path / "marker").exists()
+    assert fake_tools() == _expected_calls(request)   # a detached HEAD: no --base, gh picks the default branch
+
+
+def test_a_refused_pull_request_is_reported_not_raised(fake_tools, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_GH_EXIT", "1")
+    request = monitor.PullRequest("retrain/20260101T000000", "main", "Retrain tiny", "reports/promotion.md")
+
+    assert monitor.open_pull_request(request, tmp_path) is False
+    assert [call[0:3] for call in fake_tools()] == [["git", "push", "-u"], ["git", "show", request.body()[2]],
+                                                   ["gh", "pr", "create"]]

@@ -108,9 +108,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     data_hash, dvc_md5 = project.lineage(params)
     tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5) | {"mlgate.tune_run_id": chosen["tune_run_id"],
                                                               "mlgate.dataset": spec.name}
-    run_id = tracking.create_run(names.experiment, STAGE, tags)
-    status = "FAILED"
-    try:
+    closed = tracking.close_dead_runs(names.experiment)
+    if closed:
+        console.say(STAGE, tracking.closed_summary(closed))
+    with tracking.stage_run(names.experiment, STAGE, tags) as run_id:   # ends KILLED on Ctrl-C, FAILED on an error
         members = {f"member{i}.{k}": v for i, m in enumerate(finished["members"])
                    for k, v in {"family": m["family"], "weight": m["weight"], **m["params"]}.items()}
         tracking.log(run_id, params={"family": chosen["family"], "method": finished["method"],
@@ -143,9 +144,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                     pip_requirements=requirements())
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
-        status = "FINISHED"
-    finally:
-        tracking.finish_run(run_id, status)
     info = {"run_id": run_id, "experiment": names.experiment, **logged, "family": chosen["family"],
             "params": chosen["params"], "method": finished["method"],
             "members": [{k: m[k] for k in ("family", "weight", "trial")} for m in finished["members"]],

@@ -10,7 +10,8 @@ search.n_trials (the size of the whole study; raise it to extend a study) and th
 leaderboard. Each trial is one MLflow run, under the parent of the run that ran it: a resumed
 run's parent gets only the new trials as children, plus those an earlier run ran but never
 logged (it was killed first), tagged `mlgate.reused`; it records the reused count and the earlier
-parents (`mlgate.resumed_from`).
+parents (`mlgate.resumed_from`). A parent that a killed run (`kill -9`) left RUNNING is closed KILLED,
+with its nested runs, by the next run (``tracking.close_dead_runs``).
 """
 
 from __future__ import annotations
@@ -489,89 +490,86 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     data_hash, dvc_md5 = project.lineage(params)
     tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5)
     with tracking_time:
-        parent = tracking.create_run(names.experiment, STAGE, tags)
-        tracking.log(parent, params={"search." + k: v for k, v in config.section(params, "search").items()}
-                     | {"finish." + k: v for k, v in config.section(params, "finish").items()}
-                     | {"families": ",".join(s.family for s in spaces), "metric": spec.metric, "seed": seed,
-                        "train_rows": len(train), "study": study, "validation": "holdout" if holdout else "cv",
-                        "screening_share": screening or "none",
-                        "study_storage": paths.study.split("://")[0] + "://…" if "://" in paths.study else paths.study})
-        tracking.log_artifact(parent, "params.yaml", "config")
-    progress = Progress(settings, spec.metric, metric.greater_is_better)
-    status = "FAILED"
-    try:
-        with tracking.trial_recorder(names.experiment, parent, tags) as recorder:
-            logged = _LoggedTrials()
+        closed = tracking.close_dead_runs(names.experiment)
+    if closed:
+        console.say(STAGE, tracking.closed_summary(closed))
+    with tracking.stage_run(names.experiment, STAGE, tags) as parent:   # ends KILLED on Ctrl-C, FAILED on an error
+        with tracking_time:
+            tracking.log(parent, params={"search." + k: v for k, v in config.section(params, "search").items()}
+                         | {"finish." + k: v for k, v in config.section(params, "finish").items()}
+                         | {"families": ",".join(s.family for s in spaces), "metric": spec.metric, "seed": seed,
+                            "train_rows": len(train), "study": study, "validation": "holdout" if holdout else "cv",
+                            "screening_share": screening or "none",
+                            "study_storage": paths.study.split("://")[0] + "://…" if "://" in paths.study else paths.study})
+            tracking.log_artifact(parent, "params.yaml", "config")
+        progress = Progress(settings, spec.metric, metric.greater_is_better)
+        try:
+            with tracking.trial_recorder(names.experiment, parent, tags) as recorder:
+                logged = _LoggedTrials()
 
-            def on_trial(outcome: tuning.TrialOutcome) -> None:
-                if not (outcome.reused and logged.contains(outcome)):
-                    result = (objective.result(outcome.family, outcome.params, outcome.subsample)
-                              if outcome.state == "COMPLETE" else None)
-                    recorder.record(_trial_record(outcome, spec.metric, fold_runs=settings.fold_runs, result=result))
-                progress.update(outcome)
-            def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
-                result = objective.result(family, params)
-                return [{"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}[cost]
-                        for cost in settings.objectives[1:]]
-            try:
+                def on_trial(outcome: tuning.TrialOutcome) -> None:
+                    if not (outcome.reused and logged.contains(outcome)):
+                        result = (objective.result(outcome.family, outcome.params, outcome.subsample)
+                                  if outcome.state == "COMPLETE" else None)
+                        recorder.record(_trial_record(outcome, spec.metric, fold_runs=settings.fold_runs, result=result))
+                    progress.update(outcome)
+                def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
+                    result = objective.result(family, params)
+                    return [{"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}[cost]
+                            for cost in settings.objectives[1:]]
                 objective.deadline = time.time() + settings.timeout_s
                 outcomes = tuning.optimize(spaces, objective, settings, maximize=metric.greater_is_better, seed=seed,
                                            on_trial=on_trial, storage=tuning.storage_url(paths.study),
                                            study_name=study, origin=parent, costs=trial_costs, subsample=screening)
-            except KeyboardInterrupt:
-                status = "KILLED"
-                raise
-            searched = time.time()
-            closing = time.perf_counter()
-        tracking_time.seconds += time.perf_counter() - closing  # the wait for the recorder to drain
-        if recorder.errors:
-            console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
-        winner = best(outcomes, metric.greater_is_better)
-        finished = finish(outcomes, objective, spec, finish_settings)
-        finish_s = time.time() - searched
-        trials_board = trial_table(outcomes, metric.greater_is_better, settings.objectives)
-        files.write_text(paths.trials, trials_board.to_csv(index=False))
-        board = model_leaderboard(outcomes, objective, finished, metric.greater_is_better)
-        files.write_text(paths.leaderboard, board.to_csv(index=False))
-        counts = {state: sum(o.state == state for o in outcomes) for state in ("COMPLETE", "PRUNED", "FAIL")}
-        reused = sum(o.reused for o in outcomes)
-        screened = sum(o.subsample is not None for o in outcomes)
-        result = {
-            "family": describe(finished), "params": finished["members"][0]["params"] if finished["method"] == "single" else {},
-            "metric": spec.metric, "cv_score": finished["cv_score"], "cv_std": float(np.std(winner.fold_scores)),
-            "trial": winner.number, "best_trial": {"number": winner.number, "family": winner.family,
-                                                   "params": winner.params, "cv_score": winner.score},
-            "finish": finished,
-            "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
-            "tune_run_id": parent, "seed": seed, "cv_folds": settings.cv_folds,
-            "validation": {"method": "holdout", "share": holdout} if holdout else {"method": "cv", "folds": settings.cv_folds},
-            "study": {"name": study, "reused_trials": reused, "screened_trials": screened},
-        }
-        earlier = sorted({o.origin for o in outcomes if o.reused and o.origin and o.origin != parent})
-        threshold = finished["threshold"]
-        with tracking_time:
-            tracking.log(parent, metrics={f"best/cv_{spec.metric}": winner.score, f"final/cv_{spec.metric}": finished["cv_score"],
-                                          "trials_complete": counts["COMPLETE"], "trials_pruned": counts["PRUNED"],
-                                          "trials_failed": counts["FAIL"], "trials_reused": reused, "trials_screened": screened,
-                                          "search_s": searched - started, "finish_s": finish_s,
-                                          "final/threshold": threshold["threshold"]}
-                         | {f"final/cv_{spec.metric}_{k}": v for k, v in finished["scores"].items()}
-                         | {f"final/log_loss_{k}": v for k, v in finished["calibration_log_loss"].items()},
-                         params={"best.family": winner.family, "best.trial": winner.number,
-                                 "final.model": describe(finished)[:500], "final.method": finished["method"],
-                                 "final.calibration": (finished["calibration"] or {}).get("method", "none"),
-                                 "final.threshold_objective": threshold["objective"]},
-                         tags={"mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000]}
-                         | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}))
-            tracking.log_artifact(parent, paths.leaderboard)
-            tracking.log_artifact(parent, paths.trials)
-        result["tracking_s"] = round(tracking_time.seconds, 3)
-        files.write_json(paths.best_params, result)
-        tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started})
-        status = "FINISHED"
-    finally:
-        progress.close()
-        tracking.finish_run(parent, status)
+                searched = time.time()
+                closing = time.perf_counter()
+            tracking_time.seconds += time.perf_counter() - closing  # the wait for the recorder to drain
+            if recorder.errors:
+                console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
+            winner = best(outcomes, metric.greater_is_better)
+            finished = finish(outcomes, objective, spec, finish_settings)
+            finish_s = time.time() - searched
+            trials_board = trial_table(outcomes, metric.greater_is_better, settings.objectives)
+            files.write_text(paths.trials, trials_board.to_csv(index=False))
+            board = model_leaderboard(outcomes, objective, finished, metric.greater_is_better)
+            files.write_text(paths.leaderboard, board.to_csv(index=False))
+            counts = {state: sum(o.state == state for o in outcomes) for state in ("COMPLETE", "PRUNED", "FAIL")}
+            reused = sum(o.reused for o in outcomes)
+            screened = sum(o.subsample is not None for o in outcomes)
+            result = {
+                "family": describe(finished), "params": finished["members"][0]["params"] if finished["method"] == "single" else {},
+                "metric": spec.metric, "cv_score": finished["cv_score"], "cv_std": float(np.std(winner.fold_scores)),
+                "trial": winner.number, "best_trial": {"number": winner.number, "family": winner.family,
+                                                       "params": winner.params, "cv_score": winner.score},
+                "finish": finished,
+                "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
+                "tune_run_id": parent, "seed": seed, "cv_folds": settings.cv_folds,
+                "validation": {"method": "holdout", "share": holdout} if holdout else {"method": "cv", "folds": settings.cv_folds},
+                "study": {"name": study, "reused_trials": reused, "screened_trials": screened},
+            }
+            earlier = sorted({o.origin for o in outcomes if o.reused and o.origin and o.origin != parent})
+            threshold = finished["threshold"]
+            with tracking_time:
+                tracking.log(parent, metrics={f"best/cv_{spec.metric}": winner.score, f"final/cv_{spec.metric}": finished["cv_score"],
+                                              "trials_complete": counts["COMPLETE"], "trials_pruned": counts["PRUNED"],
+                                              "trials_failed": counts["FAIL"], "trials_reused": reused, "trials_screened": screened,
+                                              "search_s": searched - started, "finish_s": finish_s,
+                                              "final/threshold": threshold["threshold"]}
+                             | {f"final/cv_{spec.metric}_{k}": v for k, v in finished["scores"].items()}
+                             | {f"final/log_loss_{k}": v for k, v in finished["calibration_log_loss"].items()},
+                             params={"best.family": winner.family, "best.trial": winner.number,
+                                     "final.model": describe(finished)[:500], "final.method": finished["method"],
+                                     "final.calibration": (finished["calibration"] or {}).get("method", "none"),
+                                     "final.threshold_objective": threshold["objective"]},
+                             tags={"mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000]}
+                             | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}))
+                tracking.log_artifact(parent, paths.leaderboard)
+                tracking.log_artifact(parent, paths.trials)
+            result["tracking_s"] = round(tracking_time.seconds, 3)
+            files.write_json(paths.best_params, result)
+            tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started})
+        finally:
+            progress.close()
     resumed = f", {reused} of them reused from study {study}" if reused else ""
     screened_note = f", {screened} screened on {screening:.0%} of the rows" if screened and screening else ""
     validation = f"holdout {holdout:.0%}" if holdout else f"{settings.cv_folds}-fold cv"
