@@ -95,6 +95,7 @@ class SourceSpec:
     timeout_s: float = 30.0
     retries: int = 3
     backoff_s: float = 0.5
+    max_download_mb: float = 256.0   # all pages together, decompressed: a gzip bomb stops here
 
     def __post_init__(self) -> None:
         where = "data.source"
@@ -112,6 +113,8 @@ class SourceSpec:
             raise ValueError(f"{where}: a sql source needs url and exactly one of table or query")
         if self.kind == "http" and not self.url:
             raise ValueError(f"{where}.url is required for an http source")
+        if not self.max_download_mb > 0:
+            raise ValueError(f"{where}.max_download_mb must be positive, got {self.max_download_mb}")
 
 
 @dataclass(frozen=True)
