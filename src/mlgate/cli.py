@@ -302,6 +302,8 @@ def infer_schema(name: str, source_path: str | None, target: str | None, task: s
 
     out = Path(conf_dir) / "data" / f"{name}.yaml"
     try:
+        if out.exists() and not out.is_file():
+            raise ValueError(f"{out} is a directory, not a data declaration; move it or choose another NAME")
         existing = (yaml.safe_load(out.read_text()) or {}) if out.is_file() else {}
         if not isinstance(existing, dict):
             raise ValueError(f"{out}: expected a mapping at the top level")

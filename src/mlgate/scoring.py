@@ -52,6 +52,10 @@ def score(predict: Callable[[pd.DataFrame], pd.DataFrame], input_path: Path, out
     if not input_path.is_file():
         raise StageError(f"{input_path}: input file not found")
     out_format = file_format(output_path)
+    if output_path.is_dir():
+        raise StageError(f"{output_path}: --output is a directory; give a file name ending in .csv, .csv.gz or .parquet")
+    if output_path.exists() and output_path.resolve() == input_path.resolve():
+        raise StageError(f"{output_path}: --output is the input file; scoring would replace it, give another name")
     done = 0
     with atomic_path(output_path) as staged:
         writer = None

@@ -275,3 +275,16 @@ def test_credit_data_round_trips(project_root):
 
     assert (spec.task, spec.positive_class) == ("binary", "bad")
     assert spec.contract.columns["Income"].max_missing_share is not None
+
+
+def test_cli_refuses_to_write_over_a_directory(tmp_path, monkeypatch, clean_frame):
+    monkeypatch.chdir(tmp_path)
+    clean_frame.to_csv("tiny.csv", index=False)
+    Path("conf/data/tiny.yaml").mkdir(parents=True)
+    (Path("conf/data/tiny.yaml") / "notes.md").write_text("mine")
+
+    result = _invoke("tiny", "--source", "tiny.csv", "--target", "churn")
+
+    assert result.exit_code == 1
+    assert "infer-schema error: conf/data/tiny.yaml is a directory, not a data declaration" in result.stderr
+    assert (Path("conf/data/tiny.yaml") / "notes.md").read_text() == "mine"

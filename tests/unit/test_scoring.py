@@ -53,3 +53,23 @@ def test_unusable_paths_are_named(tmp_path, rows, name, message):
 def test_keep_columns_must_exist(tmp_path, rows):
     with pytest.raises(StageError, match=r"--keep-columns \['customer'\] not in the file"):
         scoring.score(doubled, tmp_path / "in.csv", tmp_path / "out.csv", keep_columns=("customer",))
+
+
+def test_an_output_that_is_a_directory_is_refused_and_kept(tmp_path, rows):
+    kept = tmp_path / "out.parquet"
+    kept.mkdir()
+    (kept / "part-0.parquet").write_bytes(b"someone's data")
+
+    with pytest.raises(StageError, match=r"out\.parquet: --output is a directory"):
+        scoring.score(doubled, tmp_path / "in.csv", kept)
+
+    assert (kept / "part-0.parquet").read_bytes() == b"someone's data"
+
+
+def test_the_input_file_is_not_replaced_by_its_scores(tmp_path, rows):
+    before = (tmp_path / "in.csv").read_bytes()
+
+    with pytest.raises(StageError, match=r"--output is the input file"):
+        scoring.score(doubled, tmp_path / "in.csv", tmp_path / "." / "in.csv")
+
+    assert (tmp_path / "in.csv").read_bytes() == before
