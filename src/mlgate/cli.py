@@ -258,7 +258,8 @@ def score(input_path: Path, output_path: Path, model: str | None, alias: str, mo
         with tqdm(total=scoring.total_rows(input_path) if input_path.is_file() else None, unit="rows",
                   disable=None) as bar:
             rows = scoring.score(loaded.predict_unchecked, input_path, output_path, chunk_rows=chunk_rows,
-                                 keep_columns=keep, progress=bar.update)
+                                 keep_columns=keep, progress=bar.update,
+                                 finite_columns=tuple((loaded.features or {}).get("numeric", ())))
     except (StageError, config.ConfigError) as error:
         console.fail("score", str(error))
         sys.exit(1)
