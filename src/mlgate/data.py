@@ -42,6 +42,8 @@ class ColumnSpec:
             raise ValueError(f"role must be one of {ROLES}, got '{self.role}'")
         if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
             raise ValueError(f"min/max apply to integer and float columns, not '{self.type}'")
+        if any(bound is not None and bound != bound for bound in (self.min, self.max)):   # .nan in YAML
+            raise ValueError("min/max must be numbers; .nan compares false with everything and would check nothing")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min:g} is above max {self.max:g}")
         if self.categories is not None and self.type not in ("string", "boolean", "integer"):

@@ -277,6 +277,7 @@ def test_datetime_column_accepts_iso_dates_and_names_the_first_bad_one(clean_fra
     ("churn", {"role": "id"}, "the target cannot have role 'id'"),
     ("plan", {"non_finite": "missing"}, "non_finite applies to integer and float columns, not 'string'"),
     ("charges", {"non_finite": "drop"}, "non_finite must be one of ('fail', 'missing')"),
+    ("charges", {"max": float("nan")}, "min/max must be numbers; .nan compares false with everything"),
 ])
 def test_contract_mistakes_name_the_column(data_section, column, fields, message):
     data_section["contract"]["columns"][column].update(fields)
