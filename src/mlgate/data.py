@@ -305,9 +305,10 @@ def as_numbers(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values):
         return values.astype("float64")
     numbers = pd.to_numeric(values.astype(object), errors="coerce").astype("float64")
-    unread = numbers.isna() & values.map(lambda v: isinstance(v, str) and _DECIMAL.fullmatch(v) is not None)
-    if unread.any():
-        numbers[unread] = values[unread].map(float)
+    candidates = values[numbers.isna() & values.notna()]
+    unread = candidates[candidates.map(lambda v: isinstance(v, str) and _DECIMAL.fullmatch(v) is not None).astype(bool)]
+    if len(unread):
+        numbers[unread.index] = unread.map(float)
     return numbers
 
 
