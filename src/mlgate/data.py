@@ -257,7 +257,8 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
             limit = 0.0
         share = float(absent.mean()) if len(values) else 0.0
         if share > limit:
-            counted = " (infinite or too large values included: non_finite: missing)" if beyond.any() and policy == "missing" else ""
+            counted = (" (infinite or too large values included: non_finite: missing)"
+                       if beyond.any() and policy == "missing" else "")
             violations.append(Violation(column, "max_missing_share",
                                         f"{share:.2%} missing ({int(absent.sum()):,} rows{counted}), limit {limit:.2%}"))
         if not type_problems:
@@ -321,7 +322,8 @@ def non_finite(values: pd.Series) -> pd.Series:
 
 
 def _non_finite_violation(column: str, values: pd.Series, beyond: pd.Series) -> Violation:
-    rows = ", ".join(_row(i).removeprefix("row ") for i in beyond.index[beyond][:5]) + (", ..." if beyond.sum() > 5 else "")
+    rows = ", ".join(_row(i).removeprefix("row ") for i in beyond.index[beyond][:5])
+    rows += ", ..." if beyond.sum() > 5 else ""
     return Violation(column, "finite", f"{int(beyond.sum()):,} value(s) are infinite or beyond ±{LARGEST_NUMBER:.1e}, "
                                        f"first {_shown(values[beyond].iloc[0])}, at row(s) {rows}; the contract allows "
                                        f"finite numbers only (non_finite: fail); fix the source, or set non_finite: "
@@ -546,7 +548,8 @@ def conform_features(frame: pd.DataFrame, numeric: list[str], categorical: list[
         values = as_numbers(frame[column])
         unread = values.isna() & frame[column].notna()
         if unread.any():
-            raise ValueError(f"column '{column}': {frame[column][unread].iloc[0]!r} at {_row(unread.idxmax())} is not a number")
+            raise ValueError(f"column '{column}': {frame[column][unread].iloc[0]!r} at {_row(unread.idxmax())} "
+                             f"is not a number")
         out[column] = values
     for column in categorical:
         values = frame[column].astype(object)

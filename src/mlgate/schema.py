@@ -263,4 +263,5 @@ def draft(frame: pd.DataFrame, name: str, source: dict[str, Any], target: str, *
     infinite = [f"{column}: {int(non_finite(frame[column]).sum()):,} infinite or too large value(s); drafted as "
                 f"non_finite: missing (read as missing values); fix the source if they are errors"
                 for column, spec in contract["columns"].items() if spec.get("non_finite")]
-    return Draft(text, summary(contract, len(frame)), [*infinite, *(f"{w.column}: {w.message}" for w in result.warnings)])
+    warned = [f"{w.column}: {w.message}" for w in result.warnings]
+    return Draft(text, summary(contract, len(frame)), [*infinite, *warned])

@@ -302,7 +302,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
 
 
 def _session(source: SourceSpec):
@@ -310,7 +311,8 @@ def _session(source: SourceSpec):
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    secret_headers = {header: _env(var, f"data.source.headers_env.{header}") for header, var in source.headers_env.items()}
+    secret_headers = {header: _env(var, f"data.source.headers_env.{header}")
+                      for header, var in source.headers_env.items()}
     origin = _origin(str(source.url))
 
     class Session(requests.Session):
@@ -345,10 +347,11 @@ def _get(session, source: SourceSpec, url: str, params: dict[str, Any], budget: 
     body, a gzip bomb say, stops the read there with a clear error instead of filling memory."""
     import requests
 
+    # requests' errors repeat the URL with its query string
+    secrets = [*_url_secrets(url), *(str(v) for k, v in params.items() if _SECRET_KEY.search(str(k)))]
     try:
         response = session.get(url, params=params, timeout=source.timeout_s, stream=True)
     except requests.RequestException as error:
-        secrets = [*_url_secrets(url), *(str(v) for k, v in params.items() if _SECRET_KEY.search(str(k)))]
         raise StageError(f"GET {masked(url)}: {type(error).__name__} after {source.retries} retries: "
                          f"{_hide(str(error), secrets)}") from None
     with response:
@@ -365,7 +368,8 @@ def _get(session, source: SourceSpec, url: str, params: dict[str, Any], budget: 
                                      f"({source.max_download_mb:g} MB, decompressed, over all pages); raise it if "
                                      f"the data really is that large")
         except requests.RequestException as error:
-            raise StageError(f"GET {shown}: {type(error).__name__} while reading the body: {error}") from None
+            raise StageError(f"GET {shown}: {type(error).__name__} while reading the body: "
+                             f"{_hide(str(error), secrets)}") from None
     return _Page(response.url, response.headers, bytes(body))
 
 
@@ -406,10 +410,10 @@ def _read_http(source: SourceSpec, what: str) -> pd.DataFrame:
                 params[paging.get("param", "page")] = page
                 if "size" in paging:
                     params[paging.get("size_param", "per_page")] = paging["size"]
-            response = _get(session, source, str(source.url), params, budget, what)
-            budget -= len(response.body)
-            shown = masked(response.url)
-            payload = _json(response)
+            fetched = _get(session, source, str(source.url), params, budget, what)
+            budget -= len(fetched.body)
+            shown = masked(fetched.url)
+            payload = _json(fetched)
             batch = _dig(payload, source.records_key, shown)
             if not isinstance(batch, list):
                 raise StageError(f"{shown}: '{source.records_key or 'the response'}' is not a list of records")
@@ -436,9 +440,9 @@ def _read_http(source: SourceSpec, what: str) -> pd.DataFrame:
 
 def _http_fingerprint(source: SourceSpec) -> dict[str, Any]:
     with _session(source) as session:
-        response = _get(session, source, str(source.url), dict(source.params), int(source.max_download_mb * 1e6),
-                        "data.source")
+        fetched = _get(session, source, str(source.url), dict(source.params), int(source.max_download_mb * 1e6),
+                       "data.source")
     for header in ("ETag", "Last-Modified"):
-        if header in response.headers:
-            return {header.lower(): response.headers[header]}
-    return {"first_page_sha256": hashlib.sha256(response.body).hexdigest()}
+        if header in fetched.headers:
+            return {header.lower(): fetched.headers[header]}
+    return {"first_page_sha256": hashlib.sha256(fetched.body).hexdigest()}
