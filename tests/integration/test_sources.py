@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from mlgate import sources
-from mlgate.data import SourceSpec
+from mlgate.data import SourceSpec, check_contract
 from mlgate.project import StageError
 from tests.conftest import POSTGRES, REPO, scratch_table
 
@@ -351,3 +351,20 @@ def test_a_parameter_the_query_does_not_name_is_a_clear_error_when_fingerprintin
                       params={"min_tenure": 1, "max_tenure": 9})
     with pytest.raises(StageError, match=r"\(query\): ArgumentError: .*bound parameter named 'max_tenure'"):
         sources.fingerprint(spec)
+
+
+@pytest.mark.parametrize("url", ["sqlite", POSTGRES])
+def test_infinities_stored_in_a_database_fail_the_contract_by_name(url, tmp_path):
+    from tests.conftest import spec_over
+
+    url = f"sqlite:///{tmp_path / 'source.db'}" if url == "sqlite" else url
+    with scratch_table(url, "inf") as (engine, table):
+        frame = pd.DataFrame({"charges": [float(i) for i in range(12)], "churn": ["Yes", "No"] * 6})
+        frame.loc[[4, 9], "charges"] = [float("inf"), float("-inf")]   # IEEE infinities, as the driver stores them
+        frame.to_sql(table, engine, index=False)
+        read = sources.read(SourceSpec(kind="sql", url=url, table=table))
+
+    [violation] = check_contract(read, spec_over({"charges": {"type": "float"}})).violations
+
+    assert (violation.column, violation.rule) == ("charges", "finite")
+    assert "2 value(s) are infinite or beyond ±3.4e+38, first inf, at row(s) 5, 10" in violation.message
