@@ -136,6 +136,10 @@ class Api(BaseHTTPRequestHandler):
                 self.reply(200, json.dumps(RECORDS[:2]))
         elif url.path == "/loop":   # a cursor API that hands back the first cursor again
             self.reply(200, json.dumps({"results": RECORDS[:2], "next": "a"}))
+        elif url.path == "/infinite":   # JSON as Python's json module and many APIs write it
+            charges = ["0", "1", "2", "3", "Infinity", "5", "6", "7", "8", "1e999", "10", "11"]
+            self.reply(200, "[" + ",".join(f'{{"charges": {c}, "churn": "{"Yes" if i % 2 else "No"}"}}'
+                                           for i, c in enumerate(charges)) + "]")
         elif url.path == "/badjson":
             self.reply(200, "<html>not json</html>")
         else:
@@ -363,6 +367,17 @@ def test_infinities_stored_in_a_database_fail_the_contract_by_name(url, tmp_path
         frame.loc[[4, 9], "charges"] = [float("inf"), float("-inf")]   # IEEE infinities, as the driver stores them
         frame.to_sql(table, engine, index=False)
         read = sources.read(SourceSpec(kind="sql", url=url, table=table))
+
+    [violation] = check_contract(read, spec_over({"charges": {"type": "float"}})).violations
+
+    assert (violation.column, violation.rule) == ("charges", "finite")
+    assert "2 value(s) are infinite or beyond ±3.4e+38, first inf, at row(s) 5, 10" in violation.message
+
+
+def test_infinities_in_a_json_api_fail_the_contract_by_name(api):
+    from tests.conftest import spec_over
+
+    read = sources.read(http(f"{api}/infinite"))
 
     [violation] = check_contract(read, spec_over({"charges": {"type": "float"}})).violations
 
