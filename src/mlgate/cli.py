@@ -258,7 +258,8 @@ def score(input_path: Path, output_path: Path, model: str | None, alias: str, mo
         with tqdm(total=scoring.total_rows(input_path) if input_path.is_file() else None, unit="rows",
                   disable=None) as bar:
             rows = scoring.score(loaded.predict_unchecked, input_path, output_path, chunk_rows=chunk_rows,
-                                 keep_columns=keep, progress=bar.update)
+                                 keep_columns=keep, progress=bar.update,
+                                 finite_columns=tuple((loaded.features or {}).get("numeric", ())))
     except (StageError, config.ConfigError) as error:
         console.fail("score", str(error))
         sys.exit(1)
@@ -302,6 +303,8 @@ def infer_schema(name: str, source_path: str | None, target: str | None, task: s
 
     out = Path(conf_dir) / "data" / f"{name}.yaml"
     try:
+        if out.exists() and not out.is_file():
+            raise ValueError(f"{out} is a directory, not a data declaration; move it or choose another NAME")
         existing = (yaml.safe_load(out.read_text()) or {}) if out.is_file() else {}
         if not isinstance(existing, dict):
             raise ValueError(f"{out}: expected a mapping at the top level")

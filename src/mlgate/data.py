@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,11 @@ COLUMN_TYPES = ("integer", "float", "string", "boolean", "datetime", "text")
 ROLES = ("feature", "id")                      # an id column is checked for uniqueness, never a feature
 CATEGORY_POLICIES = ("fail", "warn", "other")  # a value outside `categories`: violation, warning, or mapped
 MISSING_COLUMN_POLICIES = ("fail", "impute")   # a feature column absent at predict time
+NON_FINITE_POLICIES = ("fail", "missing")      # an infinite or too large number: violation, or a missing value
+# The largest magnitude a numeric column may hold: float32's. Tree models (random forest, extra
+# trees) compute in float32, where a larger number is an infinity and fails the fit.
+LARGEST_NUMBER = float(np.finfo(np.float32).max)
+_DECIMAL = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 OTHER_CATEGORY = "__other__"
 
 
@@ -27,6 +33,7 @@ class ColumnSpec:
     categories: list[str] | None = None         # the allowed values; None: any
     new_categories: str | None = None           # policy for values outside `categories`; None: the contract's
     unique: bool = False
+    non_finite: str | None = None               # policy for inf, -inf and |x| > 3.4e38; None: the contract's
 
     def __post_init__(self) -> None:
         if self.type not in COLUMN_TYPES:
@@ -35,12 +42,19 @@ class ColumnSpec:
             raise ValueError(f"role must be one of {ROLES}, got '{self.role}'")
         if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
             raise ValueError(f"min/max apply to integer and float columns, not '{self.type}'")
+        if any(bound is not None and bound != bound for bound in (self.min, self.max)):   # .nan in YAML
+            raise ValueError("min/max must be numbers; .nan compares false with everything and would check nothing")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min:g} is above max {self.max:g}")
         if self.categories is not None and self.type not in ("string", "boolean", "integer"):
             raise ValueError(f"categories apply to string, boolean and integer columns, not '{self.type}'")
         if self.new_categories is not None and self.new_categories not in CATEGORY_POLICIES:
             raise ValueError(f"new_categories must be one of {CATEGORY_POLICIES}, got '{self.new_categories}'")
+        if self.non_finite is not None:
+            if self.non_finite not in NON_FINITE_POLICIES:
+                raise ValueError(f"non_finite must be one of {NON_FINITE_POLICIES}, got '{self.non_finite}'")
+            if self.type not in ("integer", "float"):
+                raise ValueError(f"non_finite applies to integer and float columns, not '{self.type}'")
 
 
 @dataclass(frozen=True)
@@ -52,12 +66,15 @@ class Contract:
     max_missing_share: float = 0.0
     new_categories: str = "warn"
     missing_columns: str = "fail"
+    non_finite: str = "fail"   # numeric columns hold finite numbers within ±3.4e38 unless a column says missing
     # A feature that alone reaches this ROC AUC (binary) or R² (regression) is named as a likely leak.
     leakage_threshold: float = 0.98
 
     def __post_init__(self) -> None:
         if self.new_categories not in CATEGORY_POLICIES:
             raise ValueError(f"data.contract.new_categories must be one of {CATEGORY_POLICIES}, got '{self.new_categories}'")
+        if self.non_finite not in NON_FINITE_POLICIES:
+            raise ValueError(f"data.contract.non_finite must be one of {NON_FINITE_POLICIES}, got '{self.non_finite}'")
         if self.missing_columns not in MISSING_COLUMN_POLICIES:
             raise ValueError(f"data.contract.missing_columns must be one of {MISSING_COLUMN_POLICIES}, "
                              f"got '{self.missing_columns}'")
@@ -66,6 +83,9 @@ class Contract:
 
     def category_policy(self, column: str) -> str:
         return self.columns[column].new_categories or self.new_categories
+
+    def non_finite_policy(self, column: str) -> str:
+        return self.columns[column].non_finite or self.non_finite
 
 
 SOURCE_KINDS = ("file", "sql", "http")
@@ -95,6 +115,7 @@ class SourceSpec:
     timeout_s: float = 30.0
     retries: int = 3
     backoff_s: float = 0.5
+    max_download_mb: float = 256.0   # all pages together, decompressed: a gzip bomb stops here
 
     def __post_init__(self) -> None:
         where = "data.source"
@@ -112,6 +133,8 @@ class SourceSpec:
             raise ValueError(f"{where}: a sql source needs url and exactly one of table or query")
         if self.kind == "http" and not self.url:
             raise ValueError(f"{where}.url is required for an http source")
+        if not self.max_download_mb > 0:
+            raise ValueError(f"{where}.max_download_mb must be positive, got {self.max_download_mb}")
 
 
 @dataclass(frozen=True)
@@ -223,15 +246,23 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
         values = frame[column]
         type_problems = _check_type(column, values, col_spec.type)
         violations.extend(type_problems)
+        numeric = col_spec.type in ("integer", "float") and not type_problems
+        beyond = non_finite(values) if numeric else pd.Series(False, index=values.index)
+        policy = contract.non_finite_policy(column) if numeric else "fail"
+        if beyond.any() and policy == "fail":
+            violations.append(_non_finite_violation(column, values, beyond))
+        absent = values.isna() | beyond if policy == "missing" else values.isna()
         limit = contract.max_missing_share if col_spec.max_missing_share is None else col_spec.max_missing_share
         if column == spec.target:
             limit = 0.0
-        share = float(values.isna().mean()) if len(values) else 0.0
+        share = float(absent.mean()) if len(values) else 0.0
         if share > limit:
+            counted = (" (infinite or too large values included: non_finite: missing)"
+                       if beyond.any() and policy == "missing" else "")
             violations.append(Violation(column, "max_missing_share",
-                                        f"{share:.2%} missing ({int(values.isna().sum()):,} rows), limit {limit:.2%}"))
+                                        f"{share:.2%} missing ({int(absent.sum()):,} rows{counted}), limit {limit:.2%}"))
         if not type_problems:
-            violations.extend(_check_range(column, values, col_spec))
+            violations.extend(_check_range(column, values.where(~beyond), col_spec))
         if col_spec.categories is not None:
             if col_spec.type == "boolean":
                 values = normalize_boolean(values)
@@ -268,6 +299,37 @@ def parse_datetime(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
 
 
+def as_numbers(values: pd.Series) -> pd.Series:
+    """``values`` as float64, NaN where a value is not a number. Text is read as pandas reads it
+    (inf, -Infinity, 1.5e3), and a decimal whose exponent overflows (1e999, which read_csv leaves
+    as text) as the infinity it stands for, so the finite rule, not the type rule, names it."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64")
+    numbers = pd.to_numeric(values.astype(object), errors="coerce").astype("float64")
+    candidates = values[numbers.isna() & values.notna()]
+    unread = candidates[candidates.map(lambda v: isinstance(v, str) and _DECIMAL.fullmatch(v) is not None).astype(bool)]
+    if len(unread):
+        numbers[unread.index] = unread.map(float)
+    return numbers
+
+
+def non_finite(values: pd.Series) -> pd.Series:
+    """True where a value is a number (or text read as one: inf, -Infinity, 1e999) that is infinite
+    or larger in magnitude than LARGEST_NUMBER. Missing values and words are False."""
+    numbers = as_numbers(values)
+    with np.errstate(invalid="ignore"):
+        return pd.Series(np.abs(numbers.to_numpy()) > LARGEST_NUMBER, index=values.index)
+
+
+def _non_finite_violation(column: str, values: pd.Series, beyond: pd.Series) -> Violation:
+    rows = ", ".join(_row(i).removeprefix("row ") for i in beyond.index[beyond][:5])
+    rows += ", ..." if beyond.sum() > 5 else ""
+    return Violation(column, "finite", f"{int(beyond.sum()):,} value(s) are infinite or beyond ±{LARGEST_NUMBER:.1e}, "
+                                       f"first {_shown(values[beyond].iloc[0])}, at row(s) {rows}; the contract allows "
+                                       f"finite numbers only (non_finite: fail); fix the source, or set non_finite: "
+                                       f"missing on the column to read them as missing values")
+
+
 def _shown(value: Any) -> str:
     """A value as the user wrote it: 3, not np.int64(3)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
@@ -281,13 +343,15 @@ def _row(index: Any) -> str:
 def _check_type(column: str, values: pd.Series, declared: str) -> list[Violation]:
     present = values.dropna()
     if declared in ("integer", "float"):
-        numeric = pd.to_numeric(present, errors="coerce") if not pd.api.types.is_numeric_dtype(present) else present
+        numeric = as_numbers(present) if not pd.api.types.is_numeric_dtype(present) else present
         bad = present[numeric.isna()]
         if len(bad):
             return [Violation(column, "type", f"declared {declared} but {len(bad):,} value(s) are not numeric, "
                                               f"first {_shown(bad.iloc[0])} at {_row(bad.index[0])}")]
         if declared == "integer" and len(numeric):
-            fractional = numeric[np.mod(numeric.astype(float), 1) != 0]
+            as_float = numeric.astype(float)   # an infinity has no fractional part: the finite rule names it
+            with np.errstate(invalid="ignore"):
+                fractional = numeric[(np.mod(as_float, 1) != 0) & np.isfinite(as_float)]
             if len(fractional):
                 return [Violation(column, "type", f"declared integer but {len(fractional):,} value(s) have a "
                                                   f"fractional part, first {_shown(fractional.iloc[0])} at {_row(fractional.index[0])}")]
@@ -307,7 +371,7 @@ def _check_type(column: str, values: pd.Series, declared: str) -> list[Violation
 def _check_range(column: str, values: pd.Series, col_spec: ColumnSpec) -> list[Violation]:
     if col_spec.min is None and col_spec.max is None:
         return []
-    numeric = pd.to_numeric(values, errors="coerce")
+    numeric = as_numbers(values)
     problems = []
     for bound, limit, outside in (("min", col_spec.min, numeric < (col_spec.min or 0)),
                                   ("max", col_spec.max, numeric > (col_spec.max or 0))):
@@ -374,7 +438,8 @@ def leakage_scores(frame: pd.DataFrame, spec: DataSpec, seed: int = 0) -> dict[s
             continue
         values = rows[column]
         if column in spec.numeric_features:
-            x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+            x = as_numbers(values).to_numpy(dtype=float, copy=True)
+            x[np.abs(x) > LARGEST_NUMBER] = np.nan   # reported by the finite rule (or missing by policy)
             if np.isnan(x).all() or np.nanstd(x) == 0:
                 continue
             x = np.where(np.isnan(x), np.nanmin(x) - 1.0, x)
@@ -454,11 +519,19 @@ def _check_multiclass(target: pd.Series, spec: DataSpec, *, labelled: bool) -> l
 
 
 def conform(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
-    """Feature columns and the target only: numerics as float64, categoricals and text as str with
-    NaN kept, datetimes as UTC timestamps."""
+    """Feature columns and the target only: numerics as float64 (an infinite or too large value
+    missing under non_finite: missing, an error otherwise: no model sees one), categoricals and
+    text as str with NaN kept, datetimes as UTC timestamps."""
     present = [c for c in spec.features if c in frame.columns]
     features = conform_features(frame, [c for c in spec.numeric_features if c in present],
                                 [c for c in spec.categorical_features + spec.text_features if c in present])
+    for column in [c for c in spec.numeric_features if c in present]:
+        beyond = non_finite(features[column])
+        if not beyond.any():
+            continue
+        if spec.contract.non_finite_policy(column) != "missing":
+            raise ValueError(f"column '{column}': {_non_finite_violation(column, frame[column], beyond).message}")
+        features[column] = features[column].where(~beyond)
     for column in spec.datetime_features:
         if column in present:
             features[column] = parse_datetime(frame[column])
@@ -472,7 +545,12 @@ def conform_features(frame: pd.DataFrame, numeric: list[str], categorical: list[
     """The given columns in that order: numerics as float64, categoricals as str with NaN kept."""
     out = {}
     for column in numeric:
-        out[column] = pd.to_numeric(frame[column], errors="raise").astype("float64")
+        values = as_numbers(frame[column])
+        unread = values.isna() & frame[column].notna()
+        if unread.any():
+            raise ValueError(f"column '{column}': {frame[column][unread].iloc[0]!r} at {_row(unread.idxmax())} "
+                             f"is not a number")
+        out[column] = values
     for column in categorical:
         values = frame[column].astype(object)
         out[column] = values.where(values.isna(), values.astype(str))

@@ -19,6 +19,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
     Works for files and directories alike: the caller writes whatever it likes at the yielded path.
+    A directory replaces a directory (a stage's output folder); a file never replaces a directory,
+    which is someone's data, not an earlier output of the same kind.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +29,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield staged
         if target.is_dir() and not target.is_symlink():
+            if not staged.is_dir():
+                raise IsADirectoryError(f"{target} is a directory; not replacing it with a file")
             shutil.rmtree(target)
         os.replace(staged, target)
     finally:

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from mlgate import config
-from mlgate.data import TASKS, DataSpec, check_contract, parse_datetime
+from mlgate.data import LARGEST_NUMBER, TASKS, DataSpec, as_numbers, check_contract, non_finite, parse_datetime
 
 MAX_CATEGORIES = 30          # a string column with more distinct values gets no `categories` list
 TEXT_MEDIAN_LENGTH = 30      # free text: median length above this ...
@@ -47,8 +47,9 @@ def column_type(values: pd.Series) -> str:
     if pd.api.types.is_datetime64_any_dtype(present):
         return "datetime"
     numeric = _as_numeric(present)
-    if numeric is not None:
-        return "integer" if (np.mod(numeric.astype(float), 1) == 0).all() else "float"
+    if numeric is not None:   # an infinity says nothing about the type: the finite values decide
+        finite = numeric[np.abs(numeric.astype(float)) <= LARGEST_NUMBER]
+        return "integer" if len(finite) and (np.mod(finite.astype(float), 1) == 0).all() else "float"
     if not present.map(lambda value: isinstance(value, str)).all():
         return "string"
     if present.str.contains(r"[-:]").all() and parse_datetime(present).notna().all():
@@ -101,7 +102,7 @@ def infer_contract(frame: pd.DataFrame, target: str, task: str) -> dict[str, Any
     if task in ("binary", "multiclass"):
         smallest_class = int(frame[target].astype(str).value_counts().min())
         contract["min_class_count"] = max(1, smallest_class // 2)
-    contract |= {"max_missing_share": 0.0, "new_categories": "warn", "missing_columns": "fail",
+    contract |= {"max_missing_share": 0.0, "new_categories": "warn", "missing_columns": "fail", "non_finite": "fail",
                  "leakage_threshold": 0.98,
                  "columns": {str(name): _column_spec(frame[name], is_target=name == target) for name in frame.columns}}
     return contract
@@ -112,10 +113,13 @@ def _column_spec(values: pd.Series, *, is_target: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": kind}
     if not is_target and ID_NAME.search(str(values.name)) and values.notna().all() and values.is_unique:
         return spec | {"role": "id"}   # ids grow and change: no range or categories to hold them to
-    missing_share = float(values.isna().mean())
+    beyond = non_finite(values) if kind in ("integer", "float") else pd.Series(False, index=values.index)
+    if beyond.any():   # described as they will be read: missing values, and the draft's warnings say so
+        spec["non_finite"] = "missing"
+    missing_share = float((values.isna() | beyond).mean())
     if missing_share > 0:
         spec["max_missing_share"] = _missing_limit(missing_share)
-    present = values.dropna()
+    present = values[values.notna() & ~beyond]
     if kind in ("integer", "float") and not present.empty:
         numeric = _as_numeric(present)
         cast = int if kind == "integer" else float
@@ -157,6 +161,12 @@ def _check_target(values: pd.Series, task: str) -> None:
                              f"for stratified cross-validation folds; merge them into another class or drop their rows")
     if task == "regression" and column_type(values) not in ("integer", "float"):
         raise ValueError(f"a regression target must be numeric; '{values.name}' holds {_examples(classes)}")
+    beyond = non_finite(values) if task == "regression" else pd.Series(False, index=values.index)
+    if beyond.any():
+        rows = ", ".join(str(position + 1) for position in np.flatnonzero(beyond.to_numpy())[:5])
+        raise ValueError(f"target '{values.name}' has {int(beyond.sum()):,} infinite or too large value(s) (beyond "
+                         f"±{LARGEST_NUMBER:.1e}) at row(s) {rows}{', ...' if beyond.sum() > 5 else ''}; no model "
+                         f"can learn from them: drop or fix those rows in the source first")
 
 
 def _missing_limit(observed: float) -> float:
@@ -179,7 +189,7 @@ def _as_numeric(present: pd.Series) -> pd.Series | None:
     """The values as numbers, or None when any of them is not a number."""
     if pd.api.types.is_numeric_dtype(present):
         return present
-    numeric = pd.to_numeric(present, errors="coerce")
+    numeric = as_numbers(present)
     return None if numeric.isna().any() else numeric
 
 
@@ -250,4 +260,8 @@ def draft(frame: pd.DataFrame, name: str, source: dict[str, Any], target: str, *
     if not result.passed:
         problems = "; ".join(f"{v.column}: {v.message}" for v in result.violations)
         raise ValueError(f"the inferred contract rejects the data it came from (please report): {problems}")
-    return Draft(text, summary(contract, len(frame)), [f"{w.column}: {w.message}" for w in result.warnings])
+    infinite = [f"{column}: {int(non_finite(frame[column]).sum()):,} infinite or too large value(s); drafted as "
+                f"non_finite: missing (read as missing values); fix the source if they are errors"
+                for column, spec in contract["columns"].items() if spec.get("non_finite")]
+    warned = [f"{w.column}: {w.message}" for w in result.warnings]
+    return Draft(text, summary(contract, len(frame)), [*infinite, *warned])

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlgate.data import LARGEST_NUMBER, non_finite
 from mlgate.features import InputValidationError
 from mlgate.files import atomic_path
 from mlgate.project import StageError
@@ -43,15 +44,21 @@ def total_rows(path: Path) -> int | None:
 
 
 def score(predict: Callable[[pd.DataFrame], pd.DataFrame], input_path: Path, output_path: Path, *,
-          chunk_rows: int = 100_000, keep_columns: tuple[str, ...] = (),
+          chunk_rows: int = 100_000, keep_columns: tuple[str, ...] = (), finite_columns: tuple[str, ...] = (),
           progress: Callable[[int], Any] = lambda rows: None) -> int:
     """Predict every row of ``input_path`` into ``output_path``; returns the number of rows.
 
     The output holds ``keep_columns`` from the input (an id, say) and the model's outputs, in input order.
+    ``finite_columns`` (the model's numeric inputs) must hold finite numbers: an infinity stops the
+    run naming column and rows, before the model sees it.
     """
     if not input_path.is_file():
         raise StageError(f"{input_path}: input file not found")
     out_format = file_format(output_path)
+    if output_path.is_dir():
+        raise StageError(f"{output_path}: --output is a directory; give a file name ending in .csv, .csv.gz or .parquet")
+    if output_path.exists() and output_path.resolve() == input_path.resolve():
+        raise StageError(f"{output_path}: --output is the input file; scoring would replace it, give another name")
     done = 0
     with atomic_path(output_path) as staged:
         writer = None
@@ -60,6 +67,7 @@ def score(predict: Callable[[pd.DataFrame], pd.DataFrame], input_path: Path, out
                 absent = [c for c in keep_columns if c not in chunk.columns]
                 if absent:
                     raise StageError(f"{input_path}: --keep-columns {absent} not in the file")
+                _check_finite(chunk, finite_columns, input_path, done)
                 try:
                     output = predict(chunk)
                 except InputValidationError as error:
@@ -80,3 +88,16 @@ def score(predict: Callable[[pd.DataFrame], pd.DataFrame], input_path: Path, out
         if done == 0:
             raise StageError(f"{input_path}: no rows to score")
     return done
+
+
+def _check_finite(chunk: pd.DataFrame, columns: tuple[str, ...], input_path: Path, done: int) -> None:
+    """scikit-learn raises on an infinity (or a number beyond float32's range) and some models
+    predict garbage from one: name the column and rows (counted from 1 over the whole file) instead."""
+    for column in (c for c in columns if c in chunk.columns):
+        beyond = non_finite(chunk[column]).to_numpy()
+        if beyond.any():
+            rows = [done + position + 1 for position in beyond.nonzero()[0][:5]]
+            raise StageError(f"{input_path}: column '{column}': {int(beyond.sum()):,} infinite or too large value(s) "
+                             f"(beyond ±{LARGEST_NUMBER:.1e}) at row(s) {', '.join(f'{r:,}' for r in rows)}"
+                             f"{', ...' if beyond.sum() > 5 else ''}; the model takes finite numbers only: fix them, "
+                             f"or leave them empty to score them as missing values")

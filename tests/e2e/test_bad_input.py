@@ -159,6 +159,11 @@ BAD_INPUTS = {
                     ["column 'tenure', rule 'type': declared integer but 1 value(s) are not numeric, first 'twelve' at row 18"]),
     "missing_share": (table(lambda f: put(f, slice(0, 499), "monthly_charges", None)), [], "validate",
                       ["column 'monthly_charges', rule 'max_missing_share': 7.10% missing (500 rows), limit 0.00%"]),
+    # read_csv reads Infinity as a float infinity and leaves 1e999 as text: both are named, never reach a library
+    "infinite_values": (table(lambda f: put(put(f, 17, "monthly_charges", "Infinity"), 40, "monthly_charges", "1e999")),
+                        [], "validate",
+                        ["column 'monthly_charges', rule 'finite': 2 value(s) are infinite or beyond ±3.4e+38, first "
+                         "'Infinity', at row(s) 18, 41; the contract allows finite numbers only (non_finite: fail)"]),
     "out_of_range": (table(lambda f: put(f, 17, "tenure", -3)), ["++data.contract.columns.tenure.min=0"], "validate",
                      ["column 'tenure', rule 'range': 1 value(s) below min 0 (observed min -3, first at row 18)"]),
     "category_not_allowed": (table(lambda f: f), TWO_CATEGORIES, "validate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from mlgate import sources
-from mlgate.data import SourceSpec
+from mlgate.data import SourceSpec, check_contract
 from mlgate.project import StageError
 from tests.conftest import POSTGRES, REPO, scratch_table
 
@@ -133,6 +134,12 @@ class Api(BaseHTTPRequestHandler):
                 self.reply(401, '{"error": "unauthorised"}')
             else:
                 self.reply(200, json.dumps(RECORDS[:2]))
+        elif url.path == "/loop":   # a cursor API that hands back the first cursor again
+            self.reply(200, json.dumps({"results": RECORDS[:2], "next": "a"}))
+        elif url.path == "/infinite":   # JSON as Python's json module and many APIs write it
+            charges = ["0", "1", "2", "3", "Infinity", "5", "6", "7", "8", "1e999", "10", "11"]
+            self.reply(200, "[" + ",".join(f'{{"charges": {c}, "churn": "{"Yes" if i % 2 else "No"}"}}'
+                                           for i, c in enumerate(charges)) + "]")
         elif url.path == "/badjson":
             self.reply(200, "<html>not json</html>")
         else:
@@ -190,3 +197,189 @@ def test_headers_come_from_the_environment(api, monkeypatch):
 def test_http_fingerprint_prefers_the_etag(api):
     assert sources.fingerprint(http(f"{api}/paged"))["etag"] == '"v1"'
     assert "first_page_sha256" in sources.fingerprint(http(f"{api}/cursor"))
+
+
+class Leaky(BaseHTTPRequestHandler):
+    """Records the headers of every request; /redirect sends the client to ``target`` (another port)."""
+
+    target = ""
+    seen: list[dict[str, str]] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        Leaky.seen.append({"path": self.path, **dict(self.headers)})
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", f"{Leaky.target}/rows")
+            self.end_headers()
+            return
+        body = json.dumps(RECORDS[:3]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def two_origins():
+    """Two servers on 127.0.0.1, different ports: the first redirects to the second."""
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Leaky) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    first, second = (f"http://127.0.0.1:{server.server_address[1]}" for server in servers)
+    Leaky.target, Leaky.seen = second, []
+    yield first, second
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_secret_headers_do_not_follow_a_redirect_to_another_origin(two_origins, monkeypatch):
+    first, second = two_origins
+    monkeypatch.setenv("MLGATE_TEST_KEY", "k3y")
+    monkeypatch.setenv("MLGATE_TEST_TOKEN", "Bearer t0ken")
+    spec = http(f"{first}/redirect", headers_env={"X-Api-Key": "MLGATE_TEST_KEY", "Authorization": "MLGATE_TEST_TOKEN"})
+
+    assert len(sources.read(spec)) == 3
+
+    origin_request, redirected = Leaky.seen
+    assert origin_request["X-Api-Key"] == "k3y" and origin_request["Authorization"] == "Bearer t0ken"
+    assert redirected["path"] == "/rows"
+    assert "X-Api-Key" not in redirected and "Authorization" not in redirected
+
+
+def test_secret_headers_still_reach_the_same_origin_after_a_redirect(two_origins, monkeypatch):
+    first, _ = two_origins
+    Leaky.target = first   # /redirect -> /rows on the same server
+    monkeypatch.setenv("MLGATE_TEST_KEY", "k3y")
+
+    sources.read(http(f"{first}/redirect", headers_env={"X-Api-Key": "MLGATE_TEST_KEY"}))
+
+    assert [request.get("X-Api-Key") for request in Leaky.seen] == ["k3y", "k3y"]
+
+
+class Bomb(BaseHTTPRequestHandler):
+    """/bomb: 5 MB of JSON whitespace in a 5 KB gzip body, sent with Content-Encoding: gzip."""
+
+    body = b""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(Bomb.body)))
+        self.end_headers()
+        self.wfile.write(Bomb.body)
+
+
+@pytest.fixture
+def bomb():
+    Bomb.body = gzip.compress(b"[" + b" " * 5_000_000 + b"]", compresslevel=9)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Bomb)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/bomb"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_gzip_bomb_stops_at_the_download_cap(bomb):
+    assert len(Bomb.body) < 10_000
+    for read in (sources.read, sources.fingerprint):
+        with pytest.raises(StageError, match=r"/bomb: the response exceeds data.source.max_download_mb \(1 MB, "
+                                             r"decompressed, over all pages\)"):
+            read(http(bomb, max_download_mb=1))
+
+
+def test_the_download_cap_counts_every_page(api):
+    # 3 pages of about 0.5 KB each: the third goes over a 1 KB budget
+    with pytest.raises(StageError, match="exceeds data.source.max_download_mb"):
+        sources.read(http(f"{api}/paged", records_key="data.items", max_download_mb=0.001,
+                          pagination={"type": "page", "size": 10, "size_param": "per_page"}))
+
+
+def test_a_cursor_seen_twice_stops_the_loop(api):
+    with pytest.raises(StageError, match=r"returned cursor 'a' a second time"):
+        sources.read(http(f"{api}/loop", records_key="results",
+                          pagination={"type": "cursor", "cursor_key": "next", "param": "cursor"}))
+
+
+def test_secret_query_values_are_masked_in_the_location_and_in_errors(api):
+    spec = http(f"{api}/missing?api_key=k3y&page_size=5", params={"token": "t0ken"})
+    assert sources.location(spec) == f"{api}/missing?api_key=***&page_size=5"
+    with pytest.raises(StageError) as raised:
+        sources.read(spec)
+    assert "k3y" not in str(raised.value) and "t0ken" not in str(raised.value)
+    assert "api_key=***" in str(raised.value) and "token=***" in str(raised.value)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test?password=s3cret",
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test?sslmode=disable&PGPASSWORD=s3cret",
+])
+def test_a_password_in_the_sql_query_string_is_refused(url):
+    spec = SourceSpec(kind="sql", url=url, table="t")
+    for call in (sources.read, sources.fingerprint, sources.location):
+        with pytest.raises(StageError, match=r"must not contain a password \(query key\(s\) \['(password|PGPASSWORD)'\]\); "
+                                             r"name an environment variable in data.source.password_env"):
+            call(spec)
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")   # pysqlite ignores auth_token: fine here
+def test_other_secret_query_values_in_a_sql_url_are_masked(tmp_path):
+    url = f"sqlite:///{tmp_path / 'source.db'}?auth_token=t0ken&timeout=5"
+    with scratch_table(url, "churn") as (engine, table):
+        pd.DataFrame({"x": [1, 2]}).to_sql(table, engine, index=False)
+        fingerprint = sources.fingerprint(SourceSpec(kind="sql", url=url, table=table))
+    assert fingerprint["location"] == f"sqlite:///{tmp_path / 'source.db'}?auth_token=***&timeout=5 (table {table})"
+    assert "t0ken" not in json.dumps(fingerprint)
+
+
+def test_fingerprint_query_binds_whole_parameter_names(database, telco):
+    url, table = database
+    spec = SourceSpec(kind="sql", url=url, query=f'select * from "{table}" where tenure >= :id',
+                      params={"id": 24, "identifier": 60},
+                      fingerprint_query=f'select count(*) from "{table}" where tenure >= :identifier')
+
+    assert sources.fingerprint(spec)["value"] == [str(int((telco.tenure >= 60).sum()))]
+
+
+def test_a_parameter_the_query_does_not_name_is_a_clear_error_when_fingerprinting(database):
+    url, table = database
+    spec = SourceSpec(kind="sql", url=url, query=f'select * from "{table}" where tenure >= :min_tenure',
+                      params={"min_tenure": 1, "max_tenure": 9})
+    with pytest.raises(StageError, match=r"\(query\): ArgumentError: .*bound parameter named 'max_tenure'"):
+        sources.fingerprint(spec)
+
+
+@pytest.mark.parametrize("url", ["sqlite", POSTGRES])
+def test_infinities_stored_in_a_database_fail_the_contract_by_name(url, tmp_path):
+    from tests.conftest import spec_over
+
+    url = f"sqlite:///{tmp_path / 'source.db'}" if url == "sqlite" else url
+    with scratch_table(url, "inf") as (engine, table):
+        frame = pd.DataFrame({"charges": [float(i) for i in range(12)], "churn": ["Yes", "No"] * 6})
+        frame.loc[[4, 9], "charges"] = [float("inf"), float("-inf")]   # IEEE infinities, as the driver stores them
+        frame.to_sql(table, engine, index=False)
+        read = sources.read(SourceSpec(kind="sql", url=url, table=table))
+
+    [violation] = check_contract(read, spec_over({"charges": {"type": "float"}})).violations
+
+    assert (violation.column, violation.rule) == ("charges", "finite")
+    assert "2 value(s) are infinite or beyond ±3.4e+38, first inf, at row(s) 5, 10" in violation.message
+
+
+def test_infinities_in_a_json_api_fail_the_contract_by_name(api):
+    from tests.conftest import spec_over
+
+    read = sources.read(http(f"{api}/infinite"))
+
+    [violation] = check_contract(read, spec_over({"charges": {"type": "float"}})).violations
+
+    assert (violation.column, violation.rule) == ("charges", "finite")
+    assert "2 value(s) are infinite or beyond ±3.4e+38, first inf, at row(s) 5, 10" in violation.message

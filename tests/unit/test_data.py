@@ -275,9 +275,74 @@ def test_datetime_column_accepts_iso_dates_and_names_the_first_bad_one(clean_fra
     ("tenure", {"min": 5, "max": 1}, "min 5 is above max 1"),
     ("plan", {"new_categories": "drop"}, "new_categories must be one of"),
     ("churn", {"role": "id"}, "the target cannot have role 'id'"),
+    ("plan", {"non_finite": "missing"}, "non_finite applies to integer and float columns, not 'string'"),
+    ("charges", {"non_finite": "drop"}, "non_finite must be one of ('fail', 'missing')"),
+    ("charges", {"max": float("nan")}, "min/max must be numbers; .nan compares false with everything"),
 ])
 def test_contract_mistakes_name_the_column(data_section, column, fields, message):
     data_section["contract"]["columns"][column].update(fields)
 
     with pytest.raises(config.ConfigError, match=rf"data\.contract\.columns\.{column}.*{re.escape(message)}"):
         config.build(DataSpec, data_section, "data")
+
+
+# A CSV spells infinity inf, Infinity, -inf or 1e999 (read_csv leaves that one as text); Parquet, SQL
+# and JSON (Infinity, 1e999) hold IEEE infinities; 1e39 is finite in float64 but not in float32.
+INFINITIES = [np.inf, -np.inf, "inf", "Infinity", "-inf", "1e999", 1e39]
+
+
+@pytest.mark.parametrize("value", INFINITIES)
+def test_an_infinite_value_is_a_violation_naming_column_and_rows(clean_frame, binary_spec, value):
+    frame = clean_frame.astype({"charges": object}) if isinstance(value, str) else clean_frame.copy()
+    frame.loc[[1, 4], "charges"] = value
+
+    [violation] = check_contract(frame, binary_spec).violations
+
+    assert (violation.column, violation.rule) == ("charges", "finite")
+    assert "2 value(s) are infinite or beyond ±3.4e+38" in violation.message
+    assert "at row(s) 2, 5; the contract allows finite numbers only (non_finite: fail)" in violation.message
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+@pytest.mark.parametrize("policy", ["fail", "missing"])
+def test_an_infinity_never_reaches_the_leakage_check(mixed_frame, data_section, task, policy):
+    """The leakage scores call scikit-learn, which raised `Input contains infinity` from validate."""
+    frame = mixed_frame(40, task)
+    frame.loc[3, "charges"] = np.inf
+    if task == "regression":
+        data_section["contract"]["columns"]["spend"] = {"type": "float"}
+        del data_section["contract"]["columns"]["churn"]
+        data_section.update(task="regression", target="spend", positive_class=None, metric="rmse")
+    spec = _spec_with(data_section, {"non_finite": "missing"} if policy == "missing" else {},   # fail: the default
+                      charges={"max_missing_share": 0.1})
+
+    result = check_contract(frame, spec)
+
+    assert [(v.column, v.rule) for v in result.violations] == ([("charges", "finite")] if policy == "fail" else [])
+
+
+def test_an_infinite_integer_is_reported_once_by_the_finite_rule(clean_frame, data_section):
+    spec = _spec_with(data_section, tenure={"max": 100})
+
+    [violation] = check_contract(clean_frame.assign(tenure=[1, 5, np.inf, 24, 36, 60]), spec).violations
+
+    assert violation.rule == "finite" and "first inf, at row(s) 3" in violation.message
+
+
+def test_non_finite_missing_counts_infinities_as_missing_values(clean_frame, data_section):
+    frame = clean_frame.assign(tenure=[1, 5, np.inf, 24, "-Infinity", 60])
+    spec = _spec_with(data_section, tenure={"non_finite": "missing", "max_missing_share": 0.2, "max": 100})
+
+    [violation] = check_contract(frame, spec).violations
+
+    assert violation.rule == "max_missing_share"
+    assert violation.message == ("33.33% missing (2 rows (infinite or too large values included: non_finite: missing)), "
+                                 "limit 20.00%")
+    spec = _spec_with(data_section, {"non_finite": "missing"}, tenure={"max_missing_share": 0.5, "non_finite": None})
+    assert check_contract(frame, spec).passed
+    assert conform(frame, spec)["tenure"].isna().tolist() == [False, False, True, False, True, False]
+
+
+def test_conform_refuses_an_infinity_the_contract_forbids(clean_frame, binary_spec):
+    with pytest.raises(ValueError, match=r"column 'charges': 1 value\(s\) are infinite.*at row\(s\) 6"):
+        conform(clean_frame.assign(charges=[1.0, 2.0, 3.0, 4.0, 5.0, "1e999"]), binary_spec)

@@ -275,3 +275,42 @@ def test_credit_data_round_trips(project_root):
 
     assert (spec.task, spec.positive_class) == ("binary", "bad")
     assert spec.contract.columns["Income"].max_missing_share is not None
+
+
+def test_cli_refuses_to_write_over_a_directory(tmp_path, monkeypatch, clean_frame):
+    monkeypatch.chdir(tmp_path)
+    clean_frame.to_csv("tiny.csv", index=False)
+    Path("conf/data/tiny.yaml").mkdir(parents=True)
+    (Path("conf/data/tiny.yaml") / "notes.md").write_text("mine")
+
+    result = _invoke("tiny", "--source", "tiny.csv", "--target", "churn")
+
+    assert result.exit_code == 1
+    assert "infer-schema error: conf/data/tiny.yaml is a directory, not a data declaration" in result.stderr
+    assert (Path("conf/data/tiny.yaml") / "notes.md").read_text() == "mine"
+
+
+def test_infinities_are_drafted_as_missing_values_and_named(clean_frame):
+    frame = clean_frame.astype({"charges": object})
+    frame.loc[[1, 4], "charges"] = [np.inf, "1e999"]   # a Parquet infinity; text read_csv leaves unparsed
+    frame["tenure"] = frame["tenure"].astype(float)
+    frame.loc[2, "tenure"] = -np.inf
+
+    result = schema.draft(frame, "tiny", SOURCE, "churn", origin="tiny.csv")
+
+    columns = yaml.safe_load(result.text)["contract"]["columns"]
+    assert columns["tenure"] == {"type": "integer", "non_finite": "missing", "max_missing_share": 0.25, "min": 1, "max": 60}
+    assert columns["charges"] == {"type": "float", "non_finite": "missing", "max_missing_share": 0.5,
+                                  "min": 20.5, "max": 110.0}
+    assert ("charges: 2 infinite or too large value(s); drafted as non_finite: missing (read as missing values); "
+            "fix the source if they are errors") in result.warnings
+    assert _round_trip(frame, "churn").contract.non_finite_policy("charges") == "missing"
+
+
+def test_an_infinite_regression_target_is_refused_naming_the_rows(mixed_frame):
+    frame = mixed_frame(40, "regression")
+    frame.loc[[6, 9], "spend"] = [np.inf, 1e39]
+
+    with pytest.raises(ValueError, match=r"target 'spend' has 2 infinite or too large value\(s\) \(beyond ±3.4e\+38\) "
+                                         r"at row\(s\) 7, 10; no model can learn from them"):
+        schema.draft(frame, "tiny", SOURCE, "spend", task="regression", origin="tiny.csv")

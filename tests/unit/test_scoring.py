@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,3 +54,40 @@ def test_unusable_paths_are_named(tmp_path, rows, name, message):
 def test_keep_columns_must_exist(tmp_path, rows):
     with pytest.raises(StageError, match=r"--keep-columns \['customer'\] not in the file"):
         scoring.score(doubled, tmp_path / "in.csv", tmp_path / "out.csv", keep_columns=("customer",))
+
+
+def test_an_output_that_is_a_directory_is_refused_and_kept(tmp_path, rows):
+    kept = tmp_path / "out.parquet"
+    kept.mkdir()
+    (kept / "part-0.parquet").write_bytes(b"someone's data")
+
+    with pytest.raises(StageError, match=r"out\.parquet: --output is a directory"):
+        scoring.score(doubled, tmp_path / "in.csv", kept)
+
+    assert (kept / "part-0.parquet").read_bytes() == b"someone's data"
+
+
+def test_the_input_file_is_not_replaced_by_its_scores(tmp_path, rows):
+    before = (tmp_path / "in.csv").read_bytes()
+
+    with pytest.raises(StageError, match=r"--output is the input file"):
+        scoring.score(doubled, tmp_path / "in.csv", tmp_path / "." / "in.csv")
+
+    assert (tmp_path / "in.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("value", [np.inf, "-Infinity", "1e999", 1e39])
+def test_an_infinity_stops_scoring_naming_column_and_rows_before_the_model(tmp_path, rows, value):
+    seen = []
+
+    def model(chunk):
+        seen.append(len(chunk))
+        return doubled(chunk)
+
+    rows.astype({"x": object}).assign(x=[*range(13), value, *range(14, 25)]).to_csv(tmp_path / "inf.csv", index=False)
+
+    with pytest.raises(StageError, match=r"inf\.csv: column 'x': 1 infinite or too large value\(s\) \(beyond ±3\.4e\+38\) "
+                                         r"at row\(s\) 14; the model takes finite numbers only"):
+        scoring.score(model, tmp_path / "inf.csv", tmp_path / "out.csv", chunk_rows=10, finite_columns=("x",))
+
+    assert seen == [10] and list(tmp_path.glob("out*")) == []

@@ -61,3 +61,22 @@ def test_an_fsspec_url_is_read_and_fingerprinted():
     spec = SourceSpec(kind="file", path="memory://mlgate-test/rows.csv")
     assert sources.read(spec)["b"].tolist() == ["x", "y"]
     assert sources.fingerprint(spec)["size"] == "12"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://ana:pw@example.com/x.csv?token=t0&sep=1", "https://ana:***@example.com/x.csv?token=***&sep=1"),
+    ("s3://bucket/x.parquet?X-Amz-Signature=abc&X-Amz-Credential=id", "s3://bucket/x.parquet?X-Amz-Signature=***&X-Amz-Credential=***"),
+    ("https://api.example.com/v1/rows?page=2", "https://api.example.com/v1/rows?page=2"),
+    ("https://ana@example.com/x.csv", "https://ana@example.com/x.csv"),
+    ("data/source/telco.csv", "data/source/telco.csv"),
+])
+def test_locations_mask_passwords_and_secret_query_values(url, shown):
+    assert sources.location(SourceSpec(kind="file", path=url)) == shown
+    assert sources.location(SourceSpec(kind="http", url=url)) == shown
+
+
+def test_a_secret_in_a_file_url_stays_out_of_the_error():
+    spec = SourceSpec(kind="file", path="memory://mlgate-test/absent.csv?token=t0ken")
+    with pytest.raises(StageError) as raised:
+        sources.read(spec)
+    assert "t0ken" not in str(raised.value) and "token=***" in str(raised.value)

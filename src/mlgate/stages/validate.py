@@ -1,8 +1,8 @@
 """validate: check data/raw/ against the data contract (conf/data/<name>.yaml `contract`).
 
 Reads paths.raw; writes paths.validation (every violation and warning at once) and
-paths.data_summary (Evidently's per-column summary, to look at when a check fails). Exits non-zero
-on a violation.
+paths.data_summary (Evidently's per-column summary, to look at when a check fails; infinite values
+left out of it). Exits non-zero on a violation.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from mlgate import console, files, project
-from mlgate.data import DataSpec, ValidationResult, check_contract, parse_datetime
+from mlgate.data import DataSpec, ValidationResult, check_contract, non_finite, parse_datetime
 from mlgate.project import StageError
 
 STAGE = "validate"
@@ -53,6 +53,8 @@ def summary_columns(frame: pd.DataFrame, spec: DataSpec) -> dict[str, list[str]]
 
 def _summary_frame(frame: pd.DataFrame, spec: DataSpec, kinds: dict[str, list[str]]) -> pd.DataFrame:
     out = frame[[c for group in kinds.values() for c in group]].copy()
+    for column in kinds["numerical"]:   # an infinity breaks the histograms; validation.json names them
+        out[column] = out[column].where(~non_finite(out[column]))
     for column in kinds["categorical"]:
         values = out[column].astype(object)
         out[column] = values.where(values.isna(), values.astype(str))

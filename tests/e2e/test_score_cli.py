@@ -1,0 +1,48 @@
+"""`mlgate score` with the model the session's `dvc repro` registered: bad batches stop with a clear
+message, before the model sees them, and leave nothing behind."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def batch(tmp_path):
+    return pd.read_csv(REPO / "data/source/telco_churn.csv.gz").head(50).drop(columns=["churn"])
+
+
+def score(built_project, tmp_path, output: str):
+    return run_cli(["mlgate", "score", "--input", str(tmp_path / "batch.csv"), "--output", str(tmp_path / output),
+                    "--alias", "staging"], built_project.root, built_project.env, check=False)
+
+
+def test_an_infinity_stops_the_batch_naming_column_and_rows(built_project, tmp_path, batch):
+    batch = batch.astype({"monthly_charges": object})
+    batch.loc[[2, 30], "monthly_charges"] = ["inf", "-Infinity"]   # read_csv: float infinities
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+
+    result = score(built_project, tmp_path, "scores.parquet")
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (f"{tmp_path / 'batch.csv'}: column 'monthly_charges': 2 infinite or too large value(s) (beyond ±3.4e+38) "
+            f"at row(s) 3, 31; the model takes finite numbers only") in result.stderr
+    assert list(tmp_path.glob("*scores*")) == []
+
+
+def test_an_output_directory_is_refused_and_kept(built_project, tmp_path, batch):
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+    (tmp_path / "scores.parquet").mkdir()
+    (tmp_path / "scores.parquet" / "mine.txt").write_text("kept")
+
+    refused = score(built_project, tmp_path, "scores.parquet")
+
+    assert refused.returncode == 1 and "--output is a directory" in refused.stderr, refused.stderr
+    assert (tmp_path / "scores.parquet" / "mine.txt").read_text() == "kept"
+    scored = score(built_project, tmp_path, "scores.csv")
+    assert scored.returncode == 0, scored.stderr
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == 50
