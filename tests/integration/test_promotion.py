@@ -33,7 +33,8 @@ def registered(tmp_path_factory) -> Path:
             version = tracking.register(MODEL, f"runs:/{run_id}/model", run_id)
             assert version.version == number
             tracking.set_version_tags(MODEL, number, {"mlgate.gate.passed": "true" if number < 4 else "false",
-                                                      "mlgate.data_hash": f"hash{number}"})
+                                                      "mlgate.data_hash": f"hash{number}",
+                                                      tracking.DIGEST_TAG: digest(number)})
     return store
 
 
@@ -44,6 +45,11 @@ def registry(registered, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MLGATE_USER", "tester")
     return tmp_path / "registry/ledger.jsonl"
+
+
+def digest(version: int) -> str:
+    """The artifact digest the fixture's gate recorded on ``version`` (these versions have no files)."""
+    return f"{version:064x}"
 
 
 def candidate(version: int) -> None:
