@@ -52,6 +52,7 @@ LOCK_TTL_S = 120.0
 LOCK_WAIT_S = 30.0
 LOCK_POLL_S = 0.2
 LEDGER_KEY_ENV = "MLGATE_LEDGER_KEY"
+LEDGER_ADOPT_ENV = "MLGATE_LEDGER_ADOPT_KEY"
 KEYED = "hmac-sha256"
 
 
@@ -129,10 +130,16 @@ def verify_ledger(records: list[dict[str, Any]], model: str, head: str | None, p
             why = f" or {LEDGER_KEY_ENV} is not the key it was written with" if keyed else ""
             problems.append(f"{path}: record {number} was edited (its hash does not match its content{why})")
         if keyed_seen and not keyed:
-            problems.append(f"{path}: record {number} is not keyed but follows keyed records "
-                            f"(written without {LEDGER_KEY_ENV}, or forged)")
+            problems.append(f"{path}: record {number} is not keyed but follows keyed records (written without "
+                            f"{LEDGER_KEY_ENV}, or forged)")
         keyed_seen = keyed_seen or keyed
         previous = record.get("hash", "")
+    if key is not None and records and not keyed_seen and os.environ.get(LEDGER_ADOPT_ENV) != "1":
+        # the first keyed record's MAC covers every record before it; until one exists, an attacker
+        # without the key could rewrite the whole unkeyed file, so adopting the key is a deliberate act
+        problems.append(f"{path}: no record is keyed although {LEDGER_KEY_ENV} is set (written before the key was "
+                        f"adopted, or rewritten without it); once the ledger checks out, set {LEDGER_ADOPT_ENV}=1 "
+                        f"for the one move that starts keying it")
     last = next((r.get("hash") for r in reversed(records) if r.get("model") == model), None)
     if head is not None and last != head:
         problems.append(f"{path}: {model}'s last record is not the registry's last recorded move "
