@@ -143,3 +143,13 @@ def test_the_artifact_digest_covers_every_file_its_path_and_content(tmp_path, ch
     assert tracking.artifact_digest(tmp_path) == before
     change(tmp_path)
     assert tracking.artifact_digest(tmp_path) != before
+
+
+@pytest.mark.slow
+def test_the_gate_records_the_digest_of_the_files_the_store_holds(built_project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", built_project.env["MLFLOW_TRACKING_URI"])
+    report = json.loads((built_project.root / "reports/gate.json").read_text())["candidate"]
+
+    recorded = tracking.get_version(report["name"], report["version"]).tags[tracking.DIGEST_TAG]
+    assert report["model_sha256"] == recorded == tracking.model_digest(report["name"], report["version"])
+    assert tracking.load(f"models:/{report['name']}@staging").predict is not None
