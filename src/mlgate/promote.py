@@ -25,6 +25,7 @@ had not, so the registry is never left half-way.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import getpass
 import hashlib
 import hmac
@@ -35,9 +36,9 @@ import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlgate import console, tracking
@@ -92,10 +93,12 @@ def _record_hash(record: dict[str, Any], key: bytes | None) -> str | None:
 
 def read_ledger(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
-    if not path.exists():
-        return []
+    return _parse_ledger(path.read_text(), path) if path.exists() else []
+
+
+def _parse_ledger(text: str, path: Path) -> list[dict[str, Any]]:
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 record = json.loads(line)
@@ -168,16 +171,20 @@ def _require_intact(path: str | Path, model: str, alias: str, pending_id: str | 
 def _append(path: str | Path, move: dict[str, Any]) -> str:
     """Append ``move`` (idempotent on its id) and return the ledger's new head hash."""
     path = Path(path)
-    records = read_ledger(path)
-    if records and records[-1].get("id") == move["id"]:
-        return records[-1]["hash"]
-    key = _ledger_key()
-    record = {**move, "prev": records[-1]["hash"] if records else ""}
-    if key is not None:
-        record["mac"] = KEYED
-    record["hash"] = _record_hash(record, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    with path.open("a+") as handle:
+        # models have their own registry locks but may share one ledger file: appends on this
+        # machine take turns, so two records never claim the same predecessor
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        records = _parse_ledger(handle.read(), path)
+        if records and records[-1].get("id") == move["id"]:
+            return records[-1]["hash"]
+        key = _ledger_key()
+        record = {**move, "prev": records[-1]["hash"] if records else ""}
+        if key is not None:
+            record["mac"] = KEYED
+        record["hash"] = _record_hash(record, key)
         handle.write(json.dumps(record, sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -132,7 +134,7 @@ def test_two_concurrent_promoters_cannot_both_win(registry):
     candidate(1)
     promotion.promote(MODEL, 1, "production", "setup", ledger=registry)   # production 1, previous 3
     candidate(2)
-    start_at = __import__("time").time() + 4  # both interpreters import mlflow first, then start together
+    start_at = time.time() + 4  # both interpreters import mlflow first, then start together
     runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, action, str(start_at), str(registry)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
             for action in ("promote", "rollback")]
@@ -379,9 +381,9 @@ def test_a_holder_stalled_past_its_lease_writes_nothing_after_a_takeover(registr
     barriers = tmp_path / "barriers"
     barriers.mkdir()
     stalled = run_script(STALLS, barriers, registry)
-    deadline = __import__("time").monotonic() + 120
-    while not (barriers / "H_pending").exists() and stalled.poll() is None and __import__("time").monotonic() < deadline:
-        __import__("time").sleep(0.01)
+    deadline = time.monotonic() + 120
+    while not (barriers / "H_pending").exists() and stalled.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert (barriers / "H_pending").exists(), stalled.communicate()
     store = tracking.client()
     for lock in store.search_registered_models(filter_string=f"name LIKE '{MODEL}.promotion-lock%'"):
@@ -429,7 +431,7 @@ def _rehash(lines: list[str], edit) -> list[str]:
         record = edit(json.loads(line))
         record["prev"] = previous
         body = json.dumps({k: v for k, v in record.items() if k != "hash"}, sort_keys=True).encode()
-        record["hash"] = previous = __import__("hashlib").sha256(body).hexdigest()
+        record["hash"] = previous = hashlib.sha256(body).hexdigest()
         records.append(json.dumps(record, sort_keys=True))
     return records
 
