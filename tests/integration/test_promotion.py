@@ -335,6 +335,7 @@ STEAL = BARRIERS + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow   # three more interpreters, each importing mlflow
 def test_a_promoter_that_saw_a_dead_holder_cannot_take_the_lock_its_successor_took(registry, tmp_path):
     production_1_previous_3_staging_2(registry)
     died = run_script(DIES_HOLDING_THE_LOCK)
@@ -376,6 +377,7 @@ STALLS = BARRIERS + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow   # another interpreter importing mlflow, racing this one
 def test_a_holder_stalled_past_its_lease_writes_nothing_after_a_takeover(registry, tmp_path):
     production_1_previous_3_staging_2(registry)
     barriers = tmp_path / "barriers"
