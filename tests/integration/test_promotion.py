@@ -523,3 +523,17 @@ def test_history_shows_a_record_with_missing_fields_and_fails(registry, tmp_path
     shown = _cli(tmp_path, monkeypatch, "history", "--model", MODEL)
     assert shown.exit_code == 1 and isinstance(shown.exception, SystemExit), shown.output
     assert "record 1 was edited" in shown.output and "v?" in shown.output
+
+
+def test_a_held_lock_renews_its_lease_and_is_released_on_exit(registry, monkeypatch):
+    monkeypatch.setattr(promotion, "LOCK_TTL_S", 0.4)   # renewed every 0.1 s
+    with promotion._Lock(MODEL) as held:
+        def lease() -> dict[str, str]:
+            return tracking.lock_generations(held.prefix)[held.generation]
+        first = lease()["expires"]
+        deadline = time.monotonic() + 60
+        while lease()["expires"] == first:
+            assert time.monotonic() < deadline, "the lease was never renewed"
+            time.sleep(0.02)
+        generation = held.generation
+    assert tracking.lock_generations(held.prefix)[generation].get("released") == "true"
