@@ -233,8 +233,9 @@ class _Lock:
                     return self
             if time.monotonic() > deadline:
                 self._stand_down()
-                raise StageError(f"another promotion ({blocker}) holds the registry lock '{self.prefix}*'; "
-                                 f"try again shortly")
+                raise StageError(f"another promotion ({blocker}) holds the registry lock '{self.prefix}*'; try "
+                                 f"again shortly (a holder that died on another machine is taken over once its "
+                                 f"{LOCK_TTL_S:g} s lease runs out)")
             time.sleep(LOCK_POLL_S)
 
     def __exit__(self, *exc) -> None:
