@@ -357,7 +357,7 @@ def recover(model: str, ledger: str | Path, lock: _Lock | None = None) -> str | 
 def _record(model: str, move: dict[str, Any], ledger: str | Path) -> None:
     prefix = f"mlgate.{move['alias']}"
     tracking.set_version_tags(model, move["to_version"], {
-        f"{prefix}.{k}": ("none" if move.get(k) is None else move[k])
+        f"{prefix}.{k}": "none" if (value := move.get(k)) is None else value
         for k in ("action", "from_version", "by", "at", "reason", "commit")})
     head = _append(ledger, {k: v for k, v in move.items() if k != "previous_before"})
     tracking.set_model_tag(model, HEAD_TAG, head)
