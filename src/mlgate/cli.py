@@ -108,8 +108,9 @@ def promote(version: int | None, gate_file: Path | None, alias: str, expect_curr
         if gate_file is None:
             promotion.promote(name, version, alias, reason, expected=_expected(expect_current), ledger=ledger)
             return
-        chosen, expected = promotion.from_gate_report(gate_file, name)
-        promotion.promote(name, chosen, alias, reason, expected=expected, ledger=ledger)
+        report = promotion.from_gate_report(gate_file, name)
+        promotion.promote(name, report.version, alias, reason, expected=report.champion, ledger=ledger,
+                          reviewed_digest=report.model_sha256)
 
     _registry_command("promote", act)
 
@@ -140,12 +141,13 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
     def act() -> None:
         name, ledger = _model_and_ledger(model, params_file)
         moves, problems = promotion.history(name, ledger)
-        shown = [m for m in moves if alias is None or m["alias"] == alias]
+        shown = [m for m in moves if alias is None or m.get("alias") == alias]
         click.echo(f"{name}: {len(shown)} move(s) in {ledger}")
-        for m in shown:
-            came_from = "none" if m["from_version"] is None else f"v{m['from_version']}"
-            click.echo(f"  {m['at']}  {m['action']:<8} {m['alias']:<11} {came_from} → v{m['to_version']}  "
-                       f"by {m['by']}: {m['reason']} (commit {str(m['commit'])[:10]})")
+        for m in shown:   # printed from what the file says: a damaged record is shown, and reported below
+            came_from = "none" if m.get("from_version") is None else f"v{m['from_version']}"
+            click.echo(f"  {m.get('at', '?')}  {str(m.get('action', '?')):<8} {str(m.get('alias', '?')):<11} {came_from} → "
+                       f"v{m.get('to_version', '?')}  by {m.get('by', '?')}: {m.get('reason', '')} "
+                       f"(commit {str(m.get('commit', '?'))[:10]})")
         for problem in problems:
             console.fail("history", problem)
         if problems:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import multiprocessing
 import os
 import queue
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +30,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from mlgate.project import StageError
+
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "mlgate.stage"
+DIGEST_TAG = "mlgate.model.sha256"   # the artifact digest the gate recorded on a version
+ALLOW_UNVERIFIED_ENV = "MLGATE_ALLOW_UNVERIFIED_MODELS"
 _PROJECT_MARKERS = ("dvc.yaml", "params.yaml")
 
 
@@ -516,43 +524,40 @@ def delete_model_tag(name: str, key: str) -> None:
         client().delete_registered_model_tag(name, key)
 
 
-def try_lock(name: str, owner: str, ttl_s: float) -> bool:
-    """Take the registry-wide lock ``name`` unless someone holds it; a lock past its TTL is broken.
+def lock_generations(prefix: str) -> dict[int, dict[str, str]]:
+    """Every registered model named ``<prefix><n>`` (n an integer), as {n: its tags}."""
+    found = client().search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000)
+    return {int(m.name[len(prefix):]): dict(m.tags or {}) for m in found
+            if m.name.startswith(prefix) and m.name[len(prefix):].isdigit()}
 
-    The lock is a registered model of that name: its creation is atomic in every MLflow store (a
-    unique key), which an alias or tag update is not.
+
+def try_lock(name: str, tags: dict[str, str]) -> bool:
+    """Create the registered model ``name`` with ``tags``; False if it exists.
+
+    Creating a registered model is the one registry write every MLflow store makes atomic (a unique
+    key, model and tags in one transaction): an alias or tag update has no compare-and-set.
     """
-    c = client()
     try:
-        c.create_registered_model(name, tags={"owner": owner, "expires": str(time.time() + ttl_s)},
-                                  description="Held by mlgate while it moves an alias; deleted after.")
+        client().create_registered_model(name, tags=tags, description="A generation of mlgate's promotion lock.")
         return True
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    with contextlib.suppress(MlflowException, ValueError):
-        if float(c.get_registered_model(name).tags.get("expires", "inf")) < time.time():
-            c.delete_registered_model(name)
-    return False
+        return False
 
 
-def lock_owner(name: str) -> str | None:
+def set_lock_tag(name: str, key: str, value: str) -> bool:
+    """Set a tag on the lock ``name``; False when that lock no longer exists."""
     try:
-        return client().get_registered_model(name).tags.get("owner")
+        client().set_registered_model_tag(name, key, value)
+        return True
     except MlflowException:
-        return None
+        return False
 
 
-def break_lock(name: str) -> None:
+def delete_lock(name: str) -> None:
     with contextlib.suppress(MlflowException):
         client().delete_registered_model(name)
-
-
-def release_lock(name: str, owner: str) -> None:
-    c = client()
-    with contextlib.suppress(MlflowException):
-        if c.get_registered_model(name).tags.get("owner") == owner:
-            c.delete_registered_model(name)
 
 
 def run_link(ui_url: str, run_id: str) -> str:
@@ -578,8 +583,106 @@ class LoadedModel:
     input_columns: tuple[str, ...] = ()
 
 
+def artifact_digest(folder: str | Path) -> str:
+    """sha256 of the manifest of ``folder``: every file's path relative to it, sorted, with its sha256.
+
+    Any added, removed, renamed or changed file changes it; files are hashed in blocks, so memory
+    stays small whatever the model's size.
+    """
+    folder = Path(folder)
+    manifest = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with path.open("rb") as handle:
+            manifest.append([path.relative_to(folder).as_posix(), hashlib.file_digest(handle, "sha256").hexdigest()])
+    return hashlib.sha256(json.dumps(manifest).encode()).hexdigest()
+
+
+def _download_version(name: str, version: int, destination: str | Path) -> Path:
+    """The files the store holds for a registered version (what loading it would read)."""
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)))
+
+
+def model_digest(name: str, version: int) -> str:
+    """The artifact digest of a registered version, from the files the store holds now."""
+    with tempfile.TemporaryDirectory(prefix="mlgate-digest-") as scratch:
+        return artifact_digest(_download_version(name, version, scratch))
+
+
+def record_digest(held: ModelVersion) -> str:
+    """The artifact digest to record on ``held`` (the gate's candidate), from the files the store holds.
+
+    A version that already has one (the gate ran on it before) must still match it: re-gating must
+    not bless files changed since.
+    """
+    digest = model_digest(held.name, held.version)
+    recorded = held.tags.get(DIGEST_TAG)
+    if recorded is not None and recorded != digest:
+        raise StageError(f"{held.name} v{held.version}: the artifacts in the store changed since the gate recorded "
+                         f"their digest ({DIGEST_TAG}={recorded[:16]}, now {digest[:16]}); find out who changed them, "
+                         f"then train and gate a fresh candidate")
+    return digest
+
+
+def _registry_version(uri: str) -> ModelVersion | None:
+    """The registered version ``uri`` names (models:/name/N or models:/name@alias), else None.
+
+    A LoggedModel (models:/m-<id>), a run or a path names exact artifacts, not a registry entry.
+    """
+    if not uri.startswith("models:/"):
+        return None
+    rest = uri.removeprefix("models:/").rstrip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        held = version_by_alias(name, alias)
+        if held is None:
+            raise StageError(f"{uri}: registered model '{name}' has no version with alias '{alias}'")
+        return held
+    if "/" not in rest:
+        return None
+    name, version = rest.split("/", 1)
+    if not version.isdigit():
+        raise StageError(f"{uri}: name a version number or an alias (models:/{name}/3, models:/{name}@production); "
+                         f"registry stages are deprecated and not verified")
+    try:
+        return get_version(name, int(version))
+    except MlflowException as error:
+        raise StageError(f"{uri}: no such registered version ({error.message})") from None
+
+
+def verify_digest(held: ModelVersion, folder: str | Path) -> None:
+    """Refuse ``folder`` (``held``'s downloaded artifacts) unless it matches the digest the gate recorded."""
+    recorded = held.tags.get(DIGEST_TAG)
+    if recorded is None:
+        if os.environ.get(ALLOW_UNVERIFIED_ENV) == "1":
+            warnings.warn(f"{held.name} v{held.version} has no recorded artifact digest; loading it unverified "
+                          f"because {ALLOW_UNVERIFIED_ENV}=1", stacklevel=2)
+            return
+        raise StageError(f"{held.name} v{held.version} has no recorded artifact digest (version tag {DIGEST_TAG}), "
+                         f"so its pickled code cannot be checked before it runs. Versions gated by this mlgate have "
+                         f"one: run the pipeline to gate a fresh candidate, or, if you trust every writer of the "
+                         f"registry and the artifact store, set {ALLOW_UNVERIFIED_ENV}=1 to load it unverified")
+    actual = artifact_digest(folder)
+    if actual != recorded:
+        raise StageError(f"{held.name} v{held.version}: the artifacts in the store do not match the digest the gate "
+                         f"recorded ({DIGEST_TAG}={recorded[:16]}, now {actual[:16]}); refusing to load it, since "
+                         f"loading runs its pickled code. The files were changed after the gate: find out who "
+                         f"changed them, then gate a fresh candidate")
+
+
 def load(uri: str) -> LoadedModel:
-    model = mlflow.pyfunc.load_model(uri)
+    """Load a pyfunc model. A registered version is downloaded, checked against the artifact digest
+    the gate recorded and only then loaded (unpickled) from those same files; any other URI is
+    loaded as given."""
+    held = _registry_version(uri)
+    if held is None:
+        return _loaded(mlflow.pyfunc.load_model(uri))
+    with tempfile.TemporaryDirectory(prefix="mlgate-model-") as scratch:
+        folder = _download_version(held.name, held.version, scratch)
+        verify_digest(held, folder)
+        return _loaded(mlflow.pyfunc.load_model(str(folder)))
+
+
+def _loaded(model) -> LoadedModel:
     try:
         inner = model.unwrap_python_model()   # ours is a PythonModel; other flavors (sklearn, ...) are not
     except (AttributeError, mlflow.exceptions.MlflowException):

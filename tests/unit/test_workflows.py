@@ -124,8 +124,8 @@ def _gate_report(tmp_path, **fields) -> Path:
 
 
 def test_gate_report_names_the_candidate_and_the_champion_it_was_measured_against(tmp_path):
-    assert promotion.from_gate_report(_gate_report(tmp_path), "churn") == (5, 4)
-    assert promotion.from_gate_report(_gate_report(tmp_path, champion=None), "churn") == (5, None)
+    assert promotion.from_gate_report(_gate_report(tmp_path), "churn") == promotion.GateReport(5, 4, None)
+    assert promotion.from_gate_report(_gate_report(tmp_path, champion=None), "churn") == promotion.GateReport(5, None, None)
 
 
 @pytest.mark.parametrize("fields, message", [

@@ -574,6 +574,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     train, test, current = (pd.read_parquet(paths.split_file(name)) for name in ("train", "test", "current"))
 
     candidate = tracking.register(names.registered_model, info["model_uri"], info["run_id"])
+    digest = tracking.record_digest(candidate)   # what serve, score and the next gate check before unpickling
     champion = tracking.version_by_alias(names.registered_model, CHAMPION_ALIAS)
     model = tracking.load(paths.model)
     candidate_output = evaluate.predictions(model, test, spec)
@@ -627,7 +628,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                      "fit_seconds": info["fit_seconds"], "model_size_bytes": info["model_size_bytes"]},
         "importance": _importance(paths.plots, spec.metric, info["run_id"]),
         "candidate": {"name": candidate.name, "version": candidate.version, "run_id": info["run_id"],
-                      "model_uri": info["model_uri"], "family": info["family"], "metrics": candidate_metrics,
+                      "model_uri": info["model_uri"], "model_sha256": digest, "family": info["family"],
+                      "metrics": candidate_metrics,
                       "run_link": tracking.run_link(names.ui_url, info["run_id"]),
                       "version_link": tracking.version_link(names.ui_url, candidate.name, candidate.version),
                       "tune_run_link": tracking.run_link(names.ui_url, files.read_json(paths.best_params)["tune_run_id"])},
@@ -647,7 +649,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         tracking.log_artifact(info["run_id"], png, "gate/plots")
     tracking.log_artifact(info["run_id"], paths.model_card, "model_card")
     tags = {"mlgate.gate.passed": str(decision.passed).lower(), "mlgate.gate.at": now, "mlgate.gate.commit": commit,
-            "mlgate.gate.metric": spec.metric, "mlgate.data_hash": info["data_hash"], MODEL_CARD_TAG: card_uri}
+            "mlgate.gate.metric": spec.metric, "mlgate.data_hash": info["data_hash"], MODEL_CARD_TAG: card_uri,
+            tracking.DIGEST_TAG: digest}
     for check in decision.checks:
         tags[f"mlgate.gate.{check.name}"] = f"{check.as_dict()['verdict']}: {check.detail}"
     tracking.set_version_tags(candidate.name, candidate.version, tags)

@@ -1,0 +1,155 @@
+"""Model artifacts are checked against the digest the gate recorded before anything is unpickled:
+a real logged pyfunc model in a real SQLite store, and a real pickle that would run a command."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from mlgate import pyfunc_model, tracking
+from mlgate.project import StageError
+
+MODEL = "churn"
+REPO = Path(__file__).resolve().parents[2]
+FRAME = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+
+
+class RunsACommand:
+    """Unpickling this writes ``marker``: what a replaced model file could do instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """One logged model registered twice: v1 gated (its digest recorded, alias production), v2 not."""
+    root = tmp_path_factory.mktemp("integrity")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.chdir(root)
+        joblib.dump(DummyClassifier(strategy="prior").fit(FRAME, [0, 1, 0, 1]), root / "pipeline.joblib")
+        (root / "features.json").write_text(json.dumps({"task": "binary", "positive_class": 1, "negative_class": 0}))
+        run_id = tracking.create_run("integrity", "train", {})
+        logged = tracking.log_model(
+            run_id, root / "local_model", code_path=Path(pyfunc_model.__file__),
+            artifacts={"pipeline": str(root / "pipeline.joblib"), "features": str(root / "features.json")},
+            input_example=FRAME, output_example=pd.DataFrame({"prediction": [0.0, 1.0, 0.0, 1.0], "probability": [0.5] * 4}),
+            string_columns=[], optional_inputs=False, pip_requirements=["scikit-learn"])
+        gated = tracking.register(MODEL, logged["model_uri"], run_id)
+        tracking.set_version_tags(MODEL, gated.version, {tracking.DIGEST_TAG: tracking.record_digest(gated)})
+        tracking.set_alias(MODEL, "production", gated.version)
+        tracking.client().create_model_version(MODEL, logged["model_uri"], run_id=run_id)
+    return root
+
+
+@pytest.fixture
+def registry(store, monkeypatch) -> Path:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    monkeypatch.delenv(tracking.ALLOW_UNVERIFIED_ENV, raising=False)
+    return store
+
+
+@pytest.fixture
+def tampered(registry, tmp_path) -> Path:
+    """The store's pipeline pickle replaced by one that writes a marker when unpickled; restored after.
+    Returns the marker's path; ``store`` next to it links to the replaced file's folder."""
+    stored = next(p for p in (registry / "mlruns").rglob("pipeline.joblib"))
+    original = stored.read_bytes()
+    marker = tmp_path / "executed"
+    stored.write_bytes(pickle.dumps(RunsACommand(marker)))
+    (tmp_path / "store").symlink_to(stored.parent)
+    yield marker
+    stored.write_bytes(original)
+
+
+def test_a_registered_version_loads_after_its_digest_checks_out(registry):
+    for uri in (f"models:/{MODEL}/1", f"models:/{MODEL}@production"):
+        assert tracking.load(uri).predict(FRAME)["probability"].tolist() == [0.5] * 4
+
+
+def test_a_replaced_pickle_is_refused_before_anything_is_unpickled(tampered):
+    with pytest.raises(StageError, match=r"v1: the artifacts in the store do not match the digest the gate recorded"):
+        tracking.load(f"models:/{MODEL}@production")
+    assert not tampered.exists()
+    joblib.load(next((tampered.parent / "store").rglob("pipeline.joblib")))   # what loading would have done
+    assert tampered.exists()
+
+
+def test_serve_and_score_refuse_the_replaced_pickle(tampered, registry, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mlgate import serving
+    from mlgate.cli import main
+
+    source = serving.RegistrySource(serving.ServeSettings(model=MODEL, alias="production"))
+    with pytest.raises(StageError, match="do not match the digest"):
+        source.load(source.current())
+    FRAME.to_csv(tmp_path / "in.csv", index=False)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    scored = CliRunner().invoke(main, ["score", "--input", "in.csv", "--output", "out.csv", "--model", MODEL])
+    assert scored.exit_code == 1 and isinstance(scored.exception, SystemExit), scored.output
+    assert "do not match the digest the gate recorded" in scored.output
+    assert not tampered.exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_a_version_without_a_digest_is_refused_unless_explicitly_allowed(registry, monkeypatch):
+    with pytest.raises(StageError, match=r"v2 has no recorded artifact digest .*MLGATE_ALLOW_UNVERIFIED_MODELS=1"):
+        tracking.load(f"models:/{MODEL}/2")
+    monkeypatch.setenv(tracking.ALLOW_UNVERIFIED_ENV, "1")
+    with pytest.warns(UserWarning, match="loading it unverified"):
+        assert tracking.load(f"models:/{MODEL}/2").predict(FRAME)["probability"].tolist() == [0.5] * 4
+
+
+def test_a_digest_mismatch_is_refused_even_when_unverified_loads_are_allowed(tampered, monkeypatch):
+    monkeypatch.setenv(tracking.ALLOW_UNVERIFIED_ENV, "1")
+    with pytest.raises(StageError, match="do not match the digest"):
+        tracking.load(f"models:/{MODEL}/1")
+    assert not tampered.exists()
+
+
+def test_regating_a_version_whose_files_changed_is_refused(tampered):
+    with pytest.raises(StageError, match=r"v1: the artifacts in the store changed since the gate recorded"):
+        tracking.record_digest(tracking.get_version(MODEL, 1))
+
+
+def test_a_stage_uri_is_refused_with_the_forms_that_are_verified(registry):
+    with pytest.raises(StageError, match=r"name a version number or an alias \(models:/churn/3, models:/churn@production\)"):
+        tracking.load(f"models:/{MODEL}/Production")
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: (d / "model.pkl").write_bytes(b"other"),
+    lambda d: (d / "model.pkl").rename(d / "renamed.pkl"),
+    lambda d: (d / "sub" / "extra.txt").write_text("x"),
+    lambda d: (d / "sub" / "MLmodel").unlink(),
+])
+def test_the_artifact_digest_covers_every_file_its_path_and_content(tmp_path, change):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "model.pkl").write_bytes(b"weights")
+    (tmp_path / "sub" / "MLmodel").write_text("flavors: {}")
+    before = tracking.artifact_digest(tmp_path)
+    assert tracking.artifact_digest(tmp_path) == before
+    change(tmp_path)
+    assert tracking.artifact_digest(tmp_path) != before
+
+
+@pytest.mark.slow
+def test_the_gate_records_the_digest_of_the_files_the_store_holds(built_project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", built_project.env["MLFLOW_TRACKING_URI"])
+    report = json.loads((built_project.root / "reports/gate.json").read_text())["candidate"]
+
+    recorded = tracking.get_version(report["name"], report["version"]).tags[tracking.DIGEST_TAG]
+    assert report["model_sha256"] == recorded == tracking.model_digest(report["name"], report["version"])
+    assert tracking.load(f"models:/{report['name']}@staging").predict is not None
