@@ -17,6 +17,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -37,6 +38,12 @@ GOAL_P99_MS = 20.0      # mlgate p99, single-row case
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
          "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DVC_NO_ANALYTICS": "1", "GIT_PYTHON_REFRESH": "quiet"}
 THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# The tests' tiny budget (tests/conftest.py TINY_BUDGET; test_benchmarks.py keeps the two equal).
+TINY_BUDGET = [
+    "search.n_trials=5", "search.cv_folds=2", "search.n_jobs=1", "search.timeout_s=120",
+    "model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25",
+    "gate.metric_floor=0.7", "gate.max_latency_ms=1000",
+]
 
 # Runs in the project copy: the pipeline's stages on the tiny budget, then the candidate to 'production'.
 BUILD = """
@@ -227,14 +234,26 @@ def payloads(data: Path, target: str, columns: list[str], batch: int) -> dict[st
     return {"1 row": single, f"{batch} rows": many}
 
 
+def copy_project(dest: Path, env: dict[str, str]) -> Path:
+    """The project's files as git sees them (tracked plus untracked-not-ignored, so uncommitted changes
+    too), without tests/ and benchmarks/, at ``dest``, with params.yaml composed on TINY_BUDGET.
+    (Here rather than imported from tests/conftest.py, which needs the test extras: `make run` is enough.)"""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.split()
+    for name in listed:
+        if (REPO / name).is_file() and not name.startswith(("tests/", "benchmarks/")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    subprocess.run([str(BIN / "mlgate"), "params", *TINY_BUDGET], cwd=dest, env=env, check=True, stdout=subprocess.DEVNULL)
+    return dest
+
+
 def build_model(scratch: Path) -> tuple[str, dict[str, str], str]:
     """(registered model name, env with MLFLOW_TRACKING_URI, family) for a fresh tiny-budget model."""
-    sys.path.insert(0, str(REPO))
-    from tests.conftest import copy_project  # noqa: E402 - tests/ is not a package on sys.path by default
-
-    root = copy_project(scratch / "project")
+    root = scratch / "project"
     env = {**THREADS, **os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    copy_project(root, env)
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", BUILD], cwd=root, env=env, capture_output=True, text=True)
     if out.returncode != 0:

@@ -103,3 +103,56 @@ def test_promote_then_next_run_is_compared_with_production(own_repro):
     assert "promote  production  none → v1  by" in history.stdout and "e2e" in history.stdout
     assert len((root / "registry/ledger.jsonl").read_text().splitlines()) == 1
 
+
+
+def changed_stages(root, env) -> dict:
+    """`dvc status` as {stage: what changed}, without the fingerprint stage (it always runs)."""
+    status = json.loads(run_cli(["dvc", "status", "--json"], root, env).stdout)
+    status.pop("fingerprint", None)
+    return status
+
+
+def test_rerunning_ingest_on_the_same_source_leaves_every_later_stage_up_to_date(own_repro):
+    root, env = own_repro
+    run_cli(["dvc", "repro", "--force", "--single-item", "ingest"], root, env)
+
+    assert changed_stages(root, env) == {}
+
+
+def test_a_change_to_how_metrics_are_computed_reruns_the_stages_that_compute_them(own_repro):
+    root, env = own_repro
+    metrics_code = root / "src/mlgate/metrics.py"
+    metrics_code.write_text(metrics_code.read_text() + "\n# a changed metric\n")
+
+    changed = changed_stages(root, env)
+
+    assert set(changed) == {"tune", "train", "evaluate", "gate"}
+    assert {"changed deps": {"src/mlgate/metrics.py": "modified"}} in changed["evaluate"]
+
+
+def test_metrics_and_plots_are_committed_so_a_pull_request_can_diff_them(own_repro, tmp_path):
+    root, env = own_repro
+    git_commit_all(root, "first run")
+    tracked = run_cli(["git", "ls-files", "metrics", "plots", "reports/leaderboard.csv"], root).stdout.split()
+    metrics = json.loads((root / "metrics/test.json").read_text())
+    (root / "metrics/test.json").write_text(json.dumps(metrics | {"roc_auc": metrics["roc_auc"] - 0.01}))
+    git_commit_all(root, "a worse model")
+
+    diff = json.loads(run_cli(["dvc", "metrics", "diff", "HEAD~1", "--json"], root, env).stdout)
+    plots = run_cli(["dvc", "plots", "diff", "HEAD~1", "-o", str(tmp_path / "plots")], root, env)
+
+    assert {"metrics/test.json", "plots/roc.csv", "reports/leaderboard.csv"} <= set(tracked)
+    assert diff["metrics/test.json"]["roc_auc"]["diff"] == pytest.approx(-0.01)
+    assert "roc_auc" in diff["metrics/test.json"] and "accuracy" not in diff["metrics/test.json"]
+    assert plots.returncode == 0 and (tmp_path / "plots/index.html").is_file()
+
+
+def test_the_model_is_a_dvc_artifact_a_version_tag_fetches(own_repro, tmp_path):
+    root, env = own_repro
+    git_commit_all(root, "first run")
+    run_cli(["git", "-c", "user.name=mlgate-test", "-c", "user.email=t@example.invalid", "tag", "-a", "model@v1.0.0",
+             "-m", "first model"], root)
+
+    run_cli(["dvc", "artifacts", "get", ".", "model", "--rev", "v1.0.0", "-o", str(tmp_path / "model")], root, env)
+
+    assert (tmp_path / "model/MLmodel").read_bytes() == (root / "models/model/MLmodel").read_bytes()

@@ -1,9 +1,10 @@
 import re
+import subprocess
 
 import pytest
 import yaml
 
-from mlgate import config
+from mlgate import code_deps, config
 from mlgate.config import ConfigError
 
 INTERPOLATION = re.compile(r"\$\{([^}]+)\}")
@@ -49,3 +50,55 @@ def test_each_stage_runs_the_subcommand_of_its_name(dvc_text):
     stages = yaml.safe_load(dvc_text)["stages"]
 
     assert {name: stage["cmd"] for name, stage in stages.items()} == {name: f"mlgate {name}" for name in stages}
+
+
+def _stages(dvc_text: str) -> dict:
+    return yaml.safe_load(dvc_text)["stages"]
+
+
+def _code_deps(stage: dict) -> set[str]:
+    return {dep for dep in stage.get("deps", []) if dep.startswith("src/")}
+
+
+def test_each_stage_lists_every_module_of_ours_it_imports(dvc_text, project_root):
+    # a stage that always runs (fingerprint) needs no code dependencies to rerun
+    missing = {}
+    for name, stage in _stages(dvc_text).items():
+        if stage.get("always_changed"):
+            continue
+        imported = {f"src/{path.relative_to(project_root / 'src').as_posix()}"
+                    for path in code_deps.closure_files(f"mlgate.stages.{name}")}
+        if imported - _code_deps(stage):
+            missing[name] = sorted(imported - _code_deps(stage))
+
+    assert missing == {}, "add these to dvc.yaml's deps:\n" + "\n".join(
+        f"  {name}:\n" + "\n".join(f"      - {path}" for path in paths) for name, paths in missing.items())
+
+
+def test_every_code_dependency_is_a_file(dvc_text, project_root):
+    listed = {dep for stage in _stages(dvc_text).values() for dep in _code_deps(stage)}
+
+    assert "src/mlgate/metrics.py" in listed
+    assert sorted(dep for dep in listed if not (project_root / dep).is_file()) == []
+
+
+def test_the_model_is_a_dvc_artifact_of_type_model(project_root):
+    from dvc.repo import Repo
+
+    with Repo(str(project_root)) as repo:
+        artifacts = repo.artifacts.read()["dvc.yaml"]
+
+    assert artifacts["model"].type == "model"
+    assert artifacts["model"].path == config.read_params(project_root / "params.yaml")["paths"]["model"]
+
+
+def test_metrics_and_plots_are_committed_not_ignored(dvc_text, committed_params, project_root):
+    # `dvc metrics diff main` and `dvc plots diff main` read these files from git
+    resolved = yaml.safe_load(INTERPOLATION.sub(lambda m: str(config.section(committed_params, m.group(1))), dvc_text))
+    metrics = [next(iter(entry)) for stage in resolved["stages"].values() for entry in stage.get("metrics", [])]
+    plotted = [next(iter(entry)) for entry in resolved["plots"]]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *metrics, *plotted], cwd=project_root,
+                             capture_output=True, text=True).stdout.split()
+
+    assert metrics == ["metrics/test.json"] and "plots/roc.csv" in plotted
+    assert ignored == []

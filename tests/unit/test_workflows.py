@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from mlgate import promote as promotion
 from mlgate.project import StageError
+from tests.conftest import BIN, POSTGRES, git_commit_all
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
@@ -45,8 +47,20 @@ def steps(workflow: str) -> list[dict]:
     return [step for job in spec["jobs"].values() for step in job["steps"]]
 
 
-def test_both_workflows_exist():
-    assert [w.name for w in WORKFLOWS] == ["promote-on-merge.yml", "promotion.yml"]
+def test_all_workflows_exist():
+    assert [w.name for w in WORKFLOWS] == ["promote-on-merge.yml", "promotion.yml", "tests.yml"]
+
+
+def test_tests_run_on_every_pull_request_with_the_postgres_the_tests_expect():
+    spec = yaml.safe_load((REPO / ".github/workflows/tests.yml").read_text())
+    job = spec["jobs"]["test"]
+    postgres = job["services"]["postgres"]
+
+    assert "pull_request" in spec[True]   # PyYAML reads the key `on` as True
+    assert [s["run"] for s in job["steps"] if "run" in s][-1] == "make test"
+    assert next(s for s in job["steps"] if "setup-python" in s.get("uses", ""))["with"]["python-version"] == "3.11"
+    assert postgres["env"] == {"POSTGRES_HOST_AUTH_METHOD": "trust", "POSTGRES_DB": "test"}
+    assert postgres["ports"] == ["5432:5432"] and POSTGRES.endswith("@127.0.0.1:5432/test")
 
 
 @needs_actionlint
@@ -67,7 +81,7 @@ def test_pull_request_workflow_reproduces_comments_and_fails_on_rejection():
     runs = [s.get("run", "") for s in steps("promotion.yml")]
 
     assert "make run" in runs
-    assert any(r.startswith(".ci/pr-comment ") for r in runs)
+    assert any(".ci/pr-comment " in r for r in runs)
     assert "jq -e '.passed == true' reports/gate.json" in runs
 
 
@@ -135,3 +149,53 @@ def test_gate_report_names_the_candidate_and_the_champion_it_was_measured_agains
 def test_a_rejected_or_foreign_gate_report_promotes_nothing(tmp_path, fields, message):
     with pytest.raises(StageError, match=message):
         promotion.from_gate_report(_gate_report(tmp_path, **fields), "churn")
+
+
+BASE_DVC_YAML = """stages:
+  evaluate:
+    cmd: echo evaluate
+    params: [search.n_trials]
+    metrics:
+      - metrics/test.json:
+          cache: false
+"""
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+@pytest.mark.slow
+def test_pr_comment_step_adds_params_and_metrics_diff_against_the_base_branch(tmp_path):
+    origin, work = tmp_path / "origin", tmp_path / "work"
+    origin.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=origin, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=origin, check=True)
+    _write(origin, {"dvc.yaml": BASE_DVC_YAML, "params.yaml": "search:\n  n_trials: 5\n",
+                    "metrics/test.json": '{"roc_auc": 0.80}', "reports/promotion.md": "# Model promotion\n"})
+    git_commit_all(origin, "base")
+    subprocess.run(["git", "clone", "-q", "--depth=1", f"file://{origin}", str(work)], check=True)
+    _write(work, {"params.yaml": "search:\n  n_trials: 50\n", "metrics/test.json": '{"roc_auc": 0.85}'})
+    (work / ".venv/bin").mkdir(parents=True)
+    (work / ".venv/bin/dvc").symlink_to(BIN / "dvc")
+    fake = tmp_path / "bin/gh"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_GH)
+    fake.chmod(0o755)
+    (work / ".ci").mkdir()
+    shutil.copy2(REPO / ".ci/pr-comment", work / ".ci/pr-comment")
+    step = next(s for s in steps("promotion.yml") if s.get("name", "").startswith("Post the promotion report"))
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "GITHUB_REPOSITORY": "acme/churn",
+           "FAKE_GH_LOG": str(tmp_path / "calls"), "FAKE_GH_EXISTING": "", "RUNNER_TEMP": str(tmp_path),
+           **step["env"], "PR_NUMBER": "7", "BASE_REF": "main"}
+    env.pop("GH_TOKEN")
+
+    subprocess.run(["bash", "-e", "-c", step["run"]], cwd=work, env=env, check=True, capture_output=True)
+
+    body = re.sub(" +", " ", (tmp_path / "calls").read_text().split("\x1e")[1].split("\x1f")[5])
+    assert body.startswith("body=<!-- mlgate:promotion-report -->\n\n# Model promotion")
+    assert "## Parameters against main" in body and "## Metrics against main" in body
+    assert "| params.yaml | search.n_trials | 5 | 50 |" in body
+    assert "| metrics/test.json | roc_auc | 0.8 | 0.85 | 0.05 |" in body

@@ -2,6 +2,8 @@
 
 Reads data.source (file, sql or http; see mlgate.sources) and data.current_path when set; writes
 paths.raw. DVC reruns it when data/source/ or the source's fingerprint (paths.fingerprint) changes.
+The same rows give the same bytes (no timings or timestamps in meta.json, fixed Parquet writer
+settings): DVC hashes data/raw/, and a byte that differs reruns every later stage.
 """
 
 from __future__ import annotations
@@ -57,11 +59,19 @@ def describe(data: pd.DataFrame | pa.Table, source: SourceSpec) -> dict[str, Any
     }
 
 
+# Spelled out rather than left to pyarrow's defaults, which have changed between releases (row
+# group size, format version); the file still names the writer's version (created_by, and pandas'
+# schema metadata), so a pyarrow or pandas upgrade (requirements.lock) reruns the pipeline once.
+PARQUET_SETTINGS: dict[str, Any] = {
+    "compression": "snappy", "row_group_size": 1 << 20, "version": "2.6", "data_page_version": "1.0",
+    "use_dictionary": True, "write_statistics": True, "store_schema": True,
+}
+
+
 def write_parquet(data: pd.DataFrame | pa.Table, path: Path) -> None:
-    if isinstance(data, pd.DataFrame):
-        data.to_parquet(path, index=False)
-    else:
-        pq.write_table(data, path)
+    """The rows as Parquet, byte for byte the same for the same rows and library versions."""
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    pq.write_table(table, path, **PARQUET_SETTINGS)
 
 
 def current_source(path: str) -> SourceSpec:
@@ -74,7 +84,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     frame = sources.read_snapshot(spec.source)
     seconds = time.perf_counter() - started
-    meta = {"dataset": spec.name, "data": describe(frame, spec.source) | {"read_seconds": round(seconds, 3)}}
+    # the read time goes to the console only: in meta.json it would change data/raw's hash every run
+    meta = {"dataset": spec.name, "data": describe(frame, spec.source)}
     current = None
     if spec.current_path:
         current = sources.read(current_source(spec.current_path), "data.current_path")
