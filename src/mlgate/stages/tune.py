@@ -33,7 +33,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from tqdm import tqdm
 
-from mlgate import config, console, ensemble, files, metrics, models, project, tracking, tuning
+from mlgate import code_deps, config, console, ensemble, files, metrics, models, project, tracking, tuning
 from mlgate.data import DataSpec, target_vector
 from mlgate.features import FeatureSettings
 from mlgate.project import StageError
@@ -260,20 +260,17 @@ def best(outcomes: list[tuning.TrialOutcome], maximize: bool) -> tuning.TrialOut
     return (max if maximize else min)(complete, key=lambda o: o.score)
 
 
-# What a trial computes: a change here starts a new study instead of resuming a stored one.
-_SCORING_CODE = ("tuning.py", "models.py", "features.py", "metrics.py", "data.py", "stages/tune.py")
-
-
 def study_name(params: dict[str, Any], train: pd.DataFrame) -> str:
     """`<data name>-<hash>` of everything a trial's score depends on; the budget (n_trials, timeout_s,
     n_jobs) and the run layout (fold_runs) are left out, so a rerun with a larger budget extends the same study."""
     search = {k: v for k, v in config.section(params, "search").items() if k not in ("n_trials", "timeout_s", "n_jobs", "fold_runs")}
-    package = Path(models.__file__).parent
     inputs = {
         "model": config.section(params, "model"), "search": search, "features": config.section(params, "features"),
         "seed": config.section(params, "seed"), "metric": config.section(params, "data.metric"),
         "data": hashlib.sha256(pd.util.hash_pandas_object(train, index=True).to_numpy().tobytes()).hexdigest(),
-        "code": {name: hashlib.sha256((package / name).read_bytes()).hexdigest() for name in _SCORING_CODE},
+        # every module of ours this stage runs (the same closure dvc.yaml lists): a change to how a
+        # trial is computed starts a new study instead of resuming a stored one
+        "code": code_deps.closure_digest(__name__),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{config.section(params, 'data.name')}-{digest}"
