@@ -131,6 +131,22 @@ def rollback(alias: str, expect_current: str | None, model: str | None, reason: 
     _registry_command("rollback", act)
 
 
+@main.command(help="Record the artifact digest of a version gated before mlgate recorded digests, so "
+                   "serve, score and monitor load it verified; only after someone has checked its files.")
+@click.option("--version", "version", type=int, required=True, help="registered model version")
+@click.option("--reason", required=True, help="who checked the version's files, and how")
+@click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def seal(version: int, reason: str, model: str | None, params_file: str) -> None:
+    from mlgate import promote as promotion
+
+    def act() -> None:
+        name = model or _model_and_ledger(None, params_file)[0]
+        promotion.seal(name, version, reason)
+
+    _registry_command("seal", act)
+
+
 @main.command(help="Which version held each alias when: the promotion ledger, verified against the registry.")
 @click.option("--alias", default=None, help="only this alias")
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")

@@ -448,6 +448,27 @@ def promote(model: str, version: int, alias: str, reason: str, *, expected: int 
     return move
 
 
+def seal(model: str, version: int, reason: str) -> str:
+    """Record the artifact digest of ``version`` from the files the store holds now, for a version
+    gated before mlgate recorded digests: the way to keep serving it after someone has checked that
+    its files are the ones trained. Refused when a digest is already recorded (a mismatch is never
+    re-sealed: gate a fresh candidate). Who sealed it, when and why stay on the version's tags."""
+    if not reason.strip():
+        raise StageError("seal needs a --reason: say who checked the version's files and how")
+    target = _version_or_error(model, version)
+    recorded = target.tags.get(tracking.DIGEST_TAG)
+    if recorded is not None:
+        raise StageError(f"{model} v{version} already has an artifact digest ({tracking.DIGEST_TAG}={recorded[:16]}); "
+                         f"sealing is only for versions gated before digests were recorded")
+    digest = tracking.model_digest(model, version)
+    tracking.set_version_tags(model, version, {
+        tracking.DIGEST_TAG: digest, "mlgate.seal.by": who(), "mlgate.seal.reason": reason,
+        "mlgate.seal.at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    console.say(STAGE, f"{model} v{version}: sealed its artifacts as they are now (sha256 {digest[:16]}) by {who()} "
+                       f"({reason}); loads now verify them against this digest")
+    return digest
+
+
 @dataclass(frozen=True)
 class GateReport:
     """What a gate.json says is to be promoted, and over what."""

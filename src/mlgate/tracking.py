@@ -659,8 +659,10 @@ def verify_digest(held: ModelVersion, folder: str | Path) -> None:
             return
         raise StageError(f"{held.name} v{held.version} has no recorded artifact digest (version tag {DIGEST_TAG}), "
                          f"so its pickled code cannot be checked before it runs. Versions gated by this mlgate have "
-                         f"one: run the pipeline to gate a fresh candidate, or, if you trust every writer of the "
-                         f"registry and the artifact store, set {ALLOW_UNVERIFIED_ENV}=1 to load it unverified")
+                         f"one: run the pipeline to gate a fresh candidate; or, once someone has checked its files, "
+                         f"`mlgate seal --version {held.version} --reason ...` records their digest; or, if you trust "
+                         f"every writer of the registry and the artifact store, set {ALLOW_UNVERIFIED_ENV}=1 to load "
+                         f"it unverified")
     actual = artifact_digest(folder)
     if actual != recorded:
         raise StageError(f"{held.name} v{held.version}: the artifacts in the store do not match the digest the gate "

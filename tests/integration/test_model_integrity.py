@@ -153,3 +153,25 @@ def test_the_gate_records_the_digest_of_the_files_the_store_holds(built_project,
     recorded = tracking.get_version(report["name"], report["version"]).tags[tracking.DIGEST_TAG]
     assert report["model_sha256"] == recorded == tracking.model_digest(report["name"], report["version"])
     assert tracking.load(f"models:/{report['name']}@staging").predict is not None
+
+
+def test_a_version_gated_before_digests_loads_once_sealed_and_is_sealed_once(registry):
+    from click.testing import CliRunner
+
+    from mlgate import cli
+
+    known = tracking.client().get_model_version(MODEL, "2")
+    old = int(tracking.client().create_model_version(MODEL, known.source, run_id=known.run_id).version)
+    with pytest.raises(StageError, match="no recorded artifact digest"):
+        tracking.load(f"models:/{MODEL}/{old}")
+
+    sealed = CliRunner().invoke(cli.main, ["seal", "--model", MODEL, "--version", str(old),
+                                           "--reason", "files compared with the training run's by ana"])
+    assert sealed.exit_code == 0, sealed.output
+    tags = tracking.get_version(MODEL, old).tags
+    assert tags[tracking.DIGEST_TAG] == tracking.model_digest(MODEL, old)
+    assert tags["mlgate.seal.reason"] == "files compared with the training run's by ana"
+    assert tracking.load(f"models:/{MODEL}/{old}").predict(FRAME)["probability"].tolist() == [0.5] * 4
+
+    again = CliRunner().invoke(cli.main, ["seal", "--model", MODEL, "--version", str(old), "--reason", "again"])
+    assert again.exit_code == 1 and "already has an artifact digest" in again.output
