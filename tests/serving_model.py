@@ -3,12 +3,14 @@ a logistic score, behind the same interface `RegistrySource` gives the server.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from mlgate.features import InputGuard
 from mlgate.serving import Served, ServeSettings
-from mlgate.tracking import LoadedModel
 
 NUMERIC = ["tenure", "charges"]
 FEATURES = {"task": "binary", "numeric": NUMERIC, "categorical": ["contract"], "datetime": [], "text": [],
@@ -32,11 +34,24 @@ def rows(count: int, start: int = 0) -> pd.DataFrame:
                          "contract": np.array(["One year", "Two year", "Month-to-month"])[np.arange(count) % 3]})
 
 
+@dataclass(frozen=True)
+class TinyModel:
+    """What `tracking.LoadedModel` gives the server (without importing MLflow)."""
+    predict: Callable
+    features: dict | None
+    pipeline: None = None
+    input_columns: tuple[str, ...] = ()
+
+    @property
+    def predict_unchecked(self) -> Callable:
+        return self.predict
+
+
 class TinySource:
     """Version "1" of the tiny model (or of ``predict_fn``), loaded at once."""
 
     def __init__(self, predict_fn=predict, features=FEATURES):
-        self.model = LoadedModel(predict=predict_fn, pipeline=None, features=features, predict_unchecked=predict_fn)
+        self.model = TinyModel(predict_fn, features)
 
     def current(self) -> str:
         return "1"

@@ -350,6 +350,7 @@ MESSAGE_CHARS = 1_000          # an error message's length at most, whatever it 
 QUOTE_CHARS = 60               # a quoted client value or column name at most
 NAMES_LISTED = 10              # column names listed in one message at most
 COLUMNS_WITHOUT_CONTRACT = 1_024   # columns a request may carry for a model that declares none
+NAME_CHARS = 256               # a column name at most
 CLIENT_ID_CHARS = 128          # a client's own X-Request-Id, as logged
 CLASS_LABELS = 100             # distinct predicted-class labels /metrics counts; later ones count as OTHER_LABEL
 OTHER_LABEL = "__other__"
@@ -515,6 +516,9 @@ class RequestContract:
             raise BadRequest(422, "INVALID_INPUT", f"duplicate column(s) {listed(duplicated)}")
         if len(frame.columns) > self.max_columns:
             raise _too_many_columns(f"{len(frame.columns):,}", self.max_columns)
+        named = next((str(c) for c in frame.columns if len(str(c)) > NAME_CHARS), None)
+        if named is not None:   # a name is logged with every row it has a value in
+            raise BadRequest(422, "INVALID_INPUT", f"column name {quoted(named)} is longer than {NAME_CHARS} characters")
         gaps = frame.isna().to_numpy()
         self._refuse_non_finite(frame)
         if not self.expected:
