@@ -247,9 +247,9 @@ class ParquetSink:
         start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         frames = []
         for path in found:
-            named = _FILE_STAMP.match(path.name)
+            written = _written_at(path.name)
             # the name's time is cut to the second: the file may hold rows up to a second after it
-            if named and pd.Timestamp(named.group(1), tz="UTC") + pd.Timedelta(seconds=1) < start:
+            if written is not None and written + dt.timedelta(seconds=1) < start:
                 continue
             frame = pd.read_parquet(path, filters=[("timestamp", ">=", start)])
             frames.append(_current_layout(frame))
@@ -259,6 +259,15 @@ class ParquetSink:
 
     def close(self) -> None:
         pass
+
+
+def _written_at(name: str) -> dt.datetime | None:
+    """When a log file was written, from its name (None for a name mlgate did not make)."""
+    named = _FILE_STAMP.match(name)
+    try:
+        return dt.datetime.strptime(named.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc) if named else None
+    except ValueError:
+        return None
 
 
 def _current_layout(frame: pd.DataFrame) -> pd.DataFrame:
