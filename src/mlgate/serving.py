@@ -354,6 +354,7 @@ NAME_CHARS = 256               # a column name at most
 CLIENT_ID_CHARS = 128          # a client's own X-Request-Id, as logged
 CLASS_LABELS = 100             # distinct predicted-class labels /metrics counts; later ones count as OTHER_LABEL
 OTHER_LABEL = "__other__"
+ANSWER_SLICE_ROWS = 2_000      # rows rendered to JSON in one call
 PARSE_THREADS = 2              # requests parsed, checked or answered at once
 DISCONNECTED = "499"           # the status counted for a client that left before its answer (nginx's code)
 
@@ -615,8 +616,10 @@ def _answer(metrics: Metrics, contract: RequestContract, features: dict[str, Any
     """Counts the request in /metrics and renders its JSON answer (as Starlette's JSONResponse would)."""
     contract.record(metrics, frame, gaps)
     _record_outputs(metrics, output, features)
-    return json.dumps({"predictions": _records(output)}, ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":")).encode("utf-8")
+    # JSON in slices, so that the list of row dicts for a 400,000-row answer never exists all at once
+    slices = [json.dumps(_records(output.iloc[start:start + ANSWER_SLICE_ROWS]), ensure_ascii=False, allow_nan=False,
+                         separators=(",", ":"))[1:-1] for start in range(0, len(output), ANSWER_SLICE_ROWS)]
+    return ('{"predictions":[' + ",".join(slices) + "]}").encode("utf-8")
 
 
 class ServingState:

@@ -237,3 +237,32 @@ def test_a_model_echoing_its_input_cannot_grow_the_metrics_without_bound(client_
     assert len(series) == CLASS_LABELS + 1
     assert sum(float(v) for _, v in series) == 3 * CLASS_LABELS
     assert dict(series)["__other__"] == str(float(2 * CLASS_LABELS))
+
+
+def test_cli_serve_passes_the_limits(monkeypatch):
+    from click.testing import CliRunner
+
+    from mlgate import serving
+    from mlgate.cli import main
+
+    started = []
+    monkeypatch.setattr(serving, "serve", lambda settings, host, port: started.append(settings))
+    result = CliRunner().invoke(main, ["serve", "--model", "churn", "--max-extra-columns", "3", "--header-timeout-s", "2",
+                                       "--body-timeout-s", "4.5", "--max-connections", "50"])
+    assert result.exit_code == 0, result.output
+    [settings] = started
+    assert (settings.max_extra_columns, settings.header_timeout_s, settings.body_timeout_s, settings.max_connections) == (
+        3, 2.0, 4.5, 50)
+    refused = CliRunner().invoke(main, ["serve", "--model", "churn", "--body-timeout-s", "0"])
+    assert refused.exit_code != 0 and "body_timeout_s" in refused.output and len(started) == 1
+
+
+def test_a_long_answer_is_rendered_in_slices_as_one_json_document():
+    from mlgate.serving import ANSWER_SLICE_ROWS, Metrics, _answer
+
+    output = pd.DataFrame({"prediction": ["Yes", "No"] * ANSWER_SLICE_ROWS, "probability": np.linspace(0, 1, 2 * ANSWER_SLICE_ROWS)})
+    output.loc[3, "probability"] = np.inf
+    frame = rows(len(output))
+    content = _answer(Metrics(), CONTRACT, FEATURES, frame, frame.isna().to_numpy(), output)
+    expected = output.astype(object).where(np.isfinite(output["probability"]).to_frame().assign(prediction=True), None)
+    assert json.loads(content) == {"predictions": expected[["prediction", "probability"]].to_dict("records")}
