@@ -46,6 +46,7 @@ log = logging.getLogger("mlgate.prediction_log")
 QUEUE_ROWS = 200_000                 # rows waiting for the writer at most (more: dropped and counted)
 QUEUE_BYTES = 64 * 1024 * 1024       # and their estimated size at most
 ROTATE_BYTES = 32 * 1024 * 1024      # a flush once this much is pending, whatever the rows
+WRITE_SLICE_ROWS = 20_000           # rows converted for a Parquet file at a time
 EXTRA_CHARS = 1_000                  # an extra_inputs text at most
 DEFAULT_TABLE = "mlgate_predictions"
 LOG_COLUMNS = ("request_id", "client_request_id", "timestamp", "model_version", "row", "extra_inputs")
@@ -211,11 +212,12 @@ class ParquetSink:
     def shape(self, item: Item) -> pd.DataFrame:
         """One row per predicted row: the log's fields, ``input_*``, ``output_*``, extra_inputs."""
         rows = len(item.inputs)
+        # numpy fills, not lists of Python objects: converting those holds the GIL (0.5 s for 400,000 rows)
         columns: dict[str, Any] = {
-            "request_id": [item.request_id] * rows,
-            "client_request_id": [item.client_request_id] * rows,
-            "timestamp": pd.DatetimeIndex([pd.Timestamp(item.at, unit="s", tz="UTC")] * rows),
-            "model_version": [item.version] * rows,
+            "request_id": np.full(rows, item.request_id, dtype=object),
+            "client_request_id": np.full(rows, item.client_request_id, dtype=object),
+            "timestamp": pd.DatetimeIndex(np.full(rows, np.datetime64(round(item.at * 1e6), "us"))).tz_localize("UTC"),
+            "model_version": np.full(rows, item.version, dtype=object),
             "row": np.arange(rows, dtype=np.int64),   # position in the request: labels join on (request_id, row)
         }
         for column in item.inputs.columns:
@@ -231,7 +233,7 @@ class ParquetSink:
         final = self.directory / f"predictions-{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
         partial = final.with_suffix(".parquet.tmp")
         try:
-            _text_if_mixed(pd.concat(frames, ignore_index=True)).to_parquet(partial, index=False)
+            _write_parquet(_text_if_mixed(pd.concat(frames, ignore_index=True)), partial)
             partial.replace(final)
         finally:
             partial.unlink(missing_ok=True)
@@ -280,6 +282,22 @@ def _current_layout(frame: pd.DataFrame) -> pd.DataFrame:
     frame.insert(1, "client_request_id", None)
     frame["extra_inputs"] = None
     return frame
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as one Parquet file, converted WRITE_SLICE_ROWS rows at a time: converting Python
+    strings for Arrow holds the GIL, so one conversion of a large flush stalled the event loop."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Schema.from_pandas(frame.head(WRITE_SLICE_ROWS), preserve_index=False)
+    for j, column in enumerate(frame.columns):   # object columns hold text or None (_text_if_mixed), in any slice
+        if frame[column].dtype == object:
+            schema = schema.set(j, pa.field(str(column), pa.string()))
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, len(frame), WRITE_SLICE_ROWS):
+            part = frame.iloc[start:start + WRITE_SLICE_ROWS]
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
 def _text_if_mixed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -231,7 +231,7 @@ def test_inputs_are_namespaced_and_unknown_columns_kept_as_one_bounded_text(sink
 def test_the_queue_is_bounded_by_rows_and_by_bytes(tmp_path, monkeypatch):
     """Finding 5: with the writer stuck, 16 requests of 25,000 rows all queued (350 to 810 MB)."""
     dropped: list[int] = []
-    log = PredictionLog(tmp_path, on_drop=dropped.append)
+    log = PredictionLog(tmp_path, rotate_rows=1, on_drop=dropped.append)   # each request its own (blocked) write
     release = blocked(log)
     big = pd.DataFrame({"tenure": np.arange(25_000, dtype=float)})
     out = pd.DataFrame({"prediction": np.zeros(25_000)})
