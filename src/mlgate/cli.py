@@ -171,6 +171,8 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
               help="a body that has not fully arrived within this gets 408")
 @click.option("--max-connections", default=1024, show_default=True, type=int,
               help="open connections at most; beyond them uvicorn answers 503")
+@click.option("--max-inflight-mb", default=32.0, show_default=True, type=float,
+              help="request bodies being parsed and answered at once; requests beyond it wait their turn")
 @click.option("--prediction-log", "--log-dir", "log_dir", default=None,
               help="log sampled requests and predictions (for `mlgate monitor`): a directory for Parquet files, "
                    "or a SQLAlchemy URL (sqlite:///predictions.db, postgresql+psycopg://user@host/db)")
@@ -188,7 +190,7 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
 def serve(model: str | None, alias: str, model_uri: str | None, host: str, port: int, poll_s: float,
           max_body_mb: float, unknown_columns: str, log_dir: str | None, log_table: str, log_sample_rate: float,
           workers: int, max_batch_rows: int, batch_wait_ms: float, max_extra_columns: int, header_timeout_s: float,
-          body_timeout_s: float, max_connections: int, params_file: str) -> None:
+          body_timeout_s: float, max_connections: int, max_inflight_mb: float, params_file: str) -> None:
     from mlgate import config, project, serving
 
     try:
@@ -202,7 +204,8 @@ def serve(model: str | None, alias: str, model_uri: str | None, host: str, port:
                                          log_sample_rate=log_sample_rate, workers=workers,
                                          max_batch_rows=max_batch_rows, batch_wait_ms=batch_wait_ms,
                                          max_extra_columns=max_extra_columns, header_timeout_s=header_timeout_s,
-                                         body_timeout_s=body_timeout_s, max_connections=max_connections)
+                                         body_timeout_s=body_timeout_s, max_connections=max_connections,
+                                         max_inflight_bytes=int(max_inflight_mb * 1024 * 1024))
     except (ValueError, config.ConfigError) as error:
         console.fail("serve", str(error))
         sys.exit(1)

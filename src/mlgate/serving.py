@@ -71,6 +71,7 @@ class ServeSettings:
     header_timeout_s: float = 10.0       # a connection must send a request's headers within this
     body_timeout_s: float = 30.0         # and its body within this after the headers (else 408)
     max_connections: int = 1024          # open connections at most; beyond them uvicorn answers 503
+    max_inflight_bytes: int = 32 * 1024 * 1024   # bodies being read, parsed and answered at once (more wait)
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.model_uri is None):
@@ -91,6 +92,8 @@ class ServeSettings:
             raise ValueError("serve: header_timeout_s and body_timeout_s must be positive")
         if self.max_connections < 1:
             raise ValueError("serve: max_connections must be at least 1")
+        if self.max_inflight_bytes < 1:
+            raise ValueError("serve: max_inflight_bytes must be positive")
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,30 @@ class _ModelInfo:
 
     def collect(self) -> Iterator[InfoMetricFamily]:
         yield InfoMetricFamily("mlgate_model", "The served model", value=self.metrics.model_info)
+
+
+class BodyBudget:
+    """The bytes of request bodies being read, parsed, predicted and answered at once, at most
+    ``limit``: a request that would pass it waits for others to finish (never refused, and a request
+    alone always goes). Each such request costs a few times its body in frames and its answer, so
+    this, not the connection count, bounds what concurrent large requests can take."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self.freed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        async with self.freed:
+            await self.freed.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            async with self.freed:
+                self.used -= size
+                self.freed.notify_all()
 
 
 class BadRequest(Exception):
@@ -681,6 +708,7 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
     # parsing, checking and answering run here, never on the event loop (a large body must not stall
     # /health or other clients); its threads bound how many requests do so at once
     parse_pool = concurrent.futures.ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="mlgate-parse")
+    budget = BodyBudget(settings.max_inflight_bytes)
 
     def finish(endpoint: str, started: float, response: Response) -> Response:
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
@@ -708,16 +736,19 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
             declared = int(request.headers.get("content-length") or 0)
             if declared > settings.max_body_bytes:
                 raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body of {declared:,} bytes; the limit is {settings.max_body_bytes:,}")
-            body = await _read_capped(request, settings.max_body_bytes, settings.body_timeout_s)
-            frame, gaps, known = await loop.run_in_executor(parse_pool, _read_request, body, request.headers.get("content-type", ""),
-                                                            contract, settings.unknown_columns)
-            if frame.empty:
-                return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
-            model_input = frame if len(known) == frame.shape[1] else frame[known]
-            output = await served.batcher(settings.max_batch_rows, settings.batch_wait_ms / 1000,
-                                          metrics.call_rows.observe).predict(model_input)
-            content = await loop.run_in_executor(parse_pool, _answer, metrics, contract, served.model.features,
-                                                 frame, gaps, output)
+            chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+            async with budget.hold(settings.max_body_bytes if chunked else declared):
+                body = await _read_capped(request, settings.max_body_bytes, settings.body_timeout_s)
+                frame, gaps, known = await loop.run_in_executor(parse_pool, _read_request, body,
+                                                                request.headers.get("content-type", ""), contract,
+                                                                settings.unknown_columns)
+                if frame.empty:
+                    return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
+                model_input = frame if len(known) == frame.shape[1] else frame[known]
+                output = await served.batcher(settings.max_batch_rows, settings.batch_wait_ms / 1000,
+                                              metrics.call_rows.observe).predict(model_input)
+                content = await loop.run_in_executor(parse_pool, _answer, metrics, contract, served.model.features,
+                                                     frame, gaps, output)
         except ClientDisconnect:
             log.debug("request %s: the client left before its body arrived", request_id)
             return finish("invocations", started, Response(status_code=int(DISCONNECTED), headers=headers))

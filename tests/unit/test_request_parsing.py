@@ -248,11 +248,11 @@ def test_cli_serve_passes_the_limits(monkeypatch):
     started = []
     monkeypatch.setattr(serving, "serve", lambda settings, host, port: started.append(settings))
     result = CliRunner().invoke(main, ["serve", "--model", "churn", "--max-extra-columns", "3", "--header-timeout-s", "2",
-                                       "--body-timeout-s", "4.5", "--max-connections", "50"])
+                                       "--body-timeout-s", "4.5", "--max-connections", "50", "--max-inflight-mb", "8"])
     assert result.exit_code == 0, result.output
     [settings] = started
-    assert (settings.max_extra_columns, settings.header_timeout_s, settings.body_timeout_s, settings.max_connections) == (
-        3, 2.0, 4.5, 50)
+    assert (settings.max_extra_columns, settings.header_timeout_s, settings.body_timeout_s, settings.max_connections,
+            settings.max_inflight_bytes) == (3, 2.0, 4.5, 50, 8 * 1024 * 1024)
     refused = CliRunner().invoke(main, ["serve", "--model", "churn", "--body-timeout-s", "0"])
     assert refused.exit_code != 0 and "body_timeout_s" in refused.output and len(started) == 1
 
@@ -266,3 +266,35 @@ def test_a_long_answer_is_rendered_in_slices_as_one_json_document():
     content = _answer(Metrics(), CONTRACT, FEATURES, frame, frame.isna().to_numpy(), output)
     expected = output.astype(object).where(np.isfinite(output["probability"]).to_frame().assign(prediction=True), None)
     assert json.loads(content) == {"predictions": expected[["prediction", "probability"]].to_dict("records")}
+
+
+def test_bodies_beyond_the_inflight_budget_wait_their_turn_and_a_lone_one_always_goes():
+    """Sibling of finding 5: 1,024 connections each holding a 5 MB body and its frames was unbounded."""
+    import asyncio
+
+    from mlgate.serving import BodyBudget
+
+    async def scenario() -> list[str]:
+        budget, order = BodyBudget(100), []
+
+        async def request(name: str, size: int, hold: asyncio.Event | None = None) -> None:
+            async with budget.hold(size):
+                order.append(f"{name} in")
+                if hold is not None:
+                    await hold.wait()
+                order.append(f"{name} out")
+
+        first_done = asyncio.Event()
+        first = asyncio.create_task(request("big", 80, first_done))
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(request("next", 30)), asyncio.create_task(request("small", 20))]
+        await asyncio.sleep(0.01)
+        order.append("release")
+        first_done.set()
+        await asyncio.gather(first, *waiting)
+        await request("huge", 500)   # over the whole budget, but alone: it goes
+        return order
+
+    order = asyncio.run(scenario())
+    assert order[:3] == ["big in", "small in", "small out"]        # 80 + 20 fit; 80 + 30 do not
+    assert order.index("next in") > order.index("release") and order[-2:] == ["huge in", "huge out"]
