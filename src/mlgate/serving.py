@@ -615,7 +615,8 @@ def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, 
         for label, count in counts.items():
             metrics.predicted_class(str(label)).inc(int(count))
     else:
-        for value in predictions.to_numpy(dtype=float):
+        values = predictions.to_numpy(dtype=float)
+        for value in values[np.isfinite(values)]:   # one NaN or inf would make the histogram's sum so for good
             metrics.values.observe(value)
 
 

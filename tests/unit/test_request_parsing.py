@@ -298,3 +298,15 @@ def test_bodies_beyond_the_inflight_budget_wait_their_turn_and_a_lone_one_always
     order = asyncio.run(scenario())
     assert order[:3] == ["big in", "small in", "small out"]        # 80 + 20 fit; 80 + 30 do not
     assert order.index("next in") > order.index("release") and order[-2:] == ["huge in", "huge out"]
+
+
+def test_a_non_finite_regression_output_is_null_and_not_a_predicted_value(client_for):
+    def predict(frame):
+        return pd.DataFrame({"prediction": [np.nan, np.inf, 2.5]}).head(len(frame))
+
+    client = client_for(TinySource(predict, features=None))
+    response = client.post("/invocations", json={"dataframe_records": rows(3).to_dict("records")})
+    assert response.json() == {"predictions": [{"prediction": None}, {"prediction": None}, {"prediction": 2.5}]}
+    text = client.get("/metrics").text
+    assert re.search(r"^mlgate_predicted_value_count 1\.0$", text, re.MULTILINE)
+    assert re.search(r'^mlgate_predicted_value_bucket\{le="10\.0"\} 1\.0$', text, re.MULTILINE)
