@@ -829,6 +829,11 @@ def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080) ->
         Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
+# how long uvicorn's supervisor waits for a worker to answer its health ping (uvicorn's 5 s: a worker
+# that imports MLflow and loads a model on a loaded 2-core machine took longer, and was killed and respawned for ever)
+WORKER_START_S = 60
+
+
 def uvicorn_config(app: Any, settings: ServeSettings, host: str, port: int, **options: Any) -> Any:
     """uvicorn's configuration with the server's limits: at most ``max_connections`` connections and
     requests (more get a 503 from uvicorn), headers due within ``header_timeout_s``
@@ -837,7 +842,7 @@ def uvicorn_config(app: Any, settings: ServeSettings, host: str, port: int, **op
 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             http=HeaderDeadlineProtocol, limit_concurrency=settings.max_connections,
-                            timeout_keep_alive=5, **options)
+                            timeout_keep_alive=5, timeout_worker_healthcheck=WORKER_START_S, **options)
     config.header_timeout_s = settings.header_timeout_s   # read by HeaderDeadlineProtocol; travels to workers with the config
     return config
 
