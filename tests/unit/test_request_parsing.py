@@ -310,3 +310,12 @@ def test_a_non_finite_regression_output_is_null_and_not_a_predicted_value(client
     text = client.get("/metrics").text
     assert re.search(r"^mlgate_predicted_value_count 1\.0$", text, re.MULTILINE)
     assert re.search(r'^mlgate_predicted_value_bucket\{le="10\.0"\} 1\.0$', text, re.MULTILINE)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, "inf", "-Infinity"])
+def test_the_input_guard_refuses_non_finite_numbers_wherever_the_model_is_called(value):
+    """Finding 19 for callers without the request contract (`mlgate score`, MLflow's own pyfunc)."""
+    frame = rows(3).astype({"charges": object})
+    frame.loc[2, "charges"] = value
+    with pytest.raises(InputValidationError, match=r"column 'charges': -?inf at row 2 is not a finite number"):
+        GUARD.transform(frame)
