@@ -6,6 +6,11 @@ bodies (`dataframe_split`, `dataframe_records`, `inputs`, or CSV), so MLflow cli
 the alias and swaps in a newly promoted (or rolled back) version once it has loaded; requests in
 flight finish on the model they started with. Request bodies are only ever parsed as JSON or CSV.
 
+What one client can cost is bounded: columns are counted before any frame is built, parsing and
+answering run in a small thread pool (never on the event loop), the bytes of bodies in flight are
+budgeted, headers and bodies have deadlines, and every request gets an id of the server's own, the
+key its logged rows are joined to labels by.
+
 `serve(settings)` runs it under uvicorn; with ``workers > 1``, as that many processes sharing the
 port, each loading and following the model on its own, with /metrics summed over all of them
 (Prometheus' multiprocess mode).
