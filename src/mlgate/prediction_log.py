@@ -22,7 +22,6 @@ columns it names. `read` gives back that frame from either sink, for a time wind
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math

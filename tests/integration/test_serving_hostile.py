@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 
 import pandas as pd
-import pytest
 import requests
 
 from tests.serving_model import TinySource, rows, tiny_settings
