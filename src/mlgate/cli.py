@@ -181,6 +181,16 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
 @click.option("--poll-s", default=10.0, show_default=True, type=float, help="how often to check the alias")
 @click.option("--max-body-mb", default=5.0, show_default=True, type=float, help="larger bodies get 413")
 @click.option("--unknown-columns", type=click.Choice(["ignore", "reject"]), default="ignore", show_default=True)
+@click.option("--max-extra-columns", default=64, show_default=True, type=int,
+              help="unknown columns a request may carry beyond the model's; more get 422")
+@click.option("--header-timeout-s", default=10.0, show_default=True, type=float,
+              help="close a connection that has not sent a request's headers within this")
+@click.option("--body-timeout-s", default=30.0, show_default=True, type=float,
+              help="a body that has not fully arrived within this gets 408")
+@click.option("--max-connections", default=1024, show_default=True, type=int,
+              help="open connections at most; beyond them uvicorn answers 503")
+@click.option("--max-inflight-mb", default=32.0, show_default=True, type=float,
+              help="request bodies being parsed and answered at once; requests beyond it wait their turn")
 @click.option("--prediction-log", "--log-dir", "log_dir", default=None,
               help="log sampled requests and predictions (for `mlgate monitor`): a directory for Parquet files, "
                    "or a SQLAlchemy URL (sqlite:///predictions.db, postgresql+psycopg://user@host/db)")
@@ -197,8 +207,8 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def serve(model: str | None, alias: str, model_uri: str | None, host: str, port: int, poll_s: float,
           max_body_mb: float, unknown_columns: str, log_dir: str | None, log_table: str, log_sample_rate: float,
-          workers: int, max_batch_rows: int, batch_wait_ms: float,
-          params_file: str) -> None:
+          workers: int, max_batch_rows: int, batch_wait_ms: float, max_extra_columns: int, header_timeout_s: float,
+          body_timeout_s: float, max_connections: int, max_inflight_mb: float, params_file: str) -> None:
     from mlgate import config, project, serving
 
     try:
@@ -210,7 +220,10 @@ def serve(model: str | None, alias: str, model_uri: str | None, host: str, port:
                                          poll_s=poll_s, max_body_bytes=int(max_body_mb * 1024 * 1024),
                                          unknown_columns=unknown_columns, log_dir=log_dir, log_table=log_table,
                                          log_sample_rate=log_sample_rate, workers=workers,
-                                         max_batch_rows=max_batch_rows, batch_wait_ms=batch_wait_ms)
+                                         max_batch_rows=max_batch_rows, batch_wait_ms=batch_wait_ms,
+                                         max_extra_columns=max_extra_columns, header_timeout_s=header_timeout_s,
+                                         body_timeout_s=body_timeout_s, max_connections=max_connections,
+                                         max_inflight_bytes=int(max_inflight_mb * 1024 * 1024))
     except (ValueError, config.ConfigError) as error:
         console.fail("serve", str(error))
         sys.exit(1)

@@ -113,7 +113,9 @@ class InputGuard(BaseEstimator, TransformerMixin):
             numeric = X[list(self.numeric)]
             if not all(pd.api.types.is_numeric_dtype(t) for t in numeric.dtypes):
                 numeric = pd.DataFrame({c: _as_float(c, numeric[c]) for c in self.numeric}, index=X.index)
-            parts.append(numeric.astype("float64"))
+            numeric = numeric.astype("float64")
+            _refuse_non_finite(numeric)
+            parts.append(numeric)
         strings = [*self.categorical, *self.text]
         if strings:  # one block operation: per-column pandas calls dominate a single-row request
             block = X[strings].astype(object)
@@ -155,7 +157,7 @@ class InputGuard(BaseEstimator, TransformerMixin):
         if not outside.any():
             return values
         policy = self.policies[column]
-        unseen = sorted(values[outside].unique())[:5]
+        unseen = [_Quoted(v) for v in sorted(values[outside].unique())[:5]]
         if policy == "fail":
             raise InputValidationError(f"column '{column}': value(s) {unseen} are outside its declared categories "
                                        f"(contract new_categories: fail)")
@@ -170,13 +172,37 @@ def _as_datetime(column: str, values: pd.Series) -> pd.Series:
     parsed = parse_datetime(values)
     bad = values[parsed.isna() & values.notna()]
     if len(bad):
-        raise InputValidationError(f"column '{column}': {_plain(bad.iloc[0])!r} at row {_position(values, bad.index[0])} "
+        raise InputValidationError(f"column '{column}': {_quoted(bad.iloc[0])} at row {_position(values, bad.index[0])} "
                                    f"is not an ISO 8601 date ({len(bad):,} such value(s))")
     return parsed
 
 
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
+QUOTE_CHARS = 60   # a rejected value quoted in a message at most: a client must not get megabytes echoed back
+
+
+def _quoted(value) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= QUOTE_CHARS else f"{text[:QUOTE_CHARS]}...({len(text):,} chars)"
+
+
+class _Quoted:
+    """A value that prints as ``_quoted`` inside a list in a message."""
+
+    def __init__(self, value):
+        self.text = _quoted(value)
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _refuse_non_finite(numeric: pd.DataFrame) -> None:
+    """inf and -inf (a float, or text such as "inf" read as one) are not numbers a model can use."""
+    infinite = np.isinf(numeric.to_numpy())
+    if infinite.any():
+        row, j = (int(i) for i in np.argwhere(infinite)[0])
+        column = numeric.columns[j]
+        raise InputValidationError(f"column '{column}': {numeric.iat[row, j]} at row {row} is not a finite number "
+                                   f"({int(infinite[:, j].sum()):,} such value(s))")
 
 
 def _position(values: pd.Series, label) -> int:
@@ -190,7 +216,7 @@ def _as_float(column: str, values: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(values, errors="coerce")
     bad = values[numeric.isna() & values.notna()]
     if len(bad):
-        raise InputValidationError(f"column '{column}': {_plain(bad.iloc[0])!r} at row {_position(values, bad.index[0])} "
+        raise InputValidationError(f"column '{column}': {_quoted(bad.iloc[0])} at row {_position(values, bad.index[0])} "
                                    f"is not a number ({len(bad):,} such value(s))")
     return numeric.astype("float64")
 

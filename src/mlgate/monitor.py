@@ -55,8 +55,18 @@ class MonitorPolicy:
 
 
 def read_window(source: str | Path, since: dt.datetime, table: str = plog.DEFAULT_TABLE) -> pd.DataFrame:
-    """Logged rows with a timestamp at or after ``since``, from the log's Parquet files or SQL table."""
-    return plog.read(source, since, table)
+    """Logged rows with a timestamp at or after ``since``, from the log's Parquet files or SQL table:
+    the log's fields, the inputs under their own names and the outputs as ``output_*``. An input
+    named like one of the log's fields or an output keeps its ``input_`` prefix."""
+    window = plog.read(source, since, table)
+    taken = set(window.columns)
+    names = {}
+    for column in window.columns:
+        if column.startswith(plog.INPUT_PREFIX):
+            name = column[len(plog.INPUT_PREFIX):]
+            if name not in taken and not name.startswith(plog.OUTPUT_PREFIX):
+                names[column] = name
+    return window.rename(columns=names)
 
 
 def read_labels(path: str | Path, target: str) -> pd.DataFrame:

@@ -1,24 +1,27 @@
 """The serving prediction log: sampled requests and their predictions, as Parquet files or in a SQL table.
 
 `submit` only samples and enqueues, so logging never blocks or fails a request: when the queue is
-full the rows are dropped and counted. A writer thread drains the queue into one of two sinks:
+full (by rows or by bytes) the rows are dropped and counted. A writer thread drains the queue into
+one of two sinks:
 
 - a directory: files named `predictions-<UTC time>-<pid>-<sequence>.parquet`, each written under a
   temporary name and renamed, so a reader (`mlgate monitor`) never sees half a file, and server
   worker processes never write the same name;
 - a SQLAlchemy URL (`sqlite:///path.db`, `postgresql+psycopg://user@host/db`): rows appended to a
-  table (`schema.table` allowed), created when absent, with the columns `request_id`, `timestamp`,
-  `model_version`, `row`, and the inputs and outputs as JSON objects (`inputs->>'tenure'` works
-  in PostgreSQL and SQLite). A database that is down costs the rows of that flush (logged
-  and counted as dropped), never a request.
+  table (`schema.table` allowed), created when absent, with the columns `request_id`,
+  `client_request_id`, `timestamp`, `model_version`, `row`, `extra_inputs`, and the inputs and outputs
+  as JSON objects (`inputs->>'tenure'` works in PostgreSQL and SQLite). A database that is down
+  costs the rows of that flush (logged and counted as dropped), never a request.
 
-`read` gives back the same frame from either: one row per predicted row, the log columns, the inputs
-as sent and the outputs as ``output_<column>``.
+One row per predicted row. The log's own fields (`LOG_COLUMNS`) never meet a client's names: the
+inputs the model takes are logged as ``input_<column>``, the outputs as ``output_<column>``, and the
+columns a request sent beyond the model's as one JSON text per row (`extra_inputs`, cut at
+EXTRA_CHARS). So what one request sends costs the log at most the model's columns, however many
+columns it names. `read` gives back that frame from either sink, for a time window only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -39,13 +42,25 @@ from mlgate.project import StageError
 
 log = logging.getLogger("mlgate.prediction_log")
 
-QUEUE_REQUESTS = 10_000
+QUEUE_ROWS = 200_000                 # rows waiting for the writer at most (more: dropped and counted)
+QUEUE_BYTES = 64 * 1024 * 1024       # and their estimated size at most
+ROTATE_BYTES = 32 * 1024 * 1024      # a flush once this much is pending, whatever the rows
+WRITE_SLICE_ROWS = 20_000           # rows converted for a Parquet file at a time
+EXTRA_CHARS = 1_000                  # an extra_inputs text at most
 DEFAULT_TABLE = "mlgate_predictions"
-LOG_COLUMNS = ("request_id", "timestamp", "model_version", "row")
+LOG_COLUMNS = ("request_id", "client_request_id", "timestamp", "model_version", "row", "extra_inputs")
+INPUT_PREFIX, OUTPUT_PREFIX = "input_", "output_"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
-# One queued request: (request id, model version, time, inputs, outputs).
-Item = tuple[str, str, float, pd.DataFrame, pd.DataFrame]
+
+class Item:
+    """One queued request."""
+    __slots__ = ("request_id", "client_request_id", "version", "at", "inputs", "extras", "outputs", "size")
+
+    def __init__(self, request_id: str, client_request_id: str | None, version: str, at: float,
+                 inputs: pd.DataFrame, extras: pd.DataFrame | None, outputs: pd.DataFrame, size: int):
+        self.request_id, self.client_request_id, self.version, self.at = request_id, client_request_id, version, at
+        self.inputs, self.extras, self.outputs, self.size = inputs, extras, outputs, size
 
 
 def is_url(target: str | Path) -> bool:
@@ -56,8 +71,8 @@ def is_url(target: str | Path) -> bool:
 class PredictionLog:
     """Sampled requests written in the background to ``target``: a directory or a database URL.
 
-    Rows are flushed every ``rotate_rows`` rows or ``rotate_s`` seconds (a new Parquet file, or one
-    INSERT of many rows), and on ``close``.
+    Rows are flushed every ``rotate_rows`` rows, ROTATE_BYTES or ``rotate_s`` seconds (a new Parquet
+    file, or one INSERT of many rows), and on ``close``.
     """
 
     def __init__(self, target: str | Path, sample_rate: float = 1.0, rotate_rows: int = 50_000,
@@ -69,25 +84,44 @@ class PredictionLog:
         self.rotate_s = rotate_s
         self.on_drop = on_drop or (lambda rows: None)
         self._random = random.Random(seed)
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_REQUESTS)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued = [0, 0]            # rows and bytes in the queue, under _lock
+        self._lock = threading.Lock()
         self._writer = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._writer.start()
 
-    def submit(self, request_id: str, version: str, inputs: pd.DataFrame, outputs: pd.DataFrame) -> None:
+    def submit(self, request_id: str, version: str, inputs: pd.DataFrame, outputs: pd.DataFrame, *,
+               client_request_id: str | None = None, logged_columns: list[str] | None = None,
+               size: int = 0) -> None:
+        """Queue a request's rows: ``logged_columns`` of ``inputs`` (all when None) as its inputs, the
+        rest as extra_inputs; ``size``, what the inputs cost beyond their frame (the body's bytes),
+        counts toward QUEUE_BYTES."""
         if self.sample_rate < 1 and self._random.random() >= self.sample_rate:
             return
-        try:
-            self._queue.put_nowait((request_id, version, time.time(), inputs, outputs))
-        except queue.Full:
-            self.on_drop(len(inputs))
+        extras = None
+        if logged_columns is not None and len(logged_columns) < inputs.shape[1]:
+            logged = set(logged_columns)
+            extras = inputs[[c for c in inputs.columns if c not in logged]]
+            inputs = inputs[logged_columns]
+        rows = len(inputs)
+        size += _frame_bytes(inputs) + _frame_bytes(outputs) + (0 if extras is None else _frame_bytes(extras))
+        with self._lock:
+            if self._queued[0] + rows > QUEUE_ROWS or self._queued[1] + size > QUEUE_BYTES:
+                full = True
+            else:
+                full = False
+                self._queued[0] += rows
+                self._queued[1] += size
+        if full:
+            self.on_drop(rows)
+            return
+        self._queue.put(Item(request_id, client_request_id, version, time.time(), inputs, extras, outputs, size))
 
     def close(self, timeout: float = 60.0) -> None:
         """Write what is queued and stop the writer, waiting for it at most ``timeout`` seconds (a hung
         database must not hang the server's shutdown)."""
-        deadline = time.monotonic() + timeout
-        with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout)
-        self._writer.join(max(0.0, deadline - time.monotonic()))
+        self._queue.put(None)
+        self._writer.join(timeout)
         if self._writer.is_alive():
             log.error("prediction log: writing to %s did not finish within %g s; what was queued is lost", self.sink, timeout)
             return
@@ -95,7 +129,7 @@ class PredictionLog:
 
     def _run(self) -> None:
         pending: list[Any] = []
-        rows = 0
+        rows = size = 0
         opened = time.monotonic()
         while True:
             try:
@@ -105,19 +139,24 @@ class PredictionLog:
             if item is None or item is ...:
                 if pending and (item is None or time.monotonic() - opened >= self.rotate_s):
                     self._flush(pending, rows)
-                    pending, rows, opened = [], 0, time.monotonic()
+                    pending, rows, size, opened = [], 0, 0, time.monotonic()
                 if item is None:
                     return
                 continue
+            with self._lock:
+                self._queued[0] -= len(item.inputs)
+                self._queued[1] -= item.size
             try:
                 pending.append(self.sink.shape(item))
             except Exception as error:  # noqa: BLE001 - a request the log cannot shape is skipped, not fatal
-                log.warning("prediction log: skipped a request: %s", error)
+                log.warning("prediction log: skipped a request: %s", str(error)[:500])
+                self.on_drop(len(item.inputs))
                 continue
-            rows += len(item[3])
-            if rows >= self.rotate_rows or time.monotonic() - opened >= self.rotate_s:
+            rows += len(item.inputs)
+            size += item.size
+            if rows >= self.rotate_rows or size >= ROTATE_BYTES or time.monotonic() - opened >= self.rotate_s:
                 self._flush(pending, rows)
-                pending, rows, opened = [], 0, time.monotonic()
+                pending, rows, size, opened = [], 0, 0, time.monotonic()
 
     def _flush(self, shaped: list[Any], rows: int) -> None:
         try:
@@ -128,19 +167,36 @@ class PredictionLog:
             self.on_drop(rows)
 
 
+def _frame_bytes(frame: pd.DataFrame) -> int:
+    """A frame's size as held (object cells as their pointers: the strings behind them are the body's)."""
+    return int(frame.memory_usage(index=False, deep=False).sum())
+
+
+def _extra_texts(extras: pd.DataFrame | None, rows: int) -> list[str | None]:
+    """Each row's extra columns as one JSON object text, cut at EXTRA_CHARS; None for a request that sent none."""
+    if extras is None or extras.shape[1] == 0:
+        return [None] * rows
+    extras = extras.set_axis([str(c) for c in extras.columns], axis=1)
+    texts = extras.to_json(orient="records", lines=True, date_format="iso", default_handler=str).split("\n")[:rows]
+    return [t if len(t) <= EXTRA_CHARS else t[:EXTRA_CHARS] + "...(cut)" for t in texts]
+
+
 def describe(target: str | Path, table: str = DEFAULT_TABLE) -> str:
     """The log's location for messages (a database password hidden)."""
     return str(SqlSink(str(target), table) if is_url(target) else target)
 
 
 def read(target: str | Path, since: dt.datetime, table: str = DEFAULT_TABLE) -> pd.DataFrame:
-    """Logged rows with a timestamp at or after ``since``: the log columns, the inputs, ``output_*``."""
+    """Logged rows with a timestamp at or after ``since``: LOG_COLUMNS, ``input_*`` and ``output_*``."""
     if is_url(target):
         return SqlSink(str(target), table).read(since)
     return ParquetSink(Path(target)).read(since)
 
 
 # --- Parquet files ------------------------------------------------------------------------------
+
+_FILE_STAMP = re.compile(r"^predictions-(\d{8}T\d{6})-")
+
 
 class ParquetSink:
     def __init__(self, directory: Path, create: bool = False):
@@ -153,7 +209,22 @@ class ParquetSink:
         return str(self.directory)
 
     def shape(self, item: Item) -> pd.DataFrame:
-        return _rows(*item)
+        """One row per predicted row: the log's fields, ``input_*``, ``output_*``, extra_inputs."""
+        rows = len(item.inputs)
+        # numpy fills, not lists of Python objects: converting those holds the GIL (0.5 s for 400,000 rows)
+        columns: dict[str, Any] = {
+            "request_id": np.full(rows, item.request_id, dtype=object),
+            "client_request_id": np.full(rows, item.client_request_id, dtype=object),
+            "timestamp": pd.DatetimeIndex(np.full(rows, np.datetime64(round(item.at * 1e6), "us"))).tz_localize("UTC"),
+            "model_version": np.full(rows, item.version, dtype=object),
+            "row": np.arange(rows, dtype=np.int64),   # position in the request: labels join on (request_id, row)
+        }
+        for column in item.inputs.columns:
+            columns[f"{INPUT_PREFIX}{column}"] = item.inputs[column].to_numpy()
+        for column in item.outputs.columns:
+            columns[f"{OUTPUT_PREFIX}{column}"] = item.outputs[column].to_numpy()
+        columns["extra_inputs"] = _extra_texts(item.extras, rows)
+        return pd.DataFrame(columns)
 
     def write(self, frames: list[pd.DataFrame]) -> None:
         self._sequence += 1
@@ -161,35 +232,71 @@ class ParquetSink:
         final = self.directory / f"predictions-{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
         partial = final.with_suffix(".parquet.tmp")
         try:
-            _text_if_mixed(pd.concat(frames, ignore_index=True)).to_parquet(partial, index=False)
+            _write_parquet(_text_if_mixed(pd.concat(frames, ignore_index=True)), partial)
             partial.replace(final)
         finally:
             partial.unlink(missing_ok=True)
 
     def read(self, since: dt.datetime) -> pd.DataFrame:
+        """Only the files that can hold rows of the window (a file is named when it was written, after
+        all its rows), and of those only the window's rows."""
         found = sorted(self.directory.glob("predictions-*.parquet")) if self.directory.is_dir() else []
         if not found:
             raise StageError(f"{self.directory}: no prediction log files "
                              f"(start `mlgate serve --prediction-log {self.directory}`)")
-        frame = pd.concat([pd.read_parquet(f) for f in found], ignore_index=True)
-        return frame[frame["timestamp"] >= pd.Timestamp(since)].reset_index(drop=True)
+        start = pd.Timestamp(since)
+        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+        frames = []
+        for path in found:
+            written = _written_at(path.name)
+            # the name's time is cut to the second: the file may hold rows up to a second after it
+            if written is not None and written + dt.timedelta(seconds=1) < start:
+                continue
+            frame = pd.read_parquet(path, filters=[("timestamp", ">=", start)])
+            frames.append(_current_layout(frame))
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in LOG_COLUMNS})
+        return pd.concat(frames, ignore_index=True)
 
     def close(self) -> None:
         pass
 
 
-def _rows(request_id: str, version: str, at: float, inputs: pd.DataFrame, outputs: pd.DataFrame) -> pd.DataFrame:
-    """One row per predicted row: request id, time, model version, row in the request, the inputs as
-    sent, the outputs (``output_<column>``)."""
-    frame = inputs.reset_index(drop=True).copy()
-    frame.columns = [str(c) for c in frame.columns]
-    for column in outputs.columns:
-        frame[f"output_{column}"] = outputs[column].to_numpy()
-    frame.insert(0, "row", range(len(frame)))   # position in the request: labels join on (request_id, row)
-    frame.insert(0, "model_version", version)
-    frame.insert(0, "timestamp", pd.Timestamp(at, unit="s", tz="UTC"))
-    frame.insert(0, "request_id", request_id)
+def _written_at(name: str) -> dt.datetime | None:
+    """When a log file was written, from its name (None for a name mlgate did not make)."""
+    named = _FILE_STAMP.match(name)
+    try:
+        return dt.datetime.strptime(named.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc) if named else None
+    except ValueError:
+        return None
+
+
+def _current_layout(frame: pd.DataFrame) -> pd.DataFrame:
+    """A file written before inputs were namespaced (no client_request_id): its inputs renamed ``input_*``."""
+    if "client_request_id" in frame.columns:
+        return frame
+    own = {"request_id", "timestamp", "model_version", "row"}
+    frame = frame.rename(columns={c: f"{INPUT_PREFIX}{c}" for c in frame.columns
+                                  if c not in own and not str(c).startswith(OUTPUT_PREFIX)})
+    frame.insert(1, "client_request_id", None)
+    frame["extra_inputs"] = None
     return frame
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as one Parquet file, converted WRITE_SLICE_ROWS rows at a time: converting Python
+    strings for Arrow holds the GIL, so one conversion of a large flush stalled the event loop."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Schema.from_pandas(frame.head(WRITE_SLICE_ROWS), preserve_index=False)
+    for j, column in enumerate(frame.columns):   # object columns hold text or None (_text_if_mixed), in any slice
+        if frame[column].dtype == object:
+            schema = schema.set(j, pa.field(str(column), pa.string()))
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, len(frame), WRITE_SLICE_ROWS):
+            part = frame.iloc[start:start + WRITE_SLICE_ROWS]
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
 def _text_if_mixed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -230,13 +337,13 @@ class SqlSink:
         return self._engine
 
     def shape(self, item: Item) -> list[dict[str, Any]]:
-        request_id, version, at, inputs, outputs = item
-        stamp = dt.datetime.fromtimestamp(at, dt.timezone.utc)
-        given = [_json_record(r) for r in inputs.to_dict(orient="records")]
-        made = [_json_record(r) for r in outputs.to_dict(orient="records")]
-        return [{"request_id": request_id, "timestamp": stamp, "model_version": version, "row": row,
-                 "inputs": values, "outputs": result}
-                for row, (values, result) in enumerate(zip(given, made, strict=True))]
+        stamp = dt.datetime.fromtimestamp(item.at, dt.timezone.utc)
+        given = [_json_record(r) for r in item.inputs.to_dict(orient="records")]
+        made = [_json_record(r) for r in item.outputs.to_dict(orient="records")]
+        extras = _extra_texts(item.extras, len(given))
+        return [{"request_id": item.request_id, "client_request_id": item.client_request_id, "timestamp": stamp,
+                 "model_version": item.version, "row": row, "inputs": values, "outputs": result, "extra_inputs": extra}
+                for row, (values, result, extra) in enumerate(zip(given, made, extras, strict=True))]
 
     def write(self, batches: list[list[dict[str, Any]]]) -> None:
         self._ensure_table()
@@ -258,12 +365,14 @@ class SqlSink:
         finally:
             self.close()
         head = pd.DataFrame({"request_id": [r["request_id"] for r in rows],
+                             "client_request_id": [r["client_request_id"] for r in rows],
                              "timestamp": pd.to_datetime([_utc(r["timestamp"]) for r in rows], utc=True),
                              "model_version": [r["model_version"] for r in rows],
                              "row": np.array([r["row"] for r in rows], dtype=np.int64)})
-        inputs = pd.DataFrame([r["inputs"] for r in rows])
-        outputs = pd.DataFrame([r["outputs"] for r in rows]).add_prefix("output_")
-        return pd.concat([head, inputs, outputs], axis=1)
+        inputs = pd.DataFrame([r["inputs"] for r in rows]).add_prefix(INPUT_PREFIX)
+        outputs = pd.DataFrame([r["outputs"] for r in rows]).add_prefix(OUTPUT_PREFIX)
+        extras = pd.DataFrame({"extra_inputs": [r["extra_inputs"] for r in rows]})
+        return pd.concat([head, inputs, outputs, extras], axis=1)
 
     def close(self) -> None:
         if self._engine is not None:
@@ -286,7 +395,29 @@ class SqlSink:
             with self.engine.connect() as connection:   # lost a race with another worker: fine if it is there now
                 if not sa.inspect(connection).has_table(self.table.name, schema=self.table.schema):
                     raise
+        self._add_new_columns()
         self._ready = True
+
+    def _add_new_columns(self) -> None:
+        """A table an earlier mlgate created lacks the nullable columns added since: add them."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as connection:
+            present = {c["name"] for c in sa.inspect(connection).get_columns(self.table.name, schema=self.table.schema)}
+        preparer = self.engine.dialect.identifier_preparer
+        for column in self.table.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=self.engine.dialect)
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(sa.text(f"ALTER TABLE {preparer.format_table(self.table)} "
+                                               f"ADD COLUMN {preparer.quote(column.name)} {kind}"))
+            except sa.exc.SQLAlchemyError:
+                with self.engine.connect() as connection:   # another worker added it first
+                    names = {c["name"] for c in sa.inspect(connection).get_columns(self.table.name, schema=self.table.schema)}
+                if column.name not in names:
+                    raise
 
 
 def _table(name: str, schema: str | None):
@@ -298,6 +429,8 @@ def _table(name: str, schema: str | None):
                      sa.Column("model_version", sa.String, nullable=False),
                      sa.Column("row", sa.Integer, nullable=False),
                      sa.Column("inputs", document, nullable=False), sa.Column("outputs", document, nullable=False),
+                     sa.Column("client_request_id", sa.String, nullable=True),
+                     sa.Column("extra_inputs", sa.Text, nullable=True),
                      schema=schema)
     sa.Index(f"ix_{name}_timestamp", table.c.timestamp)
     return table

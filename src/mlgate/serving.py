@@ -6,6 +6,11 @@ bodies (`dataframe_split`, `dataframe_records`, `inputs`, or CSV), so MLflow cli
 the alias and swaps in a newly promoted (or rolled back) version once it has loaded; requests in
 flight finish on the model they started with. Request bodies are only ever parsed as JSON or CSV.
 
+What one client can cost is bounded: columns are counted before any frame is built, parsing and
+answering run in a small thread pool (never on the event loop), the bytes of bodies in flight are
+budgeted, headers and bodies have deadlines, and every request gets an id of the server's own, the
+key its logged rows are joined to labels by.
+
 `serve(settings)` runs it under uvicorn; with ``workers > 1``, as that many processes sharing the
 port, each loading and following the model on its own, with /metrics summed over all of them
 (Prometheus' multiprocess mode).
@@ -14,8 +19,10 @@ port, each loading and following the model on its own, with /metrics summed over
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import csv
 import dataclasses
 import functools
 import io
@@ -35,7 +42,7 @@ import pandas as pd
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import InfoMetricFamily
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -65,7 +72,11 @@ class ServeSettings:
     workers: int = 1                     # server processes (see `serve`)
     max_batch_rows: int = 512            # requests waiting together are predicted in one call up to this; 1: never
     batch_wait_ms: float = 2.0           # under concurrent load, how long a call waits for more requests; 0: never
-
+    max_extra_columns: int = 64          # unknown columns a request may carry beyond the model's (more: 422)
+    header_timeout_s: float = 10.0       # a connection must send a request's headers within this
+    body_timeout_s: float = 30.0         # and its body within this after the headers (else 408)
+    max_connections: int = 1024          # open connections at most; beyond them uvicorn answers 503
+    max_inflight_bytes: int = 32 * 1024 * 1024   # bodies being read, parsed and answered at once (more wait)
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.model_uri is None):
@@ -80,6 +91,14 @@ class ServeSettings:
             raise ValueError("serve: max_batch_rows must be at least 1")
         if not 0 <= self.batch_wait_ms <= 1000:
             raise ValueError("serve: batch_wait_ms must be in [0, 1000]")
+        if self.max_extra_columns < 0:
+            raise ValueError("serve: max_extra_columns must be at least 0")
+        if self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("serve: header_timeout_s and body_timeout_s must be positive")
+        if self.max_connections < 1:
+            raise ValueError("serve: max_connections must be at least 1")
+        if self.max_inflight_bytes < 1:
+            raise ValueError("serve: max_inflight_bytes must be positive")
 
 
 @dataclass(frozen=True)
@@ -91,9 +110,11 @@ class Served:
     run_id: str | None
     gate: str | None           # the gate's verdict tag on that version
 
-    @functools.cached_property
-    def contract(self) -> RequestContract:
-        return RequestContract(self.model.features, self.model.input_columns)
+    def contract(self, max_extra_columns: int) -> RequestContract:
+        """This model's request contract (built once per loaded model)."""
+        if "_contract" not in self.__dict__:
+            self.__dict__["_contract"] = RequestContract(self.model.features, self.model.input_columns, max_extra_columns)
+        return self.__dict__["_contract"]
 
     def batcher(self, max_rows: int, wait_s: float, on_call: Any = None) -> MicroBatcher:
         """This model's batcher (one per loaded model, so requests never mix versions)."""
@@ -278,6 +299,7 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.rows = Counter("mlgate_rows_predicted", "Rows predicted", registry=r)
         self.classes = Counter("mlgate_predicted_class", "Predicted labels (classification)", ["label"], registry=r)
+        self.class_labels: set[str] = set()   # the labels counted so far (at most CLASS_LABELS)
         self.values = Histogram("mlgate_predicted_value", "Predicted values (regression)", registry=r,
                                 buckets=(-math.inf, 0, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, math.inf))
         self.missing = Counter("mlgate_input_missing_values", "Missing input values by feature", ["feature"], registry=r)
@@ -292,6 +314,16 @@ class Metrics:
         self.model_info: dict[str, str] = {}   # mlgate_model_info's labels (none until a model is served)
         self._info = _ModelInfo(self)
         r.register(self._info)
+
+    def predicted_class(self, label: str) -> Any:
+        """The counter of one predicted label; past CLASS_LABELS distinct ones, a model whose output
+        echoes its input must not let clients grow /metrics without bound, so the rest share OTHER_LABEL."""
+        if label not in self.class_labels:
+            if len(self.class_labels) >= CLASS_LABELS:
+                label = OTHER_LABEL
+            else:
+                self.class_labels.add(label)
+        return self.classes.labels(label)
 
     def exposition(self) -> bytes:
         """The text /metrics returns: this process's metrics, or with several workers, all of theirs
@@ -317,58 +349,175 @@ class _ModelInfo:
         yield InfoMetricFamily("mlgate_model", "The served model", value=self.metrics.model_info)
 
 
+class BodyBudget:
+    """The bytes of request bodies being read, parsed, predicted and answered at once, at most
+    ``limit``: a request that would pass it waits for others to finish (never refused, and a request
+    alone always goes). Each such request costs a few times its body in frames and its answer, so
+    this, not the connection count, bounds what concurrent large requests can take."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self.freed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        async with self.freed:
+            await self.freed.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            async with self.freed:
+                self.used -= size
+                self.freed.notify_all()
+
+
 class BadRequest(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it passes ``limit`` (a chunked upload declares no length)."""
+MESSAGE_CHARS = 1_000          # an error message's length at most, whatever it quotes
+QUOTE_CHARS = 60               # a quoted client value or column name at most
+NAMES_LISTED = 10              # column names listed in one message at most
+COLUMNS_WITHOUT_CONTRACT = 1_024   # columns a request may carry for a model that declares none
+NAME_CHARS = 256               # a column name at most
+CLIENT_ID_CHARS = 128          # a client's own X-Request-Id, as logged
+CLASS_LABELS = 100             # distinct predicted-class labels /metrics counts; later ones count as OTHER_LABEL
+OTHER_LABEL = "__other__"
+ANSWER_SLICE_ROWS = 2_000      # rows rendered to JSON in one call
+PARSE_THREADS = 2              # requests parsed, checked or answered at once
+DISCONNECTED = "499"           # the status counted for a client that left before its answer (nginx's code)
+
+
+def quoted(value: Any) -> str:
+    """``repr(value)`` cut to QUOTE_CHARS, so an error never echoes a huge rejected value back."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_CHARS else f"{text[:QUOTE_CHARS]}...({len(text):,} chars)"
+
+
+def listed(names: list[Any]) -> str:
+    """Column names for a message: the first NAMES_LISTED, each cut to QUOTE_CHARS."""
+    shown = ", ".join(quoted(str(n)) for n in names[:NAMES_LISTED])
+    return f"[{shown}" + (f", ... {len(names) - NAMES_LISTED:,} more]" if len(names) > NAMES_LISTED else "]")
+
+
+async def _read_capped(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, refused as soon as it passes ``limit`` (a chunked upload declares no length) or
+    takes longer than ``timeout_s`` to arrive (a slow client must not hold a connection and its
+    buffer for ever)."""
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body over {limit:,} bytes (the limit)")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body over {limit:,} bytes (the limit)")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BadRequest(408, "REQUEST_TIMEOUT", f"the body did not arrive within {timeout_s:g} s "
+                                                 f"({size:,} bytes came)") from None
     return b"".join(chunks)
 
 
-def parse_body(body: bytes, content_type: str) -> pd.DataFrame:
-    """A request body in one of MLflow's scoring formats as a DataFrame (never unpickled or evaluated)."""
+def parse_body(body: bytes, content_type: str, max_columns: int = COLUMNS_WITHOUT_CONTRACT) -> pd.DataFrame:
+    """A request body in one of MLflow's scoring formats as a DataFrame (never unpickled or evaluated).
+
+    The columns are counted before any frame is built, so a body of a few KB naming thousands of
+    columns is refused (422) before it can cost rows x columns of memory. Cells are scalars: a list
+    or an object in a cell is refused, naming column and row.
+    """
     kind = content_type.split(";")[0].strip().lower()
     if kind == "text/csv":
-        try:
-            return pd.read_csv(io.BytesIO(body))
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
-            raise BadRequest(400, "BAD_REQUEST", f"invalid CSV: {str(error).strip()}") from None
-    if kind != "application/json":
-        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type '{kind or 'none'}' is not supported; "
+        frame = _parse_csv(body, max_columns)
+    elif kind == "application/json":
+        frame = _parse_json(body, max_columns)
+    else:
+        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {quoted(kind or 'none')} is not supported; "
                                                         "send application/json or text/csv")
+    _refuse_nested_cells(frame)
+    return frame
+
+
+def _too_many_columns(count: int | str, max_columns: int) -> BadRequest:
+    return BadRequest(422, "INVALID_INPUT", f"the body has {count} columns; at most {max_columns:,} are accepted "
+                                            "(the model's columns and a few unknown ones)")
+
+
+def _parse_csv(body: bytes, max_columns: int) -> pd.DataFrame:
+    header = body.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    try:
+        named = len(next(csv.reader([header]), []))
+    except csv.Error as error:
+        raise BadRequest(400, "BAD_REQUEST", f"invalid CSV header: {error}") from None
+    if named > max_columns:
+        raise _too_many_columns(f"{named:,}", max_columns)
+    try:
+        return pd.read_csv(io.BytesIO(body))
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise BadRequest(400, "BAD_REQUEST", f"invalid CSV: {str(error).strip()[:MESSAGE_CHARS // 2]}") from None
+
+
+def _parse_json(body: bytes, max_columns: int) -> pd.DataFrame:
     try:
         payload = json.loads(body)
+    except RecursionError:
+        raise BadRequest(400, "BAD_REQUEST", "invalid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(400, "BAD_REQUEST", f"invalid JSON: {error}") from None
+        raise BadRequest(400, "BAD_REQUEST", f"invalid JSON: {str(error)[:MESSAGE_CHARS // 2]}") from None
     if not isinstance(payload, dict):
         raise BadRequest(400, "BAD_REQUEST", "the JSON body must be an object with one of the keys "
                                              "'dataframe_split', 'dataframe_records' or 'inputs'")
     keys = [k for k in ("dataframe_split", "dataframe_records", "inputs") if k in payload]
     if len(keys) != 1:
         raise BadRequest(400, "BAD_REQUEST", f"the JSON body needs exactly one of 'dataframe_split', "
-                                             f"'dataframe_records' or 'inputs' (got {sorted(payload) or 'none'})")
+                                             f"'dataframe_records' or 'inputs' (got {listed(sorted(payload)) if payload else 'none'})")
     data = payload[keys[0]]
     try:
         if keys[0] == "dataframe_split":
             if not isinstance(data, dict) or "columns" not in data or "data" not in data:
                 raise ValueError("'dataframe_split' needs 'columns' and 'data'")
-            return pd.DataFrame(data["data"], columns=data["columns"])
+            columns, rows = data["columns"], data["data"]
+            if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+                raise ValueError("'columns' must be a list of column names (strings)")
+            if len(columns) > max_columns:
+                raise _too_many_columns(f"{len(columns):,}", max_columns)
+            if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+                raise ValueError("'data' must be a list of rows, each a list of values")
+            return pd.DataFrame(rows, columns=columns)
         if isinstance(data, dict):   # inputs as {column: [values]}
+            if len(data) > max_columns:
+                raise _too_many_columns(f"{len(data):,}", max_columns)
             return pd.DataFrame(data)
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
             raise ValueError(f"'{keys[0]}' must be a list of records ({{column: value}})")
+        names: set[str] = set()
+        for record in data:   # records may each name other columns: count them all before building
+            names.update(record)
+            if len(names) > max_columns:
+                raise _too_many_columns(f"over {max_columns:,}", max_columns)
         return pd.DataFrame.from_records(data)
-    except ValueError as error:
-        raise BadRequest(400, "BAD_REQUEST", f"cannot read '{keys[0]}': {error}") from None
+    except (ValueError, TypeError) as error:
+        raise BadRequest(400, "BAD_REQUEST", f"cannot read '{keys[0]}': {str(error)[:MESSAGE_CHARS // 2]}") from None
+
+
+# object columns whose values pandas can name without finding a list or a dict among them
+_SCALAR_KINDS = frozenset({"empty", "string", "boolean", "integer", "floating", "mixed-integer-float", "decimal"})
+
+
+def _refuse_nested_cells(frame: pd.DataFrame) -> None:
+    for j in np.flatnonzero((frame.dtypes == object).to_numpy()):
+        values = frame.iloc[:, j].to_numpy()
+        if pd.api.types.infer_dtype(values, skipna=True) in _SCALAR_KINDS:
+            continue
+        for row, value in enumerate(values):
+            if isinstance(value, (list, dict)):
+                raise BadRequest(422, "INVALID_INPUT", f"column {quoted(str(frame.columns[j]))} has a "
+                                                       f"{'list' if isinstance(value, list) else 'JSON object'} "
+                                                       f"at row {row}; a cell must be a number, a string, "
+                                                       "a boolean or null")
 
 
 class RequestContract:
@@ -376,28 +525,46 @@ class RequestContract:
     row) that breaks it, and the missing and out-of-range counts for /metrics. One ``isna`` over the
     whole frame serves both; selecting columns first would cost more than the check itself."""
 
-    def __init__(self, features: dict[str, Any] | None, input_columns: tuple[str, ...]):
+    def __init__(self, features: dict[str, Any] | None, input_columns: tuple[str, ...], max_extra_columns: int = 64):
         self.features = features
         self.expected = list(features["order"]) if features else list(input_columns)
         self.fail_missing = not features or features.get("missing_columns", "fail") == "fail"
         self.not_null = list((features or {}).get("not_null", []))
         self.ranges = dict((features or {}).get("ranges", {}))
+        # the columns that must hold finite numbers: the contract's numeric ones; a model without
+        # one gets every float column it takes checked
+        self.numeric = list(features.get("numeric", [])) if features else None
+        self.max_columns = len(self.expected) + max_extra_columns if self.expected else COLUMNS_WITHOUT_CONTRACT
+
+    def known(self, frame: pd.DataFrame) -> list[str]:
+        """The frame's columns the model takes (all of them for a model that declares none)."""
+        if not self.expected:
+            return list(frame.columns)
+        expected = set(self.expected)
+        return [c for c in frame.columns if c in expected]
 
     def check(self, frame: pd.DataFrame, unknown_columns: str) -> np.ndarray:
         """Raises BadRequest for a broken contract; returns the frame's missing-value mask."""
         if not frame.columns.is_unique:
             duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
-            raise BadRequest(422, "INVALID_INPUT", f"duplicate column(s) {duplicated}")
+            raise BadRequest(422, "INVALID_INPUT", f"duplicate column(s) {listed(duplicated)}")
+        if len(frame.columns) > self.max_columns:
+            raise _too_many_columns(f"{len(frame.columns):,}", self.max_columns)
+        named = next((str(c) for c in frame.columns if len(str(c)) > NAME_CHARS), None)
+        if named is not None:   # a name is logged with every row it has a value in
+            raise BadRequest(422, "INVALID_INPUT", f"column name {quoted(named)} is longer than {NAME_CHARS} characters")
         gaps = frame.isna().to_numpy()
+        self._refuse_non_finite(frame)
         if not self.expected:
             return gaps
         missing = [c for c in self.expected if c not in frame.columns]
         if missing and self.fail_missing:
-            raise BadRequest(422, "INVALID_INPUT", f"missing required column(s) {missing}")
+            raise BadRequest(422, "INVALID_INPUT", f"missing required column(s) {listed(missing)}")
         if unknown_columns == "reject":
             unknown = [str(c) for c in frame.columns if c not in self.expected]
             if unknown:
-                raise BadRequest(422, "INVALID_INPUT", f"unknown column(s) {unknown}; the model takes {self.expected}")
+                raise BadRequest(422, "INVALID_INPUT", f"unknown column(s) {listed(unknown)}; the model takes "
+                                                       f"{listed(self.expected)}")
         for column in self.not_null:
             if column in frame.columns:
                 column_gaps = gaps[:, frame.columns.get_loc(column)]
@@ -405,6 +572,19 @@ class RequestContract:
                     raise BadRequest(422, "INVALID_INPUT", f"column '{column}' has a missing value at row "
                                                            f"{int(np.argmax(column_gaps))}; the contract allows none")
         return gaps
+
+    def _refuse_non_finite(self, frame: pd.DataFrame) -> None:
+        """inf and -inf never reach the model: 422 naming column and row. (Text such as "inf" in a
+        numeric column is refused by the model's input guard, which reads it as a number.)"""
+        names = self.numeric if self.numeric is not None else self.known(frame)
+        for column in names:
+            if column not in frame.columns or frame[column].dtype.kind != "f":
+                continue
+            infinite = np.isinf(frame[column].to_numpy())
+            if infinite.any():
+                row = int(np.argmax(infinite))
+                raise BadRequest(422, "INVALID_INPUT", f"column {quoted(str(column))} has a non-finite value "
+                                                       f"({frame[column].iloc[row]}) at row {row}; numbers must be finite")
 
     def record(self, metrics: Metrics, frame: pd.DataFrame, gaps: np.ndarray) -> None:
         if not self.features:
@@ -434,17 +614,48 @@ def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, 
         return
     predictions = output["prediction"]
     if features and features.get("task") in ("binary", "multiclass") or predictions.dtype == object:
-        labels, counts = np.unique(predictions.to_numpy().astype(str), return_counts=True)
-        for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
-            metrics.classes.labels(label).inc(count)
+        counts: collections.Counter = collections.Counter()
+        for start in range(0, len(predictions), ANSWER_SLICE_ROWS):   # in slices: one count over all rows held the GIL
+            counts.update(predictions.iloc[start:start + ANSWER_SLICE_ROWS].value_counts(dropna=False).to_dict())
+        for label, count in counts.items():
+            metrics.predicted_class(str(label)).inc(int(count))
     else:
-        for value in predictions.to_numpy(dtype=float):
+        values = predictions.to_numpy(dtype=float)
+        for value in values[np.isfinite(values)]:   # one NaN or inf would make the histogram's sum so for good
             metrics.values.observe(value)
 
 
 def _records(output: pd.DataFrame) -> list[dict[str, Any]]:
-    columns = {c: output[c].tolist() for c in output.columns}
+    """The rows as JSON-ready dicts; a non-finite number (which JSON cannot hold) as null."""
+    columns = {c: _json_ready(output[c]) for c in output.columns}
     return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def _json_ready(values: pd.Series) -> list[Any]:
+    if values.dtype.kind == "f":
+        array = values.to_numpy()
+        finite = np.isfinite(array)
+        return array.tolist() if finite.all() else np.where(finite, array, None).tolist()
+    cells = values.tolist()
+    return [None if isinstance(v, float) and not math.isfinite(v) else v for v in cells] if values.dtype == object else cells
+
+
+def _read_request(body: bytes, content_type: str, contract: RequestContract,
+                  unknown_columns: str) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """The body as a checked frame, its missing-value mask and the columns the model takes."""
+    frame = parse_body(body, content_type, contract.max_columns)
+    return frame, contract.check(frame, unknown_columns), contract.known(frame)
+
+
+def _answer(metrics: Metrics, contract: RequestContract, features: dict[str, Any] | None, frame: pd.DataFrame,
+            gaps: np.ndarray, output: pd.DataFrame) -> bytes:
+    """Counts the request in /metrics and renders its JSON answer (as Starlette's JSONResponse would)."""
+    contract.record(metrics, frame, gaps)
+    _record_outputs(metrics, output, features)
+    # JSON in slices, so that the list of row dicts for a 400,000-row answer never exists all at once
+    slices = [json.dumps(_records(output.iloc[start:start + ANSWER_SLICE_ROWS]), ensure_ascii=False, allow_nan=False,
+                         separators=(",", ":"))[1:-1] for start in range(0, len(output), ANSWER_SLICE_ROWS)]
+    return ('{"predictions":[' + ",".join(slices) + "]}").encode("utf-8")
 
 
 class ServingState:
@@ -500,6 +711,10 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
     prediction_log = (PredictionLog(settings.log_dir, settings.log_sample_rate, settings.log_rotate_rows,
                                     settings.log_rotate_s, on_drop=metrics.log_dropped.inc, table=settings.log_table)
                       if settings.log_dir else None)
+    # parsing, checking and answering run here, never on the event loop (a large body must not stall
+    # /health or other clients); its threads bound how many requests do so at once
+    parse_pool = concurrent.futures.ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="mlgate-parse")
+    budget = BodyBudget(settings.max_inflight_bytes)
 
     def finish(endpoint: str, started: float, response: Response) -> Response:
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
@@ -507,39 +722,55 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
         return response
 
     def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        if len(message) > MESSAGE_CHARS:
+            message = f"{message[:MESSAGE_CHARS]}...(cut)"
         return JSONResponse({"error_code": code, "message": message}, status_code=status, headers=headers)
 
     async def invocations(request: Request) -> Response:
         started = time.perf_counter()
         served = state.served
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        # the server's own id: the label join key must be unique, whatever a client sends
+        request_id = uuid.uuid4().hex
+        client_request_id = request.headers.get("x-request-id", "")[:CLIENT_ID_CHARS] or None
         headers = {"X-Request-Id": request_id}
         if served is None:
             return finish("invocations", started, error(503, "NOT_READY", "no model is loaded yet", headers))
         headers["X-Model-Version"] = served.version
+        contract = served.contract(settings.max_extra_columns)
+        loop = asyncio.get_running_loop()
         try:
             declared = int(request.headers.get("content-length") or 0)
             if declared > settings.max_body_bytes:
                 raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body of {declared:,} bytes; the limit is {settings.max_body_bytes:,}")
-            body = await _read_capped(request, settings.max_body_bytes)
-            frame = parse_body(body, request.headers.get("content-type", ""))
-            gaps = served.contract.check(frame, settings.unknown_columns)
-            if frame.empty:
-                return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
-            output = await served.batcher(settings.max_batch_rows, settings.batch_wait_ms / 1000,
-                                          metrics.call_rows.observe).predict(frame)
-            served.contract.record(metrics, frame, gaps)
+            chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+            async with budget.hold(settings.max_body_bytes if chunked else declared):
+                body = await _read_capped(request, settings.max_body_bytes, settings.body_timeout_s)
+                frame, gaps, known = await loop.run_in_executor(parse_pool, _read_request, body,
+                                                                request.headers.get("content-type", ""), contract,
+                                                                settings.unknown_columns)
+                if frame.empty:
+                    return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
+                model_input = frame if len(known) == frame.shape[1] else frame[known]
+                output = await served.batcher(settings.max_batch_rows, settings.batch_wait_ms / 1000,
+                                              metrics.call_rows.observe).predict(model_input)
+                content = await loop.run_in_executor(parse_pool, _answer, metrics, contract, served.model.features,
+                                                     frame, gaps, output)
+        except ClientDisconnect:
+            log.debug("request %s: the client left before its body arrived", request_id)
+            return finish("invocations", started, Response(status_code=int(DISCONNECTED), headers=headers))
         except BadRequest as bad:
+            if bad.status in (408, 413):   # the rest of the body is never read: do not wait for it
+                headers["Connection"] = "close"
             return finish("invocations", started, error(bad.status, bad.code, bad.message, headers))
         except InputValidationError as bad:
             return finish("invocations", started, error(422, "INVALID_INPUT", str(bad), headers))
         except Exception as failure:  # noqa: BLE001 - a model error is a 500 with its message, never a crash
-            log.exception("prediction failed")
+            log.exception("request %s: prediction failed", request_id)
             return finish("invocations", started, error(500, "INTERNAL_ERROR", f"{type(failure).__name__}: {failure}", headers))
-        _record_outputs(metrics, output, served.model.features)
         if prediction_log is not None:
-            prediction_log.submit(request_id, served.version, frame, output)
-        return finish("invocations", started, JSONResponse({"predictions": _records(output)}, headers=headers))
+            prediction_log.submit(request_id, served.version, frame, output, client_request_id=client_request_id,
+                                  logged_columns=known, size=len(body))
+        return finish("invocations", started, Response(content, media_type="application/json", headers=headers))
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -574,6 +805,7 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
                     await follower
             if prediction_log is not None:
                 prediction_log.close()
+            parse_pool.shutdown(wait=False, cancel_futures=True)
 
     app = Starlette(routes=[
         Route("/invocations", invocations, methods=["POST"]),
@@ -587,17 +819,91 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
 def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the app under uvicorn; with ``settings.workers > 1``, as that many processes on one port."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     _log_to_stderr()
-    options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.Server(uvicorn_config(create_app(settings), settings, host, port)).run()
         return
     with tempfile.TemporaryDirectory(prefix="mlgate-metrics-") as shared:
         # set before the workers start, so their prometheus_client keeps its values in shared files
         os.environ.setdefault(MULTIPROCESS_ENV, shared)
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
-        uvicorn.run("mlgate.serving:app_from_environment", factory=True, workers=settings.workers, **options)
+        config = uvicorn_config("mlgate.serving:app_from_environment", settings, host, port, factory=True,
+                                workers=settings.workers)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+# how long uvicorn's supervisor waits for a worker to answer its health ping (uvicorn's 5 s: a worker
+# that imports MLflow and loads a model on a loaded 2-core machine took longer, and was killed and respawned for ever)
+WORKER_START_S = 60
+
+
+def uvicorn_config(app: Any, settings: ServeSettings, host: str, port: int, **options: Any) -> Any:
+    """uvicorn's configuration with the server's limits: at most ``max_connections`` connections and
+    requests (more get a 503 from uvicorn), headers due within ``header_timeout_s``
+    (``HeaderDeadlineProtocol``), an idle keep-alive connection closed after 5 s."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            http=HeaderDeadlineProtocol, limit_concurrency=settings.max_connections,
+                            timeout_keep_alive=5, timeout_worker_healthcheck=WORKER_START_S, **options)
+    config.header_timeout_s = settings.header_timeout_s   # read by HeaderDeadlineProtocol; travels to workers with the config
+    return config
+
+
+try:   # uvicorn's faster protocol when httptools is installed, as its "auto" choice does
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _UvicornProtocol
+except ImportError:
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornProtocol
+
+
+class HeaderDeadlineProtocol(_UvicornProtocol):
+    """uvicorn's HTTP protocol, closing a connection whose request headers do not all arrive within
+    ``config.header_timeout_s`` (uvicorn waits for ever: 300 half-sent requests held their connections
+    until the clients gave up). Armed when a connection opens and after each response; a new request
+    cycle (headers complete) disarms it."""
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any):
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout_s = getattr(config, "header_timeout_s", None)
+        self.header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        if self.header_timeout_s:
+            self.header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self.header_deadline is not None:
+            self.header_deadline.cancel()
+            self.header_deadline = None
+
+    def _headers_late(self) -> None:
+        self.header_deadline = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return   # a request is being served: its headers came
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 def app_from_environment() -> Starlette:

@@ -51,8 +51,8 @@ def test_a_table_holds_the_same_rows_as_the_parquet_files(database, tmp_path):
     from_table = monitor.read_window(url, since_a_minute_ago(), table)
     from_files = monitor.read_window(tmp_path / "parquet", since_a_minute_ago())
 
-    assert list(from_table.columns) == ["request_id", "timestamp", "model_version", "row", *INPUTS.columns,
-                                        "output_prediction", "output_probability"]
+    assert list(from_table.columns) == ["request_id", "client_request_id", "timestamp", "model_version", "row",
+                                        *INPUTS.columns, "output_prediction", "output_probability", "extra_inputs"]
     assert list(from_table.columns) == list(from_files.columns)
     assert from_table[["request_id", "row"]].values.tolist() == [["r1", 0], ["r1", 1], ["r1", 2], ["r2", 0],
                                                                  ["r3", 0], ["r3", 1]]
@@ -137,7 +137,7 @@ def test_a_locked_table_blocks_the_writer_not_the_requests(monkeypatch):
     full, drops and counts; after the lock goes, what was queued is written."""
     import sqlalchemy as sa
 
-    monkeypatch.setattr(prediction_log, "QUEUE_REQUESTS", 5)
+    monkeypatch.setattr(prediction_log, "QUEUE_ROWS", 5)
     with scratch_table(POSTGRES, "plog") as (engine, table):
         log = PredictionLog(POSTGRES, table=table, rotate_rows=1, on_drop=(dropped := []).append)
         log.submit("first", "1", INPUTS, OUTPUTS)   # creates the table
@@ -187,3 +187,116 @@ def test_close_gives_up_on_a_writer_that_hangs(tmp_path, caplog):
         assert "did not finish within 0.3 s" in caplog.text
     finally:
         release.set()
+
+
+# --- hostile requests (issue 14) ----------------------------------------------------------------
+
+def blocked(log: PredictionLog) -> threading.Event:
+    """Holds the log's writer in its first write until the returned event is set."""
+    release = threading.Event()
+    write = log.sink.write
+    log.sink.write = lambda shaped: (release.wait(30), write(shaped))
+    return release
+
+
+@pytest.mark.parametrize("sink", ["parquet", "sqlite"])
+def test_inputs_are_namespaced_and_unknown_columns_kept_as_one_bounded_text(sink, tmp_path):
+    """Findings 1 and 6: a flush held the union of every column any request sent (50,000 unknown
+    columns asked for a 9.3 GiB array), and an input named like a log field was silently dropped."""
+    target = str(tmp_path / "plog") if sink == "parquet" else f"sqlite:///{tmp_path / 'plog.db'}"
+    named_like_the_log = pd.DataFrame({"row": [7.0, 8.0], "request_id": ["a", "b"], "timestamp": [1.0, 2.0]})
+    extras = pd.DataFrame({f"unknown_{i}": ["v" * 40] for i in range(60)})
+    log = PredictionLog(target)
+    log.submit("server-1", "1", named_like_the_log, OUTPUTS.head(2), client_request_id="same")
+    log.submit("server-2", "1", pd.concat([INPUTS.head(1), extras], axis=1), OUTPUTS.head(1),
+               client_request_id="same", logged_columns=list(INPUTS.columns))
+    log.submit("server-3", "1", INPUTS.head(1).assign(note="short"), OUTPUTS.head(1), logged_columns=list(INPUTS.columns))
+    log.close()
+
+    stored = prediction_log.read(target, since_a_minute_ago())
+    assert set(stored.columns) == {*prediction_log.LOG_COLUMNS, "input_row", "input_request_id", "input_timestamp",
+                                   *(f"input_{c}" for c in INPUTS.columns), "output_prediction", "output_probability"}
+    assert stored[["request_id", "row"]].values.tolist() == [["server-1", 0], ["server-1", 1], ["server-2", 0], ["server-3", 0]]
+    assert stored["client_request_id"].tolist() == ["same", "same", "same", None]
+    assert stored["input_row"].tolist()[:2] == [7.0, 8.0] and stored["input_request_id"].tolist()[:2] == ["a", "b"]
+    extra = stored["extra_inputs"].tolist()
+    assert extra[0] is None and extra[3] == '{"note":"short"}'
+    assert extra[2].startswith('{"unknown_0":"' + "v" * 40) and len(extra[2]) <= prediction_log.EXTRA_CHARS + 10
+
+    window = monitor.read_window(target, since_a_minute_ago())   # the monitor's view: inputs by name, unless taken
+    assert {"input_row", "input_request_id", "input_timestamp", *INPUTS.columns} <= set(window.columns)
+    assert window["row"].tolist() == [0, 1, 0, 0]
+
+
+def test_the_queue_is_bounded_by_rows_and_by_bytes(tmp_path, monkeypatch):
+    """Finding 5: with the writer stuck, 16 requests of 25,000 rows all queued (350 to 810 MB)."""
+    dropped: list[int] = []
+    log = PredictionLog(tmp_path, rotate_rows=1, on_drop=dropped.append)   # each request its own (blocked) write
+    release = blocked(log)
+    big = pd.DataFrame({"tenure": np.arange(25_000, dtype=float)})
+    out = pd.DataFrame({"prediction": np.zeros(25_000)})
+    try:
+        log.submit("first", "1", big, out)            # the writer takes it, and blocks on it
+        deadline = time.monotonic() + 10
+        while log._queued[0]:
+            assert time.monotonic() < deadline, "the writer never took the first request"
+            time.sleep(0.01)
+        for number in range(16):
+            log.submit(f"r{number}", "1", big, out)
+        assert log._queued[0] <= prediction_log.QUEUE_ROWS
+        assert sum(dropped) == 16 * 25_000 - prediction_log.QUEUE_ROWS
+
+        monkeypatch.setattr(prediction_log, "QUEUE_BYTES", log._queued[1] + 1_000_000)
+        text = pd.DataFrame({"tenure": [1.0]})
+        log.submit("text", "1", text, out.head(1), size=2_000_000)   # a 2 MB body behind one row
+        assert sum(dropped) == 16 * 25_000 - prediction_log.QUEUE_ROWS + 1
+    finally:
+        release.set()
+        log.close()
+
+
+def test_a_flush_happens_by_size_before_rows_or_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(prediction_log, "ROTATE_BYTES", 1_000)
+    log = PredictionLog(tmp_path, rotate_rows=10**9, rotate_s=3600)
+    try:
+        log.submit("r1", "1", INPUTS, OUTPUTS, size=2_000)
+        deadline = time.monotonic() + 10
+        while not list(tmp_path.glob("*.parquet")):
+            assert time.monotonic() < deadline, "no flush of a request over ROTATE_BYTES"
+            time.sleep(0.02)
+    finally:
+        log.close()
+
+
+def test_a_window_reads_only_the_files_that_can_hold_it(tmp_path):
+    """Finding 17: every file was read, and the union of their columns built, before the time filter."""
+    (tmp_path / "predictions-20200101T000000-1-000001.parquet").write_bytes(b"not parquet: never opened")
+    log = PredictionLog(tmp_path)
+    log.submit("new", "1", INPUTS.head(2), OUTPUTS.head(2))
+    log.close()
+    assert prediction_log.read(tmp_path, since_a_minute_ago())["request_id"].tolist() == ["new", "new"]
+
+
+def test_files_written_before_namespacing_read_in_the_current_layout(tmp_path):
+    legacy = pd.DataFrame({"request_id": ["old"], "timestamp": [pd.Timestamp.now(tz="UTC")], "model_version": ["1"],
+                           "row": [0], "tenure": [3.0], "output_prediction": ["No"]})
+    legacy.to_parquet(tmp_path / "predictions-29990101T000000-1-000001.parquet", index=False)
+    window = monitor.read_window(tmp_path, since_a_minute_ago())
+    assert window[["request_id", "tenure", "output_prediction"]].values.tolist() == [["old", 3.0, "No"]]
+    assert window["client_request_id"].isna().all()
+
+
+def test_a_table_made_by_an_earlier_version_gains_the_new_columns(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("create table mlgate_predictions (request_id varchar not null, timestamp datetime "
+                                   "not null, model_version varchar not null, row integer not null, inputs json "
+                                   "not null, outputs json not null)"))
+    engine.dispose()
+    log = PredictionLog(url)
+    log.submit("r1", "1", INPUTS.head(1), OUTPUTS.head(1), client_request_id="theirs")
+    log.close()
+    assert monitor.read_window(url, since_a_minute_ago())["client_request_id"].tolist() == ["theirs"]

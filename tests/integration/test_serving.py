@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -130,10 +131,10 @@ def running(settings) -> Iterator[Live]:
     included) on exit."""
     import uvicorn
 
-    from mlgate.serving import create_app
+    from mlgate.serving import create_app, uvicorn_config
 
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", 0))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -240,12 +241,13 @@ def test_every_body_format_predicts_as_the_registered_model(tracked, live):
         np.testing.assert_allclose(got["probability"].to_numpy(), expected["probability"].to_numpy(), rtol=0, atol=1e-9,
                                    err_msg=kind)
         assert response.headers["X-Model-Version"] == str(tracked.v1), kind
-        assert response.headers["X-Request-Id"] == f"req-{kind}", kind
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"]), kind   # the server's, not the client's
         assert response.headers["content-type"].startswith("application/json"), kind
 
     anonymous = live.post(bodies(rows.head(1))["dataframe_records"])
     assert anonymous.status_code == 200
-    assert len(anonymous.headers["X-Request-Id"]) >= 16   # one is made up when the client sends none
+    ids = [response.headers["X-Request-Id"] for response in [*answers.values(), anonymous]]
+    assert len(set(ids)) == len(ids)
 
 
 def test_charset_parameter_and_column_order_do_not_matter(tracked, live):
@@ -272,7 +274,7 @@ def test_missing_required_column_is_422_naming_it(tracked, live):
     message = error_of(response, 422)
     assert "tenure" in message and "monthly_charges" not in message
     assert response.json()["error_code"] == "INVALID_INPUT"
-    assert response.headers["X-Request-Id"] == "bad-1"
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"])   # errors carry the server's id too
     assert response.headers["X-Model-Version"] == str(tracked.v1)
 
 
@@ -583,8 +585,8 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
     with running(settings(tracked, log_dir=target, **({"log_table": table} if table else {}))) as server:
         for number, size in enumerate((1, 2, 3), start=1):
             rows = sample(tracked, size, start=20 * number)
-            response = server.post(bodies(rows)["dataframe_records"], headers={"X-Request-Id": f"log-{number}"})
-            sent[f"log-{number}"] = (rows, predictions(response))
+            response = server.post(bodies(rows)["dataframe_records"], headers={"X-Request-Id": "theirs"})
+            sent[response.headers["X-Request-Id"]] = (rows, predictions(response))
         bad = sample(tracked, 2).drop(columns=["tenure"])      # refused requests are not logged
         assert server.post(bodies(bad)["dataframe_records"], headers={"X-Request-Id": "log-bad"}).status_code == 422
     finished = pd.Timestamp.now(tz="UTC")
@@ -592,10 +594,12 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
     if not table:
         assert list(Path(target).glob("*.parquet")) and not list(Path(target).glob("*.tmp"))
     logged = read_window(target, started, *([table] if table else []))
-    assert list(logged.columns) == ["request_id", "timestamp", "model_version", "row", *tracked.features,
-                                    "output_prediction", "output_probability"]
-    assert logged.groupby("request_id")["row"].apply(list).to_dict() == {"log-1": [0], "log-2": [0, 1], "log-3": [0, 1, 2]}
-    assert Counter(logged["request_id"]) == Counter({"log-1": 1, "log-2": 2, "log-3": 3})
+    assert list(logged.columns) == ["request_id", "client_request_id", "timestamp", "model_version", "row",
+                                    *tracked.features, "output_prediction", "output_probability", "extra_inputs"]
+    first, second, third = sent
+    assert logged.groupby("request_id")["row"].apply(list).to_dict() == {first: [0], second: [0, 1], third: [0, 1, 2]}
+    assert Counter(logged["request_id"]) == Counter({first: 1, second: 2, third: 3})
+    assert (logged["client_request_id"] == "theirs").all() and logged["extra_inputs"].isna().all()
     assert (logged["model_version"] == str(tracked.v1)).all()
     assert str(logged["timestamp"].dt.tz) == "UTC"
     assert logged["timestamp"].between(started, finished).all()
