@@ -3,7 +3,10 @@ a logistic score, behind the same interface `RegistrySource` gives the server.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,3 +65,23 @@ class TinySource:
 
 def tiny_settings(**overrides) -> ServeSettings:
     return ServeSettings(model_uri="tiny:/1", **overrides)
+
+
+@contextlib.contextmanager
+def uvicorn_thread(config, start_timeout_s: float = 60) -> Iterator[str]:
+    """The URL of a real uvicorn server for ``config`` (a ``uvicorn.Config`` on port 0) running in a
+    thread of this process; stopped when the block ends."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

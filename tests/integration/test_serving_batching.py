@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO
+from tests.serving_model import uvicorn_thread
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +52,8 @@ def running(uri: str, **overrides) -> Iterator[str]:
     from mlgate.serving import ServeSettings, create_app
 
     app = create_app(ServeSettings(model_uri=uri, **overrides))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with uvicorn_thread(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)) as url:
+        yield url
 
 
 def call_rows(url: str) -> tuple[float, float]:

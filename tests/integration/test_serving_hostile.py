@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pandas as pd
 import requests
 
-from tests.serving_model import TinySource, rows, tiny_settings
+from tests.serving_model import TinySource, rows, tiny_settings, uvicorn_thread
 
 QUICK = {"header_timeout_s": 0.5, "body_timeout_s": 0.5}
 
@@ -26,23 +26,11 @@ QUICK = {"header_timeout_s": 0.5, "body_timeout_s": 0.5}
 @contextlib.contextmanager
 def running(source=None, **overrides) -> Iterator[str]:
     """The URL of a real uvicorn server for the tiny model, with the limits `mlgate serve` sets."""
-    import uvicorn
-
     from mlgate.serving import create_app, uvicorn_config
 
     settings = tiny_settings(**overrides)
-    server = uvicorn.Server(uvicorn_config(create_app(settings, source or TinySource()), settings, "127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, name="uvicorn-hostile", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with uvicorn_thread(uvicorn_config(create_app(settings, source or TinySource()), settings, "127.0.0.1", 0), 30) as url:
+        yield url
 
 
 def connect(url: str, data: bytes = b"") -> socket.socket:
