@@ -304,7 +304,7 @@ class Context:
     port: int
     frame: pd.DataFrame            # complete telco rows, the model's input columns only
     deadline: float                # monotonic time the abuse must be over by
-    seconds: float
+    hold_seconds: float
     sql_lock: Path | None = None   # case sql_locked: the SQLite log file to hold locked
 
 
@@ -360,7 +360,7 @@ def case_csv_columns(ctx: Context) -> Abuse:
 
 def case_slow_clients(ctx: Context) -> Abuse:
     """Finding 4: 300 half-sent requests (150 stop inside the headers, 150 inside the body), held until
-    the server lets go of them or --seconds pass; then 20 clients that disconnect in the middle of their
+    the server lets go of them or --hold-seconds pass; then 20 clients that disconnect in the middle of their
     body, whose requests a server should neither log as errors nor count as 500s."""
     abuse = Abuse()
     head = (f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{ctx.port}\r\nContent-Type: application/json\r\n"
@@ -379,7 +379,7 @@ def case_slow_clients(ctx: Context) -> Abuse:
                 sock.sendall(data)
             sock.setblocking(False)
         held_s, open_ = [], dict(enumerate(sockets))
-        hold_until = min(ctx.deadline, time.monotonic() + ctx.seconds)
+        hold_until = min(ctx.deadline, time.monotonic() + ctx.hold_seconds)
         while open_ and time.monotonic() < hold_until:
             for i, (sock, opened) in list(open_.items()):
                 try:
@@ -398,7 +398,7 @@ def case_slow_clients(ctx: Context) -> Abuse:
             abuse.statuses["held"] += len(open_)
             held_s += [time.monotonic() - opened for _, opened in open_.values()]
         abuse.notes.append(f"300 half-sent held up to {max(held_s, default=0):.1f} s, "
-                           f"{len(open_)} still open after {ctx.seconds:g} s")
+                           f"{len(open_)} still open after {ctx.hold_seconds:g} s")
     finally:
         for sock, _ in sockets:
             sock.close()
@@ -410,7 +410,7 @@ def case_slow_clients(ctx: Context) -> Abuse:
     time.sleep(0.5)
     disconnect_500s = count_500s(ctx.port) - errors_before
     abuse.check_ok = not open_ and disconnect_500s == 0
-    abuse.check = (f"{len(open_)}/300 still held after {ctx.seconds:g} s; "
+    abuse.check = (f"{len(open_)}/300 still held after {ctx.hold_seconds:g} s; "
                    f"{disconnect_500s:g} of 20 disconnects counted as 500")
     return abuse
 
@@ -490,9 +490,9 @@ def settle_request_ids(abuse: Abuse, logged: dict) -> None:
                 problems.append(f"id {request_id}: {len(rows)} logged rows, not 2")
         else:
             sent = {"987654", "client-request-id", "client-timestamp", "client-model-version"}
-            # a number may come back as float text ("987654.0") from a namespaced or JSON column
-            seen = {value.removesuffix(".0") for row in rows for value in row.values()}
-            lost = sorted(sent - seen)
+            # anywhere in the row: a column of its own, or inside a JSON text of the extra inputs
+            text = " ".join(value for row in rows for value in row.values())
+            lost = sorted(value for value in sent if value not in text)
             if len(rows) != 2 or lost:
                 problems.append(f"columns named like the log's: {len(rows)} rows logged, values not logged {lost}")
     abuse.check_ok = not problems
@@ -575,7 +575,7 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
         baseline_health = [ms for ms, ok in health.between(time.monotonic() - 1.0, time.monotonic()) if ok]
         rss_before = sampler.now_mb()
         abuse_start = time.monotonic()
-        ctx = Context(port, frame, abuse_start + args.case_timeout, args.seconds, sql_file)
+        ctx = Context(port, frame, abuse_start + args.case_timeout, args.hold_seconds, sql_file)
         outcome: list = []
         abuser = threading.Thread(target=lambda: outcome.append(_guarded(CASES[name], ctx)), daemon=True)
         abuser.start()
@@ -627,7 +627,7 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
         "clients_failed": sum(sum(c.failures.values()) for c in clients),
         "client_failures": dict(sum((c.failures for c in clients), collections.Counter())),
         "rows_expected": sum(answered.values()), "rows_missing": missing_rows,
-        "log_error": logged.get("error"),
+        "log_error": logged.get("error"), "log_rows": logged.get("rows"), "log_columns": logged.get("columns"),
         "server": ("killed over cap" if sampler.killed_over_cap else "over cap (MemoryError)" if over_cap
                    else f"died ({died})" if died is not None else "ok"),
         "server_errors_logged": len(errors),
@@ -702,8 +702,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
     parser.add_argument("--seconds", type=float, default=10, help="how long clients and /health run from the abuse's "
-                                                                  "start (longer if the abuse takes longer); how long "
-                                                                  "half-sent requests are held")
+                                                                  "start (longer if the abuse takes longer)")
+    parser.add_argument("--hold-seconds", type=float, default=40, help="case slow_clients: how long half-sent requests "
+                                                                       "wait for the server to let go of them")
     parser.add_argument("--clients", type=int, default=4, help="well-behaved clients, 10 requests/s of 3 rows each")
     parser.add_argument("--case-timeout", type=float, default=120, help="the abuse of one case is cut off after this")
     parser.add_argument("--memory-cap-mb", type=int, default=2048, help="the server's address space beyond its size "
@@ -778,7 +779,8 @@ def main() -> None:
             "cases": results,
             "goals": {"rss_growth_mb": GOAL_GROWTH_MB, "health_max_ms": GOAL_HEALTH_MS},
             "settings": {"model": target["model"], "alias": target["alias"], "clients": args.clients,
-                         "seconds": args.seconds, "case_timeout": args.case_timeout,
+                         "seconds": args.seconds, "hold_seconds": args.hold_seconds,
+                         "case_timeout": args.case_timeout,
                          "memory_cap_mb": args.memory_cap_mb, "loadavg": load},
         }, indent=2, default=str) + "\n")
 
