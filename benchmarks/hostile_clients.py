@@ -98,6 +98,32 @@ print(json.dumps({"rows": len(frame), "columns": len(frame.columns), "found": fo
 """
 
 
+# The /health poller's process: CLOCK_MONOTONIC is system-wide on Linux, so its times compare with ours.
+POLL_HEALTH = """
+import http.client, json, signal, sys, time
+port, out = int(sys.argv[1]), sys.argv[2]
+stopped = []
+signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+samples = []
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+while not stopped:
+    sent = time.monotonic()
+    try:
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        response.read()
+        ok = response.status == 200
+    except (OSError, http.client.HTTPException):
+        ok = False
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    samples.append((sent, (time.monotonic() - sent) * 1000, ok))
+    time.sleep(max(0.0, 0.02 - (time.monotonic() - sent)))
+conn.close()
+json.dump(samples, open(out, "w"))
+"""
+
+
 # --- the server ---------------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -201,33 +227,30 @@ class RssSampler(threading.Thread):
         return max((mb for at, mb in self.samples if at >= since), default=float("nan"))
 
 
-class HealthPoller(threading.Thread):
-    """GET /health every 20 ms on one keep-alive connection: (time sent, latency ms, ok)."""
+class HealthPoller:
+    """GET /health every 20 ms on one keep-alive connection, from a process of its own: in this one, the
+    threads building abusive bodies would hold the GIL and add their time to its latencies."""
 
-    def __init__(self, port: int):
-        super().__init__(daemon=True)
-        self.port = port
-        self.samples: list[tuple[float, float, bool]] = []
-        self.done = threading.Event()
+    def __init__(self, port: int, folder: Path):
+        self.port, self.out = port, folder / "health.json"
+        self.proc: subprocess.Popen | None = None
+        self.samples: list[tuple[float, float, bool]] = []   # (monotonic time sent, latency ms, ok)
 
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", POLL_HEALTH, str(self.port), str(self.out)])
+
+    def stop(self) -> None:
+        """Ends the poller (it finishes the request in flight, at most its 10 s timeout) and reads its samples."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
         try:
-            while not self.done.is_set():
-                sent = time.monotonic()
-                try:
-                    conn.request("GET", "/health")
-                    response = conn.getresponse()
-                    response.read()
-                    ok = response.status == 200
-                except (OSError, http.client.HTTPException):
-                    ok = False
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                self.samples.append((sent, (time.monotonic() - sent) * 1000, ok))
-                self.done.wait(max(0.0, 0.02 - (time.monotonic() - sent)))
-        finally:
-            conn.close()
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            return
+        self.samples = [tuple(sample) for sample in json.loads(self.out.read_text())]
 
     def between(self, start: float, end: float) -> list[tuple[float, bool]]:
         return [(ms, ok) for at, ms, ok in self.samples if start <= at <= end]
@@ -564,15 +587,14 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
                     port, env, target["cwd"], folder / "server.log")
     small = [split_body(resample(frame, 3, seed=100 + i)) for i in range(50)]
     clients = [WellBehaved(port, small, 3, f"wb-{name}-{i}") for i in range(args.clients)]
-    health = HealthPoller(port)
+    health = HealthPoller(port, folder)
     try:
         server.start(args.memory_cap_mb)
         sampler = RssSampler(server, args.memory_cap_mb)
         sampler.start()
-        for thread in (health, *clients):
-            thread.start()
+        for worker in (health, *clients):
+            worker.start()
         time.sleep(1.0)   # a baseline for /health and RSS before the abuse
-        baseline_health = [ms for ms, ok in health.between(time.monotonic() - 1.0, time.monotonic()) if ok]
         rss_before = sampler.now_mb()
         abuse_start = time.monotonic()
         ctx = Context(port, frame, abuse_start + args.case_timeout, args.hold_seconds, sql_file)
@@ -587,10 +609,11 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
         # the well-behaved clients and /health poller run on for at least --seconds after the abuse starts
         time.sleep(max(1.0, abuse_start + args.seconds - time.monotonic()))
         abuse_end = time.monotonic()
-        for thread in (*clients, health):
-            thread.done.set()
-        for thread in (*clients, health):
-            thread.join(35)
+        for client in clients:
+            client.done.set()
+        health.stop()
+        for client in clients:
+            client.join(35)
         rss_after = sampler.now_mb()
         died = server.proc.poll() if not server.stopped_by_us else None
         server.stop()
@@ -599,8 +622,9 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
         if timed_out:
             abuse.notes.append(f"stopped at the {args.case_timeout:g} s case limit")
     finally:
-        for thread in (*clients, health):
-            thread.done.set()
+        for client in clients:
+            client.done.set()
+        health.stop()
         server.stop(grace_s=5)
 
     answered = {rid: rows for client in clients for rid, rows in client.answered.items()}
@@ -608,6 +632,7 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
     if name == "request_ids":
         settle_request_ids(abuse, logged)
     missing_rows = sum(rows - len(set(logged.get("found", {}).get(rid, []))) for rid, rows in answered.items())
+    baseline_health = [ms for ms, ok in health.between(abuse_start - 1.0, abuse_start) if ok]
     during = health.between(abuse_start, abuse_end)
     health_ms = [ms for ms, _ in during]
     server_text = server.log.read_text(errors="replace")
