@@ -11,7 +11,8 @@ latency during the abuse, and the well-behaved requests sent/answered/failed. Th
 with SIGTERM (so it flushes its log), and every answered well-behaved request's rows are looked up in the
 prediction log by `request_id` and `row`, the request id being the one the server answered with.
 Goal per case: RSS growth <= 200 MB, /health max <= 100 ms, no well-behaved request or logged row lost.
-Run: `.venv/bin/python benchmarks/hostile_clients.py [--cases a,b] [--seconds 10] [--clients 4] [--json out.json]`.
+Run: `.venv/bin/python benchmarks/hostile_clients.py [--cases a,b] [--seconds 10] [--clients 4] [--hold-seconds 40]
+[--json out.json]`.
 """
 
 from __future__ import annotations
@@ -317,7 +318,7 @@ class Abuse:
     """What a case's abuse reports: the abusive requests' statuses, a check of the finding, notes."""
     statuses: collections.Counter = field(default_factory=collections.Counter)
     check: str = ""                 # what the finding's own check found
-    check_ok: bool | None = None    # None: settled after the log is read (see `probes`)
+    check_ok: bool | None = None    # None: no check beyond the goal (request_ids settles its own from `probes`)
     notes: list[str] = field(default_factory=list)
     probes: dict[str, str] = field(default_factory=dict)   # request id -> what to look for in its logged rows
 
@@ -786,16 +787,19 @@ def main() -> None:
               f"{r['clients_sent']:>6}/{r['clients_answered']:>6}/{r['clients_failed']:>6}  "
               f"{r['rows_missing']:>9}  {r['server']:<22}  {CHECK[r['check_ok']]:<6}  {'PASS' if r['passed'] else 'FAIL'}")
     print()
+    baseline = results.get("baseline")
     for name, r in results.items():
         misses = [goal for goal, ok in r["goal"].items() if not ok]
         extra = ([f"check {'ok' if r['check_ok'] else 'FAILED'}: {r['check']}"] if r["check"] else []) + r["notes"]
+        if baseline and name != "baseline":   # the same run's machine with no abuse: what the load alone does
+            extra.insert(0, f"/health max {r['health_max_ms'] / baseline['health_max_ms']:.1f}x the baseline's, "
+                            f"growth {r['rss_growth_mb']:.0f} MB against its {baseline['rss_growth_mb']:.0f}")
         if r["log_error"]:
             extra.append(f"log unreadable: {r['log_error']}")
         if r["server_errors_logged"]:
             first = r["server_first_error"].split(" ERROR ", 1)[-1]
             extra.append(f"{r['server_errors_logged']} ERROR/Traceback lines in the server's log, the first: {first[:200]}")
         print(f"{name}: " + "; ".join((["missed: " + ", ".join(misses)] if misses else []) + extra))
-    baseline = results.get("baseline")
     if baseline and baseline["health_max_ms"] > GOAL_HEALTH_MS:
         print(f"note: with no abuse at all, /health max was {baseline['health_max_ms']:.0f} ms (p99 "
               f"{baseline['health_p99_ms']:.0f} ms): the machine's load alone misses that goal; compare with it")
