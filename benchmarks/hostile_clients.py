@@ -457,17 +457,22 @@ def count_500s(port: int) -> float:
 
 def case_sql_locked(ctx: Context) -> Abuse:
     """Finding 5: the SQLite prediction log held locked by another connection's write transaction while
-    16 requests of 25,000 rows arrive; released once they are answered (or at the deadline)."""
+    16 requests of 25,000 rows arrive; released once they are answered and --hold-seconds have passed
+    (a fixed time, longer than the SQLite driver's 30 s busy timeout, so the outcome does not depend
+    on how fast the machine answers the 16)."""
     abuse = Abuse()
     rows = rows_under_limit(ctx.frame, 25_000)
     holder = sqlite3.connect(ctx.sql_lock, timeout=30, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")
+        locked = time.monotonic()
         for seed in range(16):
             if time.monotonic() > ctx.deadline:
                 break
             status, _, _ = post(ctx, split_body(resample(ctx.frame, rows, seed=seed)))
             abuse.statuses[status] += 1
+        time.sleep(max(0.0, min(ctx.deadline, locked + ctx.hold_seconds) - time.monotonic()))
+        abuse.notes.append(f"the log locked for {time.monotonic() - locked:.0f} s")
         holder.execute("ROLLBACK")
     finally:
         holder.close()
@@ -730,7 +735,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="how long clients and /health run from the abuse's "
                                                                   "start (longer if the abuse takes longer)")
     parser.add_argument("--hold-seconds", type=float, default=40, help="case slow_clients: how long half-sent requests "
-                                                                       "wait for the server to let go of them")
+                                                                       "wait for the server to let go of them; case "
+                                                                       "sql_locked: how long the log stays locked")
     parser.add_argument("--clients", type=int, default=4, help="well-behaved clients, 10 requests/s of 3 rows each")
     parser.add_argument("--case-timeout", type=float, default=120, help="the abuse of one case is cut off after this")
     parser.add_argument("--memory-cap-mb", type=int, default=2048, help="the server's address space beyond its size "
