@@ -1,5 +1,5 @@
 """benchmarks/hostile_clients.py: finding a request's rows in a real prediction log by `request_id` and
-`row`, and the verdict of the request-id case."""
+`row`, the verdict of the request-id case, and its copy of the tests' tiny budget."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlgate.prediction_log import PredictionLog
+from tests.conftest import TINY_BUDGET
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,3 +68,7 @@ def test_request_ids_check_passes_with_own_ids_and_sent_values_in_extra_inputs()
     bench.settle_request_ids(abuse, {"probes": rows})
 
     assert abuse.check_ok is True, abuse.check
+
+
+def test_the_benchmark_model_is_built_on_the_tests_tiny_budget():
+    assert bench.TINY_BUDGET == TINY_BUDGET
