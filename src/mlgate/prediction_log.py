@@ -377,19 +377,16 @@ class SqlSink:
             self._engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect)
         return self._engine
 
-    def shape(self, item: Item) -> list[dict[str, Any]]:
-        stamp = dt.datetime.fromtimestamp(item.at, dt.timezone.utc)
-        given = [_json_record(r) for r in item.inputs.to_dict(orient="records")]
-        made = [_json_record(r) for r in item.outputs.to_dict(orient="records")]
-        extras = _extra_texts(item.extras, len(given))
-        return [{"request_id": item.request_id, "client_request_id": item.client_request_id, "timestamp": stamp,
-                 "model_version": item.version, "row": row, "inputs": values, "outputs": result, "extra_inputs": extra}
-                for row, (values, result, extra) in enumerate(zip(given, made, extras, strict=True))]
+    def shape(self, item: Item) -> Item:
+        """The item as it is: rows become dicts only when written, a slice at a time, so a batch held
+        through a database outage stays in its compact frames."""
+        return item
 
-    def write(self, batches: list[list[dict[str, Any]]]) -> None:
+    def write(self, items: list[Item]) -> None:
         self._ensure_table()
-        with self.engine.begin() as connection:
-            connection.execute(self.table.insert(), [row for batch in batches for row in batch])
+        with self.engine.begin() as connection:   # one transaction: a batch is written whole or not at all
+            for rows in _records_in_slices(items, WRITE_SLICE_ROWS):
+                connection.execute(self.table.insert(), rows)
 
     def read(self, since: dt.datetime) -> pd.DataFrame:
         import sqlalchemy as sa
@@ -459,6 +456,21 @@ class SqlSink:
                     names = {c["name"] for c in sa.inspect(connection).get_columns(self.table.name, schema=self.table.schema)}
                 if column.name not in names:
                     raise
+
+
+def _records_in_slices(items: list[Item], slice_rows: int):
+    """The SQL rows of ``items``, at most ``slice_rows`` of them at a time."""
+    for item in items:
+        stamp = dt.datetime.fromtimestamp(item.at, dt.timezone.utc)
+        for start in range(0, len(item.inputs), slice_rows):
+            stop = start + slice_rows
+            given = [_json_record(r) for r in item.inputs.iloc[start:stop].to_dict(orient="records")]
+            made = [_json_record(r) for r in item.outputs.iloc[start:stop].to_dict(orient="records")]
+            extras = _extra_texts(None if item.extras is None else item.extras.iloc[start:stop], len(given))
+            yield [{"request_id": item.request_id, "client_request_id": item.client_request_id, "timestamp": stamp,
+                    "model_version": item.version, "row": start + offset, "inputs": values, "outputs": result,
+                    "extra_inputs": extra}
+                   for offset, (values, result, extra) in enumerate(zip(given, made, extras, strict=True))]
 
 
 def _table(name: str, schema: str | None):

@@ -338,3 +338,11 @@ def test_a_table_made_by_an_earlier_version_gains_the_new_columns(tmp_path):
     log.submit("r1", "1", INPUTS.head(1), OUTPUTS.head(1), client_request_id="theirs")
     log.close()
     assert monitor.read_window(url, since_a_minute_ago())["client_request_id"].tolist() == ["theirs"]
+
+
+def test_sql_rows_are_made_a_slice_at_a_time_and_keep_their_positions():
+    item = prediction_log.Item("r", None, "1", time.time(), INPUTS, None, OUTPUTS, 0)
+    slices = list(prediction_log._records_in_slices([item, item], 2))
+    assert [len(rows) for rows in slices] == [2, 1, 2, 1]
+    assert [row["row"] for rows in slices for row in rows] == [0, 1, 2, 0, 1, 2]
+    assert [rows[0]["inputs"]["contract"] for rows in slices] == ["One year", "Two year", "One year", "Two year"]
