@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -144,11 +145,18 @@ def reseal_versions(root: Path) -> None:
         patch.setenv("MLFLOW_TRACKING_URI", tracking_env(root)["MLFLOW_TRACKING_URI"])
         tracking.client()   # the process's MLflow globals (download_artifacts reads them) name this store
         relocated = {recorded: tracking.model_digest(name, int(version)) for name, version, recorded in sealed}
+    lock = root / "dvc.lock"
     for recorded, digest in relocated.items():
-        if digest != recorded:
-            replace_in_store(root / "mlflow.db", recorded, digest)
-            for report in (root / "reports").glob("*.json"):
-                report.write_text(report.read_text().replace(recorded, digest))
+        if digest == recorded:
+            continue
+        replace_in_store(root / "mlflow.db", recorded, digest)
+        for report in (root / "reports").glob("*.json"):
+            before = report.read_bytes()
+            after = before.replace(recorded.encode(), digest.encode())
+            if after != before:   # the gate's outputs stay up to date for DVC: their md5 in dvc.lock follows
+                report.write_bytes(after)
+                if lock.exists():
+                    lock.write_text(lock.read_text().replace(hashlib.md5(before).hexdigest(), hashlib.md5(after).hexdigest()))
 
 
 def relocate_store(store: Path, old: Path, new: Path) -> None:
