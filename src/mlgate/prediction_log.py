@@ -49,8 +49,8 @@ from mlgate.project import StageError
 log = logging.getLogger("mlgate.prediction_log")
 
 QUEUE_ROWS = 200_000                 # rows waiting for the writer at most (more: dropped and counted)
-QUEUE_BYTES = 64 * 1024 * 1024       # and their estimated size at most
-ROTATE_BYTES = 32 * 1024 * 1024      # a flush once this much is pending, whatever the rows
+QUEUE_BYTES = 32 * 1024 * 1024       # and their estimated size at most
+ROTATE_BYTES = 16 * 1024 * 1024      # a flush once this much is pending, whatever the rows
 SMALL_REQUEST_ROWS = 1_000           # requests this small may use the queue's last eighth
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0   # backoff between attempts at a failed write
 WRITE_SLICE_ROWS = 20_000           # rows converted for a Parquet file at a time
