@@ -207,7 +207,13 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project
         return study_name(copy, train)
 
     assert name.startswith(f"{params['data']['name']}-") and name == study_name(params, train.copy())
-    assert changed("search", "n_trials", 999) == changed("search", "timeout_s", 1) == changed("search", "n_jobs", 1) == name
+    assert changed("search", "n_trials", 999) == changed("search", "timeout_s", 1) == name
+    assert changed("search", "n_jobs", 1) != name      # the batch size decides what each trial of the study sees
+    timed = json.loads(json.dumps(params))
+    timed["search"]["budget"] = "time"
+    assert study_name(timed, train) != name
+    timed["search"]["n_jobs"] = 1                       # under a time budget the clock decides that already
+    assert study_name(timed, train) == study_name({**timed, "search": {**timed["search"], "n_jobs": 2}}, train)
     assert changed("search", "sampler", "random") != name
     assert changed("search", "cv_folds", 3) != name
     assert changed("features", "clip_quantiles", None) != name
