@@ -84,7 +84,8 @@ def project_params(train: pd.DataFrame, target: str, task: str, *, budget_s: flo
         column.pop("min", None)
         column.pop("max", None)
     params = yaml.safe_load(config.compose(conf_dir, overrides=[
-        f"model={FAMILIES}", f"seed={seed}", f"search.timeout_s={max(1.0, SEARCH_SHARE * budget_s):.1f}", "search.n_trials=10000",
+        f"model={FAMILIES}", f"seed={seed}", "search.budget=time",   # a wall-clock budget, as its peers get
+        f"search.timeout_s={max(1.0, SEARCH_SHARE * budget_s):.1f}", "search.n_trials=10000",
         f"finish.refit_budget_s={REFIT_SHARE * budget_s:.1f}", *(["search.cv_folds=3"] if budget_s < SHORT_BUDGET_S else []),
         *(overrides or []),
     ]))

@@ -35,6 +35,8 @@ from mlgate.project import StageError
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "mlgate.stage"
 DIGEST_TAG = "mlgate.model.sha256"   # the artifact digest the gate recorded on a version
+# on a tune run: the sha256 of the best_params.json it wrote, which holds no run id (train finds the run by it)
+BEST_PARAMS_TAG = "mlgate.best_params_sha256"
 ALLOW_UNVERIFIED_ENV = "MLGATE_ALLOW_UNVERIFIED_MODELS"
 _PROJECT_MARKERS = ("dvc.yaml", "params.yaml")
 
@@ -280,6 +282,17 @@ def child_runs(parent_run_id: str) -> list[dict[str, Any]]:
     )
     return [{"run_id": r.info.run_id, "status": r.info.status, "params": r.data.params,
              "metrics": r.data.metrics, "tags": r.data.tags} for r in runs]
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def newest_run_tagged(experiment: str, key: str, value: str) -> str | None:
+    """The id of the newest run of ``experiment`` tagged ``key`` = ``value``, or None."""
+    runs = client().search_runs([experiment_id(experiment)], filter_string=f"tags.`{key}` = '{value}'",
+                                order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
 
 
 # --- runs a killed process left RUNNING ---------------------------------------------------------

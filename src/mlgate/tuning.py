@@ -8,12 +8,14 @@ those a stored study already holds.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 SAMPLERS = ("grid", "random", "tpe", "cmaes", "nsga2")
 PRUNERS = ("median", "successive_halving", "none")
 VALIDATIONS = ("auto", "cv", "holdout")
+# trials: n_trials in batches of n_jobs, reproducible; time: whatever fits in timeout_s (not reproducible)
+BUDGETS = ("trials", "time")
 # What a multi-objective search may minimise beside the score (search.objectives), per trial.
 COSTS = ("predict_time", "model_size")
 # Key of the trial user attribute that holds mlgate's record of a finished trial.
@@ -75,8 +79,17 @@ class SearchSettings:
     subsample_trials: int = 8
     subsample_above_rows: int = 20_000
     subsample_share: float = 0.25
+    budget: str = "trials"
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether the same seed and data give the same study: only a budget no clock decides."""
+        return self.budget == "trials"
 
     def __post_init__(self) -> None:
+        if self.budget not in BUDGETS:
+            raise ValueError(f"search.budget must be one of {BUDGETS} (trials: n_trials, reproducible; time: "
+                             f"timeout_s, not reproducible), got '{self.budget}'")
         if self.sampler == "gp":
             raise ValueError("search.sampler 'gp' (Optuna's GPSampler) needs PyTorch, which mlgate does not install; "
                              f"choose one of {SAMPLERS}")
@@ -254,6 +267,10 @@ def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec, grid: list[Any] | 
 
 def _sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
     name = settings.sampler
+    if name == "grid" and settings.reproducible:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _Grid(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
@@ -270,6 +287,27 @@ def _sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
 
 
+class _Grid(optuna.samplers.BruteForceSampler):
+    """The grid sampler of the batched schedule: a covered grid sets ``covered`` where the sampler
+    would call study.stop(), which Optuna refuses outside its own optimize loop."""
+
+    covered = False
+
+    def after_trial(self, study, trial, state, values) -> None:
+        super().after_trial(_Stoppable(study, self), trial, state, values)
+
+
+class _Stoppable:
+    def __init__(self, study: optuna.Study, sampler: _Grid):
+        self._study, self._sampler = study, sampler
+
+    def stop(self) -> None:
+        self._sampler.covered = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
 def _pruner(name: str) -> optuna.pruners.BasePruner:
     """Judged on the running mean of fold scores (a trial's step is a fold)."""
     if name == "median":
@@ -278,6 +316,39 @@ def _pruner(name: str) -> optuna.pruners.BasePruner:
         # rungs after folds 1, 3, 9...: a trial goes on only if it is in the top third of those that reached the rung
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return optuna.pruners.NopPruner()
+
+
+def _sampler_seed(seed: int, trials: int) -> int:
+    """The sampler's seed for the trial asked when the study holds ``trials``: a function of the study's
+    history, not of how many trials this process asked, so a resumed study samples as an uninterrupted one."""
+    return int(np.random.SeedSequence([seed, trials]).generate_state(1)[0])
+
+
+class _TrialsBefore:
+    """The study as the pruner sees it while a batch runs: without the batch's own trials, whose
+    intermediate values (and successive halving's rung values) arrive in whatever order the threads run."""
+
+    def __init__(self, study: optuna.Study, batch: set[int]):
+        self._study, self._batch = study, batch
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if t.number not in self._batch]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+def _should_prune(trial: optuna.Trial, step: int, judged_by: Any) -> bool:
+    if judged_by is None:
+        return trial.should_prune()
+    # what Trial.should_prune does, against the given view of the study and as of this step: a trial
+    # run again after a kill already holds the later steps it reported then
+    latest = copy.copy(trial._get_latest_trial())
+    latest.intermediate_values = {k: v for k, v in latest.intermediate_values.items() if k <= step}
+    return trial.study.pruner.prune(judged_by, latest)
+
+
+_TOLD = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
 
 
 class _Storage(optuna.storages.RDBStorage):
@@ -325,6 +396,11 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
              subsample: float | None = None) -> list[TrialOutcome]:
     """Run the study and return every trial in it, sorted by number.
 
+    ``settings.budget`` trials (the default) runs ``n_trials`` in batches of ``n_jobs`` (``run_batches``):
+    the same seed and data give the same study on any machine under any load, and a study killed
+    mid-batch resumes to the one an uninterrupted run makes. ``time`` lets Optuna's own threads run
+    until ``timeout_s``: what finishes first decides what is sampled next, so it is not reproducible.
+
     With ``storage`` (a URL, see ``storage_url``) the study is kept under ``study_name`` and resumed
     when it exists: its finished trials are returned as ``reused`` outcomes and count towards
     ``settings.n_trials``, which is the size of the whole study; only the missing trials run. A trial
@@ -359,11 +435,18 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
     if stored_directions != directions:  # Optuna would silently keep the stored directions
         raise ValueError(f"the stored study '{study_name}' runs in other directions ({', '.join(stored_directions)})")
     stored = study.get_trials(deepcopy=False)
-    reused = _resume(study, store, stored) if stored else []
+    unfinished: list[optuna.Trial] = []  # a killed batch's trials, run again as themselves (search.budget trials)
+    # the steps those reported before the kill: Optuna keeps a step's first report (the same value)
+    reported_before = {t.number: set(t.intermediate_values) for t in stored if t.state == TrialState.RUNNING}
+    if stored:
+        reused, unfinished = _resume(study, store, stored, rerun_running=settings.reproducible)
+    else:
+        reused = []
     screening = settings.subsample_trials if subsample is not None and not extra else 0
     searched_params = {t.number: dict(t.params) for t in stored}
     # trials a killed run left without a record: they ended, and a retry runs them on all rows
-    abandoned = {t.number for t in stored if t.state in (TrialState.RUNNING, TrialState.FAIL) and _RECORD not in t.user_attrs}
+    abandoned = {t.number for t in stored if t.state in (TrialState.RUNNING, TrialState.FAIL) and _RECORD not in t.user_attrs
+                 and t.number not in {trial.number for trial in unfinished}}
     promoted = any(_PROMOTED_FROM in t.user_attrs for t in stored)
     promotion_lock = threading.Lock()
     if not stored:
@@ -386,62 +469,103 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
 
     promote_when_screened()  # a run killed between the last screening trial and its promotions
 
-    def objective(trial: optuna.Trial) -> float | list[float]:
+    def sample(trial: optuna.Trial) -> tuple[str, dict[str, Any], Exception | None]:
+        """The trial's family and configuration, and the error that stopped sampling it, if one did."""
+        family = trial.suggest_categorical("family", list(by_name))
+        space = by_name[family]
+        searched: dict[str, Any] = {}
+        try:
+            for name, spec in space.space.items():
+                if _active(spec, searched):
+                    searched[name] = _suggest(trial, f"{family}.{name}", spec, grids[family][name] if grids else None)
+        except Exception as exc:
+            return family, dict(space.fixed), exc
+        return family, {**space.fixed, **searched}, None
+
+    def attempt(trial: optuna.Trial, family: str, params: dict[str, Any], sampling_error: Exception | None,
+                judged_by: Any = None) -> tuple[TrialOutcome, float | list[float] | None, Exception | None]:
+        """Evaluate a sampled trial: its outcome, the value(s) to tell Optuna, and the Pruned or error
+        that ended it. ``judged_by``: the study as the pruner sees it (default: the live study)."""
         start = time.time()
         trial_costs: list[float] = []
         share = subsample if trial.number < screening else None
-        family = trial.suggest_categorical("family", list(by_name))
-        params: dict[str, Any] = {}
         folds: list[float] = []
 
         def report(step: int, value: float) -> None:
             folds.append(value)
             if extra or share:
                 return
-            trial.report(sum(folds) / len(folds), step)
-            if trial.should_prune():
+            if step not in reported_before.get(trial.number, ()):
+                trial.report(sum(folds) / len(folds), step)
+            if _should_prune(trial, step, judged_by):
                 raise Pruned
 
-        state, error, score = None, None, None
+        value, ended, error, score = None, None, None, None
         try:
-            space = by_name[family]
-            params = dict(space.fixed)
-            searched: dict[str, Any] = {}
-            for name, spec in space.space.items():
-                if _active(spec, searched):
-                    searched[name] = _suggest(trial, f"{family}.{name}", spec, grids[family][name] if grids else None)
-            params.update(searched)
+            if sampling_error is not None:
+                raise sampling_error
             score, fold_scores = evaluate(family, params, report, **({"subsample": share} if share else {}))
             folds[:] = fold_scores
             if not math.isfinite(score):
                 raise ValueError(f"the cross-validated score is {score}")
             trial_costs = list(costs(family, params)) if extra else []
-            state = "COMPLETE"
-            return [score, *trial_costs] if extra else score
+            state, value = "COMPLETE", ([score, *trial_costs] if extra else score)
         except Pruned as stop:
-            state, error = "PRUNED", str(stop) or None
-            if isinstance(stop, OutOfTime) and stop.final:
-                trial.study.stop()
-            raise optuna.TrialPruned() from None
+            state, error, ended = "PRUNED", str(stop) or None, stop
         except Exception as exc:
-            state, error, score = "FAIL", f"{type(exc).__name__}: {exc}", None
-            raise
-        finally:
-            if state is not None:  # None: interrupted (KeyboardInterrupt); neither reported nor reused later
-                finite = [f for f in folds if math.isfinite(f)]
-                mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
-                outcome = TrialOutcome(trial.number, family, params, mean, tuple(folds), state, start, time.time(),
-                                       error, origin=origin, costs=tuple(trial_costs), subsample=share)
-                trial.set_user_attr(_RECORD, _record(outcome))
-                searched_params[trial.number] = dict(trial.params)
-                outcomes.append(outcome)
-                on_trial(outcome)
-                promote_when_screened()
+            state, error, score, ended = "FAIL", f"{type(exc).__name__}: {exc}", None, exc
+        finite = [f for f in folds if math.isfinite(f)]
+        mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
+        return (TrialOutcome(trial.number, family, params, mean, tuple(folds), state, start, time.time(), error,
+                             origin=origin, costs=tuple(trial_costs), subsample=share), value, ended)
+
+    def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        trial.set_user_attr(_RECORD, _record(outcome))
+        searched_params[trial.number] = dict(trial.params)
+        outcomes.append(outcome)
+        on_trial(outcome)
+        promote_when_screened()
+
+    def objective(trial: optuna.Trial) -> float | list[float]:
+        """search.budget time: Optuna's own loop runs this in its trial threads until the clock stops it."""
+        outcome, value, ended = attempt(trial, *sample(trial))
+        record(trial, outcome)
+        if isinstance(ended, Pruned):
+            if isinstance(ended, OutOfTime) and ended.final:
+                trial.study.stop()
+            raise optuna.TrialPruned()
+        if ended is not None:
+            raise ended
+        return value
+
+    def run_batches(count: int) -> None:
+        """search.budget trials: ``count`` trials in batches of n_jobs. A batch is asked and sampled in
+        trial order on this thread (the sampler reseeded from the trial count), evaluated in parallel
+        with the pruner seeing only the trials before the batch, and told in trial order: what any trial
+        sees depends on the seed and the data, never on which thread finished first."""
+        with ThreadPoolExecutor(settings.n_jobs, thread_name_prefix="mlgate-trial") as pool:
+            while count > 0 and not getattr(study.sampler, "covered", False):
+                batch = []
+                for _ in range(min(settings.n_jobs, count)):
+                    if unfinished:
+                        trial = unfinished.pop(0)
+                    else:
+                        study.sampler = _sampler(settings, _sampler_seed(seed, len(study.get_trials(deepcopy=False))))
+                        trial = study.ask()
+                    batch.append((trial, *sample(trial)))
+                count -= len(batch)
+                before = _TrialsBefore(study, {trial.number for trial, *_ in batch})
+                results = list(pool.map(lambda item: attempt(*item, judged_by=before), batch))
+                for (trial, *_), (outcome, value, _ended) in zip(batch, results, strict=True):
+                    record(trial, outcome)
+                    study.tell(trial, value if outcome.state == "COMPLETE" else None, state=_TOLD[outcome.state])
 
     remaining = settings.n_trials - len(reused)
-    if remaining > 0:
+    if remaining > 0 and settings.budget == "time":
         study.optimize(objective, n_trials=remaining, timeout=settings.timeout_s, n_jobs=settings.n_jobs,
                        catch=(Exception,))
+    elif remaining > 0:
+        run_batches(remaining)
     return sorted(outcomes, key=lambda o: o.number)
 
 
@@ -456,19 +580,30 @@ def promotions(outcomes: list[TrialOutcome], maximize: bool, limit: int) -> list
     return [o for o in screened if not (o.family in families or families.add(o.family))][:limit]
 
 
-def _resume(study: optuna.Study, store: optuna.storages.BaseStorage, trials: list) -> list[TrialOutcome]:
-    """The finished trials of a stored study as outcomes; interrupted ones are queued to run again."""
+def _resume(study: optuna.Study, store: optuna.storages.BaseStorage, trials: list,
+            rerun_running: bool) -> tuple[list[TrialOutcome], list[optuna.Trial]]:
+    """The finished trials of a stored study as outcomes, and the trials a killed process left running.
+
+    ``rerun_running`` (the batched schedule): those are returned to be run again as themselves, same
+    number and parameters, so that the resumed study is the one an uninterrupted run makes. Otherwise
+    they fail and, like any trial an interruption stopped, are queued to run again as new trials.
+    """
     retried = {t.user_attrs.get(_RETRY_OF) for t in trials}
     study_id = store.get_study_id_from_name(study.study_name)
+    unfinished = []
     for trial in trials:
-        if trial.state == TrialState.RUNNING:  # left behind by a killed process (one process per study)
-            store.set_trial_state_values(store.get_trial_id_from_study_id_trial_number(study_id, trial.number),
-                                         TrialState.FAIL)
+        trial_id = store.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        left_running = trial.state == TrialState.RUNNING  # by a killed process (one process per study)
+        if left_running and rerun_running and _RECORD not in trial.user_attrs:
+            unfinished.append(optuna.Trial(study, trial_id))
+            continue
+        if left_running:
+            store.set_trial_state_values(trial_id, TrialState.FAIL)
         interrupted = trial.state in (TrialState.RUNNING, TrialState.FAIL) and _RECORD not in trial.user_attrs
         if interrupted and trial.number not in retried:
             study.enqueue_trial(dict(trial.params), user_attrs={_RETRY_OF: trial.number})
     return [_from_record(t.number, t.user_attrs[_RECORD]) for t in trials
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and _RECORD in t.user_attrs]
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and _RECORD in t.user_attrs], unfinished
 
 
 def _record(outcome: TrialOutcome) -> dict[str, Any]:

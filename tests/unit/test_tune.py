@@ -207,7 +207,13 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project
         return study_name(copy, train)
 
     assert name.startswith(f"{params['data']['name']}-") and name == study_name(params, train.copy())
-    assert changed("search", "n_trials", 999) == changed("search", "timeout_s", 1) == changed("search", "n_jobs", 1) == name
+    assert changed("search", "n_trials", 999) == changed("search", "timeout_s", 1) == name
+    assert changed("search", "n_jobs", 1) != name      # the batch size decides what each trial of the study sees
+    timed = json.loads(json.dumps(params))
+    timed["search"]["budget"] = "time"
+    assert study_name(timed, train) != name
+    timed["search"]["n_jobs"] = 1                       # under a time budget the clock decides that already
+    assert study_name(timed, train) == study_name({**timed, "search": {**timed["search"], "n_jobs": 2}}, train)
     assert changed("search", "sampler", "random") != name
     assert changed("search", "cv_folds", 3) != name
     assert changed("features", "clip_quantiles", None) != name
@@ -352,3 +358,19 @@ def test_the_deadline_spares_trials_until_one_has_completed_on_every_row(mixed_f
 
     with pytest.raises(tuning.OutOfTime):
         objective("linear", {"alpha": 2.0}, lambda step, value: None)
+
+
+@pytest.mark.parametrize("budget, refit_budget_s, reproducible", [
+    ("trials", None, True), ("time", None, False), ("trials", 30.0, False),
+])
+def test_a_budget_a_clock_decides_is_marked_not_reproducible_saying_why(budget, refit_budget_s, reproducible):
+    from mlgate.ensemble import FinishSettings
+    from mlgate.stages.tune import budget_record
+
+    search = tuning.SearchSettings(sampler="tpe", pruner="median", n_trials=30, timeout_s=150, cv_folds=5, n_jobs=2,
+                                   budget=budget)
+
+    record = budget_record(search, FinishSettings(refit_budget_s=refit_budget_s))
+
+    assert record["reproducible"] is reproducible and ("why" in record) is not reproducible
+    assert record["kind"] == budget

@@ -632,7 +632,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                       "metrics": candidate_metrics,
                       "run_link": tracking.run_link(names.ui_url, info["run_id"]),
                       "version_link": tracking.version_link(names.ui_url, candidate.name, candidate.version),
-                      "tune_run_link": tracking.run_link(names.ui_url, files.read_json(paths.best_params)["tune_run_id"])},
+                      "tune_run_link": info.get("tune_run_id") and tracking.run_link(names.ui_url, info["tune_run_id"])},
         "champion": None if champion is None else {
             "version": champion.version, "run_id": champion.run_id, "metrics": champion_metrics, "error": champion_error,
             "version_link": tracking.version_link(names.ui_url, champion.name, champion.version)},

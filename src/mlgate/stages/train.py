@@ -4,7 +4,11 @@ What tune chose (best_params.json `finish`) is the best trial or an ensemble of 
 calibration map and a decision threshold: each member is refit on all of train, and the whole is one
 ``ensemble.FinalModel`` inside one pyfunc model. Reads the train split and paths.best_params (never
 MLflow); writes paths.model (an MLflow pyfunc model directory that takes raw contract columns) and
-paths.train_info (run id, model URI).
+paths.train_info (run ids, model URI, timings).
+
+Neither output is byte-stable: the MLflow model directory holds its run id, a model uuid and its
+creation time (MLmodel), train.json the run ids and fit time. Both change only when train runs, and
+train runs only when its inputs change (best_params.json is byte-stable for the same search).
 """
 
 from __future__ import annotations
@@ -106,8 +110,17 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     fit_seconds = time.time() - started
 
     data_hash, dvc_md5 = project.lineage(params)
-    tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5) | {"mlgate.tune_run_id": chosen["tune_run_id"],
-                                                              "mlgate.dataset": spec.name}
+    # best_params.json names no run (so that an identical search leaves it byte for byte as it was):
+    # the tune run that wrote these bytes is found by their digest
+    tune_run_id = tracking.newest_run_tagged(names.experiment, tracking.BEST_PARAMS_TAG,
+                                             tracking.file_digest(paths.best_params))
+    if tune_run_id is None:
+        console.say(STAGE, f"warning: no tune run in experiment '{names.experiment}' wrote this {paths.best_params}; "
+                           f"the train run is not linked to one")
+    reproducible = chosen.get("budget", {}).get("reproducible", False)
+    tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5) | {"mlgate.dataset": spec.name,
+                                                              "mlgate.reproducible": str(reproducible).lower()} \
+        | ({"mlgate.tune_run_id": tune_run_id} if tune_run_id else {})
     closed = tracking.close_dead_runs(names.experiment)
     if closed:
         console.say(STAGE, tracking.closed_summary(closed))
@@ -144,7 +157,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                     pip_requirements=requirements())
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
-    info = {"run_id": run_id, "experiment": names.experiment, **logged, "family": chosen["family"],
+    info = {"run_id": run_id, "tune_run_id": tune_run_id, "experiment": names.experiment, **logged, "family": chosen["family"],
             "params": chosen["params"], "method": finished["method"],
             "members": [{k: m[k] for k in ("family", "weight", "trial")} for m in finished["members"]],
             "calibration": (finished["calibration"] or {}).get("method", "none"),

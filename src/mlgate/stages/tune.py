@@ -139,6 +139,9 @@ class CrossValidation:
                 started = time.time()
                 model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
                 fitted = time.time()
+                # a forest's threaded sum over its trees differs in the last bit from run to run; the
+                # served model predicts on one thread too
+                models.serial_predictions(model)
                 prediction, probability = models.predict(model, self.X.iloc[score_rows], self.spec.task)
                 ended = time.time()
             predictions[score_rows] = probability if probability is not None else prediction
@@ -261,9 +264,13 @@ def best(outcomes: list[tuning.TrialOutcome], maximize: bool) -> tuning.TrialOut
 
 
 def study_name(params: dict[str, Any], train: pd.DataFrame) -> str:
-    """`<data name>-<hash>` of everything a trial's score depends on; the budget (n_trials, timeout_s,
-    n_jobs) and the run layout (fold_runs) are left out, so a rerun with a larger budget extends the same study."""
-    search = {k: v for k, v in config.section(params, "search").items() if k not in ("n_trials", "timeout_s", "n_jobs", "fold_runs")}
+    """`<data name>-<hash>` of everything a trial's score depends on; the budget's size (n_trials,
+    timeout_s) and the run layout (fold_runs) are left out, so a rerun with a larger budget extends the
+    same study. Under search.budget trials the batch size (n_jobs) decides what each trial sees, so it
+    is part of the study; under time the clock already does, and n_jobs is left out too."""
+    search = config.section(params, "search")
+    budget_keys = ("n_trials", "timeout_s", "fold_runs") + (("n_jobs",) if search.get("budget") == "time" else ())
+    search = {k: v for k, v in search.items() if k not in budget_keys}
     inputs = {
         "model": config.section(params, "model"), "search": search, "features": config.section(params, "features"),
         "seed": config.section(params, "seed"), "metric": config.section(params, "data.metric"),
@@ -331,7 +338,8 @@ class Progress:
     def __init__(self, settings: tuning.SearchSettings, metric: str, maximize: bool):
         self.bar = tqdm(total=settings.n_trials, desc=f"{STAGE:<{console.STAGE_WIDTH}} ", unit="trial", leave=False, disable=None,
                         bar_format="{desc}{bar:24} {n_fmt}/{total_fmt} trials{postfix}")
-        self.metric, self.maximize, self.deadline = metric, maximize, time.time() + settings.timeout_s
+        self.metric, self.maximize = metric, maximize
+        self.deadline = None if settings.reproducible else time.time() + settings.timeout_s
         self.best: float | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
         self.lock = threading.Lock()
@@ -342,12 +350,24 @@ class Progress:
             if outcome.state == "COMPLETE" and (self.best is None or (outcome.score > self.best) == self.maximize):
                 self.best = outcome.score
             best = "-" if self.best is None else f"{self.best:.4f}"
-            left = max(0.0, self.deadline - time.time())
-            self.bar.set_postfix_str(f"best {self.metric} {best} · {left:.0f}s left", refresh=False)
+            left = "" if self.deadline is None else f" · {max(0.0, self.deadline - time.time()):.0f}s left"
+            self.bar.set_postfix_str(f"best {self.metric} {best}{left}", refresh=False)
             self.bar.update(1)
 
     def close(self) -> None:
         self.bar.close()
+
+
+def budget_record(settings: tuning.SearchSettings, finish_settings: ensemble.FinishSettings) -> dict[str, Any]:
+    """What bounded the search, for best_params.json, and whether the same seed and data give the same
+    file again: not when a clock decided (search.budget time, or finish.refit_budget_s, which keeps
+    ensemble members by their measured fit times)."""
+    record: dict[str, Any] = ({"kind": "trials", "n_trials": settings.n_trials, "batch": settings.n_jobs}
+                              if settings.reproducible else {"kind": "time", "timeout_s": settings.timeout_s})
+    clocks = ([] if settings.reproducible else ["search.budget is time: what finished first decided what ran next"]) \
+        + ([] if finish_settings.refit_budget_s is None else
+           ["finish.refit_budget_s keeps ensemble members by their measured fit times"])
+    return record | {"reproducible": not clocks} | ({"why": "; ".join(clocks)} if clocks else {})
 
 
 def use_holdout(settings: tuning.SearchSettings, rows: int) -> bool:
@@ -514,7 +534,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                     result = objective.result(family, params)
                     return [{"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}[cost]
                             for cost in settings.objectives[1:]]
-                objective.deadline = time.time() + settings.timeout_s
+                if not settings.reproducible:  # the clock stops trials only under search.budget time
+                    objective.deadline = time.time() + settings.timeout_s
                 outcomes = tuning.optimize(spaces, objective, settings, maximize=metric.greater_is_better, seed=seed,
                                            on_trial=on_trial, storage=tuning.storage_url(paths.study),
                                            study_name=study, origin=parent, costs=trial_costs, subsample=screening)
@@ -540,9 +561,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                                                        "params": winner.params, "cv_score": winner.score},
                 "finish": finished,
                 "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
-                "tune_run_id": parent, "seed": seed, "cv_folds": settings.cv_folds,
+                "seed": seed, "cv_folds": settings.cv_folds,
                 "validation": {"method": "holdout", "share": holdout} if holdout else {"method": "cv", "folds": settings.cv_folds},
-                "study": {"name": study, "reused_trials": reused, "screened_trials": screened},
+                "study": {"name": study, "screened_trials": screened},
+                "budget": budget_record(settings, finish_settings),
             }
             earlier = sorted({o.origin for o in outcomes if o.reused and o.origin and o.origin != parent})
             threshold = finished["threshold"]
@@ -558,13 +580,16 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                                      "final.model": describe(finished)[:500], "final.method": finished["method"],
                                      "final.calibration": (finished["calibration"] or {}).get("method", "none"),
                                      "final.threshold_objective": threshold["objective"]},
-                             tags={"mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000]}
+                             tags={"mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000],
+                                   "mlgate.reproducible": str(result["budget"]["reproducible"]).lower()}
                              | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}))
                 tracking.log_artifact(parent, paths.leaderboard)
                 tracking.log_artifact(parent, paths.trials)
-            result["tracking_s"] = round(tracking_time.seconds, 3)
+            # the file `train` depends on holds only what the seed and data decide; the run it came from
+            # is found by the digest of its bytes (``tracking.newest_run_tagged``), not written into it
             files.write_json(paths.best_params, result)
-            tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started})
+            tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started},
+                         tags={tracking.BEST_PARAMS_TAG: tracking.file_digest(paths.best_params)})
         finally:
             progress.close()
     resumed = f", {reused} of them reused from study {study}" if reused else ""
@@ -586,4 +611,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         calibration = (finished["calibration"] or {}).get("method", "none")
         console.say("", f"  calibration {calibration}; threshold {threshold['threshold']:.3f} ({threshold['objective']}) "
                         f"→ {paths.best_params}")
-    return result
+    if not result["budget"]["reproducible"]:
+        console.say("", f"  not reproducible: {result['budget']['why']}")
+    return result | {"tune_run_id": parent, "tracking_s": round(tracking_time.seconds, 3), "reused_trials": reused}
