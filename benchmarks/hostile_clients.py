@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import resource
-import shutil
 import signal
 import socket
 import sqlite3
@@ -43,36 +42,14 @@ import numpy as np
 import pandas as pd
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tiny_model import BIN, REPO, build_model, environment
+
 GOAL_GROWTH_MB = 200
 GOAL_HEALTH_MS = 100
 CHECK = {True: "ok", False: "FAILED", None: "-"}   # the finding's own check, beside the goal's verdict
 MAX_BODY_BYTES = 5 * 1024 * 1024   # `mlgate serve --max-body-mb`'s default: abusive bodies stay under it
 LOG_ROTATE_ROWS = 50_000           # the prediction log's flush size: case log_columns sends more than this
 ECHO_LIMIT = 64 * 1024             # an error body larger than this echoes the request back
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
-         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DVC_NO_ANALYTICS": "1", "GIT_PYTHON_REFRESH": "quiet"}
-THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-# The tests' tiny search budget (tests/conftest.py), repeated so the script runs without pytest.
-TINY_BUDGET = ["search.n_trials=5", "search.cv_folds=2", "search.n_jobs=1", "search.timeout_s=120",
-               "model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25",
-               "gate.metric_floor=0.7", "gate.max_latency_ms=1000"]
-
-# Runs in the project copy: the pipeline's stages on the tiny budget, then the candidate to 'production'.
-BUILD = """
-import json
-from mlgate import config, promote
-from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
-params = config.read_params()
-for stage in (ingest, validate, split, tune, train, evaluate, drift, gate):
-    result = stage.run(params)
-if not result["passed"]:
-    raise SystemExit("the gate rejected the benchmark model: " + "; ".join(result["reasons"]))
-name, version = result["candidate"]["name"], int(result["candidate"]["version"])
-promote.promote(name, version, "production", "hostile-clients benchmark")
-print(json.dumps({"model": name}))
-"""
 
 # Runs against the tracking store: the model's input columns, from its signature.
 RESOLVE = """
@@ -707,28 +684,6 @@ def read_log(target: str, ids: list[str], probes: list[str], folder: Path, env: 
 
 # --- the model ----------------------------------------------------------------------------------
 
-def build_model(scratch: Path) -> dict:
-    """A fresh tiny-budget model in a copy of the project, promoted to 'production'."""
-    root = scratch / "project"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.split()
-    for name in listed:
-        if (REPO / name).is_file() and not name.startswith(("tests/", "benchmarks/")):
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    env = {**THREADS, **os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    env.pop("MLFLOW_REGISTRY_URI", None)
-    started = time.monotonic()
-    for command in ([str(BIN / "mlgate"), "params", *TINY_BUDGET], [sys.executable, "-c", BUILD]):
-        out = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
-        if out.returncode != 0:
-            raise SystemExit(f"building the benchmark model failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-    model = json.loads(out.stdout.strip().splitlines()[-1])["model"]
-    print(f"built and promoted {model} in {time.monotonic() - started:.0f} s")
-    return {"model": model, "alias": "production", "cwd": root, "env": env}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
@@ -759,12 +714,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mlgate-hostile-") as tmp:
         scratch = Path(tmp)
         if args.model:
-            env = {**THREADS, **os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-                   "MLFLOW_TRACKING_URI": args.tracking_uri}
-            env.pop("MLFLOW_REGISTRY_URI", None)
-            target = {"model": args.model, "alias": args.alias, "cwd": scratch, "env": env}
+            target = {"model": args.model, "alias": args.alias, "cwd": scratch, "env": environment(args.tracking_uri)}
         else:
-            target = build_model(scratch)
+            model, env, _ = build_model(scratch, "hostile-clients benchmark")
+            target = {"model": model, "alias": "production", "cwd": scratch / "project", "env": env}
         out = subprocess.run([sys.executable, "-c", RESOLVE, target["model"], target["alias"]], env=target["env"],
                              capture_output=True, text=True, timeout=300)
         if out.returncode != 0:

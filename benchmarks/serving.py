@@ -17,7 +17,6 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -31,34 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tiny_model import BIN, REPO, build_model, environment
+
 GOAL_RATIO = 3.0        # mlgate rps / mlflow rps, each case
 GOAL_P99_MS = 20.0      # mlgate p99, single-row case
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
-         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DVC_NO_ANALYTICS": "1", "GIT_PYTHON_REFRESH": "quiet"}
-THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-# The tests' tiny budget (tests/conftest.py TINY_BUDGET; test_benchmarks.py keeps the two equal).
-TINY_BUDGET = [
-    "search.n_trials=5", "search.cv_folds=2", "search.n_jobs=1", "search.timeout_s=120",
-    "model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25",
-    "gate.metric_floor=0.7", "gate.max_latency_ms=1000",
-]
-
-# Runs in the project copy: the pipeline's stages on the tiny budget, then the candidate to 'production'.
-BUILD = """
-import json
-from mlgate import config, promote
-from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
-params = config.read_params()
-for stage in (ingest, validate, split, tune, train, evaluate, drift, gate):
-    result = stage.run(params)
-if not result["passed"]:
-    raise SystemExit("the gate rejected the benchmark model: " + "; ".join(result["reasons"]))
-name, version = result["candidate"]["name"], int(result["candidate"]["version"])
-promote.promote(name, version, "production", "serving benchmark")
-print(json.dumps({"model": name, "family": result["candidate"]["family"]}))
-"""
 
 # Runs against the tracking store: what the alias (or URI) names, and the model's input columns.
 RESOLVE = """
@@ -234,35 +209,6 @@ def payloads(data: Path, target: str, columns: list[str], batch: int) -> dict[st
     return {"1 row": single, f"{batch} rows": many}
 
 
-def copy_project(dest: Path, env: dict[str, str]) -> Path:
-    """The project's files as git sees them (tracked plus untracked-not-ignored, so uncommitted changes
-    too), without tests/ and benchmarks/, at ``dest``, with params.yaml composed on TINY_BUDGET.
-    (Here rather than imported from tests/conftest.py, which needs the test extras: `make run` is enough.)"""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.split()
-    for name in listed:
-        if (REPO / name).is_file() and not name.startswith(("tests/", "benchmarks/")):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    subprocess.run([str(BIN / "mlgate"), "params", *TINY_BUDGET], cwd=dest, env=env, check=True, stdout=subprocess.DEVNULL)
-    return dest
-
-
-def build_model(scratch: Path) -> tuple[str, dict[str, str], str]:
-    """(registered model name, env with MLFLOW_TRACKING_URI, family) for a fresh tiny-budget model."""
-    root = scratch / "project"
-    env = {**THREADS, **os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    copy_project(root, env)
-    started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", BUILD], cwd=root, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"building the benchmark model failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-    built = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"built and promoted {built['model']} ({built['family']}) in {time.perf_counter() - started:.0f} s")
-    return built["model"], env, built["family"]
-
-
 def servers(target: dict, env: dict[str, str], cwd: Path, workers: int, mlflow_workers: int) -> dict[str, Server]:
     mlgate_port, mlflow_port = free_port(), free_port()
     if target["model"]:
@@ -338,12 +284,10 @@ def main() -> None:
         scratch = Path(tmp)
         family = None
         if args.model or args.model_uri:
-            env = {**THREADS, **os.environ, **QUIET, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-            if args.tracking_uri:
-                env["MLFLOW_TRACKING_URI"] = args.tracking_uri
+            env = environment(args.tracking_uri)
             model = args.model
         else:
-            model, env, family = build_model(scratch)
+            model, env, family = build_model(scratch, "serving benchmark")
         alias = args.alias if model else ""
         out = subprocess.run([sys.executable, "-c", RESOLVE, model or "", alias, args.model_uri or ""], env=env,
                              capture_output=True, text=True)
