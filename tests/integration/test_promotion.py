@@ -111,14 +111,10 @@ def test_compare_and_set_refuses_when_the_alias_moved_since_the_caller_looked(re
     assert len(promotion.read_ledger(registry)) == 1
 
 
-CONCURRENT = textwrap.dedent("""
-    import sys, time
-    from mlgate import promote as promotion
-    from mlgate.project import StageError
-    action, start_at, ledger = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-    time.sleep(max(0.0, start_at - time.time()))
+# The contenders' last step: A promotes v2, B rolls back to v3, both having seen v1 on production.
+CONTEND = textwrap.dedent("""
     try:
-        if action == "promote":
+        if role == "A":
             promotion.promote("churn", 2, "production", "A", expected=1, ledger=ledger)
         else:
             promotion.rollback("churn", "production", "B", expected=1, ledger=ledger)
@@ -126,6 +122,14 @@ CONCURRENT = textwrap.dedent("""
     except StageError as error:
         print("LOST", error)
 """)
+
+CONCURRENT = textwrap.dedent("""
+    import sys, time
+    from mlgate import promote as promotion
+    from mlgate.project import StageError
+    role, start_at, ledger = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    time.sleep(max(0.0, start_at - time.time()))
+""") + CONTEND
 
 
 def test_two_concurrent_promoters_cannot_both_win(registry):
@@ -135,9 +139,9 @@ def test_two_concurrent_promoters_cannot_both_win(registry):
     promotion.promote(MODEL, 1, "production", "setup", ledger=registry)   # production 1, previous 3
     candidate(2)
     start_at = time.time() + 4  # both interpreters import mlflow first, then start together
-    runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, action, str(start_at), str(registry)],
+    runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, role, str(start_at), str(registry)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-            for action in ("promote", "rollback")]
+            for role in ("A", "B")]
     outcomes = [run.communicate(timeout=120)[0].strip().splitlines()[-1] for run in runs]
 
     assert sorted(o.split()[0] for o in outcomes) == ["LOST", "WON"], outcomes
@@ -324,15 +328,7 @@ STEAL = BARRIERS + textwrap.dedent("""
     promotion._dead_here, promotion.tracking.try_lock, promotion.tracking.set_alias = dead_here, try_lock, set_alias
     if role == "B":
         wait_for("A_saw_dead")
-    try:
-        if role == "A":
-            promotion.promote("churn", 2, "production", "A", expected=1, ledger=ledger)
-        else:
-            promotion.rollback("churn", "production", "B", expected=1, ledger=ledger)
-        print("WON")
-    except StageError as error:
-        print("LOST", error)
-""")
+""") + CONTEND
 
 
 @pytest.mark.slow   # three more interpreters, each importing mlflow
