@@ -25,6 +25,7 @@ Run from the project root:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -116,6 +117,7 @@ class Outcome:
 
 # ---------------------------------------------------------------- suite and split
 
+
 def load_suite(folder: Path) -> list[Dataset]:
     """The datasets listed in `folder/suite.yaml` (`datasets: [{name, file, target, task}]`)."""
     manifest = Path(folder) / "suite.yaml"
@@ -150,8 +152,13 @@ def _dataset(manifest: Path, index: int, entry: object) -> Dataset:
     if not path.is_file():
         raise SuiteError(f"{where}: field `file` names {path}, which does not exist")
     positive = entry.get("positive_class")
-    return Dataset(name=str(entry["name"]), path=path, target=str(entry["target"]), task=entry["task"],
-                   positive_class=None if positive is None else str(positive))
+    return Dataset(
+        name=str(entry["name"]),
+        path=path,
+        target=str(entry["target"]),
+        task=entry["task"],
+        positive_class=None if positive is None else str(positive),
+    )
 
 
 def select(datasets: list[Dataset], names: list[str] | None) -> list[Dataset]:
@@ -160,14 +167,18 @@ def select(datasets: list[Dataset], names: list[str] | None) -> list[Dataset]:
         return datasets
     unknown = sorted(set(names) - {d.name for d in datasets})
     if unknown:
-        raise SuiteError(f"unknown dataset(s) {', '.join(unknown)}; the suite has {', '.join(d.name for d in datasets)}")
+        raise SuiteError(
+            f"unknown dataset(s) {', '.join(unknown)}; the suite has {', '.join(d.name for d in datasets)}"
+        )
     return [d for d in datasets if d.name in names]
 
 
 def check_target(dataset: Dataset, columns: pd.Index) -> None:
     if dataset.target not in columns:
-        raise SuiteError(f"dataset {dataset.name!r}: field `target` names {dataset.target!r}, "
-                         f"which is not a column of {dataset.path.name}")
+        raise SuiteError(
+            f"dataset {dataset.name!r}: field `target` names {dataset.target!r}, "
+            f"which is not a column of {dataset.path.name}"
+        )
 
 
 def read_dataset(dataset: Dataset) -> pd.DataFrame:
@@ -200,6 +211,7 @@ def positive_class(target: pd.Series, given: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------- scoring
+
 
 def baseline_score(task: str, y_train: pd.Series, y_test: pd.Series) -> float:
     """The metric of a constant predictor: AUC 0.5; RMSE of the train mean; log loss of the train priors."""
@@ -275,6 +287,7 @@ def compare(records: list[dict]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- venvs and subprocesses
 
+
 def python_for(system: str) -> Path:
     """The interpreter a system runs in, creating its venv on first use."""
     if system in IN_PROJECT_VENV:
@@ -325,12 +338,23 @@ def error_line(text: str) -> str:
 def run_env(workdir: Path, threads: int) -> dict[str, str]:
     """The harness's environment with home, caches and temporary files inside the run's scratch folder."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
-    for variable, name in (("HOME", "home"), ("XDG_CACHE_HOME", "cache"), ("MPLCONFIGDIR", "matplotlib"),
-                           ("TMPDIR", "tmp")):
+    for variable, name in (
+        ("HOME", "home"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("MPLCONFIGDIR", "matplotlib"),
+        ("TMPDIR", "tmp"),
+    ):
         (workdir / name).mkdir(parents=True, exist_ok=True)
         env[variable] = str(workdir / name)
-    env.update({"OMP_NUM_THREADS": str(threads), "PYTHONHASHSEED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
-                "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "OMP_NUM_THREADS": str(threads),
+            "PYTHONHASHSEED": "0",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -344,8 +368,14 @@ def execute(command: list[str], env: dict[str, str], cwd: Path, log: Path, timeo
     report = log.with_name(log.name + ".rusage.json")
     start = time.perf_counter()
     with log.open("wb") as sink:
-        wrapper = subprocess.Popen([sys.executable, "-I", "-S", "-c", WRAPPER, str(report), *command],
-                                   stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        wrapper = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", WRAPPER, str(report), *command],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     root, seen, peak, timed_out = psutil.Process(wrapper.pid), {}, 0, False
     try:
         while True:
@@ -380,10 +410,8 @@ def descendants_rss(root: psutil.Process, seen: dict[int, psutil.Process]) -> in
     total = 0
     for member in members:
         seen.setdefault(member.pid, member)
-        try:
+        with contextlib.suppress(psutil.Error):  # it ended between listing and reading
             total += member.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -397,6 +425,7 @@ def _kill(member: psutil.Process) -> None:
 
 # ---------------------------------------------------------------- one run
 
+
 def prepare(frame: pd.DataFrame, dataset: Dataset, seed: int, folder: Path) -> Instance:
     """Splits the dataset for `seed` and writes the files every system gets (the test file without the target)."""
     train, test = split(frame, dataset, seed)
@@ -407,16 +436,28 @@ def prepare(frame: pd.DataFrame, dataset: Dataset, seed: int, folder: Path) -> I
     y_train, y_test = train[dataset.target], test[dataset.target]
     positive = positive_class(frame[dataset.target], dataset.positive_class) if dataset.task == "binary" else None
     classes = class_labels(y_train, y_test) if dataset.task != "regression" else ()
-    return Instance(dataset, seed, train_path, test_path, y_test, baseline_score(dataset.task, y_train, y_test),
-                    positive, classes)
+    return Instance(
+        dataset, seed, train_path, test_path, y_test, baseline_score(dataset.task, y_train, y_test), positive, classes
+    )
 
 
 def record(system: str, instance: Instance, budget_s: float, status: str, fields: dict | None = None) -> dict:
     """One result: the keys every record has, then the run's figures and extras (which cannot rename the run)."""
     task = instance.dataset.task
-    base = {"system": system, "dataset": instance.dataset.name, "task": task, "metric": METRICS[task],
-            "value": None, "wall_s": None, "peak_mb": None, "status": status, "seed": instance.seed,
-            "budget_s": budget_s, "fit_s": None, "baseline": instance.baseline}
+    base = {
+        "system": system,
+        "dataset": instance.dataset.name,
+        "task": task,
+        "metric": METRICS[task],
+        "value": None,
+        "wall_s": None,
+        "peak_mb": None,
+        "status": status,
+        "seed": instance.seed,
+        "budget_s": budget_s,
+        "fit_s": None,
+        "baseline": instance.baseline,
+    }
     for key, value in (fields or {}).items():
         if key not in ("system", "dataset", "task", "metric", "status", "seed", "budget_s", "baseline"):
             base[key] = value
@@ -429,11 +470,30 @@ def run_one(system: str, python: Path, instance: Instance, args: argparse.Namesp
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     predictions, summary, log = workdir / "predictions.csv", workdir / "summary.json", workdir / "run.log"
-    command = [str(python), str(RUNNERS / f"{system}.py"),
-               "--train", str(instance.train_path), "--test", str(instance.test_path),
-               "--target", instance.dataset.target, "--task", instance.dataset.task,
-               "--budget", f"{args.budget:g}", "--seed", str(instance.seed), "--threads", str(args.cores),
-               "--predictions", str(predictions), "--summary", str(summary), "--workdir", str(workdir / "work")]
+    command = [
+        str(python),
+        str(RUNNERS / f"{system}.py"),
+        "--train",
+        str(instance.train_path),
+        "--test",
+        str(instance.test_path),
+        "--target",
+        instance.dataset.target,
+        "--task",
+        instance.dataset.task,
+        "--budget",
+        f"{args.budget:g}",
+        "--seed",
+        str(instance.seed),
+        "--threads",
+        str(args.cores),
+        "--predictions",
+        str(predictions),
+        "--summary",
+        str(summary),
+        "--workdir",
+        str(workdir / "work"),
+    ]
     if instance.positive_class is not None:
         command += ["--positive-class", instance.positive_class]
     timeout = args.timeout if args.timeout is not None else args.budget * 3 + 120
@@ -443,8 +503,13 @@ def run_one(system: str, python: Path, instance: Instance, args: argparse.Namesp
         result = record(system, instance, args.budget, "timeout", {**measured, "error": f"killed after {timeout:g} s"})
     elif outcome.returncode != 0:
         message = error_line(log.read_text(errors="replace"))
-        result = record(system, instance, args.budget, f"failed: {message}",
-                        {**measured, "error": _tail(log), "workdir": str(workdir)})
+        result = record(
+            system,
+            instance,
+            args.budget,
+            f"failed: {message}",
+            {**measured, "error": _tail(log), "workdir": str(workdir)},
+        )
     else:
         try:
             extras = json.loads(summary.read_text())
@@ -465,6 +530,7 @@ def _tail(log: Path, lines: int = 25) -> str:
 
 # ---------------------------------------------------------------- report
 
+
 def render(records: list[dict], systems: list[str], budget_s: float) -> str:
     """The Markdown report: metric and rank per dataset and system, summary rows, then wall time vs budget."""
     if not records:
@@ -472,38 +538,62 @@ def render(records: list[dict], systems: list[str], budget_s: float) -> str:
     scores = compare(records)
     frame = pd.DataFrame(records)
     seeds = sorted(frame["seed"].unique())
-    lines = [f"AutoML benchmark: budget {budget_s:g} s, seeds {', '.join(map(str, seeds))}; "
-             "each cell is the test metric (mean over seeds) and its rank", "",
-             "| dataset | task | metric | " + " | ".join(systems) + " |",
-             "| --- | --- | --- |" + " --- |" * len(systems)]
+    lines = [
+        f"AutoML benchmark: budget {budget_s:g} s, seeds {', '.join(map(str, seeds))}; "
+        "each cell is the test metric (mean over seeds) and its rank",
+        "",
+        "| dataset | task | metric | " + " | ".join(systems) + " |",
+        "| --- | --- | --- |" + " --- |" * len(systems),
+    ]
     for dataset, group in frame.groupby("dataset", sort=False):
         metric = group["metric"].iloc[0]
         arrow = "↑" if HIGHER_IS_BETTER[metric] else "↓"
-        cells = [_cell(group[group["system"] == s], scores[(scores["dataset"] == dataset) & (scores["system"] == s)])
-                 for s in systems]
+        cells = [
+            _cell(group[group["system"] == s], scores[(scores["dataset"] == dataset) & (scores["system"] == s)])
+            for s in systems
+        ]
         lines.append(f"| {dataset} | {group['task'].iloc[0]} | {metric} {arrow} | " + " | ".join(cells) + " |")
     by_system = scores.groupby("system")
-    lines.append("| **mean rank** | | | " + " | ".join(_number(by_system["rank"].mean().get(s), 2) for s in systems) + " |")
-    lines.append("| **mean normalized score** | | | "
-                 + " | ".join(_number(by_system["normalized"].mean().get(s), 3) for s in systems) + " |")
-    lines += ["", "Normalized score: 0 = a constant predictor (AUC 0.5, the train mean, the train class priors), "
-              "1 = the best system on that dataset and seed; a run that is not ok scores 0 and takes the worst rank.",
-              "", f"Wall time vs budget ({budget_s:g} s):", "",
-              "| system | runs | ok | mean wall s | max wall s | mean fit s | max fit over budget s | max peak MB |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines.append(
+        "| **mean rank** | | | " + " | ".join(_number(by_system["rank"].mean().get(s), 2) for s in systems) + " |"
+    )
+    lines.append(
+        "| **mean normalized score** | | | "
+        + " | ".join(_number(by_system["normalized"].mean().get(s), 3) for s in systems)
+        + " |"
+    )
+    lines += [
+        "",
+        "Normalized score: 0 = a constant predictor (AUC 0.5, the train mean, the train class priors), "
+        "1 = the best system on that dataset and seed; a run that is not ok scores 0 and takes the worst rank.",
+        "",
+        f"Wall time vs budget ({budget_s:g} s):",
+        "",
+        "| system | runs | ok | mean wall s | max wall s | mean fit s | max fit over budget s | max peak MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for system in systems:
         runs = frame[frame["system"] == system]
         wall, fit = runs["wall_s"].dropna(), runs["fit_s"].dropna()
-        lines.append(f"| {system} | {len(runs)} | {int((runs['status'] == 'ok').sum())} | {_number(wall.mean(), 1)} | "
-                     f"{_number(wall.max(), 1)} | {_number(fit.mean(), 1)} | {_number(fit.max() - budget_s, 1)} | "
-                     f"{_number(runs['peak_mb'].dropna().max(), 0)} |")
+        lines.append(
+            f"| {system} | {len(runs)} | {int((runs['status'] == 'ok').sum())} | {_number(wall.mean(), 1)} | "
+            f"{_number(wall.max(), 1)} | {_number(fit.mean(), 1)} | {_number(fit.max() - budget_s, 1)} | "
+            f"{_number(runs['peak_mb'].dropna().max(), 0)} |"
+        )
     if "tracking_s" in frame and frame["tracking_s"].notna().any():
         tracked = frame[frame["tracking_s"].notna()]
-        lines += ["", "Tracking overhead (time the run spent in MLflow calls, every trial a nested run):", "",
-                  "| system | dataset | seed | tracking s | share of wall | trials |", "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {r.system} | {r.dataset} | {r.seed} | {_number(r.tracking_s, 1)} | "
-                  f"{_number(100 * r.tracking_s / r.wall_s, 1)}% | {_number(getattr(r, 'trials', None), 0)} |"
-                  for r in tracked.itertuples()]
+        lines += [
+            "",
+            "Tracking overhead (time the run spent in MLflow calls, every trial a nested run):",
+            "",
+            "| system | dataset | seed | tracking s | share of wall | trials |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {r.system} | {r.dataset} | {r.seed} | {_number(r.tracking_s, 1)} | "
+            f"{_number(100 * r.tracking_s / r.wall_s, 1)}% | {_number(getattr(r, 'trials', None), 0)} |"
+            for r in tracked.itertuples()
+        ]
     failures = frame[frame["status"] != "ok"]
     if len(failures):
         lines += ["", "Runs that are not ok:", ""]
@@ -543,8 +633,10 @@ def _escape(text: str) -> str:
 
 def write_json(records: list[dict], path: Path) -> None:
     """The raw records as a JSON list (NaN as null)."""
+
     def clean(value):
         return None if isinstance(value, float) and not math.isfinite(value) else value
+
     rows = [{key: clean(value) for key, value in r.items()} for r in records]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=2, default=str) + "\n")
@@ -552,19 +644,27 @@ def write_json(records: list[dict], path: Path) -> None:
 
 # ---------------------------------------------------------------- entry point
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--suite", type=Path, default=DEFAULT_SUITE, help="folder with suite.yaml (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "--suite", type=Path, default=DEFAULT_SUITE, help="folder with suite.yaml (default: %(default)s)"
+    )
     parser.add_argument("--datasets", type=_names, help="comma-separated subset of the suite's datasets")
     parser.add_argument("--systems", type=_names, default=list(SYSTEMS), help="comma-separated (default: all five)")
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in _names(s)], default=[0], help="comma-separated (default: 0)")
+    parser.add_argument(
+        "--seeds", type=lambda s: [int(x) for x in _names(s)], default=[0], help="comma-separated (default: 0)"
+    )
     parser.add_argument("--budget", type=float, default=60.0, help="wall budget per run in seconds (default: 60)")
     parser.add_argument("--cores", type=int, default=2, help="cores every run is pinned to (default: 2)")
     parser.add_argument("--timeout", type=float, help="hard kill per run in seconds (default: budget * 3 + 120)")
     parser.add_argument("--out", type=Path, help="write the raw records here as JSON")
     parser.add_argument("--scratch", type=Path, default=BENCH / "scratch", help="scratch folder (default: %(default)s)")
-    parser.add_argument("--keep-scratch", action="store_true", help="keep every run's folder (failed runs' are always kept)")
+    parser.add_argument(
+        "--keep-scratch", action="store_true", help="keep every run's folder (failed runs' are always kept)"
+    )
     parser.add_argument("--install", action="store_true", help="only create the peers' venvs")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.systems) - set(SYSTEMS))
@@ -645,8 +745,12 @@ def tidy(scratch: Path) -> None:
 def _progress(done: int, total: int, result: dict) -> None:
     value = "" if result["value"] is None else f" {result['metric']}={result['value']:.4f}"
     wall = "" if result["wall_s"] is None else f" wall {result['wall_s']:.1f} s, peak {result['peak_mb']:.0f} MB"
-    print(f"[{done}/{total}] {result['system']} on {result['dataset']} seed {result['seed']}: "
-          f"{result['status']}{value}{wall}", file=sys.stderr, flush=True)
+    print(
+        f"[{done}/{total}] {result['system']} on {result['dataset']} seed {result['seed']}: "
+        f"{result['status']}{value}{wall}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

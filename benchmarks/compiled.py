@@ -1,4 +1,5 @@
-"""Model-call latency: the compiled few-row path (src/mlgate/compiled.py) against the plain scikit-learn pipelines.
+"""Model-call latency: the compiled few-row path (src/mlgate/modelling/compiled.py) against the
+plain scikit-learn pipelines.
 
 Fits, on the bundled telco churn rows (the contract in params.yaml), an ensemble like the one the
 default pipeline finishes with: a caruana FinalModel over a linear model, a 200-tree random forest and
@@ -21,14 +22,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402 - after the thread cap
 import pandas as pd  # noqa: E402
 
-from mlgate import compiled, config, models  # noqa: E402
-from mlgate.data import DataSpec, conform, target_vector  # noqa: E402
-from mlgate.ensemble import FinalModel  # noqa: E402
-from mlgate.features import FeatureSettings  # noqa: E402
+from mlgate import config
+from mlgate.modelling import compiled, models  # noqa: E402
+from mlgate.modelling.data import DataSpec, conform, target_vector  # noqa: E402
+from mlgate.modelling.ensemble import FinalModel  # noqa: E402
+from mlgate.modelling.features import FeatureSettings  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MEMBERS = {"linear": {"alpha": 0.33}, "random_forest": {"n_estimators": 200, "max_depth": 19, "min_samples_leaf": 49},
-           "catboost": {"iterations": 300, "depth": 6, "learning_rate": 0.05}}
+MEMBERS = {
+    "linear": {"alpha": 0.33},
+    "random_forest": {"n_estimators": 200, "max_depth": 19, "min_samples_leaf": 49},
+    "catboost": {"iterations": 300, "depth": 6, "learning_rate": 0.05},
+}
 
 
 def ensemble() -> tuple[FinalModel, pd.DataFrame]:
@@ -83,15 +88,28 @@ def main() -> None:
         guarded = guard.transform(X)
         repeats = max(5, args.repeats * 4 // (4 + n // 100))
         parts = [("ensemble", model.predict_proba, plain.predict_proba, X)]
-        parts += [(family, f.predict_proba, p.predict_proba, guarded)
-                  for family, f, p in zip(MEMBERS, fast_members, plain_members, strict=True)]
+        parts += [
+            (family, f.predict_proba, p.predict_proba, guarded)
+            for family, f, p in zip(MEMBERS, fast_members, plain_members, strict=True)
+        ]
         for name, fast_call, plain_call, frame in parts:
             fast_ms = median_ms(lambda c=fast_call, f=frame: c(f), repeats)
             plain_ms = median_ms(lambda c=plain_call, f=frame: c(f), repeats)
             same = bool(np.array_equal(fast_call(frame), plain_call(frame)))
-            results.append({"rows": n, "part": name, "compiled_ms": fast_ms, "pipeline_ms": plain_ms,
-                            "ratio": plain_ms / fast_ms, "same": same})
-            print(f"{n:>6}  {name:<16} {fast_ms:>9.2f} {plain_ms:>9.2f} {plain_ms / fast_ms:>6.1f}x  {'yes' if same else 'NO'}")
+            results.append(
+                {
+                    "rows": n,
+                    "part": name,
+                    "compiled_ms": fast_ms,
+                    "pipeline_ms": plain_ms,
+                    "ratio": plain_ms / fast_ms,
+                    "same": same,
+                }
+            )
+            print(
+                f"{n:>6}  {name:<16} {fast_ms:>9.2f} {plain_ms:>9.2f} {plain_ms / fast_ms:>6.1f}x  "
+                f"{'yes' if same else 'NO'}"
+            )
     if not all(isinstance(m, compiled.CompiledPipeline) for m in fast_members):
         raise SystemExit("a member was not compiled: the comparison above is pipeline against pipeline")
     if args.json:

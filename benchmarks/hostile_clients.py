@@ -41,15 +41,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
-
 from tiny_model import BIN, REPO, build_model, environment
 
 GOAL_GROWTH_MB = 200
 GOAL_HEALTH_MS = 100
-CHECK = {True: "ok", False: "FAILED", None: "-"}   # the finding's own check, beside the goal's verdict
-MAX_BODY_BYTES = 5 * 1024 * 1024   # `mlgate serve --max-body-mb`'s default: abusive bodies stay under it
-LOG_ROTATE_ROWS = 50_000           # the prediction log's flush size: case log_columns sends more than this
-ECHO_LIMIT = 64 * 1024             # an error body larger than this echoes the request back
+CHECK = {True: "ok", False: "FAILED", None: "-"}  # the finding's own check, beside the goal's verdict
+MAX_BODY_BYTES = 5 * 1024 * 1024  # `mlgate serve --max-body-mb`'s default: abusive bodies stay under it
+LOG_ROTATE_ROWS = 50_000  # the prediction log's flush size: case log_columns sends more than this
+ECHO_LIMIT = 64 * 1024  # an error body larger than this echoes the request back
 
 # Runs against the tracking store: the model's input columns, from its signature.
 RESOLVE = """
@@ -63,7 +62,7 @@ print(json.dumps(signature.inputs.input_names() if signature is not None and sig
 # (request_id, row) pairs the log holds for the ids asked about, and those rows in full for the probed ids.
 READ_LOG = """
 import datetime as dt, json, sys
-from mlgate import prediction_log
+from mlgate.services import prediction_log
 asked = json.load(open(sys.argv[2]))
 frame = prediction_log.read(sys.argv[1], dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))
 ids = frame["request_id"].astype(str)
@@ -104,6 +103,7 @@ json.dump(samples, open(out, "w"))
 
 # --- the server ---------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -121,8 +121,9 @@ class Server:
     def start(self, cap_mb: int, timeout_s: float = 300) -> None:
         started = time.monotonic()
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         while time.monotonic() - started < timeout_s:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mlgate serve exited {self.proc.returncode} before it was ready:\n{self.tail()}")
@@ -157,8 +158,14 @@ class Server:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-            timeout: float = 30) -> tuple[int, bytes, dict[str, str]]:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, bytes, dict[str, str]]:
     """One request on a fresh connection: (status, body, headers)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -212,7 +219,7 @@ class HealthPoller:
     def __init__(self, port: int, folder: Path):
         self.port, self.out = port, folder / "health.json"
         self.proc: subprocess.Popen | None = None
-        self.samples: list[tuple[float, float, bool]] = []   # (monotonic time sent, latency ms, ok)
+        self.samples: list[tuple[float, float, bool]] = []  # (monotonic time sent, latency ms, ok)
 
     def start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", POLL_HEALTH, str(self.port), str(self.out)])
@@ -242,7 +249,7 @@ class WellBehaved(threading.Thread):
         super().__init__(daemon=True)
         self.port, self.bodies, self.rows, self.label, self.interval_s = port, bodies, rows, name, interval_s
         self.sent = 0
-        self.answered: dict[str, int] = {}   # request id -> rows
+        self.answered: dict[str, int] = {}  # request id -> rows
         self.failures: collections.Counter = collections.Counter()
         self.done = threading.Event()
 
@@ -255,7 +262,9 @@ class WellBehaved(threading.Thread):
                 body = self.bodies[self.sent % len(self.bodies)]
                 self.sent += 1
                 try:
-                    conn.request("POST", "/invocations", body, {"Content-Type": "application/json", "X-Request-Id": ours})
+                    conn.request(
+                        "POST", "/invocations", body, {"Content-Type": "application/json", "X-Request-Id": ours}
+                    )
                     response = conn.getresponse()
                     response.read()
                     if response.status == 200:
@@ -272,6 +281,7 @@ class WellBehaved(threading.Thread):
 
 
 # --- bodies -------------------------------------------------------------------------------------
+
 
 def split_body(frame: pd.DataFrame) -> bytes:
     split = json.loads(frame.to_json(orient="split", index=False))
@@ -290,32 +300,43 @@ def resample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
 
 # --- the cases ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Abuse:
     """What a case's abuse reports: the abusive requests' statuses, a check of the finding, notes."""
+
     statuses: collections.Counter = field(default_factory=collections.Counter)
-    check: str = ""                 # what the finding's own check found
-    check_ok: bool | None = None    # None: no check beyond the goal (request_ids settles its own from `probes`)
+    check: str = ""  # what the finding's own check found
+    check_ok: bool | None = None  # None: no check beyond the goal (request_ids settles its own from `probes`)
     notes: list[str] = field(default_factory=list)
-    probes: dict[str, str] = field(default_factory=dict)   # request id -> what to look for in its logged rows
+    probes: dict[str, str] = field(default_factory=dict)  # request id -> what to look for in its logged rows
 
 
 @dataclass
 class Context:
     port: int
-    frame: pd.DataFrame            # complete telco rows, the model's input columns only
-    deadline: float                # monotonic time the abuse must be over by
+    frame: pd.DataFrame  # complete telco rows, the model's input columns only
+    deadline: float  # monotonic time the abuse must be over by
     hold_seconds: float
-    sql_lock: Path | None = None   # case sql_locked: the SQLite log file to hold locked
+    sql_lock: Path | None = None  # case sql_locked: the SQLite log file to hold locked
 
 
-def post(ctx: Context, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None,
-         ) -> tuple[str, bytes, dict[str, str]]:
+def post(
+    ctx: Context,
+    body: bytes,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> tuple[str, bytes, dict[str, str]]:
     """One abusive POST; its status as text, or the error that stood for one."""
     try:
-        status, reply, answer_headers = request(ctx.port, "POST", "/invocations", body,
-                                                {"Content-Type": content_type, **(headers or {})},
-                                                timeout=max(1.0, ctx.deadline - time.monotonic()))
+        status, reply, answer_headers = request(
+            ctx.port,
+            "POST",
+            "/invocations",
+            body,
+            {"Content-Type": content_type, **(headers or {})},
+            timeout=max(1.0, ctx.deadline - time.monotonic()),
+        )
         return str(status), reply, answer_headers
     except (OSError, http.client.HTTPException) as error:
         return type(error).__name__, b"", {}
@@ -364,13 +385,15 @@ def case_slow_clients(ctx: Context) -> Abuse:
     the server lets go of them or --hold-seconds pass; then 20 clients that disconnect in the middle of their
     body, whose requests a server should neither log as errors nor count as 500s."""
     abuse = Abuse()
-    head = (f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{ctx.port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: 1000\r\n").encode()
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{ctx.port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 1000\r\n"
+    ).encode()
     half = [head[:40]] * 150 + [head + b"\r\n" + b"{" * 500] * 150
     sockets: list[tuple[socket.socket, float]] = []
     try:
         for data in half:
-            try:   # a server with a connection limit may refuse or close some of them at once
+            try:  # a server with a connection limit may refuse or close some of them at once
                 sock = socket.create_connection(("127.0.0.1", ctx.port), timeout=5)
             except OSError as error:
                 abuse.statuses[f"connect {type(error).__name__}"] += 1
@@ -398,8 +421,10 @@ def case_slow_clients(ctx: Context) -> Abuse:
         if open_:
             abuse.statuses["held"] += len(open_)
             held_s += [time.monotonic() - opened for _, opened in open_.values()]
-        abuse.notes.append(f"300 half-sent held up to {max(held_s, default=0):.1f} s, "
-                           f"{len(open_)} still open after {ctx.hold_seconds:g} s")
+        abuse.notes.append(
+            f"300 half-sent held up to {max(held_s, default=0):.1f} s, "
+            f"{len(open_)} still open after {ctx.hold_seconds:g} s"
+        )
     finally:
         for sock, _ in sockets:
             sock.close()
@@ -411,8 +436,10 @@ def case_slow_clients(ctx: Context) -> Abuse:
     time.sleep(0.5)
     disconnect_500s = count_500s(ctx.port) - errors_before
     abuse.check_ok = not open_ and disconnect_500s == 0
-    abuse.check = (f"{len(open_)}/300 still held after {ctx.hold_seconds:g} s; "
-                   f"{disconnect_500s:g} of 20 disconnects counted as 500")
+    abuse.check = (
+        f"{len(open_)}/300 still held after {ctx.hold_seconds:g} s; "
+        f"{disconnect_500s:g} of 20 disconnects counted as 500"
+    )
     return abuse
 
 
@@ -426,10 +453,14 @@ def count_500s(port: int) -> float:
         return float("nan")
     if status != 200:
         return float("nan")
-    return sum(sample.value for family in text_string_to_metric_families(text.decode())
-               for sample in family.samples
-               if sample.name == "mlgate_requests_total" and sample.labels.get("endpoint") == "invocations"
-               and sample.labels.get("status") == "500")
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+        if sample.name == "mlgate_requests_total"
+        and sample.labels.get("endpoint") == "invocations"
+        and sample.labels.get("status") == "500"
+    )
 
 
 def case_sql_locked(ctx: Context) -> Abuse:
@@ -463,17 +494,20 @@ def case_request_ids(ctx: Context) -> Abuse:
     abuse = Abuse()
     answered = []
     for seed in (1, 2):
-        status, _, headers = post(ctx, split_body(resample(ctx.frame, 2, seed=seed)), headers={"X-Request-Id": "hostile-same-id"})
+        status, _, headers = post(
+            ctx, split_body(resample(ctx.frame, 2, seed=seed)), headers={"X-Request-Id": "hostile-same-id"}
+        )
         abuse.statuses[status] += 1
         if status == "200":
             answered.append(headers.get("x-request-id", "hostile-same-id"))
     if len(answered) == 2:
         if answered[0] == answered[1]:
-            abuse.probes[answered[0]] = "same-id:4"   # both requests' rows under one id: 4 rows, not 2
+            abuse.probes[answered[0]] = "same-id:4"  # both requests' rows under one id: 4 rows, not 2
         else:
             abuse.probes.update({answered[0]: "same-id:2", answered[1]: "same-id:2"})
-    named = resample(ctx.frame, 2, seed=3).assign(row=987654, request_id="client-request-id",
-                                                 timestamp="client-timestamp", model_version="client-model-version")
+    named = resample(ctx.frame, 2, seed=3).assign(
+        row=987654, request_id="client-request-id", timestamp="client-timestamp", model_version="client-model-version"
+    )
     status, _, headers = post(ctx, split_body(named), headers={"X-Request-Id": f"hostile-named-{uuid.uuid4().hex[:8]}"})
     abuse.statuses[status] += 1
     if status == "200":
@@ -510,8 +544,12 @@ def case_nested_json(ctx: Context) -> Abuse:
     depth = 100_000
     body = b'{"inputs": ' + b"[" * depth + b"]" * depth + b"}"
     status, _, _ = post(ctx, body)
-    return Abuse(statuses=collections.Counter([status]), check_ok=status != "500" and status.isdigit(),
-                 check=f"answered {status}", notes=[f"{len(body) / 1024:.0f} KB"])
+    return Abuse(
+        statuses=collections.Counter([status]),
+        check_ok=status != "500" and status.isdigit(),
+        check=f"answered {status}",
+        notes=[f"{len(body) / 1024:.0f} KB"],
+    )
 
 
 def case_echo_422(ctx: Context) -> Abuse:
@@ -521,8 +559,11 @@ def case_echo_422(ctx: Context) -> Abuse:
     one.loc[0, numeric[0]] = "9" * (4 * 2**20)
     body = split_body(one)
     status, reply, _ = post(ctx, body)
-    return Abuse(statuses=collections.Counter([status]), check_ok=len(reply) <= ECHO_LIMIT and status.startswith("4"),
-                 check=f"{status} of {len(reply):,} bytes to a {len(body) / 2**20:.1f} MB body")
+    return Abuse(
+        statuses=collections.Counter([status]),
+        check_ok=len(reply) <= ECHO_LIMIT and status.startswith("4"),
+        check=f"{status} of {len(reply):,} bytes to a {len(body) / 2**20:.1f} MB body",
+    )
 
 
 def case_inf_value(ctx: Context) -> Abuse:
@@ -549,25 +590,50 @@ def case_inf_value(ctx: Context) -> Abuse:
 
 
 CASES: dict[str, Callable[[Context], Abuse]] = {
-    "baseline": case_baseline, "log_columns": case_log_columns, "records_keys": case_records_keys,
+    "baseline": case_baseline,
+    "log_columns": case_log_columns,
+    "records_keys": case_records_keys,
     "csv_columns": case_csv_columns,
-    "slow_clients": case_slow_clients, "sql_locked": case_sql_locked, "request_ids": case_request_ids,
-    "nested_json": case_nested_json, "echo_422": case_echo_422, "inf_value": case_inf_value,
+    "slow_clients": case_slow_clients,
+    "sql_locked": case_sql_locked,
+    "request_ids": case_request_ids,
+    "nested_json": case_nested_json,
+    "echo_422": case_echo_422,
+    "inf_value": case_inf_value,
 }
 
 
 # --- one case against a fresh server ------------------------------------------------------------
 
-def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], scratch: Path,
-             args: argparse.Namespace) -> dict:
+
+def run_case(
+    name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], scratch: Path, args: argparse.Namespace
+) -> dict:
     folder = scratch / name
     folder.mkdir()
     sql_file = folder / "predictions.db" if name == "sql_locked" else None
     log_target = f"sqlite:///{sql_file}" if sql_file else str(folder / "predictions")
     port = free_port()
-    server = Server([str(BIN / "mlgate"), "serve", "--model", target["model"], "--alias", target["alias"],
-                     "--host", "127.0.0.1", "--port", str(port), "--prediction-log", log_target],
-                    port, env, target["cwd"], folder / "server.log")
+    server = Server(
+        [
+            str(BIN / "mlgate"),
+            "serve",
+            "--model",
+            target["model"],
+            "--alias",
+            target["alias"],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--prediction-log",
+            log_target,
+        ],
+        port,
+        env,
+        target["cwd"],
+        folder / "server.log",
+    )
     small = [split_body(resample(frame, 3, seed=100 + i)) for i in range(50)]
     clients = [WellBehaved(port, small, 3, f"wb-{name}-{i}") for i in range(args.clients)]
     health = HealthPoller(port, folder)
@@ -577,7 +643,7 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
         sampler.start()
         for worker in (health, *clients):
             worker.start()
-        time.sleep(1.0)   # a baseline for /health and RSS before the abuse
+        time.sleep(1.0)  # a baseline for /health and RSS before the abuse
         rss_before = sampler.now_mb()
         abuse_start = time.monotonic()
         ctx = Context(port, frame, abuse_start + args.case_timeout, args.hold_seconds, sql_file)
@@ -587,7 +653,7 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
         abuser.join(args.case_timeout)
         timed_out = abuser.is_alive()
         if timed_out:
-            server.stop(grace_s=5)   # frees whatever the abuse is blocked on
+            server.stop(grace_s=5)  # frees whatever the abuse is blocked on
             abuser.join(10)
         # the well-behaved clients and /health poller run on for at least --seconds after the abuse starts
         time.sleep(max(1.0, abuse_start + args.seconds - time.monotonic()))
@@ -621,34 +687,55 @@ def run_case(name: str, target: dict, frame: pd.DataFrame, env: dict[str, str], 
     server_text = server.log.read_text(errors="replace")
     errors = [line for line in server_text.splitlines() if " ERROR " in line or line.startswith("Traceback")]
     # numpy's MemoryError reads "Unable to allocate 9.31 GiB for an array ..."; the log keeps only the message
-    over_cap = sampler.killed_over_cap or any(sign in server_text for sign in ("MemoryError", "Unable to allocate",
-                                                                               "Cannot allocate memory"))
+    over_cap = sampler.killed_over_cap or any(
+        sign in server_text for sign in ("MemoryError", "Unable to allocate", "Cannot allocate memory")
+    )
     result = {
         "statuses": dict(abuse.statuses),
-        "rss_before_mb": rss_before, "rss_peak_mb": sampler.peak_mb(abuse_start), "rss_after_mb": rss_after,
+        "rss_before_mb": rss_before,
+        "rss_peak_mb": sampler.peak_mb(abuse_start),
+        "rss_after_mb": rss_after,
         "health_baseline_p50_ms": statistics.median(baseline_health) if baseline_health else float("nan"),
         "health_p50_ms": statistics.median(health_ms) if health_ms else float("nan"),
         "health_p99_ms": float(np.percentile(health_ms, 99)) if health_ms else float("nan"),
         "health_max_ms": max(health_ms, default=float("nan")),
         "health_failed": sum(not ok for _, ok in during),
-        "clients_sent": sum(c.sent for c in clients), "clients_answered": len(answered),
+        "clients_sent": sum(c.sent for c in clients),
+        "clients_answered": len(answered),
         "clients_failed": sum(sum(c.failures.values()) for c in clients),
         "client_failures": dict(sum((c.failures for c in clients), collections.Counter())),
-        "rows_expected": sum(answered.values()), "rows_missing": missing_rows,
-        "log_error": logged.get("error"), "log_rows": logged.get("rows"), "log_columns": logged.get("columns"),
-        "server": ("killed over cap" if sampler.killed_over_cap else "over cap (MemoryError)" if over_cap
-                   else f"died ({died})" if died is not None else "ok"),
+        "rows_expected": sum(answered.values()),
+        "rows_missing": missing_rows,
+        "log_error": logged.get("error"),
+        "log_rows": logged.get("rows"),
+        "log_columns": logged.get("columns"),
+        "server": (
+            "killed over cap"
+            if sampler.killed_over_cap
+            else "over cap (MemoryError)"
+            if over_cap
+            else f"died ({died})"
+            if died is not None
+            else "ok"
+        ),
         "server_errors_logged": len(errors),
         "server_first_error": errors[0][:300] if errors else None,
         "abuse_s": abuse_end - abuse_start,
-        "check": abuse.check, "check_ok": abuse.check_ok, "notes": abuse.notes,
+        "check": abuse.check,
+        "check_ok": abuse.check_ok,
+        "notes": abuse.notes,
     }
     result["rss_growth_mb"] = result["rss_peak_mb"] - rss_before
     result["goal"] = {
         f"growth <= {GOAL_GROWTH_MB} MB": result["rss_growth_mb"] <= GOAL_GROWTH_MB and not over_cap,
-        f"/health max <= {GOAL_HEALTH_MS} ms": result["health_max_ms"] <= GOAL_HEALTH_MS and not result["health_failed"],
-        "no well-behaved request or row lost": (result["clients_failed"] == 0 and missing_rows == 0
-                                                and not logged.get("error") and result["clients_answered"] > 0),
+        f"/health max <= {GOAL_HEALTH_MS} ms": result["health_max_ms"] <= GOAL_HEALTH_MS
+        and not result["health_failed"],
+        "no well-behaved request or row lost": (
+            result["clients_failed"] == 0
+            and missing_rows == 0
+            and not logged.get("error")
+            and result["clients_answered"] > 0
+        ),
     }
     result["passed"] = all(result["goal"].values())
     return result
@@ -663,7 +750,7 @@ def _guarded(case: Callable[[Context], Abuse], ctx: Context) -> Abuse:
 
 
 def read_log(target: str, ids: list[str], probes: list[str], folder: Path, env: dict[str, str]) -> dict:
-    """The log's rows for ``ids`` (and ``probes`` in full), read by `mlgate.prediction_log.read` in a
+    """The log's rows for ``ids`` (and ``probes`` in full), read by `mlgate.services.prediction_log.read` in a
     process of its own with its address space capped at 8 GB."""
     asked = folder / "asked.json"
     asked.write_text(json.dumps({"ids": ids, "probes": probes}))
@@ -673,8 +760,14 @@ def read_log(target: str, ids: list[str], probes: list[str], folder: Path, env: 
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
     try:
-        out = subprocess.run([sys.executable, "-c", READ_LOG, target, str(asked)], env=env, capture_output=True,
-                             text=True, timeout=300, preexec_fn=limit)
+        out = subprocess.run(
+            [sys.executable, "-c", READ_LOG, target, str(asked)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=limit,
+        )
     except subprocess.TimeoutExpired:
         return {"error": "reading the log took over 300 s"}
     if out.returncode != 0:
@@ -684,22 +777,38 @@ def read_log(target: str, ids: list[str], probes: list[str], folder: Path, env: 
 
 # --- the model ----------------------------------------------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
-    parser.add_argument("--seconds", type=float, default=10, help="how long clients and /health run from the abuse's "
-                                                                  "start (longer if the abuse takes longer)")
-    parser.add_argument("--hold-seconds", type=float, default=40, help="case slow_clients: how long half-sent requests "
-                                                                       "wait for the server to let go of them; case "
-                                                                       "sql_locked: how long the log stays locked")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=10,
+        help="how long clients and /health run from the abuse's start (longer if the abuse takes longer)",
+    )
+    parser.add_argument(
+        "--hold-seconds",
+        type=float,
+        default=40,
+        help="case slow_clients: how long half-sent requests "
+        "wait for the server to let go of them; case "
+        "sql_locked: how long the log stays locked",
+    )
     parser.add_argument("--clients", type=int, default=4, help="well-behaved clients, 10 requests/s of 3 rows each")
     parser.add_argument("--case-timeout", type=float, default=120, help="the abuse of one case is cut off after this")
-    parser.add_argument("--memory-cap-mb", type=int, default=2048, help="the server's address space beyond its size "
-                                                                        "when ready; more RSS growth kills it")
+    parser.add_argument(
+        "--memory-cap-mb",
+        type=int,
+        default=2048,
+        help="the server's address space beyond its size when ready; more RSS growth kills it",
+    )
     parser.add_argument("--tracking-uri", help="use an existing model in this store (with --model)")
     parser.add_argument("--model", help="registered model name in --tracking-uri")
     parser.add_argument("--alias", default="production", help="alias of --model to serve")
-    parser.add_argument("--data", type=Path, default=REPO / "data/source/telco_churn.csv.gz", help="rows for request bodies")
+    parser.add_argument(
+        "--data", type=Path, default=REPO / "data/source/telco_churn.csv.gz", help="rows for request bodies"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -718,59 +827,97 @@ def main() -> None:
         else:
             model, env, _ = build_model(scratch, "hostile-clients benchmark")
             target = {"model": model, "alias": "production", "cwd": scratch / "project", "env": env}
-        out = subprocess.run([sys.executable, "-c", RESOLVE, target["model"], target["alias"]], env=target["env"],
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", RESOLVE, target["model"], target["alias"]],
+            env=target["env"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if out.returncode != 0:
             raise SystemExit(f"cannot resolve the model:\n{out.stderr[-3000:]}")
         columns = json.loads(out.stdout.strip().splitlines()[-1])
         frame = pd.read_csv(args.data)
-        frame = (frame[columns] if columns else frame.drop(columns=["churn"], errors="ignore")).dropna().reset_index(drop=True)
+        frame = (
+            (frame[columns] if columns else frame.drop(columns=["churn"], errors="ignore"))
+            .dropna()
+            .reset_index(drop=True)
+        )
         for name in cases:
             print(f"case {name} ...", flush=True)
             try:
                 results[name] = run_case(name, target, frame, target["env"], scratch, args)
-            except RuntimeError as error:   # the server did not start: the other cases still run
+            except RuntimeError as error:  # the server did not start: the other cases still run
                 print(f"  not run: {error}", flush=True)
                 continue
             print(f"  {'PASS' if results[name]['passed'] else 'FAIL'} in {results[name]['abuse_s']:.0f} s", flush=True)
 
     load = os.getloadavg()
-    print(f"\nmodel models:/{target['model']}@{target['alias']}; {args.clients} well-behaved clients; "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'case':<13}  {'abusive statuses':<24}  {'RSS MB before/peak/after':>24}  {'growth':>6}  "
-          f"{'/health ms p50/p99/max':>24}  {'clients sent/ok/fail':>20}  {'rows lost':>9}  {'server':<22}  {'check':<6}  verdict")
+    print(
+        f"\nmodel models:/{target['model']}@{target['alias']}; {args.clients} well-behaved clients; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        f"{'case':<13}  {'abusive statuses':<24}  {'RSS MB before/peak/after':>24}  {'growth':>6}  "
+        f"{'/health ms p50/p99/max':>24}  {'clients sent/ok/fail':>20}  {'rows lost':>9}  {'server':<22} "
+        f" {'check':<6}  verdict"
+    )
     for name, r in results.items():
         statuses = " ".join(f"{k}x{v}" for k, v in sorted(r["statuses"].items())) or "-"
-        print(f"{name:<13}  {statuses:<24}  {r['rss_before_mb']:>7.0f}/{r['rss_peak_mb']:>7.0f}/{r['rss_after_mb']:>7.0f}  "
-              f"{r['rss_growth_mb']:>6.0f}  {r['health_p50_ms']:>6.1f}/{r['health_p99_ms']:>8.1f}/{r['health_max_ms']:>8.1f}  "
-              f"{r['clients_sent']:>6}/{r['clients_answered']:>6}/{r['clients_failed']:>6}  "
-              f"{r['rows_missing']:>9}  {r['server']:<22}  {CHECK[r['check_ok']]:<6}  {'PASS' if r['passed'] else 'FAIL'}")
+        print(
+            f"{name:<13}  {statuses:<24}  "
+            f"{r['rss_before_mb']:>7.0f}/{r['rss_peak_mb']:>7.0f}/{r['rss_after_mb']:>7.0f}  "
+            f"{r['rss_growth_mb']:>6.0f}  "
+            f"{r['health_p50_ms']:>6.1f}/{r['health_p99_ms']:>8.1f}/{r['health_max_ms']:>8.1f}  "
+            f"{r['clients_sent']:>6}/{r['clients_answered']:>6}/{r['clients_failed']:>6}  "
+            f"{r['rows_missing']:>9}  {r['server']:<22}  {CHECK[r['check_ok']]:<6}  {'PASS' if r['passed'] else 'FAIL'}"
+        )
     print()
     baseline = results.get("baseline")
     for name, r in results.items():
         misses = [goal for goal, ok in r["goal"].items() if not ok]
         extra = ([f"check {'ok' if r['check_ok'] else 'FAILED'}: {r['check']}"] if r["check"] else []) + r["notes"]
-        if baseline and name != "baseline":   # the same run's machine with no abuse: what the load alone does
-            extra.insert(0, f"/health max {r['health_max_ms'] / baseline['health_max_ms']:.1f}x the baseline's, "
-                            f"growth {r['rss_growth_mb']:.0f} MB against its {baseline['rss_growth_mb']:.0f}")
+        if baseline and name != "baseline":  # the same run's machine with no abuse: what the load alone does
+            extra.insert(
+                0,
+                f"/health max {r['health_max_ms'] / baseline['health_max_ms']:.1f}x the baseline's, "
+                f"growth {r['rss_growth_mb']:.0f} MB against its {baseline['rss_growth_mb']:.0f}",
+            )
         if r["log_error"]:
             extra.append(f"log unreadable: {r['log_error']}")
         if r["server_errors_logged"]:
             first = r["server_first_error"].split(" ERROR ", 1)[-1]
-            extra.append(f"{r['server_errors_logged']} ERROR/Traceback lines in the server's log, the first: {first[:200]}")
+            extra.append(
+                f"{r['server_errors_logged']} ERROR/Traceback lines in the server's log, the first: {first[:200]}"
+            )
         print(f"{name}: " + "; ".join((["missed: " + ", ".join(misses)] if misses else []) + extra))
     if baseline and baseline["health_max_ms"] > GOAL_HEALTH_MS:
-        print(f"note: with no abuse at all, /health max was {baseline['health_max_ms']:.0f} ms (p99 "
-              f"{baseline['health_p99_ms']:.0f} ms): the machine's load alone misses that goal; compare with it")
+        print(
+            f"note: with no abuse at all, /health max was {baseline['health_max_ms']:.0f} ms (p99 "
+            f"{baseline['health_p99_ms']:.0f} ms): the machine's load alone misses that goal; compare with it"
+        )
     if args.json:
-        args.json.write_text(json.dumps({
-            "cases": results,
-            "goals": {"rss_growth_mb": GOAL_GROWTH_MB, "health_max_ms": GOAL_HEALTH_MS},
-            "settings": {"model": target["model"], "alias": target["alias"], "clients": args.clients,
-                         "seconds": args.seconds, "hold_seconds": args.hold_seconds,
-                         "case_timeout": args.case_timeout,
-                         "memory_cap_mb": args.memory_cap_mb, "loadavg": load},
-        }, indent=2, default=str) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "cases": results,
+                    "goals": {"rss_growth_mb": GOAL_GROWTH_MB, "health_max_ms": GOAL_HEALTH_MS},
+                    "settings": {
+                        "model": target["model"],
+                        "alias": target["alias"],
+                        "clients": args.clients,
+                        "seconds": args.seconds,
+                        "hold_seconds": args.hold_seconds,
+                        "case_timeout": args.case_timeout,
+                        "memory_cap_mb": args.memory_cap_mb,
+                        "loadavg": load,
+                    },
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # Runs in a fresh interpreter: reads once, prints wall seconds, rows and the process's peak RSS (MB).
 PROBE = """
 import json, os, resource, sys, tempfile, time
-from mlgate import sources
-from mlgate.data import SourceSpec
+from mlgate.adapters import sources
+from mlgate.modelling.data import SourceSpec
 from mlgate.stages import ingest
 import pandas as pd
 import sqlalchemy as sa
@@ -42,12 +42,14 @@ elif kind == "pandas-sql":
     data = pd.read_sql_table(where, sa.create_engine(sys.argv[3]))
     data.to_parquet(out, index=False)
 else:  # what the ingest stage does: read, content hash, Parquet snapshot
-    source = SourceSpec(kind="file", path=where) if kind == "file" else SourceSpec(kind="sql", url=sys.argv[3], table=where)
+    source = SourceSpec(kind="file", path=where) if kind == "file" else SourceSpec(kind="sql",
+    url=sys.argv[3], table=where)
     data = sources.read_snapshot(source)
     ingest.describe(data, source)
     ingest.write_parquet(data, out)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "rows": len(data), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": seconds, "rows": len(data), "peak_mb":
+resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -98,8 +100,10 @@ def main() -> None:
     for name, r in results.items():
         assert r["rows"] == args.rows, f"{name} read {r['rows']} rows"
         r["rows_per_s"] = r["rows"] / r["seconds"]
-        print(f"{name:<{width}}  {r['seconds']:>8.2f}  {r['rows_per_s']:>10,.0f}  {r['peak_mb']:>8.0f}  "
-              f"{r['seconds'] / baseline:>10.2f}x")
+        print(
+            f"{name:<{width}}  {r['seconds']:>8.2f}  {r['rows_per_s']:>10,.0f}  {r['peak_mb']:>8.0f}  "
+            f"{r['seconds'] / baseline:>10.2f}x"
+        )
     if args.json:
         args.json.write_text(json.dumps({"rows": args.rows, "csv_mb": size_mb, "results": results}, indent=2) + "\n")
 

@@ -25,10 +25,14 @@ BIN = Path(sys.executable).parent
 def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB of the largest descendant) of one command, run via a fresh helper
     process so that ru_maxrss covers this command alone."""
-    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-             "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); w = time.perf_counter() - t; "
-             "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
-    out = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); w = time.perf_counter() - t; "
+        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
     wall, rss_kb, code = out.stdout.split()
     if code != "0":
         raise SystemExit(f"{' '.join(args)} exited {code}:\n{out.stderr[-3000:]}")
@@ -45,24 +49,39 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mlgate-bench-") as scratch:
         root = Path(scratch) / "project"
         subprocess.run(["git", "clone", "-q", str(REPO), str(root)], check=True)
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+        env = {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "DVC_NO_ANALYTICS": "1",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
         if args.overrides:
-            subprocess.run([str(BIN / "mlgate"), "params", *args.overrides], cwd=root, env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [str(BIN / "mlgate"), "params", *args.overrides],
+                cwd=root,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         scratch_s, peak_mb = timed(["dvc", "repro"], root, env)
         noop = [timed(["dvc", "repro"], root, env)[0] for _ in range(args.repeats)]
         startup = [timed(["dvc", "version"], root, env)[0] for _ in range(args.repeats)]
     result = {
-        "overrides": args.overrides, "scratch_s": round(scratch_s, 2), "peak_rss_mb": round(peak_mb, 1),
-        "noop_s": round(statistics.median(noop), 3), "dvc_startup_s": round(statistics.median(startup), 3),
+        "overrides": args.overrides,
+        "scratch_s": round(scratch_s, 2),
+        "peak_rss_mb": round(peak_mb, 1),
+        "noop_s": round(statistics.median(noop), 3),
+        "dvc_startup_s": round(statistics.median(startup), 3),
     }
     result["noop_above_startup_s"] = round(result["noop_s"] - result["dvc_startup_s"], 3)
-    rows = [("dvc repro from scratch", f"{result['scratch_s']:.1f} s", "goal <= 300 s"),
-            ("peak RSS (largest process)", f"{result['peak_rss_mb']:.0f} MB", ""),
-            (f"dvc repro, nothing changed (median of {args.repeats})", f"{result['noop_s']:.2f} s", ""),
-            (f"dvc version (median of {args.repeats})", f"{result['dvc_startup_s']:.2f} s", "baseline"),
-            ("no-op repro above DVC start-up", f"{result['noop_above_startup_s']:.2f} s", "goal <= 1 s")]
+    rows = [
+        ("dvc repro from scratch", f"{result['scratch_s']:.1f} s", "goal <= 300 s"),
+        ("peak RSS (largest process)", f"{result['peak_rss_mb']:.0f} MB", ""),
+        (f"dvc repro, nothing changed (median of {args.repeats})", f"{result['noop_s']:.2f} s", ""),
+        (f"dvc version (median of {args.repeats})", f"{result['dvc_startup_s']:.2f} s", "baseline"),
+        ("no-op repro above DVC start-up", f"{result['noop_above_startup_s']:.2f} s", "goal <= 1 s"),
+    ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>10}  note")
     for name, value, note in rows:

@@ -98,8 +98,12 @@ def main() -> None:
     parser.add_argument("--rows", default="250000,1000000,2000000", help="comma-separated file sizes in rows")
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="mlgate score --chunk-rows")
     parser.add_argument("--input-format", choices=["csv", "parquet"], default="csv")
-    parser.add_argument("--no-baseline", action="store_true", help="only mlgate score (the baseline needs the whole file in RAM)")
-    parser.add_argument("--tracking-uri", help="score with an existing model in this store (with --model or --model-uri)")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="only mlgate score (the baseline needs the whole file in RAM)"
+    )
+    parser.add_argument(
+        "--tracking-uri", help="score with an existing model in this store (with --model or --model-uri)"
+    )
     parser.add_argument("--model", help="registered model name in --tracking-uri")
     parser.add_argument("--alias", default="production")
     parser.add_argument("--model-uri", help="any MLflow model URI")
@@ -123,32 +127,76 @@ def main() -> None:
         for rows in sizes:
             source = scratch / f"rows-{rows}.{args.input_format}"
             file_mb = write_rows(source, rows)
-            scored = run_probe(TIMED, [str(BIN / "mlgate"), "score", "--model-uri", uri, "--input", str(source),
-                                       "--output", str(scratch / "mlgate.csv"), "--keep-columns", "customer_id",
-                                       "--chunk-rows", str(args.chunk_rows)], env, scratch)
+            scored = run_probe(
+                TIMED,
+                [
+                    str(BIN / "mlgate"),
+                    "score",
+                    "--model-uri",
+                    uri,
+                    "--input",
+                    str(source),
+                    "--output",
+                    str(scratch / "mlgate.csv"),
+                    "--keep-columns",
+                    "customer_id",
+                    "--chunk-rows",
+                    str(args.chunk_rows),
+                ],
+                env,
+                scratch,
+            )
             results.append({"scorer": "mlgate score", "rows": rows, "file_mb": file_mb, **scored})
             if not args.no_baseline:
                 whole = run_probe(WHOLE, [uri, str(source), str(scratch / "whole.csv")], env, scratch)
-                results.append({"scorer": "pandas whole file + pyfunc predict", "rows": rows, "file_mb": file_mb,
-                                **whole, **compare(scratch / "mlgate.csv", scratch / "whole.csv")})
+                results.append(
+                    {
+                        "scorer": "pandas whole file + pyfunc predict",
+                        "rows": rows,
+                        "file_mb": file_mb,
+                        **whole,
+                        **compare(scratch / "mlgate.csv", scratch / "whole.csv"),
+                    }
+                )
             source.unlink()
 
-    print(f"model {uri}; {args.input_format} input, CSV output; --chunk-rows {args.chunk_rows:,}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"model {uri}; {args.input_format} input, CSV output; --chunk-rows {args.chunk_rows:,}; load "
+        f"average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     print(f"{'scorer':<35}  {'rows':>10}  {'file MB':>8}  {'wall s':>7}  {'rows/s':>9}  {'peak MB':>8}")
     for r in results:
         r["rows_per_s"] = r["rows"] / r["seconds"]
-        print(f"{r['scorer']:<35}  {r['rows']:>10,}  {r['file_mb']:>8.0f}  {r['seconds']:>7.1f}  {r['rows_per_s']:>9,.0f}  "
-              f"{r['peak_mb']:>8.0f}")
+        print(
+            f"{r['scorer']:<35}  {r['rows']:>10,}  {r['file_mb']:>8.0f}  {r['seconds']:>7.1f}  "
+            f"{r['rows_per_s']:>9,.0f}  "
+            f"{r['peak_mb']:>8.0f}"
+        )
     for r in results:
         if "same_ids" in r:
-            print(f"{r['rows']:>10,} rows: same ids in order {r['same_ids']}, labels agree on {r['label_agreement']:.4%}, "
-                  f"largest probability gap {r['max_probability_gap']}")
+            print(
+                f"{r['rows']:>10,} rows: same ids in order {r['same_ids']}, labels agree on "
+                f"{r['label_agreement']:.4%}, "
+                f"largest probability gap {r['max_probability_gap']}"
+            )
     mine = [r["peak_mb"] for r in results if r["scorer"] == "mlgate score"]
-    print(f"mlgate score peak from {sizes[0]:,} to {sizes[-1]:,} rows: {mine[0]:.0f} → {mine[-1]:.0f} MB "
-          f"({mine[-1] / mine[0]:.2f}x for {sizes[-1] / sizes[0]:.0f}x the rows)")
+    print(
+        f"mlgate score peak from {sizes[0]:,} to {sizes[-1]:,} rows: {mine[0]:.0f} → {mine[-1]:.0f} MB "
+        f"({mine[-1] / mine[0]:.2f}x for {sizes[-1] / sizes[0]:.0f}x the rows)"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"model_uri": uri, "chunk_rows": args.chunk_rows, "input_format": args.input_format,
-                                         "results": results}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model_uri": uri,
+                    "chunk_rows": args.chunk_rows,
+                    "input_format": args.input_format,
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

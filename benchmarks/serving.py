@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from tiny_model import BIN, REPO, build_model, environment
 
-GOAL_RATIO = 3.0        # mlgate rps / mlflow rps, each case
-GOAL_P99_MS = 20.0      # mlgate p99, single-row case
+GOAL_RATIO = 3.0  # mlgate rps / mlflow rps, each case
+GOAL_P99_MS = 20.0  # mlgate p99, single-row case
 
 # Runs against the tracking store: what the alias (or URI) names, and the model's input columns.
 RESOLVE = """
@@ -98,8 +97,9 @@ class Server:
     def start(self, timeout_s: float = 300) -> float:
         started = time.perf_counter()
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         while time.perf_counter() - started < timeout_s:
             if self.proc.poll() is not None:
                 raise SystemExit(f"{self.name} exited {self.proc.returncode} before it was ready:\n{self.tail()}")
@@ -187,11 +187,22 @@ def drive(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> d
     client_cpu = (time.process_time() - cpu0) / elapsed
     done = np.array([x for per in latencies for x in per]) * 1000
     if not len(done):
-        return {"requests": 0, "errors": sum(errors), "rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"),
-                "client_cpu": client_cpu}
-    return {"requests": int(len(done)), "errors": sum(errors), "rps": len(done) / elapsed,
-            "p50_ms": float(np.percentile(done, 50)), "p99_ms": float(np.percentile(done, 99)),
-            "client_cpu": client_cpu}
+        return {
+            "requests": 0,
+            "errors": sum(errors),
+            "rps": 0.0,
+            "p50_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "client_cpu": client_cpu,
+        }
+    return {
+        "requests": int(len(done)),
+        "errors": sum(errors),
+        "rps": len(done) / elapsed,
+        "p50_ms": float(np.percentile(done, 50)),
+        "p99_ms": float(np.percentile(done, 99)),
+        "client_cpu": client_cpu,
+    }
 
 
 def payloads(data: Path, target: str, columns: list[str], batch: int) -> dict[str, list[bytes]]:
@@ -216,11 +227,46 @@ def servers(target: dict, env: dict[str, str], cwd: Path, workers: int, mlflow_w
     else:
         mlgate_args = ["--model-uri", target["uri"]]
     return {
-        "mlgate": Server("mlgate", [str(BIN / "mlgate"), "serve", *mlgate_args, "--host", "127.0.0.1",
-                                    "--port", str(mlgate_port), "--workers", str(workers)], "/ready", mlgate_port, env, cwd),
-        "mlflow": Server("mlflow", [str(BIN / "mlflow"), "models", "serve", "-m", target["uri"], "--env-manager", "local",
-                                    "-h", "127.0.0.1", "-p", str(mlflow_port), "--workers", str(mlflow_workers)],
-                         "/ping", mlflow_port, env, cwd),
+        "mlgate": Server(
+            "mlgate",
+            [
+                str(BIN / "mlgate"),
+                "serve",
+                *mlgate_args,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlgate_port),
+                "--workers",
+                str(workers),
+            ],
+            "/ready",
+            mlgate_port,
+            env,
+            cwd,
+        ),
+        "mlflow": Server(
+            "mlflow",
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                target["uri"],
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(mlflow_port),
+                "--workers",
+                str(mlflow_workers),
+            ],
+            "/ping",
+            mlflow_port,
+            env,
+            cwd,
+        ),
     }
 
 
@@ -242,8 +288,11 @@ def bench_one(server: Server, cases: dict[str, list[bytes]], args: argparse.Name
             results[case]["server_cpu_ms"] = (server.cpu_seconds() - cpu) * 1000 / max(1, results[case]["requests"])
             # requests per model call: how many waiting requests mlgate's batcher predicted together
             after = model_calls(server.port) if calls is not None else None
-            results[case]["requests_per_call"] = (results[case]["requests"] / (after[0] - calls[0])
-                                                  if after is not None and after[0] > calls[0] else float("nan"))
+            results[case]["requests_per_call"] = (
+                results[case]["requests"] / (after[0] - calls[0])
+                if after is not None and after[0] > calls[0]
+                else float("nan")
+            )
         results["_ready_s"] = ready_s
         return results, json.loads(reply)["predictions"]
     finally:
@@ -266,11 +315,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="mlgate serve --workers")
     parser.add_argument("--mlflow-workers", type=int, default=1, help="mlflow models serve --workers (the baseline's)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds (servers restarted, order alternating); medians")
-    parser.add_argument("--tracking-uri", help="benchmark an existing model in this store (with --model or --model-uri)")
+    parser.add_argument(
+        "--tracking-uri", help="benchmark an existing model in this store (with --model or --model-uri)"
+    )
     parser.add_argument("--model", help="registered model name in --tracking-uri")
     parser.add_argument("--alias", default="production", help="alias of --model to serve")
     parser.add_argument("--model-uri", help="any MLflow model URI, served as is by both")
-    parser.add_argument("--data", type=Path, default=REPO / "data/source/telco_churn.csv.gz", help="rows for request bodies")
+    parser.add_argument(
+        "--data", type=Path, default=REPO / "data/source/telco_churn.csv.gz", help="rows for request bodies"
+    )
     parser.add_argument("--target", default="churn", help="the target column, left out of the bodies")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -289,8 +342,12 @@ def main() -> None:
         else:
             model, env, family = build_model(scratch, "serving benchmark")
         alias = args.alias if model else ""
-        out = subprocess.run([sys.executable, "-c", RESOLVE, model or "", alias, args.model_uri or ""], env=env,
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", RESOLVE, model or "", alias, args.model_uri or ""],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             raise SystemExit(f"cannot resolve the model:\n{out.stderr[-3000:]}")
         resolved = json.loads(out.stdout.strip().splitlines()[-1])
@@ -311,27 +368,55 @@ def main() -> None:
     table = {name: {case: median_run(rs) for case, rs in by_case.items()} for name, by_case in runs.items()}
     same = _same_predictions(answers["mlgate"], answers["mlflow"])
     load = os.getloadavg()
-    print(f"model {target['uri']}" + (f" (v{target['version']})" if target["version"] else "") + (f", {family}" if family else "")
-          + f"; workers: mlgate {args.workers}, mlflow {args.mlflow_workers}"
-          + f"; {args.concurrency} keep-alive connection(s), {args.seconds:g} s per case (+{args.warmup:g} s warm-up), "
-          f"{args.repeats} round(s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"ready after: mlgate {statistics.median(ready['mlgate']):.1f} s, mlflow {statistics.median(ready['mlflow']):.1f} s; "
-          f"same predictions on a {args.batch}-row body: {'yes' if same else 'NO'}")
-    header = f"{'server':<7}  {'case':<9}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  {'client CPU':>10}  {'server CPU ms/req':>17}  {'requests/call':>13}"
+    print(
+        f"model {target['uri']}"
+        + (f" (v{target['version']})" if target["version"] else "")
+        + (f", {family}" if family else "")
+        + f"; workers: mlgate {args.workers}, mlflow {args.mlflow_workers}"
+        + f"; {args.concurrency} keep-alive connection(s), {args.seconds:g} s per case (+{args.warmup:g} s warm-up), "
+        f"{args.repeats} round(s); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        f"ready after: mlgate {statistics.median(ready['mlgate']):.1f} s, mlflow "
+        f"{statistics.median(ready['mlflow']):.1f} s; "
+        f"same predictions on a {args.batch}-row body: {'yes' if same else 'NO'}"
+    )
+    header = (
+        f"{'server':<7}  {'case':<9}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  "
+        f"{'errors':>6}  {'client CPU':>10}  {'server CPU ms/req':>17}  {'requests/call':>13}"
+    )
     print(header)
     for name in ("mlgate", "mlflow"):
         for case, r in table[name].items():
             rows = args.batch if case != "1 row" else 1
-            print(f"{name:<7}  {case:<9}  {r['requests']:>8,}  {r['rps']:>8,.0f}  {r['rps'] * rows:>9,.0f}  "
-                  f"{r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  {r['errors']:>6}  {r['client_cpu']:>9.0%}  {r['server_cpu_ms']:>17.2f}  "
-                  + (f"{r['requests_per_call']:>13.2f}" if r["requests_per_call"] == r["requests_per_call"] else f"{'-':>13}"))
-    ratios = {case: table["mlgate"][case]["rps"] / table["mlflow"][case]["rps"] if table["mlflow"][case]["rps"] else float("inf")
-              for case in cases}
-    cpu_ratios = {case: table["mlflow"][case]["server_cpu_ms"] / table["mlgate"][case]["server_cpu_ms"] for case in cases}
+            print(
+                f"{name:<7}  {case:<9}  {r['requests']:>8,}  {r['rps']:>8,.0f}  {r['rps'] * rows:>9,.0f}  "
+                f"{r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  {r['errors']:>6}  {r['client_cpu']:>9.0%}  "
+                f"{r['server_cpu_ms']:>17.2f}  "
+                + (
+                    f"{r['requests_per_call']:>13.2f}"
+                    if r["requests_per_call"] == r["requests_per_call"]
+                    else f"{'-':>13}"
+                )
+            )
+    ratios = {
+        case: table["mlgate"][case]["rps"] / table["mlflow"][case]["rps"]
+        if table["mlflow"][case]["rps"]
+        else float("inf")
+        for case in cases
+    }
+    cpu_ratios = {
+        case: table["mlflow"][case]["server_cpu_ms"] / table["mlgate"][case]["server_cpu_ms"] for case in cases
+    }
     for case, ratio in ratios.items():
-        print(f"ratio mlgate/mlflow rps, {case}: {ratio:.2f}x (server CPU per request, mlflow/mlgate: {cpu_ratios[case]:.2f}x)")
-    checks = [(f"mlgate rps >= {GOAL_RATIO:g}x mlflow, {case}", ratio >= GOAL_RATIO, f"{ratio:.2f}x")
-              for case, ratio in ratios.items()]
+        print(
+            f"ratio mlgate/mlflow rps, {case}: {ratio:.2f}x (server CPU per request, mlflow/mlgate: "
+            f"{cpu_ratios[case]:.2f}x)"
+        )
+    checks = [
+        (f"mlgate rps >= {GOAL_RATIO:g}x mlflow, {case}", ratio >= GOAL_RATIO, f"{ratio:.2f}x")
+        for case, ratio in ratios.items()
+    ]
     p99 = table["mlgate"]["1 row"]["p99_ms"]
     checks.append((f"mlgate p99, 1 row <= {GOAL_P99_MS:g} ms", p99 <= GOAL_P99_MS, f"{p99:.2f} ms"))
     errors = sum(r["errors"] for by_case in table.values() for r in by_case.values())
@@ -342,16 +427,36 @@ def main() -> None:
 
     if args.json:
         single = "1 row"
-        args.json.write_text(json.dumps({
-            "mlgate_rps": table["mlgate"][single]["rps"], "mlflow_rps": table["mlflow"][single]["rps"],
-            "ratio": ratios[single], "p99_ms": p99,
-            "ratio_by_case": ratios, "server_cpu_ratio_by_case": cpu_ratios, "cases": table, "same_predictions": same,
-            "goals": {label: ok for label, ok, _ in checks},
-            "settings": {"model_uri": target["uri"], "version": target["version"], "family": family,
-                         "workers": args.workers, "mlflow_workers": args.mlflow_workers,
-                         "concurrency": args.concurrency, "seconds": args.seconds, "warmup": args.warmup,
-                         "batch": args.batch, "repeats": args.repeats, "loadavg": load},
-        }, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "mlgate_rps": table["mlgate"][single]["rps"],
+                    "mlflow_rps": table["mlflow"][single]["rps"],
+                    "ratio": ratios[single],
+                    "p99_ms": p99,
+                    "ratio_by_case": ratios,
+                    "server_cpu_ratio_by_case": cpu_ratios,
+                    "cases": table,
+                    "same_predictions": same,
+                    "goals": {label: ok for label, ok, _ in checks},
+                    "settings": {
+                        "model_uri": target["uri"],
+                        "version": target["version"],
+                        "family": family,
+                        "workers": args.workers,
+                        "mlflow_workers": args.mlflow_workers,
+                        "concurrency": args.concurrency,
+                        "seconds": args.seconds,
+                        "warmup": args.warmup,
+                        "batch": args.batch,
+                        "repeats": args.repeats,
+                        "loadavg": load,
+                    },
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 def _same_predictions(a: list, b: list) -> bool:

@@ -17,19 +17,31 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
-         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DVC_NO_ANALYTICS": "1", "GIT_PYTHON_REFRESH": "quiet"}
+QUIET = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
 THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TINY_BUDGET = [
-    "search.n_trials=5", "search.cv_folds=2", "search.n_jobs=1", "search.timeout_s=120",
-    "model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25",
-    "gate.metric_floor=0.7", "gate.max_latency_ms=1000",
+    "search.n_trials=5",
+    "search.cv_folds=2",
+    "search.n_jobs=1",
+    "search.timeout_s=120",
+    "model.catboost.fixed.iterations=40",
+    "model.random_forest.fixed.n_estimators=25",
+    "gate.metric_floor=0.7",
+    "gate.max_latency_ms=1000",
 ]
 
 # Runs in the project copy: the pipeline's stages on the tiny budget, then the candidate to 'production'.
 BUILD = """
 import json, sys
-from mlgate import config, promote
+from mlgate import config
+from mlgate.services import promote
 from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
 params = config.read_params()
 for stage in (ingest, validate, split, tune, train, evaluate, drift, gate):
@@ -55,13 +67,16 @@ def environment(tracking_uri: str | None = None) -> dict[str, str]:
 def copy_project(dest: Path, env: dict[str, str]) -> Path:
     """The project's files as git sees them (tracked plus untracked-not-ignored, so uncommitted changes
     too), without tests/ and benchmarks/, at ``dest``, with params.yaml composed on TINY_BUDGET."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split()
     for name in listed:
         if (REPO / name).is_file() and not name.startswith(("tests/", "benchmarks/")):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
-    subprocess.run([str(BIN / "mlgate"), "params", *TINY_BUDGET], cwd=dest, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "mlgate"), "params", *TINY_BUDGET], cwd=dest, env=env, check=True, stdout=subprocess.DEVNULL
+    )
     return dest
 
 
@@ -72,8 +87,9 @@ def build_model(scratch: Path, reason: str) -> tuple[str, dict[str, str], str]:
     env = environment(f"sqlite:///{root / 'mlflow.db'}")
     copy_project(root, env)
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", BUILD, reason], cwd=root, env=env, capture_output=True, text=True,
-                         timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-c", BUILD, reason], cwd=root, env=env, capture_output=True, text=True, timeout=1800
+    )
     if out.returncode != 0:
         raise SystemExit(f"building the benchmark model failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
     built = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,6 +1,6 @@
 """Tracking overhead of the tune stage: one Optuna study of fast trials, bare and with a nested MLflow run per trial.
 
-The tracked variant wires tuning.optimize to tracking.TrialRecorder through tune._trial_record, under a
+The tracked variant wires optuna_study.optimize to tracking.TrialRecorder through tune._trial_record, under a
 parent run from tracking.create_run, as stages/tune.py does. Goal: tracked / bare wall time <= 1.05.
 
     .venv/bin/python benchmarks/tracking_overhead.py [--trials 200] [--repeats 3] [--json out.json]
@@ -31,7 +31,9 @@ if __name__ == "__main__":  # only here: the recorder process (multiprocessing s
     # Imported here so that the recorder process loads no more than it would under `mlgate tune`.
     import pandas as pd
 
-    from mlgate import config, data, project, tracking, tuning
+    from mlgate import config, project
+    from mlgate.adapters import optuna_study, tracking
+    from mlgate.modelling import data
     from mlgate.stages import tune
 
 GOAL = 1.05
@@ -39,8 +41,13 @@ EXPERIMENT = "tracking-overhead"
 FAMILY = "linear"
 ROWS, FOLDS, SEED = 1000, 3, 42  # about 100 ms per trial: 3 fits of the linear pipeline on ~670 rows
 COLUMNS = [  # key, format of the printed table
-    ("bare_s", ".2f"), ("tracked_s", ".2f"), ("ratio", ".3f"), ("ms_per_run", ".1f"),
-    ("cpu_ms_per_run", ".1f"), ("drain_s", ".2f"), ("n_trials", "d"),
+    ("bare_s", ".2f"),
+    ("tracked_s", ".2f"),
+    ("ratio", ".3f"),
+    ("ms_per_run", ".1f"),
+    ("cpu_ms_per_run", ".1f"),
+    ("drain_s", ".2f"),
+    ("n_trials", "d"),
 ]
 
 
@@ -52,15 +59,17 @@ class Study:
         spec = project.data_spec(params)
         frame = data.conform(pd.read_csv(ROOT / spec.source.path), spec).sample(n=ROWS, random_state=SEED)
         self.metric = spec.metric
-        self.spaces = tuning.parse_spaces({FAMILY: params["model"][FAMILY]})
+        self.spaces = optuna_study.parse_spaces({FAMILY: params["model"][FAMILY]})
         self.objective = tune.CrossValidation(frame, spec, FOLDS, parallel_trials=1, seed=SEED)
-        self.settings = tuning.SearchSettings(sampler="tpe", pruner="none", n_trials=n_trials,
-                                              timeout_s=86_400, cv_folds=FOLDS, n_jobs=1)
+        self.settings = optuna_study.SearchSettings(
+            sampler="tpe", pruner="none", n_trials=n_trials, timeout_s=86_400, cv_folds=FOLDS, n_jobs=1
+        )
 
-    def optimize(self, on_trial: Callable[[tuning.TrialOutcome], None]) -> list[tuple]:
+    def optimize(self, on_trial: Callable[[optuna_study.TrialOutcome], None]) -> list[tuple]:
         """Run the study; returns what each trial tried, to check both variants did the same work."""
-        outcomes = tuning.optimize(self.spaces, self.objective, self.settings, maximize=True, seed=SEED,
-                                   on_trial=on_trial)
+        outcomes = optuna_study.optimize(
+            self.spaces, self.objective, self.settings, maximize=True, seed=SEED, on_trial=on_trial
+        )
         failed = [o for o in outcomes if o.state != "COMPLETE"]
         if len(outcomes) != self.settings.n_trials or failed:
             raise SystemExit(f"FAIL: {len(outcomes)} trials, {len(failed)} not complete: {failed[:1]}")
@@ -87,13 +96,19 @@ def run_tracked(study: Study, tags: dict[str, str]) -> dict:
         searched = time.perf_counter()
     drained = time.perf_counter()
     tracking.finish_run(parent)
-    result = {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "trials": trials,
-              "drain_s": drained - searched}
+    result = {
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": cpu_seconds() - cpu,
+        "trials": trials,
+        "drain_s": drained - searched,
+    }
 
     children = tracking.child_runs(parent)
     if recorder.errors or len(children) != len(trials):
-        raise SystemExit(f"FAIL: parent run {parent} has {len(children)} child runs for {len(trials)} trials; "
-                         f"recorder errors: {recorder.errors[:3]}")
+        raise SystemExit(
+            f"FAIL: parent run {parent} has {len(children)} child runs for {len(trials)} trials; "
+            f"recorder errors: {recorder.errors[:3]}"
+        )
     return result
 
 
@@ -101,8 +116,10 @@ def benchmark(n_trials: int, repeats: int) -> dict:
     study = Study(n_trials)
     started = time.perf_counter()
     tracking.experiment_id(EXPERIMENT)  # first store use: creates and migrates mlflow.db
-    print(f"store {os.environ['MLFLOW_TRACKING_URI']}: created, migrated and experiment made "
-          f"in {time.perf_counter() - started:.2f} s, before any timing")
+    print(
+        f"store {os.environ['MLFLOW_TRACKING_URI']}: created, migrated and experiment made "
+        f"in {time.perf_counter() - started:.2f} s, before any timing"
+    )
     study.objective(FAMILY, {"alpha": 1.0}, lambda step, value: None)  # warm imports and caches
     tags = tracking.lineage_tags(tune.STAGE, "benchmark")
 
@@ -115,40 +132,70 @@ def benchmark(n_trials: int, repeats: int) -> dict:
             order, bare, tracked = "bare,tracked", run_bare(study), run_tracked(study, tags)
         if tracked["trials"] != bare["trials"]:
             raise SystemExit("FAIL: the bare and tracked studies did not run the same trials")
-        pairs.append(summary({"order": order, "bare_s": bare["wall_s"], "tracked_s": tracked["wall_s"],
-                              "bare_cpu_s": bare["cpu_s"], "tracked_cpu_s": tracked["cpu_s"],
-                              "drain_s": tracked["drain_s"]}, n_trials))
+        pairs.append(
+            summary(
+                {
+                    "order": order,
+                    "bare_s": bare["wall_s"],
+                    "tracked_s": tracked["wall_s"],
+                    "bare_cpu_s": bare["cpu_s"],
+                    "tracked_cpu_s": tracked["cpu_s"],
+                    "drain_s": tracked["drain_s"],
+                },
+                n_trials,
+            )
+        )
         print(row(str(repeat + 1), pairs[-1]))
 
-    medians = summary({key: statistics.median(p[key] for p in pairs)
-                       for key in ("bare_s", "tracked_s", "bare_cpu_s", "tracked_cpu_s", "drain_s")}, n_trials)
+    medians = summary(
+        {
+            key: statistics.median(p[key] for p in pairs)
+            for key in ("bare_s", "tracked_s", "bare_cpu_s", "tracked_cpu_s", "drain_s")
+        },
+        n_trials,
+    )
     # Paired design: the median of the per-pair ratios, not the ratio of the medians.
     medians["ratio"] = statistics.median(p["ratio"] for p in pairs)
     medians["ms_per_run"] = statistics.median(p["ms_per_run"] for p in pairs)
     print(row("median", medians))
     met = medians["ratio"] <= GOAL
-    print(f"goal: ratio <= {GOAL}: {'met' if met else 'NOT met'}. {1000 * medians['bare_s'] / n_trials:.0f} ms per "
-          f"bare trial. Every tracked study was checked: {n_trials} child runs under its parent run.")
-    return {**medians, "repeats": repeats, "goal_ratio": GOAL, "goal_met": met,
-            "bare_ms_per_trial": 1000 * medians["bare_s"] / n_trials, "pairs": pairs}
+    print(
+        f"goal: ratio <= {GOAL}: {'met' if met else 'NOT met'}. {1000 * medians['bare_s'] / n_trials:.0f} ms per "
+        f"bare trial. Every tracked study was checked: {n_trials} child runs under its parent run."
+    )
+    return {
+        **medians,
+        "repeats": repeats,
+        "goal_ratio": GOAL,
+        "goal_met": met,
+        "bare_ms_per_trial": 1000 * medians["bare_s"] / n_trials,
+        "pairs": pairs,
+    }
 
 
 def summary(times: dict, n_trials: int) -> dict:
     """Adds the ratio, and the tracked overhead per nested run in wall and CPU (all processes) time."""
-    return {**times, "ratio": times["tracked_s"] / times["bare_s"], "n_trials": n_trials,
-            "ms_per_run": 1000 * (times["tracked_s"] - times["bare_s"]) / n_trials,
-            "cpu_ms_per_run": 1000 * (times["tracked_cpu_s"] - times["bare_cpu_s"]) / n_trials}
+    return {
+        **times,
+        "ratio": times["tracked_s"] / times["bare_s"],
+        "n_trials": n_trials,
+        "ms_per_run": 1000 * (times["tracked_s"] - times["bare_s"]) / n_trials,
+        "cpu_ms_per_run": 1000 * (times["tracked_cpu_s"] - times["bare_cpu_s"]) / n_trials,
+    }
 
 
 def row(label: str, values: dict) -> str:
     return f"{label:<8}{values.get('order', ''):<14}" + "".join(
-        f"{values[key]:>{len(key) + 2}{fmt}}" for key, fmt in COLUMNS)
+        f"{values[key]:>{len(key) + 2}{fmt}}" for key, fmt in COLUMNS
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200, help="trials per study (the issue asks for >= 200)")
-    parser.add_argument("--repeats", type=int, default=3, help="bare/tracked pairs, order alternating; medians reported")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="bare/tracked pairs, order alternating; medians reported"
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     try:
         args = parser.parse_args()

@@ -19,11 +19,19 @@ from pathlib import Path
 import pytest
 
 # Before anything imports mlflow: no telemetry, no chatter, one thread per library.
-os.environ.update({
-    "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "DVC_NO_ANALYTICS": "1", "GIT_PYTHON_REFRESH": "quiet",
-    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-})
+os.environ.update(
+    {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_PYTHON_REFRESH": "quiet",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+)
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the machine's server, trust auth
@@ -31,8 +39,12 @@ BIN = Path(sys.executable).parent
 
 # Small enough for a pipeline run in well under a minute on 2 cores, large enough to be real.
 TINY_BUDGET = [
-    "search.n_trials=5", "search.cv_folds=2", "search.n_jobs=1", "search.timeout_s=120",
-    "model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25",
+    "search.n_trials=5",
+    "search.cv_folds=2",
+    "search.n_jobs=1",
+    "search.timeout_s=120",
+    "model.catboost.fixed.iterations=40",
+    "model.random_forest.fixed.n_estimators=25",
     "gate.metric_floor=0.7",
     # an ensemble's single-row latency, timed while the other test worker loads the 2 cores
     "gate.max_latency_ms=1000",
@@ -53,8 +65,9 @@ SMALL_PARAMS = {
 
 def project_files() -> list[str]:
     """Files of the project as git sees them (tracked plus untracked-not-ignored)."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split()
     return [f for f in listed if (REPO / f).is_file() and not f.startswith(("tests/", "benchmarks/"))]
 
 
@@ -75,7 +88,9 @@ def with_overrides(base: list[str], overrides: list[str] | None) -> list[str]:
     return list(merged.values())
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     # mlflow.set_registry_uri() in this process exports MLFLOW_REGISTRY_URI; a subprocess must not
     # inherit the registry of whichever store an earlier in-process test used.
     inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}
@@ -87,8 +102,10 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, check
 
 
 def git_commit_all(cwd: Path, message: str) -> None:
-    for args in (["git", "add", "-A"], ["git", "-c", "user.name=mlgate-test", "-c", "user.email=t@example.invalid",
-                                        "commit", "-qm", message]):
+    for args in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=mlgate-test", "-c", "user.email=t@example.invalid", "commit", "-qm", message],
+    ):
         subprocess.run(args, cwd=cwd, check=True, capture_output=True)
 
 
@@ -109,7 +126,9 @@ def stages_run(root: Path) -> Iterator[tuple[dict, dict]]:
         for name, value in tracking_env(root).items():
             patch.setenv(name, value)
         params = config.read_params()
-        results = {stage.STAGE: stage.run(params) for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)}
+        results = {
+            stage.STAGE: stage.run(params) for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)
+        }
         yield params, results
 
 
@@ -123,7 +142,7 @@ def clone_project(source: Path, dest: Path) -> Path:
     shutil.copytree(source, dest, symlinks=True)
     if (dest / "mlflow.db").exists():
         relocate_store(dest / "mlflow.db", source, dest)
-    for logged in dest.glob("mlruns/**/MLmodel"):   # its `artifact_path:` records where it was logged
+    for logged in dest.glob("mlruns/**/MLmodel"):  # its `artifact_path:` records where it was logged
         logged.write_text(logged.read_text().replace(f"{source}/", f"{dest}/"))
     if (dest / "mlflow.db").exists():
         reseal_versions(dest)
@@ -134,16 +153,17 @@ def reseal_versions(root: Path) -> None:
     """Relocating changed the bytes of each model's MLmodel, so the artifact digests the gate recorded
     no longer match and every verified load would (rightly) refuse the copy: record the relocated
     files' digests in their place, in the store and in the project's reports."""
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as db:
-        sealed = db.execute("select name, version, value from model_version_tags where key = ?",
-                            (tracking.DIGEST_TAG,)).fetchall()
+        sealed = db.execute(
+            "select name, version, value from model_version_tags where key = ?", (tracking.DIGEST_TAG,)
+        ).fetchall()
     if not sealed:
         return
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", tracking_env(root)["MLFLOW_TRACKING_URI"])
-        tracking.client()   # the process's MLflow globals (download_artifacts reads them) name this store
+        tracking.client()  # the process's MLflow globals (download_artifacts reads them) name this store
         relocated = {recorded: tracking.model_digest(name, int(version)) for name, version, recorded in sealed}
     lock = root / "dvc.lock"
     for recorded, digest in relocated.items():
@@ -153,10 +173,12 @@ def reseal_versions(root: Path) -> None:
         for report in (root / "reports").glob("*.json"):
             before = report.read_bytes()
             after = before.replace(recorded.encode(), digest.encode())
-            if after != before:   # the gate's outputs stay up to date for DVC: their md5 in dvc.lock follows
+            if after != before:  # the gate's outputs stay up to date for DVC: their md5 in dvc.lock follows
                 report.write_bytes(after)
                 if lock.exists():
-                    lock.write_text(lock.read_text().replace(hashlib.md5(before).hexdigest(), hashlib.md5(after).hexdigest()))
+                    lock.write_text(
+                        lock.read_text().replace(hashlib.md5(before).hexdigest(), hashlib.md5(after).hexdigest())
+                    )
 
 
 def relocate_store(store: Path, old: Path, new: Path) -> None:
@@ -171,8 +193,11 @@ def replace_in_store(store: Path, before: str, after: str) -> None:
         tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table'")]
         for table in tables:
             for column in [info[1] for info in db.execute(f'pragma table_info("{table}")')]:
-                db.execute(f'update "{table}" set "{column}" = replace("{column}", ?, ?) '
-                           f'where typeof("{column}") = \'text\' and instr("{column}", ?) > 0', (before, after, before))
+                db.execute(
+                    f'update "{table}" set "{column}" = replace("{column}", ?, ?) '
+                    f'where typeof("{column}") = \'text\' and instr("{column}", ?) > 0',
+                    (before, after, before),
+                )
 
 
 @dataclass(frozen=True)
@@ -181,7 +206,7 @@ class Built:
 
     root: Path
     env: dict[str, str]
-    first: subprocess.CompletedProcess   # the `dvc repro` that built it
+    first: subprocess.CompletedProcess  # the `dvc repro` that built it
 
 
 @pytest.fixture(scope="session")
@@ -196,7 +221,7 @@ def built_project(tmp_path_factory) -> Built:
     from filelock import FileLock
 
     shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):   # each worker's basetemp is a folder of the session's
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is a folder of the session's
         shared = shared.parent
     home = shared / "built_project"
     root, record, failure = home / "project", home / "first_repro.json", home / "failed.txt"
@@ -204,7 +229,7 @@ def built_project(tmp_path_factory) -> Built:
         if failure.exists():
             pytest.fail(f"building the shared project failed (in another worker):\n{failure.read_text()}")
         if not record.exists():
-            shutil.rmtree(root, ignore_errors=True)   # what a worker that died while building left
+            shutil.rmtree(root, ignore_errors=True)  # what a worker that died while building left
             home.mkdir(parents=True, exist_ok=True)
             try:
                 copy_project(root)
@@ -216,7 +241,9 @@ def built_project(tmp_path_factory) -> Built:
                 raise
             record.write_text(json.dumps({"args": first.args, "stdout": first.stdout, "stderr": first.stderr}))
     first = json.loads(record.read_text())
-    return Built(root, tracking_env(root), subprocess.CompletedProcess(first["args"], 0, first["stdout"], first["stderr"]))
+    return Built(
+        root, tracking_env(root), subprocess.CompletedProcess(first["args"], 0, first["stdout"], first["stderr"])
+    )
 
 
 @contextlib.contextmanager
@@ -237,7 +264,7 @@ def scratch_table(url: str, prefix: str) -> Iterator[tuple[object, str]]:
 def spec_over(columns: dict, *, task: str = "binary", **contract):
     """A DataSpec whose contract is ``columns`` plus the target (churn: binary, spend: regression)."""
     from mlgate import config
-    from mlgate.data import DataSpec
+    from mlgate.modelling.data import DataSpec
 
     columns = dict(columns)
     if task == "binary":
@@ -246,6 +273,10 @@ def spec_over(columns: dict, *, task: str = "binary", **contract):
     else:
         columns["spend"] = {"type": "float"}
         head = {"task": "regression", "target": "spend", "metric": "rmse"}
-    section = {"name": "tiny", **head, "source": {"kind": "file", "path": "data/source/tiny.csv", "format": "csv"},
-               "contract": {**contract, "columns": columns}}
+    section = {
+        "name": "tiny",
+        **head,
+        "source": {"kind": "file", "path": "data/source/tiny.csv", "format": "csv"},
+        "contract": {**contract, "columns": columns},
+    }
     return config.build(DataSpec, section, "data")

@@ -12,16 +12,29 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlgate.features import InputGuard
-from mlgate.serving import Served, ServeSettings
+from mlgate.modelling.features import InputGuard
+from mlgate.services.serving import Served, ServeSettings
 
 NUMERIC = ["tenure", "charges"]
-FEATURES = {"task": "binary", "numeric": NUMERIC, "categorical": ["contract"], "datetime": [], "text": [],
-            "order": [*NUMERIC, "contract"], "missing_columns": "fail", "ranges": {"tenure": [0, 100]},
-            "not_null": ["tenure"], "positive_class": "Yes", "negative_class": "No"}
-GUARD = InputGuard(numeric=tuple(NUMERIC), categorical=("contract",),
-                   categories={"contract": ("One year", "Two year", "Month-to-month")},
-                   policies={"contract": "fail"}).fit(pd.DataFrame({"tenure": [1.0], "charges": [2.0], "contract": ["One year"]}))
+FEATURES = {
+    "task": "binary",
+    "numeric": NUMERIC,
+    "categorical": ["contract"],
+    "datetime": [],
+    "text": [],
+    "order": [*NUMERIC, "contract"],
+    "missing_columns": "fail",
+    "ranges": {"tenure": [0, 100]},
+    "not_null": ["tenure"],
+    "positive_class": "Yes",
+    "negative_class": "No",
+}
+GUARD = InputGuard(
+    numeric=tuple(NUMERIC),
+    categorical=("contract",),
+    categories={"contract": ("One year", "Two year", "Month-to-month")},
+    policies={"contract": "fail"},
+).fit(pd.DataFrame({"tenure": [1.0], "charges": [2.0], "contract": ["One year"]}))
 
 
 def predict(frame: pd.DataFrame) -> pd.DataFrame:
@@ -33,13 +46,19 @@ def predict(frame: pd.DataFrame) -> pd.DataFrame:
 def rows(count: int, start: int = 0) -> pd.DataFrame:
     """``count`` valid input rows."""
     tenure = np.arange(start, start + count) % 90 + 0.5
-    return pd.DataFrame({"tenure": tenure, "charges": tenure * 3.25,
-                         "contract": np.array(["One year", "Two year", "Month-to-month"])[np.arange(count) % 3]})
+    return pd.DataFrame(
+        {
+            "tenure": tenure,
+            "charges": tenure * 3.25,
+            "contract": np.array(["One year", "Two year", "Month-to-month"])[np.arange(count) % 3],
+        }
+    )
 
 
 @dataclass(frozen=True)
 class TinyModel:
     """What `tracking.LoadedModel` gives the server (without importing MLflow)."""
+
     predict: Callable
     features: dict | None
     pipeline: None = None

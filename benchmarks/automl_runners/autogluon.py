@@ -23,9 +23,15 @@ EVAL_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "roo
 def main() -> None:
     args = protocol.parse_args(__doc__.splitlines()[0])
     train, test = protocol.load(args)
-    predictor = TabularPredictor(label=args.target, problem_type=args.task, eval_metric=EVAL_METRIC[args.task],
-                                 path=str(args.workdir / "models"), verbosity=1, positive_class=args.positive_class,
-                                 learner_kwargs={"random_state": args.seed})
+    predictor = TabularPredictor(
+        label=args.target,
+        problem_type=args.task,
+        eval_metric=EVAL_METRIC[args.task],
+        path=str(args.workdir / "models"),
+        verbosity=1,
+        positive_class=args.positive_class,
+        learner_kwargs={"random_state": args.seed},
+    )
     start = time.perf_counter()
     predictor.fit(train, time_limit=args.budget, num_cpus=args.threads, num_gpus=0)
     fit_s = time.perf_counter() - start

@@ -18,7 +18,7 @@ from catboost import CatBoostClassifier, CatBoostRegressor  # noqa: E402
 
 
 def categorical(frame):
-    return [c for c in frame.columns if not (frame[c].dtype.kind in "biuf")]
+    return [c for c in frame.columns if frame[c].dtype.kind not in "biuf"]
 
 
 def main() -> None:

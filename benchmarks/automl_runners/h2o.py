@@ -45,15 +45,27 @@ def main() -> None:
     ice_root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     h2o.no_progress()
-    h2o.init(ip="127.0.0.1", port=free_port_pair(), bind_to_localhost=True, nthreads=args.threads,
-             max_mem_size="6G", ice_root=str(ice_root), log_dir=str(args.workdir / "logs"), verbose=False)
+    h2o.init(
+        ip="127.0.0.1",
+        port=free_port_pair(),
+        bind_to_localhost=True,
+        nthreads=args.threads,
+        max_mem_size="6G",
+        ice_root=str(ice_root),
+        log_dir=str(args.workdir / "logs"),
+        verbose=False,
+    )
     try:
         types = {args.target: "enum"} if args.task != "regression" else None
         train_frame = h2o.H2OFrame(train, column_types=types)
         test_frame = h2o.H2OFrame(test, column_types={c: train_frame.types[c] for c in test.columns})
         setup_s = time.perf_counter() - start
-        automl = H2OAutoML(max_runtime_secs=max(1, round(args.budget)), seed=args.seed, sort_metric=SORT_METRIC[args.task],
-                           verbosity=None)
+        automl = H2OAutoML(
+            max_runtime_secs=max(1, round(args.budget)),
+            seed=args.seed,
+            sort_metric=SORT_METRIC[args.task],
+            verbosity=None,
+        )
         start = time.perf_counter()
         automl.train(y=args.target, training_frame=train_frame)
         fit_s = time.perf_counter() - start
@@ -65,8 +77,13 @@ def main() -> None:
         else:
             classes = train_frame[args.target].levels()[0]
             protocol.write_predictions(args, predicted[classes], classes)
-        protocol.write_summary(args, fit_s, setup_s=round(setup_s, 3), best_model=automl.leader.model_id,
-                                models=int(automl.leaderboard.nrows))
+        protocol.write_summary(
+            args,
+            fit_s,
+            setup_s=round(setup_s, 3),
+            best_model=automl.leader.model_id,
+            models=int(automl.leaderboard.nrows),
+        )
     finally:
         cluster = h2o.cluster()
         if cluster is not None:

@@ -1,8 +1,10 @@
-"""mlgate's AutoML: `mlgate.automl.fit(train, target, task, budget_s=, seed=, workdir=)`, run in the project's .venv.
+"""mlgate's AutoML: `mlgate.services.automl.fit(train, target, task, budget_s=, seed=, workdir=)`,
+run in the project's .venv.
 
 For binary tasks the positive class is passed to fit; `model.predict_proba` then gives its probability.
 For multiclass, `model.predict_proba` gives one column per class, in the order of `model.classes_` (text labels).
-`model.summary` (trials, tracking_s, chosen model, ...) is copied into the summary. Protocol: _shared/automl_protocol.py.
+`model.summary` (trials, tracking_s, chosen model, ...) is copied into the summary. Protocol:
+_shared/automl_protocol.py.
 """
 
 import os
@@ -14,10 +16,10 @@ import time
 HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path = [p for p in sys.path if os.path.realpath(p or ".") != HERE] + [os.path.join(HERE, "_shared")]
 
+import automl_protocol as protocol  # noqa: E402
 import numpy as np  # noqa: E402
 
-import automl_protocol as protocol  # noqa: E402
-from mlgate import automl  # noqa: E402
+from mlgate.services import automl  # noqa: E402
 
 
 def main() -> None:
@@ -25,8 +27,9 @@ def main() -> None:
     train, test = protocol.load(args)
     options = {"positive_class": args.positive_class} if args.task == "binary" else {}
     start = time.perf_counter()
-    model = automl.fit(train, args.target, args.task, budget_s=args.budget, seed=args.seed, workdir=args.workdir,
-                       **options)
+    model = automl.fit(
+        train, args.target, args.task, budget_s=args.budget, seed=args.seed, workdir=args.workdir, **options
+    )
     fit_s = time.perf_counter() - start
     if args.task == "regression":
         protocol.write_predictions(args, model.predict(test))

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from mlgate import console
+from mlgate.registry import CHAMPION_ALIAS
 
 console.quiet_libraries()
 
@@ -27,7 +28,7 @@ STAGES = {
 
 def _run_stage(name: str, params_file: str) -> None:
     from mlgate import config
-    from mlgate.project import StageError
+    from mlgate.errors import StageError
 
     try:
         params = config.read_params(params_file)
@@ -70,7 +71,7 @@ def _expected(value: str | None) -> int | None | str:
 
 def _registry_command(name: str, action) -> None:
     from mlgate import config
-    from mlgate.project import StageError
+    from mlgate.errors import StageError
 
     try:
         action()
@@ -86,20 +87,34 @@ def _model_and_ledger(model: str | None, params_file: str) -> tuple[str, str]:
     return model or project.tracking(params).registered_model, project.paths(params).ledger
 
 
-@main.command(help="Move an alias (default: production) to the version the gate passed; the old holder "
-                   "stays under 'previous'.")
+@main.command(
+    help="Move an alias (default: production) to the version the gate passed; the old holder stays under 'previous'."
+)
 @click.option("--version", "version", type=int, default=None, help="registered model version")
-@click.option("--from-gate", "gate_file", type=click.Path(path_type=Path), default=None,
-              help="take the version, and the production version to expect, from this gate.json (CI on merge)")
-@click.option("--alias", default="production", show_default=True)
-@click.option("--expect-current", default=None,
-              help="the version you saw on the alias (or 'none'); refuse if it has moved since")
+@click.option(
+    "--from-gate",
+    "gate_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="take the version, and the production version to expect, from this gate.json (CI on merge)",
+)
+@click.option("--alias", default=CHAMPION_ALIAS, show_default=True)
+@click.option(
+    "--expect-current", default=None, help="the version you saw on the alias (or 'none'); refuse if it has moved since"
+)
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
 @click.option("--reason", default="promoted after review", show_default=True)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
-def promote(version: int | None, gate_file: Path | None, alias: str, expect_current: str | None, model: str | None,
-            reason: str, params_file: str) -> None:
-    from mlgate import promote as promotion
+def promote(
+    version: int | None,
+    gate_file: Path | None,
+    alias: str,
+    expect_current: str | None,
+    model: str | None,
+    reason: str,
+    params_file: str,
+) -> None:
+    from mlgate.services import promote as promotion
 
     def act() -> None:
         name, ledger = _model_and_ledger(model, params_file)
@@ -109,20 +124,27 @@ def promote(version: int | None, gate_file: Path | None, alias: str, expect_curr
             promotion.promote(name, version, alias, reason, expected=_expected(expect_current), ledger=ledger)
             return
         report = promotion.from_gate_report(gate_file, name)
-        promotion.promote(name, report.version, alias, reason, expected=report.champion, ledger=ledger,
-                          reviewed_digest=report.model_sha256)
+        promotion.promote(
+            name,
+            report.version,
+            alias,
+            reason,
+            expected=report.champion,
+            ledger=ledger,
+            reviewed_digest=report.model_sha256,
+        )
 
     _registry_command("promote", act)
 
 
 @main.command(help="Give an alias (default: production) back to the version under 'previous'.")
-@click.option("--alias", default="production", show_default=True)
+@click.option("--alias", default=CHAMPION_ALIAS, show_default=True)
 @click.option("--expect-current", default=None, help="the version you saw on the alias; refuse if it has moved since")
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
 @click.option("--reason", default="rolled back", show_default=True)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def rollback(alias: str, expect_current: str | None, model: str | None, reason: str, params_file: str) -> None:
-    from mlgate import promote as promotion
+    from mlgate.services import promote as promotion
 
     def act() -> None:
         name, ledger = _model_and_ledger(model, params_file)
@@ -131,14 +153,16 @@ def rollback(alias: str, expect_current: str | None, model: str | None, reason: 
     _registry_command("rollback", act)
 
 
-@main.command(help="Record the artifact digest of a version gated before mlgate recorded digests, so "
-                   "serve, score and monitor load it verified; only after someone has checked its files.")
+@main.command(
+    help="Record the artifact digest of a version gated before mlgate recorded digests, so "
+    "serve, score and monitor load it verified; only after someone has checked its files."
+)
 @click.option("--version", "version", type=int, required=True, help="registered model version")
 @click.option("--reason", required=True, help="who checked the version's files, and how")
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def seal(version: int, reason: str, model: str | None, params_file: str) -> None:
-    from mlgate import promote as promotion
+    from mlgate.services import promote as promotion
 
     def act() -> None:
         name = model or _model_and_ledger(None, params_file)[0]
@@ -152,18 +176,20 @@ def seal(version: int, reason: str, model: str | None, params_file: str) -> None
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def history(alias: str | None, model: str | None, params_file: str) -> None:
-    from mlgate import promote as promotion
+    from mlgate.services import promote as promotion
 
     def act() -> None:
         name, ledger = _model_and_ledger(model, params_file)
         moves, problems = promotion.history(name, ledger)
         shown = [m for m in moves if alias is None or m.get("alias") == alias]
         click.echo(f"{name}: {len(shown)} move(s) in {ledger}")
-        for m in shown:   # printed from what the file says: a damaged record is shown, and reported below
+        for m in shown:  # printed from what the file says: a damaged record is shown, and reported below
             came_from = "none" if m.get("from_version") is None else f"v{m['from_version']}"
-            click.echo(f"  {m.get('at', '?')}  {str(m.get('action', '?')):<8} {str(m.get('alias', '?')):<11} {came_from} → "
-                       f"v{m.get('to_version', '?')}  by {m.get('by', '?')}: {m.get('reason', '')} "
-                       f"(commit {str(m.get('commit', '?'))[:10]})")
+            click.echo(
+                f"  {m.get('at', '?')}  {str(m.get('action', '?')):<8} {str(m.get('alias', '?')):<11} {came_from} → "
+                f"v{m.get('to_version', '?')}  by {m.get('by', '?')}: {m.get('reason', '')} "
+                f"(commit {str(m.get('commit', '?'))[:10]})"
+            )
         for problem in problems:
             console.fail("history", problem)
         if problems:
@@ -174,85 +200,174 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
 
 @main.command(help="Serve a registered model over HTTP (MLflow scoring API, /metrics), following an alias.")
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
-@click.option("--alias", default="production", show_default=True, help="alias to serve and follow")
+@click.option("--alias", default=CHAMPION_ALIAS, show_default=True, help="alias to serve and follow")
 @click.option("--model-uri", default=None, help="serve this MLflow model URI instead (no registry following)")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--poll-s", default=10.0, show_default=True, type=float, help="how often to check the alias")
 @click.option("--max-body-mb", default=5.0, show_default=True, type=float, help="larger bodies get 413")
 @click.option("--unknown-columns", type=click.Choice(["ignore", "reject"]), default="ignore", show_default=True)
-@click.option("--max-extra-columns", default=64, show_default=True, type=int,
-              help="unknown columns a request may carry beyond the model's; more get 422")
-@click.option("--header-timeout-s", default=10.0, show_default=True, type=float,
-              help="close a connection that has not sent a request's headers within this")
-@click.option("--body-timeout-s", default=30.0, show_default=True, type=float,
-              help="a body that has not fully arrived within this gets 408")
-@click.option("--max-connections", default=1024, show_default=True, type=int,
-              help="open connections at most; beyond them uvicorn answers 503")
-@click.option("--max-inflight-mb", default=32.0, show_default=True, type=float,
-              help="request bodies being parsed and answered at once; requests beyond it wait their turn")
-@click.option("--prediction-log", "--log-dir", "log_dir", default=None,
-              help="log sampled requests and predictions (for `mlgate monitor`): a directory for Parquet files, "
-                   "or a SQLAlchemy URL (sqlite:///predictions.db, postgresql+psycopg://user@host/db)")
-@click.option("--log-table", default="mlgate_predictions", show_default=True,
-              help="with a database URL: the table ([schema.]name), created if absent")
+@click.option(
+    "--max-extra-columns",
+    default=64,
+    show_default=True,
+    type=int,
+    help="unknown columns a request may carry beyond the model's; more get 422",
+)
+@click.option(
+    "--header-timeout-s",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="close a connection that has not sent a request's headers within this",
+)
+@click.option(
+    "--body-timeout-s",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="a body that has not fully arrived within this gets 408",
+)
+@click.option(
+    "--max-connections",
+    default=1024,
+    show_default=True,
+    type=int,
+    help="open connections at most; beyond them uvicorn answers 503",
+)
+@click.option(
+    "--max-inflight-mb",
+    default=32.0,
+    show_default=True,
+    type=float,
+    help="request bodies being parsed and answered at once; requests beyond it wait their turn",
+)
+@click.option(
+    "--prediction-log",
+    "--log-dir",
+    "log_dir",
+    default=None,
+    help="log sampled requests and predictions (for `mlgate monitor`): a directory for Parquet files, "
+    "or a SQLAlchemy URL (sqlite:///predictions.db, postgresql+psycopg://user@host/db)",
+)
+@click.option(
+    "--log-table",
+    default="mlgate_predictions",
+    show_default=True,
+    help="with a database URL: the table ([schema.]name), created if absent",
+)
 @click.option("--log-sample-rate", default=1.0, show_default=True, type=float)
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="server processes on the port, each loading and following the model; /metrics sums them")
-@click.option("--max-batch-rows", default=512, show_default=True, type=int,
-              help="requests that wait while the model is busy are predicted in one call of up to this many rows "
-                   "(an idle model answers at once); 1 turns it off")
-@click.option("--batch-wait-ms", default=2.0, show_default=True, type=float,
-              help="under concurrent load, how long each model call waits for more requests to share it; 0: never")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="server processes on the port, each loading and following the model; /metrics sums them",
+)
+@click.option(
+    "--max-batch-rows",
+    default=512,
+    show_default=True,
+    type=int,
+    help="requests that wait while the model is busy are predicted in one call of up to this many rows "
+    "(an idle model answers at once); 1 turns it off",
+)
+@click.option(
+    "--batch-wait-ms",
+    default=2.0,
+    show_default=True,
+    type=float,
+    help="under concurrent load, how long each model call waits for more requests to share it; 0: never",
+)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
-def serve(model: str | None, alias: str, model_uri: str | None, host: str, port: int, poll_s: float,
-          max_body_mb: float, unknown_columns: str, log_dir: str | None, log_table: str, log_sample_rate: float,
-          workers: int, max_batch_rows: int, batch_wait_ms: float, max_extra_columns: int, header_timeout_s: float,
-          body_timeout_s: float, max_connections: int, max_inflight_mb: float, params_file: str) -> None:
-    from mlgate import config, project, serving
+def serve(
+    model: str | None,
+    alias: str,
+    model_uri: str | None,
+    host: str,
+    port: int,
+    poll_s: float,
+    max_body_mb: float,
+    unknown_columns: str,
+    log_dir: str | None,
+    log_table: str,
+    log_sample_rate: float,
+    workers: int,
+    max_batch_rows: int,
+    batch_wait_ms: float,
+    max_extra_columns: int,
+    header_timeout_s: float,
+    body_timeout_s: float,
+    max_connections: int,
+    max_inflight_mb: float,
+    params_file: str,
+) -> None:
+    from mlgate import config, project
+    from mlgate.services import serving
 
     try:
         if model is not None and model_uri is not None:
             raise ValueError("give --model (with --alias) or --model-uri, not both")
         if model is None and model_uri is None:
             model = project.tracking(config.read_params(params_file)).registered_model
-        settings = serving.ServeSettings(model=None if model_uri else model, alias=alias, model_uri=model_uri,
-                                         poll_s=poll_s, max_body_bytes=int(max_body_mb * 1024 * 1024),
-                                         unknown_columns=unknown_columns, log_dir=log_dir, log_table=log_table,
-                                         log_sample_rate=log_sample_rate, workers=workers,
-                                         max_batch_rows=max_batch_rows, batch_wait_ms=batch_wait_ms,
-                                         max_extra_columns=max_extra_columns, header_timeout_s=header_timeout_s,
-                                         body_timeout_s=body_timeout_s, max_connections=max_connections,
-                                         max_inflight_bytes=int(max_inflight_mb * 1024 * 1024))
+        settings = serving.ServeSettings(
+            model=None if model_uri else model,
+            alias=alias,
+            model_uri=model_uri,
+            poll_s=poll_s,
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+            unknown_columns=unknown_columns,
+            log_dir=log_dir,
+            log_table=log_table,
+            log_sample_rate=log_sample_rate,
+            workers=workers,
+            max_batch_rows=max_batch_rows,
+            batch_wait_ms=batch_wait_ms,
+            max_extra_columns=max_extra_columns,
+            header_timeout_s=header_timeout_s,
+            body_timeout_s=body_timeout_s,
+            max_connections=max_connections,
+            max_inflight_bytes=int(max_inflight_mb * 1024 * 1024),
+        )
     except (ValueError, config.ConfigError) as error:
         console.fail("serve", str(error))
         sys.exit(1)
-    click.echo(f"serving {model_uri or f'models:/{model}@{alias}'} on http://{host}:{port} "
-               f"(POST /invocations, GET /health /ready /version /metrics)"
-               + (f" with {workers} worker processes" if workers > 1 else ""))
+    click.echo(
+        f"serving {model_uri or f'models:/{model}@{alias}'} on http://{host}:{port} "
+        f"(POST /invocations, GET /health /ready /version /metrics)"
+        + (f" with {workers} worker processes" if workers > 1 else "")
+    )
     serving.serve(settings, host, port)
 
 
-@main.command(help="Compare logged live traffic with the served version's training data and test metric; "
-                   "open a retraining branch when the policy (params.yaml `monitor:`) is breached.")
+@main.command(
+    help="Compare logged live traffic with the served version's training data and test metric; "
+    "open a retraining branch when the policy (params.yaml `monitor:`) is breached."
+)
 @click.option("--labels", default=None, help="ground truth: CSV/Parquet with request_id, row and the target")
 @click.option("--window-hours", type=float, default=None, help="override monitor.window_hours")
-@click.option("--prediction-log", default=None, help="override monitor.prediction_log (a directory or a SQLAlchemy URL)")
+@click.option(
+    "--prediction-log", default=None, help="override monitor.prediction_log (a directory or a SQLAlchemy URL)"
+)
 @click.option("--retrain/--no-retrain", default=None, help="override monitor.retrain")
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
-def monitor(labels: str | None, window_hours: float | None, prediction_log: str | None, retrain: bool | None,
-            params_file: str) -> None:
+def monitor(
+    labels: str | None, window_hours: float | None, prediction_log: str | None, retrain: bool | None, params_file: str
+) -> None:
     import dataclasses
 
     from mlgate import config
-    from mlgate import monitor as monitoring_run
-    from mlgate.project import StageError
+    from mlgate.errors import StageError
+    from mlgate.services import monitor as monitoring_run
 
     try:
         params = config.read_params(params_file)
         policy = config.load(monitoring_run.MonitorPolicy, "monitor", params)
-        changes = {k: v for k, v in (("labels", labels), ("window_hours", window_hours),
-                                     ("prediction_log", prediction_log)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (("labels", labels), ("window_hours", window_hours), ("prediction_log", prediction_log))
+            if v is not None
+        }
         policy = dataclasses.replace(policy, **changes)
         summary = monitoring_run.run(params, policy, retrain=policy.retrain if retrain is None else retrain)
     except (StageError, config.ConfigError) as error:
@@ -263,19 +378,31 @@ def monitor(labels: str | None, window_hours: float | None, prediction_log: str 
 
 @main.command(help="Batch-score a CSV or Parquet file with a registered model, chunk by chunk.")
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help=".csv, .csv.gz or .parquet")
-@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help=".csv, .csv.gz or .parquet")
+@click.option(
+    "--output", "output_path", required=True, type=click.Path(path_type=Path), help=".csv, .csv.gz or .parquet"
+)
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
-@click.option("--alias", default="production", show_default=True)
+@click.option("--alias", default=CHAMPION_ALIAS, show_default=True)
 @click.option("--model-uri", default=None, help="score with this MLflow model URI instead")
 @click.option("--keep-columns", default="", help="input columns to copy into the output, comma-separated (e.g. an id)")
 @click.option("--chunk-rows", default=100_000, show_default=True, type=int)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
-def score(input_path: Path, output_path: Path, model: str | None, alias: str, model_uri: str | None,
-          keep_columns: str, chunk_rows: int, params_file: str) -> None:
+def score(
+    input_path: Path,
+    output_path: Path,
+    model: str | None,
+    alias: str,
+    model_uri: str | None,
+    keep_columns: str,
+    chunk_rows: int,
+    params_file: str,
+) -> None:
     from tqdm import tqdm
 
-    from mlgate import config, project, scoring, tracking
-    from mlgate.project import StageError
+    from mlgate import config, project
+    from mlgate.adapters import tracking
+    from mlgate.errors import StageError
+    from mlgate.services import scoring
 
     try:
         if model_uri is None:
@@ -286,11 +413,18 @@ def score(input_path: Path, output_path: Path, model: str | None, alias: str, mo
             model_uri = held.uri
         loaded = tracking.load(model_uri)
         keep = tuple(c for c in keep_columns.split(",") if c)
-        with tqdm(total=scoring.total_rows(input_path) if input_path.is_file() else None, unit="rows",
-                  disable=None) as bar:
-            rows = scoring.score(loaded.predict_unchecked, input_path, output_path, chunk_rows=chunk_rows,
-                                 keep_columns=keep, progress=bar.update,
-                                 finite_columns=tuple((loaded.features or {}).get("numeric", ())))
+        with tqdm(
+            total=scoring.total_rows(input_path) if input_path.is_file() else None, unit="rows", disable=None
+        ) as bar:
+            rows = scoring.score(
+                loaded.predict_unchecked,
+                input_path,
+                output_path,
+                chunk_rows=chunk_rows,
+                keep_columns=keep,
+                progress=bar.update,
+                finite_columns=tuple((loaded.features or {}).get("numeric", ())),
+            )
     except (StageError, config.ConfigError) as error:
         console.fail("score", str(error))
         sys.exit(1)
@@ -313,24 +447,43 @@ def params(overrides: tuple[str, ...], conf_dir: str, out: str) -> None:
     click.echo(f"wrote {Path(out)} from {conf_dir}/" + (f" with {' '.join(overrides)}" if overrides else ""))
 
 
-@main.command("infer-schema", help="Infer conf/data/NAME.yaml (source, target, data contract) from the data, "
-                                   "for you to review and commit.")
+@main.command(
+    "infer-schema",
+    help="Infer conf/data/NAME.yaml (source, target, data contract) from the data, for you to review and commit.",
+)
 @click.argument("name")
-@click.option("--source", "source_path", default=None,
-              help="CSV or Parquet file (.parquet/.pq); default: the source in conf/data/NAME.yaml")
+@click.option(
+    "--source",
+    "source_path",
+    default=None,
+    help="CSV or Parquet file (.parquet/.pq); default: the source in conf/data/NAME.yaml",
+)
 @click.option("--target", default=None, help="target column (default: the one in conf/data/NAME.yaml)")
-@click.option("--task", type=click.Choice(["binary", "multiclass", "regression"]), default=None,
-              help="default: inferred from the target")
+@click.option(
+    "--task",
+    type=click.Choice(["binary", "multiclass", "regression"]),
+    default=None,
+    help="default: inferred from the target",
+)
 @click.option("--positive-class", "given_positive_class", default=None, help="binary: default the minority class")
 @click.option("--conf", "conf_dir", default="conf", show_default=True)
 @click.option("--force", is_flag=True, help="replace a file that already has a contract")
-def infer_schema(name: str, source_path: str | None, target: str | None, task: str | None,
-                 given_positive_class: str | None, conf_dir: str, force: bool) -> None:
+def infer_schema(
+    name: str,
+    source_path: str | None,
+    target: str | None,
+    task: str | None,
+    given_positive_class: str | None,
+    conf_dir: str,
+    force: bool,
+) -> None:
     import yaml
 
-    from mlgate import config, files, schema, sources
-    from mlgate.data import SourceSpec
-    from mlgate.project import StageError
+    from mlgate import config, files
+    from mlgate.adapters import sources
+    from mlgate.errors import StageError
+    from mlgate.modelling import schema
+    from mlgate.modelling.data import SourceSpec
 
     out = Path(conf_dir) / "data" / f"{name}.yaml"
     try:
@@ -343,7 +496,11 @@ def infer_schema(name: str, source_path: str | None, target: str | None, task: s
             raise ValueError(f"{out} already has a contract; pass --force to replace it")
         if source_path:
             suffix = Path(source_path).suffix.lower()
-            source = {"kind": "file", "path": source_path, "format": "parquet" if suffix in (".parquet", ".pq") else "csv"}
+            source = {
+                "kind": "file",
+                "path": source_path,
+                "format": "parquet" if suffix in (".parquet", ".pq") else "csv",
+            }
         elif existing.get("source"):
             source = existing["source"]
         else:
@@ -351,13 +508,20 @@ def infer_schema(name: str, source_path: str | None, target: str | None, task: s
         target = target or existing.get("target")
         if not target:
             raise ValueError(f"--target is required (no target declared in {out})")
-        if target == existing.get("target"):   # the declared task and positive class belong to the declared target
+        if target == existing.get("target"):  # the declared task and positive class belong to the declared target
             task = task or existing.get("task")
             given_positive_class = given_positive_class or existing.get("positive_class")
         spec = config.build(SourceSpec, source, "data.source")
         frame = sources.read(spec, "--source" if source_path else "data.source")
-        result = schema.draft(frame, name, source, target, task=task, given_positive_class=given_positive_class,
-                              origin=sources.location(spec))
+        result = schema.draft(
+            frame,
+            name,
+            source,
+            target,
+            task=task,
+            given_positive_class=given_positive_class,
+            origin=sources.location(spec),
+        )
     except (StageError, ValueError, yaml.YAMLError) as error:
         console.fail("infer-schema", str(error))
         sys.exit(1)

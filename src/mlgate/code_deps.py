@@ -55,7 +55,7 @@ def direct_imports(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _absolute(node, module, path.name == "__init__.py")
-            # `from mlgate.stages import evaluate` imports a module; `from mlgate.data import DataSpec` a name
+            # `from mlgate.stages import evaluate` imports a module; `from mlgate.modelling.data import DataSpec` a name
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
@@ -88,7 +88,7 @@ def closure_digest(module: str, package_dir: Path = PACKAGE_DIR) -> str:
     """sha256 over the names and bytes of ``module``'s closure: changes exactly when code it runs does
     (and not with where the project is checked out)."""
     digest = hashlib.sha256()
-    for name, path in zip(closure(module, package_dir), closure_files(module, package_dir)):
+    for name, path in zip(closure(module, package_dir), closure_files(module, package_dir), strict=True):
         content = path.read_bytes()
         digest.update(f"{name}\x1f{len(content)}\x1f".encode())
         digest.update(content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 
 @contextlib.contextmanager
@@ -62,3 +64,30 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+_HASH_BATCH_ROWS = 100_000
+
+
+def _frames(data: pd.DataFrame | pa.Table) -> Iterator[pd.DataFrame]:
+    """The rows as DataFrames of bounded size: an Arrow table is converted batch by batch."""
+    if isinstance(data, pd.DataFrame):
+        yield data
+        return
+    for batch in data.to_batches(max_chunksize=_HASH_BATCH_ROWS):
+        yield batch.to_pandas()
+
+
+def content_hash(data: pd.DataFrame | pa.Table) -> str:
+    """sha256 of the values, column names and dtypes; independent of file format, row index and
+    batching (pandas hashes each row on its own)."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(f"{c}:{t}" for c, t in dtypes(data).items()).encode())
+    for frame in _frames(data):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def dtypes(data: pd.DataFrame | pa.Table) -> dict[str, str]:
+    frame = data if isinstance(data, pd.DataFrame) else data.schema.empty_table().to_pandas()
+    return {str(c): str(t) for c, t in frame.dtypes.items()}

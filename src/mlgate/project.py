@@ -9,11 +9,8 @@ from typing import Any
 import yaml
 
 from mlgate import config, files
-from mlgate.data import DataSpec
-
-
-class StageError(Exception):
-    """A problem the user must fix; the CLI prints the message (which names file, column and rule)."""
+from mlgate.errors import StageError
+from mlgate.modelling.data import DataSpec
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ def api(telco):
 
 # --- how each bad input is built: (root, telco frame) -> None --------------------------------
 
+
 def put(frame: pd.DataFrame, rows, column: str, value) -> pd.DataFrame:
     frame = frame.astype({column: object}) if isinstance(value, str) else frame.copy()
     frame.loc[rows, column] = value
@@ -80,17 +81,21 @@ def table(transform, **options):
 
 def text(transform, **options):
     """Write ``transform(the CSV text)`` (str, or bytes as they are) gzipped as the source."""
+
     def build(root, frame):
         out = transform(frame.to_csv(index=False, lineterminator="\n", **options))
         (root / SOURCE).write_bytes(gzip.compress(out if isinstance(out, bytes) else out.encode()))
+
     return build
 
 
 def sqlite_table(rows: int):
     """The first ``rows`` telco rows as table `churn` in a SQLite file (0: the table has no rows)."""
+
     def build(root, frame):
         with sqlite3.connect(root / SQLITE) as db:
             frame.head(rows).to_sql("churn", db, index=False)
+
     return build
 
 
@@ -109,84 +114,208 @@ def several(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def sql(table_name: str) -> list[str]:
-    return ["data.source.kind=sql", f"++data.source.url=sqlite:///{SQLITE}", f"++data.source.table={table_name}",
-            "~data.source.path", "~data.source.format"]
+    return [
+        "data.source.kind=sql",
+        f"++data.source.url=sqlite:///{SQLITE}",
+        f"++data.source.table={table_name}",
+        "~data.source.path",
+        "~data.source.format",
+    ]
 
 
 def http(route: str) -> list[str]:
-    return ["data.source.kind=http", f"++data.source.url={{api}}{route}", "++data.source.backoff_s=0.01",
-            "~data.source.path", "~data.source.format"]
+    return [
+        "data.source.kind=http",
+        f"++data.source.url={{api}}{route}",
+        "++data.source.backoff_s=0.01",
+        "~data.source.path",
+        "~data.source.format",
+    ]
 
 
 HEADER = "female, senior_citizen, partner, dependents, tenure"
-TWO_CATEGORIES = ["++data.contract.columns.contract.categories=[Month-to-month,'One year']",
-                  "++data.contract.columns.contract.new_categories=fail"]
+TWO_CATEGORIES = [
+    "++data.contract.columns.contract.categories=[Month-to-month,'One year']",
+    "++data.contract.columns.contract.new_categories=fail",
+]
 
 BAD_INPUTS = {
     # case: (build the input, Hydra overrides, stage that must stop, texts the message must contain)
-    "missing_file": (missing_file, [], "ingest", [f"{SOURCE}: source file not found (data.source.path in params.yaml)"]),
-    "empty_file": (lambda root, frame: (root / SOURCE).write_bytes(b""), [], "ingest",
-                   [f"{SOURCE}: the file is empty (0 bytes)"]),
+    "missing_file": (
+        missing_file,
+        [],
+        "ingest",
+        [f"{SOURCE}: source file not found (data.source.path in params.yaml)"],
+    ),
+    "empty_file": (
+        lambda root, frame: (root / SOURCE).write_bytes(b""),
+        [],
+        "ingest",
+        [f"{SOURCE}: the file is empty (0 bytes)"],
+    ),
     "empty_gzip": (text(lambda t: ""), [], "ingest", [f"{SOURCE}: the file is empty (no header row)"]),
-    "header_only": (text(lambda t: t.split("\n", 1)[0] + "\n"), [], "ingest",
-                    [f"{SOURCE}: no data rows (columns: female, senior_citizen,", "churn)"]),
-    "too_few_rows": (table(lambda f: f.head(100)), [], "validate",
-                     [f"{SOURCE}: rule 'min_rows': 100 rows, the contract asks for at least 500"]),
-    "truncated_in_quoted_field": (text(lambda t: t[: t.index('"Two year"', len(t) // 2) + 4], quoting=csv.QUOTE_ALL),
-                                  [], "ingest", [f"{SOURCE}: cannot be read as csv", "EOF inside string"]),
-    "truncated_mid_row": (text(lambda t: t[: t.rindex(",Two year,") + 5]), [], "ingest",
-                          [f"{SOURCE}: line 7044 has 15 field(s), the header has 20; is the file truncated"]),
-    "semicolon_delimiter": (table(lambda f: f, sep=";"), [], "ingest",
-                            [f"{SOURCE}: one column named 'female;senior_citizen;", "the file seems to use ';' as separator; "
-                             "set data.source.options.sep"]),
-    "latin1_bytes": (text(lambda t: t.replace("Electronic check", "Électronique", 1).encode("latin-1")), [], "ingest",
-                     [f"{SOURCE}: not valid utf-8 text (invalid continuation byte at byte",
-                      "set data.source.options.encoding (e.g. latin-1)"]),
-    "duplicate_column_names": (text(lambda t: t.replace("monthly_charges", "tenure", 1)), [], "ingest",
-                               [f"{SOURCE}: duplicate column name(s) ['tenure'] in the header row"]),
-    "ragged_row": (text(lambda t: t.replace(",Two year,", ",Two year,extra,", 1)), [], "ingest",
-                   [f"{SOURCE}: cannot be read as csv", "Expected 20 fields in line", "saw 21"]),
-    "short_row": (text(lambda t: t.replace(",Two year,", ",", 1)), [], "ingest",
-                  [f"{SOURCE}: line 13 has 19 field(s), the header has 20"]),
-    "corrupt_parquet": (garbage("data/source/telco_churn.parquet"),
-                        ["data.source.path=data/source/telco_churn.parquet", "data.source.format=parquet"], "ingest",
-                        ["data/source/telco_churn.parquet: cannot be read as parquet", "magic bytes not found"]),
-    "missing_target": (table(lambda f: f.drop(columns=["churn"])), [], "validate",
-                       [f"{SOURCE}: column 'churn', rule 'required': target column 'churn' is missing (found: {HEADER}"]),
-    "single_class": (table(lambda f: f.assign(churn="No")), [], "validate",
-                     ["column 'churn', rule 'min_classes': a binary target needs two classes, found 'No'"]),
-    "non_numeric": (table(lambda f: put(f, 17, "tenure", "twelve")), [], "validate",
-                    ["column 'tenure', rule 'type': declared integer but 1 value(s) are not numeric, first 'twelve' at row 18"]),
-    "missing_share": (table(lambda f: put(f, slice(0, 499), "monthly_charges", None)), [], "validate",
-                      ["column 'monthly_charges', rule 'max_missing_share': 7.10% missing (500 rows), limit 0.00%"]),
+    "header_only": (
+        text(lambda t: t.split("\n", 1)[0] + "\n"),
+        [],
+        "ingest",
+        [f"{SOURCE}: no data rows (columns: female, senior_citizen,", "churn)"],
+    ),
+    "too_few_rows": (
+        table(lambda f: f.head(100)),
+        [],
+        "validate",
+        [f"{SOURCE}: rule 'min_rows': 100 rows, the contract asks for at least 500"],
+    ),
+    "truncated_in_quoted_field": (
+        text(lambda t: t[: t.index('"Two year"', len(t) // 2) + 4], quoting=csv.QUOTE_ALL),
+        [],
+        "ingest",
+        [f"{SOURCE}: cannot be read as csv", "EOF inside string"],
+    ),
+    "truncated_mid_row": (
+        text(lambda t: t[: t.rindex(",Two year,") + 5]),
+        [],
+        "ingest",
+        [f"{SOURCE}: line 7044 has 15 field(s), the header has 20; is the file truncated"],
+    ),
+    "semicolon_delimiter": (
+        table(lambda f: f, sep=";"),
+        [],
+        "ingest",
+        [
+            f"{SOURCE}: one column named 'female;senior_citizen;",
+            "the file seems to use ';' as separator; set data.source.options.sep",
+        ],
+    ),
+    "latin1_bytes": (
+        text(lambda t: t.replace("Electronic check", "Électronique", 1).encode("latin-1")),
+        [],
+        "ingest",
+        [
+            f"{SOURCE}: not valid utf-8 text (invalid continuation byte at byte",
+            "set data.source.options.encoding (e.g. latin-1)",
+        ],
+    ),
+    "duplicate_column_names": (
+        text(lambda t: t.replace("monthly_charges", "tenure", 1)),
+        [],
+        "ingest",
+        [f"{SOURCE}: duplicate column name(s) ['tenure'] in the header row"],
+    ),
+    "ragged_row": (
+        text(lambda t: t.replace(",Two year,", ",Two year,extra,", 1)),
+        [],
+        "ingest",
+        [f"{SOURCE}: cannot be read as csv", "Expected 20 fields in line", "saw 21"],
+    ),
+    "short_row": (
+        text(lambda t: t.replace(",Two year,", ",", 1)),
+        [],
+        "ingest",
+        [f"{SOURCE}: line 13 has 19 field(s), the header has 20"],
+    ),
+    "corrupt_parquet": (
+        garbage("data/source/telco_churn.parquet"),
+        ["data.source.path=data/source/telco_churn.parquet", "data.source.format=parquet"],
+        "ingest",
+        ["data/source/telco_churn.parquet: cannot be read as parquet", "magic bytes not found"],
+    ),
+    "missing_target": (
+        table(lambda f: f.drop(columns=["churn"])),
+        [],
+        "validate",
+        [f"{SOURCE}: column 'churn', rule 'required': target column 'churn' is missing (found: {HEADER}"],
+    ),
+    "single_class": (
+        table(lambda f: f.assign(churn="No")),
+        [],
+        "validate",
+        ["column 'churn', rule 'min_classes': a binary target needs two classes, found 'No'"],
+    ),
+    "non_numeric": (
+        table(lambda f: put(f, 17, "tenure", "twelve")),
+        [],
+        "validate",
+        ["column 'tenure', rule 'type': declared integer but 1 value(s) are not numeric, first 'twelve' at row 18"],
+    ),
+    "missing_share": (
+        table(lambda f: put(f, slice(0, 499), "monthly_charges", None)),
+        [],
+        "validate",
+        ["column 'monthly_charges', rule 'max_missing_share': 7.10% missing (500 rows), limit 0.00%"],
+    ),
     # read_csv reads Infinity as a float infinity and leaves 1e999 as text: both are named, never reach a library
-    "infinite_values": (table(lambda f: put(put(f, 17, "monthly_charges", "Infinity"), 40, "monthly_charges", "1e999")),
-                        [], "validate",
-                        ["column 'monthly_charges', rule 'finite': 2 value(s) are infinite or beyond ±3.4e+38, first "
-                         "'Infinity', at row(s) 18, 41; the contract allows finite numbers only (non_finite: fail)"]),
-    "out_of_range": (table(lambda f: put(f, 17, "tenure", -3)), ["++data.contract.columns.tenure.min=0"], "validate",
-                     ["column 'tenure', rule 'range': 1 value(s) below min 0 (observed min -3, first at row 18)"]),
-    "category_not_allowed": (table(lambda f: f), TWO_CATEGORIES, "validate",
-                             ["column 'contract', rule 'categories': 1,695 value(s) outside the 2 allowed categories: "
-                              "'Two year' (1,695); new_categories: fail"]),
-    "duplicate_id": (table(lambda f: f.assign(row_id=[*range(5), 3, *range(6, len(f))])),
-                     ["++data.contract.columns.row_id={type: integer, role: id}"], "validate",
-                     ["column 'row_id', rule 'unique': 1 duplicate value(s) in an id column, first 3 at rows 4, 6"]),
-    "too_many_rows": (table(lambda f: f), ["++data.contract.max_rows=1000"], "validate",
-                      [f"{SOURCE}: rule 'max_rows': 7,043 rows, the contract allows at most 1,000"]),
-    "several_violations": (table(several), ["++data.contract.max_rows=1000"], "validate",
-                           ["6 contract violation(s) in dataset 'telco_churn' (details in reports/validation.json",
-                            "rule 'max_rows': 7,043 rows", "column 'partner', rule 'required'",
-                            "column 'tenure', rule 'type'", "column 'monthly_charges', rule 'max_missing_share'",
-                            "column 'churn', rule 'min_classes'", "column 'churn', rule 'positive_class'"]),
-    "sql_missing_table": (sqlite_table(10), sql("no_such_table"), "fingerprint",
-                          [f"sqlite:///{SQLITE} (table no_such_table): OperationalError: no such table: no_such_table"]),
-    "sql_empty_table": (sqlite_table(0), sql("churn"), "ingest",
-                        [f"sqlite:///{SQLITE} (table churn): no data rows (columns: female, senior_citizen,"]),
+    "infinite_values": (
+        table(lambda f: put(put(f, 17, "monthly_charges", "Infinity"), 40, "monthly_charges", "1e999")),
+        [],
+        "validate",
+        [
+            "column 'monthly_charges', rule 'finite': 2 value(s) are infinite or beyond ±3.4e+38, first "
+            "'Infinity', at row(s) 18, 41; the contract allows finite numbers only (non_finite: fail)"
+        ],
+    ),
+    "out_of_range": (
+        table(lambda f: put(f, 17, "tenure", -3)),
+        ["++data.contract.columns.tenure.min=0"],
+        "validate",
+        ["column 'tenure', rule 'range': 1 value(s) below min 0 (observed min -3, first at row 18)"],
+    ),
+    "category_not_allowed": (
+        table(lambda f: f),
+        TWO_CATEGORIES,
+        "validate",
+        [
+            "column 'contract', rule 'categories': 1,695 value(s) outside the 2 allowed categories: "
+            "'Two year' (1,695); new_categories: fail"
+        ],
+    ),
+    "duplicate_id": (
+        table(lambda f: f.assign(row_id=[*range(5), 3, *range(6, len(f))])),
+        ["++data.contract.columns.row_id={type: integer, role: id}"],
+        "validate",
+        ["column 'row_id', rule 'unique': 1 duplicate value(s) in an id column, first 3 at rows 4, 6"],
+    ),
+    "too_many_rows": (
+        table(lambda f: f),
+        ["++data.contract.max_rows=1000"],
+        "validate",
+        [f"{SOURCE}: rule 'max_rows': 7,043 rows, the contract allows at most 1,000"],
+    ),
+    "several_violations": (
+        table(several),
+        ["++data.contract.max_rows=1000"],
+        "validate",
+        [
+            "6 contract violation(s) in dataset 'telco_churn' (details in reports/validation.json",
+            "rule 'max_rows': 7,043 rows",
+            "column 'partner', rule 'required'",
+            "column 'tenure', rule 'type'",
+            "column 'monthly_charges', rule 'max_missing_share'",
+            "column 'churn', rule 'min_classes'",
+            "column 'churn', rule 'positive_class'",
+        ],
+    ),
+    "sql_missing_table": (
+        sqlite_table(10),
+        sql("no_such_table"),
+        "fingerprint",
+        [f"sqlite:///{SQLITE} (table no_such_table): OperationalError: no such table: no_such_table"],
+    ),
+    "sql_empty_table": (
+        sqlite_table(0),
+        sql("churn"),
+        "ingest",
+        [f"sqlite:///{SQLITE} (table churn): no data rows (columns: female, senior_citizen,"],
+    ),
     "http_404": (lambda root, frame: None, http("/missing"), "fingerprint", ["GET {api}/missing: HTTP 404 Not Found"]),
-    "http_invalid_json": (lambda root, frame: None, http("/badjson"), "ingest",
-                          ["{api}/badjson: the response is not valid JSON (starts with '<html>not json</html>')"]),
+    "http_invalid_json": (
+        lambda root, frame: None,
+        http("/badjson"),
+        "ingest",
+        ["{api}/badjson: the response is not valid JSON (starts with '<html>not json</html>')"],
+    ),
 }
+
 
 def init_repo(root):
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlgate.features import UnseenCategoryWarning
+from mlgate.modelling.features import UnseenCategoryWarning
 from tests.conftest import copy_project, git_commit_all, run_cli
 
 pytestmark = pytest.mark.slow

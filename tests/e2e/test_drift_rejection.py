@@ -16,7 +16,7 @@ from tests.conftest import BIN, clone_project, copy_project, git_commit_all, run
 pytestmark = pytest.mark.slow
 
 NEW_BATCH = "data/source/new_market.csv"
-BATCH_ROWS = 1500   # about the share `split` would hold out as the current batch
+BATCH_ROWS = 1500  # about the share `split` would hold out as the current batch
 
 
 def new_market(rows: pd.DataFrame) -> pd.DataFrame:
@@ -27,14 +27,19 @@ def new_market(rows: pd.DataFrame) -> pd.DataFrame:
     batch["monthly_charges"] = batch["monthly_charges"] * 1.8 + 30
     batch["tenure"] = batch["tenure"] + 24
     batch["total_charges"] = (batch["monthly_charges"] * batch["tenure"]).where(batch["total_charges"].notna())
-    return batch.assign(internet_service="Fiber optic", contract="Month-to-month", paperless_billing=1,
-                        payment_method="Electronic check")
+    return batch.assign(
+        internet_service="Fiber optic",
+        contract="Month-to-month",
+        paperless_billing=1,
+        payment_method="Electronic check",
+    )
 
 
 @pytest.fixture(scope="module")
 def drifted(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("drifted"), [f"data.current_path={NEW_BATCH}",
-                                                             "gate.current_batch.max_regression=0.02"])
+    root = copy_project(
+        tmp_path_factory.mktemp("drifted"), [f"data.current_path={NEW_BATCH}", "gate.current_batch.max_regression=0.02"]
+    )
     source = root / "data/source/telco_churn.csv.gz"
     rows = pd.read_csv(source).sample(frac=1.0, random_state=0)
     rows.iloc[BATCH_ROWS:].to_csv(source, index=False)
@@ -89,7 +94,11 @@ def test_the_labelled_batch_is_scored_and_the_rule_says_why_it_was_not_compared(
     current = gate["comparison"]["current"]
     assert (current["source"], current["batch_rows"], current["rows"]) == (NEW_BATCH, BATCH_ROWS, BATCH_ROWS)
     assert len(current["content_hash"]) == 64 and current["content_hash"] != gate["test_hash"]
-    assert current["candidate"]["interval"]["low"] <= current["candidate"]["metrics"]["roc_auc"] <= current["candidate"]["interval"]["high"]
+    assert (
+        current["candidate"]["interval"]["low"]
+        <= current["candidate"]["metrics"]["roc_auc"]
+        <= current["candidate"]["interval"]["high"]
+    )
     assert current["champion"] is None and current["skipped"] == "no 'production' model yet"
     check = next(c for c in gate["checks"] if c["name"] == "current_batch")
     assert check["verdict"] == "skipped" and check["detail"] == "current batch not compared: no 'production' model yet"
@@ -105,8 +114,12 @@ def test_the_reports_embed_small_committable_plots(drifted):
         png = root / "reports/plots" / f"{name}.png"
         assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size < 120_000
         assert f"](plots/{name}.png)" in markdown
-    ignored = subprocess.run(["git", "check-ignore", *(f"reports/plots/{name}.png" for name in PLOTS)], cwd=root,
-                             capture_output=True, text=True)
+    ignored = subprocess.run(
+        ["git", "check-ignore", *(f"reports/plots/{name}.png" for name in PLOTS)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert ignored.returncode == 1 and ignored.stdout == ""
     card = (root / "reports/model_card.md").read_text()
     importance = next(name for name in ("shap_importance", "importance") if f"](plots/{name}.png)" in card)
@@ -121,9 +134,19 @@ def with_champion(drifted, tmp_path_factory):
     root = clone_project(first, tmp_path_factory.mktemp("champion") / "project")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     info = json.loads((root / "models/train.json").read_text())
-    run_cli([str(BIN / "python"), "-c", "import sys; from mlgate import tracking; c = tracking.client(); "
-             "c.create_model_version('telco_churn', sys.argv[1], run_id=sys.argv[2]); "
-             "tracking.set_alias('telco_churn', 'production', 1)", info["model_uri"], info["run_id"]], root, env)
+    run_cli(
+        [
+            str(BIN / "python"),
+            "-c",
+            "import sys; from mlgate import tracking; c = tracking.client(); "
+            "c.create_model_version('telco_churn', sys.argv[1], run_id=sys.argv[2]); "
+            "tracking.set_alias('telco_churn', 'production', 1)",
+            info["model_uri"],
+            info["run_id"],
+        ],
+        root,
+        env,
+    )
     result = run_cli(["mlgate", "gate"], root, env, check=False)
     return root, result
 
@@ -134,11 +157,13 @@ def test_with_production_the_batch_is_compared_with_a_paired_interval(with_champ
     assert gate["candidate"]["version"] == 2 and gate["champion"]["version"] == 1, result.stdout + result.stderr
     current = gate["comparison"]["current"]
     assert current["skipped"] is None and current["rows"] == BATCH_ROWS
-    assert current["champion"]["metrics"] == current["candidate"]["metrics"]   # the same model, registered twice
+    assert current["champion"]["metrics"] == current["candidate"]["metrics"]  # the same model, registered twice
     assert current["gain"] == 0 and current["gain_interval"]["low"] == current["gain_interval"]["high"] == 0
     check = next(c for c in gate["checks"] if c["name"] == "current_batch")
     assert (check["verdict"], check["observed"], check["limit"]) == ("pass", 0, -0.02)
     assert check["detail"].startswith("current batch (1,500 labelled rows) roc_auc ")
     assert gate["comparison"]["test"]["gain_interval"] == {"confidence": 0.95, "low": 0.0, "high": 0.0}
-    assert "| metric | candidate v2 | production v1 | difference | 95% CI of the gain |" in (
-        (root / "reports/promotion.md").read_text().split("## Current batch")[1])
+    assert (
+        "| metric | candidate v2 | production v1 | difference | 95% CI of the gain |"
+        in ((root / "reports/promotion.md").read_text().split("## Current batch")[1])
+    )

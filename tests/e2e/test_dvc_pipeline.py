@@ -104,7 +104,6 @@ def test_promote_then_next_run_is_compared_with_production(own_repro):
     assert len((root / "registry/ledger.jsonl").read_text().splitlines()) == 1
 
 
-
 def changed_stages(root, env) -> dict:
     """`dvc status` as {stage: what changed}, without the fingerprint stage (it always runs)."""
     status = json.loads(run_cli(["dvc", "status", "--json"], root, env).stdout)
@@ -121,13 +120,13 @@ def test_rerunning_ingest_on_the_same_source_leaves_every_later_stage_up_to_date
 
 def test_a_change_to_how_metrics_are_computed_reruns_the_stages_that_compute_them(own_repro):
     root, env = own_repro
-    metrics_code = root / "src/mlgate/metrics.py"
+    metrics_code = root / "src/mlgate/modelling/metrics.py"
     metrics_code.write_text(metrics_code.read_text() + "\n# a changed metric\n")
 
     changed = changed_stages(root, env)
 
     assert set(changed) == {"tune", "train", "evaluate", "gate"}
-    assert {"changed deps": {"src/mlgate/metrics.py": "modified"}} in changed["evaluate"]
+    assert {"changed deps": {"src/mlgate/modelling/metrics.py": "modified"}} in changed["evaluate"]
 
 
 def test_metrics_and_plots_are_committed_so_a_pull_request_can_diff_them(own_repro, tmp_path):
@@ -150,8 +149,21 @@ def test_metrics_and_plots_are_committed_so_a_pull_request_can_diff_them(own_rep
 def test_the_model_is_a_dvc_artifact_a_version_tag_fetches(own_repro, tmp_path):
     root, env = own_repro
     git_commit_all(root, "first run")
-    run_cli(["git", "-c", "user.name=mlgate-test", "-c", "user.email=t@example.invalid", "tag", "-a", "model@v1.0.0",
-             "-m", "first model"], root)
+    run_cli(
+        [
+            "git",
+            "-c",
+            "user.name=mlgate-test",
+            "-c",
+            "user.email=t@example.invalid",
+            "tag",
+            "-a",
+            "model@v1.0.0",
+            "-m",
+            "first model",
+        ],
+        root,
+    )
 
     run_cli(["dvc", "artifacts", "get", ".", "model", "--rev", "v1.0.0", "-o", str(tmp_path / "model")], root, env)
 

@@ -32,7 +32,7 @@ def test_shifted_traffic_is_reported_and_opens_a_retraining_branch(built_project
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["monitor"]["retrain_overrides"] = _budget()
     params["monitor"]["min_rows"] = 100
-    params["monitor"]["max_drift_share"] = 0.05   # two shifted columns of 19 breach it
+    params["monitor"]["max_drift_share"] = 0.05  # two shifted columns of 19 breach it
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git_commit_all(root, "monitoring policy")
     env = tracking_env(root)
@@ -45,25 +45,33 @@ def test_shifted_traffic_is_reported_and_opens_a_retraining_branch(built_project
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     from starlette.testclient import TestClient
 
-    from mlgate.serving import ServeSettings, create_app
+    from mlgate.services.serving import ServeSettings, create_app
 
     rows = pd.read_csv(root / "data/source/telco_churn.csv.gz").sample(400, random_state=3).reset_index(drop=True)
-    shifted = rows.drop(columns=["churn"]).assign(monthly_charges=rows["monthly_charges"] * 1.8 + 30,
-                                                  tenure=(rows["tenure"] + 40).clip(upper=120))
-    request_ids = []   # the server's: labels join on the id each answer carries
+    shifted = rows.drop(columns=["churn"]).assign(
+        monthly_charges=rows["monthly_charges"] * 1.8 + 30, tenure=(rows["tenure"] + 40).clip(upper=120)
+    )
+    request_ids = []  # the server's: labels join on the id each answer carries
     with TestClient(create_app(ServeSettings(model="telco_churn", log_dir=str(root / "data/predictions")))) as client:
         for start in range(0, len(shifted), 50):
-            batch = shifted.iloc[start:start + 50]
-            response = client.post("/invocations", json={"dataframe_split": json.loads(batch.to_json(orient="split", index=False))})
+            batch = shifted.iloc[start : start + 50]
+            response = client.post(
+                "/invocations", json={"dataframe_split": json.loads(batch.to_json(orient="split", index=False))}
+            )
             assert response.status_code == 200, response.text
             request_ids.append(response.headers["X-Request-Id"])
-    labels = pd.DataFrame({"request_id": [request_ids[i // 50] for i in range(len(rows))],
-                           "row": [i % 50 for i in range(len(rows))], "churn": rows["churn"]})
+    labels = pd.DataFrame(
+        {
+            "request_id": [request_ids[i // 50] for i in range(len(rows))],
+            "row": [i % 50 for i in range(len(rows))],
+            "churn": rows["churn"],
+        }
+    )
     labels.to_csv(root / "labels.csv", index=False)
 
     result = run_cli(["mlgate", "monitor", "--labels", "labels.csv"], root, env, check=False)
 
-    assert result.returncode == 2, result.stdout + result.stderr   # 2: the policy is breached
+    assert result.returncode == 2, result.stdout + result.stderr  # 2: the policy is breached
     summary = json.loads((root / "reports/monitor.json").read_text())
     assert summary["rows"] == 400 and summary["version"] == 1
     assert {"monthly_charges", "tenure"} <= set(summary["drift"]["drifted_columns"])
@@ -76,9 +84,13 @@ def test_shifted_traffic_is_reported_and_opens_a_retraining_branch(built_project
     assert report.stdout.startswith("# Model promotion")
     log = subprocess.run(["git", "log", "--format=%s", branch], cwd=root, capture_output=True, text=True).stdout
     assert "Retrain on monitored traffic" in log and "Gate verdict for the retraining" in log
-    assert subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                          capture_output=True, text=True).stdout == ""   # the working tree is untouched
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout
+        == ""
+    )  # the working tree is untouched
     current = json.loads((root / "reports/gate.json").read_text())
-    assert current["candidate"]["version"] == 1   # the main checkout still holds the first run's verdict
+    assert current["candidate"]["version"] == 1  # the main checkout still holds the first run's verdict
     aliases = run_cli(["mlgate", "history"], root, env).stdout
-    assert "none → v1" in aliases and "v2" not in aliases   # production did not move
+    assert "none → v1" in aliases and "v2" not in aliases  # production did not move

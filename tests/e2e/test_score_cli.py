@@ -17,20 +17,35 @@ def batch(tmp_path):
 
 
 def score(built_project, tmp_path, output: str):
-    return run_cli(["mlgate", "score", "--input", str(tmp_path / "batch.csv"), "--output", str(tmp_path / output),
-                    "--alias", "staging"], built_project.root, built_project.env, check=False)
+    return run_cli(
+        [
+            "mlgate",
+            "score",
+            "--input",
+            str(tmp_path / "batch.csv"),
+            "--output",
+            str(tmp_path / output),
+            "--alias",
+            "staging",
+        ],
+        built_project.root,
+        built_project.env,
+        check=False,
+    )
 
 
 def test_an_infinity_stops_the_batch_naming_column_and_rows(built_project, tmp_path, batch):
     batch = batch.astype({"monthly_charges": object})
-    batch.loc[[2, 30], "monthly_charges"] = ["inf", "-Infinity"]   # read_csv: float infinities
+    batch.loc[[2, 30], "monthly_charges"] = ["inf", "-Infinity"]  # read_csv: float infinities
     batch.to_csv(tmp_path / "batch.csv", index=False)
 
     result = score(built_project, tmp_path, "scores.parquet")
 
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert (f"{tmp_path / 'batch.csv'}: column 'monthly_charges': 2 infinite or too large value(s) (beyond ±3.4e+38) "
-            f"at row(s) 3, 31; the model takes finite numbers only") in result.stderr
+    assert (
+        f"{tmp_path / 'batch.csv'}: column 'monthly_charges': 2 infinite or too large value(s) (beyond ±3.4e+38) "
+        f"at row(s) 3, 31; the model takes finite numbers only"
+    ) in result.stderr
     assert list(tmp_path.glob("*scores*")) == []
 
 

@@ -33,7 +33,10 @@ def test_pipeline_from_a_postgres_table_reruns_only_when_the_table_changes(tmp_p
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
 
     first = run_cli(["dvc", "repro"], root, env)
-    assert f"7,043 rows × 20 columns from postgresql+psycopg://postgres@127.0.0.1:5432/test (table {table})" in first.stdout
+    assert (
+        f"7,043 rows × 20 columns from postgresql+psycopg://postgres@127.0.0.1:5432/test (table {table})"
+        in first.stdout
+    )
     meta = json.loads((root / "data/raw/meta.json").read_text())
     assert meta["data"]["kind"] == "sql" and meta["data"]["rows"] == 7043
     assert json.loads((root / "reports/gate.json").read_text())["candidate"]["version"] == 1
@@ -43,7 +46,7 @@ def test_pipeline_from_a_postgres_table_reruns_only_when_the_table_changes(tmp_p
 
     with engine.begin() as connection:
         connection.execute(sa.text(f'delete from "{table}" where tenure = 1'))
-    changed = run_cli(["dvc", "repro", "ingest"], root, env)   # the stages after it would rerun too: not the subject
+    changed = run_cli(["dvc", "repro", "ingest"], root, env)  # the stages after it would rerun too: not the subject
     assert "CHANGED: ingest reruns" in changed.stdout
     assert "Running stage 'ingest'" in changed.stdout
     assert json.loads((root / "data/raw/meta.json").read_text())["data"]["rows"] < 7043

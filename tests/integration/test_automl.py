@@ -1,4 +1,4 @@
-"""mlgate.automl.fit: the pipeline's stages on a frame, within a budget, tracked as under `dvc repro`."""
+"""mlgate.services.automl.fit: the pipeline's stages on a frame, within a budget, tracked as under `dvc repro`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-TINY = ["model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25", "search.n_jobs=1",
-        "search.n_trials=6"]
+TINY = [
+    "model.catboost.fixed.iterations=40",
+    "model.random_forest.fixed.n_estimators=25",
+    "search.n_jobs=1",
+    "search.n_trials=6",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +28,20 @@ def telco():
 
 
 def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, tmp_path):
-    from mlgate import automl, tracking
+    from mlgate.adapters import tracking
+    from mlgate.services import automl
 
     train, test = telco
-    model = automl.fit(train, "churn", "binary", budget_s=40, seed=0, workdir=tmp_path, positive_class="Yes",
-                       overrides=[*TINY, "search.fold_runs=true"])
+    model = automl.fit(
+        train,
+        "churn",
+        "binary",
+        budget_s=40,
+        seed=0,
+        workdir=tmp_path,
+        positive_class="Yes",
+        overrides=[*TINY, "search.fold_runs=true"],
+    )
 
     y = (test["churn"] == "Yes").astype(int)
     probability = model.predict_proba(test.drop(columns="churn"))
@@ -54,16 +67,28 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
 
 
 def test_fit_on_a_large_regression_frame_uses_a_holdout(tmp_path):
-    from mlgate import automl
+    from mlgate.services import automl
 
     rng = np.random.default_rng(0)
     n = 3000
     frame = pd.DataFrame({"x": rng.normal(size=n), "kind": rng.choice(["a", "b", "c"], n)})
     frame["y"] = 3 * frame["x"] + frame["kind"].map({"a": 0.0, "b": 1.0, "c": -1.0}) + rng.normal(scale=0.1, size=n)
 
-    model = automl.fit(frame.iloc[:2500], "y", "regression", budget_s=30, seed=0, workdir=tmp_path,
-                       overrides=["model=[linear,catboost]", "model.catboost.fixed.iterations=40", "search.n_jobs=1",
-                                  "search.n_trials=6", "search.holdout_above_rows=2000"])
+    model = automl.fit(
+        frame.iloc[:2500],
+        "y",
+        "regression",
+        budget_s=30,
+        seed=0,
+        workdir=tmp_path,
+        overrides=[
+            "model=[linear,catboost]",
+            "model.catboost.fixed.iterations=40",
+            "search.n_jobs=1",
+            "search.n_trials=6",
+            "search.holdout_above_rows=2000",
+        ],
+    )
 
     assert model.summary["validation"] == "holdout"
     rmse = mean_squared_error(frame["y"].iloc[2500:], model.predict(frame.iloc[2500:].drop(columns="y"))) ** 0.5

@@ -22,12 +22,18 @@ EXTRA_COLUMNS = [
 
 def with_extra_columns(frame: pd.DataFrame) -> pd.DataFrame:
     rng = np.random.default_rng(7)
-    signed = pd.Timestamp("2024-06-30") - pd.to_timedelta(frame["tenure"] * 30 + rng.integers(0, 30, len(frame)), unit="D")
+    signed = pd.Timestamp("2024-06-30") - pd.to_timedelta(
+        frame["tenure"] * 30 + rng.integers(0, 30, len(frame)), unit="D"
+    )
     words = np.array(["asked", "about", "price", "upgrade", "fiber", "speed", "support", "call", "bill", "late"])
     notes = [f"{contract} customer {' '.join(rng.choice(words, 3))}" for contract in frame["contract"]]
-    frame = frame.assign(account_id=[f"A{i:06d}" for i in range(len(frame))],
-                         signed_at=(signed + pd.to_timedelta(rng.integers(0, 24, len(frame)), unit="h")).dt.strftime("%Y-%m-%dT%H:00:00"),
-                         notes=notes)
+    frame = frame.assign(
+        account_id=[f"A{i:06d}" for i in range(len(frame))],
+        signed_at=(signed + pd.to_timedelta(rng.integers(0, 24, len(frame)), unit="h")).dt.strftime(
+            "%Y-%m-%dT%H:00:00"
+        ),
+        notes=notes,
+    )
     frame.loc[frame.sample(frac=0.1, random_state=1).index, "notes"] = None
     return frame
 
@@ -76,7 +82,7 @@ def test_logged_model_scores_raw_rows_with_date_strings_and_text(pipeline, monke
 def test_compiled_members_run_the_datetime_and_text_steps_as_themselves_and_match_the_pipelines(pipeline, monkeypatch):
     import mlflow
 
-    from mlgate.compiled import CompiledPipeline
+    from mlgate.modelling.compiled import CompiledPipeline
 
     root, _ = pipeline
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")

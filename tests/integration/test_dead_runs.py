@@ -14,7 +14,7 @@ import pytest
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """One SQLite store for the module (creating one costs seconds); each test uses its own experiments."""
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     root = tmp_path_factory.mktemp("store")
     with pytest.MonkeyPatch.context() as patch:
@@ -24,8 +24,9 @@ def store(tmp_path_factory):
 
 
 def _dead_pid() -> int:
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                           check=True, timeout=60)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True, timeout=60
+    )
     return int(ended.stdout)
 
 
@@ -46,17 +47,33 @@ def test_runs_of_a_dead_process_are_closed_with_their_nested_runs_and_live_ones_
     host = tracking.owner_tags()["mlgate.host"]
     dead = {"mlgate.host": host, "mlgate.pid": str(_dead_pid()), "mlgate.pid_started": "1.0"}
     parent = _run(tracking, "tune", dead)
-    trial = _run(tracking, "trial-000", {}, parent)   # the trial recorder's: no owner record of its own
+    trial = _run(tracking, "trial-000", {}, parent)  # the trial recorder's: no owner record of its own
     fold = _run(tracking, "fold-0", {}, trial)
     logged = _run(tracking, "trial-001", {}, parent)
     tracking.finish_run(logged)
-    busy = tracking.create_run("exp", "trial-002", {}, parent_run_id=parent)   # owned by this live process
-    own = _run(tracking, "trial-003", dead, parent)   # dead with a record of its own: closed once, as nested
+    busy = tracking.create_run("exp", "trial-002", {}, parent_run_id=parent)  # owned by this live process
+    own = _run(tracking, "trial-003", dead, parent)  # dead with a record of its own: closed once, as nested
     alive = tracking.create_run("exp", "train", {})
-    foreign = _run(tracking, "tune", {"mlgate.host": "gpu-box", "mlgate.pid": "1", "mlgate.pid_started": "1.0",
-                                      "mlgate.heartbeat": f"{time.time():.0f}"})
-    silent = _run(tracking, "tune", {"mlgate.host": "gpu-box", "mlgate.pid": "1", "mlgate.pid_started": "1.0",
-                                     "mlgate.heartbeat": f"{time.time() - 3600:.0f}"})
+    foreign = _run(
+        tracking,
+        "tune",
+        {
+            "mlgate.host": "gpu-box",
+            "mlgate.pid": "1",
+            "mlgate.pid_started": "1.0",
+            "mlgate.heartbeat": f"{time.time():.0f}",
+        },
+    )
+    silent = _run(
+        tracking,
+        "tune",
+        {
+            "mlgate.host": "gpu-box",
+            "mlgate.pid": "1",
+            "mlgate.pid_started": "1.0",
+            "mlgate.heartbeat": f"{time.time() - 3600:.0f}",
+        },
+    )
     untagged = _run(tracking, "notebook", {})
     elsewhere = _run(tracking, "tune", dead, experiment="other")
 
@@ -74,14 +91,17 @@ def test_runs_of_a_dead_process_are_closed_with_their_nested_runs_and_live_ones_
     assert _status(tracking, logged) == ("FINISHED", None)
     for untouched in (busy, alive, foreign, untagged, elsewhere):
         assert _status(tracking, untouched) == ("RUNNING", None)
-    assert tracking.close_dead_runs("exp") == []   # nothing left to close
+    assert tracking.close_dead_runs("exp") == []  # nothing left to close
     assert tracking.close_dead_runs("no-such-experiment") == []
 
 
 def test_a_stage_run_ends_killed_on_ctrl_c_and_keeps_a_heartbeat(store):
     tracking = store
 
-    with pytest.raises(KeyboardInterrupt), tracking.stage_run("interrupted", "train", {"mlgate.stage": "train"}) as run_id:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        tracking.stage_run("interrupted", "train", {"mlgate.stage": "train"}) as run_id,
+    ):
         raise KeyboardInterrupt
 
     run = tracking.client().get_run(run_id)

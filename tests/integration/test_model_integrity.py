@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from mlgate import pyfunc_model, tracking
-from mlgate.project import StageError
+from mlgate.adapters import tracking
+from mlgate.errors import StageError
+from mlgate.modelling import pyfunc_model
 
 MODEL = "churn"
 REPO = Path(__file__).resolve().parents[2]
@@ -42,10 +43,16 @@ def store(tmp_path_factory) -> Path:
         (root / "features.json").write_text(json.dumps({"task": "binary", "positive_class": 1, "negative_class": 0}))
         run_id = tracking.create_run("integrity", "train", {})
         logged = tracking.log_model(
-            run_id, root / "local_model", code_path=Path(pyfunc_model.__file__),
+            run_id,
+            root / "local_model",
+            code_path=Path(pyfunc_model.__file__),
             artifacts={"pipeline": str(root / "pipeline.joblib"), "features": str(root / "features.json")},
-            input_example=FRAME, output_example=pd.DataFrame({"prediction": [0.0, 1.0, 0.0, 1.0], "probability": [0.5] * 4}),
-            string_columns=[], optional_inputs=False, pip_requirements=["scikit-learn"])
+            input_example=FRAME,
+            output_example=pd.DataFrame({"prediction": [0.0, 1.0, 0.0, 1.0], "probability": [0.5] * 4}),
+            string_columns=[],
+            optional_inputs=False,
+            pip_requirements=["scikit-learn"],
+        )
         gated = tracking.register(MODEL, logged["model_uri"], run_id)
         tracking.set_version_tags(MODEL, gated.version, {tracking.DIGEST_TAG: tracking.record_digest(gated)})
         tracking.set_alias(MODEL, "production", gated.version)
@@ -82,15 +89,15 @@ def test_a_replaced_pickle_is_refused_before_anything_is_unpickled(tampered):
     with pytest.raises(StageError, match=r"v1: the artifacts in the store do not match the digest the gate recorded"):
         tracking.load(f"models:/{MODEL}@production")
     assert not tampered.exists()
-    joblib.load(next((tampered.parent / "store").rglob("pipeline.joblib")))   # what loading would have done
+    joblib.load(next((tampered.parent / "store").rglob("pipeline.joblib")))  # what loading would have done
     assert tampered.exists()
 
 
 def test_serve_and_score_refuse_the_replaced_pickle(tampered, registry, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from mlgate import serving
     from mlgate.cli import main
+    from mlgate.services import serving
 
     source = serving.RegistrySource(serving.ServeSettings(model=MODEL, alias="production"))
     with pytest.raises(StageError, match="do not match the digest"):
@@ -125,16 +132,21 @@ def test_regating_a_version_whose_files_changed_is_refused(tampered):
 
 
 def test_a_stage_uri_is_refused_with_the_forms_that_are_verified(registry):
-    with pytest.raises(StageError, match=r"name a version number or an alias \(models:/churn/3, models:/churn@production\)"):
+    with pytest.raises(
+        StageError, match=r"name a version number or an alias \(models:/churn/3, models:/churn@production\)"
+    ):
         tracking.load(f"models:/{MODEL}/Production")
 
 
-@pytest.mark.parametrize("change", [
-    lambda d: (d / "model.pkl").write_bytes(b"other"),
-    lambda d: (d / "model.pkl").rename(d / "renamed.pkl"),
-    lambda d: (d / "sub" / "extra.txt").write_text("x"),
-    lambda d: (d / "sub" / "MLmodel").unlink(),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: (d / "model.pkl").write_bytes(b"other"),
+        lambda d: (d / "model.pkl").rename(d / "renamed.pkl"),
+        lambda d: (d / "sub" / "extra.txt").write_text("x"),
+        lambda d: (d / "sub" / "MLmodel").unlink(),
+    ],
+)
 def test_the_artifact_digest_covers_every_file_its_path_and_content(tmp_path, change):
     (tmp_path / "sub").mkdir()
     (tmp_path / "model.pkl").write_bytes(b"weights")
@@ -165,8 +177,10 @@ def test_a_version_gated_before_digests_loads_once_sealed_and_is_sealed_once(reg
     with pytest.raises(StageError, match="no recorded artifact digest"):
         tracking.load(f"models:/{MODEL}/{old}")
 
-    sealed = CliRunner().invoke(cli.main, ["seal", "--model", MODEL, "--version", str(old),
-                                           "--reason", "files compared with the training run's by ana"])
+    sealed = CliRunner().invoke(
+        cli.main,
+        ["seal", "--model", MODEL, "--version", str(old), "--reason", "files compared with the training run's by ana"],
+    )
     assert sealed.exit_code == 0, sealed.output
     tags = tracking.get_version(MODEL, old).tags
     assert tags[tracking.DIGEST_TAG] == tracking.model_digest(MODEL, old)

@@ -1,6 +1,6 @@
 """A multiclass dataset through every stage, from a contract drafted by `mlgate infer-schema` to the
 gate: the telco customers' contract type (month-to-month, one year, two year) from the other columns;
-and `mlgate.automl.fit` on a multiclass frame, scored by the benchmark harness's own log loss."""
+and `mlgate.services.automl.fit` on a multiclass frame, scored by the benchmark harness's own log loss."""
 
 from __future__ import annotations
 
@@ -20,8 +20,14 @@ CLASSES = ["Month-to-month", "One year", "Two year"]
 ROWS = 1500
 # telco_contract's policy on a contract drafted from a sample; a p-value limit on tenure (Evidently's
 # tests below 1,000 training rows) would fail one run in ten without drift, so no critical feature here
-MULTICLASS = ["data=contract_sample", "gate=telco_contract", "gate.metric_floor=0.9", "gate.max_calibration_error=0.1",
-              "~gate.critical_features.tenure", "gate.slices.internet_service.min_rows=50"]
+MULTICLASS = [
+    "data=contract_sample",
+    "gate=telco_contract",
+    "gate.metric_floor=0.9",
+    "gate.max_calibration_error=0.1",
+    "~gate.critical_features.tenure",
+    "gate.slices.internet_service.min_rows=50",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +35,18 @@ def contract_project(tmp_path_factory):
     root = copy_project(tmp_path_factory.mktemp("contract_sample"))
     rows = pd.read_csv(root / "data/source/telco_churn.csv.gz").sample(ROWS, random_state=0)
     rows.to_csv(root / "data/source/telco_contract.csv", index=False)
-    run_cli(["mlgate", "infer-schema", "contract_sample", "--source", "data/source/telco_contract.csv",
-             "--target", "contract"], root)
+    run_cli(
+        [
+            "mlgate",
+            "infer-schema",
+            "contract_sample",
+            "--source",
+            "data/source/telco_contract.csv",
+            "--target",
+            "contract",
+        ],
+        root,
+    )
     run_cli(["mlgate", "params", *with_overrides(TINY_BUDGET, MULTICLASS)], root)
     with stages_run(root) as (params, _):
         yield root, params
@@ -43,7 +59,12 @@ def _json(root, path):
 def test_the_drafted_contract_declares_the_task_classes_and_metric(contract_project):
     root, params = contract_project
     data = params["data"]
-    assert (data["task"], data["target"], data["metric"], data["classes"]) == ("multiclass", "contract", "log_loss", CLASSES)
+    assert (data["task"], data["target"], data["metric"], data["classes"]) == (
+        "multiclass",
+        "contract",
+        "log_loss",
+        CLASSES,
+    )
     summary = _json(root, "data/split/summary.json")
     assert set(summary["class_share"]["train"]) == set(CLASSES)
     # stratified: each class holds the same share of train and test, to a row or two
@@ -76,7 +97,7 @@ def test_evaluate_writes_multiclass_metrics_a_confusion_matrix_and_permutation_i
 def test_the_logged_model_returns_the_label_and_class_probabilities_as_the_pipeline_does(contract_project):
     import mlflow
 
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     root, params = contract_project
     info = _json(root, "models/train.json")
@@ -111,7 +132,8 @@ def test_the_gate_passes_and_skips_the_binary_only_rule_with_its_reason(contract
     calibration = next(c for c in result["checks"] if c["name"] == "calibration")
     assert "one class's probability" in calibration["detail"]
     assert result["comparison"]["test"]["candidate"]["metrics"]["log_loss"] == pytest.approx(
-        _json(root, "metrics/test.json")["log_loss"], abs=1e-6)
+        _json(root, "metrics/test.json")["log_loss"], abs=1e-6
+    )
     assert [p["name"] for p in result["plots"]][:2] == ["metric", "class_recall"]
     card = (root / "reports/model_card.md").read_text()
     assert "the class of `contract` (one of `Month-to-month`, `One year`, `Two year`" in card
@@ -120,7 +142,7 @@ def test_the_gate_passes_and_skips_the_binary_only_rule_with_its_reason(contract
 
 
 def test_the_gate_compares_with_production_by_a_paired_bootstrap_on_log_loss(contract_project, monkeypatch):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
     from mlgate.stages import evaluate, gate, train
 
     root, params = contract_project
@@ -128,7 +150,7 @@ def test_the_gate_compares_with_production_by_a_paired_bootstrap_on_log_loss(con
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     tracking.set_alias(params["tracking"]["registered_model"], "production", first)
-    for stage in (train, evaluate):   # a second version of the same choice: the same predictions
+    for stage in (train, evaluate):  # a second version of the same choice: the same predictions
         stage.run(params)
     result = gate.run(params)
     assert (result["candidate"]["version"], result["champion"]["version"]) == (first + 1, first)
@@ -142,13 +164,24 @@ def test_the_gate_compares_with_production_by_a_paired_bootstrap_on_log_loss(con
 
 
 def test_automl_fit_gives_class_probabilities_in_the_order_the_benchmark_harness_reads(tmp_path):
-    from mlgate import automl
+    from mlgate.services import automl
 
     frame = pd.read_csv(REPO / "data/source/telco_churn.csv.gz").sample(900, random_state=1).reset_index(drop=True)
     train, test = frame.iloc[:700], frame.iloc[700:]
-    model = automl.fit(train, "contract", "multiclass", budget_s=40, seed=0, workdir=tmp_path / "work",
-                       overrides=["model.catboost.fixed.iterations=40", "model.random_forest.fixed.n_estimators=25",
-                                  "search.n_jobs=1", "search.n_trials=5"])
+    model = automl.fit(
+        train,
+        "contract",
+        "multiclass",
+        budget_s=40,
+        seed=0,
+        workdir=tmp_path / "work",
+        overrides=[
+            "model.catboost.fixed.iterations=40",
+            "model.random_forest.fixed.n_estimators=25",
+            "search.n_jobs=1",
+            "search.n_trials=5",
+        ],
+    )
     assert model.classes_ == CLASSES
     probability = model.predict_proba(test.drop(columns="contract"))
     assert probability.shape == (len(test), 3)
@@ -164,7 +197,10 @@ def test_automl_fit_gives_class_probabilities_in_the_order_the_benchmark_harness
     from sklearn.metrics import log_loss
 
     expected = log_loss(test.contract, probability, labels=CLASSES)
-    instance = type("Instance", (), {"dataset": type("D", (), {"task": "multiclass"})(), "y_test": test.contract,
-                                     "classes": tuple(CLASSES)})()
+    instance = type(
+        "Instance",
+        (),
+        {"dataset": type("D", (), {"task": "multiclass"})(), "y_test": test.contract, "classes": tuple(CLASSES)},
+    )()
     assert harness.score_predictions(instance, predictions) == pytest.approx(expected, rel=1e-6)
     assert expected < harness.baseline_score("multiclass", train.contract, test.contract)

@@ -13,12 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlgate import monitor, prediction_log
-from mlgate.prediction_log import PredictionLog
+from mlgate.services import monitor, prediction_log
+from mlgate.services.prediction_log import PredictionLog
 from tests.conftest import POSTGRES, scratch_table
 
-INPUTS = pd.DataFrame({"tenure": [1.0, np.nan, 30.5], "contract": ["One year", None, "Two year"],
-                       "senior_citizen": np.array([0, 1, 0]), "paperless_billing": [True, False, True]})
+INPUTS = pd.DataFrame(
+    {
+        "tenure": [1.0, np.nan, 30.5],
+        "contract": ["One year", None, "Two year"],
+        "senior_citizen": np.array([0, 1, 0]),
+        "paperless_billing": [True, False, True],
+    }
+)
 OUTPUTS = pd.DataFrame({"prediction": ["No", "Yes", "No"], "probability": [0.1234567890123456789, 0.9, 1 / 3]})
 
 
@@ -31,7 +37,7 @@ def database(request, tmp_path):
 
 
 def since_a_minute_ago() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
 
 
 def submit_three(log: PredictionLog) -> None:
@@ -51,18 +57,34 @@ def test_a_table_holds_the_same_rows_as_the_parquet_files(database, tmp_path):
     from_table = monitor.read_window(url, since_a_minute_ago(), table)
     from_files = monitor.read_window(tmp_path / "parquet", since_a_minute_ago())
 
-    assert list(from_table.columns) == ["request_id", "client_request_id", "timestamp", "model_version", "row",
-                                        *INPUTS.columns, "output_prediction", "output_probability", "extra_inputs"]
+    assert list(from_table.columns) == [
+        "request_id",
+        "client_request_id",
+        "timestamp",
+        "model_version",
+        "row",
+        *INPUTS.columns,
+        "output_prediction",
+        "output_probability",
+        "extra_inputs",
+    ]
     assert list(from_table.columns) == list(from_files.columns)
-    assert from_table[["request_id", "row"]].values.tolist() == [["r1", 0], ["r1", 1], ["r1", 2], ["r2", 0],
-                                                                 ["r3", 0], ["r3", 1]]
+    assert from_table[["request_id", "row"]].values.tolist() == [
+        ["r1", 0],
+        ["r1", 1],
+        ["r1", 2],
+        ["r2", 0],
+        ["r3", 0],
+        ["r3", 1],
+    ]
     assert from_table["model_version"].tolist() == ["3"] * 4 + ["4"] * 2
     assert str(from_table["timestamp"].dt.tz) == "UTC"
     assert from_table["timestamp"].between(started, pd.Timestamp.now(tz="UTC")).all()
-    pd.testing.assert_frame_equal(from_table.drop(columns="timestamp"), from_files.drop(columns="timestamp"),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        from_table.drop(columns="timestamp"), from_files.drop(columns="timestamp"), check_dtype=False
+    )
     sent = pd.concat([OUTPUTS, OUTPUTS.head(1), OUTPUTS.tail(2)])["probability"].tolist()
-    assert from_table["output_probability"].tolist() == sent   # exactly: no rounding on the way through JSON
+    assert from_table["output_probability"].tolist() == sent  # exactly: no rounding on the way through JSON
 
 
 def test_the_window_excludes_older_rows_and_an_empty_window_is_empty(database):
@@ -70,14 +92,14 @@ def test_the_window_excludes_older_rows_and_an_empty_window_is_empty(database):
     log = PredictionLog(url, table=table)
     log.submit("old", "1", INPUTS, OUTPUTS)
     log.close()
-    cut = dt.datetime.now(dt.timezone.utc)
+    cut = dt.datetime.now(dt.UTC)
     time.sleep(0.01)
     log = PredictionLog(url, table=table)
     log.submit("new", "1", INPUTS.head(1), OUTPUTS.head(1))
     log.close()
 
     assert monitor.read_window(url, cut, table)["request_id"].tolist() == ["new"]
-    assert monitor.read_window(url, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1), table).empty
+    assert monitor.read_window(url, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), table).empty
 
 
 def test_rows_are_flushed_while_the_server_runs(database):
@@ -103,9 +125,13 @@ def test_a_table_in_a_postgresql_schema():
         log.close()
         window = monitor.read_window(POSTGRES, since_a_minute_ago(), f"{schema}.predictions")
         assert len(window) == 6
-        with engine.connect() as connection:   # the inputs are queryable JSON
-            tenures = connection.execute(sa.text(
-                f"""select inputs->>'contract' from "{schema}".predictions where request_id = 'r1' order by "row" """)).scalars()
+        with engine.connect() as connection:  # the inputs are queryable JSON
+            tenures = connection.execute(
+                sa.text(
+                    f"""select inputs->>'contract' from "{schema}".predictions where request_id =
+                    'r1' order by "row" """
+                )
+            ).scalars()
             assert list(tenures) == ["One year", None, "Two year"]
     finally:
         with engine.begin() as connection:
@@ -122,13 +148,14 @@ def test_a_missing_table_is_named_with_the_password_hidden():
 
 def test_an_unreachable_database_drops_and_counts_never_raises():
     dropped: list[int] = []
-    log = PredictionLog("postgresql+psycopg://postgres@127.0.0.1:1/test", table="predictions", rotate_s=0.1,
-                        on_drop=dropped.append)
+    log = PredictionLog(
+        "postgresql+psycopg://postgres@127.0.0.1:1/test", table="predictions", rotate_s=0.1, on_drop=dropped.append
+    )
     started = time.perf_counter()
     for _ in range(20):
         log.submit("r", "1", INPUTS, OUTPUTS)
     assert time.perf_counter() - started < 0.5
-    log.close(timeout=1)   # retries for half a second, then drops and counts
+    log.close(timeout=1)  # retries for half a second, then drops and counts
     assert sum(dropped) == 60
 
 
@@ -140,7 +167,7 @@ def test_a_locked_table_blocks_the_writer_not_the_requests(monkeypatch):
     monkeypatch.setattr(prediction_log, "QUEUE_ROWS", 5)
     with scratch_table(POSTGRES, "plog") as (engine, table):
         log = PredictionLog(POSTGRES, table=table, rotate_rows=1, on_drop=(dropped := []).append)
-        log.submit("first", "1", INPUTS, OUTPUTS)   # creates the table
+        log.submit("first", "1", INPUTS, OUTPUTS)  # creates the table
         wait_for_rows(POSTGRES, table, 3)
         locker = engine.connect()
         transaction = locker.begin()
@@ -152,7 +179,7 @@ def test_a_locked_table_blocks_the_writer_not_the_requests(monkeypatch):
                 log.submit(f"r{number}", "1", INPUTS.head(1), OUTPUTS.head(1))
                 slowest = max(slowest, time.perf_counter() - started)
             assert slowest < 0.05, f"a submit took {slowest * 1000:.0f} ms behind a locked table"
-            assert sum(dropped) >= 40 - 5 - 1   # the queue, and the one request the writer holds
+            assert sum(dropped) >= 40 - 5 - 1  # the queue, and the one request the writer holds
         finally:
             threading.Timer(0.2, transaction.rollback).start()
             log.close()
@@ -169,7 +196,7 @@ def wait_for_rows(url: str, table: str, rows: int) -> None:
         try:
             if len(monitor.read_window(url, since_a_minute_ago(), table)) >= rows:
                 return
-        except monitor.StageError:   # the first flush makes the table
+        except monitor.StageError:  # the first flush makes the table
             pass
         assert time.monotonic() < deadline, f"fewer than {rows} rows after 10 s"
         time.sleep(0.05)
@@ -178,7 +205,7 @@ def wait_for_rows(url: str, table: str, rows: int) -> None:
 def test_close_gives_up_on_a_writer_that_hangs(tmp_path, caplog):
     release = threading.Event()
     log = PredictionLog(tmp_path)
-    log.sink.write = lambda shaped: release.wait(30)   # a database that never answers
+    log.sink.write = lambda shaped: release.wait(30)  # a database that never answers
     log.submit("r1", "1", INPUTS, OUTPUTS)
     started = time.perf_counter()
     try:
@@ -190,6 +217,7 @@ def test_close_gives_up_on_a_writer_that_hangs(tmp_path, caplog):
 
 
 # --- hostile requests (issue 14) ----------------------------------------------------------------
+
 
 def blocked(log: PredictionLog) -> threading.Event:
     """Holds the log's writer in its first write until the returned event is set."""
@@ -208,22 +236,42 @@ def test_inputs_are_namespaced_and_unknown_columns_kept_as_one_bounded_text(sink
     extras = pd.DataFrame({f"unknown_{i}": ["v" * 40] for i in range(60)})
     log = PredictionLog(target)
     log.submit("server-1", "1", named_like_the_log, OUTPUTS.head(2), client_request_id="same")
-    log.submit("server-2", "1", pd.concat([INPUTS.head(1), extras], axis=1), OUTPUTS.head(1),
-               client_request_id="same", logged_columns=list(INPUTS.columns))
-    log.submit("server-3", "1", INPUTS.head(1).assign(note="short"), OUTPUTS.head(1), logged_columns=list(INPUTS.columns))
+    log.submit(
+        "server-2",
+        "1",
+        pd.concat([INPUTS.head(1), extras], axis=1),
+        OUTPUTS.head(1),
+        client_request_id="same",
+        logged_columns=list(INPUTS.columns),
+    )
+    log.submit(
+        "server-3", "1", INPUTS.head(1).assign(note="short"), OUTPUTS.head(1), logged_columns=list(INPUTS.columns)
+    )
     log.close()
 
     stored = prediction_log.read(target, since_a_minute_ago())
-    assert set(stored.columns) == {*prediction_log.LOG_COLUMNS, "input_row", "input_request_id", "input_timestamp",
-                                   *(f"input_{c}" for c in INPUTS.columns), "output_prediction", "output_probability"}
-    assert stored[["request_id", "row"]].values.tolist() == [["server-1", 0], ["server-1", 1], ["server-2", 0], ["server-3", 0]]
+    assert set(stored.columns) == {
+        *prediction_log.LOG_COLUMNS,
+        "input_row",
+        "input_request_id",
+        "input_timestamp",
+        *(f"input_{c}" for c in INPUTS.columns),
+        "output_prediction",
+        "output_probability",
+    }
+    assert stored[["request_id", "row"]].values.tolist() == [
+        ["server-1", 0],
+        ["server-1", 1],
+        ["server-2", 0],
+        ["server-3", 0],
+    ]
     assert stored["client_request_id"].tolist() == ["same", "same", "same", None]
     assert stored["input_row"].tolist()[:2] == [7.0, 8.0] and stored["input_request_id"].tolist()[:2] == ["a", "b"]
     extra = stored["extra_inputs"].tolist()
     assert extra[0] is None and extra[3] == '{"note":"short"}'
     assert extra[2].startswith('{"unknown_0":"' + "v" * 40) and len(extra[2]) <= prediction_log.EXTRA_CHARS + 10
 
-    window = monitor.read_window(target, since_a_minute_ago())   # the monitor's view: inputs by name, unless taken
+    window = monitor.read_window(target, since_a_minute_ago())  # the monitor's view: inputs by name, unless taken
     assert {"input_row", "input_request_id", "input_timestamp", *INPUTS.columns} <= set(window.columns)
     assert window["row"].tolist() == [0, 1, 0, 0]
 
@@ -231,12 +279,12 @@ def test_inputs_are_namespaced_and_unknown_columns_kept_as_one_bounded_text(sink
 def test_the_queue_is_bounded_by_rows_and_by_bytes(tmp_path, monkeypatch):
     """Finding 5: with the writer stuck, 16 requests of 25,000 rows all queued (350 to 810 MB)."""
     dropped: list[int] = []
-    log = PredictionLog(tmp_path, rotate_rows=1, on_drop=dropped.append)   # each request its own (blocked) write
+    log = PredictionLog(tmp_path, rotate_rows=1, on_drop=dropped.append)  # each request its own (blocked) write
     release = blocked(log)
     big = pd.DataFrame({"tenure": np.arange(25_000, dtype=float)})
     out = pd.DataFrame({"prediction": np.zeros(25_000)})
     try:
-        log.submit("first", "1", big, out)            # the writer takes it, and blocks on it
+        log.submit("first", "1", big, out)  # the writer takes it, and blocks on it
         deadline = time.monotonic() + 10
         while log._queued[0]:
             assert time.monotonic() < deadline, "the writer never took the first request"
@@ -254,7 +302,7 @@ def test_the_queue_is_bounded_by_rows_and_by_bytes(tmp_path, monkeypatch):
 
         monkeypatch.setattr(prediction_log, "QUEUE_BYTES", log._queued[1] + 1_000_000)
         text = pd.DataFrame({"tenure": [1.0]})
-        log.submit("text", "1", text, out.head(1), size=2_000_000)   # a 2 MB body behind one row
+        log.submit("text", "1", text, out.head(1), size=2_000_000)  # a 2 MB body behind one row
         assert sum(dropped) == (16 - queued_large) * 25_000 + 1
     finally:
         release.set()
@@ -289,7 +337,7 @@ def test_rows_still_unwritten_at_shutdown_are_dropped_and_counted(tmp_path):
 
     log.sink.write = down
     log.submit("r", "1", INPUTS, OUTPUTS)
-    log.close(timeout=2)   # retries for 1 s, then gives up
+    log.close(timeout=2)  # retries for 1 s, then gives up
     assert sum(dropped) == len(INPUTS)
 
 
@@ -316,8 +364,16 @@ def test_a_window_reads_only_the_files_that_can_hold_it(tmp_path):
 
 
 def test_files_written_before_namespacing_read_in_the_current_layout(tmp_path):
-    legacy = pd.DataFrame({"request_id": ["old"], "timestamp": [pd.Timestamp.now(tz="UTC")], "model_version": ["1"],
-                           "row": [0], "tenure": [3.0], "output_prediction": ["No"]})
+    legacy = pd.DataFrame(
+        {
+            "request_id": ["old"],
+            "timestamp": [pd.Timestamp.now(tz="UTC")],
+            "model_version": ["1"],
+            "row": [0],
+            "tenure": [3.0],
+            "output_prediction": ["No"],
+        }
+    )
     legacy.to_parquet(tmp_path / "predictions-29990101T000000-1-000001.parquet", index=False)
     window = monitor.read_window(tmp_path, since_a_minute_ago())
     assert window[["request_id", "tenure", "output_prediction"]].values.tolist() == [["old", 3.0, "No"]]
@@ -330,9 +386,13 @@ def test_a_table_made_by_an_earlier_version_gains_the_new_columns(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        connection.execute(sa.text("create table mlgate_predictions (request_id varchar not null, timestamp datetime "
-                                   "not null, model_version varchar not null, row integer not null, inputs json "
-                                   "not null, outputs json not null)"))
+        connection.execute(
+            sa.text(
+                "create table mlgate_predictions (request_id varchar not null, timestamp datetime "
+                "not null, model_version varchar not null, row integer not null, inputs json "
+                "not null, outputs json not null)"
+            )
+        )
     engine.dispose()
     log = PredictionLog(url)
     log.submit("r1", "1", INPUTS.head(1), OUTPUTS.head(1), client_request_id="theirs")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import promote as promotion
-from mlgate import tracking
-from mlgate.project import StageError
+from mlgate.adapters import tracking
+from mlgate.errors import StageError
+from mlgate.services import promote as promotion
 
 MODEL = "churn"
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +34,15 @@ def registered(tmp_path_factory) -> Path:
             run_id = tracking.create_run("promotion", "train", {})
             version = tracking.register(MODEL, f"runs:/{run_id}/model", run_id)
             assert version.version == number
-            tracking.set_version_tags(MODEL, number, {"mlgate.gate.passed": "true" if number < 4 else "false",
-                                                      "mlgate.data_hash": f"hash{number}",
-                                                      tracking.DIGEST_TAG: digest(number)})
+            tracking.set_version_tags(
+                MODEL,
+                number,
+                {
+                    "mlgate.gate.passed": "true" if number < 4 else "false",
+                    "mlgate.data_hash": f"hash{number}",
+                    tracking.DIGEST_TAG: digest(number),
+                },
+            )
     return store
 
 
@@ -87,12 +93,22 @@ def test_rollback_restores_previous_in_one_command_and_can_be_undone(registry):
     assert holders() == {"production": 1, "previous": 2}
     promotion.rollback(MODEL, "production", "false alarm", ledger=registry)
     assert holders() == {"production": 2, "previous": 1}
-    assert [m["action"] for m in promotion.history(MODEL, registry)[0]] == ["promote", "promote", "rollback", "rollback"]
+    assert [m["action"] for m in promotion.history(MODEL, registry)[0]] == [
+        "promote",
+        "promote",
+        "rollback",
+        "rollback",
+    ]
 
 
-@pytest.mark.parametrize("version, message", [
-    (4, "did not pass the gate"), (3, "does not hold 'staging'"), (9, "has no version 9"),
-])
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        (4, "did not pass the gate"),
+        (3, "does not hold 'staging'"),
+        (9, "has no version 9"),
+    ],
+)
 def test_promote_refuses_what_the_gate_did_not_pass(registry, version, message):
     candidate(4 if version == 4 else 1)
     with pytest.raises(StageError, match=message):
@@ -123,25 +139,35 @@ CONTEND = textwrap.dedent("""
         print("LOST", error)
 """)
 
-CONCURRENT = textwrap.dedent("""
+CONCURRENT = (
+    textwrap.dedent("""
     import sys, time
-    from mlgate import promote as promotion
-    from mlgate.project import StageError
+    from mlgate.services import promote as promotion
+    from mlgate.errors import StageError
     role, start_at, ledger = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     time.sleep(max(0.0, start_at - time.time()))
-""") + CONTEND
+""")
+    + CONTEND
+)
 
 
 def test_two_concurrent_promoters_cannot_both_win(registry):
     candidate(3)
     promotion.promote(MODEL, 3, "production", "setup", ledger=registry)
     candidate(1)
-    promotion.promote(MODEL, 1, "production", "setup", ledger=registry)   # production 1, previous 3
+    promotion.promote(MODEL, 1, "production", "setup", ledger=registry)  # production 1, previous 3
     candidate(2)
     start_at = time.time() + 4  # both interpreters import mlflow first, then start together
-    runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, role, str(start_at), str(registry)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-            for role in ("A", "B")]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT, role, str(start_at), str(registry)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for role in ("A", "B")
+    ]
     outcomes = [run.communicate(timeout=120)[0].strip().splitlines()[-1] for run in runs]
 
     assert sorted(o.split()[0] for o in outcomes) == ["LOST", "WON"], outcomes
@@ -153,7 +179,7 @@ def test_two_concurrent_promoters_cannot_both_win(registry):
 
 CRASH = textwrap.dedent("""
     import os, sys
-    from mlgate import promote as promotion
+    from mlgate.services import promote as promotion
     crash_after, ledger = int(sys.argv[1]), sys.argv[2]
     calls = 0
     def crashing(function):
@@ -182,32 +208,39 @@ def test_a_crash_at_any_step_leaves_the_registry_before_or_after(registry, crash
     candidate(3)
     promotion.promote(MODEL, 3, "production", "setup", ledger=registry)
     candidate(1)
-    promotion.promote(MODEL, 1, "production", "setup", ledger=registry)   # production 1, previous 3
+    promotion.promote(MODEL, 1, "production", "setup", ledger=registry)  # production 1, previous 3
     candidate(2)
     before = holders()
 
-    crashed = subprocess.run([sys.executable, "-c", CRASH, str(crash_after), str(registry)],
-                             capture_output=True, text=True, env=os.environ.copy())
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH, str(crash_after), str(registry)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert crashed.returncode == 9, crashed.stderr
 
-    with promotion._Lock(MODEL):   # the dead holder's lock is broken at once
+    with promotion._Lock(MODEL):  # the dead holder's lock is broken at once
         promotion.recover(MODEL, registry)
     moves, problems = promotion.history(MODEL, registry)
     assert problems == []
     assert "mlgate.move.pending" not in tracking.model_tags(MODEL)
-    if crash_after < 3:   # before the commit point: fully as before
+    if crash_after < 3:  # before the commit point: fully as before
         assert holders() == before and len(moves) == 2
         assert "mlgate.production.reason" not in tracking.get_version(MODEL, 2).tags
-    else:                 # at or after it: fully as after
+    else:  # at or after it: fully as after
         assert holders() == {"production": 2, "previous": 1} and len(moves) == 3
         assert tracking.get_version(MODEL, 2).tags["mlgate.production.reason"] == "crashy"
 
 
-@pytest.mark.parametrize("tamper, message", [
-    (lambda lines: lines[:-1], "truncated"),
-    (lambda lines: [lines[0].replace('"first"', '"edited"'), *lines[1:]], "record 1 was edited"),
-    (lambda lines: [lines[1], lines[0]], "removed or reordered"),
-])
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda lines: lines[:-1], "truncated"),
+        (lambda lines: [lines[0].replace('"first"', '"edited"'), *lines[1:]], "record 1 was edited"),
+        (lambda lines: [lines[1], lines[0]], "removed or reordered"),
+    ],
+)
 def test_an_edited_or_truncated_ledger_is_detected(registry, tamper, message):
     candidate(1)
     promotion.promote(MODEL, 1, "production", "first", ledger=registry)
@@ -230,11 +263,14 @@ def test_ledger_records_are_chained_json_lines(registry):
     first, second = (json.loads(line) for line in registry.read_text().splitlines())
     assert second["prev"] == first["hash"] and first["prev"] == ""
     assert tracking.model_tags(MODEL)["mlgate.ledger.head"] == second["hash"]
-    assert {"who", "when"}.isdisjoint(first) and {"by", "at", "reason", "commit", "data_hash", "gate_hash"} <= set(first)
+    assert {"who", "when"}.isdisjoint(first) and {"by", "at", "reason", "commit", "data_hash", "gate_hash"} <= set(
+        first
+    )
 
 
-def test_cli_promotes_from_a_merged_gate_report_only_over_the_champion_it_was_measured_against(registry, tmp_path,
-                                                                                               monkeypatch):
+def test_cli_promotes_from_a_merged_gate_report_only_over_the_champion_it_was_measured_against(
+    registry, tmp_path, monkeypatch
+):
     from click.testing import CliRunner
 
     from mlgate.cli import main
@@ -244,8 +280,12 @@ def test_cli_promotes_from_a_merged_gate_report_only_over_the_champion_it_was_me
     candidate(1)
     promotion.promote(MODEL, 1, "production", "first", ledger=registry)
     candidate(2)
-    report = {"passed": True, "reasons": [], "candidate": {"name": MODEL, "version": 2, "model_sha256": digest(2)},
-              "champion": {"version": 1}}
+    report = {
+        "passed": True,
+        "reasons": [],
+        "candidate": {"name": MODEL, "version": 2, "model_sha256": digest(2)},
+        "champion": {"version": 1},
+    }
     (tmp_path / "gate.json").write_text(json.dumps(report))
     stale = {**report, "champion": None}
     (tmp_path / "stale.json").write_text(json.dumps(stale))
@@ -267,8 +307,14 @@ def production_1_previous_3_staging_2(ledger: Path) -> None:
 
 
 def run_script(script: str, *args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy(), **popen)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+        **popen,
+    )
 
 
 def outcome(process: subprocess.Popen) -> str:
@@ -296,9 +342,11 @@ DIES_HOLDING_THE_LOCK = "import os\nfrom mlgate import promote\nwith promote._Lo
 
 # A sees the holder is dead and stops right there; B then takes the lock over and stops at its alias
 # write until A has made its own attempt on the lock (refused, or into the critical section).
-STEAL = BARRIERS + textwrap.dedent("""
-    from mlgate import promote as promotion
-    from mlgate.project import StageError
+STEAL = (
+    BARRIERS
+    + textwrap.dedent("""
+    from mlgate.services import promote as promotion
+    from mlgate.errors import StageError
     role, BARRIER_DIR, ledger = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     resumed = False
     real_dead, real_try, real_alias = promotion._dead_here, promotion.tracking.try_lock, promotion.tracking.set_alias
@@ -328,10 +376,12 @@ STEAL = BARRIERS + textwrap.dedent("""
     promotion._dead_here, promotion.tracking.try_lock, promotion.tracking.set_alias = dead_here, try_lock, set_alias
     if role == "B":
         wait_for("A_saw_dead")
-""") + CONTEND
+""")
+    + CONTEND
+)
 
 
-@pytest.mark.slow   # three more interpreters, each importing mlflow
+@pytest.mark.slow  # three more interpreters, each importing mlflow
 def test_a_promoter_that_saw_a_dead_holder_cannot_take_the_lock_its_successor_took(registry, tmp_path):
     production_1_previous_3_staging_2(registry)
     died = run_script(DIES_HOLDING_THE_LOCK)
@@ -352,8 +402,8 @@ def test_a_promoter_that_saw_a_dead_holder_cannot_take_the_lock_its_successor_to
 # H stops after its first write (the pending tag) while the test expires its lease and moves the alias
 # itself; H then resumes, as a process stalled past its lease would.
 STALLS = BARRIERS + textwrap.dedent("""
-    from mlgate import promote as promotion
-    from mlgate.project import StageError
+    from mlgate.services import promote as promotion
+    from mlgate.errors import StageError
     BARRIER_DIR, ledger = Path(sys.argv[1]), sys.argv[2]
     promotion.LOCK_TTL_S = 3600.0   # no renewal while the test expires the lease by hand
     real_tag = promotion.tracking.set_model_tag
@@ -373,7 +423,7 @@ STALLS = BARRIERS + textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow   # another interpreter importing mlflow, racing this one
+@pytest.mark.slow  # another interpreter importing mlflow, racing this one
 def test_a_holder_stalled_past_its_lease_writes_nothing_after_a_takeover(registry, tmp_path):
     production_1_previous_3_staging_2(registry)
     barriers = tmp_path / "barriers"
@@ -385,7 +435,7 @@ def test_a_holder_stalled_past_its_lease_writes_nothing_after_a_takeover(registr
     assert (barriers / "H_pending").exists(), stalled.communicate()
     store = tracking.client()
     for lock in store.search_registered_models(filter_string=f"name LIKE '{MODEL}.promotion-lock%'"):
-        store.set_registered_model_tag(lock.name, "expires", "0")   # H's lease ran out
+        store.set_registered_model_tag(lock.name, "expires", "0")  # H's lease ran out
 
     promotion.rollback(MODEL, "production", "T", expected=1, ledger=registry)
     (barriers / "T_done").touch()
@@ -434,10 +484,13 @@ def _rehash(lines: list[str], edit) -> list[str]:
     return records
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda r: {**r, "reason": "edited"}, "record 1 was edited"),
-    (lambda r: {k: v for k, v in {**r, "reason": "edited"}.items() if k != "mac"}, "no record is keyed"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: {**r, "reason": "edited"}, "record 1 was edited"),
+        (lambda r: {k: v for k, v in {**r, "reason": "edited"}.items() if k != "mac"}, "no record is keyed"),
+    ],
+)
 def test_a_keyed_ledger_cannot_be_rehashed_without_the_key(registry, monkeypatch, edit, message):
     monkeypatch.setenv("MLGATE_LEDGER_KEY", "secret")
     candidate(1)
@@ -447,7 +500,7 @@ def test_a_keyed_ledger_cannot_be_rehashed_without_the_key(registry, monkeypatch
     assert promotion.history(MODEL, registry)[1] == []
     forged = _rehash(registry.read_text().splitlines(), edit)
     registry.write_text("\n".join(forged) + "\n")
-    tracking.set_model_tag(MODEL, promotion.HEAD_TAG, json.loads(forged[-1])["hash"])   # registry write access too
+    tracking.set_model_tag(MODEL, promotion.HEAD_TAG, json.loads(forged[-1])["hash"])  # registry write access too
 
     problems = promotion.history(MODEL, registry)[1]
     assert any(message in p for p in problems), problems
@@ -458,9 +511,15 @@ def test_a_keyed_ledger_cannot_be_rehashed_without_the_key(registry, monkeypatch
         assert any("set MLGATE_LEDGER_KEY to verify it" in p for p in promotion.history(MODEL, registry)[1])
 
 
-@pytest.mark.parametrize("pending", ["{not json", "[1, 2]", '{"id": "x"}',
-                                     '{"id": "x", "action": "promote", "model": "churn", "alias": "production", '
-                                     '"to_version": "2"}'])
+@pytest.mark.parametrize(
+    "pending",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"id": "x"}',
+        '{"id": "x", "action": "promote", "model": "churn", "alias": "production", "to_version": "2"}',
+    ],
+)
 def test_a_corrupt_pending_move_is_a_clear_error_and_nothing_moves(registry, pending):
     production_1_previous_3_staging_2(registry)
     tracking.set_model_tag(MODEL, promotion.PENDING_TAG, pending)
@@ -480,17 +539,29 @@ def _cli(tmp_path, monkeypatch, *args: str):
     return CliRunner().invoke(main, list(args))
 
 
-@pytest.mark.parametrize("report, message", [
-    ({"candidate": {"name": MODEL, "version": "two"}, "champion": None}, "'candidate.version' must be a registered version number, got 'two'"),
-    ({"candidate": {"name": MODEL, "version": 2.5}, "champion": None}, "'candidate.version' must be a registered version number, got 2.5"),
-    ({"candidate": {"name": MODEL, "version": 2}, "champion": {"version": None}}, "'champion.version' must be"),
-    ({"candidate": {"name": MODEL, "version": 2}, "champion": 1}, "'champion' must be an object or null"),
-    ({"candidate": [MODEL, 2]}, "not a gate report"),
-    ({"candidate": {"name": MODEL, "version": 2, "model_sha256": "0" * 64}, "champion": None},
-     "is not the one the reviewed gate report names"),
-])
-def test_cli_refuses_a_malformed_or_mismatched_gate_report_with_a_clear_error(registry, tmp_path, monkeypatch, report,
-                                                                              message):
+@pytest.mark.parametrize(
+    "report, message",
+    [
+        (
+            {"candidate": {"name": MODEL, "version": "two"}, "champion": None},
+            "'candidate.version' must be a registered version number, got 'two'",
+        ),
+        (
+            {"candidate": {"name": MODEL, "version": 2.5}, "champion": None},
+            "'candidate.version' must be a registered version number, got 2.5",
+        ),
+        ({"candidate": {"name": MODEL, "version": 2}, "champion": {"version": None}}, "'champion.version' must be"),
+        ({"candidate": {"name": MODEL, "version": 2}, "champion": 1}, "'champion' must be an object or null"),
+        ({"candidate": [MODEL, 2]}, "not a gate report"),
+        (
+            {"candidate": {"name": MODEL, "version": 2, "model_sha256": "0" * 64}, "champion": None},
+            "is not the one the reviewed gate report names",
+        ),
+    ],
+)
+def test_cli_refuses_a_malformed_or_mismatched_gate_report_with_a_clear_error(
+    registry, tmp_path, monkeypatch, report, message
+):
     candidate(2)
     (tmp_path / "gate.json").write_text(json.dumps({"passed": True, "reasons": [], **report}))
 
@@ -522,10 +593,12 @@ def test_history_shows_a_record_with_missing_fields_and_fails(registry, tmp_path
 
 
 def test_a_held_lock_renews_its_lease_and_is_released_on_exit(registry, monkeypatch):
-    monkeypatch.setattr(promotion, "LOCK_TTL_S", 0.4)   # renewed every 0.1 s
+    monkeypatch.setattr(promotion, "LOCK_TTL_S", 0.4)  # renewed every 0.1 s
     with promotion._Lock(MODEL) as held:
+
         def lease() -> dict[str, str]:
             return tracking.lock_generations(held.prefix)[held.generation]
+
         first = lease()["expires"]
         deadline = time.monotonic() + 60
         while lease()["expires"] == first:

@@ -17,9 +17,15 @@ SIZE_COLUMNS = ["carat", "x", "y", "z"]
 
 @pytest.fixture(scope="module")
 def drifted_regression(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("diamonds"), [
-        "data=diamonds", "gate=diamonds", "gate.metric_floor=1500", "data.current_path=data/source/new_batch.csv",
-    ])
+    root = copy_project(
+        tmp_path_factory.mktemp("diamonds"),
+        [
+            "data=diamonds",
+            "gate=diamonds",
+            "gate.metric_floor=1500",
+            "data.current_path=data/source/new_batch.csv",
+        ],
+    )
     rows = pd.read_csv(root / "data/source/diamonds.csv.gz").sample(n=3800, random_state=0)
     rows.iloc[:3000].to_csv(root / "data/source/diamonds.csv.gz", index=False)
     new_batch = rows.iloc[3000:].copy()
@@ -53,7 +59,7 @@ def test_drift_names_the_shifted_columns(drifted_regression):
 
 
 def test_gate_rejects_with_drift_as_the_reason(drifted_regression):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     root, params = drifted_regression
     result = json.loads((root / "reports/gate.json").read_text())
@@ -70,7 +76,7 @@ def test_gate_rejects_with_drift_as_the_reason(drifted_regression):
 
 def test_gate_refuses_a_policy_stated_in_another_metric(drifted_regression, monkeypatch):
     from mlgate import config
-    from mlgate.project import StageError
+    from mlgate.errors import StageError
     from mlgate.stages import gate
 
     root, _ = drifted_regression

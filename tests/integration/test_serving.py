@@ -38,8 +38,8 @@ from tests.conftest import BIN, POSTGRES, clone_project, scratch_table
 pytestmark = pytest.mark.slow
 
 POLL_S = 0.2
-BODY_LIMIT = 32_000          # the shared server's max_body_bytes
-SWAP_DEADLINE_S = 15.0       # generous: a model load plus a few poll intervals, on a busy CI machine
+BODY_LIMIT = 32_000  # the shared server's max_body_bytes
+SWAP_DEADLINE_S = 15.0  # generous: a model load plus a few poll intervals, on a busy CI machine
 
 
 @dataclass
@@ -47,16 +47,18 @@ class Project:
     root: Path
     params: dict[str, Any]
     name: str
-    v1: int                  # promoted to production by the fixture
-    v2: int                  # a second real version (another seed), holding 'staging'
+    v1: int  # promoted to production by the fixture
+    v2: int  # a second real version (another seed), holding 'staging'
     v1_run_id: str
-    features: list[str]      # the model's input columns, in order
+    features: list[str]  # the model's input columns, in order
     test_rows: pd.DataFrame  # held-out rows without the target
 
 
 @pytest.fixture(scope="module")
 def project(built_project, tmp_path_factory) -> Iterator[Project]:
-    from mlgate import config, promote, tracking
+    from mlgate import config
+    from mlgate.adapters import tracking
+    from mlgate.services import promote
     from mlgate.stages import drift, evaluate, gate, train
 
     root = clone_project(built_project.root, tmp_path_factory.mktemp("serving") / "project")
@@ -65,8 +67,10 @@ def project(built_project, tmp_path_factory) -> Iterator[Project]:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
         params = config.read_params()
-        first = {"gate": json.loads((root / "reports/gate.json").read_text()),
-                 "train": json.loads((root / "models/train.json").read_text())}
+        first = {
+            "gate": json.loads((root / "reports/gate.json").read_text()),
+            "train": json.loads((root / "models/train.json").read_text()),
+        }
         assert first["gate"]["passed"], first["gate"]["reasons"]
         name = params["tracking"]["registered_model"]
         v1 = int(first["gate"]["candidate"]["version"])
@@ -95,7 +99,7 @@ def project(built_project, tmp_path_factory) -> Iterator[Project]:
 def tracked(project: Project, monkeypatch) -> Project:
     """The project's store and folder for this test (the module fixture set them already; this makes
     each test independent of fixture order), with 'production' back on v1 afterwards."""
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     monkeypatch.chdir(project.root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project.root / 'mlflow.db'}")
@@ -105,6 +109,7 @@ def tracked(project: Project, monkeypatch) -> Project:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Live:
@@ -131,14 +136,14 @@ def running(settings) -> Iterator[Live]:
     included) on exit."""
     import uvicorn
 
-    from mlgate.serving import create_app, uvicorn_config
+    from mlgate.services.serving import create_app, uvicorn_config
 
     app = create_app(settings)
     server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", 0))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
-    while not server.started:   # set after the lifespan startup (the first model load) and bind
+    while not server.started:  # set after the lifespan startup (the first model load) and bind
         assert thread.is_alive(), "the server stopped during startup"
         assert time.monotonic() < deadline, "the server did not start within 60 s"
         time.sleep(0.02)
@@ -152,7 +157,7 @@ def running(settings) -> Iterator[Live]:
 
 
 def settings(project: Project, **overrides):
-    from mlgate.serving import ServeSettings
+    from mlgate.services.serving import ServeSettings
 
     return ServeSettings(**{"model": project.name, "alias": "production", "poll_s": POLL_S, **overrides})
 
@@ -161,8 +166,11 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
     """Every sample of a Prometheus text exposition as {(sample name, labels): value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def metric(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
@@ -193,10 +201,12 @@ def bodies(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     records = json_rows(frame)
     columns = {c: json.loads(frame[c].to_json(orient="values", double_precision=15)) for c in frame.columns}
     split = json.loads(frame.to_json(orient="split", index=False, double_precision=15))
-    return {"dataframe_split": {"dataframe_split": {"columns": split["columns"], "data": split["data"]}},
-            "dataframe_records": {"dataframe_records": records},
-            "inputs_records": {"inputs": records},
-            "inputs_columns": {"inputs": columns}}
+    return {
+        "dataframe_split": {"dataframe_split": {"columns": split["columns"], "data": split["data"]}},
+        "dataframe_records": {"dataframe_records": records},
+        "inputs_records": {"inputs": records},
+        "inputs_columns": {"inputs": columns},
+    }
 
 
 def predictions(response: requests.Response) -> pd.DataFrame:
@@ -206,7 +216,7 @@ def predictions(response: requests.Response) -> pd.DataFrame:
 
 def sample(project: Project, rows: int, start: int = 0) -> pd.DataFrame:
     """``rows`` held-out rows; the second (when there is one) has a missing total_charges (allowed)."""
-    frame = project.test_rows.iloc[start:start + rows].reset_index(drop=True).copy()
+    frame = project.test_rows.iloc[start : start + rows].reset_index(drop=True).copy()
     if rows > 1:
         frame.loc[1, "total_charges"] = np.nan
     return frame
@@ -215,16 +225,19 @@ def sample(project: Project, rows: int, start: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def live(project: Project, tmp_path_factory) -> Iterator[Live]:
     """The shared server, following 'production' (v1 while these tests run)."""
-    with running(settings(project, max_body_bytes=BODY_LIMIT, log_dir=str(tmp_path_factory.mktemp("plog-shared")))) as server:
+    with running(
+        settings(project, max_body_bytes=BODY_LIMIT, log_dir=str(tmp_path_factory.mktemp("plog-shared")))
+    ) as server:
         yield server
 
 
 # --- 1. body formats ---------------------------------------------------------------------------
 
+
 def test_every_body_format_predicts_as_the_registered_model(tracked, live):
     import mlflow
 
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     rows = sample(tracked, 6)
     tracking.client()  # points mlflow at the project's store and registry
@@ -232,16 +245,18 @@ def test_every_body_format_predicts_as_the_registered_model(tracked, live):
     assert list(expected.columns) == ["prediction", "probability"]
 
     answers = {kind: live.post(body, headers={"X-Request-Id": f"req-{kind}"}) for kind, body in bodies(rows).items()}
-    answers["csv"] = live.post(data=rows.to_csv(index=False).encode(), headers={"Content-Type": "text/csv",
-                                                                                "X-Request-Id": "req-csv"})
+    answers["csv"] = live.post(
+        data=rows.to_csv(index=False).encode(), headers={"Content-Type": "text/csv", "X-Request-Id": "req-csv"}
+    )
     for kind, response in answers.items():
         got = predictions(response)
         assert list(got.columns) == ["prediction", "probability"], kind
         assert got["prediction"].tolist() == expected["prediction"].tolist(), kind
-        np.testing.assert_allclose(got["probability"].to_numpy(), expected["probability"].to_numpy(), rtol=0, atol=1e-9,
-                                   err_msg=kind)
+        np.testing.assert_allclose(
+            got["probability"].to_numpy(), expected["probability"].to_numpy(), rtol=0, atol=1e-9, err_msg=kind
+        )
         assert response.headers["X-Model-Version"] == str(tracked.v1), kind
-        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"]), kind   # the server's, not the client's
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"]), kind  # the server's, not the client's
         assert response.headers["content-type"].startswith("application/json"), kind
 
     anonymous = live.post(bodies(rows.head(1))["dataframe_records"])
@@ -254,12 +269,15 @@ def test_charset_parameter_and_column_order_do_not_matter(tracked, live):
     rows = sample(tracked, 3)
     plain = predictions(live.post(bodies(rows)["dataframe_records"]))
     shuffled = rows[list(reversed(rows.columns))]
-    body = json.dumps({"dataframe_split": json.loads(shuffled.to_json(orient="split", index=False, double_precision=15))})
+    body = json.dumps(
+        {"dataframe_split": json.loads(shuffled.to_json(orient="split", index=False, double_precision=15))}
+    )
     response = live.post(data=body.encode(), headers={"Content-Type": "application/json; charset=utf-8"})
     pd.testing.assert_frame_equal(predictions(response), plain, check_exact=False, atol=1e-12, rtol=0)
 
 
 # --- 2. bad payloads ---------------------------------------------------------------------------
+
 
 def error_of(response: requests.Response, status: int) -> str:
     assert response.status_code == status, (response.status_code, response.text)
@@ -274,7 +292,7 @@ def test_missing_required_column_is_422_naming_it(tracked, live):
     message = error_of(response, 422)
     assert "tenure" in message and "monthly_charges" not in message
     assert response.json()["error_code"] == "INVALID_INPUT"
-    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"])   # errors carry the server's id too
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"])  # errors carry the server's id too
     assert response.headers["X-Model-Version"] == str(tracked.v1)
 
 
@@ -296,7 +314,7 @@ def test_missing_value_in_not_null_column_is_422_naming_column_and_row(tracked, 
     rows.loc[3, "tenure"] = np.nan
     message = error_of(live.post(bodies(rows)["dataframe_records"]), 422)
     assert "tenure" in message and "row 3" in message, message
-    assert "total_charges" not in message      # row 1's gap there is allowed (max_missing_share 0.01)
+    assert "total_charges" not in message  # row 1's gap there is allowed (max_missing_share 0.01)
 
 
 def test_unknown_column_is_ignored_by_default(tracked, live):
@@ -309,7 +327,7 @@ def test_unknown_column_is_ignored_by_default(tracked, live):
 def test_unknown_column_is_422_when_the_server_rejects_them(tracked):
     from starlette.testclient import TestClient
 
-    from mlgate.serving import create_app
+    from mlgate.services.serving import create_app
 
     extra = sample(tracked, 2).assign(favourite_colour=["blue", "green"])
     with TestClient(create_app(settings(tracked, unknown_columns="reject", poll_s=60))) as client:
@@ -321,7 +339,7 @@ def test_unknown_column_is_422_when_the_server_rejects_them(tracked):
 
 def test_value_outside_a_fail_category_is_422(tracked, live):
     rows = sample(tracked, 3)
-    rows.loc[0, "contract"] = "Three year"          # contract: new_categories: fail
+    rows.loc[0, "contract"] = "Three year"  # contract: new_categories: fail
     message = error_of(live.post(bodies(rows)["dataframe_records"]), 422)
     assert "contract" in message and "Three year" in message, message
 
@@ -333,9 +351,9 @@ def test_body_over_the_limit_is_413(tracked, live):
     message = error_of(live.post(data=body, headers={"Content-Type": "application/json"}), 413)
     assert f"{BODY_LIMIT:,}" in message
 
-    def chunks():   # no Content-Length: the limit must hold for a chunked body too
+    def chunks():  # no Content-Length: the limit must hold for a chunked body too
         for start in range(0, len(body), 4096):
-            yield body[start:start + 4096]
+            yield body[start : start + 4096]
 
     response = live.post(data=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413, response.text
@@ -355,18 +373,22 @@ def raw_request(live: Live, head: bytes, body: bytes, wait_s: float = 3.0) -> by
 
 
 def test_declared_length_over_the_limit_is_413_before_the_body_arrives(live):
-    head = (b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % (100 * BODY_LIMIT))
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % (100 * BODY_LIMIT)
+    )
     answer = raw_request(live, head, b'{"dataframe_records": [')
     assert answer is not None and answer.startswith(b"HTTP/1.1 413"), answer
 
 
 def test_chunked_body_is_cut_off_at_the_limit(live):
-    head = (b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n")
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     chunk = b"x" * 4096
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(2 * BODY_LIMIT // len(chunk) + 1))
-    answer = raw_request(live, head, body)        # no last chunk: the body has not ended
+    answer = raw_request(live, head, body)  # no last chunk: the body has not ended
     assert answer is not None and answer.startswith(b"HTTP/1.1 413"), answer
 
 
@@ -378,18 +400,30 @@ def test_empty_batch_is_not_a_server_error(tracked, live):
         assert response.json() == {"predictions": []}
 
 
-@pytest.mark.parametrize(("content_type", "body", "status", "words"), [
-    ("text/plain", b"tenure=3", 415, ["text/plain"]),
-    (None, b'{"dataframe_records": []}', 415, ["none"]),
-    ("application/json", b'{"dataframe_records": [{"tenure": 1,', 400, ["invalid JSON"]),
-    ("application/json", b'{"rows": [{"tenure": 1}]}', 400, ["dataframe_split", "dataframe_records", "inputs", "rows"]),
-    ("application/json", b'{"inputs": [], "dataframe_records": []}', 400, ["exactly one"]),
-    ("application/json", b'[{"tenure": 1}]', 400, ["object"]),
-    ("application/json", b'{"dataframe_split": {"data": [[1]]}}', 400, ["columns"]),
-    ("application/json", b'{"dataframe_records": [1, 2]}', 400, ["records"]),
-    ("application/json", b'{"dataframe_split": {"columns": ["tenure", "tenure"], "data": [[1, 2]]}}', 422,
-     ["duplicate", "tenure"]),
-])
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "words"),
+    [
+        ("text/plain", b"tenure=3", 415, ["text/plain"]),
+        (None, b'{"dataframe_records": []}', 415, ["none"]),
+        ("application/json", b'{"dataframe_records": [{"tenure": 1,', 400, ["invalid JSON"]),
+        (
+            "application/json",
+            b'{"rows": [{"tenure": 1}]}',
+            400,
+            ["dataframe_split", "dataframe_records", "inputs", "rows"],
+        ),
+        ("application/json", b'{"inputs": [], "dataframe_records": []}', 400, ["exactly one"]),
+        ("application/json", b'[{"tenure": 1}]', 400, ["object"]),
+        ("application/json", b'{"dataframe_split": {"data": [[1]]}}', 400, ["columns"]),
+        ("application/json", b'{"dataframe_records": [1, 2]}', 400, ["records"]),
+        (
+            "application/json",
+            b'{"dataframe_split": {"columns": ["tenure", "tenure"], "data": [[1, 2]]}}',
+            422,
+            ["duplicate", "tenure"],
+        ),
+    ],
+)
 def test_unreadable_bodies_are_4xx_saying_why(tracked, live, content_type, body, status, words):
     headers = {"Content-Type": content_type} if content_type else {}
     response = requests.post(f"{live.url}/invocations", data=body, headers=headers, timeout=30)
@@ -409,6 +443,7 @@ def test_csv_with_bad_quoting_is_400(tracked, live):
 
 # --- 3. health, readiness, version -------------------------------------------------------------
 
+
 def test_health_ready_and_version(tracked, live):
     health = live.get("/health")
     assert health.status_code == 200 and health.json() == {"status": "ok"}
@@ -417,13 +452,18 @@ def test_health_ready_and_version(tracked, live):
     assert ready.status_code == 200 and ready.json() == {"ready": True, "version": str(tracked.v1)}
     version = live.get("/version")
     assert version.status_code == 200
-    assert version.json() == {"model": tracked.name, "alias": "production", "version": str(tracked.v1),
-                              "uri": f"models:/{tracked.name}/{tracked.v1}", "run_id": tracked.v1_run_id,
-                              "gate_passed": "true"}
+    assert version.json() == {
+        "model": tracked.name,
+        "alias": "production",
+        "version": str(tracked.v1),
+        "uri": f"models:/{tracked.name}/{tracked.v1}",
+        "run_id": tracked.v1_run_id,
+        "gate_passed": "true",
+    }
 
 
 def test_not_ready_until_the_alias_names_a_version(tracked):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     with running(settings(tracked, alias="canary")) as server:
         ready = server.get("/ready")
@@ -436,9 +476,11 @@ def test_not_ready_until_the_alias_names_a_version(tracked):
         try:
             wait_for(lambda: server.get("/ready").status_code == 200, what="/ready after the alias was set")
             assert server.get("/ready").json() == {"ready": True, "version": str(tracked.v2)}
-            assert server.post(bodies(sample(tracked, 1))["dataframe_records"]).headers["X-Model-Version"] == str(tracked.v2)
+            assert server.post(bodies(sample(tracked, 1))["dataframe_records"]).headers["X-Model-Version"] == str(
+                tracked.v2
+            )
             samples = server.metrics()
-            assert metric(samples, "mlgate_model_swaps_total") == 0    # a first load is not a swap
+            assert metric(samples, "mlgate_model_swaps_total") == 0  # a first load is not a swap
         finally:
             tracking.delete_alias(tracked.name, "canary")
 
@@ -446,14 +488,16 @@ def test_not_ready_until_the_alias_names_a_version(tracked):
 def test_model_uri_is_served_as_is_without_following(tracked):
     from starlette.testclient import TestClient
 
-    from mlgate import tracking
-    from mlgate.serving import ServeSettings, create_app
+    from mlgate.adapters import tracking
+    from mlgate.services.serving import ServeSettings, create_app
 
     rows = sample(tracked, 3)
     uri = f"models:/{tracked.name}/{tracked.v2}"
     with TestClient(create_app(ServeSettings(model_uri=uri, poll_s=POLL_S))) as client:
         version = client.get("/version").json()
-        assert version["uri"] == uri and version["version"] == "" and version["model"] is None and version["alias"] is None
+        assert (
+            version["uri"] == uri and version["version"] == "" and version["model"] is None and version["alias"] is None
+        )
         response = client.post("/invocations", json=bodies(rows)["dataframe_split"])
         assert response.status_code == 200, response.text
         assert response.headers["X-Model-Version"] == ""
@@ -464,8 +508,9 @@ def test_model_uri_is_served_as_is_without_following(tracked):
 
 # --- 4. alias swap under load ------------------------------------------------------------------
 
+
 def test_alias_swap_under_load_drops_no_request(tracked):
-    from mlgate import promote
+    from mlgate.services import promote
 
     row = bodies(sample(tracked, 1, start=10))["dataframe_records"]
     old, new = str(tracked.v1), str(tracked.v2)
@@ -478,8 +523,10 @@ def test_alias_swap_under_load_drops_no_request(tracked):
             while not stop.is_set():
                 try:
                     response = server.post(row, session=session)
-                    seen[worker].append((time.monotonic(), response.status_code, response.headers.get("X-Model-Version")))
-                except requests.RequestException as error:   # a refused or dropped connection is a failure too
+                    seen[worker].append(
+                        (time.monotonic(), response.status_code, response.headers.get("X-Model-Version"))
+                    )
+                except requests.RequestException as error:  # a refused or dropped connection is a failure too
                     failures.append(repr(error))
 
     with running(settings(tracked)) as server:
@@ -490,8 +537,10 @@ def test_alias_swap_under_load_drops_no_request(tracked):
             wait_for(lambda: all(len(s) >= 20 for s in seen.values()), what="traffic on the old version")
             promoted_at = time.monotonic()
             promote.promote(tracked.name, tracked.v2, "production", "swap under load")
-            first_new = wait_for(lambda: next((t for s in seen.values() for t, _, v in s if v == new), None),
-                                 what="a response from the new version")
+            first_new = wait_for(
+                lambda: next((t for s in seen.values() for t, _, v in s if v == new), None),
+                what="a response from the new version",
+            )
             count = sum(len(s) for s in seen.values())
             wait_for(lambda: sum(len(s) for s in seen.values()) >= count + 40, what="traffic on the new version")
         finally:
@@ -505,7 +554,7 @@ def test_alias_swap_under_load_drops_no_request(tracked):
     responses = [r for s in seen.values() for r in s]
     assert Counter(status for _, status, _ in responses) == Counter({200: len(responses)})
     assert {version for _, _, version in responses} == {old, new}
-    for stream in seen.values():            # per client, the version only ever moves forward
+    for stream in seen.values():  # per client, the version only ever moves forward
         versions = [version for _, _, version in stream]
         switch = versions.index(new)
         assert set(versions[:switch]) == {old} and set(versions[switch:]) == {new}
@@ -520,15 +569,16 @@ def test_alias_swap_under_load_drops_no_request(tracked):
 
 # --- 5. a version that fails to load -----------------------------------------------------------
 
+
 def broken_version(project: Project, tmp_path: Path) -> int:
     """A registered version whose model lacks its fitted pipeline: real MLflow calls, unloadable."""
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     copy_dir = tmp_path / "broken_model"
     shutil.copytree(project.root / "models/model", copy_dir)
     (copy_dir / "artifacts" / "pipeline.joblib").unlink()
     run_id = tracking.create_run(project.params["tracking"]["experiment"], "broken", {"mlgate.stage": "test"})
-    tracking.log_artifact(run_id, copy_dir)             # -> artifact path "broken_model"
+    tracking.log_artifact(run_id, copy_dir)  # -> artifact path "broken_model"
     tracking.finish_run(run_id)
     version = tracking.register(project.name, f"runs:/{run_id}/broken_model", run_id).version
     with pytest.raises(Exception):  # noqa: B017 - whatever MLflow raises, it must not load
@@ -537,7 +587,7 @@ def broken_version(project: Project, tmp_path: Path) -> int:
 
 
 def test_version_that_fails_to_load_keeps_the_old_one_serving(tracked, tmp_path):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     broken = broken_version(tracked, tmp_path)
     row = bodies(sample(tracked, 2))["dataframe_records"]
@@ -551,7 +601,7 @@ def test_version_that_fails_to_load_keeps_the_old_one_serving(tracked, tmp_path)
         ready = server.get("/ready")
         assert ready.status_code == 200 and ready.json() == {"ready": True, "version": str(tracked.v1)}
         assert server.get("/version").json()["version"] == str(tracked.v1)
-        time.sleep(6 * POLL_S)      # the broken version is not reloaded on every poll
+        time.sleep(6 * POLL_S)  # the broken version is not reloaded on every poll
         samples = server.metrics()
         assert metric(samples, "mlgate_model_load_failures_total") == 1
         assert metric(samples, "mlgate_model_swaps_total") == 0
@@ -565,6 +615,7 @@ def test_version_that_fails_to_load_keeps_the_old_one_serving(tracked, tmp_path)
 
 # --- 6. prediction log -------------------------------------------------------------------------
 
+
 @pytest.fixture(params=["parquet", "sqlite", "postgresql"])
 def log_target(request, tmp_path) -> Iterator[tuple[str, str]]:
     """(where the server logs: a directory or a database URL, the table); a table is dropped afterwards."""
@@ -577,7 +628,7 @@ def log_target(request, tmp_path) -> Iterator[tuple[str, str]]:
 
 
 def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
-    from mlgate.monitor import read_window
+    from mlgate.services.monitor import read_window
 
     target, table = log_target
     sent: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
@@ -587,15 +638,24 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
             rows = sample(tracked, size, start=20 * number)
             response = server.post(bodies(rows)["dataframe_records"], headers={"X-Request-Id": "theirs"})
             sent[response.headers["X-Request-Id"]] = (rows, predictions(response))
-        bad = sample(tracked, 2).drop(columns=["tenure"])      # refused requests are not logged
+        bad = sample(tracked, 2).drop(columns=["tenure"])  # refused requests are not logged
         assert server.post(bodies(bad)["dataframe_records"], headers={"X-Request-Id": "log-bad"}).status_code == 422
     finished = pd.Timestamp.now(tz="UTC")
 
     if not table:
         assert list(Path(target).glob("*.parquet")) and not list(Path(target).glob("*.tmp"))
     logged = read_window(target, started, *([table] if table else []))
-    assert list(logged.columns) == ["request_id", "client_request_id", "timestamp", "model_version", "row",
-                                    *tracked.features, "output_prediction", "output_probability", "extra_inputs"]
+    assert list(logged.columns) == [
+        "request_id",
+        "client_request_id",
+        "timestamp",
+        "model_version",
+        "row",
+        *tracked.features,
+        "output_prediction",
+        "output_probability",
+        "extra_inputs",
+    ]
     first, second, third = sent
     assert logged.groupby("request_id")["row"].apply(list).to_dict() == {first: [0], second: [0, 1], third: [0, 1, 2]}
     assert Counter(logged["request_id"]) == Counter({first: 1, second: 2, third: 3})
@@ -619,13 +679,13 @@ def test_prediction_log_off_at_sample_rate_zero(tracked, tmp_path):
 
 
 def test_prediction_log_rotates_by_time_under_steady_traffic(tmp_path):
-    from mlgate.prediction_log import PredictionLog
+    from mlgate.services.prediction_log import PredictionLog
 
     log = PredictionLog(tmp_path, rotate_s=0.2)
     inputs, outputs = pd.DataFrame({"tenure": [1.0]}), pd.DataFrame({"prediction": ["No"]})
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 1.5:      # one request every ~5 ms, for 7 rotation periods
+        while time.monotonic() - started < 1.5:  # one request every ~5 ms, for 7 rotation periods
             log.submit("steady", "1", inputs, outputs)
             time.sleep(0.005)
         written = list(tmp_path.glob("*.parquet"))
@@ -636,18 +696,22 @@ def test_prediction_log_rotates_by_time_under_steady_traffic(tmp_path):
 
 # --- 7. /metrics -------------------------------------------------------------------------------
 
+
 def test_metrics_count_requests_rows_and_input_problems(tracked):
     from starlette.testclient import TestClient
 
-    from mlgate.serving import create_app
+    from mlgate.services.serving import create_app
 
-    first = sample(tracked, 3)                       # row 1: total_charges missing (allowed)
-    second = sample(tracked, 4, start=30)            # row 1: total_charges missing
-    second.loc[2, "monthly_charges"] = -5.0          # the contract's min is 0
+    first = sample(tracked, 3)  # row 1: total_charges missing (allowed)
+    second = sample(tracked, 4, start=30)  # row 1: total_charges missing
+    second.loc[2, "monthly_charges"] = -5.0  # the contract's min is 0
     with TestClient(create_app(settings(tracked, poll_s=60))) as client:
         assert client.post("/invocations", json=bodies(first)["dataframe_split"]).status_code == 200
         assert client.post("/invocations", json=bodies(second)["dataframe_records"]).status_code == 200
-        assert client.post("/invocations", json=bodies(first.drop(columns=["tenure"]))["dataframe_records"]).status_code == 422
+        assert (
+            client.post("/invocations", json=bodies(first.drop(columns=["tenure"]))["dataframe_records"]).status_code
+            == 422
+        )
         assert client.post("/invocations", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
         assert client.get("/health").status_code == 200
         text = client.get("/metrics")
@@ -658,28 +722,41 @@ def test_metrics_count_requests_rows_and_input_problems(tracked):
     assert {tuple(sorted(k)): v for k, v in requests_by.items()} == {
         (("endpoint", "invocations"), ("status", "200")): 2.0,
         (("endpoint", "invocations"), ("status", "422")): 1.0,
-        (("endpoint", "invocations"), ("status", "415")): 1.0}
+        (("endpoint", "invocations"), ("status", "415")): 1.0,
+    }
     assert metric(samples, "mlgate_request_latency_seconds_count", endpoint="invocations") == 4
     assert metric(samples, "mlgate_rows_predicted_total") == 7
-    assert {dict(k)["feature"]: v for k, v in labelled(samples, "mlgate_input_missing_values_total").items()} == {"total_charges": 2}
-    assert {dict(k)["feature"]: v for k, v in labelled(samples, "mlgate_input_out_of_range_total").items()} == {"monthly_charges": 1}
+    assert {dict(k)["feature"]: v for k, v in labelled(samples, "mlgate_input_missing_values_total").items()} == {
+        "total_charges": 2
+    }
+    assert {dict(k)["feature"]: v for k, v in labelled(samples, "mlgate_input_out_of_range_total").items()} == {
+        "monthly_charges": 1
+    }
     classes = {dict(k)["label"]: v for k, v in labelled(samples, "mlgate_predicted_class_total").items()}
     assert set(classes) <= {"Yes", "No"} and sum(classes.values()) == 7
     assert metric(samples, "mlgate_model_swaps_total") == 0
     assert metric(samples, "mlgate_model_load_failures_total") == 0
     info = [dict(labels) for labels in labelled(samples, "mlgate_model_info")]
-    assert info == [{"model": tracked.name, "alias": "production", "version": str(tracked.v1),
-                     "uri": f"models:/{tracked.name}/{tracked.v1}", "run_id": tracked.v1_run_id}]
+    assert info == [
+        {
+            "model": tracked.name,
+            "alias": "production",
+            "version": str(tracked.v1),
+            "uri": f"models:/{tracked.name}/{tracked.v1}",
+            "run_id": tracked.v1_run_id,
+        }
+    ]
     assert not any(math.isnan(v) for v in samples.values())
 
 
 # --- 8. several worker processes -----------------------------------------------------------------
 
+
 def test_workers_share_the_port_sum_their_metrics_and_each_follow_the_alias(tracked, tmp_path):
     """`mlgate serve --workers 2` as a real process: /metrics counts every worker's requests whichever
     worker answers the scrape, each worker picks up a promotion, and SIGTERM flushes both logs."""
-    from mlgate import promote
-    from mlgate.monitor import read_window
+    from mlgate.services import promote
+    from mlgate.services.monitor import read_window
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -688,18 +765,39 @@ def test_workers_share_the_port_sum_their_metrics_and_each_follow_the_alias(trac
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}
     started = pd.Timestamp.now(tz="UTC")
     with open(tmp_path / "serve.log", "wb") as output:
-        server = subprocess.Popen([str(BIN / "mlgate"), "serve", "--model", tracked.name, "--port", str(port), "--workers", "2",
-                                   "--poll-s", str(POLL_S), "--prediction-log", log], cwd=tracked.root, env=env,
-                                  stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [
+                str(BIN / "mlgate"),
+                "serve",
+                "--model",
+                tracked.name,
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--poll-s",
+                str(POLL_S),
+                "--prediction-log",
+                log,
+            ],
+            cwd=tracked.root,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def scrape() -> dict[tuple[str, frozenset], float]:
         return parse_metrics(requests.get(f"{url}/metrics", timeout=30).text)
 
     def answered_by(version: int) -> bool:
-        return all(requests.post(f"{url}/invocations", json=row, timeout=30).headers["X-Model-Version"] == str(version)
-                   for _ in range(10))
+        return all(
+            requests.post(f"{url}/invocations", json=row, timeout=30).headers["X-Model-Version"] == str(version)
+            for _ in range(10)
+        )
 
     try:
+
         def ready() -> bool:
             assert server.poll() is None, (tmp_path / "serve.log").read_text()
             with contextlib.suppress(requests.ConnectionError):
@@ -708,7 +806,7 @@ def test_workers_share_the_port_sum_their_metrics_and_each_follow_the_alias(trac
 
         wait_for(ready, timeout=120, what="two workers ready")
         row = bodies(sample(tracked, 2))["dataframe_records"]
-        for _ in range(20):    # a fresh connection each: the kernel hands them to either worker
+        for _ in range(20):  # a fresh connection each: the kernel hands them to either worker
             response = requests.post(f"{url}/invocations", json=row, timeout=30)
             assert response.status_code == 200 and response.headers["X-Model-Version"] == str(tracked.v1)
         for _ in range(6):
@@ -731,10 +829,11 @@ def test_workers_share_the_port_sum_their_metrics_and_each_follow_the_alias(trac
 
 # --- 9. the CLI --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def captured(monkeypatch) -> list[tuple]:
     """`mlgate serve` with the server replaced by a recorder (no socket, no model load)."""
-    from mlgate import serving
+    from mlgate.services import serving
 
     calls: list[tuple] = []
     monkeypatch.setattr(serving, "serve", lambda settings, host, port: calls.append((settings, host, port)))
@@ -747,29 +846,60 @@ def test_cli_serve_maps_options_to_settings(captured, tmp_path):
     from mlgate.cli import main
 
     assert "--model-uri" in CliRunner().invoke(main, ["serve", "--help"]).output
-    result = CliRunner().invoke(main, ["serve", "--model", "churn", "--alias", "staging", "--port", "9100", "--poll-s", "1.5",
-                                       "--max-body-mb", "0.5", "--unknown-columns", "reject", "--log-dir",
-                                       str(tmp_path), "--log-sample-rate", "0.25"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--model",
+            "churn",
+            "--alias",
+            "staging",
+            "--port",
+            "9100",
+            "--poll-s",
+            "1.5",
+            "--max-body-mb",
+            "0.5",
+            "--unknown-columns",
+            "reject",
+            "--log-dir",
+            str(tmp_path),
+            "--log-sample-rate",
+            "0.25",
+        ],
+    )
     assert result.exit_code == 0, result.output
     [(settings, host, port)] = captured
     assert (host, port) == ("127.0.0.1", 9100)
-    assert (settings.model, settings.alias, settings.model_uri, settings.poll_s, settings.max_body_bytes,
-            settings.unknown_columns, settings.log_dir, settings.log_sample_rate, settings.workers) == (
-        "churn", "staging", None, 1.5, 524_288, "reject", str(tmp_path), 0.25, 1)
+    assert (
+        settings.model,
+        settings.alias,
+        settings.model_uri,
+        settings.poll_s,
+        settings.max_body_bytes,
+        settings.unknown_columns,
+        settings.log_dir,
+        settings.log_sample_rate,
+        settings.workers,
+    ) == ("churn", "staging", None, 1.5, 524_288, "reject", str(tmp_path), 0.25, 1)
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    result = CliRunner().invoke(main, ["serve", "--model", "churn", "--prediction-log", url, "--log-table", "ops.served",
-                                       "--workers", "3"])
+    result = CliRunner().invoke(
+        main, ["serve", "--model", "churn", "--prediction-log", url, "--log-table", "ops.served", "--workers", "3"]
+    )
     assert result.exit_code == 0, result.output
     settings = captured[-1][0]
     assert (settings.log_dir, settings.log_table, settings.workers) == (url, "ops.served", 3)
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--model", "churn", "--log-sample-rate", "2"], ["log_sample_rate"]),
-    (["--model", "churn", "--unknown-columns", "maybe"], ["maybe"]),
-    (["--model", "churn", "--workers", "0"], ["workers"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--model", "churn", "--log-sample-rate", "2"], ["log_sample_rate"]),
+        (["--model", "churn", "--unknown-columns", "maybe"], ["maybe"]),
+        (["--model", "churn", "--workers", "0"], ["workers"]),
+    ],
+)
 def test_cli_serve_refuses_bad_options(captured, args, words):
     from click.testing import CliRunner
 
@@ -780,4 +910,3 @@ def test_cli_serve_refuses_bad_options(captured, args, words):
     assert isinstance(result.exception, SystemExit), result.exception
     for word in words:
         assert word in result.output
-

@@ -40,8 +40,9 @@ def served_uri(tmp_path_factory) -> Iterator[tuple[str, pd.DataFrame]]:
         # an experiment of its own, never the process's active one: other tests run in this process
         experiment = mlflow.MlflowClient().create_experiment("batching")
         with mlflow.start_run(experiment_id=experiment):
-            info = mlflow.sklearn.log_model(pipeline, name="model", input_example=rows.head(3),
-                                            pyfunc_predict_fn="predict_proba")
+            info = mlflow.sklearn.log_model(
+                pipeline, name="model", input_example=rows.head(3), pyfunc_predict_fn="predict_proba"
+            )
         yield info.model_uri, rows
 
 
@@ -49,7 +50,7 @@ def served_uri(tmp_path_factory) -> Iterator[tuple[str, pd.DataFrame]]:
 def running(uri: str, **overrides) -> Iterator[str]:
     import uvicorn
 
-    from mlgate.serving import ServeSettings, create_app
+    from mlgate.services.serving import ServeSettings, create_app
 
     app = create_app(ServeSettings(model_uri=uri, **overrides))
     with uvicorn_thread(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)) as url:
@@ -70,17 +71,18 @@ def test_concurrent_clients_share_calls_and_each_gets_its_own_rows(monkeypatch, 
 
     uri, rows = served_uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri.split("models:/")[0] or mlflow.get_tracking_uri())
-    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(rows))   # (rows, 2) probabilities
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(rows))  # (rows, 2) probabilities
     clients, per_client = 6, 40
     answers: dict[int, list[tuple[list[int], list]]] = {c: [] for c in range(clients)}
     failures: list[str] = []
 
     with running(uri, batch_wait_ms=5) as url:
+
         def client(c: int) -> None:
             with requests.Session() as session:
                 for i in range(per_client):
                     start = (c * per_client + i) * 3 % (len(rows) - 3)
-                    picked = list(range(start, start + 1 + i % 3))    # 1 to 3 rows per request
+                    picked = list(range(start, start + 1 + i % 3))  # 1 to 3 rows per request
                     body = {"dataframe_split": rows.iloc[picked].to_dict(orient="split", index=False)}
                     response = session.post(f"{url}/invocations", json=body, timeout=30)
                     if response.status_code != 200:
@@ -97,8 +99,8 @@ def test_concurrent_clients_share_calls_and_each_gets_its_own_rows(monkeypatch, 
 
     assert not failures, failures[:2]
     sent = sum(len(picked) for per in answers.values() for picked, _ in per)
-    assert predicted == sent                          # every row went through a model call once
-    assert calls < clients * per_client               # and some calls served several requests
+    assert predicted == sent  # every row went through a model call once
+    assert calls < clients * per_client  # and some calls served several requests
     for per in answers.values():
         assert len(per) == per_client
         for picked, predictions in per:
@@ -114,13 +116,16 @@ def test_one_bad_request_in_a_shared_call_gets_its_own_error(monkeypatch, served
     results: list[tuple[str, int]] = []
 
     with running(uri, batch_wait_ms=20) as url:
+
         def client(kind: str, body: dict) -> None:
             with requests.Session() as session:
                 for _ in range(15):
                     results.append((kind, session.post(f"{url}/invocations", json=body, timeout=30).status_code))
 
-        threads = [threading.Thread(target=client, args=args) for args in
-                   (("good", good), ("good", good), ("bad", bad), ("good", good))]
+        threads = [
+            threading.Thread(target=client, args=args)
+            for args in (("good", good), ("good", good), ("bad", bad), ("good", good))
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

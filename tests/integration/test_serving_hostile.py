@@ -26,10 +26,12 @@ QUICK = {"header_timeout_s": 0.5, "body_timeout_s": 0.5}
 @contextlib.contextmanager
 def running(source=None, **overrides) -> Iterator[str]:
     """The URL of a real uvicorn server for the tiny model, with the limits `mlgate serve` sets."""
-    from mlgate.serving import create_app, uvicorn_config
+    from mlgate.services.serving import create_app, uvicorn_config
 
     settings = tiny_settings(**overrides)
-    with uvicorn_thread(uvicorn_config(create_app(settings, source or TinySource()), settings, "127.0.0.1", 0), 30) as url:
+    with uvicorn_thread(
+        uvicorn_config(create_app(settings, source or TinySource()), settings, "127.0.0.1", 0), 30
+    ) as url:
         yield url
 
 
@@ -54,13 +56,18 @@ def closed_by_server(connection: socket.socket) -> bool:
 
 
 def counted(url: str, status: str) -> float:
-    found = re.search(rf'^mlgate_requests_total{{endpoint="invocations",status="{status}"}} (\S+)$',
-                      requests.get(f"{url}/metrics", timeout=10).text, re.MULTILINE)
+    found = re.search(
+        rf'^mlgate_requests_total{{endpoint="invocations",status="{status}"}} (\S+)$',
+        requests.get(f"{url}/metrics", timeout=10).text,
+        re.MULTILINE,
+    )
     return float(found.group(1)) if found else 0.0
 
 
 def post(url: str, frame: pd.DataFrame, **kwargs) -> requests.Response:
-    return requests.post(f"{url}/invocations", json={"dataframe_records": frame.to_dict("records")}, timeout=30, **kwargs)
+    return requests.post(
+        f"{url}/invocations", json={"dataframe_records": frame.to_dict("records")}, timeout=30, **kwargs
+    )
 
 
 HEAD = b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
@@ -75,7 +82,7 @@ def test_half_sent_headers_and_idle_connections_are_closed_after_the_header_time
         body = json.dumps({"dataframe_records": rows(1).to_dict("records")}).encode()
         reused.sendall(HEAD + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         assert reused.recv(65536).startswith(b"HTTP/1.1 200")
-        reused.sendall(HEAD[:30])   # a second request on the kept-alive connection, never finished
+        reused.sendall(HEAD[:30])  # a second request on the kept-alive connection, never finished
         assert requests.get(f"{url}/health", timeout=10).status_code == 200
         assert all(closed_by_server(c) for c in [*half_sent, silent, reused])
 
@@ -98,7 +105,7 @@ def test_a_client_that_leaves_mid_body_is_counted_as_499_without_a_traceback(cap
     with running() as url, caplog.at_level(logging.INFO):
         for _ in range(3):
             leaving = connect(url, HEAD + b"Content-Length: 1000\r\n\r\n" + b'{"dataframe_records": [')
-            time.sleep(0.05)   # let the server start reading the body before the client goes
+            time.sleep(0.05)  # let the server start reading the body before the client goes
             leaving.close()
         deadline = time.monotonic() + 10
         while counted(url, "499") < 3:
@@ -111,7 +118,7 @@ def test_a_client_that_leaves_mid_body_is_counted_as_499_without_a_traceback(cap
 def test_parsing_runs_off_the_event_loop(monkeypatch):
     """Finding 3: a 0.9 MB CSV parsed on the event loop held /health for 1.8 s. Here the parse waits
     until /health has answered: on the event loop it would wait for ever."""
-    from mlgate import serving
+    from mlgate.services import serving
 
     health_answered = threading.Event()
     parse = serving.parse_body
@@ -151,7 +158,9 @@ def test_connections_beyond_the_limit_get_503_until_others_close():
 def hostile_traffic(url: str, stop: threading.Event, rounds: list[int]) -> None:
     """The issue's cases, over and over until ``stop``: half-sent and abandoned requests, thousands
     of keys or columns, deep nesting, unknown columns, inf, and a client's own request id."""
-    many_keys = json.dumps({"dataframe_records": [{f"k{i}": 1 for i in range(j * 100, (j + 1) * 100)} for j in range(60)]})
+    many_keys = json.dumps(
+        {"dataframe_records": [{f"k{i}": 1 for i in range(j * 100, (j + 1) * 100)} for j in range(60)]}
+    )
     wide_csv = ",".join(f"c{i}" for i in range(100_000)) + "\n" + ",".join("1" * 100_000)
     nested = '{"inputs": ' + "[" * 50_000 + "]" * 50_000 + "}"
     extra = rows(50).assign(**{f"unknown_{i}": "x" * 20 for i in range(60)})
@@ -160,17 +169,23 @@ def hostile_traffic(url: str, stop: threading.Event, rounds: list[int]) -> None:
         connect(url, HEAD[:30]).close()
         connect(url, HEAD + b"Content-Length: 1000\r\n\r\n{").close()
         for body, kind in ((many_keys, "application/json"), (wide_csv, "text/csv"), (nested, "application/json")):
-            assert requests.post(f"{url}/invocations", data=body, headers={"Content-Type": kind}, timeout=30).status_code in (400, 422)
+            assert requests.post(
+                f"{url}/invocations", data=body, headers={"Content-Type": kind}, timeout=30
+            ).status_code in (400, 422)
         assert post(url, extra, headers={"X-Request-Id": "good-0"}).status_code == 200
-        assert requests.post(f"{url}/invocations", data=infinite, headers={"Content-Type": "application/json"},
-                             timeout=30).status_code == 422
+        assert (
+            requests.post(
+                f"{url}/invocations", data=infinite, headers={"Content-Type": "application/json"}, timeout=30
+            ).status_code
+            == 422
+        )
         rounds.append(1)
 
 
 def test_well_behaved_clients_lose_no_request_or_logged_row_to_hostile_ones(tmp_path):
     """The goal every hostile case must hold: a well-behaved client's requests are all answered and
     all their rows logged, under its own server-made ids."""
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     with running(log_dir=str(tmp_path), log_rotate_s=0.2, **QUICK) as url:
         stop, rounds, failures = threading.Event(), [], []
 
@@ -184,7 +199,7 @@ def test_well_behaved_clients_lose_no_request_or_logged_row_to_hostile_ones(tmp_
         hostile.start()
         good: dict[str, int] = {}
         try:
-            while not rounds and not failures:   # the good client starts once a full hostile round went through
+            while not rounds and not failures:  # the good client starts once a full hostile round went through
                 time.sleep(0.01)
             for number in range(30):
                 response = post(url, rows(number % 5 + 1, start=number), headers={"X-Request-Id": "good-0"})
@@ -195,11 +210,11 @@ def test_well_behaved_clients_lose_no_request_or_logged_row_to_hostile_ones(tmp_
             hostile.join(60)
         assert not failures, failures
         assert counted(url, "500") == 0
-    from mlgate import prediction_log
+    from mlgate.services import prediction_log
 
     logged = prediction_log.read(tmp_path, started)
     mine = logged[logged["request_id"].isin(list(good))]
     assert mine.groupby("request_id").size().to_dict() == good
     assert (mine["client_request_id"] == "good-0").all()
-    assert logged.groupby(["request_id", "row"]).size().max() == 1   # the label join key is unique
+    assert logged.groupby(["request_id", "row"]).size().max() == 1  # the label join key is unique
     assert not [c for c in logged.columns if c.startswith("input_unknown")]

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mlgate import sources
-from mlgate.data import SourceSpec, check_contract
-from mlgate.project import StageError
+from mlgate.adapters import sources
+from mlgate.errors import StageError
+from mlgate.modelling.data import SourceSpec, check_contract
 from tests.conftest import POSTGRES, REPO, scratch_table
+
 
 @pytest.fixture(scope="module")
 def telco():
@@ -41,8 +42,9 @@ def test_sql_table_reads_every_row(database, telco):
 
 def test_sql_query_binds_parameters(database, telco):
     url, table = database
-    spec = SourceSpec(kind="sql", url=url, query=f'select * from "{table}" where tenure >= :min_tenure',
-                      params={"min_tenure": 24})
+    spec = SourceSpec(
+        kind="sql", url=url, query=f'select * from "{table}" where tenure >= :min_tenure', params={"min_tenure": 24}
+    )
     assert len(sources.read(spec)) == int((telco.tenure >= 24).sum())
 
 
@@ -57,8 +59,9 @@ def test_sql_fingerprint_changes_only_when_rows_change(database, telco):
 
 def test_sql_fingerprint_query_sees_updates(database):
     url, table = database
-    spec = SourceSpec(kind="sql", url=url, table=table,
-                      fingerprint_query=f'select count(*), sum(monthly_charges) from "{table}"')
+    spec = SourceSpec(
+        kind="sql", url=url, table=table, fingerprint_query=f'select count(*), sum(monthly_charges) from "{table}"'
+    )
     before = sources.fingerprint(spec)
     with sa.create_engine(url).begin() as connection:
         connection.execute(sa.text(f'update "{table}" set monthly_charges = monthly_charges + 1 where tenure = 1'))
@@ -118,12 +121,12 @@ class Api(BaseHTTPRequestHandler):
         Api.calls[url.path] = Api.calls.get(url.path, 0) + 1
         if url.path == "/paged":
             page, size = int(query.get("page", 1)), int(query.get("per_page", 10))
-            items = RECORDS[(page - 1) * size: page * size]
+            items = RECORDS[(page - 1) * size : page * size]
             self.reply(200, json.dumps({"data": {"items": items}}), {"ETag": '"v1"'})
         elif url.path == "/cursor":
             start = int(query.get("cursor", 0))
             following = start + 10 if start + 10 < len(RECORDS) else None
-            self.reply(200, json.dumps({"results": RECORDS[start:start + 10], "next": following}))
+            self.reply(200, json.dumps({"results": RECORDS[start : start + 10], "next": following}))
         elif url.path == "/flaky":
             if Api.calls[url.path] % 2:
                 self.reply(500, '{"error": "try again"}')
@@ -134,12 +137,16 @@ class Api(BaseHTTPRequestHandler):
                 self.reply(401, '{"error": "unauthorised"}')
             else:
                 self.reply(200, json.dumps(RECORDS[:2]))
-        elif url.path == "/loop":   # a cursor API that hands back the first cursor again
+        elif url.path == "/loop":  # a cursor API that hands back the first cursor again
             self.reply(200, json.dumps({"results": RECORDS[:2], "next": "a"}))
-        elif url.path == "/infinite":   # JSON as Python's json module and many APIs write it
+        elif url.path == "/infinite":  # JSON as Python's json module and many APIs write it
             charges = ["0", "1", "2", "3", "Infinity", "5", "6", "7", "8", "1e999", "10", "11"]
-            self.reply(200, "[" + ",".join(f'{{"charges": {c}, "churn": "{"Yes" if i % 2 else "No"}"}}'
-                                           for i, c in enumerate(charges)) + "]")
+            self.reply(
+                200,
+                "["
+                + ",".join(f'{{"charges": {c}, "churn": "{"Yes" if i % 2 else "No"}"}}' for i, c in enumerate(charges))
+                + "]",
+            )
         elif url.path == "/badjson":
             self.reply(200, "<html>not json</html>")
         else:
@@ -161,15 +168,23 @@ def http(url: str, **fields) -> SourceSpec:
 
 
 def test_page_pagination_reads_every_record_and_flattens_nested_keys(api):
-    frame = sources.read(http(f"{api}/paged", records_key="data.items",
-                              pagination={"type": "page", "size": 10, "size_param": "per_page"}))
+    frame = sources.read(
+        http(
+            f"{api}/paged", records_key="data.items", pagination={"type": "page", "size": 10, "size_param": "per_page"}
+        )
+    )
     assert len(frame) == 25 and list(frame["id"]) == list(range(25))
     assert "usage.minutes" in frame.columns
 
 
 def test_cursor_pagination_reads_every_record(api):
-    frame = sources.read(http(f"{api}/cursor", records_key="results",
-                              pagination={"type": "cursor", "cursor_key": "next", "param": "cursor"}))
+    frame = sources.read(
+        http(
+            f"{api}/cursor",
+            records_key="results",
+            pagination={"type": "cursor", "cursor_key": "next", "param": "cursor"},
+        )
+    )
     assert list(frame["id"]) == list(range(25))
 
 
@@ -182,7 +197,9 @@ def test_http_errors_are_clear(api, monkeypatch):
         sources.read(http(f"{api}/missing"))
     with pytest.raises(StageError, match=r"/badjson: the response is not valid JSON \(starts with '<html>"):
         sources.read(http(f"{api}/badjson"))
-    with pytest.raises(StageError, match=r"no key 'data.rows' in the JSON response \('rows' missing under 'data'; found: \['items'\]\)"):
+    with pytest.raises(
+        StageError, match=r"no key 'data.rows' in the JSON response \('rows' missing under 'data'; found: \['items'\]\)"
+    ):
         sources.read(http(f"{api}/paged", records_key="data.rows"))
     monkeypatch.delenv("MLGATE_TEST_TOKEN", raising=False)
     with pytest.raises(StageError, match="environment variable MLGATE_TEST_TOKEN"):
@@ -253,7 +270,7 @@ def test_secret_headers_do_not_follow_a_redirect_to_another_origin(two_origins, 
 
 def test_secret_headers_still_reach_the_same_origin_after_a_redirect(two_origins, monkeypatch):
     first, _ = two_origins
-    Leaky.target = first   # /redirect -> /rows on the same server
+    Leaky.target = first  # /redirect -> /rows on the same server
     monkeypatch.setenv("MLGATE_TEST_KEY", "k3y")
 
     sources.read(http(f"{first}/redirect", headers_env={"X-Api-Key": "MLGATE_TEST_KEY"}))
@@ -291,22 +308,36 @@ def bomb():
 def test_a_gzip_bomb_stops_at_the_download_cap(bomb):
     assert len(Bomb.body) < 10_000
     for read in (sources.read, sources.fingerprint):
-        with pytest.raises(StageError, match=r"/bomb: the response exceeds data.source.max_download_mb \(1 MB, "
-                                             r"decompressed, over all pages\)"):
+        with pytest.raises(
+            StageError,
+            match=r"/bomb: the response exceeds data.source.max_download_mb \(1 MB, "
+            r"decompressed, over all pages\)",
+        ):
             read(http(bomb, max_download_mb=1))
 
 
 def test_the_download_cap_counts_every_page(api):
     # 3 pages of about 0.5 KB each: the third goes over a 1 KB budget
     with pytest.raises(StageError, match="exceeds data.source.max_download_mb"):
-        sources.read(http(f"{api}/paged", records_key="data.items", max_download_mb=0.001,
-                          pagination={"type": "page", "size": 10, "size_param": "per_page"}))
+        sources.read(
+            http(
+                f"{api}/paged",
+                records_key="data.items",
+                max_download_mb=0.001,
+                pagination={"type": "page", "size": 10, "size_param": "per_page"},
+            )
+        )
 
 
 def test_a_cursor_seen_twice_stops_the_loop(api):
     with pytest.raises(StageError, match=r"returned cursor 'a' a second time"):
-        sources.read(http(f"{api}/loop", records_key="results",
-                          pagination={"type": "cursor", "cursor_key": "next", "param": "cursor"}))
+        sources.read(
+            http(
+                f"{api}/loop",
+                records_key="results",
+                pagination={"type": "cursor", "cursor_key": "next", "param": "cursor"},
+            )
+        )
 
 
 def test_secret_query_values_are_masked_in_the_location_and_in_errors(api):
@@ -318,19 +349,25 @@ def test_secret_query_values_are_masked_in_the_location_and_in_errors(api):
     assert "api_key=***" in str(raised.value) and "token=***" in str(raised.value)
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql+psycopg://postgres@127.0.0.1:5432/test?password=s3cret",
-    "postgresql+psycopg://postgres@127.0.0.1:5432/test?sslmode=disable&PGPASSWORD=s3cret",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test?password=s3cret",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test?sslmode=disable&PGPASSWORD=s3cret",
+    ],
+)
 def test_a_password_in_the_sql_query_string_is_refused(url):
     spec = SourceSpec(kind="sql", url=url, table="t")
     for call in (sources.read, sources.fingerprint, sources.location):
-        with pytest.raises(StageError, match=r"must not contain a password \(query key\(s\) \['(password|PGPASSWORD)'\]\); "
-                                             r"name an environment variable in data.source.password_env"):
+        with pytest.raises(
+            StageError,
+            match=r"must not contain a password \(query key\(s\) \['(password|PGPASSWORD)'\]\); "
+            r"name an environment variable in data.source.password_env",
+        ):
             call(spec)
 
 
-@pytest.mark.filterwarnings("ignore:Query string argument")   # pysqlite ignores auth_token: fine here
+@pytest.mark.filterwarnings("ignore:Query string argument")  # pysqlite ignores auth_token: fine here
 def test_other_secret_query_values_in_a_sql_url_are_masked(tmp_path):
     url = f"sqlite:///{tmp_path / 'source.db'}?auth_token=t0ken&timeout=5"
     with scratch_table(url, "churn") as (engine, table):
@@ -342,17 +379,25 @@ def test_other_secret_query_values_in_a_sql_url_are_masked(tmp_path):
 
 def test_fingerprint_query_binds_whole_parameter_names(database, telco):
     url, table = database
-    spec = SourceSpec(kind="sql", url=url, query=f'select * from "{table}" where tenure >= :id',
-                      params={"id": 24, "identifier": 60},
-                      fingerprint_query=f'select count(*) from "{table}" where tenure >= :identifier')
+    spec = SourceSpec(
+        kind="sql",
+        url=url,
+        query=f'select * from "{table}" where tenure >= :id',
+        params={"id": 24, "identifier": 60},
+        fingerprint_query=f'select count(*) from "{table}" where tenure >= :identifier',
+    )
 
     assert sources.fingerprint(spec)["value"] == [str(int((telco.tenure >= 60).sum()))]
 
 
 def test_a_parameter_the_query_does_not_name_is_a_clear_error_when_fingerprinting(database):
     url, table = database
-    spec = SourceSpec(kind="sql", url=url, query=f'select * from "{table}" where tenure >= :min_tenure',
-                      params={"min_tenure": 1, "max_tenure": 9})
+    spec = SourceSpec(
+        kind="sql",
+        url=url,
+        query=f'select * from "{table}" where tenure >= :min_tenure',
+        params={"min_tenure": 1, "max_tenure": 9},
+    )
     with pytest.raises(StageError, match=r"\(query\): ArgumentError: .*bound parameter named 'max_tenure'"):
         sources.fingerprint(spec)
 
@@ -364,7 +409,7 @@ def test_infinities_stored_in_a_database_fail_the_contract_by_name(url, tmp_path
     url = f"sqlite:///{tmp_path / 'source.db'}" if url == "sqlite" else url
     with scratch_table(url, "inf") as (engine, table):
         frame = pd.DataFrame({"charges": [float(i) for i in range(12)], "churn": ["Yes", "No"] * 6})
-        frame.loc[[4, 9], "charges"] = [float("inf"), float("-inf")]   # IEEE infinities, as the driver stores them
+        frame.loc[[4, 9], "charges"] = [float("inf"), float("-inf")]  # IEEE infinities, as the driver stores them
         frame.to_sql(table, engine, index=False)
         read = sources.read(SourceSpec(kind="sql", url=url, table=table))
 

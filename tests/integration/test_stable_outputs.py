@@ -52,7 +52,7 @@ def test_tune_writes_the_same_best_params_on_a_busy_machine_and_train_finds_its_
     assert json.loads(written[0])["budget"] == {"kind": "trials", "n_trials": 6, "batch": 2, "reproducible": True}
 
     run_cli(["mlgate", "train"], busy, env=tracking_env(busy))
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", tracking_env(busy)["MLFLOW_TRACKING_URI"])
@@ -63,7 +63,7 @@ def test_tune_writes_the_same_best_params_on_a_busy_machine_and_train_finds_its_
 
 def test_drift_json_has_the_same_bytes_whatever_the_process_string_hashing(split_project):
     written = []
-    for hash_seed in ("1", "2"):   # what two fresh processes may draw; Evidently's category sums follow it
+    for hash_seed in ("1", "2"):  # what two fresh processes may draw; Evidently's category sums follow it
         run_cli(["mlgate", "drift"], split_project, env=tracking_env(split_project) | {"PYTHONHASHSEED": hash_seed})
         written.append((split_project / "reports" / "drift.json").read_bytes())
 

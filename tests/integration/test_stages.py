@@ -48,7 +48,7 @@ def test_split_drops_duplicates_and_partitions_rows(tracked):
 
 
 def test_tune_logs_parent_with_one_child_per_trial(tracked):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     root, params, results = tracked
     best = json.loads((root / "reports/best_params.json").read_text())
@@ -68,7 +68,7 @@ def test_tune_logs_parent_with_one_child_per_trial(tracked):
 
 
 def test_trained_model_predicts_raw_rows_through_pyfunc(tracked):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     root, _, results = tracked
     info = results["train"]
@@ -82,7 +82,7 @@ def test_trained_model_predicts_raw_rows_through_pyfunc(tracked):
 
 
 def test_runs_carry_lineage_tags(tracked):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     root, _, results = tracked
     meta = json.loads((root / "data/raw/meta.json").read_text())
@@ -110,7 +110,7 @@ def test_drift_on_held_out_rows_passes(tracked):
 
 
 def test_gate_registers_and_grants_staging(tracked):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     root, params, results = tracked
     gate = json.loads((root / "reports/gate.json").read_text())
@@ -124,13 +124,23 @@ def test_gate_registers_and_grants_staging(tracked):
 
 
 def test_gate_reports_every_rule_and_attaches_the_model_card(tracked):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     root, params, _ = tracked
     gate = json.loads((root / "reports/gate.json").read_text())
     assert [c["name"] for c in gate["checks"]] == [
-        "validation", "drift", "critical_features", "prediction_drift", "target_drift", "metric_floor", "champion",
-        "calibration", "slices", "model_size", "latency"]
+        "validation",
+        "drift",
+        "critical_features",
+        "prediction_drift",
+        "target_drift",
+        "metric_floor",
+        "champion",
+        "calibration",
+        "slices",
+        "model_size",
+        "latency",
+    ]
     assert all({"observed", "limit", "verdict", "detail", "evidence"} <= set(c) for c in gate["checks"])
     slices = next(c for c in gate["checks"] if c["name"] == "slices")
     assert {row["value"] for row in slices["evidence"]} == {"Month-to-month", "One year", "Two year"}

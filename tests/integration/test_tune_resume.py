@@ -11,15 +11,17 @@ pytestmark = pytest.mark.slow
 
 
 def _tune_runs(experiment: str) -> list:
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     experiment_id = tracking.experiment_id(experiment)
-    runs = tracking.client().search_runs([experiment_id], filter_string="attributes.run_name = 'tune'", order_by=["attributes.start_time ASC"])
+    runs = tracking.client().search_runs(
+        [experiment_id], filter_string="attributes.run_name = 'tune'", order_by=["attributes.start_time ASC"]
+    )
     return list(runs)
 
 
 def _trial_numbers(parent_run_id: str) -> list[int]:
-    from mlgate import tracking
+    from mlgate.adapters import tracking
 
     return sorted(int(c["tags"]["mlgate.trial"]) for c in tracking.child_runs(parent_run_id))
 
@@ -80,7 +82,9 @@ def test_an_interrupted_tune_resumes_and_logs_each_trial_once(project, monkeypat
     first, second = _tune_runs(experiment)
     assert first.info.status == "KILLED" and second.info.run_id == result["tune_run_id"]
     assert _trial_numbers(first.info.run_id) == [0, 1]
-    assert _trial_numbers(second.info.run_id) == list(range(2, n_trials))  # the interrupted trial 2 runs again as itself
+    assert _trial_numbers(second.info.run_id) == list(
+        range(2, n_trials)
+    )  # the interrupted trial 2 runs again as itself
     assert second.data.metrics["trials_reused"] == 2
     assert second.data.tags["mlgate.resumed_from"] == first.info.run_id
     board = pd.read_csv(root / params["paths"]["trials"])
@@ -90,7 +94,7 @@ def test_an_interrupted_tune_resumes_and_logs_each_trial_once(project, monkeypat
 
 
 def test_trials_an_earlier_run_never_logged_are_logged_by_the_run_that_resumes(project, monkeypatch):
-    from mlgate import tracking
+    from mlgate.adapters import tracking
     from mlgate.stages import tune
 
     _, params = project
@@ -141,37 +145,39 @@ def test_a_tune_killed_with_sigkill_is_closed_by_the_next_run(project, tmp_path)
     import psutil
     import yaml
 
-    from mlgate import tracking
+    from mlgate.adapters import tracking
     from tests.conftest import BIN, run_cli, tracking_env
 
     root, params = project
     experiment = params["tracking"]["experiment"]
     long_study = yaml.safe_load((root / "params.yaml").read_text())
-    long_study["search"]["n_trials"] = 200   # still searching when killed
+    long_study["search"]["n_trials"] = 200  # still searching when killed
     (root / "params.yaml").write_text(yaml.safe_dump(long_study, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"} | tracking_env(root)
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     with (tmp_path / "killed.log").open("w") as log:
-        killed = subprocess.Popen([str(BIN / "mlgate"), "tune"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        killed = subprocess.Popen(
+            [str(BIN / "mlgate"), "tune"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 600
         while (found := _trial_runs_under_running_tune(experiment))[1] < 2:
             assert killed.poll() is None, (tmp_path / "killed.log").read_text()
             assert time.monotonic() < deadline, "no two trials logged within 600 s"
             time.sleep(0.2)
-        helpers = psutil.Process(killed.pid).children(recursive=True)   # the trial recorder, at least
+        helpers = psutil.Process(killed.pid).children(recursive=True)  # the trial recorder, at least
         os.kill(killed.pid, signal.SIGKILL)
     finally:
         killed.kill()
         killed.wait(timeout=60)
     dead_run = found[0]
-    assert tracking.client().get_run(dead_run).info.status == "RUNNING"    # what the killed process left
+    assert tracking.client().get_run(dead_run).info.status == "RUNNING"  # what the killed process left
     _, alive = psutil.wait_procs(helpers, timeout=60)
     for orphan in alive:
         orphan.kill()
     assert alive == [], f"outlived the killed tune: {alive}"
 
-    long_study["search"]["n_trials"] = 2   # fewer than the study holds: the rerun only resumes and finishes
+    long_study["search"]["n_trials"] = 2  # fewer than the study holds: the rerun only resumes and finishes
     (root / "params.yaml").write_text(yaml.safe_dump(long_study, sort_keys=False))
     rerun = run_cli(["mlgate", "tune"], root, env=tracking_env(root))
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlgate import config
-from mlgate.data import DataSpec
+from mlgate.modelling.data import DataSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,23 +62,27 @@ def regression_spec(data_section) -> DataSpec:
 
 @pytest.fixture
 def clean_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "tenure": [1, 5, 12, 24, 36, 60],
-        "charges": [20.5, 35.0, 50.25, 70.0, 89.9, 110.0],
-        "plan": ["basic", "plus", "pro", "basic", "plus", "pro"],
-        "churn": ["Yes", "No", "No", "Yes", "No", "No"],
-    })
+    return pd.DataFrame(
+        {
+            "tenure": [1, 5, 12, 24, 36, 60],
+            "charges": [20.5, 35.0, 50.25, 70.0, 89.9, 110.0],
+            "plan": ["basic", "plus", "pro", "basic", "plus", "pro"],
+            "churn": ["Yes", "No", "No", "Yes", "No", "No"],
+        }
+    )
 
 
 def _mixed_frame(rows: int = 40, task: str = "binary", *, seed: int = 0, with_missing: bool = False) -> pd.DataFrame:
     """Unique rows; a third of them churn (the most expensive), or `spend` grows with charges."""
     rng = np.random.default_rng(seed)
     charges = rng.uniform(20, 120, rows).round(2)
-    frame = pd.DataFrame({
-        "tenure": rng.integers(0, 72, rows),
-        "charges": charges,
-        "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object),
-    })
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 72, rows),
+            "charges": charges,
+            "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object),
+        }
+    )
     if task == "binary":
         frame["churn"] = np.where(charges > np.quantile(charges, 2 / 3), "Yes", "No")
     else:
@@ -98,6 +102,6 @@ def mixed_frame() -> Callable[..., pd.DataFrame]:
 @pytest.fixture
 def early_stopping_from_1000_rows(monkeypatch):
     """CatBoost stops early from 1,000 rows on, so its tests fit in well under a second."""
-    from mlgate import models
+    from mlgate.modelling import models
 
     monkeypatch.setattr(models, "EARLY_STOPPING_MIN_ROWS", 1_000)

@@ -61,6 +61,7 @@ def _binary_entry(**changes) -> dict:
 
 # ---------------------------------------------------------------- suite
 
+
 def test_load_suite_reads_entries_and_extra_keys(tmp_path):
     _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
     suite = _suite(tmp_path, [_binary_entry(rows=20, positive_class="yes")])
@@ -77,14 +78,17 @@ def test_load_suite_names_a_missing_field(tmp_path, field):
         bench.load_suite(_suite(tmp_path, [entry]))
 
 
-@pytest.mark.parametrize(("entries", "message"), [
-    ("datasets: {}\n", r"field `datasets` must be a non-empty list"),
-    ("- just a list\n", r"field `datasets` must be a non-empty list"),
-    ("datasets: [oops]\n", r"datasets\[0\] must be a mapping"),
-    ("datasets: [{name: a, file: tiny.csv.gz, target: churn, task: ranking}]\n", r"field `task` must be one of"),
-    ("datasets: [{name: a, file: nowhere.csv.gz, target: churn, task: binary}]\n", r"field `file` names .*nowhere"),
-    ("datasets: [unclosed\n", r"not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ("datasets: {}\n", r"field `datasets` must be a non-empty list"),
+        ("- just a list\n", r"field `datasets` must be a non-empty list"),
+        ("datasets: [oops]\n", r"datasets\[0\] must be a mapping"),
+        ("datasets: [{name: a, file: tiny.csv.gz, target: churn, task: ranking}]\n", r"field `task` must be one of"),
+        ("datasets: [{name: a, file: nowhere.csv.gz, target: churn, task: binary}]\n", r"field `file` names .*nowhere"),
+        ("datasets: [unclosed\n", r"not valid YAML"),
+    ],
+)
 def test_load_suite_rejects_malformed_manifests(tmp_path, entries, message):
     _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
     with pytest.raises(bench.SuiteError, match=message):
@@ -131,6 +135,7 @@ def test_main_stops_on_a_malformed_suite_before_any_run(tmp_path, capsys):
 
 # ---------------------------------------------------------------- split
 
+
 def test_split_is_seeded_75_25_and_stratified():
     frame = _binary_frame(400)
     dataset = bench.Dataset("tiny", Path("tiny.csv"), "churn", "binary")
@@ -166,15 +171,29 @@ def test_baselines_are_the_constant_predictors():
 
 # ---------------------------------------------------------------- scoring, ranks, report
 
+
 def _record(system, value, status="ok", dataset="d1", seed=0, metric="roc_auc", baseline=0.5) -> dict:
-    return {"system": system, "dataset": dataset, "task": "binary", "metric": metric, "value": value,
-            "wall_s": 10.0, "peak_mb": 100.0, "status": status, "seed": seed, "budget_s": 5.0, "fit_s": 6.0,
-            "baseline": baseline}
+    return {
+        "system": system,
+        "dataset": dataset,
+        "task": "binary",
+        "metric": metric,
+        "value": value,
+        "wall_s": 10.0,
+        "peak_mb": 100.0,
+        "status": status,
+        "seed": seed,
+        "budget_s": 5.0,
+        "fit_s": 6.0,
+        "baseline": baseline,
+    }
 
 
 def test_compare_ranks_and_normalizes_with_a_failed_system():
     records = [
-        _record("a", 0.9), _record("b", 0.7), _record("c", None, "failed: boom"),
+        _record("a", 0.9),
+        _record("b", 0.7),
+        _record("c", None, "failed: boom"),
         _record("a", 100.0, dataset="d2", metric="rmse", baseline=200.0),
         _record("b", 150.0, dataset="d2", metric="rmse", baseline=200.0),
         _record("c", 250.0, dataset="d2", metric="rmse", baseline=200.0),
@@ -190,7 +209,12 @@ def test_compare_ranks_and_normalizes_with_a_failed_system():
 
 
 def test_compare_averages_ties_and_gives_every_failure_the_worst_rank():
-    records = [_record("a", 0.8), _record("b", 0.8), _record("c", None, "timeout"), _record("d", None, "install failed: x")]
+    records = [
+        _record("a", 0.8),
+        _record("b", 0.8),
+        _record("c", None, "timeout"),
+        _record("d", None, "install failed: x"),
+    ]
     scores = bench.compare(records).set_index("system")
     assert list(scores["rank"]) == [1.5, 1.5, 4, 4]
     assert list(scores["normalized"]) == [1, 1, 0, 0]
@@ -203,15 +227,24 @@ def test_normalized_is_zero_when_no_system_beats_the_constant():
 
 def test_score_predictions_scores_each_task_and_checks_the_file():
     dataset = bench.Dataset("t", Path("t.csv"), "y", "binary")
-    instance = bench.Instance(dataset, 0, Path("a"), Path("b"), pd.Series(["no", "yes", "yes", "no"]), 0.5, "yes",
-                              ("no", "yes"))
+    instance = bench.Instance(
+        dataset, 0, Path("a"), Path("b"), pd.Series(["no", "yes", "yes", "no"]), 0.5, "yes", ("no", "yes")
+    )
     assert bench.score_predictions(instance, pd.DataFrame({"proba": [0.1, 0.8, 0.7, 0.2]})) == 1.0
     with pytest.raises(ValueError, match="3 rows"):
         bench.score_predictions(instance, pd.DataFrame({"proba": [0.1, 0.8, 0.7]}))
     with pytest.raises(ValueError, match="missing or infinite"):
         bench.score_predictions(instance, pd.DataFrame({"proba": [0.1, np.nan, 0.7, 0.2]}))
-    multi = bench.Instance(bench.Dataset("m", Path("m.csv"), "y", "multiclass"), 0, Path("a"), Path("b"),
-                           pd.Series(["a", "b"]), 1.0, None, ("a", "b", "c"))
+    multi = bench.Instance(
+        bench.Dataset("m", Path("m.csv"), "y", "multiclass"),
+        0,
+        Path("a"),
+        Path("b"),
+        pd.Series(["a", "b"]),
+        1.0,
+        None,
+        ("a", "b", "c"),
+    )
     loss = bench.score_predictions(multi, pd.DataFrame({"a": [1.0, 0.0], "b": [0.0, 1.0]}))  # no `c` column
     assert loss == pytest.approx(0, abs=1e-9)
     with pytest.raises(ValueError, match="unknown classes"):
@@ -223,7 +256,7 @@ def test_record_has_the_json_shape_and_keeps_extras(tmp_path):
     instance = bench.Instance(dataset, 2, Path("a"), Path("b"), pd.Series(["no"]), 0.5, "yes", ("no", "yes"))
     fields = {"value": 0.9, "wall_s": 70.0, "peak_mb": 300.0, "fit_s": 63.0, "trials": 16, "system": "ignored"}
     result = bench.record("flaml", instance, 60.0, "ok", fields)
-    assert RECORD_KEYS <= set(result)
+    assert set(result) >= RECORD_KEYS
     assert result["system"] == "flaml" and result["metric"] == "roc_auc" and result["seed"] == 2
     assert result["trials"] == 16 and result["budget_s"] == 60.0
     failed = bench.record("h2o", instance, 60.0, "install failed: no java")
@@ -234,8 +267,12 @@ def test_record_has_the_json_shape_and_keeps_extras(tmp_path):
 
 
 def test_render_lists_every_system_with_its_status():
-    records = [_record("a", 0.9), _record("b", None, "failed: ValueError: x | y"), _record("a", 0.8, seed=1),
-               _record("b", 0.85, seed=1)]
+    records = [
+        _record("a", 0.9),
+        _record("b", None, "failed: ValueError: x | y"),
+        _record("a", 0.8, seed=1),
+        _record("b", 0.85, seed=1),
+    ]
     text = bench.render(records, ["a", "b"], budget_s=5.0)
     assert "| d1 | binary | roc_auc ↑ | 0.8500 ±0.0707 (1.5) | 0.8500 (1.5), 1/2 not ok |" in text
     assert "| **mean rank** | | | 1.50 | 1.50 |" in text
@@ -247,7 +284,7 @@ def test_render_lists_every_system_with_its_status():
 def test_error_line_prefers_the_exception():
     log = "WARNING: something\nTraceback (most recent call last):\n  File x\nValueError: bad input\nH2O closed.\n"
     assert bench.error_line(log) == "ValueError: bad input"
-    assert bench.error_line("ERROR: No matching distribution found for foo==9\n") .startswith("ERROR: No matching")
+    assert bench.error_line("ERROR: No matching distribution found for foo==9\n").startswith("ERROR: No matching")
     assert bench.error_line("") == "no output"
 
 
@@ -272,8 +309,10 @@ def _gone(pid: int) -> bool:
 @pytest.mark.parametrize("then", ["time.sleep(30)", "time.sleep(0.6)"])
 def test_execute_kills_the_process_at_the_timeout_and_whatever_it_leaves_behind(tmp_path, then):
     # The runner starts a process in a session of its own (as a JVM might), then hangs or exits.
-    script = (f"import subprocess, time; p = subprocess.Popen(['sleep', '60'], start_new_session=True); "
-              f"open({str(tmp_path / 'pid')!r}, 'w').write(str(p.pid)); {then}")
+    script = (
+        f"import subprocess, time; p = subprocess.Popen(['sleep', '60'], start_new_session=True); "
+        f"open({str(tmp_path / 'pid')!r}, 'w').write(str(p.pid)); {then}"
+    )
     outcome = bench.execute([sys.executable, "-c", script], {}, tmp_path, tmp_path / "log", timeout_s=1.5)
     if then == "time.sleep(30)":
         assert outcome.returncode is None and outcome.wall_s < 10
@@ -289,25 +328,53 @@ def test_execute_kills_the_process_at_the_timeout_and_whatever_it_leaves_behind(
 
 # ---------------------------------------------------------------- a real run
 
+
 @pytest.mark.slow
 def test_harness_runs_the_catboost_baseline_on_a_tiny_suite(tmp_path):
     suite = tmp_path / "suite"
     suite.mkdir()
     _binary_frame(300).to_csv(suite / "tiny_churn.csv.gz", index=False)
     _regression_frame(300).to_csv(suite / "tiny_prices.csv.gz", index=False)
-    _suite(suite, [_binary_entry(name="tiny_churn", file="tiny_churn.csv.gz"),
-                   {"name": "tiny_prices", "file": "tiny_prices.csv.gz", "target": "price", "task": "regression"}])
+    _suite(
+        suite,
+        [
+            _binary_entry(name="tiny_churn", file="tiny_churn.csv.gz"),
+            {"name": "tiny_prices", "file": "tiny_prices.csv.gz", "target": "price", "task": "regression"},
+        ],
+    )
     out = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, str(HARNESS), "--suite", str(suite), "--systems", "catboost", "--budget", "5",
-         "--seeds", "0,1", "--out", str(out), "--scratch", str(tmp_path / "scratch")],
-        capture_output=True, text=True, timeout=600, cwd=REPO)
+        [
+            sys.executable,
+            str(HARNESS),
+            "--suite",
+            str(suite),
+            "--systems",
+            "catboost",
+            "--budget",
+            "5",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(out),
+            "--scratch",
+            str(tmp_path / "scratch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     records = json.loads(out.read_text())
     assert [(r["dataset"], r["seed"]) for r in records] == [
-        ("tiny_churn", 0), ("tiny_churn", 1), ("tiny_prices", 0), ("tiny_prices", 1)]
+        ("tiny_churn", 0),
+        ("tiny_churn", 1),
+        ("tiny_prices", 0),
+        ("tiny_prices", 1),
+    ]
     for r in records:
-        assert RECORD_KEYS <= set(r) and r["system"] == "catboost" and r["status"] == "ok", r
+        assert set(r) >= RECORD_KEYS and r["system"] == "catboost" and r["status"] == "ok", r
         assert r["wall_s"] > r["fit_s"] > 0 and r["peak_mb"] > 50 and r["budget_s"] == 5
     churn, prices = records[0], records[2]
     assert churn["metric"] == "roc_auc" and 0.7 < churn["value"] <= 1

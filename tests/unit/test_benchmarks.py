@@ -32,18 +32,27 @@ def test_benchmark_imports_nothing_from_the_test_extras(script):
 
 def test_the_benchmarks_tiny_budget_is_the_tests():
     tree = ast.parse((REPO / "benchmarks/tiny_model.py").read_text())
-    budget = next(ast.literal_eval(node.value) for node in tree.body
-                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "TINY_BUDGET")
+    budget = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "TINY_BUDGET"
+    )
 
     assert budget == TINY_BUDGET
 
 
 def test_the_benchmarks_copy_the_project_without_pytest(tmp_path):
     # sys.modules["pytest"] = None makes any `import pytest` fail, as in a venv without the test extras
-    script = ("import sys; from pathlib import Path; sys.modules['pytest'] = None; sys.path.insert(0, sys.argv[1]); "
-              "import tiny_model; tiny_model.copy_project(Path(sys.argv[2]), dict(__import__('os').environ))")
-    subprocess.run([sys.executable, "-c", script, str(REPO / "benchmarks"), str(tmp_path)], check=True,
-                   capture_output=True, env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    script = (
+        "import sys; from pathlib import Path; sys.modules['pytest'] = None; sys.path.insert(0, sys.argv[1]); "
+        "import tiny_model; tiny_model.copy_project(Path(sys.argv[2]), dict(__import__('os').environ))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(REPO / "benchmarks"), str(tmp_path)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+    )
 
     assert (tmp_path / "dvc.yaml").is_file() and not (tmp_path / "tests").exists()
     assert "n_trials: 5" in (tmp_path / "params.yaml").read_text()

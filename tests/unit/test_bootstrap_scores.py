@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mlgate import metrics
+from mlgate.modelling import metrics
 
 
 def _data(rows=300, seed=0):

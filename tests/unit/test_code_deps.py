@@ -15,8 +15,10 @@ def package(tmp_path):
     files = {
         "__init__.py": "",
         "stages/__init__.py": "",
-        "stages/train.py": ("import os\nfrom mlgate import files\nfrom mlgate.data import Spec\n"
-                            "from . import helper\n\ndef run():\n    from mlgate.stages import other\n"),
+        "stages/train.py": (
+            "import os\nfrom mlgate import files\nfrom mlgate.data import Spec\n"
+            "from . import helper\n\ndef run():\n    from mlgate.stages import other\n"
+        ),
         "stages/helper.py": "",
         "stages/other.py": "import mlgate.metrics\n",
         "files.py": "import pandas\n",
@@ -32,8 +34,15 @@ def package(tmp_path):
 
 def test_closure_follows_lazy_relative_and_package_imports(package):
     assert code_deps.closure("mlgate.stages.train", package) == (
-        "mlgate", "mlgate.data", "mlgate.files", "mlgate.metrics", "mlgate.stages", "mlgate.stages.helper",
-        "mlgate.stages.other", "mlgate.stages.train")
+        "mlgate",
+        "mlgate.data",
+        "mlgate.files",
+        "mlgate.metrics",
+        "mlgate.stages",
+        "mlgate.stages.helper",
+        "mlgate.stages.other",
+        "mlgate.stages.train",
+    )
 
 
 def test_digest_changes_with_imported_code_only(package):
@@ -50,7 +59,9 @@ def test_digest_does_not_depend_on_where_the_project_is(package, tmp_path):
     moved = tmp_path / "b" / "mlgate"
     shutil.copytree(package, moved)
 
-    assert code_deps.closure_digest("mlgate.stages.train", moved) == code_deps.closure_digest("mlgate.stages.train", package)
+    assert code_deps.closure_digest("mlgate.stages.train", moved) == code_deps.closure_digest(
+        "mlgate.stages.train", package
+    )
 
 
 def test_a_module_that_is_not_ours_is_refused(package):
@@ -59,4 +70,9 @@ def test_a_module_that_is_not_ours_is_refused(package):
 
 
 def test_the_tune_stage_closure_covers_how_its_score_is_computed():
-    assert {"mlgate.metrics", "mlgate.data", "mlgate.compiled", "mlgate.tuning"} <= set(code_deps.closure("mlgate.stages.tune"))
+    assert {
+        "mlgate.modelling.metrics",
+        "mlgate.modelling.data",
+        "mlgate.modelling.compiled",
+        "mlgate.adapters.optuna_study",
+    } <= set(code_deps.closure("mlgate.stages.tune"))

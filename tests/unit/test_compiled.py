@@ -9,16 +9,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlgate import compiled, config, models, schema
-from mlgate.data import DataSpec, conform, target_vector
-from mlgate.ensemble import FinalModel
-from mlgate.features import FeatureSettings
+from mlgate import config
+from mlgate.modelling import compiled, models, schema
+from mlgate.modelling.data import DataSpec, conform, target_vector
+from mlgate.modelling.ensemble import FinalModel
+from mlgate.modelling.features import FeatureSettings
 from tests.conftest import REPO, SMALL_PARAMS
 
-PARAMS = {**SMALL_PARAMS, "random_forest": {"n_estimators": 30, "min_samples_leaf": 3},
-          "extra_trees": {"n_estimators": 30, "min_samples_leaf": 3}}
-COMPILED_ESTIMATOR = {"linear", "random_forest", "extra_trees", "knn", "mlp"}   # after a compiled ColumnTransformer
-FRAME_ESTIMATOR = {"catboost", "hist_gradient_boosting"}                      # compiled steps, then a frame
+PARAMS = {
+    **SMALL_PARAMS,
+    "random_forest": {"n_estimators": 30, "min_samples_leaf": 3},
+    "extra_trees": {"n_estimators": 30, "min_samples_leaf": 3},
+}
+COMPILED_ESTIMATOR = {"linear", "random_forest", "extra_trees", "knn", "mlp"}  # after a compiled ColumnTransformer
+FRAME_ESTIMATOR = {"catboost", "hist_gradient_boosting"}  # compiled steps, then a frame
 
 
 @cache
@@ -27,10 +31,11 @@ def telco(task: str) -> tuple[pd.DataFrame, DataSpec]:
     frame = pd.read_csv(REPO / "data/source/telco_churn.csv.gz").sample(600, random_state=0)
     target = {"binary": "churn", "regression": "monthly_charges", "multiclass": "contract"}[task]
     rng = np.random.default_rng(0)
-    for column in frame.columns.drop(target):   # missing values in training too: a category of their own
+    for column in frame.columns.drop(target):  # missing values in training too: a category of their own
         frame.loc[rng.random(len(frame)) < 0.05, column] = np.nan
-    drafted = schema.draft(frame, "telco", {"kind": "file", "path": "data/source/telco.csv", "format": "csv"}, target,
-                           origin="test")
+    drafted = schema.draft(
+        frame, "telco", {"kind": "file", "path": "data/source/telco.csv", "format": "csv"}, target, origin="test"
+    )
     section = yaml.safe_load(drafted.text)
     if task == "binary":
         section["positive_class"] = "Yes"
@@ -41,7 +46,9 @@ def fitted(family: str, task: str = "binary"):
     frame, spec = telco(task)
     settings = FeatureSettings(clip_quantiles=[0.01, 0.99])
     pipeline = models.build(family, PARAMS[family], spec, settings, seed=0)
-    return models.serial_predictions(pipeline.fit(conform(frame, spec)[spec.features], target_vector(frame, spec))), spec
+    return models.serial_predictions(
+        pipeline.fit(conform(frame, spec)[spec.features], target_vector(frame, spec))
+    ), spec
 
 
 def awkward_rows(spec: DataSpec, rows: int = 60) -> pd.DataFrame:
@@ -61,21 +68,21 @@ def outputs(pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
     return pipeline.predict(X) if task == "regression" else pipeline.predict_proba(X)
 
 
-@pytest.mark.filterwarnings("ignore::mlgate.features.UnseenCategoryWarning")
+@pytest.mark.filterwarnings("ignore::mlgate.modelling.features.UnseenCategoryWarning")
 @pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
 @pytest.mark.parametrize("family", sorted(SMALL_PARAMS))
 def test_every_family_gives_the_pipelines_numbers_bit_for_bit(family, task):
     pipeline, spec = fitted(family, task)
     fast = compiled.compile_pipeline(pipeline)
 
-    assert [type(step).__name__ for step in fast.leading] == ["InputGuard"]   # the rest is compiled
+    assert [type(step).__name__ for step in fast.leading] == ["InputGuard"]  # the rest is compiled
     assert (fast.encode is not None) == (family in COMPILED_ESTIMATOR)
     X = awkward_rows(spec)
     for rows in (X.iloc[:1], X.iloc[7:8], X.iloc[:4], X):
         assert np.array_equal(outputs(fast, rows, task), outputs(pipeline, rows, task))
 
 
-@pytest.mark.filterwarnings("ignore::mlgate.features.UnseenCategoryWarning")
+@pytest.mark.filterwarnings("ignore::mlgate.modelling.features.UnseenCategoryWarning")
 def test_an_ensemble_predicts_the_same_compiled_or_not(monkeypatch):
     frame, spec = telco("binary")
     X, y = conform(frame, spec)[spec.features], target_vector(frame, spec)
@@ -84,7 +91,7 @@ def test_an_ensemble_predicts_the_same_compiled_or_not(monkeypatch):
     model.members_ = [models.serial_predictions(m) for m in model.members_]
     rows = awkward_rows(spec).iloc[:5]
 
-    model.prepare()   # what a server does while loading a version
+    model.prepare()  # what a server does while loading a version
     assert all(isinstance(m, compiled.CompiledPipeline) for m in model.__dict__["_guarded"][1])
     fast = model.predict_proba(rows)
     monkeypatch.setattr(compiled, "compile_pipeline", lambda pipeline: None)
@@ -101,8 +108,8 @@ def test_values_of_other_types_go_to_the_pipeline(monkeypatch):
     monkeypatch.setattr(type(after_guard), "predict_proba", lambda self, frame: calls.append(len(frame)) or np.zeros(1))
 
     fast.predict_proba(X.iloc[:3])
-    fast.predict_proba(X.iloc[:2].assign(**{spec.categorical_features[0]: 3}))   # a number among strings
-    fast.predict_proba(X.iloc[:4].assign(**{spec.numeric_features[0]: "3"}))     # a string among numbers
+    fast.predict_proba(X.iloc[:2].assign(**{spec.categorical_features[0]: 3}))  # a number among strings
+    fast.predict_proba(X.iloc[:4].assign(**{spec.numeric_features[0]: "3"}))  # a string among numbers
     assert calls == [2, 4]
 
 
@@ -118,7 +125,7 @@ def test_a_pipeline_of_steps_it_does_not_know_is_not_compiled():
 def test_a_step_it_cannot_read_leaves_the_pipeline_as_it_is(caplog):
     pipeline, _ = fitted("linear")
     encoder = pipeline.named_steps["encode"].named_transformers_["categorical"].named_steps["encode"]
-    del encoder._n_features_outs   # as a scikit-learn release without it would be
+    del encoder._n_features_outs  # as a scikit-learn release without it would be
 
     assert compiled.compile_pipeline(pipeline) is None
     assert "compiling it failed" in caplog.text

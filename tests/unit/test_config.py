@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import yaml
 
-from mlgate import config, models, tuning
+from mlgate import config
+from mlgate.adapters import optuna_study
 from mlgate.config import ConfigError
-from mlgate.data import ColumnSpec, Contract, DataSpec, SourceSpec
+from mlgate.modelling import models
+from mlgate.modelling.data import ColumnSpec, Contract, DataSpec, SourceSpec
 from mlgate.stages.split import SplitParams
 
 
@@ -65,12 +67,15 @@ def test_build_reads_the_committed_data_config(project_root):
     assert "contract" in spec.categorical_features
 
 
-@pytest.mark.parametrize("path, dotted_key", [
-    (("contract", "columns"), "data.contract.columns"),
-    (("source", "kind"), "data.source.kind"),
-    (("target",), "data.target"),
-    (("contract", "columns", "tenure", "type"), "data.contract.columns.tenure.type"),
-])
+@pytest.mark.parametrize(
+    "path, dotted_key",
+    [
+        (("contract", "columns"), "data.contract.columns"),
+        (("source", "kind"), "data.source.kind"),
+        (("target",), "data.target"),
+        (("contract", "columns", "tenure", "type"), "data.contract.columns.tenure.type"),
+    ],
+)
 def test_build_names_a_missing_key(data_section, path, dotted_key):
     _delete(data_section, path)
 
@@ -92,17 +97,24 @@ def test_build_names_an_unknown_key_and_its_section(data_section):
         config.build(DataSpec, data_section, "data")
 
 
-@pytest.mark.parametrize("path, value, dotted_key", [
-    (("contract", "min_rows"), "500", "data.contract.min_rows"),
-    (("contract", "min_rows"), True, "data.contract.min_rows"),
-    (("contract", "min_rows"), 1.5, "data.contract.min_rows"),
-    (("contract", "max_missing_share"), "none", "data.contract.max_missing_share"),
-    (("contract", "columns", "tenure", "type"), 3, "data.contract.columns.tenure.type"),
-    (("contract", "columns", "charges", "max_missing_share"), "1%", "data.contract.columns.charges.max_missing_share"),
-    (("contract", "columns"), ["tenure"], "data.contract.columns"),
-    (("source",), "data.csv", "data.source"),
-    (("positive_class",), 1, "data.positive_class"),
-])
+@pytest.mark.parametrize(
+    "path, value, dotted_key",
+    [
+        (("contract", "min_rows"), "500", "data.contract.min_rows"),
+        (("contract", "min_rows"), True, "data.contract.min_rows"),
+        (("contract", "min_rows"), 1.5, "data.contract.min_rows"),
+        (("contract", "max_missing_share"), "none", "data.contract.max_missing_share"),
+        (("contract", "columns", "tenure", "type"), 3, "data.contract.columns.tenure.type"),
+        (
+            ("contract", "columns", "charges", "max_missing_share"),
+            "1%",
+            "data.contract.columns.charges.max_missing_share",
+        ),
+        (("contract", "columns"), ["tenure"], "data.contract.columns"),
+        (("source",), "data.csv", "data.source"),
+        (("positive_class",), 1, "data.positive_class"),
+    ],
+)
 def test_build_names_a_key_of_the_wrong_type(data_section, path, value, dotted_key):
     _set(data_section, path, value)
 
@@ -146,8 +158,8 @@ def test_composed_sections_load_as_typed_settings(project_root, search_choice):
     params = yaml.safe_load(config.compose(project_root / "conf", [f"search={search_choice}"]))
 
     spec = config.load(DataSpec, "data", params)
-    settings = config.load(tuning.SearchSettings, "search", params)
-    spaces = tuning.parse_spaces(config.section(params, "model"))
+    settings = config.load(optuna_study.SearchSettings, "search", params)
+    spaces = optuna_study.parse_spaces(config.section(params, "model"))
 
     assert spec.name == params["data"]["name"]
     assert settings.sampler == search_choice
@@ -156,34 +168,43 @@ def test_composed_sections_load_as_typed_settings(project_root, search_choice):
 
 
 def test_every_sampler_and_every_family_has_a_conf_file():
-    assert SEARCH_CHOICES == sorted(tuning.SAMPLERS)
-    assert MODEL_CHOICES == sorted(models.FAMILIES)
+    assert sorted(optuna_study.SAMPLERS) == SEARCH_CHOICES
+    assert sorted(models.FAMILIES) == MODEL_CHOICES
 
 
 @pytest.mark.parametrize("search_choice", SEARCH_CHOICES)
 def test_every_search_composes_with_every_family(project_root, search_choice):
-    params = yaml.safe_load(config.compose(project_root / "conf", [f"search={search_choice}", f"model=[{','.join(MODEL_CHOICES)}]"]))
+    params = yaml.safe_load(
+        config.compose(project_root / "conf", [f"search={search_choice}", f"model=[{','.join(MODEL_CHOICES)}]"])
+    )
 
-    settings = config.load(tuning.SearchSettings, "search", params)
-    spaces = tuning.parse_spaces(config.section(params, "model"))
+    settings = config.load(optuna_study.SearchSettings, "search", params)
+    spaces = optuna_study.parse_spaces(config.section(params, "model"))
 
     assert settings.sampler == search_choice
     assert [s.family for s in spaces] == MODEL_CHOICES
     for space in spaces:
-        grid = {name: tuning.grid_values(spec, settings.grid_points, space.first_trial.get(name)) for name, spec in space.space.items()}
+        grid = {
+            name: optuna_study.grid_values(spec, settings.grid_points, space.first_trial.get(name))
+            for name, spec in space.space.items()
+        }
         assert all(space.first_trial[name] in values for name, values in grid.items() if name in space.first_trial)
 
 
 @pytest.mark.parametrize("family", MODEL_CHOICES)
 def test_each_familys_first_trial_is_complete_and_fits_the_tiny_frame(project_root, family, mixed_frame, binary_spec):
-    from mlgate.data import target_vector
+    from mlgate.modelling.data import target_vector
 
     params = yaml.safe_load(config.compose(project_root / "conf", [f"model=[{family}]"]))
-    [space] = tuning.parse_spaces(config.section(params, "model"))
+    [space] = optuna_study.parse_spaces(config.section(params, "model"))
     frame = mixed_frame(60, with_missing=True)
 
-    active = {name for name, spec in space.space.items() if all(space.first_trial.get(k) in v for k, v in spec.when.items())}
-    pipeline = models.build(family, {**space.fixed, **space.first_trial}, binary_spec).fit(frame, target_vector(frame, binary_spec))
+    active = {
+        name for name, spec in space.space.items() if all(space.first_trial.get(k) in v for k, v in spec.when.items())
+    }
+    pipeline = models.build(family, {**space.fixed, **space.first_trial}, binary_spec).fit(
+        frame, target_vector(frame, binary_spec)
+    )
     _, probability = models.predict(pipeline, frame.assign(plan="platinum"), "binary")
 
     assert set(space.first_trial) == active

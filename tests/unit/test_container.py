@@ -28,14 +28,15 @@ def test_the_image_installs_the_locked_versions_with_the_makefiles_pip():
     runs = " ".join(args for instruction, args in dockerfile() if instruction == "RUN")
     assert "-c requirements.lock" in runs
     assert re.search(r'pip install "pip==([\d.]+)"', runs).group(1) == re.search(
-        r'pip install --quiet "pip==([\d.]+)"', (REPO / "Makefile").read_text()).group(1)
+        r'pip install --quiet "pip==([\d.]+)"', (REPO / "Makefile").read_text()
+    ).group(1)
 
 
 def test_its_command_is_a_valid_mlgate_serve_on_all_interfaces(monkeypatch):
     from click.testing import CliRunner
 
-    from mlgate import serving
     from mlgate.cli import main
+    from mlgate.services import serving
 
     [(_, cmd)] = [(i, a) for i, a in dockerfile() if i == "CMD"]
     shell = json.loads(cmd)

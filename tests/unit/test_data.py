@@ -1,10 +1,11 @@
 import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlgate import config
-from mlgate.data import DataSpec, check_contract, conform, target_vector
+from mlgate.modelling.data import DataSpec, check_contract, conform, target_vector
 
 
 def _rules(violations) -> set[tuple[str | None, str]]:
@@ -22,12 +23,14 @@ def test_clean_frame_passes(clean_frame, binary_spec):
 def test_all_violations_are_reported_at_once(data_section):
     data_section["contract"].update(min_rows=10, min_class_count=2)
     spec = config.build(DataSpec, data_section, "data")
-    frame = pd.DataFrame({
-        "tenure": [1, 2.5, 3, 4, 5, 6],
-        "charges": [20.0, "abc", np.nan, np.nan, np.nan, np.nan],
-        "plan": ["basic", "plus", "pro", "basic", "plus", "pro"],
-        "churn": ["Yes", "No", "No", "No", "No", "No"],
-    })
+    frame = pd.DataFrame(
+        {
+            "tenure": [1, 2.5, 3, 4, 5, 6],
+            "charges": [20.0, "abc", np.nan, np.nan, np.nan, np.nan],
+            "plan": ["basic", "plus", "pro", "basic", "plus", "pro"],
+            "churn": ["Yes", "No", "No", "No", "No", "No"],
+        }
+    )
 
     result = check_contract(frame, spec)
 
@@ -132,13 +135,15 @@ def test_regression_target_has_no_class_checks(mixed_frame, regression_spec):
 
 
 def test_conform_types_numerics_and_categoricals(binary_spec):
-    frame = pd.DataFrame({
-        "customer_id": ["a", "b", "c"],
-        "tenure": [1, 2, 3],
-        "charges": ["20.5", None, "30"],
-        "plan": [1, np.nan, "pro"],
-        "churn": ["Yes", "No", "Yes"],
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "tenure": [1, 2, 3],
+            "charges": ["20.5", None, "30"],
+            "plan": [1, np.nan, "pro"],
+            "churn": ["Yes", "No", "Yes"],
+        }
+    )
 
     conformed = conform(frame, binary_spec)
 
@@ -175,12 +180,15 @@ def test_target_vector_is_float_for_regression(mixed_frame, regression_spec):
     np.testing.assert_allclose(vector, frame["spend"])
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"task": "ordinal"}, "data.task"),
-    ({"task": "multiclass"}, "data.classes must list"),
-    ({"target": "absent"}, "declare the target column 'absent'"),
-    ({"positive_class": None}, "positive_class is required"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"task": "ordinal"}, "data.task"),
+        ({"task": "multiclass"}, "data.classes must list"),
+        ({"target": "absent"}, "declare the target column 'absent'"),
+        ({"positive_class": None}, "positive_class is required"),
+    ],
+)
 def test_dataspec_rejects_inconsistent_declarations(data_section, change, message):
     data_section.update(change)
 
@@ -209,12 +217,16 @@ def test_range_violations_name_the_bound_the_observed_value_and_the_row(clean_fr
     result = check_contract(frame, spec)
 
     messages = {v.message for v in result.violations if v.rule == "range"}
-    assert messages == {"1 value(s) below min 0 (observed min -3, first at row 2)",
-                        "1 value(s) above max 48 (observed max 60, first at row 6)"}
+    assert messages == {
+        "1 value(s) below min 0 (observed min -3, first at row 2)",
+        "1 value(s) above max 48 (observed max 60, first at row 6)",
+    }
 
 
-@pytest.mark.parametrize("policy, rule, passed", [("fail", "categories", False), ("warn", "new_categories", True),
-                                                  ("other", "new_categories", True)])
+@pytest.mark.parametrize(
+    "policy, rule, passed",
+    [("fail", "categories", False), ("warn", "new_categories", True), ("other", "new_categories", True)],
+)
 def test_a_new_category_follows_the_column_policy(clean_frame, data_section, policy, rule, passed):
     spec = _spec_with(data_section, plan={"categories": ["basic", "plus"], "new_categories": policy})
 
@@ -270,15 +282,18 @@ def test_datetime_column_accepts_iso_dates_and_names_the_first_bad_one(clean_fra
     assert violation.rule == "type" and "'05/03/2024 noon' at row 3" in violation.message
 
 
-@pytest.mark.parametrize("column, fields, message", [
-    ("plan", {"min": 0}, "min/max apply to integer and float columns, not 'string'"),
-    ("tenure", {"min": 5, "max": 1}, "min 5 is above max 1"),
-    ("plan", {"new_categories": "drop"}, "new_categories must be one of"),
-    ("churn", {"role": "id"}, "the target cannot have role 'id'"),
-    ("plan", {"non_finite": "missing"}, "non_finite applies to integer and float columns, not 'string'"),
-    ("charges", {"non_finite": "drop"}, "non_finite must be one of ('fail', 'missing')"),
-    ("charges", {"max": float("nan")}, "min/max must be numbers; .nan compares false with everything"),
-])
+@pytest.mark.parametrize(
+    "column, fields, message",
+    [
+        ("plan", {"min": 0}, "min/max apply to integer and float columns, not 'string'"),
+        ("tenure", {"min": 5, "max": 1}, "min 5 is above max 1"),
+        ("plan", {"new_categories": "drop"}, "new_categories must be one of"),
+        ("churn", {"role": "id"}, "the target cannot have role 'id'"),
+        ("plan", {"non_finite": "missing"}, "non_finite applies to integer and float columns, not 'string'"),
+        ("charges", {"non_finite": "drop"}, "non_finite must be one of ('fail', 'missing')"),
+        ("charges", {"max": float("nan")}, "min/max must be numbers; .nan compares false with everything"),
+    ],
+)
 def test_contract_mistakes_name_the_column(data_section, column, fields, message):
     data_section["contract"]["columns"][column].update(fields)
 
@@ -313,8 +328,11 @@ def test_an_infinity_never_reaches_the_leakage_check(mixed_frame, data_section, 
         data_section["contract"]["columns"]["spend"] = {"type": "float"}
         del data_section["contract"]["columns"]["churn"]
         data_section.update(task="regression", target="spend", positive_class=None, metric="rmse")
-    spec = _spec_with(data_section, {"non_finite": "missing"} if policy == "missing" else {},   # fail: the default
-                      charges={"max_missing_share": 0.1})
+    spec = _spec_with(
+        data_section,
+        {"non_finite": "missing"} if policy == "missing" else {},  # fail: the default
+        charges={"max_missing_share": 0.1},
+    )
 
     result = check_contract(frame, spec)
 
@@ -336,8 +354,9 @@ def test_non_finite_missing_counts_infinities_as_missing_values(clean_frame, dat
     [violation] = check_contract(frame, spec).violations
 
     assert violation.rule == "max_missing_share"
-    assert violation.message == ("33.33% missing (2 rows (infinite or too large values included: non_finite: missing)), "
-                                 "limit 20.00%")
+    assert violation.message == (
+        "33.33% missing (2 rows (infinite or too large values included: non_finite: missing)), limit 20.00%"
+    )
     spec = _spec_with(data_section, {"non_finite": "missing"}, tenure={"max_missing_share": 0.5, "non_finite": None})
     assert check_contract(frame, spec).passed
     assert conform(frame, spec)["tenure"].isna().tolist() == [False, False, True, False, True, False]

@@ -4,8 +4,14 @@ from mlgate.stages.drift import stable_scores
 
 
 def _summary(score: float) -> dict:
-    return {"drift_share": 0.0, "passed": True, "drifted_columns": [],
-            "columns": {"contract": {"method": "Jensen-Shannon distance", "score": score, "threshold": 0.1, "drifted": False}}}
+    return {
+        "drift_share": 0.0,
+        "passed": True,
+        "drifted_columns": [],
+        "columns": {
+            "contract": {"method": "Jensen-Shannon distance", "score": score, "threshold": 0.1, "drifted": False}
+        },
+    }
 
 
 def test_scores_that_differ_only_in_the_summation_order_write_the_same_bytes():

@@ -4,8 +4,8 @@ import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from mlgate import ensemble
-from mlgate.ensemble import Candidate, FinalModel, FinishSettings
+from mlgate.modelling import ensemble
+from mlgate.modelling.ensemble import Candidate, FinalModel, FinishSettings
 
 
 def noisy_views(n=2000, seed=0):
@@ -16,13 +16,16 @@ def noisy_views(n=2000, seed=0):
 
     def view(scale):
         return 1 / (1 + np.exp(-(signal + rng.normal(scale=scale, size=n))))
+
     folds = np.arange(n) % 5
     return y, folds, {"a": view(1.0), "b": view(1.0), "noise": rng.random(n)}
 
 
 def candidates_from(views, y, folds, metric="roc_auc"):
-    return [Candidate(i, name, {}, ensemble.fold_score(metric, y, p, folds), p, fit_s=1.0)
-            for i, (name, p) in enumerate(views.items())]
+    return [
+        Candidate(i, name, {}, ensemble.fold_score(metric, y, p, folds), p, fit_s=1.0)
+        for i, (name, p) in enumerate(views.items())
+    ]
 
 
 def test_caruana_weights_pick_the_better_columns_and_sum_to_one():
@@ -43,8 +46,9 @@ def test_caruana_minimises_a_loss_metric():
 
 def test_ensemble_of_two_independent_views_beats_the_best_trial_cross_fitted():
     y, folds, views = noisy_views()
-    choice = ensemble.choose_ensemble(candidates_from(views, y, folds), y, folds, task="binary", metric="roc_auc",
-                                      settings=FinishSettings())
+    choice = ensemble.choose_ensemble(
+        candidates_from(views, y, folds), y, folds, task="binary", metric="roc_auc", settings=FinishSettings()
+    )
     assert choice.method in ("caruana", "stacking")
     assert choice.score > choice.scores["single"]
     assert {m.family for m in choice.members} >= {"a", "b"}
@@ -58,15 +62,27 @@ def test_a_single_good_model_is_kept_alone_when_the_others_only_add_noise():
     good = np.clip(y * 0.6 + rng.random(n) * 0.4, 0, 1)
     folds = np.arange(n) % 5
     views = {"good": good, "noise1": rng.random(n), "noise2": rng.random(n)}
-    choice = ensemble.choose_ensemble(candidates_from(views, y, folds), y, folds, task="binary", metric="roc_auc",
-                                      settings=FinishSettings(ensemble="caruana"))
+    choice = ensemble.choose_ensemble(
+        candidates_from(views, y, folds),
+        y,
+        folds,
+        task="binary",
+        metric="roc_auc",
+        settings=FinishSettings(ensemble="caruana"),
+    )
     assert [m.family for m in choice.members] == ["good"]
 
 
 def test_ensemble_none_returns_the_best_trial():
     y, folds, views = noisy_views()
-    choice = ensemble.choose_ensemble(candidates_from(views, y, folds), y, folds, task="binary", metric="roc_auc",
-                                      settings=FinishSettings(ensemble="none"))
+    choice = ensemble.choose_ensemble(
+        candidates_from(views, y, folds),
+        y,
+        folds,
+        task="binary",
+        metric="roc_auc",
+        settings=FinishSettings(ensemble="none"),
+    )
     assert choice.method == "single" and choice.combiner is None and set(choice.scores) == {"single"}
 
 
@@ -74,13 +90,18 @@ def test_a_family_below_the_top_candidates_still_joins_the_ensemble():
     """Near-copies of one family can fill every top place; another family's best stays a candidate."""
     y, folds, views = noisy_views()
     rng = np.random.default_rng(4)
-    copies = [Candidate(i, "a", {"copy": i}, 0.0, np.clip(views["a"] + rng.normal(scale=1e-3, size=len(y)), 0, 1))
-              for i in range(5)]
-    copies = [Candidate(c.trial, c.family, c.params, ensemble.fold_score("roc_auc", y, c.predictions, folds), c.predictions)
-              for c in copies]
+    copies = [
+        Candidate(i, "a", {"copy": i}, 0.0, np.clip(views["a"] + rng.normal(scale=1e-3, size=len(y)), 0, 1))
+        for i in range(5)
+    ]
+    copies = [
+        Candidate(c.trial, c.family, c.params, ensemble.fold_score("roc_auc", y, c.predictions, folds), c.predictions)
+        for c in copies
+    ]
     other = Candidate(9, "b", {}, min(c.score for c in copies) - 0.01, views["b"])
-    choice = ensemble.choose_ensemble([*copies, other], y, folds, task="binary", metric="roc_auc",
-                                      settings=FinishSettings(ensemble_candidates=3))
+    choice = ensemble.choose_ensemble(
+        [*copies, other], y, folds, task="binary", metric="roc_auc", settings=FinishSettings(ensemble_candidates=3)
+    )
     assert "stacking" in choice.scores
     assert {m.family for m in choice.members} == {"a", "b"}
 
@@ -88,8 +109,9 @@ def test_a_family_below_the_top_candidates_still_joins_the_ensemble():
 def test_refit_budget_limits_the_members():
     y, folds, views = noisy_views()
     cands = candidates_from(views, y, folds)
-    choice = ensemble.choose_ensemble(cands, y, folds, task="binary", metric="roc_auc",
-                                      settings=FinishSettings(refit_budget_s=1.5))
+    choice = ensemble.choose_ensemble(
+        cands, y, folds, task="binary", metric="roc_auc", settings=FinishSettings(refit_budget_s=1.5)
+    )
     assert len(choice.members) == 1
 
 
@@ -145,10 +167,12 @@ def test_threshold_for_cost_moves_with_the_costs():
     rng = np.random.default_rng(7)
     p = rng.random(5000)
     y = (rng.random(5000) < p).astype(int)
-    cheap_misses = ensemble.choose_threshold(p, y, FinishSettings(threshold="cost", false_negative_cost=1,
-                                                                  false_positive_cost=4))
-    costly_misses = ensemble.choose_threshold(p, y, FinishSettings(threshold="cost", false_negative_cost=4,
-                                                                   false_positive_cost=1))
+    cheap_misses = ensemble.choose_threshold(
+        p, y, FinishSettings(threshold="cost", false_negative_cost=1, false_positive_cost=4)
+    )
+    costly_misses = ensemble.choose_threshold(
+        p, y, FinishSettings(threshold="cost", false_negative_cost=4, false_positive_cost=1)
+    )
     # calibrated probabilities: the Bayes threshold is fp / (fp + fn)
     assert cheap_misses["threshold"] == pytest.approx(0.8, abs=0.06)
     assert costly_misses["threshold"] == pytest.approx(0.2, abs=0.06)
@@ -156,7 +180,9 @@ def test_threshold_for_cost_moves_with_the_costs():
 
 def test_threshold_none_keeps_half():
     assert ensemble.choose_threshold(np.array([0.2, 0.8]), np.array([0, 1]), FinishSettings(threshold="none")) == {
-        "objective": "none", "threshold": 0.5}
+        "objective": "none",
+        "threshold": 0.5,
+    }
 
 
 @pytest.mark.parametrize("field,value", [("ensemble", "bagging"), ("calibration", "beta"), ("threshold", "auc")])
@@ -169,8 +195,12 @@ def test_final_model_combines_calibrates_and_thresholds():
     X = pd.DataFrame({"x": np.linspace(-3, 3, 200)})
     y = (X["x"] > 0).astype(int).to_numpy()
     combiner = {"method": "caruana", "weights": [0.5, 0.5]}
-    model = FinalModel([LogisticRegression(), DummyClassifier(strategy="prior")], combiner=combiner,
-                       calibrator={"method": "sigmoid", "coef": 1.0, "intercept": 0.0}, threshold=0.3).fit(X, y)
+    model = FinalModel(
+        [LogisticRegression(), DummyClassifier(strategy="prior")],
+        combiner=combiner,
+        calibrator={"method": "sigmoid", "coef": 1.0, "intercept": 0.0},
+        threshold=0.3,
+    ).fit(X, y)
     probability = model.predict_proba(X)[:, 1]
     expected = 0.5 * LogisticRegression().fit(X, y).predict_proba(X)[:, 1] + 0.5 * y.mean()
     assert probability == pytest.approx(expected, abs=1e-6)  # an identity sigmoid map
@@ -184,25 +214,35 @@ def test_final_model_regression_and_sole_pipeline():
     single = FinalModel([LinearRegression()], task="regression").fit(X, y)
     assert single.predict(X) == pytest.approx(y)
     assert isinstance(single.sole_pipeline, LinearRegression)
-    stacked = FinalModel([LinearRegression(), DummyRegressor()], task="regression",
-                         combiner={"method": "stacking", "coef": [1.0, 0.0], "intercept": 0.0}).fit(X, y)
+    stacked = FinalModel(
+        [LinearRegression(), DummyRegressor()],
+        task="regression",
+        combiner={"method": "stacking", "coef": [1.0, 0.0], "intercept": 0.0},
+    ).fit(X, y)
     assert stacked.predict(X) == pytest.approx(y)
 
 
 def test_ensembles_hold_at_most_max_members_and_stacking_one_per_family():
     y, folds, views = noisy_views()
     rng = np.random.default_rng(9)
-    more = {f"view{i}": 1 / (1 + np.exp(-(np.log(views["a"] / (1 - views["a"])) + rng.normal(scale=0.8, size=len(y)))))
-            for i in range(6)}
+    more = {
+        f"view{i}": 1 / (1 + np.exp(-(np.log(views["a"] / (1 - views["a"])) + rng.normal(scale=0.8, size=len(y)))))
+        for i in range(6)
+    }
     cands = candidates_from({**views, **more}, y, folds)
     for method in ("caruana", "stacking"):
-        choice = ensemble.choose_ensemble(cands, y, folds, task="binary", metric="roc_auc",
-                                          settings=FinishSettings(ensemble=method, max_members=3))
+        choice = ensemble.choose_ensemble(
+            cands, y, folds, task="binary", metric="roc_auc", settings=FinishSettings(ensemble=method, max_members=3)
+        )
         assert len(choice.members) <= 3
     weights = ensemble.caruana_weights(np.column_stack([c.predictions for c in cands]), y, "roc_auc", 30, max_members=2)
     assert np.count_nonzero(weights) <= 2
-    twins = [Candidate(0, "linear", {}, 0.9, views["a"]), Candidate(1, "linear", {"alpha": 2}, 0.89, views["b"]),
-             Candidate(2, "knn", {}, 0.8, views["noise"])]
-    stacked = ensemble.choose_ensemble(twins, y, folds, task="binary", metric="roc_auc",
-                                       settings=FinishSettings(ensemble="stacking"))
+    twins = [
+        Candidate(0, "linear", {}, 0.9, views["a"]),
+        Candidate(1, "linear", {"alpha": 2}, 0.89, views["b"]),
+        Candidate(2, "knn", {}, 0.8, views["noise"]),
+    ]
+    stacked = ensemble.choose_ensemble(
+        twins, y, folds, task="binary", metric="roc_auc", settings=FinishSettings(ensemble="stacking")
+    )
     assert stacked.method == "single"  # one linear trial and noise: nothing to stack

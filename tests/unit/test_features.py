@@ -1,4 +1,4 @@
-"""The shared preprocessing (mlgate.features) on awkward inputs, alone and inside every family's pipeline."""
+"""The shared preprocessing (mlgate.modelling.features) on awkward inputs, alone and inside every family's pipeline."""
 
 import io
 import math
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from mlgate import models
-from mlgate.data import OTHER_CATEGORY, DataSpec, target_vector
-from mlgate.features import (
+from mlgate.modelling import models
+from mlgate.modelling.data import OTHER_CATEGORY, DataSpec, target_vector
+from mlgate.modelling.features import (
     DATETIME_PARTS,
     ColumnFilter,
     DatetimeFeatures,
@@ -35,8 +35,14 @@ RICH_COLUMNS = {
     "signed_up": {"type": "datetime"},
     "note": {"type": "text"},
 }
-NOTES = ["late payment again", "happy customer great value", "slow support call", "great value plan",
-         "billing issue late", "support call resolved"]
+NOTES = [
+    "late payment again",
+    "happy customer great value",
+    "slow support call",
+    "great value plan",
+    "billing issue late",
+    "support call resolved",
+]
 
 
 def _spec(columns: dict, *, task: str = "binary", **contract) -> DataSpec:
@@ -51,16 +57,21 @@ def _rich_frame(rows: int = 60, task: str = "binary", seed: int = 0) -> pd.DataF
     """Raw input as a source delivers it: ISO strings for dates, some values missing; the target follows charges."""
     rng = np.random.default_rng(seed)
     charges = rng.uniform(20, 120, rows).round(2)
-    stamps = pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 700, rows), "D") \
+    stamps = (
+        pd.Timestamp("2023-01-01")
+        + pd.to_timedelta(rng.integers(0, 700, rows), "D")
         + pd.to_timedelta(rng.integers(0, 24, rows), "h")
-    frame = pd.DataFrame({
-        "customer_id": [f"C{i:04d}" for i in range(rows)],
-        "tenure": rng.integers(0, 72, rows),
-        "charges": charges,
-        "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object),
-        "signed_up": pd.Series(stamps.strftime("%Y-%m-%dT%H:%M:%S"), dtype=object),
-        "note": rng.choice(NOTES, rows).astype(object),
-    })
+    )
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(rows)],
+            "tenure": rng.integers(0, 72, rows),
+            "charges": charges,
+            "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object),
+            "signed_up": pd.Series(stamps.strftime("%Y-%m-%dT%H:%M:%S"), dtype=object),
+            "note": rng.choice(NOTES, rows).astype(object),
+        }
+    )
     frame.loc[[1, 8], "charges"] = np.nan
     frame.loc[[2, 9], "plan"] = np.nan
     frame.loc[[3], "signed_up"] = None
@@ -85,6 +96,7 @@ def _awkward_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- InputGuard -----------------------------------------------------------------------------------
+
 
 def test_guard_keeps_an_all_missing_numeric_column_as_float_nan():
     guard = InputGuard(numeric=("charges", "tenure"))
@@ -153,8 +165,10 @@ def test_guard_ignores_extra_columns_and_restores_contract_order():
 
 
 def _policy_guard(policy: str) -> InputGuard:
-    spec = _spec({"tenure": {"type": "integer"},
-                  "plan": {"type": "string", "categories": ["basic", "plus", "pro"]}}, new_categories=policy)
+    spec = _spec(
+        {"tenure": {"type": "integer"}, "plan": {"type": "string", "categories": ["basic", "plus", "pro"]}},
+        new_categories=policy,
+    )
     return InputGuard.from_spec(spec).fit(pd.DataFrame({"tenure": [1, 2, 3], "plan": ["basic", "plus", "pro"]}))
 
 
@@ -197,12 +211,19 @@ def test_missing_and_declared_values_are_not_unseen_under_any_policy(policy):
 
 
 def test_a_column_policy_overrides_the_contract_default():
-    spec = _spec({"plan": {"type": "string", "categories": ["basic"], "new_categories": "fail"},
-                  "region": {"type": "string", "categories": ["north"]}}, new_categories="other")
+    spec = _spec(
+        {
+            "plan": {"type": "string", "categories": ["basic"], "new_categories": "fail"},
+            "region": {"type": "string", "categories": ["north"]},
+        },
+        new_categories="other",
+    )
     guard = InputGuard.from_spec(spec).fit(pd.DataFrame({"plan": ["basic"], "region": ["north"]}))
 
     assert guard.policies == {"plan": "fail", "region": "other"}
-    assert guard.transform(pd.DataFrame({"plan": ["basic"], "region": ["south"]}))["region"].tolist() == [OTHER_CATEGORY]
+    assert guard.transform(pd.DataFrame({"plan": ["basic"], "region": ["south"]}))["region"].tolist() == [
+        OTHER_CATEGORY
+    ]
     with pytest.raises(InputValidationError, match=r"column 'plan'.*'gold'"):
         guard.transform(pd.DataFrame({"plan": ["gold"], "region": ["north"]}))
 
@@ -249,6 +270,7 @@ def test_missing_columns_under_impute_warn_and_become_missing_values():
 
 # --- DatetimeFeatures -----------------------------------------------------------------------------
 
+
 def _dates(values) -> pd.DataFrame:
     return InputGuard(datetime=("when",)).fit_transform(pd.DataFrame({"when": values}))
 
@@ -264,7 +286,12 @@ def test_iso_datetime_strings_become_float_parts_relative_to_the_training_start(
     # the training minimum is 2024-01-10T00:00+02:00, i.e. 2024-01-09T22:00 UTC
     assert step.start_["when"] == pd.Timestamp("2024-01-09T22:00:00Z")
     first = out.iloc[0]
-    assert (first["when__year"], first["when__month"], first["when__day_of_week"], first["when__hour"]) == (2024, 1, 5, 6)
+    assert (first["when__year"], first["when__month"], first["when__day_of_week"], first["when__hour"]) == (
+        2024,
+        1,
+        5,
+        6,
+    )
     assert first["when__days_elapsed"] == pytest.approx(10 + 8 / 24)
     assert out.iloc[1].isna().all()
     assert out.iloc[2]["when__days_elapsed"] == 0.0
@@ -289,6 +316,7 @@ def test_an_all_missing_datetime_column_does_not_crash():
 
 # --- TextFeatures ---------------------------------------------------------------------------------
 
+
 def test_text_becomes_dense_lsa_components_and_the_raw_column_goes():
     documents = ["red car fast", "blue car slow", "red bike fast", "blue bike slow", "green car", "green bike"] * 2
     step = TextFeatures(("note",), components=3).fit(pd.DataFrame({"note": documents, "n": range(12)}))
@@ -312,11 +340,14 @@ def test_text_components_never_exceed_the_vocabulary():
     assert all(c.startswith("note__text") for c in out.columns)
 
 
-@pytest.mark.parametrize("documents", [
-    pytest.param([np.nan] * 6, id="all-missing"),
-    pytest.param(["alpha", "beta", "gamma", "delta", "epsilon", None], id="no-word-twice"),
-    pytest.param(["a", "b", "a", "b", "c", "a"], id="one-letter-tokens"),
-])
+@pytest.mark.parametrize(
+    "documents",
+    [
+        pytest.param([np.nan] * 6, id="all-missing"),
+        pytest.param(["alpha", "beta", "gamma", "delta", "epsilon", None], id="no-word-twice"),
+        pytest.param(["a", "b", "a", "b", "c", "a"], id="one-letter-tokens"),
+    ],
+)
 def test_a_text_column_that_carries_nothing_adds_no_columns(documents):
     step = TextFeatures(("note",)).fit(pd.DataFrame({"note": documents, "n": range(6)}))
 
@@ -345,9 +376,17 @@ def test_a_text_column_with_a_single_repeated_word_among_unique_ones_does_not_cr
 
 # --- ColumnFilter ---------------------------------------------------------------------------------
 
+
 def test_all_missing_and_single_valued_columns_are_dropped_as_constant():
-    frame = pd.DataFrame({"empty": [np.nan] * 6, "one_plan": ["pro"] * 6, "one_number": [3.0] * 6,
-                          "x": [1.0, 5.0, 2.0, 8.0, 3.0, 4.0], "sparse": [np.nan] * 5 + [1.0]})
+    frame = pd.DataFrame(
+        {
+            "empty": [np.nan] * 6,
+            "one_plan": ["pro"] * 6,
+            "one_number": [3.0] * 6,
+            "x": [1.0, 5.0, 2.0, 8.0, 3.0, 4.0],
+            "sparse": [np.nan] * 5 + [1.0],
+        }
+    )
 
     step = ColumnFilter().fit(frame)
 
@@ -366,8 +405,15 @@ def _duplicates_frame() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     x = rng.normal(size=40)
     plan = rng.choice(["a", "b"], 40).astype(object)
-    return pd.DataFrame({"x": x, "plan": plan, "noise": rng.normal(size=40),
-                         "x_rescaled": 2 * x + 1, "plan_relabelled": pd.Series(plan).map({"a": "x", "b": "y"})})
+    return pd.DataFrame(
+        {
+            "x": x,
+            "plan": plan,
+            "noise": rng.normal(size=40),
+            "x_rescaled": 2 * x + 1,
+            "plan_relabelled": pd.Series(plan).map({"a": "x", "b": "y"}),
+        }
+    )
 
 
 def test_numeric_and_categorical_duplicates_are_dropped_keeping_the_first():
@@ -457,12 +503,15 @@ def test_selection_none_or_without_a_target_keeps_every_useful_column():
     assert ColumnFilter("binary", "mutual_info", 0.1).fit(frame).kept_ == list(frame.columns)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"method": "lasso"}, r"selection must be one of .*'lasso'"),
-    ({"keep_share": 0.0}, r"keep_share must be in \(0, 1\], got 0.0"),
-    ({"keep_share": 1.5}, r"keep_share must be in \(0, 1\], got 1.5"),
-    ({"keep_share": -0.2}, r"keep_share must be in \(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "lasso"}, r"selection must be one of .*'lasso'"),
+        ({"keep_share": 0.0}, r"keep_share must be in \(0, 1\], got 0.0"),
+        ({"keep_share": 1.5}, r"keep_share must be in \(0, 1\], got 1.5"),
+        ({"keep_share": -0.2}, r"keep_share must be in \(0, 1\]"),
+    ],
+)
 def test_invalid_selection_settings_raise_value_error(kwargs, message):
     frame, y = _selection_frame(20)
 
@@ -480,6 +529,7 @@ def test_invalid_selection_settings_from_build_fail_when_fitted():
 
 
 # --- QuantileClipper ------------------------------------------------------------------------------
+
 
 def test_clipper_learns_bounds_on_fit_data_and_clips_new_data_to_them():
     train = pd.DataFrame({"x": np.arange(101, dtype=float), "plan": ["a"] * 101})
@@ -515,6 +565,7 @@ def test_clipper_on_an_all_missing_column_does_not_crash_and_leaves_it_alone():
 
 # --- steps() and FeatureSettings -----------------------------------------------------------------
 
+
 def test_steps_are_in_pipeline_order_and_only_where_needed():
     plain = _spec({"tenure": {"type": "integer"}})
 
@@ -528,21 +579,34 @@ def test_steps_pass_settings_and_selection_through():
 
     front = dict(steps(_rich_spec("regression"), settings, selection="model", keep_share=0.4, seed=7))
 
-    assert front["filter"].get_params() == {"task": "regression", "method": "model", "keep_share": 0.4,
-                                            "near_duplicate_correlation": 0.9, "seed": 7}
+    assert front["filter"].get_params() == {
+        "task": "regression",
+        "method": "model",
+        "keep_share": 0.4,
+        "near_duplicate_correlation": 0.9,
+        "seed": 7,
+    }
     assert front["text"].components == 4 and front["text"].seed == 7
     assert front["clip"].quantiles == (0.05, 0.95)
     assert front["guard"].categories == {"plan": ("basic", "plus", "pro")}
 
 
-@pytest.mark.parametrize("kwargs", [{"clip_quantiles": [0.9, 0.1]}, {"clip_quantiles": [-0.1, 0.9]},
-                                    {"clip_quantiles": [0.1, 1.5]}, {"near_duplicate_correlation": 0.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"clip_quantiles": [0.9, 0.1]},
+        {"clip_quantiles": [-0.1, 0.9]},
+        {"clip_quantiles": [0.1, 1.5]},
+        {"near_duplicate_correlation": 0.0},
+    ],
+)
 def test_feature_settings_reject_impossible_values(kwargs):
     with pytest.raises(ValueError, match="features"):
         FeatureSettings(**kwargs)
 
 
 # --- End to end: every family on every column type ------------------------------------------------
+
 
 @pytest.fixture(scope="module", params=sorted(SMALL_PARAMS))
 def fitted(request):
@@ -617,7 +681,9 @@ def test_a_fitted_pipeline_pickles_and_predicts_the_same(fitted):
     buffer.seek(0)
     restored = joblib.load(buffer)
 
-    np.testing.assert_array_equal(models.predict(restored, rows, "binary")[1], models.predict(pipeline, rows, "binary")[1])
+    np.testing.assert_array_equal(
+        models.predict(restored, rows, "binary")[1], models.predict(pipeline, rows, "binary")[1]
+    )
     assert restored.named_steps["filter"].kept_ == pipeline.named_steps["filter"].kept_
 
 
@@ -627,7 +693,9 @@ def test_a_regression_family_fits_every_column_type_and_predicts_awkward_rows(fa
     frame = _rich_frame(task="regression")
     y = target_vector(frame, spec)
 
-    pipeline = models.build(family, {**SMALL_PARAMS[family], "selection": "model", "keep_share": 0.5}, spec).fit(frame, y)
+    pipeline = models.build(family, {**SMALL_PARAMS[family], "selection": "model", "keep_share": 0.5}, spec).fit(
+        frame, y
+    )
     fitted_values, _ = models.predict(pipeline, frame, "regression")
     prediction, probability = models.predict(pipeline, _awkward_rows(frame), "regression")
 

@@ -12,7 +12,7 @@ def test_a_file_never_replaces_a_directory(tmp_path):
         files.write_json(folder, {"a": 1})
 
     assert (folder / "keep.txt").read_text() == "kept"
-    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]   # no staging folder left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no staging folder left behind
 
 
 def test_a_directory_replaces_a_directory(tmp_path):

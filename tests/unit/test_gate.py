@@ -20,10 +20,25 @@ def _regression_limit(value: float) -> GatePolicy:
     return GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, max_regression=value)
 
 
-def _decide(policy: GatePolicy, *, metric: str = "roc_auc", candidate_score: float = 0.85, validation_passed: bool = True,
-            drift: dict = NO_DRIFT, champion_score: float | None = None, champion_error: str | None = None):
-    return decide(policy, validation_passed=validation_passed, drift=drift, metric=metric,
-                  candidate_score=candidate_score, champion_score=champion_score, champion_error=champion_error)
+def _decide(
+    policy: GatePolicy,
+    *,
+    metric: str = "roc_auc",
+    candidate_score: float = 0.85,
+    validation_passed: bool = True,
+    drift: dict = NO_DRIFT,
+    champion_score: float | None = None,
+    champion_error: str | None = None,
+):
+    return decide(
+        policy,
+        validation_passed=validation_passed,
+        drift=drift,
+        metric=metric,
+        candidate_score=candidate_score,
+        champion_score=champion_score,
+        champion_error=champion_error,
+    )
 
 
 def _only_check(decision):
@@ -48,13 +63,16 @@ def test_drift_check_fails_only_above_the_limit(share, passed):
     assert "tenure" in check.detail
 
 
-@pytest.mark.parametrize("metric, candidate_score, floor, passed", [
-    ("roc_auc", 0.85, 0.80, True),
-    ("roc_auc", 0.80, 0.80, True),
-    ("roc_auc", 0.75, 0.80, False),
-    ("rmse", 4.0, 5.0, True),
-    ("rmse", 6.0, 5.0, False),
-])
+@pytest.mark.parametrize(
+    "metric, candidate_score, floor, passed",
+    [
+        ("roc_auc", 0.85, 0.80, True),
+        ("roc_auc", 0.80, 0.80, True),
+        ("roc_auc", 0.75, 0.80, False),
+        ("rmse", 4.0, 5.0, True),
+        ("rmse", 6.0, 5.0, False),
+    ],
+)
 def test_metric_floor_respects_the_metric_direction(metric, candidate_score, floor, passed):
     decision = _decide(_floor(floor), metric=metric, candidate_score=candidate_score)
 
@@ -63,17 +81,21 @@ def test_metric_floor_respects_the_metric_direction(metric, candidate_score, flo
     assert decision.passed is passed
 
 
-@pytest.mark.parametrize("metric, candidate_score, champion_score, passed", [
-    ("roc_auc", 0.86, 0.85, True),
-    ("roc_auc", 0.848, 0.85, True),
-    ("roc_auc", 0.84, 0.85, False),
-    ("rmse", 4.9, 5.0, True),
-    ("rmse", 5.004, 5.0, True),
-    ("rmse", 5.1, 5.0, False),
-])
+@pytest.mark.parametrize(
+    "metric, candidate_score, champion_score, passed",
+    [
+        ("roc_auc", 0.86, 0.85, True),
+        ("roc_auc", 0.848, 0.85, True),
+        ("roc_auc", 0.84, 0.85, False),
+        ("rmse", 4.9, 5.0, True),
+        ("rmse", 5.004, 5.0, True),
+        ("rmse", 5.1, 5.0, False),
+    ],
+)
 def test_champion_check_allows_a_small_regression_only(metric, candidate_score, champion_score, passed):
-    decision = _decide(_regression_limit(0.005), metric=metric, candidate_score=candidate_score,
-                       champion_score=champion_score)
+    decision = _decide(
+        _regression_limit(0.005), metric=metric, candidate_score=candidate_score, champion_score=champion_score
+    )
 
     check = _only_check(decision)
     assert (check.name, check.passed) == ("champion", passed)
@@ -103,7 +125,9 @@ def test_champion_error_fails_the_check_with_its_message():
 
 
 def test_decision_lists_every_check_and_every_reason():
-    policy = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=True, metric_floor=0.9, max_regression=0.005)
+    policy = GatePolicy(
+        metric="roc_auc", require_validation=True, require_no_drift=True, metric_floor=0.9, max_regression=0.005
+    )
 
     decision = _decide(policy, validation_passed=False, candidate_score=0.85, champion_score=0.80)
 
@@ -120,30 +144,57 @@ def test_empty_policy_passes():
 
 
 def _gate_result(*, passed: bool, champion: dict | None) -> dict:
-    policy = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=True, metric_floor=0.8, max_regression=0.005)
+    policy = GatePolicy(
+        metric="roc_auc", require_validation=True, require_no_drift=True, metric_floor=0.8, max_regression=0.005
+    )
     decision = _decide(policy, candidate_score=0.85, champion_score=None if champion is None else 0.84)
     return {
-        "passed": passed, "reasons": [] if passed else ["test roc_auc 0.7500 < floor 0.8"], "metric": "roc_auc",
-        "generated_at": "2026-01-02T03:04:05+00:00", "git_commit": "0123456789abcdef0123",
+        "passed": passed,
+        "reasons": [] if passed else ["test roc_auc 0.7500 < floor 0.8"],
+        "metric": "roc_auc",
+        "generated_at": "2026-01-02T03:04:05+00:00",
+        "git_commit": "0123456789abcdef0123",
         "checks": [asdict(c) for c in decision.checks],
-        "test_rows": 1234, "test_hash": "feedfacecafebeef" * 4,
-        "drift": {"drifted_count": 1, "columns_checked": 2, "drift_share": 0.5, "max_drift_share": 0.3,
-                  "current_rows": 100, "reference_rows": 400, "drifted_columns": ["tenure"],
-                  "columns": {"tenure": {"method": "Wasserstein distance (normed)", "score": 0.25, "threshold": 0.1,
-                                         "drifted": True},
-                              "plan": {"method": "Jensen-Shannon distance", "score": 0.01, "threshold": 0.1,
-                                       "drifted": False}}},
+        "test_rows": 1234,
+        "test_hash": "feedfacecafebeef" * 4,
+        "drift": {
+            "drifted_count": 1,
+            "columns_checked": 2,
+            "drift_share": 0.5,
+            "max_drift_share": 0.3,
+            "current_rows": 100,
+            "reference_rows": 400,
+            "drifted_columns": ["tenure"],
+            "columns": {
+                "tenure": {"method": "Wasserstein distance (normed)", "score": 0.25, "threshold": 0.1, "drifted": True},
+                "plan": {"method": "Jensen-Shannon distance", "score": 0.01, "threshold": 0.1, "drifted": False},
+            },
+        },
         "paths": {"drift_report": "reports/drift.html"},
-        "model_card": {"path": "reports/model_card.md", "link": "model_card.md", "uri": "runs:/abc/model_card/model_card.md"},
-        "candidate": {"name": "tiny", "version": 4, "family": "catboost", "metrics": {"roc_auc": 0.85, "f1": 0.6},
-                      "run_link": "http://ui/runs/abc", "version_link": "http://ui/models/tiny/4",
-                      "tune_run_link": "http://ui/runs/tune"},
+        "model_card": {
+            "path": "reports/model_card.md",
+            "link": "model_card.md",
+            "uri": "runs:/abc/model_card/model_card.md",
+        },
+        "candidate": {
+            "name": "tiny",
+            "version": 4,
+            "family": "catboost",
+            "metrics": {"roc_auc": 0.85, "f1": 0.6},
+            "run_link": "http://ui/runs/abc",
+            "version_link": "http://ui/models/tiny/4",
+            "tune_run_link": "http://ui/runs/tune",
+        },
         "champion": champion,
     }
 
 
-PRODUCTION_V3 = {"version": 3, "metrics": {"roc_auc": 0.84, "f1": 0.65}, "error": None,
-                 "version_link": "http://ui/models/tiny/3"}
+PRODUCTION_V3 = {
+    "version": 3,
+    "metrics": {"roc_auc": 0.84, "f1": 0.65},
+    "error": None,
+    "version_link": "http://ui/models/tiny/3",
+}
 
 
 def test_promotion_markdown_states_a_passed_verdict_and_each_check():
@@ -205,34 +256,58 @@ def test_promotion_markdown_shows_the_interval_on_the_gate_metric():
 
 @pytest.mark.parametrize("interval, passed", [((0.001, 0.02), True), ((-0.001, 0.02), False), (None, False)])
 def test_significant_gain_needs_the_interval_above_zero(interval, passed):
-    policy = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, require_significant_gain=True)
+    policy = GatePolicy(
+        metric="roc_auc", require_validation=False, require_no_drift=False, require_significant_gain=True
+    )
 
-    check = _only_check(decide(policy, validation_passed=True, drift=NO_DRIFT, metric="roc_auc", candidate_score=0.86,
-                               champion_score=0.85, gain_interval=interval))
+    check = _only_check(
+        decide(
+            policy,
+            validation_passed=True,
+            drift=NO_DRIFT,
+            metric="roc_auc",
+            candidate_score=0.86,
+            champion_score=0.85,
+            gain_interval=interval,
+        )
+    )
 
     assert (check.name, check.passed) == ("significant_gain", passed)
 
 
 def test_significant_gain_is_not_required_without_a_champion():
-    policy = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, require_significant_gain=True)
+    policy = GatePolicy(
+        metric="roc_auc", require_validation=False, require_no_drift=False, require_significant_gain=True
+    )
 
     assert _decide(policy).checks == []
 
 
 def test_champion_detail_carries_the_interval():
-    check = _only_check(decide(_regression_limit(0.01), validation_passed=True, drift=NO_DRIFT, metric="roc_auc",
-                               candidate_score=0.86, champion_score=0.85, gain_interval=(-0.004, 0.023)))
+    check = _only_check(
+        decide(
+            _regression_limit(0.01),
+            validation_passed=True,
+            drift=NO_DRIFT,
+            metric="roc_auc",
+            candidate_score=0.86,
+            champion_score=0.85,
+            gain_interval=(-0.004, 0.023),
+        )
+    )
 
     assert "gain +0.0100, 95% CI [-0.0040, +0.0230]" in check.detail
 
 
 # --- the optional rules ------------------------------------------------------------------------
 
-DRIFT_COLUMNS = NO_DRIFT | {"columns": {
-    "tenure": {"method": "Wasserstein distance (normed)", "score": 0.05, "threshold": 0.1, "drifted": False},
-    "monthly_charges": {"method": "Wasserstein distance (normed)", "score": 0.3, "threshold": 0.1, "drifted": True},
-    "area": {"method": "K-S p_value", "score": 0.0004, "threshold": 0.05, "drifted": True},
-}}
+DRIFT_COLUMNS = NO_DRIFT | {
+    "columns": {
+        "tenure": {"method": "Wasserstein distance (normed)", "score": 0.05, "threshold": 0.1, "drifted": False},
+        "monthly_charges": {"method": "Wasserstein distance (normed)", "score": 0.3, "threshold": 0.1, "drifted": True},
+        "area": {"method": "K-S p_value", "score": 0.0004, "threshold": 0.05, "drifted": True},
+    }
+}
 
 
 def _policy(**rules) -> GatePolicy:
@@ -240,8 +315,15 @@ def _policy(**rules) -> GatePolicy:
 
 
 def _judge(policy: GatePolicy, *, metric: str = "roc_auc", drift: dict = DRIFT_COLUMNS, **measured):
-    return decide(policy, validation_passed=True, drift=drift, metric=metric, candidate_score=0.85,
-                  champion_score=None, measured=Measurements(**measured))
+    return decide(
+        policy,
+        validation_passed=True,
+        drift=drift,
+        metric=metric,
+        candidate_score=0.85,
+        champion_score=None,
+        measured=Measurements(**measured),
+    )
 
 
 def test_critical_features_fail_naming_only_the_column_beyond_its_limit():
@@ -282,8 +364,9 @@ def test_a_critical_feature_missing_from_the_drift_report_fails():
 
 
 def test_critical_features_fail_while_the_drift_share_passes():
-    policy = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=True,
-                        critical_features={"monthly_charges": 0.1})
+    policy = GatePolicy(
+        metric="roc_auc", require_validation=False, require_no_drift=True, critical_features={"monthly_charges": 0.1}
+    )
 
     decision = _judge(policy)
 
@@ -301,11 +384,15 @@ CEILINGS = [
 ]
 
 
-@pytest.mark.parametrize("rule, limit, name, measurement, value, passed", [
-    (rule, limit, name, measurement, value, passed)
-    for rule, limit, name, measurement, within, above in CEILINGS
-    for values, passed in ((within, True), (above, False)) for value in values
-])
+@pytest.mark.parametrize(
+    "rule, limit, name, measurement, value, passed",
+    [
+        (rule, limit, name, measurement, value, passed)
+        for rule, limit, name, measurement, within, above in CEILINGS
+        for values, passed in ((within, True), (above, False))
+        for value in values
+    ],
+)
 def test_each_ceiling_rule_passes_up_to_its_limit(rule, limit, name, measurement, value, passed):
     decision = _judge(_policy(**{rule: limit}), **{measurement: value})
 
@@ -315,8 +402,16 @@ def test_each_ceiling_rule_passes_up_to_its_limit(rule, limit, name, measurement
     assert ("≤" if passed else ">") in check.detail
 
 
-@pytest.mark.parametrize("rule, name", [("max_prediction_drift", "prediction_drift"), ("max_calibration_error", "calibration"),
-                                        ("max_brier", "brier"), ("max_model_size_mb", "model_size"), ("max_latency_ms", "latency")])
+@pytest.mark.parametrize(
+    "rule, name",
+    [
+        ("max_prediction_drift", "prediction_drift"),
+        ("max_calibration_error", "calibration"),
+        ("max_brier", "brier"),
+        ("max_model_size_mb", "model_size"),
+        ("max_latency_ms", "latency"),
+    ],
+)
 def test_a_ceiling_rule_without_its_measurement_fails(rule, name):
     check = _only_check(_judge(_policy(**{rule: 1.0})))
 
@@ -332,16 +427,23 @@ def test_target_drift_is_not_judged_when_the_current_batch_has_no_labels():
 
 
 def test_a_policy_without_the_optional_rules_ignores_their_measurements():
-    decision = _judge(GatePolicy(metric="roc_auc"), prediction_drift=9.0, calibration_error=0.9, latency_ms=1e6,
-                      slices=(SliceScore("contract", "One year", 300, 0.1),))
+    decision = _judge(
+        GatePolicy(metric="roc_auc"),
+        prediction_drift=9.0,
+        calibration_error=0.9,
+        latency_ms=1e6,
+        slices=(SliceScore("contract", "One year", 300, 0.1),),
+    )
 
     assert [c.name for c in decision.checks] == ["validation", "drift"]
     assert decision.passed
 
 
-CONTRACT_SLICES = (SliceScore("contract", "Month-to-month", 700, 0.78, 0.80),
-                   SliceScore("contract", "One year", 300, 0.60, 0.62),
-                   SliceScore("contract", "Two year", 50, 0.40, 0.90))
+CONTRACT_SLICES = (
+    SliceScore("contract", "Month-to-month", 700, 0.78, 0.80),
+    SliceScore("contract", "One year", 300, 0.60, 0.62),
+    SliceScore("contract", "Two year", 50, 0.40, 0.90),
+)
 
 
 def test_a_slice_below_its_floor_fails_and_a_small_slice_is_only_reported():
@@ -374,8 +476,12 @@ def test_slices_pass_within_floor_and_tolerance_and_without_a_champion():
 
 
 def test_a_slice_floor_on_rmse_is_a_ceiling():
-    policy = GatePolicy(metric="rmse", require_validation=False, require_no_drift=False,
-                        slices={"cut": SliceLimits(min_metric=1000.0, min_rows=10)})
+    policy = GatePolicy(
+        metric="rmse",
+        require_validation=False,
+        require_no_drift=False,
+        slices={"cut": SliceLimits(min_metric=1000.0, min_rows=10)},
+    )
     scores = (SliceScore("cut", "Ideal", 400, 900.0), SliceScore("cut", "Fair", 40, 1200.0))
 
     check = _only_check(_judge(policy, metric="rmse", slices=scores))
@@ -399,11 +505,22 @@ def test_every_check_reports_its_verdict():
 
 
 def _full_result() -> dict:
-    policy = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=True,
-                        critical_features={"tenure": 0.1, "monthly_charges": 0.1},
-                        slices={"contract": SliceLimits(min_metric=0.65, max_regression=0.05, min_rows=100)})
-    decision = decide(policy, validation_passed=True, drift=DRIFT_COLUMNS | {"drift_share": 0.1}, metric="roc_auc",
-                      candidate_score=0.85, champion_score=0.84, measured=Measurements(slices=CONTRACT_SLICES))
+    policy = GatePolicy(
+        metric="roc_auc",
+        require_validation=True,
+        require_no_drift=True,
+        critical_features={"tenure": 0.1, "monthly_charges": 0.1},
+        slices={"contract": SliceLimits(min_metric=0.65, max_regression=0.05, min_rows=100)},
+    )
+    decision = decide(
+        policy,
+        validation_passed=True,
+        drift=DRIFT_COLUMNS | {"drift_share": 0.1},
+        metric="roc_auc",
+        candidate_score=0.85,
+        champion_score=0.84,
+        measured=Measurements(slices=CONTRACT_SLICES),
+    )
     result = _gate_result(passed=False, champion=PRODUCTION_V3)
     result["checks"] = [c.as_dict() for c in decision.checks]
     return result
@@ -422,7 +539,10 @@ def test_promotion_markdown_shows_the_slice_table():
 def test_promotion_markdown_shows_per_column_limits_in_one_cell():
     markdown = promotion_markdown(_full_result())
 
-    assert "| critical_features | **FAIL** | tenure 0.05, monthly_charges 0.3 | tenure 0.1, monthly_charges 0.1 |" in markdown
+    assert (
+        "| critical_features | **FAIL** | tenure 0.05, monthly_charges 0.3 | tenure 0.1, monthly_charges 0.1 |"
+        in markdown
+    )
 
 
 def test_promotion_markdown_links_the_model_card():
@@ -440,7 +560,7 @@ def test_single_row_latency_times_one_row_per_call_after_warm_up():
 
     def slow_predict(rows):
         seen.append(len(rows))
-        time.sleep(0.002 if len(seen) > 3 else 0.05)   # the warm-up calls are slow and not counted
+        time.sleep(0.002 if len(seen) > 3 else 0.05)  # the warm-up calls are slow and not counted
 
     latency = single_row_latency_ms(slow_predict, pd.DataFrame({"x": range(4)}), calls=10, warmup=3)
 
@@ -448,13 +568,16 @@ def test_single_row_latency_times_one_row_per_call_after_warm_up():
     assert 2.0 <= latency < 40.0
 
 
-@pytest.mark.parametrize("rules, message", [
-    ({"max_calibration_error": 0.1}, "judge probabilities; dataset 'tiny' is a regression task"),
-    ({"critical_features": {"zip": 0.1}}, r"gate.critical_features names \['zip'\]"),
-    ({"slices": {"region": SliceLimits()}}, r"gate.slices names \['region'\]"),
-])
+@pytest.mark.parametrize(
+    "rules, message",
+    [
+        ({"max_calibration_error": 0.1}, "judge probabilities; dataset 'tiny' is a regression task"),
+        ({"critical_features": {"zip": 0.1}}, r"gate.critical_features names \['zip'\]"),
+        ({"slices": {"region": SliceLimits()}}, r"gate.slices names \['region'\]"),
+    ],
+)
 def test_a_policy_the_dataset_cannot_be_judged_by_is_refused(regression_spec, rules, message):
-    from mlgate.project import StageError
+    from mlgate.errors import StageError
     from mlgate.stages.gate import _check_policy
 
     with pytest.raises(StageError, match=message):
@@ -480,12 +603,18 @@ def test_each_bundled_policy_fits_its_dataset(project_root, policy):
 
 # --- production vs candidate on the current batch ----------------------------------------------
 
+
 def _batch(candidate: float | None = 0.80, champion: float | None = 0.81, skipped: str | None = None, rows: int = 500):
     from mlgate.stages.gate import Comparison
 
-    return Comparison(rows=rows, content_hash="ab" * 32, candidate=None if candidate is None else {"roc_auc": candidate},
-                      champion=None if champion is None else {"roc_auc": champion},
-                      gain_interval=None if champion is None or candidate is None else (-0.03, 0.01), skipped=skipped)
+    return Comparison(
+        rows=rows,
+        content_hash="ab" * 32,
+        candidate=None if candidate is None else {"roc_auc": candidate},
+        champion=None if champion is None else {"roc_auc": champion},
+        gain_interval=None if champion is None or candidate is None else (-0.03, 0.01),
+        skipped=skipped,
+    )
 
 
 def _current_rule(**rule):
@@ -495,19 +624,31 @@ def _current_rule(**rule):
 
 
 def _judge_current(policy: GatePolicy, batch, metric: str = "roc_auc"):
-    return _only_check(decide(policy, validation_passed=True, drift=NO_DRIFT, metric=metric, candidate_score=0.85,
-                              champion_score=None, current=batch))
+    return _only_check(
+        decide(
+            policy,
+            validation_passed=True,
+            drift=NO_DRIFT,
+            metric=metric,
+            candidate_score=0.85,
+            champion_score=None,
+            current=batch,
+        )
+    )
 
 
-@pytest.mark.parametrize("candidate, champion, passed", [(0.80, 0.81, True), (0.80, 0.82, True), (0.80, 0.83, False),
-                                                         (0.85, 0.80, True)])
+@pytest.mark.parametrize(
+    "candidate, champion, passed", [(0.80, 0.81, True), (0.80, 0.82, True), (0.80, 0.83, False), (0.85, 0.80, True)]
+)
 def test_current_batch_rule_allows_a_small_loss_against_production_only(candidate, champion, passed):
     check = _judge_current(_current_rule(max_regression=0.02), _batch(candidate, champion))
 
     assert (check.name, check.passed, check.limit) == ("current_batch", passed, -0.02)
     assert check.observed == pytest.approx(candidate - champion)
     assert check.as_dict()["verdict"] == ("pass" if passed else "fail")
-    assert check.detail.startswith(f"current batch (500 labelled rows) roc_auc {candidate:.4f} vs production {champion:.4f}")
+    assert check.detail.startswith(
+        f"current batch (500 labelled rows) roc_auc {candidate:.4f} vs production {champion:.4f}"
+    )
     assert "95% CI [-0.0300, +0.0100], allowed loss 0.02" in check.detail
     assert check.evidence == {"rows": 500, "content_hash": "ab" * 32}
 
@@ -522,8 +663,9 @@ def test_current_batch_rule_follows_the_metric_direction():
 
 
 def test_current_batch_rule_is_skipped_without_a_production_model_even_when_labels_are_required():
-    check = _judge_current(_current_rule(max_regression=0.02, require=True),
-                           _batch(champion=None, skipped="no 'production' model yet"))
+    check = _judge_current(
+        _current_rule(max_regression=0.02, require=True), _batch(champion=None, skipped="no 'production' model yet")
+    )
 
     assert check.passed and check.skipped and check.as_dict()["verdict"] == "skipped"
     assert check.observed is None
@@ -548,8 +690,15 @@ def test_current_batch_required_without_a_loss_limit_reports_the_gain():
 
 
 def test_current_batch_rule_is_off_by_default_and_fails_when_not_measured():
-    off = decide(_policy(), validation_passed=True, drift=NO_DRIFT, metric="roc_auc", candidate_score=0.85,
-                 champion_score=None, current=_batch())
+    off = decide(
+        _policy(),
+        validation_passed=True,
+        drift=NO_DRIFT,
+        metric="roc_auc",
+        candidate_score=0.85,
+        champion_score=None,
+        current=_batch(),
+    )
     assert off.checks == []
 
     check = _judge_current(_current_rule(max_regression=0.02), None)
@@ -563,16 +712,23 @@ def test_the_champion_rule_is_marked_skipped_without_a_production_model():
     assert check.as_dict()["verdict"] == "skipped"
 
 
-@pytest.mark.parametrize("target, values, reason", [
-    (None, None, "it has no `churn` column"),
-    ("churn", [None] * 6, "no row has a usable `churn` value"),
-    ("churn", ["Maybe", "?", None, "Yes", "No", "Yes"], "only 3 rows have a `churn` value (gate.current_batch.min_rows 4)"),
-    ("churn", ["No"] * 6, "its labelled rows hold one class of `churn` only"),
-    ("churn", ["Yes", "No", "No", "Yes", None, "No"], None),
-])
+@pytest.mark.parametrize(
+    "target, values, reason",
+    [
+        (None, None, "it has no `churn` column"),
+        ("churn", [None] * 6, "no row has a usable `churn` value"),
+        (
+            "churn",
+            ["Maybe", "?", None, "Yes", "No", "Yes"],
+            "only 3 rows have a `churn` value (gate.current_batch.min_rows 4)",
+        ),
+        ("churn", ["No"] * 6, "its labelled rows hold one class of `churn` only"),
+        ("churn", ["Yes", "No", "No", "Yes", None, "No"], None),
+    ],
+)
 def test_usable_labels_says_why_a_current_batch_cannot_be_scored(data_section, clean_frame, target, values, reason):
     from mlgate import config
-    from mlgate.data import DataSpec
+    from mlgate.modelling.data import DataSpec
     from mlgate.stages.gate import usable_labels
 
     data_section["contract"]["columns"]["churn"]["categories"] = ["No", "Yes"]
@@ -607,10 +763,10 @@ def _outputs(y, seed, noise):
 def test_compare_scores_both_models_on_the_same_rows_with_paired_intervals(binary_spec, mixed_frame):
     import numpy as np
 
-    from mlgate import metrics
-    from mlgate.data import target_vector
+    from mlgate.files import content_hash
+    from mlgate.modelling import metrics
+    from mlgate.modelling.data import target_vector
     from mlgate.stages.gate import compare
-    from mlgate.stages.ingest import content_hash
 
     rows = mixed_frame(200)
     y = target_vector(rows, binary_spec)
@@ -621,24 +777,35 @@ def test_compare_scores_both_models_on_the_same_rows_with_paired_intervals(binar
     assert result.rows == 200 and result.content_hash == content_hash(rows) and result.skipped is None
     assert set(result.candidate) == set(metrics.TASK_METRICS["binary"]) == set(result.champion)
     assert result.gain_interval == metrics.paired_bootstrap("roc_auc", y, strong[1], weak[1], resamples=200, seed=3)
-    for scores, interval in ((result.candidate, result.candidate_interval), (result.champion, result.champion_interval)):
+    for scores, interval in (
+        (result.candidate, result.candidate_interval),
+        (result.champion, result.champion_interval),
+    ):
         assert interval[0] <= scores["roc_auc"] <= interval[1]
     assert result.gain_interval[0] > 0
     assert {s.value for s in result.slices} == {"basic", "plus", "pro"}
     assert all(s.champion is not None for s in result.slices)
     block = result.as_dict("roc_auc")
     assert block["gain"] == pytest.approx(result.candidate["roc_auc"] - result.champion["roc_auc"], abs=1e-6)
-    assert block["gain_interval"]["confidence"] == 0.95 and np.isclose(block["gain_interval"]["low"], result.gain_interval[0])
+    assert block["gain_interval"]["confidence"] == 0.95 and np.isclose(
+        block["gain_interval"]["low"], result.gain_interval[0]
+    )
     assert set(block["slices"][0]) == {"column", "value", "rows", "candidate", "champion", "gain"}
 
 
 def test_compare_without_production_scores_the_candidate_and_says_why(binary_spec, mixed_frame):
-    from mlgate.data import target_vector
+    from mlgate.modelling.data import target_vector
     from mlgate.stages.gate import compare
 
     rows = mixed_frame(60)
-    result = compare(binary_spec, rows, _outputs(target_vector(rows, binary_spec), 0, 0.2), None,
-                     skipped="no 'production' model yet", resamples=50)
+    result = compare(
+        binary_spec,
+        rows,
+        _outputs(target_vector(rows, binary_spec), 0, 0.2),
+        None,
+        skipped="no 'production' model yet",
+        resamples=50,
+    )
 
     assert result.champion is None and result.champion_interval is None and result.gain_interval is None
     assert result.candidate_interval is not None and result.skipped == "no 'production' model yet"
@@ -646,11 +813,25 @@ def test_compare_without_production_scores_the_candidate_and_says_why(binary_spe
 
 
 def _with_current(result: dict, **block) -> dict:
-    current = {"metric": "roc_auc", "rows": 1300, "content_hash": "c0ffee" * 10 + "abcd", "skipped": None,
-               "candidate": {"metrics": {"roc_auc": 0.83, "f1": 0.61}, "interval": {"confidence": 0.95, "low": 0.8, "high": 0.86}},
-               "champion": {"metrics": {"roc_auc": 0.82, "f1": 0.63}, "interval": {"confidence": 0.95, "low": 0.79, "high": 0.85}},
-               "gain": 0.01, "gain_interval": {"confidence": 0.95, "low": -0.004, "high": 0.025},
-               "slices": [], "source": "data/source/new.csv", "batch_rows": 1500}
+    current = {
+        "metric": "roc_auc",
+        "rows": 1300,
+        "content_hash": "c0ffee" * 10 + "abcd",
+        "skipped": None,
+        "candidate": {
+            "metrics": {"roc_auc": 0.83, "f1": 0.61},
+            "interval": {"confidence": 0.95, "low": 0.8, "high": 0.86},
+        },
+        "champion": {
+            "metrics": {"roc_auc": 0.82, "f1": 0.63},
+            "interval": {"confidence": 0.95, "low": 0.79, "high": 0.85},
+        },
+        "gain": 0.01,
+        "gain_interval": {"confidence": 0.95, "low": -0.004, "high": 0.025},
+        "slices": [],
+        "source": "data/source/new.csv",
+        "batch_rows": 1500,
+    }
     return result | {"comparison": {"current": current | block}}
 
 
@@ -665,26 +846,56 @@ def test_promotion_markdown_compares_with_production_on_the_labelled_current_bat
 
 
 def test_promotion_markdown_says_why_the_current_batch_was_not_compared():
-    unscored = _with_current(_gate_result(passed=True, champion=None), candidate=None, champion=None, gain=None,
-                             gain_interval=None, rows=0, skipped="it has no `churn` column")
-    alone = _with_current(_gate_result(passed=True, champion=None), champion=None, gain=None, gain_interval=None,
-                          skipped="no 'production' model yet")
+    unscored = _with_current(
+        _gate_result(passed=True, champion=None),
+        candidate=None,
+        champion=None,
+        gain=None,
+        gain_interval=None,
+        rows=0,
+        skipped="it has no `churn` column",
+    )
+    alone = _with_current(
+        _gate_result(passed=True, champion=None),
+        champion=None,
+        gain=None,
+        gain_interval=None,
+        skipped="no 'production' model yet",
+    )
 
-    assert "Current batch (data/source/new.csv, 1,500 rows): not scored, it has no `churn` column." in promotion_markdown(unscored)
+    assert (
+        "Current batch (data/source/new.csv, 1,500 rows): not scored, it has no `churn` column."
+        in promotion_markdown(unscored)
+    )
     markdown = promotion_markdown(alone)
     assert "| metric | candidate v4 |\n| --- | ---: |\n| roc_auc | 0.8300 |" in markdown
     assert "Production not compared: no 'production' model yet." in markdown
 
 
 def test_promotion_markdown_marks_skipped_checks_and_shows_current_slices():
-    result = _with_current(_full_result(), slices=[{"column": "contract", "value": "One year", "rows": 250,
-                                                    "candidate": 0.7, "champion": 0.75, "gain": -0.05}])
-    result["checks"].append({"name": "current_batch", "passed": True, "skipped": True, "observed": None, "limit": -0.02,
-                             "detail": "current batch not compared: no 'production' model yet", "evidence": None})
+    result = _with_current(
+        _full_result(),
+        slices=[
+            {"column": "contract", "value": "One year", "rows": 250, "candidate": 0.7, "champion": 0.75, "gain": -0.05}
+        ],
+    )
+    result["checks"].append(
+        {
+            "name": "current_batch",
+            "passed": True,
+            "skipped": True,
+            "observed": None,
+            "limit": -0.02,
+            "detail": "current batch not compared: no 'production' model yet",
+            "evidence": None,
+        }
+    )
 
     markdown = promotion_markdown(result)
 
-    assert "| current_batch | skipped | None | -0.02 | current batch not compared: no 'production' model yet |" in markdown
+    assert (
+        "| current_batch | skipped | None | -0.02 | current batch not compared: no 'production' model yet |" in markdown
+    )
     assert "The same on the current batch's 1,300 labelled rows (reported, not judged)." in markdown
     assert "| contract | One year | 250 | 0.7000 | 0.7500 | -0.0500 |\n" in markdown
 
@@ -692,8 +903,10 @@ def test_promotion_markdown_marks_skipped_checks_and_shows_current_slices():
 def test_promotion_markdown_embeds_the_plots_relative_to_itself():
     result = _gate_result(passed=True, champion=None)
     result["paths"] |= {"promotion": "reports/promotion.md"}
-    result["plots"] = [{"name": "metric", "title": "roc_auc: candidate vs production, 95% CI", "path": "reports/plots/metric.png"},
-                       {"name": "drift", "title": "Most drifted columns", "path": "reports/plots/drift.png"}]
+    result["plots"] = [
+        {"name": "metric", "title": "roc_auc: candidate vs production, 95% CI", "path": "reports/plots/metric.png"},
+        {"name": "drift", "title": "Most drifted columns", "path": "reports/plots/drift.png"},
+    ]
 
     markdown = promotion_markdown(result)
 

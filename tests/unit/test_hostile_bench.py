@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlgate.prediction_log import PredictionLog
+from mlgate.services.prediction_log import PredictionLog
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def _load_bench():
     spec = importlib.util.spec_from_file_location("hostile_bench", REPO / "benchmarks" / "hostile_clients.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name
-    sys.path.insert(0, str(REPO / "benchmarks"))   # as when it runs as a script: its helpers sit beside it
+    sys.path.insert(0, str(REPO / "benchmarks"))  # as when it runs as a script: its helpers sit beside it
     try:
         spec.loader.exec_module(module)
     finally:
@@ -35,7 +35,10 @@ def test_read_log_finds_each_request_rows_and_probes_in_full(tmp_path):
     log.submit("a", "1", pd.DataFrame({"tenure": [1, 2, 3]}), pd.DataFrame({"prediction": ["No", "No", "Yes"]}))
     log.submit("b", "1", pd.DataFrame({"tenure": [4, 5]}), pd.DataFrame({"prediction": ["No", "Yes"]}))
     log.close()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p),
+    }
 
     logged = bench.read_log(str(tmp_path / "log"), ["a", "b", "never-sent"], ["b"], tmp_path, env)
 
@@ -52,7 +55,10 @@ def test_read_log_reports_a_log_it_cannot_read(tmp_path):
 
 def test_request_ids_check_fails_on_a_shared_id_and_on_values_not_logged():
     abuse = bench.Abuse(probes={"same": "same-id:4", "mine": "named"})
-    rows = [{"request_id": "mine", "row": "0", "input_tenure": "1"}, {"request_id": "mine", "row": "1", "input_tenure": "2"}]
+    rows = [
+        {"request_id": "mine", "row": "0", "input_tenure": "1"},
+        {"request_id": "mine", "row": "1", "input_tenure": "2"},
+    ]
 
     bench.settle_request_ids(abuse, {"probes": rows})
 
@@ -63,10 +69,15 @@ def test_request_ids_check_fails_on_a_shared_id_and_on_values_not_logged():
 
 def test_request_ids_check_passes_with_own_ids_and_sent_values_in_extra_inputs():
     abuse = bench.Abuse(probes={"x": "same-id:2", "y": "same-id:2", "z": "named"})
-    extra = '{"row": 987654, "request_id": "client-request-id", "timestamp": "client-timestamp", ' \
-            '"model_version": "client-model-version"}'
-    rows = [{"request_id": rid, "row": str(row), "extra_inputs": extra if rid == "z" else ""}
-            for rid in ("x", "y", "z") for row in (0, 1)]
+    extra = (
+        '{"row": 987654, "request_id": "client-request-id", "timestamp": "client-timestamp", '
+        '"model_version": "client-model-version"}'
+    )
+    rows = [
+        {"request_id": rid, "row": str(row), "extra_inputs": extra if rid == "z" else ""}
+        for rid in ("x", "y", "z")
+        for row in (0, 1)
+    ]
 
     bench.settle_request_ids(abuse, {"probes": rows})
 

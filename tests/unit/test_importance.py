@@ -8,9 +8,9 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlgate import models
-from mlgate.data import conform, target_vector
-from mlgate.ensemble import FinalModel
+from mlgate.modelling import models
+from mlgate.modelling.data import conform, target_vector
+from mlgate.modelling.ensemble import FinalModel
 from mlgate.stages import evaluate
 from mlgate.stages.evaluate import shap_importance
 from tests.conftest import SMALL_PARAMS, spec_over
@@ -20,7 +20,9 @@ FORESTS = ("random_forest", "extra_trees")
 
 
 def _fitted(family, params, frame, spec):
-    return models.build(family, params, spec, seed=0).fit(conform(frame, spec)[spec.features], target_vector(frame, spec))
+    return models.build(family, params, spec, seed=0).fit(
+        conform(frame, spec)[spec.features], target_vector(frame, spec)
+    )
 
 
 def _numeric(task, mixed_frame):
@@ -32,7 +34,7 @@ def _numeric(task, mixed_frame):
 @pytest.mark.parametrize("task", ["binary", "regression"])
 def test_shap_ranks_the_column_that_drives_the_target_first(task, mixed_frame, binary_spec, regression_spec):
     spec = binary_spec if task == "binary" else regression_spec
-    frame = conform(mixed_frame(200, task), spec)   # churn / spend follow `charges` only
+    frame = conform(mixed_frame(200, task), spec)  # churn / spend follow `charges` only
     pipeline = _fitted("catboost", SMALL_CATBOOST, frame, spec)
 
     board = shap_importance(pipeline, frame, spec, seed=0)
@@ -51,19 +53,23 @@ def test_shap_values_add_up_to_the_model_output(mixed_frame, binary_spec):
     pipeline = _fitted("catboost", SMALL_CATBOOST, frame, binary_spec)
     estimator = pipeline[-1]
     seen = estimator._prepare(pipeline[:-1].transform(frame[binary_spec.features]))
-    values = estimator.model_.get_feature_importance(catboost.Pool(seen, cat_features=estimator.categorical_),
-                                                     type="ShapValues")
+    values = estimator.model_.get_feature_importance(
+        catboost.Pool(seen, cat_features=estimator.categorical_), type="ShapValues"
+    )
 
     raw = estimator.model_.predict(seen, prediction_type="RawFormulaVal")
     assert np.allclose(values.sum(axis=1), raw)
     board = shap_importance(pipeline, frame, binary_spec, seed=0).set_index("feature")
-    assert board.importance.to_dict() == pytest.approx(dict(zip(seen.columns, np.abs(values[:, :-1]).mean(axis=0), strict=True)))
+    assert board.importance.to_dict() == pytest.approx(
+        dict(zip(seen.columns, np.abs(values[:, :-1]).mean(axis=0), strict=True))
+    )
 
 
 @pytest.mark.parametrize("task", ["binary", "regression"])
 @pytest.mark.parametrize("family", FORESTS)
-def test_forest_shap_names_the_encoded_columns_and_ranks_the_driver_first(family, task, mixed_frame, binary_spec,
-                                                                          regression_spec):
+def test_forest_shap_names_the_encoded_columns_and_ranks_the_driver_first(
+    family, task, mixed_frame, binary_spec, regression_spec
+):
     spec = binary_spec if task == "binary" else regression_spec
     frame = conform(mixed_frame(200, task, with_missing=True), spec)
 
@@ -80,15 +86,17 @@ def test_forest_shap_names_the_encoded_columns_and_ranks_the_driver_first(family
 def test_hist_gradient_boosting_shap_on_numeric_columns(task, mixed_frame):
     spec, frame = _numeric(task, mixed_frame)
 
-    board = shap_importance(_fitted("hist_gradient_boosting", SMALL_PARAMS["hist_gradient_boosting"], frame, spec),
-                            frame, spec, seed=0)
+    board = shap_importance(
+        _fitted("hist_gradient_boosting", SMALL_PARAMS["hist_gradient_boosting"], frame, spec), frame, spec, seed=0
+    )
 
     assert list(board.feature) == ["charges", "tenure"]
     assert (board.importance > 0).all()
 
 
-@pytest.mark.parametrize("family, task", [("random_forest", "binary"), ("extra_trees", "regression"),
-                                          ("hist_gradient_boosting", "binary")])
+@pytest.mark.parametrize(
+    "family, task", [("random_forest", "binary"), ("extra_trees", "regression"), ("hist_gradient_boosting", "binary")]
+)
 def test_tree_shap_adds_up_to_the_models_own_output(family, task, mixed_frame, binary_spec, regression_spec):
     """Known answer against scikit-learn, not shap's reading of the trees: SHAP values plus the expected
     value are the positive-class probability (forests), the prediction, or the log-odds (HistGradientBoosting)."""
@@ -108,7 +116,12 @@ def test_tree_shap_adds_up_to_the_models_own_output(family, task, mixed_frame, b
     if family == "hist_gradient_boosting":
         names, output = ["tenure", "charges"], model.decision_function(seen)
     else:
-        names = ["tenure", "charges", "missingindicator_charges", "plan"]  # numeric (with the indicator), then categorical
+        names = [
+            "tenure",
+            "charges",
+            "missingindicator_charges",
+            "plan",
+        ]  # numeric (with the indicator), then categorical
         if task == "binary":
             values, expected, output = values[..., 1], expected[1:], model.predict_proba(seen)[:, 1]
         else:
@@ -136,8 +149,11 @@ def test_shap_output_as_a_list_per_class_gives_the_same_table(monkeypatch, mixed
     pipeline = _fitted("random_forest", SMALL_PARAMS["random_forest"], frame, binary_spec)
     expected = shap_importance(pipeline, frame, binary_spec, seed=0)
     as_array = shap.TreeExplainer.shap_values
-    monkeypatch.setattr(shap.TreeExplainer, "shap_values",
-                        lambda self, X, **kwargs: list(np.moveaxis(as_array(self, X, **kwargs), -1, 0)))
+    monkeypatch.setattr(
+        shap.TreeExplainer,
+        "shap_values",
+        lambda self, X, **kwargs: list(np.moveaxis(as_array(self, X, **kwargs), -1, 0)),
+    )
 
     assert shap_importance(pipeline, frame, binary_spec, seed=0).equals(expected)
 
@@ -145,15 +161,19 @@ def test_shap_output_as_a_list_per_class_gives_the_same_table(monkeypatch, mixed
 def test_a_forest_too_large_to_explain_in_time_has_no_shap_importance(monkeypatch, mixed_frame, binary_spec):
     frame = conform(mixed_frame(200), binary_spec)
     pipeline = _fitted("random_forest", SMALL_PARAMS["random_forest"], frame, binary_spec)
-    monkeypatch.setattr(evaluate, "SHAP_WORK", 1e3)   # fewer than SHAP_MIN_ROWS rows fit in it
+    monkeypatch.setattr(evaluate, "SHAP_WORK", 1e3)  # fewer than SHAP_MIN_ROWS rows fit in it
 
     assert shap_importance(pipeline, frame, binary_spec, seed=0) is None
 
 
 def test_an_encoder_without_output_names_gives_no_shap_table(mixed_frame, binary_spec):
     frame = conform(mixed_frame(60), binary_spec)
-    pipeline = Pipeline([("encode", ColumnTransformer([("numbers", FunctionTransformer(), ["tenure", "charges"])])),
-                         ("model", RandomForestClassifier(n_estimators=5, random_state=0))])
+    pipeline = Pipeline(
+        [
+            ("encode", ColumnTransformer([("numbers", FunctionTransformer(), ["tenure", "charges"])])),
+            ("model", RandomForestClassifier(n_estimators=5, random_state=0)),
+        ]
+    )
     pipeline.fit(frame[binary_spec.features], target_vector(frame, binary_spec))
 
     assert shap_importance(pipeline, frame, binary_spec, seed=0) is None
@@ -167,12 +187,15 @@ def test_an_ensemble_has_no_shap_importance_and_a_sole_member_has_its_own(mixed_
     sole = FinalModel(members[:1]).fit(X, y)
 
     assert shap_importance(ensemble, frame, binary_spec, seed=0) is None
-    assert shap_importance(sole, frame, binary_spec, seed=0).equals(shap_importance(sole.sole_pipeline, frame, binary_spec,
-                                                                                   seed=0))
+    assert shap_importance(sole, frame, binary_spec, seed=0).equals(
+        shap_importance(sole.sole_pipeline, frame, binary_spec, seed=0)
+    )
 
 
 @pytest.mark.parametrize("family", ["linear", "knn"])
 def test_other_families_have_no_shap_importance(family, mixed_frame, binary_spec):
     frame = conform(mixed_frame(60), binary_spec)
 
-    assert shap_importance(_fitted(family, SMALL_PARAMS[family], frame, binary_spec), frame, binary_spec, seed=0) is None
+    assert (
+        shap_importance(_fitted(family, SMALL_PARAMS[family], frame, binary_spec), frame, binary_spec, seed=0) is None
+    )

@@ -3,10 +3,10 @@ import re
 import pandas as pd
 import pytest
 
-from mlgate.data import SourceSpec
-from mlgate.project import StageError
-from mlgate.sources import read
-from mlgate.stages.ingest import content_hash
+from mlgate.adapters.sources import read
+from mlgate.errors import StageError
+from mlgate.files import content_hash
+from mlgate.modelling.data import SourceSpec
 
 
 def read_file(path, fmt, what):
@@ -48,14 +48,17 @@ def test_read_file_reads_parquet(tmp_path, clean_frame):
     assert content_hash(read_file(path, "parquet", "data.source")) == content_hash(clean_frame)
 
 
-@pytest.mark.parametrize("name, content, fmt, detail", [
-    ("empty.csv", "", "csv", "the file is empty"),
-    ("blank_line.csv", "\n", "csv", "the file is empty"),
-    ("header_only.csv", "tenure,plan\n", "csv", "no data rows (columns: tenure, plan)"),
-    ("ragged.csv", "a,b\n1,2\n3,4,5,6\n", "csv", "cannot be read as csv"),
-    ("text.parquet", "not parquet at all", "parquet", "cannot be read as parquet"),
-    ("empty.parquet", "", "parquet", "the file is empty"),
-])
+@pytest.mark.parametrize(
+    "name, content, fmt, detail",
+    [
+        ("empty.csv", "", "csv", "the file is empty"),
+        ("blank_line.csv", "\n", "csv", "the file is empty"),
+        ("header_only.csv", "tenure,plan\n", "csv", "no data rows (columns: tenure, plan)"),
+        ("ragged.csv", "a,b\n1,2\n3,4,5,6\n", "csv", "cannot be read as csv"),
+        ("text.parquet", "not parquet at all", "parquet", "cannot be read as parquet"),
+        ("empty.parquet", "", "parquet", "the file is empty"),
+    ],
+)
 def test_unreadable_file_error_names_the_path(tmp_path, name, content, fmt, detail):
     path = tmp_path / name
     path.write_text(content)
@@ -80,5 +83,7 @@ def test_unsupported_format_names_the_param():
 
 
 def test_an_unsupported_kind_names_the_param():
-    with pytest.raises(ValueError, match=re.escape("data.source.kind must be one of ('file', 'sql', 'http'), got 'url'")):
+    with pytest.raises(
+        ValueError, match=re.escape("data.source.kind must be one of ('file', 'sql', 'http'), got 'url'")
+    ):
         SourceSpec(kind="url", path="https://example.invalid/data.csv")

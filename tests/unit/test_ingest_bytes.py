@@ -24,4 +24,3 @@ def test_ingest_twice_on_the_same_source_writes_the_same_bytes(tmp_path, monkeyp
 
     assert set(first) == {"data.parquet", "current.parquet", "meta.json"}
     assert snapshot(tmp_path / params["paths"]["raw"]) == first
-

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import StratifiedKFold
 
-from mlgate import models
-from mlgate.data import DataSpec, check_contract, leakage_scores, target_vector
-from mlgate.features import ColumnFilter, FeatureSettings
+from mlgate.modelling import models
+from mlgate.modelling.data import DataSpec, check_contract, leakage_scores, target_vector
+from mlgate.modelling.features import ColumnFilter, FeatureSettings
 from mlgate.stages import tune
 from mlgate.stages.tune import CrossValidation
 from tests.conftest import spec_over
@@ -54,20 +54,23 @@ def _numeric_frame(rows: int = 60, seed: int = 0) -> pd.DataFrame:
     """Skewed numerics (so quantiles differ between subsets) and a target that follows `signal`."""
     rng = np.random.default_rng(seed)
     signal = rng.lognormal(0, 1, rows)
-    return pd.DataFrame({
-        "signal": signal,
-        "noise_a": rng.exponential(5, rows),
-        "noise_b": rng.normal(0, 10, rows),
-        "churn": np.where(signal + rng.normal(0, 0.3, rows) > np.median(signal), "Yes", "No"),
-    })
+    return pd.DataFrame(
+        {
+            "signal": signal,
+            "noise_a": rng.exponential(5, rows),
+            "noise_b": rng.normal(0, 10, rows),
+            "churn": np.where(signal + rng.normal(0, 0.3, rows) > np.median(signal), "Yes", "No"),
+        }
+    )
 
 
 NUMERIC_COLUMNS = {"signal": {"type": "float"}, "noise_a": {"type": "float"}, "noise_b": {"type": "float"}}
 
 
 def _objective(frame: pd.DataFrame, spec: DataSpec, folds: int = 3) -> CrossValidation:
-    return CrossValidation(frame, spec, folds, parallel_trials=1, seed=0, cores=1,
-                           settings=FeatureSettings(clip_quantiles=CLIP))
+    return CrossValidation(
+        frame, spec, folds, parallel_trials=1, seed=0, cores=1, settings=FeatureSettings(clip_quantiles=CLIP)
+    )
 
 
 def test_each_fold_builds_and_fits_its_own_pipeline(built, filter_fits):
@@ -136,7 +139,9 @@ def test_the_target_driven_selection_is_made_per_fold(built, filter_fits):
 
     objective("linear", PARAMS, report=lambda step, score: None)
 
-    expected = list(StratifiedKFold(2, shuffle=True, random_state=0).split(np.zeros(len(frame)), target_vector(frame, spec)))
+    expected = list(
+        StratifiedKFold(2, shuffle=True, random_state=0).split(np.zeros(len(frame)), target_vector(frame, spec))
+    )
     for (fit, score), (fit_expected, score_expected) in zip(objective.folds, expected, strict=True):
         np.testing.assert_array_equal(fit, fit_expected)
         np.testing.assert_array_equal(score, score_expected)
@@ -152,8 +157,13 @@ def test_the_target_driven_selection_is_made_per_fold(built, filter_fits):
 def test_the_datetime_start_is_the_minimum_of_each_folds_training_rows(built):
     rng = np.random.default_rng(4)
     stamps = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.permutation(30) * 3, "D")
-    frame = pd.DataFrame({"signed_up": stamps.strftime("%Y-%m-%dT%H:%M:%SZ"), "x": rng.normal(size=30),
-                          "churn": ["Yes", "No", "No"] * 10})
+    frame = pd.DataFrame(
+        {
+            "signed_up": stamps.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "x": rng.normal(size=30),
+            "churn": ["Yes", "No", "No"] * 10,
+        }
+    )
     spec = _spec({"signed_up": {"type": "datetime"}, "x": {"type": "float"}})
     objective = _objective(frame, spec)
 
@@ -166,21 +176,28 @@ def test_the_datetime_start_is_the_minimum_of_each_folds_training_rows(built):
 
 # --- data.leakage_scores and the contract warning -------------------------------------------------
 
+
 def _binary_leaky_frame(rows: int = 200) -> pd.DataFrame:
     # not seed 0: leakage_scores splits its halves with default_rng(0).random, which would then track the target
     rng = np.random.default_rng(11)
     churn = np.where(rng.random(rows) < 0.3, "Yes", "No")
-    return pd.DataFrame({
-        "charges": rng.uniform(20, 120, rows),
-        "churned_flag": (churn == "Yes").astype(float),
-        "churn_label": churn.copy(),
-        "customer_code": [f"C{i:05d}" for i in range(rows)],
-        "churn": churn,
-    })
+    return pd.DataFrame(
+        {
+            "charges": rng.uniform(20, 120, rows),
+            "churned_flag": (churn == "Yes").astype(float),
+            "churn_label": churn.copy(),
+            "customer_code": [f"C{i:05d}" for i in range(rows)],
+            "churn": churn,
+        }
+    )
 
 
-BINARY_LEAKY = {"charges": {"type": "float"}, "churned_flag": {"type": "float"}, "churn_label": {"type": "string"},
-                "customer_code": {"type": "string"}}
+BINARY_LEAKY = {
+    "charges": {"type": "float"},
+    "churned_flag": {"type": "float"},
+    "churn_label": {"type": "string"},
+    "customer_code": {"type": "string"},
+}
 
 
 def test_a_copy_of_a_binary_target_is_flagged_and_noise_and_ids_are_not():
@@ -201,17 +218,23 @@ def test_an_inverted_binary_copy_is_flagged_in_either_direction():
 def _regression_leaky_frame(rows: int = 200) -> pd.DataFrame:
     rng = np.random.default_rng(1)
     spend = rng.lognormal(3, 1, rows)
-    return pd.DataFrame({
-        "charges": rng.uniform(20, 120, rows),
-        "spend_rescaled": 3.0 * spend + 7.0,
-        "spend_log": np.log(spend),
-        "customer_code": [f"C{i:05d}" for i in range(rows)],
-        "spend": spend,
-    })
+    return pd.DataFrame(
+        {
+            "charges": rng.uniform(20, 120, rows),
+            "spend_rescaled": 3.0 * spend + 7.0,
+            "spend_log": np.log(spend),
+            "customer_code": [f"C{i:05d}" for i in range(rows)],
+            "spend": spend,
+        }
+    )
 
 
-REGRESSION_LEAKY = {"charges": {"type": "float"}, "spend_rescaled": {"type": "float"}, "spend_log": {"type": "float"},
-                    "customer_code": {"type": "string"}}
+REGRESSION_LEAKY = {
+    "charges": {"type": "float"},
+    "spend_rescaled": {"type": "float"},
+    "spend_log": {"type": "float"},
+    "customer_code": {"type": "string"},
+}
 
 
 def test_a_rescaled_or_monotone_copy_of_a_regression_target_is_flagged():
@@ -235,10 +258,13 @@ def test_an_id_like_column_is_not_flagged_even_when_it_sorts_with_the_target():
     assert scores.get("customer_code", 0.0) < 0.2
 
 
-@pytest.mark.parametrize("task, columns, make, leaks", [
-    ("binary", BINARY_LEAKY, _binary_leaky_frame, {"churned_flag", "churn_label"}),
-    ("regression", REGRESSION_LEAKY, _regression_leaky_frame, {"spend_rescaled", "spend_log"}),
-])
+@pytest.mark.parametrize(
+    "task, columns, make, leaks",
+    [
+        ("binary", BINARY_LEAKY, _binary_leaky_frame, {"churned_flag", "churn_label"}),
+        ("regression", REGRESSION_LEAKY, _regression_leaky_frame, {"spend_rescaled", "spend_log"}),
+    ],
+)
 def test_check_contract_warns_with_rule_leakage_naming_the_column(task, columns, make, leaks):
     result = check_contract(make(), _spec(columns, task=task))
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mlgate import metrics
+from mlgate.modelling import metrics
 
 
 def test_improvement_is_positive_for_a_higher_roc_auc():
@@ -13,12 +13,15 @@ def test_improvement_is_positive_for_a_lower_rmse():
     assert metrics.improvement("rmse", 2.0, 1.5) == pytest.approx(-0.5)
 
 
-@pytest.mark.parametrize("name, task, greater_is_better", [
-    ("roc_auc", "binary", True),
-    ("log_loss", "binary", False),
-    ("rmse", "regression", False),
-    ("r2", "regression", True),
-])
+@pytest.mark.parametrize(
+    "name, task, greater_is_better",
+    [
+        ("roc_auc", "binary", True),
+        ("log_loss", "binary", False),
+        ("rmse", "regression", False),
+        ("r2", "regression", True),
+    ],
+)
 def test_get_returns_the_metric_with_its_direction(name, task, greater_is_better):
     assert metrics.get(name, task).greater_is_better is greater_is_better
 
@@ -59,7 +62,7 @@ def _noisy_scores(rows: int, separation: float, seed: int):
 
 def test_paired_bootstrap_finds_a_clear_gain_and_no_gain_between_equal_models():
     y, strong = _noisy_scores(2000, 2.0, 0)
-    _, weak = _noisy_scores(2000, 0.0, 1)   # pure noise: AUC about 0.5
+    _, weak = _noisy_scores(2000, 0.0, 1)  # pure noise: AUC about 0.5
 
     low, high = metrics.paired_bootstrap("roc_auc", y, strong, weak, resamples=300, seed=0)
     assert 0.3 < low < high < 0.5
@@ -75,7 +78,7 @@ def test_paired_bootstrap_is_oriented_by_the_metric_direction():
 
     low, high = metrics.paired_bootstrap("rmse", y, close, far, resamples=300, seed=0)
 
-    assert 0 < low < high   # a lower RMSE is a positive gain
+    assert 0 < low < high  # a lower RMSE is a positive gain
     assert metrics.paired_bootstrap("rmse", y, far, close, resamples=300, seed=0)[1] < 0
 
 
@@ -88,7 +91,9 @@ def test_paired_bootstrap_covers_the_true_gain_at_about_the_stated_rate():
     covered = 0
     for trial in range(60):
         rows = np.random.default_rng(100 + trial).integers(0, 200_000, 500)
-        low, high = metrics.paired_bootstrap("roc_auc", big_y[rows], big_a[rows], big_b[rows], resamples=200, seed=trial)
+        low, high = metrics.paired_bootstrap(
+            "roc_auc", big_y[rows], big_a[rows], big_b[rows], resamples=200, seed=trial
+        )
         covered += low <= truth <= high
     assert covered >= 48
 
@@ -96,7 +101,7 @@ def test_paired_bootstrap_covers_the_true_gain_at_about_the_stated_rate():
 def test_rank_auc_equals_sklearn_with_ties():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 300)
-    score = rng.integers(0, 5, 300).astype(float)   # many ties
+    score = rng.integers(0, 5, 300).astype(float)  # many ties
 
     assert metrics._rank_auc(y, score) == pytest.approx(metrics.METRICS["roc_auc"].score(y, score), abs=1e-12)
 
@@ -110,7 +115,7 @@ def test_brier_of_known_probabilities():
 
 
 def test_calibration_error_is_zero_when_each_bin_matches_its_positive_rate():
-    y = np.array([1] * 8 + [0] * 2 + [1] * 1 + [0] * 9)        # 80% positive at 0.8, 10% at 0.1
+    y = np.array([1] * 8 + [0] * 2 + [1] * 1 + [0] * 9)  # 80% positive at 0.8, 10% at 0.1
     probability = np.array([0.8] * 10 + [0.1] * 10)
 
     assert metrics.expected_calibration_error(y, probability) == pytest.approx(0.0, abs=1e-12)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlgate.serving import MicroBatcher
+from mlgate.services.serving import MicroBatcher
 
 
 class SlowModel:
@@ -57,7 +57,7 @@ def test_a_request_to_an_idle_model_is_predicted_alone_at_once():
 
     async def scenario():
         batcher = MicroBatcher(model, max_rows=100, wait_s=5.0, on_call=rows_per_call.append)
-        return await asyncio.wait_for(batcher.predict(frame(1, 2)), 2.0)   # no 5 s wait: nothing else was queued
+        return await asyncio.wait_for(batcher.predict(frame(1, 2)), 2.0)  # no 5 s wait: nothing else was queued
 
     out = run(scenario())
     assert out["prediction"].tolist() == [2.0, 4.0]
@@ -70,7 +70,7 @@ def test_requests_that_arrive_while_the_model_is_busy_share_the_next_call_and_ge
     async def scenario():
         batcher = MicroBatcher(model, max_rows=100)
         first = asyncio.create_task(batcher.predict(frame(1)))
-        await asyncio.sleep(0.02)                        # the first call is running
+        await asyncio.sleep(0.02)  # the first call is running
         rest = [asyncio.create_task(batcher.predict(frame(10 * i, 10 * i + 1))) for i in range(1, 5)]
         return await first, await asyncio.gather(*rest)
 
@@ -91,8 +91,9 @@ def test_a_shared_call_holds_at_most_max_rows_and_keeps_arrival_order():
 
 def test_frames_with_other_columns_or_dtypes_never_share_a_call():
     model = SlowModel(0.05)
-    outs = queued_behind_a_busy_call(model, [frame(1), pd.DataFrame({"x": [2]}),
-                                             pd.DataFrame({"x": [3.0], "note": ["a"]}), frame(4)])
+    outs = queued_behind_a_busy_call(
+        model, [frame(1), pd.DataFrame({"x": [2]}), pd.DataFrame({"x": [3.0], "note": ["a"]}), frame(4)]
+    )
     assert model.calls == [[0.0], [1.0, 4.0], [2], [3.0]]
     assert [out["prediction"].tolist() for out in outs] == [[2.0], [4], [6.0], [8.0]]
 
@@ -102,7 +103,7 @@ def test_a_failing_request_gets_its_own_error_and_its_neighbours_their_predictio
     good, bad, other = queued_behind_a_busy_call(model, [frame(1), frame(-1), frame(2)])
     assert good["prediction"].tolist() == [2.0] and other["prediction"].tolist() == [4.0]
     assert isinstance(bad, ValueError) and "negative x at row 0" in str(bad)
-    assert model.calls == [[0.0], [1.0, -1.0, 2.0], [1.0], [-1.0], [2.0]]   # the shared call, then each alone
+    assert model.calls == [[0.0], [1.0, -1.0, 2.0], [1.0], [-1.0], [2.0]]  # the shared call, then each alone
 
 
 def test_under_load_a_call_waits_for_the_clients_it_just_answered():
@@ -115,10 +116,10 @@ def test_under_load_a_call_waits_for_the_clients_it_just_answered():
         sizes: list[int] = []
 
         async def client(batcher: MicroBatcher, number: int) -> None:
-            await asyncio.sleep(0.005 * number)   # all four arrive during the first call
+            await asyncio.sleep(0.005 * number)  # all four arrive during the first call
             for i in range(6):
                 await batcher.predict(frame(100 * number + i))
-                await asyncio.sleep(0.01)   # the client's own turnaround before its next request
+                await asyncio.sleep(0.01)  # the client's own turnaround before its next request
 
         async def scenario():
             batcher = MicroBatcher(model, max_rows=100, wait_s=wait_s, on_call=sizes.append)
@@ -135,7 +136,7 @@ def test_under_load_a_call_waits_for_the_clients_it_just_answered():
 
 @pytest.mark.parametrize(("field", "value"), [("max_batch_rows", 0), ("batch_wait_ms", -1), ("batch_wait_ms", 5000)])
 def test_bad_batching_settings_are_refused_naming_the_field(field, value):
-    from mlgate.serving import ServeSettings
+    from mlgate.services.serving import ServeSettings
 
     with pytest.raises(ValueError, match=field):
         ServeSettings(model="churn", **{field: value})
@@ -161,8 +162,8 @@ def test_the_wait_ends_as_soon_as_the_answered_clients_are_back():
 def test_cli_serve_passes_the_batching_options(monkeypatch):
     from click.testing import CliRunner
 
-    from mlgate import serving
     from mlgate.cli import main
+    from mlgate.services import serving
 
     started = []
     monkeypatch.setattr(serving, "serve", lambda settings, host, port: started.append(settings))

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from mlgate import models
-from mlgate.data import DataSpec, conform, target_vector
+from mlgate.modelling import models
+from mlgate.modelling.data import DataSpec, conform, target_vector
 from tests.conftest import SMALL_PARAMS
 
 
@@ -48,7 +48,9 @@ def test_binary_family_fits_with_missing_values_and_scores_unseen_categories(fam
 
 
 @pytest.mark.parametrize("family", sorted(SMALL_PARAMS))
-def test_regression_family_fits_with_missing_values_and_scores_unseen_categories(family, regression_spec, regression_data):
+def test_regression_family_fits_with_missing_values_and_scores_unseen_categories(
+    family, regression_spec, regression_data
+):
     X, y = regression_data
 
     pipeline = models.build(family, SMALL_PARAMS[family], regression_spec).fit(X, y)
@@ -111,7 +113,7 @@ def test_catboost_gives_missing_categories_their_own_level_without_touching_the_
 
 
 def test_catboost_calls_are_serialised_and_may_use_every_core():
-    from mlgate import models
+    from mlgate.modelling import models
 
     assert models.exclusive("catboost") is models.exclusive("catboost")
     assert models.threads_for("catboost", cores=2, parallel_trials=2) == 2
@@ -177,18 +179,24 @@ def test_mlp_stops_early_by_default_and_builds_its_layers(binary_spec):
     assert estimator.hidden_layer_sizes == (32, 32)
 
 
-@pytest.mark.parametrize("family, threads", [("catboost", 2), ("hist_gradient_boosting", 1), ("extra_trees", 1),
-                                             ("knn", 1), ("mlp", 1)])
+@pytest.mark.parametrize(
+    "family, threads", [("catboost", 2), ("hist_gradient_boosting", 1), ("extra_trees", 1), ("knn", 1), ("mlp", 1)]
+)
 def test_threads_per_family_with_two_parallel_trials_on_two_cores(family, threads):
     assert models.threads_for(family, cores=2, parallel_trials=2) == threads
     assert models.threads_for(family, cores=2, parallel_trials=1) == 2
 
 
-@pytest.mark.parametrize("family,argument,value", [
-    ("catboost", "auto_class_weights", "Balanced"), ("linear", "class_weight", "balanced"),
-    ("random_forest", "class_weight", "balanced"), ("extra_trees", "class_weight", "balanced"),
-    ("hist_gradient_boosting", "class_weight", "balanced"),
-])
+@pytest.mark.parametrize(
+    "family,argument,value",
+    [
+        ("catboost", "auto_class_weights", "Balanced"),
+        ("linear", "class_weight", "balanced"),
+        ("random_forest", "class_weight", "balanced"),
+        ("extra_trees", "class_weight", "balanced"),
+        ("hist_gradient_boosting", "class_weight", "balanced"),
+    ],
+)
 def test_balanced_class_weight_becomes_the_familys_own_argument(family, argument, value, binary_spec, binary_data):
     def arguments(estimator):
         return estimator.params if isinstance(estimator, models._BuiltAtFit) else estimator.get_params()
@@ -234,8 +242,13 @@ def test_serial_predictions_keeps_the_predictions_on_one_thread(family, binary_s
 def _noisy(rows: int, task: str = "binary", seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """A weak signal in one column, noise in the rest: boosting at a high rate overfits within tens of trees."""
     rng = np.random.default_rng(seed)
-    X = pd.DataFrame({"signal": rng.normal(size=rows), "noise": rng.normal(size=rows),
-                      "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object)})
+    X = pd.DataFrame(
+        {
+            "signal": rng.normal(size=rows),
+            "noise": rng.normal(size=rows),
+            "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object),
+        }
+    )
     latent = 0.5 * X["signal"].to_numpy() + rng.normal(size=rows)
     return X, ((latent > 0).astype(np.int64) if task == "binary" else latent)
 
@@ -243,9 +256,12 @@ def _noisy(rows: int, task: str = "binary", seed: int = 0) -> tuple[pd.DataFrame
 FAST_STOPPING = {"iterations": 400, "learning_rate": 0.5, "depth": 4, "early_stopping_rounds": 10}
 
 
-@pytest.mark.parametrize("estimator_cls, task", [(models.CatBoostClassifierModel, "binary"),
-                                                 (models.CatBoostRegressorModel, "regression")])
-def test_catboost_stops_early_on_a_held_out_share_and_keeps_its_best_trees(estimator_cls, task, early_stopping_from_1000_rows):
+@pytest.mark.parametrize(
+    "estimator_cls, task", [(models.CatBoostClassifierModel, "binary"), (models.CatBoostRegressorModel, "regression")]
+)
+def test_catboost_stops_early_on_a_held_out_share_and_keeps_its_best_trees(
+    estimator_cls, task, early_stopping_from_1000_rows
+):
     X, y = _noisy(1_200, task)
 
     model = estimator_cls(FAST_STOPPING, threads=1, seed=0).fit(X, y)
@@ -254,7 +270,9 @@ def test_catboost_stops_early_on_a_held_out_share_and_keeps_its_best_trees(estim
     assert model.tree_count_ == model.best_iteration_ + 1 < 100
 
 
-@pytest.mark.parametrize("rows, params", [(999, FAST_STOPPING), (1_200, {**FAST_STOPPING, "early_stopping_rounds": None})])
+@pytest.mark.parametrize(
+    "rows, params", [(999, FAST_STOPPING), (1_200, {**FAST_STOPPING, "early_stopping_rounds": None})]
+)
 def test_catboost_fits_every_tree_below_the_row_floor_or_without_rounds(rows, params, early_stopping_from_1000_rows):
     X, y = _noisy(rows)
 
@@ -291,6 +309,6 @@ def test_refit_params_carry_the_trees_early_stopping_kept():
     searched = {"iterations": 300, "early_stopping_rounds": 50, "depth": 6}
 
     assert models.refit_params("catboost", searched, 123.4) == {"iterations": 123, "depth": 6}
-    assert models.refit_params("catboost", searched, None) == searched          # not measured: train stops early itself
+    assert models.refit_params("catboost", searched, None) == searched  # not measured: train stops early itself
     assert models.refit_params("catboost", {"iterations": 300}, 300.0) == {"iterations": 300}
     assert models.refit_params("random_forest", {"n_estimators": 200}, 123.4) == {"n_estimators": 200}

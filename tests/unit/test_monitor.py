@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlgate import monitor, prediction_log
-from mlgate.project import StageError
+from mlgate.errors import StageError
+from mlgate.services import monitor, prediction_log
 
 POLICY = monitor.MonitorPolicy(min_rows=100, max_drift_share=0.3, max_decay=0.05)
 CALM = {"drift_share": 0.1, "drifted_columns": ["tenure"], "max_drift_share": 0.3}
@@ -17,13 +17,16 @@ def _live(value: float, rows: int = 500) -> dict:
     return {"rows": rows, "value": value, "low": value - 0.02, "high": value + 0.02}
 
 
-@pytest.mark.parametrize("rows, drift, live, breached", [
-    (500, CALM, _live(0.84), []),
-    (500, STORM, _live(0.84), ["drift share"]),
-    (50, STORM, _live(0.70, rows=40), []),             # too few rows: reported, never judged
-    (500, CALM, _live(0.78), ["live roc_auc"]),        # 0.07 worse than the test 0.85
-    (500, CALM, _live(0.78, rows=40), []),             # too few labelled rows
-])
+@pytest.mark.parametrize(
+    "rows, drift, live, breached",
+    [
+        (500, CALM, _live(0.84), []),
+        (500, STORM, _live(0.84), ["drift share"]),
+        (50, STORM, _live(0.70, rows=40), []),  # too few rows: reported, never judged
+        (500, CALM, _live(0.78), ["live roc_auc"]),  # 0.07 worse than the test 0.85
+        (500, CALM, _live(0.78, rows=40), []),  # too few labelled rows
+    ],
+)
 def test_verdict_breaches_only_on_enough_rows(rows, drift, live, breached):
     breaches, decay = monitor.verdict(POLICY, rows, drift, live, "roc_auc", 0.85)
 
@@ -37,25 +40,31 @@ def test_decay_direction_follows_the_metric():
 
 
 def test_live_score_joins_labels_on_request_and_row(binary_spec):
-    window = pd.DataFrame({"request_id": ["a", "a", "b", "c"], "row": [0, 1, 0, 0],
-                           "output_prediction": ["Yes", "No", "No", "Yes"], "output_probability": [0.9, 0.2, 0.4, 0.7]})
+    window = pd.DataFrame(
+        {
+            "request_id": ["a", "a", "b", "c"],
+            "row": [0, 1, 0, 0],
+            "output_prediction": ["Yes", "No", "No", "Yes"],
+            "output_probability": [0.9, 0.2, 0.4, 0.7],
+        }
+    )
     labels = pd.DataFrame({"request_id": ["a", "a", "b"], "row": [0, 1, 0], "churn": ["Yes", "No", "Yes"]})
 
     live = monitor.live_score(window, labels, binary_spec, resamples=50)
 
     assert live["rows"] == 3
-    assert live["value"] == pytest.approx(1.0)   # AUC of [0.9, 0.2, 0.4] against [1, 0, 1]
+    assert live["value"] == pytest.approx(1.0)  # AUC of [0.9, 0.2, 0.4] against [1, 0, 1]
 
 
 def test_read_window_keeps_the_window_and_names_a_missing_log(tmp_path):
     stamps = pd.to_datetime(["2026-01-01T00:00", "2026-01-02T00:00"], utc=True)
     pd.DataFrame({"timestamp": stamps, "x": [1, 2]}).to_parquet(tmp_path / "predictions-1-000001.parquet")
 
-    window = monitor.read_window(tmp_path, dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc))
+    window = monitor.read_window(tmp_path, dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC))
 
     assert window["x"].tolist() == [2]
     with pytest.raises(StageError, match="no prediction log files"):
-        monitor.read_window(tmp_path / "absent", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+        monitor.read_window(tmp_path / "absent", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 
 
 def test_labels_must_carry_request_row_and_target(tmp_path):
@@ -70,33 +79,71 @@ def test_nested_overrides():
 
 
 def test_gauges_are_a_valid_prometheus_textfile(tmp_path):
-    summary = {"model": "churn", "version": 3, "rows": 400, "drift": STORM, "policy": {"max_drift_share": 0.3},
-               "breaches": ["drift share 0.50 > 0.30"], "decay": {"live": 0.8, "change": -0.05}}
+    summary = {
+        "model": "churn",
+        "version": 3,
+        "rows": 400,
+        "drift": STORM,
+        "policy": {"max_drift_share": 0.3},
+        "breaches": ["drift share 0.50 > 0.30"],
+        "decay": {"live": 0.8, "change": -0.05},
+    }
 
     monitor.write_gauges(tmp_path / "monitor.prom", summary)
 
-    samples = {s.name: s.value for f in text_string_to_metric_families((tmp_path / "monitor.prom").read_text())
-               for s in f.samples}
-    assert samples == {"mlgate_monitor_rows": 400, "mlgate_monitor_drift_share": 0.5,
-                       "mlgate_monitor_drift_share_limit": 0.3, "mlgate_monitor_breached": 1.0,
-                       "mlgate_monitor_live_metric": 0.8, "mlgate_monitor_metric_change": -0.05}
+    samples = {
+        s.name: s.value
+        for f in text_string_to_metric_families((tmp_path / "monitor.prom").read_text())
+        for s in f.samples
+    }
+    assert samples == {
+        "mlgate_monitor_rows": 400,
+        "mlgate_monitor_drift_share": 0.5,
+        "mlgate_monitor_drift_share_limit": 0.3,
+        "mlgate_monitor_breached": 1.0,
+        "mlgate_monitor_live_metric": 0.8,
+        "mlgate_monitor_metric_change": -0.05,
+    }
     assert np.isfinite(list(samples.values())).all()
 
 
-@pytest.mark.parametrize("target, url", [
-    ("data/predictions", False), ("/var/log/mlgate", False), ("sqlite:///predictions.db", True),
-    ("postgresql+psycopg://mlgate@db:5432/ops", True),
-])
+@pytest.mark.parametrize(
+    "target, url",
+    [
+        ("data/predictions", False),
+        ("/var/log/mlgate", False),
+        ("sqlite:///predictions.db", True),
+        ("postgresql+psycopg://mlgate@db:5432/ops", True),
+    ],
+)
 def test_a_prediction_log_is_a_directory_or_a_database_url(target, url):
     assert prediction_log.is_url(target) is url
 
 
 def test_log_cells_become_json_values():
-    values = [np.float64(0.1), float("nan"), np.int64(3), np.bool_(True), None, pd.NaT, float("inf"),
-              pd.Timestamp("2026-01-02T03:04:05Z"), "Two year"]
+    values = [
+        np.float64(0.1),
+        float("nan"),
+        np.int64(3),
+        np.bool_(True),
+        None,
+        pd.NaT,
+        float("inf"),
+        pd.Timestamp("2026-01-02T03:04:05Z"),
+        "Two year",
+    ]
 
     assert [prediction_log._json_value(v) for v in values] == [
-        0.1, None, 3, True, None, None, "inf", "2026-01-02T03:04:05+00:00", "Two year"]
+        0.1,
+        None,
+        3,
+        True,
+        None,
+        None,
+        "inf",
+        "2026-01-02T03:04:05+00:00",
+        "Two year",
+    ]
 
 
 def test_monitor_cli_reads_the_log_named_on_the_command_line(monkeypatch, project_root):
@@ -108,8 +155,9 @@ def test_monitor_cli_reads_the_log_named_on_the_command_line(monkeypatch, projec
     monkeypatch.setattr(monitor, "run", lambda params, policy, retrain: seen.append(policy) or {"breaches": []})
     url = "postgresql+psycopg://mlgate:secret@db/ops"
 
-    result = CliRunner().invoke(main, ["monitor", "--prediction-log", url, "--no-retrain",
-                                       "--params", str(project_root / "params.yaml")])
+    result = CliRunner().invoke(
+        main, ["monitor", "--prediction-log", url, "--no-retrain", "--params", str(project_root / "params.yaml")]
+    )
 
     assert result.exit_code == 0, result.output
     assert (seen[0].prediction_log, seen[0].prediction_log_table) == (url, "mlgate_predictions")
@@ -140,7 +188,8 @@ def fake_tools(tmp_path, monkeypatch):
             f"    log.write(json.dumps([{tool!r}, *sys.argv[1:], stdin]) + '\\n')\n"
             "if sys.argv[1:2] == ['show']:\n"
             "    print('# Promotion report')\n"
-            f"sys.exit(int(os.environ.get('FAKE_GH_EXIT', '0')) if {tool!r} == 'gh' else 0)\n")
+            f"sys.exit(int(os.environ.get('FAKE_GH_EXIT', '0')) if {tool!r} == 'gh' else 0)\n"
+        )
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
@@ -149,21 +198,41 @@ def fake_tools(tmp_path, monkeypatch):
 
 def _expected_calls(request):
     base = [] if request.base is None else ["--base", request.base]
-    return [["git", "push", "-u", "origin", request.branch, ""],
-            ["git", "show", f"{request.branch}:reports/promotion.md", ""],
-            ["gh", "pr", "create", *base, "--head", request.branch, "--title", request.title, "--body-file", "-",
-             "# Promotion report\n"]]
+    return [
+        ["git", "push", "-u", "origin", request.branch, ""],
+        ["git", "show", f"{request.branch}:reports/promotion.md", ""],
+        [
+            "gh",
+            "pr",
+            "create",
+            *base,
+            "--head",
+            request.branch,
+            "--title",
+            request.title,
+            "--body-file",
+            "-",
+            "# Promotion report\n",
+        ],
+    ]
 
 
 @pytest.mark.parametrize("branch", HOSTILE)
 def test_the_printed_pull_request_command_runs_nothing_a_name_holds(branch, fake_tools, tmp_path):
     import subprocess
 
-    request = monitor.PullRequest(branch, "main$(touch marker)", "Retrain it's `touch marker` $(touch marker)",
-                                  "reports/promotion.md")
+    request = monitor.PullRequest(
+        branch, "main$(touch marker)", "Retrain it's `touch marker` $(touch marker)", "reports/promotion.md"
+    )
 
-    pasted = subprocess.run(["bash", "-c", request.command()], cwd=tmp_path, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, timeout=60)
+    pasted = subprocess.run(
+        ["bash", "-c", request.command()],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert pasted.returncode == 0, pasted.stderr
     assert not (tmp_path / "marker").exists()
@@ -177,7 +246,7 @@ def test_opening_the_pull_request_passes_names_as_arguments(branch, fake_tools, 
     assert monitor.open_pull_request(request, tmp_path) is True
 
     assert not (tmp_path / "marker").exists()
-    assert fake_tools() == _expected_calls(request)   # a detached HEAD: no --base, gh picks the default branch
+    assert fake_tools() == _expected_calls(request)  # a detached HEAD: no --base, gh picks the default branch
 
 
 def test_a_refused_pull_request_is_reported_not_raised(fake_tools, tmp_path, monkeypatch):
@@ -185,5 +254,8 @@ def test_a_refused_pull_request_is_reported_not_raised(fake_tools, tmp_path, mon
     request = monitor.PullRequest("retrain/20260101T000000", "main", "Retrain tiny", "reports/promotion.md")
 
     assert monitor.open_pull_request(request, tmp_path) is False
-    assert [call[0:3] for call in fake_tools()] == [["git", "push", "-u"], ["git", "show", request.body()[2]],
-                                                   ["gh", "pr", "create"]]
+    assert [call[0:3] for call in fake_tools()] == [
+        ["git", "push", "-u"],
+        ["git", "show", request.body()[2]],
+        ["gh", "pr", "create"],
+    ]

@@ -26,10 +26,25 @@ PROMETHEUS_SERIES = {"up"}
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not on PATH (Debian: apt-get install -y --no-install-recommends prometheus)")
+    PROMTOOL is None, reason="promtool not on PATH (Debian: apt-get install -y --no-install-recommends prometheus)"
+)
 
-KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right",
-            "inf", "nan", "atan2"}
+KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+    "atan2",
+}
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 MODIFIER = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
@@ -37,17 +52,17 @@ IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression reads (Grafana's $variables allowed)."""
-    text = re.sub(r"\$\{\w+(?::\w+)?\}|\$\w+", "1", expr)      # Grafana variables
-    text = STRING.sub('""', text)                                 # string literals (label values)
-    text = re.sub(r"\{[^}]*\}", "", text)                         # label matchers
-    text = MODIFIER.sub("", text)                                 # by (...), on (...), group_left (...)
-    text = re.sub(r"\[[^\]]*\]", "", text)                        # range and subquery selectors
+    text = re.sub(r"\$\{\w+(?::\w+)?\}|\$\w+", "1", expr)  # Grafana variables
+    text = STRING.sub('""', text)  # string literals (label values)
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = MODIFIER.sub("", text)  # by (...), on (...), group_left (...)
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range and subquery selectors
     names = set()
     for match in IDENTIFIER.finditer(text):
         before = text[match.start() - 1] if match.start() else " "
-        if before.isdigit() or before == ".":                     # 5m, 1e3
+        if before.isdigit() or before == ".":  # 5m, 1e3
             continue
-        if text[match.end():].lstrip().startswith("("):           # a function or an aggregation
+        if text[match.end() :].lstrip().startswith("("):  # a function or an aggregation
             continue
         if match.group().lower() not in KEYWORDS:
             names.add(match.group())
@@ -62,7 +77,7 @@ def exported_by_serve() -> set[str]:
     from prometheus_client import generate_latest
     from prometheus_client.metrics import MetricWrapperBase
 
-    from mlgate import serving
+    from mlgate.services import serving
 
     metrics = serving.Metrics()
     for collector in vars(metrics).values():
@@ -70,7 +85,9 @@ def exported_by_serve() -> set[str]:
         if isinstance(collector, MetricWrapperBase) and labels:
             collector.labels(*["x"] * len(labels))
     exposition = generate_latest(metrics.registry).decode()
-    return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in exposition.splitlines() if line and not line.startswith("#")}
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0] for line in exposition.splitlines() if line and not line.startswith("#")
+    }
 
 
 def alert_rules() -> list[dict]:
@@ -108,9 +125,11 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_metric_name_parser_finds_metrics_not_functions_labels_or_keywords():
-    expr = ('histogram_quantile(0.99, sum by (job, le) (rate(a_bucket{endpoint="x", le=~"0.1"}[5m]))) > 1e3 '
-            'and on (job) up{job="m"} == 1 unless ignoring (label) group_left sum(rate(b_total[$__rate_interval])) '
-            'or (time() - c_created offset 5m) > 900')
+    expr = (
+        'histogram_quantile(0.99, sum by (job, le) (rate(a_bucket{endpoint="x", le=~"0.1"}[5m]))) > 1e3 '
+        'and on (job) up{job="m"} == 1 unless ignoring (label) group_left sum(rate(b_total[$__rate_interval])) '
+        "or (time() - c_created offset 5m) > 900"
+    )
 
     assert metric_names(expr) == {"a_bucket", "up", "b_total", "c_created"}
 
@@ -118,9 +137,16 @@ def test_metric_name_parser_finds_metrics_not_functions_labels_or_keywords():
 def test_serve_exports_the_documented_families():
     exported = exported_by_serve()
 
-    assert {"mlgate_requests_total", "mlgate_request_latency_seconds_bucket", "mlgate_rows_predicted_total",
-            "mlgate_predicted_class_total", "mlgate_input_missing_values_total", "mlgate_model_info",
-            "mlgate_model_load_failures_total", "mlgate_model_swaps_total"} <= exported
+    assert {
+        "mlgate_requests_total",
+        "mlgate_request_latency_seconds_bucket",
+        "mlgate_rows_predicted_total",
+        "mlgate_predicted_class_total",
+        "mlgate_input_missing_values_total",
+        "mlgate_model_info",
+        "mlgate_model_load_failures_total",
+        "mlgate_model_swaps_total",
+    } <= exported
 
 
 def test_alerts_read_only_metrics_that_are_exported():
@@ -138,8 +164,13 @@ def test_alerts_read_only_metrics_that_are_exported():
 def test_alerts_have_for_severity_and_annotations():
     rules = alert_rules()
 
-    assert {r["alert"] for r in rules} == {"MlgateHighErrorRate", "MlgateHighLatencyP99", "MlgateNoPredictions",
-                                           "MlgateModelLoadFailure", "MlgateDriftOverPolicy"}
+    assert {r["alert"] for r in rules} == {
+        "MlgateHighErrorRate",
+        "MlgateHighLatencyP99",
+        "MlgateNoPredictions",
+        "MlgateModelLoadFailure",
+        "MlgateDriftOverPolicy",
+    }
     for rule in rules:
         assert "for" in rule and rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
@@ -207,10 +238,13 @@ def test_promtool_alert_unit_tests():
 @needs_promtool
 def test_dashboard_queries_are_valid_promql(tmp_path):
     """Each dashboard query, with Grafana's variables filled in, as a recording rule promtool must accept."""
+
     def concrete(expr: str) -> str:
         return expr.replace("$__rate_interval", "5m").replace("$job", ".*").replace("$instance", ".*")
 
-    rules = [{"record": f"dashboard:query_{i}", "expr": concrete(e)} for i, e in enumerate(dashboard_exprs(dashboard()))]
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": concrete(e)} for i, e in enumerate(dashboard_exprs(dashboard()))
+    ]
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = promtool("check", "rules", str(path))

@@ -10,10 +10,11 @@ import yaml
 from sklearn import metrics as skm
 from sklearn.datasets import load_iris
 
-from mlgate import config, ensemble, metrics, models, schema
-from mlgate.data import DataSpec, check_contract, target_vector
-from mlgate.ensemble import Candidate, FinalModel, FinishSettings
-from mlgate.project import StageError
+from mlgate import config
+from mlgate.errors import StageError
+from mlgate.modelling import ensemble, metrics, models, schema
+from mlgate.modelling.data import DataSpec, check_contract, target_vector
+from mlgate.modelling.ensemble import Candidate, FinalModel, FinishSettings
 from tests.conftest import SMALL_PARAMS
 
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -30,8 +31,9 @@ def iris_frame() -> pd.DataFrame:
 
 def iris_spec(frame: pd.DataFrame | None = None, **changes) -> DataSpec:
     frame = iris_frame() if frame is None else frame
-    drafted = schema.draft(frame, "iris", {"kind": "file", "path": "data/source/iris.csv", "format": "csv"}, "species",
-                           origin="test")
+    drafted = schema.draft(
+        frame, "iris", {"kind": "file", "path": "data/source/iris.csv", "format": "csv"}, "species", origin="test"
+    )
     section = yaml.safe_load(drafted.text) | changes
     return config.build(DataSpec, section, "data")
 
@@ -43,6 +45,7 @@ def iris():
 
 
 # --- contract ------------------------------------------------------------------------------------
+
 
 def test_a_string_target_with_three_classes_is_inferred_multiclass_with_its_classes_recorded(iris):
     frame, spec = iris
@@ -87,6 +90,7 @@ def test_the_contract_flags_an_undeclared_class_and_a_missing_one(iris):
 
 # --- metrics -------------------------------------------------------------------------------------
 
+
 def test_multiclass_metrics_match_scikit_learn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
@@ -117,6 +121,7 @@ def test_bootstrap_and_slices_skip_rows_without_every_class_for_one_vs_rest_auc(
 
 # --- models and the search -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("family", sorted(models.FAMILIES))
 def test_every_family_fits_multiclass_and_gives_class_probabilities(iris, family):
     frame, spec = iris
@@ -132,7 +137,9 @@ def test_every_family_fits_multiclass_and_gives_class_probabilities(iris, family
 
 def test_catboost_uses_its_multiclass_loss(iris):
     frame, spec = iris
-    model = models.build("catboost", SMALL_PARAMS["catboost"], spec).fit(frame[spec.features], target_vector(frame, spec))
+    model = models.build("catboost", SMALL_PARAMS["catboost"], spec).fit(
+        frame[spec.features], target_vector(frame, spec)
+    )
     assert model[-1].model_.get_all_params()["loss_function"] == "MultiClass"
 
 
@@ -144,7 +151,7 @@ def test_cross_validation_keeps_each_trials_probability_matrix(iris):
     score, per_fold = objective("linear", {"alpha": 1.0}, lambda step, value: None)
     result = objective.result("linear", {"alpha": 1.0})
     assert result.predictions.shape == (len(frame), 3) and not np.isnan(result.predictions).any()
-    assert score == pytest.approx(np.mean(per_fold)) and score < 0.5   # log loss
+    assert score == pytest.approx(np.mean(per_fold)) and score < 0.5  # log loss
     # stratified: every fold holds every class
     assert all(np.unique(objective.y[rows]).size == 3 for _, rows in objective.folds)
 
@@ -160,6 +167,7 @@ def test_cross_validation_refuses_a_class_with_fewer_rows_than_folds(iris):
 
 # --- finishing ---------------------------------------------------------------------------------------
 
+
 def noisy_probability_views(n=1500, k=3, seed=0):
     """A k-class target and three probability matrices: two independent noisy views, one noise."""
     rng = np.random.default_rng(seed)
@@ -169,6 +177,7 @@ def noisy_probability_views(n=1500, k=3, seed=0):
         logits = np.eye(k)[y] * 1.5 + rng.normal(scale=scale, size=(n, k))
         e = np.exp(logits)
         return e / e.sum(axis=1, keepdims=True)
+
     noise = rng.dirichlet(np.ones(k), n)
     return y, np.arange(n) % 5, {"a": view(1.2), "b": view(1.2), "noise": noise}
 
@@ -177,11 +186,15 @@ def test_caruana_selection_over_probability_matrices_beats_the_best_view():
     y, folds, views = noisy_probability_views()
     weights = ensemble.caruana_weights(np.stack(list(views.values()), axis=1), y, "log_loss", rounds=20)
     assert weights.sum() == pytest.approx(1.0) and weights[2] < 0.2 and weights[0] > 0 and weights[1] > 0
-    candidates = [Candidate(i, name, {}, ensemble.fold_score("log_loss", y, p, folds), p)
-                  for i, (name, p) in enumerate(views.items())]
-    choice = ensemble.choose_ensemble(candidates, y, folds, task="multiclass", metric="log_loss", settings=FinishSettings())
+    candidates = [
+        Candidate(i, name, {}, ensemble.fold_score("log_loss", y, p, folds), p)
+        for i, (name, p) in enumerate(views.items())
+    ]
+    choice = ensemble.choose_ensemble(
+        candidates, y, folds, task="multiclass", metric="log_loss", settings=FinishSettings()
+    )
     assert choice.method == "caruana" and choice.score < choice.scores["single"]
-    assert "stacking" not in choice.scores   # auto leaves it out for multiclass
+    assert "stacking" not in choice.scores  # auto leaves it out for multiclass
     assert choice.predictions.shape == (len(y), 3)
     np.testing.assert_allclose(choice.predictions.sum(axis=1), 1.0)
 
@@ -190,22 +203,38 @@ def test_stacking_asked_for_by_name_is_refused_for_multiclass():
     y, folds, views = noisy_probability_views(n=300)
     candidates = [Candidate(i, name, {}, 1.0, p) for i, (name, p) in enumerate(views.items())]
     with pytest.raises(ValueError, match="stacking is not done for multiclass"):
-        ensemble.choose_ensemble(candidates, y, folds, task="multiclass", metric="log_loss",
-                                 settings=FinishSettings(ensemble="stacking"))
+        ensemble.choose_ensemble(
+            candidates, y, folds, task="multiclass", metric="log_loss", settings=FinishSettings(ensemble="stacking")
+        )
 
 
 def test_finish_records_why_stacking_calibration_and_threshold_are_skipped(iris):
-    from mlgate import tuning
+    from mlgate.adapters import optuna_study
     from mlgate.stages.tune import CrossValidation, finish
 
     frame, spec = iris
     objective = CrossValidation(frame, spec, folds=3, parallel_trials=1, seed=0)
     outcomes = []
-    for number, (family, params) in enumerate([("linear", {"alpha": 1.0}), ("knn", {"n_neighbors": 15}),
-                                               ("random_forest", {"n_estimators": 10, "max_depth": 3})]):
+    for number, (family, params) in enumerate(
+        [
+            ("linear", {"alpha": 1.0}),
+            ("knn", {"n_neighbors": 15}),
+            ("random_forest", {"n_estimators": 10, "max_depth": 3}),
+        ]
+    ):
         score, per_fold = objective(family, params, lambda step, value: None)
-        outcomes.append(tuning.TrialOutcome(number=number, family=family, params=params, state="COMPLETE", score=score,
-                                            fold_scores=per_fold, start=0.0, end=1.0))
+        outcomes.append(
+            optuna_study.TrialOutcome(
+                number=number,
+                family=family,
+                params=params,
+                state="COMPLETE",
+                score=score,
+                fold_scores=per_fold,
+                start=0.0,
+                end=1.0,
+            )
+        )
     finished = finish(outcomes, objective, spec, FinishSettings())
     assert set(finished["skipped"]) == {"stacking", "calibration", "threshold"}
     assert finished["calibration"] is None and finished["threshold"]["objective"] == "none"
@@ -228,8 +257,9 @@ def test_final_model_returns_class_probabilities_and_the_most_probable_class(iri
 
 # --- what train logs and the pyfunc model returns -------------------------------------------------------
 
+
 def test_pyfunc_output_has_the_label_and_one_probability_column_per_class(iris):
-    from mlgate.pyfunc_model import PipelineModel
+    from mlgate.modelling.pyfunc_model import PipelineModel
     from mlgate.stages.train import feature_info, output_columns, output_example
 
     frame, spec = iris
@@ -250,20 +280,42 @@ def test_pyfunc_output_has_the_label_and_one_probability_column_per_class(iris):
 
 # --- the gate ------------------------------------------------------------------------------------------
 
+
 def test_binary_only_gate_rules_are_skipped_with_a_reason_for_multiclass():
     from mlgate.stages.gate import GatePolicy, Measurements, decide
 
-    policy = GatePolicy(metric="log_loss", require_validation=False, require_no_drift=False, metric_floor=0.5,
-                        max_calibration_error=0.1, max_brier=0.2)
-    decision = decide(policy, validation_passed=True, drift={}, metric="log_loss", candidate_score=0.3,
-                      champion_score=None, measured=Measurements(), task="multiclass")
+    policy = GatePolicy(
+        metric="log_loss",
+        require_validation=False,
+        require_no_drift=False,
+        metric_floor=0.5,
+        max_calibration_error=0.1,
+        max_brier=0.2,
+    )
+    decision = decide(
+        policy,
+        validation_passed=True,
+        drift={},
+        metric="log_loss",
+        candidate_score=0.3,
+        champion_score=None,
+        measured=Measurements(),
+        task="multiclass",
+    )
     verdicts = {c.name: c.as_dict()["verdict"] for c in decision.checks}
     assert verdicts == {"metric_floor": "pass", "calibration": "skipped", "brier": "skipped"}
     assert decision.passed
     assert "one class's probability" in next(c.detail for c in decision.checks if c.name == "calibration")
     # the same policy on a binary task cannot judge what was not measured
-    assert not decide(policy, validation_passed=True, drift={}, metric="log_loss", candidate_score=0.3,
-                      champion_score=None, measured=Measurements()).passed
+    assert not decide(
+        policy,
+        validation_passed=True,
+        drift={},
+        metric="log_loss",
+        candidate_score=0.3,
+        champion_score=None,
+        measured=Measurements(),
+    ).passed
 
 
 def test_usable_labels_need_every_class_of_the_declared_ones(iris):
@@ -272,23 +324,32 @@ def test_usable_labels_need_every_class_of_the_declared_ones(iris):
     frame, spec = iris
     usable, why = usable_labels(frame, spec, min_rows=10)
     assert usable.all() and why is None
-    usable, why = usable_labels(frame[frame.species != "setosa"].assign(species=lambda f: f.species.replace(
-        {"versicolor": "unknown"})), spec, min_rows=10)
+    usable, why = usable_labels(
+        frame[frame.species != "setosa"].assign(species=lambda f: f.species.replace({"versicolor": "unknown"})),
+        spec,
+        min_rows=10,
+    )
     assert why == "its labelled rows hold 1 of the 3 classes of `species`"
 
 
 # --- monitoring and serving -------------------------------------------------------------------------------
 
+
 def test_live_score_reads_the_logged_label_and_class_probabilities(iris):
-    from mlgate import monitor
+    from mlgate.services import monitor
 
     frame, spec = iris
     model = FinalModel([models.build("linear", SMALL_PARAMS["linear"], spec)], task="multiclass")
     model.fit(frame[spec.features], target_vector(frame, spec))
     probability = model.predict_proba(frame[spec.features])
-    window = pd.DataFrame({"request_id": "r1", "row": np.arange(len(frame)),
-                           "output_prediction": np.asarray(CLASSES, dtype=object)[probability.argmax(axis=1)],
-                           **{f"output_probability_{c}": probability[:, k] for k, c in enumerate(CLASSES)}})
+    window = pd.DataFrame(
+        {
+            "request_id": "r1",
+            "row": np.arange(len(frame)),
+            "output_prediction": np.asarray(CLASSES, dtype=object)[probability.argmax(axis=1)],
+            **{f"output_probability_{c}": probability[:, k] for k, c in enumerate(CLASSES)},
+        }
+    )
     labels = pd.DataFrame({"request_id": "r1", "row": np.arange(len(frame)), "species": frame.species})
     live = monitor.live_score(window, labels, spec, resamples=50)
     assert live["rows"] == len(frame)
@@ -299,7 +360,7 @@ def test_live_score_reads_the_logged_label_and_class_probabilities(iris):
 def test_served_multiclass_predictions_are_counted_per_class():
     import re
 
-    from mlgate import serving
+    from mlgate.services import serving
 
     metrics = serving.Metrics()
     output = pd.DataFrame({"prediction": ["setosa", "virginica", "setosa"], "probability_setosa": [0.8, 0.1, 0.7]})

@@ -6,9 +6,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from mlgate import config, schema
+from mlgate import config
 from mlgate.cli import main
-from mlgate.data import DataSpec, check_contract
+from mlgate.modelling import schema
+from mlgate.modelling.data import DataSpec, check_contract
 
 SOURCE = {"kind": "file", "path": "data/source/tiny.csv", "format": "csv"}
 
@@ -26,26 +27,31 @@ def _round_trip(frame: pd.DataFrame, target: str, task: str | None = None) -> Da
     task = task or schema.infer_task(frame[target])
     contract = schema.infer_contract(frame, target, task)
     chosen_class = schema.positive_class(frame[target]) if task == "binary" else None
-    spec = _load(schema.render("tiny", SOURCE, target, task, chosen_class, contract, rows=len(frame), origin="tiny.csv"))
+    spec = _load(
+        schema.render("tiny", SOURCE, target, task, chosen_class, contract, rows=len(frame), origin="tiny.csv")
+    )
     result = check_contract(frame, spec)
     assert result.violations == []
     return spec
 
 
-@pytest.mark.parametrize("values, expected", [
-    ([1, 5, 12, 60], "integer"),
-    ([1.0, 2.0, np.nan, 4.0], "integer"),             # whole floats, as pandas reads an int column with gaps
-    ([20.5, 35.0, 50.25, 70.0], "float"),
-    ([np.nan, np.nan, np.nan, np.nan], "float"),       # nothing observed: what pandas reads an empty column as
-    ([True, False, True, False], "boolean"),
-    (["true", "false", None, "true"], "boolean"),
-    ([1, "two", 3, "four"], "string"),                 # numbers and words mixed
-    (["1", "2", "3", "4"], "integer"),                 # numeric strings are numbers, as check_contract treats them
-    (["2024-01-05", "2024-02-10T08:30:00", "2024-03-01 12:00:00+02:00", None], "datetime"),
-    (["2019", "2020", "2021", "2022"], "integer"),     # years alone are numbers, not dates
-    (["A-1", "B-2", "C-3", "D-4"], "string"),          # a dash alone does not make a date
-    (["basic", "plus", "pro", "basic"], "string"),
-])
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([1, 5, 12, 60], "integer"),
+        ([1.0, 2.0, np.nan, 4.0], "integer"),  # whole floats, as pandas reads an int column with gaps
+        ([20.5, 35.0, 50.25, 70.0], "float"),
+        ([np.nan, np.nan, np.nan, np.nan], "float"),  # nothing observed: what pandas reads an empty column as
+        ([True, False, True, False], "boolean"),
+        (["true", "false", None, "true"], "boolean"),
+        ([1, "two", 3, "four"], "string"),  # numbers and words mixed
+        (["1", "2", "3", "4"], "integer"),  # numeric strings are numbers, as check_contract treats them
+        (["2024-01-05", "2024-02-10T08:30:00", "2024-03-01 12:00:00+02:00", None], "datetime"),
+        (["2019", "2020", "2021", "2022"], "integer"),  # years alone are numbers, not dates
+        (["A-1", "B-2", "C-3", "D-4"], "string"),  # a dash alone does not make a date
+        (["basic", "plus", "pro", "basic"], "string"),
+    ],
+)
 def test_column_type(values, expected):
     assert schema.column_type(pd.Series(values, dtype=object if expected != "float" else None)) == expected
 
@@ -85,25 +91,32 @@ def test_long_distinct_strings_are_text():
 
 
 def test_a_unique_complete_column_named_like_an_id_is_an_id(clean_frame):
-    frame = clean_frame.assign(customer_id=[f"C{i}" for i in range(6)], orderId=range(6),
-                               paid=range(6),                          # unique, but "paid" is no id
-                               account_id=[1, 2, 3, 3, 4, 5])          # named like one, but repeats
+    frame = clean_frame.assign(
+        customer_id=[f"C{i}" for i in range(6)],
+        orderId=range(6),
+        paid=range(6),  # unique, but "paid" is no id
+        account_id=[1, 2, 3, 3, 4, 5],
+    )  # named like one, but repeats
     columns = _columns(frame)
 
     assert columns["customer_id"] == {"type": "string", "role": "id"}
     assert columns["orderId"] == {"type": "integer", "role": "id"}
     assert "role" not in columns["paid"] and "role" not in columns["account_id"]
     unique_target = pd.DataFrame({"x": [1, 2, 3], "score_id": [0.5, 1.5, 2.5]})
-    assert _columns(unique_target, target="score_id", task="regression")["score_id"] == {"type": "float", "min": 0.5, "max": 2.5}
+    assert _columns(unique_target, target="score_id", task="regression")["score_id"] == {
+        "type": "float",
+        "min": 0.5,
+        "max": 2.5,
+    }
 
 
 def test_missing_share_gets_headroom_and_the_target_none(mixed_frame):
-    frame = mixed_frame(40, with_missing=True)           # 2 of 40 missing in charges and plan
-    frame.loc[range(20), "tenure"] = np.nan              # half missing
+    frame = mixed_frame(40, with_missing=True)  # 2 of 40 missing in charges and plan
+    frame.loc[range(20), "tenure"] = np.nan  # half missing
 
     columns = _columns(frame)
 
-    assert columns["charges"]["max_missing_share"] == 0.075   # 0.05 * 1.5
+    assert columns["charges"]["max_missing_share"] == 0.075  # 0.05 * 1.5
     assert columns["plan"]["max_missing_share"] == 0.075
     assert columns["tenure"]["max_missing_share"] == 0.75
     assert "max_missing_share" not in columns["churn"]
@@ -135,13 +148,20 @@ def test_positive_class_is_the_minority_unless_given(clean_frame):
         schema.positive_class(clean_frame["churn"], "Maybe")
 
 
-@pytest.mark.parametrize("change, task, message", [
-    ({"churn": ["Yes", None, "No", "No", "No", "No"]}, "binary", "target 'churn' has 1 missing value"),
-    ({"churn": ["Yes", "No", "Maybe", "No", "No", "No"]}, "binary", "a binary target needs two classes; 'churn' has 3"),
-    ({}, "regression", "a regression target must be numeric; 'churn' holds"),
-    ({}, "multiclass", "a multiclass target needs at least three classes; 'churn' has 2"),
-    ({}, "ordinal", "task must be one of"),
-])
+@pytest.mark.parametrize(
+    "change, task, message",
+    [
+        ({"churn": ["Yes", None, "No", "No", "No", "No"]}, "binary", "target 'churn' has 1 missing value"),
+        (
+            {"churn": ["Yes", "No", "Maybe", "No", "No", "No"]},
+            "binary",
+            "a binary target needs two classes; 'churn' has 3",
+        ),
+        ({}, "regression", "a regression target must be numeric; 'churn' holds"),
+        ({}, "multiclass", "a multiclass target needs at least three classes; 'churn' has 2"),
+        ({}, "ordinal", "task must be one of"),
+    ],
+)
 def test_a_target_the_contract_would_reject_is_refused(clean_frame, change, task, message):
     with pytest.raises(ValueError, match=message):
         schema.infer_contract(clean_frame.assign(**change), "churn", task)
@@ -170,7 +190,9 @@ def test_a_regression_round_trip(mixed_frame):
 
 
 def test_values_that_look_like_yaml_booleans_and_numbers_stay_strings():
-    frame = pd.DataFrame({"answer": ["Yes", "No", "1", "null", "on", "1.5"], "churn": ["Yes", "No", "No", "No", "No", "Yes"]})
+    frame = pd.DataFrame(
+        {"answer": ["Yes", "No", "1", "null", "on", "1.5"], "churn": ["Yes", "No", "No", "No", "No", "Yes"]}
+    )
 
     spec = _round_trip(frame, "churn")
 
@@ -191,11 +213,13 @@ def test_render_writes_a_header_and_one_line_per_column(clean_frame):
 
 def test_draft_passes_on_what_check_contract_warns_about(mixed_frame):
     frame = mixed_frame(40)
-    frame["refunded"] = (frame["churn"] == "Yes").astype(int)   # known only after the customer left
+    frame["refunded"] = (frame["churn"] == "Yes").astype(int)  # known only after the customer left
 
     result = schema.draft(frame, "tiny", SOURCE, "churn", origin="tiny.csv")
 
-    assert result.summary == "5 columns from 40 rows; 2 with categories, 3 with ranges, 0 with missing values; ids: none"
+    assert (
+        result.summary == "5 columns from 40 rows; 2 with categories, 3 with ranges, 0 with missing values; ids: none"
+    )
     assert "refunded: alone predicts 'churn' with ROC AUC 1.000" in " ".join(result.warnings)
 
 
@@ -229,7 +253,7 @@ def test_cli_refuses_to_replace_a_contract_without_force(tmp_path, monkeypatch, 
     assert "conf/data/tiny.yaml already has a contract; pass --force to replace it" in refused.stderr
     assert Path("conf/data/tiny.yaml").read_text() == first
 
-    replaced = _invoke("tiny", "--force")             # source, target and positive class from the file
+    replaced = _invoke("tiny", "--force")  # source, target and positive class from the file
 
     assert replaced.exit_code == 0, replaced.output
     spec = _load(Path("conf/data/tiny.yaml").read_text())
@@ -248,12 +272,18 @@ def test_cli_fills_in_a_declaration_without_a_contract(tmp_path, monkeypatch, cl
     assert _load(Path("conf/data/tiny.yaml").read_text()).task == "binary"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--source", "tiny.csv", "--target", "plan_"], "target column 'plan_' not found (columns: tenure, charges, plan, churn)"),
-    (["--source", "tiny.csv"], "--target is required (no target declared in conf/data/tiny.yaml)"),
-    (["--target", "churn"], "--source is required (no source declared in conf/data/tiny.yaml)"),
-    (["--source", "absent.csv", "--target", "churn"], "absent.csv: source file not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--source", "tiny.csv", "--target", "plan_"],
+            "target column 'plan_' not found (columns: tenure, charges, plan, churn)",
+        ),
+        (["--source", "tiny.csv"], "--target is required (no target declared in conf/data/tiny.yaml)"),
+        (["--target", "churn"], "--source is required (no source declared in conf/data/tiny.yaml)"),
+        (["--source", "absent.csv", "--target", "churn"], "absent.csv: source file not found"),
+    ],
+)
 def test_cli_errors_name_the_problem_and_write_nothing(tmp_path, monkeypatch, clean_frame, args, message):
     monkeypatch.chdir(tmp_path)
     clean_frame.to_csv("tiny.csv", index=False)
@@ -266,7 +296,10 @@ def test_cli_errors_name_the_problem_and_write_nothing(tmp_path, monkeypatch, cl
 
 
 def test_credit_data_round_trips(project_root):
-    candidates = [project_root / "data/source/credit_data.csv.gz", project_root.parent / "shared/datasets/credit_data.csv.gz"]
+    candidates = [
+        project_root / "data/source/credit_data.csv.gz",
+        project_root.parent / "shared/datasets/credit_data.csv.gz",
+    ]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         pytest.skip("credit_data.csv.gz is not available")
@@ -292,18 +325,31 @@ def test_cli_refuses_to_write_over_a_directory(tmp_path, monkeypatch, clean_fram
 
 def test_infinities_are_drafted_as_missing_values_and_named(clean_frame):
     frame = clean_frame.astype({"charges": object})
-    frame.loc[[1, 4], "charges"] = [np.inf, "1e999"]   # a Parquet infinity; text read_csv leaves unparsed
+    frame.loc[[1, 4], "charges"] = [np.inf, "1e999"]  # a Parquet infinity; text read_csv leaves unparsed
     frame["tenure"] = frame["tenure"].astype(float)
     frame.loc[2, "tenure"] = -np.inf
 
     result = schema.draft(frame, "tiny", SOURCE, "churn", origin="tiny.csv")
 
     columns = yaml.safe_load(result.text)["contract"]["columns"]
-    assert columns["tenure"] == {"type": "integer", "non_finite": "missing", "max_missing_share": 0.25, "min": 1, "max": 60}
-    assert columns["charges"] == {"type": "float", "non_finite": "missing", "max_missing_share": 0.5,
-                                  "min": 20.5, "max": 110.0}
-    assert ("charges: 2 infinite or too large value(s); drafted as non_finite: missing (read as missing values); "
-            "fix the source if they are errors") in result.warnings
+    assert columns["tenure"] == {
+        "type": "integer",
+        "non_finite": "missing",
+        "max_missing_share": 0.25,
+        "min": 1,
+        "max": 60,
+    }
+    assert columns["charges"] == {
+        "type": "float",
+        "non_finite": "missing",
+        "max_missing_share": 0.5,
+        "min": 20.5,
+        "max": 110.0,
+    }
+    assert (
+        "charges: 2 infinite or too large value(s); drafted as non_finite: missing (read as missing values); "
+        "fix the source if they are errors"
+    ) in result.warnings
     assert _round_trip(frame, "churn").contract.non_finite_policy("charges") == "missing"
 
 
@@ -311,6 +357,9 @@ def test_an_infinite_regression_target_is_refused_naming_the_rows(mixed_frame):
     frame = mixed_frame(40, "regression")
     frame.loc[[6, 9], "spend"] = [np.inf, 1e39]
 
-    with pytest.raises(ValueError, match=r"target 'spend' has 2 infinite or too large value\(s\) \(beyond ±3.4e\+38\) "
-                                         r"at row\(s\) 7, 10; no model can learn from them"):
+    with pytest.raises(
+        ValueError,
+        match=r"target 'spend' has 2 infinite or too large value\(s\) \(beyond ±3.4e\+38\) "
+        r"at row\(s\) 7, 10; no model can learn from them",
+    ):
         schema.draft(frame, "tiny", SOURCE, "spend", task="regression", origin="tiny.csv")

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlgate import scoring
-from mlgate.features import InputValidationError
-from mlgate.project import StageError
+from mlgate.errors import StageError
+from mlgate.modelling.features import InputValidationError
+from mlgate.services import scoring
 
 
 def doubled(chunk: pd.DataFrame) -> pd.DataFrame:
@@ -21,12 +21,15 @@ def rows(tmp_path):
     return frame
 
 
-@pytest.mark.parametrize("source, target", [("in.csv", "out.parquet"), ("in.parquet", "out.csv.gz"), ("in.csv", "out.csv")])
+@pytest.mark.parametrize(
+    "source, target", [("in.csv", "out.parquet"), ("in.parquet", "out.csv.gz"), ("in.csv", "out.csv")]
+)
 def test_scores_every_row_in_order_chunk_by_chunk(tmp_path, rows, source, target):
     seen = []
 
-    count = scoring.score(doubled, tmp_path / source, tmp_path / target, chunk_rows=10, keep_columns=("id",),
-                          progress=seen.append)
+    count = scoring.score(
+        doubled, tmp_path / source, tmp_path / target, chunk_rows=10, keep_columns=("id",), progress=seen.append
+    )
 
     out = pd.read_parquet(tmp_path / target) if target.endswith(".parquet") else pd.read_csv(tmp_path / target)
     assert count == 25 and seen == [10, 10, 5]
@@ -86,8 +89,11 @@ def test_an_infinity_stops_scoring_naming_column_and_rows_before_the_model(tmp_p
 
     rows.astype({"x": object}).assign(x=[*range(13), value, *range(14, 25)]).to_csv(tmp_path / "inf.csv", index=False)
 
-    with pytest.raises(StageError, match=r"inf\.csv: column 'x': 1 infinite or too large value\(s\) \(beyond ±3\.4e\+38\) "
-                                         r"at row\(s\) 14; the model takes finite numbers only"):
+    with pytest.raises(
+        StageError,
+        match=r"inf\.csv: column 'x': 1 infinite or too large value\(s\) \(beyond ±3\.4e\+38\) "
+        r"at row\(s\) 14; the model takes finite numbers only",
+    ):
         scoring.score(model, tmp_path / "inf.csv", tmp_path / "out.csv", chunk_rows=10, finite_columns=("x",))
 
     assert seen == [10] and list(tmp_path.glob("out*")) == []

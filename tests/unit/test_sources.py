@@ -1,21 +1,27 @@
 import pytest
 
-from mlgate import sources
-from mlgate.data import SourceSpec
-from mlgate.project import StageError
+from mlgate.adapters import sources
+from mlgate.errors import StageError
+from mlgate.modelling.data import SourceSpec
 
 
 def read_csv(path, **options):
     return sources.read(SourceSpec(kind="file", path=str(path), options=options))
 
 
-@pytest.mark.parametrize("content, detail", [
-    (b"a;b;c\n1;2;3\n4;5;6\n", "the file seems to use ';' as separator; set data.source.options.sep"),
-    (b"x,x,y\n1,2,3\n", "duplicate column name(s) ['x'] in the header row"),
-    (b"name,city\nJos\xe9,Paris\n", "not valid utf-8 text (invalid continuation byte at byte"),
-    (b'a,b\n1,"unterminated\n2,3\n', "cannot be read as csv: Error tokenizing data. C error: EOF inside string"),
-    (b"a,b\n1,2\n3,4,5\n", "cannot be read as csv: Error tokenizing data. C error: Expected 2 fields in line 3, saw 3"),
-])
+@pytest.mark.parametrize(
+    "content, detail",
+    [
+        (b"a;b;c\n1;2;3\n4;5;6\n", "the file seems to use ';' as separator; set data.source.options.sep"),
+        (b"x,x,y\n1,2,3\n", "duplicate column name(s) ['x'] in the header row"),
+        (b"name,city\nJos\xe9,Paris\n", "not valid utf-8 text (invalid continuation byte at byte"),
+        (b'a,b\n1,"unterminated\n2,3\n', "cannot be read as csv: Error tokenizing data. C error: EOF inside string"),
+        (
+            b"a,b\n1,2\n3,4,5\n",
+            "cannot be read as csv: Error tokenizing data. C error: Expected 2 fields in line 3, saw 3",
+        ),
+    ],
+)
 def test_malformed_csv_gets_a_clear_message_naming_the_file(tmp_path, content, detail):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
@@ -63,13 +69,19 @@ def test_an_fsspec_url_is_read_and_fingerprinted():
     assert sources.fingerprint(spec)["size"] == "12"
 
 
-@pytest.mark.parametrize("url, shown", [
-    ("https://ana:pw@example.com/x.csv?token=t0&sep=1", "https://ana:***@example.com/x.csv?token=***&sep=1"),
-    ("s3://bucket/x.parquet?X-Amz-Signature=abc&X-Amz-Credential=id", "s3://bucket/x.parquet?X-Amz-Signature=***&X-Amz-Credential=***"),
-    ("https://api.example.com/v1/rows?page=2", "https://api.example.com/v1/rows?page=2"),
-    ("https://ana@example.com/x.csv", "https://ana@example.com/x.csv"),
-    ("data/source/telco.csv", "data/source/telco.csv"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("https://ana:pw@example.com/x.csv?token=t0&sep=1", "https://ana:***@example.com/x.csv?token=***&sep=1"),
+        (
+            "s3://bucket/x.parquet?X-Amz-Signature=abc&X-Amz-Credential=id",
+            "s3://bucket/x.parquet?X-Amz-Signature=***&X-Amz-Credential=***",
+        ),
+        ("https://api.example.com/v1/rows?page=2", "https://api.example.com/v1/rows?page=2"),
+        ("https://ana@example.com/x.csv", "https://ana@example.com/x.csv"),
+        ("data/source/telco.csv", "data/source/telco.csv"),
+    ],
+)
 def test_locations_mask_passwords_and_secret_query_values(url, shown):
     assert sources.location(SourceSpec(kind="file", path=url)) == shown
     assert sources.location(SourceSpec(kind="http", url=url)) == shown

@@ -65,7 +65,9 @@ def test_same_seed_gives_the_same_split(mixed_frame, binary_spec):
 def test_another_seed_gives_another_split(mixed_frame, binary_spec):
     frame = mixed_frame(60)
 
-    assert _row_keys(split(frame, binary_spec, SHARES, seed=7).test) != _row_keys(split(frame, binary_spec, SHARES, seed=8).test)
+    assert _row_keys(split(frame, binary_spec, SHARES, seed=7).test) != _row_keys(
+        split(frame, binary_spec, SHARES, seed=8).test
+    )
 
 
 def test_a_given_current_batch_is_used_as_is(mixed_frame, binary_spec):

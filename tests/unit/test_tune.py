@@ -6,14 +6,15 @@ import time
 import numpy as np
 import pytest
 
-from mlgate import tuning
-from mlgate.project import StageError
+from mlgate.adapters import optuna_study
+from mlgate.adapters.optuna_study import TrialOutcome
+from mlgate.errors import StageError
 from mlgate.stages.tune import CrossValidation, best, screening_share, study_name, trial_table, use_holdout
-from mlgate.tuning import TrialOutcome
 
 
-def _outcome(number: int, state: str, score: float | None, *, family: str = "linear", error: str | None = None,
-             folds: int = 3) -> TrialOutcome:
+def _outcome(
+    number: int, state: str, score: float | None, *, family: str = "linear", error: str | None = None, folds: int = 3
+) -> TrialOutcome:
     fold_scores = () if score is None else (score,) * folds
     return TrialOutcome(number, family, {"alpha": float(number)}, score, fold_scores, state, 100.0, 101.5, error)
 
@@ -127,7 +128,7 @@ def test_cross_validation_keeps_out_of_fold_predictions_and_costs(mixed_frame, b
     objective("linear", {"alpha": 1.0}, lambda step, value: None)
 
     result = objective.result("linear", {"alpha": 1.0})
-    assert np.isfinite(result.predictions).all() and ((0 <= result.predictions) & (result.predictions <= 1)).all()
+    assert np.isfinite(result.predictions).all() and ((result.predictions >= 0) & (result.predictions <= 1)).all()
     assert len(result.folds) == 3 and result.fit_s > 0 and result.size_mb > 0
     assert sorted(objective.fold_of_row.tolist()) == sorted([0] * 20 + [1] * 20 + [2] * 20)
     reloaded = CrossValidation(frame, binary_spec, 3, parallel_trials=1, cores=1, seed=0, store_dir=tmp_path)
@@ -149,45 +150,56 @@ def test_holdout_validates_one_share_of_the_rows(mixed_frame, binary_spec):
 
 
 def test_a_trial_past_the_deadline_stops_once_one_configuration_has_completed(mixed_frame, binary_spec):
-    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
-                                deadline=time.time() - 1)
+    objective = CrossValidation(
+        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() - 1
+    )
     objective("linear", {"alpha": 1.0}, lambda step, value: None)  # the study needs one model, budget or not
-    with pytest.raises(tuning.OutOfTime, match="time budget after 0 of 3 folds"):
+    with pytest.raises(optuna_study.OutOfTime, match="time budget after 0 of 3 folds"):
         objective("linear", {"alpha": 2.0}, lambda step, value: None)
 
 
 def test_a_fold_expected_to_end_past_the_deadline_is_not_started(mixed_frame, binary_spec):
-    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
-                                deadline=time.time() + 3600)
+    objective = CrossValidation(
+        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() + 3600
+    )
     objective("linear", {"alpha": 1.0}, lambda step, value: None)  # a first fold always runs: no estimate yet
     objective._fold_seconds["linear"] = [7200.0]
 
-    with pytest.raises(tuning.OutOfTime, match="a linear fold takes up to 7200s"):
+    with pytest.raises(optuna_study.OutOfTime, match="a linear fold takes up to 7200s"):
         objective("linear", {"alpha": 2.0}, lambda step, value: None)
     objective("knn", {"n_neighbors": 3}, lambda step, value: None)  # another family's cost is its own
 
 
 def test_use_holdout_follows_the_setting_and_the_row_count():
-    settings = tuning.SearchSettings(sampler="tpe", pruner="none", n_trials=1, timeout_s=1, cv_folds=3, n_jobs=1,
-                                     holdout_above_rows=1000)
+    settings = optuna_study.SearchSettings(
+        sampler="tpe", pruner="none", n_trials=1, timeout_s=1, cv_folds=3, n_jobs=1, holdout_above_rows=1000
+    )
     assert not use_holdout(settings, 999) and use_holdout(settings, 1000)
     assert use_holdout(dataclasses.replace(settings, validation="holdout"), 10)
     assert not use_holdout(dataclasses.replace(settings, validation="cv"), 10**6)
 
 
-@pytest.mark.parametrize("sampler", tuning.SAMPLERS)
+@pytest.mark.parametrize("sampler", optuna_study.SAMPLERS)
 def test_every_sampler_runs_a_tiny_study_over_several_families(sampler, mixed_frame, binary_spec):
-    spaces = tuning.parse_spaces({
-        "linear": {"space": {"alpha": {"type": "float", "low": 0.01, "high": 10.0, "log": True},
-                             "penalty": {"type": "categorical", "choices": ["l2", "elasticnet"]},
-                             "l1_ratio": {"type": "float", "low": 0.1, "high": 0.9, "when": {"penalty": ["elasticnet"]}}},
-                   "first_trial": {"alpha": 1.0, "penalty": "l2"}},
-        "knn": {"space": {"n_neighbors": {"type": "int", "low": 3, "high": 15}}, "first_trial": {"n_neighbors": 5}},
-    })
-    settings = tuning.SearchSettings(sampler=sampler, pruner="none", n_trials=8, timeout_s=60, cv_folds=3, n_jobs=1)
+    spaces = optuna_study.parse_spaces(
+        {
+            "linear": {
+                "space": {
+                    "alpha": {"type": "float", "low": 0.01, "high": 10.0, "log": True},
+                    "penalty": {"type": "categorical", "choices": ["l2", "elasticnet"]},
+                    "l1_ratio": {"type": "float", "low": 0.1, "high": 0.9, "when": {"penalty": ["elasticnet"]}},
+                },
+                "first_trial": {"alpha": 1.0, "penalty": "l2"},
+            },
+            "knn": {"space": {"n_neighbors": {"type": "int", "low": 3, "high": 15}}, "first_trial": {"n_neighbors": 5}},
+        }
+    )
+    settings = optuna_study.SearchSettings(
+        sampler=sampler, pruner="none", n_trials=8, timeout_s=60, cv_folds=3, n_jobs=1
+    )
     objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0)
 
-    outcomes = tuning.optimize(spaces, objective, settings, maximize=True, seed=0, on_trial=lambda outcome: None)
+    outcomes = optuna_study.optimize(spaces, objective, settings, maximize=True, seed=0, on_trial=lambda outcome: None)
 
     assert len(outcomes) == 8
     assert {o.family for o in outcomes} == {"linear", "knn"}
@@ -208,11 +220,11 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project
 
     assert name.startswith(f"{params['data']['name']}-") and name == study_name(params, train.copy())
     assert changed("search", "n_trials", 999) == changed("search", "timeout_s", 1) == name
-    assert changed("search", "n_jobs", 1) != name      # the batch size decides what each trial of the study sees
+    assert changed("search", "n_jobs", 1) != name  # the batch size decides what each trial of the study sees
     timed = json.loads(json.dumps(params))
     timed["search"]["budget"] = "time"
     assert study_name(timed, train) != name
-    timed["search"]["n_jobs"] = 1                       # under a time budget the clock decides that already
+    timed["search"]["n_jobs"] = 1  # under a time budget the clock decides that already
     assert study_name(timed, train) == study_name({**timed, "search": {**timed["search"], "n_jobs": 2}}, train)
     assert changed("search", "sampler", "random") != name
     assert changed("search", "cv_folds", 3) != name
@@ -222,24 +234,27 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project
 
 
 def test_the_study_stops_when_no_family_fits_in_the_time_left(mixed_frame, binary_spec):
-    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
-                                deadline=time.time() + 3600)
+    objective = CrossValidation(
+        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() + 3600
+    )
     objective("knn", {"n_neighbors": 3}, lambda step, value: None)
     objective._fold_seconds = {"linear": [7200.0], "knn": [0.01]}
-    with pytest.raises(tuning.OutOfTime) as stopped:
+    with pytest.raises(optuna_study.OutOfTime) as stopped:
         objective("linear", {"alpha": 1.0}, lambda step, value: None)
     assert not stopped.value.final  # knn still fits
     objective._fold_seconds["knn"] = [7200.0]
-    with pytest.raises(tuning.OutOfTime) as stopped:
+    with pytest.raises(optuna_study.OutOfTime) as stopped:
         objective("linear", {"alpha": 1.0}, lambda step, value: None)
     assert stopped.value.final
 
 
 def test_trial_table_of_a_multi_objective_study_marks_the_pareto_front():
-    outcomes = [dataclasses.replace(_outcome(0, "COMPLETE", 0.90), costs=(5.0,)),
-                dataclasses.replace(_outcome(1, "COMPLETE", 0.85), costs=(1.0,)),
-                dataclasses.replace(_outcome(2, "COMPLETE", 0.80), costs=(2.0,)),
-                _outcome(3, "FAIL", None, error="boom")]
+    outcomes = [
+        dataclasses.replace(_outcome(0, "COMPLETE", 0.90), costs=(5.0,)),
+        dataclasses.replace(_outcome(1, "COMPLETE", 0.85), costs=(1.0,)),
+        dataclasses.replace(_outcome(2, "COMPLETE", 0.80), costs=(2.0,)),
+        _outcome(3, "FAIL", None, error="boom"),
+    ]
 
     board = trial_table(outcomes, maximize=True, objectives=("score", "predict_time")).set_index("trial")
 
@@ -269,9 +284,11 @@ CATBOOST_STOPPING = {"iterations": 300, "learning_rate": 0.5, "depth": 3, "early
 _QUIET = {"ensemble": "none", "calibration": "none", "threshold": "none"}
 
 
-def test_the_trees_catboost_kept_in_the_search_are_what_train_refits(mixed_frame, binary_spec, early_stopping_from_1000_rows):
-    from mlgate.ensemble import FinishSettings
-    from mlgate.features import FeatureSettings
+def test_the_trees_catboost_kept_in_the_search_are_what_train_refits(
+    mixed_frame, binary_spec, early_stopping_from_1000_rows
+):
+    from mlgate.modelling.ensemble import FinishSettings
+    from mlgate.modelling.features import FeatureSettings
     from mlgate.stages import train
     from mlgate.stages.tune import _trial_record, finish
 
@@ -291,8 +308,12 @@ def test_the_trees_catboost_kept_in_the_search_are_what_train_refits(mixed_frame
     assert _trial_record(outcome, "roc_auc", result=result).metrics["trees"] == result.trees
 
 
-def test_a_screening_call_fits_on_a_seeded_share_of_each_fold_and_scores_the_whole_fold(mixed_frame, binary_spec, tmp_path):
-    objective = CrossValidation(mixed_frame(120), binary_spec, 3, parallel_trials=1, cores=1, seed=0, store_dir=tmp_path)
+def test_a_screening_call_fits_on_a_seeded_share_of_each_fold_and_scores_the_whole_fold(
+    mixed_frame, binary_spec, tmp_path
+):
+    objective = CrossValidation(
+        mixed_frame(120), binary_spec, 3, parallel_trials=1, cores=1, seed=0, store_dir=tmp_path
+    )
     fit_rows = objective.folds[0][0]
 
     kept = objective._subsample(fit_rows, 0.5)
@@ -303,14 +324,15 @@ def test_a_screening_call_fits_on_a_seeded_share_of_each_fold_and_scores_the_who
     assert objective.y[kept].mean() == pytest.approx(objective.y[fit_rows].mean(), abs=0.02)
     screened = objective.result("linear", {"alpha": 1.0}, 0.5)
     assert np.isfinite(screened.predictions).all()
-    assert objective.result("linear", {"alpha": 1.0}) is None   # a full run of the same configuration is another result
+    assert objective.result("linear", {"alpha": 1.0}) is None  # a full run of the same configuration is another result
     reloaded = CrossValidation(mixed_frame(120), binary_spec, 3, parallel_trials=1, cores=1, seed=0, store_dir=tmp_path)
     assert np.array_equal(reloaded.result("linear", {"alpha": 1.0}, 0.5).predictions, screened.predictions)
 
 
 def test_a_screening_fold_counts_towards_the_deadline_as_if_fit_on_every_row(mixed_frame, binary_spec):
-    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
-                                deadline=time.time() + 3600)
+    objective = CrossValidation(
+        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() + 3600
+    )
     objective("linear", {"alpha": 1.0}, lambda step, value: None, subsample=0.5)
     seconds = [f["end"] - f["start"] for f in objective.result("linear", {"alpha": 1.0}, 0.5).folds]
 
@@ -318,16 +340,17 @@ def test_a_screening_fold_counts_towards_the_deadline_as_if_fit_on_every_row(mix
 
 
 def test_screened_trials_are_recorded_and_never_the_final_recipe_while_a_full_trial_exists(mixed_frame, binary_spec):
-    from mlgate.ensemble import FinishSettings
+    from mlgate.modelling.ensemble import FinishSettings
     from mlgate.stages.tune import _trial_record, finish, model_leaderboard
 
     objective = CrossValidation(mixed_frame(90), binary_spec, 3, parallel_trials=1, cores=1, seed=0)
     outcomes = []
     for number, (alpha, share) in enumerate([(0.01, 0.5), (100.0, None), (1.0, 0.5), (10.0, None)]):
         _, folds = objective("linear", {"alpha": alpha}, lambda step, value: None, subsample=share)
-        score = 0.99 if share else 0.8 + number / 100   # the screened ones look best
-        outcomes.append(TrialOutcome(number, "linear", {"alpha": alpha}, score, tuple(folds), "COMPLETE", 1.0, 2.0,
-                                     subsample=share))
+        score = 0.99 if share else 0.8 + number / 100  # the screened ones look best
+        outcomes.append(
+            TrialOutcome(number, "linear", {"alpha": alpha}, score, tuple(folds), "COMPLETE", 1.0, 2.0, subsample=share)
+        )
 
     finished = finish(outcomes, objective, binary_spec, FinishSettings(ensemble="caruana", calibration="none"))
     board = model_leaderboard(outcomes, objective, finished, maximize=True)
@@ -338,12 +361,20 @@ def test_screened_trials_are_recorded_and_never_the_final_recipe_while_a_full_tr
     assert trial_table(outcomes, maximize=True).set_index("trial")["subsample"].to_dict()[0] == 0.5
     assert _trial_record(outcomes[0], "roc_auc").tags["mlgate.subsample"] == "0.5"
     assert "mlgate.subsample" not in _trial_record(outcomes[1], "roc_auc").tags
-    assert best(outcomes[:1] + outcomes[2:3], maximize=True).number == 0   # no full trial: the screened ones serve
+    assert best(outcomes[:1] + outcomes[2:3], maximize=True).number == 0  # no full trial: the screened ones serve
 
 
 def test_screening_applies_to_large_single_objective_studies_only():
-    settings = tuning.SearchSettings(sampler="tpe", pruner="none", n_trials=10, timeout_s=1, cv_folds=3, n_jobs=1,
-                                     subsample_above_rows=1000, subsample_share=0.3)
+    settings = optuna_study.SearchSettings(
+        sampler="tpe",
+        pruner="none",
+        n_trials=10,
+        timeout_s=1,
+        cv_folds=3,
+        n_jobs=1,
+        subsample_above_rows=1000,
+        subsample_share=0.3,
+    )
 
     assert screening_share(settings, 999) is None and screening_share(settings, 1000) == 0.3
     assert screening_share(dataclasses.replace(settings, subsample_trials=0), 10**6) is None
@@ -351,24 +382,31 @@ def test_screening_applies_to_large_single_objective_studies_only():
 
 
 def test_the_deadline_spares_trials_until_one_has_completed_on_every_row(mixed_frame, binary_spec):
-    objective = CrossValidation(mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0,
-                                deadline=time.time() - 1)
+    objective = CrossValidation(
+        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() - 1
+    )
     objective("linear", {"alpha": 1.0}, lambda step, value: None, subsample=0.5)
     objective("linear", {"alpha": 1.0}, lambda step, value: None)  # a screened model is not the one the study needs
 
-    with pytest.raises(tuning.OutOfTime):
+    with pytest.raises(optuna_study.OutOfTime):
         objective("linear", {"alpha": 2.0}, lambda step, value: None)
 
 
-@pytest.mark.parametrize("budget, refit_budget_s, reproducible", [
-    ("trials", None, True), ("time", None, False), ("trials", 30.0, False),
-])
+@pytest.mark.parametrize(
+    "budget, refit_budget_s, reproducible",
+    [
+        ("trials", None, True),
+        ("time", None, False),
+        ("trials", 30.0, False),
+    ],
+)
 def test_a_budget_a_clock_decides_is_marked_not_reproducible_saying_why(budget, refit_budget_s, reproducible):
-    from mlgate.ensemble import FinishSettings
+    from mlgate.modelling.ensemble import FinishSettings
     from mlgate.stages.tune import budget_record
 
-    search = tuning.SearchSettings(sampler="tpe", pruner="median", n_trials=30, timeout_s=150, cv_folds=5, n_jobs=2,
-                                   budget=budget)
+    search = optuna_study.SearchSettings(
+        sampler="tpe", pruner="median", n_trials=30, timeout_s=150, cv_folds=5, n_jobs=2, budget=budget
+    )
 
     record = budget_record(search, FinishSettings(refit_budget_s=refit_budget_s))
 

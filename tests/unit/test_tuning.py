@@ -4,26 +4,34 @@ import time
 
 import pytest
 
-from mlgate import config, tuning
+from mlgate import config
+from mlgate.adapters import optuna_study
 
 FOLDS = 3
 
 
-def _settings(n_trials: int = 12, *, sampler: str = "tpe", pruner: str = "none") -> tuning.SearchSettings:
-    return tuning.SearchSettings(sampler=sampler, pruner=pruner, n_trials=n_trials, timeout_s=60, cv_folds=FOLDS, n_jobs=1)
+def _settings(n_trials: int = 12, *, sampler: str = "tpe", pruner: str = "none") -> optuna_study.SearchSettings:
+    return optuna_study.SearchSettings(
+        sampler=sampler, pruner=pruner, n_trials=n_trials, timeout_s=60, cv_folds=FOLDS, n_jobs=1
+    )
 
 
-def _toy_spaces(first_x: float = 0.3) -> list[tuning.FamilySpace]:
-    return tuning.parse_spaces({
-        "toy": {"fixed": {"size": 2}, "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-                "first_trial": {"x": first_x}},
-        "flat": {"fixed": {"size": 1}},
-    })
+def _toy_spaces(first_x: float = 0.3) -> list[optuna_study.FamilySpace]:
+    return optuna_study.parse_spaces(
+        {
+            "toy": {
+                "fixed": {"size": 2},
+                "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+                "first_trial": {"x": first_x},
+            },
+            "flat": {"fixed": {"size": 1}},
+        }
+    )
 
 
 def _parabola(family, params, report):
     """Best at x = 0.3; the fixed-only family scores a constant."""
-    score = -(params["x"] - 0.3) ** 2 if family == "toy" else -0.5
+    score = -((params["x"] - 0.3) ** 2) if family == "toy" else -0.5
     folds = []
     for step in range(FOLDS):
         folds.append(score)
@@ -32,17 +40,17 @@ def _parabola(family, params, report):
 
 
 def _optimize(evaluate, settings, spaces=None, seen=None):
-    on_trial = (seen.append if seen is not None else lambda outcome: None)
-    return tuning.optimize(spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0, on_trial=on_trial)
+    on_trial = seen.append if seen is not None else lambda outcome: None
+    return optuna_study.optimize(spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0, on_trial=on_trial)
 
 
 def test_parse_spaces_reads_the_committed_model_section(project_root):
     model_section = config.section(config.read_params(project_root / "params.yaml"), "model")
 
-    spaces = {s.family: s for s in tuning.parse_spaces(model_section)}
+    spaces = {s.family: s for s in optuna_study.parse_spaces(model_section)}
 
     assert set(spaces) == set(model_section)
-    assert spaces["catboost"].space["depth"] == tuning.ParamSpec("int", 3, 8)
+    assert spaces["catboost"].space["depth"] == optuna_study.ParamSpec("int", 3, 8)
     assert spaces["catboost"].space["learning_rate"].log is True
     assert spaces["linear"].first_trial == {"alpha": 1.0, "penalty": "l2", "class_weight": "none", "selection": "none"}
     assert spaces["linear"].space["keep_share"].when == {"selection": ("mutual_info", "model")}
@@ -50,34 +58,58 @@ def test_parse_spaces_reads_the_committed_model_section(project_root):
 
 
 def test_parse_spaces_accepts_categorical_choices():
-    [space] = tuning.parse_spaces({"toy": {"space": {"kind": {"type": "categorical", "choices": ["a", "b"]}}}})
+    [space] = optuna_study.parse_spaces({"toy": {"space": {"kind": {"type": "categorical", "choices": ["a", "b"]}}}})
 
     assert space.space["kind"].choices == ("a", "b")
 
 
-@pytest.mark.parametrize("model_section, message", [
-    ({"toy": {"space": {"x": {"type": "float", "low": 2.0, "high": 1.0}}}}, "model.toy.space.x: a float parameter needs low <= high"),
-    ({"toy": {"space": {"x": {"type": "int", "low": 1}}}}, "model.toy.space.x: a int parameter needs low <= high"),
-    ({"toy": {"space": {"x": {"type": "uniform", "low": 0, "high": 1}}}}, "model.toy.space.x: 'type' must be float, int or categorical"),
-    ({"toy": {"space": {"x": {"type": "categorical", "choices": []}}}}, "model.toy.space.x: a categorical parameter needs"),
-    ({"toy": {"space": {"x": {"type": "int", "low": 1, "high": 3}}, "first_trial": {"y": 2}}}, "model.toy.first_trial: ['y'] not in model.toy.space"),
-    ({"toy": {"fixed": {}, "spaces": {}}}, "model.toy: unknown key(s) ['spaces']"),
-    ({}, "'model' selects no family"),
-])
+@pytest.mark.parametrize(
+    "model_section, message",
+    [
+        (
+            {"toy": {"space": {"x": {"type": "float", "low": 2.0, "high": 1.0}}}},
+            "model.toy.space.x: a float parameter needs low <= high",
+        ),
+        ({"toy": {"space": {"x": {"type": "int", "low": 1}}}}, "model.toy.space.x: a int parameter needs low <= high"),
+        (
+            {"toy": {"space": {"x": {"type": "uniform", "low": 0, "high": 1}}}},
+            "model.toy.space.x: 'type' must be float, int or categorical",
+        ),
+        (
+            {"toy": {"space": {"x": {"type": "categorical", "choices": []}}}},
+            "model.toy.space.x: a categorical parameter needs",
+        ),
+        (
+            {"toy": {"space": {"x": {"type": "int", "low": 1, "high": 3}}, "first_trial": {"y": 2}}},
+            "model.toy.first_trial: ['y'] not in model.toy.space",
+        ),
+        ({"toy": {"fixed": {}, "spaces": {}}}, "model.toy: unknown key(s) ['spaces']"),
+        ({}, "'model' selects no family"),
+    ],
+)
 def test_parse_spaces_rejects_bad_specs(model_section, message):
     with pytest.raises(ValueError) as raised:
-        tuning.parse_spaces(model_section)
+        optuna_study.parse_spaces(model_section)
 
     assert message in str(raised.value)
 
 
-@pytest.mark.parametrize("change", [{"sampler": "bayes"}, {"sampler": "gp"}, {"pruner": "hyperband"}, {"n_trials": 0},
-                                    {"cv_folds": 1}, {"grid_points": 1}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sampler": "bayes"},
+        {"sampler": "gp"},
+        {"pruner": "hyperband"},
+        {"n_trials": 0},
+        {"cv_folds": 1},
+        {"grid_points": 1},
+    ],
+)
 def test_search_settings_reject_bad_values(change):
     values = {"sampler": "tpe", "pruner": "median", "n_trials": 5, "timeout_s": 10, "cv_folds": 3, "n_jobs": 1} | change
 
     with pytest.raises(ValueError, match="search"):
-        tuning.SearchSettings(**values)
+        optuna_study.SearchSettings(**values)
 
 
 def test_optimize_runs_every_trial_and_reports_each_once():
@@ -160,8 +192,14 @@ def test_median_pruner_follows_a_minimize_direction():
             report(step, score)
         return score, [score] * FOLDS
 
-    outcomes = tuning.optimize(_toy_spaces(), high_above_half, _settings(20, sampler="random", pruner="median"),
-                               maximize=False, seed=0, on_trial=lambda outcome: None)
+    outcomes = optuna_study.optimize(
+        _toy_spaces(),
+        high_above_half,
+        _settings(20, sampler="random", pruner="median"),
+        maximize=False,
+        seed=0,
+        on_trial=lambda outcome: None,
+    )
 
     pruned = [o for o in outcomes if o.state == "PRUNED"]
     assert pruned
@@ -170,11 +208,11 @@ def test_median_pruner_follows_a_minimize_direction():
 
 def test_parse_spaces_rejects_a_log_scale_from_zero():
     with pytest.raises(ValueError, match=r"model\.toy\.space\.x"):
-        tuning.parse_spaces({"toy": {"space": {"x": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}}})
+        optuna_study.parse_spaces({"toy": {"space": {"x": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}}})
 
 
 def test_a_trial_that_fails_while_sampling_still_yields_a_fail_outcome():
-    unsampleable = tuning.FamilySpace("toy", {}, {"x": tuning.ParamSpec("float", 0.0, 1.0, log=True)}, {})
+    unsampleable = optuna_study.FamilySpace("toy", {}, {"x": optuna_study.ParamSpec("float", 0.0, 1.0, log=True)}, {})
     seen = []
 
     outcomes = _optimize(_parabola, _settings(3, sampler="random"), spaces=[unsampleable], seen=seen)
@@ -196,22 +234,31 @@ def test_a_nan_score_is_not_a_complete_outcome():
 
 # --- samplers, grids, conditional dimensions ----------------------------------------------------
 
-def _numeric_spaces() -> list[tuning.FamilySpace]:
+
+def _numeric_spaces() -> list[optuna_study.FamilySpace]:
     """One family, two numeric dimensions (what CMA-ES and NSGA-II model) and a categorical one."""
-    return tuning.parse_spaces({"toy": {
-        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}, "n": {"type": "int", "low": 1, "high": 64, "log": True},
-                  "kind": {"type": "categorical", "choices": ["a", "b"]}},
-        "first_trial": {"x": 0.5, "n": 8, "kind": "a"}}})
+    return optuna_study.parse_spaces(
+        {
+            "toy": {
+                "space": {
+                    "x": {"type": "float", "low": 0.0, "high": 1.0},
+                    "n": {"type": "int", "low": 1, "high": 64, "log": True},
+                    "kind": {"type": "categorical", "choices": ["a", "b"]},
+                },
+                "first_trial": {"x": 0.5, "n": 8, "kind": "a"},
+            }
+        }
+    )
 
 
 def _bowl(family, params, report):
-    score = -(params["x"] - 0.3) ** 2 - (math.log2(params["n"]) - 3) ** 2 / 36 - (params["kind"] == "b") * 0.1
+    score = -((params["x"] - 0.3) ** 2) - (math.log2(params["n"]) - 3) ** 2 / 36 - (params["kind"] == "b") * 0.1
     for step in range(FOLDS):
         report(step, score)
     return score, [score] * FOLDS
 
 
-@pytest.mark.parametrize("sampler", tuning.SAMPLERS)
+@pytest.mark.parametrize("sampler", optuna_study.SAMPLERS)
 def test_every_sampler_runs_past_its_startup_trials_and_stays_in_the_space(sampler):
     outcomes = _optimize(_bowl, _settings(16, sampler=sampler), spaces=_numeric_spaces())
 
@@ -231,26 +278,36 @@ def test_every_sampler_is_seeded(sampler):
 
 
 def test_grid_values_are_spaced_log_aware_and_include_the_first_trial_value():
-    log_float = tuning.ParamSpec("float", 0.01, 1.0, log=True)
-    int_range = tuning.ParamSpec("int", 3, 8)
+    log_float = optuna_study.ParamSpec("float", 0.01, 1.0, log=True)
+    int_range = optuna_study.ParamSpec("int", 3, 8)
 
-    assert tuning.grid_values(log_float, 3) == [0.01, 0.1, 1.0]
-    assert tuning.grid_values(log_float, 3, first=0.05) == [0.01, 0.05, 1.0]
-    assert tuning.grid_values(int_range, 3) == [3, 6, 8]
-    assert tuning.grid_values(tuning.ParamSpec("int", 1, 3), 5) == [1, 2, 3]
-    assert tuning.grid_values(tuning.ParamSpec("float", 0.0, 1.0, grid=(0.2, 0.4)), 3, first=1.0) == [0.2, 0.4, 1.0]
-    assert tuning.grid_values(tuning.ParamSpec("categorical", choices=("a", "b")), 3) == ["a", "b"]
+    assert optuna_study.grid_values(log_float, 3) == [0.01, 0.1, 1.0]
+    assert optuna_study.grid_values(log_float, 3, first=0.05) == [0.01, 0.05, 1.0]
+    assert optuna_study.grid_values(int_range, 3) == [3, 6, 8]
+    assert optuna_study.grid_values(optuna_study.ParamSpec("int", 1, 3), 5) == [1, 2, 3]
+    assert optuna_study.grid_values(optuna_study.ParamSpec("float", 0.0, 1.0, grid=(0.2, 0.4)), 3, first=1.0) == [
+        0.2,
+        0.4,
+        1.0,
+    ]
+    assert optuna_study.grid_values(optuna_study.ParamSpec("categorical", choices=("a", "b")), 3) == ["a", "b"]
 
 
-def _grid_spaces() -> list[tuning.FamilySpace]:
+def _grid_spaces() -> list[optuna_study.FamilySpace]:
     """Two families with their own grids: x 2 times mode (plain, or tuned at depth 1, 2, 3) = 8 points, and 3."""
-    return tuning.parse_spaces({
-        "toy": {"space": {"x": {"type": "float", "low": 0.0, "high": 1.0, "grid": [0.3, 0.9]},
-                          "mode": {"type": "categorical", "choices": ["plain", "tuned"]},
-                          "depth": {"type": "int", "low": 1, "high": 3, "when": {"mode": ["tuned"]}}},
-                "first_trial": {"x": 0.3, "mode": "plain"}},
-        "other": {"fixed": {"size": 1}, "space": {"y": {"type": "float", "low": 1.0, "high": 100.0, "log": True}}},
-    })
+    return optuna_study.parse_spaces(
+        {
+            "toy": {
+                "space": {
+                    "x": {"type": "float", "low": 0.0, "high": 1.0, "grid": [0.3, 0.9]},
+                    "mode": {"type": "categorical", "choices": ["plain", "tuned"]},
+                    "depth": {"type": "int", "low": 1, "high": 3, "when": {"mode": ["tuned"]}},
+                },
+                "first_trial": {"x": 0.3, "mode": "plain"},
+            },
+            "other": {"fixed": {"size": 1}, "space": {"y": {"type": "float", "low": 1.0, "high": 100.0, "log": True}}},
+        }
+    )
 
 
 def _grid_score(family, params, report):
@@ -282,28 +339,57 @@ def test_a_conditional_dimension_is_searched_only_under_its_choices():
     assert all(("depth" in o.params) == (o.params["mode"] == "tuned") for o in toy)
 
 
-@pytest.mark.parametrize("space, first, message", [
-    ({"x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["a"]}}}, {}, "'mode' must be a categorical parameter listed before"),
-    ({"x": {"type": "float", "low": 0, "high": 1}, "y": {"type": "int", "low": 0, "high": 2, "when": {"x": [1]}}}, {},
-     "'x' must be a categorical parameter"),
-    ({"mode": {"type": "categorical", "choices": ["a", "b"]},
-      "x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["c"]}}}, {}, "['c'] not among the choices of 'mode'"),
-    ({"mode": {"type": "categorical", "choices": ["a", "b"]},
-      "x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["b"]}}}, {"mode": "a", "x": 0.5},
-     "first_trial: 'x' is searched only when mode is one of ['b']"),
-    ({"x": {"type": "float", "low": 0, "high": 1, "grid": [0.5, 2.0]}}, {}, "grid value(s) [2.0] are not floats within [0, 1]"),
-    ({"n": {"type": "int", "low": 0, "high": 9, "grid": [1.5]}}, {}, "grid value(s) [1.5] are not ints"),
-    ({"k": {"type": "categorical", "choices": ["a"], "grid": ["a"]}}, {}, "'grid' is for float and int parameters"),
-    ({"x": {"type": "float", "low": 0, "high": 1, "step": 0.1}}, {}, "unknown key(s) ['step']"),
-])
+@pytest.mark.parametrize(
+    "space, first, message",
+    [
+        (
+            {"x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["a"]}}},
+            {},
+            "'mode' must be a categorical parameter listed before",
+        ),
+        (
+            {
+                "x": {"type": "float", "low": 0, "high": 1},
+                "y": {"type": "int", "low": 0, "high": 2, "when": {"x": [1]}},
+            },
+            {},
+            "'x' must be a categorical parameter",
+        ),
+        (
+            {
+                "mode": {"type": "categorical", "choices": ["a", "b"]},
+                "x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["c"]}},
+            },
+            {},
+            "['c'] not among the choices of 'mode'",
+        ),
+        (
+            {
+                "mode": {"type": "categorical", "choices": ["a", "b"]},
+                "x": {"type": "float", "low": 0, "high": 1, "when": {"mode": ["b"]}},
+            },
+            {"mode": "a", "x": 0.5},
+            "first_trial: 'x' is searched only when mode is one of ['b']",
+        ),
+        (
+            {"x": {"type": "float", "low": 0, "high": 1, "grid": [0.5, 2.0]}},
+            {},
+            "grid value(s) [2.0] are not floats within [0, 1]",
+        ),
+        ({"n": {"type": "int", "low": 0, "high": 9, "grid": [1.5]}}, {}, "grid value(s) [1.5] are not ints"),
+        ({"k": {"type": "categorical", "choices": ["a"], "grid": ["a"]}}, {}, "'grid' is for float and int parameters"),
+        ({"x": {"type": "float", "low": 0, "high": 1, "step": 0.1}}, {}, "unknown key(s) ['step']"),
+    ],
+)
 def test_parse_spaces_rejects_bad_conditions_and_grids(space, first, message):
     with pytest.raises(ValueError) as raised:
-        tuning.parse_spaces({"toy": {"space": space, "first_trial": first}})
+        optuna_study.parse_spaces({"toy": {"space": space, "first_trial": first}})
 
     assert message in str(raised.value)
 
 
 # --- a stored study resumes -------------------------------------------------------------------------
+
 
 class _Interrupting:
     """Evaluates like ``_parabola`` but raises KeyboardInterrupt (Ctrl-C) on call ``stop_at``."""
@@ -319,10 +405,18 @@ class _Interrupting:
 
 
 def _stored(tmp_path, evaluate, settings, spaces=None, seen=None, origin="first", subsample=None):
-    return tuning.optimize(spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0,
-                           on_trial=(seen.append if seen is not None else lambda outcome: None),
-                           storage=tuning.storage_url(str(tmp_path / "studies" / "optuna.db")),
-                           study_name="tiny-abc", origin=origin, subsample=subsample)
+    return optuna_study.optimize(
+        spaces or _toy_spaces(),
+        evaluate,
+        settings,
+        maximize=True,
+        seed=0,
+        on_trial=(seen.append if seen is not None else lambda outcome: None),
+        storage=optuna_study.storage_url(str(tmp_path / "studies" / "optuna.db")),
+        study_name="tiny-abc",
+        origin=origin,
+        subsample=subsample,
+    )
 
 
 def test_an_interrupted_study_resumes_with_its_finished_trials(tmp_path):
@@ -338,8 +432,8 @@ def test_an_interrupted_study_resumes_with_its_finished_trials(tmp_path):
     assert {o.origin for o in outcomes if o.reused} == {"first"}
     assert {o.origin for o in outcomes if not o.reused} == {"second"}
     assert [o.reused for o in seen[:4]] == [True] * 4 and not any(o.reused for o in seen[4:])
-    assert len(resumed.calls) == 6                       # only the missing trials ran
-    assert resumed.calls[0] == interrupted.calls[4]      # the interrupted one first, with its parameters
+    assert len(resumed.calls) == 6  # only the missing trials ran
+    assert resumed.calls[0] == interrupted.calls[4]  # the interrupted one first, with its parameters
     assert outcomes[0].params == {"size": 2, "x": 0.3} and outcomes[0].score == 0.0
 
 
@@ -358,7 +452,7 @@ def test_a_trial_left_running_by_a_killed_process_is_retried_under_a_time_budget
     import optuna
 
     _stored(tmp_path, _parabola, dataclasses.replace(_settings(3), budget="time"))
-    url = tuning.storage_url(str(tmp_path / "studies" / "optuna.db"))
+    url = optuna_study.storage_url(str(tmp_path / "studies" / "optuna.db"))
     study = optuna.load_study(study_name="tiny-abc", storage=url)
     study.enqueue_trial({"family": "flat"})
     orphan = study.ask({"family": optuna.distributions.CategoricalDistribution(["toy", "flat"])})
@@ -376,7 +470,7 @@ def test_a_trial_left_running_by_a_killed_process_runs_again_as_itself(tmp_path)
     import optuna
 
     _stored(tmp_path, _parabola, _settings(3))
-    url = tuning.storage_url(str(tmp_path / "studies" / "optuna.db"))
+    url = optuna_study.storage_url(str(tmp_path / "studies" / "optuna.db"))
     study = optuna.load_study(study_name="tiny-abc", storage=url)
     study.enqueue_trial({"family": "flat"})
     orphan = study.ask({"family": optuna.distributions.CategoricalDistribution(["toy", "flat"])})
@@ -396,7 +490,7 @@ def _noisy_parabola(family, params, report):
     """Like ``_parabola``, with fold scores below and above the median, so the pruner has work."""
     folds = []
     for step in range(FOLDS):
-        folds.append(-(params.get("x", 0.9) - 0.3) ** 2 - 0.01 * step)
+        folds.append(-((params.get("x", 0.9) - 0.3) ** 2) - 0.01 * step)
         report(step, folds[-1])
     return sum(folds) / len(folds), folds
 
@@ -431,7 +525,9 @@ def test_a_study_killed_mid_batch_resumes_to_the_study_an_uninterrupted_run_make
 
 def test_an_interrupted_grid_resumes_and_still_covers_every_point_once(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        _stored(tmp_path, _Interrupting(stop_at=4, score=_grid_score), _settings(50, sampler="grid"), spaces=_grid_spaces())
+        _stored(
+            tmp_path, _Interrupting(stop_at=4, score=_grid_score), _settings(50, sampler="grid"), spaces=_grid_spaces()
+        )
 
     outcomes = _stored(tmp_path, _Interrupting(score=_grid_score), _settings(50, sampler="grid"), spaces=_grid_spaces())
 
@@ -442,8 +538,10 @@ def test_an_interrupted_grid_resumes_and_still_covers_every_point_once(tmp_path)
 
 def test_parallel_trials_on_sqlite_run_each_queued_first_trial_once(tmp_path):
     """Without a lock both threads could claim one queued trial (SQLite ignores SELECT ... FOR UPDATE)."""
-    spaces = tuning.parse_spaces({f"f{i:02d}": {"fixed": {"i": i}} for i in range(16)})
-    settings = tuning.SearchSettings(sampler="random", pruner="none", n_trials=16, timeout_s=60, cv_folds=FOLDS, n_jobs=2)
+    spaces = optuna_study.parse_spaces({f"f{i:02d}": {"fixed": {"i": i}} for i in range(16)})
+    settings = optuna_study.SearchSettings(
+        sampler="random", pruner="none", n_trials=16, timeout_s=60, cv_folds=FOLDS, n_jobs=2
+    )
 
     def slow(family, params, report):
         time.sleep(0.005)
@@ -456,28 +554,35 @@ def test_parallel_trials_on_sqlite_run_each_queued_first_trial_once(tmp_path):
 
 
 def test_a_regression_study_drops_classification_only_parameters():
-    section = {"linear": {"space": {"alpha": {"type": "float", "low": 0.1, "high": 1.0},
-                                    "class_weight": {"type": "categorical", "choices": ["none", "balanced"]}},
-                          "first_trial": {"alpha": 0.5, "class_weight": "none"}}}
-    regression = tuning.parse_spaces(section, task="regression")[0]
-    binary = tuning.parse_spaces(section, task="binary")[0]
+    section = {
+        "linear": {
+            "space": {
+                "alpha": {"type": "float", "low": 0.1, "high": 1.0},
+                "class_weight": {"type": "categorical", "choices": ["none", "balanced"]},
+            },
+            "first_trial": {"alpha": 0.5, "class_weight": "none"},
+        }
+    }
+    regression = optuna_study.parse_spaces(section, task="regression")[0]
+    binary = optuna_study.parse_spaces(section, task="binary")[0]
     assert set(regression.space) == {"alpha"} and regression.first_trial == {"alpha": 0.5}
     assert set(binary.space) == {"alpha", "class_weight"}
 
 
 def test_a_final_out_of_time_stops_the_study():
-    spaces = tuning.parse_spaces({"linear": {"space": {"alpha": {"type": "float", "low": 0.1, "high": 1.0}}}})
-    settings = tuning.SearchSettings(sampler="random", pruner="none", n_trials=50, timeout_s=600, cv_folds=3, n_jobs=1,
-                                     budget="time")
+    spaces = optuna_study.parse_spaces({"linear": {"space": {"alpha": {"type": "float", "low": 0.1, "high": 1.0}}}})
+    settings = optuna_study.SearchSettings(
+        sampler="random", pruner="none", n_trials=50, timeout_s=600, cv_folds=3, n_jobs=1, budget="time"
+    )
     calls = []
 
     def evaluate(family, params, report):
         calls.append(params)
         if len(calls) >= 3:
-            raise tuning.OutOfTime("no time left", final=True)
+            raise optuna_study.OutOfTime("no time left", final=True)
         return 0.5, [0.5]
 
-    outcomes = tuning.optimize(spaces, evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None)
+    outcomes = optuna_study.optimize(spaces, evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None)
 
     assert len(outcomes) == 3 and [o.state for o in outcomes] == ["COMPLETE", "COMPLETE", "PRUNED"]
     assert outcomes[-1].error == "no time left"
@@ -485,46 +590,79 @@ def test_a_final_out_of_time_stops_the_study():
 
 def test_pareto_front_keeps_the_points_nothing_dominates():
     points = [(0.90, 5.0), (0.85, 1.0), (0.80, 2.0), (0.90, 6.0), (0.70, 0.5)]
-    assert tuning.pareto_front(points, maximize_first=True) == [True, True, False, False, True]
-    assert tuning.pareto_front([(1.0, 1.0), (2.0, 0.5)], maximize_first=False) == [True, True]
+    assert optuna_study.pareto_front(points, maximize_first=True) == [True, True, False, False, True]
+    assert optuna_study.pareto_front([(1.0, 1.0), (2.0, 0.5)], maximize_first=False) == [True, True]
 
 
 def test_a_multi_objective_study_returns_the_costs_and_prunes_nothing():
-    settings = tuning.SearchSettings(sampler="nsga2", pruner="none", n_trials=12, timeout_s=60, cv_folds=FOLDS, n_jobs=1,
-                                     objectives=("score", "model_size"))
+    settings = optuna_study.SearchSettings(
+        sampler="nsga2",
+        pruner="none",
+        n_trials=12,
+        timeout_s=60,
+        cv_folds=FOLDS,
+        n_jobs=1,
+        objectives=("score", "model_size"),
+    )
 
-    outcomes = tuning.optimize(_toy_spaces(), _parabola, settings, maximize=True, seed=0, on_trial=lambda o: None,
-                               costs=lambda family, params: [params.get("x", 0.0) * 10])
+    outcomes = optuna_study.optimize(
+        _toy_spaces(),
+        _parabola,
+        settings,
+        maximize=True,
+        seed=0,
+        on_trial=lambda o: None,
+        costs=lambda family, params: [params.get("x", 0.0) * 10],
+    )
 
     assert len(outcomes) == 12 and {o.state for o in outcomes} == {"COMPLETE"}
     assert all(o.costs == (o.params.get("x", 0.0) * 10,) for o in outcomes)
 
 
-@pytest.mark.parametrize("objectives,pruner,message", [
-    (("score", "latency"), "none", "search.objectives"), (("model_size",), "none", "search.objectives"),
-    (("score", "model_size"), "median", "search.pruner must be none"),
-])
+@pytest.mark.parametrize(
+    "objectives,pruner,message",
+    [
+        (("score", "latency"), "none", "search.objectives"),
+        (("model_size",), "none", "search.objectives"),
+        (("score", "model_size"), "median", "search.pruner must be none"),
+    ],
+)
 def test_bad_objectives_are_named(objectives, pruner, message):
     with pytest.raises(ValueError, match=message):
-        tuning.SearchSettings(sampler="nsga2", pruner=pruner, n_trials=5, timeout_s=10, cv_folds=3, n_jobs=1,
-                              objectives=objectives)
+        optuna_study.SearchSettings(
+            sampler="nsga2", pruner=pruner, n_trials=5, timeout_s=10, cv_folds=3, n_jobs=1, objectives=objectives
+        )
 
 
 def test_objectives_load_from_params_as_a_list():
-    params = {"search": {"sampler": "nsga2", "pruner": "none", "n_trials": 5, "timeout_s": 10, "cv_folds": 3, "n_jobs": 1,
-                         "objectives": ["score", "predict_time"]}}
-    assert config.load(tuning.SearchSettings, "search", params).objectives == ("score", "predict_time")
+    params = {
+        "search": {
+            "sampler": "nsga2",
+            "pruner": "none",
+            "n_trials": 5,
+            "timeout_s": 10,
+            "cv_folds": 3,
+            "n_jobs": 1,
+            "objectives": ["score", "predict_time"],
+        }
+    }
+    assert config.load(optuna_study.SearchSettings, "search", params).objectives == ("score", "predict_time")
 
 
-@pytest.mark.parametrize("change, field", [({"subsample_trials": -1}, "search.subsample_trials"),
-                                           ({"subsample_share": 0.0}, "search.subsample_share"),
-                                           ({"subsample_share": 1.0}, "search.subsample_share"),
-                                           ({"subsample_above_rows": 0}, "search.subsample_above_rows")])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"subsample_trials": -1}, "search.subsample_trials"),
+        ({"subsample_share": 0.0}, "search.subsample_share"),
+        ({"subsample_share": 1.0}, "search.subsample_share"),
+        ({"subsample_above_rows": 0}, "search.subsample_above_rows"),
+    ],
+)
 def test_bad_subsample_settings_name_the_field(change, field):
     values = {"sampler": "tpe", "pruner": "median", "n_trials": 5, "timeout_s": 10, "cv_folds": 3, "n_jobs": 1} | change
 
     with pytest.raises(ValueError, match=field):
-        tuning.SearchSettings(**values)
+        optuna_study.SearchSettings(**values)
 
 
 class _Screened:
@@ -544,7 +682,7 @@ class _Screened:
         return sum(folds) / len(folds), folds
 
 
-def _screening_settings(n_trials: int, screening: int = 4, pruner: str = "none") -> tuning.SearchSettings:
+def _screening_settings(n_trials: int, screening: int = 4, pruner: str = "none") -> optuna_study.SearchSettings:
     return dataclasses.replace(_settings(n_trials, sampler="random", pruner=pruner), subsample_trials=screening)
 
 
@@ -566,8 +704,9 @@ def test_the_first_trials_screen_on_a_subsample_then_the_best_of_each_family_run
 def test_without_large_data_no_trial_screens():
     evaluate = _Screened()
 
-    outcomes = tuning.optimize(_toy_spaces(), evaluate, _screening_settings(6), maximize=True, seed=0,
-                               on_trial=lambda o: None)
+    outcomes = optuna_study.optimize(
+        _toy_spaces(), evaluate, _screening_settings(6), maximize=True, seed=0, on_trial=lambda o: None
+    )
 
     assert all(o.subsample is None for o in outcomes) and all(share is None for _, _, share in evaluate.calls)
 
@@ -579,9 +718,12 @@ def test_screening_trials_do_not_judge_the_full_ones_for_the_pruner():
             report(step, score)
         return score, [score] * FOLDS
 
-    spaces = tuning.parse_spaces({"flat": {"fixed": {"size": 1}},
-                                  "toy": {"space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}})
-    outcomes = _optimize_screening(flattered_when_screened, _screening_settings(12, screening=6, pruner="median"), spaces)
+    spaces = optuna_study.parse_spaces(
+        {"flat": {"fixed": {"size": 1}}, "toy": {"space": {"x": {"type": "float", "low": 0.0, "high": 1.0}}}}
+    )
+    outcomes = _optimize_screening(
+        flattered_when_screened, _screening_settings(12, screening=6, pruner="median"), spaces
+    )
 
     # with the screened 10s in the pruner's history, every full trial's -0.5 would fall below the median
     assert [o.state for o in outcomes] == ["COMPLETE"] * 12
@@ -602,5 +744,6 @@ def test_a_resumed_study_keeps_which_trials_screened_and_still_promotes(tmp_path
 
 
 def _optimize_screening(evaluate, settings, spaces=None):
-    return tuning.optimize(spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None,
-                           subsample=0.25)
+    return optuna_study.optimize(
+        spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None, subsample=0.25
+    )

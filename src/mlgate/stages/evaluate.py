@@ -13,39 +13,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
 
-from mlgate import console, files, metrics, models, project, tracking
-from mlgate.data import DataSpec, target_vector
-from mlgate.project import StageError
+from mlgate import console, files, project
+from mlgate.adapters import tracking
+from mlgate.errors import StageError
+from mlgate.modelling import metrics, models
+from mlgate.modelling.data import DataSpec, target_vector
+from mlgate.modelling.evaluation import SHAP_IMPORTANCE, curves, predictions
+from mlgate.reports import evaluation_plots
 
 STAGE = "evaluate"
-
-
-def predictions(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """(prediction as model targets, probability or None) from the pyfunc output: binary, the
-    positive class's probability; multiclass, class numbers (positions in data.classes) and the
-    (rows, classes) matrix. ``frame`` may lack the target (an unlabelled batch)."""
-    output = model.predict(frame.drop(columns=[spec.target], errors="ignore"))
-    if spec.task == "binary":
-        return (output["prediction"].astype(str) == str(spec.positive_class)).to_numpy(np.int64), output["probability"].to_numpy()
-    if spec.task == "multiclass":
-        codes = pd.Categorical(output["prediction"].astype(str), categories=spec.classes).codes.astype(np.int64)
-        return codes, output[[f"probability_{c}" for c in spec.classes]].to_numpy(np.float64)
-    return output["prediction"].to_numpy(np.float64), None
-
-
-def curves(y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None, task: str) -> dict[str, pd.DataFrame]:
-    if task == "binary":
-        fpr, tpr, _ = skm.roc_curve(y, probability)
-        precision, recall, _ = skm.precision_recall_curve(y, probability)
-        return {"roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
-                "precision_recall": pd.DataFrame({"recall": recall, "precision": precision}),
-                "confusion": pd.DataFrame({"actual": y, "predicted": prediction})}
-    if task == "multiclass":   # class numbers: positions in data.classes
-        return {"confusion": pd.DataFrame({"actual": y, "predicted": prediction})}
-    return {"residuals": pd.DataFrame({"actual": y, "predicted": prediction, "residual": y - prediction})}
 
 
 IMPORTANCE_REPEATS = 5
@@ -78,13 +56,14 @@ def importance(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec,
         prediction, probability = models.predict(model.pipeline, pd.concat(shuffled, ignore_index=True), spec.task)
         for i in range(len(X.columns)):
             block = slice(i * len(X), (i + 1) * len(X))
-            score = metrics.score(spec.metric, y, prediction[block], None if probability is None else probability[block])
+            score = metrics.score(
+                spec.metric, y, prediction[block], None if probability is None else probability[block]
+            )
             drops[i, repeat] = metrics.improvement(spec.metric, baseline, score)
     board = pd.DataFrame({"feature": X.columns, "importance": drops.mean(axis=1), "std": drops.std(axis=1)})
     return board.sort_values("importance", ascending=False).reset_index(drop=True)
 
 
-SHAP_IMPORTANCE = "shap_importance"
 _FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 # shap's TreeSHAP takes at most (nodes x depth x outputs) steps per tree and row: 7-12 ns a step
 # measured on a busy core for forests (less for HistGradientBoosting's lopsided trees). Rows are capped
@@ -117,8 +96,10 @@ def shap_importance(pipeline, frame: pd.DataFrame, spec: DataSpec, seed: int) ->
     # numeric threshold and ignores category sets, so its values come out wrong without an error (its
     # additivity check compares with its own reading of the trees), and the trees index the columns in
     # the model's internal order (categoricals first), not the frame's.
-    elif (isinstance(estimator, (models.HistGradientBoostingClassifierModel, models.HistGradientBoostingRegressorModel))
-          and not estimator.categories_):
+    elif (
+        isinstance(estimator, (models.HistGradientBoostingClassifierModel, models.HistGradientBoostingRegressorModel))
+        and not estimator.categories_
+    ):
         explained = _tree_shap(pipeline, estimator.model_, X, seed)
     else:
         return None
@@ -175,48 +156,6 @@ def _tree_shap(pipeline, model, X: pd.DataFrame, seed: int) -> tuple[list[str], 
     return names, values[..., 1] if values.ndim == 3 else values
 
 
-def png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    if name == "roc":
-        ax.plot(table.fpr, table.tpr); ax.plot([0, 1], [0, 1], "--", color="grey")
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
-    elif name == "precision_recall":
-        ax.plot(table.recall, table.precision); ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
-    elif name == "confusion" and spec.task == "multiclass":
-        labels = list(range(len(spec.classes)))
-        matrix = skm.confusion_matrix(table.actual, table.predicted, labels=labels)
-        ax.imshow(matrix, cmap="Blues")
-        for (i, j), v in np.ndenumerate(matrix):
-            ax.text(j, i, f"{v:,}", ha="center", va="center", fontsize=8)
-        ax.set_xticks(labels, spec.classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(labels, spec.classes, fontsize=8)
-        ax.set(xlabel="predicted", ylabel="actual", title="Confusion (test)")
-    elif name == "confusion":
-        matrix = skm.confusion_matrix(table.actual, table.predicted, labels=[0, 1])
-        ax.imshow(matrix, cmap="Blues")
-        for (i, j), v in np.ndenumerate(matrix):
-            ax.text(j, i, f"{v:,}", ha="center", va="center")
-        ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title=f"Confusion (1 = {spec.positive_class})")
-    elif name == "residuals":
-        ax.scatter(table.predicted, table.residual, s=4, alpha=0.5); ax.axhline(0, color="grey")
-        ax.set(xlabel="predicted", ylabel="residual", title="Residuals (test)")
-    elif name == "importance":
-        top = table.head(15).iloc[::-1]
-        ax.barh(top.feature, top.importance, xerr=top["std"]); ax.set(xlabel=f"drop in {spec.metric}", title="Permutation importance")
-    elif name == SHAP_IMPORTANCE:
-        top = table.head(15).iloc[::-1]
-        ax.barh(top.feature, top.importance); ax.set(xlabel="mean |SHAP value|", title="SHAP importance (TreeSHAP)")
-    fig.tight_layout()
-    path = folder / f"{name}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def run(params: dict[str, Any]) -> dict[str, Any]:
     spec = project.data_spec(params)
     paths = project.paths(params)
@@ -233,8 +172,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         tables[SHAP_IMPORTANCE] = shap
 
     if not tracking.run_exists(info["run_id"]):
-        raise StageError(f"{paths.train_info}: MLflow run {info['run_id']} is not in the tracking store "
-                         f"{tracking.tracking_uri()}; rerun training with `dvc repro --force train`")
+        raise StageError(
+            f"{paths.train_info}: MLflow run {info['run_id']} is not in the tracking store "
+            f"{tracking.tracking_uri()}; rerun training with `dvc repro --force train`"
+        )
     with files.atomic_path(paths.plots) as staged:
         staged.mkdir()
         for name, table in tables.items():
@@ -242,7 +183,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     tracking.log(info["run_id"], metrics={f"test/{k}": v for k, v in test_metrics.items()} | {"test/rows": len(test)})
     with tempfile.TemporaryDirectory() as scratch:
         for name, table in tables.items():
-            tracking.log_artifact(info["run_id"], png(name, table, spec, Path(scratch)), "evaluate")
+            tracking.log_artifact(info["run_id"], evaluation_plots.png(name, table, spec, Path(scratch)), "evaluate")
     files.write_json(paths.metrics, {k: round(v, 6) for k, v in test_metrics.items()} | {"rows": len(test)})
     shown = " · ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
     console.say(STAGE, f"test ({console.number(len(test))} rows): {shown} → {paths.metrics}, {paths.plots}/")

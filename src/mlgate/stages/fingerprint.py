@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlgate import console, files, project, sources
-from mlgate.stages.ingest import current_source
+from mlgate import console, files, project
+from mlgate.adapters import sources
 
 STAGE = "fingerprint"
 
@@ -20,10 +20,12 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     target = Path(project.paths(params).fingerprint)
     summary = sources.fingerprint(spec.source)
     if spec.current_path:
-        summary["current"] = sources.fingerprint(current_source(spec.current_path))
+        summary["current"] = sources.fingerprint(sources.current_source(spec.current_path))
     previous = files.read_json(target) if target.is_file() else None
     if previous != summary:
         files.write_json(target, summary)
-    state = "unchanged" if previous == summary else ("first fingerprint" if previous is None else "CHANGED: ingest reruns")
+    state = (
+        "unchanged" if previous == summary else ("first fingerprint" if previous is None else "CHANGED: ingest reruns")
+    )
     console.say(STAGE, f"{summary['location']}: {state}")
     return summary

@@ -1,6 +1,6 @@
 """ingest: read the declared source; write data/raw/ (Parquet snapshot + meta.json with provenance).
 
-Reads data.source (file, sql or http; see mlgate.sources) and data.current_path when set; writes
+Reads data.source (file, sql or http; see mlgate.adapters.sources) and data.current_path when set; writes
 paths.raw. DVC reruns it when data/source/ or the source's fingerprint (paths.fingerprint) changes.
 The same rows give the same bytes (no timings or timestamps in meta.json, fixed Parquet writer
 settings): DVC hashes data/raw/, and a byte that differs reruns every later stage.
@@ -8,45 +8,19 @@ settings): DVC hashes data/raw/, and a byte that differs reruns every later stag
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlgate import console, files, project, sources
-from mlgate.data import SourceSpec
+from mlgate import console, files, project
+from mlgate.adapters import sources
+from mlgate.modelling.data import SourceSpec
 
 STAGE = "ingest"
-_HASH_BATCH_ROWS = 100_000
-
-
-def _frames(data: pd.DataFrame | pa.Table) -> Iterator[pd.DataFrame]:
-    """The rows as DataFrames of bounded size: an Arrow table is converted batch by batch."""
-    if isinstance(data, pd.DataFrame):
-        yield data
-        return
-    for batch in data.to_batches(max_chunksize=_HASH_BATCH_ROWS):
-        yield batch.to_pandas()
-
-
-def content_hash(data: pd.DataFrame | pa.Table) -> str:
-    """sha256 of the values, column names and dtypes; independent of file format, row index and
-    batching (pandas hashes each row on its own)."""
-    digest = hashlib.sha256()
-    digest.update("\x1f".join(f"{c}:{t}" for c, t in _dtypes(data).items()).encode())
-    for frame in _frames(data):
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _dtypes(data: pd.DataFrame | pa.Table) -> dict[str, str]:
-    frame = data if isinstance(data, pd.DataFrame) else data.schema.empty_table().to_pandas()
-    return {str(c): str(t) for c, t in frame.dtypes.items()}
 
 
 def describe(data: pd.DataFrame | pa.Table, source: SourceSpec) -> dict[str, Any]:
@@ -54,8 +28,8 @@ def describe(data: pd.DataFrame | pa.Table, source: SourceSpec) -> dict[str, Any
         "kind": source.kind,
         "source": sources.location(source),
         "rows": len(data),
-        "columns": _dtypes(data),
-        "content_hash": content_hash(data),
+        "columns": files.dtypes(data),
+        "content_hash": files.content_hash(data),
     }
 
 
@@ -63,8 +37,13 @@ def describe(data: pd.DataFrame | pa.Table, source: SourceSpec) -> dict[str, Any
 # group size, format version); the file still names the writer's version (created_by, and pandas'
 # schema metadata), so a pyarrow or pandas upgrade (requirements.lock) reruns the pipeline once.
 PARQUET_SETTINGS: dict[str, Any] = {
-    "compression": "snappy", "row_group_size": 1 << 20, "version": "2.6", "data_page_version": "1.0",
-    "use_dictionary": True, "write_statistics": True, "store_schema": True,
+    "compression": "snappy",
+    "row_group_size": 1 << 20,
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "use_dictionary": True,
+    "write_statistics": True,
+    "store_schema": True,
 }
 
 
@@ -72,10 +51,6 @@ def write_parquet(data: pd.DataFrame | pa.Table, path: Path) -> None:
     """The rows as Parquet, byte for byte the same for the same rows and library versions."""
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
     pq.write_table(table, path, **PARQUET_SETTINGS)
-
-
-def current_source(path: str) -> SourceSpec:
-    return SourceSpec(kind="file", path=path, format="parquet" if Path(path).suffix == ".parquet" else "csv")
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +63,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     meta = {"dataset": spec.name, "data": describe(frame, spec.source)}
     current = None
     if spec.current_path:
-        current = sources.read(current_source(spec.current_path), "data.current_path")
-        meta["current"] = describe(current, current_source(spec.current_path))
+        current = sources.read(sources.current_source(spec.current_path), "data.current_path")
+        meta["current"] = describe(current, sources.current_source(spec.current_path))
     with files.atomic_path(paths.raw) as staged:
         staged.mkdir()
         write_parquet(frame, staged / paths.raw_data.name)
@@ -97,6 +72,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             write_parquet(current, staged / paths.raw_current.name)
         files.write_json(staged / paths.raw_meta.name, meta)
     rate = len(frame) / seconds if seconds > 0 else float("inf")
-    console.say(STAGE, f"{console.number(len(frame))} rows × {len(meta['data']['columns'])} columns from {meta['data']['source']} "
-                       f"in {seconds:.1f}s ({rate:,.0f} rows/s) → {paths.raw}/ (sha256 {meta['data']['content_hash'][:12]})")
+    console.say(
+        STAGE,
+        f"{console.number(len(frame))} rows × {len(meta['data']['columns'])} columns from {meta['data']['source']} "
+        f"in {seconds:.1f}s ({rate:,.0f} rows/s) → {paths.raw}/ (sha256 {meta['data']['content_hash'][:12]})",
+    )
     return meta

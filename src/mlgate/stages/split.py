@@ -15,8 +15,8 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlgate import config, console, files, project
-from mlgate.data import DataSpec, conform
-from mlgate.project import StageError
+from mlgate.errors import StageError
+from mlgate.modelling.data import DataSpec, conform
 
 STAGE = "split"
 
@@ -46,21 +46,27 @@ def _strata(frame: pd.DataFrame, spec: DataSpec) -> pd.Series:
     return pd.qcut(target.rank(method="first"), q=min(10, max(2, len(frame) // 50)), labels=False)
 
 
-def split(frame: pd.DataFrame, spec: DataSpec, params: SplitParams, seed: int, current: pd.DataFrame | None = None) -> Split:
+def split(
+    frame: pd.DataFrame, spec: DataSpec, params: SplitParams, seed: int, current: pd.DataFrame | None = None
+) -> Split:
     """Pure: the frame conformed to the contract, deduplicated and split; no file I/O."""
     frame = conform(frame, spec)
     deduplicated = frame.drop_duplicates(ignore_index=True)
     duplicates = len(frame) - len(deduplicated)
     held_out = params.test_size + (params.current_size if current is None else 0.0)
-    rest, holdout = train_test_split(deduplicated, test_size=held_out, random_state=seed,
-                                     stratify=_strata(deduplicated, spec))
+    rest, holdout = train_test_split(
+        deduplicated, test_size=held_out, random_state=seed, stratify=_strata(deduplicated, spec)
+    )
     if current is None:
         test_share = params.test_size / held_out
-        test, current_rows = train_test_split(holdout, train_size=test_share, random_state=seed,
-                                              stratify=_strata(holdout, spec))
+        test, current_rows = train_test_split(
+            holdout, train_size=test_share, random_state=seed, stratify=_strata(holdout, spec)
+        )
     else:
         test, current_rows = holdout, conform(current, spec)
-    return Split(rest.reset_index(drop=True), test.reset_index(drop=True), current_rows.reset_index(drop=True), duplicates)
+    return Split(
+        rest.reset_index(drop=True), test.reset_index(drop=True), current_rows.reset_index(drop=True), duplicates
+    )
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
@@ -73,23 +79,36 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     current = pd.read_parquet(paths.raw_current) if paths.raw_current.exists() else None
     result = split(frame, spec, split_params, project.seed(params), current)
     summary = {
-        "rows_in": len(frame), "duplicates_dropped": result.duplicates,
-        "train": len(result.train), "test": len(result.test), "current": len(result.current),
-        "current_source": spec.current_path or "held-out rows", "seed": project.seed(params),
+        "rows_in": len(frame),
+        "duplicates_dropped": result.duplicates,
+        "train": len(result.train),
+        "test": len(result.test),
+        "current": len(result.current),
+        "current_source": spec.current_path or "held-out rows",
+        "seed": project.seed(params),
     }
     if spec.task == "binary":
-        summary["positive_share"] = {name: float(np.mean(part[spec.target].astype(str) == str(spec.positive_class)))
-                                     for name, part in (("train", result.train), ("test", result.test))}
+        summary["positive_share"] = {
+            name: float(np.mean(part[spec.target].astype(str) == str(spec.positive_class)))
+            for name, part in (("train", result.train), ("test", result.test))
+        }
     if spec.task == "multiclass":
-        summary["class_share"] = {name: {str(k): float(v) for k, v in
-                                         part[spec.target].astype(str).value_counts(normalize=True).sort_index().items()}
-                                  for name, part in (("train", result.train), ("test", result.test))}
+        summary["class_share"] = {
+            name: {
+                str(k): float(v)
+                for k, v in part[spec.target].astype(str).value_counts(normalize=True).sort_index().items()
+            }
+            for name, part in (("train", result.train), ("test", result.test))
+        }
     with files.atomic_path(paths.split) as staged:
         staged.mkdir()
         for name in ("train", "test", "current"):
             getattr(result, name).to_parquet(staged / paths.split_file(name).name, index=False)
         files.write_json(staged / paths.split_summary.name, summary)
-    console.say(STAGE, f"{console.number(len(frame))} rows in, {console.number(result.duplicates)} duplicate(s) dropped; "
-                       f"train {console.number(len(result.train))} · test {console.number(len(result.test))} · "
-                       f"current {console.number(len(result.current))} ({summary['current_source']}, seed {summary['seed']})")
+    console.say(
+        STAGE,
+        f"{console.number(len(frame))} rows in, {console.number(result.duplicates)} duplicate(s) dropped; "
+        f"train {console.number(len(result.train))} · test {console.number(len(result.test))} · "
+        f"current {console.number(len(result.current))} ({summary['current_source']}, seed {summary['seed']})",
+    )
     return summary

@@ -33,10 +33,12 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from tqdm import tqdm
 
-from mlgate import code_deps, config, console, ensemble, files, metrics, models, project, tracking, tuning
-from mlgate.data import DataSpec, target_vector
-from mlgate.features import FeatureSettings
-from mlgate.project import StageError
+from mlgate import code_deps, config, console, files, project
+from mlgate.adapters import optuna_study, tracking
+from mlgate.errors import StageError
+from mlgate.modelling import ensemble, metrics, models
+from mlgate.modelling.data import DataSpec, target_vector
+from mlgate.modelling.features import FeatureSettings
 
 STAGE = "tune"
 
@@ -47,12 +49,13 @@ class TrialResult:
     rows it did not validate; binary: the positive class's probability, multiclass: the (rows,
     classes) probability matrix, regression: the prediction), for the ensemble and calibration, and
     its costs, for the leaderboard."""
+
     predictions: np.ndarray
-    fit_s: float                 # mean per fold
-    predict_ms_per_1k: float     # rows predicted per fold, per thousand
-    size_mb: float               # the pickled fitted pipeline of the last fold
-    folds: tuple[dict[str, float], ...] = ()   # per fold: score, fit_s, start, end (and trees)
-    trees: float | None = None   # mean over folds of the trees an early-stopping model kept (CatBoost)
+    fit_s: float  # mean per fold
+    predict_ms_per_1k: float  # rows predicted per fold, per thousand
+    size_mb: float  # the pickled fitted pipeline of the last fold
+    folds: tuple[dict[str, float], ...] = ()  # per fold: score, fit_s, start, end (and trees)
+    trees: float | None = None  # mean over folds of the trees an early-stopping model kept (CatBoost)
 
 
 class _ByteCounter:
@@ -60,7 +63,7 @@ class _ByteCounter:
         self.size = 0
 
     def write(self, chunk) -> int:
-        size = memoryview(chunk).nbytes   # protocol 5 hands large arrays over as PickleBuffer
+        size = memoryview(chunk).nbytes  # protocol 5 hands large arrays over as PickleBuffer
         self.size += size
         return size
 
@@ -89,9 +92,20 @@ class CrossValidation:
     so a resumed study still has them).
     """
 
-    def __init__(self, frame: pd.DataFrame, spec: DataSpec, folds: int, *, parallel_trials: int, seed: int,
-                 cores: int = 2, settings: FeatureSettings | None = None, holdout: float | None = None,
-                 deadline: float | None = None, store_dir: Path | None = None):
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        spec: DataSpec,
+        folds: int,
+        *,
+        parallel_trials: int,
+        seed: int,
+        cores: int = 2,
+        settings: FeatureSettings | None = None,
+        holdout: float | None = None,
+        deadline: float | None = None,
+        store_dir: Path | None = None,
+    ):
         self.X = frame[spec.features]
         self.settings = settings
         self.y = target_vector(frame, spec)
@@ -106,8 +120,9 @@ class CrossValidation:
         if spec.task == "multiclass":
             _check_class_rows(self.y, spec, 2 if holdout else folds)
         if holdout:
-            fit_rows, score_rows = train_test_split(rows, test_size=holdout, random_state=seed,
-                                                    stratify=self.y if classify else None)
+            fit_rows, score_rows = train_test_split(
+                rows, test_size=holdout, random_state=seed, stratify=self.y if classify else None
+            )
             self.folds = [(np.sort(fit_rows), np.sort(score_rows))]
         else:
             splitter = (StratifiedKFold if classify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
@@ -123,10 +138,13 @@ class CrossValidation:
         self._fold_seconds: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, family: str, params: dict[str, Any], report: Callable[[int, float], None],
-                 subsample: float | None = None) -> tuple[float, list[float]]:
+    def __call__(
+        self, family: str, params: dict[str, Any], report: Callable[[int, float], None], subsample: float | None = None
+    ) -> tuple[float, list[float]]:
         scores, per_fold = [], []
-        predictions = np.full((len(self.y), len(self.spec.classes)) if self.spec.task == "multiclass" else len(self.y), np.nan)
+        predictions = np.full(
+            (len(self.y), len(self.spec.classes)) if self.spec.task == "multiclass" else len(self.y), np.nan
+        )
         predicted_rows = 0
         share = subsample or 1.0
         for step, (fit_rows, score_rows) in enumerate(self.folds):
@@ -148,23 +166,37 @@ class CrossValidation:
             predicted_rows += len(score_rows)
             scores.append(metrics.score(self.spec.metric, self.y[score_rows], prediction, probability))
             trees = models.trees(model)
-            per_fold.append({"score": scores[-1], "fit_s": fitted - started, "predict_s": ended - fitted,
-                             "start": started, "end": ended} | ({"trees": trees} if trees is not None else {}))
+            per_fold.append(
+                {
+                    "score": scores[-1],
+                    "fit_s": fitted - started,
+                    "predict_s": ended - fitted,
+                    "start": started,
+                    "end": ended,
+                }
+                | ({"trees": trees} if trees is not None else {})
+            )
             with self._lock:  # as if on every row: a screening fold's time scaled up by its share
                 self._fold_seconds.setdefault(family, []).append((ended - started) / share)
             report(step, scores[-1])
         kept = [f["trees"] for f in per_fold if "trees" in f]
-        result = TrialResult(predictions, float(np.mean([f["fit_s"] for f in per_fold])),
-                             1e6 * sum(f["predict_s"] for f in per_fold) / predicted_rows,
-                             pickled_size(model) / 1e6, tuple(per_fold), float(np.mean(kept)) if kept else None)
+        result = TrialResult(
+            predictions,
+            float(np.mean([f["fit_s"] for f in per_fold])),
+            1e6 * sum(f["predict_s"] for f in per_fold) / predicted_rows,
+            pickled_size(model) / 1e6,
+            tuple(per_fold),
+            float(np.mean(kept)) if kept else None,
+        )
         self._keep(trial_key(family, params, subsample), result, screened=bool(subsample))
         return float(np.mean(scores)), scores
 
     def _subsample(self, fit_rows: np.ndarray, share: float) -> np.ndarray:
         """A seeded ``share`` of a fold's training rows, stratified for classification."""
         classify = self.spec.is_classification
-        kept, _ = train_test_split(fit_rows, train_size=share, random_state=self.seed,
-                                   stratify=self.y[fit_rows] if classify else None)
+        kept, _ = train_test_split(
+            fit_rows, train_size=share, random_state=self.seed, stratify=self.y[fit_rows] if classify else None
+        )
         return np.sort(kept)
 
     def _check_time(self, family: str, step: int, share: float = 1.0) -> None:
@@ -180,9 +212,11 @@ class CrossValidation:
             expected = max(self._fold_seconds.get(family, [0.0])) * share
             cheapest = min((max(seconds) for seconds in self._fold_seconds.values()), default=0.0) * share
         if left < expected or left <= 0:
-            raise tuning.OutOfTime(f"stopped at the time budget after {step} of {len(self.folds)} folds "
-                                   f"({max(left, 0):.0f}s left, a {family} fold takes up to {expected:.0f}s)",
-                                   final=left < cheapest or left <= 0)
+            raise optuna_study.OutOfTime(
+                f"stopped at the time budget after {step} of {len(self.folds)} folds "
+                f"({max(left, 0):.0f}s left, a {family} fold takes up to {expected:.0f}s)",
+                final=left < cheapest or left <= 0,
+            )
 
     def _keep(self, key: str, result: TrialResult, screened: bool = False) -> None:
         with self._lock:
@@ -191,9 +225,12 @@ class CrossValidation:
         if self.store_dir is not None:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             staged = self.store_dir / f".{key}.{threading.get_ident()}.npz"
-            np.savez(staged, predictions=result.predictions,
-                     costs=np.array([result.fit_s, result.predict_ms_per_1k, result.size_mb]),
-                     trees=np.array(np.nan if result.trees is None else result.trees))
+            np.savez(
+                staged,
+                predictions=result.predictions,
+                costs=np.array([result.fit_s, result.predict_ms_per_1k, result.size_mb]),
+                trees=np.array(np.nan if result.trees is None else result.trees),
+            )
             os.replace(staged, self.store_dir / f"{key}.npz")
 
     def result(self, family: str, params: dict[str, Any], subsample: float | None = None) -> TrialResult | None:
@@ -204,8 +241,9 @@ class CrossValidation:
             with np.load(self.store_dir / f"{key}.npz") as stored:
                 fit_s, predict_ms, size_mb = stored["costs"].tolist()
                 trees = float(stored["trees"]) if "trees" in stored.files else math.nan
-                self.results[key] = TrialResult(stored["predictions"], fit_s, predict_ms, size_mb,
-                                                trees=None if math.isnan(trees) else trees)
+                self.results[key] = TrialResult(
+                    stored["predictions"], fit_s, predict_ms, size_mb, trees=None if math.isnan(trees) else trees
+                )
                 self._completed_on_every_row |= subsample is None
         return self.results.get(key)
 
@@ -218,20 +256,50 @@ def _check_class_rows(y: np.ndarray, spec: DataSpec, folds: int) -> None:
     rare = [(labels[k], int(n)) for k, n in enumerate(counts) if n < folds]
     if rare:
         listed = ", ".join(f"'{label}' ({n} row{'s' if n != 1 else ''})" for label, n in rare)
-        raise StageError(f"target '{spec.target}': class(es) {listed} of the train split have fewer rows than the "
-                         f"{folds} stratified folds (search.cv_folds); merge or drop the class, or lower search.cv_folds")
+        raise StageError(
+            f"target '{spec.target}': class(es) {listed} of the train split have fewer rows than the "
+            f"{folds} stratified folds (search.cv_folds); merge or drop the class, or lower search.cv_folds"
+        )
 
 
-def trial_table(outcomes: list[tuning.TrialOutcome], maximize: bool, objectives: tuple[str, ...] = ("score",)) -> pd.DataFrame:
+def trial_table(
+    outcomes: list[optuna_study.TrialOutcome], maximize: bool, objectives: tuple[str, ...] = ("score",)
+) -> pd.DataFrame:
     """Every trial: family, state, CV score and spread, time, parameters, error, the share of rows a
     screening trial fit on; best complete first. A multi-objective study adds each cost and whether
     the trial is on the Pareto front."""
-    rows = [{"trial": o.number, "family": o.family, "state": o.state, "cv_score": o.score,
-             "cv_std": float(np.std(o.fold_scores)) if o.fold_scores else None, "folds": len(o.fold_scores),
-             "duration_s": round(o.end - o.start, 3), "params": json.dumps(o.params, sort_keys=True),
-             "error": o.error, "reused": o.reused, "subsample": o.subsample} for o in outcomes]
-    board = pd.DataFrame(rows, columns=["trial", "family", "state", "cv_score", "cv_std", "folds", "duration_s", "params",
-                                        "error", "reused", "subsample"])
+    rows = [
+        {
+            "trial": o.number,
+            "family": o.family,
+            "state": o.state,
+            "cv_score": o.score,
+            "cv_std": float(np.std(o.fold_scores)) if o.fold_scores else None,
+            "folds": len(o.fold_scores),
+            "duration_s": round(o.end - o.start, 3),
+            "params": json.dumps(o.params, sort_keys=True),
+            "error": o.error,
+            "reused": o.reused,
+            "subsample": o.subsample,
+        }
+        for o in outcomes
+    ]
+    board = pd.DataFrame(
+        rows,
+        columns=[
+            "trial",
+            "family",
+            "state",
+            "cv_score",
+            "cv_std",
+            "folds",
+            "duration_s",
+            "params",
+            "error",
+            "reused",
+            "subsample",
+        ],
+    )
     costs = objectives[1:]
     for k, cost in enumerate(costs):
         board[cost] = [o.costs[k] if len(o.costs) == len(costs) else None for o in outcomes]
@@ -240,12 +308,12 @@ def trial_table(outcomes: list[tuning.TrialOutcome], maximize: bool, objectives:
         scored = board["complete"] & board[list(costs)].notna().all(axis=1)
         board["pareto"] = False
         points = [tuple(row) for row in board.loc[scored, ["cv_score", *costs]].itertuples(index=False)]
-        board.loc[scored, "pareto"] = tuning.pareto_front(points, maximize) if points else []
+        board.loc[scored, "pareto"] = optuna_study.pareto_front(points, maximize) if points else []
     board = board.sort_values(["complete", "cv_score"], ascending=[False, not maximize], na_position="last")
     return board.drop(columns="complete").reset_index(drop=True)
 
 
-def final_candidates(outcomes: list[tuning.TrialOutcome]) -> list[tuning.TrialOutcome]:
+def final_candidates(outcomes: list[optuna_study.TrialOutcome]) -> list[optuna_study.TrialOutcome]:
     """The complete trials the final model may be built from: those fit on every row. A screening
     trial's score and predictions come from a model fit on a share of the rows (worse, and not what
     `train` refits), so it is one only when the budget ended before any trial ran on every row."""
@@ -253,7 +321,7 @@ def final_candidates(outcomes: list[tuning.TrialOutcome]) -> list[tuning.TrialOu
     return [o for o in complete if o.subsample is None] or complete
 
 
-def best(outcomes: list[tuning.TrialOutcome], maximize: bool) -> tuning.TrialOutcome:
+def best(outcomes: list[optuna_study.TrialOutcome], maximize: bool) -> optuna_study.TrialOutcome:
     """The best trial of ``final_candidates``."""
     complete = final_candidates(outcomes)
     if not complete:
@@ -272,8 +340,11 @@ def study_name(params: dict[str, Any], train: pd.DataFrame) -> str:
     budget_keys = ("n_trials", "timeout_s", "fold_runs") + (("n_jobs",) if search.get("budget") == "time" else ())
     search = {k: v for k, v in search.items() if k not in budget_keys}
     inputs = {
-        "model": config.section(params, "model"), "search": search, "features": config.section(params, "features"),
-        "seed": config.section(params, "seed"), "metric": config.section(params, "data.metric"),
+        "model": config.section(params, "model"),
+        "search": search,
+        "features": config.section(params, "features"),
+        "seed": config.section(params, "seed"),
+        "metric": config.section(params, "data.metric"),
         "data": hashlib.sha256(pd.util.hash_pandas_object(train, index=True).to_numpy().tobytes()).hexdigest(),
         # every module of ours this stage runs (the same closure dvc.yaml lists): a change to how a
         # trial is computed starts a new study instead of resuming a stored one
@@ -283,8 +354,9 @@ def study_name(params: dict[str, Any], train: pd.DataFrame) -> str:
     return f"{config.section(params, 'data.name')}-{digest}"
 
 
-def _trial_record(o: tuning.TrialOutcome, metric: str, *, fold_runs: bool = False,
-                  result: TrialResult | None = None) -> tracking.TrialRecord:
+def _trial_record(
+    o: optuna_study.TrialOutcome, metric: str, *, fold_runs: bool = False, result: TrialResult | None = None
+) -> tracking.TrialRecord:
     status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[o.state]
     tags = {"mlgate.trial_state": o.state, "mlgate.trial": str(o.number)}
     if o.reused:
@@ -297,22 +369,40 @@ def _trial_record(o: tuning.TrialOutcome, metric: str, *, fold_runs: bool = Fals
     if o.score is not None:
         trial_metrics[f"cv/{metric}"] = o.score
     if result is not None:
-        trial_metrics |= {"fit_s": result.fit_s, "predict_ms_per_1k": result.predict_ms_per_1k, "size_mb": result.size_mb}
+        trial_metrics |= {
+            "fit_s": result.fit_s,
+            "predict_ms_per_1k": result.predict_ms_per_1k,
+            "size_mb": result.size_mb,
+        }
         if result.trees is not None:
             trial_metrics["trees"] = result.trees
     children = ()
     if fold_runs:  # study → trial → fold; timings where the fold finished in this run
         timed = result.folds if result is not None and len(result.folds) == len(o.fold_scores) else ()
-        children = tuple(tracking.TrialRecord(
-            name=f"fold-{k}", params={"fold": k}, tags={"mlgate.fold": str(k)}, status="FINISHED", fold_metrics={},
-            metrics={f"cv/{metric}": score} | ({key: timed[k][key] for key in ("fit_s", "predict_s", "trees") if key in timed[k]}
-                                               if timed else {}),
-            start_ms=int((timed[k]["start"] if timed else o.start) * 1000), end_ms=int((timed[k]["end"] if timed else o.end) * 1000),
-        ) for k, score in enumerate(o.fold_scores))
+        children = tuple(
+            tracking.TrialRecord(
+                name=f"fold-{k}",
+                params={"fold": k},
+                tags={"mlgate.fold": str(k)},
+                status="FINISHED",
+                fold_metrics={},
+                metrics={f"cv/{metric}": score}
+                | ({key: timed[k][key] for key in ("fit_s", "predict_s", "trees") if key in timed[k]} if timed else {}),
+                start_ms=int((timed[k]["start"] if timed else o.start) * 1000),
+                end_ms=int((timed[k]["end"] if timed else o.end) * 1000),
+            )
+            for k, score in enumerate(o.fold_scores)
+        )
     return tracking.TrialRecord(
-        name=f"trial-{o.number:03d}-{o.family}", params={"family": o.family, **o.params}, metrics=trial_metrics,
-        fold_metrics={f"cv/{metric}_fold": list(o.fold_scores)}, tags=tags, status=status,
-        start_ms=int(o.start * 1000), end_ms=int(o.end * 1000), children=children,
+        name=f"trial-{o.number:03d}-{o.family}",
+        params={"family": o.family, **o.params},
+        metrics=trial_metrics,
+        fold_metrics={f"cv/{metric}_fold": list(o.fold_scores)},
+        tags=tags,
+        status=status,
+        start_ms=int(o.start * 1000),
+        end_ms=int(o.end * 1000),
+        children=children,
     )
 
 
@@ -322,7 +412,7 @@ class _LoggedTrials:
     def __init__(self):
         self.by_parent: dict[str, set[int]] = {}
 
-    def contains(self, outcome: tuning.TrialOutcome) -> bool:
+    def contains(self, outcome: optuna_study.TrialOutcome) -> bool:
         parent = outcome.origin
         if parent is None:
             return False
@@ -335,16 +425,22 @@ class _LoggedTrials:
 class Progress:
     """A progress bar on the terminal: trials done, best so far, time left of the budget."""
 
-    def __init__(self, settings: tuning.SearchSettings, metric: str, maximize: bool):
-        self.bar = tqdm(total=settings.n_trials, desc=f"{STAGE:<{console.STAGE_WIDTH}} ", unit="trial", leave=False, disable=None,
-                        bar_format="{desc}{bar:24} {n_fmt}/{total_fmt} trials{postfix}")
+    def __init__(self, settings: optuna_study.SearchSettings, metric: str, maximize: bool):
+        self.bar = tqdm(
+            total=settings.n_trials,
+            desc=f"{STAGE:<{console.STAGE_WIDTH}} ",
+            unit="trial",
+            leave=False,
+            disable=None,
+            bar_format="{desc}{bar:24} {n_fmt}/{total_fmt} trials{postfix}",
+        )
         self.metric, self.maximize = metric, maximize
         self.deadline = None if settings.reproducible else time.time() + settings.timeout_s
         self.best: float | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
         self.lock = threading.Lock()
 
-    def update(self, outcome: tuning.TrialOutcome) -> None:
+    def update(self, outcome: optuna_study.TrialOutcome) -> None:
         with self.lock:
             self.counts[outcome.state] += 1
             if outcome.state == "COMPLETE" and (self.best is None or (outcome.score > self.best) == self.maximize):
@@ -358,69 +454,103 @@ class Progress:
         self.bar.close()
 
 
-def budget_record(settings: tuning.SearchSettings, finish_settings: ensemble.FinishSettings) -> dict[str, Any]:
+def budget_record(settings: optuna_study.SearchSettings, finish_settings: ensemble.FinishSettings) -> dict[str, Any]:
     """What bounded the search, for best_params.json, and whether the same seed and data give the same
     file again: not when a clock decided (search.budget time, or finish.refit_budget_s, which keeps
     ensemble members by their measured fit times)."""
-    record: dict[str, Any] = ({"kind": "trials", "n_trials": settings.n_trials, "batch": settings.n_jobs}
-                              if settings.reproducible else {"kind": "time", "timeout_s": settings.timeout_s})
-    clocks = ([] if settings.reproducible else ["search.budget is time: what finished first decided what ran next"]) \
-        + ([] if finish_settings.refit_budget_s is None else
-           ["finish.refit_budget_s keeps ensemble members by their measured fit times"])
+    record: dict[str, Any] = (
+        {"kind": "trials", "n_trials": settings.n_trials, "batch": settings.n_jobs}
+        if settings.reproducible
+        else {"kind": "time", "timeout_s": settings.timeout_s}
+    )
+    clocks = ([] if settings.reproducible else ["search.budget is time: what finished first decided what ran next"]) + (
+        []
+        if finish_settings.refit_budget_s is None
+        else ["finish.refit_budget_s keeps ensemble members by their measured fit times"]
+    )
     return record | {"reproducible": not clocks} | ({"why": "; ".join(clocks)} if clocks else {})
 
 
-def use_holdout(settings: tuning.SearchSettings, rows: int) -> bool:
+def use_holdout(settings: optuna_study.SearchSettings, rows: int) -> bool:
     return settings.validation == "holdout" or (settings.validation == "auto" and rows >= settings.holdout_above_rows)
 
 
-def screening_share(settings: tuning.SearchSettings, rows: int) -> float | None:
+def screening_share(settings: optuna_study.SearchSettings, rows: int) -> float | None:
     """The share of each training fold the study's first trials fit on, or None: only on large data,
     and only in a single-objective study (a screened model's costs are not a full one's)."""
     wanted = settings.subsample_trials > 0 and rows >= settings.subsample_above_rows and len(settings.objectives) == 1
     return settings.subsample_share if wanted else None
 
 
-def finish(outcomes: list[tuning.TrialOutcome], objective: CrossValidation, spec: DataSpec,
-           settings: ensemble.FinishSettings) -> dict[str, Any]:
+def finish(
+    outcomes: list[optuna_study.TrialOutcome],
+    objective: CrossValidation,
+    spec: DataSpec,
+    settings: ensemble.FinishSettings,
+) -> dict[str, Any]:
     """The ensemble (or the best trial), its calibration and decision threshold, chosen on the
     validation predictions of ``final_candidates``; plain data for best_params.json, which `train`
     builds the model from: each member's params are what it refits (``models.refit_params``)."""
     greater = metrics.METRICS[spec.metric].greater_is_better
-    candidates = [ensemble.Candidate(o.number, o.family, models.refit_params(o.family, o.params, r.trees), o.score,
-                                     r.predictions, r.fit_s)
-                  for o in final_candidates(outcomes)
-                  if (r := objective.result(o.family, o.params, o.subsample)) is not None]
+    candidates = [
+        ensemble.Candidate(
+            o.number, o.family, models.refit_params(o.family, o.params, r.trees), o.score, r.predictions, r.fit_s
+        )
+        for o in final_candidates(outcomes)
+        if (r := objective.result(o.family, o.params, o.subsample)) is not None
+    ]
     if not candidates:  # trials of a study stored before their predictions were kept: the best one alone
         winner = best(outcomes, greater)
-        return {"method": "single", "members": [{"trial": winner.number, "family": winner.family,
-                                                 "params": winner.params, "weight": 1.0}],
-                "combiner": None, "cv_score": winner.score, "scores": {"single": winner.score},
-                "calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5},
-                **_skipped(spec)}
+        return {
+            "method": "single",
+            "members": [{"trial": winner.number, "family": winner.family, "params": winner.params, "weight": 1.0}],
+            "combiner": None,
+            "cv_score": winner.score,
+            "scores": {"single": winner.score},
+            "calibration": None,
+            "calibration_log_loss": {},
+            "threshold": {"objective": "none", "threshold": 0.5},
+            **_skipped(spec),
+        }
     validated = objective.fold_of_row >= 0
     y, folds = objective.y[validated], objective.fold_of_row[validated]
-    choice = ensemble.choose_ensemble(candidates, objective.y, objective.fold_of_row, task=spec.task, metric=spec.metric,
-                                      settings=settings)
+    choice = ensemble.choose_ensemble(
+        candidates, objective.y, objective.fold_of_row, task=spec.task, metric=spec.metric, settings=settings
+    )
     weights = (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]
-    result = {"method": choice.method, "combiner": choice.combiner, "cv_score": choice.score, "scores": choice.scores,
-              "members": [{"trial": m.trial, "family": m.family, "params": m.params, "weight": float(w)}
-                          for m, w in zip(choice.members, weights, strict=True)],
-              "calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5},
-              **_skipped(spec)}
+    result = {
+        "method": choice.method,
+        "combiner": choice.combiner,
+        "cv_score": choice.score,
+        "scores": choice.scores,
+        "members": [
+            {"trial": m.trial, "family": m.family, "params": m.params, "weight": float(w)}
+            for m, w in zip(choice.members, weights, strict=True)
+        ],
+        "calibration": None,
+        "calibration_log_loss": {},
+        "threshold": {"objective": "none", "threshold": 0.5},
+        **_skipped(spec),
+    }
     if spec.task == "binary":
-        calibration = ensemble.choose_calibration(choice.predictions, y, folds, metric=spec.metric,
-                                                  setting=settings.calibration)
-        result |= {"calibration": calibration.calibrator, "calibration_log_loss": calibration.log_loss,
-                   "threshold": ensemble.choose_threshold(calibration.probabilities, y, settings)}
+        calibration = ensemble.choose_calibration(
+            choice.predictions, y, folds, metric=spec.metric, setting=settings.calibration
+        )
+        result |= {
+            "calibration": calibration.calibrator,
+            "calibration_log_loss": calibration.log_loss,
+            "threshold": ensemble.choose_threshold(calibration.probabilities, y, settings),
+        }
     return result
 
 
 def _check_multiclass_finish(settings: ensemble.FinishSettings) -> None:
     """Refuse, before the search, a finishing step asked for by name that multiclass does not do."""
     if settings.ensemble == "stacking":
-        raise ValueError(f"finish.ensemble: stacking is not done for multiclass ({ensemble.MULTICLASS_SKIPPED['stacking']}); "
-                         f"choose auto, caruana or none")
+        raise ValueError(
+            f"finish.ensemble: stacking is not done for multiclass ({ensemble.MULTICLASS_SKIPPED['stacking']}); "
+            f"choose auto, caruana or none"
+        )
     if settings.calibration in ("isotonic", "sigmoid"):
         raise ValueError(f"finish.calibration: {ensemble.MULTICLASS_SKIPPED['calibration']}; choose auto or none")
 
@@ -441,26 +571,45 @@ def describe(finished: dict[str, Any]) -> str:
     return f"{finished['method']}(" + ", ".join(f + (f"×{n}" if n > 1 else "") for f, n in counts.items()) + ")"
 
 
-def model_leaderboard(outcomes: list[tuning.TrialOutcome], objective: CrossValidation, finished: dict[str, Any],
-                      maximize: bool) -> pd.DataFrame:
+def model_leaderboard(
+    outcomes: list[optuna_study.TrialOutcome], objective: CrossValidation, finished: dict[str, Any], maximize: bool
+) -> pd.DataFrame:
     """Every family's best trial and the finished model: CV score, fit and predict time, size."""
     rows = []
     complete = final_candidates(outcomes)
     for family in sorted({o.family for o in complete}):
         top = (max if maximize else min)((o for o in complete if o.family == family), key=lambda o: o.score)
         cost = objective.result(top.family, top.params, top.subsample)
-        rows.append({"model": family, "kind": "trial", "trial": top.number, "cv_score": top.score,
-                     "fit_s": cost and cost.fit_s, "predict_ms_per_1k": cost and cost.predict_ms_per_1k,
-                     "size_mb": cost and cost.size_mb, "chosen": False})
+        rows.append(
+            {
+                "model": family,
+                "kind": "trial",
+                "trial": top.number,
+                "cv_score": top.score,
+                "fit_s": cost and cost.fit_s,
+                "predict_ms_per_1k": cost and cost.predict_ms_per_1k,
+                "size_mb": cost and cost.size_mb,
+                "chosen": False,
+            }
+        )
     by_trial = {o.number: o for o in outcomes}
-    costs = [objective.result(m["family"], by_trial[m["trial"]].params, by_trial[m["trial"]].subsample)
-             for m in finished["members"]]
+    costs = [
+        objective.result(m["family"], by_trial[m["trial"]].params, by_trial[m["trial"]].subsample)
+        for m in finished["members"]
+    ]
     known = all(c is not None for c in costs)
-    rows.append({"model": describe(finished), "kind": finished["method"],
-                 "trial": finished["members"][0]["trial"] if finished["method"] == "single" else None,
-                 "cv_score": finished["cv_score"], "fit_s": sum(c.fit_s for c in costs) if known else None,
-                 "predict_ms_per_1k": sum(c.predict_ms_per_1k for c in costs) if known else None,
-                 "size_mb": sum(c.size_mb for c in costs) if known else None, "chosen": True})
+    rows.append(
+        {
+            "model": describe(finished),
+            "kind": finished["method"],
+            "trial": finished["members"][0]["trial"] if finished["method"] == "single" else None,
+            "cv_score": finished["cv_score"],
+            "fit_s": sum(c.fit_s for c in costs) if known else None,
+            "predict_ms_per_1k": sum(c.predict_ms_per_1k for c in costs) if known else None,
+            "size_mb": sum(c.size_mb for c in costs) if known else None,
+            "chosen": True,
+        }
+    )
     board = pd.DataFrame(rows).drop_duplicates(subset=["model", "trial"], keep="last")
     return board.sort_values("cv_score", ascending=not maximize).reset_index(drop=True)
 
@@ -484,9 +633,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     names = project.tracking(params)
     seed = project.seed(params)
     try:
-        settings = config.load(tuning.SearchSettings, "search", params)
+        settings = config.load(optuna_study.SearchSettings, "search", params)
         finish_settings = config.load(ensemble.FinishSettings, "finish", params)
-        spaces = tuning.parse_spaces(config.section(params, "model"), task=spec.task)
+        spaces = optuna_study.parse_spaces(config.section(params, "model"), task=spec.task)
         metric = metrics.get(spec.metric, spec.task)
         if spec.task == "multiclass":
             _check_multiclass_finish(finish_settings)
@@ -498,9 +647,17 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     study = study_name(params, train)
     holdout = settings.holdout_share if use_holdout(settings, len(train)) else None
     screening = screening_share(settings, len(train))
-    objective = CrossValidation(train, spec, settings.cv_folds, parallel_trials=settings.n_jobs, seed=seed,
-                                cores=os.cpu_count() or 1, settings=config.load(FeatureSettings, "features", params),
-                                holdout=holdout, store_dir=Path(paths.trial_predictions) / study)
+    objective = CrossValidation(
+        train,
+        spec,
+        settings.cv_folds,
+        parallel_trials=settings.n_jobs,
+        seed=seed,
+        cores=os.cpu_count() or 1,
+        settings=config.load(FeatureSettings, "features", params),
+        holdout=holdout,
+        store_dir=Path(paths.trial_predictions) / study,
+    )
 
     tracking_time = _Stopwatch()
     started = time.time()
@@ -510,35 +667,63 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         closed = tracking.close_dead_runs(names.experiment)
     if closed:
         console.say(STAGE, tracking.closed_summary(closed))
-    with tracking.stage_run(names.experiment, STAGE, tags) as parent:   # ends KILLED on Ctrl-C, FAILED on an error
+    with tracking.stage_run(names.experiment, STAGE, tags) as parent:  # ends KILLED on Ctrl-C, FAILED on an error
         with tracking_time:
-            tracking.log(parent, params={"search." + k: v for k, v in config.section(params, "search").items()}
-                         | {"finish." + k: v for k, v in config.section(params, "finish").items()}
-                         | {"families": ",".join(s.family for s in spaces), "metric": spec.metric, "seed": seed,
-                            "train_rows": len(train), "study": study, "validation": "holdout" if holdout else "cv",
-                            "screening_share": screening or "none",
-                            "study_storage": paths.study.split("://")[0] + "://…" if "://" in paths.study else paths.study})
+            tracking.log(
+                parent,
+                params={"search." + k: v for k, v in config.section(params, "search").items()}
+                | {"finish." + k: v for k, v in config.section(params, "finish").items()}
+                | {
+                    "families": ",".join(s.family for s in spaces),
+                    "metric": spec.metric,
+                    "seed": seed,
+                    "train_rows": len(train),
+                    "study": study,
+                    "validation": "holdout" if holdout else "cv",
+                    "screening_share": screening or "none",
+                    "study_storage": paths.study.split("://")[0] + "://…" if "://" in paths.study else paths.study,
+                },
+            )
             tracking.log_artifact(parent, "params.yaml", "config")
         progress = Progress(settings, spec.metric, metric.greater_is_better)
         try:
             with tracking.trial_recorder(names.experiment, parent, tags) as recorder:
                 logged = _LoggedTrials()
 
-                def on_trial(outcome: tuning.TrialOutcome) -> None:
+                def on_trial(outcome: optuna_study.TrialOutcome) -> None:
                     if not (outcome.reused and logged.contains(outcome)):
-                        result = (objective.result(outcome.family, outcome.params, outcome.subsample)
-                                  if outcome.state == "COMPLETE" else None)
-                        recorder.record(_trial_record(outcome, spec.metric, fold_runs=settings.fold_runs, result=result))
+                        result = (
+                            objective.result(outcome.family, outcome.params, outcome.subsample)
+                            if outcome.state == "COMPLETE"
+                            else None
+                        )
+                        recorder.record(
+                            _trial_record(outcome, spec.metric, fold_runs=settings.fold_runs, result=result)
+                        )
                     progress.update(outcome)
+
                 def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
                     result = objective.result(family, params)
-                    return [{"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}[cost]
-                            for cost in settings.objectives[1:]]
+                    return [
+                        {"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}[cost]
+                        for cost in settings.objectives[1:]
+                    ]
+
                 if not settings.reproducible:  # the clock stops trials only under search.budget time
                     objective.deadline = time.time() + settings.timeout_s
-                outcomes = tuning.optimize(spaces, objective, settings, maximize=metric.greater_is_better, seed=seed,
-                                           on_trial=on_trial, storage=tuning.storage_url(paths.study),
-                                           study_name=study, origin=parent, costs=trial_costs, subsample=screening)
+                outcomes = optuna_study.optimize(
+                    spaces,
+                    objective,
+                    settings,
+                    maximize=metric.greater_is_better,
+                    seed=seed,
+                    on_trial=on_trial,
+                    storage=optuna_study.storage_url(paths.study),
+                    study_name=study,
+                    origin=parent,
+                    costs=trial_costs,
+                    subsample=screening,
+                )
                 searched = time.time()
                 closing = time.perf_counter()
             tracking_time.seconds += time.perf_counter() - closing  # the wait for the recorder to drain
@@ -555,62 +740,105 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             reused = sum(o.reused for o in outcomes)
             screened = sum(o.subsample is not None for o in outcomes)
             result = {
-                "family": describe(finished), "params": finished["members"][0]["params"] if finished["method"] == "single" else {},
-                "metric": spec.metric, "cv_score": finished["cv_score"], "cv_std": float(np.std(winner.fold_scores)),
-                "trial": winner.number, "best_trial": {"number": winner.number, "family": winner.family,
-                                                       "params": winner.params, "cv_score": winner.score},
+                "family": describe(finished),
+                "params": finished["members"][0]["params"] if finished["method"] == "single" else {},
+                "metric": spec.metric,
+                "cv_score": finished["cv_score"],
+                "cv_std": float(np.std(winner.fold_scores)),
+                "trial": winner.number,
+                "best_trial": {
+                    "number": winner.number,
+                    "family": winner.family,
+                    "params": winner.params,
+                    "cv_score": winner.score,
+                },
                 "finish": finished,
                 "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
-                "seed": seed, "cv_folds": settings.cv_folds,
-                "validation": {"method": "holdout", "share": holdout} if holdout else {"method": "cv", "folds": settings.cv_folds},
+                "seed": seed,
+                "cv_folds": settings.cv_folds,
+                "validation": {"method": "holdout", "share": holdout}
+                if holdout
+                else {"method": "cv", "folds": settings.cv_folds},
                 "study": {"name": study, "screened_trials": screened},
                 "budget": budget_record(settings, finish_settings),
             }
             earlier = sorted({o.origin for o in outcomes if o.reused and o.origin and o.origin != parent})
             threshold = finished["threshold"]
             with tracking_time:
-                tracking.log(parent, metrics={f"best/cv_{spec.metric}": winner.score, f"final/cv_{spec.metric}": finished["cv_score"],
-                                              "trials_complete": counts["COMPLETE"], "trials_pruned": counts["PRUNED"],
-                                              "trials_failed": counts["FAIL"], "trials_reused": reused, "trials_screened": screened,
-                                              "search_s": searched - started, "finish_s": finish_s,
-                                              "final/threshold": threshold["threshold"]}
-                             | {f"final/cv_{spec.metric}_{k}": v for k, v in finished["scores"].items()}
-                             | {f"final/log_loss_{k}": v for k, v in finished["calibration_log_loss"].items()},
-                             params={"best.family": winner.family, "best.trial": winner.number,
-                                     "final.model": describe(finished)[:500], "final.method": finished["method"],
-                                     "final.calibration": (finished["calibration"] or {}).get("method", "none"),
-                                     "final.threshold_objective": threshold["objective"]},
-                             tags={"mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000],
-                                   "mlgate.reproducible": str(result["budget"]["reproducible"]).lower()}
-                             | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}))
+                tracking.log(
+                    parent,
+                    metrics={
+                        f"best/cv_{spec.metric}": winner.score,
+                        f"final/cv_{spec.metric}": finished["cv_score"],
+                        "trials_complete": counts["COMPLETE"],
+                        "trials_pruned": counts["PRUNED"],
+                        "trials_failed": counts["FAIL"],
+                        "trials_reused": reused,
+                        "trials_screened": screened,
+                        "search_s": searched - started,
+                        "finish_s": finish_s,
+                        "final/threshold": threshold["threshold"],
+                    }
+                    | {f"final/cv_{spec.metric}_{k}": v for k, v in finished["scores"].items()}
+                    | {f"final/log_loss_{k}": v for k, v in finished["calibration_log_loss"].items()},
+                    params={
+                        "best.family": winner.family,
+                        "best.trial": winner.number,
+                        "final.model": describe(finished)[:500],
+                        "final.method": finished["method"],
+                        "final.calibration": (finished["calibration"] or {}).get("method", "none"),
+                        "final.threshold_objective": threshold["objective"],
+                    },
+                    tags={
+                        "mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000],
+                        "mlgate.reproducible": str(result["budget"]["reproducible"]).lower(),
+                    }
+                    | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}),
+                )
                 tracking.log_artifact(parent, paths.leaderboard)
                 tracking.log_artifact(parent, paths.trials)
             # the file `train` depends on holds only what the seed and data decide; the run it came from
             # is found by the digest of its bytes (``tracking.newest_run_tagged``), not written into it
             files.write_json(paths.best_params, result)
-            tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started},
-                         tags={tracking.BEST_PARAMS_TAG: tracking.file_digest(paths.best_params)})
+            tracking.log(
+                parent,
+                metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started},
+                tags={tracking.BEST_PARAMS_TAG: tracking.file_digest(paths.best_params)},
+            )
         finally:
             progress.close()
     resumed = f", {reused} of them reused from study {study}" if reused else ""
     screened_note = f", {screened} screened on {screening:.0%} of the rows" if screened and screening else ""
     validation = f"holdout {holdout:.0%}" if holdout else f"{settings.cv_folds}-fold cv"
-    console.say(STAGE, f"{len(outcomes)} trials in {searched - started:.0f}s on {validation} ({counts['COMPLETE']} complete, "
-                       f"{counts['PRUNED']} pruned, {counts['FAIL']} failed{resumed}{screened_note}); best trial {winner.family} "
-                       f"cv {spec.metric} {winner.score:.4f} ± {result['cv_std']:.4f} (trial {winner.number})")
+    console.say(
+        STAGE,
+        f"{len(outcomes)} trials in {searched - started:.0f}s on {validation} ({counts['COMPLETE']} complete, "
+        f"{counts['PRUNED']} pruned, {counts['FAIL']} failed{resumed}{screened_note}); best trial {winner.family} "
+        f"cv {spec.metric} {winner.score:.4f} ± {result['cv_std']:.4f} (trial {winner.number})",
+    )
     if winner.subsample is not None:
-        console.say(STAGE, "warning: no trial ran on every row within the budget; the final model is built from "
-                           "screened trials (raise search.timeout_s or lower search.subsample_trials)")
+        console.say(
+            STAGE,
+            "warning: no trial ran on every row within the budget; the final model is built from "
+            "screened trials (raise search.timeout_s or lower search.subsample_trials)",
+        )
     for row in board.itertuples():
         mark = "→" if row.chosen else " "
-        cost = "" if pd.isna(row.fit_s) else f"  fit {row.fit_s:.1f}s  predict {row.predict_ms_per_1k:.1f} ms/1k  {row.size_mb:.1f} MB"
+        cost = (
+            ""
+            if pd.isna(row.fit_s)
+            else f"  fit {row.fit_s:.1f}s  predict {row.predict_ms_per_1k:.1f} ms/1k  {row.size_mb:.1f} MB"
+        )
         console.say("", f"  {mark} {row.model:<28} cv {spec.metric} {row.cv_score:.4f}{cost}")
     if spec.task == "multiclass":
         console.say("", f"  multiclass: no stacking, calibration or threshold (see `skipped` in {paths.best_params})")
     if spec.task == "binary":
         calibration = (finished["calibration"] or {}).get("method", "none")
-        console.say("", f"  calibration {calibration}; threshold {threshold['threshold']:.3f} ({threshold['objective']}) "
-                        f"→ {paths.best_params}")
+        console.say(
+            "",
+            f"  calibration {calibration}; threshold {threshold['threshold']:.3f} ({threshold['objective']}) "
+            f"→ {paths.best_params}",
+        )
     if not result["budget"]["reproducible"]:
         console.say("", f"  not reproducible: {result['budget']['why']}")
     return result | {"tune_run_id": parent, "tracking_s": round(tracking_time.seconds, 3), "reused_trials": reused}

@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from mlgate import console, files, project
-from mlgate.data import DataSpec, ValidationResult, check_contract, non_finite, parse_datetime
-from mlgate.project import StageError
+from mlgate.errors import StageError
+from mlgate.modelling.data import DataSpec, ValidationResult, check_contract, non_finite, parse_datetime
 
 STAGE = "validate"
 
@@ -53,7 +53,7 @@ def summary_columns(frame: pd.DataFrame, spec: DataSpec) -> dict[str, list[str]]
 
 def _summary_frame(frame: pd.DataFrame, spec: DataSpec, kinds: dict[str, list[str]]) -> pd.DataFrame:
     out = frame[[c for group in kinds.values() for c in group]].copy()
-    for column in kinds["numerical"]:   # an infinity breaks the histograms; validation.json names them
+    for column in kinds["numerical"]:  # an infinity breaks the histograms; validation.json names them
         out[column] = out[column].where(~non_finite(out[column]))
     for column in kinds["categorical"]:
         values = out[column].astype(object)
@@ -81,19 +81,23 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         current_spec_result = check_contract(current, spec, labelled=False)  # new traffic may not have labels yet
         summary["current"] = report(current_spec_result, spec, meta["current"]["source"], len(current))
         summary["passed"] = summary["passed"] and current_spec_result.passed
-    from mlgate import monitoring  # Evidently takes 3 s to import
+    from mlgate.adapters import evidently_drift  # Evidently takes 3 s to import
 
     kinds = summary_columns(frame, spec)
-    files.write_text(paths.data_summary, monitoring.data_summary(_summary_frame(frame, spec, kinds), **kinds))
+    files.write_text(paths.data_summary, evidently_drift.data_summary(_summary_frame(frame, spec, kinds), **kinds))
     files.write_json(paths.validation, summary)
     for warning in result.warnings:
         console.say(STAGE, f"warning: {source}: column '{warning.column}', rule '{warning.rule}': {warning.message}")
     if not summary["passed"]:
         lines = [_line(source, v) for v in summary["violations"]]
         lines += [_line(summary["current"]["source"], v) for v in summary.get("current", {}).get("violations", [])]
-        raise StageError(f"{len(lines)} contract violation(s) in dataset '{spec.name}' (details in {paths.validation}, "
-                         f"column summaries in {paths.data_summary}):\n  "
-                         + "\n  ".join(lines))
-    console.say(STAGE, f"passed: {len(spec.contract.columns)} columns, {console.number(len(frame))} rows, "
-                       f"0 violations, {len(result.warnings)} warning(s) → {paths.validation}, {paths.data_summary}")
+        raise StageError(
+            f"{len(lines)} contract violation(s) in dataset '{spec.name}' (details in {paths.validation}, "
+            f"column summaries in {paths.data_summary}):\n  " + "\n  ".join(lines)
+        )
+    console.say(
+        STAGE,
+        f"passed: {len(spec.contract.columns)} columns, {console.number(len(frame))} rows, "
+        f"0 violations, {len(result.warnings)} warning(s) → {paths.validation}, {paths.data_summary}",
+    )
     return summary

@@ -8,16 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from mlgate import metrics
-from mlgate.stages import evaluate
+from mlgate.modelling import evaluation, metrics
 
 PLOT_DPI = 90
 SEVERITY_CAP = 1e6
-Output = tuple[np.ndarray, np.ndarray | None]   # (prediction, positive-class probability or None)
+Output = tuple[np.ndarray, np.ndarray | None]  # (prediction, positive-class probability or None)
 
 
 def _figure(panels: int = 1, width: float = 5.0, height: float = 3.2):
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
@@ -28,7 +28,7 @@ def _save(fig, path: Path) -> None:
     from matplotlib import pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})   # no version stamp: a rerun with the same numbers is the same file
+    fig.savefig(path, metadata={"Software": None})  # no version stamp: a rerun with the same numbers is the same file
     plt.close(fig)
 
 
@@ -40,16 +40,25 @@ def _metric_plot(result: dict[str, Any], path: Path) -> str:
     compared = {name: block for name, block in scored.items() if block["champion"]}
     fig, axes = _figure(2 if compared else 1)
     ax = axes[0][0]
-    versions = {"candidate": f"candidate v{result['candidate']['version']}",
-                "champion": f"production v{(result['champion'] or {}).get('version')}"}
+    versions = {
+        "candidate": f"candidate v{result['candidate']['version']}",
+        "champion": f"production v{(result['champion'] or {}).get('version')}",
+    }
     shift = 0.2 if compared else 0.0
     for offset, side, color in ((-shift, "champion", "tab:grey"), (shift, "candidate", "tab:blue")):
         shown = [(x, block[side]) for x, block in enumerate(scored.values()) if block[side]]
         if shown:
             value = np.array([model["metrics"][metric] for _, model in shown])
             low, high = (np.array([model["interval"][end] for _, model in shown]) for end in ("low", "high"))
-            ax.bar([x + offset for x, _ in shown], value, 0.38, yerr=[value - low, high - value], capsize=4, color=color,
-                   label=versions[side])
+            ax.bar(
+                [x + offset for x, _ in shown],
+                value,
+                0.38,
+                yerr=[value - low, high - value],
+                capsize=4,
+                color=color,
+                label=versions[side],
+            )
     lows = [b[s]["interval"]["low"] for b in scored.values() for s in ("candidate", "champion") if b[s]]
     highs = [b[s]["interval"]["high"] for b in scored.values() for s in ("candidate", "champion") if b[s]]
     pad = max(max(highs) - min(lows), 1e-3) * 0.6
@@ -63,8 +72,14 @@ def _metric_plot(result: dict[str, Any], path: Path) -> str:
         label = "allowed loss"
         for x, (name, block) in enumerate(compared.items()):
             gain, interval = block["gain"], block["gain_interval"]
-            ax.errorbar([x], [gain], yerr=[[gain - interval["low"]], [interval["high"] - gain]], fmt="o", capsize=5,
-                        color="tab:green" if interval["low"] > 0 else "tab:blue")
+            ax.errorbar(
+                [x],
+                [gain],
+                yerr=[[gain - interval["low"]], [interval["high"] - gain]],
+                fmt="o",
+                capsize=5,
+                color="tab:green" if interval["low"] > 0 else "tab:blue",
+            )
             if limits.get(name) is not None:
                 ax.hlines(-limits[name], x - 0.3, x + 0.3, colors="tab:red", linestyles="dashed", label=label)
                 label = None
@@ -88,28 +103,47 @@ def _outputs_plot(task: str, y: np.ndarray, outputs: dict[str, Output], path: Pa
         width = 0.8 / len(outputs)
         for i, (label, (prediction, _)) in enumerate(outputs.items()):
             recall = [float(np.mean(prediction[y == k] == k)) for k in classes]
-            ax.bar(classes + (i - (len(outputs) - 1) / 2) * width, recall, width,
-                   label=f"{label} (accuracy {np.mean(prediction == y):.3f})")
+            ax.bar(
+                classes + (i - (len(outputs) - 1) / 2) * width,
+                recall,
+                width,
+                label=f"{label} (accuracy {np.mean(prediction == y):.3f})",
+            )
         ax.set_xticks(classes, [str(k) for k in classes])
-        ax.set(xlabel="class (position in data.classes)", ylabel="recall", ylim=(0, 1.05), title="Recall per class (test)")
+        ax.set(
+            xlabel="class (position in data.classes)", ylabel="recall", ylim=(0, 1.05), title="Recall per class (test)"
+        )
         title = "Recall per class on test"
     elif task == "binary":
         for label, (prediction, probability) in outputs.items():
-            roc = evaluate.curves(y, prediction, probability, task)["roc"]
+            roc = evaluation.curves(y, prediction, probability, task)["roc"]
             ax.plot(roc.fpr, roc.tpr, label=f"{label} (AUC {metrics.score('roc_auc', y, prediction, probability):.3f})")
         ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
         title = "ROC curves on test"
     else:
         residuals = {label: y - prediction for label, (prediction, _) in outputs.items()}
-        edges = np.histogram_bin_edges(np.clip(np.concatenate(list(residuals.values())),
-                                               *np.percentile(np.concatenate(list(residuals.values())), [1, 99])), 40)
+        edges = np.histogram_bin_edges(
+            np.clip(
+                np.concatenate(list(residuals.values())),
+                *np.percentile(np.concatenate(list(residuals.values())), [1, 99]),
+            ),
+            40,
+        )
         for label, values in residuals.items():
-            ax.hist(np.clip(values, edges[0], edges[-1]), edges, histtype="step", linewidth=1.5,
-                    label=f"{label} (RMSE {np.sqrt(np.mean(values ** 2)):.4g})")
+            ax.hist(
+                np.clip(values, edges[0], edges[-1]),
+                edges,
+                histtype="step",
+                linewidth=1.5,
+                label=f"{label} (RMSE {np.sqrt(np.mean(values**2)):.4g})",
+            )
         ax.axvline(0, color="grey", linewidth=0.8)
-        ax.set(xlabel="residual (actual - predicted), clipped to 1st-99th percentile", ylabel="test rows",
-               title="Residuals (test)")
+        ax.set(
+            xlabel="residual (actual - predicted), clipped to 1st-99th percentile",
+            ylabel="test rows",
+            title="Residuals (test)",
+        )
         title = "Residuals on test"
     ax.legend(fontsize=8)
     _save(fig, path)
@@ -123,19 +157,24 @@ def _drift_plot(drift: dict[str, Any], path: Path, top: int = 10) -> str:
     ax = axes[0][0]
     # a p-value of ~0 gives an astronomic ratio: bars stop at SEVERITY_CAP (the label keeps the score)
     severity = [min(metrics.drift_severity(entry), SEVERITY_CAP) for _, entry in columns]
-    ax.barh([name for name, _ in columns], severity,
-            color=["tab:red" if entry["drifted"] else "tab:grey" for _, entry in columns])
+    ax.barh(
+        [name for name, _ in columns],
+        severity,
+        color=["tab:red" if entry["drifted"] else "tab:grey" for _, entry in columns],
+    )
     for y, ((_, entry), value) in enumerate(zip(columns, severity, strict=True)):
         ax.annotate(f" {entry['score']:.3g}", (value, y), va="center", fontsize=7)
     ax.axvline(1, color="black", linestyle="dashed", linewidth=0.8)
     if max(severity) > 30:
         ax.set_xscale("log")
-        ax.set_xlim(right=max(severity) * 20)   # room for the labels
+        ax.set_xlim(right=max(severity) * 20)  # room for the labels
     else:
         ax.set_xlim(0, max(max(severity), 1.0) * 1.15)
     p_values = any(metrics.is_p_value(entry["method"]) for _, entry in columns)
-    ax.set(xlabel="score ÷ threshold (≥ 1 drifted); label: score" + ("\np-values: threshold ÷ p" if p_values else ""),
-           title=f"Drift: {drift['drifted_count']} of {drift['columns_checked']} columns (red: drifted)")
+    ax.set(
+        xlabel="score ÷ threshold (≥ 1 drifted); label: score" + ("\np-values: threshold ÷ p" if p_values else ""),
+        title=f"Drift: {drift['drifted_count']} of {drift['columns_checked']} columns (red: drifted)",
+    )
     _save(fig, path)
     return "Most drifted columns, current batch vs training"
 
@@ -153,7 +192,9 @@ def _slices_plot(result: dict[str, Any], path: Path) -> str:
         for offset, side, color in ((0.2, "champion", "tab:grey"), (-0.2, "candidate", "tab:blue")):
             values = [np.nan if row[side] is None else row[side] for row in rows]
             if not all(np.isnan(values)):
-                ax.barh(y + offset, values, 0.38, color=color, label="production" if side == "champion" else "candidate")
+                ax.barh(
+                    y + offset, values, 0.38, color=color, label="production" if side == "champion" else "candidate"
+                )
         for i, row in enumerate(rows):
             if floors.get(row["column"]) is not None:
                 ax.plot([floors[row["column"]]] * 2, [i - 0.45, i + 0.45], color="tab:red", linewidth=1.5)
@@ -164,7 +205,9 @@ def _slices_plot(result: dict[str, Any], path: Path) -> str:
     return f"{result['metric']} per slice"
 
 
-def draw_plots(folder: Path, result: dict[str, Any], y_test: np.ndarray, test_outputs: dict[str, Output]) -> dict[str, str]:
+def draw_plots(
+    folder: Path, result: dict[str, Any], y_test: np.ndarray, test_outputs: dict[str, Output]
+) -> dict[str, str]:
     """The promotion report's PNG plots, written into ``folder``: {file stem: title}."""
     drawn = {"metric": _metric_plot(result, folder / "metric.png")}
     name = {"binary": "roc", "multiclass": "class_recall"}.get(result["data"]["task"], "residuals")

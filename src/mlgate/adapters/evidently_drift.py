@@ -16,7 +16,7 @@ from evidently.presets import DataDriftPreset, DataSummaryPreset
 
 @dataclass(frozen=True)
 class DriftResult:
-    summary: dict[str, Any]   # our JSON contract (see ``data_drift``)
+    summary: dict[str, Any]  # our JSON contract (see ``data_drift``)
     html: str
 
 
@@ -25,8 +25,15 @@ def _status(test: dict[str, Any]) -> str:
     return str(getattr(status, "value", status)).rsplit(".", 1)[-1]
 
 
-def data_drift(reference: pd.DataFrame, current: pd.DataFrame, numerical: list[str], categorical: list[str], *,
-               max_drift_share: float, column_threshold: float | None = None) -> DriftResult:
+def data_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numerical: list[str],
+    categorical: list[str],
+    *,
+    max_drift_share: float,
+    column_threshold: float | None = None,
+) -> DriftResult:
     """Per-column drift of ``current`` against ``reference`` and the share of drifted columns.
 
     ``summary``: ``{reference_rows, current_rows, columns_checked, drifted_count, drift_share,
@@ -44,28 +51,43 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, numerical: list[s
     for metric in payload["metrics"]:
         cfg = metric["config"]
         if cfg.get("type", "").endswith("ValueDrift"):
-            columns[cfg["column"]] = {"method": cfg["method"], "score": float(metric["value"]),
-                                      "threshold": float(cfg["threshold"]), "drifted": False}
+            columns[cfg["column"]] = {
+                "method": cfg["method"],
+                "score": float(metric["value"]),
+                "threshold": float(cfg["threshold"]),
+                "drifted": False,
+            }
     for test in payload["tests"]:
         column = test.get("metric_config", {}).get("params", {}).get("column")
         if column in columns:
             columns[column]["drifted"] = _status(test) == "FAIL"
-    drifted = sorted((c for c, v in columns.items() if v["drifted"]),
-                     key=lambda c: columns[c]["score"] / max(columns[c]["threshold"], 1e-12), reverse=True)
+    drifted = sorted(
+        (c for c, v in columns.items() if v["drifted"]),
+        key=lambda c: columns[c]["score"] / max(columns[c]["threshold"], 1e-12),
+        reverse=True,
+    )
     share = len(drifted) / len(columns) if columns else 0.0
     summary = {
-        "reference_rows": len(reference), "current_rows": len(current), "columns_checked": len(columns),
-        "drifted_count": len(drifted), "drift_share": share, "max_drift_share": max_drift_share,
-        "passed": share <= max_drift_share, "drifted_columns": drifted, "columns": columns,
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+        "columns_checked": len(columns),
+        "drifted_count": len(drifted),
+        "drift_share": share,
+        "max_drift_share": max_drift_share,
+        "passed": share <= max_drift_share,
+        "drifted_columns": drifted,
+        "columns": columns,
         "engine": f"evidently {metadata.version('evidently')}",
     }
     return DriftResult(summary, snapshot.get_html_str(as_iframe=False))
 
 
-def data_summary(frame: pd.DataFrame, *, numerical: list[str], categorical: list[str], datetime: list[str],
-                 text: list[str]) -> str:
+def data_summary(
+    frame: pd.DataFrame, *, numerical: list[str], categorical: list[str], datetime: list[str], text: list[str]
+) -> str:
     """Evidently's data summary (counts, missing values, distributions per column) as one HTML page."""
-    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical,
-                                datetime_columns=datetime, text_columns=text)
+    definition = DataDefinition(
+        numerical_columns=numerical, categorical_columns=categorical, datetime_columns=datetime, text_columns=text
+    )
     snapshot = Report([DataSummaryPreset()]).run(Dataset.from_pandas(frame, data_definition=definition), None)
     return snapshot.get_html_str(as_iframe=False)

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlgate import console, tracking
-from mlgate.project import StageError
-from mlgate.stages.gate import CANDIDATE_ALIAS
+from mlgate import console
+from mlgate.adapters import tracking
+from mlgate.errors import StageError
+from mlgate.registry import CANDIDATE_ALIAS
 
 STAGE = "promote"
 PREVIOUS_ALIAS = "previous"
@@ -78,6 +79,7 @@ def gate_hash(tags: dict[str, str]) -> str:
 
 # --- the ledger -------------------------------------------------------------------------------
 
+
 def _ledger_key() -> bytes | None:
     key = os.environ.get(LEDGER_KEY_ENV)
     return key.encode() if key else None
@@ -103,17 +105,23 @@ def _parse_ledger(text: str, path: Path) -> list[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except ValueError:
-                raise StageError(f"{path}: line {number} is not valid JSON; the ledger was edited or cut mid-line. "
-                                 f"{_REPAIR.format(path=path)}") from None
+                raise StageError(
+                    f"{path}: line {number} is not valid JSON; the ledger was edited or cut mid-line. "
+                    f"{_REPAIR.format(path=path)}"
+                ) from None
             if not isinstance(record, dict):
-                raise StageError(f"{path}: line {number} is not a ledger record (a JSON object); the ledger was edited. "
-                                 f"{_REPAIR.format(path=path)}")
+                raise StageError(
+                    f"{path}: line {number} is not a ledger record (a JSON object); the ledger was edited. "
+                    f"{_REPAIR.format(path=path)}"
+                )
             records.append(record)
     return records
 
 
-_REPAIR = ("Restore the committed ledger (`git log -p -- {path}`, then `git checkout <commit> -- {path}`) "
-           "until `mlgate history` passes.")
+_REPAIR = (
+    "Restore the committed ledger (`git log -p -- {path}`, then `git checkout <commit> -- {path}`) "
+    "until `mlgate history` passes."
+)
 
 
 def verify_ledger(records: list[dict[str, Any]], model: str, head: str | None, path: str | Path) -> list[str]:
@@ -133,20 +141,26 @@ def verify_ledger(records: list[dict[str, Any]], model: str, head: str | None, p
             why = f" or {LEDGER_KEY_ENV} is not the key it was written with" if keyed else ""
             problems.append(f"{path}: record {number} was edited (its hash does not match its content{why})")
         if keyed_seen and not keyed:
-            problems.append(f"{path}: record {number} is not keyed but follows keyed records (written without "
-                            f"{LEDGER_KEY_ENV}, or forged)")
+            problems.append(
+                f"{path}: record {number} is not keyed but follows keyed records (written without "
+                f"{LEDGER_KEY_ENV}, or forged)"
+            )
         keyed_seen = keyed_seen or keyed
         previous = record.get("hash", "")
     if key is not None and records and not keyed_seen and os.environ.get(LEDGER_ADOPT_ENV) != "1":
         # the first keyed record's MAC covers every record before it; until one exists, an attacker
         # without the key could rewrite the whole unkeyed file, so adopting the key is a deliberate act
-        problems.append(f"{path}: no record is keyed although {LEDGER_KEY_ENV} is set (written before the key was "
-                        f"adopted, or rewritten without it); once the ledger checks out, set {LEDGER_ADOPT_ENV}=1 "
-                        f"for the one move that starts keying it")
+        problems.append(
+            f"{path}: no record is keyed although {LEDGER_KEY_ENV} is set (written before the key was "
+            f"adopted, or rewritten without it); once the ledger checks out, set {LEDGER_ADOPT_ENV}=1 "
+            f"for the one move that starts keying it"
+        )
     last = next((r.get("hash") for r in reversed(records) if r.get("model") == model), None)
     if head is not None and last != head:
-        problems.append(f"{path}: {model}'s last record is not the registry's last recorded move "
-                        f"({HEAD_TAG}={head[:12]}); the ledger was truncated or is not this registry's")
+        problems.append(
+            f"{path}: {model}'s last record is not the registry's last recorded move "
+            f"({HEAD_TAG}={head[:12]}); the ledger was truncated or is not this registry's"
+        )
     return problems
 
 
@@ -164,8 +178,10 @@ def _require_intact(path: str | Path, model: str, alias: str, pending_id: str | 
     else:
         problems = verify_ledger(records, model, head, path)
     if problems:
-        raise StageError(f"refusing to move '{alias}': {'; '.join(problems)}. {_REPAIR.format(path=path)} "
-                         f"Appending to a damaged ledger would hide what was removed or changed.")
+        raise StageError(
+            f"refusing to move '{alias}': {'; '.join(problems)}. {_REPAIR.format(path=path)} "
+            f"Appending to a damaged ledger would hide what was removed or changed."
+        )
 
 
 def _append(path: str | Path, move: dict[str, Any]) -> str:
@@ -193,6 +209,7 @@ def _append(path: str | Path, move: dict[str, Any]) -> str:
 
 # --- moving an alias --------------------------------------------------------------------------
 
+
 class _Lock:
     """The registry lock for one model's aliases (see the module docstring for why it is safe).
 
@@ -218,24 +235,32 @@ class _Lock:
             generations = tracking.lock_generations(self.prefix)
             latest = max(generations, default=0)
             if self.generation is not None and latest > self.generation:
-                self._stand_down()   # claimed a number from a stale view: a newer generation exists
+                self._stand_down()  # claimed a number from a stale view: a newer generation exists
             if self.generation is None:
                 blocker = _live_holder(generations.get(latest))
                 if blocker is None:
                     if tracking.try_lock(f"{self.prefix}{latest + 1}", self._lease()):
                         self.generation = latest + 1
                         self._start_renewing()
-                    continue   # claimed: check the older holder stood down; lost the claim: look again
+                    continue  # claimed: check the older holder stood down; lost the claim: look again
             else:
-                blocker = next((owner for number, tags in generations.items()
-                                if number < self.generation and (owner := _live_holder(tags))), None)
+                blocker = next(
+                    (
+                        owner
+                        for number, tags in generations.items()
+                        if number < self.generation and (owner := _live_holder(tags))
+                    ),
+                    None,
+                )
                 if blocker is None:
                     return self
             if time.monotonic() > deadline:
                 self._stand_down()
-                raise StageError(f"another promotion ({blocker}) holds the registry lock '{self.prefix}*'; try "
-                                 f"again shortly (a holder that died on another machine is taken over once its "
-                                 f"{LOCK_TTL_S:g} s lease runs out)")
+                raise StageError(
+                    f"another promotion ({blocker}) holds the registry lock '{self.prefix}*'; try "
+                    f"again shortly (a holder that died on another machine is taken over once its "
+                    f"{LOCK_TTL_S:g} s lease runs out)"
+                )
             time.sleep(LOCK_POLL_S)
 
     def __exit__(self, *exc) -> None:
@@ -243,9 +268,11 @@ class _Lock:
 
     def fence(self) -> None:
         """Renew the lease, then make sure no newer generation took over: right before a registry write."""
-        lost = StageError(f"lost the registry lock {self.name} (its lease of {LOCK_TTL_S:g} s ran out while this "
-                          f"process was stalled, and another promotion took over); nothing more was written. "
-                          f"Check `mlgate history`, then retry")
+        lost = StageError(
+            f"lost the registry lock {self.name} (its lease of {LOCK_TTL_S:g} s ran out while this "
+            f"process was stalled, and another promotion took over); nothing more was written. "
+            f"Check `mlgate history`, then retry"
+        )
         if self._renewal_failed or not tracking.set_lock_tag(self.name, "expires", str(time.time() + LOCK_TTL_S)):
             raise lost
         generations = tracking.lock_generations(self.prefix)
@@ -288,7 +315,7 @@ def _live_holder(tags: dict[str, str] | None) -> str | None:
     try:
         expired = float(tags.get("expires", "")) < time.time()
     except ValueError:
-        expired = True   # a lease nobody can read protects nothing
+        expired = True  # a lease nobody can read protects nothing
     owner = tags.get("owner", "")
     return None if expired or _dead_here(owner) else owner or "unknown owner"
 
@@ -329,9 +356,11 @@ def _pending(model: str) -> dict[str, Any] | None:
         if move["model"] != model:
             raise ValueError(f"it is a move of '{move['model']}'")
     except ValueError as error:
-        raise StageError(f"registered model '{model}': the tag {PENDING_TAG} is not a move mlgate wrote ({error}), "
-                         f"so mlgate cannot tell whether a move was interrupted. Check the aliases in the MLflow UI "
-                         f"against `mlgate history`, fix them by hand if needed, delete the tag, then retry") from None
+        raise StageError(
+            f"registered model '{model}': the tag {PENDING_TAG} is not a move mlgate wrote ({error}), "
+            f"so mlgate cannot tell whether a move was interrupted. Check the aliases in the MLflow UI "
+            f"against `mlgate history`, fix them by hand if needed, delete the tag, then retry"
+        ) from None
     return move
 
 
@@ -351,21 +380,34 @@ def recover(model: str, ledger: str | Path, lock: _Lock | None = None) -> str | 
     else:
         tracking.set_alias(model, PREVIOUS_ALIAS, move["previous_before"])
     tracking.delete_model_tag(model, PENDING_TAG)
-    return f"undid the interrupted {move['action']} of '{move['alias']}' (it still holds {_named(move.get('from_version'))})"
+    still = _named(move.get("from_version"))
+    return f"undid the interrupted {move['action']} of '{move['alias']}' (it still holds {still})"
 
 
 def _record(model: str, move: dict[str, Any], ledger: str | Path) -> None:
     prefix = f"mlgate.{move['alias']}"
-    tracking.set_version_tags(model, move["to_version"], {
-        f"{prefix}.{k}": "none" if (value := move.get(k)) is None else value
-        for k in ("action", "from_version", "by", "at", "reason", "commit")})
+    tracking.set_version_tags(
+        model,
+        move["to_version"],
+        {
+            f"{prefix}.{k}": "none" if (value := move.get(k)) is None else value
+            for k in ("action", "from_version", "by", "at", "reason", "commit")
+        },
+    )
     head = _append(ledger, {k: v for k, v in move.items() if k != "previous_before"})
     tracking.set_model_tag(model, HEAD_TAG, head)
     tracking.delete_model_tag(model, PENDING_TAG)
 
 
-def _move(model: str, alias: str, action: str, reason: str, expected: int | None | str, ledger: str | Path,
-          choose: Callable[[], tracking.ModelVersion]) -> dict[str, Any]:
+def _move(
+    model: str,
+    alias: str,
+    action: str,
+    reason: str,
+    expected: int | None | str,
+    ledger: str | Path,
+    choose: Callable[[], tracking.ModelVersion],
+) -> dict[str, Any]:
     """The one path every alias move takes (see the module docstring). ``choose`` picks and checks the
     target version under the lock, after any interrupted move is settled, so what it read cannot
     change before the move."""
@@ -377,24 +419,36 @@ def _move(model: str, alias: str, action: str, reason: str, expected: int | None
             console.say(STAGE, recovered)
         current = _held(model, alias)
         if expected != "any" and current != expected:
-            raise StageError(f"{model}: '{alias}' moved to {_named(current)} since you saw {_named(expected)}; "
-                             f"check `mlgate history`, then retry")
+            raise StageError(
+                f"{model}: '{alias}' moved to {_named(current)} since you saw {_named(expected)}; "
+                f"check `mlgate history`, then retry"
+            )
         target = choose()
         to_version = target.version
         if current == to_version:
             raise StageError(f"{model} v{to_version} already holds '{alias}'")
-        move = {"id": uuid.uuid4().hex, "action": action, "model": model, "alias": alias,
-                "from_version": current, "to_version": to_version, "by": who(),
-                "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "reason": reason,
-                "commit": tracking.git_commit(), "data_hash": target.tags.get("mlgate.data_hash"),
-                "gate_hash": gate_hash(target.tags), "model_sha256": target.tags.get(tracking.DIGEST_TAG),
-                "previous_before": _held(model, PREVIOUS_ALIAS)}
+        move = {
+            "id": uuid.uuid4().hex,
+            "action": action,
+            "model": model,
+            "alias": alias,
+            "from_version": current,
+            "to_version": to_version,
+            "by": who(),
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "reason": reason,
+            "commit": tracking.git_commit(),
+            "data_hash": target.tags.get("mlgate.data_hash"),
+            "gate_hash": gate_hash(target.tags),
+            "model_sha256": target.tags.get(tracking.DIGEST_TAG),
+            "previous_before": _held(model, PREVIOUS_ALIAS),
+        }
         lock.fence()
         tracking.set_model_tag(model, PENDING_TAG, json.dumps(move))
         if current is not None:
             tracking.set_alias(model, PREVIOUS_ALIAS, current)
         lock.fence()
-        tracking.set_alias(model, alias, to_version)   # the commit point
+        tracking.set_alias(model, alias, to_version)  # the commit point
         _record(model, move, ledger)
     return {k: v for k, v in move.items() if k != "previous_before"}
 
@@ -415,36 +469,56 @@ def _require_digest(target, action: str, reviewed: str | None = None) -> None:
     whose digest is not the one the reviewed gate report named."""
     recorded = target.tags.get(tracking.DIGEST_TAG)
     if reviewed is not None and recorded != reviewed:
-        raise StageError(f"{target.name} v{target.version}: its artifact digest ({tracking.DIGEST_TAG}={recorded}) is not "
-                         f"the one the reviewed gate report names ({reviewed}); its artifacts or tags changed after "
-                         f"review. Refusing to {action}; gate a fresh candidate")
+        raise StageError(
+            f"{target.name} v{target.version}: its artifact digest ({tracking.DIGEST_TAG}={recorded}) is not "
+            f"the one the reviewed gate report names ({reviewed}); its artifacts or tags changed after "
+            f"review. Refusing to {action}; gate a fresh candidate"
+        )
     if recorded is None and os.environ.get(tracking.ALLOW_UNVERIFIED_ENV) != "1":
-        raise StageError(f"{target.name} v{target.version} has no artifact digest (tag {tracking.DIGEST_TAG}), so "
-                         f"`mlgate serve` would refuse to load it; refusing to {action}. Gate a fresh candidate, or set "
-                         f"{tracking.ALLOW_UNVERIFIED_ENV}=1 if you trust every writer of the registry and artifact store")
+        raise StageError(
+            f"{target.name} v{target.version} has no artifact digest (tag {tracking.DIGEST_TAG}), so "
+            f"`mlgate serve` would refuse to load it; refusing to {action}. Gate a fresh candidate, or set "
+            f"{tracking.ALLOW_UNVERIFIED_ENV}=1 if you trust every writer of the registry and artifact store"
+        )
 
 
-def promote(model: str, version: int, alias: str, reason: str, *, expected: int | None | str = "any",
-            ledger: str | Path = "registry/ledger.jsonl", reviewed_digest: str | None = None) -> dict[str, Any]:
+def promote(
+    model: str,
+    version: int,
+    alias: str,
+    reason: str,
+    *,
+    expected: int | None | str = "any",
+    ledger: str | Path = "registry/ledger.jsonl",
+    reviewed_digest: str | None = None,
+) -> dict[str, Any]:
     """Move ``alias`` to ``version``, which must have passed the gate and hold `staging`.
 
     ``expected``: the version the caller saw on ``alias`` (None: none); "any" skips the check.
     ``reviewed_digest``: the artifact digest the reviewed gate report names; refuse any other.
     """
+
     def choose() -> tracking.ModelVersion:
         target = _version_or_error(model, version)
         if target.tags.get("mlgate.gate.passed") != "true":
-            raise StageError(f"{model} v{version} did not pass the gate (tag mlgate.gate.passed="
-                             f"{target.tags.get('mlgate.gate.passed', 'missing')}); refusing to move '{alias}'")
+            raise StageError(
+                f"{model} v{version} did not pass the gate (tag mlgate.gate.passed="
+                f"{target.tags.get('mlgate.gate.passed', 'missing')}); refusing to move '{alias}'"
+            )
         if CANDIDATE_ALIAS not in target.aliases:
-            raise StageError(f"{model} v{version} does not hold '{CANDIDATE_ALIAS}' (aliases: "
-                             f"{list(target.aliases) or 'none'}); only the gate's current candidate can be promoted")
+            raise StageError(
+                f"{model} v{version} does not hold '{CANDIDATE_ALIAS}' (aliases: "
+                f"{list(target.aliases) or 'none'}); only the gate's current candidate can be promoted"
+            )
         _require_digest(target, f"move '{alias}'", reviewed_digest)
         return target
 
     move = _move(model, alias, "promote", reason, expected, ledger, choose)
-    console.say(STAGE, f"{model}: '{alias}' {_named(move['from_version'])} → v{version} by {move['by']} ({reason}); "
-                       f"'{PREVIOUS_ALIAS}' keeps {_named(move['from_version'])}")
+    console.say(
+        STAGE,
+        f"{model}: '{alias}' {_named(move['from_version'])} → v{version} by {move['by']} ({reason}); "
+        f"'{PREVIOUS_ALIAS}' keeps {_named(move['from_version'])}",
+    )
     return move
 
 
@@ -458,20 +532,33 @@ def seal(model: str, version: int, reason: str) -> str:
     target = _version_or_error(model, version)
     recorded = target.tags.get(tracking.DIGEST_TAG)
     if recorded is not None:
-        raise StageError(f"{model} v{version} already has an artifact digest ({tracking.DIGEST_TAG}={recorded[:16]}); "
-                         f"sealing is only for versions gated before digests were recorded")
+        raise StageError(
+            f"{model} v{version} already has an artifact digest ({tracking.DIGEST_TAG}={recorded[:16]}); "
+            f"sealing is only for versions gated before digests were recorded"
+        )
     digest = tracking.model_digest(model, version)
-    tracking.set_version_tags(model, version, {
-        tracking.DIGEST_TAG: digest, "mlgate.seal.by": who(), "mlgate.seal.reason": reason,
-        "mlgate.seal.at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-    console.say(STAGE, f"{model} v{version}: sealed its artifacts as they are now (sha256 {digest[:16]}) by {who()} "
-                       f"({reason}); loads now verify them against this digest")
+    tracking.set_version_tags(
+        model,
+        version,
+        {
+            tracking.DIGEST_TAG: digest,
+            "mlgate.seal.by": who(),
+            "mlgate.seal.reason": reason,
+            "mlgate.seal.at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    console.say(
+        STAGE,
+        f"{model} v{version}: sealed its artifacts as they are now (sha256 {digest[:16]}) by {who()} "
+        f"({reason}); loads now verify them against this digest",
+    )
     return digest
 
 
 @dataclass(frozen=True)
 class GateReport:
     """What a gate.json says is to be promoted, and over what."""
+
     version: int
     champion: int | None
     model_sha256: str | None
@@ -501,9 +588,11 @@ def from_gate_report(path: str | Path, model: str) -> GateReport:
     digest = candidate.get("model_sha256")
     if digest is not None and not isinstance(digest, str):
         raise StageError(f"{path}: 'candidate.model_sha256' must be a string, got {digest!r}")
-    return GateReport(version=_report_version(path, "candidate.version", candidate.get("version")),
-                      champion=None if champion is None else _report_version(path, "champion.version", champion.get("version")),
-                      model_sha256=digest)
+    return GateReport(
+        version=_report_version(path, "candidate.version", candidate.get("version")),
+        champion=None if champion is None else _report_version(path, "champion.version", champion.get("version")),
+        model_sha256=digest,
+    )
 
 
 def _report_version(path: Path, field: str, value: Any) -> int:
@@ -511,26 +600,39 @@ def _report_version(path: Path, field: str, value: Any) -> int:
         return value
     if isinstance(value, str) and value.isdigit() and int(value) > 0:
         return int(value)
-    raise StageError(f"{path}: '{field}' must be a registered version number, got {value!r}; "
-                     f"regenerate the report with `dvc repro gate`")
+    raise StageError(
+        f"{path}: '{field}' must be a registered version number, got {value!r}; "
+        f"regenerate the report with `dvc repro gate`"
+    )
 
 
-def rollback(model: str, alias: str, reason: str, *, expected: int | None | str = "any",
-             ledger: str | Path = "registry/ledger.jsonl") -> dict[str, Any]:
+def rollback(
+    model: str,
+    alias: str,
+    reason: str,
+    *,
+    expected: int | None | str = "any",
+    ledger: str | Path = "registry/ledger.jsonl",
+) -> dict[str, Any]:
     """Give ``alias`` back to the version under `previous` (which then holds the one rolled back from)."""
+
     def choose() -> tracking.ModelVersion:
         back_to = _held(model, PREVIOUS_ALIAS)
         if back_to is None:
             raise StageError(f"{model}: no version holds '{PREVIOUS_ALIAS}'; nothing to roll back to")
         target = _version_or_error(model, back_to)
         if target.tags.get("mlgate.gate.passed") != "true":
-            raise StageError(f"{model} v{back_to} (under '{PREVIOUS_ALIAS}') did not pass the gate; refusing to roll back")
+            raise StageError(
+                f"{model} v{back_to} (under '{PREVIOUS_ALIAS}') did not pass the gate; refusing to roll back"
+            )
         _require_digest(target, "roll back")
         return target
 
     move = _move(model, alias, "rollback", reason, expected, ledger, choose)
     back_to = move["to_version"]
-    console.say(STAGE, f"{model}: '{alias}' rolled back {_named(move['from_version'])} → v{back_to} by {move['by']} ({reason})")
+    console.say(
+        STAGE, f"{model}: '{alias}' rolled back {_named(move['from_version'])} → v{back_to} by {move['by']} ({reason})"
+    )
     return move
 
 

@@ -45,19 +45,22 @@ def _roc_auc_ovr(y, p):
     return float(np.mean([_rank_auc((y == k).astype(np.int64), p[:, k]) for k in range(p.shape[1])]))
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("roc_auc", True, True, lambda y, p: float(skm.roc_auc_score(y, p))),
-    Metric("log_loss", False, True, _log_loss),
-    Metric("roc_auc_ovr", True, True, _roc_auc_ovr),
-    Metric("f1_macro", True, False, lambda y, p: float(skm.f1_score(y, p, average="macro", zero_division=0))),
-    Metric("accuracy", True, False, lambda y, p: float(skm.accuracy_score(y, p))),
-    Metric("precision", True, False, lambda y, p: float(skm.precision_score(y, p, zero_division=0))),
-    Metric("recall", True, False, lambda y, p: float(skm.recall_score(y, p, zero_division=0))),
-    Metric("f1", True, False, lambda y, p: float(skm.f1_score(y, p, zero_division=0))),
-    Metric("rmse", False, False, _rmse),
-    Metric("mae", False, False, lambda y, p: float(skm.mean_absolute_error(y, p))),
-    Metric("r2", True, False, lambda y, p: float(skm.r2_score(y, p))),
-)}
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("roc_auc", True, True, lambda y, p: float(skm.roc_auc_score(y, p))),
+        Metric("log_loss", False, True, _log_loss),
+        Metric("roc_auc_ovr", True, True, _roc_auc_ovr),
+        Metric("f1_macro", True, False, lambda y, p: float(skm.f1_score(y, p, average="macro", zero_division=0))),
+        Metric("accuracy", True, False, lambda y, p: float(skm.accuracy_score(y, p))),
+        Metric("precision", True, False, lambda y, p: float(skm.precision_score(y, p, zero_division=0))),
+        Metric("recall", True, False, lambda y, p: float(skm.recall_score(y, p, zero_division=0))),
+        Metric("f1", True, False, lambda y, p: float(skm.f1_score(y, p, zero_division=0))),
+        Metric("rmse", False, False, _rmse),
+        Metric("mae", False, False, lambda y, p: float(skm.mean_absolute_error(y, p))),
+        Metric("r2", True, False, lambda y, p: float(skm.r2_score(y, p))),
+    )
+}
 
 TASK_METRICS = {
     "binary": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
@@ -78,7 +81,9 @@ def score(name: str, y_true: np.ndarray, prediction: np.ndarray, probability: np
     return metric.score(y_true, probability if metric.uses_probability else prediction)
 
 
-def all_scores(task: str, y_true: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None) -> dict[str, float]:
+def all_scores(
+    task: str, y_true: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None
+) -> dict[str, float]:
     return {name: score(name, y_true, prediction, probability) for name in TASK_METRICS[task]}
 
 
@@ -96,8 +101,16 @@ def improvement(name: str, candidate: float, reference: float) -> float:
     return delta if METRICS[name].greater_is_better else -delta
 
 
-def paired_bootstrap(name: str, y_true: np.ndarray, candidate: np.ndarray, reference: np.ndarray, *,
-                     resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def paired_bootstrap(
+    name: str,
+    y_true: np.ndarray,
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile confidence interval of ``improvement(candidate, reference)`` over resampled rows.
 
     Paired: each resample scores both models on the same rows, so the interval reflects the gap
@@ -164,7 +177,9 @@ def population_stability(reference: np.ndarray, current: np.ndarray, bins: int =
     return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
 
 
-def slice_scores(name: str, y_true: np.ndarray, scored: np.ndarray, groups: np.ndarray) -> list[tuple[str, int, float | None]]:
+def slice_scores(
+    name: str, y_true: np.ndarray, scored: np.ndarray, groups: np.ndarray
+) -> list[tuple[str, int, float | None]]:
     """(value, rows, metric) for each value of ``groups``, largest group first; the metric is None
     where it is undefined (AUC on a group with one class only). ``scored`` is what the metric
     scores: probabilities or predictions. Missing group values form their own group."""
@@ -173,7 +188,9 @@ def slice_scores(name: str, y_true: np.ndarray, scored: np.ndarray, groups: np.n
     for value in labels.value_counts(sort=True).index:
         rows = (labels == value).to_numpy()
         y = y_true[rows]
-        out.append((value, int(rows.sum()), None if undefined(name, y, scored[rows]) else METRICS[name].score(y, scored[rows])))
+        out.append(
+            (value, int(rows.sum()), None if undefined(name, y, scored[rows]) else METRICS[name].score(y, scored[rows]))
+        )
     return out
 
 
@@ -185,7 +202,9 @@ def _group_labels(groups: np.ndarray) -> pd.Series:
     return series.astype("string").fillna("(missing)")
 
 
-def bootstrap_scores(name: str, y_true: np.ndarray, *scored: np.ndarray, resamples: int = 1000, seed: int = 0) -> np.ndarray:
+def bootstrap_scores(
+    name: str, y_true: np.ndarray, *scored: np.ndarray, resamples: int = 1000, seed: int = 0
+) -> np.ndarray:
     """Each model's score on the same resampled rows: one row per resample, one column per array
     of ``scored`` (what the metric scores: probabilities or predictions).
 

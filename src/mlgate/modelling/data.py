@@ -12,10 +12,10 @@ import pandas as pd
 TASKS = ("binary", "multiclass", "regression")
 CLASSIFICATION = ("binary", "multiclass")
 COLUMN_TYPES = ("integer", "float", "string", "boolean", "datetime", "text")
-ROLES = ("feature", "id")                      # an id column is checked for uniqueness, never a feature
+ROLES = ("feature", "id")  # an id column is checked for uniqueness, never a feature
 CATEGORY_POLICIES = ("fail", "warn", "other")  # a value outside `categories`: violation, warning, or mapped
-MISSING_COLUMN_POLICIES = ("fail", "impute")   # a feature column absent at predict time
-NON_FINITE_POLICIES = ("fail", "missing")      # an infinite or too large number: violation, or a missing value
+MISSING_COLUMN_POLICIES = ("fail", "impute")  # a feature column absent at predict time
+NON_FINITE_POLICIES = ("fail", "missing")  # an infinite or too large number: violation, or a missing value
 # The largest magnitude a numeric column may hold: float32's. Tree models (random forest, extra
 # trees) compute in float32, where a larger number is an infinity and fails the fit.
 LARGEST_NUMBER = float(np.finfo(np.float32).max)
@@ -27,13 +27,13 @@ OTHER_CATEGORY = "__other__"
 class ColumnSpec:
     type: str
     role: str = "feature"
-    max_missing_share: float | None = None      # None: the contract's default
+    max_missing_share: float | None = None  # None: the contract's default
     min: float | None = None
     max: float | None = None
-    categories: list[str] | None = None         # the allowed values; None: any
-    new_categories: str | None = None           # policy for values outside `categories`; None: the contract's
+    categories: list[str] | None = None  # the allowed values; None: any
+    new_categories: str | None = None  # policy for values outside `categories`; None: the contract's
     unique: bool = False
-    non_finite: str | None = None               # policy for inf, -inf and |x| > 3.4e38; None: the contract's
+    non_finite: str | None = None  # policy for inf, -inf and |x| > 3.4e38; None: the contract's
 
     def __post_init__(self) -> None:
         if self.type not in COLUMN_TYPES:
@@ -42,7 +42,7 @@ class ColumnSpec:
             raise ValueError(f"role must be one of {ROLES}, got '{self.role}'")
         if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
             raise ValueError(f"min/max apply to integer and float columns, not '{self.type}'")
-        if any(bound is not None and bound != bound for bound in (self.min, self.max)):   # .nan in YAML
+        if any(bound is not None and bound != bound for bound in (self.min, self.max)):  # .nan in YAML
             raise ValueError("min/max must be numbers; .nan compares false with everything and would check nothing")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min:g} is above max {self.max:g}")
@@ -66,18 +66,21 @@ class Contract:
     max_missing_share: float = 0.0
     new_categories: str = "warn"
     missing_columns: str = "fail"
-    non_finite: str = "fail"   # numeric columns hold finite numbers within ±3.4e38 unless a column says missing
+    non_finite: str = "fail"  # numeric columns hold finite numbers within ±3.4e38 unless a column says missing
     # A feature that alone reaches this ROC AUC (binary) or R² (regression) is named as a likely leak.
     leakage_threshold: float = 0.98
 
     def __post_init__(self) -> None:
         if self.new_categories not in CATEGORY_POLICIES:
-            raise ValueError(f"data.contract.new_categories must be one of {CATEGORY_POLICIES}, got '{self.new_categories}'")
+            raise ValueError(
+                f"data.contract.new_categories must be one of {CATEGORY_POLICIES}, got '{self.new_categories}'"
+            )
         if self.non_finite not in NON_FINITE_POLICIES:
             raise ValueError(f"data.contract.non_finite must be one of {NON_FINITE_POLICIES}, got '{self.non_finite}'")
         if self.missing_columns not in MISSING_COLUMN_POLICIES:
-            raise ValueError(f"data.contract.missing_columns must be one of {MISSING_COLUMN_POLICIES}, "
-                             f"got '{self.missing_columns}'")
+            raise ValueError(
+                f"data.contract.missing_columns must be one of {MISSING_COLUMN_POLICIES}, got '{self.missing_columns}'"
+            )
         if self.max_rows is not None and self.max_rows < self.min_rows:
             raise ValueError(f"data.contract.max_rows {self.max_rows} is below min_rows {self.min_rows}")
 
@@ -95,17 +98,18 @@ FILE_OPTIONS = ("sep", "encoding", "na_values", "dtype", "decimal", "thousands",
 @dataclass(frozen=True)
 class SourceSpec:
     """Where the data comes from: one ``kind`` and the fields of that kind (see conf/data/*.yaml)."""
+
     kind: str
     # file: a local path or an fsspec URL (s3://, gs://, https://, ...), CSV or Parquet
     path: str | None = None
     format: str = "csv"
-    options: dict[str, Any] = field(default_factory=dict)   # passed to pandas: FILE_OPTIONS
+    options: dict[str, Any] = field(default_factory=dict)  # passed to pandas: FILE_OPTIONS
     # sql: a SQLAlchemy URL without credentials, and a table or a query with bound parameters
     url: str | None = None
     table: str | None = None
     query: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    username_env: str | None = None      # names of environment variables, never the secrets
+    username_env: str | None = None  # names of environment variables, never the secrets
     password_env: str | None = None
     fingerprint_query: str | None = None  # cheap query whose result changes when the data does
     # http: a JSON API (url above); records under a dotted key; optional pagination
@@ -115,7 +119,7 @@ class SourceSpec:
     timeout_s: float = 30.0
     retries: int = 3
     backoff_s: float = 0.5
-    max_download_mb: float = 256.0   # all pages together, decompressed: a gzip bomb stops here
+    max_download_mb: float = 256.0  # all pages together, decompressed: a gzip bomb stops here
 
     def __post_init__(self) -> None:
         where = "data.source"
@@ -156,8 +160,10 @@ class DataSpec:
         if self.target not in self.contract.columns:
             raise ValueError(f"data.contract.columns must declare the target column '{self.target}'")
         if self.contract.columns[self.target].role != "feature":
-            raise ValueError(f"data.contract.columns.{self.target}: the target cannot have role "
-                             f"'{self.contract.columns[self.target].role}'")
+            raise ValueError(
+                f"data.contract.columns.{self.target}: the target cannot have role "
+                f"'{self.contract.columns[self.target].role}'"
+            )
         if self.task == "binary" and self.positive_class is None:
             raise ValueError("data.positive_class is required for a binary task")
         if self.task == "multiclass":
@@ -228,18 +234,26 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
     violations: list[Violation] = []
     warnings: list[Violation] = []
     if labelled and len(frame) < contract.min_rows:
-        violations.append(Violation(None, "min_rows", f"{len(frame):,} rows, the contract asks for at least {contract.min_rows:,}"))
+        violations.append(
+            Violation(None, "min_rows", f"{len(frame):,} rows, the contract asks for at least {contract.min_rows:,}")
+        )
     if labelled and contract.max_rows is not None and len(frame) > contract.max_rows:
-        violations.append(Violation(None, "max_rows", f"{len(frame):,} rows, the contract allows at most {contract.max_rows:,}"))
+        violations.append(
+            Violation(None, "max_rows", f"{len(frame):,} rows, the contract allows at most {contract.max_rows:,}")
+        )
     missing = [c for c in contract.columns if c not in frame.columns]
     for column in missing:
         if column == spec.target and not labelled:
             continue
         role = "target column" if column == spec.target else "column"
-        violations.append(Violation(column, "required", f"{role} '{column}' is missing (found: {', '.join(map(str, frame.columns))})"))
+        violations.append(
+            Violation(column, "required", f"{role} '{column}' is missing (found: {', '.join(map(str, frame.columns))})")
+        )
     for column in frame.columns:
         if column not in contract.columns:
-            warnings.append(Violation(str(column), "undeclared", f"column '{column}' is not in the contract and is not used"))
+            warnings.append(
+                Violation(str(column), "undeclared", f"column '{column}' is not in the contract and is not used")
+            )
     for column, col_spec in contract.columns.items():
         if column in missing:
             continue
@@ -257,10 +271,18 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
             limit = 0.0
         share = float(absent.mean()) if len(values) else 0.0
         if share > limit:
-            counted = (" (infinite or too large values included: non_finite: missing)"
-                       if beyond.any() and policy == "missing" else "")
-            violations.append(Violation(column, "max_missing_share",
-                                        f"{share:.2%} missing ({int(absent.sum()):,} rows{counted}), limit {limit:.2%}"))
+            counted = (
+                " (infinite or too large values included: non_finite: missing)"
+                if beyond.any() and policy == "missing"
+                else ""
+            )
+            violations.append(
+                Violation(
+                    column,
+                    "max_missing_share",
+                    f"{share:.2%} missing ({int(absent.sum()):,} rows{counted}), limit {limit:.2%}",
+                )
+            )
         if not type_problems:
             violations.extend(_check_range(column, values.where(~beyond), col_spec))
         if col_spec.categories is not None:
@@ -279,16 +301,23 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
         for column, score in leakage_scores(frame, spec).items():
             if score >= contract.leakage_threshold:
                 measure = {"binary": "ROC AUC", "multiclass": "macro one-vs-rest ROC AUC"}.get(spec.task, "R²")
-                warnings.append(Violation(column, "leakage", f"alone predicts '{spec.target}' with {measure} {score:.3f} "
-                                                             f"(leakage_threshold {contract.leakage_threshold}); is it "
-                                                             f"known before the target is? If not, drop it"))
+                warnings.append(
+                    Violation(
+                        column,
+                        "leakage",
+                        f"alone predicts '{spec.target}' with {measure} {score:.3f} "
+                        f"(leakage_threshold {contract.leakage_threshold}); is it "
+                        f"known before the target is? If not, drop it",
+                    )
+                )
     return ValidationResult(violations, warnings)
 
 
 def normalize_boolean(values: pd.Series) -> pd.Series:
     """True/"true"/"True" (and False alike) as the strings "True"/"False"; missing kept; others unchanged."""
-    spelled = values.astype(object).map(lambda v: {"true": "True", "false": "False"}.get(str(v).lower(), v)
-                                        if pd.notna(v) else v)
+    spelled = values.astype(object).map(
+        lambda v: {"true": "True", "false": "False"}.get(str(v).lower(), v) if pd.notna(v) else v
+    )
     return spelled
 
 
@@ -324,10 +353,14 @@ def non_finite(values: pd.Series) -> pd.Series:
 def _non_finite_violation(column: str, values: pd.Series, beyond: pd.Series) -> Violation:
     rows = ", ".join(_row(i).removeprefix("row ") for i in beyond.index[beyond][:5])
     rows += ", ..." if beyond.sum() > 5 else ""
-    return Violation(column, "finite", f"{int(beyond.sum()):,} value(s) are infinite or beyond ±{LARGEST_NUMBER:.1e}, "
-                                       f"first {_shown(values[beyond].iloc[0])}, at row(s) {rows}; the contract allows "
-                                       f"finite numbers only (non_finite: fail); fix the source, or set non_finite: "
-                                       f"missing on the column to read them as missing values")
+    return Violation(
+        column,
+        "finite",
+        f"{int(beyond.sum()):,} value(s) are infinite or beyond ±{LARGEST_NUMBER:.1e}, "
+        f"first {_shown(values[beyond].iloc[0])}, at row(s) {rows}; the contract allows "
+        f"finite numbers only (non_finite: fail); fix the source, or set non_finite: "
+        f"missing on the column to read them as missing values",
+    )
 
 
 def _shown(value: Any) -> str:
@@ -346,25 +379,45 @@ def _check_type(column: str, values: pd.Series, declared: str) -> list[Violation
         numeric = as_numbers(present) if not pd.api.types.is_numeric_dtype(present) else present
         bad = present[numeric.isna()]
         if len(bad):
-            return [Violation(column, "type", f"declared {declared} but {len(bad):,} value(s) are not numeric, "
-                                              f"first {_shown(bad.iloc[0])} at {_row(bad.index[0])}")]
+            return [
+                Violation(
+                    column,
+                    "type",
+                    f"declared {declared} but {len(bad):,} value(s) are not numeric, "
+                    f"first {_shown(bad.iloc[0])} at {_row(bad.index[0])}",
+                )
+            ]
         if declared == "integer" and len(numeric):
-            as_float = numeric.astype(float)   # an infinity has no fractional part: the finite rule names it
+            as_float = numeric.astype(float)  # an infinity has no fractional part: the finite rule names it
             with np.errstate(invalid="ignore"):
                 fractional = numeric[(np.mod(as_float, 1) != 0) & np.isfinite(as_float)]
             if len(fractional):
-                return [Violation(column, "type", f"declared integer but {len(fractional):,} value(s) have a "
-                                                  f"fractional part, first {_shown(fractional.iloc[0])} at {_row(fractional.index[0])}")]
+                return [
+                    Violation(
+                        column,
+                        "type",
+                        f"declared integer but {len(fractional):,} value(s) have a "
+                        f"fractional part, first {_shown(fractional.iloc[0])} at {_row(fractional.index[0])}",
+                    )
+                ]
     if declared == "boolean":
         allowed = {True, False, "true", "false", "True", "False"}
         bad = present[~present.isin(allowed)]
         if len(bad):
-            return [Violation(column, "type", f"declared boolean but found {_shown(bad.iloc[0])} at {_row(bad.index[0])}")]
+            return [
+                Violation(column, "type", f"declared boolean but found {_shown(bad.iloc[0])} at {_row(bad.index[0])}")
+            ]
     if declared == "datetime":
         bad = present[parse_datetime(present).isna()]
         if len(bad):
-            return [Violation(column, "type", f"declared datetime but {len(bad):,} value(s) are not ISO 8601 "
-                                              f"dates, first {_shown(bad.iloc[0])} at {_row(bad.index[0])}")]
+            return [
+                Violation(
+                    column,
+                    "type",
+                    f"declared datetime but {len(bad):,} value(s) are not ISO 8601 "
+                    f"dates, first {_shown(bad.iloc[0])} at {_row(bad.index[0])}",
+                )
+            ]
     return []
 
 
@@ -373,14 +426,22 @@ def _check_range(column: str, values: pd.Series, col_spec: ColumnSpec) -> list[V
         return []
     numeric = as_numbers(values)
     problems = []
-    for bound, limit, outside in (("min", col_spec.min, numeric < (col_spec.min or 0)),
-                                  ("max", col_spec.max, numeric > (col_spec.max or 0))):
+    for bound, limit, outside in (
+        ("min", col_spec.min, numeric < (col_spec.min or 0)),
+        ("max", col_spec.max, numeric > (col_spec.max or 0)),
+    ):
         if limit is None or not outside.any():
             continue
         observed = numeric.min() if bound == "min" else numeric.max()
         word = "below" if bound == "min" else "above"
-        problems.append(Violation(column, "range", f"{int(outside.sum()):,} value(s) {word} {bound} {limit:g} "
-                                                   f"(observed {bound} {observed:g}, first at {_row(outside.idxmax())})"))
+        problems.append(
+            Violation(
+                column,
+                "range",
+                f"{int(outside.sum()):,} value(s) {word} {bound} {limit:g} "
+                f"(observed {bound} {observed:g}, first at {_row(outside.idxmax())})",
+            )
+        )
     return problems
 
 
@@ -395,11 +456,15 @@ def _check_categories(column: str, values: pd.Series, allowed: list, policy: str
         return None
     counts = new.value_counts()
     shown = ", ".join(f"'{k}' ({v:,})" for k, v in counts.head(5).items()) + (" ..." if len(counts) > 5 else "")
-    consequence = {"fail": "new_categories: fail", "warn": "kept (new_categories: warn)",
-                   "other": f"mapped to '{OTHER_CATEGORY}' (new_categories: other)"}[policy]
+    consequence = {
+        "fail": "new_categories: fail",
+        "warn": "kept (new_categories: warn)",
+        "other": f"mapped to '{OTHER_CATEGORY}' (new_categories: other)",
+    }[policy]
     rule = "categories" if policy == "fail" else "new_categories"
-    return Violation(column, rule, f"{len(new):,} value(s) outside the {len(allowed)} allowed categories: {shown}; "
-                                   f"{consequence}")
+    return Violation(
+        column, rule, f"{len(new):,} value(s) outside the {len(allowed)} allowed categories: {shown}; {consequence}"
+    )
 
 
 def _check_unique(column: str, values: pd.Series) -> list[Violation]:
@@ -408,8 +473,14 @@ def _check_unique(column: str, values: pd.Series) -> list[Violation]:
         return []
     first = duplicated.iloc[0]
     rows = ", ".join(str(i + 1) for i in duplicated.index[duplicated == first][:3])
-    return [Violation(column, "unique", f"{int(values.duplicated().sum()):,} duplicate value(s) in an id column, "
-                                        f"first {_shown(first)} at rows {rows}")]
+    return [
+        Violation(
+            column,
+            "unique",
+            f"{int(values.duplicated().sum()):,} duplicate value(s) in an id column, "
+            f"first {_shown(first)} at rows {rows}",
+        )
+    ]
 
 
 LEAKAGE_SAMPLE_ROWS = 50_000
@@ -439,7 +510,7 @@ def leakage_scores(frame: pd.DataFrame, spec: DataSpec, seed: int = 0) -> dict[s
         values = rows[column]
         if column in spec.numeric_features:
             x = as_numbers(values).to_numpy(dtype=float, copy=True)
-            x[np.abs(x) > LARGEST_NUMBER] = np.nan   # reported by the finite rule (or missing by policy)
+            x[np.abs(x) > LARGEST_NUMBER] = np.nan  # reported by the finite rule (or missing by policy)
             if np.isnan(x).all() or np.nanstd(x) == 0:
                 continue
             x = np.where(np.isnan(x), np.nanmin(x) - 1.0, x)
@@ -489,12 +560,30 @@ def _check_classes(target: pd.Series, spec: DataSpec) -> list[Violation]:
         found = ", ".join(f"'{k}'" for k in counts.index) or "none"
         problems.append(Violation(spec.target, "min_classes", f"a binary target needs two classes, found {found}"))
     elif len(counts) > 2:
-        problems.append(Violation(spec.target, "max_classes", f"a binary target has two classes, found {len(counts)}: {list(counts.index[:5])}"))
+        problems.append(
+            Violation(
+                spec.target,
+                "max_classes",
+                f"a binary target has two classes, found {len(counts)}: {list(counts.index[:5])}",
+            )
+        )
     if spec.positive_class is not None and str(spec.positive_class) not in counts.index:
-        problems.append(Violation(spec.target, "positive_class", f"positive class '{spec.positive_class}' does not occur (classes: {list(counts.index)})"))
+        problems.append(
+            Violation(
+                spec.target,
+                "positive_class",
+                f"positive class '{spec.positive_class}' does not occur (classes: {list(counts.index)})",
+            )
+        )
     small = counts[counts < spec.contract.min_class_count]
     for label, count in small.items():
-        problems.append(Violation(spec.target, "min_class_count", f"class '{label}' has {count:,} rows, the contract asks for at least {spec.contract.min_class_count:,}"))
+        problems.append(
+            Violation(
+                spec.target,
+                "min_class_count",
+                f"class '{label}' has {count:,} rows, the contract asks for at least {spec.contract.min_class_count:,}",
+            )
+        )
     return problems
 
 
@@ -505,16 +594,29 @@ def _check_multiclass(target: pd.Series, spec: DataSpec, *, labelled: bool) -> l
     problems = []
     unknown = [label for label in counts.index if label not in spec.classes]
     if unknown:
-        problems.append(Violation(spec.target, "classes", f"{int(counts[unknown].sum()):,} row(s) hold classes not in "
-                                                          f"data.classes: {unknown[:5]} (declared: {spec.classes})"))
+        problems.append(
+            Violation(
+                spec.target,
+                "classes",
+                f"{int(counts[unknown].sum()):,} row(s) hold classes not in "
+                f"data.classes: {unknown[:5]} (declared: {spec.classes})",
+            )
+        )
     if labelled:
         absent = [label for label in spec.classes if label not in counts.index]
         if absent:
-            problems.append(Violation(spec.target, "min_classes", f"declared class(es) {absent} do not occur in "
-                                                                  f"'{spec.target}'"))
+            problems.append(
+                Violation(spec.target, "min_classes", f"declared class(es) {absent} do not occur in '{spec.target}'")
+            )
         for label, count in counts[counts < spec.contract.min_class_count].items():
-            problems.append(Violation(spec.target, "min_class_count", f"class '{label}' has {count:,} rows, the contract "
-                                                                      f"asks for at least {spec.contract.min_class_count:,}"))
+            problems.append(
+                Violation(
+                    spec.target,
+                    "min_class_count",
+                    f"class '{label}' has {count:,} rows, the contract "
+                    f"asks for at least {spec.contract.min_class_count:,}",
+                )
+            )
     return problems
 
 
@@ -523,8 +625,11 @@ def conform(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
     missing under non_finite: missing, an error otherwise: no model sees one), categoricals and
     text as str with NaN kept, datetimes as UTC timestamps."""
     present = [c for c in spec.features if c in frame.columns]
-    features = conform_features(frame, [c for c in spec.numeric_features if c in present],
-                                [c for c in spec.categorical_features + spec.text_features if c in present])
+    features = conform_features(
+        frame,
+        [c for c in spec.numeric_features if c in present],
+        [c for c in spec.categorical_features + spec.text_features if c in present],
+    )
     for column in [c for c in spec.numeric_features if c in present]:
         beyond = non_finite(features[column])
         if not beyond.any():
@@ -548,8 +653,9 @@ def conform_features(frame: pd.DataFrame, numeric: list[str], categorical: list[
         values = as_numbers(frame[column])
         unread = values.isna() & frame[column].notna()
         if unread.any():
-            raise ValueError(f"column '{column}': {frame[column][unread].iloc[0]!r} at {_row(unread.idxmax())} "
-                             f"is not a number")
+            raise ValueError(
+                f"column '{column}': {frame[column][unread].iloc[0]!r} at {_row(unread.idxmax())} is not a number"
+            )
         out[column] = values
     for column in categorical:
         values = frame[column].astype(object)
@@ -567,7 +673,8 @@ def target_vector(frame: pd.DataFrame, spec: DataSpec) -> np.ndarray:
         codes = pd.Categorical(values.astype(str), categories=spec.classes).codes.astype(np.int64)
         if (codes < 0).any():
             unknown = sorted(set(values.astype(str)[codes < 0]))[:5]
-            raise ValueError(f"target '{spec.target}' holds classes not in data.classes: {unknown} "
-                             f"(declared: {spec.classes})")
+            raise ValueError(
+                f"target '{spec.target}' holds classes not in data.classes: {unknown} (declared: {spec.classes})"
+            )
         return codes
     return values.to_numpy(dtype=np.float64)

@@ -15,7 +15,6 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
-
 class PipelineModel(PythonModel):
     def load_context(self, context) -> None:
         self.pipeline = joblib.load(context.artifacts["pipeline"])
@@ -27,14 +26,17 @@ class PipelineModel(PythonModel):
         features = self.features
         if features["task"] == "binary":
             probability = self.pipeline.predict_proba(model_input)[:, 1]
-            labels = np.where(probability >= features.get("threshold", 0.5), features["positive_class"],
-                              features["negative_class"])
+            labels = np.where(
+                probability >= features.get("threshold", 0.5), features["positive_class"], features["negative_class"]
+            )
             return pd.DataFrame({"prediction": labels, "probability": probability})
         if features["task"] == "multiclass":  # the most probable class, and every class's probability
             probabilities = self.pipeline.predict_proba(model_input)
             classes = features["classes"]
             labels = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
-            return pd.DataFrame({"prediction": labels, **{f"probability_{c}": probabilities[:, k] for k, c in enumerate(classes)}})
+            return pd.DataFrame(
+                {"prediction": labels, **{f"probability_{c}": probabilities[:, k] for k, c in enumerate(classes)}}
+            )
         return pd.DataFrame({"prediction": self.pipeline.predict(model_input)})
 
 

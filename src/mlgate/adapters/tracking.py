@@ -30,11 +30,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from mlgate.project import StageError
+from mlgate.errors import StageError
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "mlgate.stage"
-DIGEST_TAG = "mlgate.model.sha256"   # the artifact digest the gate recorded on a version
+DIGEST_TAG = "mlgate.model.sha256"  # the artifact digest the gate recorded on a version
 # on a tune run: the sha256 of the best_params.json it wrote, which holds no run id (train finds the run by it)
 BEST_PARAMS_TAG = "mlgate.best_params_sha256"
 ALLOW_UNVERIFIED_ENV = "MLGATE_ALLOW_UNVERIFIED_MODELS"
@@ -88,9 +88,12 @@ def experiment_id(name: str) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=project_root())
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=project_root()).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=project_root()
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=project_root()
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -98,8 +101,12 @@ def git_commit() -> str:
 
 def lineage_tags(stage: str, data_hash: str, dvc_md5: str | None = None) -> dict[str, str]:
     commit = git_commit()
-    tags = {STAGE_TAG: stage, "mlgate.data_hash": data_hash, "mlgate.git_commit": commit,
-            "mlflow.source.git.commit": commit.removesuffix("-dirty")}
+    tags = {
+        STAGE_TAG: stage,
+        "mlgate.data_hash": data_hash,
+        "mlgate.git_commit": commit,
+        "mlflow.source.git.commit": commit.removesuffix("-dirty"),
+    }
     if dvc_md5:
         tags["mlgate.dvc_data_md5"] = dvc_md5
     return tags
@@ -126,8 +133,14 @@ def run_exists(run_id: str) -> bool:
         return False
 
 
-def log(run_id: str, *, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
-        tags: dict[str, str] | None = None, step: int = 0) -> None:
+def log(
+    run_id: str,
+    *,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    step: int = 0,
+) -> None:
     now = int(time.time() * 1000)
     client().log_batch(
         run_id,
@@ -149,12 +162,21 @@ def run_artifact_uri(run_id: str, artifact_path: str) -> str:
 def run_started_at(run_id: str) -> str:
     """The run's start as an ISO-8601 UTC timestamp."""
     started = client().get_run(run_id).info.start_time / 1000
-    return dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds")
 
 
-def log_model(run_id: str, local_dir: Path, *, code_path: Path, artifacts: dict[str, str], input_example,
-              output_example, string_columns: list[str], optional_inputs: bool,
-              pip_requirements: list[str]) -> dict[str, str]:
+def log_model(
+    run_id: str,
+    local_dir: Path,
+    *,
+    code_path: Path,
+    artifacts: dict[str, str],
+    input_example,
+    output_example,
+    string_columns: list[str],
+    optional_inputs: bool,
+    pip_requirements: list[str],
+) -> dict[str, str]:
     """Save the pyfunc model to ``local_dir`` and log the same model to the run.
 
     Numeric and datetime inputs are typed ``Any`` in the signature: MLflow refuses to cast int64 to
@@ -165,11 +187,20 @@ def log_model(run_id: str, local_dir: Path, *, code_path: Path, artifacts: dict[
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    inputs = Schema([ColSpec("string" if c in string_columns else AnyType(), c, required=not optional_inputs)
-                     for c in input_example.columns])
+    inputs = Schema(
+        [
+            ColSpec("string" if c in string_columns else AnyType(), c, required=not optional_inputs)
+            for c in input_example.columns
+        ]
+    )
     signature = ModelSignature(inputs=inputs, outputs=infer_signature(input_example, output_example).outputs)
-    kwargs = dict(python_model=str(code_path), artifacts=artifacts, signature=signature,
-                  input_example=input_example, pip_requirements=pip_requirements)
+    kwargs = dict(
+        python_model=str(code_path),
+        artifacts=artifacts,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+    )
     mlflow.pyfunc.save_model(str(local_dir), **kwargs)
     client()
     with mlflow.start_run(run_id=run_id):
@@ -180,15 +211,16 @@ def log_model(run_id: str, local_dir: Path, *, code_path: Path, artifacts: dict[
 @dataclass(frozen=True)
 class TrialRecord:
     """One finished trial, as the study's child run should show it."""
+
     name: str
     params: dict[str, Any]
     metrics: dict[str, float]
     fold_metrics: dict[str, list[float]]
     tags: dict[str, str]
-    status: str           # FINISHED | FAILED | KILLED
+    status: str  # FINISHED | FAILED | KILLED
     start_ms: int
     end_ms: int
-    children: tuple[TrialRecord, ...] = ()   # runs nested under this one (per-fold runs)
+    children: tuple[TrialRecord, ...] = ()  # runs nested under this one (per-fold runs)
 
 
 class TrialRecorder:
@@ -205,7 +237,9 @@ class TrialRecorder:
         self._records = context.Queue()
         self._report = context.Queue()
         self._process = context.Process(
-            target=_write_trials, name="mlgate-trial-recorder", daemon=True,
+            target=_write_trials,
+            name="mlgate-trial-recorder",
+            daemon=True,
             args=(tracking_uri(), experiment_id(experiment), parent_run_id, base_tags, self._records, self._report),
         )
         self._process.start()
@@ -228,11 +262,11 @@ class TrialRecorder:
         self._process.join()
 
 
-def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict[str, str],
-                  records, report) -> None:
+def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict[str, str], records, report) -> None:
     """The recorder process: drain ``records`` until None, then report (written, errors)."""
     writer = MlflowClient(tracking_uri=uri)
     written, errors = 0, []
+
     def write(record: TrialRecord, parent: str) -> None:
         tags = {**base_tags, **record.tags, PARENT_TAG: parent}
         run = writer.create_run(experiment, start_time=record.start_ms, tags=tags, run_name=record.name)
@@ -250,7 +284,7 @@ def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict
         try:
             trial = records.get(timeout=1.0)
         except queue.Empty:
-            if parent is not None and not parent.is_alive():   # killed (kill -9): no None will come
+            if parent is not None and not parent.is_alive():  # killed (kill -9): no None will come
                 os._exit(0)
             continue
         if trial is None:
@@ -278,10 +312,19 @@ def trial_recorder(experiment: str, parent_run_id: str, base_tags: dict[str, str
 def child_runs(parent_run_id: str) -> list[dict[str, Any]]:
     runs = client().search_runs(
         [client().get_run(parent_run_id).info.experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50_000,
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        max_results=50_000,
     )
-    return [{"run_id": r.info.run_id, "status": r.info.status, "params": r.data.params,
-             "metrics": r.data.metrics, "tags": r.data.tags} for r in runs]
+    return [
+        {
+            "run_id": r.info.run_id,
+            "status": r.info.status,
+            "params": r.data.params,
+            "metrics": r.data.metrics,
+            "tags": r.data.tags,
+        }
+        for r in runs
+    ]
 
 
 def file_digest(path: str | Path) -> str:
@@ -290,8 +333,12 @@ def file_digest(path: str | Path) -> str:
 
 def newest_run_tagged(experiment: str, key: str, value: str) -> str | None:
     """The id of the newest run of ``experiment`` tagged ``key`` = ``value``, or None."""
-    runs = client().search_runs([experiment_id(experiment)], filter_string=f"tags.`{key}` = '{value}'",
-                                order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client().search_runs(
+        [experiment_id(experiment)],
+        filter_string=f"tags.`{key}` = '{value}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -300,14 +347,17 @@ def newest_run_tagged(experiment: str, key: str, value: str) -> str | None:
 HOST_TAG, PID_TAG, PID_STARTED_TAG = "mlgate.host", "mlgate.pid", "mlgate.pid_started"
 HEARTBEAT_TAG, CLOSED_REASON_TAG = "mlgate.heartbeat", "mlgate.closed_reason"
 HEARTBEAT_S = 60.0
-HEARTBEAT_GRACE_S = 900.0   # 15 missed beats: a busy store or a laptop's sleep is not death
+HEARTBEAT_GRACE_S = 900.0  # 15 missed beats: a busy store or a laptop's sleep is not death
 DEAD, ALIVE, UNKNOWN = "dead", "alive", "unknown"
 
 
 def owner_tags() -> dict[str, str]:
     """This process as a run records it: host, pid and the pid's start time (a pid is reused)."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            PID_STARTED_TAG: f"{psutil.Process().create_time():.3f}"}
+    return {
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(os.getpid()),
+        PID_STARTED_TAG: f"{psutil.Process().create_time():.3f}",
+    }
 
 
 def process_started(pid: int) -> float | None:
@@ -329,8 +379,14 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-def liveness(tags: dict[str, str], *, host: str, now: float, started: Callable[[int], float | None],
-             grace_s: float = HEARTBEAT_GRACE_S) -> tuple[str, str]:
+def liveness(
+    tags: dict[str, str],
+    *,
+    host: str,
+    now: float,
+    started: Callable[[int], float | None],
+    grace_s: float = HEARTBEAT_GRACE_S,
+) -> tuple[str, str]:
     """(DEAD | ALIVE | UNKNOWN, why) of the process that owns a RUNNING run with these tags.
 
     On this host the process table decides: the pid is gone, or now belongs to a process that
@@ -338,15 +394,21 @@ def liveness(tags: dict[str, str], *, host: str, now: float, started: Callable[[
     without either record (an older mlgate, another tool) is UNKNOWN: it may be alive.
     ``started`` is ``process_started`` (a fake process table in tests).
     """
-    pid, recorded, beat = _number(tags.get(PID_TAG)), _number(tags.get(PID_STARTED_TAG)), _number(tags.get(HEARTBEAT_TAG))
+    pid, recorded, beat = (
+        _number(tags.get(PID_TAG)),
+        _number(tags.get(PID_STARTED_TAG)),
+        _number(tags.get(HEARTBEAT_TAG)),
+    )
     owner = tags.get(HOST_TAG)
     if owner == host and pid is not None and pid == int(pid) and pid > 0:
         now_started = started(int(pid))
         if now_started is None:
             return DEAD, f"process {int(pid)} on {host} is gone"
-        if recorded is not None and abs(now_started - recorded) > 1.0:   # NaN (hidden) compares False: alive
-            return DEAD, (f"process {int(pid)} on {host} is gone (the pid now belongs to a process started "
-                          f"{dt.datetime.fromtimestamp(now_started, dt.timezone.utc).isoformat(timespec='seconds')})")
+        if recorded is not None and abs(now_started - recorded) > 1.0:  # NaN (hidden) compares False: alive
+            return DEAD, (
+                f"process {int(pid)} on {host} is gone (the pid now belongs to a process started "
+                f"{dt.datetime.fromtimestamp(now_started, dt.UTC).isoformat(timespec='seconds')})"
+            )
         return ALIVE, f"process {int(pid)} on {host} is running"
     if beat is not None:
         age = now - beat
@@ -359,14 +421,16 @@ def liveness(tags: dict[str, str], *, host: str, now: float, started: Callable[[
 @dataclass(frozen=True)
 class ClosedRun:
     """A run found RUNNING with its process dead, now KILLED."""
+
     run_id: str
     name: str
     reason: str
-    nested: int    # RUNNING runs under it, closed with it
+    nested: int  # RUNNING runs under it, closed with it
 
 
-def close_dead_runs(experiment: str, *, grace_s: float = HEARTBEAT_GRACE_S,
-                    started: Callable[[int], float | None] = process_started) -> list[ClosedRun]:
+def close_dead_runs(
+    experiment: str, *, grace_s: float = HEARTBEAT_GRACE_S, started: Callable[[int], float | None] = process_started
+) -> list[ClosedRun]:
     """End as KILLED each RUNNING run of ``experiment`` whose process is provably dead (``liveness``),
     and the RUNNING runs nested under it (trials, folds) unless they are provably alive themselves;
     each tagged ``mlgate.closed_reason``. A run that may be alive (another user's stage on the same
@@ -383,16 +447,18 @@ def close_dead_runs(experiment: str, *, grace_s: float = HEARTBEAT_GRACE_S,
     host, now = socket.gethostname(), time.time()
     closed, done = [], set()
     ids = {run.info.run_id for run in running}
-    for run in sorted(running, key=lambda r: r.data.tags.get(PARENT_TAG) in ids):   # outermost first
+    for run in sorted(running, key=lambda r: r.data.tags.get(PARENT_TAG) in ids):  # outermost first
         state, reason = liveness(run.data.tags, host=host, now=now, started=started, grace_s=grace_s)
         if state != DEAD or run.info.run_id in done or c.get_run(run.info.run_id).info.status != "RUNNING":
-            continue   # alive, may be, closed under its parent, or ended since the search
-        end_ms = int(1000 * (_number(run.data.tags.get(HEARTBEAT_TAG)) or now))   # last seen alive, if known
+            continue  # alive, may be, closed under its parent, or ended since the search
+        end_ms = int(1000 * (_number(run.data.tags.get(HEARTBEAT_TAG)) or now))  # last seen alive, if known
         nested, below = 0, list(children.get(run.info.run_id, []))
         while below:
             child = below.pop()
-            if child.info.run_id in done or \
-                    liveness(child.data.tags, host=host, now=now, started=started, grace_s=grace_s)[0] == ALIVE:
+            if (
+                child.info.run_id in done
+                or liveness(child.data.tags, host=host, now=now, started=started, grace_s=grace_s)[0] == ALIVE
+            ):
                 continue
             _kill(c, child.info.run_id, f"its parent run {run.info.run_id} was closed: {reason}", end_ms)
             done.add(child.info.run_id)
@@ -413,8 +479,9 @@ def closed_summary(closed: list[ClosedRun]) -> str:
     """One line for the console: what was closed and why."""
     nested = sum(run.nested for run in closed)
     listed = "; ".join(f"{run.name} {run.run_id[:8]} ({run.reason})" for run in closed)
-    return (f"closed {len(closed)} run{'s' if len(closed) != 1 else ''} left RUNNING by a killed process: {listed}"
-            + (f", with {nested} nested run{'s' if nested != 1 else ''}" if nested else ""))
+    return f"closed {len(closed)} run{'s' if len(closed) != 1 else ''} left RUNNING by a killed process: {listed}" + (
+        f", with {nested} nested run{'s' if nested != 1 else ''}" if nested else ""
+    )
 
 
 @contextlib.contextmanager
@@ -426,7 +493,7 @@ def heartbeat(run_id: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
 
     def beat() -> None:
         while True:
-            with contextlib.suppress(Exception):   # a missed beat is harmless; only a long silence counts
+            with contextlib.suppress(Exception):  # a missed beat is harmless; only a long silence counts
                 writer.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
             if stop.wait(every_s):
                 return
@@ -459,6 +526,7 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str], every_s: flo
 
 
 # --- registry ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -540,8 +608,11 @@ def delete_model_tag(name: str, key: str) -> None:
 def lock_generations(prefix: str) -> dict[int, dict[str, str]]:
     """Every registered model named ``<prefix><n>`` (n an integer), as {n: its tags}."""
     found = client().search_registered_models(filter_string=f"name LIKE '{prefix}%'", max_results=1000)
-    return {int(m.name[len(prefix):]): dict(m.tags or {}) for m in found
-            if m.name.startswith(prefix) and m.name[len(prefix):].isdigit()}
+    return {
+        int(m.name[len(prefix) :]): dict(m.tags or {})
+        for m in found
+        if m.name.startswith(prefix) and m.name[len(prefix) :].isdigit()
+    }
 
 
 def try_lock(name: str, tags: dict[str, str]) -> bool:
@@ -589,6 +660,7 @@ class LoadedModel:
     ``predict_unchecked`` skips MLflow's schema enforcement (about 1 ms a call) for our models,
     whose pipeline starts with the contract's own input guard; for others it is ``predict``.
     """
+
     predict: Any
     pipeline: Any
     features: dict[str, Any] | None = None
@@ -612,7 +684,9 @@ def artifact_digest(folder: str | Path) -> str:
 
 def _download_version(name: str, version: int, destination: str | Path) -> Path:
     """The files the store holds for a registered version (what loading it would read)."""
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)))
+    return Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(destination))
+    )
 
 
 def model_digest(name: str, version: int) -> str:
@@ -630,9 +704,11 @@ def record_digest(held: ModelVersion) -> str:
     digest = model_digest(held.name, held.version)
     recorded = held.tags.get(DIGEST_TAG)
     if recorded is not None and recorded != digest:
-        raise StageError(f"{held.name} v{held.version}: the artifacts in the store changed since the gate recorded "
-                         f"their digest ({DIGEST_TAG}={recorded[:16]}, now {digest[:16]}); find out who changed them, "
-                         f"then train and gate a fresh candidate")
+        raise StageError(
+            f"{held.name} v{held.version}: the artifacts in the store changed since the gate recorded "
+            f"their digest ({DIGEST_TAG}={recorded[:16]}, now {digest[:16]}); find out who changed them, "
+            f"then train and gate a fresh candidate"
+        )
     return digest
 
 
@@ -654,8 +730,10 @@ def _registry_version(uri: str) -> ModelVersion | None:
         return None
     name, version = rest.split("/", 1)
     if not version.isdigit():
-        raise StageError(f"{uri}: name a version number or an alias (models:/{name}/3, models:/{name}@production); "
-                         f"registry stages are deprecated and not verified")
+        raise StageError(
+            f"{uri}: name a version number or an alias (models:/{name}/3, models:/{name}@production); "
+            f"registry stages are deprecated and not verified"
+        )
     try:
         return get_version(name, int(version))
     except MlflowException as error:
@@ -667,21 +745,28 @@ def verify_digest(held: ModelVersion, folder: str | Path) -> None:
     recorded = held.tags.get(DIGEST_TAG)
     if recorded is None:
         if os.environ.get(ALLOW_UNVERIFIED_ENV) == "1":
-            warnings.warn(f"{held.name} v{held.version} has no recorded artifact digest; loading it unverified "
-                          f"because {ALLOW_UNVERIFIED_ENV}=1", stacklevel=2)
+            warnings.warn(
+                f"{held.name} v{held.version} has no recorded artifact digest; loading it unverified "
+                f"because {ALLOW_UNVERIFIED_ENV}=1",
+                stacklevel=2,
+            )
             return
-        raise StageError(f"{held.name} v{held.version} has no recorded artifact digest (version tag {DIGEST_TAG}), "
-                         f"so its pickled code cannot be checked before it runs. Versions gated by this mlgate have "
-                         f"one: run the pipeline to gate a fresh candidate; or, once someone has checked its files, "
-                         f"`mlgate seal --version {held.version} --reason ...` records their digest; or, if you trust "
-                         f"every writer of the registry and the artifact store, set {ALLOW_UNVERIFIED_ENV}=1 to load "
-                         f"it unverified")
+        raise StageError(
+            f"{held.name} v{held.version} has no recorded artifact digest (version tag {DIGEST_TAG}), "
+            f"so its pickled code cannot be checked before it runs. Versions gated by this mlgate have "
+            f"one: run the pipeline to gate a fresh candidate; or, once someone has checked its files, "
+            f"`mlgate seal --version {held.version} --reason ...` records their digest; or, if you trust "
+            f"every writer of the registry and the artifact store, set {ALLOW_UNVERIFIED_ENV}=1 to load "
+            f"it unverified"
+        )
     actual = artifact_digest(folder)
     if actual != recorded:
-        raise StageError(f"{held.name} v{held.version}: the artifacts in the store do not match the digest the gate "
-                         f"recorded ({DIGEST_TAG}={recorded[:16]}, now {actual[:16]}); refusing to load it, since "
-                         f"loading runs its pickled code. The files were changed after the gate: find out who "
-                         f"changed them, then gate a fresh candidate")
+        raise StageError(
+            f"{held.name} v{held.version}: the artifacts in the store do not match the digest the gate "
+            f"recorded ({DIGEST_TAG}={recorded[:16]}, now {actual[:16]}); refusing to load it, since "
+            f"loading runs its pickled code. The files were changed after the gate: find out who "
+            f"changed them, then gate a fresh candidate"
+        )
 
 
 def load(uri: str) -> LoadedModel:
@@ -699,15 +784,20 @@ def load(uri: str) -> LoadedModel:
 
 def _loaded(model) -> LoadedModel:
     try:
-        inner = model.unwrap_python_model()   # ours is a PythonModel; other flavors (sklearn, ...) are not
+        inner = model.unwrap_python_model()  # ours is a PythonModel; other flavors (sklearn, ...) are not
     except (AttributeError, mlflow.exceptions.MlflowException):
         inner = None
     features = getattr(inner, "features", None)
     schema = model.metadata.get_input_schema() if model.metadata is not None else None
     columns = tuple(schema.input_names()) if schema is not None and schema.has_input_names() else ()
     unchecked = (lambda frame: inner.predict(None, frame)) if features is not None else model.predict
-    return LoadedModel(predict=model.predict, pipeline=getattr(inner, "pipeline", None), features=features,
-                       predict_unchecked=unchecked, input_columns=columns)
+    return LoadedModel(
+        predict=model.predict,
+        pipeline=getattr(inner, "pipeline", None),
+        features=features,
+        predict_unchecked=unchecked,
+        input_columns=columns,
+    )
 
 
 def delete_alias(name: str, alias: str) -> None:

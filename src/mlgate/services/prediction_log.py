@@ -44,17 +44,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlgate.project import StageError
+from mlgate.errors import StageError
 
-log = logging.getLogger("mlgate.prediction_log")
+log = logging.getLogger("mlgate.services.prediction_log")
 
-QUEUE_ROWS = 200_000                 # rows waiting for the writer at most (more: dropped and counted)
-QUEUE_BYTES = 32 * 1024 * 1024       # and their estimated size at most
-ROTATE_BYTES = 16 * 1024 * 1024      # a flush once this much is pending, whatever the rows
-SMALL_REQUEST_ROWS = 1_000           # requests this small may use the queue's last eighth
-RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0   # backoff between attempts at a failed write
-WRITE_SLICE_ROWS = 20_000           # rows converted for a Parquet file at a time
-EXTRA_CHARS = 1_000                  # an extra_inputs text at most
+QUEUE_ROWS = 200_000  # rows waiting for the writer at most (more: dropped and counted)
+QUEUE_BYTES = 32 * 1024 * 1024  # and their estimated size at most
+ROTATE_BYTES = 16 * 1024 * 1024  # a flush once this much is pending, whatever the rows
+SMALL_REQUEST_ROWS = 1_000  # requests this small may use the queue's last eighth
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0  # backoff between attempts at a failed write
+WRITE_SLICE_ROWS = 20_000  # rows converted for a Parquet file at a time
+EXTRA_CHARS = 1_000  # an extra_inputs text at most
 DEFAULT_TABLE = "mlgate_predictions"
 LOG_COLUMNS = ("request_id", "client_request_id", "timestamp", "model_version", "row", "extra_inputs")
 INPUT_PREFIX, OUTPUT_PREFIX = "input_", "output_"
@@ -63,10 +63,20 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 class Item:
     """One queued request."""
+
     __slots__ = ("request_id", "client_request_id", "version", "at", "inputs", "extras", "outputs", "size")
 
-    def __init__(self, request_id: str, client_request_id: str | None, version: str, at: float,
-                 inputs: pd.DataFrame, extras: pd.DataFrame | None, outputs: pd.DataFrame, size: int):
+    def __init__(
+        self,
+        request_id: str,
+        client_request_id: str | None,
+        version: str,
+        at: float,
+        inputs: pd.DataFrame,
+        extras: pd.DataFrame | None,
+        outputs: pd.DataFrame,
+        size: int,
+    ):
         self.request_id, self.client_request_id, self.version, self.at = request_id, client_request_id, version, at
         self.inputs, self.extras, self.outputs, self.size = inputs, extras, outputs, size
 
@@ -83,9 +93,16 @@ class PredictionLog:
     file, or one INSERT of many rows), and on ``close``.
     """
 
-    def __init__(self, target: str | Path, sample_rate: float = 1.0, rotate_rows: int = 50_000,
-                 rotate_s: float = 60.0, on_drop: Callable[[int], None] | None = None, seed: int | None = None,
-                 table: str = DEFAULT_TABLE):
+    def __init__(
+        self,
+        target: str | Path,
+        sample_rate: float = 1.0,
+        rotate_rows: int = 50_000,
+        rotate_s: float = 60.0,
+        on_drop: Callable[[int], None] | None = None,
+        seed: int | None = None,
+        table: str = DEFAULT_TABLE,
+    ):
         self.sink = SqlSink(str(target), table) if is_url(target) else ParquetSink(Path(target), create=True)
         self.sample_rate = sample_rate
         self.rotate_rows = rotate_rows
@@ -93,16 +110,24 @@ class PredictionLog:
         self.on_drop = on_drop or (lambda rows: None)
         self._random = random.Random(seed)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._queued = [0, 0]            # rows and bytes in the queue, under _lock
+        self._queued = [0, 0]  # rows and bytes in the queue, under _lock
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._give_up_at = math.inf
         self._writer = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._writer.start()
 
-    def submit(self, request_id: str, version: str, inputs: pd.DataFrame, outputs: pd.DataFrame, *,
-               client_request_id: str | None = None, logged_columns: list[str] | None = None,
-               size: int = 0) -> None:
+    def submit(
+        self,
+        request_id: str,
+        version: str,
+        inputs: pd.DataFrame,
+        outputs: pd.DataFrame,
+        *,
+        client_request_id: str | None = None,
+        logged_columns: list[str] | None = None,
+        size: int = 0,
+    ) -> None:
         """Queue a request's rows: ``logged_columns`` of ``inputs`` (all when None) as its inputs, the
         rest as extra_inputs; ``size``, what the inputs cost beyond their frame (the body's bytes),
         counts toward QUEUE_BYTES."""
@@ -129,12 +154,14 @@ class PredictionLog:
     def close(self, timeout: float = 60.0) -> None:
         """Write what is queued and stop the writer, waiting for it at most ``timeout`` seconds (a hung
         database must not hang the server's shutdown)."""
-        self._give_up_at = time.monotonic() + timeout / 2   # failed writes may retry for half of it
+        self._give_up_at = time.monotonic() + timeout / 2  # failed writes may retry for half of it
         self._closing.set()
         self._queue.put(None)
         self._writer.join(timeout)
         if self._writer.is_alive():
-            log.error("prediction log: writing to %s did not finish within %g s; what was queued is lost", self.sink, timeout)
+            log.error(
+                "prediction log: writing to %s did not finish within %g s; what was queued is lost", self.sink, timeout
+            )
             return
         self.sink.close()
 
@@ -183,20 +210,31 @@ class PredictionLog:
                 reason = str(error).split("\n")[0][:500]
                 left = self._give_up_at - time.monotonic()
                 if left <= 0:
-                    log.error("prediction log: cannot write %s rows to %s, dropped at shutdown: %s", f"{rows:,}", self.sink, reason)
+                    log.error(
+                        "prediction log: cannot write %s rows to %s, dropped at shutdown: %s",
+                        f"{rows:,}",
+                        self.sink,
+                        reason,
+                    )
                     self.on_drop(rows)
                     return
                 if failures == 1:
-                    log.error("prediction log: cannot write %s rows to %s, retrying until it works: %s",
-                              f"{rows:,}", self.sink, reason)
+                    log.error(
+                        "prediction log: cannot write %s rows to %s, retrying until it works: %s",
+                        f"{rows:,}",
+                        self.sink,
+                        reason,
+                    )
                 if self._closing.is_set():
                     time.sleep(min(wait, left))
                 else:
-                    self._closing.wait(wait)   # woken early by close, which bounds what is left
+                    self._closing.wait(wait)  # woken early by close, which bounds what is left
                 wait = min(2 * wait, RETRY_MAX_S)
                 continue
             if failures:
-                log.warning("prediction log: wrote %s rows to %s after %d failed attempts", f"{rows:,}", self.sink, failures)
+                log.warning(
+                    "prediction log: wrote %s rows to %s after %d failed attempts", f"{rows:,}", self.sink, failures
+                )
             return
 
 
@@ -207,7 +245,7 @@ def _frame_bytes(frame: pd.DataFrame, sample: int = 64) -> int:
     rows = len(frame)
     if rows == 0:
         return size
-    for position in np.flatnonzero((frame.dtypes == object).to_numpy()):
+    for position in np.flatnonzero((frame.dtypes == np.dtype(object)).to_numpy()):
         cells = frame.iloc[:sample, position].tolist()
         size += rows * sum(sys.getsizeof(cell) for cell in cells) // len(cells)
     return size
@@ -258,7 +296,7 @@ class ParquetSink:
             "client_request_id": np.full(rows, item.client_request_id, dtype=object),
             "timestamp": pd.DatetimeIndex(np.full(rows, np.datetime64(round(item.at * 1e6), "us"))).tz_localize("UTC"),
             "model_version": np.full(rows, item.version, dtype=object),
-            "row": np.arange(rows, dtype=np.int64),   # position in the request: labels join on (request_id, row)
+            "row": np.arange(rows, dtype=np.int64),  # position in the request: labels join on (request_id, row)
         }
         for column in item.inputs.columns:
             columns[f"{INPUT_PREFIX}{column}"] = item.inputs[column].to_numpy()
@@ -269,7 +307,7 @@ class ParquetSink:
 
     def write(self, frames: list[pd.DataFrame]) -> None:
         self._sequence += 1
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         final = self.directory / f"predictions-{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
         partial = final.with_suffix(".parquet.tmp")
         try:
@@ -283,8 +321,9 @@ class ParquetSink:
         all its rows), and of those only the window's rows."""
         found = sorted(self.directory.glob("predictions-*.parquet")) if self.directory.is_dir() else []
         if not found:
-            raise StageError(f"{self.directory}: no prediction log files "
-                             f"(start `mlgate serve --prediction-log {self.directory}`)")
+            raise StageError(
+                f"{self.directory}: no prediction log files (start `mlgate serve --prediction-log {self.directory}`)"
+            )
         start = pd.Timestamp(since)
         start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         frames = []
@@ -307,7 +346,7 @@ def _written_at(name: str) -> dt.datetime | None:
     """When a log file was written, from its name (None for a name mlgate did not make)."""
     named = _FILE_STAMP.match(name)
     try:
-        return dt.datetime.strptime(named.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc) if named else None
+        return dt.datetime.strptime(named.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC) if named else None
     except ValueError:
         return None
 
@@ -317,8 +356,11 @@ def _current_layout(frame: pd.DataFrame) -> pd.DataFrame:
     if "client_request_id" in frame.columns:
         return frame
     own = {"request_id", "timestamp", "model_version", "row"}
-    frame = frame.rename(columns={c: f"{INPUT_PREFIX}{c}" for c in frame.columns
-                                  if c not in own and not str(c).startswith(OUTPUT_PREFIX)})
+    frame = frame.rename(
+        columns={
+            c: f"{INPUT_PREFIX}{c}" for c in frame.columns if c not in own and not str(c).startswith(OUTPUT_PREFIX)
+        }
+    )
     frame.insert(1, "client_request_id", None)
     frame["extra_inputs"] = None
     return frame
@@ -331,12 +373,12 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow.parquet as pq
 
     schema = pa.Schema.from_pandas(frame.head(WRITE_SLICE_ROWS), preserve_index=False)
-    for j, column in enumerate(frame.columns):   # object columns hold text or None (_text_if_mixed), in any slice
+    for j, column in enumerate(frame.columns):  # object columns hold text or None (_text_if_mixed), in any slice
         if frame[column].dtype == object:
             schema = schema.set(j, pa.field(str(column), pa.string()))
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, len(frame), WRITE_SLICE_ROWS):
-            part = frame.iloc[start:start + WRITE_SLICE_ROWS]
+            part = frame.iloc[start : start + WRITE_SLICE_ROWS]
             writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
@@ -349,6 +391,7 @@ def _text_if_mixed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- a SQL table --------------------------------------------------------------------------------
+
 
 class SqlSink:
     """A table in any database SQLAlchemy reaches; the engine is made on first use."""
@@ -384,7 +427,7 @@ class SqlSink:
 
     def write(self, items: list[Item]) -> None:
         self._ensure_table()
-        with self.engine.begin() as connection:   # one transaction: a batch is written whole or not at all
+        with self.engine.begin() as connection:  # one transaction: a batch is written whole or not at all
             for rows in _records_in_slices(items, WRITE_SLICE_ROWS):
                 connection.execute(self.table.insert(), rows)
 
@@ -395,18 +438,25 @@ class SqlSink:
             with self.engine.connect() as connection:
                 if not sa.inspect(connection).has_table(self.table.name, schema=self.table.schema):
                     raise StageError(f"{self}: no such table (start `mlgate serve --prediction-log URL`)")
-                query = (sa.select(self.table).where(self.table.c.timestamp >= _utc(since))
-                         .order_by(self.table.c.timestamp, self.table.c.request_id, self.table.c.row))
+                query = (
+                    sa.select(self.table)
+                    .where(self.table.c.timestamp >= _utc(since))
+                    .order_by(self.table.c.timestamp, self.table.c.request_id, self.table.c.row)
+                )
                 rows = connection.execute(query).mappings().all()
         except sa.exc.SQLAlchemyError as error:
             raise StageError(f"{self}: cannot read the prediction log: {error}") from None
         finally:
             self.close()
-        head = pd.DataFrame({"request_id": [r["request_id"] for r in rows],
-                             "client_request_id": [r["client_request_id"] for r in rows],
-                             "timestamp": pd.to_datetime([_utc(r["timestamp"]) for r in rows], utc=True),
-                             "model_version": [r["model_version"] for r in rows],
-                             "row": np.array([r["row"] for r in rows], dtype=np.int64)})
+        head = pd.DataFrame(
+            {
+                "request_id": [r["request_id"] for r in rows],
+                "client_request_id": [r["client_request_id"] for r in rows],
+                "timestamp": pd.to_datetime([_utc(r["timestamp"]) for r in rows], utc=True),
+                "model_version": [r["model_version"] for r in rows],
+                "row": np.array([r["row"] for r in rows], dtype=np.int64),
+            }
+        )
         inputs = pd.DataFrame([r["inputs"] for r in rows]).add_prefix(INPUT_PREFIX)
         outputs = pd.DataFrame([r["outputs"] for r in rows]).add_prefix(OUTPUT_PREFIX)
         extras = pd.DataFrame({"extra_inputs": [r["extra_inputs"] for r in rows]})
@@ -430,7 +480,7 @@ class SqlSink:
                 for index in self.table.indexes:
                     connection.execute(CreateIndex(index, if_not_exists=True))
         except sa.exc.SQLAlchemyError:
-            with self.engine.connect() as connection:   # lost a race with another worker: fine if it is there now
+            with self.engine.connect() as connection:  # lost a race with another worker: fine if it is there now
                 if not sa.inspect(connection).has_table(self.table.name, schema=self.table.schema):
                     raise
         self._add_new_columns()
@@ -449,11 +499,17 @@ class SqlSink:
             kind = column.type.compile(dialect=self.engine.dialect)
             try:
                 with self.engine.begin() as connection:
-                    connection.execute(sa.text(f"ALTER TABLE {preparer.format_table(self.table)} "
-                                               f"ADD COLUMN {preparer.quote(column.name)} {kind}"))
+                    connection.execute(
+                        sa.text(
+                            f"ALTER TABLE {preparer.format_table(self.table)} "
+                            f"ADD COLUMN {preparer.quote(column.name)} {kind}"
+                        )
+                    )
             except sa.exc.SQLAlchemyError:
-                with self.engine.connect() as connection:   # another worker added it first
-                    names = {c["name"] for c in sa.inspect(connection).get_columns(self.table.name, schema=self.table.schema)}
+                with self.engine.connect() as connection:  # another worker added it first
+                    names = {
+                        c["name"] for c in sa.inspect(connection).get_columns(self.table.name, schema=self.table.schema)
+                    }
                 if column.name not in names:
                     raise
 
@@ -461,30 +517,44 @@ class SqlSink:
 def _records_in_slices(items: list[Item], slice_rows: int):
     """The SQL rows of ``items``, at most ``slice_rows`` of them at a time."""
     for item in items:
-        stamp = dt.datetime.fromtimestamp(item.at, dt.timezone.utc)
+        stamp = dt.datetime.fromtimestamp(item.at, dt.UTC)
         for start in range(0, len(item.inputs), slice_rows):
             stop = start + slice_rows
             given = [_json_record(r) for r in item.inputs.iloc[start:stop].to_dict(orient="records")]
             made = [_json_record(r) for r in item.outputs.iloc[start:stop].to_dict(orient="records")]
             extras = _extra_texts(None if item.extras is None else item.extras.iloc[start:stop], len(given))
-            yield [{"request_id": item.request_id, "client_request_id": item.client_request_id, "timestamp": stamp,
-                    "model_version": item.version, "row": start + offset, "inputs": values, "outputs": result,
-                    "extra_inputs": extra}
-                   for offset, (values, result, extra) in enumerate(zip(given, made, extras, strict=True))]
+            yield [
+                {
+                    "request_id": item.request_id,
+                    "client_request_id": item.client_request_id,
+                    "timestamp": stamp,
+                    "model_version": item.version,
+                    "row": start + offset,
+                    "inputs": values,
+                    "outputs": result,
+                    "extra_inputs": extra,
+                }
+                for offset, (values, result, extra) in enumerate(zip(given, made, extras, strict=True))
+            ]
 
 
 def _table(name: str, schema: str | None):
     import sqlalchemy as sa
 
-    document = sa.JSON()   # PostgreSQL's json (not jsonb) keeps the keys in the order the client sent them
-    table = sa.Table(name, sa.MetaData(), sa.Column("request_id", sa.String, nullable=False),
-                     sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
-                     sa.Column("model_version", sa.String, nullable=False),
-                     sa.Column("row", sa.Integer, nullable=False),
-                     sa.Column("inputs", document, nullable=False), sa.Column("outputs", document, nullable=False),
-                     sa.Column("client_request_id", sa.String, nullable=True),
-                     sa.Column("extra_inputs", sa.Text, nullable=True),
-                     schema=schema)
+    document = sa.JSON()  # PostgreSQL's json (not jsonb) keeps the keys in the order the client sent them
+    table = sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("request_id", sa.String, nullable=False),
+        sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("model_version", sa.String, nullable=False),
+        sa.Column("row", sa.Integer, nullable=False),
+        sa.Column("inputs", document, nullable=False),
+        sa.Column("outputs", document, nullable=False),
+        sa.Column("client_request_id", sa.String, nullable=True),
+        sa.Column("extra_inputs", sa.Text, nullable=True),
+        schema=schema,
+    )
     sa.Index(f"ix_{name}_timestamp", table.c.timestamp)
     return table
 
@@ -495,7 +565,7 @@ def _qualified(table) -> str:
 
 def _utc(stamp: dt.datetime) -> dt.datetime:
     """Aware UTC; a naive value (SQLite keeps no zone) was written as UTC."""
-    return stamp.replace(tzinfo=dt.timezone.utc) if stamp.tzinfo is None else stamp.astimezone(dt.timezone.utc)
+    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
 
 
 def _json_record(record: dict[Any, Any]) -> dict[str, Any]:

@@ -18,16 +18,16 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from mlgate.data import SourceSpec
-from mlgate.project import StageError
+from mlgate.errors import StageError
+from mlgate.modelling.data import SourceSpec
 
 _CHUNK_ROWS = 50_000
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
-_READ_BYTES = 1 << 16   # urllib3 decompresses at most this much per read, so a gzip bomb cannot balloon
+_READ_BYTES = 1 << 16  # urllib3 decompresses at most this much per read, so a gzip bomb cannot balloon
 # Query keys whose values are secrets: masked wherever a location is shown or written (meta.json,
 # the fingerprint, the gate's lineage, error messages). `sslkey` and the like are masked too: harmless.
 _SECRET_KEY = re.compile(r"(?i)pass|pwd|secret|token|key|auth|credential|signature|^sig$|session")
-_PASSWORD_KEY = re.compile(r"(?i)password|passwd|^pwd$")   # not `passfile`, a path
+_PASSWORD_KEY = re.compile(r"(?i)password|passwd|^pwd$")  # not `passfile`, a path
 MASK = "***"
 
 
@@ -107,6 +107,7 @@ def fingerprint(source: SourceSpec) -> dict[str, Any]:
 
 # --- file -------------------------------------------------------------------------------------
 
+
 def _is_url(path: str) -> bool:
     return "://" in path
 
@@ -127,10 +128,12 @@ def _read_file(source: SourceSpec, what: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise StageError(f"{shown}: the file is empty (no header row)") from None
     except UnicodeDecodeError as error:
-        raise StageError(f"{shown}: not valid {options.get('encoding', 'utf-8')} text ({error.reason} at byte "
-                         f"{error.start}); set {what}.options.encoding (e.g. latin-1)") from None
+        raise StageError(
+            f"{shown}: not valid {options.get('encoding', 'utf-8')} text ({error.reason} at byte "
+            f"{error.start}); set {what}.options.encoding (e.g. latin-1)"
+        ) from None
     except (pd.errors.ParserError, OSError, ValueError) as error:
-        detail = _hide(str(error).strip(), _url_secrets(path))   # fsspec's errors repeat the URL
+        detail = _hide(str(error).strip(), _url_secrets(path))  # fsspec's errors repeat the URL
         raise StageError(f"{shown}: cannot be read as {source.format}: {detail}") from None
     _check_header(frame, path, shown, options)
     if len(frame.columns) > 1 and frame.iloc[:, -1].isna().any():
@@ -149,8 +152,10 @@ def _check_header(frame: pd.DataFrame, path: str, shown: str, options: dict[str,
     if len(names) == 1:
         for separator in (";", "\t", "|"):
             if separator in names[0]:
-                raise StageError(f"{shown}: one column named {names[0][:60]!r}: the file seems to use "
-                                 f"{separator!r} as separator; set data.source.options.sep")
+                raise StageError(
+                    f"{shown}: one column named {names[0][:60]!r}: the file seems to use "
+                    f"{separator!r} as separator; set data.source.options.sep"
+                )
 
 
 def _check_short_rows(path: str, shown: str, width: int, options: dict[str, Any]) -> None:
@@ -161,13 +166,21 @@ def _check_short_rows(path: str, shown: str, width: int, options: dict[str, Any]
 
     import fsspec
 
-    with fsspec.open(path, "rt", compression="infer", encoding=options.get("encoding", "utf-8"), newline="",
-                     **(options.get("storage_options") or {})) as handle:
+    with fsspec.open(
+        path,
+        "rt",
+        compression="infer",
+        encoding=options.get("encoding", "utf-8"),
+        newline="",
+        **(options.get("storage_options") or {}),
+    ) as handle:
         reader = csv.reader(handle, delimiter=options.get("sep", ","))
         for fields in reader:
             if fields and len(fields) < width:
-                raise StageError(f"{shown}: line {reader.line_num} has {len(fields)} field(s), the header has "
-                                 f"{width}; is the file truncated or the row shifted?")
+                raise StageError(
+                    f"{shown}: line {reader.line_num} has {len(fields)} field(s), the header has "
+                    f"{width}; is the file truncated or the row shifted?"
+                )
 
 
 def _file_fingerprint(source: SourceSpec) -> dict[str, Any]:
@@ -189,6 +202,7 @@ def _file_fingerprint(source: SourceSpec) -> dict[str, Any]:
 
 # --- sql --------------------------------------------------------------------------------------
 
+
 def _env(name: str, field: str) -> str:
     value = os.environ.get(name)
     if value is None:
@@ -209,8 +223,10 @@ def _engine_url(source: SourceSpec, *, with_secrets: bool):
     in_query = sorted(key for key in url.query if _PASSWORD_KEY.search(key))
     if url.password is not None or in_query:
         where = f"query key(s) {in_query}" if in_query else "user:password@"
-        raise StageError(f"data.source.url must not contain a password ({where}); name an environment variable in "
-                         f"data.source.password_env instead")
+        raise StageError(
+            f"data.source.url must not contain a password ({where}); name an environment variable in "
+            f"data.source.password_env instead"
+        )
     if not with_secrets:
         shown = url.set(query={key: MASK if _SECRET_KEY.search(key) else value for key, value in url.query.items()})
         return shown.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
@@ -253,8 +269,11 @@ def _scrub(text: str, source: SourceSpec) -> str:
     repeat them in an error."""
     import sqlalchemy as sa
 
-    secrets = [value for key, value in sa.make_url(str(source.url)).query.items()
-               if _SECRET_KEY.search(key) and isinstance(value, str)]
+    secrets = [
+        value
+        for key, value in sa.make_url(str(source.url)).query.items()
+        if _SECRET_KEY.search(key) and isinstance(value, str)
+    ]
     if source.password_env:
         secrets.append(os.environ.get(source.password_env, ""))
     return _hide(text, secrets)
@@ -263,8 +282,10 @@ def _scrub(text: str, source: SourceSpec) -> str:
 def _read_sql(source: SourceSpec, what: str) -> pa.Table:
     def run(connection):
         streaming = connection.execution_options(stream_results=True, max_row_buffer=_CHUNK_ROWS)
-        tables = [pa.Table.from_pandas(chunk, preserve_index=False)
-                  for chunk in pd.read_sql(_select(source), streaming, chunksize=_CHUNK_ROWS)]
+        tables = [
+            pa.Table.from_pandas(chunk, preserve_index=False)
+            for chunk in pd.read_sql(_select(source), streaming, chunksize=_CHUNK_ROWS)
+        ]
         if not tables:
             return pa.table({})
         # a chunk whose column is all NULL, or has no NULL in an integer column, types it differently
@@ -288,7 +309,8 @@ def _sql_fingerprint(source: SourceSpec) -> list[str]:
         if source.fingerprint_query:
             names = bind_names(source.fingerprint_query)
             statement = sa.text(source.fingerprint_query).bindparams(
-                **{key: value for key, value in source.params.items() if key in names})
+                **{key: value for key, value in source.params.items() if key in names}
+            )
         else:
             statement = sa.select(sa.func.count()).select_from(_select(source).subquery())
         return [str(v) for v in connection.execute(statement).one()]
@@ -297,6 +319,7 @@ def _sql_fingerprint(source: SourceSpec) -> list[str]:
 
 
 # --- http -------------------------------------------------------------------------------------
+
 
 def _origin(url: str) -> tuple[str, str, int | None]:
     from urllib.parse import urlsplit
@@ -311,8 +334,9 @@ def _session(source: SourceSpec):
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    secret_headers = {header: _env(var, f"data.source.headers_env.{header}")
-                      for header, var in source.headers_env.items()}
+    secret_headers = {
+        header: _env(var, f"data.source.headers_env.{header}") for header, var in source.headers_env.items()
+    }
     origin = _origin(str(source.url))
 
     class Session(requests.Session):
@@ -327,8 +351,13 @@ def _session(source: SourceSpec):
                     prepared_request.headers.pop(header, None)
 
     session = Session()
-    retry = Retry(total=source.retries, backoff_factor=source.backoff_s, status_forcelist=_RETRY_STATUSES,
-                  allowed_methods=("GET", "HEAD"), raise_on_status=False)
+    retry = Retry(
+        total=source.retries,
+        backoff_factor=source.backoff_s,
+        status_forcelist=_RETRY_STATUSES,
+        allowed_methods=("GET", "HEAD"),
+        raise_on_status=False,
+    )
     session.mount("http://", HTTPAdapter(max_retries=retry))
     session.mount("https://", HTTPAdapter(max_retries=retry))
     session.headers.update(secret_headers)
@@ -337,9 +366,9 @@ def _session(source: SourceSpec):
 
 @dataclass(frozen=True)
 class _Page:
-    url: str          # the final one, after redirects, with the query string; masked() before showing it
+    url: str  # the final one, after redirects, with the query string; masked() before showing it
     headers: Any
-    body: bytes       # decompressed
+    body: bytes  # decompressed
 
 
 def _get(session, source: SourceSpec, url: str, params: dict[str, Any], budget: int, what: str) -> _Page:
@@ -352,24 +381,30 @@ def _get(session, source: SourceSpec, url: str, params: dict[str, Any], budget: 
     try:
         response = session.get(url, params=params, timeout=source.timeout_s, stream=True)
     except requests.RequestException as error:
-        raise StageError(f"GET {masked(url)}: {type(error).__name__} after {source.retries} retries: "
-                         f"{_hide(str(error), secrets)}") from None
+        raise StageError(
+            f"GET {masked(url)}: {type(error).__name__} after {source.retries} retries: {_hide(str(error), secrets)}"
+        ) from None
     with response:
         shown = masked(response.url)
         if response.status_code >= 400:
-            raise StageError(f"GET {shown}: HTTP {response.status_code} {response.reason}"
-                             + (f" after {source.retries} retries" if response.status_code in _RETRY_STATUSES else ""))
+            raise StageError(
+                f"GET {shown}: HTTP {response.status_code} {response.reason}"
+                + (f" after {source.retries} retries" if response.status_code in _RETRY_STATUSES else "")
+            )
         body = bytearray()
         try:
             for block in response.iter_content(_READ_BYTES):
                 body += block
                 if len(body) > budget:
-                    raise StageError(f"GET {shown}: the response exceeds {what}.max_download_mb "
-                                     f"({source.max_download_mb:g} MB, decompressed, over all pages); raise it if "
-                                     f"the data really is that large")
+                    raise StageError(
+                        f"GET {shown}: the response exceeds {what}.max_download_mb "
+                        f"({source.max_download_mb:g} MB, decompressed, over all pages); raise it if "
+                        f"the data really is that large"
+                    )
         except requests.RequestException as error:
-            raise StageError(f"GET {shown}: {type(error).__name__} while reading the body: "
-                             f"{_hide(str(error), secrets)}") from None
+            raise StageError(
+                f"GET {shown}: {type(error).__name__} while reading the body: {_hide(str(error), secrets)}"
+            ) from None
     return _Page(response.url, response.headers, bytes(body))
 
 
@@ -389,8 +424,10 @@ def _json(page: _Page) -> Any:
     try:
         return json.loads(page.body)
     except ValueError:
-        raise StageError(f"{masked(page.url)}: the response is not valid JSON "
-                         f"(starts with {page.body[:40].decode('utf-8', 'replace')!r})") from None
+        raise StageError(
+            f"{masked(page.url)}: the response is not valid JSON "
+            f"(starts with {page.body[:40].decode('utf-8', 'replace')!r})"
+        ) from None
 
 
 def _read_http(source: SourceSpec, what: str) -> pd.DataFrame:
@@ -426,9 +463,11 @@ def _read_http(source: SourceSpec, what: str) -> pd.DataFrame:
                 cursor = _dig(payload, paging.get("cursor_key", "next_cursor"), shown) if batch else None
                 if not cursor:
                     break
-                if str(cursor) in seen_cursors:   # the API loops: it would fill memory until max_pages
-                    raise StageError(f"{shown}: the API returned cursor {str(cursor)[:40]!r} a second time; "
-                                     f"stopping instead of reading the same pages again")
+                if str(cursor) in seen_cursors:  # the API loops: it would fill memory until max_pages
+                    raise StageError(
+                        f"{shown}: the API returned cursor {str(cursor)[:40]!r} a second time; "
+                        f"stopping instead of reading the same pages again"
+                    )
                 seen_cursors.add(str(cursor))
                 params[paging.get("param", "cursor")] = cursor
             else:
@@ -440,9 +479,15 @@ def _read_http(source: SourceSpec, what: str) -> pd.DataFrame:
 
 def _http_fingerprint(source: SourceSpec) -> dict[str, Any]:
     with _session(source) as session:
-        fetched = _get(session, source, str(source.url), dict(source.params), int(source.max_download_mb * 1e6),
-                       "data.source")
+        fetched = _get(
+            session, source, str(source.url), dict(source.params), int(source.max_download_mb * 1e6), "data.source"
+        )
     for header in ("ETag", "Last-Modified"):
         if header in fetched.headers:
             return {header.lower(): fetched.headers[header]}
     return {"first_page_sha256": hashlib.sha256(fetched.body).hexdigest()}
+
+
+def current_source(path: str) -> SourceSpec:
+    """The spec of ``data.current_path``: a local CSV or Parquet file of new rows."""
+    return SourceSpec(kind="file", path=path, format="parquet" if Path(path).suffix == ".parquet" else "csv")

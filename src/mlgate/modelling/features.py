@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from mlgate.data import OTHER_CATEGORY, DataSpec, normalize_boolean, parse_datetime
+from mlgate.modelling.data import OTHER_CATEGORY, DataSpec, normalize_boolean, parse_datetime
 
 SELECTION_METHODS = ("none", "mutual_info", "model")
 DATETIME_PARTS = ("year", "month", "day_of_week", "hour", "days_elapsed")
@@ -28,7 +28,8 @@ SELECTION_SAMPLE_ROWS = 4_000
 @dataclass(frozen=True)
 class FeatureSettings:
     """params.yaml `features:`; how every family's preprocessing behaves (selection is searched)."""
-    clip_quantiles: list[float] | None = None   # [low, high]; null: no clipping
+
+    clip_quantiles: list[float] | None = None  # [low, high]; null: no clipping
     missing_indicators: bool = True
     near_duplicate_correlation: float = 0.999
     text_max_features: int = 20_000
@@ -38,7 +39,9 @@ class FeatureSettings:
         if self.clip_quantiles is not None:
             low, high = self.clip_quantiles
             if not 0 <= low < high <= 1:
-                raise ValueError(f"features.clip_quantiles must be [low, high] with 0 <= low < high <= 1, got {self.clip_quantiles}")
+                raise ValueError(
+                    f"features.clip_quantiles must be [low, high] with 0 <= low < high <= 1, got {self.clip_quantiles}"
+                )
         if not 0 < self.near_duplicate_correlation <= 1:
             raise ValueError("features.near_duplicate_correlation must be in (0, 1]")
 
@@ -60,8 +63,17 @@ class InputGuard(BaseEstimator, TransformerMixin):
     spelled "True"/"False"), datetimes as UTC timestamps.
     """
 
-    def __init__(self, numeric=(), categorical=(), datetime=(), text=(), boolean=(), categories=None, policies=None,
-                 missing_columns: str = "fail"):
+    def __init__(
+        self,
+        numeric=(),
+        categorical=(),
+        datetime=(),
+        text=(),
+        boolean=(),
+        categories=None,
+        policies=None,
+        missing_columns: str = "fail",
+    ):
         self.numeric = numeric
         self.categorical = categorical
         self.datetime = datetime
@@ -84,9 +96,16 @@ class InputGuard(BaseEstimator, TransformerMixin):
             else:
                 declared[column] = tuple(normalize_boolean(pd.Series(allowed, dtype=object)).astype(str))
         boolean = tuple(c for c in spec.categorical_features if contract.columns[c].type == "boolean")
-        return cls(tuple(spec.numeric_features), tuple(spec.categorical_features), tuple(spec.datetime_features),
-                   tuple(spec.text_features), boolean, declared, {c: contract.category_policy(c) for c in declared},
-                   contract.missing_columns)
+        return cls(
+            tuple(spec.numeric_features),
+            tuple(spec.categorical_features),
+            tuple(spec.datetime_features),
+            tuple(spec.text_features),
+            boolean,
+            declared,
+            {c: contract.category_policy(c) for c in declared},
+            contract.missing_columns,
+        )
 
     @property
     def columns(self) -> list[str]:
@@ -102,11 +121,16 @@ class InputGuard(BaseEstimator, TransformerMixin):
             raise InputValidationError(f"expected a DataFrame with columns {self.columns}, got {type(X).__name__}")
         missing = [c for c in self.columns if c not in X.columns]
         if missing and self.missing_columns == "fail":
-            raise InputValidationError(f"input is missing column(s) {missing}; the model was trained on "
-                                       f"{self.columns} (contract missing_columns: fail)")
+            raise InputValidationError(
+                f"input is missing column(s) {missing}; the model was trained on "
+                f"{self.columns} (contract missing_columns: fail)"
+            )
         if missing:
-            warnings.warn(f"input is missing column(s) {missing}; treated as missing values "
-                          f"(contract missing_columns: impute)", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"input is missing column(s) {missing}; treated as missing values (contract missing_columns: impute)",
+                UserWarning,
+                stacklevel=2,
+            )
         X = X.reindex(columns=self.columns) if missing else X
         parts = []
         if self.numeric:
@@ -138,7 +162,7 @@ class InputGuard(BaseEstimator, TransformerMixin):
         declared = list(self.categories or {})
         if len(out) > 64 or not declared:
             return declared
-        cells = out.to_numpy(dtype=object)   # cheaper than selecting the declared columns first
+        cells = out.to_numpy(dtype=object)  # cheaper than selecting the declared columns first
         possibly = []
         for column, j in zip(declared, out.columns.get_indexer(declared), strict=True):
             known = frozenset(self.categories[column])
@@ -150,8 +174,9 @@ class InputGuard(BaseEstimator, TransformerMixin):
         allowed = self.categories[column]
         if len(values) <= 64:  # a set lookup per value beats pandas' isin machinery on a few rows
             known = frozenset(allowed)
-            outside = pd.Series([v == v and v is not None and v not in known for v in values.to_numpy()],
-                                index=values.index, dtype=bool)
+            outside = pd.Series(
+                [v == v and v is not None and v not in known for v in values.to_numpy()], index=values.index, dtype=bool
+            )
         else:
             outside = values.notna() & ~values.isin(allowed)
         if not outside.any():
@@ -159,11 +184,16 @@ class InputGuard(BaseEstimator, TransformerMixin):
         policy = self.policies[column]
         unseen = [_Quoted(v) for v in sorted(values[outside].unique())[:5]]
         if policy == "fail":
-            raise InputValidationError(f"column '{column}': value(s) {unseen} are outside its declared categories "
-                                       f"(contract new_categories: fail)")
+            raise InputValidationError(
+                f"column '{column}': value(s) {unseen} are outside its declared categories "
+                f"(contract new_categories: fail)"
+            )
         if policy == "warn":
-            warnings.warn(f"column '{column}': unseen value(s) {unseen} (contract new_categories: warn)",
-                          UnseenCategoryWarning, stacklevel=2)
+            warnings.warn(
+                f"column '{column}': unseen value(s) {unseen} (contract new_categories: warn)",
+                UnseenCategoryWarning,
+                stacklevel=2,
+            )
             return values
         return values.where(~outside, np.nan if column in self.numeric else OTHER_CATEGORY)
 
@@ -172,12 +202,14 @@ def _as_datetime(column: str, values: pd.Series) -> pd.Series:
     parsed = parse_datetime(values)
     bad = values[parsed.isna() & values.notna()]
     if len(bad):
-        raise InputValidationError(f"column '{column}': {_quoted(bad.iloc[0])} at row {_position(values, bad.index[0])} "
-                                   f"is not an ISO 8601 date ({len(bad):,} such value(s))")
+        raise InputValidationError(
+            f"column '{column}': {_quoted(bad.iloc[0])} at row {_position(values, bad.index[0])} "
+            f"is not an ISO 8601 date ({len(bad):,} such value(s))"
+        )
     return parsed
 
 
-QUOTE_CHARS = 60   # a rejected value quoted in a message at most: a client must not get megabytes echoed back
+QUOTE_CHARS = 60  # a rejected value quoted in a message at most: a client must not get megabytes echoed back
 
 
 def _quoted(value) -> str:
@@ -201,8 +233,10 @@ def _refuse_non_finite(numeric: pd.DataFrame) -> None:
     if infinite.any():
         row, j = (int(i) for i in np.argwhere(infinite)[0])
         column = numeric.columns[j]
-        raise InputValidationError(f"column '{column}': {numeric.iat[row, j]} at row {row} is not a finite number "
-                                   f"({int(infinite[:, j].sum()):,} such value(s))")
+        raise InputValidationError(
+            f"column '{column}': {numeric.iat[row, j]} at row {row} is not a finite number "
+            f"({int(infinite[:, j].sum()):,} such value(s))"
+        )
 
 
 def _position(values: pd.Series, label) -> int:
@@ -216,8 +250,10 @@ def _as_float(column: str, values: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(values, errors="coerce")
     bad = values[numeric.isna() & values.notna()]
     if len(bad):
-        raise InputValidationError(f"column '{column}': {_quoted(bad.iloc[0])} at row {_position(values, bad.index[0])} "
-                                   f"is not a number ({len(bad):,} such value(s))")
+        raise InputValidationError(
+            f"column '{column}': {_quoted(bad.iloc[0])} at row {_position(values, bad.index[0])} "
+            f"is not a number ({len(bad):,} such value(s))"
+        )
     return numeric.astype("float64")
 
 
@@ -237,8 +273,13 @@ class DatetimeFeatures(BaseEstimator, TransformerMixin):
             stamps = X.pop(column)
             start = self.start_[column]
             elapsed = (stamps - start).dt.total_seconds() / 86_400 if pd.notna(start) else np.nan
-            parts = {"year": stamps.dt.year, "month": stamps.dt.month, "day_of_week": stamps.dt.dayofweek,
-                     "hour": stamps.dt.hour, "days_elapsed": elapsed}
+            parts = {
+                "year": stamps.dt.year,
+                "month": stamps.dt.month,
+                "day_of_week": stamps.dt.dayofweek,
+                "hour": stamps.dt.hour,
+                "days_elapsed": elapsed,
+            }
             for part in DATETIME_PARTS:
                 X[f"{column}__{part}"] = pd.Series(parts[part], index=X.index).astype("float64")
         return X
@@ -294,8 +335,14 @@ class ColumnFilter(BaseEstimator, TransformerMixin):
     information with the target) or model (extremely randomised trees' impurity importance).
     """
 
-    def __init__(self, task: str = "binary", method: str = "none", keep_share: float = 1.0,
-                 near_duplicate_correlation: float = 0.999, seed: int = 0):
+    def __init__(
+        self,
+        task: str = "binary",
+        method: str = "none",
+        keep_share: float = 1.0,
+        near_duplicate_correlation: float = 0.999,
+        seed: int = 0,
+    ):
         self.task = task
         self.method = method
         self.keep_share = keep_share
@@ -338,7 +385,8 @@ class ColumnFilter(BaseEstimator, TransformerMixin):
             from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 
             forest = (ExtraTreesClassifier if self.task != "regression" else ExtraTreesRegressor)(
-                n_estimators=50, min_samples_leaf=5, n_jobs=1, random_state=self.seed)
+                n_estimators=50, min_samples_leaf=5, n_jobs=1, random_state=self.seed
+            )
             values = forest.fit(encoded, y).feature_importances_
         return dict(zip(X.columns, values, strict=True))
 
@@ -370,13 +418,20 @@ def _duplicates(X: pd.DataFrame, threshold: float) -> list[str]:
             seen_codes.setdefault(key, column)
     numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
     if len(numeric) > 1:
-        sample = X[numeric] if len(X) <= SELECTION_SAMPLE_ROWS * 5 else X[numeric].sample(SELECTION_SAMPLE_ROWS * 5, random_state=0)
+        sample = (
+            X[numeric]
+            if len(X) <= SELECTION_SAMPLE_ROWS * 5
+            else X[numeric].sample(SELECTION_SAMPLE_ROWS * 5, random_state=0)
+        )
         correlation = sample.corr().abs().to_numpy()
         gaps = sample.isna()
         for j in range(len(numeric)):
             # corr() uses the rows where both have values: a duplicate must also miss the same rows
-            if any(correlation[i, j] >= threshold and gaps[numeric[i]].equals(gaps[numeric[j]])
-                   for i in range(j) if numeric[i] not in dropped):
+            if any(
+                correlation[i, j] >= threshold and gaps[numeric[i]].equals(gaps[numeric[j]])
+                for i in range(j)
+                if numeric[i] not in dropped
+            ):
                 dropped.append(numeric[j])
     return dropped
 
@@ -406,15 +461,20 @@ class QuantileClipper(BaseEstimator, TransformerMixin):
         return X
 
 
-def steps(spec: DataSpec, settings: FeatureSettings, *, selection: str = "none", keep_share: float = 1.0,
-          seed: int = 0) -> list[tuple[str, BaseEstimator]]:
+def steps(
+    spec: DataSpec, settings: FeatureSettings, *, selection: str = "none", keep_share: float = 1.0, seed: int = 0
+) -> list[tuple[str, BaseEstimator]]:
     """The shared front of every family's pipeline, raw contract columns in, a clean frame out."""
     front: list[tuple[str, BaseEstimator]] = [("guard", InputGuard.from_spec(spec))]
     if spec.datetime_features:
         front.append(("datetime", DatetimeFeatures(tuple(spec.datetime_features))))
     if spec.text_features:
-        front.append(("text", TextFeatures(tuple(spec.text_features), settings.text_max_features,
-                                           settings.text_components, seed)))
+        front.append(
+            (
+                "text",
+                TextFeatures(tuple(spec.text_features), settings.text_max_features, settings.text_components, seed),
+            )
+        )
     front.append(("filter", ColumnFilter(spec.task, selection, keep_share, settings.near_duplicate_correlation, seed)))
     if settings.clip_quantiles is not None:
         front.append(("clip", QuantileClipper(tuple(settings.clip_quantiles))))

@@ -46,37 +46,38 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlgate.features import InputValidationError
-from mlgate.prediction_log import DEFAULT_TABLE, PredictionLog
+from mlgate.modelling.features import InputValidationError
+from mlgate.registry import CHAMPION_ALIAS
+from mlgate.services.prediction_log import DEFAULT_TABLE, PredictionLog
 
 log = logging.getLogger("mlgate.serve")
 
 UNKNOWN_COLUMN_POLICIES = ("ignore", "reject")
-SETTINGS_ENV = "MLGATE_SERVE_SETTINGS"      # how `serve --workers N` hands the settings to its workers
+SETTINGS_ENV = "MLGATE_SERVE_SETTINGS"  # how `serve --workers N` hands the settings to its workers
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: str | None = None             # registered model name (follows `alias`)
-    alias: str = "production"
-    model_uri: str | None = None         # or any MLflow model URI, served as is
+    model: str | None = None  # registered model name (follows `alias`)
+    alias: str = CHAMPION_ALIAS
+    model_uri: str | None = None  # or any MLflow model URI, served as is
     poll_s: float = 10.0
     max_body_bytes: int = 5 * 1024 * 1024
     unknown_columns: str = "ignore"
-    log_dir: str | None = None           # prediction log: a directory (Parquet files) or a SQLAlchemy URL; None: off
-    log_table: str = DEFAULT_TABLE       # the table, when log_dir is a database URL
+    log_dir: str | None = None  # prediction log: a directory (Parquet files) or a SQLAlchemy URL; None: off
+    log_table: str = DEFAULT_TABLE  # the table, when log_dir is a database URL
     log_sample_rate: float = 1.0
     log_rotate_rows: int = 50_000
     log_rotate_s: float = 60.0
-    workers: int = 1                     # server processes (see `serve`)
-    max_batch_rows: int = 512            # requests waiting together are predicted in one call up to this; 1: never
-    batch_wait_ms: float = 2.0           # under concurrent load, how long a call waits for more requests; 0: never
-    max_extra_columns: int = 64          # unknown columns a request may carry beyond the model's (more: 422)
-    header_timeout_s: float = 10.0       # a connection must send a request's headers within this
-    body_timeout_s: float = 30.0         # and its body within this after the headers (else 408)
-    max_connections: int = 1024          # open connections at most; beyond them uvicorn answers 503
-    max_inflight_bytes: int = 32 * 1024 * 1024   # bodies being read, parsed and answered at once (more wait)
+    workers: int = 1  # server processes (see `serve`)
+    max_batch_rows: int = 512  # requests waiting together are predicted in one call up to this; 1: never
+    batch_wait_ms: float = 2.0  # under concurrent load, how long a call waits for more requests; 0: never
+    max_extra_columns: int = 64  # unknown columns a request may carry beyond the model's (more: 422)
+    header_timeout_s: float = 10.0  # a connection must send a request's headers within this
+    body_timeout_s: float = 30.0  # and its body within this after the headers (else 408)
+    max_connections: int = 1024  # open connections at most; beyond them uvicorn answers 503
+    max_inflight_bytes: int = 32 * 1024 * 1024  # bodies being read, parsed and answered at once (more wait)
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.model_uri is None):
@@ -104,16 +105,19 @@ class ServeSettings:
 @dataclass(frozen=True)
 class Served:
     """One loaded model and where it came from."""
-    model: Any                 # tracking.LoadedModel
+
+    model: Any  # tracking.LoadedModel
     uri: str
-    version: str               # the registry version, or "" for a plain URI
+    version: str  # the registry version, or "" for a plain URI
     run_id: str | None
-    gate: str | None           # the gate's verdict tag on that version
+    gate: str | None  # the gate's verdict tag on that version
 
     def contract(self, max_extra_columns: int) -> RequestContract:
         """This model's request contract (built once per loaded model)."""
         if "_contract" not in self.__dict__:
-            self.__dict__["_contract"] = RequestContract(self.model.features, self.model.input_columns, max_extra_columns)
+            self.__dict__["_contract"] = RequestContract(
+                self.model.features, self.model.input_columns, max_extra_columns
+            )
         return self.__dict__["_contract"]
 
     def batcher(self, max_rows: int, wait_s: float, on_call: Any = None) -> MicroBatcher:
@@ -158,13 +162,13 @@ class MicroBatcher:
         return await future
 
     async def _drain(self) -> None:
-        answered = 0   # requests in the last call (0: none yet)
+        answered = 0  # requests in the last call (0: none yet)
         try:
             while True:
                 # concurrent clients: the last call served several, or others queued while it ran
                 if answered and (answered > 1 or self.pending) and self.wait_s:
                     await self._fill(answered)
-                await asyncio.sleep(0)   # requests parsed in this turn of the loop join the call
+                await asyncio.sleep(0)  # requests parsed in this turn of the loop join the call
                 if not self.pending:
                     return
                 batch = self._take()
@@ -181,7 +185,7 @@ class MicroBatcher:
                     continue
                 start = 0
                 for frame, future in batch:
-                    part = output.iloc[start:start + len(frame)].reset_index(drop=True)
+                    part = output.iloc[start : start + len(frame)].reset_index(drop=True)
                     start += len(frame)
                     if not future.done():
                         future.set_result(part)
@@ -238,7 +242,7 @@ class MicroBatcher:
         if isinstance(output, pd.DataFrame):
             return output
         values = np.asarray(output)
-        if values.ndim == 2:   # another flavor's (n, k) output, e.g. probabilities: one column each
+        if values.ndim == 2:  # another flavor's (n, k) output, e.g. probabilities: one column each
             return pd.DataFrame(values, columns=[str(j) for j in range(values.shape[1])])
         return pd.DataFrame({"prediction": values.ravel()})
 
@@ -263,7 +267,7 @@ class RegistrySource:
 
     def current(self) -> str | None:
         """The version the alias names now ("" for a plain URI), or None when it names none."""
-        from mlgate import tracking
+        from mlgate.adapters import tracking
 
         if self.settings.model_uri is not None:
             return ""
@@ -271,13 +275,18 @@ class RegistrySource:
         return None if held is None else str(held.version)
 
     def load(self, version: str) -> Served:
-        from mlgate import tracking
+        from mlgate.adapters import tracking
 
         if self.settings.model_uri is not None:
             return Served(_prepared(tracking.load(self.settings.model_uri)), self.settings.model_uri, "", None, None)
         held = tracking.get_version(self.settings.model, int(version))
-        return Served(_prepared(tracking.load(held.uri)), held.uri, str(held.version), held.run_id,
-                      held.tags.get("mlgate.gate.passed"))
+        return Served(
+            _prepared(tracking.load(held.uri)),
+            held.uri,
+            str(held.version),
+            held.run_id,
+            held.tags.get("mlgate.gate.passed"),
+        )
 
 
 def _prepared(model: Any) -> Any:
@@ -294,24 +303,45 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("mlgate_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r)
-        self.latency = Histogram("mlgate_request_latency_seconds", "Request latency by endpoint", ["endpoint"], registry=r,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.requests = Counter(
+            "mlgate_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "mlgate_request_latency_seconds",
+            "Request latency by endpoint",
+            ["endpoint"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.rows = Counter("mlgate_rows_predicted", "Rows predicted", registry=r)
         self.classes = Counter("mlgate_predicted_class", "Predicted labels (classification)", ["label"], registry=r)
-        self.class_labels: set[str] = set()   # the labels counted so far (at most CLASS_LABELS)
-        self.values = Histogram("mlgate_predicted_value", "Predicted values (regression)", registry=r,
-                                buckets=(-math.inf, 0, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, math.inf))
-        self.missing = Counter("mlgate_input_missing_values", "Missing input values by feature", ["feature"], registry=r)
-        self.out_of_range = Counter("mlgate_input_out_of_range", "Input values outside the contract's range",
-                                    ["feature"], registry=r)
+        self.class_labels: set[str] = set()  # the labels counted so far (at most CLASS_LABELS)
+        self.values = Histogram(
+            "mlgate_predicted_value",
+            "Predicted values (regression)",
+            registry=r,
+            buckets=(-math.inf, 0, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, math.inf),
+        )
+        self.missing = Counter(
+            "mlgate_input_missing_values", "Missing input values by feature", ["feature"], registry=r
+        )
+        self.out_of_range = Counter(
+            "mlgate_input_out_of_range", "Input values outside the contract's range", ["feature"], registry=r
+        )
         self.load_failures = Counter("mlgate_model_load_failures", "Model versions that failed to load", registry=r)
         self.swaps = Counter("mlgate_model_swaps", "Times a newly resolved version replaced the served one", registry=r)
-        self.call_rows = Histogram("mlgate_model_call_rows", "Rows per model call (waiting requests share one call)",
-                                   registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384))
-        self.log_dropped = Counter("mlgate_prediction_log_dropped_rows",
-                                   "Prediction-log rows dropped (queue full, or the write failed)", registry=r)
-        self.model_info: dict[str, str] = {}   # mlgate_model_info's labels (none until a model is served)
+        self.call_rows = Histogram(
+            "mlgate_model_call_rows",
+            "Rows per model call (waiting requests share one call)",
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384),
+        )
+        self.log_dropped = Counter(
+            "mlgate_prediction_log_dropped_rows",
+            "Prediction-log rows dropped (queue full, or the write failed)",
+            registry=r,
+        )
+        self.model_info: dict[str, str] = {}  # mlgate_model_info's labels (none until a model is served)
         self._info = _ModelInfo(self)
         r.register(self._info)
 
@@ -379,17 +409,17 @@ class BadRequest(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-MESSAGE_CHARS = 1_000          # an error message's length at most, whatever it quotes
-QUOTE_CHARS = 60               # a quoted client value or column name at most
-NAMES_LISTED = 10              # column names listed in one message at most
-COLUMNS_WITHOUT_CONTRACT = 1_024   # columns a request may carry for a model that declares none
-NAME_CHARS = 256               # a column name at most
-CLIENT_ID_CHARS = 128          # a client's own X-Request-Id, as logged
-CLASS_LABELS = 100             # distinct predicted-class labels /metrics counts; later ones count as OTHER_LABEL
+MESSAGE_CHARS = 1_000  # an error message's length at most, whatever it quotes
+QUOTE_CHARS = 60  # a quoted client value or column name at most
+NAMES_LISTED = 10  # column names listed in one message at most
+COLUMNS_WITHOUT_CONTRACT = 1_024  # columns a request may carry for a model that declares none
+NAME_CHARS = 256  # a column name at most
+CLIENT_ID_CHARS = 128  # a client's own X-Request-Id, as logged
+CLASS_LABELS = 100  # distinct predicted-class labels /metrics counts; later ones count as OTHER_LABEL
 OTHER_LABEL = "__other__"
-ANSWER_SLICE_ROWS = 2_000      # rows rendered to JSON in one call
-PARSE_THREADS = 2              # requests parsed, checked or answered at once
-DISCONNECTED = "499"           # the status counted for a client that left before its answer (nginx's code)
+ANSWER_SLICE_ROWS = 2_000  # rows rendered to JSON in one call
+PARSE_THREADS = 2  # requests parsed, checked or answered at once
+DISCONNECTED = "499"  # the status counted for a client that left before its answer (nginx's code)
 
 
 def quoted(value: Any) -> str:
@@ -417,8 +447,9 @@ async def _read_capped(request: Request, limit: int, timeout_s: float) -> bytes:
                     raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body over {limit:,} bytes (the limit)")
                 chunks.append(chunk)
     except TimeoutError:
-        raise BadRequest(408, "REQUEST_TIMEOUT", f"the body did not arrive within {timeout_s:g} s "
-                                                 f"({size:,} bytes came)") from None
+        raise BadRequest(
+            408, "REQUEST_TIMEOUT", f"the body did not arrive within {timeout_s:g} s ({size:,} bytes came)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -435,15 +466,22 @@ def parse_body(body: bytes, content_type: str, max_columns: int = COLUMNS_WITHOU
     elif kind == "application/json":
         frame = _parse_json(body, max_columns)
     else:
-        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {quoted(kind or 'none')} is not supported; "
-                                                        "send application/json or text/csv")
+        raise BadRequest(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"content type {quoted(kind or 'none')} is not supported; send application/json or text/csv",
+        )
     _refuse_nested_cells(frame)
     return frame
 
 
 def _too_many_columns(count: int | str, max_columns: int) -> BadRequest:
-    return BadRequest(422, "INVALID_INPUT", f"the body has {count} columns; at most {max_columns:,} are accepted "
-                                            "(the model's columns and a few unknown ones)")
+    return BadRequest(
+        422,
+        "INVALID_INPUT",
+        f"the body has {count} columns; at most {max_columns:,} are accepted "
+        "(the model's columns and a few unknown ones)",
+    )
 
 
 def _parse_csv(body: bytes, max_columns: int) -> pd.DataFrame:
@@ -457,7 +495,7 @@ def _parse_csv(body: bytes, max_columns: int) -> pd.DataFrame:
     try:
         return pd.read_csv(io.BytesIO(body))
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise BadRequest(400, "BAD_REQUEST", f"invalid CSV: {str(error).strip()[:MESSAGE_CHARS // 2]}") from None
+        raise BadRequest(400, "BAD_REQUEST", f"invalid CSV: {str(error).strip()[: MESSAGE_CHARS // 2]}") from None
 
 
 def _parse_json(body: bytes, max_columns: int) -> pd.DataFrame:
@@ -466,14 +504,21 @@ def _parse_json(body: bytes, max_columns: int) -> pd.DataFrame:
     except RecursionError:
         raise BadRequest(400, "BAD_REQUEST", "invalid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(400, "BAD_REQUEST", f"invalid JSON: {str(error)[:MESSAGE_CHARS // 2]}") from None
+        raise BadRequest(400, "BAD_REQUEST", f"invalid JSON: {str(error)[: MESSAGE_CHARS // 2]}") from None
     if not isinstance(payload, dict):
-        raise BadRequest(400, "BAD_REQUEST", "the JSON body must be an object with one of the keys "
-                                             "'dataframe_split', 'dataframe_records' or 'inputs'")
+        raise BadRequest(
+            400,
+            "BAD_REQUEST",
+            "the JSON body must be an object with one of the keys 'dataframe_split', 'dataframe_records' or 'inputs'",
+        )
     keys = [k for k in ("dataframe_split", "dataframe_records", "inputs") if k in payload]
     if len(keys) != 1:
-        raise BadRequest(400, "BAD_REQUEST", f"the JSON body needs exactly one of 'dataframe_split', "
-                                             f"'dataframe_records' or 'inputs' (got {listed(sorted(payload)) if payload else 'none'})")
+        raise BadRequest(
+            400,
+            "BAD_REQUEST",
+            f"the JSON body needs exactly one of 'dataframe_split', "
+            f"'dataframe_records' or 'inputs' (got {listed(sorted(payload)) if payload else 'none'})",
+        )
     data = payload[keys[0]]
     try:
         if keys[0] == "dataframe_split":
@@ -487,20 +532,20 @@ def _parse_json(body: bytes, max_columns: int) -> pd.DataFrame:
             if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
                 raise ValueError("'data' must be a list of rows, each a list of values")
             return pd.DataFrame(rows, columns=columns)
-        if isinstance(data, dict):   # inputs as {column: [values]}
+        if isinstance(data, dict):  # inputs as {column: [values]}
             if len(data) > max_columns:
                 raise _too_many_columns(f"{len(data):,}", max_columns)
             return pd.DataFrame(data)
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
             raise ValueError(f"'{keys[0]}' must be a list of records ({{column: value}})")
         names: set[str] = set()
-        for record in data:   # records may each name other columns: count them all before building
+        for record in data:  # records may each name other columns: count them all before building
             names.update(record)
             if len(names) > max_columns:
                 raise _too_many_columns(f"over {max_columns:,}", max_columns)
         return pd.DataFrame.from_records(data)
     except (ValueError, TypeError) as error:
-        raise BadRequest(400, "BAD_REQUEST", f"cannot read '{keys[0]}': {str(error)[:MESSAGE_CHARS // 2]}") from None
+        raise BadRequest(400, "BAD_REQUEST", f"cannot read '{keys[0]}': {str(error)[: MESSAGE_CHARS // 2]}") from None
 
 
 # object columns whose values pandas can name without finding a list or a dict among them
@@ -508,16 +553,20 @@ _SCALAR_KINDS = frozenset({"empty", "string", "boolean", "integer", "floating", 
 
 
 def _refuse_nested_cells(frame: pd.DataFrame) -> None:
-    for j in np.flatnonzero((frame.dtypes == object).to_numpy()):
+    for j in np.flatnonzero((frame.dtypes == np.dtype(object)).to_numpy()):
         values = frame.iloc[:, j].to_numpy()
         if pd.api.types.infer_dtype(values, skipna=True) in _SCALAR_KINDS:
             continue
         for row, value in enumerate(values):
             if isinstance(value, (list, dict)):
-                raise BadRequest(422, "INVALID_INPUT", f"column {quoted(str(frame.columns[j]))} has a "
-                                                       f"{'list' if isinstance(value, list) else 'JSON object'} "
-                                                       f"at row {row}; a cell must be a number, a string, "
-                                                       "a boolean or null")
+                raise BadRequest(
+                    422,
+                    "INVALID_INPUT",
+                    f"column {quoted(str(frame.columns[j]))} has a "
+                    f"{'list' if isinstance(value, list) else 'JSON object'} "
+                    f"at row {row}; a cell must be a number, a string, "
+                    "a boolean or null",
+                )
 
 
 class RequestContract:
@@ -551,8 +600,10 @@ class RequestContract:
         if len(frame.columns) > self.max_columns:
             raise _too_many_columns(f"{len(frame.columns):,}", self.max_columns)
         named = next((str(c) for c in frame.columns if len(str(c)) > NAME_CHARS), None)
-        if named is not None:   # a name is logged with every row it has a value in
-            raise BadRequest(422, "INVALID_INPUT", f"column name {quoted(named)} is longer than {NAME_CHARS} characters")
+        if named is not None:  # a name is logged with every row it has a value in
+            raise BadRequest(
+                422, "INVALID_INPUT", f"column name {quoted(named)} is longer than {NAME_CHARS} characters"
+            )
         gaps = frame.isna().to_numpy()
         self._refuse_non_finite(frame)
         if not self.expected:
@@ -563,14 +614,21 @@ class RequestContract:
         if unknown_columns == "reject":
             unknown = [str(c) for c in frame.columns if c not in self.expected]
             if unknown:
-                raise BadRequest(422, "INVALID_INPUT", f"unknown column(s) {listed(unknown)}; the model takes "
-                                                       f"{listed(self.expected)}")
+                raise BadRequest(
+                    422,
+                    "INVALID_INPUT",
+                    f"unknown column(s) {listed(unknown)}; the model takes {listed(self.expected)}",
+                )
         for column in self.not_null:
             if column in frame.columns:
                 column_gaps = gaps[:, frame.columns.get_loc(column)]
                 if column_gaps.any():
-                    raise BadRequest(422, "INVALID_INPUT", f"column '{column}' has a missing value at row "
-                                                           f"{int(np.argmax(column_gaps))}; the contract allows none")
+                    raise BadRequest(
+                        422,
+                        "INVALID_INPUT",
+                        f"column '{column}' has a missing value at row "
+                        f"{int(np.argmax(column_gaps))}; the contract allows none",
+                    )
         return gaps
 
     def _refuse_non_finite(self, frame: pd.DataFrame) -> None:
@@ -583,8 +641,12 @@ class RequestContract:
             infinite = np.isinf(frame[column].to_numpy())
             if infinite.any():
                 row = int(np.argmax(infinite))
-                raise BadRequest(422, "INVALID_INPUT", f"column {quoted(str(column))} has a non-finite value "
-                                                       f"({frame[column].iloc[row]}) at row {row}; numbers must be finite")
+                raise BadRequest(
+                    422,
+                    "INVALID_INPUT",
+                    f"column {quoted(str(column))} has a non-finite value "
+                    f"({frame[column].iloc[row]}) at row {row}; numbers must be finite",
+                )
 
     def record(self, metrics: Metrics, frame: pd.DataFrame, gaps: np.ndarray) -> None:
         if not self.features:
@@ -597,7 +659,9 @@ class RequestContract:
         for column, (low, high) in self.ranges.items():
             if column in frame.columns:
                 values = _as_numbers(frame[column])
-                outside = int((values < low).sum() if low is not None else 0) + int((values > high).sum() if high is not None else 0)
+                outside = int((values < low).sum() if low is not None else 0) + int(
+                    (values > high).sum() if high is not None else 0
+                )
                 if outside:
                     metrics.out_of_range.labels(column).inc(outside)
 
@@ -615,13 +679,13 @@ def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, 
     predictions = output["prediction"]
     if features and features.get("task") in ("binary", "multiclass") or predictions.dtype == object:
         counts: collections.Counter = collections.Counter()
-        for start in range(0, len(predictions), ANSWER_SLICE_ROWS):   # in slices: one count over all rows held the GIL
-            counts.update(predictions.iloc[start:start + ANSWER_SLICE_ROWS].value_counts(dropna=False).to_dict())
+        for start in range(0, len(predictions), ANSWER_SLICE_ROWS):  # in slices: one count over all rows held the GIL
+            counts.update(predictions.iloc[start : start + ANSWER_SLICE_ROWS].value_counts(dropna=False).to_dict())
         for label, count in counts.items():
             metrics.predicted_class(str(label)).inc(int(count))
     else:
         values = predictions.to_numpy(dtype=float)
-        for value in values[np.isfinite(values)]:   # one NaN or inf would make the histogram's sum so for good
+        for value in values[np.isfinite(values)]:  # one NaN or inf would make the histogram's sum so for good
             metrics.values.observe(value)
 
 
@@ -637,24 +701,42 @@ def _json_ready(values: pd.Series) -> list[Any]:
         finite = np.isfinite(array)
         return array.tolist() if finite.all() else np.where(finite, array, None).tolist()
     cells = values.tolist()
-    return [None if isinstance(v, float) and not math.isfinite(v) else v for v in cells] if values.dtype == object else cells
+    return (
+        [None if isinstance(v, float) and not math.isfinite(v) else v for v in cells]
+        if values.dtype == object
+        else cells
+    )
 
 
-def _read_request(body: bytes, content_type: str, contract: RequestContract,
-                  unknown_columns: str) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+def _read_request(
+    body: bytes, content_type: str, contract: RequestContract, unknown_columns: str
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """The body as a checked frame, its missing-value mask and the columns the model takes."""
     frame = parse_body(body, content_type, contract.max_columns)
     return frame, contract.check(frame, unknown_columns), contract.known(frame)
 
 
-def _answer(metrics: Metrics, contract: RequestContract, features: dict[str, Any] | None, frame: pd.DataFrame,
-            gaps: np.ndarray, output: pd.DataFrame) -> bytes:
+def _answer(
+    metrics: Metrics,
+    contract: RequestContract,
+    features: dict[str, Any] | None,
+    frame: pd.DataFrame,
+    gaps: np.ndarray,
+    output: pd.DataFrame,
+) -> bytes:
     """Counts the request in /metrics and renders its JSON answer (as Starlette's JSONResponse would)."""
     contract.record(metrics, frame, gaps)
     _record_outputs(metrics, output, features)
     # JSON in slices, so that the list of row dicts for a 400,000-row answer never exists all at once
-    slices = [json.dumps(_records(output.iloc[start:start + ANSWER_SLICE_ROWS]), ensure_ascii=False, allow_nan=False,
-                         separators=(",", ":"))[1:-1] for start in range(0, len(output), ANSWER_SLICE_ROWS)]
+    slices = [
+        json.dumps(
+            _records(output.iloc[start : start + ANSWER_SLICE_ROWS]),
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+        )[1:-1]
+        for start in range(0, len(output), ANSWER_SLICE_ROWS)
+    ]
     return ('{"predictions":[' + ",".join(slices) + "]}").encode("utf-8")
 
 
@@ -678,23 +760,35 @@ class ServingState:
         if version is None or (self.served is not None and version == self.served.version):
             return
         if version == self.failed_version and self.served is not None:
-            return   # keep serving the old one; with nothing served, retry the failed load every poll
+            return  # keep serving the old one; with nothing served, retry the failed load every poll
         try:
             fresh = await asyncio.to_thread(self.source.load, version)
         except Exception as error:  # noqa: BLE001 - keep serving the old version
             self.failed_version = version
             self.metrics.load_failures.inc()
-            log.error("version %s of %s failed to load, still serving %s: %s", version, self._target(),
-                      self.served.version if self.served else "nothing", error)
+            log.error(
+                "version %s of %s failed to load, still serving %s: %s",
+                version,
+                self._target(),
+                self.served.version if self.served else "nothing",
+                error,
+            )
             return
         previous = self.served
         self.served = fresh
         self.failed_version = None
         if previous is not None:
             self.metrics.swaps.inc()
-        self.metrics.model_info = {"model": self.settings.model or "", "alias": self.settings.alias if self.settings.model else "",
-                                   "version": fresh.version, "uri": fresh.uri, "run_id": fresh.run_id or ""}
-        log.info("serving %s version %s (was %s)", self._target(), fresh.version, previous.version if previous else "none")
+        self.metrics.model_info = {
+            "model": self.settings.model or "",
+            "alias": self.settings.alias if self.settings.model else "",
+            "version": fresh.version,
+            "uri": fresh.uri,
+            "run_id": fresh.run_id or "",
+        }
+        log.info(
+            "serving %s version %s (was %s)", self._target(), fresh.version, previous.version if previous else "none"
+        )
 
     def _target(self) -> str:
         return self.settings.model_uri or f"models:/{self.settings.model}@{self.settings.alias}"
@@ -708,9 +802,18 @@ class ServingState:
 def create_app(settings: ServeSettings, source: RegistrySource | None = None) -> Starlette:
     metrics = Metrics()
     state = ServingState(settings, source or RegistrySource(settings), metrics)
-    prediction_log = (PredictionLog(settings.log_dir, settings.log_sample_rate, settings.log_rotate_rows,
-                                    settings.log_rotate_s, on_drop=metrics.log_dropped.inc, table=settings.log_table)
-                      if settings.log_dir else None)
+    prediction_log = (
+        PredictionLog(
+            settings.log_dir,
+            settings.log_sample_rate,
+            settings.log_rotate_rows,
+            settings.log_rotate_s,
+            on_drop=metrics.log_dropped.inc,
+            table=settings.log_table,
+        )
+        if settings.log_dir
+        else None
+    )
     # parsing, checking and answering run here, never on the event loop (a large body must not stall
     # /health or other clients); its threads bound how many requests do so at once
     parse_pool = concurrent.futures.ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="mlgate-parse")
@@ -741,35 +844,53 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
         try:
             declared = int(request.headers.get("content-length") or 0)
             if declared > settings.max_body_bytes:
-                raise BadRequest(413, "PAYLOAD_TOO_LARGE", f"body of {declared:,} bytes; the limit is {settings.max_body_bytes:,}")
+                raise BadRequest(
+                    413, "PAYLOAD_TOO_LARGE", f"body of {declared:,} bytes; the limit is {settings.max_body_bytes:,}"
+                )
             chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
             async with budget.hold(settings.max_body_bytes if chunked else declared):
                 body = await _read_capped(request, settings.max_body_bytes, settings.body_timeout_s)
-                frame, gaps, known = await loop.run_in_executor(parse_pool, _read_request, body,
-                                                                request.headers.get("content-type", ""), contract,
-                                                                settings.unknown_columns)
+                frame, gaps, known = await loop.run_in_executor(
+                    parse_pool,
+                    _read_request,
+                    body,
+                    request.headers.get("content-type", ""),
+                    contract,
+                    settings.unknown_columns,
+                )
                 if frame.empty:
                     return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
                 model_input = frame if len(known) == frame.shape[1] else frame[known]
-                output = await served.batcher(settings.max_batch_rows, settings.batch_wait_ms / 1000,
-                                              metrics.call_rows.observe).predict(model_input)
-                content = await loop.run_in_executor(parse_pool, _answer, metrics, contract, served.model.features,
-                                                     frame, gaps, output)
+                output = await served.batcher(
+                    settings.max_batch_rows, settings.batch_wait_ms / 1000, metrics.call_rows.observe
+                ).predict(model_input)
+                content = await loop.run_in_executor(
+                    parse_pool, _answer, metrics, contract, served.model.features, frame, gaps, output
+                )
         except ClientDisconnect:
             log.debug("request %s: the client left before its body arrived", request_id)
             return finish("invocations", started, Response(status_code=int(DISCONNECTED), headers=headers))
         except BadRequest as bad:
-            if bad.status in (408, 413):   # the rest of the body is never read: do not wait for it
+            if bad.status in (408, 413):  # the rest of the body is never read: do not wait for it
                 headers["Connection"] = "close"
             return finish("invocations", started, error(bad.status, bad.code, bad.message, headers))
         except InputValidationError as bad:
             return finish("invocations", started, error(422, "INVALID_INPUT", str(bad), headers))
         except Exception as failure:  # noqa: BLE001 - a model error is a 500 with its message, never a crash
             log.exception("request %s: prediction failed", request_id)
-            return finish("invocations", started, error(500, "INTERNAL_ERROR", f"{type(failure).__name__}: {failure}", headers))
+            return finish(
+                "invocations", started, error(500, "INTERNAL_ERROR", f"{type(failure).__name__}: {failure}", headers)
+            )
         if prediction_log is not None:
-            prediction_log.submit(request_id, served.version, frame, output, client_request_id=client_request_id,
-                                  logged_columns=known, size=len(body))
+            prediction_log.submit(
+                request_id,
+                served.version,
+                frame,
+                output,
+                client_request_id=client_request_id,
+                logged_columns=known,
+                size=len(body),
+            )
         return finish("invocations", started, Response(content, media_type="application/json", headers=headers))
 
     async def health(request: Request) -> Response:
@@ -785,9 +906,16 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
         served = state.served
         if served is None:
             return error(503, "NOT_READY", "no model is loaded yet")
-        return JSONResponse({"model": settings.model, "alias": settings.alias if settings.model else None,
-                             "version": served.version, "uri": served.uri, "run_id": served.run_id,
-                             "gate_passed": served.gate})
+        return JSONResponse(
+            {
+                "model": settings.model,
+                "alias": settings.alias if settings.model else None,
+                "version": served.version,
+                "uri": served.uri,
+                "run_id": served.run_id,
+                "gate_passed": served.gate,
+            }
+        )
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -807,11 +935,17 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
                 prediction_log.close()
             parse_pool.shutdown(wait=False, cancel_futures=True)
 
-    app = Starlette(routes=[
-        Route("/invocations", invocations, methods=["POST"]),
-        Route("/health", health), Route("/ping", health), Route("/ready", ready),
-        Route("/version", version), Route("/metrics", prometheus),
-    ], lifespan=lifespan)
+    app = Starlette(
+        routes=[
+            Route("/invocations", invocations, methods=["POST"]),
+            Route("/health", health),
+            Route("/ping", health),
+            Route("/ready", ready),
+            Route("/version", version),
+            Route("/metrics", prometheus),
+        ],
+        lifespan=lifespan,
+    )
     app.state.serving = state
     return app
 
@@ -829,8 +963,9 @@ def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080) ->
         # set before the workers start, so their prometheus_client keeps its values in shared files
         os.environ.setdefault(MULTIPROCESS_ENV, shared)
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
-        config = uvicorn_config("mlgate.serving:app_from_environment", settings, host, port, factory=True,
-                                workers=settings.workers)
+        config = uvicorn_config(
+            "mlgate.services.serving:app_from_environment", settings, host, port, factory=True, workers=settings.workers
+        )
         Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
@@ -845,14 +980,25 @@ def uvicorn_config(app: Any, settings: ServeSettings, host: str, port: int, **op
     (``HeaderDeadlineProtocol``), an idle keep-alive connection closed after 5 s."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            http=HeaderDeadlineProtocol, limit_concurrency=settings.max_connections,
-                            timeout_keep_alive=5, timeout_worker_healthcheck=WORKER_START_S, **options)
-    config.header_timeout_s = settings.header_timeout_s   # read by HeaderDeadlineProtocol; travels to workers with the config
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=HeaderDeadlineProtocol,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+        timeout_worker_healthcheck=WORKER_START_S,
+        **options,
+    )
+    config.header_timeout_s = (
+        settings.header_timeout_s
+    )  # read by HeaderDeadlineProtocol; travels to workers with the config
     return config
 
 
-try:   # uvicorn's faster protocol when httptools is installed, as its "auto" choice does
+try:  # uvicorn's faster protocol when httptools is installed, as its "auto" choice does
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _UvicornProtocol
 except ImportError:
     from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornProtocol
@@ -901,7 +1047,7 @@ class HeaderDeadlineProtocol(_UvicornProtocol):
     def _headers_late(self) -> None:
         self.header_deadline = None
         if self.cycle is not None and not self.cycle.response_complete:
-            return   # a request is being served: its headers came
+            return  # a request is being served: its headers came
         if not self.transport.is_closing():
             self.transport.close()
 

@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlgate.data import LARGEST_NUMBER, non_finite
-from mlgate.features import InputValidationError
+from mlgate.errors import StageError
 from mlgate.files import atomic_path
-from mlgate.project import StageError
+from mlgate.modelling.data import LARGEST_NUMBER, non_finite
+from mlgate.modelling.features import InputValidationError
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -43,9 +43,16 @@ def total_rows(path: Path) -> int | None:
     return pq.ParquetFile(path).metadata.num_rows if file_format(path) == "parquet" else None
 
 
-def score(predict: Callable[[pd.DataFrame], pd.DataFrame], input_path: Path, output_path: Path, *,
-          chunk_rows: int = 100_000, keep_columns: tuple[str, ...] = (), finite_columns: tuple[str, ...] = (),
-          progress: Callable[[int], Any] = lambda rows: None) -> int:
+def score(
+    predict: Callable[[pd.DataFrame], pd.DataFrame],
+    input_path: Path,
+    output_path: Path,
+    *,
+    chunk_rows: int = 100_000,
+    keep_columns: tuple[str, ...] = (),
+    finite_columns: tuple[str, ...] = (),
+    progress: Callable[[int], Any] = lambda rows: None,
+) -> int:
     """Predict every row of ``input_path`` into ``output_path``; returns the number of rows.
 
     The output holds ``keep_columns`` from the input (an id, say) and the model's outputs, in input order.
@@ -56,7 +63,9 @@ def score(predict: Callable[[pd.DataFrame], pd.DataFrame], input_path: Path, out
         raise StageError(f"{input_path}: input file not found")
     out_format = file_format(output_path)
     if output_path.is_dir():
-        raise StageError(f"{output_path}: --output is a directory; give a file name ending in .csv, .csv.gz or .parquet")
+        raise StageError(
+            f"{output_path}: --output is a directory; give a file name ending in .csv, .csv.gz or .parquet"
+        )
     if output_path.exists() and output_path.resolve() == input_path.resolve():
         raise StageError(f"{output_path}: --output is the input file; scoring would replace it, give another name")
     done = 0
@@ -72,8 +81,9 @@ def score(predict: Callable[[pd.DataFrame], pd.DataFrame], input_path: Path, out
                     output = predict(chunk)
                 except InputValidationError as error:
                     raise StageError(f"{input_path}: rows {done + 1:,}–{done + len(chunk):,}: {error}") from None
-                frame = pd.concat([chunk[list(keep_columns)].reset_index(drop=True),
-                                   output.reset_index(drop=True)], axis=1)
+                frame = pd.concat(
+                    [chunk[list(keep_columns)].reset_index(drop=True), output.reset_index(drop=True)], axis=1
+                )
                 if out_format == "csv":
                     frame.to_csv(staged, mode="a", header=done == 0, index=False)
                 else:
@@ -97,7 +107,9 @@ def _check_finite(chunk: pd.DataFrame, columns: tuple[str, ...], input_path: Pat
         beyond = non_finite(chunk[column]).to_numpy()
         if beyond.any():
             rows = [done + position + 1 for position in beyond.nonzero()[0][:5]]
-            raise StageError(f"{input_path}: column '{column}': {int(beyond.sum()):,} infinite or too large value(s) "
-                             f"(beyond ±{LARGEST_NUMBER:.1e}) at row(s) {', '.join(f'{r:,}' for r in rows)}"
-                             f"{', ...' if beyond.sum() > 5 else ''}; the model takes finite numbers only: fix them, "
-                             f"or leave them empty to score them as missing values")
+            raise StageError(
+                f"{input_path}: column '{column}': {int(beyond.sum()):,} infinite or too large value(s) "
+                f"(beyond ±{LARGEST_NUMBER:.1e}) at row(s) {', '.join(f'{r:,}' for r in rows)}"
+                f"{', ...' if beyond.sum() > 5 else ''}; the model takes finite numbers only: fix them, "
+                f"or leave them empty to score them as missing values"
+            )

@@ -20,16 +20,18 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from mlgate import compiled, metrics
+from mlgate.modelling import compiled, metrics
 
 ENSEMBLES = ("auto", "caruana", "stacking", "none")
 # Why `finish` leaves these out for a multiclass task (recorded in best_params.json).
 MULTICLASS_SKIPPED = {
     "stacking": "stacking fits a logistic regression on one probability per member; over k-class probability "
-                "matrices it would be k one-vs-rest combiners renormalised, with k times the coefficients to fit on "
-                "the same rows: Caruana selection (a weighted mean of probability matrices) is kept instead",
-    "calibration": "calibration maps one class's probability; the multiclass probabilities are used as the members give them",
-    "threshold": "a decision threshold applies to one class's probability; a multiclass prediction is the most probable class",
+    "matrices it would be k one-vs-rest combiners renormalised, with k times the coefficients to fit on "
+    "the same rows: Caruana selection (a weighted mean of probability matrices) is kept instead",
+    "calibration": "calibration maps one class's probability; the multiclass probabilities are used as "
+    "the members give them",
+    "threshold": "a decision threshold applies to one class's probability; a multiclass prediction is "
+    "the most probable class",
 }
 CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
 THRESHOLDS = ("f1", "balanced_accuracy", "cost", "none")
@@ -40,13 +42,13 @@ _CALIBRATION_SLACK = 1e-3
 
 @dataclass(frozen=True)
 class FinishSettings:
-    ensemble: str = "auto"             # auto: caruana or stacking, whichever scores better; none: the best trial
-    ensemble_rounds: int = 25          # greedy selection rounds (with replacement)
-    ensemble_candidates: int = 20      # the best complete trials considered
-    max_members: int = 4               # trials in an ensemble: a served row pays for each
-    calibration: str = "auto"          # binary: isotonic, sigmoid or none by cross-fitted log loss
-    threshold: str = "f1"              # binary: what the decision threshold maximises; none keeps 0.5
-    false_positive_cost: float = 1.0   # threshold: cost
+    ensemble: str = "auto"  # auto: caruana or stacking, whichever scores better; none: the best trial
+    ensemble_rounds: int = 25  # greedy selection rounds (with replacement)
+    ensemble_candidates: int = 20  # the best complete trials considered
+    max_members: int = 4  # trials in an ensemble: a served row pays for each
+    calibration: str = "auto"  # binary: isotonic, sigmoid or none by cross-fitted log loss
+    threshold: str = "f1"  # binary: what the decision threshold maximises; none keeps 0.5
+    false_positive_cost: float = 1.0  # threshold: cost
     false_negative_cost: float = 1.0
     refit_budget_s: float | None = None  # cap on the estimated time train spends refitting members
 
@@ -55,7 +57,9 @@ class FinishSettings:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"finish.{name} must be one of {allowed}, got '{getattr(self, name)}'")
         if self.ensemble_rounds < 1 or self.ensemble_candidates < 1 or self.max_members < 2:
-            raise ValueError("finish: ensemble_rounds and ensemble_candidates must be at least 1, max_members at least 2")
+            raise ValueError(
+                "finish: ensemble_rounds and ensemble_candidates must be at least 1, max_members at least 2"
+            )
         if self.false_positive_cost <= 0 or self.false_negative_cost <= 0:
             raise ValueError("finish: false_positive_cost and false_negative_cost must be positive")
 
@@ -63,6 +67,7 @@ class FinishSettings:
 @dataclass(frozen=True)
 class Candidate:
     """A complete trial with its out-of-fold predictions (NaN on rows it did not validate)."""
+
     trial: int
     family: str
     params: dict[str, Any]
@@ -80,8 +85,9 @@ def _scorer(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
     return metrics._rank_auc if name == "roc_auc" else metrics.METRICS[name].score
 
 
-def caruana_weights(predictions: np.ndarray, y: np.ndarray, name: str, rounds: int,
-                    max_members: int | None = None) -> np.ndarray:
+def caruana_weights(
+    predictions: np.ndarray, y: np.ndarray, name: str, rounds: int, max_members: int | None = None
+) -> np.ndarray:
     """Greedy ensemble selection with replacement (Caruana et al., 2004): start from the best
     column, then add, ``rounds`` times, the column whose addition scores best; the weights are
     how often each column was added. Once ``max_members`` columns are in, only they are added again.
@@ -95,8 +101,10 @@ def caruana_weights(predictions: np.ndarray, y: np.ndarray, name: str, rounds: i
     for step in range(rounds):
         trial_sums = total[:, None] + predictions
         full = max_members is not None and np.count_nonzero(counts) >= max_members
-        gains = [sign * score(y, trial_sums[:, j] / (step + 1)) if not full or counts[j] else -np.inf
-                 for j in range(predictions.shape[1])]
+        gains = [
+            sign * score(y, trial_sums[:, j] / (step + 1)) if not full or counts[j] else -np.inf
+            for j in range(predictions.shape[1])
+        ]
         chosen = int(np.argmax(gains))
         counts[chosen] += 1
         total = trial_sums[:, chosen]
@@ -142,20 +150,24 @@ def combine(combiner: dict[str, Any], predictions: np.ndarray, task: str) -> np.
     """Apply a combiner (``caruana`` weights or ``stacking`` coefficients) to member predictions."""
     if combiner["method"] == "caruana":
         return _weighted(predictions, combiner["weights"])
-    linear = (_logit(predictions) if task == "binary" else predictions) @ np.asarray(combiner["coef"]) + combiner["intercept"]
+    linear = (_logit(predictions) if task == "binary" else predictions) @ np.asarray(combiner["coef"]) + combiner[
+        "intercept"
+    ]
     return _sigmoid(linear) if task == "binary" else linear
 
 
-def _fit_combiner(method: str, predictions: np.ndarray, y: np.ndarray, task: str, name: str,
-                  settings: FinishSettings) -> dict[str, Any]:
+def _fit_combiner(
+    method: str, predictions: np.ndarray, y: np.ndarray, task: str, name: str, settings: FinishSettings
+) -> dict[str, Any]:
     if method == "caruana":
         weights = caruana_weights(predictions, y, name, settings.ensemble_rounds, max_members=settings.max_members)
         return {"method": "caruana", "weights": weights.tolist()}
     return stacking_fit(predictions, y, task)
 
 
-def cross_fitted(fit: Callable[[np.ndarray], Any], apply: Callable[[Any, np.ndarray], np.ndarray],
-                 folds: np.ndarray) -> np.ndarray:
+def cross_fitted(
+    fit: Callable[[np.ndarray], Any], apply: Callable[[Any, np.ndarray], np.ndarray], folds: np.ndarray
+) -> np.ndarray:
     """Each fold's rows as predicted by what ``fit`` learnt from the other folds' rows."""
     out = None
     for k in np.unique(folds):
@@ -169,16 +181,17 @@ def cross_fitted(fit: Callable[[np.ndarray], Any], apply: Callable[[Any, np.ndar
 
 @dataclass(frozen=True)
 class EnsembleChoice:
-    method: str                     # single | caruana | stacking
+    method: str  # single | caruana | stacking
     members: list[Candidate]
     combiner: dict[str, Any] | None
-    score: float                    # cross-fitted per-fold mean, comparable with the trials' CV scores
-    scores: dict[str, float]        # every method tried, same basis
-    predictions: np.ndarray         # cross-fitted predictions of the chosen method on the validated rows
+    score: float  # cross-fitted per-fold mean, comparable with the trials' CV scores
+    scores: dict[str, float]  # every method tried, same basis
+    predictions: np.ndarray  # cross-fitted predictions of the chosen method on the validated rows
 
 
-def choose_ensemble(candidates: list[Candidate], y: np.ndarray, folds: np.ndarray, *, task: str, metric: str,
-                    settings: FinishSettings) -> EnsembleChoice:
+def choose_ensemble(
+    candidates: list[Candidate], y: np.ndarray, folds: np.ndarray, *, task: str, metric: str, settings: FinishSettings
+) -> EnsembleChoice:
     """The best of: the best trial alone, Caruana selection over the top candidates (the best
     ``ensemble_candidates`` trials and every family's best) and stacking over each family's best, by
     cross-fitted score on the validated rows (``folds`` >= 0).
@@ -188,7 +201,7 @@ def choose_ensemble(candidates: list[Candidate], y: np.ndarray, folds: np.ndarra
     greater = metrics.METRICS[metric].greater_is_better
     ranked = _distinct(sorted(candidates, key=lambda c: c.score, reverse=greater))
     # the top trials, plus each other family's best: one family's near-copies can fill the top
-    top, rest = ranked[:settings.ensemble_candidates], ranked[settings.ensemble_candidates:]
+    top, rest = ranked[: settings.ensemble_candidates], ranked[settings.ensemble_candidates :]
     in_top = {c.family for c in top}
     top += [c for c in _family_bests(rest) if c.family not in in_top]
     ranked = _within_refit_budget(top, settings.refit_budget_s)
@@ -200,27 +213,33 @@ def choose_ensemble(candidates: list[Candidate], y: np.ndarray, folds: np.ndarra
     methods = {"auto": ("caruana", "stacking"), "none": ()}.get(settings.ensemble, (settings.ensemble,))
     if task == "multiclass":
         if settings.ensemble == "stacking":
-            raise ValueError(f"finish.ensemble: stacking is not done for multiclass ({MULTICLASS_SKIPPED['stacking']}); "
-                             f"choose auto, caruana or none")
+            raise ValueError(
+                f"finish.ensemble: stacking is not done for multiclass ({MULTICLASS_SKIPPED['stacking']}); "
+                f"choose auto, caruana or none"
+            )
         methods = tuple(m for m in methods if m != "stacking")
-    pools = {"caruana": ranked, "stacking": _family_bests(ranked)[:settings.max_members]}
+    pools = {"caruana": ranked, "stacking": _family_bests(ranked)[: settings.max_members]}
     for method in methods:
         pool = pools[method]
         if len(pool) < 2:
             continue
-        matrix = np.stack([c.predictions[rows] for c in pool], axis=1)   # (rows, members[, classes])
+        matrix = np.stack([c.predictions[rows] for c in pool], axis=1)  # (rows, members[, classes])
 
         def fit(train, m=method, matrix=matrix):
             return _fit_combiner(m, matrix[train], y[train], task, metric, settings)
-        predicted = cross_fitted(fit, lambda combiner, held, matrix=matrix: combine(combiner, matrix[held], task), folds)
+
+        predicted = cross_fitted(
+            fit, lambda combiner, held, matrix=matrix: combine(combiner, matrix[held], task), folds
+        )
         scores[method] = fold_score(metric, y, predicted, folds)
         if (scores[method] > choice.score) == greater and scores[method] != choice.score:
             combiner = fit(np.ones(len(y), dtype=bool))
             keep = _members_used(combiner)
             if len(keep) < 2:  # on all rows it picks one trial alone: that is the single model
                 continue
-            choice = EnsembleChoice(method, [pool[i] for i in keep], _restrict(combiner, keep), scores[method], scores,
-                                    predicted)
+            choice = EnsembleChoice(
+                method, [pool[i] for i in keep], _restrict(combiner, keep), scores[method], scores, predicted
+            )
     return EnsembleChoice(choice.method, choice.members, choice.combiner, choice.score, scores, choice.predictions)
 
 
@@ -264,6 +283,7 @@ def _restrict(combiner: dict[str, Any], keep: list[int]) -> dict[str, Any]:
 
 # --- calibration and threshold (binary) -----------------------------------------------------------
 
+
 def calibrator_fit(method: str, probability: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """A calibration map as plain data: Platt scaling on the logit, or an isotonic step function."""
     if method == "sigmoid":
@@ -284,23 +304,32 @@ def calibrate(calibrator: dict[str, Any] | None, probability: np.ndarray) -> np.
 @dataclass(frozen=True)
 class CalibrationChoice:
     calibrator: dict[str, Any] | None
-    log_loss: dict[str, float]       # cross-fitted, per method tried
-    probabilities: np.ndarray        # cross-fitted calibrated probabilities of the chosen method
+    log_loss: dict[str, float]  # cross-fitted, per method tried
+    probabilities: np.ndarray  # cross-fitted calibrated probabilities of the chosen method
 
 
-def choose_calibration(probability: np.ndarray, y: np.ndarray, folds: np.ndarray, *, metric: str,
-                       setting: str) -> CalibrationChoice:
+def choose_calibration(
+    probability: np.ndarray, y: np.ndarray, folds: np.ndarray, *, metric: str, setting: str
+) -> CalibrationChoice:
     """none, sigmoid or isotonic by cross-fitted log loss, among those that keep the primary metric
     within ``_CALIBRATION_SLACK`` of the uncalibrated score."""
     tried = {"none": probability}
-    for method in (("sigmoid", "isotonic") if setting == "auto" else () if setting == "none" else (setting,)):
-        tried[method] = cross_fitted(lambda train, m=method: calibrator_fit(m, probability[train], y[train]),
-                                     lambda calibrator, held: calibrate(calibrator, probability[held]), folds)
+    for method in ("sigmoid", "isotonic") if setting == "auto" else () if setting == "none" else (setting,):
+        tried[method] = cross_fitted(
+            lambda train, m=method: calibrator_fit(m, probability[train], y[train]),
+            lambda calibrator, held: calibrate(calibrator, probability[held]),
+            folds,
+        )
     losses = {method: fold_score("log_loss", y, p, folds) for method, p in tried.items()}
     greater = metrics.METRICS[metric].greater_is_better
     base = fold_score(metric, y, probability, folds) if metrics.METRICS[metric].uses_probability else None
-    allowed = [m for m in tried if base is None or m == "none"
-               or (fold_score(metric, y, tried[m], folds) - base) * (1 if greater else -1) >= -_CALIBRATION_SLACK]
+    allowed = [
+        m
+        for m in tried
+        if base is None
+        or m == "none"
+        or (fold_score(metric, y, tried[m], folds) - base) * (1 if greater else -1) >= -_CALIBRATION_SLACK
+    ]
     chosen = min(allowed, key=lambda m: losses[m])
     calibrator = None if chosen == "none" else calibrator_fit(chosen, probability, y)
     return CalibrationChoice(calibrator, losses, tried[chosen])
@@ -308,6 +337,7 @@ def choose_calibration(probability: np.ndarray, y: np.ndarray, folds: np.ndarray
 
 def _objective(setting: str, settings: FinishSettings) -> Callable[[np.ndarray, np.ndarray], float]:
     """Higher is better: F1, balanced accuracy, or minus the mean cost per row."""
+
     def f1(y, label):
         tp = np.sum(label & (y == 1))
         return 2 * tp / max(1, np.sum(label) + np.sum(y == 1))
@@ -316,8 +346,11 @@ def _objective(setting: str, settings: FinishSettings) -> Callable[[np.ndarray, 
         return 0.5 * (np.mean(label[y == 1]) + np.mean(~label[y == 0]))
 
     def cost(y, label):
-        return -(settings.false_positive_cost * np.sum(label & (y == 0))
-                 + settings.false_negative_cost * np.sum(~label & (y == 1))) / len(y)
+        return -(
+            settings.false_positive_cost * np.sum(label & (y == 0))
+            + settings.false_negative_cost * np.sum(~label & (y == 1))
+        ) / len(y)
+
     return {"f1": f1, "balanced_accuracy": balanced, "cost": cost}[setting]
 
 
@@ -330,11 +363,16 @@ def choose_threshold(probability: np.ndarray, y: np.ndarray, settings: FinishSet
     candidates = np.unique(np.concatenate([np.quantile(probability, np.linspace(0.01, 0.99, 197)), [0.5]]))
     values = [objective(y, probability >= t) for t in candidates]
     best = int(np.argmax(values))
-    return {"objective": settings.threshold, "threshold": float(candidates[best]), "value": float(values[best]),
-            "value_at_0.5": float(objective(y, probability >= 0.5))}
+    return {
+        "objective": settings.threshold,
+        "threshold": float(candidates[best]),
+        "value": float(values[best]),
+        "value_at_0.5": float(objective(y, probability >= 0.5)),
+    }
 
 
 # --- the fitted result -----------------------------------------------------------------------------
+
 
 class FinalModel(BaseEstimator):
     """What ``train`` fits and logs: one or more member pipelines, the combiner over their outputs,
@@ -354,7 +392,7 @@ class FinalModel(BaseEstimator):
         if self.task == "binary":
             self.classes_ = np.array([0, 1])
         elif self.task == "multiclass":
-            self.classes_ = np.unique(y)   # class numbers: positions in data.classes
+            self.classes_ = np.unique(y)  # class numbers: positions in data.classes
         return self
 
     @property
@@ -369,7 +407,7 @@ class FinalModel(BaseEstimator):
         if self.task == "binary":
             return np.column_stack([m.predict_proba(X)[:, 1] for m in members])
         if self.task == "multiclass":
-            return np.stack([m.predict_proba(X) for m in members], axis=1)   # (rows, members, classes)
+            return np.stack([m.predict_proba(X) for m in members], axis=1)  # (rows, members, classes)
         return np.column_stack([m.predict(X) for m in members])
 
     @property
@@ -387,8 +425,11 @@ class FinalModel(BaseEstimator):
         """Build ``_guarded_members`` now rather than on the first prediction (~0.1 s): a server does
         it while loading a version, so no request pays for it."""
         guards = [m.steps[0][1] for m in self.members_ if isinstance(m, Pipeline) and m.steps[0][0] == "guard"]
-        shared = (len(self.members_) > 1 and len(guards) == len(self.members_)
-                  and all(_same_params(g, guards[0]) for g in guards[1:]))
+        shared = (
+            len(self.members_) > 1
+            and len(guards) == len(self.members_)
+            and all(_same_params(g, guards[0]) for g in guards[1:])
+        )
         guard, members = (guards[0], [m[1:] for m in self.members_]) if shared else (None, self.members_)
         self.__dict__["_guarded"] = (guard, [compiled.compile_pipeline(m) or m for m in members])
         return self

@@ -41,12 +41,12 @@ _PROMOTED_FROM = "mlgate_promoted_from"
 
 @dataclass(frozen=True)
 class ParamSpec:
-    type: str                         # float | int | categorical
+    type: str  # float | int | categorical
     low: float | None = None
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
-    grid: tuple[Any, ...] = ()        # explicit grid values (float and int); else search.grid_points spaced ones
+    grid: tuple[Any, ...] = ()  # explicit grid values (float and int); else search.grid_points spaced ones
     # searched only when each named earlier parameter of the family took one of the listed values
     when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
@@ -67,11 +67,11 @@ class SearchSettings:
     timeout_s: float
     cv_folds: int
     n_jobs: int
-    grid_points: int = 3              # grid sampler: values per float/int dimension without an explicit `grid`
-    validation: str = "auto"          # cv | holdout | auto: holdout from holdout_above_rows training rows on
+    grid_points: int = 3  # grid sampler: values per float/int dimension without an explicit `grid`
+    validation: str = "auto"  # cv | holdout | auto: holdout from holdout_above_rows training rows on
     holdout_above_rows: int = 20_000
     holdout_share: float = 0.2
-    fold_runs: bool = False           # one MLflow run per fold under each trial's run
+    fold_runs: bool = False  # one MLflow run per fold under each trial's run
     # the score first; then, for a multi-objective search, costs to minimise alongside it
     objectives: tuple[str, ...] = ("score",)
     # from subsample_above_rows training rows on, the study's first subsample_trials trials (0: none)
@@ -88,15 +88,21 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
-            raise ValueError(f"search.budget must be one of {BUDGETS} (trials: n_trials, reproducible; time: "
-                             f"timeout_s, not reproducible), got '{self.budget}'")
+            raise ValueError(
+                f"search.budget must be one of {BUDGETS} (trials: n_trials, reproducible; time: "
+                f"timeout_s, not reproducible), got '{self.budget}'"
+            )
         if self.sampler == "gp":
-            raise ValueError("search.sampler 'gp' (Optuna's GPSampler) needs PyTorch, which mlgate does not install; "
-                             f"choose one of {SAMPLERS}")
+            raise ValueError(
+                "search.sampler 'gp' (Optuna's GPSampler) needs PyTorch, which mlgate does not install; "
+                f"choose one of {SAMPLERS}"
+            )
         if self.sampler not in SAMPLERS:
             raise ValueError(f"search.sampler must be one of {SAMPLERS}, got '{self.sampler}'")
         if self.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:  # Optuna fails only trials later
-            raise ValueError("search.sampler 'cmaes' needs the 'cmaes' package (pip install -c requirements.lock cmaes)")
+            raise ValueError(
+                "search.sampler 'cmaes' needs the 'cmaes' package (pip install -c requirements.lock cmaes)"
+            )
         if self.pruner not in PRUNERS:
             raise ValueError(f"search.pruner must be one of {PRUNERS}, got '{self.pruner}'")
         if self.n_trials < 1 or self.cv_folds < 2 or self.n_jobs < 1 or self.timeout_s <= 0:
@@ -105,19 +111,31 @@ class SearchSettings:
             raise ValueError(f"search.grid_points must be at least 2, got {self.grid_points}")
         if self.validation not in VALIDATIONS:
             raise ValueError(f"search.validation must be one of {VALIDATIONS}, got '{self.validation}'")
-        if not self.objectives or self.objectives[0] != "score" or not set(self.objectives[1:]) <= set(COSTS) \
-                or len(set(self.objectives)) != len(self.objectives):
-            raise ValueError(f"search.objectives must be [score] or score followed by some of {list(COSTS)}, "
-                             f"got {list(self.objectives)}")
+        if (
+            not self.objectives
+            or self.objectives[0] != "score"
+            or not set(self.objectives[1:]) <= set(COSTS)
+            or len(set(self.objectives)) != len(self.objectives)
+        ):
+            raise ValueError(
+                f"search.objectives must be [score] or score followed by some of {list(COSTS)}, "
+                f"got {list(self.objectives)}"
+            )
         if len(self.objectives) > 1 and self.pruner != "none":
-            raise ValueError("search.pruner must be none with several search.objectives (Optuna prunes single-objective "
-                             "studies only)")
+            raise ValueError(
+                "search.pruner must be none with several search.objectives (Optuna prunes single-objective "
+                "studies only)"
+            )
         if len(self.objectives) > 1 and self.sampler == "cmaes":
-            raise ValueError("search.sampler cmaes is single-objective; use nsga2 (or tpe, random) with several objectives")
+            raise ValueError(
+                "search.sampler cmaes is single-objective; use nsga2 (or tpe, random) with several objectives"
+            )
         if not 0 < self.holdout_share < 1:
             raise ValueError(f"search.holdout_share must be between 0 and 1, got {self.holdout_share}")
         if self.subsample_trials < 0:
-            raise ValueError(f"search.subsample_trials must be 0 (no subsampled trials) or more, got {self.subsample_trials}")
+            raise ValueError(
+                f"search.subsample_trials must be 0 (no subsampled trials) or more, got {self.subsample_trials}"
+            )
         if self.subsample_above_rows < 1:
             raise ValueError(f"search.subsample_above_rows must be at least 1, got {self.subsample_above_rows}")
         if not 0 < self.subsample_share < 1:
@@ -128,17 +146,17 @@ class SearchSettings:
 class TrialOutcome:
     number: int
     family: str
-    params: dict[str, Any]            # the full constructor configuration: fixed + searched
-    score: float | None               # mean over the folds that ran
+    params: dict[str, Any]  # the full constructor configuration: fixed + searched
+    score: float | None  # mean over the folds that ran
     fold_scores: tuple[float, ...]
-    state: str                        # COMPLETE | PRUNED | FAIL
-    start: float                      # epoch seconds
+    state: str  # COMPLETE | PRUNED | FAIL
+    start: float  # epoch seconds
     end: float
     error: str | None = None
-    reused: bool = False              # finished by an earlier run of the same stored study
-    origin: str | None = None         # the `origin` of the optimize call that ran it
-    costs: tuple[float, ...] = ()     # a multi-objective trial's other objectives, in search.objectives order
-    subsample: float | None = None    # the share of each training fold a screening trial fit on; None: all of it
+    reused: bool = False  # finished by an earlier run of the same stored study
+    origin: str | None = None  # the `origin` of the optimize call that ran it
+    costs: tuple[float, ...] = ()  # a multi-objective trial's other objectives, in search.objectives order
+    subsample: float | None = None  # the share of each training fold a screening trial fit on; None: all of it
 
 
 class Pruned(Exception):
@@ -180,7 +198,9 @@ def parse_spaces(model_section: dict[str, Any], task: str = "binary") -> list[Fa
             raise ValueError(f"model.{family}.first_trial: {sorted(stray)} not in model.{family}.space")
         for name in first:
             if not _active(space[name], first):
-                raise ValueError(f"model.{family}.first_trial: '{name}' is searched only when {_describe(space[name].when)}")
+                raise ValueError(
+                    f"model.{family}.first_trial: '{name}' is searched only when {_describe(space[name].when)}"
+                )
         spaces.append(FamilySpace(family, dict(entry.get("fixed") or {}), space, first))
     return spaces
 
@@ -221,8 +241,9 @@ def _conditions(where: str, when: Any, earlier: dict[str, ParamSpec]) -> dict[st
         if other is None or other.type != "categorical":
             raise ValueError(f"{where}.when: '{name}' must be a categorical parameter listed before it in the space")
         if not set(allowed) <= set(other.choices):
-            raise ValueError(f"{where}.when: {sorted(set(allowed) - set(other.choices), key=str)} not among "
-                             f"the choices of '{name}'")
+            raise ValueError(
+                f"{where}.when: {sorted(set(allowed) - set(other.choices), key=str)} not among the choices of '{name}'"
+            )
         conditions[name] = allowed
     return conditions
 
@@ -371,7 +392,9 @@ class _Storage(optuna.storages.RDBStorage):
 def _open_storage(url: str | None) -> optuna.storages.BaseStorage:
     if url is None:
         return optuna.storages.InMemoryStorage()
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # wait out the other thread's write
+    engine = (
+        {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    )  # wait out the other thread's write
     return optuna.storages.get_storage(_Storage(url, engine_kwargs=engine))
 
 
@@ -390,10 +413,20 @@ Evaluate = Callable[..., tuple[float, list[float]]]
 Costs = Callable[[str, dict[str, Any]], list[float]]
 
 
-def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSettings, *, maximize: bool,
-             seed: int, on_trial: Callable[[TrialOutcome], None], storage: str | None = None,
-             study_name: str | None = None, origin: str | None = None, costs: Costs | None = None,
-             subsample: float | None = None) -> list[TrialOutcome]:
+def optimize(
+    spaces: list[FamilySpace],
+    evaluate: Evaluate,
+    settings: SearchSettings,
+    *,
+    maximize: bool,
+    seed: int,
+    on_trial: Callable[[TrialOutcome], None],
+    storage: str | None = None,
+    study_name: str | None = None,
+    origin: str | None = None,
+    costs: Costs | None = None,
+    subsample: float | None = None,
+) -> list[TrialOutcome]:
     """Run the study and return every trial in it, sorted by number.
 
     ``settings.budget`` trials (the default) runs ``n_trials`` in batches of ``n_jobs`` (``run_batches``):
@@ -422,15 +455,23 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
     by_name = {s.family: s for s in spaces}
     grids = None
     if settings.sampler == "grid":
-        grids = {s.family: {k: grid_values(spec, settings.grid_points, s.first_trial.get(k)) for k, spec in s.space.items()}
-                 for s in spaces}
+        grids = {
+            s.family: {k: grid_values(spec, settings.grid_points, s.first_trial.get(k)) for k, spec in s.space.items()}
+            for s in spaces
+        }
     store = _open_storage(storage)
     extra = len(settings.objectives) - 1
     if extra and costs is None:
         raise ValueError(f"search.objectives {list(settings.objectives)} needs the trials' costs")
     directions = ["maximize" if maximize else "minimize"] + ["minimize"] * extra
-    study = optuna.create_study(storage=store, study_name=study_name, load_if_exists=True, directions=directions,
-                                sampler=_sampler(settings, seed), pruner=_pruner(settings.pruner))
+    study = optuna.create_study(
+        storage=store,
+        study_name=study_name,
+        load_if_exists=True,
+        directions=directions,
+        sampler=_sampler(settings, seed),
+        pruner=_pruner(settings.pruner),
+    )
     stored_directions = [d.name.lower() for d in study.directions]
     if stored_directions != directions:  # Optuna would silently keep the stored directions
         raise ValueError(f"the stored study '{study_name}' runs in other directions ({', '.join(stored_directions)})")
@@ -445,14 +486,21 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
     screening = settings.subsample_trials if subsample is not None and not extra else 0
     searched_params = {t.number: dict(t.params) for t in stored}
     # trials a killed run left without a record: they ended, and a retry runs them on all rows
-    abandoned = {t.number for t in stored if t.state in (TrialState.RUNNING, TrialState.FAIL) and _RECORD not in t.user_attrs
-                 and t.number not in {trial.number for trial in unfinished}}
+    abandoned = {
+        t.number
+        for t in stored
+        if t.state in (TrialState.RUNNING, TrialState.FAIL)
+        and _RECORD not in t.user_attrs
+        and t.number not in {trial.number for trial in unfinished}
+    }
     promoted = any(_PROMOTED_FROM in t.user_attrs for t in stored)
     promotion_lock = threading.Lock()
     if not stored:
         for space in spaces:  # a known-good point per family before any exploration
             if space.first_trial or not space.space:
-                study.enqueue_trial({"family": space.family, **{f"{space.family}.{k}": v for k, v in space.first_trial.items()}})
+                study.enqueue_trial(
+                    {"family": space.family, **{f"{space.family}.{k}": v for k, v in space.first_trial.items()}}
+                )
     outcomes: list[TrialOutcome] = list(reused)
     for outcome in reused:
         on_trial(outcome)
@@ -482,8 +530,13 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
             return family, dict(space.fixed), exc
         return family, {**space.fixed, **searched}, None
 
-    def attempt(trial: optuna.Trial, family: str, params: dict[str, Any], sampling_error: Exception | None,
-                judged_by: Any = None) -> tuple[TrialOutcome, float | list[float] | None, Exception | None]:
+    def attempt(
+        trial: optuna.Trial,
+        family: str,
+        params: dict[str, Any],
+        sampling_error: Exception | None,
+        judged_by: Any = None,
+    ) -> tuple[TrialOutcome, float | list[float] | None, Exception | None]:
         """Evaluate a sampled trial: its outcome, the value(s) to tell Optuna, and the Pruned or error
         that ended it. ``judged_by``: the study as the pruner sees it (default: the live study)."""
         start = time.time()
@@ -516,8 +569,24 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
             state, error, score, ended = "FAIL", f"{type(exc).__name__}: {exc}", None, exc
         finite = [f for f in folds if math.isfinite(f)]
         mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
-        return (TrialOutcome(trial.number, family, params, mean, tuple(folds), state, start, time.time(), error,
-                             origin=origin, costs=tuple(trial_costs), subsample=share), value, ended)
+        return (
+            TrialOutcome(
+                trial.number,
+                family,
+                params,
+                mean,
+                tuple(folds),
+                state,
+                start,
+                time.time(),
+                error,
+                origin=origin,
+                costs=tuple(trial_costs),
+                subsample=share,
+            ),
+            value,
+            ended,
+        )
 
     def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:
         trial.set_user_attr(_RECORD, _record(outcome))
@@ -555,15 +624,16 @@ def optimize(spaces: list[FamilySpace], evaluate: Evaluate, settings: SearchSett
                     batch.append((trial, *sample(trial)))
                 count -= len(batch)
                 before = _TrialsBefore(study, {trial.number for trial, *_ in batch})
-                results = list(pool.map(lambda item: attempt(*item, judged_by=before), batch))
+                results = list(pool.map(lambda item, judged_by=before: attempt(*item, judged_by=judged_by), batch))
                 for (trial, *_), (outcome, value, _ended) in zip(batch, results, strict=True):
                     record(trial, outcome)
                     study.tell(trial, value if outcome.state == "COMPLETE" else None, state=_TOLD[outcome.state])
 
     remaining = settings.n_trials - len(reused)
     if remaining > 0 and settings.budget == "time":
-        study.optimize(objective, n_trials=remaining, timeout=settings.timeout_s, n_jobs=settings.n_jobs,
-                       catch=(Exception,))
+        study.optimize(
+            objective, n_trials=remaining, timeout=settings.timeout_s, n_jobs=settings.n_jobs, catch=(Exception,)
+        )
     elif remaining > 0:
         run_batches(remaining)
     return sorted(outcomes, key=lambda o: o.number)
@@ -573,15 +643,22 @@ def promotions(outcomes: list[TrialOutcome], maximize: bool, limit: int) -> list
     """The screened configurations to run again on all rows: the best complete screening trial of each
     family, best first, at most ``limit`` (a third of the screening trials, rounded up: the
     reduction factor of successive halving)."""
-    screened = sorted((o for o in outcomes if o.subsample is not None and o.state == "COMPLETE"
-                       and o.score is not None and math.isfinite(o.score)),
-                      key=lambda o: o.score, reverse=maximize)
+    screened = sorted(
+        (
+            o
+            for o in outcomes
+            if o.subsample is not None and o.state == "COMPLETE" and o.score is not None and math.isfinite(o.score)
+        ),
+        key=lambda o: o.score,
+        reverse=maximize,
+    )
     families: set[str] = set()
     return [o for o in screened if not (o.family in families or families.add(o.family))][:limit]
 
 
-def _resume(study: optuna.Study, store: optuna.storages.BaseStorage, trials: list,
-            rerun_running: bool) -> tuple[list[TrialOutcome], list[optuna.Trial]]:
+def _resume(
+    study: optuna.Study, store: optuna.storages.BaseStorage, trials: list, rerun_running: bool
+) -> tuple[list[TrialOutcome], list[optuna.Trial]]:
     """The finished trials of a stored study as outcomes, and the trials a killed process left running.
 
     ``rerun_running`` (the batched schedule): those are returned to be run again as themselves, same
@@ -602,26 +679,53 @@ def _resume(study: optuna.Study, store: optuna.storages.BaseStorage, trials: lis
         interrupted = trial.state in (TrialState.RUNNING, TrialState.FAIL) and _RECORD not in trial.user_attrs
         if interrupted and trial.number not in retried:
             study.enqueue_trial(dict(trial.params), user_attrs={_RETRY_OF: trial.number})
-    return [_from_record(t.number, t.user_attrs[_RECORD]) for t in trials
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and _RECORD in t.user_attrs], unfinished
+    return [
+        _from_record(t.number, t.user_attrs[_RECORD])
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and _RECORD in t.user_attrs
+    ], unfinished
 
 
 def _record(outcome: TrialOutcome) -> dict[str, Any]:
-    return {"family": outcome.family, "params": outcome.params, "score": outcome.score, "folds": list(outcome.fold_scores),
-            "state": outcome.state, "start": outcome.start, "end": outcome.end, "error": outcome.error,
-            "origin": outcome.origin, "costs": list(outcome.costs), "subsample": outcome.subsample}
+    return {
+        "family": outcome.family,
+        "params": outcome.params,
+        "score": outcome.score,
+        "folds": list(outcome.fold_scores),
+        "state": outcome.state,
+        "start": outcome.start,
+        "end": outcome.end,
+        "error": outcome.error,
+        "origin": outcome.origin,
+        "costs": list(outcome.costs),
+        "subsample": outcome.subsample,
+    }
 
 
 def _from_record(number: int, record: dict[str, Any]) -> TrialOutcome:
-    return TrialOutcome(number, record["family"], record["params"], record["score"], tuple(record["folds"]),
-                        record["state"], record["start"], record["end"], record["error"], reused=True,
-                        origin=record["origin"], costs=tuple(record.get("costs", ())), subsample=record.get("subsample"))
+    return TrialOutcome(
+        number,
+        record["family"],
+        record["params"],
+        record["score"],
+        tuple(record["folds"]),
+        record["state"],
+        record["start"],
+        record["end"],
+        record["error"],
+        reused=True,
+        origin=record["origin"],
+        costs=tuple(record.get("costs", ())),
+        subsample=record.get("subsample"),
+    )
 
 
 def pareto_front(points: list[tuple[float, ...]], maximize_first: bool) -> list[bool]:
     """Which points no other point dominates: the score (first) maximised when ``maximize_first``,
     every other coordinate minimised."""
-    signed = np.array([(-p[0] if maximize_first else p[0], *p[1:]) for p in points], dtype=float).reshape(len(points), -1)
+    signed = np.array([(-p[0] if maximize_first else p[0], *p[1:]) for p in points], dtype=float).reshape(
+        len(points), -1
+    )
     front = []
     for point in signed:
         dominated = np.any(np.all(signed <= point, axis=1) & np.any(signed < point, axis=1))

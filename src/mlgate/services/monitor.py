@@ -27,12 +27,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlgate import console, files, metrics, project, tracking
-from mlgate import prediction_log as plog
-from mlgate.data import DataSpec, conform_features
-from mlgate.prediction_log import LOG_COLUMNS
-from mlgate.project import StageError
-from mlgate.stages.train import REFERENCE_DIR, REFERENCE_FILE
+from mlgate import console, files, project
+from mlgate.adapters import tracking
+from mlgate.errors import StageError
+from mlgate.modelling import metrics
+from mlgate.modelling.data import DataSpec, conform_features
+from mlgate.registry import CHAMPION_ALIAS, REFERENCE_DIR, REFERENCE_FILE
+from mlgate.services import prediction_log as plog
+from mlgate.services.prediction_log import LOG_COLUMNS
 
 STAGE = "monitor"
 
@@ -40,15 +42,16 @@ STAGE = "monitor"
 @dataclass(frozen=True)
 class MonitorPolicy:
     """params.yaml `monitor:` (conf/monitor/)."""
-    prediction_log: str = "data/predictions"   # a directory of Parquet files, or a SQLAlchemy URL
-    prediction_log_table: str = plog.DEFAULT_TABLE   # with a URL: the table ([schema.]name)
-    alias: str = "production"
+
+    prediction_log: str = "data/predictions"  # a directory of Parquet files, or a SQLAlchemy URL
+    prediction_log_table: str = plog.DEFAULT_TABLE  # with a URL: the table ([schema.]name)
+    alias: str = CHAMPION_ALIAS
     window_hours: float = 24.0
-    min_rows: int = 200                 # fewer rows: reported, not judged
+    min_rows: int = 200  # fewer rows: reported, not judged
     max_drift_share: float = 0.3
     column_threshold: float | None = None
-    max_decay: float = 0.05             # the live metric may be this much worse than the test metric
-    labels: str | None = None           # CSV/Parquet with request_id, row and the target
+    max_decay: float = 0.05  # the live metric may be this much worse than the test metric
+    labels: str | None = None  # CSV/Parquet with request_id, row and the target
     retrain: bool = True
     # Overrides for the retraining run, as `key: value` (e.g. search.n_trials: 20).
     retrain_overrides: dict[str, Any] = field(default_factory=dict)
@@ -63,7 +66,7 @@ def read_window(source: str | Path, since: dt.datetime, table: str = plog.DEFAUL
     names = {}
     for column in window.columns:
         if column.startswith(plog.INPUT_PREFIX):
-            name = column[len(plog.INPUT_PREFIX):]
+            name = column[len(plog.INPUT_PREFIX) :]
             if name not in taken and not name.startswith(plog.OUTPUT_PREFIX):
                 names[column] = name
     return window.rename(columns=names)
@@ -80,8 +83,9 @@ def read_labels(path: str | Path, target: str) -> pd.DataFrame:
     return labels[["request_id", "row", target]]
 
 
-def live_score(window: pd.DataFrame, labels: pd.DataFrame, spec: DataSpec, *, seed: int = 0,
-               resamples: int = 1000) -> dict[str, Any] | None:
+def live_score(
+    window: pd.DataFrame, labels: pd.DataFrame, spec: DataSpec, *, seed: int = 0, resamples: int = 1000
+) -> dict[str, Any] | None:
     """The metric on the logged predictions that have a label, with a 95% bootstrap interval."""
     joined = window.merge(labels, on=["request_id", "row"], how="inner")
     if joined.empty:
@@ -90,12 +94,14 @@ def live_score(window: pd.DataFrame, labels: pd.DataFrame, spec: DataSpec, *, se
         y = (joined[spec.target].astype(str) == str(spec.positive_class)).to_numpy(np.int64)
         prediction = (joined["output_prediction"].astype(str) == str(spec.positive_class)).to_numpy(np.int64)
         probability = joined["output_probability"].to_numpy(float)
-    elif spec.task == "multiclass":   # class numbers (positions in data.classes); a label outside them is not scored
+    elif spec.task == "multiclass":  # class numbers (positions in data.classes); a label outside them is not scored
         joined = joined[joined[spec.target].astype(str).isin(spec.classes)]
         if joined.empty:
             return None
         y = pd.Categorical(joined[spec.target].astype(str), categories=spec.classes).codes.astype(np.int64)
-        prediction = pd.Categorical(joined["output_prediction"].astype(str), categories=spec.classes).codes.astype(np.int64)
+        prediction = pd.Categorical(joined["output_prediction"].astype(str), categories=spec.classes).codes.astype(
+            np.int64
+        )
         probability = joined[[f"output_probability_{c}" for c in spec.classes]].to_numpy(float)
     else:
         y = joined[spec.target].to_numpy(float)
@@ -115,8 +121,14 @@ def live_score(window: pd.DataFrame, labels: pd.DataFrame, spec: DataSpec, *, se
     return {"rows": len(joined), "value": value, "low": float(low), "high": float(high)}
 
 
-def verdict(policy: MonitorPolicy, rows: int, drift: dict[str, Any], live: dict[str, Any] | None,
-            metric: str, test_score: float | None) -> tuple[list[str], dict[str, Any]]:
+def verdict(
+    policy: MonitorPolicy,
+    rows: int,
+    drift: dict[str, Any],
+    live: dict[str, Any] | None,
+    metric: str,
+    test_score: float | None,
+) -> tuple[list[str], dict[str, Any]]:
     """Pure: (breaches, decay summary). Too few rows is reported, never a breach."""
     breaches = []
     decay = None
@@ -125,12 +137,20 @@ def verdict(policy: MonitorPolicy, rows: int, drift: dict[str, Any], live: dict[
         breaches.append(f"drift share {drift['drift_share']:.2f} > {policy.max_drift_share:.2f} (drifted: {top})")
     if live is not None and test_score is not None:
         change = metrics.improvement(metric, live["value"], test_score)
-        decay = {"metric": metric, "test": test_score, "live": live["value"], "change": change,
-                 "live_interval": [live["low"], live["high"]], "labelled_rows": live["rows"]}
+        decay = {
+            "metric": metric,
+            "test": test_score,
+            "live": live["value"],
+            "change": change,
+            "live_interval": [live["low"], live["high"]],
+            "labelled_rows": live["rows"],
+        }
         if live["rows"] >= policy.min_rows and change < -policy.max_decay:
-            breaches.append(f"live {metric} {live['value']:.4f} is {-change:.4f} worse than the test {metric} "
-                            f"{test_score:.4f} (allowed {policy.max_decay}; 95% CI of live "
-                            f"[{live['low']:.4f}, {live['high']:.4f}], {live['rows']:,} labelled rows)")
+            breaches.append(
+                f"live {metric} {live['value']:.4f} is {-change:.4f} worse than the test {metric} "
+                f"{test_score:.4f} (allowed {policy.max_decay}; 95% CI of live "
+                f"[{live['low']:.4f}, {live['high']:.4f}], {live['rows']:,} labelled rows)"
+            )
     return breaches, decay
 
 
@@ -146,8 +166,14 @@ def write_gauges(path: str | Path, summary: dict[str, Any]) -> None:
         Gauge(name, doc, names, registry=registry).labels(**labels).set(value)
 
     gauge("mlgate_monitor_rows", "Logged rows in the monitoring window", summary["rows"])
-    gauge("mlgate_monitor_drift_share", "Share of feature columns drifted in the window", summary["drift"]["drift_share"])
-    gauge("mlgate_monitor_drift_share_limit", "The policy's limit on the drift share", summary["policy"]["max_drift_share"])
+    gauge(
+        "mlgate_monitor_drift_share", "Share of feature columns drifted in the window", summary["drift"]["drift_share"]
+    )
+    gauge(
+        "mlgate_monitor_drift_share_limit",
+        "The policy's limit on the drift share",
+        summary["policy"]["max_drift_share"],
+    )
     gauge("mlgate_monitor_breached", "1 when the monitoring policy is breached", float(bool(summary["breaches"])))
     if summary["decay"] is not None:
         gauge("mlgate_monitor_live_metric", "The primary metric on labelled live rows", summary["decay"]["live"])
@@ -156,36 +182,62 @@ def write_gauges(path: str | Path, summary: dict[str, Any]) -> None:
     write_to_textfile(str(path), registry)
 
 
-def run(params: dict[str, Any], policy: MonitorPolicy, *, retrain: bool, now: dt.datetime | None = None) -> dict[str, Any]:
-    from mlgate import monitoring  # Evidently takes ~3 s to import
+def run(
+    params: dict[str, Any], policy: MonitorPolicy, *, retrain: bool, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    from mlgate.adapters import evidently_drift  # Evidently takes ~3 s to import
 
     spec = project.data_spec(params)
     paths = project.paths(params)
     names = project.tracking(params)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     served = tracking.version_by_alias(names.registered_model, policy.alias)
     if served is None:
         raise StageError(f"registered model '{names.registered_model}' has no version with alias '{policy.alias}'")
-    window = read_window(policy.prediction_log, now - dt.timedelta(hours=policy.window_hours), policy.prediction_log_table)
+    window = read_window(
+        policy.prediction_log, now - dt.timedelta(hours=policy.window_hours), policy.prediction_log_table
+    )
     if window.empty:
-        raise StageError(f"{plog.describe(policy.prediction_log, policy.prediction_log_table)}: no logged rows "
-                         f"in the last {policy.window_hours:g} h")
+        raise StageError(
+            f"{plog.describe(policy.prediction_log, policy.prediction_log_table)}: no logged rows "
+            f"in the last {policy.window_hours:g} h"
+        )
     with tempfile.TemporaryDirectory() as scratch:
-        reference = pd.read_parquet(tracking.download_artifact(served.run_id, f"{REFERENCE_DIR}/{REFERENCE_FILE}", scratch))
+        reference = pd.read_parquet(
+            tracking.download_artifact(served.run_id, f"{REFERENCE_DIR}/{REFERENCE_FILE}", scratch)
+        )
     numeric = [c for c in spec.numeric_features if c in window.columns]
     categorical = [c for c in spec.categorical_features if c in window.columns]
     current = conform_features(window, numeric, categorical)
-    drift = monitoring.data_drift(conform_features(reference, numeric, categorical), current, numeric, categorical,
-                                  max_drift_share=policy.max_drift_share, column_threshold=policy.column_threshold)
+    drift = evidently_drift.data_drift(
+        conform_features(reference, numeric, categorical),
+        current,
+        numeric,
+        categorical,
+        max_drift_share=policy.max_drift_share,
+        column_threshold=policy.column_threshold,
+    )
     live = None if policy.labels is None else live_score(window, read_labels(policy.labels, spec.target), spec)
     test_score = tracking.run_metrics(served.run_id).get(f"test/{spec.metric}")
     breaches, decay = verdict(policy, len(window), drift.summary, live, spec.metric, test_score)
-    summary = {"model": names.registered_model, "alias": policy.alias, "version": served.version,
-               "window": {"hours": policy.window_hours, "from": str(window["timestamp"].min()),
-                          "to": str(window["timestamp"].max())},
-               "rows": len(window), "judged": len(window) >= policy.min_rows, "served_versions":
-               sorted(window["model_version"].astype(str).unique().tolist()), "drift": drift.summary, "decay": decay,
-               "breaches": breaches, "policy": asdict(policy), "generated_at": now.isoformat(timespec="seconds")}
+    summary = {
+        "model": names.registered_model,
+        "alias": policy.alias,
+        "version": served.version,
+        "window": {
+            "hours": policy.window_hours,
+            "from": str(window["timestamp"].min()),
+            "to": str(window["timestamp"].max()),
+        },
+        "rows": len(window),
+        "judged": len(window) >= policy.min_rows,
+        "served_versions": sorted(window["model_version"].astype(str).unique().tolist()),
+        "drift": drift.summary,
+        "decay": decay,
+        "breaches": breaches,
+        "policy": asdict(policy),
+        "generated_at": now.isoformat(timespec="seconds"),
+    }
     files.write_text(paths.monitor_report, drift.html)
     write_gauges(paths.monitor_metrics, summary)
     summary["retraining"] = open_retraining(params, window, policy, breaches, now) if breaches and retrain else None
@@ -199,12 +251,22 @@ def _log_run(experiment: str, served, summary: dict[str, Any], paths) -> None:
     closed = tracking.close_dead_runs(experiment)
     if closed:
         console.say(STAGE, tracking.closed_summary(closed))
-    values = {"monitor/rows": summary["rows"], "monitor/drift_share": summary["drift"]["drift_share"],
-              "monitor/breached": float(bool(summary["breaches"]))}
+    values = {
+        "monitor/rows": summary["rows"],
+        "monitor/drift_share": summary["drift"]["drift_share"],
+        "monitor/breached": float(bool(summary["breaches"])),
+    }
     if summary["decay"] is not None:
         values |= {"monitor/live_metric": summary["decay"]["live"], "monitor/metric_change": summary["decay"]["change"]}
-    with tracking.stage_run(experiment, STAGE, {"mlgate.stage": STAGE, "mlgate.served_version": str(served.version),
-                                                "mlgate.served_run_id": served.run_id or ""}) as run_id:
+    with tracking.stage_run(
+        experiment,
+        STAGE,
+        {
+            "mlgate.stage": STAGE,
+            "mlgate.served_version": str(served.version),
+            "mlgate.served_run_id": served.run_id or "",
+        },
+    ) as run_id:
         tracking.log(run_id, metrics=values)
         for path in (paths.monitor, paths.monitor_report):
             tracking.log_artifact(run_id, path, STAGE)
@@ -212,11 +274,18 @@ def _log_run(experiment: str, served, summary: dict[str, Any], paths) -> None:
 
 def _say(summary: dict[str, Any], paths) -> None:
     drift = summary["drift"]
-    console.say(STAGE, f"{summary['model']} v{summary['version']} ({summary['alias']}): {summary['rows']:,} logged rows; "
-                       f"drift share {drift['drift_share']:.2f} (limit {drift['max_drift_share']:.2f})"
-                       + ("" if summary["decay"] is None else
-                          f"; live {summary['decay']['metric']} {summary['decay']['live']:.4f} vs test {summary['decay']['test']:.4f}")
-                       + f" → {paths.monitor}")
+    console.say(
+        STAGE,
+        f"{summary['model']} v{summary['version']} ({summary['alias']}): {summary['rows']:,} logged rows; "
+        f"drift share {drift['drift_share']:.2f} (limit {drift['max_drift_share']:.2f})"
+        + (
+            ""
+            if summary["decay"] is None
+            else f"; live {summary['decay']['metric']} {summary['decay']['live']:.4f}"
+            f" vs test {summary['decay']['test']:.4f}"
+        )
+        + f" → {paths.monitor}",
+    )
     if not summary["judged"]:
         console.say("", f"  fewer than {summary['policy']['min_rows']} rows: reported, not judged")
     for breach in summary["breaches"]:
@@ -227,6 +296,7 @@ def _say(summary: dict[str, Any], paths) -> None:
 
 
 # --- retraining ---------------------------------------------------------------------------------
+
 
 def _git(args: list[str], cwd: Path) -> str:
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
@@ -239,10 +309,11 @@ def _git(args: list[str], cwd: Path) -> str:
 class PullRequest:
     """The retraining branch's pull request, as argument lists: branch names and titles are data,
     never shell code (a branch may be named `x$(cmd)`, a project `it's`)."""
+
     branch: str
-    base: str | None      # None (a detached HEAD): gh's default, the repository's default branch
+    base: str | None  # None (a detached HEAD): gh's default, the repository's default branch
     title: str
-    body_path: str        # the file in ``branch`` that becomes the body
+    body_path: str  # the file in ``branch`` that becomes the body
 
     def push(self) -> list[str]:
         return ["git", "push", "-u", "origin", self.branch]
@@ -262,7 +333,7 @@ class PullRequest:
 def open_pull_request(request: PullRequest, root: Path) -> bool:
     """Push the branch and open its pull request with gh; False (and nothing raised) if either fails,
     since the branch is made and the printed command lets a person finish."""
-    quiet = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}   # a push that needs a password fails, never waits
+    quiet = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # a push that needs a password fails, never waits
 
     def run(args: list[str], body: str = "") -> subprocess.CompletedProcess:
         return subprocess.run(args, cwd=root, input=body, env=quiet, capture_output=True, text=True, timeout=300)
@@ -288,8 +359,9 @@ def _nested(overrides: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def open_retraining(params: dict[str, Any], window: pd.DataFrame, policy: MonitorPolicy, breaches: list[str],
-                    now: dt.datetime) -> dict[str, Any]:
+def open_retraining(
+    params: dict[str, Any], window: pd.DataFrame, policy: MonitorPolicy, breaches: list[str], now: dt.datetime
+) -> dict[str, Any]:
     """A branch `retrain/<time>` where the window is the `current` batch (and, with labels, extends
     the training file), with `dvc repro` run and its verdict committed. The working tree is untouched:
     the branch is built in a temporary git worktree."""
@@ -298,7 +370,7 @@ def open_retraining(params: dict[str, Any], window: pd.DataFrame, policy: Monito
     stamp = now.strftime("%Y%m%dT%H%M%S")
     branch = f"retrain/{stamp}"
     current = _git(["rev-parse", "--abbrev-ref", "HEAD"], root)
-    base = None if current == "HEAD" else current   # "HEAD": detached, no branch to merge into
+    base = None if current == "HEAD" else current  # "HEAD": detached, no branch to merge into
     worktree = Path(tempfile.mkdtemp(prefix="mlgate-retrain-")) / "repo"
     _git(["worktree", "add", "-q", "-b", branch, str(worktree)], root)
     try:
@@ -317,37 +389,65 @@ def open_retraining(params: dict[str, Any], window: pd.DataFrame, policy: Monito
         with (worktree / "conf/config.yaml").open("a") as handle:
             handle.write(f"\n# Retraining on monitored traffic ({stamp}): {'; '.join(breaches)}\n")
             handle.write(yaml.safe_dump(_nested(overrides), sort_keys=False))
-        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri()}   # the project's store, not the worktree's
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri()}  # the project's store, not the worktree's
         mlgate = shutil.which("mlgate") or "mlgate"
         subprocess.run([mlgate, "params"], cwd=worktree, env=env, check=True, capture_output=True)
         _git(["add", "-A"], worktree)
-        _git(["-c", "user.name=mlgate", "-c", "user.email=mlgate@localhost", "commit", "-qm",
-              f"Retrain on monitored traffic {stamp}: {'; '.join(breaches)}"], worktree)
-        repro = subprocess.run([shutil.which("dvc") or "dvc", "repro"], cwd=worktree, env=env, capture_output=True, text=True)
+        _git(
+            [
+                "-c",
+                "user.name=mlgate",
+                "-c",
+                "user.email=mlgate@localhost",
+                "commit",
+                "-qm",
+                f"Retrain on monitored traffic {stamp}: {'; '.join(breaches)}",
+            ],
+            worktree,
+        )
+        repro = subprocess.run(
+            [shutil.which("dvc") or "dvc", "repro"], cwd=worktree, env=env, capture_output=True, text=True
+        )
         if repro.returncode != 0:
             raise StageError(f"dvc repro on {branch} failed:\n{repro.stdout[-2000:]}\n{repro.stderr[-2000:]}")
         gate = files.read_json(worktree / project.paths(params).gate)
         _git(["add", "dvc.lock", project.paths(params).gate, project.paths(params).promotion], worktree)
-        _git(["-c", "user.name=mlgate", "-c", "user.email=mlgate@localhost", "commit", "-qm",
-              f"Gate verdict for the retraining on {stamp}"], worktree)
+        _git(
+            [
+                "-c",
+                "user.name=mlgate",
+                "-c",
+                "user.email=mlgate@localhost",
+                "commit",
+                "-qm",
+                f"Gate verdict for the retraining on {stamp}",
+            ],
+            worktree,
+        )
     except BaseException:
         subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=root, capture_output=True)
-        subprocess.run(["git", "branch", "-D", branch], cwd=root, capture_output=True)   # no half-made branch
+        subprocess.run(["git", "branch", "-D", branch], cwd=root, capture_output=True)  # no half-made branch
         raise
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=root, capture_output=True)
         shutil.rmtree(worktree.parent, ignore_errors=True)
-    request = PullRequest(branch, base, f"Retrain {spec.name} on monitored traffic ({stamp})",
-                          project.paths(params).promotion)
+    request = PullRequest(
+        branch, base, f"Retrain {spec.name} on monitored traffic ({stamp})", project.paths(params).promotion
+    )
     opened = open_pull_request(request, root) if os.environ.get("GH_TOKEN") and shutil.which("gh") else None
-    return {"branch": branch, "base": base, "gate": "PASSED" if gate["passed"] else "REJECTED",
-            "candidate_version": gate["candidate"]["version"], "pull_request_opened": opened,
-            "next": "pull request opened" if opened else f"open the pull request: {request.command()}"}
+    return {
+        "branch": branch,
+        "base": base,
+        "gate": "PASSED" if gate["passed"] else "REJECTED",
+        "candidate_version": gate["candidate"]["version"],
+        "pull_request_opened": opened,
+        "next": "pull request opened" if opened else f"open the pull request: {request.command()}",
+    }
 
 
 def _extend_training(worktree: Path, spec: DataSpec, labelled: pd.DataFrame, stamp: str) -> dict[str, Any]:
     """The training file plus the labelled live rows, as a new source file in the worktree."""
-    from mlgate import sources
+    from mlgate.adapters import sources
 
     original = sources.read(spec.source)
     columns = [c for c in original.columns if c in labelled.columns]

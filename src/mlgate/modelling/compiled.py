@@ -8,7 +8,8 @@ reads the fitted attributes of the steps mlgate builds (``ColumnFilter``, ``Quan
 the same order, so its outputs are bit-identical to the pipeline's (the tests check every family on
 rows with missing values and unseen categories). On telco's four-member ensemble a single-row call
 goes from 24.6 to 4.2 ms; at 11,000 rows the linear member still takes 11 against 21 ms, and at 50,000
-rows the ensemble takes the same time (3.2 s) with a lower traced peak (46 against 58 MB). Steps it does not know run as themselves: leading ones on the frame; after a
+rows the ensemble takes the same time (3.2 s) with a lower traced peak (46 against 58 MB). Steps it
+does not know run as themselves: leading ones on the frame; after a
 compiled step, the model keeps the plain pipeline. Encoders are read by probing: each column's output
 block is what the fitted encoder gives each of its categories, a missing value and an unseen one, as
 the encoders treat every column on its own.
@@ -28,11 +29,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from mlgate.features import ColumnFilter, QuantileClipper
+from mlgate.modelling.features import ColumnFilter, QuantileClipper
 
 log = logging.getLogger(__name__)
 _FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
-_UNSEEN = "\x00mlgate-unseen\x00"   # a category no training frame holds
+_UNSEEN = "\x00mlgate-unseen\x00"  # a category no training frame holds
 
 Columns = dict[str, np.ndarray]
 
@@ -45,12 +46,18 @@ class CompiledPipeline:
     """``predict_proba`` and ``predict`` of a fitted pipeline through its compiled steps; through the
     pipeline itself for a frame holding values the compiled steps were not built for."""
 
-    def __init__(self, pipeline: Pipeline, leading: list, steps: list[Callable[[Columns], Columns]],
-                 encode: Callable[[Columns], np.ndarray] | None, estimator: Any):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        leading: list,
+        steps: list[Callable[[Columns], Columns]],
+        encode: Callable[[Columns], np.ndarray] | None,
+        estimator: Any,
+    ):
         self.pipeline = pipeline
-        self.leading = leading          # steps run as themselves, on the frame
-        self.steps = steps              # compiled, columns to columns
-        self.encode = encode            # compiled ColumnTransformer: columns to the estimator's matrix
+        self.leading = leading  # steps run as themselves, on the frame
+        self.steps = steps  # compiled, columns to columns
+        self.encode = encode  # compiled ColumnTransformer: columns to the estimator's matrix
         self.estimator = estimator
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -67,7 +74,7 @@ class CompiledPipeline:
             columns = {c: frame[c].to_numpy() for c in frame.columns}
             for step in self.steps:
                 columns = step(columns)
-            if self.encode is None:   # an estimator that takes the frame (CatBoost, HistGradientBoosting)
+            if self.encode is None:  # an estimator that takes the frame (CatBoost, HistGradientBoosting)
                 return getattr(self.estimator, method)(pd.DataFrame(columns, index=frame.index))
             matrix = self.encode(columns)
             if isinstance(self.estimator, _FORESTS):
@@ -103,7 +110,7 @@ def _compile(pipeline: Any) -> CompiledPipeline | None:
     if isinstance(transforms[-1][1], ColumnTransformer):
         encode = tail.pop()
     elif isinstance(estimator, _FORESTS) or not hasattr(estimator, "_prepare"):
-        return None   # a scikit-learn estimator on a frame: not a layout mlgate builds
+        return None  # a scikit-learn estimator on a frame: not a layout mlgate builds
     if isinstance(estimator, _FORESTS) and estimator.n_outputs_ != 1:
         return None
     return CompiledPipeline(pipeline, [step for _, step in transforms[:lead]], tail, encode, estimator)
@@ -121,8 +128,10 @@ def _compile_step(step: Any) -> Callable | None:
 
 
 def _clipper(step: QuantileClipper) -> Callable[[Columns], Columns]:
-    bounds = {c: (np.nan_to_num(float(step.lower_[c]), nan=-np.inf), np.nan_to_num(float(step.upper_[c]), nan=np.inf))
-              for c in step.lower_}
+    bounds = {
+        c: (np.nan_to_num(float(step.lower_[c]), nan=-np.inf), np.nan_to_num(float(step.upper_[c]), nan=np.inf))
+        for c in step.lower_
+    }
 
     def clip(columns: Columns) -> Columns:
         out = dict(columns)
@@ -132,6 +141,7 @@ def _clipper(step: QuantileClipper) -> Callable[[Columns], Columns]:
                 raise _Fallback
             out[column] = np.clip(values.astype(float, copy=False), low, high)
         return out
+
     return clip
 
 
@@ -152,6 +162,7 @@ def _column_transformer(step: ColumnTransformer) -> Callable[[Columns], np.ndarr
     def transform(columns: Columns) -> np.ndarray:
         blocks = [part(np.column_stack([columns[c] for c in selected])) for selected, part in parts]
         return np.hstack(blocks)
+
     return transform
 
 
@@ -169,12 +180,13 @@ def _numeric_part(transformer: Any) -> Callable[[np.ndarray], np.ndarray] | None
         else:
             return None
 
-    def transform(matrix: np.ndarray) -> np.ndarray:   # a fresh array (column_stack), changed in place
+    def transform(matrix: np.ndarray) -> np.ndarray:  # a fresh array (column_stack), changed in place
         if matrix.dtype != np.float64:
             raise _Fallback
         for step in compiled:
             matrix = step(matrix)
         return matrix
+
     return transform
 
 
@@ -190,6 +202,7 @@ def _imputer(imputer: SimpleImputer) -> Callable[[np.ndarray], np.ndarray]:
         missing = np.isnan(matrix)
         matrix[missing] = np.broadcast_to(statistics, matrix.shape)[missing]
         return matrix if indicated is None else np.hstack((matrix, missing[:, indicated]))
+
     return impute
 
 
@@ -203,6 +216,7 @@ def _scaler(scaler: StandardScaler) -> Callable[[np.ndarray], np.ndarray]:
         if scale is not None:
             matrix /= scale
         return matrix
+
     return scale_
 
 
@@ -219,24 +233,35 @@ def _categorical_part(transformer: Any, selected: list[str]) -> Callable[[np.nda
     else:
         return None
     starts = np.cumsum([0, *widths])
-    tables = []   # per column: (row of each known value, output blocks: known values, then missing, None, unseen)
+    tables = []  # per column: (row of each known value, output blocks: known values, then missing, None, unseen)
     for j, categories in enumerate(encoder.categories_):
         probes = [v for v in categories if isinstance(v, str)] + [np.nan, None, _UNSEEN]
-        frame = pd.DataFrame({c: [encoder.categories_[k][0]] * len(probes) for k, c in enumerate(selected)}, dtype=object)
+        frame = pd.DataFrame(
+            {c: [encoder.categories_[k][0]] * len(probes) for k, c in enumerate(selected)}, dtype=object
+        )
         frame[selected[j]] = pd.Series(probes, dtype=object)
-        blocks = np.asarray(transformer.transform(frame))[:, starts[j]:starts[j + 1]].astype(np.float64)
+        blocks = np.asarray(transformer.transform(frame))[:, starts[j] : starts[j + 1]].astype(np.float64)
         tables.append(({v: i for i, v in enumerate(probes[:-3])}, blocks))
 
     def transform(matrix: np.ndarray) -> np.ndarray:
         parts = []
         for j, (rows, blocks) in enumerate(tables):
             missing, none, unseen = len(blocks) - 3, len(blocks) - 2, len(blocks) - 1
-            codes = [rows.get(v, unseen) if isinstance(v, str) else none if v is None
-                     else missing if isinstance(v, float) and v != v else -1 for v in matrix[:, j]]
+            codes = [
+                rows.get(v, unseen)
+                if isinstance(v, str)
+                else none
+                if v is None
+                else missing
+                if isinstance(v, float) and v != v
+                else -1
+                for v in matrix[:, j]
+            ]
             if -1 in codes:
                 raise _Fallback
             parts.append(blocks[codes])
         return np.hstack(parts)
+
     return transform
 
 
@@ -244,13 +269,13 @@ def _forest(forest: Any, matrix: np.ndarray, method: str) -> np.ndarray:
     """The forest's mean over its trees, summed tree by tree in order as its single-job predict does."""
     X = np.asarray(matrix, dtype=np.float32)
     if not np.isfinite(X).all():
-        raise _Fallback   # scikit-learn routes missing values, or names the problem
+        raise _Fallback  # scikit-learn routes missing values, or names the problem
     classify = hasattr(forest, "classes_")
     if classify and method == "predict":
         return forest.classes_.take(np.argmax(_forest(forest, matrix, "predict_proba"), axis=1), axis=0)
     total = np.zeros((len(X), forest.n_classes_) if classify else len(X), dtype=np.float64)
     for tree in forest.estimators_:
         values = tree.tree_.predict(X)
-        total += values[:, :forest.n_classes_] if classify else values[:, 0]
+        total += values[:, : forest.n_classes_] if classify else values[:, 0]
     total /= len(forest.estimators_)
     return total

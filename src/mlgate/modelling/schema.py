@@ -18,12 +18,20 @@ import pandas as pd
 import yaml
 
 from mlgate import config
-from mlgate.data import LARGEST_NUMBER, TASKS, DataSpec, as_numbers, check_contract, non_finite, parse_datetime
+from mlgate.modelling.data import (
+    LARGEST_NUMBER,
+    TASKS,
+    DataSpec,
+    as_numbers,
+    check_contract,
+    non_finite,
+    parse_datetime,
+)
 
-MAX_CATEGORIES = 30          # a string column with more distinct values gets no `categories` list
-TEXT_MEDIAN_LENGTH = 30      # free text: median length above this ...
-TEXT_DISTINCT_SHARE = 0.5    # ... and more than this share of the values distinct
-BOOLEAN_VALUES = {"true", "false", "True", "False"}   # the strings check_contract accepts as boolean
+MAX_CATEGORIES = 30  # a string column with more distinct values gets no `categories` list
+TEXT_MEDIAN_LENGTH = 30  # free text: median length above this ...
+TEXT_DISTINCT_SHARE = 0.5  # ... and more than this share of the values distinct
+BOOLEAN_VALUES = {"true", "false", "True", "False"}  # the strings check_contract accepts as boolean
 # "id", "customer_id", "Order ID", "user-id", "customerId", "customerID"; not "paid" or "valid".
 ID_NAME = re.compile(r"(?i:(?:^|[_\-\s.])id)$|[a-z0-9](?:Id|ID)$")
 METRICS = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
@@ -47,13 +55,13 @@ def column_type(values: pd.Series) -> str:
     if pd.api.types.is_datetime64_any_dtype(present):
         return "datetime"
     numeric = _as_numeric(present)
-    if numeric is not None:   # an infinity says nothing about the type: the finite values decide
+    if numeric is not None:  # an infinity says nothing about the type: the finite values decide
         finite = numeric[np.abs(numeric.astype(float)) <= LARGEST_NUMBER]
         return "integer" if len(finite) and (np.mod(finite.astype(float), 1) == 0).all() else "float"
     if not present.map(lambda value: isinstance(value, str)).all():
         return "string"
     if present.str.contains(r"[-:]").all() and parse_datetime(present).notna().all():
-        return "datetime"   # ISO 8601 strings; the separator test keeps plain years and codes out
+        return "datetime"  # ISO 8601 strings; the separator test keeps plain years and codes out
     if present.str.len().median() > TEXT_MEDIAN_LENGTH and present.nunique() > TEXT_DISTINCT_SHARE * len(present):
         return "text"
     return "string"
@@ -71,9 +79,11 @@ def infer_task(target_values: pd.Series) -> str:
         return "regression"
     if kind in ("string", "boolean") and 3 <= len(classes) <= MAX_CATEGORIES:
         return "multiclass"
-    raise ValueError(f"cannot tell the task of target '{target_values.name}': {len(classes)} distinct value(s) "
-                     f"({_examples(classes)}); pass --task multiclass for class labels (at most {MAX_CATEGORIES}) "
-                     f"or --task regression for a quantity")
+    raise ValueError(
+        f"cannot tell the task of target '{target_values.name}': {len(classes)} distinct value(s) "
+        f"({_examples(classes)}); pass --task multiclass for class labels (at most {MAX_CATEGORIES}) "
+        f"or --task regression for a quantity"
+    )
 
 
 def classes(target_values: pd.Series) -> list[str]:
@@ -87,8 +97,10 @@ def positive_class(target_values: pd.Series, given: Any = None) -> str:
     counts = target_values.dropna().astype(str).value_counts()
     if given is not None:
         if str(given) not in counts.index:
-            raise ValueError(f"positive class '{given}' does not occur in '{target_values.name}' "
-                             f"(classes: {_examples(sorted(counts.index))})")
+            raise ValueError(
+                f"positive class '{given}' does not occur in '{target_values.name}' "
+                f"(classes: {_examples(sorted(counts.index))})"
+            )
         return str(given)
     return min(counts.items(), key=lambda item: (item[1], item[0]))[0]
 
@@ -102,9 +114,14 @@ def infer_contract(frame: pd.DataFrame, target: str, task: str) -> dict[str, Any
     if task in ("binary", "multiclass"):
         smallest_class = int(frame[target].astype(str).value_counts().min())
         contract["min_class_count"] = max(1, smallest_class // 2)
-    contract |= {"max_missing_share": 0.0, "new_categories": "warn", "missing_columns": "fail", "non_finite": "fail",
-                 "leakage_threshold": 0.98,
-                 "columns": {str(name): _column_spec(frame[name], is_target=name == target) for name in frame.columns}}
+    contract |= {
+        "max_missing_share": 0.0,
+        "new_categories": "warn",
+        "missing_columns": "fail",
+        "non_finite": "fail",
+        "leakage_threshold": 0.98,
+        "columns": {str(name): _column_spec(frame[name], is_target=name == target) for name in frame.columns},
+    }
     return contract
 
 
@@ -112,9 +129,9 @@ def _column_spec(values: pd.Series, *, is_target: bool) -> dict[str, Any]:
     kind = column_type(values)
     spec: dict[str, Any] = {"type": kind}
     if not is_target and ID_NAME.search(str(values.name)) and values.notna().all() and values.is_unique:
-        return spec | {"role": "id"}   # ids grow and change: no range or categories to hold them to
+        return spec | {"role": "id"}  # ids grow and change: no range or categories to hold them to
     beyond = non_finite(values) if kind in ("integer", "float") else pd.Series(False, index=values.index)
-    if beyond.any():   # described as they will be read: missing values, and the draft's warnings say so
+    if beyond.any():  # described as they will be read: missing values, and the draft's warnings say so
         spec["non_finite"] = "missing"
     missing_share = float((values.isna() | beyond).mean())
     if missing_share > 0:
@@ -141,32 +158,44 @@ def _check_target(values: pd.Series, task: str) -> None:
     """Refuse a target the contract would reject on this very data."""
     missing = int(values.isna().sum())
     if missing:
-        raise ValueError(f"target '{values.name}' has {missing:,} missing value(s) and the contract allows none "
-                         f"in the target; drop those rows from the source first")
+        raise ValueError(
+            f"target '{values.name}' has {missing:,} missing value(s) and the contract allows none "
+            f"in the target; drop those rows from the source first"
+        )
     classes = values.astype(str).unique()
     if task == "binary" and len(classes) != 2:
-        raise ValueError(f"a binary target needs two classes; '{values.name}' has {len(classes)} ({_examples(classes)})")
+        raise ValueError(
+            f"a binary target needs two classes; '{values.name}' has {len(classes)} ({_examples(classes)})"
+        )
     if task == "multiclass":
         counts = values.astype(str).value_counts()
         if len(counts) < 3:
-            raise ValueError(f"a multiclass target needs at least three classes; '{values.name}' has {len(counts)} "
-                             f"({_examples(counts.index)}): use --task binary")
+            raise ValueError(
+                f"a multiclass target needs at least three classes; '{values.name}' has {len(counts)} "
+                f"({_examples(counts.index)}): use --task binary"
+            )
         if len(counts) > MAX_CATEGORIES:
-            raise ValueError(f"a multiclass target has at most {MAX_CATEGORIES} classes; '{values.name}' has "
-                             f"{len(counts)} ({_examples(counts.index)})")
+            raise ValueError(
+                f"a multiclass target has at most {MAX_CATEGORIES} classes; '{values.name}' has "
+                f"{len(counts)} ({_examples(counts.index)})"
+            )
         rare = counts[counts < MIN_CLASS_ROWS]
         if len(rare):
             listed = ", ".join(f"'{label}' ({count} row{'s' if count > 1 else ''})" for label, count in rare.items())
-            raise ValueError(f"target '{values.name}': class(es) {listed} have fewer than {MIN_CLASS_ROWS} rows, too few "
-                             f"for stratified cross-validation folds; merge them into another class or drop their rows")
+            raise ValueError(
+                f"target '{values.name}': class(es) {listed} have fewer than {MIN_CLASS_ROWS} rows, too few "
+                f"for stratified cross-validation folds; merge them into another class or drop their rows"
+            )
     if task == "regression" and column_type(values) not in ("integer", "float"):
         raise ValueError(f"a regression target must be numeric; '{values.name}' holds {_examples(classes)}")
     beyond = non_finite(values) if task == "regression" else pd.Series(False, index=values.index)
     if beyond.any():
         rows = ", ".join(str(position + 1) for position in np.flatnonzero(beyond.to_numpy())[:5])
-        raise ValueError(f"target '{values.name}' has {int(beyond.sum()):,} infinite or too large value(s) (beyond "
-                         f"±{LARGEST_NUMBER:.1e}) at row(s) {rows}{', ...' if beyond.sum() > 5 else ''}; no model "
-                         f"can learn from them: drop or fix those rows in the source first")
+        raise ValueError(
+            f"target '{values.name}' has {int(beyond.sum()):,} infinite or too large value(s) (beyond "
+            f"±{LARGEST_NUMBER:.1e}) at row(s) {rows}{', ...' if beyond.sum() > 5 else ''}; no model "
+            f"can learn from them: drop or fix those rows in the source first"
+        )
 
 
 def _missing_limit(observed: float) -> float:
@@ -200,6 +229,7 @@ def _examples(values, shown: int = 5) -> str:
 
 # --- the YAML file ------------------------------------------------------------------------------
 
+
 class _OneLine(dict):
     """A mapping written in flow style on one line, as conf/data/*.yaml writes each column."""
 
@@ -208,26 +238,44 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
-_Dumper.add_representer(_OneLine, lambda dumper, mapping: dumper.represent_mapping(
-    "tag:yaml.org,2002:map", mapping, flow_style=True))
+_Dumper.add_representer(
+    _OneLine, lambda dumper, mapping: dumper.represent_mapping("tag:yaml.org,2002:map", mapping, flow_style=True)
+)
 
 
-def render(name: str, source: dict[str, Any], target: str, task: str, positive_class: str | None,
-           contract: dict[str, Any], *, rows: int, origin: str, class_labels: list[str] | None = None) -> str:
+def render(
+    name: str,
+    source: dict[str, Any],
+    target: str,
+    task: str,
+    positive_class: str | None,
+    contract: dict[str, Any],
+    *,
+    rows: int,
+    origin: str,
+    class_labels: list[str] | None = None,
+) -> str:
     """The text of conf/data/<name>.yaml: a header saying where it came from, then the declaration."""
-    header = (f"# Inferred by `mlgate infer-schema` from {origin} ({rows:,} rows) on {date.today().isoformat()}. "
-              f"Review every line, then commit.\n"
-              f"# min/max and categories are the observed ones, not the allowed ones: widen them to what "
-              f"new data may hold.\n")
+    header = (
+        f"# Inferred by `mlgate infer-schema` from {origin} ({rows:,} rows) on {date.today().isoformat()}. "
+        f"Review every line, then commit.\n"
+        f"# min/max and categories are the observed ones, not the allowed ones: widen them to what "
+        f"new data may hold.\n"
+    )
     declaration = {
-        "name": name, "task": task, "target": target,
+        "name": name,
+        "task": task,
+        "target": target,
         "positive_class": None if positive_class is None else str(positive_class),
         **({"classes": list(class_labels or [])} if task == "multiclass" else {}),
-        "metric": METRICS[task], "source": source, "current_path": None,
+        "metric": METRICS[task],
+        "source": source,
+        "current_path": None,
         "contract": contract | {"columns": {column: _OneLine(spec) for column, spec in contract["columns"].items()}},
     }
-    return header + yaml.dump(declaration, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                              allow_unicode=True, width=math.inf)
+    return header + yaml.dump(
+        declaration, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=math.inf
+    )
 
 
 def summary(contract: dict[str, Any], rows: int) -> str:
@@ -236,32 +284,54 @@ def summary(contract: dict[str, Any], rows: int) -> str:
     with_categories = sum("categories" in spec for spec in columns.values())
     with_ranges = sum("min" in spec for spec in columns.values())
     with_missing = sum("max_missing_share" in spec for spec in columns.values())
-    return (f"{len(columns)} columns from {rows:,} rows; {with_categories} with categories, {with_ranges} with "
-            f"ranges, {with_missing} with missing values; ids: {', '.join(ids) or 'none'}")
+    return (
+        f"{len(columns)} columns from {rows:,} rows; {with_categories} with categories, {with_ranges} with "
+        f"ranges, {with_missing} with missing values; ids: {', '.join(ids) or 'none'}"
+    )
 
 
 @dataclass(frozen=True)
 class Draft:
-    text: str            # conf/data/<name>.yaml
+    text: str  # conf/data/<name>.yaml
     summary: str
     warnings: list[str]  # what check_contract warns about on the same data (a likely leak, say)
 
 
-def draft(frame: pd.DataFrame, name: str, source: dict[str, Any], target: str, *, task: str | None = None,
-          given_positive_class: Any = None, origin: str) -> Draft:
+def draft(
+    frame: pd.DataFrame,
+    name: str,
+    source: dict[str, Any],
+    target: str,
+    *,
+    task: str | None = None,
+    given_positive_class: Any = None,
+    origin: str,
+) -> Draft:
     """infer_contract and render, then load the text back and check ``frame`` against it, so what
     gets written is a declaration the pipeline accepts and this data passes."""
     task = task or infer_task(_target_values(frame, target))
     contract = infer_contract(frame, target, task)
     chosen_class = positive_class(frame[target], given_positive_class) if task == "binary" else None
-    text = render(name, source, target, task, chosen_class, contract, rows=len(frame), origin=origin,
-                  class_labels=classes(frame[target]) if task == "multiclass" else None)
+    text = render(
+        name,
+        source,
+        target,
+        task,
+        chosen_class,
+        contract,
+        rows=len(frame),
+        origin=origin,
+        class_labels=classes(frame[target]) if task == "multiclass" else None,
+    )
     result = check_contract(frame, config.build(DataSpec, yaml.safe_load(text), "data"))
     if not result.passed:
         problems = "; ".join(f"{v.column}: {v.message}" for v in result.violations)
         raise ValueError(f"the inferred contract rejects the data it came from (please report): {problems}")
-    infinite = [f"{column}: {int(non_finite(frame[column]).sum()):,} infinite or too large value(s); drafted as "
-                f"non_finite: missing (read as missing values); fix the source if they are errors"
-                for column, spec in contract["columns"].items() if spec.get("non_finite")]
+    infinite = [
+        f"{column}: {int(non_finite(frame[column]).sum()):,} infinite or too large value(s); drafted as "
+        f"non_finite: missing (read as missing values); fix the source if they are errors"
+        for column, spec in contract["columns"].items()
+        if spec.get("non_finite")
+    ]
     warned = [f"{w.column}: {w.message}" for w in result.warnings]
     return Draft(text, summary(contract, len(frame)), [*infinite, *warned])

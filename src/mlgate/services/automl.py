@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlgate import config, files, schema
+from mlgate import config, files
+from mlgate.modelling import schema
 
 SEARCH_SHARE = 0.65
 REFIT_SHARE = 0.2
@@ -40,11 +41,12 @@ CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
 @dataclass
 class AutoMLModel:
     """The fitted final model and what the run measured (``summary``)."""
+
     model: Any
     task: str
     summary: dict[str, Any] = field(default_factory=dict)
 
-    classes_: list[str] | None = None   # multiclass: the labels of predict_proba's columns, in order
+    classes_: list[str] | None = None  # multiclass: the labels of predict_proba's columns, in order
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Binary: the positive class's probability; multiclass: (rows, classes), columns as ``classes_``."""
@@ -73,9 +75,19 @@ def _inside(folder: Path) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = saved_uri
 
 
-def project_params(train: pd.DataFrame, target: str, task: str, *, budget_s: float, seed: int, source: Path,
-                   positive_class: str | None = None, name: str = "automl", overrides: list[str] | None = None,
-                   conf_dir: Path = CHECKOUT_CONF) -> dict[str, Any]:
+def project_params(
+    train: pd.DataFrame,
+    target: str,
+    task: str,
+    *,
+    budget_s: float,
+    seed: int,
+    source: Path,
+    positive_class: str | None = None,
+    name: str = "automl",
+    overrides: list[str] | None = None,
+    conf_dir: Path = CHECKOUT_CONF,
+) -> dict[str, Any]:
     """params.yaml for a scratch project over ``source``: conf/'s defaults, the budget, a drafted contract."""
     contract = schema.infer_contract(train, target, task)
     contract |= {"min_rows": 1, "max_rows": None, "missing_columns": "impute", "max_missing_share": 1.0}
@@ -83,16 +95,28 @@ def project_params(train: pd.DataFrame, target: str, task: str, *, budget_s: flo
         column.pop("max_missing_share", None)
         column.pop("min", None)
         column.pop("max", None)
-    params = yaml.safe_load(config.compose(conf_dir, overrides=[
-        f"model={FAMILIES}", f"seed={seed}", "search.budget=time",   # a wall-clock budget, as its peers get
-        f"search.timeout_s={max(1.0, SEARCH_SHARE * budget_s):.1f}", "search.n_trials=10000",
-        f"finish.refit_budget_s={REFIT_SHARE * budget_s:.1f}", *(["search.cv_folds=3"] if budget_s < SHORT_BUDGET_S else []),
-        *(overrides or []),
-    ]))
+    params = yaml.safe_load(
+        config.compose(
+            conf_dir,
+            overrides=[
+                f"model={FAMILIES}",
+                f"seed={seed}",
+                "search.budget=time",  # a wall-clock budget, as its peers get
+                f"search.timeout_s={max(1.0, SEARCH_SHARE * budget_s):.1f}",
+                "search.n_trials=10000",
+                f"finish.refit_budget_s={REFIT_SHARE * budget_s:.1f}",
+                *(["search.cv_folds=3"] if budget_s < SHORT_BUDGET_S else []),
+                *(overrides or []),
+            ],
+        )
+    )
     params["data"] = {
-        "name": name, "task": task, "target": target,
+        "name": name,
+        "task": task,
+        "target": target,
         "metric": schema.METRICS[task],
-        "source": {"kind": "file", "path": str(source), "format": "parquet"}, "current_path": None,
+        "source": {"kind": "file", "path": str(source), "format": "parquet"},
+        "current_path": None,
         "contract": contract,
     }
     if task == "binary":
@@ -103,9 +127,18 @@ def project_params(train: pd.DataFrame, target: str, task: str, *, budget_s: flo
     return params
 
 
-def fit(train: pd.DataFrame, target: str, task: str, *, budget_s: float, seed: int, workdir: Path,
-        positive_class: str | None = None, overrides: list[str] | None = None,
-        conf_dir: Path = CHECKOUT_CONF) -> AutoMLModel:
+def fit(
+    train: pd.DataFrame,
+    target: str,
+    task: str,
+    *,
+    budget_s: float,
+    seed: int,
+    workdir: Path,
+    positive_class: str | None = None,
+    overrides: list[str] | None = None,
+    conf_dir: Path = CHECKOUT_CONF,
+) -> AutoMLModel:
     """Search, ensemble and refit on ``train`` within about ``budget_s`` seconds of wall time."""
     from mlgate.stages import ingest, tune
     from mlgate.stages import train as train_stage
@@ -116,8 +149,17 @@ def fit(train: pd.DataFrame, target: str, task: str, *, budget_s: float, seed: i
     source = workdir / "data" / "source" / "train.parquet"
     source.parent.mkdir(parents=True, exist_ok=True)
     train.to_parquet(source, index=False)
-    params = project_params(train, target, task, budget_s=budget_s, seed=seed, source=source,
-                            positive_class=positive_class, overrides=overrides, conf_dir=conf_dir)
+    params = project_params(
+        train,
+        target,
+        task,
+        budget_s=budget_s,
+        seed=seed,
+        source=source,
+        positive_class=positive_class,
+        overrides=overrides,
+        conf_dir=conf_dir,
+    )
     with _inside(workdir):
         files.write_text("params.yaml", yaml.safe_dump(params, sort_keys=False))
         ingest.run(params)
@@ -127,9 +169,16 @@ def fit(train: pd.DataFrame, target: str, task: str, *, budget_s: float, seed: i
         tuned = tune.run(params)
         trained = train_stage.run(params)
         model = joblib.load(Path(params["paths"]["model"]) / "artifacts" / "pipeline.joblib")
-    summary = {"chosen": tuned["family"], "method": tuned["finish"]["method"], "cv_score": tuned["cv_score"],
-               "trials": sum(tuned["trials"].values()), "trials_complete": tuned["trials"]["complete"],
-               "validation": tuned["validation"]["method"], "tracking_s": tuned["tracking_s"],
-               "refit_s": trained["fit_seconds"], "wall_s": round(time.time() - started, 2),
-               "tune_run_id": tuned["tune_run_id"]}
+    summary = {
+        "chosen": tuned["family"],
+        "method": tuned["finish"]["method"],
+        "cv_score": tuned["cv_score"],
+        "trials": sum(tuned["trials"].values()),
+        "trials_complete": tuned["trials"]["complete"],
+        "validation": tuned["validation"]["method"],
+        "tracking_s": tuned["tracking_s"],
+        "refit_s": trained["fit_seconds"],
+        "wall_s": round(time.time() - started, 2),
+        "tune_run_id": tuned["tune_run_id"],
+    }
     return AutoMLModel(model, task, summary, params["data"].get("classes"))

@@ -34,9 +34,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import ThreadpoolController
 
-from mlgate import features
-from mlgate.data import DataSpec
-from mlgate.features import FeatureSettings
+from mlgate.modelling import features
+from mlgate.modelling.data import DataSpec
+from mlgate.modelling.features import FeatureSettings
 
 MISSING_CATEGORY = "__missing__"
 # CatBoost's Python fit/predict path swaps process-global logger state (catboost#2620), so two
@@ -99,13 +99,13 @@ class _CatBoostModel(_BuiltAtFit):
     """
 
     def _predict_options(self) -> dict[str, Any]:
-        return {"thread_count": self.threads}   # CatBoost's default is every core, even for one row
+        return {"thread_count": self.threads}  # CatBoost's default is every core, even for one row
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         if not self.categorical_:
             return X
         X = X.copy()
-        block = X[self.categorical_].astype(object)   # one block operation: a single-row call is all overhead
+        block = X[self.categorical_].astype(object)  # one block operation: a single-row call is all overhead
         X[self.categorical_] = block.where(block.notna(), MISSING_CATEGORY).astype(str)
         return X
 
@@ -116,13 +116,24 @@ class _CatBoostModel(_BuiltAtFit):
         rounds = params.pop("early_stopping_rounds", None)
         self.categorical_ = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
         estimator_cls = catboost.CatBoostClassifier if isinstance(self, ClassifierMixin) else catboost.CatBoostRegressor
-        self.model_ = estimator_cls(**params, cat_features=self.categorical_, thread_count=self.threads,
-                                    random_seed=self.seed, verbose=0, allow_writing_files=False)
+        self.model_ = estimator_cls(
+            **params,
+            cat_features=self.categorical_,
+            thread_count=self.threads,
+            random_seed=self.seed,
+            verbose=0,
+            allow_writing_files=False,
+        )
         X, y = self._prepare(X), np.asarray(y)
         if rounds and len(X) >= EARLY_STOPPING_MIN_ROWS:
             fit_rows, stop_rows = _early_stopping_split(y, classify=isinstance(self, ClassifierMixin), seed=self.seed)
-            self.model_.fit(X.iloc[fit_rows], y[fit_rows], eval_set=(X.iloc[stop_rows], y[stop_rows]),
-                            early_stopping_rounds=rounds, use_best_model=True)
+            self.model_.fit(
+                X.iloc[fit_rows],
+                y[fit_rows],
+                eval_set=(X.iloc[stop_rows], y[stop_rows]),
+                early_stopping_rounds=rounds,
+                use_best_model=True,
+            )
             self.best_iteration_ = self.model_.best_iteration_
         else:
             self.model_.fit(X, y)
@@ -149,19 +160,27 @@ class CatBoostRegressorModel(RegressorMixin, _CatBoostModel):
     pass
 
 
-def _numeric_and_categorical(numeric: Pipeline | BaseEstimator, categorical: Pipeline | BaseEstimator) -> ColumnTransformer:
+def _numeric_and_categorical(
+    numeric: Pipeline | BaseEstimator, categorical: Pipeline | BaseEstimator
+) -> ColumnTransformer:
     """Encoders chosen by dtype: the shared front decides which columns survive."""
-    return ColumnTransformer([("numeric", numeric, make_column_selector(dtype_include="number")),
-                              ("categorical", categorical, make_column_selector(dtype_exclude="number"))])
+    return ColumnTransformer(
+        [
+            ("numeric", numeric, make_column_selector(dtype_include="number")),
+            ("categorical", categorical, make_column_selector(dtype_exclude="number")),
+        ]
+    )
 
 
-def _catboost(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
+def _catboost(
+    params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int
+) -> BaseEstimator:
     import catboost
 
     rounds = params.get("early_stopping_rounds")
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
         raise ValueError(f"model.catboost: early_stopping_rounds must be a positive integer or null, got {rounds!r}")
-    classify = spec.task != "regression"   # a multiclass target picks CatBoost's MultiClass loss itself
+    classify = spec.task != "regression"  # a multiclass target picks CatBoost's MultiClass loss itself
     (catboost.CatBoostClassifier if classify else catboost.CatBoostRegressor)(**params)  # unknown arguments fail now
     estimator_cls = CatBoostClassifierModel if classify else CatBoostRegressorModel
     return estimator_cls(params, threads, seed)
@@ -169,13 +188,21 @@ def _catboost(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings,
 
 def _scaled_one_hot(settings: FeatureSettings) -> ColumnTransformer:
     """Scaled numerics (median-imputed, with missing indicators) and one-hot categoricals."""
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=settings.missing_indicators,
-                                                 keep_empty_features=True)),
-                        ("scale", StandardScaler())])
-    categorical = Pipeline([
-        ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY, keep_empty_features=True)),
-        ("encode", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False)),
-    ])
+    numeric = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(strategy="median", add_indicator=settings.missing_indicators, keep_empty_features=True),
+            ),
+            ("scale", StandardScaler()),
+        ]
+    )
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY, keep_empty_features=True)),
+            ("encode", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False)),
+        ]
+    )
     return _numeric_and_categorical(numeric, categorical)
 
 
@@ -197,8 +224,9 @@ class ElasticNetRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y):
-        self.model_ = ElasticNet(alpha=self.alpha / len(X), l1_ratio=self.l1_ratio, max_iter=self.max_iter,
-                                 random_state=self.random_state).fit(X, y)
+        self.model_ = ElasticNet(
+            alpha=self.alpha / len(X), l1_ratio=self.l1_ratio, max_iter=self.max_iter, random_state=self.random_state
+        ).fit(X, y)
         self.coef_ = self.model_.coef_
         return self
 
@@ -206,7 +234,9 @@ class ElasticNetRegressor(RegressorMixin, BaseEstimator):
         return self.model_.predict(X)
 
 
-def _linear(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
+def _linear(
+    params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int
+) -> BaseEstimator:
     """Logistic regression or Ridge; ``penalty: elasticnet`` mixes in an L1 share (``l1_ratio``)."""
     params = dict(params)
     alpha = float(params.pop("alpha", 1.0))
@@ -214,26 +244,34 @@ def _linear(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, t
     l1_ratio = float(params.pop("l1_ratio", 0.5))
     if penalty not in ("l2", "elasticnet"):
         raise ValueError(f"model.linear: penalty must be l2 or elasticnet, got '{penalty}'")
-    classify = spec.task != "regression"   # multiclass: scikit-learn's multinomial loss (lbfgs and saga)
+    classify = spec.task != "regression"  # multiclass: scikit-learn's multinomial loss (lbfgs and saga)
     if penalty == "l2":
-        estimator = (LogisticRegression(C=1.0 / alpha, max_iter=2000, random_state=seed, **params) if classify
-                     else Ridge(alpha=alpha, random_state=seed, **params))
+        estimator = (
+            LogisticRegression(C=1.0 / alpha, max_iter=2000, random_state=seed, **params)
+            if classify
+            else Ridge(alpha=alpha, random_state=seed, **params)
+        )
     elif classify:  # saga, scikit-learn's only elastic-net solver for logistic regression, to a looser tolerance:
         # on telco the same AUC as at its default 1e-4, in a twentieth of the time (84 epochs, not 1,700)
-        estimator = LogisticRegression(C=1.0 / alpha, l1_ratio=l1_ratio, solver="saga", max_iter=2000, random_state=seed,
-                                       **{"tol": 1e-3, **params})
+        estimator = LogisticRegression(
+            C=1.0 / alpha, l1_ratio=l1_ratio, solver="saga", max_iter=2000, random_state=seed, **{"tol": 1e-3, **params}
+        )
     else:
         estimator = ElasticNetRegressor(alpha=alpha, l1_ratio=l1_ratio, random_state=seed, **params)
     return Pipeline([("encode", _scaled_one_hot(settings)), ("model", estimator)])
 
 
-def _random_forest(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
+def _random_forest(
+    params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int
+) -> BaseEstimator:
     estimator_cls = RandomForestClassifier if spec.task != "regression" else RandomForestRegressor
     estimator = estimator_cls(**params, n_jobs=threads, random_state=seed)
     return Pipeline([("encode", _ordinal(settings)), ("model", estimator)])
 
 
-def _extra_trees(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
+def _extra_trees(
+    params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int
+) -> BaseEstimator:
     estimator_cls = ExtraTreesClassifier if spec.task != "regression" else ExtraTreesRegressor
     estimator = estimator_cls(**params, n_jobs=threads, random_state=seed)
     return Pipeline([("encode", _ordinal(settings)), ("model", estimator)])
@@ -270,9 +308,12 @@ class _HistGradientBoostingModel(_BuiltAtFit):
     def fit(self, X: pd.DataFrame, y):
         params = dict(self.params or {})
         limit = int(params.get("max_bins", 255))
-        self.categories_ = {c: list(X[c].value_counts().index[:limit]) for c in X.columns
-                            if not pd.api.types.is_numeric_dtype(X[c])}
-        estimator_cls = HistGradientBoostingClassifier if isinstance(self, ClassifierMixin) else HistGradientBoostingRegressor
+        self.categories_ = {
+            c: list(X[c].value_counts().index[:limit]) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])
+        }
+        estimator_cls = (
+            HistGradientBoostingClassifier if isinstance(self, ClassifierMixin) else HistGradientBoostingRegressor
+        )
         self.model_ = estimator_cls(**params, categorical_features="from_dtype", random_state=self.seed)
         with self._calls():
             self.model_.fit(self._prepare(X), y)
@@ -287,11 +328,16 @@ class HistGradientBoostingRegressorModel(RegressorMixin, _HistGradientBoostingMo
     pass
 
 
-def _hist_gradient_boosting(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int,
-                            seed: int) -> BaseEstimator:
+def _hist_gradient_boosting(
+    params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int
+) -> BaseEstimator:
     classify = spec.task != "regression"
-    (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(**params)  # unknown arguments fail now
-    return (HistGradientBoostingClassifierModel if classify else HistGradientBoostingRegressorModel)(params, threads, seed)
+    (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
+        **params
+    )  # unknown arguments fail now
+    return (HistGradientBoostingClassifierModel if classify else HistGradientBoostingRegressorModel)(
+        params, threads, seed
+    )
 
 
 def _knn(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
@@ -321,9 +367,13 @@ FAMILIES: dict[str, Callable[[dict[str, Any], DataSpec, FeatureSettings, int, in
 # Searched like hyperparameters but consumed by the shared preprocessing, not the estimator.
 PREPROCESSING_PARAMS = ("selection", "keep_share")
 # `class_weight: balanced` (weights inversely proportional to class frequency) in each family's words.
-_BALANCED = {"catboost": ("auto_class_weights", "Balanced"), "linear": ("class_weight", "balanced"),
-             "random_forest": ("class_weight", "balanced"), "extra_trees": ("class_weight", "balanced"),
-             "hist_gradient_boosting": ("class_weight", "balanced")}
+_BALANCED = {
+    "catboost": ("auto_class_weights", "Balanced"),
+    "linear": ("class_weight", "balanced"),
+    "random_forest": ("class_weight", "balanced"),
+    "extra_trees": ("class_weight", "balanced"),
+    "hist_gradient_boosting": ("class_weight", "balanced"),
+}
 
 
 def _class_weight(family: str, params: dict[str, Any], task: str) -> dict[str, Any]:
@@ -342,15 +392,29 @@ def _class_weight(family: str, params: dict[str, Any], task: str) -> dict[str, A
     return params
 
 
-def build(family: str, params: dict[str, Any], spec: DataSpec, settings: FeatureSettings | None = None, *,
-          threads: int = 1, seed: int = 0) -> Pipeline:
+def build(
+    family: str,
+    params: dict[str, Any],
+    spec: DataSpec,
+    settings: FeatureSettings | None = None,
+    *,
+    threads: int = 1,
+    seed: int = 0,
+) -> Pipeline:
     """The whole model: shared preprocessing (``features.steps``), the family's encoding, the estimator."""
     if family not in FAMILIES:
         raise ValueError(f"unknown model family '{family}' (params.yaml: model.{family}); known: {sorted(FAMILIES)}")
     settings = settings or FeatureSettings()
-    estimator_params = _class_weight(family, {k: v for k, v in params.items() if k not in PREPROCESSING_PARAMS}, spec.task)
-    front = features.steps(spec, settings, selection=params.get("selection", "none"),
-                           keep_share=float(params.get("keep_share", 1.0)), seed=seed)
+    estimator_params = _class_weight(
+        family, {k: v for k, v in params.items() if k not in PREPROCESSING_PARAMS}, spec.task
+    )
+    front = features.steps(
+        spec,
+        settings,
+        selection=params.get("selection", "none"),
+        keep_share=float(params.get("keep_share", 1.0)),
+        seed=seed,
+    )
     try:
         model = FAMILIES[family](estimator_params, spec, settings, threads, seed)
     except TypeError as error:  # an unknown constructor argument in conf/model/<family>.yaml
@@ -397,7 +461,7 @@ def serial_predictions(pipeline: Pipeline) -> Pipeline:
     call's CPU, and a forest's threaded sum over its trees is not reproducible in the last bit. Fit
     with threads, serve without."""
     for _, step in pipeline.steps:
-        for threads in ("n_jobs", "threads"):   # scikit-learn's, and our third-party wrappers' (CatBoost, HGB)
+        for threads in ("n_jobs", "threads"):  # scikit-learn's, and our third-party wrappers' (CatBoost, HGB)
             if threads in step.get_params(deep=False):
                 step.set_params(**{threads: 1})
     return pipeline

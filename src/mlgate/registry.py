@@ -1,0 +1,7 @@
+"""The registry's vocabulary, shared by the gate, promotion, serving and monitoring: one place to
+read which alias means what and where a run keeps what a later step needs."""
+
+CANDIDATE_ALIAS = "staging"  # the gate grants it to a version that passed every check
+CHAMPION_ALIAS = "production"  # what serving and monitoring follow; moved only by `mlgate promote`
+REFERENCE_DIR = "reference"  # the train run's artifact folder of the training sample ...
+REFERENCE_FILE = "train_sample.parquet"  # ... that monitoring compares live data with

@@ -1,0 +1,1 @@
+"""What a reviewer reads: the model card and the gate's plots, rendered from the stages' results."""
