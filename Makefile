@@ -41,7 +41,7 @@ params: $(VENV)/.installed
 	$(BIN)/mlgate params $(ARGS)
 
 ui: $(VENV)/.installed
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 --workers 1
+	$(BIN)/mlgate ui
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/tracking_overhead.py

@@ -323,6 +323,38 @@ def serve(host: str, port: int, params_file: str, **service: Any) -> None:
     serving.serve(settings, host, port)
 
 
+@main.command(help="MLflow's UI on this project's store, opened on the experiment's training runs.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def ui(host: str, port: int, params_file: str) -> None:
+    import os
+
+    from mlgate import config, project
+    from mlgate.adapters import tracking
+
+    names = project.tracking(config.read_params(params_file))
+    link = tracking.experiment_link(f"http://{host}:{port}", names.experiment)
+    console.say("ui", f"open {link} (runs of '{names.experiment}', trials nested under tune)")
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            tracking.tracking_uri(),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+    )
+
+
 @main.command(
     help="Compare logged live traffic with the served version's training data and test metric; "
     "open a retraining branch when the policy (params.yaml `monitor:`) is breached."

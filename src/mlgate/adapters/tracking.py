@@ -679,6 +679,12 @@ def run_link(ui_url: str, run_id: str) -> str:
     return f"{ui_url.rstrip('/')}/#/experiments/{exp}/runs/{run_id}"
 
 
+def experiment_link(ui_url: str, experiment: str) -> str:
+    """The experiment in the UI's model-training view (runs, trials nested under tune): MLflow 3.17's
+    UI opens an experiment on its GenAI trace overview unless the URL asks otherwise."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id(experiment)}?workflowType=machine_learning"
+
+
 def version_link(ui_url: str, name: str, version: int) -> str:
     return f"{ui_url.rstrip('/')}/#/models/{name}/versions/{version}"
 

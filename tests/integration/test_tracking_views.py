@@ -1,4 +1,5 @@
-"""The tables a run read appear as MLflow dataset inputs, named by DVC's md5 of their file."""
+"""What the MLflow UI shows of a run: the tables it read, named by DVC's md5 of their file, and the
+link that opens the experiment on its training runs."""
 
 from __future__ import annotations
 
@@ -43,3 +44,10 @@ def test_a_run_lists_its_splits_with_their_file_md5_target_and_context(tracking,
     assert seen["test"][2] == {"mlflow.data.context": "testing"}
     profile = {i.dataset.name: i.dataset.profile for i in inputs}
     assert '"num_rows": 3' in profile["train"] and '"num_rows": 2' in profile["test"]
+
+
+def test_the_experiment_link_opens_the_model_training_view(tracking):
+    link = tracking.experiment_link("http://127.0.0.1:5000/", "telco-churn")
+
+    experiment = tracking.client().get_experiment_by_name("telco-churn").experiment_id
+    assert link == f"http://127.0.0.1:5000/#/experiments/{experiment}?workflowType=machine_learning"
