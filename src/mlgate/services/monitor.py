@@ -86,7 +86,8 @@ def read_labels(path: str | Path, target: str) -> pd.DataFrame:
 def live_score(
     window: pd.DataFrame, labels: pd.DataFrame, spec: DataSpec, *, seed: int = 0, resamples: int = 1000
 ) -> dict[str, Any] | None:
-    """The metric on the logged predictions that have a label, with a 95% bootstrap interval."""
+    """The metric on the logged predictions that have a label, with a 95% bootstrap interval (resamples
+    where the metric is undefined, as AUC on one class, left out: ``metrics.undefined``, as the gate's)."""
     joined = window.merge(labels, on=["request_id", "row"], how="inner")
     if joined.empty:
         return None
