@@ -10,9 +10,10 @@ import json
 
 import joblib
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
+
+from mlgate.modelling.task import for_features
 
 
 class PipelineModel(PythonModel):
@@ -23,21 +24,8 @@ class PipelineModel(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """The pipeline's input guard applies the contract: missing columns, types, new categories."""
-        features = self.features
-        if features["task"] == "binary":
-            probability = self.pipeline.predict_proba(model_input)[:, 1]
-            labels = np.where(
-                probability >= features.get("threshold", 0.5), features["positive_class"], features["negative_class"]
-            )
-            return pd.DataFrame({"prediction": labels, "probability": probability})
-        if features["task"] == "multiclass":  # the most probable class, and every class's probability
-            probabilities = self.pipeline.predict_proba(model_input)
-            classes = features["classes"]
-            labels = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
-            return pd.DataFrame(
-                {"prediction": labels, **{f"probability_{c}": probabilities[:, k] for k, c in enumerate(classes)}}
-            )
-        return pd.DataFrame({"prediction": self.pipeline.predict(model_input)})
+        task = for_features(self.features)
+        return task.output_frame(*task.outputs(self.pipeline, model_input))
 
 
 mlflow.models.set_model(PipelineModel())
