@@ -74,10 +74,8 @@ def _open(cls: type[R], source: str | Path | dict[str, Any]) -> _Reader:
     if isinstance(source, dict):
         return _Reader(source, cls.__name__)
     path = Path(source)
-    try:
+    try:  # a missing file stays FileNotFoundError: the CLI names the stage to run for it
         data = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise RecordError(f"{path}: not found (run the stage that writes it first)") from error
     except json.JSONDecodeError as error:
         raise RecordError(f"{path}: not valid JSON ({error})") from error
     return _Reader(data, str(path))

@@ -118,6 +118,9 @@ def test_a_drift_column_missing_its_score_is_named():
         DriftSummary.from_json(payload)
 
 
-def test_a_missing_file_says_which_stage_output_is_absent(tmp_path):
-    with pytest.raises(RecordError, match="drift.json: not found"):
-        DriftSummary.from_json(tmp_path / "drift.json")
+def test_a_file_that_is_no_json_is_named(tmp_path):
+    broken = tmp_path / "drift.json"
+    broken.write_text("{")
+
+    with pytest.raises(RecordError, match="drift.json: not valid JSON"):
+        DriftSummary.from_json(broken)

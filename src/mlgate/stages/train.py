@@ -35,7 +35,7 @@ from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
 
 STAGE = "train"
 REFERENCE_ROWS = 10_000
-MODEL_CODE = Path(__file__).resolve().parent.parent / "pyfunc_model.py"
+MODEL_CODE = Path(__file__).resolve().parent.parent / "modelling" / "pyfunc_model.py"
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
 
 
@@ -139,22 +139,8 @@ def run(params: dict[str, Any]) -> TrainingRecord:
         logged = _log_run(run_id, recipe, pipeline, train, spec, paths, seed, fit_seconds)
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
-    record = TrainingRecord(
-        run_id=run_id,
-        tune_run_id=tune_run_id,
-        experiment=names.experiment,
-        **logged,
-        family=recipe.family,
-        params=recipe.params,
-        method=recipe.finish.method,
-        members=tuple({"family": m.family, "weight": m.weight, "trial": m.trial} for m in recipe.finish.members),
-        calibration=recipe.finish.calibration_method,
-        threshold=recipe.finish.threshold,
-        train_rows=len(train),
-        fit_seconds=round(fit_seconds, 3),
-        model_size_bytes=model_bytes,
-        data_hash=data_hash,
-    )
+    tracked = {"run_id": run_id, "tune_run_id": tune_run_id, "experiment": names.experiment, **logged}
+    record = training_record(recipe, tracked, len(train), fit_seconds, model_bytes, data_hash)
     files.write_text(paths.train_info, record.to_json())
     console.say(
         STAGE,
@@ -162,6 +148,27 @@ def run(params: dict[str, Any]) -> TrainingRecord:
         f"({model_bytes / 1e6:.1f} MB) → {paths.model}, MLflow run {run_id[:8]}",
     )
     return record
+
+
+def training_record(
+    recipe: TunedRecipe, tracked: dict[str, Any], rows: int, fit_seconds: float, model_bytes: int, data_hash: str
+) -> TrainingRecord:
+    """paths.train_info: where it is ``tracked`` (run_id, tune_run_id, experiment, model_uri, model_id),
+    what the model is (from the recipe) and what it cost."""
+    finished = recipe.finish
+    return TrainingRecord(
+        **tracked,
+        family=recipe.family,
+        params=recipe.params,
+        method=finished.method,
+        members=tuple({"family": m.family, "weight": m.weight, "trial": m.trial} for m in finished.members),
+        calibration=finished.calibration_method,
+        threshold=finished.threshold,
+        train_rows=rows,
+        fit_seconds=round(fit_seconds, 3),
+        model_size_bytes=model_bytes,
+        data_hash=data_hash,
+    )
 
 
 def _tune_run(experiment: str, best_params: str) -> str | None:

@@ -212,11 +212,11 @@ class CrossValidation:
         with self._lock:
             expected = max(self._fold_seconds.get(family, [0.0])) * share
             cheapest = min((max(seconds) for seconds in self._fold_seconds.values()), default=0.0) * share
-        if left < expected or self.deadline.expired():
+        if left < expected or left <= 0:  # one reading of the clock for both judgements
             raise optuna_study.OutOfTime(
                 f"stopped at the time budget after {step} of {len(self.folds)} folds "
                 f"({left:.0f}s left, a {family} fold takes up to {expected:.0f}s)",
-                final=left < cheapest or self.deadline.expired(),
+                final=left < cheapest or left <= 0,
             )
 
     def _keep(self, key: str, result: TrialResult, screened: bool = False) -> None:
@@ -737,25 +737,12 @@ def run(params: dict[str, Any]) -> TuneResult:
     train = pd.read_parquet(paths.split_file("train"))
     plan = StudyPlan.of(settings, train, paths.study)
     deadline = None if settings.search.reproducible else optuna_study.Deadline.after(settings.search.timeout_s)
-    objective = CrossValidation(
-        train,
-        spec,
-        settings.search.cv_folds,
-        parallel_trials=settings.search.n_jobs,
-        seed=settings.seed,
-        cores=os.cpu_count() or 1,
-        settings=settings.features,
-        holdout=plan.holdout,
-        deadline=deadline,
-        store_dir=Path(paths.trial_predictions) / plan.name,
-    )
+    objective = _objective(train, spec, settings, plan, deadline, paths.trial_predictions)
 
     started, tracking_time = time.time(), _Stopwatch()
     tags = tracking.lineage_tags(STAGE, *project.lineage(params))
     with tracking_time:
-        closed = tracking.close_dead_runs(names.experiment)
-    if closed:
-        console.say(STAGE, tracking.closed_summary(closed))
+        _close_dead_runs(names.experiment)
     with tracking.stage_run(names.experiment, STAGE, tags) as parent:  # ends KILLED on Ctrl-C, FAILED on an error
         with tracking_time:
             tracking.log(parent, params=_run_params(settings, plan, spec.metric, len(train)))
@@ -778,6 +765,37 @@ def run(params: dict[str, Any]) -> TuneResult:
         tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started})
     _say(recipe, search, board, plan, spec.task, paths.best_params)
     return TuneResult(recipe, parent, round(tracking_time.seconds, 3), search.reused)
+
+
+def _objective(
+    train: pd.DataFrame,
+    spec: DataSpec,
+    settings: TuneSettings,
+    plan: StudyPlan,
+    deadline: optuna_study.Deadline | None,
+    trial_predictions: str,
+) -> CrossValidation:
+    """The study's objective over the train split, keeping each configuration's validation predictions
+    under the study's name (a resumed study still has them)."""
+    return CrossValidation(
+        train,
+        spec,
+        settings.search.cv_folds,
+        parallel_trials=settings.search.n_jobs,
+        seed=settings.seed,
+        cores=os.cpu_count() or 1,
+        settings=settings.features,
+        holdout=plan.holdout,
+        deadline=deadline,
+        store_dir=Path(trial_predictions) / plan.name,
+    )
+
+
+def _close_dead_runs(experiment: str) -> None:
+    """Close, KILLED, the runs a killed process left RUNNING (``tracking.close_dead_runs``), and say so."""
+    closed = tracking.close_dead_runs(experiment)
+    if closed:
+        console.say(STAGE, tracking.closed_summary(closed))
 
 
 def _run_params(settings: TuneSettings, plan: StudyPlan, metric: str, rows: int) -> dict[str, Any]:
