@@ -736,8 +736,6 @@ def run(params: dict[str, Any]) -> TuneResult:
     settings = TuneSettings.parse(params, spec)
     train = pd.read_parquet(paths.split_file("train"))
     plan = StudyPlan.of(settings, train, paths.study)
-    deadline = None if settings.search.reproducible else optuna_study.Deadline.after(settings.search.timeout_s)
-    objective = _objective(train, spec, settings, plan, deadline, paths.trial_predictions)
 
     started, tracking_time = time.time(), _Stopwatch()
     tags = tracking.lineage_tags(STAGE, *project.lineage(params))
@@ -747,6 +745,9 @@ def run(params: dict[str, Any]) -> TuneResult:
         with tracking_time:
             tracking.log(parent, params=_run_params(settings, plan, spec.metric, len(train)))
             tracking.log_artifact(parent, "params.yaml", "config")
+        # search.timeout_s is the search's own time: the clock starts once the tracking is set up
+        deadline = None if settings.search.reproducible else optuna_study.Deadline.after(settings.search.timeout_s)
+        objective = _objective(train, spec, settings, plan, deadline, paths.trial_predictions)
         search = _search(
             objective, settings, plan, spec.metric, deadline, parent, names.experiment, tags, tracking_time
         )
