@@ -212,11 +212,11 @@ class CrossValidation:
         with self._lock:
             expected = max(self._fold_seconds.get(family, [0.0])) * share
             cheapest = min((max(seconds) for seconds in self._fold_seconds.values()), default=0.0) * share
-        if left < expected or left <= 0:  # one reading of the clock for both judgements
+        if left < expected or self.deadline.expired():
             raise optuna_study.OutOfTime(
                 f"stopped at the time budget after {step} of {len(self.folds)} folds "
                 f"({left:.0f}s left, a {family} fold takes up to {expected:.0f}s)",
-                final=left < cheapest or left <= 0,
+                final=left < cheapest or self.deadline.expired(),
             )
 
     def _keep(self, key: str, result: TrialResult, screened: bool = False) -> None:
