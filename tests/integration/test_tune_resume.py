@@ -80,7 +80,7 @@ def test_an_interrupted_tune_resumes_and_logs_each_trial_once(project, monkeypat
     result = tune.run(params)
 
     first, second = _tune_runs(experiment)
-    assert first.info.status == "KILLED" and second.info.run_id == result["tune_run_id"]
+    assert first.info.status == "KILLED" and second.info.run_id == result.run_id
     assert _trial_numbers(first.info.run_id) == [0, 1]
     assert _trial_numbers(second.info.run_id) == list(
         range(2, n_trials)
@@ -89,7 +89,7 @@ def test_an_interrupted_tune_resumes_and_logs_each_trial_once(project, monkeypat
     assert second.data.tags["mlgate.resumed_from"] == first.info.run_id
     board = pd.read_csv(root / params["paths"]["trials"])
     assert len(board) == n_trials and board["reused"].sum() == 2
-    assert result["reused_trials"] == 2
+    assert result.reused_trials == 2
     assert (root / params["paths"]["study"]).is_file()
 
 
@@ -110,7 +110,7 @@ def test_trials_an_earlier_run_never_logged_are_logged_by_the_run_that_resumes(p
 
     result = tune.run(params)
 
-    children = tracking.child_runs(result["tune_run_id"])
+    children = tracking.child_runs(result.run_id)
     numbers = sorted(int(c["tags"]["mlgate.trial"]) for c in children)
     assert numbers == sorted(set(numbers)) and {0, 1} <= set(numbers)
     assert {int(c["tags"]["mlgate.trial"]) for c in children if c["tags"].get("mlgate.reused") == "true"} == {0, 1}
@@ -125,7 +125,7 @@ def test_a_changed_search_starts_a_new_study(project, monkeypatch):
 
     second = tune.run(changed)
 
-    assert second["study"]["name"] != first["study"]["name"] and second["reused_trials"] == 0
+    assert second.recipe.study["name"] != first.recipe.study["name"] and second.reused_trials == 0
 
 
 def _trial_runs_under_running_tune(experiment: str) -> tuple[str | None, int]:

@@ -1,28 +1,36 @@
-import json
+from mlgate.records import DriftSummary
+from mlgate.stages.drift import SCORE_DIGITS
 
-from mlgate.stages.drift import stable_scores
 
-
-def _summary(score: float) -> dict:
-    return {
-        "drift_share": 0.0,
-        "passed": True,
-        "drifted_columns": [],
-        "columns": {
-            "contract": {"method": "Jensen-Shannon distance", "score": score, "threshold": 0.1, "drifted": False}
-        },
-    }
+def _summary(score: float) -> DriftSummary:
+    return DriftSummary.from_json(
+        {
+            "reference_rows": 100,
+            "current_rows": 50,
+            "columns_checked": 1,
+            "drifted_count": 0,
+            "drift_share": 0.0,
+            "max_drift_share": 0.3,
+            "passed": True,
+            "drifted_columns": [],
+            "columns": {
+                "contract": {"method": "Jensen-Shannon distance", "score": score, "threshold": 0.1, "drifted": False}
+            },
+            "engine": "evidently 0.7.23",
+        }
+    )
 
 
 def test_scores_that_differ_only_in_the_summation_order_write_the_same_bytes():
     """0.00266570207885697 and ...698: two runs of Evidently on the same splits (string hashing orders its sums)."""
-    first, second = stable_scores(_summary(0.00266570207885697)), stable_scores(_summary(0.00266570207885698))
+    first = _summary(0.00266570207885697).rounded(SCORE_DIGITS)
+    second = _summary(0.00266570207885698).rounded(SCORE_DIGITS)
 
-    assert json.dumps(first) == json.dumps(second)
-    assert first["columns"]["contract"]["score"] == 0.002665702079
+    assert first.to_json() == second.to_json()
+    assert first.columns["contract"].score == 0.002665702079
 
 
-def test_stable_scores_keep_every_other_field():
+def test_rounding_keeps_every_other_field():
     summary = _summary(0.5)
 
-    assert stable_scores(summary) == summary
+    assert summary.rounded(SCORE_DIGITS) == summary

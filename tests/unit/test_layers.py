@@ -19,7 +19,7 @@ LAYERS = (
     ),
     ("mlgate.modelling",),
     ("mlgate.adapters",),
-    ("mlgate.project",),
+    ("mlgate.project", "mlgate.records"),
     ("mlgate.reports",),
     ("mlgate.stages",),
     ("mlgate.services",),

@@ -236,9 +236,9 @@ def test_finish_records_why_stacking_calibration_and_threshold_are_skipped(iris)
             )
         )
     finished = finish(outcomes, objective, spec, FinishSettings())
-    assert set(finished["skipped"]) == {"stacking", "calibration", "threshold"}
-    assert finished["calibration"] is None and finished["threshold"]["objective"] == "none"
-    assert finished["cv_score"] <= min(o.score for o in outcomes) + 1e-12
+    assert set(finished.skipped) == {"stacking", "calibration", "threshold"}
+    assert finished.calibration is None and finished.threshold["objective"] == "none"
+    assert finished.cv_score <= min(o.score for o in outcomes) + 1e-12
 
 
 def test_final_model_returns_class_probabilities_and_the_most_probable_class(iris):

@@ -9,7 +9,7 @@ import pytest
 from mlgate.adapters import optuna_study
 from mlgate.adapters.optuna_study import TrialOutcome
 from mlgate.errors import StageError
-from mlgate.stages.tune import CrossValidation, best, screening_share, study_name, trial_table, use_holdout
+from mlgate.stages.tune import CrossValidation, best, screening_share, trial_table, use_holdout
 
 
 def _outcome(
@@ -151,7 +151,13 @@ def test_holdout_validates_one_share_of_the_rows(mixed_frame, binary_spec):
 
 def test_a_trial_past_the_deadline_stops_once_one_configuration_has_completed(mixed_frame, binary_spec):
     objective = CrossValidation(
-        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() - 1
+        mixed_frame(60),
+        binary_spec,
+        3,
+        parallel_trials=1,
+        cores=1,
+        seed=0,
+        deadline=optuna_study.Deadline(time.time() - 1),
     )
     objective("linear", {"alpha": 1.0}, lambda step, value: None)  # the study needs one model, budget or not
     with pytest.raises(optuna_study.OutOfTime, match="time budget after 0 of 3 folds"):
@@ -160,7 +166,7 @@ def test_a_trial_past_the_deadline_stops_once_one_configuration_has_completed(mi
 
 def test_a_fold_expected_to_end_past_the_deadline_is_not_started(mixed_frame, binary_spec):
     objective = CrossValidation(
-        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() + 3600
+        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=optuna_study.Deadline.after(3600)
     )
     objective("linear", {"alpha": 1.0}, lambda step, value: None)  # a first fold always runs: no estimate yet
     objective._fold_seconds["linear"] = [7200.0]
@@ -207,10 +213,15 @@ def test_every_sampler_runs_a_tiny_study_over_several_families(sampler, mixed_fr
 
 
 def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project_root, mixed_frame):
-    from mlgate import config
+    from mlgate import config, project
+    from mlgate.stages import tune
 
     params = config.read_params(project_root / "params.yaml")
     train = mixed_frame(30)
+
+    def study_name(params, train) -> str:
+        return tune.study_name(tune.TuneSettings.parse(params, project.data_spec(params)), train)
+
     name = study_name(params, train)
 
     def changed(section: str, key: str, value) -> str:
@@ -235,7 +246,7 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project
 
 def test_the_study_stops_when_no_family_fits_in_the_time_left(mixed_frame, binary_spec):
     objective = CrossValidation(
-        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() + 3600
+        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=optuna_study.Deadline.after(3600)
     )
     objective("knn", {"n_neighbors": 3}, lambda step, value: None)
     objective._fold_seconds = {"linear": [7200.0], "knn": [0.01]}
@@ -303,7 +314,7 @@ def test_the_trees_catboost_kept_in_the_search_are_what_train_refits(
 
     per_fold = [f["trees"] for f in result.folds]
     assert all(trees < 300 for trees in per_fold) and result.trees == pytest.approx(np.mean(per_fold))
-    assert finished["members"][0]["params"] == {"iterations": round(result.trees), "learning_rate": 0.5, "depth": 3}
+    assert finished.members[0].params == {"iterations": round(result.trees), "learning_rate": 0.5, "depth": 3}
     assert model.sole_pipeline.steps[-1][1].tree_count_ == round(result.trees)
     assert _trial_record(outcome, "roc_auc", result=result).metrics["trees"] == result.trees
 
@@ -331,7 +342,7 @@ def test_a_screening_call_fits_on_a_seeded_share_of_each_fold_and_scores_the_who
 
 def test_a_screening_fold_counts_towards_the_deadline_as_if_fit_on_every_row(mixed_frame, binary_spec):
     objective = CrossValidation(
-        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() + 3600
+        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=optuna_study.Deadline.after(3600)
     )
     objective("linear", {"alpha": 1.0}, lambda step, value: None, subsample=0.5)
     seconds = [f["end"] - f["start"] for f in objective.result("linear", {"alpha": 1.0}, 0.5).folds]
@@ -356,7 +367,7 @@ def test_screened_trials_are_recorded_and_never_the_final_recipe_while_a_full_tr
     board = model_leaderboard(outcomes, objective, finished, maximize=True)
 
     assert best(outcomes, maximize=True).number == 3
-    assert {m["trial"] for m in finished["members"]} <= {1, 3}
+    assert {m.trial for m in finished.members} <= {1, 3}
     assert set(board["trial"].dropna()) <= {1, 3}
     assert trial_table(outcomes, maximize=True).set_index("trial")["subsample"].to_dict()[0] == 0.5
     assert _trial_record(outcomes[0], "roc_auc").tags["mlgate.subsample"] == "0.5"
@@ -383,7 +394,13 @@ def test_screening_applies_to_large_single_objective_studies_only():
 
 def test_the_deadline_spares_trials_until_one_has_completed_on_every_row(mixed_frame, binary_spec):
     objective = CrossValidation(
-        mixed_frame(60), binary_spec, 3, parallel_trials=1, cores=1, seed=0, deadline=time.time() - 1
+        mixed_frame(60),
+        binary_spec,
+        3,
+        parallel_trials=1,
+        cores=1,
+        seed=0,
+        deadline=optuna_study.Deadline(time.time() - 1),
     )
     objective("linear", {"alpha": 1.0}, lambda step, value: None, subsample=0.5)
     objective("linear", {"alpha": 1.0}, lambda step, value: None)  # a screened model is not the one the study needs

@@ -416,6 +416,7 @@ def _stored(tmp_path, evaluate, settings, spaces=None, seen=None, origin="first"
         study_name="tiny-abc",
         origin=origin,
         subsample=subsample,
+        deadline=None if settings.reproducible else optuna_study.Deadline.after(settings.timeout_s),
     )
 
 
@@ -582,7 +583,15 @@ def test_a_final_out_of_time_stops_the_study():
             raise optuna_study.OutOfTime("no time left", final=True)
         return 0.5, [0.5]
 
-    outcomes = optuna_study.optimize(spaces, evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None)
+    outcomes = optuna_study.optimize(
+        spaces,
+        evaluate,
+        settings,
+        maximize=True,
+        seed=0,
+        on_trial=lambda o: None,
+        deadline=optuna_study.Deadline.after(settings.timeout_s),
+    )
 
     assert len(outcomes) == 3 and [o.state for o in outcomes] == ["COMPLETE", "COMPLETE", "PRUNED"]
     assert outcomes[-1].error == "no time left"

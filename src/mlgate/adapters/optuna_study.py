@@ -159,6 +159,25 @@ class TrialOutcome:
     subsample: float | None = None  # the share of each training fold a screening trial fit on; None: all of it
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """The one clock of a search.budget time study, started once: the progress display, the objective
+    (which stops a fold that would end after it) and Optuna's loop all read it, so they agree on the
+    time left. A search.budget trials study has none: no clock decides what it runs."""
+
+    at: float  # time.time() when the budget ends
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.time() + seconds)
+
+    def left(self) -> float:
+        return max(0.0, self.at - time.time())
+
+    def expired(self) -> bool:
+        return self.left() <= 0.0
+
+
 class Pruned(Exception):
     """Raised by ``report`` when the pruner stops a trial."""
 
@@ -426,13 +445,15 @@ def optimize(
     origin: str | None = None,
     costs: Costs | None = None,
     subsample: float | None = None,
+    deadline: Deadline | None = None,
 ) -> list[TrialOutcome]:
     """Run the study and return every trial in it, sorted by number.
 
     ``settings.budget`` trials (the default) runs ``n_trials`` in batches of ``n_jobs`` (``run_batches``):
     the same seed and data give the same study on any machine under any load, and a study killed
     mid-batch resumes to the one an uninterrupted run makes. ``time`` lets Optuna's own threads run
-    until ``timeout_s``: what finishes first decides what is sampled next, so it is not reproducible.
+    until the study's ``deadline``: what finishes first decides what is sampled next, so it is not
+    reproducible.
 
     With ``storage`` (a URL, see ``storage_url``) the study is kept under ``study_name`` and resumed
     when it exists: its finished trials are returned as ``reused`` outcomes and count towards
@@ -452,6 +473,8 @@ def optimize(
     (``promotions``) is queued to run again on all rows, so the search's cheap first look leads to
     full-fidelity trials of what looked best, whatever the sampler makes of the screened scores.
     """
+    if settings.budget == "time" and deadline is None:
+        raise ValueError("search.budget time needs the study's deadline")
     by_name = {s.family: s for s in spaces}
     grids = None
     if settings.sampler == "grid":
@@ -632,7 +655,7 @@ def optimize(
     remaining = settings.n_trials - len(reused)
     if remaining > 0 and settings.budget == "time":
         study.optimize(
-            objective, n_trials=remaining, timeout=settings.timeout_s, n_jobs=settings.n_jobs, catch=(Exception,)
+            objective, n_trials=remaining, timeout=deadline.left(), n_jobs=settings.n_jobs, catch=(Exception,)
         )
     elif remaining > 0:
         run_batches(remaining)

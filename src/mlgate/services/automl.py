@@ -167,15 +167,15 @@ def fit(
         trained = train_stage.run(params)
         model = joblib.load(Path(params["paths"]["model"]) / "artifacts" / "pipeline.joblib")
     summary = {
-        "chosen": tuned["family"],
-        "method": tuned["finish"]["method"],
-        "cv_score": tuned["cv_score"],
-        "trials": sum(tuned["trials"].values()),
-        "trials_complete": tuned["trials"]["complete"],
-        "validation": tuned["validation"]["method"],
-        "tracking_s": tuned["tracking_s"],
-        "refit_s": trained["fit_seconds"],
+        "chosen": tuned.recipe.family,
+        "method": tuned.recipe.finish.method,
+        "cv_score": tuned.recipe.cv_score,
+        "trials": sum(tuned.recipe.trials.values()),
+        "trials_complete": tuned.recipe.trials["complete"],
+        "validation": tuned.recipe.validation["method"],
+        "tracking_s": tuned.tracking_s,
+        "refit_s": trained.fit_seconds,
         "wall_s": round(time.time() - started, 2),
-        "tune_run_id": tuned["tune_run_id"],
+        "tune_run_id": tuned.run_id,
     }
     return AutoMLModel(model, task, summary, params["data"].get("classes"))

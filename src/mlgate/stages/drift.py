@@ -2,7 +2,7 @@
 
 Reads the train and current splits; writes paths.drift_report (Evidently HTML) and paths.drift
 (our own small JSON, the only thing the gate reads). The JSON is byte-stable for the same splits
-(``stable_scores``); the HTML is not (Evidently writes random element ids), and no stage depends on it.
+(``SCORE_DIGITS``); the HTML is not (Evidently writes random element ids), and no stage depends on it.
 """
 
 from __future__ import annotations
@@ -13,22 +13,14 @@ from typing import Any
 import pandas as pd
 
 from mlgate import config, console, files, project
+from mlgate.records import DriftSummary
 
 STAGE = "drift"
 # Evidently sums a categorical column's per-category shares in the order of a set of strings, which
 # Python's per-process string hashing changes: the Jensen-Shannon distances differ from run to run in
-# the last 2-3 of 17 digits. Ten significant digits are far below any threshold and above that noise.
+# the last 2-3 of 17 digits. Ten significant digits are far below any threshold and above that noise:
+# drift.json, which the gate depends on, has the same bytes for the same splits.
 SCORE_DIGITS = 10
-
-
-def stable_scores(summary: dict[str, Any]) -> dict[str, Any]:
-    """``summary`` with each column's score to ``SCORE_DIGITS`` significant digits, so that drift.json,
-    which the gate depends on, has the same bytes for the same splits."""
-    columns = {
-        name: column | {"score": float(f"{column['score']:.{SCORE_DIGITS}g}")}
-        for name, column in summary["columns"].items()
-    }
-    return summary | {"columns": columns}
 
 
 @dataclass(frozen=True)
@@ -37,7 +29,10 @@ class DriftParams:
     column_threshold: float | None = None
 
 
-def run(params: dict[str, Any]) -> dict[str, Any]:
+def run(params: dict[str, Any]) -> DriftSummary:
+    """Measure how far the current batch moved from the training data: the gate refuses a model whose
+    world changed under it. The summary is rounded to ``SCORE_DIGITS`` so the gate reruns only when the
+    splits change, not when Python's string hashing does."""
     from mlgate.adapters import evidently_drift  # Evidently takes ~3 s to import; only this stage needs it
 
     spec = project.data_spec(params)
@@ -45,6 +40,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     settings = config.load(DriftParams, "drift", params)
     reference = pd.read_parquet(paths.split_file("train"))
     current = pd.read_parquet(paths.split_file("current"))
+
     result = evidently_drift.data_drift(
         reference,
         current,
@@ -53,15 +49,15 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         max_drift_share=settings.max_drift_share,
         column_threshold=settings.column_threshold,
     )
+    summary = DriftSummary.from_json(result.summary).rounded(SCORE_DIGITS)
+
     files.write_text(paths.drift_report, result.html)
-    s = stable_scores(result.summary)
-    files.write_json(paths.drift, s)
-    top = ", ".join(s["drifted_columns"][:5]) or "none"
-    verdict = "passed" if s["passed"] else "FAILED"
+    files.write_text(paths.drift, summary.to_json())
+    top = ", ".join(summary.drifted_columns[:5]) or "none"
     console.say(
         STAGE,
-        f"{verdict}: {s['drifted_count']}/{s['columns_checked']} columns drifted "
-        f"(share {s['drift_share']:.2f}, limit {s['max_drift_share']:.2f}; top: {top}) "
+        f"{'passed' if summary.passed else 'FAILED'}: {summary.drifted_count}/{summary.columns_checked} columns "
+        f"drifted (share {summary.drift_share:.2f}, limit {summary.max_drift_share:.2f}; top: {top}) "
         f"→ {paths.drift_report}",
     )
-    return s
+    return summary

@@ -21,6 +21,7 @@ from mlgate.errors import StageError
 from mlgate.modelling import metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.evaluation import SHAP_IMPORTANCE, predictions
+from mlgate.records import TrainingRecord
 from mlgate.reports import evaluation_plots
 
 STAGE = "evaluate"
@@ -160,7 +161,7 @@ def _tree_shap(pipeline, model, X: pd.DataFrame, seed: int) -> tuple[list[str], 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     spec = project.data_spec(params)
     paths = project.paths(params)
-    info = files.read_json(paths.train_info)
+    run_id = TrainingRecord.from_json(paths.train_info).run_id
     test = pd.read_parquet(paths.split_file("test"))
     model = tracking.load(str(Path(paths.model).resolve()))
     prediction, probability = predictions(model, test, spec)
@@ -172,19 +173,19 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     if shap is not None:
         tables[SHAP_IMPORTANCE] = shap
 
-    if not tracking.run_exists(info["run_id"]):
+    if not tracking.run_exists(run_id):
         raise StageError(
-            f"{paths.train_info}: MLflow run {info['run_id']} is not in the tracking store "
+            f"{paths.train_info}: MLflow run {run_id} is not in the tracking store "
             f"{tracking.tracking_uri()}; rerun training with `dvc repro --force train`"
         )
     with files.atomic_path(paths.plots) as staged:
         staged.mkdir()
         for name, table in tables.items():
             table.to_csv(staged / f"{name}.csv", index=False)
-    tracking.log(info["run_id"], metrics={f"test/{k}": v for k, v in test_metrics.items()} | {"test/rows": len(test)})
+    tracking.log(run_id, metrics={f"test/{k}": v for k, v in test_metrics.items()} | {"test/rows": len(test)})
     with tempfile.TemporaryDirectory() as scratch:
         for name, table in tables.items():
-            tracking.log_artifact(info["run_id"], evaluation_plots.png(name, table, spec, Path(scratch)), "evaluate")
+            tracking.log_artifact(run_id, evaluation_plots.png(name, table, spec, Path(scratch)), "evaluate")
     files.write_json(paths.metrics, {k: round(v, 6) for k, v in test_metrics.items()} | {"rows": len(test)})
     shown = " · ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
     console.say(STAGE, f"test ({console.number(len(test))} rows): {shown} → {paths.metrics}, {paths.plots}/")

@@ -30,6 +30,7 @@ from mlgate.modelling import models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.ensemble import FinalModel
 from mlgate.modelling.features import FeatureSettings
+from mlgate.records import Finish, TrainingRecord, TunedRecipe
 from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
 
 STAGE = "train"
@@ -38,18 +39,14 @@ MODEL_CODE = Path(__file__).resolve().parents[1] / "adapters" / "pyfunc_model.py
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
 
 
-def fit(
-    train: pd.DataFrame, spec: DataSpec, finished: dict[str, Any], settings: FeatureSettings, seed: int
-) -> FinalModel:
-    """The final model of ``finished`` (best_params.json `finish`), its members refit on ``train``."""
-    members = [
-        models.build(m["family"], m["params"], spec, settings, threads=2, seed=seed) for m in finished["members"]
-    ]
+def fit(train: pd.DataFrame, spec: DataSpec, finished: Finish, settings: FeatureSettings, seed: int) -> FinalModel:
+    """The final model of ``finished`` (the recipe's `finish`), its members refit on ``train``."""
+    members = [models.build(m.family, m.params, spec, settings, threads=2, seed=seed) for m in finished.members]
     model = FinalModel(
         members,
-        combiner=finished["combiner"],
-        calibrator=finished["calibration"],
-        threshold=finished["threshold"]["threshold"],
+        combiner=finished.combiner,
+        calibrator=finished.calibration,
+        threshold=finished.threshold["threshold"],
         task=spec.task,
     )
     model.fit(train[spec.features], target_vector(train, spec))
@@ -116,108 +113,148 @@ def requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in _REQUIREMENTS]
 
 
-def run(params: dict[str, Any]) -> dict[str, Any]:
-    spec = project.data_spec(params)
-    paths = project.paths(params)
-    names = project.tracking(params)
+def run(params: dict[str, Any]) -> TrainingRecord:
+    """Refit the tuned recipe on all of train and log it as the one MLflow model that evaluate, gate and
+    serving use, linked to the tune run whose recipe it refits; the record of it is what later stages read."""
+    spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
     seed = project.seed(params)
-    chosen = files.read_json(paths.best_params)
+    recipe = TunedRecipe.from_json(paths.best_params)
     train = pd.read_parquet(paths.split_file("train"))
 
     started = time.time()
-    finished = chosen["finish"]
-    pipeline = fit(train, spec, finished, config.load(FeatureSettings, "features", params), seed)
+    pipeline = fit(train, spec, recipe.finish, config.load(FeatureSettings, "features", params), seed)
     fit_seconds = time.time() - started
 
     data_hash, dvc_md5 = project.lineage(params)
-    # best_params.json names no run (so that an identical search leaves it byte for byte as it was):
-    # the tune run that wrote these bytes is found by their digest
-    tune_run_id = tracking.newest_run_tagged(
-        names.experiment, tracking.BEST_PARAMS_TAG, tracking.file_digest(paths.best_params)
-    )
-    if tune_run_id is None:
-        console.say(
-            STAGE,
-            f"warning: no tune run in experiment '{names.experiment}' wrote this {paths.best_params}; "
-            f"the train run is not linked to one",
-        )
-    reproducible = chosen.get("budget", {}).get("reproducible", False)
+    tune_run_id = _tune_run(names.experiment, paths.best_params)
     tags = (
         tracking.lineage_tags(STAGE, data_hash, dvc_md5)
-        | {"mlgate.dataset": spec.name, "mlgate.reproducible": str(reproducible).lower()}
+        | {"mlgate.dataset": spec.name, "mlgate.reproducible": str(recipe.reproducible).lower()}
         | ({"mlgate.tune_run_id": tune_run_id} if tune_run_id else {})
     )
     closed = tracking.close_dead_runs(names.experiment)
     if closed:
         console.say(STAGE, tracking.closed_summary(closed))
     with tracking.stage_run(names.experiment, STAGE, tags) as run_id:  # ends KILLED on Ctrl-C, FAILED on an error
-        members = {
-            f"member{i}.{k}": v
-            for i, m in enumerate(finished["members"])
-            for k, v in {"family": m["family"], "weight": m["weight"], **m["params"]}.items()
-        }
-        tracking.log(
-            run_id,
-            params={
-                "family": chosen["family"],
-                "method": finished["method"],
-                "calibration": (finished["calibration"] or {}).get("method", "none"),
-                "threshold": finished["threshold"]["threshold"],
-                **members,
-                "seed": seed,
-                "train_rows": len(train),
-            },
-            metrics={f"cv/{chosen['metric']}": chosen["cv_score"], "fit_seconds": fit_seconds},
-        )
-        tracking.log_artifact(run_id, "params.yaml", "config")
-        tracking.log_artifact(run_id, paths.best_params, "finish")
-        with tempfile.TemporaryDirectory() as scratch:
-            # what `mlgate monitor` compares live traffic with, kept with the model it belongs to
-            reference = Path(scratch) / REFERENCE_FILE
-            sample = train if len(train) <= REFERENCE_ROWS else train.sample(REFERENCE_ROWS, random_state=seed)
-            sample.to_parquet(reference, index=False)
-            tracking.log_artifact(run_id, reference, REFERENCE_DIR)
-        with tempfile.TemporaryDirectory() as scratch:
-            pipeline_file = Path(scratch) / "pipeline.joblib"
-            features_file = Path(scratch) / "features.json"
-            joblib.dump(pipeline, pipeline_file)
-            features = feature_info(train, spec) | ({"threshold": pipeline.threshold} if spec.task == "binary" else {})
-            features_file.write_text(json.dumps(features, indent=2))
-            example = train[features["order"]].head(5).reset_index(drop=True)
-            with files.atomic_path(paths.model) as staged:
-                logged = tracking.log_model(
-                    run_id,
-                    staged,
-                    code_path=MODEL_CODE,
-                    artifacts={"pipeline": str(pipeline_file), "features": str(features_file)},
-                    input_example=example,
-                    output_example=output_example(pipeline, example, features),
-                    string_columns=features["categorical"] + features["text"],
-                    optional_inputs=spec.contract.missing_columns == "impute",
-                    pip_requirements=requirements(),
-                )
+        logged = _log_run(run_id, recipe, pipeline, train, spec, paths, seed, fit_seconds)
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
-    info = {
-        "run_id": run_id,
-        "tune_run_id": tune_run_id,
-        "experiment": names.experiment,
-        **logged,
-        "family": chosen["family"],
-        "params": chosen["params"],
-        "method": finished["method"],
-        "members": [{k: m[k] for k in ("family", "weight", "trial")} for m in finished["members"]],
-        "calibration": (finished["calibration"] or {}).get("method", "none"),
-        "threshold": finished["threshold"],
-        "train_rows": len(train),
-        "fit_seconds": round(fit_seconds, 3),
-        "model_size_bytes": model_bytes,
-        "data_hash": data_hash,
-    }
-    files.write_json(paths.train_info, info)
+    tracked = {"run_id": run_id, "tune_run_id": tune_run_id, "experiment": names.experiment, **logged}
+    record = training_record(recipe, tracked, len(train), fit_seconds, model_bytes, data_hash)
+    files.write_text(paths.train_info, record.to_json())
     console.say(
         STAGE,
-        f"{chosen['family']} refit on {console.number(len(train))} rows in {fit_seconds:.1f}s "
+        f"{recipe.family} refit on {console.number(len(train))} rows in {fit_seconds:.1f}s "
         f"({model_bytes / 1e6:.1f} MB) → {paths.model}, MLflow run {run_id[:8]}",
     )
-    return info
+    return record
+
+
+def training_record(
+    recipe: TunedRecipe, tracked: dict[str, Any], rows: int, fit_seconds: float, model_bytes: int, data_hash: str
+) -> TrainingRecord:
+    """paths.train_info: where it is ``tracked`` (run_id, tune_run_id, experiment, model_uri, model_id),
+    what the model is (from the recipe) and what it cost."""
+    finished = recipe.finish
+    return TrainingRecord(
+        **tracked,
+        family=recipe.family,
+        params=recipe.params,
+        method=finished.method,
+        members=tuple({"family": m.family, "weight": m.weight, "trial": m.trial} for m in finished.members),
+        calibration=finished.calibration_method,
+        threshold=finished.threshold,
+        train_rows=rows,
+        fit_seconds=round(fit_seconds, 3),
+        model_size_bytes=model_bytes,
+        data_hash=data_hash,
+    )
+
+
+def _tune_run(experiment: str, best_params: str) -> str | None:
+    """The tune run that wrote the recipe's bytes: the recipe names no run (so that an identical search
+    leaves it byte for byte as it was), the run is tagged with the bytes' digest."""
+    tune_run_id = tracking.newest_run_tagged(experiment, tracking.BEST_PARAMS_TAG, tracking.file_digest(best_params))
+    if tune_run_id is None:
+        console.say(
+            STAGE,
+            f"warning: no tune run in experiment '{experiment}' wrote this {best_params}; "
+            f"the train run is not linked to one",
+        )
+    return tune_run_id
+
+
+def _run_params(recipe: TunedRecipe, seed: int, rows: int) -> dict[str, Any]:
+    """The train run's params: the final model's method, calibration and threshold, and each member's
+    family, weight and params."""
+    finished = recipe.finish
+    members = {
+        f"member{i}.{k}": v
+        for i, m in enumerate(finished.members)
+        for k, v in {"family": m.family, "weight": m.weight, **m.params}.items()
+    }
+    return {
+        "family": recipe.family,
+        "method": finished.method,
+        "calibration": finished.calibration_method,
+        "threshold": finished.threshold["threshold"],
+        **members,
+        "seed": seed,
+        "train_rows": rows,
+    }
+
+
+def _log_run(
+    run_id: str,
+    recipe: TunedRecipe,
+    pipeline: FinalModel,
+    train: pd.DataFrame,
+    spec: DataSpec,
+    paths: project.Paths,
+    seed: int,
+    fit_seconds: float,
+) -> dict[str, str]:
+    """The train run: the recipe's choices and cost, the config and the recipe file, the reference
+    sample, and the model, published at paths.model; the logged model's model_uri and model_id."""
+    tracking.log(
+        run_id,
+        params=_run_params(recipe, seed, len(train)),
+        metrics={f"cv/{recipe.metric}": recipe.cv_score, "fit_seconds": fit_seconds},
+    )
+    tracking.log_artifact(run_id, "params.yaml", "config")
+    tracking.log_artifact(run_id, paths.best_params, "finish")
+    _log_reference(run_id, train, seed)
+    return _log_model(run_id, pipeline, train, spec, paths.model)
+
+
+def _log_reference(run_id: str, train: pd.DataFrame, seed: int) -> None:
+    """A sample of train beside the model: what `mlgate monitor` compares live traffic with."""
+    with tempfile.TemporaryDirectory() as scratch:
+        reference = Path(scratch) / REFERENCE_FILE
+        sample = train if len(train) <= REFERENCE_ROWS else train.sample(REFERENCE_ROWS, random_state=seed)
+        sample.to_parquet(reference, index=False)
+        tracking.log_artifact(run_id, reference, REFERENCE_DIR)
+
+
+def _log_model(run_id: str, pipeline: FinalModel, train: pd.DataFrame, spec: DataSpec, path: str) -> dict[str, str]:
+    """Log the pyfunc model (the pipeline and what serving needs beside it) to the run and publish it at
+    ``path``; its model_uri and model_id."""
+    with tempfile.TemporaryDirectory() as scratch:
+        pipeline_file = Path(scratch) / "pipeline.joblib"
+        features_file = Path(scratch) / "features.json"
+        joblib.dump(pipeline, pipeline_file)
+        features = feature_info(train, spec) | ({"threshold": pipeline.threshold} if spec.task == "binary" else {})
+        features_file.write_text(json.dumps(features, indent=2))
+        example = train[features["order"]].head(5).reset_index(drop=True)
+        with files.atomic_path(path) as staged:
+            return tracking.log_model(
+                run_id,
+                staged,
+                code_path=MODEL_CODE,
+                artifacts={"pipeline": str(pipeline_file), "features": str(features_file)},
+                input_example=example,
+                output_example=output_example(pipeline, example, features),
+                string_columns=features["categorical"] + features["text"],
+                optional_inputs=spec.contract.missing_columns == "impute",
+                pip_requirements=requirements(),
+            )

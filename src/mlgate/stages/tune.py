@@ -39,6 +39,7 @@ from mlgate.errors import StageError
 from mlgate.modelling import ensemble, metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.features import FeatureSettings
+from mlgate.records import BestTrial, Finish, Member, TunedRecipe
 
 STAGE = "tune"
 
@@ -85,7 +86,7 @@ class CrossValidation:
     """The objective: holds the data and folds, so nothing is reloaded or re-split per trial.
 
     ``holdout`` scores every trial on one split (for large data, where k fits cost too much);
-    ``deadline`` (a time.time() value) stops a trial before a fold that would end after it. A
+    ``deadline`` (the study's, under search.budget time) stops a trial before a fold that would end after it. A
     screening call (``subsample``) fits on a seeded share of each training fold, the same rows for
     every screening trial, and scores on the whole validation fold.
     Each completed configuration's ``TrialResult`` is kept in ``results`` (and in ``store_dir``,
@@ -103,7 +104,7 @@ class CrossValidation:
         cores: int = 2,
         settings: FeatureSettings | None = None,
         holdout: float | None = None,
-        deadline: float | None = None,
+        deadline: optuna_study.Deadline | None = None,
         store_dir: Path | None = None,
     ):
         self.X = frame[spec.features]
@@ -207,15 +208,15 @@ class CrossValidation:
         that is not a screened one."""
         if self.deadline is None or not self._completed_on_every_row:
             return
-        left = self.deadline - time.time()
+        left = self.deadline.left()
         with self._lock:
             expected = max(self._fold_seconds.get(family, [0.0])) * share
             cheapest = min((max(seconds) for seconds in self._fold_seconds.values()), default=0.0) * share
-        if left < expected or left <= 0:
+        if left < expected or self.deadline.expired():
             raise optuna_study.OutOfTime(
                 f"stopped at the time budget after {step} of {len(self.folds)} folds "
-                f"({max(left, 0):.0f}s left, a {family} fold takes up to {expected:.0f}s)",
-                final=left < cheapest or left <= 0,
+                f"({left:.0f}s left, a {family} fold takes up to {expected:.0f}s)",
+                final=left < cheapest or self.deadline.expired(),
             )
 
     def _keep(self, key: str, result: TrialResult, screened: bool = False) -> None:
@@ -331,27 +332,115 @@ def best(outcomes: list[optuna_study.TrialOutcome], maximize: bool) -> optuna_st
     return (max if maximize else min)(complete, key=lambda o: o.score)
 
 
-def study_name(params: dict[str, Any], train: pd.DataFrame) -> str:
-    """`<data name>-<hash>` of everything a trial's score depends on; the budget's size (n_trials,
-    timeout_s) and the run layout (fold_runs) are left out, so a rerun with a larger budget extends the
-    same study. Under search.budget trials the batch size (n_jobs) decides what each trial sees, so it
-    is part of the study; under time the clock already does, and n_jobs is left out too."""
-    search = config.section(params, "search")
-    budget_keys = ("n_trials", "timeout_s", "fold_runs") + (("n_jobs",) if search.get("budget") == "time" else ())
-    search = {k: v for k, v in search.items() if k not in budget_keys}
-    inputs = {
-        "model": config.section(params, "model"),
-        "search": search,
-        "features": config.section(params, "features"),
-        "seed": config.section(params, "seed"),
-        "metric": config.section(params, "data.metric"),
+@dataclass(frozen=True)
+class TuneSettings:
+    """The params this stage reads, parsed once. ``identity`` holds the sections a trial's score depends
+    on, as params.yaml writes them, for the study's name; the budget's size (n_trials, timeout_s) and the
+    run layout (fold_runs) are left out, so a rerun with a larger budget extends the same study. Under
+    search.budget trials the batch size (n_jobs) decides what each trial sees, so it is part of the study;
+    under time the clock already does, and n_jobs is left out too. ``logged``: search.* and finish.* as
+    written, the tune run's params."""
+
+    search: optuna_study.SearchSettings
+    finish: ensemble.FinishSettings
+    features: FeatureSettings
+    spaces: tuple[optuna_study.FamilySpace, ...]
+    maximize: bool
+    seed: int
+    data_name: str
+    identity: dict[str, Any]
+    logged: dict[str, Any]
+
+    @classmethod
+    def parse(cls, params: dict[str, Any], spec: DataSpec) -> TuneSettings:
+        try:
+            search = config.load(optuna_study.SearchSettings, "search", params)
+            finish_settings = config.load(ensemble.FinishSettings, "finish", params)
+            spaces = optuna_study.parse_spaces(config.section(params, "model"), task=spec.task)
+            maximize = metrics.get(spec.metric, spec.task).greater_is_better
+            if spec.task == "multiclass":
+                _check_multiclass_finish(finish_settings)
+        except config.ConfigError:
+            raise
+        except ValueError as error:
+            raise StageError(f"params.yaml: {error}") from error
+        written = {name: config.section(params, name) for name in ("model", "search", "finish", "features")}
+        budget_keys = ("n_trials", "timeout_s", "fold_runs") + (("n_jobs",) if search.budget == "time" else ())
+        seed = project.seed(params)
+        return cls(
+            search=search,
+            finish=finish_settings,
+            features=config.load(FeatureSettings, "features", params),
+            spaces=tuple(spaces),
+            maximize=maximize,
+            seed=seed,
+            data_name=config.section(params, "data.name"),
+            identity={
+                "model": written["model"],
+                "search": {k: v for k, v in written["search"].items() if k not in budget_keys},
+                "features": written["features"],
+                "seed": seed,
+                "metric": config.section(params, "data.metric"),
+            },
+            logged={f"search.{k}": v for k, v in written["search"].items()}
+            | {f"finish.{k}": v for k, v in written["finish"].items()},
+        )
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Which stored study the trials belong to and how they are validated: decided by the settings and
+    the size of the train split."""
+
+    name: str
+    storage: str  # paths.study: a file or a database URL
+    holdout: float | None  # the validation share of one holdout split, or None: k-fold CV
+    screening: float | None  # the share of each training fold the first trials fit on (``screening_share``)
+
+    @classmethod
+    def of(cls, settings: TuneSettings, train: pd.DataFrame, storage: str) -> StudyPlan:
+        search = settings.search
+        return cls(
+            name=study_name(settings, train),
+            storage=storage,
+            holdout=search.holdout_share if use_holdout(search, len(train)) else None,
+            screening=screening_share(search, len(train)),
+        )
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the study did: every trial in it (reused ones included), and the seconds it searched."""
+
+    outcomes: list[optuna_study.TrialOutcome]
+    seconds: float
+
+    @property
+    def reused(self) -> int:
+        return sum(o.reused for o in self.outcomes)
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What a tune run hands its caller (`mlgate tune`, AutoML's fit): the recipe and the run behind it."""
+
+    recipe: TunedRecipe
+    run_id: str
+    tracking_s: float  # seconds spent in tracking calls
+    reused_trials: int
+
+
+def study_name(settings: TuneSettings, train: pd.DataFrame) -> str:
+    """`<data name>-<hash>` of everything a trial's score depends on: ``settings.identity``, the train
+    split and the code."""
+    inputs = settings.identity | {
         "data": hashlib.sha256(pd.util.hash_pandas_object(train, index=True).to_numpy().tobytes()).hexdigest(),
         # every module of ours this stage runs (the same closure dvc.yaml lists): a change to how a
         # trial is computed starts a new study instead of resuming a stored one
         "code": code_deps.closure_digest(__name__),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{config.section(params, 'data.name')}-{digest}"
+    return f"{settings.data_name}-{digest}"
 
 
 def _trial_record(
@@ -425,17 +514,16 @@ class _LoggedTrials:
 class Progress:
     """A progress bar on the terminal: trials done, best so far, time left of the budget."""
 
-    def __init__(self, settings: optuna_study.SearchSettings, metric: str, maximize: bool):
+    def __init__(self, trials: int, metric: str, maximize: bool, deadline: optuna_study.Deadline | None):
         self.bar = tqdm(
-            total=settings.n_trials,
+            total=trials,
             desc=f"{STAGE:<{console.STAGE_WIDTH}} ",
             unit="trial",
             leave=False,
             disable=None,
             bar_format="{desc}{bar:24} {n_fmt}/{total_fmt} trials{postfix}",
         )
-        self.metric, self.maximize = metric, maximize
-        self.deadline = None if settings.reproducible else time.time() + settings.timeout_s
+        self.metric, self.maximize, self.deadline = metric, maximize, deadline
         self.best: float | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
         self.lock = threading.Lock()
@@ -446,7 +534,7 @@ class Progress:
             if outcome.state == "COMPLETE" and (self.best is None or (outcome.score > self.best) == self.maximize):
                 self.best = outcome.score
             best = "-" if self.best is None else f"{self.best:.4f}"
-            left = "" if self.deadline is None else f" · {max(0.0, self.deadline - time.time()):.0f}s left"
+            left = "" if self.deadline is None else f" · {self.deadline.left():.0f}s left"
             self.bar.set_postfix_str(f"best {self.metric} {best}{left}", refresh=False)
             self.bar.update(1)
 
@@ -487,10 +575,10 @@ def finish(
     objective: CrossValidation,
     spec: DataSpec,
     settings: ensemble.FinishSettings,
-) -> dict[str, Any]:
+) -> Finish:
     """The ensemble (or the best trial), its calibration and decision threshold, chosen on the
-    validation predictions of ``final_candidates``; plain data for best_params.json, which `train`
-    builds the model from: each member's params are what it refits (``models.refit_params``)."""
+    validation predictions of ``final_candidates``; `train` builds the model from it: each member's
+    params are what it refits (``models.refit_params``)."""
     greater = metrics.METRICS[spec.metric].greater_is_better
     candidates = [
         ensemble.Candidate(
@@ -499,49 +587,43 @@ def finish(
         for o in final_candidates(outcomes)
         if (r := objective.result(o.family, o.params, o.subsample)) is not None
     ]
+    unchosen = {"calibration": None, "calibration_log_loss": {}, "threshold": {"objective": "none", "threshold": 0.5}}
     if not candidates:  # trials of a study stored before their predictions were kept: the best one alone
         winner = best(outcomes, greater)
-        return {
-            "method": "single",
-            "members": [{"trial": winner.number, "family": winner.family, "params": winner.params, "weight": 1.0}],
-            "combiner": None,
-            "cv_score": winner.score,
-            "scores": {"single": winner.score},
-            "calibration": None,
-            "calibration_log_loss": {},
-            "threshold": {"objective": "none", "threshold": 0.5},
-            **_skipped(spec),
-        }
+        return Finish(
+            method="single",
+            combiner=None,
+            cv_score=winner.score,
+            scores={"single": winner.score},
+            members=(Member(winner.number, winner.family, winner.params, 1.0),),
+            skipped=_skipped(spec),
+            **unchosen,
+        )
     validated = objective.fold_of_row >= 0
     y, folds = objective.y[validated], objective.fold_of_row[validated]
     choice = ensemble.choose_ensemble(
         candidates, objective.y, objective.fold_of_row, task=spec.task, metric=spec.metric, settings=settings
     )
     weights = (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]
-    result = {
-        "method": choice.method,
-        "combiner": choice.combiner,
-        "cv_score": choice.score,
-        "scores": choice.scores,
-        "members": [
-            {"trial": m.trial, "family": m.family, "params": m.params, "weight": float(w)}
-            for m, w in zip(choice.members, weights, strict=True)
-        ],
-        "calibration": None,
-        "calibration_log_loss": {},
-        "threshold": {"objective": "none", "threshold": 0.5},
-        **_skipped(spec),
-    }
+    members = tuple(Member(m.trial, m.family, m.params, float(w)) for m, w in zip(choice.members, weights, strict=True))
     if spec.task == "binary":
         calibration = ensemble.choose_calibration(
             choice.predictions, y, folds, metric=spec.metric, setting=settings.calibration
         )
-        result |= {
+        unchosen = {
             "calibration": calibration.calibrator,
             "calibration_log_loss": calibration.log_loss,
             "threshold": ensemble.choose_threshold(calibration.probabilities, y, settings),
         }
-    return result
+    return Finish(
+        method=choice.method,
+        combiner=choice.combiner,
+        cv_score=choice.score,
+        scores=choice.scores,
+        members=members,
+        skipped=_skipped(spec),
+        **unchosen,
+    )
 
 
 def _check_multiclass_finish(settings: ensemble.FinishSettings) -> None:
@@ -555,24 +637,13 @@ def _check_multiclass_finish(settings: ensemble.FinishSettings) -> None:
         raise ValueError(f"finish.calibration: {ensemble.MULTICLASS_SKIPPED['calibration']}; choose auto or none")
 
 
-def _skipped(spec: DataSpec) -> dict[str, Any]:
+def _skipped(spec: DataSpec) -> dict[str, str] | None:
     """Multiclass: the binary-only finishing steps, each with why it is left out."""
-    return {"skipped": dict(ensemble.MULTICLASS_SKIPPED)} if spec.task == "multiclass" else {}
-
-
-def describe(finished: dict[str, Any]) -> str:
-    """`catboost`, or `caruana(catboost×2, linear)`: what the final model is, in a line."""
-    members = finished["members"]
-    if finished["method"] == "single":
-        return members[0]["family"]
-    counts: dict[str, int] = {}
-    for member in members:
-        counts[member["family"]] = counts.get(member["family"], 0) + 1
-    return f"{finished['method']}(" + ", ".join(f + (f"×{n}" if n > 1 else "") for f, n in counts.items()) + ")"
+    return dict(ensemble.MULTICLASS_SKIPPED) if spec.task == "multiclass" else None
 
 
 def model_leaderboard(
-    outcomes: list[optuna_study.TrialOutcome], objective: CrossValidation, finished: dict[str, Any], maximize: bool
+    outcomes: list[optuna_study.TrialOutcome], objective: CrossValidation, finished: Finish, maximize: bool
 ) -> pd.DataFrame:
     """Every family's best trial and the finished model: CV score, fit and predict time, size."""
     rows = []
@@ -594,16 +665,15 @@ def model_leaderboard(
         )
     by_trial = {o.number: o for o in outcomes}
     costs = [
-        objective.result(m["family"], by_trial[m["trial"]].params, by_trial[m["trial"]].subsample)
-        for m in finished["members"]
+        objective.result(m.family, by_trial[m.trial].params, by_trial[m.trial].subsample) for m in finished.members
     ]
     known = all(c is not None for c in costs)
     rows.append(
         {
-            "model": describe(finished),
-            "kind": finished["method"],
-            "trial": finished["members"][0]["trial"] if finished["method"] == "single" else None,
-            "cv_score": finished["cv_score"],
+            "model": finished.describe(),
+            "kind": finished.method,
+            "trial": finished.members[0].trial if finished.method == "single" else None,
+            "cv_score": finished.cv_score,
             "fit_s": sum(c.fit_s for c in costs) if known else None,
             "predict_ms_per_1k": sum(c.predict_ms_per_1k for c in costs) if known else None,
             "size_mb": sum(c.size_mb for c in costs) if known else None,
@@ -612,6 +682,36 @@ def model_leaderboard(
     )
     board = pd.DataFrame(rows).drop_duplicates(subset=["model", "trial"], keep="last")
     return board.sort_values("cv_score", ascending=not maximize).reset_index(drop=True)
+
+
+def tuned_recipe(
+    outcomes: list[optuna_study.TrialOutcome], finished: Finish, settings: TuneSettings, plan: StudyPlan, metric: str
+) -> TunedRecipe:
+    """best_params.json: the finished model, the best single trial, the trial counts, and what validated
+    and bounded the search (only what the seed and data decide, so the same search writes the same bytes)."""
+    winner = best(outcomes, settings.maximize)
+    search = settings.search
+    return TunedRecipe(
+        family=finished.describe(),
+        params=finished.members[0].params if finished.method == "single" else {},
+        metric=metric,
+        cv_score=finished.cv_score,
+        cv_std=float(np.std(winner.fold_scores)),
+        trial=winner.number,
+        best_trial=BestTrial(winner.number, winner.family, winner.params, winner.score),
+        finish=finished,
+        trials={k: sum(o.state == state for o in outcomes) for k, state in _STATES.items()},
+        seed=settings.seed,
+        cv_folds=search.cv_folds,
+        validation={"method": "holdout", "share": plan.holdout}
+        if plan.holdout
+        else {"method": "cv", "folds": search.cv_folds},
+        study={"name": plan.name, "screened_trials": sum(o.subsample is not None for o in outcomes)},
+        budget=budget_record(search, settings.finish),
+    )
+
+
+_STATES = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 
 
 class _Stopwatch:
@@ -627,196 +727,207 @@ class _Stopwatch:
         self.seconds += time.perf_counter() - self._start
 
 
-def run(params: dict[str, Any]) -> dict[str, Any]:
-    spec = project.data_spec(params)
-    paths = project.paths(params)
-    names = project.tracking(params)
-    seed = project.seed(params)
-    try:
-        settings = config.load(optuna_study.SearchSettings, "search", params)
-        finish_settings = config.load(ensemble.FinishSettings, "finish", params)
-        spaces = optuna_study.parse_spaces(config.section(params, "model"), task=spec.task)
-        metric = metrics.get(spec.metric, spec.task)
-        if spec.task == "multiclass":
-            _check_multiclass_finish(finish_settings)
-    except config.ConfigError:
-        raise
-    except ValueError as error:
-        raise StageError(f"params.yaml: {error}") from error
+def run(params: dict[str, Any]) -> TuneResult:
+    """Search model families by CV on the train split and finish the best trials into the recipe `train`
+    refits. The study is stored and resumed (module docstring); the parent MLflow run stays open through
+    the search so each trial is tracked as it ends; the recipe names no run (its bytes stay stable), so
+    the run is tagged with the recipe's digest, which is how `train` finds it."""
+    spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
+    settings = TuneSettings.parse(params, spec)
     train = pd.read_parquet(paths.split_file("train"))
-    study = study_name(params, train)
-    holdout = settings.holdout_share if use_holdout(settings, len(train)) else None
-    screening = screening_share(settings, len(train))
-    objective = CrossValidation(
-        train,
-        spec,
-        settings.cv_folds,
-        parallel_trials=settings.n_jobs,
-        seed=seed,
-        cores=os.cpu_count() or 1,
-        settings=config.load(FeatureSettings, "features", params),
-        holdout=holdout,
-        store_dir=Path(paths.trial_predictions) / study,
-    )
+    plan = StudyPlan.of(settings, train, paths.study)
 
-    tracking_time = _Stopwatch()
-    started = time.time()
-    data_hash, dvc_md5 = project.lineage(params)
-    tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5)
+    started, tracking_time = time.time(), _Stopwatch()
+    tags = tracking.lineage_tags(STAGE, *project.lineage(params))
     with tracking_time:
-        closed = tracking.close_dead_runs(names.experiment)
-    if closed:
-        console.say(STAGE, tracking.closed_summary(closed))
+        _close_dead_runs(names.experiment)
     with tracking.stage_run(names.experiment, STAGE, tags) as parent:  # ends KILLED on Ctrl-C, FAILED on an error
         with tracking_time:
-            tracking.log(
-                parent,
-                params={"search." + k: v for k, v in config.section(params, "search").items()}
-                | {"finish." + k: v for k, v in config.section(params, "finish").items()}
-                | {
-                    "families": ",".join(s.family for s in spaces),
-                    "metric": spec.metric,
-                    "seed": seed,
-                    "train_rows": len(train),
-                    "study": study,
-                    "validation": "holdout" if holdout else "cv",
-                    "screening_share": screening or "none",
-                    "study_storage": paths.study.split("://")[0] + "://…" if "://" in paths.study else paths.study,
-                },
-            )
+            tracking.log(parent, params=_run_params(settings, plan, spec.metric, len(train)))
             tracking.log_artifact(parent, "params.yaml", "config")
-        progress = Progress(settings, spec.metric, metric.greater_is_better)
-        try:
-            with tracking.trial_recorder(names.experiment, parent, tags) as recorder:
-                logged = _LoggedTrials()
+        # search.timeout_s is the search's own time: the clock starts once the tracking is set up
+        deadline = None if settings.search.reproducible else optuna_study.Deadline.after(settings.search.timeout_s)
+        objective = _objective(train, spec, settings, plan, deadline, paths.trial_predictions)
+        search = _search(
+            objective, settings, plan, spec.metric, deadline, parent, names.experiment, tags, tracking_time
+        )
+        finishing = time.time()
+        recipe = tuned_recipe(
+            search.outcomes, finish(search.outcomes, objective, spec, settings.finish), settings, plan, spec.metric
+        )
+        finish_s = time.time() - finishing
+        trials = trial_table(search.outcomes, settings.maximize, settings.search.objectives)
+        board = model_leaderboard(search.outcomes, objective, recipe.finish, settings.maximize)
 
-                def on_trial(outcome: optuna_study.TrialOutcome) -> None:
-                    if not (outcome.reused and logged.contains(outcome)):
-                        result = (
-                            objective.result(outcome.family, outcome.params, outcome.subsample)
-                            if outcome.state == "COMPLETE"
-                            else None
-                        )
-                        recorder.record(
-                            _trial_record(outcome, spec.metric, fold_runs=settings.fold_runs, result=result)
-                        )
-                    progress.update(outcome)
+        files.write_text(paths.trials, trials.to_csv(index=False))
+        files.write_text(paths.leaderboard, board.to_csv(index=False))
+        files.write_text(paths.best_params, recipe.to_json())
+        _record(parent, recipe, search, finish_s, paths, tracking_time)
+        tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started})
+    _say(recipe, search, board, plan, spec.task, paths.best_params)
+    return TuneResult(recipe, parent, round(tracking_time.seconds, 3), search.reused)
 
-                def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
-                    result = objective.result(family, params)
-                    return [
-                        {"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}[cost]
-                        for cost in settings.objectives[1:]
-                    ]
 
-                if not settings.reproducible:  # the clock stops trials only under search.budget time
-                    objective.deadline = time.time() + settings.timeout_s
-                outcomes = optuna_study.optimize(
-                    spaces,
-                    objective,
-                    settings,
-                    maximize=metric.greater_is_better,
-                    seed=seed,
-                    on_trial=on_trial,
-                    storage=optuna_study.storage_url(paths.study),
-                    study_name=study,
-                    origin=parent,
-                    costs=trial_costs,
-                    subsample=screening,
-                )
-                searched = time.time()
-                closing = time.perf_counter()
-            tracking_time.seconds += time.perf_counter() - closing  # the wait for the recorder to drain
-            if recorder.errors:
-                console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
-            winner = best(outcomes, metric.greater_is_better)
-            finished = finish(outcomes, objective, spec, finish_settings)
-            finish_s = time.time() - searched
-            trials_board = trial_table(outcomes, metric.greater_is_better, settings.objectives)
-            files.write_text(paths.trials, trials_board.to_csv(index=False))
-            board = model_leaderboard(outcomes, objective, finished, metric.greater_is_better)
-            files.write_text(paths.leaderboard, board.to_csv(index=False))
-            counts = {state: sum(o.state == state for o in outcomes) for state in ("COMPLETE", "PRUNED", "FAIL")}
-            reused = sum(o.reused for o in outcomes)
-            screened = sum(o.subsample is not None for o in outcomes)
-            result = {
-                "family": describe(finished),
-                "params": finished["members"][0]["params"] if finished["method"] == "single" else {},
-                "metric": spec.metric,
-                "cv_score": finished["cv_score"],
-                "cv_std": float(np.std(winner.fold_scores)),
-                "trial": winner.number,
-                "best_trial": {
-                    "number": winner.number,
-                    "family": winner.family,
-                    "params": winner.params,
-                    "cv_score": winner.score,
-                },
-                "finish": finished,
-                "trials": {"complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"]},
-                "seed": seed,
-                "cv_folds": settings.cv_folds,
-                "validation": {"method": "holdout", "share": holdout}
-                if holdout
-                else {"method": "cv", "folds": settings.cv_folds},
-                "study": {"name": study, "screened_trials": screened},
-                "budget": budget_record(settings, finish_settings),
-            }
-            earlier = sorted({o.origin for o in outcomes if o.reused and o.origin and o.origin != parent})
-            threshold = finished["threshold"]
-            with tracking_time:
-                tracking.log(
-                    parent,
-                    metrics={
-                        f"best/cv_{spec.metric}": winner.score,
-                        f"final/cv_{spec.metric}": finished["cv_score"],
-                        "trials_complete": counts["COMPLETE"],
-                        "trials_pruned": counts["PRUNED"],
-                        "trials_failed": counts["FAIL"],
-                        "trials_reused": reused,
-                        "trials_screened": screened,
-                        "search_s": searched - started,
-                        "finish_s": finish_s,
-                        "final/threshold": threshold["threshold"],
-                    }
-                    | {f"final/cv_{spec.metric}_{k}": v for k, v in finished["scores"].items()}
-                    | {f"final/log_loss_{k}": v for k, v in finished["calibration_log_loss"].items()},
-                    params={
-                        "best.family": winner.family,
-                        "best.trial": winner.number,
-                        "final.model": describe(finished)[:500],
-                        "final.method": finished["method"],
-                        "final.calibration": (finished["calibration"] or {}).get("method", "none"),
-                        "final.threshold_objective": threshold["objective"],
-                    },
-                    tags={
-                        "mlgate.best_params": json.dumps(winner.params, sort_keys=True)[:4000],
-                        "mlgate.reproducible": str(result["budget"]["reproducible"]).lower(),
-                    }
-                    | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}),
-                )
-                tracking.log_artifact(parent, paths.leaderboard)
-                tracking.log_artifact(parent, paths.trials)
-            # the file `train` depends on holds only what the seed and data decide; the run it came from
-            # is found by the digest of its bytes (``tracking.newest_run_tagged``), not written into it
-            files.write_json(paths.best_params, result)
-            tracking.log(
-                parent,
-                metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started},
-                tags={tracking.BEST_PARAMS_TAG: tracking.file_digest(paths.best_params)},
+def _objective(
+    train: pd.DataFrame,
+    spec: DataSpec,
+    settings: TuneSettings,
+    plan: StudyPlan,
+    deadline: optuna_study.Deadline | None,
+    trial_predictions: str,
+) -> CrossValidation:
+    """The study's objective over the train split, keeping each configuration's validation predictions
+    under the study's name (a resumed study still has them)."""
+    return CrossValidation(
+        train,
+        spec,
+        settings.search.cv_folds,
+        parallel_trials=settings.search.n_jobs,
+        seed=settings.seed,
+        cores=os.cpu_count() or 1,
+        settings=settings.features,
+        holdout=plan.holdout,
+        deadline=deadline,
+        store_dir=Path(trial_predictions) / plan.name,
+    )
+
+
+def _close_dead_runs(experiment: str) -> None:
+    """Close, KILLED, the runs a killed process left RUNNING (``tracking.close_dead_runs``), and say so."""
+    closed = tracking.close_dead_runs(experiment)
+    if closed:
+        console.say(STAGE, tracking.closed_summary(closed))
+
+
+def _run_params(settings: TuneSettings, plan: StudyPlan, metric: str, rows: int) -> dict[str, Any]:
+    """The tune run's params: search.* and finish.* as written, and what they and the data decided."""
+    storage = plan.storage.split("://")[0] + "://…" if "://" in plan.storage else plan.storage
+    return settings.logged | {
+        "families": ",".join(s.family for s in settings.spaces),
+        "metric": metric,
+        "seed": settings.seed,
+        "train_rows": rows,
+        "study": plan.name,
+        "validation": "holdout" if plan.holdout else "cv",
+        "screening_share": plan.screening or "none",
+        "study_storage": storage,  # a database URL may hold a password
+    }
+
+
+def _search(
+    objective: CrossValidation,
+    settings: TuneSettings,
+    plan: StudyPlan,
+    metric: str,
+    deadline: optuna_study.Deadline | None,
+    parent: str,
+    experiment: str,
+    tags: dict[str, str],
+    tracking_time: _Stopwatch,
+) -> Search:
+    """Run the study: each trial becomes a child run of ``parent`` as it ends (a killed search still shows
+    what it tried; reused trials only if no earlier run logged them) and moves the progress bar."""
+    progress = Progress(settings.search.n_trials, metric, settings.maximize, deadline)
+    started = time.time()
+    try:
+        with tracking.trial_recorder(experiment, parent, tags) as recorder:
+            logged = _LoggedTrials()
+
+            def on_trial(outcome: optuna_study.TrialOutcome) -> None:
+                if not (outcome.reused and logged.contains(outcome)):
+                    complete = outcome.state == "COMPLETE"
+                    result = objective.result(outcome.family, outcome.params, outcome.subsample) if complete else None
+                    recorder.record(_trial_record(outcome, metric, fold_runs=settings.search.fold_runs, result=result))
+                progress.update(outcome)
+
+            def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
+                result = objective.result(family, params)
+                costs = {"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}
+                return [costs[cost] for cost in settings.search.objectives[1:]]
+
+            outcomes = optuna_study.optimize(
+                list(settings.spaces),
+                objective,
+                settings.search,
+                maximize=settings.maximize,
+                seed=settings.seed,
+                on_trial=on_trial,
+                storage=optuna_study.storage_url(plan.storage),
+                study_name=plan.name,
+                origin=parent,
+                costs=trial_costs,
+                subsample=plan.screening,
+                deadline=deadline,
             )
-        finally:
-            progress.close()
-    resumed = f", {reused} of them reused from study {study}" if reused else ""
-    screened_note = f", {screened} screened on {screening:.0%} of the rows" if screened and screening else ""
-    validation = f"holdout {holdout:.0%}" if holdout else f"{settings.cv_folds}-fold cv"
+            searched = time.time()
+            closing = time.perf_counter()
+        tracking_time.seconds += time.perf_counter() - closing  # the wait for the recorder to drain
+    finally:
+        progress.close()
+    if recorder.errors:
+        console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
+    return Search(outcomes, searched - started)
+
+
+def _record(
+    parent: str, recipe: TunedRecipe, search: Search, finish_s: float, paths: project.Paths, tracking_time: _Stopwatch
+) -> None:
+    """The tune run's results: best and final scores, trial counts, times, what the final model is, the
+    boards, the runs whose trials it reused, and the digest of the recipe's bytes."""
+    finished, metric, counts = recipe.finish, recipe.metric, recipe.trials
+    earlier = sorted({o.origin for o in search.outcomes if o.reused and o.origin and o.origin != parent})
+    with tracking_time:
+        tracking.log(
+            parent,
+            metrics={
+                f"best/cv_{metric}": recipe.best_trial.cv_score,
+                f"final/cv_{metric}": finished.cv_score,
+                "trials_complete": counts["complete"],
+                "trials_pruned": counts["pruned"],
+                "trials_failed": counts["failed"],
+                "trials_reused": search.reused,
+                "trials_screened": recipe.study["screened_trials"],
+                "search_s": search.seconds,
+                "finish_s": finish_s,
+                "final/threshold": finished.threshold["threshold"],
+            }
+            | {f"final/cv_{metric}_{k}": v for k, v in finished.scores.items()}
+            | {f"final/log_loss_{k}": v for k, v in finished.calibration_log_loss.items()},
+            params={
+                "best.family": recipe.best_trial.family,
+                "best.trial": recipe.best_trial.number,
+                "final.model": recipe.family[:500],
+                "final.method": finished.method,
+                "final.calibration": finished.calibration_method,
+                "final.threshold_objective": finished.threshold["objective"],
+            },
+            tags={
+                "mlgate.best_params": json.dumps(recipe.best_trial.params, sort_keys=True)[:4000],
+                "mlgate.reproducible": str(recipe.reproducible).lower(),
+                tracking.BEST_PARAMS_TAG: tracking.file_digest(paths.best_params),
+            }
+            | ({"mlgate.resumed_from": ",".join(earlier)[:4000]} if earlier else {}),
+        )
+        tracking.log_artifact(parent, paths.leaderboard)
+        tracking.log_artifact(parent, paths.trials)
+
+
+def _say(
+    recipe: TunedRecipe, search: Search, board: pd.DataFrame, plan: StudyPlan, task: str, best_params: str
+) -> None:
+    """The study in a line, the leaderboard, and the final model's calibration and threshold."""
+    counts, winner, threshold = recipe.trials, recipe.best_trial, recipe.finish.threshold
+    screened = recipe.study["screened_trials"]
+    resumed = f", {search.reused} of them reused from study {plan.name}" if search.reused else ""
+    screened_note = f", {screened} screened on {plan.screening:.0%} of the rows" if screened and plan.screening else ""
+    validation = f"holdout {plan.holdout:.0%}" if plan.holdout else f"{recipe.cv_folds}-fold cv"
     console.say(
         STAGE,
-        f"{len(outcomes)} trials in {searched - started:.0f}s on {validation} ({counts['COMPLETE']} complete, "
-        f"{counts['PRUNED']} pruned, {counts['FAIL']} failed{resumed}{screened_note}); best trial {winner.family} "
-        f"cv {spec.metric} {winner.score:.4f} ± {result['cv_std']:.4f} (trial {winner.number})",
+        f"{len(search.outcomes)} trials in {search.seconds:.0f}s on {validation} ({counts['complete']} complete, "
+        f"{counts['pruned']} pruned, {counts['failed']} failed{resumed}{screened_note}); best trial {winner.family} "
+        f"cv {recipe.metric} {winner.cv_score:.4f} ± {recipe.cv_std:.4f} (trial {winner.number})",
     )
-    if winner.subsample is not None:
+    if any(o.number == winner.number and o.subsample is not None for o in search.outcomes):
         console.say(
             STAGE,
             "warning: no trial ran on every row within the budget; the final model is built from "
@@ -829,16 +940,14 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             if pd.isna(row.fit_s)
             else f"  fit {row.fit_s:.1f}s  predict {row.predict_ms_per_1k:.1f} ms/1k  {row.size_mb:.1f} MB"
         )
-        console.say("", f"  {mark} {row.model:<28} cv {spec.metric} {row.cv_score:.4f}{cost}")
-    if spec.task == "multiclass":
-        console.say("", f"  multiclass: no stacking, calibration or threshold (see `skipped` in {paths.best_params})")
-    if spec.task == "binary":
-        calibration = (finished["calibration"] or {}).get("method", "none")
+        console.say("", f"  {mark} {row.model:<28} cv {recipe.metric} {row.cv_score:.4f}{cost}")
+    if task == "multiclass":
+        console.say("", f"  multiclass: no stacking, calibration or threshold (see `skipped` in {best_params})")
+    if task == "binary":
         console.say(
             "",
-            f"  calibration {calibration}; threshold {threshold['threshold']:.3f} ({threshold['objective']}) "
-            f"→ {paths.best_params}",
+            f"  calibration {recipe.finish.calibration_method}; threshold {threshold['threshold']:.3f} "
+            f"({threshold['objective']}) → {best_params}",
         )
-    if not result["budget"]["reproducible"]:
-        console.say("", f"  not reproducible: {result['budget']['why']}")
-    return result | {"tune_run_id": parent, "tracking_s": round(tracking_time.seconds, 3), "reused_trials": reused}
+    if not recipe.reproducible:
+        console.say("", f"  not reproducible: {recipe.budget['why']}")
