@@ -234,7 +234,7 @@ def _report(
     """The verdict with its evidence, the lineage and the links a reviewer follows (the plots are
     added when they are drawn)."""
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
-    info, snapshot, evidence = inputs.info, inputs.snapshot, scored.evidence
+    info, evidence = inputs.info, scored.evidence
     current_source = spec.current_path or "held-out rows"
     return GateReport(
         passed=decision.passed,
@@ -269,43 +269,56 @@ def _report(
             features=len(spec.features),
             threshold=info.get("threshold", {}).get("threshold", 0.5),
         ),
-        lineage=Lineage(
-            source=snapshot["source"],
-            kind=snapshot["kind"],
-            rows=snapshot["rows"],
-            columns=len(snapshot["columns"]),
-            content_hash=snapshot["content_hash"],
-            dvc_md5=project.lineage(params)[1],
-            train_rows=len(inputs.train),
-            current_rows=len(inputs.current),
-            current_source=current_source,
-            trained_at=tracking.run_started_at(info["run_id"]),
-        ),
+        lineage=_lineage(params, inputs, current_source),
         training=Training(
             info["family"], info["params"], project.seed(params), info["fit_seconds"], info["model_size_bytes"]
         ),
         importance=_importance(paths.plots, spec.metric, info["run_id"]),
-        candidate=CandidateVersion(
-            name=candidate.name,
-            version=candidate.version,
-            run_id=info["run_id"],
-            model_uri=info["model_uri"],
-            model_sha256=digest,
-            family=info["family"],
-            metrics=inputs.candidate_metrics,
-            run_link=tracking.run_link(names.ui_url, info["run_id"]),
-            version_link=tracking.version_link(names.ui_url, candidate.name, candidate.version),
-            tune_run_link=info.get("tune_run_id") and tracking.run_link(names.ui_url, info["tune_run_id"]),
-        ),
-        champion=None
-        if champion is None
-        else ChampionVersion(
-            version=champion.version,
-            run_id=champion.run_id,
-            metrics=scored.champion_metrics,
-            error=evidence.champion_error,
-            version_link=tracking.version_link(names.ui_url, champion.name, champion.version),
-        ),
+        candidate=_candidate(names.ui_url, inputs, candidate, digest),
+        champion=None if champion is None else _champion(names.ui_url, champion, scored),
+    )
+
+
+def _lineage(params: dict[str, Any], inputs: Inputs, current_source: str) -> Lineage:
+    """Where the rows came from: the snapshot ingest wrote, as DVC tracks it, and how it was split."""
+    snapshot = inputs.snapshot
+    return Lineage(
+        source=snapshot["source"],
+        kind=snapshot["kind"],
+        rows=snapshot["rows"],
+        columns=len(snapshot["columns"]),
+        content_hash=snapshot["content_hash"],
+        dvc_md5=project.lineage(params)[1],
+        train_rows=len(inputs.train),
+        current_rows=len(inputs.current),
+        current_source=current_source,
+        trained_at=tracking.run_started_at(inputs.info["run_id"]),
+    )
+
+
+def _candidate(ui_url: str, inputs: Inputs, candidate: tracking.ModelVersion, digest: str) -> CandidateVersion:
+    info = inputs.info
+    return CandidateVersion(
+        name=candidate.name,
+        version=candidate.version,
+        run_id=info["run_id"],
+        model_uri=info["model_uri"],
+        model_sha256=digest,
+        family=info["family"],
+        metrics=inputs.candidate_metrics,
+        run_link=tracking.run_link(ui_url, info["run_id"]),
+        version_link=tracking.version_link(ui_url, candidate.name, candidate.version),
+        tune_run_link=info.get("tune_run_id") and tracking.run_link(ui_url, info["tune_run_id"]),
+    )
+
+
+def _champion(ui_url: str, champion: tracking.ModelVersion, scored: Scored) -> ChampionVersion:
+    return ChampionVersion(
+        version=champion.version,
+        run_id=champion.run_id,
+        metrics=scored.champion_metrics,
+        error=scored.evidence.champion_error,
+        version_link=tracking.version_link(ui_url, champion.name, champion.version),
     )
 
 
