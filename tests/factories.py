@@ -23,7 +23,7 @@ from mlgate.gating.report import (
     Training,
 )
 
-NO_NAME = "no 'production' model yet"
+NO_PRODUCTION = "no 'production' model yet"
 SLICES = (
     SliceScore("contract", "Month-to-month", 700, 0.78, 0.80),
     SliceScore("contract", "One year", 300, 0.66, 0.62),
@@ -97,7 +97,7 @@ def alone(batch: Comparison) -> Comparison:
         champion_interval=None,
         gain_interval=None,
         slices=tuple(replace(s, champion=None) for s in batch.slices),
-        skipped=batch.skipped or NO_NAME,
+        skipped=batch.skipped or NO_PRODUCTION,
     )
 
 
