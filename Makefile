@@ -34,12 +34,14 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not slow"
 
-# Recompose params.yaml from conf/ (overrides as ARGS="search.n_trials=10 model=[catboost]").
+# Recompose params.yaml from conf/ (overrides as ARGS="search.n_trials=10 model=[catboost]"); one dataset's
+# data, gate policy and budget as ARGS=experiment=ames, then `dvc repro` (a bare `dvc exp run` recomposes
+# the defaults).
 params: $(VENV)/.installed
 	$(BIN)/mlgate params $(ARGS)
 
 ui: $(VENV)/.installed
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000 --workers 1
+	$(BIN)/mlgate ui
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/tracking_overhead.py

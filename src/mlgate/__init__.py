@@ -17,7 +17,6 @@ _MOVED = {
     "mlgate.metrics": "mlgate.modelling.metrics",
     "mlgate.data": "mlgate.modelling.data",
     "mlgate.schema": "mlgate.modelling.schema",
-    "mlgate.pyfunc_model": "mlgate.modelling.pyfunc_model",
 }
 
 

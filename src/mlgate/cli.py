@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -198,6 +201,13 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
     _registry_command("history", act)
 
 
+def _mebibytes(context: click.Context, option: click.Parameter, megabytes: float) -> int:
+    """The size flags are read in MiB; serving.ServeSettings holds bytes."""
+    if not math.isfinite(megabytes):
+        raise click.BadParameter("expected a finite number of MiB", context, option)
+    return int(megabytes * 1024 * 1024)
+
+
 @main.command(help="Serve a registered model over HTTP (MLflow scoring API, /metrics), following an alias.")
 @click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
 @click.option("--alias", default=CHAMPION_ALIAS, show_default=True, help="alias to serve and follow")
@@ -205,7 +215,15 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--poll-s", default=10.0, show_default=True, type=float, help="how often to check the alias")
-@click.option("--max-body-mb", default=5.0, show_default=True, type=float, help="larger bodies get 413")
+@click.option(
+    "--max-body-mb",
+    "max_body_bytes",
+    default=5.0,
+    show_default=True,
+    type=float,
+    callback=_mebibytes,
+    help="larger bodies get 413",
+)
 @click.option("--unknown-columns", type=click.Choice(["ignore", "reject"]), default="ignore", show_default=True)
 @click.option(
     "--max-extra-columns",
@@ -237,7 +255,9 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
 )
 @click.option(
     "--max-inflight-mb",
+    "max_inflight_bytes",
     default=32.0,
+    callback=_mebibytes,
     show_default=True,
     type=float,
     help="request bodies being parsed and answered at once; requests beyond it wait their turn",
@@ -280,64 +300,59 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
     help="under concurrent load, how long each model call waits for more requests to share it; 0: never",
 )
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
-def serve(
-    model: str | None,
-    alias: str,
-    model_uri: str | None,
-    host: str,
-    port: int,
-    poll_s: float,
-    max_body_mb: float,
-    unknown_columns: str,
-    log_dir: str | None,
-    log_table: str,
-    log_sample_rate: float,
-    workers: int,
-    max_batch_rows: int,
-    batch_wait_ms: float,
-    max_extra_columns: int,
-    header_timeout_s: float,
-    body_timeout_s: float,
-    max_connections: int,
-    max_inflight_mb: float,
-    params_file: str,
-) -> None:
+def serve(host: str, port: int, params_file: str, **service: Any) -> None:
+    """Every option but where to listen and params.yaml is a field of serving.ServeSettings, built once
+    here and checked there."""
     from mlgate import config, project
     from mlgate.services import serving
 
     try:
-        if model is not None and model_uri is not None:
+        if service["model"] is not None and service["model_uri"] is not None:
             raise ValueError("give --model (with --alias) or --model-uri, not both")
-        if model is None and model_uri is None:
-            model = project.tracking(config.read_params(params_file)).registered_model
-        settings = serving.ServeSettings(
-            model=None if model_uri else model,
-            alias=alias,
-            model_uri=model_uri,
-            poll_s=poll_s,
-            max_body_bytes=int(max_body_mb * 1024 * 1024),
-            unknown_columns=unknown_columns,
-            log_dir=log_dir,
-            log_table=log_table,
-            log_sample_rate=log_sample_rate,
-            workers=workers,
-            max_batch_rows=max_batch_rows,
-            batch_wait_ms=batch_wait_ms,
-            max_extra_columns=max_extra_columns,
-            header_timeout_s=header_timeout_s,
-            body_timeout_s=body_timeout_s,
-            max_connections=max_connections,
-            max_inflight_bytes=int(max_inflight_mb * 1024 * 1024),
-        )
+        if service["model"] is None and service["model_uri"] is None:
+            service["model"] = project.tracking(config.read_params(params_file)).registered_model
+        settings = serving.ServeSettings(**service)
     except (ValueError, config.ConfigError) as error:
         console.fail("serve", str(error))
         sys.exit(1)
     click.echo(
-        f"serving {model_uri or f'models:/{model}@{alias}'} on http://{host}:{port} "
+        f"serving {settings.model_uri or f'models:/{settings.model}@{settings.alias}'} on http://{host}:{port} "
         f"(POST /invocations, GET /health /ready /version /metrics)"
-        + (f" with {workers} worker processes" if workers > 1 else "")
+        + (f" with {settings.workers} worker processes" if settings.workers > 1 else "")
     )
     serving.serve(settings, host, port)
+
+
+@main.command(help="MLflow's UI on this project's store, opened on the experiment's training runs.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def ui(host: str, port: int, params_file: str) -> None:
+    import os
+
+    from mlgate import config, project
+    from mlgate.adapters import tracking
+
+    names = project.tracking(config.read_params(params_file))
+    link = tracking.experiment_link(f"http://{host}:{port}", names.experiment)
+    console.say("ui", f"open {link} (runs of '{names.experiment}', trials nested under tune)")
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            tracking.tracking_uri(),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+    )
 
 
 @main.command(
@@ -376,6 +391,29 @@ def monitor(
     sys.exit(2 if summary["breaches"] else 0)
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model a command loads: ``model_uri`` as given, or the version of ``model`` (default:
+    params.yaml tracking.registered_model) under ``alias``."""
+
+    model: str | None
+    alias: str
+    model_uri: str | None
+
+    def uri(self, params_file: str) -> str:
+        from mlgate import config, project
+        from mlgate.adapters import tracking
+        from mlgate.errors import StageError
+
+        if self.model_uri is not None:
+            return self.model_uri
+        model = self.model or project.tracking(config.read_params(params_file)).registered_model
+        held = tracking.version_by_alias(model, self.alias)
+        if held is None:
+            raise StageError(f"registered model '{model}' has no version with alias '{self.alias}'")
+        return held.uri
+
+
 @main.command(help="Batch-score a CSV or Parquet file with a registered model, chunk by chunk.")
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help=".csv, .csv.gz or .parquet")
 @click.option(
@@ -388,29 +426,18 @@ def monitor(
 @click.option("--chunk-rows", default=100_000, show_default=True, type=int)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def score(
-    input_path: Path,
-    output_path: Path,
-    model: str | None,
-    alias: str,
-    model_uri: str | None,
-    keep_columns: str,
-    chunk_rows: int,
-    params_file: str,
+    input_path: Path, output_path: Path, keep_columns: str, chunk_rows: int, params_file: str, **choice: Any
 ) -> None:
+    """--model, --alias and --model-uri are a ModelChoice, built once here."""
     from tqdm import tqdm
 
-    from mlgate import config, project
+    from mlgate import config
     from mlgate.adapters import tracking
     from mlgate.errors import StageError
     from mlgate.services import scoring
 
     try:
-        if model_uri is None:
-            model = model or project.tracking(config.read_params(params_file)).registered_model
-            held = tracking.version_by_alias(model, alias)
-            if held is None:
-                raise StageError(f"registered model '{model}' has no version with alias '{alias}'")
-            model_uri = held.uri
+        model_uri = ModelChoice(**choice).uri(params_file)
         loaded = tracking.load(model_uri)
         keep = tuple(c for c in keep_columns.split(",") if c)
         with tqdm(
@@ -439,7 +466,12 @@ def params(overrides: tuple[str, ...], conf_dir: str, out: str) -> None:
     from mlgate import config, files
 
     try:
-        composed = config.compose(conf_dir, list(overrides))
+        composed = config.compose(
+            conf_dir, list(overrides), warn=lambda message: console.say("params", f"warning: {message}")
+        )
+    except config.ConfigError as error:
+        console.fail("params", str(error))
+        sys.exit(1)
     except Exception as error:  # Hydra's composition errors name the key and say how to fix it
         console.fail("params", f"{conf_dir}/: {type(error).__name__}: {error}")
         sys.exit(1)

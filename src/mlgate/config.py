@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,13 +102,53 @@ def load(cls: type[T], dotted: str, params: dict[str, Any] | None = None) -> T:
     return build(cls, section(params, dotted), dotted)
 
 
-def compose(conf_dir: str | Path = CONF_DIR, overrides: list[str] | None = None) -> str:
-    """Compose conf/ with Hydra exactly as `dvc exp run -S` does; returns the YAML text."""
+class PairingWarning(UserWarning):
+    """One dataset's gate policy composed with another dataset scored in the same metric."""
+
+
+def compose(
+    conf_dir: str | Path = CONF_DIR, overrides: list[str] | None = None, warn: Callable[[str], None] | None = None
+) -> str:
+    """Compose conf/ with Hydra exactly as `dvc exp run -S` does; returns the YAML text. A gate policy
+    named after another dataset than the chosen one is refused, or passed to ``warn`` (default: a
+    PairingWarning) when that dataset is scored in the same metric."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+        cfg = hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=True)
+    choices = cfg.hydra.runtime.choices
+    with open_dict(cfg):
+        del cfg["hydra"]  # Hydra's own settings: asked for only to learn the chosen files
     OmegaConf.resolve(cfg)
+    _check_pairing(Path(conf_dir), choices.get("data"), choices.get("gate"), cfg, warn or _pairing_warning)
     return OmegaConf.to_yaml(cfg)
+
+
+def _check_pairing(conf_dir: Path, data: str | None, gate: str | None, cfg: Any, warn: Callable[[str], None]) -> None:
+    """A policy declares its dataset by its name (a file of that name in conf/data/; other names declare
+    none). Paired with another dataset scored in another metric, the gate stage would refuse it only after
+    the whole run: refuse it now. In the same metric it may be reused on purpose (on a sample of its
+    dataset, say): warn."""
+    if data is None or gate is None or gate == data or not (conf_dir / "data" / f"{gate}.yaml").is_file():
+        return
+    policies = f"{conf_dir.name}/gate"
+    if (conf_dir / "experiment" / f"{data}.yaml").is_file():
+        remedy = f"choose experiment={data} ({data}'s data with its own policy)"
+    elif (conf_dir / "gate" / f"{data}.yaml").is_file():
+        remedy = f"choose gate={data}"
+    else:
+        remedy = f"copy {policies}/{gate}.yaml to {policies}/{data}.yaml, fit it to {data}, then gate={data}"
+    pairing = f"data={data} with gate={gate}: {policies}/{gate}.yaml is the gate policy of dataset '{gate}'"
+    data_metric, gate_metric = cfg.data.get("metric"), cfg.gate.get("metric")
+    if gate_metric != data_metric:
+        raise ConfigError(
+            f"{pairing}, stated in {gate_metric}, and '{data}' is scored in {data_metric} (the gate stage would "
+            f"refuse it after the whole run); {remedy}"
+        )
+    warn(f"{pairing}, not of '{data}' (its floor, critical features and slices may not fit); {remedy}")
+
+
+def _pairing_warning(message: str) -> None:
+    warnings.warn(message, PairingWarning, stacklevel=4)  # at compose's caller

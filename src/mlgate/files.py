@@ -66,6 +66,12 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def md5(path: str | Path) -> str:
+    """The file's md5, as DVC records a file (in dvc.lock, or in a directory's manifest)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
+
+
 _HASH_BATCH_ROWS = 100_000
 
 

@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from mlgate.adapters import tracking
+from mlgate.adapters import pyfunc_model, tracking
 from mlgate.errors import StageError
-from mlgate.modelling import pyfunc_model
 
 MODEL = "churn"
 REPO = Path(__file__).resolve().parents[2]

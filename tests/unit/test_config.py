@@ -1,4 +1,5 @@
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,72 @@ def test_each_familys_first_trial_is_complete_and_fits_the_tiny_frame(project_ro
 
     assert set(space.first_trial) == active
     assert np.isfinite(probability).all()
+
+
+DATASETS = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
+
+
+def test_every_dataset_has_a_preset():
+    assert sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")) == DATASETS
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_a_preset_selects_its_datasets_data_and_gate_policy(project_root, dataset):
+    params = yaml.safe_load(config.compose(project_root / "conf", [f"experiment={dataset}"]))
+
+    assert params["data"] == yaml.safe_load((CONF / "data" / f"{dataset}.yaml").read_text())
+    assert params["gate"] == yaml.safe_load((CONF / "gate" / f"{dataset}.yaml").read_text())
+    assert params["gate"]["metric"] == params["data"]["metric"]
+
+
+def test_the_default_run_is_the_telco_churn_preset(project_root):
+    conf = project_root / "conf"
+
+    assert config.compose(conf) == config.compose(conf, ["experiment=telco_churn"])
+
+
+def test_a_dataset_chosen_by_hand_with_another_datasets_policy_in_another_metric_is_refused(project_root):
+    with pytest.raises(ConfigError) as refused:
+        config.compose(project_root / "conf", ["data=ames"])
+
+    message = str(refused.value)
+    assert "data=ames with gate=telco_churn" in message
+    assert "stated in roc_auc, and 'ames' is scored in rmse" in message
+    assert "choose experiment=ames" in message
+
+
+def test_a_dataset_chosen_by_hand_with_another_datasets_policy_in_its_metric_is_warned_about(project_root):
+    warned = []
+
+    config.compose(project_root / "conf", ["data=credit_data"], warn=warned.append)
+
+    [message] = warned
+    assert message.startswith("data=credit_data with gate=telco_churn: conf/gate/telco_churn.yaml is the gate policy")
+    with pytest.warns(config.PairingWarning, match="data=credit_data with gate=telco_churn"):
+        config.compose(project_root / "conf", ["data=credit_data"])
+
+
+def test_a_dataset_and_its_own_policy_chosen_by_hand_compose_quietly(project_root, recwarn):
+    params = yaml.safe_load(config.compose(project_root / "conf", ["data=ames", "gate=ames"]))
+
+    assert (params["data"]["name"], params["gate"]["metric"]) == ("ames", "rmse")
+    assert not [w for w in recwarn if issubclass(w.category, config.PairingWarning)]
+
+
+def test_a_policy_not_named_after_a_dataset_declares_none(project_root, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(project_root / "conf", conf)
+    (conf / "gate" / "strict.yaml").write_text((conf / "gate" / "ames.yaml").read_text())
+
+    params = yaml.safe_load(config.compose(conf, ["data=diamonds", "gate=strict"]))
+
+    assert params["gate"]["metric"] == "rmse"
+
+
+def test_a_new_dataset_without_a_policy_is_told_to_copy_one(project_root, tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(project_root / "conf", conf)
+    (conf / "data" / "houses.yaml").write_text((conf / "data" / "ames.yaml").read_text())
+
+    with pytest.raises(ConfigError, match=r"copy conf/gate/telco_churn\.yaml to conf/gate/houses\.yaml"):
+        config.compose(conf, ["data=houses"])

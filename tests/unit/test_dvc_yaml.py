@@ -106,3 +106,8 @@ def test_metrics_and_plots_are_committed_not_ignored(dvc_text, committed_params,
 
     assert metrics == ["metrics/test.json"] and "plots/roc.csv" in plotted
     assert ignored == []
+
+
+def test_train_depends_on_the_model_code_it_copies_into_each_model(dvc_text):
+    # the pyfunc model's code is copied into the model, not imported, so no import closure finds it
+    assert "src/mlgate/adapters/pyfunc_model.py" in _code_deps(_stages(dvc_text)["train"])

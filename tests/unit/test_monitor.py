@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -54,6 +55,15 @@ def test_live_score_joins_labels_on_request_and_row(binary_spec):
 
     assert live["rows"] == 3
     assert live["value"] == pytest.approx(1.0)  # AUC of [0.9, 0.2, 0.4] against [1, 0, 1]
+
+
+def test_live_accuracy_keeps_one_class_resamples_as_the_gates_bootstrap_does(binary_spec):
+    """Accuracy is defined on rows of one class: only a probability metric skips those resamples."""
+    window = pd.DataFrame({"request_id": "a", "row": [0, 1], "output_prediction": "No", "output_probability": 0.2})
+    labels = pd.DataFrame({"request_id": "a", "row": [0, 1], "churn": ["No", "No"]})
+    spec = dataclasses.replace(binary_spec, metric="accuracy")
+
+    assert monitor.live_score(window, labels, spec, resamples=20) == {"rows": 2, "value": 1.0, "low": 1.0, "high": 1.0}
 
 
 def test_read_window_keeps_the_window_and_names_a_missing_log(tmp_path):

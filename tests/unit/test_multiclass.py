@@ -259,7 +259,7 @@ def test_final_model_returns_class_probabilities_and_the_most_probable_class(iri
 
 
 def test_pyfunc_output_has_the_label_and_one_probability_column_per_class(iris):
-    from mlgate.modelling.pyfunc_model import PipelineModel
+    from mlgate.adapters.pyfunc_model import PipelineModel
     from mlgate.stages.train import feature_info, output_columns, output_example
 
     frame, spec = iris

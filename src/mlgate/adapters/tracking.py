@@ -112,6 +112,36 @@ def lineage_tags(stage: str, data_hash: str, dvc_md5: str | None = None) -> dict
     return tags
 
 
+@dataclass(frozen=True)
+class DataInput:
+    """A table a run read, as the MLflow UI's Dataset column shows it."""
+
+    name: str  # train | test | current
+    frame: Any  # the pandas DataFrame read: its schema and row count are recorded, not its rows
+    path: str  # where the stage read it, relative to the project
+    md5: str  # of the file's bytes: what DVC records for it, so the UI names the same data as dvc.lock
+    target: str | None
+    context: str  # training | testing | monitoring
+
+
+def log_data_inputs(run_id: str, inputs: list[DataInput]) -> None:
+    """Record the tables a run read (``mlflow.log_input``'s dataset entries) without hashing them again."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    entries = []
+    for data in inputs:
+        # the integer-columns schema hint is about serving, not datasets; a local path resolves to
+        # either of two identical local sources, which MLflow warns about
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                data.frame, source=data.path, targets=data.target, name=data.name, digest=data.md5
+            )
+        entity = dataset._to_mlflow_entity()  # what mlflow.log_input sends, for a run that is not active
+        entries.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", data.context)]))
+    client().log_inputs(run_id, datasets=entries)
+
+
 def create_run(experiment: str, run_name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
     """A RUNNING run that records the process running it (``owner_tags``), so that a later run can
     prove it dead if this process is killed before it ends the run."""
@@ -647,6 +677,12 @@ def delete_lock(name: str) -> None:
 def run_link(ui_url: str, run_id: str) -> str:
     exp = client().get_run(run_id).info.experiment_id
     return f"{ui_url.rstrip('/')}/#/experiments/{exp}/runs/{run_id}"
+
+
+def experiment_link(ui_url: str, experiment: str) -> str:
+    """The experiment in the UI's model-training view (runs, trials nested under tune): MLflow 3.17's
+    UI opens an experiment on its GenAI trace overview unless the URL asks otherwise."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id(experiment)}?workflowType=machine_learning"
 
 
 def version_link(ui_url: str, name: str, version: int) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-TASKS = ("binary", "multiclass", "regression")
-CLASSIFICATION = ("binary", "multiclass")
+from mlgate.modelling.task import TASKS, Task, for_spec, named
+
 COLUMN_TYPES = ("integer", "float", "string", "boolean", "datetime", "text")
 ROLES = ("feature", "id")  # an id column is checked for uniqueness, never a feature
 CATEGORY_POLICIES = ("fail", "warn", "other")  # a value outside `categories`: violation, warning, or mapped
@@ -155,8 +155,7 @@ class DataSpec:
     classes: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"data.task must be one of {TASKS}, got '{self.task}'")
+        named(self.task)
         if self.target not in self.contract.columns:
             raise ValueError(f"data.contract.columns must declare the target column '{self.target}'")
         if self.contract.columns[self.target].role != "feature":
@@ -164,21 +163,16 @@ class DataSpec:
                 f"data.contract.columns.{self.target}: the target cannot have role "
                 f"'{self.contract.columns[self.target].role}'"
             )
-        if self.task == "binary" and self.positive_class is None:
-            raise ValueError("data.positive_class is required for a binary task")
-        if self.task == "multiclass":
-            if not self.classes or len(self.classes) < 3:
-                raise ValueError("data.classes must list the target's classes (at least three) for a multiclass task")
-            labels = [str(c) for c in self.classes]
-            if len(set(labels)) != len(labels):
-                raise ValueError(f"data.classes lists a class twice: {labels}")
-            object.__setattr__(self, "classes", labels)
-        elif self.classes is not None:
-            raise ValueError(f"data.classes applies to a multiclass task, not '{self.task}'; set it to null")
+        object.__setattr__(self, "classes", TASKS[self.task].declared_classes(self.positive_class, self.classes))
+
+    @property
+    def learning_task(self) -> Task:
+        """What differs by task type, with this dataset's class labels."""
+        return for_spec(self)
 
     @property
     def is_classification(self) -> bool:
-        return self.task in CLASSIFICATION
+        return self.learning_task.is_classification
 
     @property
     def features(self) -> list[str]:
@@ -293,14 +287,13 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
                 (violations if problem.rule == "categories" else warnings).append(problem)
         if col_spec.unique or col_spec.role == "id":
             violations.extend(_check_unique(column, values))
-    if spec.target not in missing and spec.task == "binary":
-        violations.extend(_check_classes(frame[spec.target], spec))
-    if spec.target not in missing and spec.task == "multiclass":
-        violations.extend(_check_multiclass(frame[spec.target], spec, labelled=labelled))
+    if spec.target not in missing:
+        problems = spec.learning_task.target_problems(frame[spec.target], contract.min_class_count, labelled=labelled)
+        violations.extend(Violation(spec.target, rule, message) for rule, message in problems)
     if spec.target not in missing and not any(v.column == spec.target for v in violations):
         for column, score in leakage_scores(frame, spec).items():
             if score >= contract.leakage_threshold:
-                measure = {"binary": "ROC AUC", "multiclass": "macro one-vs-rest ROC AUC"}.get(spec.task, "R²")
+                measure = spec.learning_task.leakage_measure
                 warnings.append(
                     Violation(
                         column,
@@ -494,8 +487,6 @@ def leakage_scores(frame: pd.DataFrame, spec: DataSpec, seed: int = 0) -> dict[s
     monotone copy of the target is caught); other columns by cross-fitted per-value target means,
     so an id-like column scores near chance instead of memorising the target.
     """
-    from sklearn.metrics import roc_auc_score
-
     rows = frame[frame[spec.target].notna()]
     if len(rows) > LEAKAGE_SAMPLE_ROWS:
         rows = rows.sample(LEAKAGE_SAMPLE_ROWS, random_state=seed)
@@ -514,34 +505,15 @@ def leakage_scores(frame: pd.DataFrame, spec: DataSpec, seed: int = 0) -> dict[s
             if np.isnan(x).all() or np.nanstd(x) == 0:
                 continue
             x = np.where(np.isnan(x), np.nanmin(x) - 1.0, x)
+            score = spec.learning_task.leakage_score(y, lambda target, x=x: x)
         else:
-            x = _cross_fitted_means(values.astype(str).to_numpy(), y, half)
-        if spec.task == "binary":
-            auc = roc_auc_score(y, x)
-            scores[column] = float(max(auc, 1.0 - auc))
-        elif spec.task == "multiclass":
-            scores[column] = _one_vs_rest_auc(rows[column], x, y, half, numeric=column in spec.numeric_features)
-        elif np.std(x) > 0:
-            pearson = np.corrcoef(x, y)[0, 1]
-            spearman = np.corrcoef(pd.Series(x).rank(), pd.Series(y).rank())[0, 1]
-            scores[column] = float(max(pearson**2, spearman**2))
+            keys = values.astype(str).to_numpy()
+            score = spec.learning_task.leakage_score(
+                y, lambda target, keys=keys: _cross_fitted_means(keys, target, half)
+            )
+        if score is not None:
+            scores[column] = score
     return scores
-
-
-def _one_vs_rest_auc(values: pd.Series, x: np.ndarray, y: np.ndarray, half: np.ndarray, *, numeric: bool) -> float:
-    """Mean over the classes present of the one-vs-rest ROC AUC (either direction) of ``x`` (a
-    numeric column) or of the column's cross-fitted per-value share of that class."""
-    from sklearn.metrics import roc_auc_score
-
-    aucs = []
-    for label in np.unique(y):
-        is_class = (y == label).astype(float)
-        if is_class.all():
-            continue
-        score = x if numeric else _cross_fitted_means(values.astype(str).to_numpy(), is_class, half)
-        auc = roc_auc_score(is_class, score)
-        aucs.append(max(auc, 1.0 - auc))
-    return float(np.mean(aucs)) if aucs else 0.5
 
 
 def _cross_fitted_means(keys: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarray:
@@ -551,73 +523,6 @@ def _cross_fitted_means(keys: np.ndarray, y: np.ndarray, half: np.ndarray) -> np
         means = pd.Series(y[fit_rows]).groupby(keys[fit_rows]).mean()
         out[~fit_rows] = pd.Series(keys[~fit_rows]).map(means).fillna(float(np.mean(y[fit_rows]))).to_numpy()
     return out
-
-
-def _check_classes(target: pd.Series, spec: DataSpec) -> list[Violation]:
-    counts = target.dropna().astype(str).value_counts()
-    problems = []
-    if len(counts) < 2:
-        found = ", ".join(f"'{k}'" for k in counts.index) or "none"
-        problems.append(Violation(spec.target, "min_classes", f"a binary target needs two classes, found {found}"))
-    elif len(counts) > 2:
-        problems.append(
-            Violation(
-                spec.target,
-                "max_classes",
-                f"a binary target has two classes, found {len(counts)}: {list(counts.index[:5])}",
-            )
-        )
-    if spec.positive_class is not None and str(spec.positive_class) not in counts.index:
-        problems.append(
-            Violation(
-                spec.target,
-                "positive_class",
-                f"positive class '{spec.positive_class}' does not occur (classes: {list(counts.index)})",
-            )
-        )
-    small = counts[counts < spec.contract.min_class_count]
-    for label, count in small.items():
-        problems.append(
-            Violation(
-                spec.target,
-                "min_class_count",
-                f"class '{label}' has {count:,} rows, the contract asks for at least {spec.contract.min_class_count:,}",
-            )
-        )
-    return problems
-
-
-def _check_multiclass(target: pd.Series, spec: DataSpec, *, labelled: bool) -> list[Violation]:
-    """Every value one of data.classes; on labelled training data every class present, with at
-    least min_class_count rows (a new batch may hold a few classes only)."""
-    counts = target.dropna().astype(str).value_counts()
-    problems = []
-    unknown = [label for label in counts.index if label not in spec.classes]
-    if unknown:
-        problems.append(
-            Violation(
-                spec.target,
-                "classes",
-                f"{int(counts[unknown].sum()):,} row(s) hold classes not in "
-                f"data.classes: {unknown[:5]} (declared: {spec.classes})",
-            )
-        )
-    if labelled:
-        absent = [label for label in spec.classes if label not in counts.index]
-        if absent:
-            problems.append(
-                Violation(spec.target, "min_classes", f"declared class(es) {absent} do not occur in '{spec.target}'")
-            )
-        for label, count in counts[counts < spec.contract.min_class_count].items():
-            problems.append(
-                Violation(
-                    spec.target,
-                    "min_class_count",
-                    f"class '{label}' has {count:,} rows, the contract "
-                    f"asks for at least {spec.contract.min_class_count:,}",
-                )
-            )
-    return problems
 
 
 def conform(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
@@ -664,17 +569,5 @@ def conform_features(frame: pd.DataFrame, numeric: list[str], categorical: list[
 
 
 def target_vector(frame: pd.DataFrame, spec: DataSpec) -> np.ndarray:
-    """The target as the models see it: 0/1 for binary (1 = positive class), the class's position in
-    data.classes for multiclass, floats for regression."""
-    values = frame[spec.target]
-    if spec.task == "binary":
-        return (values.astype(str) == str(spec.positive_class)).to_numpy(dtype=np.int64)
-    if spec.task == "multiclass":
-        codes = pd.Categorical(values.astype(str), categories=spec.classes).codes.astype(np.int64)
-        if (codes < 0).any():
-            unknown = sorted(set(values.astype(str)[codes < 0]))[:5]
-            raise ValueError(
-                f"target '{spec.target}' holds classes not in data.classes: {unknown} (declared: {spec.classes})"
-            )
-        return codes
-    return values.to_numpy(dtype=np.float64)
+    """The target as the models see it (``Task.encode``)."""
+    return spec.learning_task.encode(frame[spec.target])

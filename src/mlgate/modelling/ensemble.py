@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from mlgate.modelling import compiled, metrics
+from mlgate.modelling.task import logit, named, sigmoid
 
 ENSEMBLES = ("auto", "caruana", "stacking", "none")
 # Why `finish` leaves these out for a multiclass task (recorded in best_params.json).
@@ -35,7 +36,6 @@ MULTICLASS_SKIPPED = {
 }
 CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
 THRESHOLDS = ("f1", "balanced_accuracy", "cost", "none")
-_EPS = 1e-6
 # A calibration may cost the ranking this much of the primary metric (isotonic steps tie scores).
 _CALIBRATION_SLACK = 1e-3
 
@@ -111,15 +111,6 @@ def caruana_weights(
     return counts / counts.sum()
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def _weighted(predictions: np.ndarray, weights) -> np.ndarray:
     """The members' outputs weighted: (rows, members) -> rows, (rows, members, classes) -> (rows, classes)."""
     weights = np.asarray(weights, dtype=float)
@@ -127,33 +118,15 @@ def _weighted(predictions: np.ndarray, weights) -> np.ndarray:
 
 
 def stacking_fit(predictions: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
-    """A linear combiner with non-negative weights: logistic regression on the members' logits
-    (binary; members with a weight <= 0 are dropped and the rest refit, until all are positive) or
-    a non-negative linear regression (regression). Correlated members otherwise get large weights
-    of opposite signs that fit noise. Plain data, so it is reviewable in JSON."""
-    if task == "regression":
-        model = LinearRegression(positive=True).fit(predictions, y)
-        return {"method": "stacking", "coef": model.coef_.tolist(), "intercept": float(model.intercept_)}
-    active = np.arange(predictions.shape[1])
-    while True:
-        model = LogisticRegression(C=1.0, max_iter=1000).fit(_logit(predictions[:, active]), y)
-        positive = model.coef_[0] > 0
-        if positive.all() or not positive.any():
-            break
-        active = active[positive]
-    coef = np.zeros(predictions.shape[1])
-    coef[active] = np.maximum(model.coef_[0], 0)
-    return {"method": "stacking", "coef": coef.tolist(), "intercept": float(model.intercept_[0])}
+    """The task's stacking combiner (``Task.stacking_fit``): plain data, so it is reviewable in JSON."""
+    return named(task).stacking_fit(predictions, y)
 
 
 def combine(combiner: dict[str, Any], predictions: np.ndarray, task: str) -> np.ndarray:
     """Apply a combiner (``caruana`` weights or ``stacking`` coefficients) to member predictions."""
     if combiner["method"] == "caruana":
         return _weighted(predictions, combiner["weights"])
-    linear = (_logit(predictions) if task == "binary" else predictions) @ np.asarray(combiner["coef"]) + combiner[
-        "intercept"
-    ]
-    return _sigmoid(linear) if task == "binary" else linear
+    return named(task).stacked(combiner, predictions)
 
 
 def _fit_combiner(
@@ -211,10 +184,10 @@ def choose_ensemble(
     scores = {"single": fold_score(metric, y, best, folds)}
     choice = EnsembleChoice("single", [ranked[0]], None, scores["single"], scores, best)
     methods = {"auto": ("caruana", "stacking"), "none": ()}.get(settings.ensemble, (settings.ensemble,))
-    if task == "multiclass":
+    if not named(task).can_stack:
         if settings.ensemble == "stacking":
             raise ValueError(
-                f"finish.ensemble: stacking is not done for multiclass ({MULTICLASS_SKIPPED['stacking']}); "
+                f"finish.ensemble: stacking is not done for {task} ({MULTICLASS_SKIPPED['stacking']}); "
                 f"choose auto, caruana or none"
             )
         methods = tuple(m for m in methods if m != "stacking")
@@ -287,7 +260,7 @@ def _restrict(combiner: dict[str, Any], keep: list[int]) -> dict[str, Any]:
 def calibrator_fit(method: str, probability: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """A calibration map as plain data: Platt scaling on the logit, or an isotonic step function."""
     if method == "sigmoid":
-        model = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(probability)[:, None], y)
+        model = LogisticRegression(C=1e6, max_iter=1000).fit(logit(probability)[:, None], y)
         return {"method": "sigmoid", "coef": float(model.coef_[0, 0]), "intercept": float(model.intercept_[0])}
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(probability, y)
     return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
@@ -297,7 +270,7 @@ def calibrate(calibrator: dict[str, Any] | None, probability: np.ndarray) -> np.
     if calibrator is None:
         return probability
     if calibrator["method"] == "sigmoid":
-        return _sigmoid(calibrator["coef"] * _logit(probability) + calibrator["intercept"])
+        return sigmoid(calibrator["coef"] * logit(probability) + calibrator["intercept"])
     return np.interp(probability, calibrator["x"], calibrator["y"])
 
 
@@ -389,10 +362,9 @@ class FinalModel(BaseEstimator):
     def fit(self, X, y):
         self.members_ = [clone(member).fit(X, y) for member in self.members]
         self.__dict__.pop("_guarded", None)
-        if self.task == "binary":
-            self.classes_ = np.array([0, 1])
-        elif self.task == "multiclass":
-            self.classes_ = np.unique(y)  # class numbers: positions in data.classes
+        classes = named(self.task).fitted_classes(y)  # multiclass: class numbers, positions in data.classes
+        if classes is not None:
+            self.classes_ = classes
         return self
 
     @property
@@ -404,11 +376,8 @@ class FinalModel(BaseEstimator):
         guard, members = self._guarded_members
         if guard is not None:
             X = guard.transform(X)
-        if self.task == "binary":
-            return np.column_stack([m.predict_proba(X)[:, 1] for m in members])
-        if self.task == "multiclass":
-            return np.stack([m.predict_proba(X) for m in members], axis=1)  # (rows, members, classes)
-        return np.column_stack([m.predict(X) for m in members])
+        task = named(self.task)
+        return np.stack([task.member_output(m, X) for m in members], axis=1)  # (rows, members[, classes])
 
     @property
     def _guarded_members(self) -> tuple[Any, list]:
@@ -443,19 +412,15 @@ class FinalModel(BaseEstimator):
         outputs = self._member_outputs(X)
         return outputs[:, 0] if self.combiner is None else combine(self.combiner, outputs, self.task)
 
+    def _finished(self, X) -> np.ndarray:
+        return named(self.task).finished(self._combined(X), lambda combined: calibrate(self.calibrator, combined))
+
     def predict_proba(self, X) -> np.ndarray:
         """(rows, 2) for binary, (rows, classes) for multiclass."""
-        if self.task == "multiclass":
-            return self._combined(X)
-        probability = calibrate(self.calibrator, self._combined(X))
-        return np.column_stack([1 - probability, probability])
+        return named(self.task).probability_matrix(self._finished(X))
 
     def predict(self, X) -> np.ndarray:
-        if self.task == "binary":
-            return (self.predict_proba(X)[:, 1] >= self.threshold).astype(np.int64)
-        if self.task == "multiclass":
-            return self.classes_[self.predict_proba(X).argmax(axis=1)]
-        return self._combined(X)
+        return named(self.task).decide(self._finished(X), self.threshold, getattr(self, "classes_", None))
 
 
 def _same_params(a: BaseEstimator, b: BaseEstimator) -> bool:

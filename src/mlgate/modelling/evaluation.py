@@ -7,9 +7,9 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from mlgate.modelling.data import DataSpec
+from mlgate.modelling.task import named
 
 SHAP_IMPORTANCE = "shap_importance"  # the plot (and CSV) name of the TreeSHAP importance
 
@@ -21,29 +21,11 @@ class Predictor(Protocol):
 
 
 def predictions(model: Predictor, frame: pd.DataFrame, spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """(prediction as model targets, probability or None) from the pyfunc output: binary, the
-    positive class's probability; multiclass, class numbers (positions in data.classes) and the
-    (rows, classes) matrix. ``frame`` may lack the target (an unlabelled batch)."""
-    output = model.predict(frame.drop(columns=[spec.target], errors="ignore"))
-    if spec.task == "binary":
-        return (output["prediction"].astype(str) == str(spec.positive_class)).to_numpy(np.int64), output[
-            "probability"
-        ].to_numpy()
-    if spec.task == "multiclass":
-        codes = pd.Categorical(output["prediction"].astype(str), categories=spec.classes).codes.astype(np.int64)
-        return codes, output[[f"probability_{c}" for c in spec.classes]].to_numpy(np.float64)
-    return output["prediction"].to_numpy(np.float64), None
+    """(prediction as model targets, probability or None) from the pyfunc output (``Task.read_outputs``).
+    ``frame`` may lack the target (an unlabelled batch)."""
+    return spec.learning_task.read_outputs(model.predict(frame.drop(columns=[spec.target], errors="ignore")))
 
 
 def curves(y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None, task: str) -> dict[str, pd.DataFrame]:
-    if task == "binary":
-        fpr, tpr, _ = skm.roc_curve(y, probability)
-        precision, recall, _ = skm.precision_recall_curve(y, probability)
-        return {
-            "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
-            "precision_recall": pd.DataFrame({"recall": recall, "precision": precision}),
-            "confusion": pd.DataFrame({"actual": y, "predicted": prediction}),
-        }
-    if task == "multiclass":  # class numbers: positions in data.classes
-        return {"confusion": pd.DataFrame({"actual": y, "predicted": prediction})}
-    return {"residuals": pd.DataFrame({"actual": y, "predicted": prediction, "residual": y - prediction})}
+    """The tables drawn from a model's outputs (``Task.curves``)."""
+    return named(task).curves(y, prediction, probability)

@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from mlgate.modelling.data import OTHER_CATEGORY, DataSpec, normalize_boolean, parse_datetime
+from mlgate.modelling.task import named
 
 SELECTION_METHODS = ("none", "mutual_info", "model")
 DATETIME_PARTS = ("year", "month", "day_of_week", "hour", "days_elapsed")
@@ -379,12 +380,12 @@ class ColumnFilter(BaseEstimator, TransformerMixin):
         if self.method == "mutual_info":
             from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
-            score = mutual_info_classif if self.task != "regression" else mutual_info_regression
+            score = named(self.task).variant(mutual_info_classif, mutual_info_regression)
             values = score(encoded, y, discrete_features=discrete, random_state=self.seed)
         else:
             from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 
-            forest = (ExtraTreesClassifier if self.task != "regression" else ExtraTreesRegressor)(
+            forest = named(self.task).variant(ExtraTreesClassifier, ExtraTreesRegressor)(
                 n_estimators=50, min_samples_leaf=5, n_jobs=1, random_state=self.seed
             )
             values = forest.fit(encoded, y).feature_importances_

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from mlgate.modelling.task import TASKS, named
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -62,17 +64,12 @@ METRICS: dict[str, Metric] = {
     )
 }
 
-TASK_METRICS = {
-    "binary": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
-    # predictions are class numbers (positions in data.classes), probabilities an (n, k) matrix
-    "multiclass": ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr"),
-    "regression": ("rmse", "mae", "r2"),
-}
+TASK_METRICS = {name: task.metrics for name, task in TASKS.items()}
 
 
 def get(name: str, task: str) -> Metric:
-    if name not in METRICS or name not in TASK_METRICS[task]:
-        raise ValueError(f"data.metric '{name}' is not a {task} metric; choose one of {TASK_METRICS[task]}")
+    """The metric, checked to apply to the task (``Task.check_metric``)."""
+    named(task).check_metric(name)
     return METRICS[name]
 
 
@@ -84,7 +81,8 @@ def score(name: str, y_true: np.ndarray, prediction: np.ndarray, probability: np
 def all_scores(
     task: str, y_true: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None
 ) -> dict[str, float]:
-    return {name: score(name, y_true, prediction, probability) for name in TASK_METRICS[task]}
+    """Every metric that applies to the task."""
+    return {name: score(name, y_true, prediction, probability) for name in named(task).metrics}
 
 
 def undefined(name: str, y_true: np.ndarray, scored: np.ndarray) -> bool:

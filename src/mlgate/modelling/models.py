@@ -37,6 +37,7 @@ from threadpoolctl import ThreadpoolController
 from mlgate.modelling import features
 from mlgate.modelling.data import DataSpec
 from mlgate.modelling.features import FeatureSettings
+from mlgate.modelling.task import Task, named
 
 MISSING_CATEGORY = "__missing__"
 # CatBoost's Python fit/predict path swaps process-global logger state (catboost#2620), so two
@@ -180,10 +181,9 @@ def _catboost(
     rounds = params.get("early_stopping_rounds")
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
         raise ValueError(f"model.catboost: early_stopping_rounds must be a positive integer or null, got {rounds!r}")
-    classify = spec.task != "regression"  # a multiclass target picks CatBoost's MultiClass loss itself
-    (catboost.CatBoostClassifier if classify else catboost.CatBoostRegressor)(**params)  # unknown arguments fail now
-    estimator_cls = CatBoostClassifierModel if classify else CatBoostRegressorModel
-    return estimator_cls(params, threads, seed)
+    task = spec.learning_task  # a multiclass target picks CatBoost's MultiClass loss itself
+    task.variant(catboost.CatBoostClassifier, catboost.CatBoostRegressor)(**params)  # unknown arguments fail now
+    return task.variant(CatBoostClassifierModel, CatBoostRegressorModel)(params, threads, seed)
 
 
 def _scaled_one_hot(settings: FeatureSettings) -> ColumnTransformer:
@@ -244,7 +244,7 @@ def _linear(
     l1_ratio = float(params.pop("l1_ratio", 0.5))
     if penalty not in ("l2", "elasticnet"):
         raise ValueError(f"model.linear: penalty must be l2 or elasticnet, got '{penalty}'")
-    classify = spec.task != "regression"  # multiclass: scikit-learn's multinomial loss (lbfgs and saga)
+    classify = spec.is_classification  # multiclass: scikit-learn's multinomial loss (lbfgs and saga)
     if penalty == "l2":
         estimator = (
             LogisticRegression(C=1.0 / alpha, max_iter=2000, random_state=seed, **params)
@@ -264,7 +264,7 @@ def _linear(
 def _random_forest(
     params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int
 ) -> BaseEstimator:
-    estimator_cls = RandomForestClassifier if spec.task != "regression" else RandomForestRegressor
+    estimator_cls = spec.learning_task.variant(RandomForestClassifier, RandomForestRegressor)
     estimator = estimator_cls(**params, n_jobs=threads, random_state=seed)
     return Pipeline([("encode", _ordinal(settings)), ("model", estimator)])
 
@@ -272,7 +272,7 @@ def _random_forest(
 def _extra_trees(
     params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int
 ) -> BaseEstimator:
-    estimator_cls = ExtraTreesClassifier if spec.task != "regression" else ExtraTreesRegressor
+    estimator_cls = spec.learning_task.variant(ExtraTreesClassifier, ExtraTreesRegressor)
     estimator = estimator_cls(**params, n_jobs=threads, random_state=seed)
     return Pipeline([("encode", _ordinal(settings)), ("model", estimator)])
 
@@ -331,17 +331,13 @@ class HistGradientBoostingRegressorModel(RegressorMixin, _HistGradientBoostingMo
 def _hist_gradient_boosting(
     params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int
 ) -> BaseEstimator:
-    classify = spec.task != "regression"
-    (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
-        **params
-    )  # unknown arguments fail now
-    return (HistGradientBoostingClassifierModel if classify else HistGradientBoostingRegressorModel)(
-        params, threads, seed
-    )
+    task = spec.learning_task
+    task.variant(HistGradientBoostingClassifier, HistGradientBoostingRegressor)(**params)  # unknown arguments fail now
+    return task.variant(HistGradientBoostingClassifierModel, HistGradientBoostingRegressorModel)(params, threads, seed)
 
 
 def _knn(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, threads: int, seed: int) -> BaseEstimator:
-    estimator_cls = KNeighborsClassifier if spec.task != "regression" else KNeighborsRegressor
+    estimator_cls = spec.learning_task.variant(KNeighborsClassifier, KNeighborsRegressor)
     return Pipeline([("encode", _scaled_one_hot(settings)), ("model", estimator_cls(**params, n_jobs=threads))])
 
 
@@ -350,7 +346,7 @@ def _mlp(params: dict[str, Any], spec: DataSpec, settings: FeatureSettings, thre
     10% validation share of the training rows unless ``early_stopping: false``."""
     params = dict(params)
     layers = (int(params.pop("hidden_units", 64)),) * int(params.pop("hidden_layers", 1))
-    estimator_cls = MLPClassifier if spec.task != "regression" else MLPRegressor
+    estimator_cls = spec.learning_task.variant(MLPClassifier, MLPRegressor)
     estimator = estimator_cls(**{"early_stopping": True, **params}, hidden_layer_sizes=layers, random_state=seed)
     return Pipeline([("encode", _scaled_one_hot(settings)), ("model", estimator)])
 
@@ -376,7 +372,7 @@ _BALANCED = {
 }
 
 
-def _class_weight(family: str, params: dict[str, Any], task: str) -> dict[str, Any]:
+def _class_weight(family: str, params: dict[str, Any], task: Task) -> dict[str, Any]:
     """Translate the searched ``class_weight`` (none | balanced) into the family's own argument."""
     if "class_weight" not in params:
         return params
@@ -385,7 +381,7 @@ def _class_weight(family: str, params: dict[str, Any], task: str) -> dict[str, A
     if choice not in ("none", "balanced", None):
         raise ValueError(f"model.{family}: class_weight must be none or balanced, got '{choice}'")
     if choice == "balanced":
-        if task == "regression" or family not in _BALANCED:
+        if not task.is_classification or family not in _BALANCED:
             raise ValueError(f"model.{family}: class_weight applies to classification with one of {sorted(_BALANCED)}")
         key, value = _BALANCED[family]
         params[key] = value
@@ -406,7 +402,7 @@ def build(
         raise ValueError(f"unknown model family '{family}' (params.yaml: model.{family}); known: {sorted(FAMILIES)}")
     settings = settings or FeatureSettings()
     estimator_params = _class_weight(
-        family, {k: v for k, v in params.items() if k not in PREPROCESSING_PARAMS}, spec.task
+        family, {k: v for k, v in params.items() if k not in PREPROCESSING_PARAMS}, spec.learning_task
     )
     front = features.steps(
         spec,
@@ -468,13 +464,5 @@ def serial_predictions(pipeline: Pipeline) -> Pipeline:
 
 
 def predict(pipeline: Pipeline, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(prediction, probability or None). Binary: labels at the model's decision threshold (a
-    finished model's tuned ``threshold``, else 0.5) and the positive class's probability; multiclass:
-    the most probable class (its column number) and the (n, k) probability matrix."""
-    if task == "binary":
-        probability = pipeline.predict_proba(X)[:, 1]
-        return (probability >= getattr(pipeline, "threshold", 0.5)).astype(np.int64), probability
-    if task == "multiclass":
-        probability = pipeline.predict_proba(X)
-        return probability.argmax(axis=1).astype(np.int64), probability
-    return pipeline.predict(X), None
+    """(prediction, probability or None) as ``Task.outputs`` gives them."""
+    return named(task).outputs(pipeline, X)

@@ -20,13 +20,13 @@ import yaml
 from mlgate import config
 from mlgate.modelling.data import (
     LARGEST_NUMBER,
-    TASKS,
     DataSpec,
     as_numbers,
     check_contract,
     non_finite,
     parse_datetime,
 )
+from mlgate.modelling.task import TASKS, named
 
 MAX_CATEGORIES = 30  # a string column with more distinct values gets no `categories` list
 TEXT_MEDIAN_LENGTH = 30  # free text: median length above this ...
@@ -34,7 +34,6 @@ TEXT_DISTINCT_SHARE = 0.5  # ... and more than this share of the values distinct
 BOOLEAN_VALUES = {"true", "false", "True", "False"}  # the strings check_contract accepts as boolean
 # "id", "customer_id", "Order ID", "user-id", "customerId", "customerID"; not "paid" or "valid".
 ID_NAME = re.compile(r"(?i:(?:^|[_\-\s.])id)$|[a-z0-9](?:Id|ID)$")
-METRICS = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
 # A multiclass class needs this many rows: about 60% of them land in train (the split's default
 # test and current shares), and each of the default 5 stratified CV folds must see the class.
 MIN_CLASS_ROWS = 10
@@ -105,13 +104,22 @@ def positive_class(target_values: pd.Series, given: Any = None) -> str:
     return min(counts.items(), key=lambda item: (item[1], item[0]))[0]
 
 
+def declared_labels(target_values: pd.Series, task: str, given_positive_class: Any = None) -> dict[str, Any]:
+    """The class labels the task's declaration needs (``Task.label_fields``), from the target's values."""
+    inferred = {
+        "positive_class": lambda: positive_class(target_values, given_positive_class),
+        "classes": lambda: classes(target_values),
+    }
+    return {field: inferred[field]() for field in named(task).label_fields}
+
+
 def infer_contract(frame: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
     """The ``contract:`` mapping of conf/data/<name>.yaml that ``frame`` itself passes."""
     if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got '{task}'")
+        raise ValueError(f"task must be one of {tuple(TASKS)}, got '{task}'")
     _check_target(_target_values(frame, target), task)
     contract: dict[str, Any] = {"min_rows": _floor_to_two_digits(max(1, len(frame) // 2)), "max_rows": None}
-    if task in ("binary", "multiclass"):
+    if named(task).is_classification:
         smallest_class = int(frame[target].astype(str).value_counts().min())
         contract["min_class_count"] = max(1, smallest_class // 2)
     contract |= {
@@ -267,8 +275,8 @@ def render(
         "task": task,
         "target": target,
         "positive_class": None if positive_class is None else str(positive_class),
-        **({"classes": list(class_labels or [])} if task == "multiclass" else {}),
-        "metric": METRICS[task],
+        **({"classes": list(class_labels or [])} if "classes" in named(task).label_fields else {}),
+        "metric": named(task).default_metric,
         "source": source,
         "current_path": None,
         "contract": contract | {"columns": {column: _OneLine(spec) for column, spec in contract["columns"].items()}},
@@ -311,17 +319,17 @@ def draft(
     gets written is a declaration the pipeline accepts and this data passes."""
     task = task or infer_task(_target_values(frame, target))
     contract = infer_contract(frame, target, task)
-    chosen_class = positive_class(frame[target], given_positive_class) if task == "binary" else None
+    labels = declared_labels(frame[target], task, given_positive_class)
     text = render(
         name,
         source,
         target,
         task,
-        chosen_class,
+        labels.get("positive_class"),
         contract,
         rows=len(frame),
         origin=origin,
-        class_labels=classes(frame[target]) if task == "multiclass" else None,
+        class_labels=labels.get("classes"),
     )
     result = check_contract(frame, config.build(DataSpec, yaml.safe_load(text), "data"))
     if not result.passed:

@@ -29,13 +29,14 @@ import yaml
 
 from mlgate import config, files
 from mlgate.modelling import schema
+from mlgate.modelling.task import named
 
 SEARCH_SHARE = 0.65
 REFIT_SHARE = 0.2
 SHORT_BUDGET_S = 300
 FAMILIES = "[catboost,hist_gradient_boosting,linear,random_forest]"
 # conf/ of the checkout mlgate is installed from (editable install); pass conf_dir otherwise
-CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
+CHECKOUT_CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 @dataclass
@@ -50,13 +51,12 @@ class AutoMLModel:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Binary: the positive class's probability; multiclass: (rows, classes), columns as ``classes_``."""
-        probability = self.model.predict_proba(X)
-        return probability if self.task == "multiclass" else probability[:, 1]
+        return named(self.task).probability(self.model.predict_proba(X))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Binary: 0/1 (1: the positive class); multiclass: the class labels; regression: the values."""
         prediction = self.model.predict(X)
-        return np.asarray(self.classes_, dtype=object)[prediction] if self.task == "multiclass" else prediction
+        return prediction if self.classes_ is None else np.asarray(self.classes_, dtype=object)[prediction]
 
 
 @contextlib.contextmanager
@@ -114,15 +114,12 @@ def project_params(
         "name": name,
         "task": task,
         "target": target,
-        "metric": schema.METRICS[task],
+        "metric": named(task).default_metric,
         "source": {"kind": "file", "path": str(source), "format": "parquet"},
         "current_path": None,
         "contract": contract,
     }
-    if task == "binary":
-        params["data"]["positive_class"] = schema.positive_class(train[target], positive_class)
-    if task == "multiclass":
-        params["data"]["classes"] = schema.classes(train[target])
+    params["data"] |= schema.declared_labels(train[target], task, positive_class)
     params["tracking"] = {**params["tracking"], "experiment": f"mlgate-{name}", "registered_model": name}
     return params
 

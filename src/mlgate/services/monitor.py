@@ -86,35 +86,24 @@ def read_labels(path: str | Path, target: str) -> pd.DataFrame:
 def live_score(
     window: pd.DataFrame, labels: pd.DataFrame, spec: DataSpec, *, seed: int = 0, resamples: int = 1000
 ) -> dict[str, Any] | None:
-    """The metric on the logged predictions that have a label, with a 95% bootstrap interval."""
+    """The metric on the logged predictions that have a label, with a 95% bootstrap interval (resamples
+    where the metric is undefined, as AUC on one class, left out: ``metrics.undefined``, as the gate's)."""
     joined = window.merge(labels, on=["request_id", "row"], how="inner")
     if joined.empty:
         return None
-    if spec.task == "binary":
-        y = (joined[spec.target].astype(str) == str(spec.positive_class)).to_numpy(np.int64)
-        prediction = (joined["output_prediction"].astype(str) == str(spec.positive_class)).to_numpy(np.int64)
-        probability = joined["output_probability"].to_numpy(float)
-    elif spec.task == "multiclass":  # class numbers (positions in data.classes); a label outside them is not scored
-        joined = joined[joined[spec.target].astype(str).isin(spec.classes)]
-        if joined.empty:
-            return None
-        y = pd.Categorical(joined[spec.target].astype(str), categories=spec.classes).codes.astype(np.int64)
-        prediction = pd.Categorical(joined["output_prediction"].astype(str), categories=spec.classes).codes.astype(
-            np.int64
-        )
-        probability = joined[[f"output_probability_{c}" for c in spec.classes]].to_numpy(float)
-    else:
-        y = joined[spec.target].to_numpy(float)
-        prediction, probability = joined["output_prediction"].to_numpy(float), None
+    task = spec.learning_task
+    joined = joined[task.scorable(joined[spec.target])]  # a label the model was never taught is not scored
+    if joined.empty:
+        return None
+    y = task.encode(joined[spec.target])
+    prediction, probability = task.read_outputs(joined, prefix=plog.OUTPUT_PREFIX)
     scored = probability if metrics.METRICS[spec.metric].uses_probability else prediction
     value = metrics.score(spec.metric, y, prediction, probability)
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(resamples):
         rows = rng.integers(0, len(y), len(y))
-        if spec.task == "binary" and np.unique(y[rows]).size < 2:
-            continue
-        if spec.task == "multiclass" and metrics.undefined(spec.metric, y[rows], scored[rows]):
+        if metrics.undefined(spec.metric, y[rows], scored[rows]):
             continue
         draws.append(metrics.METRICS[spec.metric].score(y[rows], scored[rows]))
     low, high = np.percentile(draws, [2.5, 97.5]) if draws else (np.nan, np.nan)

@@ -20,7 +20,7 @@ from mlgate.adapters import tracking
 from mlgate.errors import StageError
 from mlgate.modelling import metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
-from mlgate.modelling.evaluation import SHAP_IMPORTANCE, curves, predictions
+from mlgate.modelling.evaluation import SHAP_IMPORTANCE, predictions
 from mlgate.reports import evaluation_plots
 
 STAGE = "evaluate"
@@ -44,7 +44,8 @@ def importance(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec,
     rows = _sample(frame, IMPORTANCE_MAX_ROWS, seed)
     X = rows[spec.features].reset_index(drop=True)
     y = target_vector(rows, spec)
-    baseline = metrics.score(spec.metric, y, *models.predict(model.pipeline, X, spec.task))
+    task = spec.learning_task
+    baseline = metrics.score(spec.metric, y, *task.outputs(model.pipeline, X))
     rng = np.random.default_rng(seed)
     drops = np.empty((len(X.columns), IMPORTANCE_REPEATS))
     for repeat in range(IMPORTANCE_REPEATS):
@@ -53,7 +54,7 @@ def importance(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec,
             copy = X.copy()
             copy[column] = X[column].to_numpy()[rng.permutation(len(X))]
             shuffled.append(copy)
-        prediction, probability = models.predict(model.pipeline, pd.concat(shuffled, ignore_index=True), spec.task)
+        prediction, probability = task.outputs(model.pipeline, pd.concat(shuffled, ignore_index=True))
         for i in range(len(X.columns)):
             block = slice(i * len(X), (i + 1) * len(X))
             score = metrics.score(
@@ -84,7 +85,7 @@ def shap_importance(pipeline, frame: pd.DataFrame, spec: DataSpec, seed: int) ->
     for multiclass (one SHAP value per class: permutation importance covers every class at once).
     """
     pipeline = getattr(pipeline, "sole_pipeline", pipeline)
-    if pipeline is None or spec.task == "multiclass":
+    if pipeline is None or spec.learning_task.scores_per_class:
         return None
     estimator = pipeline[-1]
     X = frame[spec.features]
@@ -165,7 +166,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     prediction, probability = predictions(model, test, spec)
     y = target_vector(test, spec)
     test_metrics = metrics.all_scores(spec.task, y, prediction, probability)
-    tables = curves(y, prediction, probability, spec.task)
+    tables = spec.learning_task.curves(y, prediction, probability)
     tables["importance"] = importance(model, test, spec, project.seed(params))
     shap = shap_importance(model.pipeline, test, spec, project.seed(params))
     if shap is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -39,28 +38,22 @@ class Split:
     duplicates: int
 
 
-def _strata(frame: pd.DataFrame, spec: DataSpec) -> pd.Series:
-    target = frame[spec.target]
-    if spec.task in ("binary", "multiclass"):
-        return target.astype(str)
-    return pd.qcut(target.rank(method="first"), q=min(10, max(2, len(frame) // 50)), labels=False)
-
-
 def split(
     frame: pd.DataFrame, spec: DataSpec, params: SplitParams, seed: int, current: pd.DataFrame | None = None
 ) -> Split:
     """Pure: the frame conformed to the contract, deduplicated and split; no file I/O."""
+    task = spec.learning_task
     frame = conform(frame, spec)
     deduplicated = frame.drop_duplicates(ignore_index=True)
     duplicates = len(frame) - len(deduplicated)
     held_out = params.test_size + (params.current_size if current is None else 0.0)
     rest, holdout = train_test_split(
-        deduplicated, test_size=held_out, random_state=seed, stratify=_strata(deduplicated, spec)
+        deduplicated, test_size=held_out, random_state=seed, stratify=task.strata(deduplicated[spec.target])
     )
     if current is None:
         test_share = params.test_size / held_out
         test, current_rows = train_test_split(
-            holdout, train_size=test_share, random_state=seed, stratify=_strata(holdout, spec)
+            holdout, train_size=test_share, random_state=seed, stratify=task.strata(holdout[spec.target])
         )
     else:
         test, current_rows = holdout, conform(current, spec)
@@ -87,19 +80,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         "current_source": spec.current_path or "held-out rows",
         "seed": project.seed(params),
     }
-    if spec.task == "binary":
-        summary["positive_share"] = {
-            name: float(np.mean(part[spec.target].astype(str) == str(spec.positive_class)))
-            for name, part in (("train", result.train), ("test", result.test))
-        }
-    if spec.task == "multiclass":
-        summary["class_share"] = {
-            name: {
-                str(k): float(v)
-                for k, v in part[spec.target].astype(str).value_counts(normalize=True).sort_index().items()
-            }
-            for name, part in (("train", result.train), ("test", result.test))
-        }
+    summary |= spec.learning_task.split_shares({"train": result.train[spec.target], "test": result.test[spec.target]})
     with files.atomic_path(paths.split) as staged:
         staged.mkdir()
         for name in ("train", "test", "current"):

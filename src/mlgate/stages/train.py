@@ -34,7 +34,7 @@ from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
 
 STAGE = "train"
 REFERENCE_ROWS = 10_000
-MODEL_CODE = Path(__file__).resolve().parent.parent / "pyfunc_model.py"
+MODEL_CODE = Path(__file__).resolve().parents[1] / "adapters" / "pyfunc_model.py"  # copied into each model
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
 
 
