@@ -152,7 +152,7 @@ def test_the_gate_compares_with_production_by_a_paired_bootstrap_on_log_loss(con
     tracking.set_alias(params["tracking"]["registered_model"], "production", first)
     for stage in (train, evaluate):  # a second version of the same choice: the same predictions
         stage.run(params)
-    result = gate.run(params)
+    result = gate.run(params).to_json()
     assert (result["candidate"]["version"], result["champion"]["version"]) == (first + 1, first)
     champion = next(c for c in result["checks"] if c["name"] == "champion")
     assert champion["verdict"] == "pass" and champion["observed"] == pytest.approx(0.0, abs=1e-9)

@@ -1,11 +1,18 @@
+import json
+import subprocess
+import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mlgate.stages.gate import GatePolicy, Measurements, SliceLimits, SliceScore, decide, promotion_markdown
+from mlgate.gating.evidence import Comparison, Evidence, Measurements, SliceScore
+from mlgate.gating.policy import Check, CurrentBatchRule, GatePolicy, SliceLimits, decide
+from mlgate.gating.report import BatchComparison, ChampionVersion, GateReport, Plot
+from mlgate.reports.promotion import markdown as promotion_markdown
+from tests.factories import DRIFT, ON_TEST, gate_report
 
 NO_DRIFT = {"drift_share": 0.1, "max_drift_share": 0.3, "drifted_columns": ["tenure"]}
 ONLY_VALIDATION = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=False)
@@ -29,15 +36,19 @@ def _decide(
     drift: dict = NO_DRIFT,
     champion_score: float | None = None,
     champion_error: str | None = None,
+    **evidence,
 ):
     return decide(
         policy,
-        validation_passed=validation_passed,
-        drift=drift,
-        metric=metric,
-        candidate_score=candidate_score,
-        champion_score=champion_score,
-        champion_error=champion_error,
+        Evidence(
+            metric=metric,
+            validation_passed=validation_passed,
+            drift=drift,
+            candidate_score=candidate_score,
+            champion_score=champion_score,
+            champion_error=champion_error,
+            **evidence,
+        ),
     )
 
 
@@ -143,64 +154,13 @@ def test_empty_policy_passes():
     assert _decide(policy, validation_passed=False).passed
 
 
-def _gate_result(*, passed: bool, champion: dict | None) -> dict:
-    policy = GatePolicy(
-        metric="roc_auc", require_validation=True, require_no_drift=True, metric_floor=0.8, max_regression=0.005
-    )
-    decision = _decide(policy, candidate_score=0.85, champion_score=None if champion is None else 0.84)
-    return {
-        "passed": passed,
-        "reasons": [] if passed else ["test roc_auc 0.7500 < floor 0.8"],
-        "metric": "roc_auc",
-        "generated_at": "2026-01-02T03:04:05+00:00",
-        "git_commit": "0123456789abcdef0123",
-        "checks": [asdict(c) for c in decision.checks],
-        "test_rows": 1234,
-        "test_hash": "feedfacecafebeef" * 4,
-        "drift": {
-            "drifted_count": 1,
-            "columns_checked": 2,
-            "drift_share": 0.5,
-            "max_drift_share": 0.3,
-            "current_rows": 100,
-            "reference_rows": 400,
-            "drifted_columns": ["tenure"],
-            "columns": {
-                "tenure": {"method": "Wasserstein distance (normed)", "score": 0.25, "threshold": 0.1, "drifted": True},
-                "plan": {"method": "Jensen-Shannon distance", "score": 0.01, "threshold": 0.1, "drifted": False},
-            },
-        },
-        "paths": {"drift_report": "reports/drift.html"},
-        "model_card": {
-            "path": "reports/model_card.md",
-            "link": "model_card.md",
-            "uri": "runs:/abc/model_card/model_card.md",
-        },
-        "candidate": {
-            "name": "tiny",
-            "version": 4,
-            "family": "catboost",
-            "metrics": {"roc_auc": 0.85, "f1": 0.6},
-            "run_link": "http://ui/runs/abc",
-            "version_link": "http://ui/models/tiny/4",
-            "tune_run_link": "http://ui/runs/tune",
-        },
-        "champion": champion,
-    }
-
-
-PRODUCTION_V3 = {
-    "version": 3,
-    "metrics": {"roc_auc": 0.84, "f1": 0.65},
-    "error": None,
-    "version_link": "http://ui/models/tiny/3",
-}
+PRODUCTION_V3 = ChampionVersion(3, "def", {"roc_auc": 0.84, "f1": 0.65}, None, "http://ui/models/telco_churn/3")
 
 
 def test_promotion_markdown_states_a_passed_verdict_and_each_check():
-    markdown = promotion_markdown(_gate_result(passed=True, champion=PRODUCTION_V3))
+    markdown = promotion_markdown(gate_report())
 
-    assert "# Model promotion: `tiny` version 4" in markdown
+    assert "# Model promotion: `telco_churn` version 4" in markdown
     assert "✅ **PASSED**: granted `staging`" in markdown
     assert "Reasons:" not in markdown
     for name in ("validation", "drift", "metric_floor", "champion"):
@@ -210,45 +170,45 @@ def test_promotion_markdown_states_a_passed_verdict_and_each_check():
 
 
 def test_promotion_markdown_compares_with_the_champion():
-    markdown = promotion_markdown(_gate_result(passed=True, champion=PRODUCTION_V3))
+    markdown = promotion_markdown(gate_report(gain_interval=None))
 
     assert "| metric | candidate v4 | production v3 | difference | 95% CI of the gain |" in markdown
     assert "| roc_auc | 0.8500 | 0.8400 | +0.0100 |  |" in markdown
     assert "| f1 | 0.6000 | 0.6500 | -0.0500 |  |" in markdown
-    assert "- Production version: http://ui/models/tiny/3" in markdown
+    assert "- Production version: http://ui/models/telco_churn/3" in markdown
 
 
 def test_promotion_markdown_without_a_champion_has_no_difference_column():
-    markdown = promotion_markdown(_gate_result(passed=False, champion=None))
+    markdown = promotion_markdown(
+        gate_report(champion=False, passed=False, reasons=("test roc_auc 0.7500 < floor 0.8",))
+    )
 
     assert "❌ **REJECTED**: not granted `staging`" in markdown
     assert "- test roc_auc 0.7500 < floor 0.8" in markdown
     assert "| metric | candidate v4 |\n" in markdown
-    assert "difference" not in markdown
+    assert "difference" not in markdown.split("## Current batch")[0]
     assert "No production model to compare with." in markdown
 
 
 def test_promotion_markdown_shows_a_champion_that_could_not_be_scored():
-    champion = PRODUCTION_V3 | {"metrics": None, "error": "could not score production v3"}
+    champion = replace(PRODUCTION_V3, metrics=None, error="could not score production v3")
 
-    markdown = promotion_markdown(_gate_result(passed=False, champion=champion))
+    markdown = promotion_markdown(replace(gate_report(champion=False, passed=False), champion=champion))
 
     assert "Production: could not score production v3" in markdown
     assert "difference" not in markdown
 
 
 def test_promotion_markdown_lists_the_most_drifted_columns_first():
-    markdown = promotion_markdown(_gate_result(passed=True, champion=None))
+    markdown = promotion_markdown(gate_report())
 
-    assert "1 of 2 columns drifted (share 0.50, limit 0.30)" in markdown
+    assert "2 of 19 columns drifted (share 0.11, limit 0.30)" in markdown
+    assert markdown.index("| area | K-S p_value") < markdown.index("| tenure | Wasserstein")
     assert markdown.index("| tenure | Wasserstein") < markdown.index("| plan | Jensen-Shannon")
 
 
 def test_promotion_markdown_shows_the_interval_on_the_gate_metric():
-    result = _gate_result(passed=True, champion=PRODUCTION_V3)
-    result["gain_interval"] = {"metric": "roc_auc", "confidence": 0.95, "low": -0.002, "high": 0.021}
-
-    markdown = promotion_markdown(result)
+    markdown = promotion_markdown(gate_report())
 
     assert "| roc_auc | 0.8500 | 0.8400 | +0.0100 | [-0.0020, +0.0210] |" in markdown
     assert "paired bootstrap over test rows of the roc_auc gain" in markdown
@@ -261,15 +221,7 @@ def test_significant_gain_needs_the_interval_above_zero(interval, passed):
     )
 
     check = _only_check(
-        decide(
-            policy,
-            validation_passed=True,
-            drift=NO_DRIFT,
-            metric="roc_auc",
-            candidate_score=0.86,
-            champion_score=0.85,
-            gain_interval=interval,
-        )
+        _decide(policy, candidate_score=0.86, champion_score=0.85, test=Comparison(gain_interval=interval))
     )
 
     assert (check.name, check.passed) == ("significant_gain", passed)
@@ -280,19 +232,16 @@ def test_significant_gain_is_not_required_without_a_champion():
         metric="roc_auc", require_validation=False, require_no_drift=False, require_significant_gain=True
     )
 
-    assert _decide(policy).checks == []
+    assert _decide(policy).checks == ()
 
 
 def test_champion_detail_carries_the_interval():
     check = _only_check(
-        decide(
+        _decide(
             _regression_limit(0.01),
-            validation_passed=True,
-            drift=NO_DRIFT,
-            metric="roc_auc",
             candidate_score=0.86,
             champion_score=0.85,
-            gain_interval=(-0.004, 0.023),
+            test=Comparison(gain_interval=(-0.004, 0.023)),
         )
     )
 
@@ -314,15 +263,9 @@ def _policy(**rules) -> GatePolicy:
     return GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, **rules)
 
 
-def _judge(policy: GatePolicy, *, metric: str = "roc_auc", drift: dict = DRIFT_COLUMNS, **measured):
-    return decide(
-        policy,
-        validation_passed=True,
-        drift=drift,
-        metric=metric,
-        candidate_score=0.85,
-        champion_score=None,
-        measured=Measurements(**measured),
+def _judge(policy: GatePolicy, *, metric: str = "roc_auc", drift: dict = DRIFT_COLUMNS, slices=(), **measured):
+    return _decide(
+        policy, metric=metric, drift=drift, test=Comparison(slices=slices), measured=Measurements(**measured)
     )
 
 
@@ -501,10 +444,10 @@ def test_a_slice_with_one_class_and_a_slice_column_never_measured():
 def test_every_check_reports_its_verdict():
     decision = _judge(_policy(max_model_size_mb=1.0, max_latency_ms=100.0), model_size_mb=3.0, latency_ms=5.0)
 
-    assert [c.as_dict()["verdict"] for c in decision.checks] == ["fail", "pass"]
+    assert [c.verdict for c in decision.checks] == ["fail", "pass"]
 
 
-def _full_result() -> dict:
+def _full_report() -> GateReport:
     policy = GatePolicy(
         metric="roc_auc",
         require_validation=True,
@@ -512,22 +455,15 @@ def _full_result() -> dict:
         critical_features={"tenure": 0.1, "monthly_charges": 0.1},
         slices={"contract": SliceLimits(min_metric=0.65, max_regression=0.05, min_rows=100)},
     )
-    decision = decide(
-        policy,
-        validation_passed=True,
-        drift=DRIFT_COLUMNS | {"drift_share": 0.1},
-        metric="roc_auc",
-        candidate_score=0.85,
-        champion_score=0.84,
-        measured=Measurements(slices=CONTRACT_SLICES),
+    return gate_report(
+        policy=policy,
+        drift=DRIFT | {"columns": DRIFT_COLUMNS["columns"]},
+        on_test=replace(ON_TEST, slices=CONTRACT_SLICES),
     )
-    result = _gate_result(passed=False, champion=PRODUCTION_V3)
-    result["checks"] = [c.as_dict() for c in decision.checks]
-    return result
 
 
 def test_promotion_markdown_shows_the_slice_table():
-    markdown = promotion_markdown(_full_result())
+    markdown = promotion_markdown(_full_report())
 
     assert "## Slices" in markdown
     assert "| column | value | rows | candidate v4 | production v3 | gain | verdict |" in markdown
@@ -537,7 +473,7 @@ def test_promotion_markdown_shows_the_slice_table():
 
 
 def test_promotion_markdown_shows_per_column_limits_in_one_cell():
-    markdown = promotion_markdown(_full_result())
+    markdown = promotion_markdown(_full_report())
 
     assert (
         "| critical_features | **FAIL** | tenure 0.05, monthly_charges 0.3 | tenure 0.1, monthly_charges 0.1 |"
@@ -546,7 +482,7 @@ def test_promotion_markdown_shows_per_column_limits_in_one_cell():
 
 
 def test_promotion_markdown_links_the_model_card():
-    markdown = promotion_markdown(_gate_result(passed=True, champion=None))
+    markdown = promotion_markdown(gate_report(champion=False, policy=GatePolicy(metric="roc_auc")))
 
     assert "## Slices" not in markdown
     assert "[`reports/model_card.md`](model_card.md)" in markdown
@@ -554,7 +490,7 @@ def test_promotion_markdown_links_the_model_card():
 
 
 def test_single_row_latency_times_one_row_per_call_after_warm_up():
-    from mlgate.stages.gate import single_row_latency_ms
+    from mlgate.gating.evidence import single_row_latency_ms
 
     seen = []
 
@@ -578,10 +514,10 @@ def test_single_row_latency_times_one_row_per_call_after_warm_up():
 )
 def test_a_policy_the_dataset_cannot_be_judged_by_is_refused(regression_spec, rules, message):
     from mlgate.errors import StageError
-    from mlgate.stages.gate import _check_policy
+    from mlgate.gating.policy import check_fits
 
     with pytest.raises(StageError, match=message):
-        _check_policy(GatePolicy(metric="rmse", **rules), regression_spec)
+        check_fits(GatePolicy(metric="rmse", **rules), regression_spec)
 
 
 GATE_POLICIES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf/gate").glob("*.yaml"))
@@ -593,20 +529,18 @@ def test_each_bundled_policy_fits_its_dataset(project_root, policy):
     import yaml
 
     from mlgate import config, project
-    from mlgate.stages.gate import _check_policy
+    from mlgate.gating.policy import check_fits
 
     dataset = "telco_churn" if policy == "default" else policy
     params = yaml.safe_load(config.compose(project_root / "conf", [f"data={dataset}", f"gate={policy}"]))
 
-    _check_policy(config.load(GatePolicy, "gate", params), project.data_spec(params))
+    check_fits(config.load(GatePolicy, "gate", params), project.data_spec(params))
 
 
 # --- production vs candidate on the current batch ----------------------------------------------
 
 
 def _batch(candidate: float | None = 0.80, champion: float | None = 0.81, skipped: str | None = None, rows: int = 500):
-    from mlgate.stages.gate import Comparison
-
     return Comparison(
         rows=rows,
         content_hash="ab" * 32,
@@ -618,23 +552,11 @@ def _batch(candidate: float | None = 0.80, champion: float | None = 0.81, skippe
 
 
 def _current_rule(**rule):
-    from mlgate.stages.gate import CurrentBatchRule
-
     return _policy(current_batch=CurrentBatchRule(**rule))
 
 
 def _judge_current(policy: GatePolicy, batch, metric: str = "roc_auc"):
-    return _only_check(
-        decide(
-            policy,
-            validation_passed=True,
-            drift=NO_DRIFT,
-            metric=metric,
-            candidate_score=0.85,
-            champion_score=None,
-            current=batch,
-        )
-    )
+    return _only_check(_decide(policy, metric=metric, current=batch))
 
 
 @pytest.mark.parametrize(
@@ -645,7 +567,7 @@ def test_current_batch_rule_allows_a_small_loss_against_production_only(candidat
 
     assert (check.name, check.passed, check.limit) == ("current_batch", passed, -0.02)
     assert check.observed == pytest.approx(candidate - champion)
-    assert check.as_dict()["verdict"] == ("pass" if passed else "fail")
+    assert check.verdict == ("pass" if passed else "fail")
     assert check.detail.startswith(
         f"current batch (500 labelled rows) roc_auc {candidate:.4f} vs production {champion:.4f}"
     )
@@ -654,8 +576,6 @@ def test_current_batch_rule_allows_a_small_loss_against_production_only(candidat
 
 
 def test_current_batch_rule_follows_the_metric_direction():
-    from mlgate.stages.gate import Comparison
-
     batch = Comparison(rows=300, candidate={"rmse": 5.3}, champion={"rmse": 5.0})
 
     assert not _judge_current(_current_rule(max_regression=0.2), batch, metric="rmse").passed
@@ -667,7 +587,7 @@ def test_current_batch_rule_is_skipped_without_a_production_model_even_when_labe
         _current_rule(max_regression=0.02, require=True), _batch(champion=None, skipped="no 'production' model yet")
     )
 
-    assert check.passed and check.skipped and check.as_dict()["verdict"] == "skipped"
+    assert check.passed and check.skipped and check.verdict == "skipped"
     assert check.observed is None
     assert check.detail == "current batch not compared: no 'production' model yet"
 
@@ -690,16 +610,8 @@ def test_current_batch_required_without_a_loss_limit_reports_the_gain():
 
 
 def test_current_batch_rule_is_off_by_default_and_fails_when_not_measured():
-    off = decide(
-        _policy(),
-        validation_passed=True,
-        drift=NO_DRIFT,
-        metric="roc_auc",
-        candidate_score=0.85,
-        champion_score=None,
-        current=_batch(),
-    )
-    assert off.checks == []
+    off = _decide(_policy(), current=_batch())
+    assert off.checks == ()
 
     check = _judge_current(_current_rule(max_regression=0.02), None)
 
@@ -709,7 +621,7 @@ def test_current_batch_rule_is_off_by_default_and_fails_when_not_measured():
 def test_the_champion_rule_is_marked_skipped_without_a_production_model():
     check = _only_check(_decide(_regression_limit(0.005), champion_score=None))
 
-    assert check.as_dict()["verdict"] == "skipped"
+    assert check.verdict == "skipped"
 
 
 @pytest.mark.parametrize(
@@ -728,8 +640,8 @@ def test_the_champion_rule_is_marked_skipped_without_a_production_model():
 )
 def test_usable_labels_says_why_a_current_batch_cannot_be_scored(data_section, clean_frame, target, values, reason):
     from mlgate import config
+    from mlgate.gating.evidence import usable_labels
     from mlgate.modelling.data import DataSpec
-    from mlgate.stages.gate import usable_labels
 
     data_section["contract"]["columns"]["churn"]["categories"] = ["No", "Yes"]
     frame = clean_frame.drop(columns=["churn"]) if target is None else clean_frame.assign(churn=values)
@@ -742,7 +654,7 @@ def test_usable_labels_says_why_a_current_batch_cannot_be_scored(data_section, c
 
 
 def test_usable_labels_of_a_regression_batch_need_numbers(regression_spec, mixed_frame):
-    from mlgate.stages.gate import usable_labels
+    from mlgate.gating.evidence import usable_labels
 
     frame = mixed_frame(10, "regression").astype({"spend": object})
     frame.loc[[0, 1], "spend"] = ["n/a", None]
@@ -764,9 +676,9 @@ def test_compare_scores_both_models_on_the_same_rows_with_paired_intervals(binar
     import numpy as np
 
     from mlgate.files import content_hash
+    from mlgate.gating.evidence import compare
     from mlgate.modelling import metrics
     from mlgate.modelling.data import target_vector
-    from mlgate.stages.gate import compare
 
     rows = mixed_frame(200)
     y = target_vector(rows, binary_spec)
@@ -785,17 +697,15 @@ def test_compare_scores_both_models_on_the_same_rows_with_paired_intervals(binar
     assert result.gain_interval[0] > 0
     assert {s.value for s in result.slices} == {"basic", "plus", "pro"}
     assert all(s.champion is not None for s in result.slices)
-    block = result.as_dict("roc_auc")
-    assert block["gain"] == pytest.approx(result.candidate["roc_auc"] - result.champion["roc_auc"], abs=1e-6)
-    assert block["gain_interval"]["confidence"] == 0.95 and np.isclose(
-        block["gain_interval"]["low"], result.gain_interval[0]
-    )
-    assert set(block["slices"][0]) == {"column", "value", "rows", "candidate", "champion", "gain"}
+    block = BatchComparison.of(result, "roc_auc", "test split", 200)
+    assert block.gain == pytest.approx(result.candidate["roc_auc"] - result.champion["roc_auc"], abs=1e-6)
+    assert block.gain_interval.confidence == 0.95 and np.isclose(block.gain_interval.low, result.gain_interval[0])
+    assert set(asdict(block.slices[0])) == {"column", "value", "rows", "candidate", "champion", "gain"}
 
 
 def test_compare_without_production_scores_the_candidate_and_says_why(binary_spec, mixed_frame):
+    from mlgate.gating.evidence import compare
     from mlgate.modelling.data import target_vector
-    from mlgate.stages.gate import compare
 
     rows = mixed_frame(60)
     result = compare(
@@ -809,106 +719,54 @@ def test_compare_without_production_scores_the_candidate_and_says_why(binary_spe
 
     assert result.champion is None and result.champion_interval is None and result.gain_interval is None
     assert result.candidate_interval is not None and result.skipped == "no 'production' model yet"
-    assert result.as_dict("roc_auc")["champion"] is None and result.as_dict("roc_auc")["gain"] is None
-
-
-def _with_current(result: dict, **block) -> dict:
-    current = {
-        "metric": "roc_auc",
-        "rows": 1300,
-        "content_hash": "c0ffee" * 10 + "abcd",
-        "skipped": None,
-        "candidate": {
-            "metrics": {"roc_auc": 0.83, "f1": 0.61},
-            "interval": {"confidence": 0.95, "low": 0.8, "high": 0.86},
-        },
-        "champion": {
-            "metrics": {"roc_auc": 0.82, "f1": 0.63},
-            "interval": {"confidence": 0.95, "low": 0.79, "high": 0.85},
-        },
-        "gain": 0.01,
-        "gain_interval": {"confidence": 0.95, "low": -0.004, "high": 0.025},
-        "slices": [],
-        "source": "data/source/new.csv",
-        "batch_rows": 1500,
-    }
-    return result | {"comparison": {"current": current | block}}
+    block = BatchComparison.of(result, "roc_auc", "test split", 60)
+    assert block.champion is None and block.gain is None
 
 
 def test_promotion_markdown_compares_with_production_on_the_labelled_current_batch():
-    markdown = promotion_markdown(_with_current(_gate_result(passed=True, champion=PRODUCTION_V3)))
+    markdown = promotion_markdown(gate_report())
 
     section = markdown.split("## Current batch")[1].split("\n## ")[0]
-    assert "Current batch (data/source/new.csv, 1,500 rows): 1,300 labelled rows, sha256 `c0ffeec0ffee`." in section
+    assert "Current batch (held-out rows, 1,405 rows): 1,300 labelled rows, sha256 `c0ffeec0ffee`." in section
     assert "| roc_auc | 0.8300 | 0.8200 | +0.0100 | [-0.0040, +0.0250] |" in section
     assert "| f1 | 0.6100 | 0.6300 | -0.0200 |  |" in section
     assert markdown.index("## Test metrics") < markdown.index("## Current batch") < markdown.index("## Checks")
 
 
 def test_promotion_markdown_says_why_the_current_batch_was_not_compared():
-    unscored = _with_current(
-        _gate_result(passed=True, champion=None),
-        candidate=None,
-        champion=None,
-        gain=None,
-        gain_interval=None,
-        rows=0,
-        skipped="it has no `churn` column",
-    )
-    alone = _with_current(
-        _gate_result(passed=True, champion=None),
-        champion=None,
-        gain=None,
-        gain_interval=None,
-        skipped="no 'production' model yet",
-    )
+    unscored = Comparison(skipped="it has no `churn` column")
 
-    assert (
-        "Current batch (data/source/new.csv, 1,500 rows): not scored, it has no `churn` column."
-        in promotion_markdown(unscored)
+    assert "Current batch (held-out rows, 1,405 rows): not scored, it has no `churn` column." in promotion_markdown(
+        gate_report(champion=False, on_current=unscored)
     )
-    markdown = promotion_markdown(alone)
+    markdown = promotion_markdown(gate_report(champion=False))
     assert "| metric | candidate v4 |\n| --- | ---: |\n| roc_auc | 0.8300 |" in markdown
     assert "Production not compared: no 'production' model yet." in markdown
 
 
 def test_promotion_markdown_marks_skipped_checks_and_shows_current_slices():
-    result = _with_current(
-        _full_result(),
-        slices=[
-            {"column": "contract", "value": "One year", "rows": 250, "candidate": 0.7, "champion": 0.75, "gain": -0.05}
-        ],
+    report = _full_report()
+    skipped = Check(
+        "current_batch", True, None, -0.02, "current batch not compared: no 'production' model yet", skipped=True
     )
-    result["checks"].append(
-        {
-            "name": "current_batch",
-            "passed": True,
-            "skipped": True,
-            "observed": None,
-            "limit": -0.02,
-            "detail": "current batch not compared: no 'production' model yet",
-            "evidence": None,
-        }
-    )
+    report = replace(report, checks=(*report.checks, skipped))
 
-    markdown = promotion_markdown(result)
+    markdown = promotion_markdown(report)
 
     assert (
         "| current_batch | skipped | None | -0.02 | current batch not compared: no 'production' model yet |" in markdown
     )
     assert "The same on the current batch's 1,300 labelled rows (reported, not judged)." in markdown
-    assert "| contract | One year | 250 | 0.7000 | 0.7500 | -0.0500 |\n" in markdown
+    assert "| contract | Month-to-month | 700 | 0.7800 | 0.8000 | -0.0200 |\n" in markdown
 
 
 def test_promotion_markdown_embeds_the_plots_relative_to_itself():
-    result = _gate_result(passed=True, champion=None)
-    result["paths"] |= {"promotion": "reports/promotion.md"}
-    result["plots"] = [
-        {"name": "metric", "title": "roc_auc: candidate vs production, 95% CI", "path": "reports/plots/metric.png"},
-        {"name": "drift", "title": "Most drifted columns", "path": "reports/plots/drift.png"},
-    ]
+    plots = (
+        Plot("metric", "roc_auc: candidate vs production, 95% CI", "reports/plots/metric.png"),
+        Plot("drift", "Most drifted columns", "reports/plots/drift.png"),
+    )
 
-    markdown = promotion_markdown(result)
+    markdown = promotion_markdown(gate_report(champion=False, plots=plots))
 
     plots = markdown.split("## Plots")[1].split("\n## ")[0]
     assert "![roc_auc: candidate vs production, 95% CI](plots/metric.png)" in plots
@@ -917,13 +775,55 @@ def test_promotion_markdown_embeds_the_plots_relative_to_itself():
 
 
 def test_promotion_markdown_ranks_p_value_drift_by_how_far_below_its_threshold():
-    result = _gate_result(passed=True, champion=None)
-    result["drift"]["columns"] = {
+    columns = {
         "calm": {"method": "K-S p_value", "score": 0.6, "threshold": 0.05, "drifted": False},
         "shifted": {"method": "K-S p_value", "score": 1e-9, "threshold": 0.05, "drifted": True},
         "plan": {"method": "Jensen-Shannon distance", "score": 0.05, "threshold": 0.1, "drifted": False},
     }
 
-    markdown = promotion_markdown(result)
+    markdown = promotion_markdown(gate_report(drift=DRIFT | {"columns": columns}))
 
     assert markdown.index("| shifted |") < markdown.index("| plan |") < markdown.index("| calm |")
+
+
+# --- the report as gate.json holds it ----------------------------------------------------------
+
+
+def test_the_report_reads_back_from_its_json():
+    report = gate_report(plots=(Plot("metric", "roc_auc", "reports/plots/metric.png"),))
+
+    payload = json.loads(json.dumps(report.to_json()))
+
+    assert GateReport.from_json(payload) == report
+    assert list(payload)[:7] == ["passed", "reasons", "metric", "generated_at", "git_commit", "policy", "checks"]
+    assert list(payload)[-3:] == ["candidate", "champion", "plots"]
+    assert list(payload["checks"][0]) == [
+        "name",
+        "passed",
+        "observed",
+        "limit",
+        "detail",
+        "evidence",
+        "skipped",
+        "verdict",
+    ]
+    assert list(payload["comparison"]["current"])[-2:] == ["source", "batch_rows"]
+
+
+def test_the_committed_gate_json_reads_back_byte_for_byte(project_root):
+    text = (project_root / "reports/gate.json").read_text()
+
+    report = GateReport.from_json(json.loads(text))
+
+    assert json.dumps(report.to_json(), indent=2) + "\n" == text
+
+
+def test_policy_and_evidence_import_neither_mlflow_nor_evidently():
+    code = (
+        "import sys, mlgate.gating.policy, mlgate.gating.evidence, mlgate.gating.report; "
+        "print(sorted(m for m in ('mlflow', 'evidently', 'optuna') if m in sys.modules))"
+    )
+
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+    assert loaded.strip() == "[]"

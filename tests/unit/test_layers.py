@@ -18,6 +18,7 @@ LAYERS = (
         "mlgate.registry",
     ),
     ("mlgate.modelling",),
+    ("mlgate.gating",),
     ("mlgate.adapters",),
     ("mlgate.project", "mlgate.records"),
     ("mlgate.reports",),

@@ -282,7 +282,10 @@ def test_pyfunc_output_has_the_label_and_one_probability_column_per_class(iris):
 
 
 def test_binary_only_gate_rules_are_skipped_with_a_reason_for_multiclass():
-    from mlgate.stages.gate import GatePolicy, Measurements, decide
+    from dataclasses import replace
+
+    from mlgate.gating.evidence import Evidence
+    from mlgate.gating.policy import GatePolicy, decide
 
     policy = GatePolicy(
         metric="log_loss",
@@ -292,34 +295,18 @@ def test_binary_only_gate_rules_are_skipped_with_a_reason_for_multiclass():
         max_calibration_error=0.1,
         max_brier=0.2,
     )
-    decision = decide(
-        policy,
-        validation_passed=True,
-        drift={},
-        metric="log_loss",
-        candidate_score=0.3,
-        champion_score=None,
-        measured=Measurements(),
-        task="multiclass",
-    )
-    verdicts = {c.name: c.as_dict()["verdict"] for c in decision.checks}
+    evidence = Evidence(metric="log_loss", validation_passed=True, drift={}, candidate_score=0.3, task="multiclass")
+    decision = decide(policy, evidence)
+    verdicts = {c.name: c.verdict for c in decision.checks}
     assert verdicts == {"metric_floor": "pass", "calibration": "skipped", "brier": "skipped"}
     assert decision.passed
     assert "one class's probability" in next(c.detail for c in decision.checks if c.name == "calibration")
     # the same policy on a binary task cannot judge what was not measured
-    assert not decide(
-        policy,
-        validation_passed=True,
-        drift={},
-        metric="log_loss",
-        candidate_score=0.3,
-        champion_score=None,
-        measured=Measurements(),
-    ).passed
+    assert not decide(policy, replace(evidence, task="binary")).passed
 
 
 def test_usable_labels_need_every_class_of_the_declared_ones(iris):
-    from mlgate.stages.gate import usable_labels
+    from mlgate.gating.evidence import usable_labels
 
     frame, spec = iris
     usable, why = usable_labels(frame, spec, min_rows=10)

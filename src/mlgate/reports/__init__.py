@@ -1,1 +1,2 @@
-"""What a reviewer reads: the model card and the gate's plots, rendered from the stages' results."""
+"""What a reviewer reads: the promotion report, the model card and the gate's plots, rendered from the
+stages' results."""

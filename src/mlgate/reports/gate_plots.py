@@ -1,4 +1,4 @@
-"""The gate's PNG plots, drawn from its result (and the test-set outputs of both models): what
+"""The gate's PNG plots, drawn from its report (and the test-set outputs of both models): what
 reports/promotion.md embeds so a reviewer sees the comparison, the drift and the slices at a glance."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from mlgate.gating.evidence import Output
+from mlgate.gating.report import GateReport
 from mlgate.modelling import evaluation, metrics
 
 PLOT_DPI = 90
 SEVERITY_CAP = 1e6
-Output = tuple[np.ndarray, np.ndarray | None]  # (prediction, positive-class probability or None)
 
 
 def _figure(panels: int = 1, width: float = 5.0, height: float = 3.2):
@@ -32,24 +33,25 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _metric_plot(result: dict[str, Any], path: Path) -> str:
+def _metric_plot(report: GateReport, path: Path) -> str:
     """The gate metric of each model with its 95% bootstrap interval, on test and on the labelled
     current rows; beside it, the paired interval of the gain against the allowed loss."""
-    metric, policy = result["metric"], result["policy"]
-    scored = {name: block for name, block in result["comparison"].items() if block["candidate"]}
-    compared = {name: block for name, block in scored.items() if block["champion"]}
+    metric, policy = report.metric, report.policy
+    batches = {"test": report.comparison.test, "current": report.comparison.current}
+    scored = {name: block for name, block in batches.items() if block.candidate}
+    compared = {name: block for name, block in scored.items() if block.champion}
     fig, axes = _figure(2 if compared else 1)
     ax = axes[0][0]
     versions = {
-        "candidate": f"candidate v{result['candidate']['version']}",
-        "champion": f"production v{(result['champion'] or {}).get('version')}",
+        "candidate": f"candidate v{report.candidate.version}",
+        "champion": f"production v{report.champion and report.champion.version}",
     }
     shift = 0.2 if compared else 0.0
     for offset, side, color in ((-shift, "champion", "tab:grey"), (shift, "candidate", "tab:blue")):
-        shown = [(x, block[side]) for x, block in enumerate(scored.values()) if block[side]]
+        shown = [(x, getattr(block, side)) for x, block in enumerate(scored.values()) if getattr(block, side)]
         if shown:
-            value = np.array([model["metrics"][metric] for _, model in shown])
-            low, high = (np.array([model["interval"][end] for _, model in shown]) for end in ("low", "high"))
+            value = np.array([model.metrics[metric] for _, model in shown])
+            low, high = (np.array([getattr(model.interval, end) for _, model in shown]) for end in ("low", "high"))
             ax.bar(
                 [x + offset for x, _ in shown],
                 value,
@@ -59,26 +61,26 @@ def _metric_plot(result: dict[str, Any], path: Path) -> str:
                 color=color,
                 label=versions[side],
             )
-    lows = [b[s]["interval"]["low"] for b in scored.values() for s in ("candidate", "champion") if b[s]]
-    highs = [b[s]["interval"]["high"] for b in scored.values() for s in ("candidate", "champion") if b[s]]
+    sides = [model for block in scored.values() for model in (block.candidate, block.champion) if model]
+    lows, highs = [model.interval.low for model in sides], [model.interval.high for model in sides]
     pad = max(max(highs) - min(lows), 1e-3) * 0.6
     ax.set_ylim(min(lows) - pad, max(highs) + pad)
-    ax.set_xticks(range(len(scored)), [f"{name} ({b['rows']:,} rows)" for name, b in scored.items()])
+    ax.set_xticks(range(len(scored)), [f"{name} ({b.rows:,} rows)" for name, b in scored.items()])
     ax.set(ylabel=metric, title=f"{metric}, 95% bootstrap CI")
     ax.legend(fontsize=8)
     if compared:
         ax = axes[0][1]
-        limits = {"test": policy["max_regression"], "current": policy["current_batch"]["max_regression"]}
+        limits = {"test": policy.max_regression, "current": policy.current_batch.max_regression}
         label = "allowed loss"
         for x, (name, block) in enumerate(compared.items()):
-            gain, interval = block["gain"], block["gain_interval"]
+            gain, interval = block.gain, block.gain_interval
             ax.errorbar(
                 [x],
                 [gain],
-                yerr=[[gain - interval["low"]], [interval["high"] - gain]],
+                yerr=[[gain - interval.low], [interval.high - gain]],
                 fmt="o",
                 capsize=5,
-                color="tab:green" if interval["low"] > 0 else "tab:blue",
+                color="tab:green" if interval.low > 0 else "tab:blue",
             )
             if limits.get(name) is not None:
                 ax.hlines(-limits[name], x - 0.3, x + 0.3, colors="tab:red", linestyles="dashed", label=label)
@@ -179,41 +181,38 @@ def _drift_plot(drift: dict[str, Any], path: Path, top: int = 10) -> str:
     return "Most drifted columns, current batch vs training"
 
 
-def _slices_plot(result: dict[str, Any], path: Path) -> str:
+def _slices_plot(report: GateReport, path: Path) -> str:
     """The metric per slice value for both models: on test (judged) and on the current batch."""
-    check = next(c for c in result["checks"] if c["name"] == "slices")
-    sets = {"test": check["evidence"], "current": result["comparison"]["current"]["slices"]}
+    sets = {"test": report.judged_slices(), "current": report.comparison.current.slices}
     sets = {name: rows for name, rows in sets.items() if rows}
-    floors = {column: limits["min_metric"] for column, limits in result["policy"]["slices"].items()}
+    floors = {column: limits.min_metric for column, limits in report.policy.slices.items()}
     fig, axes = _figure(len(sets), height=1.8 + 0.45 * max(len(rows) for rows in sets.values()))
     for ax, (name, rows) in zip(axes[0], sets.items(), strict=True):
         rows = rows[::-1]
         y = np.arange(len(rows))
         for offset, side, color in ((0.2, "champion", "tab:grey"), (-0.2, "candidate", "tab:blue")):
-            values = [np.nan if row[side] is None else row[side] for row in rows]
+            values = [np.nan if getattr(row, side) is None else getattr(row, side) for row in rows]
             if not all(np.isnan(values)):
                 ax.barh(
                     y + offset, values, 0.38, color=color, label="production" if side == "champion" else "candidate"
                 )
         for i, row in enumerate(rows):
-            if floors.get(row["column"]) is not None:
-                ax.plot([floors[row["column"]]] * 2, [i - 0.45, i + 0.45], color="tab:red", linewidth=1.5)
-        ax.set_yticks(y, [f"{row['column']}={row['value']} ({row['rows']:,})" for row in rows], fontsize=8)
-        ax.set(xlabel=result["metric"], title=f"Slices, {name} (red: floor)")
+            if floors.get(row.column) is not None:
+                ax.plot([floors[row.column]] * 2, [i - 0.45, i + 0.45], color="tab:red", linewidth=1.5)
+        ax.set_yticks(y, [f"{row.column}={row.value} ({row.rows:,})" for row in rows], fontsize=8)
+        ax.set(xlabel=report.metric, title=f"Slices, {name} (red: floor)")
         ax.legend(fontsize=7, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.12), frameon=False)
     _save(fig, path)
-    return f"{result['metric']} per slice"
+    return f"{report.metric} per slice"
 
 
-def draw_plots(
-    folder: Path, result: dict[str, Any], y_test: np.ndarray, test_outputs: dict[str, Output]
-) -> dict[str, str]:
+def draw_plots(folder: Path, report: GateReport, y_test: np.ndarray, test_outputs: dict[str, Output]) -> dict[str, str]:
     """The promotion report's PNG plots, written into ``folder``: {file stem: title}."""
-    drawn = {"metric": _metric_plot(result, folder / "metric.png")}
-    name = {"binary": "roc", "multiclass": "class_recall"}.get(result["data"]["task"], "residuals")
-    drawn[name] = _outputs_plot(result["data"]["task"], y_test, test_outputs, folder / f"{name}.png")
-    if result["drift"]["columns"]:
-        drawn["drift"] = _drift_plot(result["drift"], folder / "drift.png")
-    if any(c["name"] == "slices" and c["evidence"] for c in result["checks"]):
-        drawn["slices"] = _slices_plot(result, folder / "slices.png")
+    drawn = {"metric": _metric_plot(report, folder / "metric.png")}
+    name = {"binary": "roc", "multiclass": "class_recall"}.get(report.data.task, "residuals")
+    drawn[name] = _outputs_plot(report.data.task, y_test, test_outputs, folder / f"{name}.png")
+    if report.drift["columns"]:
+        drawn["drift"] = _drift_plot(report.drift, folder / "drift.png")
+    if report.judged_slices():
+        drawn["slices"] = _slices_plot(report, folder / "slices.png")
     return drawn

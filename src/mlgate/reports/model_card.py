@@ -1,6 +1,6 @@
 """The model card of a registered version, and the Markdown tables it shares with the promotion report.
 
-Rendered from the gate's result (what reports/gate.json holds) alone, so it is pure: what the model
+Rendered from the gate's report (what reports/gate.json holds) alone, so it is pure: what the model
 is for, what it was trained on, how it scored overall and per slice, how it explains itself, where it
 is weak, and the gate's verdict.
 """
@@ -8,8 +8,13 @@ is weak, and the gate's verdict.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from mlgate.gating.policy import Check
+from mlgate.gating.report import DataSummary, GainInterval, GateReport, Importance, Interval, SliceRow
+
+MODEL_CARD_TAG = "mlgate.model_card"  # the version tag that points at the card
 
 
 def number(value: float | None, signed: bool = False) -> str:
@@ -18,9 +23,9 @@ def number(value: float | None, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def verdict_mark(check: dict[str, Any]) -> str:
+def verdict_mark(check: Check) -> str:
     """A check's verdict as the tables show it."""
-    return "**FAIL**" if not check["passed"] else "skipped" if check.get("skipped") else "pass"
+    return "**FAIL**" if check.verdict == "fail" else check.verdict
 
 
 def _versus_table(
@@ -28,7 +33,7 @@ def _versus_table(
     production: str | None,
     scores: dict[str, float],
     theirs: dict[str, float] | None,
-    interval: dict[str, Any] | None,
+    interval: Interval | GainInterval | None,
     metric: str | None,
 ) -> list[str]:
     """Metrics of the candidate; beside production's, with the difference and, on ``metric``, the
@@ -44,107 +49,101 @@ def _versus_table(
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, value in scores.items():
-        ci = f"[{interval['low']:+.4f}, {interval['high']:+.4f}]" if interval and name == metric else ""
+        ci = f"[{interval.low:+.4f}, {interval.high:+.4f}]" if interval and name == metric else ""
         lines.append(f"| {name} | {value:.4f} | {theirs[name]:.4f} | {value - theirs[name]:+.4f} | {ci} |")
     return lines
 
 
-def metrics_table(result: dict[str, Any]) -> list[str]:
+def metrics_table(report: GateReport) -> list[str]:
     """Test metrics of the candidate, beside production's with the difference and the gain's 95%
     interval when there is a production model that could be scored."""
-    cand, champ = result["candidate"], result.get("champion")
-    if not (champ and champ.get("metrics")):
-        return _versus_table(f"candidate v{cand['version']}", None, cand["metrics"], None, None, None) + [
+    cand, champ = report.candidate, report.champion
+    if not (champ and champ.metrics):
+        return _versus_table(f"candidate v{cand.version}", None, cand.metrics, None, None, None) + [
             "",
-            "No production model to compare with." if not champ else f"Production: {champ.get('error')}",
+            "No production model to compare with." if not champ else f"Production: {champ.error}",
         ]
-    interval = result.get("gain_interval")
+    interval = report.gain_interval
     lines = _versus_table(
-        f"candidate v{cand['version']}",
-        f"production v{champ['version']}",
-        cand["metrics"],
-        champ["metrics"],
+        f"candidate v{cand.version}",
+        f"production v{champ.version}",
+        cand.metrics,
+        champ.metrics,
         interval,
-        interval and interval["metric"],
+        interval and interval.metric,
     )
     if interval:
         lines += [
             "",
-            f"The interval is a paired bootstrap over test rows of the {interval['metric']} gain "
+            f"The interval is a paired bootstrap over test rows of the {interval.metric} gain "
             f"(positive: the candidate is better).",
         ]
     return lines
 
 
-def _current(result: dict[str, Any]) -> dict[str, Any] | None:
-    return (result.get("comparison") or {}).get("current")
-
-
-def current_batch_table(result: dict[str, Any]) -> list[str]:
+def current_batch_table(report: GateReport) -> list[str]:
     """The candidate, and production, on the labelled rows of the current batch, or why they were
-    not scored there; empty when the gate did not look (an older report)."""
-    block = _current(result)
-    if block is None:
-        return []
-    where = f"Current batch ({block['source']}, {block['batch_rows']:,} rows)"
-    if block["candidate"] is None:
-        return [f"{where}: not scored, {block['skipped']}."]
-    lines = [f"{where}: {block['rows']:,} labelled rows, sha256 `{block['content_hash'][:12]}`.", ""]
-    champ = block["champion"]
+    not scored there."""
+    block = report.comparison.current
+    where = f"Current batch ({block.source}, {block.batch_rows:,} rows)"
+    if block.candidate is None:
+        return [f"{where}: not scored, {block.skipped}."]
+    lines = [f"{where}: {block.rows:,} labelled rows, sha256 `{block.content_hash[:12]}`.", ""]
+    champ = block.champion
     lines += _versus_table(
-        f"candidate v{result['candidate']['version']}",
-        champ and f"production v{result['champion']['version']}",
-        block["candidate"]["metrics"],
-        champ and champ["metrics"],
-        block["gain_interval"],
-        block["metric"],
+        f"candidate v{report.candidate.version}",
+        champ and f"production v{report.champion.version}",
+        block.candidate.metrics,
+        champ and champ.metrics,
+        block.gain_interval,
+        block.metric,
     )
     if champ is None:
-        return lines + ["", f"Production not compared: {block['skipped']}."]
+        return lines + ["", f"Production not compared: {block.skipped}."]
     return lines + [
         "",
-        f"The interval is a paired bootstrap over these rows of the {block['metric']} gain "
+        f"The interval is a paired bootstrap over these rows of the {block.metric} gain "
         f"(positive: the candidate is better).",
     ]
 
 
-def _slice_rows(rows: list[dict[str, Any]], result: dict[str, Any], verdicts: bool) -> list[str]:
-    champ = result.get("champion")
-    production = f"production v{champ['version']}" if champ else "production"
-    header = f"| column | value | rows | candidate v{result['candidate']['version']} | {production} | gain |"
+def _slice_rows(rows: Sequence[SliceRow], report: GateReport, verdicts: bool) -> list[str]:
+    champ = report.champion
+    production = f"production v{champ.version}" if champ else "production"
+    header = f"| column | value | rows | candidate v{report.candidate.version} | {production} | gain |"
     lines = [
         header + (" verdict |" if verdicts else ""),
         "| --- | --- | ---: | ---: | ---: | ---: |" + (" --- |" if verdicts else ""),
     ]
     for row in rows:
         line = (
-            f"| {row['column']} | {row['value']} | {row['rows']:,} | {number(row['candidate'])} | "
-            f"{number(row['champion'])} | {number(row['gain'], signed=True)} |"
+            f"| {row.column} | {row.value} | {row.rows:,} | {number(row.candidate)} | "
+            f"{number(row.champion)} | {number(row.gain, signed=True)} |"
         )
         if verdicts:
-            line += f" {'**FAIL**' if row['verdict'] == 'fail' else row['verdict']} |"
+            line += f" {'**FAIL**' if row.verdict == 'fail' else row.verdict} |"
         lines.append(line)
     return lines
 
 
-def slices_table(result: dict[str, Any]) -> list[str]:
+def slices_table(report: GateReport) -> list[str]:
     """The slice rule's table (test metric per value of each segment column), then the same values
     on the current batch's labelled rows (reported, not judged); empty without a slice rule."""
-    check = next((c for c in result["checks"] if c["name"] == "slices"), None)
-    if check is None:
+    judged = report.judged_slices()
+    if judged is None:
         return []
     lines = [
-        f"Test {result['metric']} per value of each segment column (gain: positive is better than production).",
+        f"Test {report.metric} per value of each segment column (gain: positive is better than production).",
         "",
-        *_slice_rows(check["evidence"], result, verdicts=True),
+        *_slice_rows(judged, report, verdicts=True),
     ]
-    block = _current(result)
-    if block and block["slices"]:
+    block = report.comparison.current
+    if block.slices:
         lines += [
             "",
-            f"The same on the current batch's {block['rows']:,} labelled rows (reported, not judged).",
+            f"The same on the current batch's {block.rows:,} labelled rows (reported, not judged).",
             "",
-            *_slice_rows(block["slices"], result, verdicts=False),
+            *_slice_rows(block.slices, report, verdicts=False),
         ]
     return lines
 
@@ -158,39 +157,37 @@ def image(path: str, title: str, document: str) -> str:
     return f"![{title}]({link(path, document)})"
 
 
-def _intended_use(data: dict[str, Any], name: str) -> str:
-    if data["task"] == "binary":
-        threshold = data.get("threshold", 0.5)
+def _intended_use(data: DataSummary, name: str) -> str:
+    if data.task == "binary":
         output = (
-            f"the probability that `{data['target']}` is `{data['positive_class']}` (and the label, "
-            f"`{data['positive_class']}` from a probability of {threshold:.3g})"
+            f"the probability that `{data.target}` is `{data.positive_class}` (and the label, "
+            f"`{data.positive_class}` from a probability of {data.threshold:.3g})"
         )
-    elif data["task"] == "multiclass":
-        classes = data.get("classes") or []
+    elif data.task == "multiclass":
+        classes = data.classes or []
         output = (
-            f"the class of `{data['target']}` (one of {', '.join(f'`{c}`' for c in classes)}: the most probable) "
+            f"the class of `{data.target}` (one of {', '.join(f'`{c}`' for c in classes)}: the most probable) "
             f"and each class's probability"
         )
     else:
-        output = f"`{data['target']}` (a number)"
+        output = f"`{data.target}` (a number)"
     return (
-        f"Predicts {output} for one row of the `{data['name']}` data contract ({data['features']} feature "
-        f"columns). Chosen and judged on test {data['metric']}. Once promoted it is served as "
+        f"Predicts {output} for one row of the `{data.name}` data contract ({data.features} feature "
+        f"columns). Chosen and judged on test {data.metric}. Once promoted it is served as "
         f"`models:/{name}@production` (`mlgate serve`, `mlgate score`)."
     )
 
 
-def _limitations(result: dict[str, Any]) -> list[str]:
-    lineage, drift, measured = result["lineage"], result["drift"], result["measurements"]
-    current = _current(result)
+def _limitations(report: GateReport) -> list[str]:
+    lineage, drift, measured = report.lineage, report.drift, report.measurements
+    current = report.comparison.current
     scored = (
-        f" and on the {current['rows']:,} labelled rows of the current batch ({lineage['current_source']}); beyond "
-        f"those,"
-        if current and current["candidate"]
+        f" and on the {current.rows:,} labelled rows of the current batch ({lineage.current_source}); beyond those,"
+        if current.candidate
         else ";"
     )
     notes = [
-        f"Scored on one held-out test set of {result['test_rows']:,} rows from the same snapshot as the "
+        f"Scored on one held-out test set of {report.test_rows:,} rows from the same snapshot as the "
         f"training rows{scored} how it does on later data is estimated only by the drift checks.",
         "Rows outside the data contract (missing columns, out-of-range values, unseen categories) are "
         "refused or flagged by the model's input guard; it was not evaluated on them.",
@@ -198,125 +195,115 @@ def _limitations(result: dict[str, Any]) -> list[str]:
     ]
     if drift["drifted_columns"]:
         notes.append(
-            f"The current batch ({lineage['current_source']}) already differs from training data in: "
+            f"The current batch ({lineage.current_source}) already differs from training data in: "
             f"{', '.join(drift['drifted_columns'][:10])}."
         )
-    if measured.get("calibration_error") is not None:
+    if measured.calibration_error is not None:
         notes.append(
-            f"Predicted probabilities differ from the observed rates by {measured['calibration_error']:.3f} on "
+            f"Predicted probabilities differ from the observed rates by {measured.calibration_error:.3f} on "
             f"average (expected calibration error on test, 10 bins)."
         )
-    slices = next((c for c in result["checks"] if c["name"] == "slices"), None)
     unjudged = [
-        f"{r['column']}={r['value']} ({r['rows']} rows)"
-        for r in (slices["evidence"] if slices else [])
-        if r["verdict"].startswith("not judged")
+        f"{r.column}={r.value} ({r.rows} rows)"
+        for r in report.judged_slices() or ()
+        if r.verdict.startswith("not judged")
     ]
     if unjudged:
         notes.append(f"Slices reported but not judged (too few test rows, or one class only): {', '.join(unjudged)}.")
-    if result["data"]["task"] == "multiclass":
+    if report.data.task == "multiclass":
         notes.append(
             "Multiclass: the class probabilities are the (ensembled) models' own, not calibrated, and the "
             "prediction is the most probable class (no tuned decision threshold); calibration and Brier-score "
             "rules are skipped. Feature importance is permutation importance over all classes at once "
             "(no per-class SHAP values)."
         )
-    if not result.get("champion"):
+    if not report.champion:
         notes.append("Not compared with a production model (there was none).")
     return [f"- {note}" for note in notes]
 
 
-def _importance(importance: dict[str, Any], card: str) -> list[str]:
+def _importance(importance: Importance, card: str) -> list[str]:
     """What evaluate found: its table in paths.plots, its plot on the train run and beside the card."""
-    table = importance.get("table")
-    if importance["method"] is None:
+    table = importance.table
+    if importance.method is None:
         return [f"Not available: evaluate wrote no importance table (`{table}`).", ""]
     where = f"; table: [`{table}`]({link(table, card)})" if table else ""
-    lines = [f"Global importance: {importance['method']}; plot on the train run: `{importance['plot']}`{where}.", ""]
-    if importance.get("image"):
-        lines += [image(importance["image"], "Feature importance", card), ""]
+    lines = [f"Global importance: {importance.method}; plot on the train run: `{importance.plot}`{where}.", ""]
+    if importance.image:
+        lines += [image(importance.image, "Feature importance", card), ""]
     return lines + [
         "| feature | importance |",
         "| --- | ---: |",
-        *[f"| {row['feature']} | {row['importance']:.4f} |" for row in importance["top"]],
+        *[f"| {row.feature} | {row.importance:.4f} |" for row in importance.top],
     ]
 
 
-def render(result: dict[str, Any]) -> str:
+def render(report: GateReport) -> str:
     """The card as Markdown."""
-    cand, data, lineage, training = result["candidate"], result["data"], result["lineage"], result["training"]
-    measured, drift, importance = result["measurements"], result["drift"], result["importance"]
-    verdict = "PASSED: granted `staging`" if result["passed"] else "REJECTED: not granted `staging`"
+    cand, data, lineage, training = report.candidate, report.data, report.lineage, report.training
+    measured, drift = report.measurements, report.drift
+    verdict = "PASSED: granted `staging`" if report.passed else "REJECTED: not granted `staging`"
     lines = [
-        f"# Model card: `{cand['name']}` version {cand['version']}",
+        f"# Model card: `{cand.name}` version {cand.version}",
         "",
-        f"Gate verdict: **{verdict}** ({result['generated_at']}, commit `{result['git_commit'][:12]}`).",
+        f"Gate verdict: **{verdict}** ({report.generated_at}, commit `{report.git_commit[:12]}`).",
         "",
     ]
-    if not result["passed"]:
-        lines += ["Reasons:", *[f"- {r}" for r in result["reasons"]], ""]
-    lines += ["## Intended use", "", _intended_use(data, cand["name"]), ""]
+    if not report.passed:
+        lines += ["Reasons:", *[f"- {r}" for r in report.reasons], ""]
+    lines += ["## Intended use", "", _intended_use(data, cand.name), ""]
     lines += [
         "## Data lineage",
         "",
         "| | |",
         "| --- | --- |",
-        f"| source | `{lineage['source']}` ({lineage['kind']}) |",
-        f"| snapshot | {lineage['rows']:,} rows × {lineage['columns']} columns, sha256 `{lineage['content_hash']}` |",
-        f"| DVC md5 of the snapshot | `{lineage['dvc_md5'] or 'not recorded'}` |",
-        f"| rows used | train {lineage['train_rows']:,} · test {result['test_rows']:,} (sha256 "
-        f"`{result['test_hash'][:12]}`) · current {lineage['current_rows']:,} ({lineage['current_source']}) |",
-        f"| trained | {lineage['trained_at']} (MLflow run {cand['run_link']}) |",
+        f"| source | `{lineage.source}` ({lineage.kind}) |",
+        f"| snapshot | {lineage.rows:,} rows × {lineage.columns} columns, sha256 `{lineage.content_hash}` |",
+        f"| DVC md5 of the snapshot | `{lineage.dvc_md5 or 'not recorded'}` |",
+        f"| rows used | train {lineage.train_rows:,} · test {report.test_rows:,} (sha256 "
+        f"`{report.test_hash[:12]}`) · current {lineage.current_rows:,} ({lineage.current_source}) |",
+        f"| trained | {lineage.trained_at} (MLflow run {cand.run_link}) |",
         "",
     ]
     lines += [
         "## Training",
         "",
-        f"Family `{training['family']}`, seed {training['seed']}, fitted in "
-        f"{training['fit_seconds']:.1f} s; model size {training['model_size_bytes'] / 1e6:.2f} MB. "
-        f"Tuning run: {cand['tune_run_link']}.",
+        f"Family `{training.family}`, seed {training.seed}, fitted in "
+        f"{training.fit_seconds:.1f} s; model size {training.model_size_bytes / 1e6:.2f} MB. "
+        f"Tuning run: {cand.tune_run_link}.",
         "",
         "| parameter | value |",
         "| --- | --- |",
     ]
-    lines += [f"| {name} | {value} |" for name, value in training["params"].items()]
-    lines += ["", "## Test metrics", "", *metrics_table(result), ""]
-    serving = (
-        [f"median single-row latency {measured['latency_ms']:.1f} ms"] if measured.get("latency_ms") is not None else []
-    )
-    if measured.get("calibration_error") is not None:
+    lines += [f"| {name} | {value} |" for name, value in training.params.items()]
+    lines += ["", "## Test metrics", "", *metrics_table(report), ""]
+    serving = [f"median single-row latency {measured.latency_ms:.1f} ms"] if measured.latency_ms is not None else []
+    if measured.calibration_error is not None:
         serving = [
-            f"expected calibration error {measured['calibration_error']:.4f}",
-            f"Brier score {measured['brier']:.4f}",
+            f"expected calibration error {measured.calibration_error:.4f}",
+            f"Brier score {measured.brier:.4f}",
             *serving,
         ]
     if serving:
         lines += [f"Also on test: {'; '.join(serving)}.", ""]
-    if current := current_batch_table(result):
-        lines += ["## Current batch", "", *current, ""]
-    if slices := slices_table(result):
+    lines += ["## Current batch", "", *current_batch_table(report), ""]
+    if slices := slices_table(report):
         lines += ["## Slices", "", *slices, ""]
-    lines += [
-        "## Feature importance",
-        "",
-        *_importance(importance, (result.get("model_card") or {}).get("path", "model_card.md")),
-    ]
-    psi = (
-        [f"predictions PSI {measured['prediction_drift']:.4f}"] if measured.get("prediction_drift") is not None else []
-    )
-    psi += [f"target PSI {measured['target_drift']:.4f}"] if measured.get("target_drift") is not None else []
+    lines += ["## Feature importance", "", *_importance(report.importance, report.model_card.path)]
+    psi = [f"predictions PSI {measured.prediction_drift:.4f}"] if measured.prediction_drift is not None else []
+    psi += [f"target PSI {measured.target_drift:.4f}"] if measured.target_drift is not None else []
     lines += [
         "",
         "## Drift at training time",
         "",
-        f"Current batch ({lineage['current_source']}, {drift['current_rows']:,} rows) vs training rows: "
+        f"Current batch ({lineage.current_source}, {drift['current_rows']:,} rows) vs training rows: "
         f"{drift['drifted_count']} of {drift['columns_checked']} columns drifted (share {drift['drift_share']:.2f}, "
         f"limit {drift['max_drift_share']:.2f}; drifted: {', '.join(drift['drifted_columns'][:10]) or 'none'})"
         + (f"; {', '.join(psi)}." if psi else "."),
         "",
     ]
-    lines += ["## Limitations", "", *_limitations(result), ""]
+    lines += ["## Limitations", "", *_limitations(report), ""]
     lines += ["## Gate checks", "", "| check | verdict | detail |", "| --- | --- | --- |"]
-    lines += [f"| {c['name']} | {verdict_mark(c)} | {c['detail']} |" for c in result["checks"]]
-    lines += ["", f"Registered version: {cand['version_link']}", ""]
+    lines += [f"| {c.name} | {verdict_mark(c)} | {c.detail} |" for c in report.checks]
+    lines += ["", f"Registered version: {cand.version_link}", ""]
     return "\n".join(lines)
