@@ -54,6 +54,9 @@ class Task(ABC):
     can_stack: ClassVar[bool] = True  # whether finish's stacking combiner applies
     label_fields: ClassVar[tuple[str, ...]] = ()  # the class labels its declaration (conf/data/*.yaml) gives
     scores_per_class: ClassVar[bool] = False  # a model gives one score per class (a matrix), not one per row
+    decides_by_threshold: ClassVar[bool] = False  # finish calibrates one probability and tunes a threshold
+    # finishing steps left out for this task, each with why (recorded in best_params.json as `skipped`)
+    finish_skipped: ClassVar[dict[str, str] | None] = None
 
     @classmethod
     def from_spec(cls, spec: Labelled) -> Task:
@@ -62,6 +65,10 @@ class Task(ABC):
     @classmethod
     def from_features(cls, features: dict[str, Any]) -> Task:
         return cls()
+
+    def label_features(self, target: pd.Series) -> dict[str, Any]:
+        """What ``from_features`` reads back from a model's features.json, from the training target."""
+        return {}
 
     @classmethod
     def declared_classes(cls, positive_class: str | None, classes: list[Any] | None) -> list[str] | None:
@@ -205,6 +212,8 @@ class Binary(_Classification):
     negative_class: str | None = None
     threshold: float | None = None
 
+    decides_by_threshold: ClassVar[bool] = True
+
     @classmethod
     def from_spec(cls, spec: Labelled) -> Binary:
         return cls(positive_class=spec.positive_class)
@@ -212,6 +221,11 @@ class Binary(_Classification):
     @classmethod
     def from_features(cls, features: dict[str, Any]) -> Binary:
         return cls(features["positive_class"], features["negative_class"], features.get("threshold", 0.5))
+
+    def label_features(self, target: pd.Series) -> dict[str, Any]:
+        classes = sorted(target.astype(str).unique())
+        positive = str(self.positive_class)
+        return {"positive_class": positive, "negative_class": next(c for c in classes if c != positive)}
 
     @classmethod
     def declared_classes(cls, positive_class: str | None, classes: list[Any] | None) -> list[str] | None:
@@ -322,6 +336,15 @@ class Multiclass(_Classification):
     can_stack: ClassVar[bool] = False
     label_fields: ClassVar[tuple[str, ...]] = ("classes",)
     scores_per_class: ClassVar[bool] = True
+    finish_skipped: ClassVar[dict[str, str] | None] = {
+        "stacking": "stacking fits a logistic regression on one probability per member; over k-class probability "
+        "matrices it would be k one-vs-rest combiners renormalised, with k times the coefficients to fit on "
+        "the same rows: Caruana selection (a weighted mean of probability matrices) is kept instead",
+        "calibration": "calibration maps one class's probability; the multiclass probabilities are used as "
+        "the members give them",
+        "threshold": "a decision threshold applies to one class's probability; a multiclass prediction is "
+        "the most probable class",
+    }
 
     classes: tuple[str, ...] = ()
 
@@ -332,6 +355,9 @@ class Multiclass(_Classification):
     @classmethod
     def from_features(cls, features: dict[str, Any]) -> Multiclass:
         return cls(classes=tuple(features["classes"]))
+
+    def label_features(self, target: pd.Series) -> dict[str, Any]:
+        return {"classes": list(self.classes)}  # the order of predict_proba's columns
 
     @classmethod
     def declared_classes(cls, positive_class: str | None, classes: list[Any] | None) -> list[str]:
