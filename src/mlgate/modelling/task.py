@@ -19,8 +19,6 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-from sklearn.linear_model import LinearRegression, LogisticRegression
 
 _EPS = 1e-6  # probabilities are clipped this far from 0 and 1 before a logit
 
@@ -267,6 +265,8 @@ class Binary(_Classification):
         }
 
     def leakage_score(self, y: np.ndarray, encoded: Callable[[np.ndarray], np.ndarray]) -> float:
+        from sklearn import metrics as skm
+
         auc = skm.roc_auc_score(y, encoded(y))
         return float(max(auc, 1.0 - auc))
 
@@ -286,6 +286,8 @@ class Binary(_Classification):
         return self.encode(frame[f"{prefix}prediction"]), frame[f"{prefix}probability"].to_numpy(np.float64)
 
     def curves(self, y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None) -> dict[str, pd.DataFrame]:
+        from sklearn import metrics as skm
+
         fpr, tpr, _ = skm.roc_curve(y, probability)
         precision, recall, _ = skm.precision_recall_curve(y, probability)
         return {
@@ -309,6 +311,8 @@ class Binary(_Classification):
     def stacking_fit(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         """Logistic regression on the members' logits; members with a weight <= 0 are dropped and
         the rest refit, until all are positive."""
+        from sklearn.linear_model import LogisticRegression
+
         active = np.arange(predictions.shape[1])
         while True:
             model = LogisticRegression(C=1.0, max_iter=1000).fit(logit(predictions[:, active]), y)
@@ -417,6 +421,8 @@ class Multiclass(_Classification):
 
     def leakage_score(self, y: np.ndarray, encoded: Callable[[np.ndarray], np.ndarray]) -> float:
         """The mean over the classes present of the one-vs-rest ROC AUC (either direction)."""
+        from sklearn import metrics as skm
+
         aucs = []
         for label in np.unique(y):
             is_class = (y == label).astype(float)
@@ -514,6 +520,8 @@ class Regression(Task):
 
     def stacking_fit(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         """A non-negative linear regression."""
+        from sklearn.linear_model import LinearRegression
+
         model = LinearRegression(positive=True).fit(predictions, y)
         return {"method": "stacking", "coef": model.coef_.tolist(), "intercept": float(model.intercept_)}
 
