@@ -260,7 +260,8 @@ def test_final_model_returns_class_probabilities_and_the_most_probable_class(iri
 
 def test_pyfunc_output_has_the_label_and_one_probability_column_per_class(iris):
     from mlgate.adapters.pyfunc_model import PipelineModel
-    from mlgate.stages.train import feature_info, output_columns, output_example
+    from mlgate.modelling.task import for_features
+    from mlgate.stages.train import feature_info, output_example
 
     frame, spec = iris
     model = FinalModel([models.build("linear", SMALL_PARAMS["linear"], spec)], task="multiclass")
@@ -270,7 +271,11 @@ def test_pyfunc_output_has_the_label_and_one_probability_column_per_class(iris):
     served = PipelineModel()
     served.pipeline, served.features = model, info
     output = served.predict(None, frame[spec.features])
-    assert list(output.columns) == output_columns(info) == ["prediction", *(f"probability_{c}" for c in CLASSES)]
+    assert (
+        list(output.columns)
+        == for_features(info).output_columns()
+        == ["prediction", *(f"probability_{c}" for c in CLASSES)]
+    )
     assert set(output.prediction) <= set(CLASSES)
     np.testing.assert_allclose(output.iloc[:, 1:].sum(axis=1), 1.0)
     assert (output.prediction == output.iloc[:, 1:].idxmax(axis=1).str.removeprefix("probability_")).all()

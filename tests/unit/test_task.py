@@ -262,3 +262,17 @@ def test_curves_are_the_tasks_tables(task):
             "regression": {"residuals"},
         }[task]
     )
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_the_labels_train_records_give_the_served_task_back(task):
+    spec, frame = _spec(task), _frame(task)
+    recorded = {"task": task, **for_spec(spec).label_features(frame["y"])}
+    assert recorded == {k: v for k, v in _features(task).items() if k != "threshold"}
+    assert for_features(recorded).output_columns() == for_features(_features(task)).output_columns()
+
+
+def test_only_binary_tunes_a_threshold_and_only_multiclass_skips_finishing_steps():
+    assert [named(t).decides_by_threshold for t in TASK_NAMES] == [True, False, False]
+    assert named("binary").finish_skipped is None and named("regression").finish_skipped is None
+    assert set(named("multiclass").finish_skipped) == {"stacking", "calibration", "threshold"}

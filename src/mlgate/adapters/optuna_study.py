@@ -24,6 +24,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from mlgate.modelling.task import named
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SAMPLERS = ("grid", "random", "tpe", "cmaes", "nsga2")
@@ -202,7 +204,7 @@ def parse_spaces(model_section: dict[str, Any], task: str = "binary") -> list[Fa
     spaces = []
     for family, entry in model_section.items():
         entry = dict(entry or {})
-        if task == "regression":
+        if not named(task).is_classification:
             for part in ("space", "first_trial"):
                 entry[part] = {k: v for k, v in (entry.get(part) or {}).items() if k not in CLASSIFICATION_ONLY}
         unknown = set(entry) - {"fixed", "space", "first_trial"}

@@ -24,16 +24,6 @@ from mlgate.modelling import compiled, metrics
 from mlgate.modelling.task import logit, named, sigmoid
 
 ENSEMBLES = ("auto", "caruana", "stacking", "none")
-# Why `finish` leaves these out for a multiclass task (recorded in best_params.json).
-MULTICLASS_SKIPPED = {
-    "stacking": "stacking fits a logistic regression on one probability per member; over k-class probability "
-    "matrices it would be k one-vs-rest combiners renormalised, with k times the coefficients to fit on "
-    "the same rows: Caruana selection (a weighted mean of probability matrices) is kept instead",
-    "calibration": "calibration maps one class's probability; the multiclass probabilities are used as "
-    "the members give them",
-    "threshold": "a decision threshold applies to one class's probability; a multiclass prediction is "
-    "the most probable class",
-}
 CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
 THRESHOLDS = ("f1", "balanced_accuracy", "cost", "none")
 # A calibration may cost the ranking this much of the primary metric (isotonic steps tie scores).
@@ -187,7 +177,7 @@ def choose_ensemble(
     if not named(task).can_stack:
         if settings.ensemble == "stacking":
             raise ValueError(
-                f"finish.ensemble: stacking is not done for {task} ({MULTICLASS_SKIPPED['stacking']}); "
+                f"finish.ensemble: stacking is not done for {task} ({named(task).finish_skipped['stacking']}); "
                 f"choose auto, caruana or none"
             )
         methods = tuple(m for m in methods if m != "stacking")

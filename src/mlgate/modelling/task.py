@@ -19,8 +19,6 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-from sklearn.linear_model import LinearRegression, LogisticRegression
 
 _EPS = 1e-6  # probabilities are clipped this far from 0 and 1 before a logit
 
@@ -54,6 +52,9 @@ class Task(ABC):
     can_stack: ClassVar[bool] = True  # whether finish's stacking combiner applies
     label_fields: ClassVar[tuple[str, ...]] = ()  # the class labels its declaration (conf/data/*.yaml) gives
     scores_per_class: ClassVar[bool] = False  # a model gives one score per class (a matrix), not one per row
+    decides_by_threshold: ClassVar[bool] = False  # finish calibrates one probability and tunes a threshold
+    # finishing steps left out for this task, each with why (recorded in best_params.json as `skipped`)
+    finish_skipped: ClassVar[dict[str, str] | None] = None
 
     @classmethod
     def from_spec(cls, spec: Labelled) -> Task:
@@ -62,6 +63,10 @@ class Task(ABC):
     @classmethod
     def from_features(cls, features: dict[str, Any]) -> Task:
         return cls()
+
+    def label_features(self, target: pd.Series) -> dict[str, Any]:
+        """What ``from_features`` reads back from a model's features.json, from the training target."""
+        return {}
 
     @classmethod
     def declared_classes(cls, positive_class: str | None, classes: list[Any] | None) -> list[str] | None:
@@ -205,6 +210,8 @@ class Binary(_Classification):
     negative_class: str | None = None
     threshold: float | None = None
 
+    decides_by_threshold: ClassVar[bool] = True
+
     @classmethod
     def from_spec(cls, spec: Labelled) -> Binary:
         return cls(positive_class=spec.positive_class)
@@ -212,6 +219,11 @@ class Binary(_Classification):
     @classmethod
     def from_features(cls, features: dict[str, Any]) -> Binary:
         return cls(features["positive_class"], features["negative_class"], features.get("threshold", 0.5))
+
+    def label_features(self, target: pd.Series) -> dict[str, Any]:
+        classes = sorted(target.astype(str).unique())
+        positive = str(self.positive_class)
+        return {"positive_class": positive, "negative_class": next(c for c in classes if c != positive)}
 
     @classmethod
     def declared_classes(cls, positive_class: str | None, classes: list[Any] | None) -> list[str] | None:
@@ -253,6 +265,8 @@ class Binary(_Classification):
         }
 
     def leakage_score(self, y: np.ndarray, encoded: Callable[[np.ndarray], np.ndarray]) -> float:
+        from sklearn import metrics as skm
+
         auc = skm.roc_auc_score(y, encoded(y))
         return float(max(auc, 1.0 - auc))
 
@@ -272,6 +286,8 @@ class Binary(_Classification):
         return self.encode(frame[f"{prefix}prediction"]), frame[f"{prefix}probability"].to_numpy(np.float64)
 
     def curves(self, y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None) -> dict[str, pd.DataFrame]:
+        from sklearn import metrics as skm
+
         fpr, tpr, _ = skm.roc_curve(y, probability)
         precision, recall, _ = skm.precision_recall_curve(y, probability)
         return {
@@ -295,6 +311,8 @@ class Binary(_Classification):
     def stacking_fit(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         """Logistic regression on the members' logits; members with a weight <= 0 are dropped and
         the rest refit, until all are positive."""
+        from sklearn.linear_model import LogisticRegression
+
         active = np.arange(predictions.shape[1])
         while True:
             model = LogisticRegression(C=1.0, max_iter=1000).fit(logit(predictions[:, active]), y)
@@ -322,6 +340,15 @@ class Multiclass(_Classification):
     can_stack: ClassVar[bool] = False
     label_fields: ClassVar[tuple[str, ...]] = ("classes",)
     scores_per_class: ClassVar[bool] = True
+    finish_skipped: ClassVar[dict[str, str] | None] = {
+        "stacking": "stacking fits a logistic regression on one probability per member; over k-class probability "
+        "matrices it would be k one-vs-rest combiners renormalised, with k times the coefficients to fit on "
+        "the same rows: Caruana selection (a weighted mean of probability matrices) is kept instead",
+        "calibration": "calibration maps one class's probability; the multiclass probabilities are used as "
+        "the members give them",
+        "threshold": "a decision threshold applies to one class's probability; a multiclass prediction is "
+        "the most probable class",
+    }
 
     classes: tuple[str, ...] = ()
 
@@ -332,6 +359,9 @@ class Multiclass(_Classification):
     @classmethod
     def from_features(cls, features: dict[str, Any]) -> Multiclass:
         return cls(classes=tuple(features["classes"]))
+
+    def label_features(self, target: pd.Series) -> dict[str, Any]:
+        return {"classes": list(self.classes)}  # the order of predict_proba's columns
 
     @classmethod
     def declared_classes(cls, positive_class: str | None, classes: list[Any] | None) -> list[str]:
@@ -391,6 +421,8 @@ class Multiclass(_Classification):
 
     def leakage_score(self, y: np.ndarray, encoded: Callable[[np.ndarray], np.ndarray]) -> float:
         """The mean over the classes present of the one-vs-rest ROC AUC (either direction)."""
+        from sklearn import metrics as skm
+
         aucs = []
         for label in np.unique(y):
             is_class = (y == label).astype(float)
@@ -488,6 +520,8 @@ class Regression(Task):
 
     def stacking_fit(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         """A non-negative linear regression."""
+        from sklearn.linear_model import LinearRegression
+
         model = LinearRegression(positive=True).fit(predictions, y)
         return {"method": "stacking", "coef": model.coef_.tolist(), "intercept": float(model.intercept_)}
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-import numpy as np
 import pandas as pd
 
 from mlgate import config, console, files, project
@@ -30,6 +29,7 @@ from mlgate.modelling import models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.ensemble import FinalModel
 from mlgate.modelling.features import FeatureSettings
+from mlgate.modelling.task import for_features
 from mlgate.records import Finish, TrainingRecord, TunedRecipe
 from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
 
@@ -79,34 +79,13 @@ def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
             if (columns[c].max_missing_share if columns[c].max_missing_share is not None else default_limit) == 0
         ],
     }
-    if spec.task == "binary":
-        classes = sorted(train[spec.target].astype(str).unique())
-        info["positive_class"] = str(spec.positive_class)
-        info["negative_class"] = next(c for c in classes if c != str(spec.positive_class))
-    if spec.task == "multiclass":
-        info["classes"] = list(spec.classes)  # the order of predict_proba's columns
-    return info
-
-
-def output_columns(info: dict[str, Any]) -> list[str]:
-    """The pyfunc model's output columns: `prediction`, then binary `probability`, multiclass one
-    `probability_<class>` per class."""
-    if info["task"] == "binary":
-        return ["prediction", "probability"]
-    if info["task"] == "multiclass":
-        return ["prediction", *(f"probability_{c}" for c in info["classes"])]
-    return ["prediction"]
+    return info | spec.learning_task.label_features(train[spec.target])
 
 
 def output_example(pipeline: FinalModel, example: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
     """What the pyfunc model returns for ``example``: the sample its MLflow signature is inferred from."""
-    prediction, probability = models.predict(pipeline, example, info["task"])
-    if info["task"] == "binary":
-        return pd.DataFrame({"prediction": [info["positive_class"]] * len(example), "probability": probability})
-    if info["task"] == "multiclass":
-        labels = np.asarray(info["classes"], dtype=object)[prediction]
-        return pd.DataFrame(dict(zip(output_columns(info), [labels, *probability.T], strict=True)))
-    return pd.DataFrame({"prediction": prediction})
+    task = for_features(info)
+    return task.output_frame(*task.outputs(pipeline, example))
 
 
 def requirements() -> list[str]:
@@ -243,7 +222,9 @@ def _log_model(run_id: str, pipeline: FinalModel, train: pd.DataFrame, spec: Dat
         pipeline_file = Path(scratch) / "pipeline.joblib"
         features_file = Path(scratch) / "features.json"
         joblib.dump(pipeline, pipeline_file)
-        features = feature_info(train, spec) | ({"threshold": pipeline.threshold} if spec.task == "binary" else {})
+        features = feature_info(train, spec)
+        if spec.learning_task.decides_by_threshold:
+            features["threshold"] = pipeline.threshold
         features_file.write_text(json.dumps(features, indent=2))
         example = train[features["order"]].head(5).reset_index(drop=True)
         with files.atomic_path(path) as staged:

@@ -39,6 +39,7 @@ from mlgate.errors import StageError
 from mlgate.modelling import ensemble, metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.features import FeatureSettings
+from mlgate.modelling.task import Task
 from mlgate.records import BestTrial, Finish, Member, TunedRecipe
 
 STAGE = "tune"
@@ -118,7 +119,7 @@ class CrossValidation:
         self.store_dir = store_dir
         rows = np.arange(len(frame))
         classify = spec.is_classification
-        if spec.task == "multiclass":
+        if spec.learning_task.scores_per_class:  # a class missing from a fold shortens its probability matrix
             _check_class_rows(self.y, spec, 2 if holdout else folds)
         if holdout:
             fit_rows, score_rows = train_test_split(
@@ -144,7 +145,7 @@ class CrossValidation:
     ) -> tuple[float, list[float]]:
         scores, per_fold = [], []
         predictions = np.full(
-            (len(self.y), len(self.spec.classes)) if self.spec.task == "multiclass" else len(self.y), np.nan
+            (len(self.y), len(self.spec.classes)) if self.spec.learning_task.scores_per_class else len(self.y), np.nan
         )
         predicted_rows = 0
         share = subsample or 1.0
@@ -358,8 +359,7 @@ class TuneSettings:
             finish_settings = config.load(ensemble.FinishSettings, "finish", params)
             spaces = optuna_study.parse_spaces(config.section(params, "model"), task=spec.task)
             maximize = metrics.get(spec.metric, spec.task).greater_is_better
-            if spec.task == "multiclass":
-                _check_multiclass_finish(finish_settings)
+            _check_finish(finish_settings, spec.learning_task)
         except config.ConfigError:
             raise
         except ValueError as error:
@@ -606,7 +606,7 @@ def finish(
     )
     weights = (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]
     members = tuple(Member(m.trial, m.family, m.params, float(w)) for m, w in zip(choice.members, weights, strict=True))
-    if spec.task == "binary":
+    if spec.learning_task.decides_by_threshold:
         calibration = ensemble.choose_calibration(
             choice.predictions, y, folds, metric=spec.metric, setting=settings.calibration
         )
@@ -626,20 +626,22 @@ def finish(
     )
 
 
-def _check_multiclass_finish(settings: ensemble.FinishSettings) -> None:
-    """Refuse, before the search, a finishing step asked for by name that multiclass does not do."""
-    if settings.ensemble == "stacking":
+def _check_finish(settings: ensemble.FinishSettings, task: Task) -> None:
+    """Refuse, before the search, a finishing step asked for by name that the task does not do."""
+    skipped = task.finish_skipped or {}
+    if settings.ensemble == "stacking" and "stacking" in skipped:
         raise ValueError(
-            f"finish.ensemble: stacking is not done for multiclass ({ensemble.MULTICLASS_SKIPPED['stacking']}); "
+            f"finish.ensemble: stacking is not done for {task.name} ({skipped['stacking']}); "
             f"choose auto, caruana or none"
         )
-    if settings.calibration in ("isotonic", "sigmoid"):
-        raise ValueError(f"finish.calibration: {ensemble.MULTICLASS_SKIPPED['calibration']}; choose auto or none")
+    if settings.calibration in ("isotonic", "sigmoid") and "calibration" in skipped:
+        raise ValueError(f"finish.calibration: {skipped['calibration']}; choose auto or none")
 
 
 def _skipped(spec: DataSpec) -> dict[str, str] | None:
-    """Multiclass: the binary-only finishing steps, each with why it is left out."""
-    return dict(ensemble.MULTICLASS_SKIPPED) if spec.task == "multiclass" else None
+    """The finishing steps the task leaves out, each with why."""
+    skipped = spec.learning_task.finish_skipped
+    return dict(skipped) if skipped else None
 
 
 def model_leaderboard(
@@ -764,7 +766,7 @@ def run(params: dict[str, Any]) -> TuneResult:
         files.write_text(paths.best_params, recipe.to_json())
         _record(parent, recipe, search, finish_s, paths, tracking_time)
         tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started})
-    _say(recipe, search, board, plan, spec.task, paths.best_params)
+    _say(recipe, search, board, plan, spec.learning_task, paths.best_params)
     return TuneResult(recipe, parent, round(tracking_time.seconds, 3), search.reused)
 
 
@@ -913,7 +915,7 @@ def _record(
 
 
 def _say(
-    recipe: TunedRecipe, search: Search, board: pd.DataFrame, plan: StudyPlan, task: str, best_params: str
+    recipe: TunedRecipe, search: Search, board: pd.DataFrame, plan: StudyPlan, task: Task, best_params: str
 ) -> None:
     """The study in a line, the leaderboard, and the final model's calibration and threshold."""
     counts, winner, threshold = recipe.trials, recipe.best_trial, recipe.finish.threshold
@@ -941,9 +943,11 @@ def _say(
             else f"  fit {row.fit_s:.1f}s  predict {row.predict_ms_per_1k:.1f} ms/1k  {row.size_mb:.1f} MB"
         )
         console.say("", f"  {mark} {row.model:<28} cv {recipe.metric} {row.cv_score:.4f}{cost}")
-    if task == "multiclass":
-        console.say("", f"  multiclass: no stacking, calibration or threshold (see `skipped` in {best_params})")
-    if task == "binary":
+    if task.finish_skipped:
+        *first, last = task.finish_skipped
+        left_out = f"{', '.join(first)} or {last}" if first else last
+        console.say("", f"  {task.name}: no {left_out} (see `skipped` in {best_params})")
+    if task.decides_by_threshold:
         console.say(
             "",
             f"  calibration {recipe.finish.calibration_method}; threshold {threshold['threshold']:.3f} "
