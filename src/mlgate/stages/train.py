@@ -34,7 +34,7 @@ from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
 
 STAGE = "train"
 REFERENCE_ROWS = 10_000
-MODEL_CODE = Path(__file__).resolve().parent.parent / "pyfunc_model.py"
+MODEL_CODE = Path(__file__).resolve().parent.parent / "modelling" / "pyfunc_model.py"
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
 
 
