@@ -1,17 +1,31 @@
-"""Shared fixtures: one `dvc repro` of the default project per session that tests read or clone
-(the helpers that copy, clone and run the project are in tests/helpers.py)."""
+"""Shared fixtures: one `dvc repro` of the default project per session that tests read or clone, one
+migrated MLflow store to seed projects with, and tiny DataSpecs and frames (the helpers that copy, clone
+and run the project are in tests/helpers.py)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from tests.helpers import Built, copy_project, git_commit_all, run_cli, seed_store, tracking_env
+from tests.helpers import (
+    BINARY_DATA_SECTION,
+    REPO,
+    Built,
+    copy_project,
+    git_commit_all,
+    run_cli,
+    seed_store,
+    tiny_frame,
+    tracking_env,
+)
 
 # Before anything imports mlflow: no telemetry, no chatter, one thread per library.
 os.environ.update(
@@ -91,6 +105,66 @@ def built_project(tmp_path_factory, empty_store) -> Built:
     return Built(
         root, tracking_env(root), subprocess.CompletedProcess(first["args"], 0, first["stdout"], first["stderr"])
     )
+
+
+# --- tiny DataSpecs and frames (no files, no tracking store, no network) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def data_section() -> dict:
+    """A fresh copy of a binary `data:` section, shaped like conf/data/telco_churn.yaml."""
+    return copy.deepcopy(BINARY_DATA_SECTION)
+
+
+@pytest.fixture
+def binary_spec(data_section):
+    from mlgate import config
+    from mlgate.modelling.data import DataSpec
+
+    return config.build(DataSpec, data_section, "data")
+
+
+@pytest.fixture
+def regression_spec(data_section):
+    from mlgate import config
+    from mlgate.modelling.data import DataSpec
+
+    columns = data_section["contract"]["columns"]
+    del columns["churn"]
+    columns["spend"] = {"type": "float"}
+    data_section.update(task="regression", target="spend", positive_class=None, metric="rmse")
+    return config.build(DataSpec, data_section, "data")
+
+
+@pytest.fixture
+def clean_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "tenure": [1, 5, 12, 24, 36, 60],
+            "charges": [20.5, 35.0, 50.25, 70.0, 89.9, 110.0],
+            "plan": ["basic", "plus", "pro", "basic", "plus", "pro"],
+            "churn": ["Yes", "No", "No", "Yes", "No", "No"],
+        }
+    )
+
+
+@pytest.fixture
+def mixed_frame() -> Callable[..., pd.DataFrame]:
+    """``mixed_frame(rows, task, seed=, with_missing=)``: a frame matching binary_spec or regression_spec."""
+    return tiny_frame
+
+
+@pytest.fixture
+def early_stopping_from_1000_rows(monkeypatch):
+    """CatBoost stops early from 1,000 rows on, so its tests fit in well under a second."""
+    from mlgate.modelling import models
+
+    monkeypatch.setattr(models, "EARLY_STOPPING_MIN_ROWS", 1_000)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,3 +247,47 @@ def spec_over(columns: dict, *, task: str = "binary", **contract):
         "contract": {**contract, "columns": columns},
     }
     return config.build(DataSpec, section, "data")
+
+
+# A binary `data:` section shaped like conf/data/telco_churn.yaml, over the columns of tiny_frame().
+BINARY_DATA_SECTION = {
+    "name": "tiny",
+    "task": "binary",
+    "target": "churn",
+    "positive_class": "Yes",
+    "metric": "roc_auc",
+    "source": {"kind": "file", "path": "data/source/tiny.csv", "format": "csv"},
+    "current_path": None,
+    "contract": {
+        "min_rows": 3,
+        "min_class_count": 1,
+        "max_missing_share": 0.0,
+        "columns": {
+            "tenure": {"type": "integer"},
+            "charges": {"type": "float", "max_missing_share": 0.5},
+            "plan": {"type": "string", "max_missing_share": 0.5},
+            "churn": {"type": "string"},
+        },
+    },
+}
+
+
+def tiny_frame(rows: int = 40, task: str = "binary", *, seed: int = 0, with_missing: bool = False) -> pd.DataFrame:
+    """Unique rows; a third of them churn (the most expensive), or `spend` grows with charges."""
+    rng = np.random.default_rng(seed)
+    charges = rng.uniform(20, 120, rows).round(2)
+    frame = pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 72, rows),
+            "charges": charges,
+            "plan": rng.choice(["basic", "plus", "pro"], rows).astype(object),
+        }
+    )
+    if task == "binary":
+        frame["churn"] = np.where(charges > np.quantile(charges, 2 / 3), "Yes", "No")
+    else:
+        frame["spend"] = 3.0 * charges + rng.normal(0, 5, rows)
+    if with_missing:
+        frame.loc[[1, 7], "charges"] = np.nan
+        frame.loc[[2, 9], "plan"] = np.nan
+    return frame
