@@ -2,9 +2,9 @@
 fixtures are in tests/conftest.py).
 
 It sees what a module's import or a test's run newly imports, so it bites where the tier runs alone
-(`pytest tests/unit`, as CI's unit step or a developer does); in a whole-suite process the integration
-modules have imported MLflow already. An allowed module that imports them first hides a later one that
-does too: the check is exact once HEAVY_IMPORTS_ALLOWED_IN is empty."""
+(`make test-unit`); in a whole-suite process the integration modules have imported MLflow already.
+An allowed module that imports them first hides a later one that does too: the check is exact once
+HEAVY_IMPORTS_ALLOWED_IN is empty."""
 
 import sys
 from collections.abc import Iterator
