@@ -35,7 +35,7 @@ REFIT_SHARE = 0.2
 SHORT_BUDGET_S = 300
 FAMILIES = "[catboost,hist_gradient_boosting,linear,random_forest]"
 # conf/ of the checkout mlgate is installed from (editable install); pass conf_dir otherwise
-CHECKOUT_CONF = Path(__file__).resolve().parents[2] / "conf"
+CHECKOUT_CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 @dataclass
