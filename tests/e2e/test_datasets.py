@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mlgate.modelling.features import UnseenCategoryWarning
-from tests.conftest import copy_project, git_commit_all, run_cli
+from tests.helpers import copy_project, git_commit_all, run_cli, seed_store
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +24,9 @@ DATASETS = {
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
-def test_pipeline_runs_end_to_end_and_the_model_takes_raw_rows(name, tmp_path):
+def test_pipeline_runs_end_to_end_and_the_model_takes_raw_rows(name, tmp_path, empty_store):
     overrides, source, metric, limit = DATASETS[name]
-    root = copy_project(tmp_path, overrides)
+    root = seed_store(copy_project(tmp_path, overrides), empty_store)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     git_commit_all(root, name)
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"

@@ -11,7 +11,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.conftest import BIN, clone_project, copy_project, git_commit_all, run_cli
+from tests.helpers import BIN, clone_project, copy_project, git_commit_all, run_cli, seed_store
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,11 @@ def new_market(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def drifted(tmp_path_factory):
+def drifted(tmp_path_factory, empty_store):
     root = copy_project(
         tmp_path_factory.mktemp("drifted"), [f"data.current_path={NEW_BATCH}", "gate.current_batch.max_regression=0.02"]
     )
+    seed_store(root, empty_store)
     source = root / "data/source/telco_churn.csv.gz"
     rows = pd.read_csv(source).sample(frac=1.0, random_state=0)
     rows.iloc[BATCH_ROWS:].to_csv(source, index=False)

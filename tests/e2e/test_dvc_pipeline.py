@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     TINY_BUDGET,
     clone_project,
     git_commit_all,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import (
+from tests.helpers import (
     TINY_BUDGET,
     clone_project,
     git_commit_all,

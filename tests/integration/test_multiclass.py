@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, TINY_BUDGET, copy_project, run_cli, stages_run, with_overrides
+from tests.helpers import REPO, TINY_BUDGET, copy_project, run_cli, stages_run, with_overrides
 
 pytestmark = pytest.mark.slow
 

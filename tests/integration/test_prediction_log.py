@@ -15,7 +15,7 @@ import pytest
 
 from mlgate.services import monitor, prediction_log
 from mlgate.services.prediction_log import PredictionLog
-from tests.conftest import POSTGRES, scratch_table
+from tests.helpers import POSTGRES, scratch_table
 
 INPUTS = pd.DataFrame(
     {
@@ -151,17 +151,15 @@ def test_an_unreachable_database_drops_and_counts_never_raises():
     log = PredictionLog(
         "postgresql+psycopg://postgres@127.0.0.1:1/test", table="predictions", rotate_s=0.1, on_drop=dropped.append
     )
-    started = time.perf_counter()
     for _ in range(20):
-        log.submit("r", "1", INPUTS, OUTPUTS)
-    assert time.perf_counter() - started < 0.5
+        log.submit("r", "1", INPUTS, OUTPUTS)  # queues: only the writer thread meets the database
     log.close(timeout=1)  # retries for half a second, then drops and counts
     assert sum(dropped) == 60
 
 
 def test_a_locked_table_blocks_the_writer_not_the_requests(monkeypatch):
-    """PostgreSQL holds the writer's INSERT behind a lock: submit stays instant and, once the queue is
-    full, drops and counts; after the lock goes, what was queued is written."""
+    """PostgreSQL holds the writer's INSERT behind a lock: every submit returns while the lock is still
+    held and, once the queue is full, drops and counts; after the lock goes, what was queued is written."""
     import sqlalchemy as sa
 
     monkeypatch.setattr(prediction_log, "QUEUE_ROWS", 5)
@@ -173,12 +171,12 @@ def test_a_locked_table_blocks_the_writer_not_the_requests(monkeypatch):
         transaction = locker.begin()
         locker.execute(sa.text(f'lock table "{table}" in access exclusive mode'))
         try:
-            slowest = 0.0
-            for number in range(40):
-                started = time.perf_counter()
-                log.submit(f"r{number}", "1", INPUTS.head(1), OUTPUTS.head(1))
-                slowest = max(slowest, time.perf_counter() - started)
-            assert slowest < 0.05, f"a submit took {slowest * 1000:.0f} ms behind a locked table"
+            submitter = threading.Thread(
+                target=lambda: [log.submit(f"r{n}", "1", INPUTS.head(1), OUTPUTS.head(1)) for n in range(40)]
+            )
+            submitter.start()
+            submitter.join(timeout=60)  # a submit that waited for the writer would wait for the lock: forever
+            assert not submitter.is_alive(), "a submit waited for the writer behind a locked table"
             assert sum(dropped) >= 40 - 5 - 1  # the queue, and the one request the writer holds
         finally:
             threading.Timer(0.2, transaction.rollback).start()
@@ -207,10 +205,9 @@ def test_close_gives_up_on_a_writer_that_hangs(tmp_path, caplog):
     log = PredictionLog(tmp_path)
     log.sink.write = lambda shaped: release.wait(30)  # a database that never answers
     log.submit("r1", "1", INPUTS, OUTPUTS)
-    started = time.perf_counter()
     try:
         log.close(timeout=0.3)
-        assert time.perf_counter() - started < 2
+        # it returned while the writer still waits for the database (it would not log this otherwise)
         assert "did not finish within 0.3 s" in caplog.text
     finally:
         release.set()

@@ -18,16 +18,17 @@ import pytest
 from mlgate.adapters import tracking
 from mlgate.errors import StageError
 from mlgate.services import promote as promotion
+from tests.helpers import seed_store
 
 MODEL = "churn"
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory) -> Path:
+def registered(tmp_path_factory, empty_store) -> Path:
     """A store holding versions 1-3 of MODEL that passed the gate (4 did not), no alias: made once,
     copied for each test (a new store and four registrations cost seconds)."""
-    store = tmp_path_factory.mktemp("registered") / "mlflow.db"
+    store = seed_store(tmp_path_factory.mktemp("registered"), empty_store) / "mlflow.db"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
         for number in range(1, 5):
@@ -143,6 +144,7 @@ CONCURRENT = (
     textwrap.dedent("""
     import sys, time
     from mlgate.services import promote as promotion
+from tests.helpers import seed_store
     from mlgate.errors import StageError
     role, start_at, ledger = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     time.sleep(max(0.0, start_at - time.time()))
@@ -180,6 +182,7 @@ def test_two_concurrent_promoters_cannot_both_win(registry):
 CRASH = textwrap.dedent("""
     import os, sys
     from mlgate.services import promote as promotion
+from tests.helpers import seed_store
     crash_after, ledger = int(sys.argv[1]), sys.argv[2]
     calls = 0
     def crashing(function):
@@ -346,6 +349,7 @@ STEAL = (
     BARRIERS
     + textwrap.dedent("""
     from mlgate.services import promote as promotion
+from tests.helpers import seed_store
     from mlgate.errors import StageError
     role, BARRIER_DIR, ledger = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     resumed = False
@@ -403,6 +407,7 @@ def test_a_promoter_that_saw_a_dead_holder_cannot_take_the_lock_its_successor_to
 # itself; H then resumes, as a process stalled past its lease would.
 STALLS = BARRIERS + textwrap.dedent("""
     from mlgate.services import promote as promotion
+from tests.helpers import seed_store
     from mlgate.errors import StageError
     BARRIER_DIR, ledger = Path(sys.argv[1]), sys.argv[2]
     promotion.LOCK_TTL_S = 3600.0   # no renewal while the test expires the lease by hand

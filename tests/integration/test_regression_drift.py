@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project, stages_run
+from tests.helpers import copy_project, stages_run
 
 pytestmark = pytest.mark.slow
 

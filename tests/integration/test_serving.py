@@ -33,7 +33,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import BIN, POSTGRES, clone_project, scratch_table
+from tests.helpers import BIN, POSTGRES, clone_project, scratch_table
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.serving_model import uvicorn_thread
 
 pytestmark = pytest.mark.slow

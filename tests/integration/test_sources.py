@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from mlgate.adapters import sources
 from mlgate.errors import StageError
 from mlgate.modelling.data import SourceSpec, check_contract
-from tests.conftest import POSTGRES, REPO, scratch_table
+from tests.helpers import POSTGRES, REPO, scratch_table
 
 
 @pytest.fixture(scope="module")
@@ -404,7 +404,7 @@ def test_a_parameter_the_query_does_not_name_is_a_clear_error_when_fingerprintin
 
 @pytest.mark.parametrize("url", ["sqlite", POSTGRES])
 def test_infinities_stored_in_a_database_fail_the_contract_by_name(url, tmp_path):
-    from tests.conftest import spec_over
+    from tests.helpers import spec_over
 
     url = f"sqlite:///{tmp_path / 'source.db'}" if url == "sqlite" else url
     with scratch_table(url, "inf") as (engine, table):
@@ -420,7 +420,7 @@ def test_infinities_stored_in_a_database_fail_the_contract_by_name(url, tmp_path
 
 
 def test_infinities_in_a_json_api_fail_the_contract_by_name(api):
-    from tests.conftest import spec_over
+    from tests.helpers import spec_over
 
     read = sources.read(http(f"{api}/infinite"))
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import copy_project, run_cli, tracking_env
+from tests.helpers import copy_project, run_cli, tracking_env
 
 pytestmark = pytest.mark.slow
 

@@ -1,30 +1,35 @@
-"""Each stage's run() in order, in a temporary project copy with its own SQLite MLflow store."""
+"""Each stage's outputs, files and MLflow records, after the session's `dvc repro` of the default project
+(``built_project``: the stages run as DVC runs them; tests/integration/test_multiclass.py and
+test_regression_drift.py call the stages' run() in-process on other datasets)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project, stages_run
-
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("project"))
-    with stages_run(root) as (params, results):
-        yield root, params, results
-
-
 @pytest.fixture
-def tracked(pipeline, monkeypatch):
-    root, params, results = pipeline
+def tracked(built_project, monkeypatch):
+    """(root, params, each stage's JSON record by stage) of the built project, its store the tracking one."""
+    from mlgate import config, project
+
+    root = built_project.root
     monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    return root, params, results
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", built_project.env["MLFLOW_TRACKING_URI"])
+    params = config.read_params()
+    paths = project.paths(params)
+    written = {
+        "ingest": paths.raw_meta,
+        "split": paths.split_summary,
+        "train": Path(paths.train_info),
+        "evaluate": Path(paths.metrics),
+    }
+    return root, params, {stage: json.loads((root / path).read_text()) for stage, path in written.items()}
 
 
 def test_ingest_snapshot_has_rows_columns_and_hash(tracked):
@@ -33,7 +38,6 @@ def test_ingest_snapshot_has_rows_columns_and_hash(tracked):
     assert meta["data"]["rows"] == 7043 == len(pd.read_parquet(root / "data/raw/data.parquet"))
     assert len(meta["data"]["columns"]) == 20
     assert len(meta["data"]["content_hash"]) == 64
-    assert results["ingest"] == meta
 
 
 def test_split_drops_duplicates_and_partitions_rows(tracked):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.conftest import clone_project, copy_project
+from tests.helpers import clone_project, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_a_tune_killed_with_sigkill_is_closed_by_the_next_run(project, tmp_path)
     import yaml
 
     from mlgate.adapters import tracking
-    from tests.conftest import BIN, run_cli, tracking_env
+    from tests.helpers import BIN, run_cli, tracking_env
 
     root, params = project
     experiment = params["tracking"]["experiment"]

@@ -14,7 +14,7 @@ from mlgate.modelling import compiled, models, schema
 from mlgate.modelling.data import DataSpec, conform, target_vector
 from mlgate.modelling.ensemble import FinalModel
 from mlgate.modelling.features import FeatureSettings
-from tests.conftest import REPO, SMALL_PARAMS
+from tests.helpers import REPO, SMALL_PARAMS
 
 PARAMS = {
     **SMALL_PARAMS,

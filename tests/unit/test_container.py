@@ -6,7 +6,7 @@ import json
 import re
 import shlex
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def dockerfile() -> list[tuple[str, str]]:

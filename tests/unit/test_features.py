@@ -24,7 +24,7 @@ from mlgate.modelling.features import (
     UnseenCategoryWarning,
     steps,
 )
-from tests.conftest import SMALL_PARAMS, spec_over
+from tests.helpers import SMALL_PARAMS, spec_over
 
 # Every column type and role the contract knows, for the end-to-end tests.
 RICH_COLUMNS = {

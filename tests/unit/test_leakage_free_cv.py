@@ -11,7 +11,7 @@ from mlgate.modelling.data import DataSpec, check_contract, leakage_scores, targ
 from mlgate.modelling.features import ColumnFilter, FeatureSettings
 from mlgate.stages import tune
 from mlgate.stages.tune import CrossValidation
-from tests.conftest import spec_over
+from tests.helpers import spec_over
 
 CLIP = [0.1, 0.9]
 PARAMS = {"alpha": 1.0, "selection": "mutual_info", "keep_share": 0.5}

@@ -5,7 +5,7 @@ from sklearn.base import clone
 
 from mlgate.modelling import models
 from mlgate.modelling.data import DataSpec, conform, target_vector
-from tests.conftest import SMALL_PARAMS
+from tests.helpers import SMALL_PARAMS
 
 
 def _features(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:

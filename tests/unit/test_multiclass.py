@@ -15,7 +15,7 @@ from mlgate.errors import StageError
 from mlgate.modelling import ensemble, metrics, models, schema
 from mlgate.modelling.data import DataSpec, check_contract, target_vector
 from mlgate.modelling.ensemble import Candidate, FinalModel, FinishSettings
-from tests.conftest import SMALL_PARAMS
+from tests.helpers import SMALL_PARAMS
 
 CLASSES = ["setosa", "versicolor", "virginica"]
 

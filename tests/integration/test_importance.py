@@ -13,7 +13,7 @@ from mlgate.modelling.data import conform, target_vector
 from mlgate.modelling.ensemble import FinalModel
 from mlgate.stages import evaluate
 from mlgate.stages.evaluate import shap_importance
-from tests.conftest import SMALL_PARAMS, spec_over
+from tests.helpers import SMALL_PARAMS, spec_over
 
 SMALL_CATBOOST = {"iterations": 30, "depth": 3, "learning_rate": 0.3}
 FORESTS = ("random_forest", "extra_trees")

@@ -14,7 +14,7 @@ import yaml
 
 from mlgate.errors import StageError
 from mlgate.services import promote as promotion
-from tests.conftest import BIN, POSTGRES, git_commit_all
+from tests.helpers import BIN, POSTGRES, git_commit_all
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github/workflows").glob("*.yml"))
