@@ -1,7 +1,7 @@
 """A registered model promoted to 'production', for the benchmarks that serve one: the project's stages
 on the tests' tiny budget in a temporary copy of the project, with its own SQLite MLflow store.
 
-Runs in the venv `make run` installs: nothing here imports pytest or the tests (tests/conftest.py needs
+Runs in the venv `make run` installs: nothing here imports pytest or the tests (tests/helpers.py needs
 the test extras), so its copy of the tiny budget is kept equal to the tests' by tests/unit/test_benchmarks.py.
 """
 

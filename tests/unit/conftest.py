@@ -15,12 +15,11 @@ import pytest
 # integration test (tests/integration): the unit tier stays fast by never importing them.
 HEAVY_PACKAGES = ("mlflow", "evidently")
 
-# Issue 15: unit test modules that still import MLflow through the code they test, at import (test_gate,
-# test_gate_plots, test_leakage_free_cv, test_monitor, test_tune) or while a test runs (test_multiclass);
+# Issue 15: unit test modules that still import MLflow through the code they test, at import
+# (test_gate_plots, test_leakage_free_cv, test_monitor, test_tune) or while a test runs (test_multiclass);
 # their slices of issue 15 move them off it. Empty this once they no longer do.
 HEAVY_IMPORTS_ALLOWED_IN = frozenset(
     {
-        "test_gate.py",
         "test_gate_plots.py",
         "test_leakage_free_cv.py",
         "test_monitor.py",
