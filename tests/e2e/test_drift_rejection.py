@@ -139,7 +139,7 @@ def with_champion(drifted, tmp_path_factory):
         [
             str(BIN / "python"),
             "-c",
-            "import sys; from mlgate import tracking; c = tracking.client(); "
+            "import sys; from mlgate.adapters import tracking; c = tracking.client(); "
             "c.create_model_version('telco_churn', sys.argv[1], run_id=sys.argv[2]); "
             "tracking.set_alias('telco_churn', 'production', 1)",
             info["model_uri"],

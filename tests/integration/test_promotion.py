@@ -144,7 +144,6 @@ CONCURRENT = (
     textwrap.dedent("""
     import sys, time
     from mlgate.services import promote as promotion
-from tests.helpers import seed_store
     from mlgate.errors import StageError
     role, start_at, ledger = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     time.sleep(max(0.0, start_at - time.time()))
@@ -182,7 +181,6 @@ def test_two_concurrent_promoters_cannot_both_win(registry):
 CRASH = textwrap.dedent("""
     import os, sys
     from mlgate.services import promote as promotion
-from tests.helpers import seed_store
     crash_after, ledger = int(sys.argv[1]), sys.argv[2]
     calls = 0
     def crashing(function):
@@ -341,7 +339,9 @@ BARRIERS = textwrap.dedent("""
             time.sleep(0.01)
 """)
 
-DIES_HOLDING_THE_LOCK = "import os\nfrom mlgate import promote\nwith promote._Lock('churn'):\n    os._exit(9)\n"
+DIES_HOLDING_THE_LOCK = (
+    "import os\nfrom mlgate.services import promote\nwith promote._Lock('churn'):\n    os._exit(9)\n"
+)
 
 # A sees the holder is dead and stops right there; B then takes the lock over and stops at its alias
 # write until A has made its own attempt on the lock (refused, or into the critical section).
@@ -349,7 +349,6 @@ STEAL = (
     BARRIERS
     + textwrap.dedent("""
     from mlgate.services import promote as promotion
-from tests.helpers import seed_store
     from mlgate.errors import StageError
     role, BARRIER_DIR, ledger = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     resumed = False
@@ -407,7 +406,6 @@ def test_a_promoter_that_saw_a_dead_holder_cannot_take_the_lock_its_successor_to
 # itself; H then resumes, as a process stalled past its lease would.
 STALLS = BARRIERS + textwrap.dedent("""
     from mlgate.services import promote as promotion
-from tests.helpers import seed_store
     from mlgate.errors import StageError
     BARRIER_DIR, ledger = Path(sys.argv[1]), sys.argv[2]
     promotion.LOCK_TTL_S = 3600.0   # no renewal while the test expires the lease by hand
