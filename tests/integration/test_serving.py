@@ -83,8 +83,8 @@ def project(built_project, tmp_path_factory) -> Iterator[Project]:
         again["seed"] = int(params["seed"]) + 1
         again["gate"]["max_regression"] = 1.0
         second = {stage.STAGE: stage.run(again) for stage in (train, evaluate, drift, gate)}
-        assert second["gate"]["passed"], second["gate"]["reasons"]
-        v2 = int(second["gate"]["candidate"]["version"])
+        assert second["gate"].passed, second["gate"].reasons
+        v2 = second["gate"].candidate.version
         assert v2 != v1
         assert tracking.version_by_alias(name, "production").version == v1
         assert tracking.version_by_alias(name, "staging").version == v2

@@ -77,7 +77,7 @@ def test_trained_model_predicts_raw_rows_through_pyfunc(tracked):
     root, _, results = tracked
     info = results["train"]
     raw = pd.read_csv(root / "data/source/telco_churn.csv.gz").drop(columns=["churn"]).head(20)
-    output = tracking.load(info.model_uri).predict(raw)
+    output = tracking.load(info["model_uri"]).predict(raw)
     assert list(output.columns) == ["prediction", "probability"]
     assert output["probability"].between(0, 1).all()
     assert set(output["prediction"]) <= {"Yes", "No"}
@@ -90,7 +90,7 @@ def test_runs_carry_lineage_tags(tracked):
 
     root, _, results = tracked
     meta = json.loads((root / "data/raw/meta.json").read_text())
-    run = tracking.client().get_run(results["train"].run_id)
+    run = tracking.client().get_run(results["train"]["run_id"])
     assert run.data.tags["mlgate.data_hash"] == meta["data"]["content_hash"]
     assert run.data.tags["mlgate.stage"] == "train"
     assert "mlgate.git_commit" in run.data.tags
