@@ -46,11 +46,11 @@ from mlgate.stages import drift, evaluate, gate, ingest, split, train, tune, val
 params = config.read_params()
 for stage in (ingest, validate, split, tune, train, evaluate, drift, gate):
     result = stage.run(params)
-if not result["passed"]:
-    raise SystemExit("the gate rejected the benchmark model: " + "; ".join(result["reasons"]))
-name, version = result["candidate"]["name"], int(result["candidate"]["version"])
+if not result.passed:
+    raise SystemExit("the gate rejected the benchmark model: " + "; ".join(result.reasons))
+name, version = result.candidate.name, int(result.candidate.version)
 promote.promote(name, version, "production", sys.argv[1])
-print(json.dumps({"model": name, "family": result["candidate"]["family"]}))
+print(json.dumps({"model": name, "family": result.candidate.family}))
 """
 
 
