@@ -323,6 +323,33 @@ def serve(host: str, port: int, params_file: str, **service: Any) -> None:
     serving.serve(settings, host, port)
 
 
+@main.command(
+    help="Join a tune stage's study (search.workers on a PostgreSQL paths.study) from this or any machine and "
+    "run its trials until it holds search.n_trials; each trial is a child run of the study's parent run."
+)
+@click.option("--study", default=None, help="the study to join (the tune stage prints it); default: params.yaml's")
+@click.option(
+    "--storage",
+    envvar="MLGATE_STUDY",
+    default=None,
+    help="the study database (postgresql+psycopg://...); default: $MLGATE_STUDY, else params.yaml's paths.study",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="cores a trial may use [all]")
+@click.option("--wait", "wait_s", type=float, default=60.0, show_default=True, help="seconds to wait for the study")
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def worker(study: str | None, storage: str | None, threads: int | None, wait_s: float, params_file: str) -> None:
+    from mlgate import config
+    from mlgate.errors import StageError
+    from mlgate.stages import tune
+
+    try:
+        params = config.read_params(params_file) if study is None or Path(params_file).exists() else {}
+        tune.work(params, study=study, storage=storage, threads=threads, wait_s=wait_s)
+    except (StageError, config.ConfigError, ValueError) as error:
+        console.fail("worker", str(error))
+        sys.exit(1)
+
+
 @main.command(help="MLflow's UI on this project's store, opened on the experiment's training runs.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -562,3 +589,7 @@ def infer_schema(
     for warning in result.warnings:
         click.echo(f"  warning: {warning}")
     click.echo(f"review it, then `make params ARGS=data={name}`")
+
+
+if __name__ == "__main__":  # `python -m mlgate.cli`: how the tune stage starts its workers
+    main()

@@ -429,3 +429,33 @@ def test_a_budget_a_clock_decides_is_marked_not_reproducible_saying_why(budget, 
 
     assert record["reproducible"] is reproducible and ("why" in record) is not reproducible
     assert record["kind"] == budget
+
+
+@pytest.mark.parametrize("budget", ["trials", "time"])
+def test_a_study_several_workers_share_is_not_reproducible_and_says_so(budget):
+    from mlgate.modelling.ensemble import FinishSettings
+    from mlgate.stages.tune import budget_record
+
+    search = optuna_study.SearchSettings(
+        sampler="tpe", pruner="median", n_trials=30, timeout_s=150, cv_folds=5, n_jobs=2, budget=budget, workers=3
+    )
+
+    record = budget_record(search, FinishSettings())
+
+    assert record["kind"] == budget and record["workers"] == 3 and "batch" not in record
+    assert record["reproducible"] is False and "search.workers 3" in record["why"]
+
+
+def test_how_many_workers_run_the_study_is_not_part_of_its_name(project_root, mixed_frame):
+    from mlgate import config, project
+    from mlgate.stages import tune
+
+    params = config.read_params(project_root / "params.yaml")
+
+    def name(**search) -> str:
+        changed = {**params, "search": {**params["search"], **search}}
+        return tune.study_name(tune.TuneSettings.parse(changed, project.data_spec(changed)), mixed_frame(30))
+
+    # a worker started with other workers or heartbeat settings joins the same study; n_jobs means
+    # nothing to workers, which run one trial each at a time
+    assert name(workers=2) == name(workers=5, heartbeat_s=3) == name(workers=2, n_jobs=1)

@@ -103,6 +103,8 @@ def test_parse_spaces_rejects_bad_specs(model_section, message):
         {"n_trials": 0},
         {"cv_folds": 1},
         {"grid_points": 1},
+        {"workers": 0},
+        {"heartbeat_s": 0},
     ],
 )
 def test_search_settings_reject_bad_values(change):
@@ -756,3 +758,19 @@ def _optimize_screening(evaluate, settings, spaces=None):
     return optuna_study.optimize(
         spaces or _toy_spaces(), evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None, subsample=0.25
     )
+
+
+@pytest.mark.parametrize(
+    "url, shared",
+    [
+        ("postgresql+psycopg://user@db:5432/optuna", True),
+        ("postgresql://db/optuna", True),
+        ("sqlite:////tmp/optuna.db", False),
+        ("mysql+pymysql://db/optuna", False),
+    ],
+)
+def test_only_postgresql_holds_a_study_several_processes_share(url, shared):
+    assert optuna_study.is_shared_storage(url) is shared
+    if not shared:
+        with pytest.raises(ValueError, match="needs PostgreSQL"):
+            optuna_study._shared_storage(url, 10.0)

@@ -8,13 +8,16 @@ those a stored study already holds.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import hashlib
 import importlib.util
 import math
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,11 +85,19 @@ class SearchSettings:
     subsample_above_rows: int = 20_000
     subsample_share: float = 0.25
     budget: str = "trials"
+    # processes sharing the study (a PostgreSQL paths.study); 1: this process alone, in batches of n_jobs
+    workers: int = 1
+    heartbeat_s: float = 10.0  # a distributed trial beats this often; silent for 3 beats, it is retried
 
     @property
     def reproducible(self) -> bool:
-        """Whether the same seed and data give the same study: only a budget no clock decides."""
-        return self.budget == "trials"
+        """Whether the same seed and data give the same study: only a budget no clock decides, run by
+        one process (several workers' trials end in whatever order the machines run them)."""
+        return self.budget == "trials" and not self.distributed
+
+    @property
+    def distributed(self) -> bool:
+        return self.workers > 1
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
@@ -109,6 +120,11 @@ class SearchSettings:
             raise ValueError(f"search.pruner must be one of {PRUNERS}, got '{self.pruner}'")
         if self.n_trials < 1 or self.cv_folds < 2 or self.n_jobs < 1 or self.timeout_s <= 0:
             raise ValueError("search: n_trials >= 1, cv_folds >= 2, n_jobs >= 1 and timeout_s > 0 are required")
+        if self.workers < 1 or self.heartbeat_s <= 0:
+            raise ValueError(
+                f"search.workers must be at least 1 and search.heartbeat_s above 0, got {self.workers} and "
+                f"{self.heartbeat_s}"
+            )
         if self.grid_points < 2:
             raise ValueError(f"search.grid_points must be at least 2, got {self.grid_points}")
         if self.validation not in VALIDATIONS:
@@ -309,7 +325,7 @@ def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec, grid: list[Any] | 
 
 def _sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
     name = settings.sampler
-    if name == "grid" and settings.reproducible:
+    if name == "grid" and settings.budget == "trials":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return _Grid(seed=seed)
@@ -434,6 +450,132 @@ Evaluate = Callable[..., tuple[float, list[float]]]
 Costs = Callable[[str, dict[str, Any]], list[float]]
 
 
+class _Trials:
+    """What running one trial takes, whichever loop asks for it (the batched schedule, Optuna's own
+    loop under search.budget time, a distributed worker): sampling its family and configuration, and
+    evaluating it into a ``TrialOutcome``."""
+
+    def __init__(
+        self,
+        spaces: list[FamilySpace],
+        evaluate: Evaluate,
+        settings: SearchSettings,
+        *,
+        costs: Costs | None,
+        subsample: float | None,
+        origin: str | None,
+    ):
+        self.by_name = {s.family: s for s in spaces}
+        self.grids = None
+        if settings.sampler == "grid":
+            self.grids = {
+                s.family: {
+                    k: grid_values(spec, settings.grid_points, s.first_trial.get(k)) for k, spec in s.space.items()
+                }
+                for s in spaces
+            }
+        self.evaluate, self.costs, self.subsample, self.origin = evaluate, costs, subsample, origin
+        self.extra = len(settings.objectives) - 1
+        self.screening = settings.subsample_trials if subsample is not None and not self.extra else 0
+        self.reported_before: dict[int, set[int]] = {}  # steps a killed run's trials reported already
+
+    def sample(self, trial: optuna.Trial) -> tuple[str, dict[str, Any], Exception | None]:
+        """The trial's family and configuration, and the error that stopped sampling it, if one did."""
+        family = trial.suggest_categorical("family", list(self.by_name))
+        space = self.by_name[family]
+        searched: dict[str, Any] = {}
+        try:
+            for name, spec in space.space.items():
+                if _active(spec, searched):
+                    grid = self.grids[family][name] if self.grids else None
+                    searched[name] = _suggest(trial, f"{family}.{name}", spec, grid)
+        except Exception as exc:
+            return family, dict(space.fixed), exc
+        return family, {**space.fixed, **searched}, None
+
+    def attempt(
+        self,
+        trial: optuna.Trial,
+        family: str,
+        params: dict[str, Any],
+        sampling_error: Exception | None,
+        judged_by: Any = None,
+    ) -> tuple[TrialOutcome, float | list[float] | None, Exception | None]:
+        """Evaluate a sampled trial: its outcome, the value(s) to tell Optuna, and the Pruned or error
+        that ended it. ``judged_by``: the study as the pruner sees it (default: the live study)."""
+        start = time.time()
+        trial_costs: list[float] = []
+        share = self.subsample if trial.number < self.screening else None
+        folds: list[float] = []
+
+        def report(step: int, value: float) -> None:
+            folds.append(value)
+            if self.extra or share:
+                return
+            if step not in self.reported_before.get(trial.number, ()):
+                trial.report(sum(folds) / len(folds), step)
+            if _should_prune(trial, step, judged_by):
+                raise Pruned
+
+        value, ended, error, score = None, None, None, None
+        try:
+            if sampling_error is not None:
+                raise sampling_error
+            score, fold_scores = self.evaluate(family, params, report, **({"subsample": share} if share else {}))
+            folds[:] = fold_scores
+            if not math.isfinite(score):
+                raise ValueError(f"the cross-validated score is {score}")
+            trial_costs = list(self.costs(family, params)) if self.extra else []
+            state, value = "COMPLETE", ([score, *trial_costs] if self.extra else score)
+        except Pruned as stop:
+            state, error, ended = "PRUNED", str(stop) or None, stop
+        except Exception as exc:
+            state, error, score, ended = "FAIL", f"{type(exc).__name__}: {exc}", None, exc
+        finite = [f for f in folds if math.isfinite(f)]
+        mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
+        outcome = TrialOutcome(
+            trial.number,
+            family,
+            params,
+            mean,
+            tuple(folds),
+            state,
+            start,
+            time.time(),
+            error,
+            origin=self.origin,
+            costs=tuple(trial_costs),
+            subsample=share,
+        )
+        return outcome, value, ended
+
+
+def _check_directions(study: optuna.Study, directions: list[str]) -> None:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:  # Optuna would silently keep the stored directions
+        raise ValueError(f"the stored study '{study.study_name}' runs in other directions ({', '.join(stored)})")
+
+
+def _enqueue_first_trials(study: optuna.Study, spaces: list[FamilySpace]) -> None:
+    """A known-good point per family before any exploration."""
+    for space in spaces:
+        if space.first_trial or not space.space:
+            study.enqueue_trial(
+                {"family": space.family, **{f"{space.family}.{k}": v for k, v in space.first_trial.items()}}
+            )
+
+
+def _enqueue_promotions(
+    study: optuna.Study,
+    outcomes: list[TrialOutcome],
+    searched_params: dict[int, dict[str, Any]],
+    maximize: bool,
+    screening: int,
+) -> None:
+    for outcome in promotions(outcomes, maximize, limit=math.ceil(screening / 3)):
+        study.enqueue_trial(searched_params[outcome.number], user_attrs={_PROMOTED_FROM: outcome.number})
+
+
 def optimize(
     spaces: list[FamilySpace],
     evaluate: Evaluate,
@@ -477,13 +619,6 @@ def optimize(
     """
     if settings.budget == "time" and deadline is None:
         raise ValueError("search.budget time needs the study's deadline")
-    by_name = {s.family: s for s in spaces}
-    grids = None
-    if settings.sampler == "grid":
-        grids = {
-            s.family: {k: grid_values(spec, settings.grid_points, s.first_trial.get(k)) for k, spec in s.space.items()}
-            for s in spaces
-        }
     store = _open_storage(storage)
     extra = len(settings.objectives) - 1
     if extra and costs is None:
@@ -497,18 +632,17 @@ def optimize(
         sampler=_sampler(settings, seed),
         pruner=_pruner(settings.pruner),
     )
-    stored_directions = [d.name.lower() for d in study.directions]
-    if stored_directions != directions:  # Optuna would silently keep the stored directions
-        raise ValueError(f"the stored study '{study_name}' runs in other directions ({', '.join(stored_directions)})")
+    _check_directions(study, directions)
     stored = study.get_trials(deepcopy=False)
     unfinished: list[optuna.Trial] = []  # a killed batch's trials, run again as themselves (search.budget trials)
-    # the steps those reported before the kill: Optuna keeps a step's first report (the same value)
-    reported_before = {t.number: set(t.intermediate_values) for t in stored if t.state == TrialState.RUNNING}
     if stored:
-        reused, unfinished = _resume(study, store, stored, rerun_running=settings.reproducible)
+        reused, unfinished = _resume(study, store, stored, rerun_running=settings.budget == "trials")
     else:
         reused = []
-    screening = settings.subsample_trials if subsample is not None and not extra else 0
+    trials = _Trials(spaces, evaluate, settings, costs=costs, subsample=subsample, origin=origin)
+    # the steps those reported before the kill: Optuna keeps a step's first report (the same value)
+    trials.reported_before = {t.number: set(t.intermediate_values) for t in stored if t.state == TrialState.RUNNING}
+    screening = trials.screening
     searched_params = {t.number: dict(t.params) for t in stored}
     # trials a killed run left without a record: they ended, and a retry runs them on all rows
     abandoned = {
@@ -521,11 +655,7 @@ def optimize(
     promoted = any(_PROMOTED_FROM in t.user_attrs for t in stored)
     promotion_lock = threading.Lock()
     if not stored:
-        for space in spaces:  # a known-good point per family before any exploration
-            if space.first_trial or not space.space:
-                study.enqueue_trial(
-                    {"family": space.family, **{f"{space.family}.{k}": v for k, v in space.first_trial.items()}}
-                )
+        _enqueue_first_trials(study, spaces)
     outcomes: list[TrialOutcome] = list(reused)
     for outcome in reused:
         on_trial(outcome)
@@ -534,84 +664,12 @@ def optimize(
         nonlocal promoted
         with promotion_lock:
             ended = {o.number for o in outcomes} | abandoned
-            if promoted or not screening or not set(range(screening)) <= ended:
-                return
-            promoted = True
-            for outcome in promotions(outcomes, maximize, limit=math.ceil(screening / 3)):
-                study.enqueue_trial(searched_params[outcome.number], user_attrs={_PROMOTED_FROM: outcome.number})
+            if not promoted and screening and set(range(screening)) <= ended:
+                promoted = True
+                _enqueue_promotions(study, outcomes, searched_params, maximize, screening)
 
     promote_when_screened()  # a run killed between the last screening trial and its promotions
-
-    def sample(trial: optuna.Trial) -> tuple[str, dict[str, Any], Exception | None]:
-        """The trial's family and configuration, and the error that stopped sampling it, if one did."""
-        family = trial.suggest_categorical("family", list(by_name))
-        space = by_name[family]
-        searched: dict[str, Any] = {}
-        try:
-            for name, spec in space.space.items():
-                if _active(spec, searched):
-                    searched[name] = _suggest(trial, f"{family}.{name}", spec, grids[family][name] if grids else None)
-        except Exception as exc:
-            return family, dict(space.fixed), exc
-        return family, {**space.fixed, **searched}, None
-
-    def attempt(
-        trial: optuna.Trial,
-        family: str,
-        params: dict[str, Any],
-        sampling_error: Exception | None,
-        judged_by: Any = None,
-    ) -> tuple[TrialOutcome, float | list[float] | None, Exception | None]:
-        """Evaluate a sampled trial: its outcome, the value(s) to tell Optuna, and the Pruned or error
-        that ended it. ``judged_by``: the study as the pruner sees it (default: the live study)."""
-        start = time.time()
-        trial_costs: list[float] = []
-        share = subsample if trial.number < screening else None
-        folds: list[float] = []
-
-        def report(step: int, value: float) -> None:
-            folds.append(value)
-            if extra or share:
-                return
-            if step not in reported_before.get(trial.number, ()):
-                trial.report(sum(folds) / len(folds), step)
-            if _should_prune(trial, step, judged_by):
-                raise Pruned
-
-        value, ended, error, score = None, None, None, None
-        try:
-            if sampling_error is not None:
-                raise sampling_error
-            score, fold_scores = evaluate(family, params, report, **({"subsample": share} if share else {}))
-            folds[:] = fold_scores
-            if not math.isfinite(score):
-                raise ValueError(f"the cross-validated score is {score}")
-            trial_costs = list(costs(family, params)) if extra else []
-            state, value = "COMPLETE", ([score, *trial_costs] if extra else score)
-        except Pruned as stop:
-            state, error, ended = "PRUNED", str(stop) or None, stop
-        except Exception as exc:
-            state, error, score, ended = "FAIL", f"{type(exc).__name__}: {exc}", None, exc
-        finite = [f for f in folds if math.isfinite(f)]
-        mean = score if score is not None else (sum(finite) / len(finite) if finite else None)
-        return (
-            TrialOutcome(
-                trial.number,
-                family,
-                params,
-                mean,
-                tuple(folds),
-                state,
-                start,
-                time.time(),
-                error,
-                origin=origin,
-                costs=tuple(trial_costs),
-                subsample=share,
-            ),
-            value,
-            ended,
-        )
+    sample, attempt = trials.sample, trials.attempt
 
     def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:
         trial.set_user_attr(_RECORD, _record(outcome))
@@ -662,6 +720,238 @@ def optimize(
     elif remaining > 0:
         run_batches(remaining)
     return sorted(outcomes, key=lambda o: o.number)
+
+
+# --- one study, several processes (search.workers, `mlgate worker`) -------------------------------
+
+_JOB = "mlgate_job"  # the study's user attribute a worker reads: the coordinator's job description
+_RUN = "mlgate_run"  # a distributed trial's MLflow run, so the run of a trial that died can be closed
+_WORKER = "mlgate_worker"  # host:pid of the process that runs (or ran) a distributed trial
+_MAX_RETRIES = 3  # a trial whose workers keep dying is retried this often, then left failed
+POLL_S = 1.0  # how often the coordinator looks at the study
+
+
+def is_shared_storage(url: str) -> bool:
+    """Whether processes on several machines can share a study stored at ``url``: PostgreSQL only
+    (SQLite serialises writers and its file locks stop at the machine; trial claims need advisory locks)."""
+    return url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def _shared_storage(url: str, heartbeat_s: float) -> optuna.storages.RDBStorage:
+    """The study's storage with heartbeats: a trial whose process stops beating for three intervals is
+    failed by the next process that claims a trial, and a copy of it queued (optuna_hb_01)."""
+    if not is_shared_storage(url):
+        raise ValueError(
+            f"a study shared by several processes needs PostgreSQL, not {url.split(':', 1)[0]}: set paths.study to "
+            "postgresql+psycopg://user@host:5432/db (SQLite allows one writer, on one machine)"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True},  # a database restart drops the pooled connections
+            heartbeat_interval=max(1, round(heartbeat_s)),
+            grace_period=max(3, round(3 * heartbeat_s)),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=_MAX_RETRIES),
+        )
+
+
+@contextlib.contextmanager
+def _claim_lock(store: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+    """PostgreSQL's advisory lock on the study, held while a worker counts the claimed trials and asks
+    for one, so that all workers together start exactly n_trials (Optuna's ask alone cannot say no)."""
+    import sqlalchemy as sa
+
+    key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+    with store.engine.connect() as connection:
+        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
+
+
+def _claimed(trials: list) -> int:
+    """Trials that count toward n_trials: running or finished with a record (one that died without
+    one does not count: its retry, queued, does)."""
+    return sum(
+        t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and _RECORD in t.user_attrs)
+        for t in trials
+    )
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the trials whose process stopped beating, and queue their retries (the storage's callback)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+@dataclass(frozen=True)
+class DeadTrial:
+    """A distributed trial whose process stopped beating: failed by Optuna and queued again."""
+
+    number: int
+    run_id: str | None  # its MLflow run, left RUNNING by the dead process
+    worker: str | None  # host:pid
+    retried_as: int | None
+
+
+def coordinate(
+    spaces: list[FamilySpace],
+    settings: SearchSettings,
+    *,
+    maximize: bool,
+    seed: int,
+    storage: str,
+    study_name: str,
+    job: dict[str, Any],
+    on_trial: Callable[[TrialOutcome], None],
+    workers_running: Callable[[], bool],
+    subsample: float | None = None,
+    deadline: Deadline | None = None,
+) -> tuple[list[TrialOutcome], list[DeadTrial]]:
+    """Open the shared study, leave ``job`` (what a worker needs to join) in it, queue the first trials,
+    then watch: each trial a worker records reaches ``on_trial``, the screening promotions are queued
+    once the screening trials ended, and the wait ends when n_trials have a record, or after the
+    ``deadline`` once nothing runs. ``workers_running`` tells whether the workers this process started
+    still run: if they all stopped short of the budget, the study cannot end and ValueError says so.
+    Returns every recorded trial, sorted, and the trials that died with their processes."""
+    store = _shared_storage(storage, settings.heartbeat_s)
+    extra = len(settings.objectives) - 1
+    directions = ["maximize" if maximize else "minimize"] + ["minimize"] * extra
+    study = optuna.create_study(
+        storage=store,
+        study_name=study_name,
+        load_if_exists=True,
+        directions=directions,
+        sampler=_sampler(settings, seed),
+    )
+    _check_directions(study, directions)
+    study.set_user_attr(_JOB, job)
+    stored = study.get_trials(deepcopy=False)
+    if not stored:
+        _enqueue_first_trials(study, spaces)
+    earlier = {t.number for t in stored if _RECORD in t.user_attrs}
+    screening = settings.subsample_trials if subsample is not None and not extra else 0
+    promoted = any(_PROMOTED_FROM in t.user_attrs for t in stored)
+    seen: dict[int, TrialOutcome] = {}
+    while True:
+        _fail_stale_trials(study)  # a worker that died mid-trial, when none is left to notice
+        trials = study.get_trials(deepcopy=False)
+        for t in trials:
+            if t.number not in seen and t.state.is_finished() and _RECORD in t.user_attrs:
+                outcome = _from_record(t.number, t.user_attrs[_RECORD])
+                seen[t.number] = outcome if t.number in earlier else dataclasses.replace(outcome, reused=False)
+                on_trial(seen[t.number])
+        ended = set(seen) | {t.number for t in trials if t.state == TrialState.FAIL}
+        if not promoted and screening and set(range(screening)) <= ended:
+            promoted = True
+            searched = {t.number: dict(t.params) for t in trials}
+            _enqueue_promotions(study, list(seen.values()), searched, maximize, screening)
+        running = any(t.state == TrialState.RUNNING for t in trials)
+        if len(seen) >= settings.n_trials and not running:
+            break
+        if deadline is not None and deadline.expired() and not running:
+            break
+        if not workers_running() and not running:
+            raise ValueError(
+                f"the study's workers stopped with {len(seen)} of {settings.n_trials} trials recorded "
+                "(their output is above)"
+            )
+        time.sleep(POLL_S)
+    return sorted(seen.values(), key=lambda o: o.number), _dead_trials(trials)
+
+
+def _dead_trials(trials: list) -> list[DeadTrial]:
+    retries = {
+        t.system_attrs.get("failed_trial"): t.number for t in trials if t.system_attrs.get("failed_trial") is not None
+    }
+    return [
+        DeadTrial(t.number, t.user_attrs.get(_RUN), t.user_attrs.get(_WORKER), retries.get(t.number))
+        for t in trials
+        if t.state == TrialState.FAIL and _RECORD not in t.user_attrs
+    ]
+
+
+def job_of(storage: str, study_name: str, heartbeat_s: float = 10.0) -> dict[str, Any] | None:
+    """The job a coordinator left in the shared study, or None while there is no such study."""
+    store = _shared_storage(storage, heartbeat_s)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=store)
+    except KeyError:
+        return None
+    return study.user_attrs.get(_JOB)
+
+
+def studies(storage: str) -> list[str]:
+    """The names of the studies stored at ``storage``, newest last."""
+    return [
+        s.study_name for s in optuna.get_all_study_summaries(_shared_storage(storage, 10.0), include_best_trial=False)
+    ]
+
+
+def work(
+    spaces: list[FamilySpace],
+    evaluate: Evaluate,
+    settings: SearchSettings,
+    *,
+    maximize: bool,
+    seed: int,
+    storage: str,
+    study_name: str,
+    worker: str,
+    on_start: Callable[[int], str | None],
+    on_trial: Callable[[TrialOutcome], None],
+    costs: Costs | None = None,
+    subsample: float | None = None,
+    deadline: Deadline | None = None,
+    max_trials: int | None = None,
+) -> list[TrialOutcome]:
+    """Join the shared study as one worker: claim a trial (``_claim_lock``), run it with a heartbeat,
+    record and tell it, until the study holds n_trials claimed trials, the ``deadline`` passes or this
+    worker ran ``max_trials``. ``on_start(number)`` is called as a trial starts and may return the id
+    of the MLflow run made for it; ``worker`` (host:pid) is stored with the trial. Returns this
+    worker's trials."""
+    from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize wraps a trial in
+
+    store = _shared_storage(storage, settings.heartbeat_s)
+    study = optuna.load_study(study_name=study_name, storage=store, pruner=_pruner(settings.pruner))
+    trials = _Trials(
+        spaces, evaluate, settings, costs=costs, subsample=subsample, origin=study.user_attrs[_JOB]["parent_run"]
+    )
+    done: list[TrialOutcome] = []
+    while max_trials is None or len(done) < max_trials:
+        if deadline is not None and deadline.expired():
+            break
+        _fail_stale_trials(study)
+        with _claim_lock(store, study_name):
+            stored = study.get_trials(deepcopy=False)
+            if _claimed(stored) >= settings.n_trials or getattr(study.sampler, "covered", False):
+                break
+            # reseeded from the study's size: workers asking one after another sample different points
+            study.sampler = _sampler(settings, _sampler_seed(seed, len(stored)))
+            trial = study.ask()
+        trial.set_user_attr(_WORKER, worker)
+        run_id = on_start(trial.number)
+        if run_id:
+            trial.set_user_attr(_RUN, run_id)
+        with get_heartbeat_thread(trial._trial_id, store):
+            outcome, value, ended = trials.attempt(trial, *trials.sample(trial))
+        try:
+            trial.set_user_attr(_RECORD, _record(outcome))
+            study.tell(trial, value if outcome.state == "COMPLETE" else None, state=_TOLD[outcome.state])
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # declared dead (a long pause without heartbeats) and queued again: the retry's result counts
+            outcome = dataclasses.replace(outcome, state="FAIL", error="declared dead while it ran; retried")
+        done.append(outcome)
+        on_trial(outcome)
+        if isinstance(ended, OutOfTime) and ended.final:
+            break
+    return done
 
 
 def promotions(outcomes: list[TrialOutcome], maximize: bool, limit: int) -> list[TrialOutcome]:

@@ -251,6 +251,7 @@ class TrialRecord:
     start_ms: int
     end_ms: int
     children: tuple[TrialRecord, ...] = ()  # runs nested under this one (per-fold runs)
+    run_id: str | None = None  # the RUNNING run made when the trial started (a distributed worker's); None: a new run
 
 
 class TrialRecorder:
@@ -299,15 +300,22 @@ def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict
 
     def write(record: TrialRecord, parent: str) -> None:
         tags = {**base_tags, **record.tags, PARENT_TAG: parent}
-        run = writer.create_run(experiment, start_time=record.start_ms, tags=tags, run_name=record.name)
+        if record.run_id is None:
+            run_id = writer.create_run(
+                experiment, start_time=record.start_ms, tags=tags, run_name=record.name
+            ).info.run_id
+            logged_tags = []
+        else:
+            run_id = record.run_id
+            logged_tags = [RunTag(k, v) for k, v in (tags | {"mlflow.runName": record.name}).items()]
         metrics = [Metric(k, float(v), record.end_ms, 0) for k, v in record.metrics.items()]
         for key, values in record.fold_metrics.items():
             metrics += [Metric(key, float(v), record.end_ms, step) for step, v in enumerate(values)]
         params = [Param(k, str(v)) for k, v in record.params.items()]
-        writer.log_batch(run.info.run_id, metrics=metrics, params=params)
+        writer.log_batch(run_id, metrics=metrics, params=params, tags=logged_tags)
         for child in record.children:
-            write(child, run.info.run_id)
-        writer.set_terminated(run.info.run_id, status=record.status, end_time=record.end_ms)
+            write(child, run_id)
+        writer.set_terminated(run_id, status=record.status, end_time=record.end_ms)
 
     parent = multiprocessing.parent_process()
     while True:
@@ -328,6 +336,17 @@ def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict
     report.close()
     report.join_thread()
     os._exit(0)  # every run is committed; skip interpreter teardown (~1 s the study would wait for)
+
+
+def close_run(run_id: str, reason: str, status: str = "KILLED") -> bool:
+    """End ``run_id`` as ``status`` with ``reason`` (``mlgate.closed_reason``) if it is still RUNNING: a
+    run whose process is known dead (a distributed trial that stopped beating). Whether it closed it."""
+    c = client()
+    if c.get_run(run_id).info.status != "RUNNING":
+        return False
+    c.set_tag(run_id, CLOSED_REASON_TAG, reason[:4000])
+    c.set_terminated(run_id, status=status)
+    return True
 
 
 @contextlib.contextmanager

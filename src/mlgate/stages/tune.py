@@ -16,11 +16,16 @@ with its nested runs, by the next run (``tracking.close_dead_runs``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import pickle
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -365,7 +370,9 @@ class TuneSettings:
         except ValueError as error:
             raise StageError(f"params.yaml: {error}") from error
         written = {name: config.section(params, name) for name in ("model", "search", "finish", "features")}
-        budget_keys = ("n_trials", "timeout_s", "fold_runs") + (("n_jobs",) if search.budget == "time" else ())
+        budget_keys = ("n_trials", "timeout_s", "fold_runs", "workers", "heartbeat_s") + (
+            ("n_jobs",) if search.budget == "time" or search.distributed else ()
+        )
         seed = project.seed(params)
         return cls(
             search=search,
@@ -546,15 +553,25 @@ def budget_record(settings: optuna_study.SearchSettings, finish_settings: ensemb
     """What bounded the search, for best_params.json, and whether the same seed and data give the same
     file again: not when a clock decided (search.budget time, or finish.refit_budget_s, which keeps
     ensemble members by their measured fit times)."""
-    record: dict[str, Any] = (
-        {"kind": "trials", "n_trials": settings.n_trials, "batch": settings.n_jobs}
-        if settings.reproducible
-        else {"kind": "time", "timeout_s": settings.timeout_s}
-    )
-    clocks = ([] if settings.reproducible else ["search.budget is time: what finished first decided what ran next"]) + (
-        []
-        if finish_settings.refit_budget_s is None
-        else ["finish.refit_budget_s keeps ensemble members by their measured fit times"]
+    if settings.budget == "trials":
+        record: dict[str, Any] = {"kind": "trials", "n_trials": settings.n_trials}
+        record |= {"workers": settings.workers} if settings.distributed else {"batch": settings.n_jobs}
+    else:
+        record = {"kind": "time", "timeout_s": settings.timeout_s} | (
+            {"workers": settings.workers} if settings.distributed else {}
+        )
+    clocks = (
+        (["search.budget is time: what finished first decided what ran next"] if settings.budget == "time" else [])
+        + (
+            [f"search.workers {settings.workers}: the processes' trials end in whatever order they run"]
+            if settings.distributed
+            else []
+        )
+        + (
+            []
+            if finish_settings.refit_budget_s is None
+            else ["finish.refit_budget_s keeps ensemble members by their measured fit times"]
+        )
     )
     return record | {"reproducible": not clocks} | ({"why": "; ".join(clocks)} if clocks else {})
 
@@ -738,6 +755,7 @@ def run(params: dict[str, Any]) -> TuneResult:
     settings = TuneSettings.parse(params, spec)
     train = pd.read_parquet(paths.split_file("train"))
     plan = StudyPlan.of(settings, train, paths.study)
+    _check_storage(settings, plan)
 
     started, tracking_time = time.time(), _Stopwatch()
     tags = tracking.lineage_tags(STAGE, *project.lineage(params))
@@ -748,11 +766,11 @@ def run(params: dict[str, Any]) -> TuneResult:
             tracking.log(parent, params=_run_params(settings, plan, spec.metric, len(train)))
             tracking.log_artifact(parent, "params.yaml", "config")
         # search.timeout_s is the search's own time: the clock starts once the tracking is set up
-        deadline = None if settings.search.reproducible else optuna_study.Deadline.after(settings.search.timeout_s)
+        timed = settings.search.budget == "time"
+        deadline = optuna_study.Deadline.after(settings.search.timeout_s) if timed else None
         objective = _objective(train, spec, settings, plan, deadline, paths.trial_predictions)
-        search = _search(
-            objective, settings, plan, spec.metric, deadline, parent, names.experiment, tags, tracking_time
-        )
+        job = Job(parent, names.experiment, tags, params, deadline.at if deadline else None)
+        search = _search(objective, settings, plan, spec.metric, deadline, job, tracking_time)
         finishing = time.time()
         recipe = tuned_recipe(
             search.outcomes, finish(search.outcomes, objective, spec, settings.finish), settings, plan, spec.metric
@@ -822,21 +840,21 @@ def _search(
     plan: StudyPlan,
     metric: str,
     deadline: optuna_study.Deadline | None,
-    parent: str,
-    experiment: str,
-    tags: dict[str, str],
+    job: Job,
     tracking_time: _Stopwatch,
 ) -> Search:
-    """Run the study: each trial becomes a child run of ``parent`` as it ends (a killed search still shows
-    what it tried; reused trials only if no earlier run logged them) and moves the progress bar."""
+    """Run the study: each trial becomes a child run of the job's parent as it ends (a killed search still
+    shows what it tried; reused trials only if no earlier run logged them; a distributed trial's own
+    worker logs it) and moves the progress bar."""
     progress = Progress(settings.search.n_trials, metric, settings.maximize, deadline)
     started = time.time()
+    distributed = settings.search.distributed
     try:
-        with tracking.trial_recorder(experiment, parent, tags) as recorder:
+        with tracking.trial_recorder(job.experiment, job.parent_run, job.tags) as recorder:
             logged = _LoggedTrials()
 
             def on_trial(outcome: optuna_study.TrialOutcome) -> None:
-                if not (outcome.reused and logged.contains(outcome)):
+                if not ((outcome.reused and logged.contains(outcome)) or (distributed and not outcome.reused)):
                     complete = outcome.state == "COMPLETE"
                     result = objective.result(outcome.family, outcome.params, outcome.subsample) if complete else None
                     recorder.record(_trial_record(outcome, metric, fold_runs=settings.search.fold_runs, result=result))
@@ -847,20 +865,23 @@ def _search(
                 costs = {"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}
                 return [costs[cost] for cost in settings.search.objectives[1:]]
 
-            outcomes = optuna_study.optimize(
-                list(settings.spaces),
-                objective,
-                settings.search,
-                maximize=settings.maximize,
-                seed=settings.seed,
-                on_trial=on_trial,
-                storage=optuna_study.storage_url(plan.storage),
-                study_name=plan.name,
-                origin=parent,
-                costs=trial_costs,
-                subsample=plan.screening,
-                deadline=deadline,
-            )
+            if distributed:
+                outcomes = _coordinate(settings, plan, deadline, job, on_trial)
+            else:
+                outcomes = optuna_study.optimize(
+                    list(settings.spaces),
+                    objective,
+                    settings.search,
+                    maximize=settings.maximize,
+                    seed=settings.seed,
+                    on_trial=on_trial,
+                    storage=optuna_study.storage_url(plan.storage),
+                    study_name=plan.name,
+                    origin=job.parent_run,
+                    costs=trial_costs,
+                    subsample=plan.screening,
+                    deadline=deadline,
+                )
             searched = time.time()
             closing = time.perf_counter()
         tracking_time.seconds += time.perf_counter() - closing  # the wait for the recorder to drain
@@ -869,6 +890,224 @@ def _search(
     if recorder.errors:
         console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
     return Search(outcomes, searched - started)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to join the study, left in it by the coordinator: the parent run its trial
+    runs go under, their tags, the coordinator's params (the worker's own must give the same study) and
+    the search's deadline (search.budget time)."""
+
+    parent_run: str
+    experiment: str
+    tags: dict[str, str]
+    params: dict[str, Any]
+    deadline: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_storage(settings: TuneSettings, plan: StudyPlan) -> None:
+    if settings.search.distributed and not optuna_study.is_shared_storage(optuna_study.storage_url(plan.storage)):
+        raise StageError(
+            f"params.yaml: search.workers {settings.search.workers} needs a study database that several "
+            f"processes share, and paths.study is {plan.storage}: set paths.study to a PostgreSQL URL "
+            "(postgresql+psycopg://user@host:5432/db; README, 'Working as a team') or search.workers to 1"
+        )
+
+
+class LocalWorkers:
+    """The ``mlgate worker`` processes the tune stage starts on this machine, each with its share of the
+    cores (CatBoost's and the BLAS threads); their output goes to a file each, shown when they end."""
+
+    def __init__(self, count: int, study: str, storage: str):
+        self.threads = max(1, (os.cpu_count() or 1) // count)
+        threads = str(self.threads)
+        env = os.environ | {"MLGATE_STUDY": storage} | dict.fromkeys(THREAD_VARIABLES, threads)
+        self.folder = tempfile.TemporaryDirectory(prefix="mlgate-workers-")
+        self.logs = [Path(self.folder.name) / f"worker-{k}.log" for k in range(count)]
+        command = [sys.executable, "-m", "mlgate.cli", "worker", "--study", study, "--threads", threads]
+        self.processes = []
+        for log in self.logs:
+            with log.open("wb") as out:
+                self.processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env))
+
+    def running(self) -> bool:
+        return any(p.poll() is None for p in self.processes)
+
+    def stop(self, grace_s: float = 30.0) -> list[str]:
+        """Wait for the workers to end (they stop once the study holds n_trials), terminate any that do not
+        within ``grace_s``; their last lines, and the whole output of one that failed."""
+        for process in self.processes:
+            try:
+                process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait()
+        said = []
+        for process, log in zip(self.processes, self.logs, strict=True):
+            lines = log.read_text(errors="replace").splitlines()
+            said += lines[-40:] if process.returncode else lines[-1:]
+        self.folder.cleanup()
+        return said
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _coordinate(
+    settings: TuneSettings,
+    plan: StudyPlan,
+    deadline: optuna_study.Deadline | None,
+    job: Job,
+    on_trial: Callable[[optuna_study.TrialOutcome], None],
+) -> list[optuna_study.TrialOutcome]:
+    """search.workers > 1: the study in the shared database, run by that many local `mlgate worker`
+    processes and any a user started elsewhere on the same study; this process watches, queues the
+    screening promotions and closes the runs of trials whose worker died."""
+    storage = optuna_study.storage_url(plan.storage)
+    workers = LocalWorkers(settings.search.workers, plan.name, storage)
+    console.say(
+        STAGE,
+        f"study {plan.name}: {settings.search.workers} worker processes, {workers.threads} thread(s) each; more "
+        f"can join from any machine: `mlgate worker --study {plan.name}` with MLGATE_STUDY and MLFLOW_TRACKING_URI set",
+    )
+    try:
+        outcomes, dead = optuna_study.coordinate(
+            list(settings.spaces),
+            settings.search,
+            maximize=settings.maximize,
+            seed=settings.seed,
+            storage=storage,
+            study_name=plan.name,
+            job=job.to_dict(),
+            on_trial=on_trial,
+            workers_running=workers.running,
+            subsample=plan.screening,
+            deadline=deadline,
+        )
+    except ValueError as error:
+        raise StageError(f"{error}\n" + "\n".join(workers.stop(grace_s=5.0))) from None
+    for line in workers.stop():
+        print(line, flush=True)
+    for trial in dead:
+        retried = f"; retried as trial {trial.retried_as}" if trial.retried_as is not None else ""
+        reason = f"its worker {trial.worker or '?'} stopped sending heartbeats mid-trial{retried}"
+        if trial.run_id and tracking.close_run(trial.run_id, reason):
+            console.say(STAGE, f"trial {trial.number}: {reason}; its run {trial.run_id[:8]} closed KILLED")
+    return outcomes
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    study: str
+    worker: str
+    outcomes: list[optuna_study.TrialOutcome]
+    seconds: float
+
+
+def work(
+    params: dict[str, Any], *, study: str | None, storage: str | None, threads: int | None, wait_s: float
+) -> WorkerSummary:
+    """`mlgate worker`: join a study that a tune stage coordinates, on this or any machine, and run its
+    trials until it holds n_trials (or its deadline passes). ``study`` named: the coordinator's params
+    are used, and this checkout's train split and code must give that same study; else the study these
+    params give. Each trial is a child run of the study's parent run, tagged with this worker."""
+    url = optuna_study.storage_url(storage or project.paths(params).study)
+    if study is not None:
+        params = _wait_for_job(url, study, wait_s).params
+    spec, paths = project.data_spec(params), project.paths(params)
+    settings = TuneSettings.parse(params, spec)
+    train = pd.read_parquet(paths.split_file("train"))
+    plan = StudyPlan.of(settings, train, url)
+    if study is not None and plan.name != study:
+        raise StageError(
+            f"this checkout would run study {plan.name}, not {study}: its {paths.split_file('train')} or mlgate's "
+            "code differs from the coordinator's (check out the same commit and `dvc pull`)"
+        )
+    job = _wait_for_job(url, plan.name, wait_s)
+    deadline = optuna_study.Deadline(job.deadline) if job.deadline is not None else None
+    cores = threads or os.cpu_count() or 1
+    objective = CrossValidation(
+        train,
+        spec,
+        settings.search.cv_folds,
+        parallel_trials=1,
+        seed=settings.seed,
+        cores=cores,
+        settings=settings.features,
+        holdout=plan.holdout,
+        deadline=deadline,
+        store_dir=Path(paths.trial_predictions) / plan.name,
+    )
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    tags = job.tags | {"mlgate.worker": worker}
+    runs: dict[int, str] = {}
+    started = time.time()
+    console.say("worker", f"{worker} joined study {plan.name} ({cores} thread(s))")
+    with tracking.trial_recorder(job.experiment, job.parent_run, tags) as recorder:
+
+        def on_start(number: int) -> str:
+            runs[number] = tracking.create_run(job.experiment, f"trial-{number:03d}", tags, job.parent_run)
+            return runs[number]
+
+        def on_trial(outcome: optuna_study.TrialOutcome) -> None:
+            result = objective.result(outcome.family, outcome.params, outcome.subsample)
+            record = _trial_record(
+                outcome,
+                spec.metric,
+                fold_runs=settings.search.fold_runs,
+                result=result if outcome.state == "COMPLETE" else None,
+            )
+            recorder.record(dataclasses.replace(record, run_id=runs.pop(outcome.number)))
+            score = "-" if outcome.score is None else f"{outcome.score:.4f}"
+            console.say(
+                "worker", f"trial {outcome.number} {outcome.family}: {outcome.state.lower()} cv {spec.metric} {score}"
+            )
+
+        def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
+            result = objective.result(family, params)
+            costs = {"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}
+            return [costs[cost] for cost in settings.search.objectives[1:]]
+
+        outcomes = optuna_study.work(
+            list(settings.spaces),
+            objective,
+            settings.search,
+            maximize=settings.maximize,
+            seed=settings.seed,
+            storage=url,
+            study_name=plan.name,
+            worker=worker,
+            on_start=on_start,
+            on_trial=on_trial,
+            costs=trial_costs,
+            subsample=plan.screening,
+            deadline=deadline,
+        )
+    summary = WorkerSummary(plan.name, worker, outcomes, time.time() - started)
+    counts = {state: sum(o.state == state for o in outcomes) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    console.say(
+        "worker",
+        f"{worker} ran {len(outcomes)} trials of study {plan.name} in {summary.seconds:.0f}s "
+        f"({counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed)",
+    )
+    return summary
+
+
+def _wait_for_job(url: str, study: str, wait_s: float) -> Job:
+    """The job the coordinator left in ``study``, waiting up to ``wait_s`` for the study to appear."""
+    give_up = time.time() + wait_s
+    while (job := optuna_study.job_of(url, study)) is None:
+        if time.time() >= give_up:
+            known = ", ".join(optuna_study.studies(url)[-5:]) or "none"
+            raise StageError(
+                f"no study {study} at {url.split('://')[0]}://… after {wait_s:.0f}s: start the tune stage first "
+                f"(`dvc repro` with search.workers and the same paths.study); the newest studies there: {known}"
+            )
+        time.sleep(1.0)
+    return Job(**job)
 
 
 def _record(

@@ -1,0 +1,231 @@
+"""Team scale: one study in PostgreSQL run by several `mlgate worker` processes, tracked on a real
+`mlflow server` (PostgreSQL backend, proxied artifacts) that the tests start on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import BIN, POSTGRES, TINY_BUDGET, clone_project, copy_project, run_cli, with_overrides
+
+pytestmark = pytest.mark.slow
+
+SERVER = POSTGRES.rsplit("/", 1)[0]  # the machine's PostgreSQL, without a database
+# trials of a second or two each: long enough to kill a worker in the middle of one
+SEARCH = ["search.n_trials=6", "search.cv_folds=2", "search.heartbeat_s=1", "model.catboost.fixed.iterations=150"]
+
+
+def _admin(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(SERVER.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        c.execute(statement)
+
+
+@pytest.fixture(scope="module")
+def databases():
+    """A factory of empty PostgreSQL databases, dropped when the module ends."""
+    made = []
+
+    def make(prefix: str) -> str:
+        name = f"mlgate_{prefix}_{uuid.uuid4().hex[:8]}"
+        _admin(f"CREATE DATABASE {name}")
+        made.append(name)
+        return f"{SERVER}/{name}"
+
+    yield make
+    for name in made:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(databases, tmp_path_factory):
+    """`mlflow server` on PostgreSQL with proxied artifacts: clients need only its URL, no shared disk."""
+    port, artifacts = _free_port(), tmp_path_factory.mktemp("server_artifacts")
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("wb")
+    server = subprocess.Popen(
+        [BIN / "mlflow", "server", "--backend-store-uri", databases("tracking"), "--serve-artifacts"]
+        + ["--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    give_up = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > give_up:
+                server.kill()
+                pytest.fail(f"mlflow server did not start:\n{Path(log.name).read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url
+    server.send_signal(signal.SIGTERM)
+    server.wait(30)
+
+
+@pytest.fixture(scope="module")
+def split_project(tmp_path_factory):
+    """The project after ingest, validate and split (none of which touches MLflow)."""
+    root = copy_project(tmp_path_factory.mktemp("split") / "project", SEARCH)
+    for stage in ("ingest", "validate", "split"):
+        run_cli(["mlgate", stage], root)
+    return root
+
+
+@pytest.fixture
+def team(split_project, tmp_path, databases, mlflow_server):
+    """A clone of the split project whose study is a new PostgreSQL database and whose store is the server."""
+    root = clone_project(split_project, tmp_path / "project")
+    study = databases("study")
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": f"team-{uuid.uuid4().hex[:6]}"}
+    return root, study, env
+
+
+def _params(root, study: str, *overrides: str) -> None:
+    run_cli(["mlgate", "params", *with_overrides(TINY_BUDGET, [*SEARCH, f"paths.study={study}", *overrides])], root)
+
+
+def _study_trials(study: str) -> pd.DataFrame:
+    import optuna
+
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(study, include_best_trial=False)]
+    return optuna.load_study(study_name=name, storage=study).trials_dataframe(attrs=("number", "state", "system_attrs"))
+
+
+def _runs(server: str, experiment: str) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=server)
+    found = client.get_experiment_by_name(experiment)
+    return list(client.search_runs([found.experiment_id], max_results=1000))
+
+
+def _experiment(root) -> str:
+    from mlgate import config, project
+
+    return project.tracking(config.read_params(root / "params.yaml")).experiment
+
+
+def test_three_workers_run_exactly_n_trials_each_a_child_run_of_the_one_parent(team):
+    root, study, env = team
+    _params(root, study, "search.workers=3")
+    out = run_cli(["mlgate", "tune"], root, env)
+
+    assert "3 worker processes" in out.stdout
+    trials = _study_trials(study)
+    assert len(trials) == 6 and sorted(trials["number"]) == list(range(6))
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
+    (parent,) = [r for r in runs if r.info.run_name == "tune"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(int(r.data.tags["mlgate.trial"]) for r in children) == list(range(6))
+    workers = {r.data.tags["mlgate.worker"] for r in children}
+    assert 1 <= len(workers) <= 3 and all(w.startswith(socket.gethostname() + ":") for w in workers)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    recipe = json.loads((root / "reports" / "best_params.json").read_text())
+    assert recipe["budget"] == {
+        "kind": "trials",
+        "n_trials": 6,
+        "workers": 3,
+        "reproducible": False,
+        "why": ("search.workers 3: the processes' trials end in whatever order they run"),
+    }
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed_with_the_reason(team):
+    root, study, env = team
+    _params(root, study, "search.workers=2")
+    full_env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}, **env}
+    full_env["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    coordinator = subprocess.Popen(
+        ["mlgate", "tune"], cwd=root, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    victim = _running_worker(study, coordinator)
+    time.sleep(0.5)  # into the trial, past its first heartbeat
+    os.kill(victim, signal.SIGKILL)
+    output, _ = coordinator.communicate(timeout=300)
+
+    assert coordinator.returncode == 0, output
+    trials = _study_trials(study)
+    dead = trials[trials["state"] == "FAIL"]
+    assert len(dead) == 1, trials
+    retries = trials["system_attrs_failed_trial"].dropna().astype(int).tolist()
+    assert retries == dead["number"].tolist()  # one copy of it was queued and ran
+    assert (trials["state"] != "FAIL").sum() == 6
+    runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
+    killed = [r for r in runs if r.data.tags.get("mlgate.worker", "").endswith(f":{victim}")]
+    assert [r.info.status for r in killed] == ["KILLED"]
+    assert "stopped sending heartbeats" in killed[0].data.tags["mlgate.closed_reason"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert f"its worker {socket.gethostname()}:{victim} stopped sending heartbeats" in output
+
+
+def _running_worker(study: str, coordinator: subprocess.Popen) -> int:
+    """The pid of a worker that is running a trial, once one is."""
+    import optuna
+
+    give_up = time.time() + 120
+    while time.time() < give_up and coordinator.poll() is None:
+        try:
+            for summary in optuna.get_all_study_summaries(study, include_best_trial=False):
+                for trial in optuna.load_study(study_name=summary.study_name, storage=study).get_trials():
+                    if trial.state.name == "RUNNING" and "mlgate_worker" in trial.user_attrs:
+                        return int(trial.user_attrs["mlgate_worker"].rsplit(":", 1)[1])
+        except Exception:  # noqa: BLE001 - the coordinator may be creating the study's tables right now
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"no worker started a trial:\n{coordinator.communicate()[0]}")
+
+
+def test_one_worker_on_postgresql_gives_the_study_sqlite_gives(team, tmp_path):
+    root, study, env = team
+    _params(root, study)
+    run_cli(["mlgate", "tune"], root, env)
+    on_postgres = pd.read_csv(root / "reports" / "trials.csv")
+    _params(root, "reports/optuna.db")
+    run_cli(["mlgate", "tune"], root, env)
+    on_sqlite = pd.read_csv(root / "reports" / "trials.csv")
+
+    columns = ["trial", "family", "state", "cv_score", "params"]
+    pd.testing.assert_frame_equal(
+        on_postgres[columns].sort_values("trial", ignore_index=True),
+        on_sqlite[columns].sort_values("trial", ignore_index=True),
+    )
+
+
+def test_several_workers_on_a_sqlite_study_are_refused_with_what_to_use(split_project, tmp_path):
+    root = clone_project(split_project, tmp_path / "project")
+    run_cli(["mlgate", "params", *with_overrides(TINY_BUDGET, [*SEARCH, "search.workers=2"])], root)
+    out = run_cli(["mlgate", "tune"], root, {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}, check=False)
+    assert out.returncode == 1
+    assert "search.workers 2 needs a study database" in out.stderr and "postgresql+psycopg://" in out.stderr
+
+
+def test_a_worker_for_a_study_that_does_not_exist_says_what_to_start(split_project, tmp_path, databases):
+    root = clone_project(split_project, tmp_path / "project")
+    out = run_cli(
+        ["mlgate", "worker", "--study", "nosuch-123", "--wait", "1"],
+        root,
+        {"MLGATE_STUDY": databases("empty")},
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "no study nosuch-123" in out.stderr and "start the tune stage first" in out.stderr
