@@ -97,6 +97,33 @@ def test_runs_carry_lineage_tags(tracked):
     assert run.data.metrics["test/roc_auc"] == pytest.approx(results["evaluate"]["roc_auc"])
 
 
+def test_tune_train_and_evaluate_runs_list_the_split_they_read_by_its_dvc_md5(tracked):
+    import yaml
+
+    from mlgate import files, project
+    from mlgate.adapters import tracking
+
+    root, params, results = tracked
+    split_file = project.paths(params).split_file
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    locked = {stage: {d["path"]: d["md5"] for d in lock[stage]["deps"]} for stage in ("tune", "train", "evaluate")}
+    md5 = {name: files.md5(split_file(name)) for name in ("train", "test")}
+    assert md5["train"] == locked["tune"][str(split_file("train"))] == locked["train"][str(split_file("train"))]
+    assert md5["test"] == locked["evaluate"][str(split_file("test"))]
+
+    def seen(run_id):
+        inputs = tracking.client().get_run(run_id).inputs.dataset_inputs
+        return {
+            i.dataset.name: (i.dataset.digest, {t.key: t.value for t in i.tags}, json.loads(i.dataset.source))
+            for i in inputs
+        }
+
+    train = (md5["train"], {"mlflow.data.context": "training"}, {"uri": str(split_file("train"))})
+    test = (md5["test"], {"mlflow.data.context": "testing"}, {"uri": str(split_file("test"))})
+    assert seen(results["train"]["tune_run_id"]) == {"train": train}
+    assert seen(results["train"]["run_id"]) == {"train": train, "test": test}  # evaluate logs to the train run
+
+
 def test_evaluate_writes_metrics_and_plot_tables(tracked):
     root, _, _ = tracked
     test_metrics = json.loads((root / "metrics/test.json").read_text())

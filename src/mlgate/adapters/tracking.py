@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 import psutil
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from mlgate import files
 from mlgate.errors import StageError
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -134,12 +136,44 @@ def log_data_inputs(run_id: str, inputs: list[DataInput]) -> None:
         # either of two identical local sources, which MLflow warns about
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(
-                data.frame, source=data.path, targets=data.target, name=data.name, digest=data.md5
+            dataset, rows = (
+                mlflow.data.from_pandas(frame, source=data.path, targets=data.target, name=data.name, digest=data.md5)
+                for frame in (data.frame, _schema_rows(data.frame))
             )
-        entity = dataset._to_mlflow_entity()  # what mlflow.log_input sends, for a run that is not active
+            dataset.schema = rows.schema  # a cached property: MLflow would infer it from every value
+            entity = dataset._to_mlflow_entity()  # what mlflow.log_input sends, for a run that is not active
         entries.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", data.context)]))
     client().log_inputs(run_id, datasets=entries)
+
+
+def _schema_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The few rows of ``frame`` whose MLflow schema is the whole frame's: each column's first missing value
+    and, in an object column, the first value of each Python type (a typed column's dtype decides alone).
+    MLflow looks at every value: 6.6 s for a 210,600-row, 20-column split, 0.14 s through these rows."""
+    if not len(frame):
+        return frame
+    positions = {0}
+    for name in frame.columns:
+        column = frame[name]
+        missing = column.isna().to_numpy()
+        if missing.any():
+            positions.add(int(missing.argmax()))
+        if column.dtype.kind != "O":  # as MLflow tells the columns whose values it looks into
+            continue
+        if pd.api.types.infer_dtype(column, skipna=True) in ("string", "bytes", "empty"):  # one type, fast
+            positions.add(int((~missing).argmax()))
+        else:
+            positions.update(pd.Series(column.map(type).to_numpy()).drop_duplicates().index)
+    return frame.iloc[sorted(positions)]
+
+
+def log_split(run_id: str, name: str, frame: Any, path: str | Path, target: str | None, context: str) -> None:
+    """Record that the run read the split file ``path`` (as ``frame``), named by the md5 of its bytes.
+
+    That md5 is what dvc.lock records for the file once the stage has run; dvc.lock itself is not read,
+    since during `dvc repro` it still holds the previous run's entry for the stage that is running.
+    """
+    log_data_inputs(run_id, [DataInput(name, frame, Path(path).as_posix(), files.md5(path), target, context)])
 
 
 def create_run(experiment: str, run_name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:

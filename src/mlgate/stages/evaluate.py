@@ -2,7 +2,7 @@
 
 Reads the test split, paths.model and paths.train_info; writes paths.metrics (DVC metrics) and
 paths.plots (DVC plots: curves, permutation importance, and SHAP importance for CatBoost and the
-tree families); logs `test/<metric>` and PNG plots to the train run.
+tree families); logs `test/<metric>`, PNG plots and the test split (a dataset input) to the train run.
 """
 
 from __future__ import annotations
@@ -183,6 +183,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         for name, table in tables.items():
             table.to_csv(staged / f"{name}.csv", index=False)
     tracking.log(run_id, metrics={f"test/{k}": v for k, v in test_metrics.items()} | {"test/rows": len(test)})
+    tracking.log_split(run_id, "test", test, paths.split_file("test"), spec.target, "testing")
     with tempfile.TemporaryDirectory() as scratch:
         for name, table in tables.items():
             tracking.log_artifact(run_id, evaluation_plots.png(name, table, spec, Path(scratch)), "evaluate")

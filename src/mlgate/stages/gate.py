@@ -102,7 +102,7 @@ def run(params: dict[str, Any]) -> GateReport:
     report = _report(params, policy, inputs, scored, decision, candidate, digest, champion)
     plots_dir = Path(paths.gate_plots)
     report = _publish(report, plots_dir, spec, paths.plots, target_vector(inputs.test, spec), scored.test_outputs)
-    _record(report, candidate, inputs.info, paths, scored.evidence.current)
+    _record(report, candidate, inputs, spec.target, paths, scored.evidence.current)
 
     verdict = "PASSED → alias 'staging'" if report.passed else "REJECTED, no alias"
     console.say(STAGE, f"{candidate.name} v{candidate.version} ({inputs.info['family']}): {verdict}")
@@ -386,12 +386,17 @@ def _publish(
 def _record(
     report: GateReport,
     candidate: tracking.ModelVersion,
-    info: dict[str, Any],
+    inputs: Inputs,
+    target: str,
     paths: project.Paths,
     current: Comparison,
 ) -> None:
-    """The reports as artifacts of the train run, the verdict as tags of the version, then the alias."""
+    """On the train run the reports as artifacts and the test split judged on as a dataset input, then the
+    verdict as tags of the version, then the alias."""
+    info = inputs.info
     run_id = info["run_id"]
+    # evaluate logged the same split there; MLflow keeps one entry a run per name and digest
+    tracking.log_split(run_id, "test", inputs.test, paths.split_file("test"), target, "testing")
     for path in (paths.gate, paths.promotion, paths.drift, paths.drift_report, paths.validation):
         tracking.log_artifact(run_id, path, "gate")
     for png in sorted(Path(paths.gate_plots).glob("*.png")):  # with the importance plot beside the card

@@ -193,8 +193,9 @@ def _log_run(
     seed: int,
     fit_seconds: float,
 ) -> dict[str, str]:
-    """The train run: the recipe's choices and cost, the config and the recipe file, the reference
-    sample, and the model, published at paths.model; the logged model's model_uri and model_id."""
+    """The train run: the recipe's choices and cost, the config and the recipe file, the train split it
+    read, the reference sample, and the model, published at paths.model; the logged model's model_uri
+    and model_id."""
     tracking.log(
         run_id,
         params=_run_params(recipe, seed, len(train)),
@@ -202,6 +203,7 @@ def _log_run(
     )
     tracking.log_artifact(run_id, "params.yaml", "config")
     tracking.log_artifact(run_id, paths.best_params, "finish")
+    tracking.log_split(run_id, "train", train, paths.split_file("train"), spec.target, "training")
     _log_reference(run_id, train, seed)
     return _log_model(run_id, pipeline, train, spec, paths.model)
 

@@ -765,6 +765,7 @@ def run(params: dict[str, Any]) -> TuneResult:
         with tracking_time:
             tracking.log(parent, params=_run_params(settings, plan, spec.metric, len(train)))
             tracking.log_artifact(parent, "params.yaml", "config")
+            tracking.log_split(parent, "train", train, paths.split_file("train"), spec.target, "training")
         # search.timeout_s is the search's own time: the clock starts once the tracking is set up
         timed = settings.search.budget == "time"
         deadline = optuna_study.Deadline.after(settings.search.timeout_s) if timed else None
