@@ -5,80 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
-import urllib.request
 import uuid
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.helpers import BIN, POSTGRES, TINY_BUDGET, clone_project, copy_project, run_cli, with_overrides
+from tests.helpers import BIN, TINY_BUDGET, clone_project, copy_project, run_cli, with_overrides
 
 pytestmark = pytest.mark.slow
 
-SERVER = POSTGRES.rsplit("/", 1)[0]  # the machine's PostgreSQL, without a database
 # trials of a second or two each: long enough to kill a worker in the middle of one
 SEARCH = ["search.n_trials=6", "search.cv_folds=2", "search.heartbeat_s=1", "model.catboost.fixed.iterations=150"]
-
-
-def _admin(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(SERVER.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
-        c.execute(statement)
-
-
-@pytest.fixture(scope="module")
-def databases():
-    """A factory of empty PostgreSQL databases, dropped when the module ends."""
-    made = []
-
-    def make(prefix: str) -> str:
-        name = f"mlgate_{prefix}_{uuid.uuid4().hex[:8]}"
-        _admin(f"CREATE DATABASE {name}")
-        made.append(name)
-        return f"{SERVER}/{name}"
-
-    yield make
-    for name in made:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(databases, tmp_path_factory):
-    """`mlflow server` on PostgreSQL with proxied artifacts: clients need only its URL, no shared disk."""
-    port, artifacts = _free_port(), tmp_path_factory.mktemp("server_artifacts")
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("wb")
-    server = subprocess.Popen(
-        [BIN / "mlflow", "server", "--backend-store-uri", databases("tracking"), "--serve-artifacts"]
-        + ["--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    give_up = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > give_up:
-                server.kill()
-                pytest.fail(f"mlflow server did not start:\n{Path(log.name).read_text()[-3000:]}")
-            time.sleep(0.5)
-    yield url
-    server.send_signal(signal.SIGTERM)
-    server.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +67,8 @@ def _experiment(root) -> str:
 
 
 def test_three_workers_run_exactly_n_trials_each_a_child_run_of_the_one_parent(team):
+    """...and their validation predictions travel with their runs: a rerun on a disk without them (another
+    machine) resumes the whole study and finishes it into the same recipe."""
     root, study, env = team
     _params(root, study, "search.workers=3")
     out = run_cli(["mlgate", "tune"], root, env)
@@ -140,8 +84,12 @@ def test_three_workers_run_exactly_n_trials_each_a_child_run_of_the_one_parent(t
     workers = {r.data.tags["mlgate.worker"] for r in children}
     assert 1 <= len(workers) <= 3 and all(w.startswith(socket.gethostname() + ":") for w in workers)
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    recipe = json.loads((root / "reports" / "best_params.json").read_text())
-    assert recipe["budget"] == {
+    recipe = (root / "reports" / "best_params.json").read_bytes()
+    shutil.rmtree(root / "reports" / "trials")
+    again = run_cli(["mlgate", "tune"], root, env)
+    assert "6 of them reused" in again.stdout and "have no predictions" not in again.stdout
+    assert (root / "reports" / "best_params.json").read_bytes() == recipe
+    assert json.loads(recipe)["budget"] == {
         "kind": "trials",
         "n_trials": 6,
         "workers": 3,

@@ -791,6 +791,16 @@ def _fail_stale_trials(study: optuna.Study) -> None:
 
 
 @dataclass(frozen=True)
+class SharedStudy:
+    """What the workers of a shared study did: every recorded trial, sorted; each trial's MLflow run
+    (by trial number); and the trials that died with their processes."""
+
+    outcomes: list[TrialOutcome]
+    runs: dict[int, str]
+    dead: list[DeadTrial]
+
+
+@dataclass(frozen=True)
 class DeadTrial:
     """A distributed trial whose process stopped beating: failed by Optuna and queued again."""
 
@@ -813,13 +823,13 @@ def coordinate(
     workers_running: Callable[[], bool],
     subsample: float | None = None,
     deadline: Deadline | None = None,
-) -> tuple[list[TrialOutcome], list[DeadTrial]]:
+) -> SharedStudy:
     """Open the shared study, leave ``job`` (what a worker needs to join) in it, queue the first trials,
     then watch: each trial a worker records reaches ``on_trial``, the screening promotions are queued
     once the screening trials ended, and the wait ends when n_trials have a record, or after the
     ``deadline`` once nothing runs. ``workers_running`` tells whether the workers this process started
     still run: if they all stopped short of the budget, the study cannot end and ValueError says so.
-    Returns every recorded trial, sorted, and the trials that died with their processes."""
+    """
     store = _shared_storage(storage, settings.heartbeat_s)
     extra = len(settings.objectives) - 1
     directions = ["maximize" if maximize else "minimize"] + ["minimize"] * extra
@@ -863,7 +873,8 @@ def coordinate(
                 "(their output is above)"
             )
         time.sleep(POLL_S)
-    return sorted(seen.values(), key=lambda o: o.number), _dead_trials(trials)
+    runs = {t.number: t.user_attrs[_RUN] for t in trials if _RUN in t.user_attrs and t.number in seen}
+    return SharedStudy(sorted(seen.values(), key=lambda o: o.number), runs, _dead_trials(trials))
 
 
 def _dead_trials(trials: list) -> list[DeadTrial]:

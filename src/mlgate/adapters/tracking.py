@@ -286,6 +286,7 @@ class TrialRecord:
     end_ms: int
     children: tuple[TrialRecord, ...] = ()  # runs nested under this one (per-fold runs)
     run_id: str | None = None  # the RUNNING run made when the trial started (a distributed worker's); None: a new run
+    artifacts: tuple[tuple[str, str], ...] = ()  # (local file, artifact folder) to log with the run
 
 
 class TrialRecorder:
@@ -347,6 +348,8 @@ def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict
             metrics += [Metric(key, float(v), record.end_ms, step) for step, v in enumerate(values)]
         params = [Param(k, str(v)) for k, v in record.params.items()]
         writer.log_batch(run_id, metrics=metrics, params=params, tags=logged_tags)
+        for local, folder in record.artifacts:
+            writer.log_artifact(run_id, local, folder)
         for child in record.children:
             write(child, run_id)
         writer.set_terminated(run_id, status=record.status, end_time=record.end_ms)

@@ -867,7 +867,7 @@ def _search(
                 return [costs[cost] for cost in settings.search.objectives[1:]]
 
             if distributed:
-                outcomes = _coordinate(settings, plan, deadline, job, on_trial)
+                outcomes = _coordinate(objective, settings, plan, deadline, job, on_trial)
             else:
                 outcomes = optuna_study.optimize(
                     list(settings.spaces),
@@ -958,6 +958,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 def _coordinate(
+    objective: CrossValidation,
     settings: TuneSettings,
     plan: StudyPlan,
     deadline: optuna_study.Deadline | None,
@@ -975,7 +976,7 @@ def _coordinate(
         f"can join from any machine: `mlgate worker --study {plan.name}` with MLGATE_STUDY and MLFLOW_TRACKING_URI set",
     )
     try:
-        outcomes, dead = optuna_study.coordinate(
+        shared = optuna_study.coordinate(
             list(settings.spaces),
             settings.search,
             maximize=settings.maximize,
@@ -992,12 +993,38 @@ def _coordinate(
         raise StageError(f"{error}\n" + "\n".join(workers.stop(grace_s=5.0))) from None
     for line in workers.stop():
         print(line, flush=True)
-    for trial in dead:
+    for trial in shared.dead:
         retried = f"; retried as trial {trial.retried_as}" if trial.retried_as is not None else ""
         reason = f"its worker {trial.worker or '?'} stopped sending heartbeats mid-trial{retried}"
         if trial.run_id and tracking.close_run(trial.run_id, reason):
             console.say(STAGE, f"trial {trial.number}: {reason}; its run {trial.run_id[:8]} closed KILLED")
-    return outcomes
+    _fetch_predictions(shared, objective.store_dir)
+    return shared.outcomes
+
+
+def _fetch_predictions(shared: optuna_study.SharedStudy, store_dir: Path) -> None:
+    """The validation predictions of trials that workers on other machines ran (or that an earlier run
+    kept on another disk): the artifact each worker logged with its trial's run, into ``store_dir``. One
+    not there (a worker whose upload failed) is left out of the finish, with a warning."""
+    missing = []
+    for outcome in shared.outcomes:
+        key = trial_key(outcome.family, outcome.params, outcome.subsample)
+        run = shared.runs.get(outcome.number)
+        if outcome.state != "COMPLETE" or not run or (store_dir / f"{key}.npz").exists():
+            continue
+        store_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=store_dir) as folder:
+            try:
+                fetched = tracking.download_artifact(run, f"{PREDICTIONS_ARTIFACTS}/{key}.npz", folder)
+            except Exception:  # noqa: BLE001 - tracking.download_artifact raises MLflow's own errors
+                missing.append(outcome.number)
+                continue
+            os.replace(fetched, store_dir / f"{key}.npz")
+    if missing:
+        console.say(STAGE, f"warning: trials {missing} have no predictions on their runs; the finish leaves them out")
+
+
+PREDICTIONS_ARTIFACTS = "predictions"  # a distributed trial's run: its validation predictions, for the finish
 
 
 @dataclass(frozen=True)
@@ -1061,7 +1088,9 @@ def work(
                 fold_runs=settings.search.fold_runs,
                 result=result if outcome.state == "COMPLETE" else None,
             )
-            recorder.record(dataclasses.replace(record, run_id=runs.pop(outcome.number)))
+            kept = objective.store_dir / f"{trial_key(outcome.family, outcome.params, outcome.subsample)}.npz"
+            artifacts = ((str(kept), PREDICTIONS_ARTIFACTS),) if outcome.state == "COMPLETE" and kept.exists() else ()
+            recorder.record(dataclasses.replace(record, run_id=runs.pop(outcome.number), artifacts=artifacts))
             score = "-" if outcome.score is None else f"{outcome.score:.4f}"
             console.say(
                 "worker", f"trial {outcome.number} {outcome.family}: {outcome.state.lower()} cv {spec.metric} {score}"

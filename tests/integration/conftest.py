@@ -1,0 +1,74 @@
+"""Fixtures of the team setup: PostgreSQL databases made and dropped per module, and a real
+`mlflow server` on one of them (proxied artifacts) on a free loopback port."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import BIN, POSTGRES
+
+SERVER = POSTGRES.rsplit("/", 1)[0]  # the machine's PostgreSQL, without a database
+
+
+def _admin(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(SERVER.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        c.execute(statement)
+
+
+@pytest.fixture(scope="module")
+def databases():
+    """A factory of empty PostgreSQL databases, dropped when the module ends."""
+    made = []
+
+    def make(prefix: str) -> str:
+        name = f"mlgate_{prefix}_{uuid.uuid4().hex[:8]}"
+        _admin(f"CREATE DATABASE {name}")
+        made.append(name)
+        return f"{SERVER}/{name}"
+
+    yield make
+    for name in made:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(databases, tmp_path_factory):
+    """`mlflow server` on PostgreSQL with proxied artifacts: clients need only its URL, no shared disk."""
+    port, artifacts = _free_port(), tmp_path_factory.mktemp("server_artifacts")
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("wb")
+    server = subprocess.Popen(
+        [BIN / "mlflow", "server", "--backend-store-uri", databases("tracking"), "--serve-artifacts"]
+        + ["--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    give_up = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > give_up:
+                server.kill()
+                pytest.fail(f"mlflow server did not start:\n{Path(log.name).read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url
+    server.send_signal(signal.SIGTERM)
+    server.wait(30)
