@@ -22,6 +22,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the machine's server, trust auth
 BIN = Path(sys.executable).parent
+PG_SERVER = POSTGRES.rsplit("/", 1)[0]  # the same server, without a database
+
+
+def pg_admin(statement: str) -> None:
+    """One statement on the server's maintenance database, outside a transaction (CREATE DATABASE...)."""
+    import psycopg
+
+    with psycopg.connect(PG_SERVER.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        c.execute(statement)
+
 
 # Small enough for a pipeline run in well under a minute on 2 cores, large enough to be real.
 TINY_BUDGET = [

@@ -13,16 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BIN, POSTGRES
-
-SERVER = POSTGRES.rsplit("/", 1)[0]  # the machine's PostgreSQL, without a database
-
-
-def _admin(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(SERVER.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
-        c.execute(statement)
+from tests.helpers import BIN, PG_SERVER, pg_admin
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +23,13 @@ def databases():
 
     def make(prefix: str) -> str:
         name = f"mlgate_{prefix}_{uuid.uuid4().hex[:8]}"
-        _admin(f"CREATE DATABASE {name}")
+        pg_admin(f"CREATE DATABASE {name}")
         made.append(name)
-        return f"{SERVER}/{name}"
+        return f"{PG_SERVER}/{name}"
 
     yield make
     for name in made:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ import uuid
 import pandas as pd
 import pytest
 
-from tests.helpers import BIN, TINY_BUDGET, clone_project, copy_project, run_cli, with_overrides
+from tests.helpers import BIN, TINY_BUDGET, clone_project, copy_project, pg_admin, run_cli, with_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -101,11 +101,7 @@ def test_three_workers_run_exactly_n_trials_each_a_child_run_of_the_one_parent(t
 def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed_with_the_reason(team):
     root, study, env = team
     _params(root, study, "search.workers=2")
-    full_env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}, **env}
-    full_env["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
-    coordinator = subprocess.Popen(
-        ["mlgate", "tune"], cwd=root, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    coordinator = _start_tune(root, env)
     victim = _running_worker(study, coordinator)
     time.sleep(0.5)  # into the trial, past its first heartbeat
     os.kill(victim, signal.SIGKILL)
@@ -124,6 +120,23 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed_with_the_reason
     assert "stopped sending heartbeats" in killed[0].data.tags["mlgate.closed_reason"]
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert f"its worker {socket.gethostname()}:{victim} stopped sending heartbeats" in output
+
+
+def _start_tune(root, env: dict[str, str]) -> subprocess.Popen:
+    full_env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}, **env}
+    full_env["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    return subprocess.Popen(
+        ["mlgate", "tune"], cwd=root, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _recorded(study: str) -> int:
+    """Trials that count toward n_trials: finished with mlgate's record (not died)."""
+    import optuna
+
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(study, include_best_trial=False)]
+    trials = optuna.load_study(study_name=name, storage=study).get_trials()
+    return sum(t.state.is_finished() and "mlgate" in t.user_attrs for t in trials)
 
 
 def _running_worker(study: str, coordinator: subprocess.Popen) -> int:
@@ -177,3 +190,21 @@ def test_a_worker_for_a_study_that_does_not_exist_says_what_to_start(split_proje
     )
     assert out.returncode == 1
     assert "no study nosuch-123" in out.stderr and "start the tune stage first" in out.stderr
+
+
+def test_the_study_database_going_away_mid_study_is_waited_out(team):
+    """A database restart, as the workers see it: every connection cut and none accepted for seconds."""
+    root, study, env = team
+    _params(root, study, "search.workers=2")
+    coordinator = _start_tune(root, env)
+    _running_worker(study, coordinator)
+    database = study.rsplit("/", 1)[1]
+    pg_admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+    pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+    time.sleep(5)
+    pg_admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+    output, _ = coordinator.communicate(timeout=300)
+
+    assert coordinator.returncode == 0, output
+    assert "study database unreachable" in output and "study database back after" in output
+    assert _recorded(study) == 6

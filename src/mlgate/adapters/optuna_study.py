@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import importlib.util
+import logging
 import math
 import threading
 import time
@@ -30,6 +32,7 @@ from optuna.trial import TrialState
 from mlgate.modelling.task import named
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger(__name__)
 
 SAMPLERS = ("grid", "random", "tpe", "cmaes", "nsga2")
 PRUNERS = ("median", "successive_halving", "none")
@@ -729,6 +732,7 @@ _RUN = "mlgate_run"  # a distributed trial's MLflow run, so the run of a trial t
 _WORKER = "mlgate_worker"  # host:pid of the process that runs (or ran) a distributed trial
 _MAX_RETRIES = 3  # a trial whose workers keep dying is retried this often, then left failed
 POLL_S = 1.0  # how often the coordinator looks at the study
+PATIENCE_BEATS = 30  # the study database may be unreachable for this many heartbeats (5 min by default)
 
 
 def is_shared_storage(url: str) -> bool:
@@ -747,13 +751,59 @@ def _shared_storage(url: str, heartbeat_s: float) -> optuna.storages.RDBStorage:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
+        return _SharedStorage(
             url,
             engine_kwargs={"pool_pre_ping": True},  # a database restart drops the pooled connections
             heartbeat_interval=max(1, round(heartbeat_s)),
             grace_period=max(3, round(3 * heartbeat_s)),
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=_MAX_RETRIES),
         )
+
+
+class _SharedStorage(optuna.storages.RDBStorage):
+    """A missed heartbeat (the database restarting) is not fatal: Optuna's heartbeat thread ends at its
+    first error, which would leave a live trial to be declared dead; the grace period decides instead."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except optuna.exceptions.StorageInternalError as error:
+            log.warning("study database: a heartbeat of trial id %d was not recorded: %s", trial_id, _first_line(error))
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).split("\n")[0][:300]
+
+
+def _patiently(action: Callable[[], Any], patience_s: float, what: str) -> Any:
+    """``action()``, retried while the study database does not answer (a restart or a failover takes
+    seconds), for ``patience_s`` at most; then StudyUnreachable says so instead of hanging."""
+    import sqlalchemy as sa
+
+    first = None
+    while True:
+        try:
+            result = action()
+        except (optuna.exceptions.StorageInternalError, sa.exc.OperationalError) as error:
+            now = time.monotonic()
+            if first is None:
+                first = now
+                log.warning(
+                    "study database unreachable while %s, retrying for %.0fs: %s", what, patience_s, _first_line(error)
+                )
+            if now - first >= patience_s:
+                raise StudyUnreachable(
+                    f"the study database has not answered for {now - first:.0f}s (while {what}): {_first_line(error)}"
+                ) from None
+            time.sleep(min(2.0, patience_s / 10))
+            continue
+        if first is not None:
+            log.warning("study database back after %.0fs", time.monotonic() - first)
+        return result
+
+
+class StudyUnreachable(ValueError):
+    """The study's database did not answer for longer than the study's patience."""
 
 
 @contextlib.contextmanager
@@ -833,25 +883,35 @@ def coordinate(
     store = _shared_storage(storage, settings.heartbeat_s)
     extra = len(settings.objectives) - 1
     directions = ["maximize" if maximize else "minimize"] + ["minimize"] * extra
-    study = optuna.create_study(
-        storage=store,
-        study_name=study_name,
-        load_if_exists=True,
-        directions=directions,
-        sampler=_sampler(settings, seed),
-    )
-    _check_directions(study, directions)
-    study.set_user_attr(_JOB, job)
-    stored = study.get_trials(deepcopy=False)
-    if not stored:
-        _enqueue_first_trials(study, spaces)
+    patience = PATIENCE_BEATS * settings.heartbeat_s
+
+    def open_study() -> tuple[optuna.Study, list]:
+        study = optuna.create_study(
+            storage=store,
+            study_name=study_name,
+            load_if_exists=True,
+            directions=directions,
+            sampler=_sampler(settings, seed),
+        )
+        _check_directions(study, directions)
+        study.set_user_attr(_JOB, job)
+        stored = study.get_trials(deepcopy=False)
+        if not stored:
+            _enqueue_first_trials(study, spaces)
+        return study, stored
+
+    study, stored = _patiently(open_study, patience, "opening the study")
     earlier = {t.number for t in stored if _RECORD in t.user_attrs}
     screening = settings.subsample_trials if subsample is not None and not extra else 0
     promoted = any(_PROMOTED_FROM in t.user_attrs for t in stored)
     seen: dict[int, TrialOutcome] = {}
-    while True:
+
+    def look() -> list:
         _fail_stale_trials(study)  # a worker that died mid-trial, when none is left to notice
-        trials = study.get_trials(deepcopy=False)
+        return study.get_trials(deepcopy=False)
+
+    while True:
+        trials = _patiently(look, patience, "watching the trials")
         for t in trials:
             if t.number not in seen and t.state.is_finished() and _RECORD in t.user_attrs:
                 outcome = _from_record(t.number, t.user_attrs[_RECORD])
@@ -875,6 +935,11 @@ def coordinate(
         time.sleep(POLL_S)
     runs = {t.number: t.user_attrs[_RUN] for t in trials if _RUN in t.user_attrs and t.number in seen}
     return SharedStudy(sorted(seen.values(), key=lambda o: o.number), runs, _dead_trials(trials))
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, value: Any) -> None:
+    trial.set_user_attr(_RECORD, _record(outcome))
+    study.tell(trial, value if outcome.state == "COMPLETE" else None, state=_TOLD[outcome.state])
 
 
 def _dead_trials(trials: list) -> list[DeadTrial]:
@@ -930,31 +995,43 @@ def work(
     from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize wraps a trial in
 
     store = _shared_storage(storage, settings.heartbeat_s)
-    study = optuna.load_study(study_name=study_name, storage=store, pruner=_pruner(settings.pruner))
+    patience = PATIENCE_BEATS * settings.heartbeat_s
+    study = _patiently(
+        functools.partial(optuna.load_study, study_name=study_name, storage=store, pruner=_pruner(settings.pruner)),
+        patience,
+        "joining the study",
+    )
     trials = _Trials(
         spaces, evaluate, settings, costs=costs, subsample=subsample, origin=study.user_attrs[_JOB]["parent_run"]
     )
     done: list[TrialOutcome] = []
-    while max_trials is None or len(done) < max_trials:
-        if deadline is not None and deadline.expired():
-            break
+
+    def claim() -> optuna.Trial | None:
         _fail_stale_trials(study)
         with _claim_lock(store, study_name):
             stored = study.get_trials(deepcopy=False)
             if _claimed(stored) >= settings.n_trials or getattr(study.sampler, "covered", False):
-                break
+                return None
             # reseeded from the study's size: workers asking one after another sample different points
             study.sampler = _sampler(settings, _sampler_seed(seed, len(stored)))
-            trial = study.ask()
-        trial.set_user_attr(_WORKER, worker)
+            with warnings.catch_warnings():  # the heartbeat is ours to run (below), as optimize would
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                return study.ask()
+
+    while max_trials is None or len(done) < max_trials:
+        if deadline is not None and deadline.expired():
+            break
+        trial = _patiently(claim, patience, "claiming a trial")
+        if trial is None:
+            break
+        _patiently(functools.partial(trial.set_user_attr, _WORKER, worker), patience, "starting a trial")
         run_id = on_start(trial.number)
         if run_id:
-            trial.set_user_attr(_RUN, run_id)
+            _patiently(functools.partial(trial.set_user_attr, _RUN, run_id), patience, "starting a trial")
         with get_heartbeat_thread(trial._trial_id, store):
             outcome, value, ended = trials.attempt(trial, *trials.sample(trial))
         try:
-            trial.set_user_attr(_RECORD, _record(outcome))
-            study.tell(trial, value if outcome.state == "COMPLETE" else None, state=_TOLD[outcome.state])
+            _patiently(functools.partial(_tell, study, trial, outcome, value), patience, "recording a trial")
         except optuna.exceptions.UpdateFinishedTrialError:
             # declared dead (a long pause without heartbeats) and queued again: the retry's result counts
             outcome = dataclasses.replace(outcome, state="FAIL", error="declared dead while it ran; retried")

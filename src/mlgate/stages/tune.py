@@ -927,15 +927,28 @@ class LocalWorkers:
         threads = str(self.threads)
         env = os.environ | {"MLGATE_STUDY": storage} | dict.fromkeys(THREAD_VARIABLES, threads)
         self.folder = tempfile.TemporaryDirectory(prefix="mlgate-workers-")
-        self.logs = [Path(self.folder.name) / f"worker-{k}.log" for k in range(count)]
-        command = [sys.executable, "-m", "mlgate.cli", "worker", "--study", study, "--threads", threads]
-        self.processes = []
-        for log in self.logs:
-            with log.open("wb") as out:
-                self.processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env))
+        self.command = [sys.executable, "-m", "mlgate.cli", "worker", "--study", study, "--threads", threads]
+        self.env, self.count = env, count
+        self.processes: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+        for _ in range(count):
+            self._start()
+
+    def _start(self) -> None:
+        log = Path(self.folder.name) / f"worker-{len(self.logs)}.log"
+        with log.open("wb") as out:
+            self.processes.append(subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, env=self.env))
+        self.logs.append(log)
 
     def running(self) -> bool:
-        return any(p.poll() is None for p in self.processes)
+        """Whether a worker still runs; if none does while the study still needs one (a trial whose worker
+        died was queued again after the others had stopped), one more is started, up to ``count`` more."""
+        if any(p.poll() is None for p in self.processes):
+            return True
+        if len(self.processes) < 2 * self.count:
+            self._start()
+            return True
+        return False
 
     def stop(self, grace_s: float = 30.0) -> list[str]:
         """Wait for the workers to end (they stop once the study holds n_trials), terminate any that do not
@@ -949,7 +962,10 @@ class LocalWorkers:
         said = []
         for process, log in zip(self.processes, self.logs, strict=True):
             lines = log.read_text(errors="replace").splitlines()
-            said += lines[-40:] if process.returncode else lines[-1:]
+            if process.returncode < 0:  # killed: what it printed last is not why
+                said.append(f"worker pid {process.pid} was ended by signal {-process.returncode}")
+            else:
+                said += lines[-40:] if process.returncode else lines[-1:]
         self.folder.cleanup()
         return said
 
