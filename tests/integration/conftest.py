@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -48,6 +49,8 @@ def mlflow_server(databases, tmp_path_factory):
         + ["--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         stdout=log,
         stderr=subprocess.STDOUT,
+        # MLflow's job runner (GenAI trace jobs, eight more processes) serves nothing mlgate uses
+        env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
     give_up = time.time() + 120
