@@ -49,5 +49,8 @@ except psycopg.Error as error:
 PY
 fi
 
+# MLflow's job runner (eight more processes, for GenAI trace jobs) serves nothing mlgate uses; set
+# MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to keep it.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
 exec mlflow server --backend-store-uri "$db" --serve-artifacts --artifacts-destination "$artifacts" \
   --host "$host" --port "$port" "$@"
