@@ -272,7 +272,7 @@ def test_the_worker_job_runs_parallel_mlgate_workers_on_the_study_its_environmen
     assert env["MLFLOW_TRACKING_URI"] == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts == {f"{container['workingDir']}/data/split", f"{container['workingDir']}/reports/trials"}
+    assert mounts == {f"{container['workingDir']}/data/split"}  # predictions travel with the runs
 
 
 # The READMEs ----------------------------------------------------------------------------------------------
