@@ -35,7 +35,8 @@ def _fresh(split_project, dest):
     return shutil.copytree(split_project, dest, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", "optuna.db"))
 
 
-def test_tune_writes_the_same_best_params_on_a_busy_machine_and_train_finds_its_run(split_project, tmp_path):
+def test_tune_train_and_evaluate_write_the_same_bytes_on_a_busy_machine(split_project, tmp_path):
+    """Two fresh clones, one beside two CPU burners: the same recipe and the same test metrics, byte for byte."""
     quiet = _fresh(split_project, tmp_path / "quiet")
     busy = _fresh(split_project, tmp_path / "busy")
     run_cli(["mlgate", "tune"], quiet, env=tracking_env(quiet))
@@ -51,7 +52,11 @@ def test_tune_writes_the_same_best_params_on_a_busy_machine_and_train_finds_its_
     assert written[0] == written[1]
     assert json.loads(written[0])["budget"] == {"kind": "trials", "n_trials": 6, "batch": 2, "reproducible": True}
 
-    run_cli(["mlgate", "train"], busy, env=tracking_env(busy))
+    for root in (quiet, busy):
+        for stage in ("train", "evaluate"):
+            run_cli(["mlgate", stage], root, env=tracking_env(root))
+    metrics = [(root / "metrics" / "test.json").read_bytes() for root in (quiet, busy)]
+    assert metrics[0] == metrics[1]
     from mlgate.adapters import tracking
 
     with pytest.MonkeyPatch.context() as patch:
