@@ -646,7 +646,9 @@ def register(name: str, model_uri: str, run_id: str) -> ModelVersion:
     existing = [v for v in c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'") if v.source == model_uri]
     if existing:
         return _version(max(existing, key=lambda v: int(v.version)))
-    return _version(c.create_model_version(name, model_uri, run_id=run_id))
+    # a tracking server refuses a LoggedModel source (models:/m-<id>) unless the model_id names it too
+    logged = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    return _version(c.create_model_version(name, model_uri, run_id=run_id, model_id=logged))
 
 
 def get_version(name: str, version: int) -> ModelVersion:
