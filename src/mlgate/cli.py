@@ -361,6 +361,13 @@ def ui(host: str, port: int, params_file: str) -> None:
     from mlgate.adapters import tracking
 
     names = project.tracking(config.read_params(params_file))
+    server = tracking.ui_base("")
+    if server:  # a tracking server is its own UI
+        link = tracking.experiment_link(server, names.experiment)
+        console.say(
+            "ui", f"open {link} (the tracking server's UI: runs of '{names.experiment}', trials nested under tune)"
+        )
+        return
     link = tracking.experiment_link(f"http://{host}:{port}", names.experiment)
     console.say("ui", f"open {link} (runs of '{names.experiment}', trials nested under tune)")
     os.execv(

@@ -204,3 +204,12 @@ def test_a_file_planted_in_the_proxied_artifact_store_is_refused_at_load(on_serv
     finally:
         store.delete_artifacts("planted.py")
     assert tracking.load(f"models:/{MODEL}@production").features is not None
+
+
+def test_links_in_the_gate_report_and_mlgate_ui_point_at_the_tracking_server(team_build):
+    candidate = _gate(team_build)["candidate"]
+    assert candidate["run_link"].startswith(f"{team_build.server}/#/experiments/")
+    assert candidate["version_link"].startswith(f"{team_build.server}/#/models/")
+
+    ui = run_cli(["mlgate", "ui"], team_build.root, {"MLFLOW_TRACKING_URI": team_build.server})
+    assert f"open {team_build.server}/#/experiments/" in ui.stdout and "tracking server's UI" in ui.stdout

@@ -732,6 +732,13 @@ def delete_lock(name: str) -> None:
         client().delete_registered_model(name)
 
 
+def ui_base(configured: str) -> str:
+    """Where people browse the runs: the tracking server itself when there is one (its UI is the
+    server), else ``configured`` (tracking.ui_url, where `mlgate ui` serves the local store)."""
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else configured
+
+
 def run_link(ui_url: str, run_id: str) -> str:
     exp = client().get_run(run_id).info.experiment_id
     return f"{ui_url.rstrip('/')}/#/experiments/{exp}/runs/{run_id}"

@@ -274,8 +274,8 @@ def _report(
             info["family"], info["params"], project.seed(params), info["fit_seconds"], info["model_size_bytes"]
         ),
         importance=_importance(paths.plots, spec.metric, info["run_id"]),
-        candidate=_candidate(names.ui_url, inputs, candidate, digest),
-        champion=None if champion is None else _champion(names.ui_url, champion, scored),
+        candidate=_candidate(tracking.ui_base(names.ui_url), inputs, candidate, digest),
+        champion=None if champion is None else _champion(tracking.ui_base(names.ui_url), champion, scored),
     )
 
 
