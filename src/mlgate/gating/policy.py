@@ -10,6 +10,7 @@ from mlgate.errors import StageError
 from mlgate.gating.evidence import LATENCY_CALLS, Comparison, Evidence, SliceScore, rounded
 from mlgate.modelling import metrics
 from mlgate.modelling.data import DataSpec
+from mlgate.modelling.task import Task, named
 from mlgate.registry import CHAMPION_ALIAS
 
 
@@ -85,8 +86,9 @@ class Decision:
 
 def decide(policy: GatePolicy, evidence: Evidence) -> Decision:
     """Every rule of the policy against the evidence; passed only if all pass. A rule that judges one
-    class's probability (calibration, Brier) is skipped, with the reason, for a multiclass task."""
-    metric, measured = evidence.metric, evidence.measured
+    class's probability (calibration, Brier) is skipped, with the reason, for a task with a probability
+    per class (multiclass)."""
+    metric, measured, task = evidence.metric, evidence.measured, named(evidence.task)
     checks = []
     if policy.require_validation:
         checks.append(_validation(evidence.validation_passed))
@@ -110,12 +112,12 @@ def decide(policy: GatePolicy, evidence: Evidence) -> Decision:
     if policy.max_calibration_error is not None:
         what = "expected calibration error on test (10 equal-width bins)"
         checks.append(
-            _binary_only("calibration", policy.max_calibration_error, evidence.task)
+            _one_probability_only("calibration", policy.max_calibration_error, task)
             or _ceiling("calibration", measured.calibration_error, policy.max_calibration_error, what)
         )
     if policy.max_brier is not None:
         checks.append(
-            _binary_only("brier", policy.max_brier, evidence.task)
+            _one_probability_only("brier", policy.max_brier, task)
             or _ceiling("brier", measured.brier, policy.max_brier, "Brier score on test")
         )
     if policy.slices:
@@ -136,7 +138,8 @@ def check_fits(policy: GatePolicy, spec: DataSpec) -> None:
             f"'{spec.name}' is scored in '{spec.metric}' (data.metric); choose a policy for "
             f"{spec.metric} (e.g. -S gate=<policy>) or set gate.metric and gate.metric_floor"
         )
-    if spec.task == "regression" and (policy.max_calibration_error is not None or policy.max_brier is not None):
+    judges_probabilities = policy.max_calibration_error is not None or policy.max_brier is not None
+    if judges_probabilities and not spec.learning_task.has_probabilities:
         raise StageError(
             f"params.yaml: gate.max_calibration_error and gate.max_brier judge probabilities; dataset "
             f"'{spec.name}' is a {spec.task} task, so set them to null"
@@ -202,16 +205,17 @@ def _significant_gain(metric: str, interval: tuple[float, float] | None) -> Chec
     return Check("significant_gain", ok, None if low is None else round(low, 6), 0.0, detail)
 
 
-def _binary_only(name: str, limit: float, task: str) -> Check | None:
-    """The skipped check of a rule on the positive class's probability, for a multiclass task; else None."""
-    if task != "multiclass":
+def _one_probability_only(name: str, limit: float, task: Task) -> Check | None:
+    """The skipped check of a rule on the positive class's probability, for a task with a probability
+    per class; else None."""
+    if not task.scores_per_class:
         return None
     return Check(
         name,
         True,
         None,
         limit,
-        f"skipped: {name} judges one class's probability (binary tasks); a multiclass model has one per class",
+        f"skipped: {name} judges one class's probability (binary tasks); a {task.name} model has one per class",
         skipped=True,
     )
 

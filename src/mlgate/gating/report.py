@@ -13,6 +13,7 @@ from typing import Any
 
 from mlgate.gating.evidence import Comparison, Measurements, rounded
 from mlgate.gating.policy import Check, GatePolicy
+from mlgate.modelling.task import Task, for_spec
 
 CONFIDENCE = 0.95  # of every bootstrap interval
 
@@ -140,6 +141,11 @@ class DataSummary:
     metric: str
     features: int
     threshold: float  # binary: the probability from which the label is the positive class
+
+    @property
+    def learning_task(self) -> Task:
+        """What differs by task type, with the dataset's class labels."""
+        return for_spec(self)
 
 
 @dataclass(frozen=True)

@@ -158,19 +158,7 @@ def image(path: str, title: str, document: str) -> str:
 
 
 def _intended_use(data: DataSummary, name: str) -> str:
-    if data.task == "binary":
-        output = (
-            f"the probability that `{data.target}` is `{data.positive_class}` (and the label, "
-            f"`{data.positive_class}` from a probability of {data.threshold:.3g})"
-        )
-    elif data.task == "multiclass":
-        classes = data.classes or []
-        output = (
-            f"the class of `{data.target}` (one of {', '.join(f'`{c}`' for c in classes)}: the most probable) "
-            f"and each class's probability"
-        )
-    else:
-        output = f"`{data.target}` (a number)"
+    output = data.learning_task.describe_output(data.target, data.threshold)
     return (
         f"Predicts {output} for one row of the `{data.name}` data contract ({data.features} feature "
         f"columns). Chosen and judged on test {data.metric}. Once promoted it is served as "
@@ -210,13 +198,8 @@ def _limitations(report: GateReport) -> list[str]:
     ]
     if unjudged:
         notes.append(f"Slices reported but not judged (too few test rows, or one class only): {', '.join(unjudged)}.")
-    if report.data.task == "multiclass":
-        notes.append(
-            "Multiclass: the class probabilities are the (ensembled) models' own, not calibrated, and the "
-            "prediction is the most probable class (no tuned decision threshold); calibration and Brier-score "
-            "rules are skipped. Feature importance is permutation importance over all classes at once "
-            "(no per-class SHAP values)."
-        )
+    if report.data.learning_task.limitation:
+        notes.append(report.data.learning_task.limitation)
     if not report.champion:
         notes.append("Not compared with a production model (there was none).")
     return [f"- {note}" for note in notes]
