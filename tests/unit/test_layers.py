@@ -16,6 +16,7 @@ LAYERS = (
         "mlgate.files",
         "mlgate.code_deps",
         "mlgate.registry",
+        "mlgate.typed_json",
     ),
     ("mlgate.modelling",),
     ("mlgate.gating",),

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from mlgate import files
-from mlgate.records import DriftSummary, RecordError, TrainingRecord, TunedRecipe
+from mlgate.records import DriftSummary, TrainingRecord, TunedRecipe
+from mlgate.typed_json import RecordError
 
 TRAIN_INFO = {
     "run_id": "0a1b2c3d4e5f",

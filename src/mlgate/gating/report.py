@@ -6,11 +6,10 @@ report, the model card and the plots render. Each field is named and ordered as 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass
 from typing import Any
 
+from mlgate import typed_json
 from mlgate.gating.evidence import Comparison, Measurements, rounded
 from mlgate.gating.policy import Check, GatePolicy
 from mlgate.modelling.task import Task, for_spec
@@ -260,22 +259,4 @@ class GateReport:
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> GateReport:
-        return _build(cls, payload)
-
-
-def _build(hint: Any, value: Any) -> Any:
-    """``value`` (parsed JSON) as the type ``hint`` names: records from mappings, tuples from lists;
-    a derived field (init=False, e.g. a check's verdict) is left to its record to compute."""
-    if value is None:
-        return None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return _build(next(a for a in args if a is not type(None)), value)
-    if dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
-        return hint(**{f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(hint) if f.init})
-    if origin is tuple:
-        return tuple(_build(args[0], item) for item in value)
-    if origin is dict:
-        return {key: _build(args[1], item) for key, item in value.items()}
-    return value
+        return typed_json.read(cls, payload)

@@ -92,10 +92,6 @@ class Task(ABC):
         """The classifier's or the regressor's version of something: an estimator class, a score function."""
         return classifier if self.is_classification else regressor
 
-    @abstractmethod
-    def describe_output(self, target: str, threshold: float) -> str:
-        """What the served model answers for a row, in words (the model card's intended use)."""
-
     # --- the target ---------------------------------------------------------------------------------
 
     @abstractmethod
@@ -146,6 +142,10 @@ class Task(ABC):
     @abstractmethod
     def outputs(self, model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """(prediction as model targets, probability or None) from a fitted model."""
+
+    @abstractmethod
+    def describe_output(self, target: str, threshold: float) -> str:
+        """What the served model answers for a row, in words (the model card's intended use)."""
 
     @abstractmethod
     def output_columns(self) -> list[str]:
@@ -253,12 +253,6 @@ class Binary(_Classification):
     def from_spec(cls, spec: Labelled) -> Binary:
         return cls(positive_class=spec.positive_class)
 
-    def describe_output(self, target: str, threshold: float) -> str:
-        return (
-            f"the probability that `{target}` is `{self.positive_class}` (and the label, "
-            f"`{self.positive_class}` from a probability of {threshold:.3g})"
-        )
-
     @classmethod
     def from_features(cls, features: dict[str, Any]) -> Binary:
         return cls(features["positive_class"], features["negative_class"], features.get("threshold", 0.5))
@@ -323,6 +317,12 @@ class Binary(_Classification):
 
     def decision_threshold(self, model: Any) -> float:
         return self.threshold if self.threshold is not None else super().decision_threshold(model)
+
+    def describe_output(self, target: str, threshold: float) -> str:
+        return (
+            f"the probability that `{target}` is `{self.positive_class}` (and the label, "
+            f"`{self.positive_class}` from a probability of {threshold:.3g})"
+        )
 
     def output_columns(self) -> list[str]:
         return ["prediction", "probability"]
@@ -416,12 +416,6 @@ class Multiclass(_Classification):
     def from_spec(cls, spec: Labelled) -> Multiclass:
         return cls(classes=tuple(spec.classes or ()))
 
-    def describe_output(self, target: str, threshold: float) -> str:
-        return (
-            f"the class of `{target}` (one of {', '.join(f'`{c}`' for c in self.classes)}: the most probable) "
-            f"and each class's probability"
-        )
-
     @classmethod
     def from_features(cls, features: dict[str, Any]) -> Multiclass:
         return cls(classes=tuple(features["classes"]))
@@ -509,6 +503,12 @@ class Multiclass(_Classification):
             aucs.append(max(auc, 1.0 - auc))
         return float(np.mean(aucs)) if aucs else 0.5
 
+    def describe_output(self, target: str, threshold: float) -> str:
+        return (
+            f"the class of `{target}` (one of {', '.join(f'`{c}`' for c in self.classes)}: the most probable) "
+            f"and each class's probability"
+        )
+
     def output_columns(self) -> list[str]:
         return ["prediction", *(f"probability_{c}" for c in self.classes)]
 
@@ -562,9 +562,6 @@ class Regression(Task):
     has_probabilities: ClassVar[bool] = False
     comparison_plot: ClassVar[str] = "residuals"
 
-    def describe_output(self, target: str, threshold: float) -> str:
-        return f"`{target}` (a number)"
-
     def encode(self, target: pd.Series) -> np.ndarray:
         return target.to_numpy(dtype=np.float64)
 
@@ -592,6 +589,9 @@ class Regression(Task):
 
     def outputs(self, model: Any, X: pd.DataFrame) -> tuple[np.ndarray, None]:
         return model.predict(X), None
+
+    def describe_output(self, target: str, threshold: float) -> str:
+        return f"`{target}` (a number)"
 
     def output_columns(self) -> list[str]:
         return ["prediction"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlgate.gating.policy import Check
 from mlgate.gating.report import DataSummary, GainInterval, GateReport, Importance, Interval, SliceRow
+from mlgate.registry import CANDIDATE_ALIAS
 
 MODEL_CARD_TAG = "mlgate.model_card"  # the version tag that points at the card
 
@@ -221,19 +222,33 @@ def _importance(importance: Importance, card: str) -> list[str]:
     ]
 
 
+def outcome(report: GateReport) -> tuple[str, str]:
+    """The gate's verdict in a word, and what it means for the candidate alias."""
+    if report.passed:
+        return "PASSED", f"granted `{CANDIDATE_ALIAS}`"
+    return "REJECTED", f"not granted `{CANDIDATE_ALIAS}`"
+
+
+def verdict_header(report: GateReport, title: str, verdict: str) -> list[str]:
+    """How the card and the promotion report open: the title naming the candidate version, the
+    ``verdict`` sentence, and a rejection's reasons."""
+    cand = report.candidate
+    lines = [f"# {title}: `{cand.name}` version {cand.version}", "", verdict, ""]
+    if not report.passed:
+        lines += ["Reasons:", *[f"- {r}" for r in report.reasons], ""]
+    return lines
+
+
 def render(report: GateReport) -> str:
     """The card as Markdown."""
     cand, data, lineage, training = report.candidate, report.data, report.lineage, report.training
     measured, drift = report.measurements, report.drift
-    verdict = "PASSED: granted `staging`" if report.passed else "REJECTED: not granted `staging`"
-    lines = [
-        f"# Model card: `{cand.name}` version {cand.version}",
-        "",
-        f"Gate verdict: **{verdict}** ({report.generated_at}, commit `{report.git_commit[:12]}`).",
-        "",
-    ]
-    if not report.passed:
-        lines += ["Reasons:", *[f"- {r}" for r in report.reasons], ""]
+    word, grant = outcome(report)
+    lines = verdict_header(
+        report,
+        "Model card",
+        f"Gate verdict: **{word}: {grant}** ({report.generated_at}, commit `{report.git_commit[:12]}`).",
+    )
     lines += ["## Intended use", "", _intended_use(data, cand.name), ""]
     lines += [
         "## Data lineage",

@@ -12,7 +12,9 @@ from mlgate.reports.model_card import (
     current_batch_table,
     image,
     metrics_table,
+    outcome,
     slices_table,
+    verdict_header,
     verdict_mark,
 )
 
@@ -28,15 +30,13 @@ def markdown(report: GateReport) -> str:
     """The pull-request summary: verdict, test metrics, current batch, checks, slices, drift, plots,
     model card, links."""
     cand, champ = report.candidate, report.champion
-    verdict = "✅ **PASSED**: granted `staging`" if report.passed else "❌ **REJECTED**: not granted `staging`"
-    lines = [
-        f"# Model promotion: `{cand.name}` version {cand.version}",
-        "",
-        f"{verdict}. Generated {report.generated_at} at commit `{report.git_commit[:12]}`.",
-        "",
-    ]
-    if not report.passed:
-        lines += ["Reasons:", *[f"- {r}" for r in report.reasons], ""]
+    word, grant = outcome(report)
+    mark = "✅" if report.passed else "❌"
+    lines = verdict_header(
+        report,
+        "Model promotion",
+        f"{mark} **{word}**: {grant}. Generated {report.generated_at} at commit `{report.git_commit[:12]}`.",
+    )
     lines += [
         "## Test metrics",
         "",
