@@ -160,10 +160,25 @@ class TrainingRecord:
 
 @dataclasses.dataclass(frozen=True)
 class ColumnDrift:
+    """One column's drift test: the method (Evidently's name), its score and threshold, the verdict."""
+
     method: str
     score: float
     threshold: float
     drifted: bool
+
+    @property
+    def is_p_value(self) -> bool:
+        """Whether the method reports a p-value (drifted below its threshold) rather than a distance."""
+        return "p_value" in self.method
+
+    @property
+    def severity(self) -> float:
+        """The score against the threshold: 1 at the threshold, above 1 drifted (a distance grows with
+        drift, a p-value shrinks)."""
+        if self.is_p_value:
+            return self.threshold / max(self.score, 1e-300)
+        return self.score / max(self.threshold, 1e-12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +196,10 @@ class DriftSummary:
     drifted_columns: tuple[str, ...]  # most drifted first
     columns: dict[str, ColumnDrift]
     engine: str
+
+    def most_drifted(self, top: int) -> list[tuple[str, ColumnDrift]]:
+        """The ``top`` columns by severity, most drifted first: what the reports show."""
+        return sorted(self.columns.items(), key=lambda kv: kv[1].severity, reverse=True)[:top]
 
     def rounded(self, digits: int) -> DriftSummary:
         """Each column's score to ``digits`` significant digits."""

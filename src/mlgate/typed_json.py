@@ -4,7 +4,8 @@
 A missing or mistyped field is a ``RecordError`` naming the file (or the record, for a parsed
 mapping) and the dotted field. Values are kept as written (an int in a float field stays an int;
 lists become tuples where the hint says tuple), so a record's ``to_json`` gives the same bytes back.
-A field that may be null may also be absent; a field with a default may be absent.
+A field that may be null may also be absent; a field with a default may be absent. A record whose
+field's type follows from its data gives it by a classmethod ``json_hints(data) -> {field: type}``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def _record(cls: type[R], data: Any, source: str, where: str) -> R:
     if not isinstance(data, dict):
         raise RecordError(f"{source}: {where or 'the file'} must be a JSON object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
+    if hasattr(cls, "json_hints"):  # a field whose type follows from the data (a check's evidence, by its name)
+        hints |= cls.json_hints(data)
     values = {}
     for field in dataclasses.fields(cls):
         if not field.init:  # derived by the record itself (a check's verdict)

@@ -291,6 +291,7 @@ def test_binary_only_gate_rules_are_skipped_with_a_reason_for_multiclass():
 
     from mlgate.gating.evidence import Evidence
     from mlgate.gating.policy import GatePolicy, decide
+    from tests.factories import DRIFT
 
     policy = GatePolicy(
         metric="log_loss",
@@ -300,7 +301,7 @@ def test_binary_only_gate_rules_are_skipped_with_a_reason_for_multiclass():
         max_calibration_error=0.1,
         max_brier=0.2,
     )
-    evidence = Evidence(metric="log_loss", validation_passed=True, drift={}, candidate_score=0.3, task="multiclass")
+    evidence = Evidence(metric="log_loss", validation_passed=True, drift=DRIFT, candidate_score=0.3, task="multiclass")
     decision = decide(policy, evidence)
     verdicts = {c.name: c.verdict for c in decision.checks}
     assert verdicts == {"metric_floor": "pass", "calibration": "skipped", "brier": "skipped"}

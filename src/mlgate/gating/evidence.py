@@ -16,6 +16,7 @@ import pandas as pd
 from mlgate.files import content_hash
 from mlgate.modelling import evaluation, metrics
 from mlgate.modelling.data import DataSpec, target_vector
+from mlgate.records import DriftSummary
 
 LATENCY_WARMUP = 5
 LATENCY_CALLS = 50
@@ -40,6 +41,18 @@ class SliceScore:
         if self.candidate is None or self.champion is None:
             return None
         return metrics.improvement(metric, self.candidate, self.champion)
+
+
+@dataclass(frozen=True)
+class SliceRow:
+    """The gate metric on one value of a segment column, for both models, as the reports keep it."""
+
+    column: str
+    value: str
+    rows: int
+    candidate: float | None
+    champion: float | None
+    gain: float | None
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ class Evidence:
 
     metric: str
     validation_passed: bool
-    drift: dict[str, Any]  # reports/drift.json
+    drift: DriftSummary  # reports/drift.json
     candidate_score: float
     champion_score: float | None = None
     champion_error: str | None = None

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlgate.errors import StageError
-from mlgate.gating.evidence import LATENCY_CALLS, Comparison, Evidence, SliceScore, rounded
+from mlgate.gating.evidence import LATENCY_CALLS, Comparison, Evidence, SliceRow, SliceScore, rounded
 from mlgate.modelling import metrics
 from mlgate.modelling.data import DataSpec
 from mlgate.modelling.task import Task, named
+from mlgate.records import DriftSummary
 from mlgate.registry import CHAMPION_ALIAS
 
 
@@ -58,20 +59,60 @@ class GatePolicy:
 
 
 @dataclass(frozen=True)
+class ScoredRows:
+    """The current-batch rule's evidence: the labelled rows it scored."""
+
+    rows: int
+    content_hash: str | None
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """The critical-features rule's evidence for one column: its drift score against the limit applied."""
+
+    method: str
+    score: float
+    limit: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class JudgedSlice(SliceRow):
+    """The slice rule's evidence for one value of a segment column on test, with its verdict."""
+
+    verdict: str
+
+
+# the evidence each rule that keeps some records; every other rule's is None
+EVIDENCE: dict[str, Any] = {
+    "current_batch": ScoredRows,
+    "critical_features": dict[str, FeatureDrift],
+    "slices": tuple[JudgedSlice, ...],
+}
+
+
+@dataclass(frozen=True)
 class Check:
-    """One rule's outcome; ``verdict`` (pass, fail or skipped) follows from ``passed`` and ``skipped``."""
+    """One rule's outcome; ``verdict`` (pass, fail or skipped) follows from ``passed`` and ``skipped``;
+    ``evidence`` is of the kind EVIDENCE names for the rule."""
 
     name: str
     passed: bool
-    observed: Any
+    observed: Any  # what the checks table prints: a number, or a number per column
     limit: Any
     detail: str
-    evidence: Any = None
+    evidence: ScoredRows | dict[str, FeatureDrift] | tuple[JudgedSlice, ...] | None = None
     skipped: bool = False  # passed because there was nothing to judge; the detail says why
     verdict: str = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", "fail" if not self.passed else "skipped" if self.skipped else "pass")
+
+    @classmethod
+    def json_hints(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """For typed_json: the evidence's type follows from the rule's name."""
+        kind = EVIDENCE.get(data["name"]) if isinstance(data.get("name"), str) else None
+        return {"evidence": type(None) if kind is None else kind | None}
 
 
 @dataclass(frozen=True)
@@ -158,9 +199,9 @@ def _validation(passed: bool) -> Check:
     return Check("validation", passed, passed, True, detail)
 
 
-def _drift(drift: dict[str, Any]) -> Check:
-    share, limit = drift["drift_share"], drift["max_drift_share"]
-    top = ", ".join(drift["drifted_columns"][:5]) or "none"
+def _drift(drift: DriftSummary) -> Check:
+    share, limit = drift.drift_share, drift.max_drift_share
+    top = ", ".join(drift.drifted_columns[:5]) or "none"
     detail = f"drift share {share:.2f} {'≤' if share <= limit else '>'} {limit:.2f} (drifted: {top})"
     return Check("drift", share <= limit, round(share, 4), limit, detail)
 
@@ -246,7 +287,7 @@ def _current_batch(rule: CurrentBatchRule, metric: str, batch: Comparison | None
     limit = None if rule.max_regression is None else -rule.max_regression
     if batch is None:
         return Check("current_batch", False, None, limit, "current batch comparison: not measured")
-    evidence = {"rows": batch.rows, "content_hash": batch.content_hash}
+    evidence = ScoredRows(batch.rows, batch.content_hash)
     if batch.candidate is None:
         required = " (gate.current_batch.require)" if rule.require else ""
         return Check(
@@ -298,34 +339,29 @@ def _ceiling(name: str, observed: float | None, limit: float, what: str, unit: s
     )
 
 
-def _critical_features(limits: dict[str, float | None], drift: dict[str, Any]) -> Check:
+def _critical_features(limits: dict[str, float | None], drift: DriftSummary) -> Check:
     """Each named column against its own threshold in the drift report. A distance (Wasserstein,
     Jensen-Shannon) drifts above its threshold; a p-value (the tests Evidently picks when the
     training rows number 1,000 or fewer) below it."""
     evidence, failures = {}, []
     for column, limit in limits.items():
-        found = drift["columns"].get(column)
+        found = drift.columns.get(column)
         if found is None:
             failures.append(f"{column}: not in the drift report")
             continue
-        threshold = found["threshold"] if limit is None else limit
-        p_value = metrics.is_p_value(found["method"])
-        drifted = found["score"] < threshold if p_value else found["score"] > threshold
-        evidence[column] = {
-            "method": found["method"],
-            "score": round(found["score"], 6),
-            "limit": threshold,
-            "drifted": drifted,
-        }
+        threshold = found.threshold if limit is None else limit
+        drifted = found.score < threshold if found.is_p_value else found.score > threshold
+        evidence[column] = FeatureDrift(found.method, round(found.score, 6), threshold, drifted)
         if drifted:
-            failures.append(f"{column} {found['score']:.4f} {'<' if p_value else '>'} {threshold} ({found['method']})")
-    observed = {column: e["score"] for column, e in evidence.items()}
-    applied = {column: evidence[column]["limit"] if column in evidence else given for column, given in limits.items()}
+            relation = "<" if found.is_p_value else ">"
+            failures.append(f"{column} {found.score:.4f} {relation} {threshold} ({found.method})")
+    observed = {column: e.score for column, e in evidence.items()}
+    applied = {column: evidence[column].limit if column in evidence else given for column, given in limits.items()}
     detail = (
         "critical feature drifted: " + "; ".join(failures)
         if failures
         else "no critical feature drifted: "
-        + ", ".join(f"{c} {e['score']:.4f} (limit {e['limit']})" for c, e in evidence.items())
+        + ", ".join(f"{c} {e.score:.4f} (limit {e.limit})" for c, e in evidence.items())
     )
     return Check("critical_features", not failures, observed, applied, detail, evidence)
 
@@ -354,20 +390,20 @@ def _slices(limits: dict[str, SliceLimits], metric: str, scores: tuple[SliceScor
         if problems:
             failures.append(f"{score.column}={score.value}: {', '.join(problems)}")
         table.append(
-            {
-                "column": score.column,
-                "value": score.value,
-                "rows": score.rows,
-                "candidate": rounded(score.candidate),
-                "champion": rounded(score.champion),
-                "gain": rounded(gain),
-                "verdict": verdict,
-            }
+            JudgedSlice(
+                score.column,
+                score.value,
+                score.rows,
+                rounded(score.candidate),
+                rounded(score.champion),
+                rounded(gain),
+                verdict,
+            )
         )
-    judged = sum(row["verdict"] in ("pass", "fail") for row in table)
+    judged = sum(row.verdict in ("pass", "fail") for row in table)
     detail = (
         "slice(s) out of limits: " + "; ".join(failures)
         if failures
         else f"{judged} of {len(table)} slices judged, all within limits"
     )
-    return Check("slices", not failures, len(failures), 0, detail, table)
+    return Check("slices", not failures, len(failures), 0, detail, tuple(table))

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlgate import typed_json
-from mlgate.gating.evidence import Comparison, Measurements, rounded
-from mlgate.gating.policy import Check, GatePolicy
+from mlgate.gating.evidence import Comparison, Measurements, SliceRow, rounded
+from mlgate.gating.policy import Check, GatePolicy, JudgedSlice
 from mlgate.modelling.task import Task, for_spec
+from mlgate.records import DriftSummary
 
 CONFIDENCE = 0.95  # of every bootstrap interval
 
@@ -48,25 +49,6 @@ class Scores:
 
     metrics: dict[str, float]
     interval: Interval | None
-
-
-@dataclass(frozen=True)
-class SliceRow:
-    """The gate metric on one value of a segment column, for both models."""
-
-    column: str
-    value: str
-    rows: int
-    candidate: float | None
-    champion: float | None
-    gain: float | None
-
-
-@dataclass(frozen=True)
-class JudgedSlice(SliceRow):
-    """A test-set slice row of the slice rule's evidence, with its verdict."""
-
-    verdict: str
 
 
 @dataclass(frozen=True)
@@ -232,7 +214,7 @@ class GateReport:
     checks: tuple[Check, ...]
     test_rows: int
     test_hash: str
-    drift: dict[str, Any]  # reports/drift.json as the drift stage wrote it
+    drift: DriftSummary  # reports/drift.json as the drift stage wrote it
     measurements: Measurements  # rounded to six decimals
     gain_interval: GainInterval | None
     comparison: Comparisons
@@ -252,7 +234,7 @@ class GateReport:
     def judged_slices(self) -> tuple[JudgedSlice, ...] | None:
         """The slice rule's rows on test, with their verdicts; None without a slice rule."""
         check = self.check("slices")
-        return None if check is None else tuple(JudgedSlice(**row) for row in check.evidence)
+        return None if check is None else check.evidence
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

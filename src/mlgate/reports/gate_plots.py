@@ -4,7 +4,6 @@ reports/promotion.md embeds so a reviewer sees the comparison, the drift and the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,6 +11,7 @@ from mlgate.gating.evidence import Output
 from mlgate.gating.report import GateReport
 from mlgate.modelling import metrics
 from mlgate.modelling.task import Task
+from mlgate.records import DriftSummary
 
 PLOT_DPI = 90
 SEVERITY_CAP = 1e6
@@ -163,30 +163,30 @@ def _outputs_plot(task: Task, y: np.ndarray, outputs: dict[str, Output], path: P
     return title
 
 
-def _drift_plot(drift: dict[str, Any], path: Path, top: int = 10) -> str:
+def _drift_plot(drift: DriftSummary, path: Path, top: int = 10) -> str:
     """The most drifted columns, each score against its own threshold (1: the threshold)."""
-    columns = sorted(drift["columns"].items(), key=lambda kv: metrics.drift_severity(kv[1]), reverse=True)[:top][::-1]
+    columns = drift.most_drifted(top)[::-1]
     fig, axes = _figure(height=1.6 + 0.22 * len(columns))
     ax = axes[0][0]
     # a p-value of ~0 gives an astronomic ratio: bars stop at SEVERITY_CAP (the label keeps the score)
-    severity = [min(metrics.drift_severity(entry), SEVERITY_CAP) for _, entry in columns]
+    severity = [min(entry.severity, SEVERITY_CAP) for _, entry in columns]
     ax.barh(
         [name for name, _ in columns],
         severity,
-        color=["tab:red" if entry["drifted"] else "tab:grey" for _, entry in columns],
+        color=["tab:red" if entry.drifted else "tab:grey" for _, entry in columns],
     )
     for y, ((_, entry), value) in enumerate(zip(columns, severity, strict=True)):
-        ax.annotate(f" {entry['score']:.3g}", (value, y), va="center", fontsize=7)
+        ax.annotate(f" {entry.score:.3g}", (value, y), va="center", fontsize=7)
     ax.axvline(1, color="black", linestyle="dashed", linewidth=0.8)
     if max(severity) > 30:
         ax.set_xscale("log")
         ax.set_xlim(right=max(severity) * 20)  # room for the labels
     else:
         ax.set_xlim(0, max(max(severity), 1.0) * 1.15)
-    p_values = any(metrics.is_p_value(entry["method"]) for _, entry in columns)
+    p_values = any(entry.is_p_value for _, entry in columns)
     ax.set(
         xlabel="score ÷ threshold (≥ 1 drifted); label: score" + ("\np-values: threshold ÷ p" if p_values else ""),
-        title=f"Drift: {drift['drifted_count']} of {drift['columns_checked']} columns (red: drifted)",
+        title=f"Drift: {drift.drifted_count} of {drift.columns_checked} columns (red: drifted)",
     )
     _save(fig, path)
     return "Most drifted columns, current batch vs training"
@@ -222,7 +222,7 @@ def draw_plots(folder: Path, report: GateReport, y_test: np.ndarray, test_output
     drawn = {"metric": _metric_plot(report, folder / "metric.png")}
     task = report.data.learning_task
     drawn[task.comparison_plot] = _outputs_plot(task, y_test, test_outputs, folder / f"{task.comparison_plot}.png")
-    if report.drift["columns"]:
+    if report.drift.columns:
         drawn["drift"] = _drift_plot(report.drift, folder / "drift.png")
     if report.judged_slices():
         drawn["slices"] = _slices_plot(report, folder / "slices.png")

@@ -11,8 +11,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlgate.gating.evidence import SliceRow
 from mlgate.gating.policy import Check
-from mlgate.gating.report import DataSummary, GainInterval, GateReport, Importance, Interval, SliceRow
+from mlgate.gating.report import DataSummary, GainInterval, GateReport, Importance, Interval
 from mlgate.registry import CANDIDATE_ALIAS
 
 MODEL_CARD_TAG = "mlgate.model_card"  # the version tag that points at the card
@@ -182,10 +183,10 @@ def _limitations(report: GateReport) -> list[str]:
         "refused or flagged by the model's input guard; it was not evaluated on them.",
         "Feature importance is association with the model's output, not a causal effect.",
     ]
-    if drift["drifted_columns"]:
+    if drift.drifted_columns:
         notes.append(
             f"The current batch ({lineage.current_source}) already differs from training data in: "
-            f"{', '.join(drift['drifted_columns'][:10])}."
+            f"{', '.join(drift.drifted_columns[:10])}."
         )
     if measured.calibration_error is not None:
         notes.append(
@@ -294,9 +295,9 @@ def render(report: GateReport) -> str:
         "",
         "## Drift at training time",
         "",
-        f"Current batch ({lineage.current_source}, {drift['current_rows']:,} rows) vs training rows: "
-        f"{drift['drifted_count']} of {drift['columns_checked']} columns drifted (share {drift['drift_share']:.2f}, "
-        f"limit {drift['max_drift_share']:.2f}; drifted: {', '.join(drift['drifted_columns'][:10]) or 'none'})"
+        f"Current batch ({lineage.current_source}, {drift.current_rows:,} rows) vs training rows: "
+        f"{drift.drifted_count} of {drift.columns_checked} columns drifted (share {drift.drift_share:.2f}, "
+        f"limit {drift.max_drift_share:.2f}; drifted: {', '.join(drift.drifted_columns[:10]) or 'none'})"
         + (f"; {', '.join(psi)}." if psi else "."),
         "",
     ]
