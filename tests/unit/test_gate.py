@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -489,19 +488,21 @@ def test_promotion_markdown_links_the_model_card():
     assert "as `runs:/abc/model_card/model_card.md` (tag `mlgate.model_card`)" in markdown
 
 
-def test_single_row_latency_times_one_row_per_call_after_warm_up():
+def test_single_row_latency_is_the_median_of_one_row_calls_after_warm_up():
     from mlgate.gating.evidence import single_row_latency_ms
 
+    now = [0.0]
     seen = []
+    costs = iter([0.5] * 3 + [0.004, 0.001, 0.009, 0.002, 0.003])  # seconds; the warm-up calls are not counted
 
-    def slow_predict(rows):
-        seen.append(len(rows))
-        time.sleep(0.002 if len(seen) > 3 else 0.05)  # the warm-up calls are slow and not counted
+    def predict(rows):
+        seen.append(rows["x"].tolist())
+        now[0] += next(costs)
 
-    latency = single_row_latency_ms(slow_predict, pd.DataFrame({"x": range(4)}), calls=10, warmup=3)
+    latency = single_row_latency_ms(predict, pd.DataFrame({"x": range(4)}), calls=5, warmup=3, clock=lambda: now[0])
 
-    assert seen == [1] * 13
-    assert 2.0 <= latency < 40.0
+    assert seen == [[0], [1], [2], [3], [0], [1], [2], [3]]
+    assert latency == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize(

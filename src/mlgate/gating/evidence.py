@@ -181,17 +181,18 @@ def single_row_latency_ms(
     *,
     calls: int = LATENCY_CALLS,
     warmup: int = LATENCY_WARMUP,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
     """Median wall time of predicting one row at a time, after ``warmup`` calls (the first calls pay
-    for lazy imports and caches, which a serving process pays once)."""
+    for lazy imports and caches, which a serving process pays once); ``clock`` reads seconds."""
     singles = [rows.iloc[[i % len(rows)]] for i in range(warmup + calls)]
     for row in singles[:warmup]:
         predict(row)
     seconds = []
     for row in singles[warmup:]:
-        started = time.perf_counter()
+        started = clock()
         predict(row)
-        seconds.append(time.perf_counter() - started)
+        seconds.append(clock() - started)
     return float(np.median(seconds) * 1000)
 
 
