@@ -22,6 +22,7 @@ from mlgate.gating.report import (
     ReportPaths,
     Training,
 )
+from mlgate.records import DriftSummary
 
 NO_PRODUCTION = "no 'production' model yet"
 SLICES = (
@@ -36,20 +37,30 @@ POLICY = GatePolicy(
     current_batch=CurrentBatchRule(max_regression=0.02),
     slices={"contract": SliceLimits(min_metric=0.6, max_regression=0.05, min_rows=100)},
 )
-DRIFT = {
-    "drifted_count": 2,
+DRIFT_JSON = {
+    "reference_rows": 4212,
+    "current_rows": 1405,
     "columns_checked": 19,
+    "drifted_count": 2,
     "drift_share": 0.105263,
     "max_drift_share": 0.3,
-    "current_rows": 1405,
-    "reference_rows": 4212,
+    "passed": True,
     "drifted_columns": ["tenure", "area"],
     "columns": {
         "tenure": {"method": "Wasserstein distance (normed)", "score": 0.25, "threshold": 0.1, "drifted": True},
         "plan": {"method": "Jensen-Shannon distance", "score": 0.01, "threshold": 0.1, "drifted": False},
         "area": {"method": "K-S p_value", "score": 1e-12, "threshold": 0.05, "drifted": True},
     },
+    "engine": "evidently 0.7.23",
 }
+
+
+def drift(**fields: Any) -> DriftSummary:
+    """reports/drift.json as the gate reads it: DRIFT_JSON with ``fields`` replaced (as JSON)."""
+    return DriftSummary.from_json(DRIFT_JSON | fields)
+
+
+DRIFT = drift()
 MEASURED = Measurements(
     prediction_drift=0.012,
     target_drift=0.0004,
@@ -105,7 +116,7 @@ def gate_report(
     *,
     champion: bool = True,
     policy: GatePolicy = POLICY,
-    drift: dict[str, Any] = DRIFT,
+    drift: DriftSummary = DRIFT,
     on_test: Comparison = ON_TEST,
     on_current: Comparison = ON_CURRENT,
     folder: str = "reports",

@@ -39,9 +39,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def dumps(payload: Any) -> str:
+    """The stages' JSON: key order kept, two-space indent, a final newline (numpy scalars as numbers)."""
+    return json.dumps(payload, indent=2, sort_keys=False, default=_jsonable) + "\n"
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     with atomic_path(path) as staged:
-        staged.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_jsonable) + "\n")
+        staged.write_text(dumps(payload))
 
 
 def read_json(path: str | Path) -> Any:

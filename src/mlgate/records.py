@@ -10,75 +10,11 @@ missing or mistyped field is an error naming the file and the field.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from mlgate.errors import StageError
-
-R = TypeVar("R")
-
-
-class RecordError(StageError):
-    """A record file lacks a field or holds the wrong kind of value; the message names both."""
-
-
-def _dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, indent=2, sort_keys=False, default=_plain) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-class _Reader:
-    """Typed reads from one JSON object, each failure naming ``source`` and the dotted field."""
-
-    def __init__(self, data: Any, source: str, where: str = ""):
-        if not isinstance(data, dict):
-            raise RecordError(f"{source}: {where or 'the file'} must be a JSON object, got {type(data).__name__}")
-        self.data, self.source, self.where = data, source, where
-
-    def _name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def get(self, key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
-        if key not in self.data:
-            if optional:
-                return None
-            raise RecordError(f"{self.source}: missing field '{self._name(key)}'")
-        value = self.data[key]
-        if value is None and optional:
-            return None
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # JSON has one number type: an int is a valid float; a bool is no number
-        accepted = kinds + ((int,) if float in kinds else ())
-        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise RecordError(f"{self.source}: field '{self._name(key)}' must be {names}, got {value!r}")
-        return value
-
-    def number(self, key: str) -> float:
-        return self.get(key, float)
-
-    def child(self, key: str) -> _Reader:
-        return _Reader(self.get(key, dict), self.source, self._name(key))
-
-    def children(self, key: str) -> list[_Reader]:
-        return [_Reader(item, self.source, f"{self._name(key)}[{k}]") for k, item in enumerate(self.get(key, list))]
-
-
-def _open(cls: type[R], source: str | Path | dict[str, Any]) -> _Reader:
-    if isinstance(source, dict):
-        return _Reader(source, cls.__name__)
-    path = Path(source)
-    try:  # a missing file stays FileNotFoundError: the CLI names the stage to run for it
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise RecordError(f"{path}: not valid JSON ({error})") from error
-    return _Reader(data, str(path))
+from mlgate.files import dumps
+from mlgate.typed_json import holding, read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +50,7 @@ class Finish:
     members: tuple[Member, ...]
     calibration: dict[str, Any] | None
     calibration_log_loss: dict[str, float]
-    threshold: dict[str, Any]  # objective and threshold; with a chosen one, its value there and at 0.5
+    threshold: dict[str, Any] = holding(objective=str, threshold=float)  # with a chosen one, its value there and at 0.5
     skipped: dict[str, str] | None = None  # multiclass: the binary-only steps left out, each with why
 
     @property
@@ -142,29 +78,6 @@ class Finish:
             "threshold": self.threshold,
         } | ({"skipped": self.skipped} if self.skipped is not None else {})
 
-    @classmethod
-    def _read(cls, r: _Reader) -> Finish:
-        return cls(
-            method=r.get("method", str),
-            combiner=r.get("combiner", dict, optional=True),
-            cv_score=r.number("cv_score"),
-            scores=r.get("scores", dict),
-            members=tuple(
-                Member(m.get("trial", int), m.get("family", str), m.get("params", dict), m.number("weight"))
-                for m in r.children("members")
-            ),
-            calibration=r.get("calibration", dict, optional=True),
-            calibration_log_loss=r.get("calibration_log_loss", dict),
-            threshold=_threshold(r.child("threshold")),
-            skipped=r.get("skipped", dict, optional=True),
-        )
-
-
-def _threshold(r: _Reader) -> dict[str, Any]:
-    r.get("objective", str)
-    r.number("threshold")
-    return r.data
-
 
 @dataclasses.dataclass(frozen=True)
 class TunedRecipe:
@@ -185,10 +98,10 @@ class TunedRecipe:
     cv_folds: int
     validation: dict[str, Any]  # method cv with folds, or holdout with share
     study: dict[str, Any]  # name, screened_trials
-    budget: dict[str, Any]  # kind and size, reproducible, and why not
+    budget: dict[str, Any] = holding(reproducible=bool)  # kind and size, reproducible, and why not
 
     def to_json(self) -> str:
-        return _dumps(
+        return dumps(
             {
                 "family": self.family,
                 "params": self.params,
@@ -209,28 +122,7 @@ class TunedRecipe:
 
     @classmethod
     def from_json(cls, source: str | Path | dict[str, Any]) -> TunedRecipe:
-        r = _open(cls, source)
-        best = r.child("best_trial")
-        budget = r.child("budget")
-        budget.get("reproducible", bool)
-        return cls(
-            family=r.get("family", str),
-            params=r.get("params", dict),
-            metric=r.get("metric", str),
-            cv_score=r.number("cv_score"),
-            cv_std=r.number("cv_std"),
-            trial=r.get("trial", int),
-            best_trial=BestTrial(
-                best.get("number", int), best.get("family", str), best.get("params", dict), best.number("cv_score")
-            ),
-            finish=Finish._read(r.child("finish")),
-            trials=r.get("trials", dict),
-            seed=r.get("seed", int),
-            cv_folds=r.get("cv_folds", int),
-            validation=r.get("validation", dict),
-            study=r.get("study", dict),
-            budget=budget.data,
-        )
+        return read(cls, source)
 
     @property
     def reproducible(self) -> bool:
@@ -252,43 +144,41 @@ class TrainingRecord:
     method: str
     members: tuple[dict[str, Any], ...]  # family, weight, trial of each member
     calibration: str
-    threshold: dict[str, Any]
+    threshold: dict[str, Any] = holding(objective=str, threshold=float)
     train_rows: int
     fit_seconds: float
     model_size_bytes: int
     data_hash: str
 
     def to_json(self) -> str:
-        return _dumps(dataclasses.asdict(self))
+        return dumps(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, source: str | Path | dict[str, Any]) -> TrainingRecord:
-        r = _open(cls, source)
-        return cls(
-            run_id=r.get("run_id", str),
-            tune_run_id=r.get("tune_run_id", str, optional=True),
-            experiment=r.get("experiment", str),
-            model_uri=r.get("model_uri", str),
-            model_id=r.get("model_id", str),
-            family=r.get("family", str),
-            params=r.get("params", dict),
-            method=r.get("method", str),
-            members=tuple(m.data for m in r.children("members")),
-            calibration=r.get("calibration", str),
-            threshold=_threshold(r.child("threshold")),
-            train_rows=r.get("train_rows", int),
-            fit_seconds=r.number("fit_seconds"),
-            model_size_bytes=r.get("model_size_bytes", int),
-            data_hash=r.get("data_hash", str),
-        )
+        return read(cls, source)
 
 
 @dataclasses.dataclass(frozen=True)
 class ColumnDrift:
+    """One column's drift test: the method (Evidently's name), its score and threshold, the verdict."""
+
     method: str
     score: float
     threshold: float
     drifted: bool
+
+    @property
+    def is_p_value(self) -> bool:
+        """Whether the method reports a p-value (drifted below its threshold) rather than a distance."""
+        return "p_value" in self.method
+
+    @property
+    def severity(self) -> float:
+        """The score against the threshold: 1 at the threshold, above 1 drifted (a distance grows with
+        drift, a p-value shrinks)."""
+        if self.is_p_value:
+            return self.threshold / max(self.score, 1e-300)
+        return self.score / max(self.threshold, 1e-12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +197,10 @@ class DriftSummary:
     columns: dict[str, ColumnDrift]
     engine: str
 
+    def most_drifted(self, top: int) -> list[tuple[str, ColumnDrift]]:
+        """The ``top`` columns by severity, most drifted first: what the reports show."""
+        return sorted(self.columns.items(), key=lambda kv: kv[1].severity, reverse=True)[:top]
+
     def rounded(self, digits: int) -> DriftSummary:
         """Each column's score to ``digits`` significant digits."""
         columns = {
@@ -316,27 +210,8 @@ class DriftSummary:
         return dataclasses.replace(self, columns=columns)
 
     def to_json(self) -> str:
-        return _dumps(dataclasses.asdict(self))
+        return dumps(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, source: str | Path | dict[str, Any]) -> DriftSummary:
-        r = _open(cls, source)
-        columns = r.child("columns")
-        return cls(
-            reference_rows=r.get("reference_rows", int),
-            current_rows=r.get("current_rows", int),
-            columns_checked=r.get("columns_checked", int),
-            drifted_count=r.get("drifted_count", int),
-            drift_share=r.number("drift_share"),
-            max_drift_share=r.number("max_drift_share"),
-            passed=r.get("passed", bool),
-            drifted_columns=tuple(r.get("drifted_columns", list)),
-            columns={
-                name: ColumnDrift(
-                    c.get("method", str), c.number("score"), c.number("threshold"), c.get("drifted", bool)
-                )
-                for name in columns.data
-                for c in [columns.child(name)]
-            },
-            engine=r.get("engine", str),
-        )
+        return read(cls, source)

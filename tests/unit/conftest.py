@@ -2,9 +2,7 @@
 fixtures are in tests/conftest.py).
 
 It sees what a module's import or a test's run newly imports, so it bites where the tier runs alone
-(`make test-unit`); in a whole-suite process the integration modules have imported MLflow already.
-An allowed module that imports them first hides a later one that does too: the check is exact once
-HEAVY_IMPORTS_ALLOWED_IN is empty."""
+(`make test-unit`); in a whole-suite process the integration modules have imported MLflow already."""
 
 import sys
 from collections.abc import Iterator
@@ -14,19 +12,6 @@ import pytest
 # Each takes seconds to import, and a test that needs a tracking store or a drift report is an
 # integration test (tests/integration): the unit tier stays fast by never importing them.
 HEAVY_PACKAGES = ("mlflow", "evidently")
-
-# Issue 15: unit test modules that still import MLflow through the code they test, at import
-# (test_gate_plots, test_leakage_free_cv, test_monitor, test_tune) or while a test runs (test_multiclass);
-# their slices of issue 15 move them off it. Empty this once they no longer do.
-HEAVY_IMPORTS_ALLOWED_IN = frozenset(
-    {
-        "test_gate_plots.py",
-        "test_leakage_free_cv.py",
-        "test_monitor.py",
-        "test_multiclass.py",
-        "test_tune.py",
-    }
-)
 
 
 def _heavy_loaded() -> set[str]:
@@ -40,17 +25,13 @@ def _pulled_in_message(node, pulled: set[str]) -> str:
     )
 
 
-def _allowed(node) -> bool:
-    return node.path.name in HEAVY_IMPORTS_ALLOWED_IN
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(collector):
     """A unit test module whose imports pull in MLflow or Evidently fails to collect, naming them."""
     loaded = _heavy_loaded()
     report = yield
     pulled = _heavy_loaded() - loaded
-    if pulled and isinstance(collector, pytest.Module) and not _allowed(collector) and report.passed:
+    if pulled and isinstance(collector, pytest.Module) and report.passed:
         report.outcome = "failed"
         report.longrepr = _pulled_in_message(collector, pulled)
     return report
@@ -60,7 +41,7 @@ def _fail_if_it_pulls_in_heavy(item) -> Iterator[None]:
     loaded = _heavy_loaded()
     result = yield
     pulled = _heavy_loaded() - loaded
-    if pulled and not _allowed(item):
+    if pulled:
         pytest.fail(_pulled_in_message(item, pulled), pytrace=False)
     return result
 

@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -9,12 +8,13 @@ import pandas as pd
 import pytest
 
 from mlgate.gating.evidence import Comparison, Evidence, Measurements, SliceScore
-from mlgate.gating.policy import Check, CurrentBatchRule, GatePolicy, SliceLimits, decide
+from mlgate.gating.policy import Check, CurrentBatchRule, FeatureDrift, GatePolicy, ScoredRows, SliceLimits, decide
 from mlgate.gating.report import BatchComparison, ChampionVersion, GateReport, Plot
+from mlgate.records import DriftSummary
 from mlgate.reports.promotion import markdown as promotion_markdown
-from tests.factories import DRIFT, ON_TEST, gate_report
+from tests.factories import ON_TEST, drift, gate_report
 
-NO_DRIFT = {"drift_share": 0.1, "max_drift_share": 0.3, "drifted_columns": ["tenure"]}
+NO_DRIFT = drift(drift_share=0.1, max_drift_share=0.3, drifted_columns=["tenure"])
 ONLY_VALIDATION = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=False)
 ONLY_DRIFT = GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=True)
 
@@ -33,7 +33,7 @@ def _decide(
     metric: str = "roc_auc",
     candidate_score: float = 0.85,
     validation_passed: bool = True,
-    drift: dict = NO_DRIFT,
+    drift: DriftSummary = NO_DRIFT,
     champion_score: float | None = None,
     champion_error: str | None = None,
     **evidence,
@@ -67,7 +67,7 @@ def test_validation_check_follows_the_contract(validation_passed):
 
 @pytest.mark.parametrize("share, passed", [(0.1, True), (0.3, True), (0.31, False)])
 def test_drift_check_fails_only_above_the_limit(share, passed):
-    decision = _decide(ONLY_DRIFT, drift=NO_DRIFT | {"drift_share": share})
+    decision = _decide(ONLY_DRIFT, drift=replace(NO_DRIFT, drift_share=share))
 
     check = _only_check(decision)
     assert (check.name, check.passed, check.observed, check.limit) == ("drift", passed, share, 0.3)
@@ -250,20 +250,19 @@ def test_champion_detail_carries_the_interval():
 
 # --- the optional rules ------------------------------------------------------------------------
 
-DRIFT_COLUMNS = NO_DRIFT | {
-    "columns": {
-        "tenure": {"method": "Wasserstein distance (normed)", "score": 0.05, "threshold": 0.1, "drifted": False},
-        "monthly_charges": {"method": "Wasserstein distance (normed)", "score": 0.3, "threshold": 0.1, "drifted": True},
-        "area": {"method": "K-S p_value", "score": 0.0004, "threshold": 0.05, "drifted": True},
-    }
+COLUMNS = {
+    "tenure": {"method": "Wasserstein distance (normed)", "score": 0.05, "threshold": 0.1, "drifted": False},
+    "monthly_charges": {"method": "Wasserstein distance (normed)", "score": 0.3, "threshold": 0.1, "drifted": True},
+    "area": {"method": "K-S p_value", "score": 0.0004, "threshold": 0.05, "drifted": True},
 }
+DRIFT_COLUMNS = drift(drift_share=0.1, max_drift_share=0.3, drifted_columns=["tenure"], columns=COLUMNS)
 
 
 def _policy(**rules) -> GatePolicy:
     return GatePolicy(metric="roc_auc", require_validation=False, require_no_drift=False, **rules)
 
 
-def _judge(policy: GatePolicy, *, metric: str = "roc_auc", drift: dict = DRIFT_COLUMNS, slices=(), **measured):
+def _judge(policy: GatePolicy, *, metric: str = "roc_auc", drift: DriftSummary = DRIFT_COLUMNS, slices=(), **measured):
     return _decide(
         policy, metric=metric, drift=drift, test=Comparison(slices=slices), measured=Measurements(**measured)
     )
@@ -277,7 +276,7 @@ def test_critical_features_fail_naming_only_the_column_beyond_its_limit():
     assert check.observed == {"tenure": 0.05, "monthly_charges": 0.3}
     assert check.limit == {"tenure": 0.1, "monthly_charges": 0.1}
     assert check.detail == "critical feature drifted: monthly_charges 0.3000 > 0.1 (Wasserstein distance (normed))"
-    assert check.evidence["tenure"]["drifted"] is False
+    assert check.evidence["tenure"] == FeatureDrift("Wasserstein distance (normed)", 0.05, 0.1, drifted=False)
 
 
 def test_critical_features_pass_within_their_own_limits_even_when_evidently_flags_the_column():
@@ -396,7 +395,7 @@ def test_a_slice_below_its_floor_fails_and_a_small_slice_is_only_reported():
 
     assert (check.name, check.passed, check.observed, check.limit) == ("slices", False, 1, 0)
     assert check.detail == "slice(s) out of limits: contract=One year: roc_auc 0.6000 < floor 0.65"
-    assert [row["verdict"] for row in check.evidence] == ["pass", "fail", "not judged (< 100 rows)"]
+    assert [row.verdict for row in check.evidence] == ["pass", "fail", "not judged (< 100 rows)"]
 
 
 def test_a_slice_that_regresses_against_production_beyond_its_tolerance_fails():
@@ -406,7 +405,7 @@ def test_a_slice_that_regresses_against_production_beyond_its_tolerance_fails():
 
     assert not check.passed
     assert "contract=Month-to-month: gain -0.0200 over production (allowed loss 0.01)" in check.detail
-    assert check.evidence[0]["gain"] == pytest.approx(-0.02)
+    assert check.evidence[0].gain == pytest.approx(-0.02)
 
 
 def test_slices_pass_within_floor_and_tolerance_and_without_a_champion():
@@ -437,7 +436,7 @@ def test_a_slice_with_one_class_and_a_slice_column_never_measured():
 
     check = _only_check(_judge(policy, slices=(SliceScore("contract", "Two year", 200, None),)))
 
-    assert check.evidence[0]["verdict"] == "not judged (one class only)"
+    assert check.evidence[0].verdict == "not judged (one class only)"
     assert not check.passed and check.detail == "slice(s) out of limits: plan: not measured"
 
 
@@ -457,7 +456,7 @@ def _full_report() -> GateReport:
     )
     return gate_report(
         policy=policy,
-        drift=DRIFT | {"columns": DRIFT_COLUMNS["columns"]},
+        drift=drift(columns=COLUMNS),
         on_test=replace(ON_TEST, slices=CONTRACT_SLICES),
     )
 
@@ -489,19 +488,21 @@ def test_promotion_markdown_links_the_model_card():
     assert "as `runs:/abc/model_card/model_card.md` (tag `mlgate.model_card`)" in markdown
 
 
-def test_single_row_latency_times_one_row_per_call_after_warm_up():
+def test_single_row_latency_is_the_median_of_one_row_calls_after_warm_up():
     from mlgate.gating.evidence import single_row_latency_ms
 
+    now = [0.0]
     seen = []
+    costs = iter([0.5] * 3 + [0.004, 0.001, 0.009, 0.002, 0.003])  # seconds; the warm-up calls are not counted
 
-    def slow_predict(rows):
-        seen.append(len(rows))
-        time.sleep(0.002 if len(seen) > 3 else 0.05)  # the warm-up calls are slow and not counted
+    def predict(rows):
+        seen.append(rows["x"].tolist())
+        now[0] += next(costs)
 
-    latency = single_row_latency_ms(slow_predict, pd.DataFrame({"x": range(4)}), calls=10, warmup=3)
+    latency = single_row_latency_ms(predict, pd.DataFrame({"x": range(4)}), calls=5, warmup=3, clock=lambda: now[0])
 
-    assert seen == [1] * 13
-    assert 2.0 <= latency < 40.0
+    assert seen == [[0], [1], [2], [3], [0], [1], [2], [3]]
+    assert latency == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize(
@@ -572,7 +573,7 @@ def test_current_batch_rule_allows_a_small_loss_against_production_only(candidat
         f"current batch (500 labelled rows) roc_auc {candidate:.4f} vs production {champion:.4f}"
     )
     assert "95% CI [-0.0300, +0.0100], allowed loss 0.02" in check.detail
-    assert check.evidence == {"rows": 500, "content_hash": "ab" * 32}
+    assert check.evidence == ScoredRows(500, "ab" * 32)
 
 
 def test_current_batch_rule_follows_the_metric_direction():
@@ -781,7 +782,7 @@ def test_promotion_markdown_ranks_p_value_drift_by_how_far_below_its_threshold()
         "plan": {"method": "Jensen-Shannon distance", "score": 0.05, "threshold": 0.1, "drifted": False},
     }
 
-    markdown = promotion_markdown(gate_report(drift=DRIFT | {"columns": columns}))
+    markdown = promotion_markdown(gate_report(drift=drift(columns=columns)))
 
     assert markdown.index("| shifted |") < markdown.index("| plan |") < markdown.index("| calm |")
 
@@ -808,6 +809,20 @@ def test_the_report_reads_back_from_its_json():
         "verdict",
     ]
     assert list(payload["comparison"]["current"])[-2:] == ["source", "batch_rows"]
+
+
+def test_each_rules_evidence_reads_back_as_its_record():
+    full = _full_report()
+    policy = replace(full.policy, current_batch=CurrentBatchRule(max_regression=0.02))
+    report = gate_report(policy=policy, drift=full.drift, on_test=replace(ON_TEST, slices=CONTRACT_SLICES))
+
+    back = GateReport.from_json(json.loads(json.dumps(report.to_json())))
+
+    assert back == report
+    kinds = {c.name: type(c.evidence) for c in back.checks if c.evidence is not None}
+    assert kinds == {"critical_features": dict, "current_batch": ScoredRows, "slices": tuple}
+    assert isinstance(back.check("critical_features").evidence["tenure"], FeatureDrift)
+    assert [row.verdict for row in back.judged_slices()] == [row.verdict for row in full.judged_slices()]
 
 
 def test_the_committed_gate_json_reads_back_byte_for_byte(project_root):

@@ -9,7 +9,7 @@ import pytest
 from mlgate.gating.report import FeatureImportance, Importance
 from mlgate.reports import gate_plots
 from mlgate.stages import gate
-from tests.factories import NO_IMPORTANCE, gate_report
+from tests.factories import NO_IMPORTANCE, drift, gate_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -132,13 +132,9 @@ def test_a_failing_publish_leaves_the_previous_reports_and_plots(tmp_path, binar
 
 
 def test_drift_plot_survives_a_p_value_of_zero(tmp_path):
-    drift = {
-        "drifted_count": 2,
-        "columns_checked": 2,
-        "columns": {
-            "a": {"method": "chi-square p_value", "score": 0.0, "threshold": 0.05, "drifted": True},
-            "b": {"method": "K-S p_value", "score": 1e-300, "threshold": 0.05, "drifted": True},
-        },
+    columns = {
+        "a": {"method": "chi-square p_value", "score": 0.0, "threshold": 0.05, "drifted": True},
+        "b": {"method": "K-S p_value", "score": 1e-300, "threshold": 0.05, "drifted": True},
     }
-    gate_plots._drift_plot(drift, tmp_path / "drift.png")
+    gate_plots._drift_plot(drift(drifted_count=2, columns_checked=2, columns=columns), tmp_path / "drift.png")
     assert (tmp_path / "drift.png").stat().st_size > 1000

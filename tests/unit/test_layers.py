@@ -3,6 +3,9 @@ no stage imports another stage. What each layer may hold is in its package docst
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from mlgate import code_deps
@@ -16,11 +19,13 @@ LAYERS = (
         "mlgate.files",
         "mlgate.code_deps",
         "mlgate.registry",
+        "mlgate.typed_json",
+        "mlgate.records",
     ),
     ("mlgate.modelling",),
     ("mlgate.gating",),
     ("mlgate.adapters",),
-    ("mlgate.project", "mlgate.records"),
+    ("mlgate.project",),
     ("mlgate.reports",),
     ("mlgate.stages",),
     ("mlgate.services",),
@@ -58,3 +63,18 @@ def test_a_module_imports_nothing_above_its_layer(module):
 def test_no_stage_imports_another_stage(module):
     others = sorted(m for m in code_deps.direct_imports(module) if m.startswith("mlgate.stages.") and m != module)
     assert others == [], f"{module} imports other stages {others}: move what they share to a lower layer"
+
+
+def test_importing_the_stages_and_services_pulls_in_neither_mlflow_nor_evidently():
+    """MLflow (about a second) and Evidently (about three) load when a run first uses them, so pure
+    code and the unit tier can import any stage for its plain helpers."""
+    pure = ("mlgate.stages.", "mlgate.services.", "mlgate.adapters.tracking")
+    modules = [m for m in _modules() if m.startswith(pure)]
+    code = (
+        f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
+        "print(sorted(m for m in ('mlflow', 'evidently') if m in sys.modules))"
+    )
+
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+    assert loaded.strip() == "[]"

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from mlgate import files
-from mlgate.records import DriftSummary, RecordError, TrainingRecord, TunedRecipe
+from mlgate.records import DriftSummary, TrainingRecord, TunedRecipe
+from mlgate.typed_json import RecordError
 
 TRAIN_INFO = {
     "run_id": "0a1b2c3d4e5f",
@@ -124,3 +125,12 @@ def test_a_file_that_is_no_json_is_named(tmp_path):
 
     with pytest.raises(RecordError, match="drift.json: not valid JSON"):
         DriftSummary.from_json(broken)
+
+
+def test_drift_columns_rank_by_how_far_past_their_threshold_a_p_value_below_it():
+    shifted = {"method": "K-S p_value", "score": 0.001, "threshold": 0.05, "drifted": True}
+    summary = DriftSummary.from_json(DRIFT | {"columns": DRIFT["columns"] | {"shifted": shifted}})
+
+    assert summary.columns["shifted"].is_p_value and not summary.columns["tenure"].is_p_value
+    assert summary.columns["shifted"].severity == pytest.approx(50.0)
+    assert [name for name, _ in summary.most_drifted(2)] == ["shifted", "tenure"]

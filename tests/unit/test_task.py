@@ -276,3 +276,72 @@ def test_only_binary_tunes_a_threshold_and_only_multiclass_skips_finishing_steps
     assert [named(t).decides_by_threshold for t in TASK_NAMES] == [True, False, False]
     assert named("binary").finish_skipped is None and named("regression").finish_skipped is None
     assert set(named("multiclass").finish_skipped) == {"stacking", "calibration", "threshold"}
+
+
+def test_only_classifiers_give_probabilities_and_only_binary_has_one_to_calibrate():
+    assert [named(t).has_probabilities for t in TASK_NAMES] == [True, True, False]
+    assert [named(t).calibration_applies for t in TASK_NAMES] == [True, False, False]
+
+
+def test_each_tasks_comparison_plot_is_one_the_gate_draws():
+    from mlgate.reports.gate_plots import OUTPUT_PLOTS
+
+    assert {t: named(t).comparison_plot for t in TASK_NAMES} == {
+        "binary": "roc",
+        "multiclass": "class_recall",
+        "regression": "residuals",
+    }
+    assert {named(t).comparison_plot for t in TASK_NAMES} <= set(OUTPUT_PLOTS)
+
+
+def test_only_multiclass_adds_a_limitation_to_the_model_card():
+    assert named("binary").limitation is None and named("regression").limitation is None
+    assert "not calibrated" in named("multiclass").limitation
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ("binary", "the probability that `y` is `Yes` (and the label, `Yes` from a probability of 0.35)"),
+        (
+            "multiclass",
+            "the class of `y` (one of `high`, `low`, `mid`: the most probable) and each class's probability",
+        ),
+        ("regression", "`y` (a number)"),
+    ],
+)
+def test_the_served_output_in_words_names_the_target_and_its_labels(task, expected):
+    assert for_spec(_spec(task)).describe_output("y", 0.35) == expected
+
+
+def test_usable_labels_are_present_and_declared_or_numbers():
+    values = pd.Series(["Yes", None, "No", "maybe", "3.5"], name="y")
+    np.testing.assert_array_equal(Binary("Yes").labelled(values, None), [True, False, True, True, True])
+    np.testing.assert_array_equal(Binary("Yes").labelled(values, ["No", "Yes"]), [True, False, True, False, False])
+    classes = Multiclass(classes=("No", "Yes", "3.5"))
+    np.testing.assert_array_equal(classes.labelled(values, ["No"]), [True, False, True, False, True])
+    np.testing.assert_array_equal(Regression().labelled(values, None), [False, False, False, False, True])
+
+
+def test_labelled_rows_are_unscorable_when_a_metric_lacks_a_class():
+    assert (
+        Binary("Yes").unscorable(pd.Series(["Yes", "Yes"], name="y")) == "its labelled rows hold one class of `y` only"
+    )
+    assert Binary("Yes").unscorable(pd.Series(["Yes", "No"], name="y")) is None
+    labels = Multiclass(classes=("low", "mid", "high"))
+    assert labels.unscorable(pd.Series(["low", "mid"], name="y")) == "its labelled rows hold 2 of the 3 classes of `y`"
+    assert labels.unscorable(pd.Series(["low", "mid", "high"], name="y")) is None
+    assert Regression().unscorable(pd.Series([1.0], name="y")) is None
+
+
+def test_prediction_drift_watches_the_probability_of_binary_and_the_prediction_otherwise():
+    output = (np.array([0, 1]), np.array([0.2, 0.9]))
+    np.testing.assert_array_equal(named("binary").drift_output(output), [0.2, 0.9])
+    np.testing.assert_array_equal(named("multiclass").drift_output(output), [0, 1])
+    np.testing.assert_array_equal(named("regression").drift_output((np.array([1.5]), None)), [1.5])
+
+
+def test_drift_bins_give_each_class_a_bin():
+    assert named("binary").drift_bins == 10 and named("regression").drift_bins == 10
+    assert Multiclass(classes=("a", "b", "c")).drift_bins == 10
+    assert Multiclass(classes=tuple("abcdefghijkl")).drift_bins == 12

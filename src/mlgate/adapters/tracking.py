@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
@@ -22,17 +23,31 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
 import pandas as pd
 import psutil
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 
 from mlgate import files
 from mlgate.errors import StageError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+class _Deferred:
+    """A module imported on its first use. Importing this adapter costs no MLflow import (about a
+    second): pure code that imports a stage for its plain helpers, and the unit tests, stay MLflow-free."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+mlflow: Any = _Deferred("mlflow")
+entities: Any = _Deferred("mlflow.entities")
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "mlgate.stage"
@@ -70,7 +85,7 @@ def client() -> MlflowClient:
     registry = _REGISTRY_URI or uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(registry)
-    return MlflowClient(tracking_uri=uri, registry_uri=registry)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry)
 
 
 def experiment_id(name: str) -> str:
@@ -84,7 +99,7 @@ def experiment_id(name: str) -> str:
         location = (project_root() / "mlruns").as_uri()
     try:
         return c.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created meanwhile by a concurrent stage
+    except mlflow.MlflowException:  # created meanwhile by a concurrent stage
         return c.get_experiment_by_name(name).experiment_id
 
 
@@ -193,7 +208,7 @@ def run_exists(run_id: str) -> bool:
     try:
         client().get_run(run_id)
         return True
-    except MlflowException:
+    except mlflow.MlflowException:
         return False
 
 
@@ -208,9 +223,9 @@ def log(
     now = int(time.time() * 1000)
     client().log_batch(
         run_id,
-        metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
-        params=[Param(k, str(v)) for k, v in (params or {}).items()],
-        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        metrics=[entities.Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+        params=[entities.Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[entities.RunTag(k, str(v)) for k, v in (tags or {}).items()],
     )
 
 
@@ -330,7 +345,7 @@ class TrialRecorder:
 
 def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict[str, str], records, report) -> None:
     """The recorder process: drain ``records`` until None, then report (written, errors)."""
-    writer = MlflowClient(tracking_uri=uri)
+    writer = mlflow.MlflowClient(tracking_uri=uri)
     written, errors = 0, []
 
     def write(record: TrialRecord, parent: str) -> None:
@@ -342,11 +357,11 @@ def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict
             logged_tags = []
         else:
             run_id = record.run_id
-            logged_tags = [RunTag(k, v) for k, v in (tags | {"mlflow.runName": record.name}).items()]
-        metrics = [Metric(k, float(v), record.end_ms, 0) for k, v in record.metrics.items()]
+            logged_tags = [entities.RunTag(k, v) for k, v in (tags | {"mlflow.runName": record.name}).items()]
+        metrics = [entities.Metric(k, float(v), record.end_ms, 0) for k, v in record.metrics.items()]
         for key, values in record.fold_metrics.items():
-            metrics += [Metric(key, float(v), record.end_ms, step) for step, v in enumerate(values)]
-        params = [Param(k, str(v)) for k, v in record.params.items()]
+            metrics += [entities.Metric(key, float(v), record.end_ms, step) for step, v in enumerate(values)]
+        params = [entities.Param(k, str(v)) for k, v in record.params.items()]
         writer.log_batch(run_id, metrics=metrics, params=params, tags=logged_tags)
         for local, folder in record.artifacts:
             writer.log_artifact(run_id, local, folder)
@@ -575,7 +590,7 @@ def heartbeat(run_id: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
     """Tag the run with the time (``mlgate.heartbeat``) every ``every_s`` while the block runs: how a
     run on another host whose process died is told from one still working."""
     stop = threading.Event()
-    writer = MlflowClient(tracking_uri=tracking_uri())
+    writer = mlflow.MlflowClient(tracking_uri=tracking_uri())
 
     def beat() -> None:
         while True:
@@ -640,8 +655,8 @@ def register(name: str, model_uri: str, run_id: str) -> ModelVersion:
     c = client()
     try:
         c.get_registered_model(name)
-    except MlflowException:
-        with contextlib.suppress(MlflowException):
+    except mlflow.MlflowException:
+        with contextlib.suppress(mlflow.MlflowException):
             c.create_registered_model(name, description="Registered by mlgate's gate stage.")
     existing = [v for v in c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'") if v.source == model_uri]
     if existing:
@@ -658,7 +673,7 @@ def get_version(name: str, version: int) -> ModelVersion:
 def version_by_alias(name: str, alias: str) -> ModelVersion | None:
     try:
         return _version(client().get_model_version_by_alias(name, alias))
-    except MlflowException:
+    except mlflow.MlflowException:
         return None
 
 
@@ -689,7 +704,7 @@ def set_model_tag(name: str, key: str, value: str) -> None:
 
 
 def delete_model_tag(name: str, key: str) -> None:
-    with contextlib.suppress(MlflowException):
+    with contextlib.suppress(mlflow.MlflowException):
         client().delete_registered_model_tag(name, key)
 
 
@@ -712,7 +727,7 @@ def try_lock(name: str, tags: dict[str, str]) -> bool:
     try:
         client().create_registered_model(name, tags=tags, description="A generation of mlgate's promotion lock.")
         return True
-    except MlflowException as error:
+    except mlflow.MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
         return False
@@ -723,12 +738,12 @@ def set_lock_tag(name: str, key: str, value: str) -> bool:
     try:
         client().set_registered_model_tag(name, key, value)
         return True
-    except MlflowException:
+    except mlflow.MlflowException:
         return False
 
 
 def delete_lock(name: str) -> None:
-    with contextlib.suppress(MlflowException):
+    with contextlib.suppress(mlflow.MlflowException):
         client().delete_registered_model(name)
 
 
@@ -837,7 +852,7 @@ def _registry_version(uri: str) -> ModelVersion | None:
         )
     try:
         return get_version(name, int(version))
-    except MlflowException as error:
+    except mlflow.MlflowException as error:
         raise StageError(f"{uri}: no such registered version ({error.message})") from None
 
 
@@ -886,7 +901,7 @@ def load(uri: str) -> LoadedModel:
 def _loaded(model) -> LoadedModel:
     try:
         inner = model.unwrap_python_model()  # ours is a PythonModel; other flavors (sklearn, ...) are not
-    except (AttributeError, mlflow.exceptions.MlflowException):
+    except (AttributeError, mlflow.MlflowException):
         inner = None
     features = getattr(inner, "features", None)
     schema = model.metadata.get_input_schema() if model.metadata is not None else None

@@ -16,6 +16,7 @@ import pandas as pd
 from mlgate.files import content_hash
 from mlgate.modelling import evaluation, metrics
 from mlgate.modelling.data import DataSpec, target_vector
+from mlgate.records import DriftSummary
 
 LATENCY_WARMUP = 5
 LATENCY_CALLS = 50
@@ -40,6 +41,18 @@ class SliceScore:
         if self.candidate is None or self.champion is None:
             return None
         return metrics.improvement(metric, self.candidate, self.champion)
+
+
+@dataclass(frozen=True)
+class SliceRow:
+    """The gate metric on one value of a segment column, for both models, as the reports keep it."""
+
+    column: str
+    value: str
+    rows: int
+    candidate: float | None
+    champion: float | None
+    gain: float | None
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ class Evidence:
 
     metric: str
     validation_passed: bool
-    drift: dict[str, Any]  # reports/drift.json
+    drift: DriftSummary  # reports/drift.json
     candidate_score: float
     champion_score: float | None = None
     champion_error: str | None = None
@@ -103,26 +116,14 @@ def usable_labels(current: pd.DataFrame, spec: DataSpec, min_rows: int) -> tuple
     or a number for regression), and why they cannot be scored, if they cannot."""
     if spec.target not in current.columns:
         return np.zeros(len(current), bool), f"it has no `{spec.target}` column"
-    target = current[spec.target]
-    if spec.task == "regression":
-        usable = pd.to_numeric(target, errors="coerce").notna().to_numpy()
-    else:
-        declared = spec.classes if spec.task == "multiclass" else spec.contract.columns[spec.target].categories
-        usable = target.notna().to_numpy()
-        if declared:
-            usable &= target.astype(str).isin([str(c) for c in declared]).to_numpy()
+    target, task = current[spec.target], spec.learning_task
+    usable = task.labelled(target, spec.contract.columns[spec.target].categories)
     labelled = int(usable.sum())
     if labelled == 0:
         return usable, f"no row has a usable `{spec.target}` value"
     if labelled < min_rows:
         return usable, f"only {labelled:,} rows have a `{spec.target}` value (gate.current_batch.min_rows {min_rows})"
-    if spec.task == "binary" and np.unique(target_vector(current[usable], spec)).size < 2:
-        return usable, f"its labelled rows hold one class of `{spec.target}` only"
-    if spec.task == "multiclass":  # one-vs-rest AUC, among the metrics scored, needs every class
-        found = np.unique(target_vector(current[usable], spec)).size
-        if found < len(spec.classes):
-            return usable, f"its labelled rows hold {found} of the {len(spec.classes)} classes of `{spec.target}`"
-    return usable, None
+    return usable, task.unscorable(target[usable])
 
 
 def compare(
@@ -180,17 +181,18 @@ def single_row_latency_ms(
     *,
     calls: int = LATENCY_CALLS,
     warmup: int = LATENCY_WARMUP,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
     """Median wall time of predicting one row at a time, after ``warmup`` calls (the first calls pay
-    for lazy imports and caches, which a serving process pays once)."""
+    for lazy imports and caches, which a serving process pays once); ``clock`` reads seconds."""
     singles = [rows.iloc[[i % len(rows)]] for i in range(warmup + calls)]
     for row in singles[:warmup]:
         predict(row)
     seconds = []
     for row in singles[warmup:]:
-        started = time.perf_counter()
+        started = clock()
         predict(row)
-        seconds.append(time.perf_counter() - started)
+        seconds.append(clock() - started)
     return float(np.median(seconds) * 1000)
 
 
@@ -212,21 +214,22 @@ def measure(
     distribution), on the current batch against the training rows. Calibration and Brier score are
     measured for binary tasks only.
     """
-    output = 1 if spec.task == "binary" else 0
-    bins = max(10, len(spec.classes)) if spec.task == "multiclass" else 10  # a bin per class
+    task = spec.learning_task
+    bins = task.drift_bins
     prediction_drift = metrics.population_stability(
-        evaluation.predictions(model, train, spec)[output], current_output[output], bins
+        task.drift_output(evaluation.predictions(model, train, spec)), task.drift_output(current_output), bins
     )
-    labelled = current[current[spec.target].notna()] if spec.target in current.columns else current.iloc[:0]
-    if spec.task == "multiclass":  # a class outside data.classes is the validation's to report
-        labelled = labelled[labelled[spec.target].astype(str).isin(spec.classes)]
+    labelled = current.iloc[:0]
+    if spec.target in current.columns:  # a label outside data.classes is the validation's to report
+        target = current[spec.target]
+        labelled = current[target.notna() & task.scorable(target)]
     target_drift = (
         None
         if labelled.empty
         else metrics.population_stability(target_vector(train, spec), target_vector(labelled, spec), bins)
     )
     y = target_vector(test, spec)
-    probability = candidate_output[1] if spec.task == "binary" else None
+    probability = candidate_output[1] if task.calibration_applies else None
     return Measurements(
         prediction_drift=prediction_drift,
         target_drift=target_drift,

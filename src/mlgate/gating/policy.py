@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlgate.errors import StageError
-from mlgate.gating.evidence import LATENCY_CALLS, Comparison, Evidence, SliceScore, rounded
+from mlgate.gating.evidence import LATENCY_CALLS, Comparison, Evidence, SliceRow, SliceScore, rounded
 from mlgate.modelling import metrics
 from mlgate.modelling.data import DataSpec
+from mlgate.modelling.task import Task, named
+from mlgate.records import DriftSummary
 from mlgate.registry import CHAMPION_ALIAS
 
 
@@ -57,20 +59,60 @@ class GatePolicy:
 
 
 @dataclass(frozen=True)
+class ScoredRows:
+    """The current-batch rule's evidence: the labelled rows it scored."""
+
+    rows: int
+    content_hash: str | None
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """The critical-features rule's evidence for one column: its drift score against the limit applied."""
+
+    method: str
+    score: float
+    limit: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class JudgedSlice(SliceRow):
+    """The slice rule's evidence for one value of a segment column on test, with its verdict."""
+
+    verdict: str
+
+
+# the evidence each rule that keeps some records; every other rule's is None
+EVIDENCE: dict[str, Any] = {
+    "current_batch": ScoredRows,
+    "critical_features": dict[str, FeatureDrift],
+    "slices": tuple[JudgedSlice, ...],
+}
+
+
+@dataclass(frozen=True)
 class Check:
-    """One rule's outcome; ``verdict`` (pass, fail or skipped) follows from ``passed`` and ``skipped``."""
+    """One rule's outcome; ``verdict`` (pass, fail or skipped) follows from ``passed`` and ``skipped``;
+    ``evidence`` is of the kind EVIDENCE names for the rule."""
 
     name: str
     passed: bool
-    observed: Any
+    observed: Any  # what the checks table prints: a number, or a number per column
     limit: Any
     detail: str
-    evidence: Any = None
+    evidence: ScoredRows | dict[str, FeatureDrift] | tuple[JudgedSlice, ...] | None = None
     skipped: bool = False  # passed because there was nothing to judge; the detail says why
     verdict: str = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", "fail" if not self.passed else "skipped" if self.skipped else "pass")
+
+    @classmethod
+    def json_hints(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """For typed_json: the evidence's type follows from the rule's name."""
+        kind = EVIDENCE.get(data["name"]) if isinstance(data.get("name"), str) else None
+        return {"evidence": type(None) if kind is None else kind | None}
 
 
 @dataclass(frozen=True)
@@ -85,8 +127,9 @@ class Decision:
 
 def decide(policy: GatePolicy, evidence: Evidence) -> Decision:
     """Every rule of the policy against the evidence; passed only if all pass. A rule that judges one
-    class's probability (calibration, Brier) is skipped, with the reason, for a multiclass task."""
-    metric, measured = evidence.metric, evidence.measured
+    class's probability (calibration, Brier) is skipped, with the reason, for a task with a probability
+    per class (multiclass)."""
+    metric, measured, task = evidence.metric, evidence.measured, named(evidence.task)
     checks = []
     if policy.require_validation:
         checks.append(_validation(evidence.validation_passed))
@@ -110,12 +153,12 @@ def decide(policy: GatePolicy, evidence: Evidence) -> Decision:
     if policy.max_calibration_error is not None:
         what = "expected calibration error on test (10 equal-width bins)"
         checks.append(
-            _binary_only("calibration", policy.max_calibration_error, evidence.task)
+            _one_probability_only("calibration", policy.max_calibration_error, task)
             or _ceiling("calibration", measured.calibration_error, policy.max_calibration_error, what)
         )
     if policy.max_brier is not None:
         checks.append(
-            _binary_only("brier", policy.max_brier, evidence.task)
+            _one_probability_only("brier", policy.max_brier, task)
             or _ceiling("brier", measured.brier, policy.max_brier, "Brier score on test")
         )
     if policy.slices:
@@ -136,7 +179,8 @@ def check_fits(policy: GatePolicy, spec: DataSpec) -> None:
             f"'{spec.name}' is scored in '{spec.metric}' (data.metric); choose a policy for "
             f"{spec.metric} (e.g. -S gate=<policy>) or set gate.metric and gate.metric_floor"
         )
-    if spec.task == "regression" and (policy.max_calibration_error is not None or policy.max_brier is not None):
+    judges_probabilities = policy.max_calibration_error is not None or policy.max_brier is not None
+    if judges_probabilities and not spec.learning_task.has_probabilities:
         raise StageError(
             f"params.yaml: gate.max_calibration_error and gate.max_brier judge probabilities; dataset "
             f"'{spec.name}' is a {spec.task} task, so set them to null"
@@ -155,9 +199,9 @@ def _validation(passed: bool) -> Check:
     return Check("validation", passed, passed, True, detail)
 
 
-def _drift(drift: dict[str, Any]) -> Check:
-    share, limit = drift["drift_share"], drift["max_drift_share"]
-    top = ", ".join(drift["drifted_columns"][:5]) or "none"
+def _drift(drift: DriftSummary) -> Check:
+    share, limit = drift.drift_share, drift.max_drift_share
+    top = ", ".join(drift.drifted_columns[:5]) or "none"
     detail = f"drift share {share:.2f} {'≤' if share <= limit else '>'} {limit:.2f} (drifted: {top})"
     return Check("drift", share <= limit, round(share, 4), limit, detail)
 
@@ -202,16 +246,17 @@ def _significant_gain(metric: str, interval: tuple[float, float] | None) -> Chec
     return Check("significant_gain", ok, None if low is None else round(low, 6), 0.0, detail)
 
 
-def _binary_only(name: str, limit: float, task: str) -> Check | None:
-    """The skipped check of a rule on the positive class's probability, for a multiclass task; else None."""
-    if task != "multiclass":
+def _one_probability_only(name: str, limit: float, task: Task) -> Check | None:
+    """The skipped check of a rule on the positive class's probability, for a task with a probability
+    per class; else None."""
+    if not task.scores_per_class:
         return None
     return Check(
         name,
         True,
         None,
         limit,
-        f"skipped: {name} judges one class's probability (binary tasks); a multiclass model has one per class",
+        f"skipped: {name} judges one class's probability (binary tasks); a {task.name} model has one per class",
         skipped=True,
     )
 
@@ -242,7 +287,7 @@ def _current_batch(rule: CurrentBatchRule, metric: str, batch: Comparison | None
     limit = None if rule.max_regression is None else -rule.max_regression
     if batch is None:
         return Check("current_batch", False, None, limit, "current batch comparison: not measured")
-    evidence = {"rows": batch.rows, "content_hash": batch.content_hash}
+    evidence = ScoredRows(batch.rows, batch.content_hash)
     if batch.candidate is None:
         required = " (gate.current_batch.require)" if rule.require else ""
         return Check(
@@ -294,34 +339,29 @@ def _ceiling(name: str, observed: float | None, limit: float, what: str, unit: s
     )
 
 
-def _critical_features(limits: dict[str, float | None], drift: dict[str, Any]) -> Check:
+def _critical_features(limits: dict[str, float | None], drift: DriftSummary) -> Check:
     """Each named column against its own threshold in the drift report. A distance (Wasserstein,
     Jensen-Shannon) drifts above its threshold; a p-value (the tests Evidently picks when the
     training rows number 1,000 or fewer) below it."""
     evidence, failures = {}, []
     for column, limit in limits.items():
-        found = drift["columns"].get(column)
+        found = drift.columns.get(column)
         if found is None:
             failures.append(f"{column}: not in the drift report")
             continue
-        threshold = found["threshold"] if limit is None else limit
-        p_value = metrics.is_p_value(found["method"])
-        drifted = found["score"] < threshold if p_value else found["score"] > threshold
-        evidence[column] = {
-            "method": found["method"],
-            "score": round(found["score"], 6),
-            "limit": threshold,
-            "drifted": drifted,
-        }
+        threshold = found.threshold if limit is None else limit
+        drifted = found.score < threshold if found.is_p_value else found.score > threshold
+        evidence[column] = FeatureDrift(found.method, round(found.score, 6), threshold, drifted)
         if drifted:
-            failures.append(f"{column} {found['score']:.4f} {'<' if p_value else '>'} {threshold} ({found['method']})")
-    observed = {column: e["score"] for column, e in evidence.items()}
-    applied = {column: evidence[column]["limit"] if column in evidence else given for column, given in limits.items()}
+            relation = "<" if found.is_p_value else ">"
+            failures.append(f"{column} {found.score:.4f} {relation} {threshold} ({found.method})")
+    observed = {column: e.score for column, e in evidence.items()}
+    applied = {column: evidence[column].limit if column in evidence else given for column, given in limits.items()}
     detail = (
         "critical feature drifted: " + "; ".join(failures)
         if failures
         else "no critical feature drifted: "
-        + ", ".join(f"{c} {e['score']:.4f} (limit {e['limit']})" for c, e in evidence.items())
+        + ", ".join(f"{c} {e.score:.4f} (limit {e.limit})" for c, e in evidence.items())
     )
     return Check("critical_features", not failures, observed, applied, detail, evidence)
 
@@ -350,20 +390,20 @@ def _slices(limits: dict[str, SliceLimits], metric: str, scores: tuple[SliceScor
         if problems:
             failures.append(f"{score.column}={score.value}: {', '.join(problems)}")
         table.append(
-            {
-                "column": score.column,
-                "value": score.value,
-                "rows": score.rows,
-                "candidate": rounded(score.candidate),
-                "champion": rounded(score.champion),
-                "gain": rounded(gain),
-                "verdict": verdict,
-            }
+            JudgedSlice(
+                score.column,
+                score.value,
+                score.rows,
+                rounded(score.candidate),
+                rounded(score.champion),
+                rounded(gain),
+                verdict,
+            )
         )
-    judged = sum(row["verdict"] in ("pass", "fail") for row in table)
+    judged = sum(row.verdict in ("pass", "fail") for row in table)
     detail = (
         "slice(s) out of limits: " + "; ".join(failures)
         if failures
         else f"{judged} of {len(table)} slices judged, all within limits"
     )
-    return Check("slices", not failures, len(failures), 0, detail, table)
+    return Check("slices", not failures, len(failures), 0, detail, tuple(table))

@@ -6,13 +6,14 @@ report, the model card and the plots render. Each field is named and ordered as 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass
 from typing import Any
 
-from mlgate.gating.evidence import Comparison, Measurements, rounded
-from mlgate.gating.policy import Check, GatePolicy
+from mlgate import typed_json
+from mlgate.gating.evidence import Comparison, Measurements, SliceRow, rounded
+from mlgate.gating.policy import Check, GatePolicy, JudgedSlice
+from mlgate.modelling.task import Task, for_spec
+from mlgate.records import DriftSummary
 
 CONFIDENCE = 0.95  # of every bootstrap interval
 
@@ -48,25 +49,6 @@ class Scores:
 
     metrics: dict[str, float]
     interval: Interval | None
-
-
-@dataclass(frozen=True)
-class SliceRow:
-    """The gate metric on one value of a segment column, for both models."""
-
-    column: str
-    value: str
-    rows: int
-    candidate: float | None
-    champion: float | None
-    gain: float | None
-
-
-@dataclass(frozen=True)
-class JudgedSlice(SliceRow):
-    """A test-set slice row of the slice rule's evidence, with its verdict."""
-
-    verdict: str
 
 
 @dataclass(frozen=True)
@@ -140,6 +122,11 @@ class DataSummary:
     metric: str
     features: int
     threshold: float  # binary: the probability from which the label is the positive class
+
+    @property
+    def learning_task(self) -> Task:
+        """What differs by task type, with the dataset's class labels."""
+        return for_spec(self)
 
 
 @dataclass(frozen=True)
@@ -227,7 +214,7 @@ class GateReport:
     checks: tuple[Check, ...]
     test_rows: int
     test_hash: str
-    drift: dict[str, Any]  # reports/drift.json as the drift stage wrote it
+    drift: DriftSummary  # reports/drift.json as the drift stage wrote it
     measurements: Measurements  # rounded to six decimals
     gain_interval: GainInterval | None
     comparison: Comparisons
@@ -247,29 +234,11 @@ class GateReport:
     def judged_slices(self) -> tuple[JudgedSlice, ...] | None:
         """The slice rule's rows on test, with their verdicts; None without a slice rule."""
         check = self.check("slices")
-        return None if check is None else tuple(JudgedSlice(**row) for row in check.evidence)
+        return None if check is None else check.evidence
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> GateReport:
-        return _build(cls, payload)
-
-
-def _build(hint: Any, value: Any) -> Any:
-    """``value`` (parsed JSON) as the type ``hint`` names: records from mappings, tuples from lists;
-    a derived field (init=False, e.g. a check's verdict) is left to its record to compute."""
-    if value is None:
-        return None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return _build(next(a for a in args if a is not type(None)), value)
-    if dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
-        return hint(**{f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(hint) if f.init})
-    if origin is tuple:
-        return tuple(_build(args[0], item) for item in value)
-    if origin is dict:
-        return {key: _build(args[1], item) for key, item in value.items()}
-    return value
+        return typed_json.read(cls, payload)

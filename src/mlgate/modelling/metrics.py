@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -226,16 +225,3 @@ def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[f
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def is_p_value(method: str) -> bool:
-    """Whether a drift method (Evidently's name) reports a p-value (drifted below its threshold)."""
-    return "p_value" in method
-
-
-def drift_severity(column: dict[str, Any]) -> float:
-    """A drift report column's score against its threshold: 1 at the threshold, above 1 drifted
-    (a distance grows with drift, a p-value shrinks)."""
-    if is_p_value(column["method"]):
-        return column["threshold"] / max(column["score"], 1e-300)
-    return column["score"] / max(column["threshold"], 1e-12)

@@ -55,6 +55,10 @@ class Task(ABC):
     decides_by_threshold: ClassVar[bool] = False  # finish calibrates one probability and tunes a threshold
     # finishing steps left out for this task, each with why (recorded in best_params.json as `skipped`)
     finish_skipped: ClassVar[dict[str, str] | None] = None
+    has_probabilities: ClassVar[bool]  # a policy may judge probabilities (gate.max_calibration_error, max_brier)
+    calibration_applies: ClassVar[bool] = False  # the gate measures calibration and Brier score on one probability
+    comparison_plot: ClassVar[str]  # the gate's plot of both models' test outputs (reports.gate_plots draws it)
+    limitation: ClassVar[str | None] = None  # what the model card's limitations add for this task
 
     @classmethod
     def from_spec(cls, spec: Labelled) -> Task:
@@ -102,6 +106,16 @@ class Task(ABC):
         """Rows whose label the model can be scored on (a label it was never taught cannot)."""
         return pd.Series(True, index=target.index)
 
+    @abstractmethod
+    def labelled(self, target: pd.Series, categories: list[Any] | None) -> np.ndarray:
+        """Which rows of a new batch carry a usable label: present, and one of the declared classes
+        (``categories``: the contract's, for a task that declares no classes of its own) or a number."""
+
+    def unscorable(self, labels: pd.Series) -> str | None:
+        """Why these labelled rows cannot be scored on every metric of the task (an AUC needs the
+        classes present), or None."""
+        return None
+
     def target_problems(self, target: pd.Series, min_class_count: int, *, labelled: bool) -> list[tuple[str, str]]:
         """(rule, message) for each way the target column breaks the task's contract."""
         return []
@@ -130,6 +144,10 @@ class Task(ABC):
         """(prediction as model targets, probability or None) from a fitted model."""
 
     @abstractmethod
+    def describe_output(self, target: str, threshold: float) -> str:
+        """What the served model answers for a row, in words (the model card's intended use)."""
+
+    @abstractmethod
     def output_columns(self) -> list[str]:
         """The served frame's columns."""
 
@@ -144,6 +162,16 @@ class Task(ABC):
     @abstractmethod
     def curves(self, y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None) -> dict[str, pd.DataFrame]:
         """The tables evaluate plots."""
+
+    def drift_output(self, output: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+        """What the gate's prediction drift watches of ``outputs``: the prediction, unless a single
+        probability says more."""
+        return output[0]
+
+    @property
+    def drift_bins(self) -> int:
+        """How many bins the gate's population stability index (output and target) uses."""
+        return 10
 
     # --- the final model ------------------------------------------------------------------------------
 
@@ -175,9 +203,16 @@ class Task(ABC):
 
 class _Classification(Task):
     is_classification: ClassVar[bool] = True
+    has_probabilities: ClassVar[bool] = True
 
     def strata(self, target: pd.Series) -> pd.Series:
         return target.astype(str)
+
+    def labelled(self, target: pd.Series, categories: list[Any] | None) -> np.ndarray:
+        usable = target.notna().to_numpy()
+        if categories:
+            usable &= target.astype(str).isin([str(c) for c in categories]).to_numpy()
+        return usable
 
     def member_output(self, model: Any, X: pd.DataFrame) -> np.ndarray:
         return self.probability(model.predict_proba(X))
@@ -211,6 +246,8 @@ class Binary(_Classification):
     threshold: float | None = None
 
     decides_by_threshold: ClassVar[bool] = True
+    calibration_applies: ClassVar[bool] = True
+    comparison_plot: ClassVar[str] = "roc"
 
     @classmethod
     def from_spec(cls, spec: Labelled) -> Binary:
@@ -257,6 +294,11 @@ class Binary(_Classification):
         problems += _rare_classes(counts, min_class_count)
         return problems
 
+    def unscorable(self, labels: pd.Series) -> str | None:
+        if np.unique(self.encode(labels)).size < 2:
+            return f"its labelled rows hold one class of `{labels.name}` only"
+        return None
+
     def split_shares(self, parts: dict[str, pd.Series]) -> dict[str, Any]:
         return {
             "positive_share": {
@@ -276,6 +318,12 @@ class Binary(_Classification):
     def decision_threshold(self, model: Any) -> float:
         return self.threshold if self.threshold is not None else super().decision_threshold(model)
 
+    def describe_output(self, target: str, threshold: float) -> str:
+        return (
+            f"the probability that `{target}` is `{self.positive_class}` (and the label, "
+            f"`{self.positive_class}` from a probability of {threshold:.3g})"
+        )
+
     def output_columns(self) -> list[str]:
         return ["prediction", "probability"]
 
@@ -284,6 +332,10 @@ class Binary(_Classification):
 
     def read_outputs(self, frame: pd.DataFrame, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
         return self.encode(frame[f"{prefix}prediction"]), frame[f"{prefix}probability"].to_numpy(np.float64)
+
+    def drift_output(self, output: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+        """The positive class's probability, which moves before the labels it decides do."""
+        return output[1]
 
     def curves(self, y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None) -> dict[str, pd.DataFrame]:
         from sklearn import metrics as skm
@@ -350,6 +402,14 @@ class Multiclass(_Classification):
         "the most probable class",
     }
 
+    comparison_plot: ClassVar[str] = "class_recall"
+    limitation: ClassVar[str | None] = (
+        "Multiclass: the class probabilities are the (ensembled) models' own, not calibrated, and the "
+        "prediction is the most probable class (no tuned decision threshold); calibration and Brier-score "
+        "rules are skipped. Feature importance is permutation importance over all classes at once "
+        "(no per-class SHAP values)."
+    )
+
     classes: tuple[str, ...] = ()
 
     @classmethod
@@ -386,6 +446,17 @@ class Multiclass(_Classification):
 
     def scorable(self, target: pd.Series) -> pd.Series:
         return target.astype(str).isin(self.classes)
+
+    def labelled(self, target: pd.Series, categories: list[Any] | None) -> np.ndarray:
+        """The declared classes, whatever the contract's categories say."""
+        return super().labelled(target, list(self.classes))
+
+    def unscorable(self, labels: pd.Series) -> str | None:
+        """The one-vs-rest AUC, among the metrics scored, needs every class."""
+        found = np.unique(self.encode(labels)).size
+        if found < len(self.classes):
+            return f"its labelled rows hold {found} of the {len(self.classes)} classes of `{labels.name}`"
+        return None
 
     def target_problems(self, target: pd.Series, min_class_count: int, *, labelled: bool) -> list[tuple[str, str]]:
         """Every value one of the classes; on labelled training data every class present, with at
@@ -432,6 +503,12 @@ class Multiclass(_Classification):
             aucs.append(max(auc, 1.0 - auc))
         return float(np.mean(aucs)) if aucs else 0.5
 
+    def describe_output(self, target: str, threshold: float) -> str:
+        return (
+            f"the class of `{target}` (one of {', '.join(f'`{c}`' for c in self.classes)}: the most probable) "
+            f"and each class's probability"
+        )
+
     def output_columns(self) -> list[str]:
         return ["prediction", *(f"probability_{c}" for c in self.classes)]
 
@@ -450,6 +527,11 @@ class Multiclass(_Classification):
 
     def curves(self, y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None) -> dict[str, pd.DataFrame]:
         return {"confusion": pd.DataFrame({"actual": y, "predicted": prediction})}
+
+    @property
+    def drift_bins(self) -> int:
+        """A bin per class where the classes outnumber the default bins."""
+        return max(10, len(self.classes))
 
     def fitted_classes(self, y: np.ndarray) -> np.ndarray:
         return np.unique(y)
@@ -477,12 +559,17 @@ class Regression(Task):
     metrics: ClassVar[tuple[str, ...]] = ("rmse", "mae", "r2")
     default_metric: ClassVar[str] = "rmse"
     leakage_measure: ClassVar[str] = "R²"
+    has_probabilities: ClassVar[bool] = False
+    comparison_plot: ClassVar[str] = "residuals"
 
     def encode(self, target: pd.Series) -> np.ndarray:
         return target.to_numpy(dtype=np.float64)
 
     def decode(self, prediction: np.ndarray) -> np.ndarray:
         return prediction
+
+    def labelled(self, target: pd.Series, categories: list[Any] | None) -> np.ndarray:
+        return pd.to_numeric(target, errors="coerce").notna().to_numpy()
 
     def strata(self, target: pd.Series) -> pd.Series:
         """Deciles of the target (fewer on a small frame), so each part spans its range."""
@@ -502,6 +589,9 @@ class Regression(Task):
 
     def outputs(self, model: Any, X: pd.DataFrame) -> tuple[np.ndarray, None]:
         return model.predict(X), None
+
+    def describe_output(self, target: str, threshold: float) -> str:
+        return f"`{target}` (a number)"
 
     def output_columns(self) -> list[str]:
         return ["prediction"]

@@ -26,7 +26,7 @@ def png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
     elif name == "precision_recall":
         ax.plot(table.recall, table.precision)
         ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
-    elif name == "confusion" and spec.task == "multiclass":
+    elif name == "confusion" and spec.classes:  # the declaration names the classes: show them on the axes
         labels = list(range(len(spec.classes)))
         matrix = skm.confusion_matrix(table.actual, table.predicted, labels=labels)
         ax.imshow(matrix, cmap="Blues")

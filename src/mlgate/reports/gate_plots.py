@@ -4,13 +4,14 @@ reports/promotion.md embeds so a reviewer sees the comparison, the drift and the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mlgate.gating.evidence import Output
 from mlgate.gating.report import GateReport
-from mlgate.modelling import evaluation, metrics
+from mlgate.modelling import metrics
+from mlgate.modelling.task import Task
+from mlgate.records import DriftSummary
 
 PLOT_DPI = 90
 SEVERITY_CAP = 1e6
@@ -95,87 +96,97 @@ def _metric_plot(report: GateReport, path: Path) -> str:
     return f"{metric}: candidate vs production, 95% CI"
 
 
-def _outputs_plot(task: str, y: np.ndarray, outputs: dict[str, Output], path: Path) -> str:
-    """Binary: both models' ROC curves on test; multiclass: each model's recall per class on test;
-    regression: both models' residuals on test."""
+def _class_recall(ax, task: Task, y: np.ndarray, outputs: dict[str, Output]) -> str:
+    """Each model's recall per class on test."""
+    classes = np.unique(y)
+    width = 0.8 / len(outputs)
+    for i, (label, (prediction, _)) in enumerate(outputs.items()):
+        recall = [float(np.mean(prediction[y == k] == k)) for k in classes]
+        ax.bar(
+            classes + (i - (len(outputs) - 1) / 2) * width,
+            recall,
+            width,
+            label=f"{label} (accuracy {np.mean(prediction == y):.3f})",
+        )
+    ax.set_xticks(classes, [str(k) for k in classes])
+    ax.set(xlabel="class (position in data.classes)", ylabel="recall", ylim=(0, 1.05), title="Recall per class (test)")
+    return "Recall per class on test"
+
+
+def _roc(ax, task: Task, y: np.ndarray, outputs: dict[str, Output]) -> str:
+    """Both models' ROC curves on test."""
+    for label, (prediction, probability) in outputs.items():
+        roc = task.curves(y, prediction, probability)["roc"]
+        ax.plot(roc.fpr, roc.tpr, label=f"{label} (AUC {metrics.score('roc_auc', y, prediction, probability):.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
+    return "ROC curves on test"
+
+
+def _residuals(ax, task: Task, y: np.ndarray, outputs: dict[str, Output]) -> str:
+    """Both models' residuals on test."""
+    residuals = {label: y - prediction for label, (prediction, _) in outputs.items()}
+    edges = np.histogram_bin_edges(
+        np.clip(
+            np.concatenate(list(residuals.values())),
+            *np.percentile(np.concatenate(list(residuals.values())), [1, 99]),
+        ),
+        40,
+    )
+    for label, values in residuals.items():
+        ax.hist(
+            np.clip(values, edges[0], edges[-1]),
+            edges,
+            histtype="step",
+            linewidth=1.5,
+            label=f"{label} (RMSE {np.sqrt(np.mean(values**2)):.4g})",
+        )
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set(
+        xlabel="residual (actual - predicted), clipped to 1st-99th percentile",
+        ylabel="test rows",
+        title="Residuals (test)",
+    )
+    return "Residuals on test"
+
+
+OUTPUT_PLOTS = {"class_recall": _class_recall, "roc": _roc, "residuals": _residuals}  # by Task.comparison_plot
+
+
+def _outputs_plot(task: Task, y: np.ndarray, outputs: dict[str, Output], path: Path) -> str:
+    """Both models' test outputs as the task's ``comparison_plot`` shows them."""
     fig, axes = _figure()
     ax = axes[0][0]
-    if task == "multiclass":
-        classes = np.unique(y)
-        width = 0.8 / len(outputs)
-        for i, (label, (prediction, _)) in enumerate(outputs.items()):
-            recall = [float(np.mean(prediction[y == k] == k)) for k in classes]
-            ax.bar(
-                classes + (i - (len(outputs) - 1) / 2) * width,
-                recall,
-                width,
-                label=f"{label} (accuracy {np.mean(prediction == y):.3f})",
-            )
-        ax.set_xticks(classes, [str(k) for k in classes])
-        ax.set(
-            xlabel="class (position in data.classes)", ylabel="recall", ylim=(0, 1.05), title="Recall per class (test)"
-        )
-        title = "Recall per class on test"
-    elif task == "binary":
-        for label, (prediction, probability) in outputs.items():
-            roc = evaluation.curves(y, prediction, probability, task)["roc"]
-            ax.plot(roc.fpr, roc.tpr, label=f"{label} (AUC {metrics.score('roc_auc', y, prediction, probability):.3f})")
-        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
-        title = "ROC curves on test"
-    else:
-        residuals = {label: y - prediction for label, (prediction, _) in outputs.items()}
-        edges = np.histogram_bin_edges(
-            np.clip(
-                np.concatenate(list(residuals.values())),
-                *np.percentile(np.concatenate(list(residuals.values())), [1, 99]),
-            ),
-            40,
-        )
-        for label, values in residuals.items():
-            ax.hist(
-                np.clip(values, edges[0], edges[-1]),
-                edges,
-                histtype="step",
-                linewidth=1.5,
-                label=f"{label} (RMSE {np.sqrt(np.mean(values**2)):.4g})",
-            )
-        ax.axvline(0, color="grey", linewidth=0.8)
-        ax.set(
-            xlabel="residual (actual - predicted), clipped to 1st-99th percentile",
-            ylabel="test rows",
-            title="Residuals (test)",
-        )
-        title = "Residuals on test"
+    title = OUTPUT_PLOTS[task.comparison_plot](ax, task, y, outputs)
     ax.legend(fontsize=8)
     _save(fig, path)
     return title
 
 
-def _drift_plot(drift: dict[str, Any], path: Path, top: int = 10) -> str:
+def _drift_plot(drift: DriftSummary, path: Path, top: int = 10) -> str:
     """The most drifted columns, each score against its own threshold (1: the threshold)."""
-    columns = sorted(drift["columns"].items(), key=lambda kv: metrics.drift_severity(kv[1]), reverse=True)[:top][::-1]
+    columns = drift.most_drifted(top)[::-1]
     fig, axes = _figure(height=1.6 + 0.22 * len(columns))
     ax = axes[0][0]
     # a p-value of ~0 gives an astronomic ratio: bars stop at SEVERITY_CAP (the label keeps the score)
-    severity = [min(metrics.drift_severity(entry), SEVERITY_CAP) for _, entry in columns]
+    severity = [min(entry.severity, SEVERITY_CAP) for _, entry in columns]
     ax.barh(
         [name for name, _ in columns],
         severity,
-        color=["tab:red" if entry["drifted"] else "tab:grey" for _, entry in columns],
+        color=["tab:red" if entry.drifted else "tab:grey" for _, entry in columns],
     )
     for y, ((_, entry), value) in enumerate(zip(columns, severity, strict=True)):
-        ax.annotate(f" {entry['score']:.3g}", (value, y), va="center", fontsize=7)
+        ax.annotate(f" {entry.score:.3g}", (value, y), va="center", fontsize=7)
     ax.axvline(1, color="black", linestyle="dashed", linewidth=0.8)
     if max(severity) > 30:
         ax.set_xscale("log")
         ax.set_xlim(right=max(severity) * 20)  # room for the labels
     else:
         ax.set_xlim(0, max(max(severity), 1.0) * 1.15)
-    p_values = any(metrics.is_p_value(entry["method"]) for _, entry in columns)
+    p_values = any(entry.is_p_value for _, entry in columns)
     ax.set(
         xlabel="score ÷ threshold (≥ 1 drifted); label: score" + ("\np-values: threshold ÷ p" if p_values else ""),
-        title=f"Drift: {drift['drifted_count']} of {drift['columns_checked']} columns (red: drifted)",
+        title=f"Drift: {drift.drifted_count} of {drift.columns_checked} columns (red: drifted)",
     )
     _save(fig, path)
     return "Most drifted columns, current batch vs training"
@@ -209,9 +220,9 @@ def _slices_plot(report: GateReport, path: Path) -> str:
 def draw_plots(folder: Path, report: GateReport, y_test: np.ndarray, test_outputs: dict[str, Output]) -> dict[str, str]:
     """The promotion report's PNG plots, written into ``folder``: {file stem: title}."""
     drawn = {"metric": _metric_plot(report, folder / "metric.png")}
-    name = {"binary": "roc", "multiclass": "class_recall"}.get(report.data.task, "residuals")
-    drawn[name] = _outputs_plot(report.data.task, y_test, test_outputs, folder / f"{name}.png")
-    if report.drift["columns"]:
+    task = report.data.learning_task
+    drawn[task.comparison_plot] = _outputs_plot(task, y_test, test_outputs, folder / f"{task.comparison_plot}.png")
+    if report.drift.columns:
         drawn["drift"] = _drift_plot(report.drift, folder / "drift.png")
     if report.judged_slices():
         drawn["slices"] = _slices_plot(report, folder / "slices.png")

@@ -11,8 +11,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlgate.gating.evidence import SliceRow
 from mlgate.gating.policy import Check
-from mlgate.gating.report import DataSummary, GainInterval, GateReport, Importance, Interval, SliceRow
+from mlgate.gating.report import DataSummary, GainInterval, GateReport, Importance, Interval
+from mlgate.registry import CANDIDATE_ALIAS
 
 MODEL_CARD_TAG = "mlgate.model_card"  # the version tag that points at the card
 
@@ -158,19 +160,7 @@ def image(path: str, title: str, document: str) -> str:
 
 
 def _intended_use(data: DataSummary, name: str) -> str:
-    if data.task == "binary":
-        output = (
-            f"the probability that `{data.target}` is `{data.positive_class}` (and the label, "
-            f"`{data.positive_class}` from a probability of {data.threshold:.3g})"
-        )
-    elif data.task == "multiclass":
-        classes = data.classes or []
-        output = (
-            f"the class of `{data.target}` (one of {', '.join(f'`{c}`' for c in classes)}: the most probable) "
-            f"and each class's probability"
-        )
-    else:
-        output = f"`{data.target}` (a number)"
+    output = data.learning_task.describe_output(data.target, data.threshold)
     return (
         f"Predicts {output} for one row of the `{data.name}` data contract ({data.features} feature "
         f"columns). Chosen and judged on test {data.metric}. Once promoted it is served as "
@@ -193,10 +183,10 @@ def _limitations(report: GateReport) -> list[str]:
         "refused or flagged by the model's input guard; it was not evaluated on them.",
         "Feature importance is association with the model's output, not a causal effect.",
     ]
-    if drift["drifted_columns"]:
+    if drift.drifted_columns:
         notes.append(
             f"The current batch ({lineage.current_source}) already differs from training data in: "
-            f"{', '.join(drift['drifted_columns'][:10])}."
+            f"{', '.join(drift.drifted_columns[:10])}."
         )
     if measured.calibration_error is not None:
         notes.append(
@@ -210,13 +200,8 @@ def _limitations(report: GateReport) -> list[str]:
     ]
     if unjudged:
         notes.append(f"Slices reported but not judged (too few test rows, or one class only): {', '.join(unjudged)}.")
-    if report.data.task == "multiclass":
-        notes.append(
-            "Multiclass: the class probabilities are the (ensembled) models' own, not calibrated, and the "
-            "prediction is the most probable class (no tuned decision threshold); calibration and Brier-score "
-            "rules are skipped. Feature importance is permutation importance over all classes at once "
-            "(no per-class SHAP values)."
-        )
+    if report.data.learning_task.limitation:
+        notes.append(report.data.learning_task.limitation)
     if not report.champion:
         notes.append("Not compared with a production model (there was none).")
     return [f"- {note}" for note in notes]
@@ -238,19 +223,33 @@ def _importance(importance: Importance, card: str) -> list[str]:
     ]
 
 
+def outcome(report: GateReport) -> tuple[str, str]:
+    """The gate's verdict in a word, and what it means for the candidate alias."""
+    if report.passed:
+        return "PASSED", f"granted `{CANDIDATE_ALIAS}`"
+    return "REJECTED", f"not granted `{CANDIDATE_ALIAS}`"
+
+
+def verdict_header(report: GateReport, title: str, verdict: str) -> list[str]:
+    """How the card and the promotion report open: the title naming the candidate version, the
+    ``verdict`` sentence, and a rejection's reasons."""
+    cand = report.candidate
+    lines = [f"# {title}: `{cand.name}` version {cand.version}", "", verdict, ""]
+    if not report.passed:
+        lines += ["Reasons:", *[f"- {r}" for r in report.reasons], ""]
+    return lines
+
+
 def render(report: GateReport) -> str:
     """The card as Markdown."""
     cand, data, lineage, training = report.candidate, report.data, report.lineage, report.training
     measured, drift = report.measurements, report.drift
-    verdict = "PASSED: granted `staging`" if report.passed else "REJECTED: not granted `staging`"
-    lines = [
-        f"# Model card: `{cand.name}` version {cand.version}",
-        "",
-        f"Gate verdict: **{verdict}** ({report.generated_at}, commit `{report.git_commit[:12]}`).",
-        "",
-    ]
-    if not report.passed:
-        lines += ["Reasons:", *[f"- {r}" for r in report.reasons], ""]
+    word, grant = outcome(report)
+    lines = verdict_header(
+        report,
+        "Model card",
+        f"Gate verdict: **{word}: {grant}** ({report.generated_at}, commit `{report.git_commit[:12]}`).",
+    )
     lines += ["## Intended use", "", _intended_use(data, cand.name), ""]
     lines += [
         "## Data lineage",
@@ -296,9 +295,9 @@ def render(report: GateReport) -> str:
         "",
         "## Drift at training time",
         "",
-        f"Current batch ({lineage.current_source}, {drift['current_rows']:,} rows) vs training rows: "
-        f"{drift['drifted_count']} of {drift['columns_checked']} columns drifted (share {drift['drift_share']:.2f}, "
-        f"limit {drift['max_drift_share']:.2f}; drifted: {', '.join(drift['drifted_columns'][:10]) or 'none'})"
+        f"Current batch ({lineage.current_source}, {drift.current_rows:,} rows) vs training rows: "
+        f"{drift.drifted_count} of {drift.columns_checked} columns drifted (share {drift.drift_share:.2f}, "
+        f"limit {drift.max_drift_share:.2f}; drifted: {', '.join(drift.drifted_columns[:10]) or 'none'})"
         + (f"; {', '.join(psi)}." if psi else "."),
         "",
     ]

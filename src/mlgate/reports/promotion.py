@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from mlgate.gating.report import GateReport
-from mlgate.modelling import metrics
 from mlgate.reports.model_card import (
     MODEL_CARD_TAG,
     current_batch_table,
     image,
     metrics_table,
+    outcome,
     slices_table,
+    verdict_header,
     verdict_mark,
 )
 
@@ -28,15 +29,13 @@ def markdown(report: GateReport) -> str:
     """The pull-request summary: verdict, test metrics, current batch, checks, slices, drift, plots,
     model card, links."""
     cand, champ = report.candidate, report.champion
-    verdict = "✅ **PASSED**: granted `staging`" if report.passed else "❌ **REJECTED**: not granted `staging`"
-    lines = [
-        f"# Model promotion: `{cand.name}` version {cand.version}",
-        "",
-        f"{verdict}. Generated {report.generated_at} at commit `{report.git_commit[:12]}`.",
-        "",
-    ]
-    if not report.passed:
-        lines += ["Reasons:", *[f"- {r}" for r in report.reasons], ""]
+    word, grant = outcome(report)
+    mark = "✅" if report.passed else "❌"
+    lines = verdict_header(
+        report,
+        "Model promotion",
+        f"{mark} **{word}**: {grant}. Generated {report.generated_at} at commit `{report.git_commit[:12]}`.",
+    )
     lines += [
         "## Test metrics",
         "",
@@ -56,17 +55,16 @@ def markdown(report: GateReport) -> str:
         "",
         "## Drift (current batch vs training data)",
         "",
-        f"{drift['drifted_count']} of {drift['columns_checked']} columns drifted (share {drift['drift_share']:.2f}, "
-        f"limit {drift['max_drift_share']:.2f}); {drift['current_rows']:,} current vs "
-        f"{drift['reference_rows']:,} reference rows. "
+        f"{drift.drifted_count} of {drift.columns_checked} columns drifted (share {drift.drift_share:.2f}, "
+        f"limit {drift.max_drift_share:.2f}); {drift.current_rows:,} current vs "
+        f"{drift.reference_rows:,} reference rows. "
         f"Full report: `{report.paths.drift_report}`.",
         "",
     ]
-    top = sorted(drift["columns"].items(), key=lambda kv: metrics.drift_severity(kv[1]), reverse=True)[:5]
     lines += ["| column | method | score | threshold | drifted |", "| --- | --- | ---: | ---: | --- |"]
     lines += [
-        f"| {c} | {v['method']} | {v['score']:.4f} | {v['threshold']} | {'yes' if v['drifted'] else 'no'} |"
-        for c, v in top
+        f"| {c} | {v.method} | {v.score:.4f} | {v.threshold} | {'yes' if v.drifted else 'no'} |"
+        for c, v in drift.most_drifted(5)
     ]
     if report.plots:
         images = [image(plot.path, plot.title, report.paths.promotion) for plot in report.plots]

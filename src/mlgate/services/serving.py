@@ -47,6 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlgate.modelling.features import InputValidationError
+from mlgate.modelling.task import TASKS
 from mlgate.registry import CHAMPION_ALIAS
 from mlgate.services.prediction_log import DEFAULT_TABLE, PredictionLog
 
@@ -677,7 +678,8 @@ def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, 
     if "prediction" not in output:
         return
     predictions = output["prediction"]
-    if features and features.get("task") in ("binary", "multiclass") or predictions.dtype == object:
+    task = TASKS.get(features.get("task")) if features else None
+    if task and task.is_classification or predictions.dtype == object:  # labels: counted per class
         counts: collections.Counter = collections.Counter()
         for start in range(0, len(predictions), ANSWER_SLICE_ROWS):  # in slices: one count over all rows held the GIL
             counts.update(predictions.iloc[start : start + ANSWER_SLICE_ROWS].value_counts(dropna=False).to_dict())

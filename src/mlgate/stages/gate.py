@@ -52,6 +52,7 @@ from mlgate.gating.report import (
 )
 from mlgate.modelling import evaluation
 from mlgate.modelling.data import DataSpec, target_vector
+from mlgate.records import DriftSummary
 from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS
 from mlgate.reports import evaluation_plots, model_card, promotion
 from mlgate.reports.gate_plots import draw_plots
@@ -66,7 +67,7 @@ class Inputs:
 
     info: dict[str, Any]  # train.json
     validation_passed: bool
-    drift: dict[str, Any]  # drift.json
+    drift: DriftSummary  # drift.json
     snapshot: dict[str, Any]  # what ingest's meta.json says of the raw data
     candidate_metrics: dict[str, float]  # metrics/test.json
     train: pd.DataFrame
@@ -119,7 +120,7 @@ def _read(paths: project.Paths) -> Inputs:
     return Inputs(
         info=files.read_json(paths.train_info),
         validation_passed=files.read_json(paths.validation)["passed"],
-        drift=files.read_json(paths.drift),
+        drift=DriftSummary.from_json(paths.drift),
         snapshot=files.read_json(paths.raw_meta)["data"],
         candidate_metrics={k: v for k, v in files.read_json(paths.metrics).items() if k != "rows"},
         train=pd.read_parquet(paths.split_file("train")),
