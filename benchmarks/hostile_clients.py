@@ -467,7 +467,8 @@ def case_sql_locked(ctx: Context) -> Abuse:
     """Finding 5: the SQLite prediction log held locked by another connection's write transaction while
     16 requests of 25,000 rows arrive; released once they are answered and --hold-seconds have passed
     (a fixed time, longer than the SQLite driver's 30 s busy timeout, so the outcome does not depend
-    on how fast the machine answers the 16)."""
+    on how fast the machine answers the 16). The case lasts until the server has written what it held
+    through the lock, so the measures cover that catching up too."""
     abuse = Abuse()
     rows = rows_under_limit(ctx.frame, 25_000)
     holder = sqlite3.connect(ctx.sql_lock, timeout=30, isolation_level=None)
@@ -485,7 +486,33 @@ def case_sql_locked(ctx: Context) -> Abuse:
     finally:
         holder.close()
     abuse.notes.append(f"{sum(abuse.statuses.values())} x {rows:,} rows while the log was locked")
+    caught_up = wait_for_sql_log(ctx.sql_lock, ctx.deadline)
+    abuse.notes.append(
+        "the log had not caught up by the case's deadline"
+        if caught_up is None
+        else f"the log caught up {caught_up:.1f} s after the lock was released"
+    )
     return abuse
+
+
+def wait_for_sql_log(path: Path, deadline: float, quiet_s: float = 2.0) -> float | None:
+    """Seconds from now until the SQLite log's row count last changed, once it holds rows and has not
+    changed for ``quiet_s`` (what the writer held is written); None if that is not so by ``deadline``."""
+    started = time.monotonic()
+    last, changed = None, started
+    while time.monotonic() < deadline:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+                count = db.execute("SELECT count(*) FROM mlgate_predictions").fetchone()[0]
+        except sqlite3.Error:  # no table yet, or the writer holds the lock
+            count = last or 0
+        now = time.monotonic()
+        if count != last:
+            last, changed = count, now
+        elif count and now - changed >= quiet_s:
+            return changed - started
+        time.sleep(0.25)
+    return None
 
 
 def case_request_ids(ctx: Context) -> Abuse:

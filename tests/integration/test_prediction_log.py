@@ -5,6 +5,8 @@ when the database is slow or gone."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import json
 import threading
 import time
 import uuid
@@ -397,9 +399,90 @@ def test_a_table_made_by_an_earlier_version_gains_the_new_columns(tmp_path):
     assert monitor.read_window(url, since_a_minute_ago())["client_request_id"].tolist() == ["theirs"]
 
 
-def test_sql_rows_are_made_a_slice_at_a_time_and_keep_their_positions():
+def test_sql_rows_are_inserted_a_slice_at_a_time_and_keep_their_positions():
     item = prediction_log.Item("r", None, "1", time.time(), INPUTS, None, OUTPUTS, 0)
-    slices = list(prediction_log._records_in_slices([item, item], 2))
-    assert [len(rows) for rows in slices] == [2, 1, 2, 1]
+    batch = prediction_log.Rows(item)
+    slices = list(prediction_log._parameters_in_slices([batch, batch], 2))
+    assert [len(rows) for rows in slices] == [2, 2, 2]
     assert [row["row"] for rows in slices for row in rows] == [0, 1, 2, 0, 1, 2]
-    assert [rows[0]["inputs"]["contract"] for rows in slices] == ["One year", "Two year", "One year", "Two year"]
+    assert [json.loads(row["inputs"])["contract"] for row in slices[1]] == ["Two year", "One year"]
+
+
+def test_sql_rows_render_as_json_dumps_renders_each_rows_cells():
+    """The rows' JSON is rendered a column at a time: it must read as `json.dumps` of `_json_value`s."""
+    cells = pd.DataFrame(
+        {
+            "text": ['é "quoted"', "", "Two year", "x"],
+            "mixed": [1, "a", 2.5, None],
+            "floats": np.array([0.1, -np.inf, np.nan, 1e30], dtype=np.float32),
+            "unsigned": np.array([0, 1, 2, 255], dtype=np.uint8),
+            "flags": [True, False, True, False],
+            "when": pd.to_datetime(["2026-01-02", None, "2026-01-03T04:05:06", "2026-01-04"], format="ISO8601"),
+            "aware": pd.to_datetime(["2026-01-02", None, "2026-01-03", "2026-01-04"]).tz_localize("UTC"),
+        }
+    )
+    for frame in (cells, INPUTS, OUTPUTS):
+        expected = [
+            json.dumps({str(k): prediction_log._json_value(v) for k, v in r.items()})
+            for r in frame.to_dict(orient="records")
+        ]
+        assert prediction_log._json_objects(prediction_log._arrays(frame), 0, len(frame)) == expected
+
+
+def test_a_batch_held_through_failed_writes_is_rendered_once(tmp_path, monkeypatch):
+    """A locked database: each attempt re-made every row of the held batch (the writer holding the GIL
+    for it) before it failed again; the rows are rendered once, when the batch is taken."""
+    import sqlalchemy as sa
+
+    monkeypatch.setattr(prediction_log, "RETRY_FIRST_S", 0.01)
+    rendered: list[int] = []
+    cells = prediction_log._json_cells
+    monkeypatch.setattr(prediction_log, "_json_cells", lambda values: rendered.append(len(values)) or cells(values))
+    url = f"sqlite:///{tmp_path / 'plog.db'}"
+    log = PredictionLog(url, rotate_rows=1, on_drop=(dropped := []).append)
+    inserts: list[str] = []
+
+    @sa.event.listens_for(log.sink.engine, "before_cursor_execute")
+    def locked_three_times(connection, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
+            if len(inserts) <= 3:
+                raise sa.exc.OperationalError(statement, {}, Exception("database is locked"))
+
+    log.submit("r1", "1", INPUTS, OUTPUTS)
+    log.close()
+
+    assert len(inserts) == 4 and dropped == []
+    assert rendered == [len(INPUTS)] * (INPUTS.shape[1] + OUTPUTS.shape[1])  # each column once
+    stored = prediction_log.read(url, since_a_minute_ago())
+    assert stored["row"].tolist() == [0, 1, 2] and stored["input_contract"].tolist() == ["One year", None, "Two year"]
+
+
+@pytest.mark.parametrize("sink", ["parquet", "sqlite"])
+def test_a_queued_request_holds_few_objects_for_the_garbage_collector(sink, tmp_path):
+    """With the log locked, each queued request held its pandas frames, a few hundred objects each that
+    every full collection walked: with 1,300 of them, collections paused the event loop for 0.5 s."""
+    target = str(tmp_path / "plog") if sink == "parquet" else f"sqlite:///{tmp_path / 'plog.db'}"
+    log = PredictionLog(target, rotate_rows=1)
+    release = blocked(log)
+    try:
+        log.submit("first", "1", INPUTS, OUTPUTS)  # the writer takes it and blocks on it
+        deadline = time.monotonic() + 10
+        while log._queued[0]:
+            assert time.monotonic() < deadline, "the writer never took the first request"
+            time.sleep(0.01)
+        gc.collect()
+        before = len(gc.get_objects())
+        for number in range(200):
+            frame = pd.concat([INPUTS, pd.DataFrame({"note": ["x"] * len(INPUTS)})], axis=1)
+            for column in frame.columns:  # as the server's checks do: each column's Series is cached
+                frame[column].isna()
+            log.submit(f"r{number}", "1", frame, OUTPUTS.copy(), logged_columns=list(INPUTS.columns))
+        del frame
+        gc.collect()
+        held = (len(gc.get_objects()) - before) / 200
+        assert log._queued[0] == 200 * len(INPUTS)
+        assert held <= 8, f"{held:.0f} objects for the collector per queued request"
+    finally:
+        release.set()
+        log.close()

@@ -17,6 +17,9 @@ of two sinks:
 A write that fails (a locked or unreachable database, a full disk) is retried with backoff, holding
 its rows, while new requests wait in the bounded queue; only what is still unwritten when the log
 closes, or what the full queue refuses, is dropped, and every dropped row is logged and counted.
+What waits is kept compact, for the garbage collector as much as for memory: a queued request as its
+column arrays (not pandas frames, whose objects every full collection walks, pausing the event loop
+with it), a SQL batch as its rows' JSON texts, rendered once however many attempts its write takes.
 
 One row per predicted row. The log's own fields (`LOG_COLUMNS`) never meet a client's names: the
 inputs the model takes are logged as ``input_<column>``, the outputs as ``output_<column>``, and the
@@ -28,6 +31,7 @@ columns it names. `read` gives back that frame from either sink, for a time wind
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import os
@@ -54,17 +58,21 @@ ROTATE_BYTES = 16 * 1024 * 1024  # a flush once this much is pending, whatever t
 SMALL_REQUEST_ROWS = 1_000  # requests this small may use the queue's last eighth
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0  # backoff between attempts at a failed write
 WRITE_SLICE_ROWS = 20_000  # rows converted for a Parquet file at a time
+SQL_SLICE_ROWS = 2_000  # rows rendered, and inserted, at a time
 EXTRA_CHARS = 1_000  # an extra_inputs text at most
 DEFAULT_TABLE = "mlgate_predictions"
 LOG_COLUMNS = ("request_id", "client_request_id", "timestamp", "model_version", "row", "extra_inputs")
 INPUT_PREFIX, OUTPUT_PREFIX = "input_", "output_"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_json_text = json.encoder.encode_basestring_ascii  # what json.dumps makes of a str
 
 
 class Item:
-    """One queued request."""
+    """One queued request, its frames reduced to their column arrays: a pandas frame held in the queue
+    costs a few hundred objects the garbage collector walks on every full collection (with the log
+    down, a backlog of them made each collection, and the event loop behind it, stall for 0.5 s)."""
 
-    __slots__ = ("request_id", "client_request_id", "version", "at", "inputs", "extras", "outputs", "size")
+    __slots__ = ("request_id", "client_request_id", "version", "at", "rows", "inputs", "extras", "outputs", "size")
 
     def __init__(
         self,
@@ -78,7 +86,15 @@ class Item:
         size: int,
     ):
         self.request_id, self.client_request_id, self.version, self.at = request_id, client_request_id, version, at
-        self.inputs, self.extras, self.outputs, self.size = inputs, extras, outputs, size
+        self.rows = len(inputs)
+        self.inputs, self.outputs = _arrays(inputs), _arrays(outputs)
+        self.extras = None if extras is None or extras.shape[1] == 0 else _arrays(extras)
+        self.size = size
+
+
+def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A frame's columns by name, as the arrays it already holds (no copy)."""
+    return {str(name): frame.iloc[:, j].to_numpy() for j, name in enumerate(frame.columns)}
 
 
 def is_url(target: str | Path) -> bool:
@@ -182,15 +198,15 @@ class PredictionLog:
                     return
                 continue
             with self._lock:
-                self._queued[0] -= len(item.inputs)
+                self._queued[0] -= item.rows
                 self._queued[1] -= item.size
             try:
                 pending.append(self.sink.shape(item))
             except Exception as error:  # noqa: BLE001 - a request the log cannot shape is skipped, not fatal
                 log.warning("prediction log: skipped a request: %s", str(error)[:500])
-                self.on_drop(len(item.inputs))
+                self.on_drop(item.rows)
                 continue
-            rows += len(item.inputs)
+            rows += item.rows
             size += item.size
             if rows >= self.rotate_rows or size >= ROTATE_BYTES or time.monotonic() - opened >= self.rotate_s:
                 self._flush(pending, rows)
@@ -251,13 +267,14 @@ def _frame_bytes(frame: pd.DataFrame, sample: int = 64) -> int:
     return size
 
 
-def _extra_texts(extras: pd.DataFrame | None, rows: int) -> list[str | None]:
-    """Each row's extra columns as one JSON object text, cut at EXTRA_CHARS; None for a request that sent none."""
-    if extras is None or extras.shape[1] == 0:
-        return [None] * rows
-    extras = extras.set_axis([str(c) for c in extras.columns], axis=1)
-    texts = extras.to_json(orient="records", lines=True, date_format="iso", default_handler=str).split("\n")[:rows]
-    return [t if len(t) <= EXTRA_CHARS else t[:EXTRA_CHARS] + "...(cut)" for t in texts]
+def _extra_texts(extras: dict[str, np.ndarray] | None, start: int, stop: int) -> list[str | None]:
+    """Rows ``start:stop``'s extra columns, each row's as one JSON object text cut at EXTRA_CHARS; None
+    for a request that sent none."""
+    if extras is None:
+        return [None] * (stop - start)
+    frame = pd.DataFrame({name: values[start:stop] for name, values in extras.items()})
+    texts = frame.to_json(orient="records", lines=True, date_format="iso", default_handler=str).split("\n")
+    return [t if len(t) <= EXTRA_CHARS else t[:EXTRA_CHARS] + "...(cut)" for t in texts[: stop - start]]
 
 
 def describe(target: str | Path, table: str = DEFAULT_TABLE) -> str:
@@ -287,31 +304,18 @@ class ParquetSink:
     def __str__(self) -> str:
         return str(self.directory)
 
-    def shape(self, item: Item) -> pd.DataFrame:
-        """One row per predicted row: the log's fields, ``input_*``, ``output_*``, extra_inputs."""
-        rows = len(item.inputs)
-        # numpy fills, not lists of Python objects: converting those holds the GIL (0.5 s for 400,000 rows)
-        columns: dict[str, Any] = {
-            "request_id": np.full(rows, item.request_id, dtype=object),
-            "client_request_id": np.full(rows, item.client_request_id, dtype=object),
-            "timestamp": pd.DatetimeIndex(np.full(rows, np.datetime64(round(item.at * 1e6), "us"))).tz_localize("UTC"),
-            "model_version": np.full(rows, item.version, dtype=object),
-            "row": np.arange(rows, dtype=np.int64),  # position in the request: labels join on (request_id, row)
-        }
-        for column in item.inputs.columns:
-            columns[f"{INPUT_PREFIX}{column}"] = item.inputs[column].to_numpy()
-        for column in item.outputs.columns:
-            columns[f"{OUTPUT_PREFIX}{column}"] = item.outputs[column].to_numpy()
-        columns["extra_inputs"] = _extra_texts(item.extras, rows)
-        return pd.DataFrame(columns)
+    def shape(self, item: Item) -> Item:
+        """The item as it is: its frame is built when written, so a held batch stays in its arrays."""
+        return item
 
-    def write(self, frames: list[pd.DataFrame]) -> None:
+    def write(self, items: list[Item]) -> None:
         self._sequence += 1
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         final = self.directory / f"predictions-{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
         partial = final.with_suffix(".parquet.tmp")
         try:
-            _write_parquet(_text_if_mixed(pd.concat(frames, ignore_index=True)), partial)
+            frame = pd.concat([_log_frame(item) for item in items], ignore_index=True)
+            _write_parquet(_text_if_mixed(frame), partial)
             partial.replace(final)
         finally:
             partial.unlink(missing_ok=True)
@@ -340,6 +344,23 @@ class ParquetSink:
 
     def close(self) -> None:
         pass
+
+
+def _log_frame(item: Item) -> pd.DataFrame:
+    """One row per predicted row: the log's fields, ``input_*``, ``output_*``, extra_inputs."""
+    rows = item.rows
+    # numpy fills, not lists of Python objects: converting those holds the GIL (0.5 s for 400,000 rows)
+    columns: dict[str, Any] = {
+        "request_id": np.full(rows, item.request_id, dtype=object),
+        "client_request_id": np.full(rows, item.client_request_id, dtype=object),
+        "timestamp": pd.DatetimeIndex(np.full(rows, np.datetime64(round(item.at * 1e6), "us"))).tz_localize("UTC"),
+        "model_version": np.full(rows, item.version, dtype=object),
+        "row": np.arange(rows, dtype=np.int64),  # position in the request: labels join on (request_id, row)
+    }
+    columns.update({f"{INPUT_PREFIX}{name}": values for name, values in item.inputs.items()})
+    columns.update({f"{OUTPUT_PREFIX}{name}": values for name, values in item.outputs.items()})
+    columns["extra_inputs"] = _extra_texts(item.extras, 0, rows)
+    return pd.DataFrame(columns)
 
 
 def _written_at(name: str) -> dt.datetime | None:
@@ -417,18 +438,20 @@ class SqlSink:
             # PostgreSQL: give up on an unreachable server in seconds, not after the TCP retries
             backend = self.url.get_backend_name()
             connect = {"sqlite": {"timeout": 30}, "postgresql": {"connect_timeout": 10}}.get(backend, {})
-            self._engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect)
+            self._engine = sa.create_engine(
+                self.url, pool_pre_ping=True, connect_args=connect, json_serializer=_rendered_json
+            )
         return self._engine
 
-    def shape(self, item: Item) -> Item:
-        """The item as it is: rows become dicts only when written, a slice at a time, so a batch held
-        through a database outage stays in its compact frames."""
-        return item
+    def shape(self, item: Item) -> Rows:
+        """The item's rows as JSON texts, made once: a batch held through failed writes is not
+        converted again for each attempt, and holds its texts rather than its arrays."""
+        return Rows(item)
 
-    def write(self, items: list[Item]) -> None:
+    def write(self, batches: list[Rows]) -> None:
         self._ensure_table()
         with self.engine.begin() as connection:  # one transaction: a batch is written whole or not at all
-            for rows in _records_in_slices(items, WRITE_SLICE_ROWS):
+            for rows in _parameters_in_slices(batches, SQL_SLICE_ROWS):
                 connection.execute(self.table.insert(), rows)
 
     def read(self, since: dt.datetime) -> pd.DataFrame:
@@ -514,28 +537,83 @@ class SqlSink:
                     raise
 
 
-def _records_in_slices(items: list[Item], slice_rows: int):
-    """The SQL rows of ``items``, at most ``slice_rows`` of them at a time."""
-    for item in items:
-        stamp = dt.datetime.fromtimestamp(item.at, dt.UTC)
-        for start in range(0, len(item.inputs), slice_rows):
-            stop = start + slice_rows
-            given = [_json_record(r) for r in item.inputs.iloc[start:stop].to_dict(orient="records")]
-            made = [_json_record(r) for r in item.outputs.iloc[start:stop].to_dict(orient="records")]
-            extras = _extra_texts(None if item.extras is None else item.extras.iloc[start:stop], len(given))
-            yield [
+class Rows:
+    """One request's SQL rows, shaped: its fields, and per row the inputs and outputs as JSON object
+    texts and the extra inputs' text (strings, which the garbage collector does not walk)."""
+
+    __slots__ = ("request_id", "client_request_id", "version", "stamp", "inputs", "outputs", "extras")
+
+    def __init__(self, item: Item):
+        self.request_id, self.client_request_id, self.version = item.request_id, item.client_request_id, item.version
+        self.stamp = dt.datetime.fromtimestamp(item.at, dt.UTC)
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        self.extras: list[str | None] = []
+        for start in range(0, item.rows, SQL_SLICE_ROWS):  # a slice at a time: no long hold of the GIL
+            stop = min(start + SQL_SLICE_ROWS, item.rows)
+            self.inputs += _json_objects(item.inputs, start, stop)
+            self.outputs += _json_objects(item.outputs, start, stop)
+            self.extras += _extra_texts(item.extras, start, stop)
+
+
+def _parameters_in_slices(batches: list[Rows], slice_rows: int):
+    """The INSERT parameters of ``batches``, at most ``slice_rows`` rows at a time (small requests share one)."""
+    rows: list[dict[str, Any]] = []
+    for batch in batches:
+        for row, (given, made, extra) in enumerate(zip(batch.inputs, batch.outputs, batch.extras, strict=True)):
+            rows.append(
                 {
-                    "request_id": item.request_id,
-                    "client_request_id": item.client_request_id,
-                    "timestamp": stamp,
-                    "model_version": item.version,
-                    "row": start + offset,
-                    "inputs": values,
-                    "outputs": result,
+                    "request_id": batch.request_id,
+                    "client_request_id": batch.client_request_id,
+                    "timestamp": batch.stamp,
+                    "model_version": batch.version,
+                    "row": row,
+                    "inputs": given,
+                    "outputs": made,
                     "extra_inputs": extra,
                 }
-                for offset, (values, result, extra) in enumerate(zip(given, made, extras, strict=True))
-            ]
+            )
+            if len(rows) == slice_rows:
+                yield rows
+                rows = []
+    if rows:
+        yield rows
+
+
+def _rendered_json(value: Any) -> str:
+    """The engine's JSON serializer: the log's documents arrive rendered (`Rows`), anything else is dumped."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _json_objects(columns: dict[str, np.ndarray], start: int, stop: int) -> list[str]:
+    """Rows ``start:stop`` of ``columns`` as JSON object texts, as ``json.dumps`` of the row's dict of
+    `_json_value` cells renders them, built a column at a time."""
+    if not columns:
+        return ["{}"] * (stop - start)
+    fields = [
+        list(map(f"{json.dumps(name)}: ".__add__, _json_cells(values[start:stop]))) for name, values in columns.items()
+    ]
+    return ["{" + ", ".join(row) + "}" for row in zip(*fields, strict=True)]
+
+
+def _json_cells(values: np.ndarray) -> list[str]:
+    """Each cell of a column as JSON text (`_json_value`'s rules); numbers, flags and plain text by
+    their types' own renderers, anything else a cell at a time."""
+    kind = values.dtype.kind
+    if kind == "f":
+        texts = list(map(float.__repr__, values.tolist()))
+        for i in np.flatnonzero(~np.isfinite(values)):
+            texts[i] = json.dumps(_json_value(values[i]))
+        return texts
+    if kind in "iu":
+        return list(map(int.__repr__, values.tolist()))
+    if kind == "b":
+        return ["true" if v else "false" for v in values.tolist()]
+    if kind in "mM":
+        values = pd.Series(values, copy=False).astype(object).to_numpy()  # Timestamps: ISO text
+    elif kind == "O" and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return list(map(_json_text, values.tolist()))
+    return [json.dumps(_json_value(v)) for v in values.tolist()]
 
 
 def _table(name: str, schema: str | None):
@@ -566,10 +644,6 @@ def _qualified(table) -> str:
 def _utc(stamp: dt.datetime) -> dt.datetime:
     """Aware UTC; a naive value (SQLite keeps no zone) was written as UTC."""
     return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
-
-
-def _json_record(record: dict[Any, Any]) -> dict[str, Any]:
-    return {str(key): _json_value(value) for key, value in record.items()}
 
 
 def _json_value(value: Any) -> Any:
