@@ -43,6 +43,11 @@ PROJECTION_MACHINES = 10
 # worker os.cpu_count() // workers threads and, with search.workers 1, runs the trials itself on every core
 # (CatBoost's thread_count); no param caps that, so one thread per worker needs this on any machine.
 TUNE = "import os, sys; os.cpu_count = lambda: int(sys.argv[1]); from mlgate.cli import main; main(['tune'])"
+# One busy one-thread process for argv[1] seconds; prints the CPU seconds it got.
+SPIN = (
+    "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass\n"
+    "print(time.process_time())"
+)
 
 
 def search_overrides(trials: int, folds: int, iterations: int, workers: int, study: str, experiment: str) -> list[str]:
@@ -112,10 +117,12 @@ def projection(
     tpm_per_worker: float,
     connections_per_worker: float,
     coordinator_connections: float,
+    tracking_connections: float,
     server_cpu_s_per_trial: float,
 ) -> dict:
     """What ``machines`` of ``workers_per_machine`` one-thread workers would ask of the shared parts, if each
-    worker kept its measured rate: study-database connections and the tracking server's busy cores."""
+    worker kept its measured rate: PostgreSQL connections (the study's grow with the workers; the tracking
+    server's pool does not, it grows with the server's processes) and the tracking server's busy cores."""
     workers = machines * workers_per_machine
     tpm = workers * tpm_per_worker
     return {
@@ -123,8 +130,20 @@ def projection(
         "workers": workers,
         "trials_per_minute": tpm,
         "study_connections": coordinator_connections + workers * connections_per_worker,
+        "postgres_connections": coordinator_connections + workers * connections_per_worker + tracking_connections,
         "server_cores_busy": tpm * server_cpu_s_per_trial / 60,
     }
+
+
+def cores_granted(processes: int, seconds: float) -> float:
+    """Cores the machine gives ``processes`` busy one-thread processes of this session for ``seconds``: the most
+    that as many workers could use right now (a loaded machine gives a session its share, however many
+    processes it runs), measured just before their case, so that the ratio can be read against the machine's."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)], stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    return sum(float(spinner.communicate()[0]) for spinner in spinners) / seconds
 
 
 class Databases:
@@ -287,6 +306,7 @@ def run_case(
 ) -> dict:
     """One timed `mlgate tune` with ``workers`` processes on a new study database, sampled while it runs."""
     server, url, tracking_database = tracking
+    granted = cores_granted(workers, args.share_seconds)
     study_name, study = databases.make("study")
     experiment = f"scale-out-{workers}w-{repeat}"
     env = environment(url)
@@ -331,6 +351,7 @@ def run_case(
         "tune_cpu_s_per_trial": tune_cpu / max(completed, 1),
         "cpu_s_per_trial": {kind: spent / max(completed, 1) for kind, spent in cpu.items()},
         "tune_cores_busy": tune_cpu / search_s if search_s else 0.0,
+        "cores_granted": granted,
         "server_cores_busy": cpu["server"] / search_s if search_s else 0.0,
         "server_cpu_s_per_trial": cpu["server"] / max(completed, 1),
         "server_cpu_s_whole_tune": server.cpu_seconds() - server_before,
@@ -353,6 +374,7 @@ COLUMNS = [  # key, header, format
     ("between_trials_s", "between_s", ".2f"),
     ("tune_cpu_s_per_trial", "cpu_s/trial", ".2f"),
     ("tune_cores_busy", "cores", ".2f"),
+    ("cores_granted", "granted", ".2f"),
     ("server_cpu_s_per_trial", "srv_cpu_s/trial", ".3f"),
     ("server_cores_busy", "srv_cores", ".2f"),
     ("child_runs", "child_runs", "d"),
@@ -396,8 +418,13 @@ def benchmark(args) -> dict:
 def summary(cases: list[dict], args, load_before: tuple, max_connections: int) -> dict:
     one = [c for c in cases if c["workers"] == 1]
     two = [c for c in cases if c["workers"] == 2]
-    ratios = [b["tpm"] / a["tpm"] for a, b in zip(one, two, strict=True) if a["tpm"]]
+    pairs = list(zip(one, two, strict=True))
+    ratios = [b["tpm"] / a["tpm"] for a, b in pairs if a["tpm"]]
+    granted = [b["cores_granted"] / a["cores_granted"] for a, b in pairs if a["cores_granted"]]
+    cpu = [2 * a["tune_cpu_s_per_trial"] / b["tune_cpu_s_per_trial"] for a, b in pairs if b["tune_cpu_s_per_trial"]]
     median = {k: statistics.median(c[k] for c in two) for k in ("tpm", "server_cpu_s_per_trial")}
+    # a worker with a core to itself runs a trial per its CPU seconds per trial at best: the load to plan for
+    worker_cpu = statistics.median(c["cpu_s_per_trial"]["workers"] for c in two)
     per_worker = max(c["worker_connections_max"] for c in two)
     coordinator = max(c["coordinator_connections_max"] for c in two)
     result = {
@@ -405,6 +432,10 @@ def summary(cases: list[dict], args, load_before: tuple, max_connections: int) -
         "two_workers_tpm": median["tpm"],
         "ratio": statistics.median(ratios) if ratios else 0.0,
         "goal_ratio": GOAL_RATIO,
+        # 2 spinning processes' cores over 1's just before the cases: the ratio the machine allowed (2.0 idle)
+        "machine_ratio": statistics.median(granted) if granted else 0.0,
+        # the ratio if each case had its cores to itself: 2 x CPU s per trial (1 worker) / CPU s per trial (2)
+        "cpu_ratio": statistics.median(cpu) if cpu else 0.0,
         "trials_expected": args.trials,
         "trials_completed": {"1": [c["trials_completed"] for c in one], "2": [c["trials_completed"] for c in two]},
         "runs_left_running": sum(c["runs_left_running"] for c in cases),
@@ -415,13 +446,21 @@ def summary(cases: list[dict], args, load_before: tuple, max_connections: int) -
         "tracking_connections_max": max(c["tracking_connections_max"] for c in two),
         "postgres_max_connections": max_connections,
         "server_cpu_s_per_trial": median["server_cpu_s_per_trial"],
+        "worker_cpu_s_per_trial": worker_cpu,
+        "tune_cores_busy": {"1": [c["tune_cores_busy"] for c in one], "2": [c["tune_cores_busy"] for c in two]},
         "server_workers": args.server_workers,
         "settings": {"folds": args.folds, "iterations": args.iterations, "repeats": args.repeats},
         "cases": cases,
     }
     result["goal_met"] = result["ratio"] >= GOAL_RATIO
     result["projection"] = projection(
-        PROJECTION_MACHINES, 2, median["tpm"] / 2, per_worker, coordinator, median["server_cpu_s_per_trial"]
+        PROJECTION_MACHINES,
+        2,
+        60 / worker_cpu,
+        per_worker,
+        coordinator,
+        result["tracking_connections_max"],
+        median["server_cpu_s_per_trial"],
     )
     return result
 
@@ -434,6 +473,18 @@ def report(result: dict) -> None:
         f"{result['one_worker_tpm']:.2f} trials/min): goal >= {GOAL_RATIO}: {met}"
     )
     print(
+        f"the machine allowed {result['machine_ratio']:.2f} (2 busy processes' cores / 1's, measured before each "
+        f"case; 2.0 when idle); the tune's processes kept {max(result['tune_cores_busy']['2']):.2f} cores busy with 2 "
+        f"workers, {max(result['tune_cores_busy']['1']):.2f} with 1; with their cores to themselves, by CPU per "
+        f"trial: {result['cpu_ratio']:.2f}"
+    )
+    unlike = [c["workers"] for c in result["cases"] if (c["parent_runs"], c["child_runs"]) != (1, c["trials_finished"])]
+    print(
+        "MLflow: one tune parent run and one child run per trial in every case"
+        if not unlike
+        else f"FAIL: the {unlike} worker case(s) do not have one tune parent run and one child run per trial"
+    )
+    print(
         f"trials expected {result['trials_expected']}, completed {result['trials_completed']}; runs left RUNNING "
         f"{result['runs_left_running']}. load average before {result['load_average']['before'][0]:.2f}, after "
         f"{result['load_average']['after'][0]:.2f} on {result['cores']} cores (the machine is shared)"
@@ -444,8 +495,10 @@ def report(result: dict) -> None:
         f"{result['tracking_connections_max']:.0f}; PostgreSQL max_connections {result['postgres_max_connections']}"
     )
     print(
-        f"projection, {p['machines']} machines x 2 one-thread workers at this rate: {p['trials_per_minute']:.0f} "
-        f"trials/min, {p['study_connections']:.0f} study connections, {p['server_cores_busy']:.2f} server cores busy"
+        f"projection, {p['machines']} machines x 2 one-thread workers, each a trial per "
+        f"{result['worker_cpu_s_per_trial']:.2f} CPU s (a core to itself): {p['trials_per_minute']:.0f} trials/min, "
+        f"{p['study_connections']:.0f} study connections ({p['postgres_connections']:.0f} with the server's pool, on "
+        f"one PostgreSQL), {p['server_cores_busy']:.2f} server cores busy"
     )
 
 
@@ -455,6 +508,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3, help="search.cv_folds")
     parser.add_argument("--iterations", type=int, default=150, help="CatBoost's fixed trees per fit")
     parser.add_argument("--repeats", type=int, default=1, help="1-and-2-worker pairs, order alternating")
+    parser.add_argument("--share-seconds", type=float, default=5, help="how long to measure the machine's share")
     parser.add_argument("--server-workers", type=int, default=2, help="`mlflow server --workers`")
     parser.add_argument("--postgres", default=POSTGRES, help="PostgreSQL server (no database) for the new databases")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one `mlgate tune` may take")

@@ -97,6 +97,7 @@ def test_scale_out_projection_scales_connections_and_server_cpu_with_the_workers
         tpm_per_worker=6.0,
         connections_per_worker=3,
         coordinator_connections=2,
+        tracking_connections=12,
         server_cpu_s_per_trial=0.5,
     )
 
@@ -105,6 +106,7 @@ def test_scale_out_projection_scales_connections_and_server_cpu_with_the_workers
         "workers": 20,
         "trials_per_minute": 120.0,
         "study_connections": 62,
+        "postgres_connections": 74,
         "server_cores_busy": 1.0,
     }
 
