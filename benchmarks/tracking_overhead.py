@@ -1,14 +1,17 @@
 """Tracking overhead of the tune stage: one Optuna study of fast trials, bare and with a nested MLflow run per trial.
 
 The tracked variant wires optuna_study.optimize to tracking.TrialRecorder through tune._trial_record, under a
-parent run from tracking.create_run, as stages/tune.py does. Goal: tracked / bare wall time <= 1.05.
+parent run from tracking.create_run, as stages/tune.py does. The store is a fresh SQLite file, or with
+--store server a real `mlflow server` on a new PostgreSQL database (as a team runs it; benchmarks/scale_out.py
+starts it). Goal: tracked / bare wall time <= 1.05.
 
-    .venv/bin/python benchmarks/tracking_overhead.py [--trials 200] [--repeats 3] [--json out.json]
+    .venv/bin/python benchmarks/tracking_overhead.py [--trials 200] [--repeats 3] [--store server] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -16,7 +19,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +28,7 @@ if __name__ == "__main__":  # only here: the recorder process (multiprocessing s
     # Before anything imports mlflow: a fresh SQLite store in the scratch folder, and no telemetry.
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{SCRATCH / 'mlflow.db'}"
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # against a server: a line per ended run
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # One BLAS thread: on a shared 2-core machine, oversubscribed BLAS makes the same trial swing 10x.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -47,6 +51,7 @@ COLUMNS = [  # key, format of the printed table
     ("ms_per_run", ".1f"),
     ("cpu_ms_per_run", ".1f"),
     ("drain_s", ".2f"),
+    ("server_cpu_ms_per_run", ".1f"),
     ("n_trials", "d"),
 ]
 
@@ -88,8 +93,8 @@ def run_bare(study: Study) -> dict:
     return {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "trials": trials}
 
 
-def run_tracked(study: Study, tags: dict[str, str]) -> dict:
-    wall, cpu = time.perf_counter(), cpu_seconds()
+def run_tracked(study: Study, tags: dict[str, str], server_cpu: Callable[[], float]) -> dict:
+    wall, cpu, served = time.perf_counter(), cpu_seconds(), server_cpu()
     parent = tracking.create_run(EXPERIMENT, tune.STAGE, tags)
     with tracking.trial_recorder(EXPERIMENT, parent, tags) as recorder:
         trials = study.optimize(lambda outcome: recorder.record(tune._trial_record(outcome, study.metric)))
@@ -101,6 +106,7 @@ def run_tracked(study: Study, tags: dict[str, str]) -> dict:
         "cpu_s": cpu_seconds() - cpu,
         "trials": trials,
         "drain_s": drained - searched,
+        "server_cpu_s": server_cpu() - served,
     }
 
     children = tracking.child_runs(parent)
@@ -112,12 +118,13 @@ def run_tracked(study: Study, tags: dict[str, str]) -> dict:
     return result
 
 
-def benchmark(n_trials: int, repeats: int) -> dict:
+def benchmark(n_trials: int, repeats: int, store: str, server_cpu: Callable[[], float]) -> dict:
+    """``server_cpu``: the CPU seconds so far of the tracking server (--store server), else of nothing."""
     study = Study(n_trials)
     started = time.perf_counter()
-    tracking.experiment_id(EXPERIMENT)  # first store use: creates and migrates mlflow.db
+    tracking.experiment_id(EXPERIMENT)  # first store use: creates and migrates mlflow.db (a server's is migrated)
     print(
-        f"store {os.environ['MLFLOW_TRACKING_URI']}: created, migrated and experiment made "
+        f"store {store} ({os.environ['MLFLOW_TRACKING_URI']}): ready and experiment made "
         f"in {time.perf_counter() - started:.2f} s, before any timing"
     )
     study.objective(FAMILY, {"alpha": 1.0}, lambda step, value: None)  # warm imports and caches
@@ -127,9 +134,9 @@ def benchmark(n_trials: int, repeats: int) -> dict:
     pairs = []
     for repeat in range(repeats):
         if repeat % 2:
-            order, tracked, bare = "tracked,bare", run_tracked(study, tags), run_bare(study)
+            order, tracked, bare = "tracked,bare", run_tracked(study, tags, server_cpu), run_bare(study)
         else:
-            order, bare, tracked = "bare,tracked", run_bare(study), run_tracked(study, tags)
+            order, bare, tracked = "bare,tracked", run_bare(study), run_tracked(study, tags, server_cpu)
         if tracked["trials"] != bare["trials"]:
             raise SystemExit("FAIL: the bare and tracked studies did not run the same trials")
         pairs.append(
@@ -141,6 +148,7 @@ def benchmark(n_trials: int, repeats: int) -> dict:
                     "bare_cpu_s": bare["cpu_s"],
                     "tracked_cpu_s": tracked["cpu_s"],
                     "drain_s": tracked["drain_s"],
+                    "server_cpu_s": tracked["server_cpu_s"],
                 },
                 n_trials,
             )
@@ -150,7 +158,7 @@ def benchmark(n_trials: int, repeats: int) -> dict:
     medians = summary(
         {
             key: statistics.median(p[key] for p in pairs)
-            for key in ("bare_s", "tracked_s", "bare_cpu_s", "tracked_cpu_s", "drain_s")
+            for key in ("bare_s", "tracked_s", "bare_cpu_s", "tracked_cpu_s", "drain_s", "server_cpu_s")
         },
         n_trials,
     )
@@ -165,6 +173,7 @@ def benchmark(n_trials: int, repeats: int) -> dict:
     )
     return {
         **medians,
+        "store": store,
         "repeats": repeats,
         "goal_ratio": GOAL,
         "goal_met": met,
@@ -181,6 +190,7 @@ def summary(times: dict, n_trials: int) -> dict:
         "n_trials": n_trials,
         "ms_per_run": 1000 * (times["tracked_s"] - times["bare_s"]) / n_trials,
         "cpu_ms_per_run": 1000 * (times["tracked_cpu_s"] - times["bare_cpu_s"]) / n_trials,
+        "server_cpu_ms_per_run": 1000 * times["server_cpu_s"] / n_trials,
     }
 
 
@@ -190,18 +200,40 @@ def row(label: str, values: dict) -> str:
     )
 
 
+@contextlib.contextmanager
+def tracking_server(postgres: str | None) -> Iterator[Callable[[], float]]:
+    """Points MLFLOW_TRACKING_URI at a new `mlflow server` on a new PostgreSQL database (both gone on exit);
+    yields the server's CPU seconds so far."""
+    import scale_out  # beside this file; only here: the recorder process must not import it
+
+    databases = scale_out.Databases(postgres or scale_out.POSTGRES)
+    try:
+        with scale_out.tracking_server(databases, SCRATCH) as (server, url, _):
+            os.environ["MLFLOW_TRACKING_URI"] = url
+            yield server.cpu_seconds
+    finally:
+        databases.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200, help="trials per study (the issue asks for >= 200)")
     parser.add_argument(
         "--repeats", type=int, default=3, help="bare/tracked pairs, order alternating; medians reported"
     )
+    parser.add_argument(
+        "--store", choices=("sqlite", "server"), default="sqlite", help="a SQLite file, or mlflow server on PostgreSQL"
+    )
+    parser.add_argument("--postgres", help="--store server: PostgreSQL (no database) [scale_out.POSTGRES]")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     try:
         args = parser.parse_args()
         json_path = args.json.resolve() if args.json else None
         os.chdir(SCRATCH)  # mlruns/ and anything else MLflow writes land in the scratch folder
-        result = benchmark(args.trials, args.repeats)
+        # a SQLite store runs in our own processes: no server CPU to add
+        store = tracking_server(args.postgres) if args.store == "server" else contextlib.nullcontext(lambda: 0.0)
+        with store as server_cpu:
+            result = benchmark(args.trials, args.repeats, args.store, server_cpu)
     finally:
         os.chdir(ROOT)
         shutil.rmtree(SCRATCH, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import shutil
 import sqlite3
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -85,6 +87,20 @@ def copy_project(dest: Path, overrides: list[str] | None = None) -> Path:
         run_cli(["mlgate", "params", *merged], dest)
         _COMPOSED[merged] = (dest / "params.yaml").read_bytes()
     return dest
+
+
+def load_benchmark(script: str, name: str) -> ModuleType:
+    """benchmarks/``script`` imported as module ``name``, with benchmarks/ on sys.path while it loads, as when
+    it runs as a script (its helpers, e.g. tiny_model, sit beside it)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return module
 
 
 def with_overrides(base: list[str], overrides: list[str] | None) -> list[str]:

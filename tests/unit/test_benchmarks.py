@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.helpers import TINY_BUDGET
+from tests.helpers import TINY_BUDGET, load_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted((REPO / "benchmarks").glob("*.py"))
@@ -56,3 +57,71 @@ def test_the_benchmarks_copy_the_project_without_pytest(tmp_path):
 
     assert (tmp_path / "dvc.yaml").is_file() and not (tmp_path / "tests").exists()
     assert "n_trials: 5" in (tmp_path / "params.yaml").read_text()
+
+
+scale_out = load_benchmark("scale_out.py", "scale_out_bench")
+
+
+def test_scale_out_counts_completed_trials_over_the_first_start_to_the_last_end():
+    Trial = scale_out.Trial
+    trials = [
+        Trial(10.0, 40.0, True, "a", 29.0),
+        Trial(12.0, 42.0, True, "b", 29.0),
+        Trial(41.0, 70.0, False, "a", 1.0),
+    ]
+
+    tpm, span = scale_out.trials_per_minute(trials)
+
+    assert span == 60.0 and tpm == 2.0  # the failed trial spans the search but is not counted
+    assert scale_out.trials_per_minute([]) == (0.0, 0.0)
+
+
+def test_scale_out_timeline_measures_each_workers_own_gaps_between_trials():
+    Trial = scale_out.Trial
+    trials = [Trial(0.0, 2.0, True, "a", 1.5), Trial(2.5, 4.5, True, "a", 1.5), Trial(1.0, 3.0, True, "b", 1.0)]
+    trials.append(Trial(4.5, 6.5, True, "b", 1.0))  # b's gap (1.5 s) overlaps a's trials: gaps are per worker
+
+    assert scale_out.timeline(trials) == {"trial_s": 2.0, "evaluate_s": 1.25, "between_trials_s": 1.0}
+
+
+def test_scale_out_reads_a_sampled_series_at_a_moment():
+    samples = [(1.0, 5.0), (2.0, 7.0), (3.0, 11.0)]
+
+    assert [scale_out.value_at(samples, t) for t in (0.5, 2.0, 2.9, 9.0)] == [5.0, 7.0, 7.0, 11.0]
+
+
+def test_scale_out_projection_scales_connections_and_server_cpu_with_the_workers():
+    projected = scale_out.projection(
+        10,
+        2,
+        tpm_per_worker=6.0,
+        connections_per_worker=3,
+        coordinator_connections=2,
+        tracking_connections=12,
+        server_cpu_s_per_trial=0.5,
+    )
+
+    assert projected == {
+        "machines": 10,
+        "workers": 20,
+        "trials_per_minute": 120.0,
+        "study_connections": 62,
+        "postgres_connections": 74,
+        "server_cores_busy": 1.0,
+    }
+
+
+def test_scale_out_overrides_compose_into_a_fixed_cost_catboost_search():
+    from mlgate import config
+    from mlgate.adapters import optuna_study
+
+    overrides = scale_out.search_overrides(16, 3, 150, 2, "postgresql+psycopg://u@127.0.0.1:5432/s", "scale-out")
+    params = yaml.safe_load(config.compose(REPO / "conf", overrides))
+    search = config.load(optuna_study.SearchSettings, "search", params)
+    (space,) = optuna_study.parse_spaces(params["model"])
+
+    assert (search.workers, search.n_trials, search.cv_folds, search.n_jobs, search.pruner) == (2, 16, 3, 1, "none")
+    assert space.family == "catboost"
+    assert params["model"]["catboost"]["fixed"] == {"iterations": 150, "depth": 6}  # no early stopping
+    assert sorted(params["model"]["catboost"]["space"]) == ["class_weight", "l2_leaf_reg", "learning_rate"]
+    assert params["paths"]["study"].endswith("/s") and params["tracking"]["experiment"] == "scale-out"

@@ -3,31 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from mlgate.services.prediction_log import PredictionLog
+from tests.helpers import load_benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("hostile_bench", REPO / "benchmarks" / "hostile_clients.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    sys.path.insert(0, str(REPO / "benchmarks"))  # as when it runs as a script: its helpers sit beside it
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("hostile_clients.py", "hostile_bench")
 
 
 def test_read_log_finds_each_request_rows_and_probes_in_full(tmp_path):
