@@ -741,9 +741,11 @@ def is_shared_storage(url: str) -> bool:
     return url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
 
 
+@functools.cache
 def _shared_storage(url: str, heartbeat_s: float) -> optuna.storages.RDBStorage:
     """The study's storage with heartbeats: a trial whose process stops beating for three intervals is
-    failed by the next process that claims a trial, and a copy of it queued (optuna_hb_01)."""
+    failed by the next process that claims a trial, and a copy of it queued (optuna_hb_01). One per
+    process and URL: each holds a pool of database connections."""
     if not is_shared_storage(url):
         raise ValueError(
             f"a study shared by several processes needs PostgreSQL, not {url.split(':', 1)[0]}: set paths.study to "

@@ -805,7 +805,7 @@ def _objective(
         settings.search.cv_folds,
         parallel_trials=settings.search.n_jobs,
         seed=settings.seed,
-        cores=os.cpu_count() or 1,
+        cores=usable_cores(),
         settings=settings.features,
         holdout=plan.holdout,
         deadline=deadline,
@@ -918,12 +918,17 @@ def _check_storage(settings: TuneSettings, plan: StudyPlan) -> None:
         )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's cpuset), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class LocalWorkers:
     """The ``mlgate worker`` processes the tune stage starts on this machine, each with its share of the
     cores (CatBoost's and the BLAS threads); their output goes to a file each, shown when they end."""
 
     def __init__(self, count: int, study: str, storage: str):
-        self.threads = max(1, (os.cpu_count() or 1) // count)
+        self.threads = max(1, usable_cores() // count)
         threads = str(self.threads)
         env = os.environ | {"MLGATE_STUDY": storage} | dict.fromkeys(THREAD_VARIABLES, threads)
         self.folder = tempfile.TemporaryDirectory(prefix="mlgate-workers-")
@@ -1072,7 +1077,7 @@ def work(
         )
     job = _wait_for_job(url, plan.name, wait_s)
     deadline = optuna_study.Deadline(job.deadline) if job.deadline is not None else None
-    cores = threads or os.cpu_count() or 1
+    cores = threads or usable_cores()
     objective = CrossValidation(
         train,
         spec,
