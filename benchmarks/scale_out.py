@@ -39,10 +39,10 @@ GOAL_RATIO = 1.8
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"  # the machine's server, as the tests use it
 PROJECTION_MACHINES = 10
 
-# `mlgate tune`, told the machine has as many cores as the case has workers: the coordinator gives each local
-# worker os.cpu_count() // workers threads and, with search.workers 1, runs the trials itself on every core
-# (CatBoost's thread_count); no param caps that, so one thread per worker needs this on any machine.
-TUNE = "import os, sys; os.cpu_count = lambda: int(sys.argv[1]); from mlgate.cli import main; main(['tune'])"
+# `mlgate tune` on as many cores as the case has workers (its processes inherit the affinity): the coordinator
+# gives each local worker usable_cores() // workers threads and, with search.workers 1, runs the trials itself
+# on the cores it may use (CatBoost's thread_count), so each case runs one thread per worker on any machine.
+TUNE = "import os, sys; os.sched_setaffinity(0, range(int(sys.argv[1]))); from mlgate.cli import main; main(['tune'])"
 # One busy one-thread process for argv[1] seconds; prints the CPU seconds it got.
 SPIN = (
     "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass\n"
