@@ -25,6 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the machine's server, trust auth
 BIN = Path(sys.executable).parent
 PG_SERVER = POSTGRES.rsplit("/", 1)[0]  # the same server, without a database
+# The environment of the tests' `mlflow server`s: no job runner (eight processes for GenAI jobs), and at most
+# 5 connections to its PostgreSQL (SQLAlchemy's default allows 15 per worker process): the tests' servers,
+# studies and stores share one PostgreSQL, whose max_connections is 100.
+SMALL_SERVER = {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "2",
+    "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "3",
+}
 
 
 def pg_admin(statement: str) -> None:
@@ -317,3 +325,20 @@ def tiny_frame(rows: int = 40, task: str = "binary", *, seed: int = 0, with_miss
         frame.loc[[1, 7], "charges"] = np.nan
         frame.loc[[2, 9], "plan"] = np.nan
     return frame
+
+
+def point_mlflow_at(monkeypatch, uri: str) -> None:
+    """This test process's MLflow (tracking and registry) and mlgate's adapter on ``uri`` until the test
+    ends. MLflow resolves an mlflow-artifacts:/ or models:/ URI through its process-global URIs, which an
+    earlier test in the same process may have set (and which win over the environment), and mlgate's
+    adapter reads MLFLOW_REGISTRY_URI once: all are patched, so monkeypatch restores them."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from mlgate.adapters import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", uri)
+    monkeypatch.setattr(tracking, "_REGISTRY_URI", None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BIN, PG_SERVER, pg_admin
+from tests.helpers import BIN, PG_SERVER, SMALL_SERVER, pg_admin
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +46,12 @@ def mlflow_server(databases, tmp_path_factory):
     log = (tmp_path_factory.mktemp("server") / "server.log").open("wb")
     server = subprocess.Popen(
         [BIN / "mlflow", "server", "--backend-store-uri", databases("tracking"), "--serve-artifacts"]
-        + ["--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        + ["--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=log,
         stderr=subprocess.STDOUT,
-        # MLflow's job runner (GenAI trace jobs, eight more processes) serves nothing mlgate uses
-        env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        # MLflow's job runner (GenAI trace jobs, eight more processes) serves nothing mlgate uses; a small
+        # pool: the tests' servers, studies and stores share one PostgreSQL (max_connections 100)
+        env=os.environ | SMALL_SERVER,
     )
     url = f"http://127.0.0.1:{port}"
     give_up = time.time() + 120

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import BIN, POSTGRES, REPO
+from tests.helpers import BIN, POSTGRES, REPO, SMALL_SERVER, point_mlflow_at
 
 DEPLOY = REPO / "deploy"
 SCRIPT = DEPLOY / "mlflow-server.sh"
@@ -49,7 +49,7 @@ def _free_port() -> int:
 def _script_env(**settings: str) -> dict[str, str]:
     """The environment `make server` gives the script: the venv's mlflow first on PATH."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
-    return inherited | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"} | settings
+    return inherited | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"} | SMALL_SERVER | settings
 
 
 class _Server:
@@ -105,7 +105,7 @@ def test_the_server_script_creates_its_database_and_keeps_runs_and_proxied_artif
         first = _Server(tmp_path, env)
         started.append(first)
         assert first.health() == "OK"
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", first.url)  # how mlflow-artifacts:/ URIs find the server
+        point_mlflow_at(monkeypatch, first.url)  # how mlflow-artifacts:/ URIs find the server
         client = mlflow.MlflowClient(tracking_uri=first.url)
         experiment = client.create_experiment(f"deploy-{name}")
         run = client.create_run(experiment)
@@ -121,6 +121,7 @@ def test_the_server_script_creates_its_database_and_keeps_runs_and_proxied_artif
         again = _Server(tmp_path, env)  # a restart (systemd's Restart=on-failure) finds the database made
         started.append(again)
         again.health()
+        point_mlflow_at(monkeypatch, again.url)
         kept = mlflow.MlflowClient(tracking_uri=again.url).get_run(run.info.run_id)
         assert kept.info.status == "FINISHED"
         fetched = mlflow.artifacts.download_artifacts(f"{kept.info.artifact_uri}/trials", dst_path=str(tmp_path / "d"))

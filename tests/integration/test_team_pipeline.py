@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from mlgate.errors import StageError
-from tests.helpers import BIN, copy_project, git_commit_all, run_cli
+from tests.helpers import BIN, copy_project, git_commit_all, point_mlflow_at, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -55,9 +55,8 @@ def team_build(tmp_path_factory, databases, mlflow_server) -> TeamBuild:
 
 @pytest.fixture
 def on_server(team_build, monkeypatch) -> TeamBuild:
-    """mlgate's tracking adapter, in this process, pointed at the build's server."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", team_build.server)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    """MLflow and mlgate's tracking adapter, in this process, pointed at the build's server."""
+    point_mlflow_at(monkeypatch, team_build.server)
     return team_build
 
 

@@ -105,7 +105,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed_with_the_reason
     victim = _running_worker(study, coordinator)
     time.sleep(0.5)  # into the trial, past its first heartbeat
     os.kill(victim, signal.SIGKILL)
-    output, _ = coordinator.communicate(timeout=300)
+    output, _ = coordinator.communicate(timeout=600)
 
     assert coordinator.returncode == 0, output
     trials = _study_trials(study)
@@ -203,7 +203,7 @@ def test_the_study_database_going_away_mid_study_is_waited_out(team):
     pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
     time.sleep(5)
     pg_admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
-    output, _ = coordinator.communicate(timeout=300)
+    output, _ = coordinator.communicate(timeout=600)
 
     assert coordinator.returncode == 0, output
     assert "study database unreachable" in output and "study database back after" in output
