@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import statistics
@@ -33,7 +32,7 @@ from typing import NamedTuple
 import psutil
 import psycopg
 from serving import Server, free_port
-from tiny_model import BIN, copy_project, environment
+from tiny_model import BIN, REPO, copy_project, environment, run_benchmark
 
 GOAL_RATIO = 1.8
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"  # the machine's server, as the tests use it
@@ -175,14 +174,22 @@ class Databases:
 
 
 @contextlib.contextmanager
-def tracking_server(databases: Databases, folder: Path, workers: int = 2) -> Iterator[tuple[Server, str, str]]:
-    """(server, URL, database name) of `mlflow server` on a new PostgreSQL database with proxied artifacts in
-    ``folder``, at a free loopback port; stopped on exit."""
+def tracking_server(
+    databases: Databases, folder: Path, workers: int = 2, settings: dict[str, str] | None = None
+) -> Iterator[tuple[Server, str, str]]:
+    """(server, URL, database name) of the team's server as deploy/mlflow-server.sh runs it, on a new
+    PostgreSQL database with proxied artifacts in ``folder``, at a free loopback port, with ``settings``
+    (environment variables) over the script's; stopped on exit."""
     database, backend = databases.make("tracking")
     port = free_port()
-    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend, "--serve-artifacts"]
-    command += ["--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
-    server = Server("mlflow-server", [*command, "--workers", str(workers)], "/health", port, environment(), folder)
+    env = environment() | {
+        "MLGATE_SERVER_DB": backend,
+        "MLGATE_SERVER_ARTIFACTS": str(folder / "artifacts"),
+        "MLGATE_SERVER_HOST": "127.0.0.1",
+        "MLGATE_SERVER_PORT": str(port),
+    }
+    command = [str(REPO / "deploy" / "mlflow-server.sh"), "--workers", str(workers)]
+    server = Server("mlflow-server", command, "/health", port, env | (settings or {}), folder)
     started = server.start()
     print(f"mlflow server ({workers} workers) on PostgreSQL ready at 127.0.0.1:{port} in {started:.1f} s")
     try:
@@ -512,12 +519,7 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=2, help="`mlflow server --workers`")
     parser.add_argument("--postgres", default=POSTGRES, help="PostgreSQL server (no database) for the new databases")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one `mlgate tune` may take")
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    args = parser.parse_args()
-    result = benchmark(args)
-    report(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    run_benchmark(parser, benchmark, report)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ the test extras), so its copy of the tiny budget is kept equal to the tests' by 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +97,15 @@ def build_model(scratch: Path, reason: str) -> tuple[str, dict[str, str], str]:
     built = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"built and promoted {built['model']} ({built['family']}) in {time.monotonic() - started:.0f} s")
     return built["model"], env, built["family"]
+
+
+def run_benchmark(
+    parser: argparse.ArgumentParser, benchmark: Callable[[argparse.Namespace], dict], report: Callable[[dict], None]
+) -> None:
+    """A benchmark's main: its arguments and ``--json``, then measure, print the table, write the JSON."""
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args()
+    result = benchmark(args)
+    report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")

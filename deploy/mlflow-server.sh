@@ -52,5 +52,12 @@ fi
 # MLflow's job runner (eight more processes, for GenAI trace jobs) serves nothing mlgate uses; set
 # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to keep it.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
+# Each server worker (--workers) answers up to 40 requests at once, and MLflow's log_batch takes a second
+# database connection while it holds one: with SQLAlchemy's default pool (5 + 10 overflow), 40 writers at
+# once (ten machines of two workers) deadlock for the pool's 30 s timeout and most of their writes fail
+# (benchmarks/server_pool.py). 5 + 36 is one more connection than a worker's request threads, so one always
+# proceeds; the overflow opens only under load. Plan PostgreSQL's max_connections for 41 per server worker.
+export MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=${MLFLOW_SQLALCHEMYSTORE_POOL_SIZE:-5}
+export MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=${MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW:-36}
 exec mlflow server --backend-store-uri "$db" --serve-artifacts --artifacts-destination "$artifacts" \
   --host "$host" --port "$port" "$@"

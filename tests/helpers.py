@@ -25,13 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the machine's server, trust auth
 BIN = Path(sys.executable).parent
 PG_SERVER = POSTGRES.rsplit("/", 1)[0]  # the same server, without a database
-# The environment of the tests' `mlflow server`s: no job runner (eight processes for GenAI jobs), and at most
-# 5 connections to its PostgreSQL (SQLAlchemy's default allows 15 per worker process): the tests' servers,
-# studies and stores share one PostgreSQL, whose max_connections is 100.
-SMALL_SERVER = {
+# The tests' `mlflow server`s run as deploy/mlflow-server.sh runs one: no job runner (eight processes for
+# GenAI jobs), and a database pool of 5 + 36, one more than a server worker's 40 request threads (MLflow's
+# log_batch takes a second connection while it holds one: a smaller pool deadlocks under concurrent writers).
+# Connections beyond 5 open only under that many concurrent requests; PostgreSQL's max_connections is 100.
+SERVER_ENV = {
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "2",
-    "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "3",
+    "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "5",
+    "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "36",
 }
 
 

@@ -338,16 +338,27 @@ def serve(host: str, port: int, params_file: str, **service: Any) -> None:
 @click.option("--wait", "wait_s", type=float, default=60.0, show_default=True, help="seconds to wait for the study")
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def worker(study: str | None, storage: str | None, threads: int | None, wait_s: float, params_file: str) -> None:
+    import signal
+
     from mlgate import config
     from mlgate.errors import StageError
     from mlgate.stages import tune
 
+    # `kill`, systemd's stop, a pod's end, the tune stage once the study is full: unwind as Ctrl-C does,
+    # so the runs of the trials this worker finished are written before it exits
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         params = config.read_params(params_file) if study is None or Path(params_file).exists() else {}
         tune.work(params, study=study, storage=storage, threads=threads, wait_s=wait_s)
     except (StageError, config.ConfigError, ValueError) as error:
         console.fail("worker", str(error))
         sys.exit(1)
+    except KeyboardInterrupt:
+        console.fail("worker", "stopped: its finished trials are recorded; a trial it was running is retried")
+        sys.exit(STOPPED)
+
+
+STOPPED = 128 + 15  # the exit code of a worker stopped by SIGTERM or Ctrl-C (the shell's for SIGTERM)
 
 
 @main.command(help="MLflow's UI on this project's store, opened on the experiment's training runs.")

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BIN, PG_SERVER, SMALL_SERVER, pg_admin
+from tests.helpers import BIN, PG_SERVER, SERVER_ENV, pg_admin
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +53,7 @@ def mlflow_server(databases, tmp_path_factory):
         + ["--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=log,
         stderr=subprocess.STDOUT,
-        # MLflow's job runner (GenAI trace jobs, eight more processes) serves nothing mlgate uses; a small
-        # pool: the tests' servers, studies and stores share one PostgreSQL (max_connections 100)
-        env=os.environ | SMALL_SERVER,
+        env=os.environ | SERVER_ENV,
     )
     url = f"http://127.0.0.1:{port}"
     give_up = time.time() + 120
@@ -67,3 +69,42 @@ def mlflow_server(databases, tmp_path_factory):
     yield url
     server.send_signal(signal.SIGTERM)
     server.wait(30)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (initdb in a temporary folder, a free loopback port), which a
+    test may stop and start as an operator restarts one, without touching the machine's shared server."""
+
+    def __init__(self, folder: Path):
+        self.data, self.port = folder / "data", _free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        bin_dir = next((Path(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+        self.bin = Path(os.environ.get("MLGATE_PG_BIN", bin_dir or ""))
+        if not (self.bin / "initdb").exists():
+            pytest.fail(f"no PostgreSQL server binaries in {self.bin} (set MLGATE_PG_BIN to the folder of initdb)")
+        # initdb and postgres refuse to run as root: as the postgres account, in a folder it owns
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_owner:
+            os.chown(folder, pwd.getpwnam("postgres").pw_uid, -1)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        self.start()
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_owner, str(self.bin / tool), *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"), "-o", options, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+
+@pytest.fixture
+def private_postgres():
+    folder = Path(tempfile.mkdtemp(prefix="mlgate-pg-"))
+    server = PrivatePostgres(folder)
+    yield server
+    with contextlib.suppress(subprocess.CalledProcessError):
+        server.stop("immediate")
+    shutil.rmtree(folder, ignore_errors=True)

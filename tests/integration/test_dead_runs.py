@@ -184,3 +184,16 @@ def test_a_stage_run_ends_killed_on_ctrl_c_and_keeps_a_heartbeat(store):
     run = tracking.client().get_run(run_id)
     assert run.info.status == "KILLED"
     assert {"mlgate.host", "mlgate.pid", "mlgate.pid_started", "mlgate.heartbeat"} <= set(run.data.tags)
+
+
+def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path):
+    """Four processes open one fresh SQLite store together (`dvc repro` and `mlgate ui` on a new clone):
+    MLflow migrates a new file without a lock, so without mlgate's every one but the first could fail."""
+    opener = "from mlgate.adapters import tracking; print(tracking.experiment_id('shared'))"
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    command = [sys.executable, "-c", opener]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    openers = [subprocess.Popen(command, env=env, cwd=tmp_path, **pipes) for _ in range(4)]
+    results = [(p.communicate(timeout=300), p.returncode) for p in openers]
+    assert [code for _, code in results] == [0, 0, 0, 0], [err[-2000:] for (_, err), _ in results]
+    assert len({out.strip() for (out, _), _ in results}) == 1

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import BIN, POSTGRES, REPO, SMALL_SERVER, point_mlflow_at
+from tests.helpers import BIN, POSTGRES, REPO, point_mlflow_at
 
 DEPLOY = REPO / "deploy"
 SCRIPT = DEPLOY / "mlflow-server.sh"
@@ -49,7 +49,7 @@ def _free_port() -> int:
 def _script_env(**settings: str) -> dict[str, str]:
     """The environment `make server` gives the script: the venv's mlflow first on PATH."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
-    return inherited | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"} | SMALL_SERVER | settings
+    return inherited | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"} | settings
 
 
 class _Server:

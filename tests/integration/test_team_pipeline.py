@@ -95,7 +95,8 @@ def test_the_study_ran_in_postgresql_as_children_of_one_tune_run_on_the_server(t
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
     (tune,) = [r for r in runs if r.info.run_name == "tune"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tune.info.run_id]
-    assert sorted(int(r.data.tags["mlgate.trial"]) for r in children) == list(range(N_TRIALS))
+    trials = sorted(int(r.data.tags.get("mlgate.trial", -1)) for r in children)
+    assert trials == list(range(N_TRIALS)), team_build.repro.stdout
     assert not [r.info.run_name for r in runs if r.info.status != "FINISHED"]
 
 

@@ -15,7 +15,7 @@ import uuid
 import pandas as pd
 import pytest
 
-from tests.helpers import BIN, TINY_BUDGET, clone_project, copy_project, pg_admin, run_cli, with_overrides
+from tests.helpers import BIN, TINY_BUDGET, clone_project, copy_project, run_cli, with_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def test_three_workers_run_exactly_n_trials_each_a_child_run_of_the_one_parent(t
     runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
     (parent,) = [r for r in runs if r.info.run_name == "tune"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(int(r.data.tags["mlgate.trial"]) for r in children) == list(range(6))
+    assert sorted(int(r.data.tags.get("mlgate.trial", -1)) for r in children) == list(range(6)), out.stdout
     workers = {r.data.tags["mlgate.worker"] for r in children}
     assert 1 <= len(workers) <= 3 and all(w.startswith(socket.gethostname() + ":") for w in workers)
     assert not [r for r in runs if r.info.status == "RUNNING"]
@@ -115,11 +115,33 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed_with_the_reason
     assert retries == dead["number"].tolist()  # one copy of it was queued and ran
     assert (trials["state"] != "FAIL").sum() == 6
     runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
-    killed = [r for r in runs if r.data.tags.get("mlgate.worker", "").endswith(f":{victim}")]
-    assert [r.info.status for r in killed] == ["KILLED"]
+    victims = [r for r in runs if r.data.tags.get("mlgate.worker", "").endswith(f":{victim}")]
+    killed = [r for r in victims if r.info.status != "FINISHED"]  # it may have finished trials before
+    assert [r.info.status for r in killed] == ["KILLED"], output
     assert "stopped sending heartbeats" in killed[0].data.tags["mlgate.closed_reason"]
+    assert all("mlgate.trial" in r.data.tags for r in victims if r.info.status == "FINISHED")
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert f"its worker {socket.gethostname()}:{victim} stopped sending heartbeats" in output
+
+
+def test_a_worker_stopped_with_sigterm_writes_its_finished_trials_first(team):
+    """`kill`, `systemctl stop`: the worker writes the runs of the trials it finished, then exits; the trial
+    it was running is retried by the other worker and its run closed."""
+    root, study, env = team
+    _params(root, study, "search.workers=2")
+    coordinator = _start_tune(root, env)
+    victim = _running_worker(study, coordinator, finished=1)
+    os.kill(victim, signal.SIGTERM)
+    output, _ = coordinator.communicate(timeout=600)
+
+    assert coordinator.returncode == 0, output
+    assert "stopped: its finished trials are recorded" in output
+    assert _recorded(study) == 6
+    runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
+    victims = [r for r in runs if r.data.tags.get("mlgate.worker", "").endswith(f":{victim}")]
+    finished = [r for r in victims if r.info.status == "FINISHED"]
+    assert finished and all("mlgate.trial" in r.data.tags for r in finished), output
+    assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
 def _start_tune(root, env: dict[str, str]) -> subprocess.Popen:
@@ -139,17 +161,20 @@ def _recorded(study: str) -> int:
     return sum(t.state.is_finished() and "mlgate" in t.user_attrs for t in trials)
 
 
-def _running_worker(study: str, coordinator: subprocess.Popen) -> int:
-    """The pid of a worker that is running a trial, once one is."""
+def _running_worker(study: str, coordinator: subprocess.Popen, finished: int = 0) -> int:
+    """The pid of a worker that is running a trial and has ``finished`` trials or more, once one is."""
     import optuna
 
     give_up = time.time() + 120
     while time.time() < give_up and coordinator.poll() is None:
         try:
             for summary in optuna.get_all_study_summaries(study, include_best_trial=False):
-                for trial in optuna.load_study(study_name=summary.study_name, storage=study).get_trials():
-                    if trial.state.name == "RUNNING" and "mlgate_worker" in trial.user_attrs:
-                        return int(trial.user_attrs["mlgate_worker"].rsplit(":", 1)[1])
+                trials = optuna.load_study(study_name=summary.study_name, storage=study).get_trials()
+                for trial in trials:
+                    worker = trial.user_attrs.get("mlgate_worker")
+                    done = sum(t.state.is_finished() and t.user_attrs.get("mlgate_worker") == worker for t in trials)
+                    if trial.state.name == "RUNNING" and worker and done >= finished:
+                        return int(worker.rsplit(":", 1)[1])
         except Exception:  # noqa: BLE001 - the coordinator may be creating the study's tables right now
             pass
         time.sleep(0.2)
@@ -192,19 +217,49 @@ def test_a_worker_for_a_study_that_does_not_exist_says_what_to_start(split_proje
     assert "no study nosuch-123" in out.stderr and "start the tune stage first" in out.stderr
 
 
-def test_the_study_database_going_away_mid_study_is_waited_out(team):
-    """A database restart, as the workers see it: every connection cut and none accepted for seconds."""
-    root, study, env = team
+def test_a_postgresql_restart_mid_study_is_waited_out(split_project, tmp_path, mlflow_server, private_postgres):
+    """The study's PostgreSQL server stopped (every connection cut, none accepted) for 5 s and started
+    again, in the middle of a study run by two workers: they and the coordinator wait, then go on."""
+    root = clone_project(split_project, tmp_path / "project")
+    study = private_postgres.url
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": f"team-{uuid.uuid4().hex[:6]}"}
     _params(root, study, "search.workers=2")
     coordinator = _start_tune(root, env)
     _running_worker(study, coordinator)
-    database = study.rsplit("/", 1)[1]
-    pg_admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
-    pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+    private_postgres.stop()
     time.sleep(5)
-    pg_admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+    private_postgres.start()
     output, _ = coordinator.communicate(timeout=600)
 
     assert coordinator.returncode == 0, output
     assert "study database unreachable" in output and "study database back after" in output
     assert _recorded(study) == 6
+    runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(databases, monkeypatch):
+    """Optuna sees a dead trial by its stale heartbeat; one that never beat (its worker killed between the
+    claim and the first beat) would stay RUNNING and the coordinator wait for it forever."""
+    import warnings
+
+    import optuna
+
+    from mlgate.adapters import optuna_study
+
+    store = optuna_study._shared_storage(databases("study"), 1.0)
+    study = optuna.create_study(storage=store, study_name="never-beat")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        orphan, alive = study.ask(), study.ask()
+    store.record_heartbeat(alive._trial_id)
+    optuna_study._fail_stale_trials(study)
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING", "RUNNING"]  # a claim may beat late
+
+    monkeypatch.setattr(optuna_study, "NEVER_BEAT_S", 0.0)
+    time.sleep(store.grace_period + 0.5)
+    store.record_heartbeat(alive._trial_id)
+    optuna_study._fail_stale_trials(study)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
+    assert trials[2].system_attrs["failed_trial"] == orphan.number

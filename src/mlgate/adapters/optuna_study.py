@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import datetime as dt
 import functools
 import hashlib
 import importlib.util
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.storages._rdb import models  # the heartbeat table, for trials that never beat
 from optuna.trial import TrialState
 
 from mlgate.modelling.task import named
@@ -772,6 +774,27 @@ class _SharedStorage(optuna.storages.RDBStorage):
         except optuna.exceptions.StorageInternalError as error:
             log.warning("study database: a heartbeat of trial id %d was not recorded: %s", trial_id, _first_line(error))
 
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's (trials whose last heartbeat is older than the grace period), and a trial that never
+        beat: its worker died between claiming it and its first beat (claims beat at once, so only a kill
+        in that instant leaves one). Its start is the claiming machine's clock (in UTC), so it gets 10 minutes."""
+        stale = super()._get_stale_trial_ids(study_id)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # as Optuna stores a trial's start
+        never_beat = now - dt.timedelta(seconds=(self.grace_period or 0) + NEVER_BEAT_S)
+        with self.scoped_session() as session:
+            unbeaten = (
+                session.query(models.TrialModel.trial_id)
+                .outerjoin(models.TrialHeartbeatModel)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialModel.state == TrialState.RUNNING)
+                .filter(models.TrialHeartbeatModel.trial_id.is_(None))
+                .filter(models.TrialModel._datetime_start_utc < never_beat)
+            )
+            return stale + [trial_id for (trial_id,) in unbeaten]
+
+
+NEVER_BEAT_S = 600.0  # how long a claimed trial may go without its first heartbeat (clock skew between machines)
+
 
 def _first_line(error: BaseException) -> str:
     return str(error).split("\n")[0][:300]
@@ -1018,7 +1041,9 @@ def work(
             study.sampler = _sampler(settings, _sampler_seed(seed, len(stored)))
             with warnings.catch_warnings():  # the heartbeat is ours to run (below), as optimize would
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                return study.ask()
+                claimed = study.ask()
+            store.record_heartbeat(claimed._trial_id)  # from its claim on, its death is seen
+            return claimed
 
     while max_trials is None or len(done) < max_trials:
         if deadline is not None and deadline.expired():
@@ -1026,11 +1051,11 @@ def work(
         trial = _patiently(claim, patience, "claiming a trial")
         if trial is None:
             break
-        _patiently(functools.partial(trial.set_user_attr, _WORKER, worker), patience, "starting a trial")
-        run_id = on_start(trial.number)
-        if run_id:
-            _patiently(functools.partial(trial.set_user_attr, _RUN, run_id), patience, "starting a trial")
         with get_heartbeat_thread(trial._trial_id, store):
+            _patiently(functools.partial(trial.set_user_attr, _WORKER, worker), patience, "starting a trial")
+            run_id = on_start(trial.number)
+            if run_id:
+                _patiently(functools.partial(trial.set_user_attr, _RUN, run_id), patience, "starting a trial")
             outcome, value, ended = trials.attempt(trial, *trials.sample(trial))
         try:
             _patiently(functools.partial(_tell, study, trial, outcome, value), patience, "recording a trial")

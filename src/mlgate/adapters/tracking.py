@@ -13,6 +13,7 @@ import importlib
 import json
 import multiprocessing
 import os
+import pickle
 import queue
 import socket
 import subprocess
@@ -85,7 +86,30 @@ def client() -> MlflowClient:
     registry = _REGISTRY_URI or uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(registry)
+    if uri.startswith("sqlite:") and uri not in _OPENED:
+        with _store_lock(uri):
+            made = mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry)
+            made.search_experiments(max_results=1)
+        _OPENED.add(uri)
+        return made
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry)
+
+
+_OPENED: set[str] = set()  # SQLite stores this process has opened (and so created or migrated)
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """A lock on a SQLite store's file. MLflow creates and migrates a new store file on first use
+    without one, and two processes doing so at once (`dvc repro` and `mlgate ui` on a fresh clone, a
+    test watching a stage) break one's migration (alembic: "expected to match one row")."""
+    import fcntl
+
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    key = hashlib.sha256(str(database).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"mlgate-store-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def experiment_id(name: str) -> str:
@@ -369,25 +393,51 @@ def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict
             write(child, run_id)
         writer.set_terminated(run_id, status=record.status, end_time=record.end_ms)
 
+    def write_each(trial: TrialRecord) -> None:
+        nonlocal written
+        try:
+            write(trial, parent_run_id)
+            written += 1
+        except Exception as error:  # noqa: BLE001 - a tracking hiccup must not kill the search
+            errors.append(f"{trial.name}: {error}" + (POOL_HINT if "QueuePool limit" in str(error) else ""))
+
     parent = multiprocessing.parent_process()
     while True:
         try:
             trial = records.get(timeout=1.0)
         except queue.Empty:
             if parent is not None and not parent.is_alive():  # killed (kill -9): no None will come
+                _write_what_was_sent(records, write_each)
                 os._exit(0)
             continue
         if trial is None:
             break
-        try:
-            write(trial, parent_run_id)
-            written += 1
-        except Exception as error:  # noqa: BLE001 - a tracking hiccup must not kill the search
-            errors.append(f"{trial.name}: {error}")
+        write_each(trial)
     report.put((written, errors))
     report.close()
     report.join_thread()
     os._exit(0)  # every run is committed; skip interpreter teardown (~1 s the study would wait for)
+
+
+POOL_HINT = (
+    " (the tracking server's database pool is smaller than its concurrent requests: run it as "
+    "deploy/mlflow-server.sh does, MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=36)"
+)
+
+
+def _write_what_was_sent(records, write_each: Callable[[TrialRecord], None]) -> None:
+    """The records a killed parent had already queued: trials it finished, whose runs would otherwise
+    stay without their results (a worker stopped while its last trials were being written)."""
+    while True:
+        try:
+            trial = records.get(timeout=0.1)
+        except queue.Empty:
+            return
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError):  # the pipe's end, torn mid-record
+            return
+        if trial is None:
+            return
+        write_each(trial)
 
 
 def close_run(run_id: str, reason: str, status: str = "KILLED") -> bool:

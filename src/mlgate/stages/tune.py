@@ -955,24 +955,34 @@ class LocalWorkers:
             return True
         return False
 
-    def stop(self, grace_s: float = 30.0) -> list[str]:
-        """Wait for the workers to end (they stop once the study holds n_trials), terminate any that do not
-        within ``grace_s``; their last lines, and the whole output of one that failed."""
+    def stop(self, grace_s: float = 120.0) -> list[str]:
+        """Wait for the workers to end (they stop once the study holds n_trials and their trials' runs are
+        written), stop any still running ``grace_s`` later; their warnings and last lines, and the whole
+        output of one that failed."""
+        give_up = time.monotonic() + grace_s
+        stopped = set()
         for process in self.processes:
             try:
-                process.wait(grace_s)
+                process.wait(max(0.0, give_up - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.terminate()
+                process.terminate()  # the worker writes its finished trials' runs, then exits
+                stopped.add(process.pid)
                 process.wait()
         said = []
         for process, log in zip(self.processes, self.logs, strict=True):
             lines = log.read_text(errors="replace").splitlines()
-            if process.returncode < 0:  # killed: what it printed last is not why
+            if process.pid in stopped:
+                said.append(f"worker pid {process.pid} was still running {grace_s:.0f}s after the study ended: stopped")
+            elif process.returncode < 0:  # killed: what it printed last is not why
                 said.append(f"worker pid {process.pid} was ended by signal {-process.returncode}")
             else:
-                said += lines[-40:] if process.returncode else lines[-1:]
+                said += lines[-40:] if process.returncode else _warnings_and_last(lines)
         self.folder.cleanup()
         return said
+
+
+def _warnings_and_last(lines: list[str]) -> list[str]:
+    return [line for k, line in enumerate(lines) if "warning:" in line or k == len(lines) - 1]
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -1137,6 +1147,8 @@ def work(
             subsample=plan.screening,
             deadline=deadline,
         )
+    if recorder.errors:
+        console.say("worker", f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
     summary = WorkerSummary(plan.name, worker, outcomes, time.time() - started)
     counts = {state: sum(o.state == state for o in outcomes) for state in ("COMPLETE", "PRUNED", "FAIL")}
     console.say(
