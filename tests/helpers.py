@@ -4,6 +4,7 @@ of the project on a tiny search budget, the CLI in a subprocess, and the project
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -34,6 +35,17 @@ SERVER_ENV = {
     "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "5",
     "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "36",
 }
+
+
+@functools.cache
+def study_storage(url: str):
+    """The Optuna storage of a study database, one per URL for the test process, closing its connections
+    after each use: optuna's storage for a URL string is a new pool of connections per call, which stays
+    open until it is collected (a test polling a study held dozens, and CI's PostgreSQL allows 100)."""
+    import optuna
+    from sqlalchemy.pool import NullPool
+
+    return optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": NullPool})
 
 
 def pg_admin(statement: str) -> None:

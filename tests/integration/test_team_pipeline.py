@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from mlgate.errors import StageError
-from tests.helpers import BIN, copy_project, git_commit_all, point_mlflow_at, run_cli
+from tests.helpers import BIN, copy_project, git_commit_all, point_mlflow_at, run_cli, study_storage
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def test_repro_on_the_server_registers_version_1_with_staging_and_the_gate_names
 def test_the_study_ran_in_postgresql_as_children_of_one_tune_run_on_the_server(team_build):
     import optuna
 
-    (summary,) = optuna.get_all_study_summaries(team_build.study, include_best_trial=False)
+    (summary,) = optuna.get_all_study_summaries(study_storage(team_build.study), include_best_trial=False)
     assert summary.n_trials == N_TRIALS
     client = _client(team_build)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)

@@ -11,11 +11,12 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.helpers import BIN, TINY_BUDGET, clone_project, copy_project, run_cli, with_overrides
+from tests.helpers import BIN, TINY_BUDGET, clone_project, copy_project, run_cli, study_storage, with_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +49,9 @@ def _params(root, study: str, *overrides: str) -> None:
 def _study_trials(study: str) -> pd.DataFrame:
     import optuna
 
-    (name,) = [s.study_name for s in optuna.get_all_study_summaries(study, include_best_trial=False)]
-    return optuna.load_study(study_name=name, storage=study).trials_dataframe(attrs=("number", "state", "system_attrs"))
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(study_storage(study), include_best_trial=False)]
+    stored = optuna.load_study(study_name=name, storage=study_storage(study))
+    return stored.trials_dataframe(attrs=("number", "state", "system_attrs"))
 
 
 def _runs(server: str, experiment: str) -> list:
@@ -156,24 +158,29 @@ def _recorded(study: str) -> int:
     """Trials that count toward n_trials: finished with mlgate's record (not died)."""
     import optuna
 
-    (name,) = [s.study_name for s in optuna.get_all_study_summaries(study, include_best_trial=False)]
-    trials = optuna.load_study(study_name=name, storage=study).get_trials()
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(study_storage(study), include_best_trial=False)]
+    trials = optuna.load_study(study_name=name, storage=study_storage(study)).get_trials()
     return sum(t.state.is_finished() and "mlgate" in t.user_attrs for t in trials)
 
 
-def _running_worker(study: str, coordinator: subprocess.Popen, finished: int = 0) -> int:
-    """The pid of a worker that is running a trial and has ``finished`` trials or more, once one is."""
+def _running_worker(
+    study: str, coordinator: subprocess.Popen, finished: int = 0, pid: int | None = None, family: str | None = None
+) -> int:
+    """The pid of a worker (``pid``, or any) that is running a trial (of ``family``, or any) and has
+    ``finished`` trials or more, once one is."""
     import optuna
 
     give_up = time.time() + 120
     while time.time() < give_up and coordinator.poll() is None:
         try:
-            for summary in optuna.get_all_study_summaries(study, include_best_trial=False):
-                trials = optuna.load_study(study_name=summary.study_name, storage=study).get_trials()
+            for summary in optuna.get_all_study_summaries(study_storage(study), include_best_trial=False):
+                trials = optuna.load_study(study_name=summary.study_name, storage=study_storage(study)).get_trials()
                 for trial in trials:
                     worker = trial.user_attrs.get("mlgate_worker")
                     done = sum(t.state.is_finished() and t.user_attrs.get("mlgate_worker") == worker for t in trials)
-                    if trial.state.name == "RUNNING" and worker and done >= finished:
+                    mine = worker and (pid is None or worker.endswith(f":{pid}"))
+                    mine = mine and family in (None, trial.params.get("family"))
+                    if trial.state.name == "RUNNING" and mine and done >= finished:
                         return int(worker.rsplit(":", 1)[1])
         except Exception:  # noqa: BLE001 - the coordinator may be creating the study's tables right now
             pass
@@ -221,14 +228,15 @@ def test_a_postgresql_restart_mid_study_is_waited_out(split_project, tmp_path, m
     """The study's PostgreSQL server stopped (every connection cut, none accepted) for 5 s and started
     again, in the middle of a study run by two workers: they and the coordinator wait, then go on."""
     root = clone_project(split_project, tmp_path / "project")
-    study = private_postgres.url
+    database = private_postgres()
+    study = database.url
     env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": f"team-{uuid.uuid4().hex[:6]}"}
     _params(root, study, "search.workers=2")
     coordinator = _start_tune(root, env)
     _running_worker(study, coordinator)
-    private_postgres.stop()
+    database.stop()
     time.sleep(5)
-    private_postgres.start()
+    database.start()
     output, _ = coordinator.communicate(timeout=600)
 
     assert coordinator.returncode == 0, output
@@ -236,6 +244,76 @@ def test_a_postgresql_restart_mid_study_is_waited_out(split_project, tmp_path, m
     assert _recorded(study) == 6
     runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_a_worker_cut_off_the_network_mid_trial_is_retried_and_says_so(
+    split_project, tmp_path, private_postgres, network_namespace
+):
+    """A third worker joins from a network namespace of the test's own (another machine, as the study's
+    database and the tracking server see it); its link is cut mid-trial. Its trial goes stale and is retried
+    by the others, the study completes, and the cut-off worker says the database stopped answering."""
+    import optuna
+
+    from tests.integration.conftest import running_mlflow_server
+
+    root = clone_project(split_project, tmp_path / "project")
+    database = private_postgres(also_listen=network_namespace.host_ip)
+    study = database.database("study")
+    with running_mlflow_server(database.database("tracking"), tmp_path, host="0.0.0.0") as server:
+        env = {"MLFLOW_TRACKING_URI": server, "MLFLOW_EXPERIMENT_NAME": f"team-{uuid.uuid4().hex[:6]}"}
+        # trials of several seconds: the far worker, which starts last, still finds one to run
+        _params(root, study, "search.workers=2", "search.n_trials=10", "model.catboost.fixed.iterations=600")
+        coordinator = _start_tune(root, env)
+        name = _study_name(study, coordinator)
+        far = {
+            "MLGATE_STUDY": study.replace("127.0.0.1", network_namespace.host_ip),
+            "MLFLOW_TRACKING_URI": server.replace("127.0.0.1", network_namespace.host_ip),
+        }
+        with (tmp_path / "far.log").open("w") as log:
+            far_worker = subprocess.Popen(
+                network_namespace.command([str(BIN / "mlgate"), "worker", "--study", name, "--threads", "1"]),
+                cwd=root,
+                env={**os.environ, **far, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            assert _running_worker(study, coordinator, pid=far_worker.pid, family="catboost") == far_worker.pid
+            network_namespace.cut()
+            output, _ = coordinator.communicate(timeout=600)
+            said = _wait_for_line(tmp_path / "far.log", "study database unreachable", far_worker, 180)
+        finally:
+            far_worker.kill()
+            far_worker.wait()
+
+        assert coordinator.returncode == 0, output
+        trials = optuna.load_study(study_name=name, storage=study_storage(study)).get_trials()
+        (stale,) = [t for t in trials if t.state.name == "FAIL"]
+        assert stale.user_attrs["mlgate_worker"].endswith(f":{far_worker.pid}")
+        assert [t.system_attrs.get("failed_trial") for t in trials].count(stale.number) == 1  # retried once
+        assert _recorded(study) == 10
+        assert f"its worker {socket.gethostname()}:{far_worker.pid} stopped sending heartbeats" in output
+        assert "study database unreachable" in said, said
+
+
+def _study_name(study: str, coordinator: subprocess.Popen) -> str:
+    import optuna
+
+    give_up = time.time() + 120
+    while time.time() < give_up and coordinator.poll() is None:
+        try:
+            (summary,) = optuna.get_all_study_summaries(study_storage(study), include_best_trial=False)
+            return summary.study_name
+        except Exception:  # noqa: BLE001 - no study yet, or its tables being created
+            time.sleep(0.2)
+    raise AssertionError(f"no study appeared:\n{coordinator.communicate()[0]}")
+
+
+def _wait_for_line(log: Path, text: str, process: subprocess.Popen, timeout_s: float) -> str:
+    give_up = time.time() + timeout_s
+    while text not in log.read_text() and process.poll() is None and time.time() < give_up:
+        time.sleep(0.5)
+    return log.read_text()
 
 
 def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(databases, monkeypatch):

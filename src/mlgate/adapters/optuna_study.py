@@ -555,6 +555,28 @@ class _Trials:
         return outcome, value, ended
 
 
+def _create_study(
+    store: optuna.storages.BaseStorage,
+    study_name: str,
+    settings: SearchSettings,
+    seed: int,
+    maximize: bool,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """The study, new or stored: the score maximised or minimised, any further objective minimised."""
+    directions = ["maximize" if maximize else "minimize"] + ["minimize"] * (len(settings.objectives) - 1)
+    study = optuna.create_study(
+        storage=store,
+        study_name=study_name,
+        load_if_exists=True,
+        directions=directions,
+        sampler=_sampler(settings, seed),
+        pruner=pruner,
+    )
+    _check_directions(study, directions)
+    return study
+
+
 def _check_directions(study: optuna.Study, directions: list[str]) -> None:
     stored = [d.name.lower() for d in study.directions]
     if stored != directions:  # Optuna would silently keep the stored directions
@@ -628,16 +650,7 @@ def optimize(
     extra = len(settings.objectives) - 1
     if extra and costs is None:
         raise ValueError(f"search.objectives {list(settings.objectives)} needs the trials' costs")
-    directions = ["maximize" if maximize else "minimize"] + ["minimize"] * extra
-    study = optuna.create_study(
-        storage=store,
-        study_name=study_name,
-        load_if_exists=True,
-        directions=directions,
-        sampler=_sampler(settings, seed),
-        pruner=_pruner(settings.pruner),
-    )
-    _check_directions(study, directions)
+    study = _create_study(store, study_name, settings, seed, maximize, _pruner(settings.pruner))
     stored = study.get_trials(deepcopy=False)
     unfinished: list[optuna.Trial] = []  # a killed batch's trials, run again as themselves (search.budget trials)
     if stored:
@@ -757,11 +770,27 @@ def _shared_storage(url: str, heartbeat_s: float) -> optuna.storages.RDBStorage:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _SharedStorage(
             url,
-            engine_kwargs={"pool_pre_ping": True},  # a database restart drops the pooled connections
+            # a database restart drops the pooled connections; a cut network is noticed within 3 beats
+            engine_kwargs={"pool_pre_ping": True, "connect_args": _tcp_timeouts(heartbeat_s)},
             heartbeat_interval=max(1, round(heartbeat_s)),
             grace_period=max(3, round(3 * heartbeat_s)),
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=_MAX_RETRIES),
         )
+
+
+def _tcp_timeouts(heartbeat_s: float) -> dict[str, int]:
+    """libpq's TCP settings for the study's connections: a peer silent for three heartbeats is gone (a cut
+    network would otherwise hold a call for TCP's own timeout, about 15 minutes). A query that waits on a
+    lock is not cut: the server's kernel still answers the keepalives."""
+    beat = max(1, round(heartbeat_s))
+    return {
+        "connect_timeout": max(2, 3 * beat),  # seconds
+        "keepalives": 1,
+        "keepalives_idle": beat,
+        "keepalives_interval": max(1, beat // 2),
+        "keepalives_count": 3,
+        "tcp_user_timeout": max(10, 3 * beat) * 1000,  # ms that sent data may stay unacknowledged
+    }
 
 
 class _SharedStorage(optuna.storages.RDBStorage):
@@ -907,18 +936,10 @@ def coordinate(
     """
     store = _shared_storage(storage, settings.heartbeat_s)
     extra = len(settings.objectives) - 1
-    directions = ["maximize" if maximize else "minimize"] + ["minimize"] * extra
     patience = PATIENCE_BEATS * settings.heartbeat_s
 
     def open_study() -> tuple[optuna.Study, list]:
-        study = optuna.create_study(
-            storage=store,
-            study_name=study_name,
-            load_if_exists=True,
-            directions=directions,
-            sampler=_sampler(settings, seed),
-        )
-        _check_directions(study, directions)
+        study = _create_study(store, study_name, settings, seed, maximize)
         study.set_user_attr(_JOB, job)
         stored = study.get_trials(deepcopy=False)
         if not stored:

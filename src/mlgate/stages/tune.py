@@ -17,6 +17,7 @@ with its nested runs, by the next run (``tracking.close_dead_runs``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,12 @@ class CrossValidation:
                 trees=np.array(np.nan if result.trees is None else result.trees),
             )
             os.replace(staged, self.store_dir / f"{key}.npz")
+
+    def costs(self, objectives: Sequence[str], family: str, params: dict[str, Any]) -> list[float]:
+        """A completed configuration's further objectives (search.objectives after the score), to minimise."""
+        result = self.result(family, params)
+        measured = {"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}
+        return [measured[objective] for objective in objectives]
 
     def result(self, family: str, params: dict[str, Any], subsample: float | None = None) -> TrialResult | None:
         """The stored result of a configuration (screened on a ``subsample`` or not), from this run or
@@ -861,11 +868,6 @@ def _search(
                     recorder.record(_trial_record(outcome, metric, fold_runs=settings.search.fold_runs, result=result))
                 progress.update(outcome)
 
-            def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
-                result = objective.result(family, params)
-                costs = {"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}
-                return [costs[cost] for cost in settings.search.objectives[1:]]
-
             if distributed:
                 outcomes = _coordinate(objective, settings, plan, deadline, job, on_trial)
             else:
@@ -879,7 +881,7 @@ def _search(
                     storage=optuna_study.storage_url(plan.storage),
                     study_name=plan.name,
                     origin=job.parent_run,
-                    costs=trial_costs,
+                    costs=functools.partial(objective.costs, settings.search.objectives[1:]),
                     subsample=plan.screening,
                     deadline=deadline,
                 )
@@ -1127,11 +1129,6 @@ def work(
                 "worker", f"trial {outcome.number} {outcome.family}: {outcome.state.lower()} cv {spec.metric} {score}"
             )
 
-        def trial_costs(family: str, params: dict[str, Any]) -> list[float]:
-            result = objective.result(family, params)
-            costs = {"predict_time": result.predict_ms_per_1k, "model_size": result.size_mb}
-            return [costs[cost] for cost in settings.search.objectives[1:]]
-
         outcomes = optuna_study.work(
             list(settings.spaces),
             objective,
@@ -1143,7 +1140,7 @@ def work(
             worker=worker,
             on_start=on_start,
             on_trial=on_trial,
-            costs=trial_costs,
+            costs=functools.partial(objective.costs, settings.search.objectives[1:]),
             subsample=plan.screening,
             deadline=deadline,
         )
