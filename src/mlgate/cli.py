@@ -560,7 +560,7 @@ def infer_schema(
     from mlgate.adapters import sources
     from mlgate.errors import StageError
     from mlgate.modelling import schema
-    from mlgate.modelling.data import SourceSpec
+    from mlgate.modelling.source import SourceSpec
 
     out = Path(conf_dir) / "data" / f"{name}.yaml"
     try:

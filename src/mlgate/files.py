@@ -10,10 +10,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
+if TYPE_CHECKING:  # imported where frames are hashed: `mlgate fingerprint`, run by every `dvc repro`, needs neither
+    import pandas as pd
+    import pyarrow as pa
 
 
 @contextlib.contextmanager
@@ -82,6 +83,8 @@ _HASH_BATCH_ROWS = 100_000
 
 def _frames(data: pd.DataFrame | pa.Table) -> Iterator[pd.DataFrame]:
     """The rows as DataFrames of bounded size: an Arrow table is converted batch by batch."""
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         yield data
         return
@@ -92,6 +95,8 @@ def _frames(data: pd.DataFrame | pa.Table) -> Iterator[pd.DataFrame]:
 def content_hash(data: pd.DataFrame | pa.Table) -> str:
     """sha256 of the values, column names and dtypes; independent of file format, row index and
     batching (pandas hashes each row on its own)."""
+    import pandas as pd
+
     digest = hashlib.sha256()
     digest.update("\x1f".join(f"{c}:{t}" for c, t in dtypes(data).items()).encode())
     for frame in _frames(data):
@@ -100,5 +105,7 @@ def content_hash(data: pd.DataFrame | pa.Table) -> str:
 
 
 def dtypes(data: pd.DataFrame | pa.Table) -> dict[str, str]:
+    import pandas as pd
+
     frame = data if isinstance(data, pd.DataFrame) else data.schema.empty_table().to_pandas()
     return {str(c): str(t) for c, t in frame.dtypes.items()}

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mlgate import config, files
 from mlgate.errors import StageError
-from mlgate.modelling.data import DataSpec
+from mlgate.modelling.source import SourceSpec
+
+if TYPE_CHECKING:
+    from mlgate.modelling.data import DataSpec
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,19 @@ def tracking(params: dict[str, Any]) -> TrackingParams:
 
 
 def data_spec(params: dict[str, Any]) -> DataSpec:
+    from mlgate.modelling.data import DataSpec  # pandas: not for source_spec's callers
+
     try:
         return config.load(DataSpec, "data", params)
     except config.ConfigError as error:
+        raise StageError(str(error)) from error
+
+
+def source_spec(params: dict[str, Any]) -> tuple[SourceSpec, str | None]:
+    """``data.source`` and ``data.current_path`` alone, without the rest of the dataset spec (nor pandas)."""
+    try:
+        return config.load(SourceSpec, "data.source", params), config.section(params, "data").get("current_path")
+    except (config.ConfigError, ValueError) as error:
         raise StageError(str(error)) from error
 
 

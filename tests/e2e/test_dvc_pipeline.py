@@ -107,7 +107,7 @@ def test_promote_then_next_run_is_compared_with_production(own_repro):
 def changed_stages(root, env) -> dict:
     """`dvc status` as {stage: what changed}, without the fingerprint stage (it always runs)."""
     status = json.loads(run_cli(["dvc", "status", "--json"], root, env).stdout)
-    status.pop("fingerprint", None)
+    status.pop("data/dvc.yaml:fingerprint", None)
     return status
 
 

@@ -13,13 +13,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from mlgate.errors import StageError
-from mlgate.modelling.data import SourceSpec
+from mlgate.modelling.source import SourceSpec
+
+if TYPE_CHECKING:  # the readers import them: `mlgate fingerprint`, which DVC runs every time, needs neither
+    import pandas as pd
+    import pyarrow as pa
 
 _CHUNK_ROWS = 50_000
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -32,6 +33,8 @@ MASK = "***"
 
 
 def read(source: SourceSpec, what: str = "data.source") -> pd.DataFrame:
+    import pandas as pd
+
     data = read_snapshot(source, what)
     return data if isinstance(data, pd.DataFrame) else data.to_pandas()
 
@@ -39,6 +42,8 @@ def read(source: SourceSpec, what: str = "data.source") -> pd.DataFrame:
 def read_snapshot(source: SourceSpec, what: str = "data.source") -> pd.DataFrame | pa.Table:
     """The source's rows: a DataFrame, or for SQL an Arrow table built chunk by chunk, so the whole
     result never sits in pandas' Python objects (about 4× smaller for text columns)."""
+    import pyarrow as pa
+
     reader = {"file": _read_file, "sql": _read_sql, "http": _read_http}[source.kind]
     data = reader(source, what)
     if len(data) == 0:
@@ -113,6 +118,8 @@ def _is_url(path: str) -> bool:
 
 
 def _read_file(source: SourceSpec, what: str) -> pd.DataFrame:
+    import pandas as pd
+
     path, shown = str(source.path), location(source)
     if not _is_url(path):
         local = Path(path)
@@ -143,6 +150,8 @@ def _read_file(source: SourceSpec, what: str) -> pd.DataFrame:
 
 def _check_header(frame: pd.DataFrame, path: str, shown: str, options: dict[str, Any]) -> None:
     """pandas silently renames duplicate columns (x, x.1) and reads a wrong delimiter as one column."""
+    import pandas as pd
+
     header_options = {k: v for k, v in options.items() if k in ("sep", "encoding", "storage_options", "skiprows")}
     first_row = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **header_options)
     names = [str(c) for c in first_row.iloc[0]]
@@ -280,6 +289,9 @@ def _scrub(text: str, source: SourceSpec) -> str:
 
 
 def _read_sql(source: SourceSpec, what: str) -> pa.Table:
+    import pandas as pd
+    import pyarrow as pa
+
     def run(connection):
         streaming = connection.execution_options(stream_results=True, max_row_buffer=_CHUNK_ROWS)
         tables = [
@@ -431,6 +443,8 @@ def _json(page: _Page) -> Any:
 
 
 def _read_http(source: SourceSpec, what: str) -> pd.DataFrame:
+    import pandas as pd
+
     paging = dict(source.pagination)
     style = paging.get("type")
     if style not in (None, "page", "cursor"):

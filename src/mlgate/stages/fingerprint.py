@@ -16,11 +16,11 @@ STAGE = "fingerprint"
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    spec = project.data_spec(params)
+    source, current_path = project.source_spec(params)
     target = Path(project.paths(params).fingerprint)
-    summary = sources.fingerprint(spec.source)
-    if spec.current_path:
-        summary["current"] = sources.fingerprint(sources.current_source(spec.current_path))
+    summary = sources.fingerprint(source)
+    if current_path:
+        summary["current"] = sources.fingerprint(sources.current_source(current_path))
     previous = files.read_json(target) if target.is_file() else None
     if previous != summary:
         files.write_json(target, summary)

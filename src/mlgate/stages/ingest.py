@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from mlgate import console, files, project
 from mlgate.adapters import sources
-from mlgate.modelling.data import SourceSpec
+from mlgate.modelling.source import SourceSpec
 
 STAGE = "ingest"
 
