@@ -355,3 +355,9 @@ def point_mlflow_at(monkeypatch, uri: str) -> None:
     monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
     monkeypatch.setattr(registry_utils, "_registry_uri", uri)
     monkeypatch.setattr(tracking, "_REGISTRY_URI", None)
+
+
+def loaded_by_importing(modules: list[str], candidates: tuple[str, ...]) -> list[str]:
+    """Which of ``candidates`` (heavy packages) a fresh interpreter has loaded once it imported ``modules``."""
+    code = f"import sys, {', '.join(modules)}; print(*sorted(m for m in {candidates!r} if m in sys.modules))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

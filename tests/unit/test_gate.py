@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from mlgate.gating.report import BatchComparison, ChampionVersion, GateReport, P
 from mlgate.records import DriftSummary
 from mlgate.reports.promotion import markdown as promotion_markdown
 from tests.factories import ON_TEST, drift, gate_report
+from tests.helpers import loaded_by_importing
 
 NO_DRIFT = drift(drift_share=0.1, max_drift_share=0.3, drifted_columns=["tenure"])
 ONLY_VALIDATION = GatePolicy(metric="roc_auc", require_validation=True, require_no_drift=False)
@@ -834,11 +833,6 @@ def test_the_committed_gate_json_reads_back_byte_for_byte(project_root):
 
 
 def test_policy_and_evidence_import_neither_mlflow_nor_evidently():
-    code = (
-        "import sys, mlgate.gating.policy, mlgate.gating.evidence, mlgate.gating.report; "
-        "print(sorted(m for m in ('mlflow', 'evidently', 'optuna') if m in sys.modules))"
-    )
+    modules = ["mlgate.gating.policy", "mlgate.gating.evidence", "mlgate.gating.report"]
 
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-
-    assert loaded.strip() == "[]"
+    assert loaded_by_importing(modules, ("mlflow", "evidently", "optuna")) == []
