@@ -144,6 +144,9 @@ def test_a_worker_stopped_with_sigterm_writes_its_finished_trials_first(team):
     finished = [r for r in victims if r.info.status == "FINISHED"]
     assert finished and all("mlgate.trial" in r.data.tags for r in finished), output
     assert not [r for r in runs if r.info.status == "RUNNING"]
+    interrupted = [r for r in victims if r.info.status != "FINISHED"]  # none if the stop came as it recorded one
+    assert all(r.info.status == "KILLED" for r in interrupted), output
+    assert all("was stopped mid-trial" in r.data.tags["mlgate.closed_reason"] for r in interrupted)
 
 
 def _start_tune(root, env: dict[str, str]) -> subprocess.Popen:

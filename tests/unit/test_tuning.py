@@ -774,3 +774,28 @@ def test_only_postgresql_holds_a_study_several_processes_share(url, shared):
     if not shared:
         with pytest.raises(ValueError, match="needs PostgreSQL"):
             optuna_study._shared_storage(url, 10.0)
+
+
+def test_a_stop_inside_a_deferred_block_acts_once_the_block_ends():
+    """SIGTERM (as `mlgate worker` handles it: KeyboardInterrupt) waits for the trial's bookkeeping."""
+    import os
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    finished = []
+    try:
+        with pytest.raises(KeyboardInterrupt), optuna_study.stop_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            finished.append("told and recorded")
+        assert finished == ["told and recorded"]
+        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt), optuna_study.stop_deferred():  # asked twice: at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            finished.append("never")
+        assert finished == ["told and recorded"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import logging
 import math
+import signal
 import threading
 import time
 import warnings
@@ -1060,10 +1061,10 @@ def work(
                 return None
             # reseeded from the study's size: workers asking one after another sample different points
             study.sampler = _sampler(settings, _sampler_seed(seed, len(stored)))
-            with warnings.catch_warnings():  # the heartbeat is ours to run (below), as optimize would
+            with warnings.catch_warnings(), stop_deferred():  # a claimed trial beats (its death is seen)
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                claimed = study.ask()
-            store.record_heartbeat(claimed._trial_id)  # from its claim on, its death is seen
+                claimed = study.ask()  # the heartbeat is ours to run (below), as optimize would
+                store.record_heartbeat(claimed._trial_id)
             return claimed
 
     while max_trials is None or len(done) < max_trials:
@@ -1073,21 +1074,49 @@ def work(
         if trial is None:
             break
         with get_heartbeat_thread(trial._trial_id, store):
-            _patiently(functools.partial(trial.set_user_attr, _WORKER, worker), patience, "starting a trial")
-            run_id = on_start(trial.number)
-            if run_id:
-                _patiently(functools.partial(trial.set_user_attr, _RUN, run_id), patience, "starting a trial")
-            outcome, value, ended = trials.attempt(trial, *trials.sample(trial))
-        try:
-            _patiently(functools.partial(_tell, study, trial, outcome, value), patience, "recording a trial")
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # declared dead (a long pause without heartbeats) and queued again: the retry's result counts
-            outcome = dataclasses.replace(outcome, state="FAIL", error="declared dead while it ran; retried")
-        done.append(outcome)
-        on_trial(outcome)
+            with stop_deferred():  # a trial with a run knows the run's id, so whoever retries it closes it
+                _patiently(functools.partial(trial.set_user_attr, _WORKER, worker), patience, "starting a trial")
+                run_id = on_start(trial.number)
+                if run_id:
+                    _patiently(functools.partial(trial.set_user_attr, _RUN, run_id), patience, "starting a trial")
+            outcome, value, ended = trials.attempt(trial, *trials.sample(trial))  # where a stop lands
+        with stop_deferred():  # a trial told to the study is recorded too
+            try:
+                _patiently(functools.partial(_tell, study, trial, outcome, value), patience, "recording a trial")
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # declared dead (a long pause without heartbeats) and queued again: the retry's result counts
+                outcome = dataclasses.replace(outcome, state="FAIL", error="declared dead while it ran; retried")
+            done.append(outcome)
+            on_trial(outcome)
         if isinstance(ended, OutOfTime) and ended.final:
             break
     return done
+
+
+@contextlib.contextmanager
+def stop_deferred() -> Iterator[None]:
+    """SIGTERM and Ctrl-C wait for the block to end, then act as they would have: a worker stops
+    between a trial's bookkeeping steps, never inside them (a trial told COMPLETE whose run was never
+    written, a run no trial names). A second signal stops at once. Outside the main thread: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def defer(signum: int, frame: Any) -> None:
+        if pending:  # asked twice: the user means it
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {stop: signal.signal(stop, defer) for stop in stops}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, signal.SIG_DFL if handler is None else handler)
+    if pending:
+        signal.raise_signal(pending[0])
 
 
 def promotions(outcomes: list[TrialOutcome], maximize: bool, limit: int) -> list[TrialOutcome]:

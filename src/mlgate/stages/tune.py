@@ -1129,21 +1129,25 @@ def work(
                 "worker", f"trial {outcome.number} {outcome.family}: {outcome.state.lower()} cv {spec.metric} {score}"
             )
 
-        outcomes = optuna_study.work(
-            list(settings.spaces),
-            objective,
-            settings.search,
-            maximize=settings.maximize,
-            seed=settings.seed,
-            storage=url,
-            study_name=plan.name,
-            worker=worker,
-            on_start=on_start,
-            on_trial=on_trial,
-            costs=functools.partial(objective.costs, settings.search.objectives[1:]),
-            subsample=plan.screening,
-            deadline=deadline,
-        )
+        try:
+            outcomes = optuna_study.work(
+                list(settings.spaces),
+                objective,
+                settings.search,
+                maximize=settings.maximize,
+                seed=settings.seed,
+                storage=url,
+                study_name=plan.name,
+                worker=worker,
+                on_start=on_start,
+                on_trial=on_trial,
+                costs=functools.partial(objective.costs, settings.search.objectives[1:]),
+                subsample=plan.screening,
+                deadline=deadline,
+            )
+        except KeyboardInterrupt:  # stopped mid-trial: the trial is retried once it misses its heartbeats
+            _close_interrupted(runs, worker)
+            raise
     if recorder.errors:
         console.say("worker", f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
     summary = WorkerSummary(plan.name, worker, outcomes, time.time() - started)
@@ -1154,6 +1158,16 @@ def work(
         f"({counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed)",
     )
     return summary
+
+
+def _close_interrupted(runs: dict[int, str], worker: str) -> None:
+    """Close KILLED the runs of the trials a stopped worker was running, saying why; one the tracking
+    server does not take now is closed by the coordinator once the trial misses its heartbeats."""
+    for number, run_id in runs.items():
+        try:
+            tracking.close_run(run_id, f"its worker {worker} was stopped mid-trial; trial {number} is retried")
+        except Exception:  # noqa: BLE001 - stopping: MLflow's own errors must not hide why the worker exits
+            continue
 
 
 def _wait_for_job(url: str, study: str, wait_s: float) -> Job:
