@@ -132,16 +132,16 @@ def test_a_client_that_leaves_mid_body_is_counted_as_499_without_a_traceback(cap
 def test_parsing_runs_off_the_event_loop(monkeypatch):
     """Finding 3: a 0.9 MB CSV parsed on the event loop held /health for 1.8 s. Here the parse waits
     until /health has answered: on the event loop it would wait for ever."""
-    from mlgate.services import serving
+    from mlgate.services.request_body import BodyParser
 
     health_answered = threading.Event()
-    parse = serving.parse_body
+    parse = BodyParser.parse
 
     def parse_after_health(*args, **kwargs):
         health_answered.wait(15)
         return parse(*args, **kwargs)
 
-    monkeypatch.setattr(serving, "parse_body", parse_after_health)
+    monkeypatch.setattr(BodyParser, "parse", parse_after_health)
     with running() as url:
         answers: list[requests.Response] = []
         client = threading.Thread(target=lambda: answers.append(post(url, rows(2))))

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlgate.modelling.features import InputValidationError
-from mlgate.services.serving import CLASS_LABELS, BadRequest, RequestContract, create_app, parse_body
+from mlgate.services.request_body import BadRequest, parse_body
+from mlgate.services.serving import CLASS_LABELS, RequestContract, create_app
 from tests.serving_model import FEATURES, GUARD, TinySource, rows, tiny_settings
 
 CONTRACT = RequestContract(FEATURES, ())

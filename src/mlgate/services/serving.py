@@ -7,9 +7,10 @@ the alias and swaps in a newly promoted (or rolled back) version once it has loa
 flight finish on the model they started with. Request bodies are only ever parsed as JSON or CSV.
 
 What one client can cost is bounded: columns are counted before any frame is built, parsing and
-answering run in a small thread pool (never on the event loop), the bytes of bodies in flight are
-budgeted, headers and bodies have deadlines, and every request gets an id of the server's own, the
-key its logged rows are joined to labels by.
+answering run in a small thread pool (never on the event loop; a large body's parse in a process of
+its own, `request_body.BodyParser`), the bytes of bodies in flight are budgeted, headers and bodies
+have deadlines, and every request gets an id of the server's own, the key its logged rows are joined
+to labels by.
 
 `serve(settings)` runs it under uvicorn; with ``workers > 1``, as that many processes sharing the
 port, each loading and following the model on its own, with /metrics summed over all of them
@@ -22,15 +23,14 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import csv
 import dataclasses
 import functools
 import gc
-import io
 import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -51,6 +51,16 @@ from mlgate.modelling.features import InputValidationError
 from mlgate.modelling.task import TASKS
 from mlgate.registry import CHAMPION_ALIAS
 from mlgate.services.prediction_log import DEFAULT_TABLE, PredictionLog
+from mlgate.services.request_body import (
+    COLUMNS_WITHOUT_CONTRACT,
+    MESSAGE_CHARS,
+    NAME_CHARS,
+    BadRequest,
+    BodyParser,
+    listed,
+    quoted,
+    too_many_columns,
+)
 
 log = logging.getLogger("mlgate.serve")
 
@@ -405,35 +415,13 @@ class BodyBudget:
                 self.freed.notify_all()
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-MESSAGE_CHARS = 1_000  # an error message's length at most, whatever it quotes
-QUOTE_CHARS = 60  # a quoted client value or column name at most
-NAMES_LISTED = 10  # column names listed in one message at most
-COLUMNS_WITHOUT_CONTRACT = 1_024  # columns a request may carry for a model that declares none
-NAME_CHARS = 256  # a column name at most
 CLIENT_ID_CHARS = 128  # a client's own X-Request-Id, as logged
 CLASS_LABELS = 100  # distinct predicted-class labels /metrics counts; later ones count as OTHER_LABEL
 OTHER_LABEL = "__other__"
 ANSWER_SLICE_ROWS = 2_000  # rows rendered to JSON in one call
 PARSE_THREADS = 2  # requests parsed, checked or answered at once
+SWITCH_INTERVAL_S = 0.001  # a thread holds the interpreter lock this long before another may have it
 DISCONNECTED = "499"  # the status counted for a client that left before its answer (nginx's code)
-
-
-def quoted(value: Any) -> str:
-    """``repr(value)`` cut to QUOTE_CHARS, so an error never echoes a huge rejected value back."""
-    text = repr(value)
-    return text if len(text) <= QUOTE_CHARS else f"{text[:QUOTE_CHARS]}...({len(text):,} chars)"
-
-
-def listed(names: list[Any]) -> str:
-    """Column names for a message: the first NAMES_LISTED, each cut to QUOTE_CHARS."""
-    shown = ", ".join(quoted(str(n)) for n in names[:NAMES_LISTED])
-    return f"[{shown}" + (f", ... {len(names) - NAMES_LISTED:,} more]" if len(names) > NAMES_LISTED else "]")
 
 
 async def _read_capped(request: Request, limit: int, timeout_s: float) -> bytes:
@@ -453,122 +441,6 @@ async def _read_capped(request: Request, limit: int, timeout_s: float) -> bytes:
             408, "REQUEST_TIMEOUT", f"the body did not arrive within {timeout_s:g} s ({size:,} bytes came)"
         ) from None
     return b"".join(chunks)
-
-
-def parse_body(body: bytes, content_type: str, max_columns: int = COLUMNS_WITHOUT_CONTRACT) -> pd.DataFrame:
-    """A request body in one of MLflow's scoring formats as a DataFrame (never unpickled or evaluated).
-
-    The columns are counted before any frame is built, so a body of a few KB naming thousands of
-    columns is refused (422) before it can cost rows x columns of memory. Cells are scalars: a list
-    or an object in a cell is refused, naming column and row.
-    """
-    kind = content_type.split(";")[0].strip().lower()
-    if kind == "text/csv":
-        frame = _parse_csv(body, max_columns)
-    elif kind == "application/json":
-        frame = _parse_json(body, max_columns)
-    else:
-        raise BadRequest(
-            415,
-            "UNSUPPORTED_MEDIA_TYPE",
-            f"content type {quoted(kind or 'none')} is not supported; send application/json or text/csv",
-        )
-    _refuse_nested_cells(frame)
-    return frame
-
-
-def _too_many_columns(count: int | str, max_columns: int) -> BadRequest:
-    return BadRequest(
-        422,
-        "INVALID_INPUT",
-        f"the body has {count} columns; at most {max_columns:,} are accepted "
-        "(the model's columns and a few unknown ones)",
-    )
-
-
-def _parse_csv(body: bytes, max_columns: int) -> pd.DataFrame:
-    header = body.split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    try:
-        named = len(next(csv.reader([header]), []))
-    except csv.Error as error:
-        raise BadRequest(400, "BAD_REQUEST", f"invalid CSV header: {error}") from None
-    if named > max_columns:
-        raise _too_many_columns(f"{named:,}", max_columns)
-    try:
-        return pd.read_csv(io.BytesIO(body))
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise BadRequest(400, "BAD_REQUEST", f"invalid CSV: {str(error).strip()[: MESSAGE_CHARS // 2]}") from None
-
-
-def _parse_json(body: bytes, max_columns: int) -> pd.DataFrame:
-    try:
-        payload = json.loads(body)
-    except RecursionError:
-        raise BadRequest(400, "BAD_REQUEST", "invalid JSON: nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(400, "BAD_REQUEST", f"invalid JSON: {str(error)[: MESSAGE_CHARS // 2]}") from None
-    if not isinstance(payload, dict):
-        raise BadRequest(
-            400,
-            "BAD_REQUEST",
-            "the JSON body must be an object with one of the keys 'dataframe_split', 'dataframe_records' or 'inputs'",
-        )
-    keys = [k for k in ("dataframe_split", "dataframe_records", "inputs") if k in payload]
-    if len(keys) != 1:
-        raise BadRequest(
-            400,
-            "BAD_REQUEST",
-            f"the JSON body needs exactly one of 'dataframe_split', "
-            f"'dataframe_records' or 'inputs' (got {listed(sorted(payload)) if payload else 'none'})",
-        )
-    data = payload[keys[0]]
-    try:
-        if keys[0] == "dataframe_split":
-            if not isinstance(data, dict) or "columns" not in data or "data" not in data:
-                raise ValueError("'dataframe_split' needs 'columns' and 'data'")
-            columns, rows = data["columns"], data["data"]
-            if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-                raise ValueError("'columns' must be a list of column names (strings)")
-            if len(columns) > max_columns:
-                raise _too_many_columns(f"{len(columns):,}", max_columns)
-            if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
-                raise ValueError("'data' must be a list of rows, each a list of values")
-            return pd.DataFrame(rows, columns=columns)
-        if isinstance(data, dict):  # inputs as {column: [values]}
-            if len(data) > max_columns:
-                raise _too_many_columns(f"{len(data):,}", max_columns)
-            return pd.DataFrame(data)
-        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-            raise ValueError(f"'{keys[0]}' must be a list of records ({{column: value}})")
-        names: set[str] = set()
-        for record in data:  # records may each name other columns: count them all before building
-            names.update(record)
-            if len(names) > max_columns:
-                raise _too_many_columns(f"over {max_columns:,}", max_columns)
-        return pd.DataFrame.from_records(data)
-    except (ValueError, TypeError) as error:
-        raise BadRequest(400, "BAD_REQUEST", f"cannot read '{keys[0]}': {str(error)[: MESSAGE_CHARS // 2]}") from None
-
-
-# object columns whose values pandas can name without finding a list or a dict among them
-_SCALAR_KINDS = frozenset({"empty", "string", "boolean", "integer", "floating", "mixed-integer-float", "decimal"})
-
-
-def _refuse_nested_cells(frame: pd.DataFrame) -> None:
-    for j in np.flatnonzero((frame.dtypes == np.dtype(object)).to_numpy()):
-        values = frame.iloc[:, j].to_numpy()
-        if pd.api.types.infer_dtype(values, skipna=True) in _SCALAR_KINDS:
-            continue
-        for row, value in enumerate(values):
-            if isinstance(value, (list, dict)):
-                raise BadRequest(
-                    422,
-                    "INVALID_INPUT",
-                    f"column {quoted(str(frame.columns[j]))} has a "
-                    f"{'list' if isinstance(value, list) else 'JSON object'} "
-                    f"at row {row}; a cell must be a number, a string, "
-                    "a boolean or null",
-                )
 
 
 class RequestContract:
@@ -600,7 +472,7 @@ class RequestContract:
             duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
             raise BadRequest(422, "INVALID_INPUT", f"duplicate column(s) {listed(duplicated)}")
         if len(frame.columns) > self.max_columns:
-            raise _too_many_columns(f"{len(frame.columns):,}", self.max_columns)
+            raise too_many_columns(f"{len(frame.columns):,}", self.max_columns)
         named = next((str(c) for c in frame.columns if len(str(c)) > NAME_CHARS), None)
         if named is not None:  # a name is logged with every row it has a value in
             raise BadRequest(
@@ -712,10 +584,10 @@ def _json_ready(values: pd.Series) -> list[Any]:
 
 
 def _read_request(
-    body: bytes, content_type: str, contract: RequestContract, unknown_columns: str
+    parser: BodyParser, body: bytes, content_type: str, contract: RequestContract, unknown_columns: str
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """The body as a checked frame, its missing-value mask and the columns the model takes."""
-    frame = parse_body(body, content_type, contract.max_columns)
+    frame = parser.parse(body, content_type, contract.max_columns)
     return frame, contract.check(frame, unknown_columns), contract.known(frame)
 
 
@@ -833,6 +705,7 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
     # /health or other clients); its threads bound how many requests do so at once
     parse_pool = concurrent.futures.ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="mlgate-parse")
     budget = BodyBudget(settings.max_inflight_bytes)
+    parser = BodyParser()
 
     def finish(endpoint: str, started: float, response: Response) -> Response:
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
@@ -868,6 +741,7 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
                 frame, gaps, known = await loop.run_in_executor(
                     parse_pool,
                     _read_request,
+                    parser,
                     body,
                     request.headers.get("content-type", ""),
                     contract,
@@ -937,7 +811,12 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # the event loop waits for the interpreter lock behind the model, parse, answer and log threads:
+        # Python's 5 ms turns, each, before /health gets its turn (SWITCH_INTERVAL_S)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        parser_ready = asyncio.create_task(asyncio.to_thread(parser.start))  # while the model loads
         await state.refresh()
+        await parser_ready
         follower = asyncio.create_task(state.follow()) if settings.model is not None else None
         try:
             yield
@@ -949,6 +828,7 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
             if prediction_log is not None:
                 prediction_log.close()
             parse_pool.shutdown(wait=False, cancel_futures=True)
+            parser.close()
             gc.unfreeze()  # the app is done with what it froze
 
     app = Starlette(
