@@ -872,18 +872,9 @@ def _search(
                 outcomes = _coordinate(objective, settings, plan, deadline, job, on_trial)
             else:
                 outcomes = optuna_study.optimize(
-                    list(settings.spaces),
-                    objective,
-                    settings.search,
-                    maximize=settings.maximize,
-                    seed=settings.seed,
+                    **_study_arguments(objective, settings, plan, optuna_study.storage_url(plan.storage), deadline),
                     on_trial=on_trial,
-                    storage=optuna_study.storage_url(plan.storage),
-                    study_name=plan.name,
                     origin=job.parent_run,
-                    costs=functools.partial(objective.costs, settings.search.objectives[1:]),
-                    subsample=plan.screening,
-                    deadline=deadline,
                 )
             searched = time.time()
             closing = time.perf_counter()
@@ -893,6 +884,29 @@ def _search(
     if recorder.errors:
         console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
     return Search(outcomes, searched - started)
+
+
+def _study_arguments(
+    objective: CrossValidation,
+    settings: TuneSettings,
+    plan: StudyPlan,
+    storage: str,
+    deadline: optuna_study.Deadline | None,
+) -> dict[str, Any]:
+    """What the tune stage and a worker tell the study alike: the spaces, the objective and its costs,
+    the search settings, the storage and name, the screening share and the deadline."""
+    return {
+        "spaces": list(settings.spaces),
+        "evaluate": objective,
+        "settings": settings.search,
+        "maximize": settings.maximize,
+        "seed": settings.seed,
+        "storage": storage,
+        "study_name": plan.name,
+        "costs": functools.partial(objective.costs, settings.search.objectives[1:]),
+        "subsample": plan.screening,
+        "deadline": deadline,
+    }
 
 
 @dataclass(frozen=True)
@@ -1131,19 +1145,10 @@ def work(
 
         try:
             outcomes = optuna_study.work(
-                list(settings.spaces),
-                objective,
-                settings.search,
-                maximize=settings.maximize,
-                seed=settings.seed,
-                storage=url,
-                study_name=plan.name,
+                **_study_arguments(objective, settings, plan, url, deadline),
                 worker=worker,
                 on_start=on_start,
                 on_trial=on_trial,
-                costs=functools.partial(objective.costs, settings.search.objectives[1:]),
-                subsample=plan.screening,
-                deadline=deadline,
             )
         except KeyboardInterrupt:  # stopped mid-trial: the trial is retried once it misses its heartbeats
             _close_interrupted(runs, worker)
