@@ -31,6 +31,7 @@ class Paths:
     study: str
     model: str
     train_info: str
+    train_run: str
     metrics: str
     plots: str
     drift_report: str

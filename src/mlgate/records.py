@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgate.files import dumps
-from mlgate.typed_json import holding, read
+from mlgate.typed_json import RecordError, holding, read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,14 +131,11 @@ class TunedRecipe:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingRecord:
-    """paths.train_info: the train run and the model it logged, what that model is and what it cost.
-    Not byte-stable (run ids, fit time): it changes exactly when `train` runs."""
+    """paths.train_info: what the model at paths.model is and what it was refit on. Byte-stable for
+    the same recipe and data (no run id, no clock reading), like the model itself, so evaluate, drift
+    and gate, which depend on both, rerun only when the model changed. Where `train` tracked it is
+    its ``TrainingRun``."""
 
-    run_id: str
-    tune_run_id: str | None  # the tune run that wrote the recipe, when the tracking store still has it
-    experiment: str
-    model_uri: str
-    model_id: str
     family: str
     params: dict[str, Any]
     method: str
@@ -146,8 +143,8 @@ class TrainingRecord:
     calibration: str
     threshold: dict[str, Any] = holding(objective=str, threshold=float)
     train_rows: int
-    fit_seconds: float
     model_size_bytes: int
+    model_sha256: str  # tracking.artifact_digest of paths.model: what a TrainingRun must name
     data_hash: str
 
     def to_json(self) -> str:
@@ -156,6 +153,40 @@ class TrainingRecord:
     @classmethod
     def from_json(cls, source: str | Path | dict[str, Any]) -> TrainingRecord:
         return read(cls, source)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRun:
+    """paths.train_run: the MLflow run that logged the model at paths.model, and what fitting it took.
+    New with every `train` run, so no stage declares it a DVC dependency: a stage reads it for the
+    run to record on, after checking it names the model it judges (``model_sha256``)."""
+
+    run_id: str
+    tune_run_id: str | None  # the tune run that wrote the recipe, when the tracking store still has it
+    experiment: str
+    model_uri: str
+    model_id: str
+    model_sha256: str
+    fit_seconds: float
+
+    def to_json(self) -> str:
+        return dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, source: str | Path | dict[str, Any]) -> TrainingRun:
+        return read(cls, source)
+
+    @classmethod
+    def of(cls, training: TrainingRecord, source: str | Path) -> TrainingRun:
+        """The run ``source`` records, refused unless it logged the model ``training`` describes."""
+        run = cls.from_json(source)
+        if run.model_sha256 != training.model_sha256:
+            raise RecordError(
+                f"{source}: names MLflow run {run.run_id}, which logged another model "
+                f"(sha256 {run.model_sha256[:12]}) than the one train.json describes "
+                f"(sha256 {training.model_sha256[:12]}); rerun training with `dvc repro --force train`"
+            )
+        return run
 
 
 @dataclasses.dataclass(frozen=True)

@@ -134,7 +134,7 @@ def with_champion(drifted, tmp_path_factory):
     first, _ = drifted
     root = clone_project(first, tmp_path_factory.mktemp("champion") / "project")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    info = json.loads((root / "models/train.json").read_text())
+    info = json.loads((root / "models/train_run.json").read_text())
     run_cli(
         [
             str(BIN / "python"),

@@ -118,6 +118,18 @@ def test_rerunning_ingest_on_the_same_source_leaves_every_later_stage_up_to_date
     assert changed_stages(root, env) == {}
 
 
+def test_retraining_the_same_recipe_leaves_evaluate_drift_and_gate_up_to_date(own_repro):
+    """The same recipe and data give the same model bytes and train.json; only the run record is new."""
+    root, env = own_repro
+    run_before = json.loads((root / "models/train_run.json").read_text())
+    run_cli(["dvc", "repro", "--force", "--single-item", "train"], root, env)
+
+    assert changed_stages(root, env) == {}
+    run_after = json.loads((root / "models/train_run.json").read_text())
+    assert run_after["run_id"] != run_before["run_id"]
+    assert run_after["model_sha256"] == run_before["model_sha256"]
+
+
 def test_a_change_to_how_metrics_are_computed_reruns_the_stages_that_compute_them(own_repro):
     root, env = own_repro
     metrics_code = root / "src/mlgate/modelling/metrics.py"

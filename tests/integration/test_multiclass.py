@@ -100,7 +100,7 @@ def test_the_logged_model_returns_the_label_and_class_probabilities_as_the_pipel
     from mlgate.adapters import tracking
 
     root, params = contract_project
-    info = _json(root, "models/train.json")
+    info = _json(root, "models/train_run.json")
     test = pd.read_parquet(root / "data/split/test.parquet")
     X = test.drop(columns="contract")
     with pytest.MonkeyPatch.context() as patch:

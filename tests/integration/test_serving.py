@@ -69,7 +69,7 @@ def project(built_project, tmp_path_factory) -> Iterator[Project]:
         params = config.read_params()
         first = {
             "gate": json.loads((root / "reports/gate.json").read_text()),
-            "train": json.loads((root / "models/train.json").read_text()),
+            "train": json.loads((root / "models/train_run.json").read_text()),
         }
         assert first["gate"]["passed"], first["gate"]["reasons"]
         name = params["tracking"]["registered_model"]

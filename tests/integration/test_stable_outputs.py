@@ -36,7 +36,8 @@ def _fresh(split_project, dest):
 
 
 def test_tune_train_and_evaluate_write_the_same_bytes_on_a_busy_machine(split_project, tmp_path):
-    """Two fresh clones, one beside two CPU burners: the same recipe and the same test metrics, byte for byte."""
+    """Two fresh clones, one beside two CPU burners: the same recipe, model, train record and test metrics,
+    byte for byte."""
     quiet = _fresh(split_project, tmp_path / "quiet")
     busy = _fresh(split_project, tmp_path / "busy")
     run_cli(["mlgate", "tune"], quiet, env=tracking_env(quiet))
@@ -59,9 +60,14 @@ def test_tune_train_and_evaluate_write_the_same_bytes_on_a_busy_machine(split_pr
     assert metrics[0] == metrics[1]
     from mlgate.adapters import tracking
 
+    trained = [(root / "models" / "train.json").read_bytes() for root in (quiet, busy)]
+    assert trained[0] == trained[1]
+    models = [tracking.artifact_digest(root / "models" / "model") for root in (quiet, busy)]
+    assert models[0] == models[1] == json.loads(trained[0])["model_sha256"]
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", tracking_env(busy)["MLFLOW_TRACKING_URI"])
-        tune_run_id = json.loads((busy / "models" / "train.json").read_text())["tune_run_id"]
+        tune_run_id = json.loads((busy / "models" / "train_run.json").read_text())["tune_run_id"]
         tune_run = tracking.client().get_run(tune_run_id)
     assert tune_run.info.run_name == "tune" and tune_run.data.tags["mlgate.reproducible"] == "true"
 

@@ -26,7 +26,7 @@ def tracked(built_project, monkeypatch):
     written = {
         "ingest": paths.raw_meta,
         "split": paths.split_summary,
-        "train": Path(paths.train_info),
+        "train": Path(paths.train_run),
         "evaluate": Path(paths.metrics),
     }
     return root, params, {stage: json.loads((root / path).read_text()) for stage, path in written.items()}
@@ -56,7 +56,7 @@ def test_tune_logs_parent_with_one_child_per_trial(tracked):
 
     root, params, results = tracked
     best = json.loads((root / "reports/best_params.json").read_text())
-    children = tracking.child_runs(json.loads((root / params["paths"]["train_info"]).read_text())["tune_run_id"])
+    children = tracking.child_runs(json.loads((root / params["paths"]["train_run"]).read_text())["tune_run_id"])
     assert len(children) == params["search"]["n_trials"]
     assert {c["params"]["family"] for c in children} <= set(params["model"])
     complete = [c for c in children if c["tags"]["mlgate.trial_state"] == "COMPLETE"]

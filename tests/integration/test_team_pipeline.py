@@ -79,7 +79,7 @@ def test_repro_on_the_server_registers_version_1_with_staging_and_the_gate_names
 
     staged = _client(team_build).get_model_version_by_alias(MODEL, "staging")
     assert staged.version == "1" and staged.tags["mlgate.gate.passed"] == "true"
-    train = json.loads((team_build.root / "models/train.json").read_text())
+    train = json.loads((team_build.root / "models/train_run.json").read_text())
     assert staged.run_id == train["run_id"] and staged.source == train["model_uri"]
     gate = _gate(team_build)
     assert gate["passed"] and (gate["candidate"]["name"], gate["candidate"]["version"]) == (MODEL, 1)

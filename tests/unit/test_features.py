@@ -2,6 +2,7 @@
 
 import io
 import math
+import pickle
 import warnings
 
 import joblib
@@ -634,6 +635,21 @@ def test_a_family_fits_every_column_type_and_leaves_the_id_out(fitted):
     assert any(c.startswith("note__text") for c in kept)
     assert (prediction == target_vector(frame, spec)).mean() >= 0.75
     assert ((probability >= 0) & (probability <= 1)).all()
+
+
+def test_two_fits_of_a_family_pickle_to_the_same_bytes_once_settled(fitted):
+    """train's model is a DVC dependency: the same recipe on the same rows must write the same file
+    (CatBoost stores a random guid and its finish time, scikit-learn's trees uninitialised padding)."""
+    family, spec, frame, pipeline = fitted
+    settings = FeatureSettings(clip_quantiles=[0.01, 0.99])
+    again = models.build(family, SMALL_PARAMS[family], spec, settings).fit(frame, target_vector(frame, spec))
+    before = models.predict(pipeline, frame, "binary")
+
+    dumped = [pickle.dumps(models.settle_bytes(p)) for p in (pipeline, again)]
+
+    assert dumped[0] == dumped[1]
+    for settled, unsettled in zip(models.predict(pipeline, frame, "binary"), before, strict=True):
+        np.testing.assert_array_equal(settled, unsettled)
 
 
 def test_a_family_predicts_unseen_categories_and_missing_values(fitted):

@@ -4,15 +4,10 @@ import json
 import pytest
 
 from mlgate import files
-from mlgate.records import DriftSummary, TrainingRecord, TunedRecipe
+from mlgate.records import DriftSummary, TrainingRecord, TrainingRun, TunedRecipe
 from mlgate.typed_json import RecordError
 
 TRAIN_INFO = {
-    "run_id": "0a1b2c3d4e5f",
-    "tune_run_id": None,
-    "experiment": "mlgate-telco",
-    "model_uri": "models:/m-0123456789abcdef",
-    "model_id": "m-0123456789abcdef",
     "family": "caruana(catboost×2, linear)",
     "params": {},
     "method": "caruana",
@@ -24,9 +19,19 @@ TRAIN_INFO = {
     "calibration": "sigmoid",
     "threshold": {"objective": "f1", "threshold": 0.3528, "value": 0.638, "value_at_0.5": 0.59},
     "train_rows": 4225,
-    "fit_seconds": 12.345,
     "model_size_bytes": 1234567,
+    "model_sha256": "5e" * 32,
     "data_hash": "9f86d081884c7d659a2feaa0c55ad015",
+}
+
+TRAIN_RUN = {
+    "run_id": "0a1b2c3d4e5f",
+    "tune_run_id": None,
+    "experiment": "mlgate-telco",
+    "model_uri": "models:/m-0123456789abcdef",
+    "model_id": "m-0123456789abcdef",
+    "model_sha256": "5e" * 32,
+    "fit_seconds": 12.345,
 }
 
 DRIFT = {
@@ -63,7 +68,9 @@ def test_a_recipe_reads_the_same_from_a_path_and_from_its_parsed_json(best_param
 
 
 @pytest.mark.parametrize(
-    "record, payload", [(TrainingRecord, TRAIN_INFO), (DriftSummary, DRIFT)], ids=["train_info", "drift"]
+    "record, payload",
+    [(TrainingRecord, TRAIN_INFO), (TrainingRun, TRAIN_RUN), (DriftSummary, DRIFT)],
+    ids=["train_info", "train_run", "drift"],
 )
 def test_records_write_what_the_stages_wrote_before(record, payload, tmp_path):
     """The stages wrote these files with ``files.write_json``: the record's bytes are the same."""
@@ -96,19 +103,38 @@ def test_a_missing_field_is_named_with_the_file(best_params, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "field, value, message",
+    "record, payload, field, value, message",
     [
-        ("run_id", 7, "field 'run_id' must be str, got 7"),
-        ("fit_seconds", "slow", "field 'fit_seconds' must be float, got 'slow'"),
-        ("train_rows", True, "field 'train_rows' must be int, got True"),
+        (TrainingRun, TRAIN_RUN, "run_id", 7, "field 'run_id' must be str, got 7"),
+        (TrainingRun, TRAIN_RUN, "fit_seconds", "slow", "field 'fit_seconds' must be float, got 'slow'"),
+        (TrainingRecord, TRAIN_INFO, "train_rows", True, "field 'train_rows' must be int, got True"),
     ],
 )
-def test_a_field_of_the_wrong_kind_is_named_with_the_file(field, value, message, tmp_path):
+def test_a_field_of_the_wrong_kind_is_named_with_the_file(record, payload, field, value, message, tmp_path):
     broken = tmp_path / "train.json"
-    broken.write_text(json.dumps(TRAIN_INFO | {field: value}))
+    broken.write_text(json.dumps(payload | {field: value}))
 
     with pytest.raises(RecordError, match=f"train.json: {message}"):
-        TrainingRecord.from_json(broken)
+        record.from_json(broken)
+
+
+def test_a_training_record_holds_nothing_that_changes_when_the_same_model_is_trained_again():
+    """train.json is a DVC dependency of evaluate, drift and gate: run ids and clock readings are the run's."""
+    assert not {"run_id", "tune_run_id", "model_uri", "model_id", "fit_seconds"} & set(TRAIN_INFO)
+    assert TrainingRecord.from_json(TRAIN_INFO).to_json() == files.dumps(TRAIN_INFO)
+
+
+def test_the_run_of_another_model_is_refused_with_what_to_rerun(tmp_path):
+    written = tmp_path / "train_run.json"
+    files.write_json(written, TRAIN_RUN | {"model_sha256": "77" * 32})
+
+    with pytest.raises(
+        RecordError,
+        match=r"train_run.json: names MLflow run 0a1b2c3d4e5f, which logged another model.*dvc repro --force train",
+    ):
+        TrainingRun.of(TrainingRecord.from_json(TRAIN_INFO), written)
+    files.write_json(written, TRAIN_RUN)
+    assert TrainingRun.of(TrainingRecord.from_json(TRAIN_INFO), written).run_id == "0a1b2c3d4e5f"
 
 
 def test_a_drift_column_missing_its_score_is_named():

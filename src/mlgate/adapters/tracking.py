@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import psutil
+import yaml
 
 from mlgate import files
 from mlgate.errors import StageError
@@ -268,6 +269,23 @@ def run_started_at(run_id: str) -> str:
     return dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds")
 
 
+def _settle_mlmodel(model_dir: Path) -> None:
+    """Keep out of the saved model's MLmodel what differs between two saves of the same model: its
+    creation time and random uuid (the logged copy in the store keeps both), the temporary files its
+    artifacts were copied from, and the absolute path of the model code (MLflow loads the copy beside
+    MLmodel by its file name). The same model then has the same bytes, which DVC hashes."""
+    mlmodel = model_dir / "MLmodel"
+    description = yaml.safe_load(mlmodel.read_text())
+    description.pop("utc_time_created", None)
+    description.pop("model_uuid", None)
+    flavor = description["flavors"]["python_function"]
+    for artifact in flavor.get("artifacts", {}).values():
+        artifact["uri"] = artifact["path"]
+    if flavor.get("model_code_path"):
+        flavor["model_code_path"] = Path(flavor["model_code_path"]).name
+    mlmodel.write_text(yaml.safe_dump(description, default_flow_style=False))
+
+
 def log_model(
     run_id: str,
     local_dir: Path,
@@ -305,6 +323,7 @@ def log_model(
         pip_requirements=pip_requirements,
     )
     mlflow.pyfunc.save_model(str(local_dir), **kwargs)
+    _settle_mlmodel(Path(local_dir))
     client()
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name="model", **kwargs)

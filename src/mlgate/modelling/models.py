@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -466,3 +467,55 @@ def serial_predictions(pipeline: Pipeline) -> Pipeline:
 def predict(pipeline: Pipeline, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(prediction, probability or None) as ``Task.outputs`` gives them."""
     return named(task).outputs(pipeline, X)
+
+
+def settle_bytes(model: Any) -> Any:
+    """Make the pickled bytes of ``model`` depend only on what it learned, so that fitting the same
+    recipe on the same rows twice writes the same file (train's model is a DVC dependency of evaluate,
+    drift and gate). Predictions do not change.
+
+    - A scikit-learn tree keeps its nodes in memory it allocates itself; bytes 57-63 of each 64-byte
+      node record are never written, and pickle copies them as they happen to be. Each tree's nodes
+      are reloaded from a zeroed copy holding the same fields.
+    - CatBoost stores a random ``model_guid`` and the ``train_finish_time`` in its model's metadata;
+      both are dropped.
+    """
+    from sklearn.tree._tree import Tree
+
+    for tree in _reachable(model, Tree):
+        state = tree.__getstate__()
+        nodes = state["nodes"]
+        zeroed = np.zeros(nodes.shape, dtype=nodes.dtype)  # fresh zeroed memory, padding included
+        for field in nodes.dtype.names:  # field by field: copying whole records would copy the padding
+            zeroed[field] = nodes[field]
+        tree.__setstate__(state | {"nodes": zeroed})
+    catboost = sys.modules.get("catboost")  # no CatBoost model exists unless it was imported
+    for booster in _reachable(model, catboost.CatBoost) if catboost else ():
+        metadata = booster.get_metadata()
+        for per_fit in ("model_guid", "train_finish_time"):
+            if per_fit in metadata:
+                del metadata[per_fit]
+    return model
+
+
+def _reachable(root: Any, kind: type) -> list[Any]:
+    """The objects of ``kind`` reachable from ``root`` through attributes, containers and object
+    arrays (a forest's estimators_, gradient boosting's array of trees, a pipeline's steps)."""
+    found, seen, pending = [], set(), [root]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen or item is None or isinstance(item, (str, bytes, int, float, bool)):
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            found.append(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend(item)
+        elif isinstance(item, np.ndarray):
+            if item.dtype == object:
+                pending.extend(item.ravel())
+        elif hasattr(item, "__dict__"):
+            pending.extend(vars(item).values())
+    return found

@@ -1,8 +1,9 @@
 """evaluate: test-set metrics and plots for the trained model, scored as it will be served (pyfunc).
 
-Reads the test split, paths.model and paths.train_info; writes paths.metrics (DVC metrics) and
-paths.plots (DVC plots: curves, permutation importance, and SHAP importance for CatBoost and the
-tree families); logs `test/<metric>`, PNG plots and the test split (a dataset input) to the train run.
+Reads the test split, paths.model, paths.train_info and paths.train_run (the run it logs to); writes
+paths.metrics (DVC metrics) and paths.plots (DVC plots: curves, permutation importance, and SHAP
+importance for CatBoost and the tree families); logs `test/<metric>`, PNG plots and the test split (a
+dataset input) to the train run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mlgate.errors import StageError
 from mlgate.modelling import metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.evaluation import SHAP_IMPORTANCE, predictions
-from mlgate.records import TrainingRecord
+from mlgate.records import TrainingRecord, TrainingRun
 from mlgate.reports import evaluation_plots
 
 STAGE = "evaluate"
@@ -161,7 +162,7 @@ def _tree_shap(pipeline, model, X: pd.DataFrame, seed: int) -> tuple[list[str], 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     spec = project.data_spec(params)
     paths = project.paths(params)
-    run_id = TrainingRecord.from_json(paths.train_info).run_id
+    run_id = TrainingRun.of(TrainingRecord.from_json(paths.train_info), paths.train_run).run_id
     test = pd.read_parquet(paths.split_file("test"))
     model = tracking.load(str(Path(paths.model).resolve()))
     prediction, probability = predictions(model, test, spec)
@@ -175,7 +176,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
     if not tracking.run_exists(run_id):
         raise StageError(
-            f"{paths.train_info}: MLflow run {run_id} is not in the tracking store "
+            f"{paths.train_run}: MLflow run {run_id} is not in the tracking store "
             f"{tracking.tracking_uri()}; rerun training with `dvc repro --force train`"
         )
     with files.atomic_path(paths.plots) as staged:

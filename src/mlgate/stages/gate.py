@@ -52,7 +52,7 @@ from mlgate.gating.report import (
 )
 from mlgate.modelling import evaluation
 from mlgate.modelling.data import DataSpec, target_vector
-from mlgate.records import DriftSummary
+from mlgate.records import DriftSummary, TrainingRecord, TrainingRun
 from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS
 from mlgate.reports import evaluation_plots, model_card, promotion
 from mlgate.reports.gate_plots import draw_plots
@@ -65,7 +65,8 @@ STAGE = "gate"
 class Inputs:
     """What the earlier stages wrote, all read before anything is registered."""
 
-    info: dict[str, Any]  # train.json
+    training: TrainingRecord  # train.json: what the model is
+    run: TrainingRun  # train_run.json: the train run that logged it
     validation_passed: bool
     drift: DriftSummary  # drift.json
     snapshot: dict[str, Any]  # what ingest's meta.json says of the raw data
@@ -93,7 +94,7 @@ def run(params: dict[str, Any]) -> GateReport:
     check_fits(policy, spec)
     inputs = _read(paths)
 
-    candidate = tracking.register(names.registered_model, inputs.info["model_uri"], inputs.info["run_id"])
+    candidate = tracking.register(names.registered_model, inputs.run.model_uri, inputs.run.run_id)
     digest = tracking.record_digest(candidate)  # what serve, score and the next gate check before unpickling
     champion = tracking.version_by_alias(names.registered_model, CHAMPION_ALIAS)
     model = tracking.load(paths.model)
@@ -106,7 +107,7 @@ def run(params: dict[str, Any]) -> GateReport:
     _record(report, candidate, inputs, spec.target, paths, scored.evidence.current)
 
     verdict = "PASSED → alias 'staging'" if report.passed else "REJECTED, no alias"
-    console.say(STAGE, f"{candidate.name} v{candidate.version} ({inputs.info['family']}): {verdict}")
+    console.say(STAGE, f"{candidate.name} v{candidate.version} ({inputs.training.family}): {verdict}")
     for check in report.checks:
         mark = {"pass": "pass", "fail": "FAIL", "skipped": "skip"}[check.verdict]
         console.say("", f"  {mark}  {check.name:<17} {check.detail}")
@@ -117,8 +118,10 @@ def run(params: dict[str, Any]) -> GateReport:
 
 
 def _read(paths: project.Paths) -> Inputs:
+    training = TrainingRecord.from_json(paths.train_info)
     return Inputs(
-        info=files.read_json(paths.train_info),
+        training=training,
+        run=TrainingRun.of(training, paths.train_run),
         validation_passed=files.read_json(paths.validation)["passed"],
         drift=DriftSummary.from_json(paths.drift),
         snapshot=files.read_json(paths.raw_meta)["data"],
@@ -172,7 +175,7 @@ def _score(
         current=current,
         candidate_output=candidate_output,
         current_output=current_output,
-        model_size_bytes=inputs.info["model_size_bytes"],
+        model_size_bytes=inputs.training.model_size_bytes,
     )
     evidence = Evidence(
         metric=spec.metric,
@@ -235,7 +238,7 @@ def _report(
     """The verdict with its evidence, the lineage and the links a reviewer follows (the plots are
     added when they are drawn)."""
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
-    info, evidence = inputs.info, scored.evidence
+    training, run, evidence = inputs.training, inputs.run, scored.evidence
     current_source = spec.current_path or "held-out rows"
     return GateReport(
         passed=decision.passed,
@@ -257,7 +260,7 @@ def _report(
         paths=ReportPaths(paths.drift_report, paths.gate, paths.promotion),
         model_card=ModelCardLink(
             path=paths.model_card,
-            uri=tracking.run_artifact_uri(info["run_id"], f"model_card/{Path(paths.model_card).name}"),
+            uri=tracking.run_artifact_uri(run.run_id, f"model_card/{Path(paths.model_card).name}"),
             link=os.path.relpath(paths.model_card, Path(paths.promotion).parent),
         ),
         data=DataSummary(
@@ -268,13 +271,13 @@ def _report(
             classes=spec.classes,
             metric=spec.metric,
             features=len(spec.features),
-            threshold=info.get("threshold", {}).get("threshold", 0.5),
+            threshold=training.threshold["threshold"],
         ),
         lineage=_lineage(params, inputs, current_source),
         training=Training(
-            info["family"], info["params"], project.seed(params), info["fit_seconds"], info["model_size_bytes"]
+            training.family, training.params, project.seed(params), run.fit_seconds, training.model_size_bytes
         ),
-        importance=_importance(paths.plots, spec.metric, info["run_id"]),
+        importance=_importance(paths.plots, spec.metric, run.run_id),
         candidate=_candidate(tracking.ui_base(names.ui_url), inputs, candidate, digest),
         champion=None if champion is None else _champion(tracking.ui_base(names.ui_url), champion, scored),
     )
@@ -293,23 +296,23 @@ def _lineage(params: dict[str, Any], inputs: Inputs, current_source: str) -> Lin
         train_rows=len(inputs.train),
         current_rows=len(inputs.current),
         current_source=current_source,
-        trained_at=tracking.run_started_at(inputs.info["run_id"]),
+        trained_at=tracking.run_started_at(inputs.run.run_id),
     )
 
 
 def _candidate(ui_url: str, inputs: Inputs, candidate: tracking.ModelVersion, digest: str) -> CandidateVersion:
-    info = inputs.info
+    run = inputs.run
     return CandidateVersion(
         name=candidate.name,
         version=candidate.version,
-        run_id=info["run_id"],
-        model_uri=info["model_uri"],
+        run_id=run.run_id,
+        model_uri=run.model_uri,
         model_sha256=digest,
-        family=info["family"],
+        family=inputs.training.family,
         metrics=inputs.candidate_metrics,
-        run_link=tracking.run_link(ui_url, info["run_id"]),
+        run_link=tracking.run_link(ui_url, run.run_id),
         version_link=tracking.version_link(ui_url, candidate.name, candidate.version),
-        tune_run_link=info.get("tune_run_id") and tracking.run_link(ui_url, info["tune_run_id"]),
+        tune_run_link=run.tune_run_id and tracking.run_link(ui_url, run.tune_run_id),
     )
 
 
@@ -394,8 +397,7 @@ def _record(
 ) -> None:
     """On the train run the reports as artifacts and the test split judged on as a dataset input, then the
     verdict as tags of the version, then the alias."""
-    info = inputs.info
-    run_id = info["run_id"]
+    run_id = inputs.run.run_id
     # evaluate logged the same split there; MLflow keeps one entry a run per name and digest
     tracking.log_split(run_id, "test", inputs.test, paths.split_file("test"), target, "testing")
     for path in (paths.gate, paths.promotion, paths.drift, paths.drift_report, paths.validation):
@@ -408,7 +410,7 @@ def _record(
         "mlgate.gate.at": report.generated_at,
         "mlgate.gate.commit": report.git_commit,
         "mlgate.gate.metric": report.metric,
-        "mlgate.data_hash": info["data_hash"],
+        "mlgate.data_hash": inputs.training.data_hash,
         MODEL_CARD_TAG: report.model_card.uri,
         tracking.DIGEST_TAG: report.candidate.model_sha256,
     }

@@ -3,12 +3,14 @@
 What tune chose (best_params.json `finish`) is the best trial or an ensemble of trials, with a
 calibration map and a decision threshold: each member is refit on all of train, and the whole is one
 ``ensemble.FinalModel`` inside one pyfunc model. Reads the train split and paths.best_params (never
-MLflow); writes paths.model (an MLflow pyfunc model directory that takes raw contract columns) and
-paths.train_info (run ids, model URI, timings).
+MLflow); writes paths.model (an MLflow pyfunc model directory that takes raw contract columns),
+paths.train_info (what the model is) and paths.train_run (the MLflow run that logged it, fit time).
 
-Neither output is byte-stable: the MLflow model directory holds its run id, a model uuid and its
-creation time (MLmodel), train.json the run ids and fit time. Both change only when train runs, and
-train runs only when its inputs change (best_params.json is byte-stable for the same search).
+The same recipe and data give the same bytes of paths.model and paths.train_info, the two that
+evaluate, drift and gate depend on: ``models.settle_bytes`` clears what differs between two fits of
+the same recipe, and the MLmodel keeps no creation time, uuid or temporary path. So a train rerun that
+changes nothing (a refactor, a comment) reruns nothing downstream. What does change with every run
+(run ids, fit time) is in paths.train_run, which the later stages read but do not depend on.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.ensemble import FinalModel
 from mlgate.modelling.features import FeatureSettings
 from mlgate.modelling.task import for_features
-from mlgate.records import Finish, TrainingRecord, TunedRecipe
+from mlgate.records import Finish, TrainingRecord, TrainingRun, TunedRecipe
 from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
 
 STAGE = "train"
@@ -52,7 +54,7 @@ def fit(train: pd.DataFrame, spec: DataSpec, finished: Finish, settings: Feature
     model.fit(train[spec.features], target_vector(train, spec))
     for member in model.members_:
         models.serial_predictions(member)
-    return model
+    return models.settle_bytes(model)
 
 
 def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
@@ -92,9 +94,9 @@ def requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in _REQUIREMENTS]
 
 
-def run(params: dict[str, Any]) -> TrainingRecord:
+def run(params: dict[str, Any]) -> TrainingRun:
     """Refit the tuned recipe on all of train and log it as the one MLflow model that evaluate, gate and
-    serving use, linked to the tune run whose recipe it refits; the record of it is what later stages read."""
+    serving use, linked to the tune run whose recipe it refits; the run that logged it."""
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
     seed = project.seed(params)
     recipe = TunedRecipe.from_json(paths.best_params)
@@ -117,26 +119,33 @@ def run(params: dict[str, Any]) -> TrainingRecord:
     with tracking.stage_run(names.experiment, STAGE, tags) as run_id:  # ends KILLED on Ctrl-C, FAILED on an error
         logged = _log_run(run_id, recipe, pipeline, train, spec, paths, seed, fit_seconds)
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
+        record = training_record(recipe, len(train), model_bytes, tracking.artifact_digest(paths.model), data_hash)
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
-    tracked = {"run_id": run_id, "tune_run_id": tune_run_id, "experiment": names.experiment, **logged}
-    record = training_record(recipe, tracked, len(train), fit_seconds, model_bytes, data_hash)
+    tracked = TrainingRun(
+        run_id=run_id,
+        tune_run_id=tune_run_id,
+        experiment=names.experiment,
+        model_uri=logged["model_uri"],
+        model_id=logged["model_id"],
+        model_sha256=record.model_sha256,
+        fit_seconds=round(fit_seconds, 3),
+    )
     files.write_text(paths.train_info, record.to_json())
+    files.write_text(paths.train_run, tracked.to_json())
     console.say(
         STAGE,
         f"{recipe.family} refit on {console.number(len(train))} rows in {fit_seconds:.1f}s "
-        f"({model_bytes / 1e6:.1f} MB) → {paths.model}, MLflow run {run_id[:8]}",
+        f"({model_bytes / 1e6:.1f} MB, sha256 {record.model_sha256[:12]}) → {paths.model}, MLflow run {run_id[:8]}",
     )
-    return record
+    return tracked
 
 
 def training_record(
-    recipe: TunedRecipe, tracked: dict[str, Any], rows: int, fit_seconds: float, model_bytes: int, data_hash: str
+    recipe: TunedRecipe, rows: int, model_bytes: int, model_sha256: str, data_hash: str
 ) -> TrainingRecord:
-    """paths.train_info: where it is ``tracked`` (run_id, tune_run_id, experiment, model_uri, model_id),
-    what the model is (from the recipe) and what it cost."""
+    """paths.train_info: what the model is (from the recipe), its size and digest, and the data it saw."""
     finished = recipe.finish
     return TrainingRecord(
-        **tracked,
         family=recipe.family,
         params=recipe.params,
         method=finished.method,
@@ -144,8 +153,8 @@ def training_record(
         calibration=finished.calibration_method,
         threshold=finished.threshold,
         train_rows=rows,
-        fit_seconds=round(fit_seconds, 3),
         model_size_bytes=model_bytes,
+        model_sha256=model_sha256,
         data_hash=data_hash,
     )
 
