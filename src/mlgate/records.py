@@ -11,10 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlgate.files import dumps
 from mlgate.typed_json import RecordError, holding, read
+
+R = TypeVar("R", bound="JsonRecord")
+
+
+class JsonRecord:
+    """A frozen dataclass written as its fields in declaration order and read back by type hint."""
+
+    def to_json(self) -> str:
+        return dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls: type[R], source: str | Path | dict[str, Any]) -> R:
+        return read(cls, source)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +93,7 @@ class Finish:
 
 
 @dataclasses.dataclass(frozen=True)
-class TunedRecipe:
+class TunedRecipe(JsonRecord):
     """reports/best_params.json: what `tune` chose and `train` refits. It holds only what the seed and the
     data decide (no run id, no clock reading under search.budget trials), so the same search writes
     the same bytes and `train` reruns only when the recipe changed."""
@@ -101,28 +114,7 @@ class TunedRecipe:
     budget: dict[str, Any] = holding(reproducible=bool)  # kind and size, reproducible, and why not
 
     def to_json(self) -> str:
-        return dumps(
-            {
-                "family": self.family,
-                "params": self.params,
-                "metric": self.metric,
-                "cv_score": self.cv_score,
-                "cv_std": self.cv_std,
-                "trial": self.trial,
-                "best_trial": dataclasses.asdict(self.best_trial),
-                "finish": self.finish.as_dict(),
-                "trials": self.trials,
-                "seed": self.seed,
-                "cv_folds": self.cv_folds,
-                "validation": self.validation,
-                "study": self.study,
-                "budget": self.budget,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, source: str | Path | dict[str, Any]) -> TunedRecipe:
-        return read(cls, source)
+        return dumps(dataclasses.asdict(self) | {"finish": self.finish.as_dict()})
 
     @property
     def reproducible(self) -> bool:
@@ -130,7 +122,7 @@ class TunedRecipe:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingRecord:
+class TrainingRecord(JsonRecord):
     """paths.train_info: what the model at paths.model is and what it was refit on. Byte-stable for
     the same recipe and data (no run id, no clock reading), like the model itself, so evaluate, drift
     and gate, which depend on both, rerun only when the model changed. Where `train` tracked it is
@@ -147,16 +139,9 @@ class TrainingRecord:
     model_sha256: str  # tracking.artifact_digest of paths.model: what a TrainingRun must name
     data_hash: str
 
-    def to_json(self) -> str:
-        return dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, source: str | Path | dict[str, Any]) -> TrainingRecord:
-        return read(cls, source)
-
 
 @dataclasses.dataclass(frozen=True)
-class TrainingRun:
+class TrainingRun(JsonRecord):
     """paths.train_run: the MLflow run that logged the model at paths.model, and what fitting it took.
     New with every `train` run, so no stage declares it a DVC dependency: a stage reads it for the
     run to record on, after checking it names the model it judges (``model_sha256``)."""
@@ -168,13 +153,6 @@ class TrainingRun:
     model_id: str
     model_sha256: str
     fit_seconds: float
-
-    def to_json(self) -> str:
-        return dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, source: str | Path | dict[str, Any]) -> TrainingRun:
-        return read(cls, source)
 
     @classmethod
     def of(cls, training: TrainingRecord, source: str | Path) -> TrainingRun:
@@ -213,7 +191,7 @@ class ColumnDrift:
 
 
 @dataclasses.dataclass(frozen=True)
-class DriftSummary:
+class DriftSummary(JsonRecord):
     """paths.drift: how far the current batch moved from the training data, per column and in all; the
     only drift output the gate reads. Byte-stable for the same splits once ``rounded``."""
 
@@ -239,10 +217,3 @@ class DriftSummary:
             for name, column in self.columns.items()
         }
         return dataclasses.replace(self, columns=columns)
-
-    def to_json(self) -> str:
-        return dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, source: str | Path | dict[str, Any]) -> DriftSummary:
-        return read(cls, source)
