@@ -1,8 +1,11 @@
-"""Malformed inputs through a real `dvc repro`: each stops at the right stage with a clear message.
+"""Malformed inputs: each stops at the right stage with a clear message.
 
 Every case asserts a non-zero exit, `<stage> error:` naming file/column/rule/observed value, no
 traceback, and no partial output (data/split, models/, mlflow.db; data/raw too when the source
-stage stops). A local HTTP server on 127.0.0.1 stands in for a JSON API; SQLite files for SQL.
+stage stops). Each runs the stages' commands as `dvc repro` would, in order (`mlgate fingerprint`,
+`ingest`, `validate`), in this process; one case per stopping stage also runs through a real
+`dvc repro`, which adds a process start per stage and nothing else to check. A local HTTP server
+on 127.0.0.1 stands in for a JSON API; SQLite files for SQL.
 """
 
 from __future__ import annotations
@@ -317,6 +320,10 @@ BAD_INPUTS = {
 }
 
 
+THROUGH_DVC = ("http_404", "truncated_mid_row", "several_violations")  # one per stopping stage
+STAGES = ("fingerprint", "ingest", "validate")  # dvc.yaml's order up to the first stage with a model
+
+
 def init_repo(root):
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     git_commit_all(root, "project")
@@ -326,27 +333,56 @@ def init_repo(root):
 def prepared(tmp_path, telco, build, overrides, api):
     root = copy_project(tmp_path, [o.replace("{api}", api) for o in overrides])
     build(root, telco)
-    return root, init_repo(root)
+    return root
+
+
+def stages_in_process(root, monkeypatch, capsys) -> tuple[int, str, str]:
+    """The exit code, stdout and stderr of the stages' commands run in order until one fails."""
+    from mlgate.cli import main
+
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    capsys.readouterr()
+    code = 0
+    for stage in STAGES:
+        try:
+            main([stage], standalone_mode=False)
+        except SystemExit as stopped:
+            code = stopped.code
+            break
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_stopped_cleanly(root, stage: str, texts: list[str], api: str, code: int, stdout: str, stderr: str) -> None:
+    assert code != 0, stdout
+    assert "Traceback" not in stderr
+    partial = ["data/split", "models", "mlflow.db", *(["data/raw"] if stage in SOURCE_STAGES else [])]
+    assert [p for p in partial if (root / p).exists()] == [], stderr
+    assert f"{stage:<11} error:" in stderr, stderr
+    for expected in texts:
+        assert expected.replace("{api}", api) in stderr, stderr
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_stops_early_with_a_clear_message(case, tmp_path, telco, api):
+def test_bad_input_stops_early_with_a_clear_message(case, tmp_path, telco, api, monkeypatch, capsys):
     build, overrides, stage, texts = BAD_INPUTS[case]
-    root, env = prepared(tmp_path, telco, build, overrides, api)
-    result = run_cli(["dvc", "repro"], root, env, check=False)
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr
-    partial = ["data/split", "models", "mlflow.db", *(["data/raw"] if stage in SOURCE_STAGES else [])]
-    assert [p for p in partial if (root / p).exists()] == [], result.stderr
-    assert f"{stage:<11} error:" in result.stderr, result.stderr
-    for expected in texts:
-        assert expected.replace("{api}", api) in result.stderr, result.stderr
+    root = prepared(tmp_path, telco, build, overrides, api)
+    assert_stopped_cleanly(root, stage, texts, api, *stages_in_process(root, monkeypatch, capsys))
+
+
+@pytest.mark.parametrize("case", THROUGH_DVC)
+def test_dvc_repro_stops_at_the_stage_with_its_message(case, tmp_path, telco, api):
+    build, overrides, stage, texts = BAD_INPUTS[case]
+    root = prepared(tmp_path, telco, build, overrides, api)
+    result = run_cli(["dvc", "repro"], root, init_repo(root), check=False)
+    assert_stopped_cleanly(root, stage, texts, api, result.returncode, result.stdout, result.stderr)
 
 
 def test_http_500_is_retried_then_ingest_and_validate_pass(tmp_path, telco, api):
     before = Api.calls["/flaky"]
-    root, env = prepared(tmp_path, telco, lambda root, frame: None, http("/flaky"), api)
-    result = run_cli(["dvc", "repro", "validate"], root, env, check=False)
+    root = prepared(tmp_path, telco, lambda root, frame: None, http("/flaky"), api)
+    result = run_cli(["dvc", "repro", "validate"], root, init_repo(root), check=False)
     assert result.returncode == 0, result.stderr
     assert f"1,000 rows × 20 columns from {api}/flaky" in result.stdout
     assert "validate    passed: 20 columns, 1,000 rows, 0 violations" in result.stdout

@@ -137,7 +137,7 @@ def test_a_worker_stopped_with_sigterm_writes_its_finished_trials_first(team):
     output, _ = coordinator.communicate(timeout=600)
 
     assert coordinator.returncode == 0, output
-    assert "stopped: its finished trials are recorded" in output
+    assert "stopped: its finished trials are recorded" in output, output
     assert _recorded(study) == 6
     runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
     victims = [r for r in runs if r.data.tags.get("mlgate.worker", "").endswith(f":{victim}")]
