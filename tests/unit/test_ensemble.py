@@ -134,6 +134,22 @@ def test_stacking_regression_uses_non_negative_weights():
     assert ensemble.combine(combiner, matrix, "regression").shape == (400,)
 
 
+def _nudged(matrix: np.ndarray, seed: int = 7) -> np.ndarray:
+    """``matrix`` a few units in the last place off, as another CPU's BLAS kernel leaves the members' outputs."""
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], matrix.shape)
+    return matrix * (1 + 4 * np.finfo(float).eps * signs)
+
+
+def test_the_fitted_combiner_and_calibration_ignore_differences_in_the_last_bits():
+    """best_params.json holds them: a run on a machine whose BLAS sums in another order writes the same bytes."""
+    y, _, views = noisy_views()
+    members = np.column_stack([views["a"], views["b"]])
+    for task, matrix in (("binary", members), ("regression", members * 3)):
+        assert ensemble.stacking_fit(matrix, y, task) == ensemble.stacking_fit(_nudged(matrix), y, task)
+    sigmoid = [ensemble.calibrator_fit("sigmoid", p, y) for p in (views["a"], _nudged(views["a"]))]
+    assert sigmoid[0] == sigmoid[1]
+
+
 def test_sigmoid_calibration_repairs_overconfident_probabilities():
     rng = np.random.default_rng(4)
     truth = rng.random(4000)

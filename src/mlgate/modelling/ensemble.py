@@ -109,7 +109,15 @@ def _weighted(predictions: np.ndarray, weights) -> np.ndarray:
 
 def stacking_fit(predictions: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
     """The task's stacking combiner (``Task.stacking_fit``): plain data, so it is reviewable in JSON."""
-    return named(task).stacking_fit(predictions, y)
+    combiner = named(task).stacking_fit(predictions, y)
+    return combiner | {"coef": [settled(c) for c in combiner["coef"]], "intercept": settled(combiner["intercept"])}
+
+
+def settled(weight: float) -> float:
+    """A fitted weight to 12 significant digits. The combiner's and the calibration's regressions run on
+    BLAS, whose kernel OpenBLAS picks by CPU model (AVX2 or AVX-512 sum in another order), so their last
+    bits differ between machines; rounded, the recipe is the same bytes on any of them."""
+    return float(f"{weight:.12g}")
 
 
 def combine(combiner: dict[str, Any], predictions: np.ndarray, task: str) -> np.ndarray:
@@ -251,7 +259,7 @@ def calibrator_fit(method: str, probability: np.ndarray, y: np.ndarray) -> dict[
     """A calibration map as plain data: Platt scaling on the logit, or an isotonic step function."""
     if method == "sigmoid":
         model = LogisticRegression(C=1e6, max_iter=1000).fit(logit(probability)[:, None], y)
-        return {"method": "sigmoid", "coef": float(model.coef_[0, 0]), "intercept": float(model.intercept_[0])}
+        return {"method": "sigmoid", "coef": settled(model.coef_[0, 0]), "intercept": settled(model.intercept_[0])}
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(probability, y)
     return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
 
