@@ -148,6 +148,15 @@ def test_the_fitted_combiner_and_calibration_ignore_differences_in_the_last_bits
         assert ensemble.stacking_fit(matrix, y, task) == ensemble.stacking_fit(_nudged(matrix), y, task)
     sigmoid = [ensemble.calibrator_fit("sigmoid", p, y) for p in (views["a"], _nudged(views["a"]))]
     assert sigmoid[0] == sigmoid[1]
+    settings = FinishSettings(threshold="f1")
+    thresholds = [ensemble.choose_threshold(p, y, settings) for p in (views["a"], _nudged(views["a"]))]
+    assert thresholds[0] == thresholds[1]
+    folds = np.arange(len(y)) % 5
+    losses = [
+        ensemble.choose_calibration(p, y, folds, metric="roc_auc", setting="auto").log_loss
+        for p in (views["a"], _nudged(views["a"]))
+    ]
+    assert losses[0] == losses[1]
 
 
 def test_sigmoid_calibration_repairs_overconfident_probabilities():

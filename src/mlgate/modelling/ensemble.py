@@ -113,11 +113,12 @@ def stacking_fit(predictions: np.ndarray, y: np.ndarray, task: str) -> dict[str,
     return combiner | {"coef": [settled(c) for c in combiner["coef"]], "intercept": settled(combiner["intercept"])}
 
 
-def settled(weight: float) -> float:
-    """A fitted weight to 12 significant digits. The combiner's and the calibration's regressions run on
-    BLAS, whose kernel OpenBLAS picks by CPU model (AVX2 or AVX-512 sum in another order), so their last
-    bits differ between machines; rounded, the recipe is the same bytes on any of them."""
-    return float(f"{weight:.12g}")
+def settled(value: float) -> float:
+    """A fitted weight, threshold or loss to 8 significant digits. They come from BLAS, whose kernel
+    OpenBLAS picks by CPU model (Sandybridge, Haswell, SkylakeX sum in other orders), and the solver's
+    tolerance carries a last-bit difference in the members' outputs to about 1e-14 of the combiner's
+    weights; rounded well above that, the recipe is the same bytes on any machine."""
+    return float(f"{value:.8g}")
 
 
 def combine(combiner: dict[str, Any], predictions: np.ndarray, task: str) -> np.ndarray:
@@ -291,7 +292,7 @@ def choose_calibration(
             lambda calibrator, held: calibrate(calibrator, probability[held]),
             folds,
         )
-    losses = {method: fold_score("log_loss", y, p, folds) for method, p in tried.items()}
+    losses = {method: settled(fold_score("log_loss", y, p, folds)) for method, p in tried.items()}
     greater = metrics.METRICS[metric].greater_is_better
     base = fold_score(metric, y, probability, folds) if metrics.METRICS[metric].uses_probability else None
     allowed = [
@@ -331,7 +332,8 @@ def choose_threshold(probability: np.ndarray, y: np.ndarray, settings: FinishSet
     if settings.threshold == "none":
         return {"objective": "none", "threshold": 0.5}
     objective = _objective(settings.threshold, settings)
-    candidates = np.unique(np.concatenate([np.quantile(probability, np.linspace(0.01, 0.99, 197)), [0.5]]))
+    quantiles = np.quantile(probability, np.linspace(0.01, 0.99, 197))
+    candidates = np.unique([settled(q) for q in quantiles] + [0.5])
     values = [objective(y, probability >= t) for t in candidates]
     best = int(np.argmax(values))
     return {
