@@ -37,6 +37,7 @@ class Paths:
     drift_report: str
     drift: str
     gate: str
+    registered: str
     promotion: str
     gate_plots: str
     model_card: str

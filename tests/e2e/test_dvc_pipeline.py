@@ -118,16 +118,36 @@ def test_rerunning_ingest_on_the_same_source_leaves_every_later_stage_up_to_date
     assert changed_stages(root, env) == {}
 
 
-def test_retraining_the_same_recipe_leaves_evaluate_drift_and_gate_up_to_date(own_repro):
-    """The same recipe and data give the same model bytes and train.json; only the run record is new."""
+def test_retraining_the_same_recipe_reruns_evaluate_only_to_record_on_the_new_run(own_repro):
+    """The same recipe and data give the same model bytes and train.json; only the run record is new, and
+    evaluate writes its test metrics there too, with the same bytes, so drift and gate stay up to date."""
     root, env = own_repro
     run_before = json.loads((root / "models/train_run.json").read_text())
+    metrics_before = (root / "metrics/test.json").read_bytes()
     run_cli(["dvc", "repro", "--force", "--single-item", "train"], root, env)
 
-    assert changed_stages(root, env) == {}
+    assert list(changed_stages(root, env)) == ["evaluate"]
     run_after = json.loads((root / "models/train_run.json").read_text())
     assert run_after["run_id"] != run_before["run_id"]
     assert run_after["model_sha256"] == run_before["model_sha256"]
+    rerun = run_cli(["dvc", "repro"], root, env)
+    assert "Running stage 'evaluate'" in rerun.stdout and "Running stage 'gate'" not in rerun.stdout
+    assert (root / "metrics/test.json").read_bytes() == metrics_before
+    logged = query(root, f"select key from metrics where run_uuid = '{run_after['run_id']}'")
+    assert ("test/roc_auc",) in logged
+    assert changed_stages(root, env) == {}
+
+
+def test_gate_reruns_where_the_store_has_not_seen_its_verdict(own_repro):
+    """models/registered.json is the registry's side of the verdict, outside git: a fresh clone, whose
+    reports are the committed ones and whose store is empty, has none, so `dvc repro` registers again."""
+    root, env = own_repro
+    registered = json.loads((root / "models/registered.json").read_text())
+    assert registered["model"] == "telco_churn" and registered["staging"] is True
+    assert ("staging", registered["version"]) in query(root, "select alias, version from registered_model_aliases")
+    (root / "models/registered.json").unlink()
+
+    assert list(changed_stages(root, env)) == ["gate"]
 
 
 def test_a_change_to_how_metrics_are_computed_reruns_the_stages_that_compute_them(own_repro):

@@ -427,3 +427,7 @@ def _record(
         tracking.set_alias(candidate.name, CANDIDATE_ALIAS, candidate.version)
     elif CANDIDATE_ALIAS in candidate.aliases:
         tracking.delete_alias(candidate.name, CANDIDATE_ALIAS)
+    # the registry change as a file DVC sees: the committed reports alone would leave a fresh clone, whose
+    # store is empty, with gate up to date and no registered model
+    registered = {"model": candidate.name, "version": int(candidate.version), "staging": report.passed}
+    files.write_json(paths.registered, registered | {"run_id": run_id, "tracking_uri": tracking.tracking_uri()})
