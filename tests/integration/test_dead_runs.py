@@ -197,3 +197,42 @@ def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path):
     results = [(p.communicate(timeout=300), p.returncode) for p in openers]
     assert [code for _, code in results] == [0, 0, 0, 0], [err[-2000:] for (_, err), _ in results]
     assert len({out.strip() for (out, _), _ in results}) == 1
+
+
+def test_runs_of_trials_a_killed_worker_finished_are_written_from_the_study(store):
+    """A worker killed after it told the study a trial's result and before its recorder thread wrote the run:
+    the coordinator writes that run from the study, with its fold runs; a run the worker wrote, and the run of
+    a trial that died with its worker (closed KILLED elsewhere), are left as they are."""
+    from mlgate.adapters import optuna_study
+    from mlgate.stages import tune
+
+    tracking = store
+    parent = tracking.create_run("workers", "tune", {})
+    unwritten, written, died = (
+        tracking.create_run("workers", f"trial-00{n}", {"mlgate.worker": "gpu-box:7"}, parent) for n in range(3)
+    )
+    tracking.finish_run(written)
+    ended = time.time() - tune.RECORD_GRACE_S - 1
+
+    def outcome(number: int, state: str) -> optuna_study.TrialOutcome:
+        return optuna_study.TrialOutcome(number, "catboost", {"depth": 4}, 0.81, (0.8, 0.82), state, ended - 5, ended)
+
+    shared = optuna_study.SharedStudy(
+        [outcome(0, "COMPLETE"), outcome(1, "COMPLETE"), outcome(2, "FAIL")],
+        {0: unwritten, 1: written, 2: died},
+        [optuna_study.DeadTrial(2, died, "gpu-box:7", retried_as=3)],
+    )
+    with tracking.trial_recorder("workers", parent, {}, separate_process=False) as recorder:
+        assert tune._write_unrecorded(shared, parent, "roc_auc", True, recorder) == [0]
+    assert (recorder.written, recorder.errors) == (1, [])
+
+    run = tracking.client().get_run(unwritten)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["cv/roc_auc"] == 0.81
+    assert run.data.params == {"family": "catboost", "depth": "4"}
+    assert run.data.tags["mlgate.worker"] == "gpu-box:7"
+    assert "its worker ended before writing the run" in run.data.tags["mlgate.recorded_by"]
+    folds = tracking.child_runs(unwritten)
+    assert sorted(r["metrics"]["cv/roc_auc"] for r in folds) == [0.8, 0.82]
+    assert _status(tracking, written) == ("FINISHED", None)
+    assert _status(tracking, died) == ("RUNNING", None)

@@ -869,7 +869,7 @@ def _search(
                 progress.update(outcome)
 
             if distributed:
-                outcomes = _coordinate(objective, settings, plan, deadline, job, on_trial)
+                outcomes = _coordinate(objective, settings, plan, deadline, job, on_trial, recorder, metric)
             else:
                 outcomes = optuna_study.optimize(
                     **_study_arguments(objective, settings, plan, optuna_study.storage_url(plan.storage), deadline),
@@ -1011,10 +1011,13 @@ def _coordinate(
     deadline: optuna_study.Deadline | None,
     job: Job,
     on_trial: Callable[[optuna_study.TrialOutcome], None],
+    recorder: tracking.TrialRecorder,
+    metric: str,
 ) -> list[optuna_study.TrialOutcome]:
     """search.workers > 1: the study in the shared database, run by that many local `mlgate worker`
     processes and any a user started elsewhere on the same study; this process watches, queues the
-    screening promotions and closes the runs of trials whose worker died."""
+    screening promotions, closes the runs of trials whose worker died and writes those a worker finished
+    but did not write."""
     storage = optuna_study.storage_url(plan.storage)
     workers = LocalWorkers(settings.search.workers, plan.name, storage)
     console.say(
@@ -1045,8 +1048,41 @@ def _coordinate(
         reason = f"its worker {trial.worker or '?'} stopped sending heartbeats mid-trial{retried}"
         if trial.run_id and tracking.close_run(trial.run_id, reason):
             console.say(STAGE, f"trial {trial.number}: {reason}; its run {trial.run_id[:8]} closed KILLED")
+    if written := _write_unrecorded(shared, job.parent_run, metric, settings.search.fold_runs, recorder):
+        console.say(
+            STAGE,
+            f"trials {written}: their worker ended before writing their runs; written from the study "
+            "(without the fits' timings)",
+        )
     _fetch_predictions(shared, objective.store_dir)
     return shared.outcomes
+
+
+RECORD_GRACE_S = 30.0  # how long after a trial ends a worker (on another machine) may still be writing its run
+
+
+def _write_unrecorded(
+    shared: optuna_study.SharedStudy, parent_run: str, metric: str, fold_runs: bool, recorder: tracking.TrialRecorder
+) -> list[int]:
+    """Write the runs of finished trials that are still RUNNING: their worker told the study the result and
+    died (kill -9, a lost machine) before its recorder thread wrote the run. The study holds the scores, the
+    params and the times; the fits' timings died with the worker. A trial that ended less than
+    RECORD_GRACE_S ago gets that long first: its worker may still be writing it. The numbers written."""
+    finished = {o.number: o for o in shared.outcomes if not o.reused}
+    dead = {trial.number for trial in shared.dead}
+
+    def unrecorded() -> list[optuna_study.TrialOutcome]:
+        running = {run["run_id"] for run in tracking.child_runs(parent_run) if run["status"] == "RUNNING"}
+        return [finished[n] for n, run in shared.runs.items() if run in running and n in finished and n not in dead]
+
+    if waiting := unrecorded():
+        time.sleep(max(0.0, max(o.end for o in waiting) + RECORD_GRACE_S - time.time()))
+        waiting = unrecorded()
+    for outcome in waiting:
+        record = _trial_record(outcome, metric, fold_runs=fold_runs)
+        tags = record.tags | {"mlgate.recorded_by": "the coordinator: its worker ended before writing the run"}
+        recorder.record(dataclasses.replace(record, run_id=shared.runs[outcome.number], tags=tags))
+    return [o.number for o in waiting]
 
 
 def _fetch_predictions(shared: optuna_study.SharedStudy, store_dir: Path) -> None:
@@ -1121,7 +1157,7 @@ def work(
     runs: dict[int, str] = {}
     started = time.time()
     console.say("worker", f"{worker} joined study {plan.name} ({cores} thread(s))")
-    with tracking.trial_recorder(job.experiment, job.parent_run, tags) as recorder:
+    with tracking.trial_recorder(job.experiment, job.parent_run, tags, separate_process=False) as recorder:
 
         def on_start(number: int) -> str:
             runs[number] = tracking.create_run(job.experiment, f"trial-{number:03d}", tags, job.parent_run)
