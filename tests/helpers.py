@@ -7,6 +7,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
+import io
 import os
 import shutil
 import sqlite3
@@ -173,6 +174,37 @@ def stages_run(root: Path) -> Iterator[tuple[dict, dict]]:
             stage.STAGE: stage.run(params) for stage in (ingest, validate, split, tune, train, evaluate, drift, gate)
         }
         yield params, results
+
+
+# What `dvc repro` runs, in order (fingerprint is data/dvc.yaml's stage before ingest).
+PIPELINE = ("fingerprint", "ingest", "validate", "split", "tune", "train", "evaluate", "drift", "gate")
+
+
+def run_stages(
+    root: Path, env: dict[str, str] | None = None, stages: tuple[str, ...] = PIPELINE
+) -> subprocess.CompletedProcess:
+    """The stages' commands (`mlgate <stage>`) run in this process, in order, until one exits non-zero:
+    the exit code and what they printed, as run_cli gives them. For tests of what the stages do rather than
+    of DVC's wiring (tests/e2e/test_dvc_pipeline.py): a process per stage imports MLflow, scikit-learn and
+    Evidently again, 3-5 s of CPU each, where the test's process has them already."""
+    from mlgate.cli import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    settings = env or tracking_env(root)
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.chdir(root)
+        # as run_cli: the registry is the tracking store, whatever an earlier test in this process used
+        patch.setenv("MLFLOW_REGISTRY_URI", settings["MLFLOW_TRACKING_URI"])
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        for stage in stages:
+            try:
+                main([stage], standalone_mode=False)
+            except SystemExit as stopped:
+                code = stopped.code or 0
+                if code:
+                    break
+    return subprocess.CompletedProcess(["mlgate", *stages], code, out.getvalue(), err.getvalue())
 
 
 def seed_store(root: Path, empty_store: Path) -> Path:

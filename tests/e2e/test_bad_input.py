@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, copy_project, git_commit_all, run_cli
+from tests.helpers import REPO, copy_project, git_commit_all, run_cli, run_stages
 
 pytestmark = pytest.mark.slow
 
@@ -336,24 +336,6 @@ def prepared(tmp_path, telco, build, overrides, api):
     return root
 
 
-def stages_in_process(root, monkeypatch, capsys) -> tuple[int, str, str]:
-    """The exit code, stdout and stderr of the stages' commands run in order until one fails."""
-    from mlgate.cli import main
-
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    capsys.readouterr()
-    code = 0
-    for stage in STAGES:
-        try:
-            main([stage], standalone_mode=False)
-        except SystemExit as stopped:
-            code = stopped.code
-            break
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_stopped_cleanly(root, stage: str, texts: list[str], api: str, code: int, stdout: str, stderr: str) -> None:
     assert code != 0, stdout
     assert "Traceback" not in stderr
@@ -365,10 +347,11 @@ def assert_stopped_cleanly(root, stage: str, texts: list[str], api: str, code: i
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_stops_early_with_a_clear_message(case, tmp_path, telco, api, monkeypatch, capsys):
+def test_bad_input_stops_early_with_a_clear_message(case, tmp_path, telco, api):
     build, overrides, stage, texts = BAD_INPUTS[case]
     root = prepared(tmp_path, telco, build, overrides, api)
-    assert_stopped_cleanly(root, stage, texts, api, *stages_in_process(root, monkeypatch, capsys))
+    result = run_stages(root, stages=STAGES)
+    assert_stopped_cleanly(root, stage, texts, api, result.returncode, result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize("case", THROUGH_DVC)
@@ -382,7 +365,7 @@ def test_dvc_repro_stops_at_the_stage_with_its_message(case, tmp_path, telco, ap
 def test_http_500_is_retried_then_ingest_and_validate_pass(tmp_path, telco, api):
     before = Api.calls["/flaky"]
     root = prepared(tmp_path, telco, lambda root, frame: None, http("/flaky"), api)
-    result = run_cli(["dvc", "repro", "validate"], root, init_repo(root), check=False)
+    result = run_stages(root, stages=STAGES)
     assert result.returncode == 0, result.stderr
     assert f"1,000 rows × 20 columns from {api}/flaky" in result.stdout
     assert "validate    passed: 20 columns, 1,000 rows, 0 violations" in result.stdout

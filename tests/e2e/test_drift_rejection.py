@@ -1,4 +1,5 @@
-"""`dvc repro` of the default dataset with a deliberately drifted current batch: the gate must reject
+"""The pipeline (its stages as `dvc repro` runs them, in this process) on the default dataset with a
+deliberately drifted current batch: the gate must reject
 the candidate and name the drift rules in reports/promotion.md. The batch carries labels, so the gate
 also scores the candidate on it, and compares it with production once there is one."""
 
@@ -11,7 +12,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.helpers import BIN, clone_project, copy_project, git_commit_all, run_cli, seed_store
+from tests.helpers import clone_project, copy_project, git_commit_all, run_stages, seed_store, tracking_env
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,8 @@ def drifted(tmp_path_factory, empty_store):
     new_market(rows.iloc[:BATCH_ROWS]).to_csv(root / NEW_BATCH, index=False)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     git_commit_all(root, "project with a drifted current batch")
-    result = run_cli(["dvc", "repro"], root, {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
+    result = run_stages(root)
+    assert result.returncode == 0, result.stdout + result.stderr
     return root, result
 
 
@@ -133,22 +135,15 @@ def with_champion(drifted, tmp_path_factory):
     is registered again as the candidate: the gate then scores both on the test set and the batch."""
     first, _ = drifted
     root = clone_project(first, tmp_path_factory.mktemp("champion") / "project")
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     info = json.loads((root / "models/train_run.json").read_text())
-    run_cli(
-        [
-            str(BIN / "python"),
-            "-c",
-            "import sys; from mlgate.adapters import tracking; c = tracking.client(); "
-            "c.create_model_version('telco_churn', sys.argv[1], run_id=sys.argv[2]); "
-            "tracking.set_alias('telco_churn', 'production', 1)",
-            info["model_uri"],
-            info["run_id"],
-        ],
-        root,
-        env,
-    )
-    result = run_cli(["mlgate", "gate"], root, env, check=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", tracking_env(root)["MLFLOW_TRACKING_URI"])
+        from mlgate.adapters import tracking
+
+        tracking.client().create_model_version("telco_churn", info["model_uri"], run_id=info["run_id"])
+        tracking.set_alias("telco_churn", "production", 1)
+    result = run_stages(root, stages=("gate",))
     return root, result
 
 

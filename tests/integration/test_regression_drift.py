@@ -85,3 +85,17 @@ def test_gate_refuses_a_policy_stated_in_another_metric(drifted_regression, monk
     params["gate"]["metric"] = "roc_auc"
     with pytest.raises(StageError, match="gate policy is stated in 'roc_auc'.*'rmse'"):
         gate.run(params)
+
+
+def test_a_category_the_reference_never_had_is_drift_without_a_warning():
+    """scipy's chi-square divides by the reference's zero count; the column is drifted, and nothing is printed."""
+    import warnings
+
+    from mlgate.adapters.evidently_drift import data_drift
+
+    reference = pd.DataFrame({"plan": ["basic", "pro"] * 200, "spend": np.arange(400.0)})
+    current = reference.assign(plan=["basic", "pro", "enterprise", "enterprise"] * 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = data_drift(reference, current, ["spend"], ["plan"], max_drift_share=0.5).summary
+    assert summary["drifted_columns"] == ["plan"]

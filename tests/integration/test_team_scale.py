@@ -16,7 +16,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import BIN, TINY_BUDGET, clone_project, copy_project, run_cli, study_storage, with_overrides
+from tests.helpers import (
+    BIN,
+    TINY_BUDGET,
+    clone_project,
+    copy_project,
+    run_cli,
+    run_stages,
+    study_storage,
+    with_overrides,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +37,7 @@ SEARCH = ["search.n_trials=6", "search.cv_folds=2", "search.heartbeat_s=1", "mod
 def split_project(tmp_path_factory):
     """The project after ingest, validate and split (none of which touches MLflow)."""
     root = copy_project(tmp_path_factory.mktemp("split") / "project", SEARCH)
-    for stage in ("ingest", "validate", "split"):
-        run_cli(["mlgate", stage], root)
+    assert run_stages(root, stages=("ingest", "validate", "split")).returncode == 0
     return root
 
 
@@ -264,22 +272,25 @@ def test_a_worker_cut_off_the_network_mid_trial_is_retried_and_says_so(
     study = database.database("study")
     with running_mlflow_server(database.database("tracking"), tmp_path, host="0.0.0.0") as server:
         env = {"MLFLOW_TRACKING_URI": server, "MLFLOW_EXPERIMENT_NAME": f"team-{uuid.uuid4().hex[:6]}"}
-        # trials of several seconds: the far worker, which starts last, still finds one to run
-        _params(root, study, "search.workers=2", "search.n_trials=10", "model.catboost.fixed.iterations=600")
+        # CatBoost trials alone (a second or more each, so the cut falls inside one); the far worker starts
+        # with the coordinator and waits for the study params.yaml names, so it joins as the local workers do
+        catboost_only = ["model=[catboost]", "search.workers=2"]
+        overrides = with_overrides(TINY_BUDGET, [*SEARCH, f"paths.study={study}", *catboost_only])
+        run_cli(["mlgate", "params", *[o for o in overrides if not o.startswith("model.random_forest.")]], root)
         coordinator = _start_tune(root, env)
-        name = _study_name(study, coordinator)
         far = {
             "MLGATE_STUDY": study.replace("127.0.0.1", network_namespace.host_ip),
             "MLFLOW_TRACKING_URI": server.replace("127.0.0.1", network_namespace.host_ip),
         }
         with (tmp_path / "far.log").open("w") as log:
             far_worker = subprocess.Popen(
-                network_namespace.command([str(BIN / "mlgate"), "worker", "--study", name, "--threads", "1"]),
+                network_namespace.command([str(BIN / "mlgate"), "worker", "--threads", "1"]),
                 cwd=root,
                 env={**os.environ, **far, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        name = _study_name(study, coordinator)
         try:
             assert _running_worker(study, coordinator, pid=far_worker.pid, family="catboost") == far_worker.pid
             network_namespace.cut()
@@ -294,7 +305,7 @@ def test_a_worker_cut_off_the_network_mid_trial_is_retried_and_says_so(
         (stale,) = [t for t in trials if t.state.name == "FAIL"]
         assert stale.user_attrs["mlgate_worker"].endswith(f":{far_worker.pid}")
         assert [t.system_attrs.get("failed_trial") for t in trials].count(stale.number) == 1  # retried once
-        assert _recorded(study) == 10
+        assert _recorded(study) == 6
         assert f"its worker {socket.gethostname()}:{far_worker.pid} stopped sending heartbeats" in output
         assert "study database unreachable" in said, said
 
