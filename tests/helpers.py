@@ -180,31 +180,48 @@ def stages_run(root: Path) -> Iterator[tuple[dict, dict]]:
 PIPELINE = ("fingerprint", "ingest", "validate", "split", "tune", "train", "evaluate", "drift", "gate")
 
 
-def run_stages(
-    root: Path, env: dict[str, str] | None = None, stages: tuple[str, ...] = PIPELINE
-) -> subprocess.CompletedProcess:
-    """The stages' commands (`mlgate <stage>`) run in this process, in order, until one exits non-zero:
-    the exit code and what they printed, as run_cli gives them. For tests of what the stages do rather than
-    of DVC's wiring (tests/e2e/test_dvc_pipeline.py): a process per stage imports MLflow, scikit-learn and
-    Evidently again, 3-5 s of CPU each, where the test's process has them already."""
+def run_mlgate(args: list[str], root: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``mlgate <args>`` run in this process in ``root``: its exit code and what it printed, as run_cli gives
+    them (never raising). For tests of what a command does rather than of its process: a new process
+    imports MLflow, scikit-learn or Evidently again, 3-5 s of CPU each, where the test's process has them."""
+    import click
+
     from mlgate.cli import main
 
     out, err, code = io.StringIO(), io.StringIO(), 0
     settings = env or tracking_env(root)
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         patch.chdir(root)
-        # as run_cli: the registry is the tracking store, whatever an earlier test in this process used
-        patch.setenv("MLFLOW_REGISTRY_URI", settings["MLFLOW_TRACKING_URI"])
+        # as in a new process: the registry is the tracking store, whatever an earlier test here used
+        point_mlflow_at(patch, settings["MLFLOW_TRACKING_URI"])
+        patch.setenv("MLFLOW_REGISTRY_URI", settings["MLFLOW_TRACKING_URI"])  # so that MLflow's own export is undone
+        patch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")  # as run_cli: for what it starts
         for name, value in settings.items():
             patch.setenv(name, value)
-        for stage in stages:
-            try:
-                main([stage], standalone_mode=False)
-            except SystemExit as stopped:
-                code = stopped.code or 0
-                if code:
-                    break
-    return subprocess.CompletedProcess(["mlgate", *stages], code, out.getvalue(), err.getvalue())
+        try:
+            code = main(args, standalone_mode=False) or 0  # an int when the command ends with ctx.exit(n)
+        except SystemExit as stopped:
+            code = stopped.code or 0
+        except click.ClickException as refused:  # a usage error: what click prints, and its exit code
+            refused.show()
+            code = refused.exit_code
+    return subprocess.CompletedProcess(["mlgate", *args], code, out.getvalue(), err.getvalue())
+
+
+def run_stages(
+    root: Path, env: dict[str, str] | None = None, stages: tuple[str, ...] = PIPELINE
+) -> subprocess.CompletedProcess:
+    """The stages' commands run in this process (run_mlgate), in order as `dvc repro` runs them, until one
+    exits non-zero. For tests of what the stages do rather than of DVC's wiring (test_dvc_pipeline.py)."""
+    outs, errs, code = [], [], 0
+    for stage in stages:
+        ran = run_mlgate([stage], root, env)
+        outs.append(ran.stdout)
+        errs.append(ran.stderr)
+        code = ran.returncode
+        if code:
+            break
+    return subprocess.CompletedProcess(["mlgate", *stages], code, "".join(outs), "".join(errs))
 
 
 def seed_store(root: Path, empty_store: Path) -> Path:

@@ -14,6 +14,7 @@ from tests.helpers import (
     clone_project,
     git_commit_all,
     run_cli,
+    run_mlgate,
     tracking_env,
 )
 
@@ -81,9 +82,9 @@ def test_second_repro_changes_nothing(own_repro):
 
 def test_promote_then_next_run_is_compared_with_production(own_repro):
     root, env = own_repro
-    refused = run_cli(["mlgate", "promote", "--version", "7"], root, env, check=False)
+    refused = run_mlgate(["promote", "--version", "7"], root, env)
     assert refused.returncode == 1 and "no version 7" in refused.stderr
-    run_cli(["mlgate", "promote", "--version", "1", "--reason", "e2e"], root, env)
+    assert run_mlgate(["promote", "--version", "1", "--reason", "e2e"], root, env).returncode == 0
     assert ("production", 1) in query(root, "select alias, version from registered_model_aliases")
     tags = dict(query(root, "select key, value from model_version_tags where version = 1"))
     assert tags["mlgate.production.reason"] == "e2e" and tags["mlgate.production.from_version"] == "none"
@@ -97,7 +98,7 @@ def test_promote_then_next_run_is_compared_with_production(own_repro):
     assert interval["metric"] == "roc_auc" and interval["low"] <= interval["high"]
     assert f"[{interval['low']:+.4f}, {interval['high']:+.4f}]" in (root / "reports/promotion.md").read_text()
     assert "champion" in third.stdout
-    history = run_cli(["mlgate", "history"], root, env)
+    history = run_mlgate(["history"], root, env)
     assert "promote  production  none → v1  by" in history.stdout and "e2e" in history.stdout
     assert len((root / "registry/ledger.jsonl").read_text().splitlines()) == 1
 

@@ -15,6 +15,7 @@ from tests.helpers import (
     clone_project,
     git_commit_all,
     run_cli,
+    run_mlgate,
     tracking_env,
 )
 
@@ -38,7 +39,7 @@ def test_shifted_traffic_is_reported_and_opens_a_retraining_branch(built_project
     env = tracking_env(root)
     uri = env["MLFLOW_TRACKING_URI"]
     assert "Stage 'gate' didn't change, skipping" in run_cli(["dvc", "repro", "gate"], root, env).stdout
-    run_cli(["mlgate", "promote", "--version", "1", "--expect-current", "none"], root, env)
+    assert run_mlgate(["promote", "--version", "1", "--expect-current", "none"], root, env).returncode == 0
     git_commit_all(root, "first model promoted")
 
     monkeypatch.chdir(root)
@@ -69,7 +70,7 @@ def test_shifted_traffic_is_reported_and_opens_a_retraining_branch(built_project
     )
     labels.to_csv(root / "labels.csv", index=False)
 
-    result = run_cli(["mlgate", "monitor", "--labels", "labels.csv"], root, env, check=False)
+    result = run_mlgate(["monitor", "--labels", "labels.csv"], root, env)
 
     assert result.returncode == 2, result.stdout + result.stderr  # 2: the policy is breached
     summary = json.loads((root / "reports/monitor.json").read_text())
@@ -92,5 +93,5 @@ def test_shifted_traffic_is_reported_and_opens_a_retraining_branch(built_project
     )  # the working tree is untouched
     current = json.loads((root / "reports/gate.json").read_text())
     assert current["candidate"]["version"] == 1  # the main checkout still holds the first run's verdict
-    aliases = run_cli(["mlgate", "history"], root, env).stdout
+    aliases = run_mlgate(["history"], root, env).stdout
     assert "none → v1" in aliases and "v2" not in aliases  # production did not move

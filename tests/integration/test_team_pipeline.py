@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from mlgate.errors import StageError
-from tests.helpers import BIN, copy_project, git_commit_all, point_mlflow_at, run_cli, study_storage
+from tests.helpers import BIN, copy_project, git_commit_all, point_mlflow_at, run_cli, run_mlgate, study_storage
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,8 @@ def team_build(tmp_path_factory, databases, mlflow_server) -> TeamBuild:
     git_commit_all(root, "project")
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     repro = run_cli(["dvc", "repro"], root, env)
-    promoted = run_cli(["mlgate", "promote", "--from-gate", "reports/gate.json", "--reason", "team review"], root, env)
+    promoted = run_mlgate(["promote", "--from-gate", "reports/gate.json", "--reason", "team review"], root, env)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     return TeamBuild(root, mlflow_server, study, repro, promoted)
 
 
@@ -126,7 +127,7 @@ def test_promote_moves_production_through_the_server_with_its_ledger_and_lock(te
     assert client.get_registered_model(MODEL).tags["mlgate.ledger.head"] == move["hash"]
     locks = client.search_registered_models(filter_string=f"name LIKE '{MODEL}.promotion-lock.%'")
     assert [(m.name, m.tags.get("released")) for m in locks] == [(f"{MODEL}.promotion-lock.1", "true")]
-    history = run_cli(["mlgate", "history"], team_build.root, {"MLFLOW_TRACKING_URI": team_build.server})
+    history = run_mlgate(["history"], team_build.root, {"MLFLOW_TRACKING_URI": team_build.server})
     assert "1 move(s)" in history.stdout and "none → v1" in history.stdout
 
 

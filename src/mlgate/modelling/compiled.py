@@ -233,15 +233,27 @@ def _categorical_part(transformer: Any, selected: list[str]) -> Callable[[np.nda
     else:
         return None
     starts = np.cumsum([0, *widths])
-    tables = []  # per column: (row of each known value, output blocks: known values, then missing, None, unseen)
-    for j, categories in enumerate(encoder.categories_):
-        probes = [v for v in categories if isinstance(v, str)] + [np.nan, None, _UNSEEN]
-        frame = pd.DataFrame(
-            {c: [encoder.categories_[k][0]] * len(probes) for k, c in enumerate(selected)}, dtype=object
+    # per column: its known values, then missing, None and an unseen value
+    probes = [
+        [v for v in categories if isinstance(v, str)] + [np.nan, None, _UNSEEN] for categories in encoder.categories_
+    ]
+    # Each column encodes on its own, so one frame probes them all (each column padded with its unseen
+    # value) and one transform gives every column's output blocks.
+    depth = max(map(len, probes))
+    frame = pd.DataFrame(
+        {
+            c: pd.Series(values + [_UNSEEN] * (depth - len(values)), dtype=object)
+            for c, values in zip(selected, probes, strict=True)
+        }
+    )
+    encoded = np.asarray(transformer.transform(frame)).astype(np.float64)
+    tables = [  # per column: (row of each known value, its output blocks in the order of its probes)
+        (
+            {v: i for i, v in enumerate(values[:-3])},
+            np.ascontiguousarray(encoded[: len(values), starts[j] : starts[j + 1]]),
         )
-        frame[selected[j]] = pd.Series(probes, dtype=object)
-        blocks = np.asarray(transformer.transform(frame))[:, starts[j] : starts[j + 1]].astype(np.float64)
-        tables.append(({v: i for i, v in enumerate(probes[:-3])}, blocks))
+        for j, values in enumerate(probes)
+    ]
 
     def transform(matrix: np.ndarray) -> np.ndarray:
         parts = []
