@@ -1,12 +1,12 @@
-"""`mlgate score` with the model the session's `dvc repro` registered: bad batches stop with a clear
-message, before the model sees them, and leave nothing behind."""
+"""`mlgate score` (in the test's process) with the model the session's `dvc repro` registered: bad batches
+stop with a clear message, before the model sees them, and leave nothing behind."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, run_mlgate
 
 pytestmark = pytest.mark.slow
 
@@ -17,21 +17,8 @@ def batch(tmp_path):
 
 
 def score(built_project, tmp_path, output: str):
-    return run_cli(
-        [
-            "mlgate",
-            "score",
-            "--input",
-            str(tmp_path / "batch.csv"),
-            "--output",
-            str(tmp_path / output),
-            "--alias",
-            "staging",
-        ],
-        built_project.root,
-        built_project.env,
-        check=False,
-    )
+    args = ["score", "--input", str(tmp_path / "batch.csv"), "--output", str(tmp_path / output), "--alias", "staging"]
+    return run_mlgate(args, built_project.root, built_project.env)
 
 
 def test_an_infinity_stops_the_batch_naming_column_and_rows(built_project, tmp_path, batch):

@@ -146,7 +146,7 @@ def test_a_tune_killed_with_sigkill_is_closed_by_the_next_run(project, tmp_path)
     import yaml
 
     from mlgate.adapters import tracking
-    from tests.helpers import BIN, run_cli, tracking_env
+    from tests.helpers import BIN, run_mlgate, tracking_env
 
     root, params = project
     experiment = params["tracking"]["experiment"]
@@ -179,7 +179,8 @@ def test_a_tune_killed_with_sigkill_is_closed_by_the_next_run(project, tmp_path)
 
     long_study["search"]["n_trials"] = 2  # fewer than the study holds: the rerun only resumes and finishes
     (root / "params.yaml").write_text(yaml.safe_dump(long_study, sort_keys=False))
-    rerun = run_cli(["mlgate", "tune"], root, env=tracking_env(root))
+    rerun = run_mlgate(["tune"], root)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
 
     host = tracking.owner_tags()["mlgate.host"]
     reason = f"process {killed.pid} on {host} is gone"
