@@ -78,7 +78,7 @@ def _experiment(root) -> str:
 
 def test_three_workers_run_exactly_n_trials_each_a_child_run_of_the_one_parent(team):
     """...and their validation predictions travel with their runs: a rerun on a disk without them (another
-    machine) resumes the whole study and finishes it into the same recipe."""
+    machine) resumes the whole study, without starting a worker, and finishes it into the same recipe."""
     root, study, env = team
     _params(root, study, "search.workers=3")
     out = run_cli(["mlgate", "tune"], root, env)
@@ -98,6 +98,7 @@ def test_three_workers_run_exactly_n_trials_each_a_child_run_of_the_one_parent(t
     shutil.rmtree(root / "reports" / "trials")
     again = run_cli(["mlgate", "tune"], root, env)
     assert "6 of them reused" in again.stdout and "have no predictions" not in again.stdout
+    assert not [line for line in again.stdout.splitlines() if line.startswith("worker ")]  # none was started
     assert (root / "reports" / "best_params.json").read_bytes() == recipe
     assert json.loads(recipe)["budget"] == {
         "kind": "trials",

@@ -952,8 +952,6 @@ class LocalWorkers:
         self.env, self.count = env, count
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
-        for _ in range(count):
-            self._start()
 
     def _start(self) -> None:
         log = Path(self.folder.name) / f"worker-{len(self.logs)}.log"
@@ -962,8 +960,14 @@ class LocalWorkers:
         self.logs.append(log)
 
     def running(self) -> bool:
-        """Whether a worker still runs; if none does while the study still needs one (a trial whose worker
-        died was queued again after the others had stopped), one more is started, up to ``count`` more."""
+        """Whether a worker still runs. The first call starts them: the study asks only while it needs
+        trials, so a rerun on a study that holds them all starts none (each would import MLflow and
+        scikit-learn to find nothing to do). If none runs while the study still needs one (a trial whose
+        worker died was queued again after the others had stopped), one more is started, up to ``count`` more."""
+        if not self.processes:
+            for _ in range(self.count):
+                self._start()
+            return True
         if any(p.poll() is None for p in self.processes):
             return True
         if len(self.processes) < 2 * self.count:
