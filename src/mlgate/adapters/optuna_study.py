@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import datetime as dt
 import functools
 import hashlib
 import importlib.util
@@ -806,24 +805,27 @@ class _SharedStorage(optuna.storages.RDBStorage):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """Optuna's (trials whose last heartbeat is older than the grace period), and a trial that never
-        beat: its worker died between claiming it and its first beat (claims beat at once, so only a kill
-        in that instant leaves one). Its start is the claiming machine's clock (in UTC), so it gets 10 minutes."""
+        beat for a grace period of this process's watching: its claimer died, or lost the database,
+        between claiming it and its first beat (claims beat at once, so only that instant leaves one).
+        Timed by this process's own clock, from when it first saw the trial unbeaten: the claimer's clock,
+        which stamped the trial's start, may be another machine's."""
         stale = super()._get_stale_trial_ids(study_id)
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # as Optuna stores a trial's start
-        never_beat = now - dt.timedelta(seconds=(self.grace_period or 0) + NEVER_BEAT_S)
         with self.scoped_session() as session:
-            unbeaten = (
-                session.query(models.TrialModel.trial_id)
+            unbeaten = {
+                trial_id
+                for (trial_id,) in session.query(models.TrialModel.trial_id)
                 .outerjoin(models.TrialHeartbeatModel)
                 .filter(models.TrialModel.study_id == study_id)
                 .filter(models.TrialModel.state == TrialState.RUNNING)
                 .filter(models.TrialHeartbeatModel.trial_id.is_(None))
-                .filter(models.TrialModel._datetime_start_utc < never_beat)
-            )
-            return stale + [trial_id for (trial_id,) in unbeaten]
-
-
-NEVER_BEAT_S = 600.0  # how long a claimed trial may go without its first heartbeat (clock skew between machines)
+            }
+        now = time.monotonic()
+        seen = self.__dict__.setdefault("_unbeaten_since", {})
+        for trial_id in set(seen) - unbeaten:
+            del seen[trial_id]
+        for trial_id in unbeaten:
+            seen.setdefault(trial_id, now)
+        return stale + sorted(t for t in unbeaten if now - seen[t] >= (self.grace_period or 0))
 
 
 def _first_line(error: BaseException) -> str:
