@@ -9,7 +9,7 @@ import yaml
 from mlgate import config
 from mlgate.adapters import optuna_study
 from mlgate.config import ConfigError
-from mlgate.modelling import models
+from mlgate.modelling import clustering, models
 from mlgate.modelling.data import ColumnSpec, Contract, DataSpec, SourceSpec
 from mlgate.stages.split import SplitParams
 
@@ -170,7 +170,7 @@ def test_composed_sections_load_as_typed_settings(project_root, search_choice):
 
 def test_every_sampler_and_every_family_has_a_conf_file():
     assert sorted(optuna_study.SAMPLERS) == SEARCH_CHOICES
-    assert sorted(models.FAMILIES) == MODEL_CHOICES
+    assert sorted([*models.FAMILIES, *clustering.FAMILIES]) == MODEL_CHOICES
 
 
 @pytest.mark.parametrize("search_choice", SEARCH_CHOICES)
@@ -192,7 +192,7 @@ def test_every_search_composes_with_every_family(project_root, search_choice):
         assert all(space.first_trial[name] in values for name, values in grid.items() if name in space.first_trial)
 
 
-@pytest.mark.parametrize("family", MODEL_CHOICES)
+@pytest.mark.parametrize("family", sorted(models.FAMILIES))
 def test_each_familys_first_trial_is_complete_and_fits_the_tiny_frame(project_root, family, mixed_frame, binary_spec):
     from mlgate.modelling.data import target_vector
 
@@ -210,6 +210,20 @@ def test_each_familys_first_trial_is_complete_and_fits_the_tiny_frame(project_ro
 
     assert set(space.first_trial) == active
     assert np.isfinite(probability).all()
+
+
+@pytest.mark.parametrize("family", clustering.FAMILIES)
+def test_each_clustering_familys_first_trial_is_complete_and_segments_the_tiny_frame(project_root, family, mixed_frame):
+    params = yaml.safe_load(config.compose(project_root / "conf", [f"model=[{family}]"]))
+    [space] = optuna_study.parse_spaces(config.section(params, "model"))
+    frame = mixed_frame(60, with_missing=True).drop(columns=["churn"])
+
+    model = clustering.Segmenter(
+        family, {**space.fixed, **space.first_trial}, ["tenure", "charges"], ["plan"], seed=0
+    ).fit(frame)
+
+    assert set(space.first_trial) == set(space.space)
+    assert len(model.predict(frame.assign(plan="platinum"))) == 60
 
 
 DATASETS = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))

@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import logging
 import math
+import re
 import signal
 import threading
 import time
@@ -35,6 +36,15 @@ from mlgate.modelling.task import named
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
+
+
+def _not_a_failed_trial(record: logging.LogRecord) -> bool:
+    """Optuna's line (and traceback) for a trial that raised under search.budget time: the trial's
+    outcome already carries its error, which the stages report once."""
+    return re.match(r"Trial \d+ failed with", str(record.msg)) is None
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_not_a_failed_trial)
 
 SAMPLERS = ("grid", "random", "tpe", "cmaes", "nsga2")
 PRUNERS = ("median", "successive_halving", "none")
