@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -212,8 +213,18 @@ def test_every_sampler_runs_a_tiny_study_over_several_families(sampler, mixed_fr
     assert all(o.state == "COMPLETE" and 0.5 < o.score <= 1.0 for o in outcomes)
 
 
-def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project_root, mixed_frame):
-    from mlgate import config, project
+@pytest.fixture
+def digest_once(monkeypatch):
+    """The code's digest (tests/unit/test_code_deps.py) parses the stage's modules: once per test is enough."""
+    from mlgate import code_deps
+
+    monkeypatch.setattr(code_deps, "closure_digest", functools.cache(code_deps.closure_digest))
+
+
+def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(
+    project_root, mixed_frame, monkeypatch, digest_once
+):
+    from mlgate import code_deps, config, project
     from mlgate.stages import tune
 
     params = config.read_params(project_root / "params.yaml")
@@ -242,6 +253,8 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(project
     assert changed("features", "clip_quantiles", None) != name
     assert study_name({**params, "seed": 7}, train) != name
     assert study_name(params, mixed_frame(30, seed=1)) != name
+    monkeypatch.setattr(code_deps, "closure_digest", lambda module: "other code")
+    assert study_name(params, train) != name
 
 
 def test_the_study_stops_when_no_family_fits_in_the_time_left(mixed_frame, binary_spec):
@@ -446,7 +459,7 @@ def test_a_study_several_workers_share_is_not_reproducible_and_says_so(budget):
     assert record["reproducible"] is False and "search.workers 3" in record["why"]
 
 
-def test_how_many_workers_run_the_study_is_not_part_of_its_name(project_root, mixed_frame):
+def test_how_many_workers_run_the_study_is_not_part_of_its_name(project_root, mixed_frame, digest_once):
     from mlgate import config, project
     from mlgate.stages import tune
 
