@@ -410,3 +410,16 @@ def loaded_by_importing(modules: list[str], candidates: tuple[str, ...]) -> list
     """Which of ``candidates`` (heavy packages) a fresh interpreter has loaded once it imported ``modules``."""
     code = f"import sys, {', '.join(modules)}; print(*sorted(m for m in {candidates!r} if m in sys.modules))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+
+BLOB_CENTRES = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+BLOB_SIZES = (60, 40, 20)  # unequal, so numbering clusters by size is visible
+
+
+def blobs(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Three tight, far-apart groups of 60, 40 and 20 rows, with a categorical column that follows them."""
+    rng = np.random.default_rng(seed)
+    points = np.vstack([rng.normal(c, 0.5, (n, 2)) for c, n in zip(BLOB_CENTRES, BLOB_SIZES, strict=True)])
+    truth = np.repeat([0, 1, 2], BLOB_SIZES)
+    frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "kind": np.array(["a", "b", "c"])[truth]})
+    return frame, truth

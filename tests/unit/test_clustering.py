@@ -10,25 +10,14 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from mlgate.modelling import clustering
-from tests.helpers import load_benchmark
+from tests.helpers import blobs, load_benchmark
 
-CENTRES = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-SIZES = (60, 40, 20)  # unequal, so numbering by size is visible
 FAMILY_PARAMS = {
     "kmeans": {"n_clusters": 3, "n_init": 3},
     "gmm": {"n_components": 3, "covariance_type": "full"},
     "ward": {"n_clusters": 3},
     "hdbscan": {"min_cluster_share": 0.1, "min_samples": 3},
 }
-
-
-def blobs(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Three tight, far-apart groups of 60, 40 and 20 rows, with a categorical column that follows them."""
-    rng = np.random.default_rng(seed)
-    points = np.vstack([rng.normal(c, 0.5, (n, 2)) for c, n in zip(CENTRES, SIZES, strict=True)])
-    truth = np.repeat([0, 1, 2], SIZES)
-    frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "kind": np.array(["a", "b", "c"])[truth]})
-    return frame, truth
 
 
 def segmenter(family: str, seed: int = 0) -> clustering.Segmenter:
