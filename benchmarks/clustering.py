@@ -5,7 +5,7 @@ used without its labels, each system gets the same feature columns and the same 
 labels then score what it found: adjusted Rand index (ARI) and normalized mutual information (NMI), with
 noise (cluster -1) counted as a cluster of its own. Systems:
 
-- ``mlgate``: ``mlgate.services.segmentation.fit`` over conf/model's clustering families, ranked by
+- ``mlgate``: ``mlgate.stages.tune.segment`` over conf/model's clustering families, ranked by
   silhouette, its stability refits included in the budget;
 - ``kmeans_silhouette``: k-means (n_init 10) with k from 2 to 15 chosen by silhouette;
 - ``gmm_bic``: a Gaussian mixture (full covariances) with k from 2 to 15 chosen by BIC;
@@ -114,16 +114,16 @@ BASELINES = {"kmeans_silhouette": _kmeans_silhouette, "gmm_bic": _gmm_bic, "hdbs
 def cluster(system: str, frame: pd.DataFrame, seed: int, budget_s: float) -> np.ndarray:
     """The clusters ``system`` finds in ``frame`` within ``budget_s``."""
     from mlgate import config
-    from mlgate.services import segmentation
+    from mlgate.stages import tune
 
     if system == "mlgate":
         families = ",".join(_clustering_families())
         params = yaml.safe_load(config.compose(REPO / "conf", [f"model=[{families}]"]))
-        return segmentation.fit(frame, params["model"], budget_s=budget_s, seed=seed).labels
+        return tune.segment(frame, params["model"], budget_s=budget_s, seed=seed).labels
     from mlgate.modelling import clustering
 
     deadline = time.monotonic() + budget_s
-    numeric, categorical = segmentation.column_kinds(frame)
+    numeric, categorical = tune.column_kinds(frame)
     encoding = clustering.encoder(numeric, categorical)
     embedded = np.asarray(encoding.fit_transform(clustering.as_text(frame, categorical)), dtype=np.float64)
     return BASELINES[system](embedded, seed, deadline)

@@ -13,15 +13,19 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # the machine's server, trust auth
@@ -70,6 +74,14 @@ TINY_BUDGET = [
     "gate.max_latency_ms=1000",
 ]
 
+# A clustering dataset's small budget (its preset selects the clustering families).
+CLUSTERING_BUDGET = [
+    "experiment=budget_uk",
+    "search.n_trials=8",
+    "clustering.stability_resamples=3",
+    "gate.max_latency_ms=1000",
+]
+
 # Each model family with parameters small enough to fit a 40-row frame in well under a second.
 SMALL_PARAMS = {
     "catboost": {"iterations": 20, "depth": 3, "learning_rate": 0.3},
@@ -96,13 +108,14 @@ def project_files() -> list[str]:
 _COMPOSED: dict[tuple[str, ...], bytes] = {}
 
 
-def copy_project(dest: Path, overrides: list[str] | None = None) -> Path:
-    """A copy of the project at ``dest`` with params.yaml composed from conf/ with ``overrides``."""
+def copy_project(dest: Path, overrides: list[str] | None = None, budget: list[str] = TINY_BUDGET) -> Path:
+    """A copy of the project at ``dest`` with params.yaml composed from conf/ with ``overrides`` over
+    ``budget`` (the supervised families' small one by default; CLUSTERING_BUDGET for a clustering dataset)."""
     for name in project_files():
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, target)
-    merged = tuple(with_overrides(TINY_BUDGET, overrides))
+    merged = tuple(with_overrides(budget, overrides))
     if merged in _COMPOSED:
         (dest / "params.yaml").write_bytes(_COMPOSED[merged])
     else:
@@ -423,3 +436,70 @@ def blobs(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     truth = np.repeat([0, 1, 2], BLOB_SIZES)
     frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "kind": np.array(["a", "b", "c"])[truth]})
     return frame, truth
+
+
+# --- a real server for the serving tests ----------------------------------------------------------
+
+
+@dataclass
+class Live:
+    url: str
+    app: Any
+    server: Any
+
+    def post(self, payload: Any = None, *, session: requests.Session | None = None, **kwargs) -> requests.Response:
+        sender = session or requests
+        if payload is not None:
+            kwargs["json"] = payload
+        return sender.post(f"{self.url}/invocations", timeout=30, **kwargs)
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"{self.url}{path}", timeout=30)
+
+    def metrics(self) -> dict[tuple[str, frozenset], float]:
+        return parse_metrics(self.get("/metrics").text)
+
+
+@contextlib.contextmanager
+def running(settings) -> Iterator[Live]:
+    """A real uvicorn server for ``create_app(settings)`` on a free port, stopped (lifespan shutdown
+    included) on exit."""
+    import uvicorn
+
+    from mlgate.services.serving import create_app, uvicorn_config
+
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:  # set after the lifespan startup (the first model load) and bind
+        assert thread.is_alive(), "the server stopped during startup"
+        assert time.monotonic() < deadline, "the server did not start within 60 s"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Live(f"http://127.0.0.1:{port}", app, server)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        assert not thread.is_alive(), "the server did not stop within 30 s"
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a Prometheus text exposition as {(sample name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def labelled(samples: dict[tuple[str, frozenset], float], name: str) -> dict[frozenset, float]:
+    return {labels: value for (sample, labels), value in samples.items() if sample == name}

@@ -538,9 +538,9 @@ def params(overrides: tuple[str, ...], conf_dir: str, out: str) -> None:
 @click.option("--target", default=None, help="target column (default: the one in conf/data/NAME.yaml)")
 @click.option(
     "--task",
-    type=click.Choice(["binary", "multiclass", "regression"]),
+    type=click.Choice(["binary", "multiclass", "regression", "clustering"]),
     default=None,
-    help="default: inferred from the target",
+    help="default: inferred from the target; clustering: no target, every column a feature",
 )
 @click.option("--positive-class", "given_positive_class", default=None, help="binary: default the minority class")
 @click.option("--conf", "conf_dir", default="conf", show_default=True)
@@ -582,9 +582,14 @@ def infer_schema(
             source = existing["source"]
         else:
             raise ValueError(f"--source is required (no source declared in {out})")
-        target = target or existing.get("target")
-        if not target:
-            raise ValueError(f"--target is required (no target declared in {out})")
+        if task == "clustering" or (task is None and not target and existing.get("task") == "clustering"):
+            if target:
+                raise ValueError("--target: a clustering task has no target; leave it out")
+            task = "clustering"
+        else:
+            target = target or existing.get("target")
+            if not target:
+                raise ValueError(f"--target is required (no target declared in {out}), or --task clustering")
         if target == existing.get("target"):  # the declared task and positive class belong to the declared target
             task = task or existing.get("task")
             given_positive_class = given_positive_class or existing.get("positive_class")

@@ -122,6 +122,32 @@ class TunedRecipe(JsonRecord):
 
 
 @dataclasses.dataclass(frozen=True)
+class SegmentationRecipe(JsonRecord):
+    """reports/best_params.json of a clustering task: the segmentation `tune` chose and `train` refits,
+    its label-free scores on train and its stability. Like ``TunedRecipe``, only what the seed and the
+    data decide (under search.budget trials), so the same search writes the same bytes."""
+
+    family: str
+    params: dict[str, Any]
+    metric: str
+    score: float  # ``metric`` of the chosen segmentation on train
+    trial: int
+    select: str  # consensus (the three scores' vote) or metric
+    scores: dict[
+        str, float | None
+    ]  # silhouette, davies_bouldin, calinski_harabasz, n_clusters, noise_share, smallest_share
+    stability: dict[str, Any] | None  # mean, std, min ARI over `resamples` bootstrap refits; None: not measured
+    trials: dict[str, int]  # complete, pruned, failed
+    seed: int
+    rows: int
+    budget: dict[str, Any] = holding(reproducible=bool)  # kind and size, reproducible, and why not
+
+    @property
+    def reproducible(self) -> bool:
+        return self.budget["reproducible"]
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingRecord(JsonRecord):
     """paths.train_info: what the model at paths.model is and what it was refit on. Byte-stable for
     the same recipe and data (no run id, no clock reading), like the model itself, so evaluate, drift

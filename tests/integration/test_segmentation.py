@@ -1,4 +1,4 @@
-"""mlgate.services.segmentation.fit tracked in a real MLflow store: one parent run, every trial a nested run."""
+"""mlgate.stages.tune.segment tracked in a real MLflow store: one parent run, every trial a nested run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def test_the_search_is_one_parent_run_with_a_nested_run_per_trial_and_the_choice
     tmp_path, empty_store, monkeypatch
 ):
     from mlgate.adapters import tracking
-    from mlgate.services import segmentation
+    from mlgate.stages import tune
 
     seed_store(tmp_path, empty_store)
     point_mlflow_at(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -21,7 +21,7 @@ def test_the_search_is_one_parent_run_with_a_nested_run_per_trial_and_the_choice
         "hdbscan": {"fixed": {"min_cluster_share": 0.7}},  # larger than any group: all noise, a failed trial
     }
 
-    found = segmentation.fit(frame, section, budget_s=4.0, seed=0, experiment="segments")
+    found = tune.segment(frame, section, budget_s=4.0, seed=0, experiment="segments")
 
     client = tracking.client()
     experiment = client.get_experiment_by_name("segments")

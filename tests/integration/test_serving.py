@@ -33,7 +33,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.helpers import BIN, POSTGRES, clone_project, scratch_table
+from tests.helpers import BIN, POSTGRES, Live, clone_project, labelled, metric, parse_metrics, running, scratch_table
 
 pytestmark = pytest.mark.slow
 
@@ -111,74 +111,10 @@ def tracked(project: Project, monkeypatch) -> Project:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Live:
-    url: str
-    app: Any
-    server: Any
-
-    def post(self, payload: Any = None, *, session: requests.Session | None = None, **kwargs) -> requests.Response:
-        sender = session or requests
-        if payload is not None:
-            kwargs["json"] = payload
-        return sender.post(f"{self.url}/invocations", timeout=30, **kwargs)
-
-    def get(self, path: str) -> requests.Response:
-        return requests.get(f"{self.url}{path}", timeout=30)
-
-    def metrics(self) -> dict[tuple[str, frozenset], float]:
-        return parse_metrics(self.get("/metrics").text)
-
-
-@contextlib.contextmanager
-def running(settings) -> Iterator[Live]:
-    """A real uvicorn server for ``create_app(settings)`` on a free port, stopped (lifespan shutdown
-    included) on exit."""
-    import uvicorn
-
-    from mlgate.services.serving import create_app, uvicorn_config
-
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:  # set after the lifespan startup (the first model load) and bind
-        assert thread.is_alive(), "the server stopped during startup"
-        assert time.monotonic() < deadline, "the server did not start within 60 s"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield Live(f"http://127.0.0.1:{port}", app, server)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        assert not thread.is_alive(), "the server did not stop within 30 s"
-
-
 def settings(project: Project, **overrides):
     from mlgate.services.serving import ServeSettings
 
     return ServeSettings(**{"model": project.name, "alias": "production", "poll_s": POLL_S, **overrides})
-
-
-def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
-    """Every sample of a Prometheus text exposition as {(sample name, labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def metric(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def labelled(samples: dict[tuple[str, frozenset], float], name: str) -> dict[frozenset, float]:
-    return {labels: value for (sample, labels), value in samples.items() if sample == name}
 
 
 def wait_for(condition, timeout: float = SWAP_DEADLINE_S, what: str = "condition"):

@@ -1,4 +1,4 @@
-"""mlgate.modelling.clustering and services.segmentation: segmentations judged without labels, on tiny frames."""
+"""mlgate.modelling.clustering and stages.tune.segment: segmentations judged without labels, on tiny frames."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def test_an_unknown_family_is_refused_with_the_choices():
 
 def test_the_search_returns_its_best_trial_refitted_with_scores_and_stability(caplog):
     """...and a trial that finds no cluster fails with its reason, without Optuna's traceback."""
-    from mlgate.services import segmentation
+    from mlgate.stages import tune
 
     frame, truth = blobs()
     section = {
@@ -162,7 +162,7 @@ def test_the_search_returns_its_best_trial_refitted_with_scores_and_stability(ca
         "hdbscan": {"fixed": {"min_cluster_share": 0.7}},  # larger than any group: all noise
     }
 
-    found = segmentation.fit(frame, section, budget_s=3.0, seed=0, select="metric")
+    found = tune.segment(frame, section, budget_s=3.0, seed=0, select="metric")
 
     complete = [t for t in found.trials if t.state == "COMPLETE"]
     best = max(complete, key=lambda t: t.score)
@@ -172,7 +172,7 @@ def test_the_search_returns_its_best_trial_refitted_with_scores_and_stability(ca
     assert failed and all(t.state == "FAIL" and "0 cluster(s) found" in t.error for t in failed)
     assert not [r for r in caplog.records if "failed with" in r.getMessage()]
     with pytest.raises(ValueError, match=r"\['linear'\] are not clustering families"):
-        segmentation.fit(frame, {"linear": {}}, budget_s=1.0)
+        tune.segment(frame, {"linear": {}}, budget_s=1.0)
 
 
 def test_the_benchmark_scores_each_system_against_the_labels_and_skips_unlabelled_datasets(tmp_path, capsys):

@@ -789,6 +789,32 @@ def test_promotion_markdown_ranks_p_value_drift_by_how_far_below_its_threshold()
 # --- the report as gate.json holds it ----------------------------------------------------------
 
 
+def test_a_clustering_report_reads_back_and_renders_its_clusters():
+    from mlgate.gating.report import ClusterProfile
+    from mlgate.reports import model_card
+
+    profile = ClusterProfile(
+        "plots/cluster_profile.csv",
+        (
+            {"cluster": "0", "rows": 30, "share": 0.75, "mean_age": 41.5, "top_plan": "basic 60%, pro 40%"},
+            {"cluster": "1", "rows": 10, "share": 0.25, "mean_age": 23.25, "top_plan": "pro 100%"},
+            {"cluster": "all", "rows": 40, "share": 1.0, "mean_age": 36.94, "top_plan": "pro 55%, basic 45%"},
+        ),
+        {"mean": 0.91, "std": 0.02, "min": 0.88, "resamples": 10},
+        (Plot("projection", "Clusters, 2-D", "reports/plots/projection.png"),),
+    )
+    report = gate_report(clusters=profile)
+
+    assert GateReport.from_json(json.loads(json.dumps(report.to_json()))) == report
+    card, pull_request = model_card.render(report), promotion_markdown(report)
+    for text in (card, pull_request):
+        assert "mean adjusted Rand index 0.910 ± 0.020 (lowest 0.880) between the clusters and 10 refits" in text
+        assert "| cluster | rows | share | age | plan |" in text
+        assert "| 1 | 10 | 25.0% | 23.25 | pro 100% |" in text
+        assert "![Clusters, 2-D](plots/projection.png)" in text
+    assert "## Feature importance" not in card
+
+
 def test_the_report_reads_back_from_its_json():
     report = gate_report(plots=(Plot("metric", "roc_auc", "reports/plots/metric.png"),))
 
@@ -796,7 +822,7 @@ def test_the_report_reads_back_from_its_json():
 
     assert GateReport.from_json(payload) == report
     assert list(payload)[:7] == ["passed", "reasons", "metric", "generated_at", "git_commit", "policy", "checks"]
-    assert list(payload)[-3:] == ["candidate", "champion", "plots"]
+    assert list(payload)[-4:] == ["candidate", "champion", "plots", "clusters"]
     assert list(payload["checks"][0]) == [
         "name",
         "passed",
@@ -836,3 +862,87 @@ def test_policy_and_evidence_import_neither_mlflow_nor_evidently():
     modules = ["mlgate.gating.policy", "mlgate.gating.evidence", "mlgate.gating.report"]
 
     assert loaded_by_importing(modules, ("mlflow", "evidently", "optuna")) == []
+
+
+# --- clustering ---------------------------------------------------------------------------------
+
+
+def _segmentation_policy(**rules) -> GatePolicy:
+    return GatePolicy(metric="silhouette", require_validation=False, require_no_drift=False, **rules)
+
+
+@pytest.mark.parametrize(
+    ("rule", "measured", "limit", "passed"),
+    [
+        ("min_stability", {"stability_ari": 0.42}, 0.6, False),
+        ("min_stability", {"stability_ari": 0.6}, 0.6, True),
+        ("min_cluster_share", {"smallest_cluster_share": 0.01}, 0.03, False),
+        ("min_cluster_share", {"smallest_cluster_share": 0.2}, 0.03, True),
+        ("min_stability", {}, 0.6, False),  # not measured: fails, it does not pass unseen
+    ],
+)
+def test_a_segmentation_is_judged_on_its_stability_and_its_smallest_cluster(rule, measured, limit, passed):
+    check = _only_check(
+        _decide(
+            _segmentation_policy(**{rule: limit}),
+            metric="silhouette",
+            candidate_score=0.3,
+            measured=Measurements(**measured),
+            task="clustering",
+        )
+    )
+    assert check.name == {"min_stability": "stability", "min_cluster_share": "cluster_share"}[rule]
+    assert check.passed is passed and check.limit == limit
+    assert ("not measured" in check.detail) is (not measured)
+
+
+def test_rules_that_need_a_target_are_skipped_for_a_segmentation_with_their_reason():
+    policy = _segmentation_policy(
+        max_target_drift=0.1,
+        max_calibration_error=0.1,
+        slices={"g": SliceLimits(min_metric=0.1)},
+        current_batch=CurrentBatchRule(require=True),
+    )
+    decision = _decide(policy, metric="silhouette", candidate_score=0.3, task="clustering")
+    assert decision.passed
+    assert {c.name: c.verdict for c in decision.checks} == dict.fromkeys(
+        ("target_drift", "current_batch", "calibration", "slices"), "skipped"
+    )
+    assert all("needs a target; a clustering task has none" in c.detail for c in decision.checks)
+
+
+def test_the_champion_check_of_a_segmentation_states_how_far_the_two_agree():
+    check = _only_check(
+        _decide(
+            _segmentation_policy(max_regression=0.02),
+            metric="silhouette",
+            candidate_score=0.30,
+            champion_score=0.31,
+            measured=Measurements(assignment_agreement=0.8123),
+            task="clustering",
+        )
+    )
+    assert check.passed and "gain -0.0100" in check.detail
+    assert "agree on the test rows' clusters with ARI 0.812" in check.detail
+
+
+def test_the_segmentation_comparison_scores_both_in_one_space_with_paired_intervals():
+    import numpy as np
+
+    from mlgate.gating import segments
+    from tests.helpers import blobs
+
+    frame, truth = blobs()
+    embedded = frame[["x", "y"]].to_numpy()
+    coarse = np.where(truth == 2, 1, truth)  # two of the three groups merged
+
+    found, agreement = segments.compare("silhouette", frame, embedded, truth, coarse, resamples=200, seed=0)
+
+    assert found.candidate["n_clusters"] == 3 and found.champion["n_clusters"] == 2
+    low, high = found.gain_interval
+    assert found.candidate["silhouette"] - found.champion["silhouette"] == pytest.approx((low + high) / 2, abs=0.05)
+    assert found.candidate_interval[0] <= found.candidate["silhouette"] <= found.candidate_interval[1]
+    assert 0.3 < agreement < 1.0
+    alone, none = segments.compare("davies_bouldin", frame, embedded, truth, None, resamples=50, seed=0)
+    assert none is None and alone.champion is None and alone.gain_interval is None
+    assert alone.candidate_interval[0] <= alone.candidate["davies_bouldin"] <= alone.candidate_interval[1]

@@ -363,3 +363,18 @@ def test_an_infinite_regression_target_is_refused_naming_the_rows(mixed_frame):
         r"at row\(s\) 7, 10; no model can learn from them",
     ):
         schema.draft(frame, "tiny", SOURCE, "spend", task="regression", origin="tiny.csv")
+
+
+def test_cli_drafts_a_clustering_declaration_without_a_target(tmp_path, monkeypatch, clean_frame):
+    monkeypatch.chdir(tmp_path)
+    clean_frame.to_csv("tiny.csv", index=False)
+
+    result = _invoke("segments", "--source", "tiny.csv", "--task", "clustering")
+
+    assert result.exit_code == 0, result.output
+    spec = _load(Path("conf/data/segments.yaml").read_text())
+    assert (spec.task, spec.target, spec.metric) == ("clustering", None, "silhouette")
+    assert spec.features == list(clean_frame.columns)  # every column, the would-be target too
+    assert check_contract(clean_frame, spec).passed
+    refused = _invoke("segments2", "--source", "tiny.csv", "--task", "clustering", "--target", "churn")
+    assert refused.exit_code == 1 and "a clustering task has no target; leave it out" in refused.output

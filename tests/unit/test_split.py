@@ -112,3 +112,29 @@ def test_regression_split_covers_the_target_range(mixed_frame, regression_spec):
 def test_split_params_reject_impossible_shares(test_size, current_size):
     with pytest.raises(ValueError, match="split:"):
         SplitParams(test_size=test_size, current_size=current_size)
+
+
+def test_a_task_without_a_target_splits_at_random_and_keeps_every_column(mixed_frame):
+    from mlgate import config
+    from mlgate.modelling.data import DataSpec
+
+    frame = mixed_frame(60).drop(columns=["churn"])  # tenure, charges, plan
+    spec = config.build(
+        DataSpec,
+        {
+            "name": "segments",
+            "task": "clustering",
+            "target": None,
+            "metric": "silhouette",
+            "source": {"kind": "file", "path": "x.csv", "format": "csv"},
+            "contract": {
+                "columns": {"tenure": {"type": "integer"}, "charges": {"type": "float"}, "plan": {"type": "string"}}
+            },
+        },
+        "data",
+    )
+
+    result = split(frame, spec, SHARES, seed=0)
+
+    assert (len(result.train), len(result.test), len(result.current)) == (36, 12, 12)
+    assert list(result.train.columns) == ["tenure", "charges", "plan"]

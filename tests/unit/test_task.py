@@ -1,4 +1,5 @@
-"""The Task classes: one per task type, owning what differs between binary, multiclass and regression."""
+"""The Task classes: one per task type, owning what differs between binary, multiclass, regression and
+clustering (a task without a target)."""
 
 import numpy as np
 import pandas as pd
@@ -7,9 +8,9 @@ import pytest
 from mlgate import config
 from mlgate.modelling import ensemble, metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
-from mlgate.modelling.task import TASKS, Binary, Multiclass, Regression, for_features, for_spec, named
+from mlgate.modelling.task import TASKS, Binary, Clustering, Multiclass, Regression, for_features, for_spec, named
 
-TASK_NAMES = ("binary", "multiclass", "regression")
+TASK_NAMES = ("binary", "multiclass", "regression")  # the supervised ones, which learn a target
 LABELS = {"binary": ["No", "Yes"], "multiclass": ["high", "low", "mid"]}
 
 
@@ -60,10 +61,62 @@ def fitted(request):
 
 
 def test_every_task_type_is_registered_under_its_name():
-    assert tuple(TASKS) == TASK_NAMES
-    assert [type(named(name)) for name in TASK_NAMES] == [Binary, Multiclass, Regression]
+    assert tuple(TASKS) == (*TASK_NAMES, "clustering")
+    assert [type(named(name)) for name in TASKS] == [Binary, Multiclass, Regression, Clustering]
+    assert [named(name).supervised for name in TASKS] == [True, True, True, False]
     with pytest.raises(ValueError, match="data.task must be one of"):
-        named("clustering")
+        named("ranking")
+
+
+def _clustering_spec(**changes) -> DataSpec:
+    section = {
+        "name": "segments",
+        "task": "clustering",
+        "target": None,
+        "metric": "silhouette",
+        "source": {"kind": "file", "path": "tiny.csv", "format": "csv"},
+        "contract": {"columns": {"x": {"type": "float"}, "z": {"type": "float"}, "g": {"type": "string"}}},
+    } | changes
+    return config.build(DataSpec, section, "data")
+
+
+def test_a_clustering_declaration_has_no_target_and_every_column_is_a_feature():
+    spec = _clustering_spec()
+    assert spec.target is None and spec.features == ["x", "z", "g"]
+    assert spec.numeric_features == ["x", "z"] and spec.categorical_features == ["g"]
+    with pytest.raises(config.ConfigError, match="a clustering task has no target; set it to null"):
+        _clustering_spec(target="x")
+    with pytest.raises(config.ConfigError, match="'rmse' is not a clustering metric"):
+        _clustering_spec(metric="rmse")
+    with pytest.raises(config.ConfigError, match=r"\['when'\] are datetime or text columns"):
+        _clustering_spec(
+            contract={"columns": {"x": {"type": "float"}, "when": {"type": "datetime"}}},
+        )
+    with pytest.raises(config.ConfigError, match="data.target is required for a binary task"):
+        _clustering_spec(task="binary", metric="roc_auc")
+
+
+def test_a_clustering_model_answers_its_cluster_and_membership_and_the_frame_reads_back():
+    from mlgate.modelling import clustering
+    from mlgate.modelling.features import InputGuard
+    from tests.helpers import blobs
+
+    frame, _ = blobs()
+    columns = {"x": {"type": "float"}, "y": {"type": "float"}, "kind": {"type": "string"}}
+    spec = _clustering_spec(contract={"columns": columns})
+    segmenter = clustering.Segmenter(
+        "kmeans", {"n_clusters": 3, "n_init": 2}, spec.numeric_features, spec.categorical_features
+    )
+    model = clustering.GuardedSegmenter(InputGuard.from_spec(spec), segmenter).fit(frame)
+    task = for_features({"task": "clustering"})
+    served = task.output_frame(*task.outputs(model, frame))
+    assert list(served.columns) == task.output_columns() == ["cluster", "membership"]
+    assert served["cluster"].dtype == np.int64 and set(served["cluster"]) == {0, 1, 2}
+    cluster, membership = task.read_outputs(served)
+    np.testing.assert_array_equal(cluster, model.predict(frame))
+    assert (membership <= 0).all()  # k-means: minus the distance to the centre
+    with pytest.raises(ValueError, match="a clustering task has no target"):
+        task.encode(pd.Series([1, 2]))
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)

@@ -314,7 +314,12 @@ def log_model(
             for c in input_example.columns
         ]
     )
-    signature = ModelSignature(inputs=inputs, outputs=infer_signature(input_example, output_example).outputs)
+    # MLflow hints that an integer column cannot hold a missing value: the inputs are typed Any above,
+    # and an integer output (a cluster) is never missing
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Hint: Inferred schema contains integer", category=UserWarning)
+        outputs = infer_signature(input_example, output_example).outputs
+    signature = ModelSignature(inputs=inputs, outputs=outputs)
     kwargs = dict(
         python_model=str(code_path),
         artifacts=artifacts,

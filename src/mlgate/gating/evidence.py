@@ -87,6 +87,11 @@ class Measurements:
     brier: float | None = None
     model_size_mb: float | None = None
     latency_ms: float | None = None
+    # clustering: the smallest cluster's share of test rows, tune's stability (mean ARI of the bootstrap
+    # refits), and the agreement (ARI) of the candidate's and production's clusters on test
+    smallest_cluster_share: float | None = None
+    stability_ari: float | None = None
+    assignment_agreement: float | None = None
 
 
 NOT_MEASURED = Measurements()

@@ -56,6 +56,10 @@ class GatePolicy:
     # Median wall time of a one-row prediction through the pyfunc model, as it is served.
     max_latency_ms: float | None = None
     current_batch: CurrentBatchRule = field(default_factory=CurrentBatchRule)
+    # Clustering tasks: the smallest cluster's share of the test rows, and the stability of the chosen
+    # segmentation (the mean adjusted Rand index of its bootstrap refits, measured by tune).
+    min_cluster_share: float | None = None
+    min_stability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,15 @@ def decide(policy: GatePolicy, evidence: Evidence) -> Decision:
     per class (multiclass)."""
     metric, measured, task = evidence.metric, evidence.measured, named(evidence.task)
     checks = []
+
+    def supervised(name: str, limit: Any) -> Check | None:
+        """The skipped check of a rule that needs a target, for a task without one; else None."""
+        if task.supervised:
+            return None
+        return Check(
+            name, True, None, limit, f"skipped: {name} needs a target; a {task.name} task has none", skipped=True
+        )
+
     if policy.require_validation:
         checks.append(_validation(evidence.validation_passed))
     if policy.require_no_drift:
@@ -141,7 +154,10 @@ def decide(policy: GatePolicy, evidence: Evidence) -> Decision:
         what = "prediction drift (PSI, current batch vs training rows)"
         checks.append(_ceiling("prediction_drift", measured.prediction_drift, policy.max_prediction_drift, what))
     if policy.max_target_drift is not None:
-        checks.append(_target_drift(measured.target_drift, policy.max_target_drift))
+        checks.append(
+            supervised("target_drift", policy.max_target_drift)
+            or _target_drift(measured.target_drift, policy.max_target_drift)
+        )
     if policy.metric_floor is not None:
         checks.append(_metric_floor(metric, evidence.candidate_score, policy.metric_floor))
     if policy.max_regression is not None:
@@ -149,20 +165,31 @@ def decide(policy: GatePolicy, evidence: Evidence) -> Decision:
     if policy.require_significant_gain and evidence.champion_score is not None and evidence.champion_error is None:
         checks.append(_significant_gain(metric, evidence.test.gain_interval))
     if policy.current_batch.max_regression is not None or policy.current_batch.require:
-        checks.append(_current_batch(policy.current_batch, metric, evidence.current))
+        checks.append(
+            supervised("current_batch", policy.current_batch.max_regression)
+            or _current_batch(policy.current_batch, metric, evidence.current)
+        )
     if policy.max_calibration_error is not None:
         what = "expected calibration error on test (10 equal-width bins)"
         checks.append(
-            _one_probability_only("calibration", policy.max_calibration_error, task)
+            supervised("calibration", policy.max_calibration_error)
+            or _one_probability_only("calibration", policy.max_calibration_error, task)
             or _ceiling("calibration", measured.calibration_error, policy.max_calibration_error, what)
         )
     if policy.max_brier is not None:
         checks.append(
-            _one_probability_only("brier", policy.max_brier, task)
+            supervised("brier", policy.max_brier)
+            or _one_probability_only("brier", policy.max_brier, task)
             or _ceiling("brier", measured.brier, policy.max_brier, "Brier score on test")
         )
     if policy.slices:
-        checks.append(_slices(policy.slices, metric, evidence.test.slices))
+        checks.append(supervised("slices", 0) or _slices(policy.slices, metric, evidence.test.slices))
+    if policy.min_cluster_share is not None:
+        what = "smallest cluster's share of the test rows"
+        checks.append(_floor("cluster_share", measured.smallest_cluster_share, policy.min_cluster_share, what))
+    if policy.min_stability is not None:
+        what = "stability (mean adjusted Rand index of the bootstrap refits)"
+        checks.append(_floor("stability", measured.stability_ari, policy.min_stability, what))
     if policy.max_model_size_mb is not None:
         checks.append(_ceiling("model_size", measured.model_size_mb, policy.max_model_size_mb, "model size", " MB", 2))
     if policy.max_latency_ms is not None:
@@ -180,9 +207,15 @@ def check_fits(policy: GatePolicy, spec: DataSpec) -> None:
             f"{spec.metric} (e.g. -S gate=<policy>) or set gate.metric and gate.metric_floor"
         )
     judges_probabilities = policy.max_calibration_error is not None or policy.max_brier is not None
-    if judges_probabilities and not spec.learning_task.has_probabilities:
+    if judges_probabilities and spec.learning_task.supervised and not spec.learning_task.has_probabilities:
         raise StageError(
             f"params.yaml: gate.max_calibration_error and gate.max_brier judge probabilities; dataset "
+            f"'{spec.name}' is a {spec.task} task, so set them to null"
+        )
+    clustering_rules = [key for key in ("min_cluster_share", "min_stability") if getattr(policy, key) is not None]
+    if clustering_rules and spec.learning_task.supervised:
+        raise StageError(
+            f"params.yaml: gate.{' and gate.'.join(clustering_rules)} judge a segmentation; dataset "
             f"'{spec.name}' is a {spec.task} task, so set them to null"
         )
     for key, columns in (("critical_features", policy.critical_features), ("slices", policy.slices)):
@@ -226,12 +259,14 @@ def _champion(evidence: Evidence, max_regression: float) -> Check:
         return Check("champion", True, None, max_regression, f"no '{CHAMPION_ALIAS}' model yet", skipped=True)
     metric, candidate, champion = evidence.metric, evidence.candidate_score, evidence.champion_score
     gain = metrics.improvement(metric, candidate, champion)
+    agreement = evidence.measured.assignment_agreement
     return Check(
         "champion",
         _within(gain, max_regression),
         round(gain, 6),
         -max_regression,
-        _versus("test", metric, candidate, champion, evidence.test.gain_interval, max_regression),
+        _versus("test", metric, candidate, champion, evidence.test.gain_interval, max_regression)
+        + ("" if agreement is None else f"; the two agree on the test rows' clusters with ARI {agreement:.3f}"),
     )
 
 
@@ -327,6 +362,14 @@ def _against_floor(metric: str, value: float, floor: float) -> tuple[bool, str]:
     if metrics.METRICS[metric].greater_is_better:
         return (True, "≥") if value >= floor else (False, "<")
     return (True, "≤") if value <= floor else (False, ">")
+
+
+def _floor(name: str, observed: float | None, limit: float, what: str) -> Check:
+    """A measurement that may not fall below its limit; one that could not be measured fails."""
+    if observed is None:
+        return Check(name, False, None, limit, f"{what}: not measured")
+    ok = observed >= limit
+    return Check(name, ok, round(observed, 6), limit, f"{what} {observed:.4f} {'≥' if ok else '<'} {limit}")
 
 
 def _ceiling(name: str, observed: float | None, limit: float, what: str, unit: str = "", digits: int = 4) -> Check:

@@ -116,7 +116,7 @@ class ModelCardLink:
 class DataSummary:
     name: str
     task: str
-    target: str
+    target: str | None  # None: a task without one (clustering)
     positive_class: str | None
     classes: list[str] | None
     metric: str
@@ -204,6 +204,18 @@ class Plot:
 
 
 @dataclass(frozen=True)
+class ClusterProfile:
+    """A clustering model's clusters on test, as evaluate profiled them (plots/cluster_profile.csv: rows,
+    share, numeric means, top categories per cluster), its stability as tune measured it, and the
+    projection and silhouette plots beside the reports once published."""
+
+    table: str
+    rows: tuple[dict[str, Any], ...]
+    stability: dict[str, Any] | None  # mean, std, min ARI and resamples; None: not measured
+    images: tuple[Plot, ...] = ()
+
+
+@dataclass(frozen=True)
 class GateReport:
     passed: bool
     reasons: tuple[str, ...]
@@ -227,6 +239,7 @@ class GateReport:
     candidate: CandidateVersion
     champion: ChampionVersion | None
     plots: tuple[Plot, ...] = ()
+    clusters: ClusterProfile | None = None  # a clustering task's
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)

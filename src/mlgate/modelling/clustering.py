@@ -15,6 +15,7 @@ resamples, compared on the same rows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -164,6 +165,28 @@ class Segmenter(BaseEstimator):
         return {"gmm": "probability", "hdbscan": "membership"}.get(self.family, "negative_distance")
 
 
+class GuardedSegmenter(BaseEstimator):
+    """What a clustering task serves: ``guard`` (the contract applied to every input frame, like the
+    supervised models' first step) before a ``Segmenter``; ``assign`` answers (cluster, membership)."""
+
+    def __init__(self, guard: Any, segmenter: Segmenter):
+        self.guard = guard
+        self.segmenter = segmenter
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> GuardedSegmenter:
+        self.segmenter.fit(self.guard.fit(X).transform(X))
+        return self
+
+    def assign(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.segmenter.assign(self.guard.transform(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.assign(X)[0]
+
+    def embed(self, X: pd.DataFrame) -> np.ndarray:
+        return self.segmenter.embed(self.guard.transform(X))
+
+
 @dataclass(frozen=True)
 class ClusterScores:
     """A segmentation judged without labels. A score is None where it is undefined (fewer than two clusters)."""
@@ -174,6 +197,9 @@ class ClusterScores:
     n_clusters: int
     noise_share: float
     smallest_share: float  # the smallest cluster's share of all rows (0 with no cluster)
+
+    def as_dict(self) -> dict[str, float | None]:
+        return dataclasses.asdict(self)
 
     def metric(self, name: str) -> float | None:
         if name not in METRICS:
@@ -186,8 +212,6 @@ def scores(
 ) -> ClusterScores:
     """``labels`` of ``embedded`` rows judged: the silhouette on a seeded sample of ``silhouette_rows``
     rows (noise rows count 0), Davies-Bouldin and Calinski-Harabasz on the clustered rows."""
-    from sklearn import metrics as skm
-
     labels = np.asarray(labels)
     clustered = labels != NOISE
     found, counts = np.unique(labels[clustered], return_counts=True)
@@ -196,21 +220,55 @@ def scores(
     smallest = float(counts.min() / rows) if len(found) else 0.0
     if len(found) < 2:
         return ClusterScores(None, None, None, len(found), noise_share, smallest)
-    sample = np.arange(rows)
-    if rows > silhouette_rows:
-        sample = np.sort(np.random.default_rng(seed).choice(rows, silhouette_rows, replace=False))
-    kept = sample[clustered[sample]]
-    silhouette = 0.0
-    if len(np.unique(labels[kept])) >= 2:
-        silhouette = float(skm.silhouette_samples(embedded[kept], labels[kept]).sum() / len(sample))
     return ClusterScores(
-        silhouette=silhouette,
-        davies_bouldin=float(skm.davies_bouldin_score(embedded[clustered], labels[clustered])),
-        calinski_harabasz=float(skm.calinski_harabasz_score(embedded[clustered], labels[clustered])),
+        silhouette=score_of("silhouette", embedded, labels, seed=seed, silhouette_rows=silhouette_rows),
+        davies_bouldin=score_of("davies_bouldin", embedded, labels, seed=seed),
+        calinski_harabasz=score_of("calinski_harabasz", embedded, labels, seed=seed),
         n_clusters=len(found),
         noise_share=noise_share,
         smallest_share=smallest,
     )
+
+
+def score_of(
+    name: str, embedded: np.ndarray, labels: np.ndarray, *, seed: int, silhouette_rows: int = SILHOUETTE_ROWS
+) -> float | None:
+    """One score of ``scores`` alone (None with fewer than two clusters): the silhouette on a seeded
+    sample with noise counting 0; Davies-Bouldin or Calinski-Harabasz on the clustered rows."""
+    from sklearn import metrics as skm
+
+    labels = np.asarray(labels)
+    clustered = labels != NOISE
+    if len(np.unique(labels[clustered])) < 2:
+        return None
+    if name == "silhouette":
+        return float(row_silhouettes(embedded, labels, seed=seed, silhouette_rows=silhouette_rows).mean())
+    index = {"davies_bouldin": skm.davies_bouldin_score, "calinski_harabasz": skm.calinski_harabasz_score}[name]
+    return float(index(embedded[clustered], labels[clustered]))
+
+
+def silhouette_sample(rows: int, seed: int, silhouette_rows: int = SILHOUETTE_ROWS) -> np.ndarray:
+    """The rows a silhouette is computed on: all, or a seeded sample of ``silhouette_rows``."""
+    if rows <= silhouette_rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, silhouette_rows, replace=False))
+
+
+def row_silhouettes(
+    embedded: np.ndarray, labels: np.ndarray, *, seed: int, silhouette_rows: int = SILHOUETTE_ROWS
+) -> np.ndarray:
+    """Each sampled row's silhouette (``silhouette_sample``), a noise row's 0; their mean is the
+    segmentation's silhouette, and a paired bootstrap of two segmentations resamples these rows."""
+    from sklearn import metrics as skm
+
+    labels = np.asarray(labels)
+    sample = silhouette_sample(len(labels), seed, silhouette_rows)
+    values = np.zeros(len(sample))
+    clustered = labels[sample] != NOISE
+    kept = sample[clustered]
+    if len(np.unique(labels[kept])) >= 2:
+        values[clustered] = skm.silhouette_samples(embedded[kept], labels[kept])
+    return values
 
 
 def consensus(judged: list[ClusterScores]) -> int:
@@ -263,3 +321,56 @@ def stability(
         values.append(float(adjusted_rand_score(labels, refitted.predict(frame))))
     spread = np.asarray(values)
     return Stability(float(spread.mean()), float(spread.std()), float(spread.min()), resamples, tuple(values))
+
+
+PROFILE_TOP = 3  # categories listed per categorical column in a cluster's profile
+PLOT_ROWS = 2_000  # rows drawn in the projection and silhouette plots (seeded sample)
+
+
+def profile(frame: pd.DataFrame, labels: np.ndarray, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """What each cluster holds, one row per cluster (largest first, then noise, then all rows for
+    comparison): its rows and share, each numeric column's mean, each categorical column's most
+    common values with their shares within the cluster."""
+    labels = np.asarray(labels)
+    groups = [(str(c), labels == c) for c in sorted(set(labels.tolist()) - {NOISE})]
+    if (labels == NOISE).any():
+        groups.append(("noise", labels == NOISE))
+    groups.append(("all", np.ones(len(labels), dtype=bool)))
+    rows = []
+    for name, member in groups:
+        part = frame.loc[member]
+        row: dict[str, Any] = {"cluster": name, "rows": int(member.sum()), "share": float(member.mean())}
+        row |= {f"mean_{c}": float(part[c].mean()) for c in numeric}
+        for column in categorical:
+            shares = part[column].astype(object).fillna("(missing)").value_counts(normalize=True).head(PROFILE_TOP)
+            row[f"top_{column}"] = ", ".join(f"{value} {share:.0%}" for value, share in shares.items())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def projection(embedded: np.ndarray, labels: np.ndarray, seed: int) -> pd.DataFrame:
+    """The rows on the first two principal components of the encoding the families see, with their
+    cluster: how far apart the clusters lie, as far as two dimensions can show."""
+    from sklearn.decomposition import PCA
+
+    sample = silhouette_sample(len(embedded), seed, PLOT_ROWS)
+    points = PCA(n_components=min(2, embedded.shape[1]), random_state=seed).fit_transform(embedded[sample])
+    y = points[:, 1] if points.shape[1] > 1 else np.zeros(len(points))
+    return pd.DataFrame({"pc1": points[:, 0], "pc2": y, "cluster": np.asarray(labels)[sample]})
+
+
+def silhouette_table(embedded: np.ndarray, labels: np.ndarray, seed: int) -> pd.DataFrame:
+    """Each sampled clustered row's silhouette, sorted within its cluster (the silhouette plot): a
+    cluster whose rows mostly score below 0 sits closer to another cluster than to itself."""
+    from sklearn.metrics import silhouette_samples
+
+    sample = silhouette_sample(len(embedded), seed, PLOT_ROWS)
+    kept = sample[np.asarray(labels)[sample] != NOISE]
+    clusters = np.asarray(labels)[kept]
+    if len(np.unique(clusters)) < 2:
+        return pd.DataFrame({"row": [], "cluster": [], "silhouette": []})
+    values = silhouette_samples(embedded[kept], clusters)
+    table = pd.DataFrame({"cluster": clusters, "silhouette": values})
+    table = table.sort_values(["cluster", "silhouette"], ascending=[True, False], kind="stable")
+    table.insert(0, "row", np.arange(len(table)))
+    return table.reset_index(drop=True)

@@ -96,7 +96,7 @@ class Contract:
 class DataSpec:
     name: str
     task: str
-    target: str
+    target: str | None  # None: a task without one (clustering)
     metric: str
     source: SourceSpec
     contract: Contract
@@ -106,7 +106,20 @@ class DataSpec:
     classes: list[str] | None = None
 
     def __post_init__(self) -> None:
-        named(self.task)
+        task = named(self.task)
+        if not task.supervised:
+            if self.target is not None:
+                raise ValueError(f"data.target: a {self.task} task has no target; set it to null")
+            task.check_metric(self.metric)
+            unclustered = [c for c in self.features if self.contract.columns[c].type in ("datetime", "text")]
+            if unclustered:
+                raise ValueError(
+                    f"data.contract.columns: {unclustered} are datetime or text columns, which clustering does "
+                    f"not use; give them role: id, or drop them from the contract"
+                )
+            return
+        if self.target is None:
+            raise ValueError(f"data.target is required for a {self.task} task")
         if self.target not in self.contract.columns:
             raise ValueError(f"data.contract.columns must declare the target column '{self.target}'")
         if self.contract.columns[self.target].role != "feature":
@@ -238,10 +251,10 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
                 (violations if problem.rule == "categories" else warnings).append(problem)
         if col_spec.unique or col_spec.role == "id":
             violations.extend(_check_unique(column, values))
-    if spec.target not in missing:
+    if spec.target is not None and spec.target not in missing:
         problems = spec.learning_task.target_problems(frame[spec.target], contract.min_class_count, labelled=labelled)
         violations.extend(Violation(spec.target, rule, message) for rule, message in problems)
-    if spec.target not in missing and not any(v.column == spec.target for v in violations):
+    if spec.target is not None and spec.target not in missing and not any(v.column == spec.target for v in violations):
         for column, score in leakage_scores(frame, spec).items():
             if score >= contract.leakage_threshold:
                 measure = spec.learning_task.leakage_measure
@@ -497,7 +510,7 @@ def conform(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
         if column in present:
             features[column] = parse_datetime(frame[column])
     features = features[present]
-    if spec.target in frame.columns:
+    if spec.target is not None and spec.target in frame.columns:
         features[spec.target] = frame[spec.target]
     return features
 

@@ -46,6 +46,19 @@ def _roc_auc_ovr(y, p):
     return float(np.mean([_rank_auc((y == k).astype(np.int64), p[:, k]) for k in range(p.shape[1])]))
 
 
+def _clustering_score(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """A clustering task's metric: ``y`` is the rows as the model's encoding places them, ``p`` their
+    clusters (``clustering.score_of``: the silhouette on a seeded sample, noise counting 0); NaN
+    with fewer than two clusters."""
+    from mlgate.modelling import clustering
+
+    def score(embedded: np.ndarray, labels: np.ndarray) -> float:
+        value = clustering.score_of(name, embedded, labels, seed=0)
+        return float("nan") if value is None else value
+
+    return score
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -60,6 +73,9 @@ METRICS: dict[str, Metric] = {
         Metric("rmse", False, False, _rmse),
         Metric("mae", False, False, lambda y, p: float(skm.mean_absolute_error(y, p))),
         Metric("r2", True, False, lambda y, p: float(skm.r2_score(y, p))),
+        Metric("silhouette", True, False, _clustering_score("silhouette")),
+        Metric("davies_bouldin", False, False, _clustering_score("davies_bouldin")),
+        Metric("calinski_harabasz", True, False, _clustering_score("calinski_harabasz")),
     )
 }
 

@@ -113,11 +113,16 @@ def declared_labels(target_values: pd.Series, task: str, given_positive_class: A
     return {field: inferred[field]() for field in named(task).label_fields}
 
 
-def infer_contract(frame: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
+def infer_contract(frame: pd.DataFrame, target: str | None, task: str) -> dict[str, Any]:
     """The ``contract:`` mapping of conf/data/<name>.yaml that ``frame`` itself passes."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {tuple(TASKS)}, got '{task}'")
-    _check_target(_target_values(frame, target), task)
+    if named(task).supervised:
+        if target is None:
+            raise ValueError(f"a {task} task needs a target column")
+        _check_target(_target_values(frame, target), task)
+    elif target is not None:
+        raise ValueError(f"a {task} task has no target; leave out '{target}' (every column is a feature)")
     contract: dict[str, Any] = {"min_rows": _floor_to_two_digits(max(1, len(frame) // 2)), "max_rows": None}
     if named(task).is_classification:
         smallest_class = int(frame[target].astype(str).value_counts().min())
@@ -254,7 +259,7 @@ _Dumper.add_representer(
 def render(
     name: str,
     source: dict[str, Any],
-    target: str,
+    target: str | None,
     task: str,
     positive_class: str | None,
     contract: dict[str, Any],
@@ -309,17 +314,22 @@ def draft(
     frame: pd.DataFrame,
     name: str,
     source: dict[str, Any],
-    target: str,
+    target: str | None,
     *,
     task: str | None = None,
     given_positive_class: Any = None,
     origin: str,
 ) -> Draft:
     """infer_contract and render, then load the text back and check ``frame`` against it, so what
-    gets written is a declaration the pipeline accepts and this data passes."""
+    gets written is a declaration the pipeline accepts and this data passes. No target: a clustering
+    task (every column a feature)."""
+    if target is None:
+        if task not in (None, "clustering"):
+            raise ValueError(f"a {task} task needs a target column (--target)")
+        task = "clustering"
     task = task or infer_task(_target_values(frame, target))
     contract = infer_contract(frame, target, task)
-    labels = declared_labels(frame[target], task, given_positive_class)
+    labels = {} if target is None else declared_labels(frame[target], task, given_positive_class)
     text = render(
         name,
         source,

@@ -1,4 +1,4 @@
-"""What differs by task type (binary, multiclass, regression), in one class per task.
+"""What differs by task type (binary, multiclass, regression, clustering), in one class per task.
 
 A ``Task`` turns the target into what the models learn (``encode``) and back (``decode``), names the
 metrics that apply, shapes a fitted model's outputs (``outputs``), the served frame (``output_frame``)
@@ -46,6 +46,9 @@ class Task(ABC):
 
     name: ClassVar[str]
     is_classification: ClassVar[bool]
+    # learns a declared target; False (clustering): no target, and tune, train, evaluate and gate run
+    # the unsupervised stages (mlgate.stages.clustering)
+    supervised: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]]  # the metrics that apply, in the order metrics/test.json lists them
     default_metric: ClassVar[str]  # what `mlgate infer-schema` proposes
     leakage_measure: ClassVar[str]  # how leakage_score measures a feature alone, in words
@@ -619,6 +622,71 @@ class Regression(Task):
         return predictions @ np.asarray(combiner["coef"]) + combiner["intercept"]
 
 
+@dataclass(frozen=True)
+class Clustering(Task):
+    """No target: a model assigns each row a cluster (``NOISE``, -1: none, for a density-based family)
+    and a membership (larger: more firmly in it). What needs a target (encoding labels, stratifying,
+    stacking, leakage) does not apply; ``outputs`` is the fitted model's ``assign``."""
+
+    name: ClassVar[str] = "clustering"
+    is_classification: ClassVar[bool] = False
+    supervised: ClassVar[bool] = False
+    metrics: ClassVar[tuple[str, ...]] = ("silhouette", "davies_bouldin", "calinski_harabasz")
+    default_metric: ClassVar[str] = "silhouette"
+    leakage_measure: ClassVar[str] = "(no target)"
+    can_stack: ClassVar[bool] = False
+    has_probabilities: ClassVar[bool] = False
+    comparison_plot: ClassVar[str] = "cluster_sizes"
+    limitation: ClassVar[str | None] = (
+        "Clustering: clusters are found, not taught; their numbers (largest first) name groups of similar "
+        "rows, not classes, and what a cluster means is for a reviewer to read from its profile."
+    )
+
+    @property
+    def stratified(self) -> bool:
+        return False
+
+    def _no_target(self, *_: Any) -> Any:
+        raise ValueError("a clustering task has no target")
+
+    encode = decode = strata = stacking_fit = stacked = _no_target
+
+    def labelled(self, target: pd.Series, categories: list[Any] | None) -> np.ndarray:
+        return np.zeros(len(target), dtype=bool)
+
+    def leakage_score(self, y: np.ndarray, encoded: Callable[[np.ndarray], np.ndarray]) -> None:
+        return None
+
+    def member_output(self, model: Any, X: pd.DataFrame) -> np.ndarray:
+        return model.assign(X)[0]
+
+    def outputs(self, model: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return model.assign(X)
+
+    def describe_output(self, target: str | None, threshold: float) -> str:
+        return "the row's cluster (-1: none, for a density-based family) and its membership (larger: more firmly in it)"
+
+    def output_columns(self) -> list[str]:
+        return ["cluster", "membership"]
+
+    def output_frame(self, prediction: np.ndarray, probability: np.ndarray | None) -> pd.DataFrame:
+        return pd.DataFrame({"cluster": np.asarray(prediction, dtype=np.int64), "membership": probability})
+
+    def read_outputs(self, frame: pd.DataFrame, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+        return frame[f"{prefix}cluster"].to_numpy(np.int64), frame[f"{prefix}membership"].to_numpy(np.float64)
+
+    def curves(self, y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None) -> dict[str, pd.DataFrame]:
+        return {}
+
+    def decide(self, scores: np.ndarray, threshold: float, classes: np.ndarray | None) -> np.ndarray:
+        return scores
+
+    @property
+    def drift_bins(self) -> int:
+        """A bin per cluster: the assignment's drift is the shift of the clusters' shares."""
+        return 1000
+
+
 def _rare_classes(counts: pd.Series, min_class_count: int) -> list[tuple[str, str]]:
     return [
         (
@@ -629,7 +697,7 @@ def _rare_classes(counts: pd.Series, min_class_count: int) -> list[tuple[str, st
     ]
 
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Binary, Multiclass, Regression)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Binary, Multiclass, Regression, Clustering)}
 
 
 def named(name: str) -> Task:

@@ -59,6 +59,20 @@ def png(name: str, table: pd.DataFrame, spec: DataSpec, folder: Path) -> Path:
         top = table.head(15).iloc[::-1]
         ax.barh(top.feature, top.importance)
         ax.set(xlabel="mean |SHAP value|", title="SHAP importance (TreeSHAP)")
+    elif name == "cluster_profile":
+        sizes = table[table.cluster != "all"].iloc[::-1]
+        ax.barh(sizes.cluster.astype(str), sizes.share)
+        ax.set(xlabel="share of test rows", ylabel="cluster", title="Cluster sizes (test)")
+    elif name == "projection":
+        for cluster, points in table.groupby("cluster"):
+            label = "noise" if cluster == -1 else str(cluster)
+            ax.scatter(points.pc1, points.pc2, s=4, alpha=0.6, label=label, color="grey" if cluster == -1 else None)
+        ax.legend(title="cluster", fontsize=7, markerscale=3)
+        ax.set(xlabel="first principal component", ylabel="second", title="Clusters, 2-D projection (test)")
+    elif name == "silhouette":
+        ax.barh(table.row, table.silhouette, height=1.0, color=[f"C{c % 10}" for c in table.cluster])
+        ax.axvline(table.silhouette.mean() if len(table) else 0, color="red", linestyle="--")
+        ax.set(xlabel="silhouette", ylabel="rows, by cluster", yticks=[], title="Silhouette (test; dashed: mean)")
     fig.tight_layout()
     path = folder / f"{name}.png"
     fig.savefig(path)

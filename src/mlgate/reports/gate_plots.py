@@ -150,10 +150,27 @@ def _residuals(ax, task: Task, y: np.ndarray, outputs: dict[str, Output]) -> str
     return "Residuals on test"
 
 
-OUTPUT_PLOTS = {"class_recall": _class_recall, "roc": _roc, "residuals": _residuals}  # by Task.comparison_plot
+def _cluster_sizes(ax, task: Task, y: np.ndarray | None, outputs: dict[str, Output]) -> str:
+    """Each model's share of the test rows per cluster (noise: -1)."""
+    clusters = np.unique(np.concatenate([cluster for cluster, _ in outputs.values()]))
+    width = 0.8 / len(outputs)
+    for i, (label, (cluster, _)) in enumerate(outputs.items()):
+        shares = [float(np.mean(cluster == c)) for c in clusters]
+        ax.bar(np.arange(len(clusters)) + (i - (len(outputs) - 1) / 2) * width, shares, width, label=label)
+    ax.set_xticks(np.arange(len(clusters)), ["noise" if c == -1 else str(c) for c in clusters])
+    ax.set(xlabel="cluster", ylabel="share of test rows", title="Cluster sizes (test)")
+    return "Cluster sizes on test"
 
 
-def _outputs_plot(task: Task, y: np.ndarray, outputs: dict[str, Output], path: Path) -> str:
+OUTPUT_PLOTS = {  # by Task.comparison_plot
+    "class_recall": _class_recall,
+    "roc": _roc,
+    "residuals": _residuals,
+    "cluster_sizes": _cluster_sizes,
+}
+
+
+def _outputs_plot(task: Task, y: np.ndarray | None, outputs: dict[str, Output], path: Path) -> str:
     """Both models' test outputs as the task's ``comparison_plot`` shows them."""
     fig, axes = _figure()
     ax = axes[0][0]
@@ -217,7 +234,9 @@ def _slices_plot(report: GateReport, path: Path) -> str:
     return f"{report.metric} per slice"
 
 
-def draw_plots(folder: Path, report: GateReport, y_test: np.ndarray, test_outputs: dict[str, Output]) -> dict[str, str]:
+def draw_plots(
+    folder: Path, report: GateReport, y_test: np.ndarray | None, test_outputs: dict[str, Output]
+) -> dict[str, str]:
     """The promotion report's PNG plots, written into ``folder``: {file stem: title}."""
     drawn = {"metric": _metric_plot(report, folder / "metric.png")}
     task = report.data.learning_task

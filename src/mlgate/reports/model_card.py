@@ -223,6 +223,46 @@ def _importance(importance: Importance, card: str) -> list[str]:
     ]
 
 
+PROFILE_COLUMNS = 8  # numeric means shown per cluster; the CSV keeps them all
+
+
+def clusters_section(report: GateReport, document: str) -> list[str]:
+    """A clustering model's clusters: its stability, the profile table and the projection and
+    silhouette plots (links relative to ``document``); nothing for another task."""
+    clusters = report.clusters
+    if clusters is None:
+        return []
+    stable = clusters.stability
+    lines = [
+        "Stability: "
+        + (
+            "not measured."
+            if stable is None
+            else f"mean adjusted Rand index {stable['mean']:.3f} ± {stable['std']:.3f} (lowest {stable['min']:.3f}) "
+            f"between the clusters and {stable['resamples']} refits on bootstrap resamples of the training rows."
+        ),
+        "",
+        f"Profile on test (`{clusters.table}`; the last row is all test rows):",
+        "",
+    ]
+    header = list(clusters.rows[0]) if clusters.rows else []
+    means = [c for c in header if c.startswith("mean_")][:PROFILE_COLUMNS]
+    tops = [c for c in header if c.startswith("top_")]
+    shown = ["cluster", "rows", "share", *means, *tops]
+    lines += [
+        "| " + " | ".join(c.removeprefix("mean_").removeprefix("top_") for c in shown) + " |",
+        "| " + " | ".join("---" if c in ("cluster", *tops) else "---:" for c in shown) + " |",
+    ]
+    for row in clusters.rows:
+        cells = [str(row["cluster"]), f"{int(row['rows']):,}", f"{row['share']:.1%}"]
+        cells += [f"{row[c]:.4g}" for c in means] + [str(row[c]) for c in tops]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if clusters.images:
+        lines += ["\n\n".join(image(plot.path, plot.title, document) for plot in clusters.images), ""]
+    return lines
+
+
 def outcome(report: GateReport) -> tuple[str, str]:
     """The gate's verdict in a word, and what it means for the candidate alias."""
     if report.passed:
@@ -288,7 +328,10 @@ def render(report: GateReport) -> str:
     lines += ["## Current batch", "", *current_batch_table(report), ""]
     if slices := slices_table(report):
         lines += ["## Slices", "", *slices, ""]
-    lines += ["## Feature importance", "", *_importance(report.importance, report.model_card.path)]
+    if report.clusters is not None:
+        lines += ["## Clusters", "", *clusters_section(report, report.model_card.path)]
+    else:
+        lines += ["## Feature importance", "", *_importance(report.importance, report.model_card.path)]
     psi = [f"predictions PSI {measured.prediction_drift:.4f}"] if measured.prediction_drift is not None else []
     psi += [f"target PSI {measured.target_drift:.4f}"] if measured.target_drift is not None else []
     lines += [

@@ -8,6 +8,7 @@ from typing import Any
 from mlgate.gating.report import GateReport
 from mlgate.reports.model_card import (
     MODEL_CARD_TAG,
+    clusters_section,
     current_batch_table,
     image,
     metrics_table,
@@ -50,6 +51,8 @@ def markdown(report: GateReport) -> str:
     ]
     if slices := slices_table(report):
         lines += ["", "## Slices", "", *slices]
+    if clusters := clusters_section(report, report.paths.promotion):
+        lines += ["", "## Clusters", "", *clusters]
     drift = report.drift
     lines += [
         "",

@@ -51,6 +51,8 @@ class MonitorPolicy:
     max_drift_share: float = 0.3
     column_threshold: float | None = None
     max_decay: float = 0.05  # the live metric may be this much worse than the test metric
+    # clustering: the population stability index of the clusters' shares, window vs training sample
+    max_assignment_drift: float = 0.2
     labels: str | None = None  # CSV/Parquet with request_id, row and the target
     retrain: bool = True
     # Overrides for the retraining run, as `key: value` (e.g. search.n_trials: 20).
@@ -110,6 +112,37 @@ def live_score(
     return {"rows": len(joined), "value": value, "low": float(low), "high": float(high)}
 
 
+def live_segmentation(
+    window: pd.DataFrame,
+    reference: pd.DataFrame,
+    model: tracking.LoadedModel,
+    spec: DataSpec,
+    *,
+    seed: int = 0,
+    resamples: int = 1000,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A clustering model's window: (the live silhouette of the logged clusters in the model's encoding,
+    with a 95% bootstrap interval over its sampled rows; the assignment's drift: each cluster's share of
+    the window and of the training sample as the model assigns it, and their population stability index)."""
+    from mlgate.modelling import clustering
+
+    task = spec.learning_task
+    logged = task.read_outputs(window, prefix=plog.OUTPUT_PREFIX)[0]
+    trained = task.read_outputs(model.predict(reference[spec.features]))[0]
+    present = [c for c in spec.features if c in window.columns]  # the model's guard handles an absent one
+    per_row = clustering.row_silhouettes(model.pipeline.embed(window[present]), logged, seed=seed)
+    draws = per_row[np.random.default_rng(seed).integers(0, len(per_row), (resamples, len(per_row)))].mean(axis=1)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    live = {"rows": len(per_row), "value": float(per_row.mean()), "low": float(low), "high": float(high)}
+    clusters = sorted(set(logged.tolist()) | set(trained.tolist()))
+    assignments = {
+        "psi": metrics.population_stability(trained, logged, task.drift_bins),
+        "window_share": {str(c): float(np.mean(logged == c)) for c in clusters},
+        "training_share": {str(c): float(np.mean(trained == c)) for c in clusters},
+    }
+    return live, assignments
+
+
 def verdict(
     policy: MonitorPolicy,
     rows: int,
@@ -167,6 +200,12 @@ def write_gauges(path: str | Path, summary: dict[str, Any]) -> None:
     if summary["decay"] is not None:
         gauge("mlgate_monitor_live_metric", "The primary metric on labelled live rows", summary["decay"]["live"])
         gauge("mlgate_monitor_metric_change", "Live minus test metric (positive: better)", summary["decay"]["change"])
+    if summary.get("assignments") is not None:
+        gauge(
+            "mlgate_monitor_assignment_drift",
+            "Population stability index of the clusters' shares, window vs training (clustering)",
+            summary["assignments"]["psi"],
+        )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
 
@@ -206,9 +245,18 @@ def run(
         max_drift_share=policy.max_drift_share,
         column_threshold=policy.column_threshold,
     )
-    live = None if policy.labels is None else live_score(window, read_labels(policy.labels, spec.target), spec)
+    assignments = None
+    if spec.learning_task.supervised:
+        live = None if policy.labels is None else live_score(window, read_labels(policy.labels, spec.target), spec)
+    else:  # no labels to wait for: the live silhouette and the clusters' shares
+        live, assignments = live_segmentation(window, reference, tracking.load(served.uri), spec)
     test_score = tracking.run_metrics(served.run_id).get(f"test/{spec.metric}")
     breaches, decay = verdict(policy, len(window), drift.summary, live, spec.metric, test_score)
+    if assignments is not None and len(window) >= policy.min_rows and assignments["psi"] > policy.max_assignment_drift:
+        breaches.append(
+            f"assignment drift (PSI of the clusters' shares, window vs training) {assignments['psi']:.4f} "
+            f"> {policy.max_assignment_drift}"
+        )
     summary = {
         "model": names.registered_model,
         "alias": policy.alias,
@@ -223,6 +271,7 @@ def run(
         "served_versions": sorted(window["model_version"].astype(str).unique().tolist()),
         "drift": drift.summary,
         "decay": decay,
+        "assignments": assignments,
         "breaches": breaches,
         "policy": asdict(policy),
         "generated_at": now.isoformat(timespec="seconds"),
@@ -366,7 +415,9 @@ def open_retraining(
         overrides = dict(policy.retrain_overrides)
         batch = f"{project.paths(params).source_dir}/monitor_{stamp}.parquet"
         inputs = window.drop(columns=[c for c in window.columns if c in LOG_COLUMNS or c.startswith("output_")])
-        if policy.labels is not None:
+        if not spec.learning_task.supervised and spec.source.kind == "file":  # no labels needed: the rows extend it
+            overrides |= _extend_training(worktree, spec, inputs, stamp)
+        elif policy.labels is not None:
             labels = read_labels(policy.labels, spec.target)
             inputs[spec.target] = window.merge(labels, on=["request_id", "row"], how="left")[spec.target].to_numpy()
             labelled = inputs[inputs[spec.target].notna()]

@@ -328,6 +328,10 @@ class Metrics:
         self.rows = Counter("mlgate_rows_predicted", "Rows predicted", registry=r)
         self.classes = Counter("mlgate_predicted_class", "Predicted labels (classification)", ["label"], registry=r)
         self.class_labels: set[str] = set()  # the labels counted so far (at most CLASS_LABELS)
+        # a clustering model's clusters: as many as the model has (its numbers, not the client's, label them)
+        self.clusters = Counter(
+            "mlgate_assigned_cluster", "Rows assigned to each cluster (clustering; -1: noise)", ["cluster"], registry=r
+        )
         self.values = Histogram(
             "mlgate_predicted_value",
             "Predicted values (regression)",
@@ -548,6 +552,10 @@ def _as_numbers(values: pd.Series) -> np.ndarray:
 
 def _record_outputs(metrics: Metrics, output: pd.DataFrame, features: dict[str, Any] | None) -> None:
     metrics.rows.inc(len(output))
+    if "cluster" in output:
+        for cluster, count in output["cluster"].value_counts().items():
+            metrics.clusters.labels(str(cluster)).inc(int(count))
+        return
     if "prediction" not in output:
         return
     predictions = output["prediction"]

@@ -3,7 +3,9 @@
 Reads the test split, paths.model, paths.train_info and paths.train_run (the run it logs to); writes
 paths.metrics (DVC metrics) and paths.plots (DVC plots: curves, permutation importance, and SHAP
 importance for CatBoost and the tree families); logs `test/<metric>`, PNG plots and the test split (a
-dataset input) to the train run.
+dataset input) to the train run. A clustering model is judged without labels (silhouette, Davies-Bouldin,
+Calinski-Harabasz on the encoding it clusters in) and profiled: each cluster's size, share, numeric means
+and top categories, a 2-D projection and the silhouette plot's table.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomFo
 from mlgate import console, files, project
 from mlgate.adapters import tracking
 from mlgate.errors import StageError
-from mlgate.modelling import metrics, models
+from mlgate.modelling import clustering, metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.evaluation import SHAP_IMPORTANCE, predictions
 from mlgate.records import TrainingRecord, TrainingRun
@@ -159,20 +161,34 @@ def _tree_shap(pipeline, model, X: pd.DataFrame, seed: int) -> tuple[list[str], 
     return names, values[..., 1] if values.ndim == 3 else values
 
 
+def judged_predictions(
+    model: tracking.LoadedModel, test: pd.DataFrame, spec: DataSpec, seed: int
+) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+    """A supervised model's test metrics and tables: curves, permutation and (where it applies) SHAP importance."""
+    prediction, probability = predictions(model, test, spec)
+    y = target_vector(test, spec)
+    tables = spec.learning_task.curves(y, prediction, probability)
+    tables["importance"] = importance(model, test, spec, seed)
+    shap = shap_importance(model.pipeline, test, spec, seed)
+    if shap is not None:
+        tables[SHAP_IMPORTANCE] = shap
+    return metrics.all_scores(spec.task, y, prediction, probability), tables
+
+
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    spec = project.data_spec(params)
-    paths = project.paths(params)
+    """Score the model as served on the test split, write the metrics and tables, log them on the train run."""
+    spec, paths, seed = project.data_spec(params), project.paths(params), project.seed(params)
     run_id = TrainingRun.of(TrainingRecord.from_json(paths.train_info), paths.train_run).run_id
     test = pd.read_parquet(paths.split_file("test"))
     model = tracking.load(str(Path(paths.model).resolve()))
-    prediction, probability = predictions(model, test, spec)
-    y = target_vector(test, spec)
-    test_metrics = metrics.all_scores(spec.task, y, prediction, probability)
-    tables = spec.learning_task.curves(y, prediction, probability)
-    tables["importance"] = importance(model, test, spec, project.seed(params))
-    shap = shap_importance(model.pipeline, test, spec, project.seed(params))
-    if shap is not None:
-        tables[SHAP_IMPORTANCE] = shap
+    if spec.learning_task.supervised:
+        test_metrics, tables = judged_predictions(model, test, spec, seed)
+        clusters = ""
+    else:
+        scores, tables = judged_segmentation(model, test, spec, seed)
+        test_metrics = {k: float(v) for k, v in scores.as_dict().items() if v is not None}
+        sizes = [f"{row.cluster}: {row.share:.0%}" for row in tables["cluster_profile"].itertuples()]
+        clusters = f"{scores.n_clusters} clusters ({', '.join(sizes[:-1])}); "  # the last row is all rows
 
     if not tracking.run_exists(run_id):
         raise StageError(
@@ -189,6 +205,22 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         for name, table in tables.items():
             tracking.log_artifact(run_id, evaluation_plots.png(name, table, spec, Path(scratch)), "evaluate")
     files.write_json(paths.metrics, {k: round(v, 6) for k, v in test_metrics.items()} | {"rows": len(test)})
-    shown = " · ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
-    console.say(STAGE, f"test ({console.number(len(test))} rows): {shown} → {paths.metrics}, {paths.plots}/")
+    shown = " · ".join(f"{k} {v:.4f}" for k, v in test_metrics.items() if k in spec.learning_task.metrics)
+    console.say(STAGE, f"test ({console.number(len(test))} rows): {clusters}{shown} → {paths.metrics}, {paths.plots}/")
     return test_metrics
+
+
+def judged_segmentation(
+    model: tracking.LoadedModel, test: pd.DataFrame, spec: DataSpec, seed: int
+) -> tuple[clustering.ClusterScores, dict[str, pd.DataFrame]]:
+    """A clustering model's scores and tables on ``test``, as the served model assigns its rows."""
+    X = test[spec.features]
+    labels = spec.learning_task.read_outputs(model.predict(X))[0]
+    embedded = model.pipeline.embed(X)
+    scores = clustering.scores(embedded, labels, seed=seed)
+    tables = {
+        "cluster_profile": clustering.profile(X, labels, spec.numeric_features, spec.categorical_features),
+        "projection": clustering.projection(embedded, labels, seed),
+        "silhouette": clustering.silhouette_table(embedded, labels, seed),
+    }
+    return scores, tables

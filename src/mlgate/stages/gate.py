@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ import pandas as pd
 
 from mlgate import config, console, files, project
 from mlgate.adapters import tracking
+from mlgate.gating import segments
 from mlgate.gating.evidence import (
     Comparison,
     Evidence,
@@ -31,6 +33,7 @@ from mlgate.gating.evidence import (
     compare,
     measure,
     rounded,
+    single_row_latency_ms,
     usable_labels,
 )
 from mlgate.gating.policy import Decision, GatePolicy, check_fits, decide
@@ -38,6 +41,7 @@ from mlgate.gating.report import (
     BatchComparison,
     CandidateVersion,
     ChampionVersion,
+    ClusterProfile,
     Comparisons,
     DataSummary,
     FeatureImportance,
@@ -50,9 +54,9 @@ from mlgate.gating.report import (
     ReportPaths,
     Training,
 )
-from mlgate.modelling import evaluation
+from mlgate.modelling import evaluation, metrics
 from mlgate.modelling.data import DataSpec, target_vector
-from mlgate.records import DriftSummary, TrainingRecord, TrainingRun
+from mlgate.records import DriftSummary, SegmentationRecipe, TrainingRecord, TrainingRun
 from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS
 from mlgate.reports import evaluation_plots, model_card, promotion
 from mlgate.reports.gate_plots import draw_plots
@@ -98,12 +102,22 @@ def run(params: dict[str, Any]) -> GateReport:
     digest = tracking.record_digest(candidate)  # what serve, score and the next gate check before unpickling
     champion = tracking.version_by_alias(names.registered_model, CHAMPION_ALIAS)
     model = tracking.load(paths.model)
-    scored = _score(spec, policy, project.seed(params), model, inputs, candidate.version, champion)
+    if spec.learning_task.supervised:
+        scored = _score(spec, policy, project.seed(params), model, inputs, candidate.version, champion)
+        y_test = target_vector(inputs.test, spec)
+    else:
+        recipe = SegmentationRecipe.from_json(paths.best_params)
+        scored = _score_segmentation(
+            spec, policy, project.seed(params), model, inputs, candidate.version, champion, recipe
+        )
+        y_test = None
     decision = decide(policy, scored.evidence)
 
     report = _report(params, policy, inputs, scored, decision, candidate, digest, champion)
+    if not spec.learning_task.supervised:
+        report = replace(report, clusters=_clusters(paths.plots, recipe))
     plots_dir = Path(paths.gate_plots)
-    report = _publish(report, plots_dir, spec, paths.plots, target_vector(inputs.test, spec), scored.test_outputs)
+    report = _publish(report, plots_dir, spec, paths.plots, y_test, scored.test_outputs)
     _record(report, candidate, inputs, spec.target, paths, scored.evidence.current)
 
     verdict = "PASSED → alias 'staging'" if report.passed else "REJECTED, no alias"
@@ -192,6 +206,66 @@ def _score(
     test_outputs = {f"candidate v{candidate_version}": candidate_output}
     if champion_outputs["test"] is not None:
         test_outputs[f"production v{champion.version}"] = champion_outputs["test"]
+    return Scored(evidence, champion_metrics, test_outputs)
+
+
+def _score_segmentation(
+    spec: DataSpec,
+    policy: GatePolicy,
+    seed: int,
+    model: tracking.LoadedModel,
+    inputs: Inputs,
+    candidate_version: int,
+    champion: tracking.ModelVersion | None,
+    recipe: SegmentationRecipe,
+) -> Scored:
+    """A clustering task's evidence: both segmentations judged on the test rows in the candidate's
+    encoding (``gating.segments``), the assignment's drift (the population stability index of the
+    clusters' shares, current batch vs training rows) and the stability tune measured."""
+    task = spec.learning_task
+    features = inputs.test[spec.features]
+    candidate = evaluation.predictions(model, inputs.test, spec)
+    outputs, not_compared, champion_error = _champion_outputs(champion, candidate_version, {"test": inputs.test}, spec)
+    champion_test = outputs["test"]
+    on_test, agreement = segments.compare(
+        spec.metric,
+        inputs.test,
+        model.pipeline.embed(features),
+        candidate[0],
+        None if champion_test is None else champion_test[0],
+        skipped=not_compared["test"],
+        resamples=policy.bootstrap_resamples,
+        seed=seed,
+    )
+    # the production version is the candidate itself: its test metrics are the candidate's
+    champion_metrics = on_test.champion or (
+        inputs.candidate_metrics if champion is not None and champion_error is None else None
+    )
+    assigned_train = evaluation.predictions(model, inputs.train, spec)[0]
+    assigned_current = evaluation.predictions(model, inputs.current, spec)[0]
+    measured = Measurements(
+        prediction_drift=metrics.population_stability(assigned_train, assigned_current, task.drift_bins),
+        model_size_mb=inputs.training.model_size_bytes / 1e6,
+        latency_ms=single_row_latency_ms(model.predict, features),
+        smallest_cluster_share=(on_test.candidate or {}).get("smallest_share"),
+        stability_ari=None if recipe.stability is None else recipe.stability["mean"],
+        assignment_agreement=agreement,
+    )
+    evidence = Evidence(
+        metric=spec.metric,
+        validation_passed=inputs.validation_passed,
+        drift=inputs.drift,
+        candidate_score=inputs.candidate_metrics.get(spec.metric, float(np.nan)),
+        champion_score=None if champion_metrics is None else champion_metrics.get(spec.metric),
+        champion_error=champion_error,
+        test=on_test,
+        current=Comparison(skipped="a clustering task has no labels to score"),
+        measured=measured,
+        task=spec.task,
+    )
+    test_outputs = {f"candidate v{candidate_version}": candidate}
+    if champion_test is not None:
+        test_outputs[f"production v{champion.version}"] = champion_test
     return Scored(evidence, champion_metrics, test_outputs)
 
 
@@ -356,12 +430,25 @@ def _importance(plots: str, metric: str, run_id: str) -> Importance:
     )
 
 
+def _clusters(plots: str, recipe: SegmentationRecipe) -> ClusterProfile:
+    """What the reports show of a clustering model's clusters: evaluate's profile, tune's stability."""
+    table = Path(plots) / "cluster_profile.csv"
+    rows = json.loads(pd.read_csv(table).to_json(orient="records"))
+    return ClusterProfile(table.as_posix(), tuple(rows), recipe.stability)
+
+
+CLUSTER_PLOTS = {  # evaluate's tables the reports draw for a clustering model, with their titles
+    "projection": "Clusters on the first two principal components (test)",
+    "silhouette": "Silhouette per row, by cluster (test)",
+}
+
+
 def _publish(
     report: GateReport,
     plots_dir: Path,
     spec: DataSpec,
     evaluate_plots: str,
-    y_test: np.ndarray,
+    y_test: np.ndarray | None,
     test_outputs: dict[str, Output],
 ) -> GateReport:
     """Draw the plots, then write them with gate.json, the promotion report and the model card, all
@@ -378,6 +465,12 @@ def _publish(
             evaluation_plots.png(importance.name, table, spec, staged)
             importance = replace(importance, image=(plots_dir / f"{importance.name}.png").as_posix())
         report = replace(report, plots=plots, importance=importance)
+        if report.clusters is not None:
+            drawn_clusters = []
+            for name, title in CLUSTER_PLOTS.items():
+                evaluation_plots.png(name, pd.read_csv(Path(evaluate_plots) / f"{name}.csv"), spec, staged)
+                drawn_clusters.append(Plot(name, title, (plots_dir / f"{name}.png").as_posix()))
+            report = replace(report, clusters=replace(report.clusters, images=tuple(drawn_clusters)))
         for path, text in (
             (report.paths.promotion, promotion.markdown(report)),
             (report.model_card.path, model_card.render(report)),
@@ -391,7 +484,7 @@ def _record(
     report: GateReport,
     candidate: tracking.ModelVersion,
     inputs: Inputs,
-    target: str,
+    target: str | None,
     paths: project.Paths,
     current: Comparison,
 ) -> None:

@@ -41,19 +41,22 @@ class Split:
 def split(
     frame: pd.DataFrame, spec: DataSpec, params: SplitParams, seed: int, current: pd.DataFrame | None = None
 ) -> Split:
-    """Pure: the frame conformed to the contract, deduplicated and split; no file I/O."""
+    """Pure: the frame conformed to the contract, deduplicated and split (stratified by the task's
+    strata of the target; a task without a target, at random); no file I/O."""
     task = spec.learning_task
+
+    def strata(part: pd.DataFrame) -> pd.Series | None:
+        return task.strata(part[spec.target]) if task.supervised else None
+
     frame = conform(frame, spec)
     deduplicated = frame.drop_duplicates(ignore_index=True)
     duplicates = len(frame) - len(deduplicated)
     held_out = params.test_size + (params.current_size if current is None else 0.0)
-    rest, holdout = train_test_split(
-        deduplicated, test_size=held_out, random_state=seed, stratify=task.strata(deduplicated[spec.target])
-    )
+    rest, holdout = train_test_split(deduplicated, test_size=held_out, random_state=seed, stratify=strata(deduplicated))
     if current is None:
         test_share = params.test_size / held_out
         test, current_rows = train_test_split(
-            holdout, train_size=test_share, random_state=seed, stratify=task.strata(holdout[spec.target])
+            holdout, train_size=test_share, random_state=seed, stratify=strata(holdout)
         )
     else:
         test, current_rows = holdout, conform(current, spec)
@@ -80,7 +83,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         "current_source": spec.current_path or "held-out rows",
         "seed": project.seed(params),
     }
-    summary |= spec.learning_task.split_shares({"train": result.train[spec.target], "test": result.test[spec.target]})
+    if spec.target is not None:
+        summary |= spec.learning_task.split_shares(
+            {"train": result.train[spec.target], "test": result.test[spec.target]}
+        )
     with files.atomic_path(paths.split) as staged:
         staged.mkdir()
         for name in ("train", "test", "current"):

@@ -2,7 +2,8 @@
 
 What tune chose (best_params.json `finish`) is the best trial or an ensemble of trials, with a
 calibration map and a decision threshold: each member is refit on all of train, and the whole is one
-``ensemble.FinalModel`` inside one pyfunc model. Reads the train split and paths.best_params (never
+``ensemble.FinalModel`` inside one pyfunc model; a clustering task's recipe is a segmentation, refit
+behind the contract's input guard (``clustering.GuardedSegmenter``). Reads the train split and paths.best_params (never
 MLflow); writes paths.model (an MLflow pyfunc model directory that takes raw contract columns),
 paths.train_info (what the model is) and paths.train_run (the MLflow run that logged it, fit time).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,12 @@ import pandas as pd
 
 from mlgate import config, console, files, project
 from mlgate.adapters import tracking
-from mlgate.modelling import models
+from mlgate.modelling import clustering, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.ensemble import FinalModel
-from mlgate.modelling.features import FeatureSettings
+from mlgate.modelling.features import FeatureSettings, InputGuard
 from mlgate.modelling.task import for_features
-from mlgate.records import Finish, TrainingRecord, TrainingRun, TunedRecipe
+from mlgate.records import Finish, SegmentationRecipe, TrainingRecord, TrainingRun, TunedRecipe
 from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
 
 STAGE = "train"
@@ -55,6 +57,16 @@ def fit(train: pd.DataFrame, spec: DataSpec, finished: Finish, settings: Feature
     for member in model.members_:
         models.serial_predictions(member)
     return models.settle_bytes(model)
+
+
+def fit_segmentation(
+    train: pd.DataFrame, spec: DataSpec, recipe: SegmentationRecipe, seed: int
+) -> clustering.GuardedSegmenter:
+    """The recipe's segmentation fitted on ``train``'s feature columns, behind the contract's guard."""
+    segmenter = clustering.Segmenter(
+        recipe.family, recipe.params, spec.numeric_features, spec.categorical_features, seed
+    )
+    return clustering.GuardedSegmenter(InputGuard.from_spec(spec), segmenter).fit(train[spec.features])
 
 
 def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
@@ -81,10 +93,10 @@ def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
             if (columns[c].max_missing_share if columns[c].max_missing_share is not None else default_limit) == 0
         ],
     }
-    return info | spec.learning_task.label_features(train[spec.target])
+    return info | ({} if spec.target is None else spec.learning_task.label_features(train[spec.target]))
 
 
-def output_example(pipeline: FinalModel, example: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
+def output_example(pipeline: Any, example: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
     """What the pyfunc model returns for ``example``: the sample its MLflow signature is inferred from."""
     task = for_features(info)
     return task.output_frame(*task.outputs(pipeline, example))
@@ -94,16 +106,48 @@ def requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in _REQUIREMENTS]
 
 
+@dataclass(frozen=True)
+class Refit:
+    """What a recipe refit gives the run that logs it: the model, the run's params and metrics, and the
+    model in a line."""
+
+    model: Any
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    described: str
+
+
+def refit(
+    params: dict[str, Any], spec: DataSpec, recipe: TunedRecipe | SegmentationRecipe, train: pd.DataFrame
+) -> Refit:
+    """The recipe refit on all of train: the finished (ensembled, calibrated) model of a supervised task,
+    or a clustering task's segmentation behind the contract's input guard."""
+    seed = project.seed(params)
+    if isinstance(recipe, SegmentationRecipe):
+        model = fit_segmentation(train, spec, recipe, seed)
+        stability = {"stability_ari_mean": recipe.stability["mean"]} if recipe.stability else {}
+        return Refit(
+            model,
+            {"family": recipe.family, **recipe.params, "seed": seed, "train_rows": len(train)},
+            {f"train/{recipe.metric}": recipe.score} | stability,
+            f"{recipe.family} ({model.segmenter.n_clusters_} clusters)",
+        )
+    model = fit(train, spec, recipe.finish, config.load(FeatureSettings, "features", params), seed)
+    return Refit(model, _run_params(recipe, seed, len(train)), {f"cv/{recipe.metric}": recipe.cv_score}, recipe.family)
+
+
 def run(params: dict[str, Any]) -> TrainingRun:
     """Refit the tuned recipe on all of train and log it as the one MLflow model that evaluate, gate and
-    serving use, linked to the tune run whose recipe it refits; the run that logged it."""
+    serving use, linked to the tune run whose recipe it refits; the run that logged it. A clustering
+    task's recipe is a segmentation (``fit_segmentation``): its model answers a cluster per row."""
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
     seed = project.seed(params)
-    recipe = TunedRecipe.from_json(paths.best_params)
+    recipe_type = TunedRecipe if spec.learning_task.supervised else SegmentationRecipe
+    recipe = recipe_type.from_json(paths.best_params)
     train = pd.read_parquet(paths.split_file("train"))
 
     started = time.time()
-    pipeline = fit(train, spec, recipe.finish, config.load(FeatureSettings, "features", params), seed)
+    refitted = refit(params, spec, recipe, train)
     fit_seconds = time.time() - started
 
     data_hash, dvc_md5 = project.lineage(params)
@@ -117,7 +161,7 @@ def run(params: dict[str, Any]) -> TrainingRun:
     if closed:
         console.say(STAGE, tracking.closed_summary(closed))
     with tracking.stage_run(names.experiment, STAGE, tags) as run_id:  # ends KILLED on Ctrl-C, FAILED on an error
-        logged = _log_run(run_id, recipe, pipeline, train, spec, paths, seed, fit_seconds)
+        logged = _log_run(run_id, refitted, fit_seconds, train, spec, paths, seed)
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         record = training_record(recipe, len(train), model_bytes, tracking.artifact_digest(paths.model), data_hash)
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
@@ -134,24 +178,31 @@ def run(params: dict[str, Any]) -> TrainingRun:
     files.write_text(paths.train_run, tracked.to_json())
     console.say(
         STAGE,
-        f"{recipe.family} refit on {console.number(len(train))} rows in {fit_seconds:.1f}s "
+        f"{refitted.described} refit on {console.number(len(train))} rows in {fit_seconds:.1f}s "
         f"({model_bytes / 1e6:.1f} MB, sha256 {record.model_sha256[:12]}) → {paths.model}, MLflow run {run_id[:8]}",
     )
     return tracked
 
 
 def training_record(
-    recipe: TunedRecipe, rows: int, model_bytes: int, model_sha256: str, data_hash: str
+    recipe: TunedRecipe | SegmentationRecipe, rows: int, model_bytes: int, model_sha256: str, data_hash: str
 ) -> TrainingRecord:
-    """paths.train_info: what the model is (from the recipe), its size and digest, and the data it saw."""
-    finished = recipe.finish
+    """paths.train_info: what the model is (from the recipe), its size and digest, and the data it saw.
+    A segmentation is one model, with neither calibration nor a threshold."""
+    if isinstance(recipe, SegmentationRecipe):
+        method, calibration, threshold = "single", "none", {"objective": "none", "threshold": 0.5}
+        members: tuple[dict[str, Any], ...] = ({"family": recipe.family, "weight": 1.0, "trial": recipe.trial},)
+    else:
+        finished = recipe.finish
+        method, calibration, threshold = finished.method, finished.calibration_method, finished.threshold
+        members = tuple({"family": m.family, "weight": m.weight, "trial": m.trial} for m in finished.members)
     return TrainingRecord(
         family=recipe.family,
         params=recipe.params,
-        method=finished.method,
-        members=tuple({"family": m.family, "weight": m.weight, "trial": m.trial} for m in finished.members),
-        calibration=finished.calibration_method,
-        threshold=finished.threshold,
+        method=method,
+        members=members,
+        calibration=calibration,
+        threshold=threshold,
         train_rows=rows,
         model_size_bytes=model_bytes,
         model_sha256=model_sha256,
@@ -194,27 +245,22 @@ def _run_params(recipe: TunedRecipe, seed: int, rows: int) -> dict[str, Any]:
 
 def _log_run(
     run_id: str,
-    recipe: TunedRecipe,
-    pipeline: FinalModel,
+    refitted: Refit,
+    fit_seconds: float,
     train: pd.DataFrame,
     spec: DataSpec,
     paths: project.Paths,
     seed: int,
-    fit_seconds: float,
 ) -> dict[str, str]:
     """The train run: the recipe's choices and cost, the config and the recipe file, the train split it
     read, the reference sample, and the model, published at paths.model; the logged model's model_uri
     and model_id."""
-    tracking.log(
-        run_id,
-        params=_run_params(recipe, seed, len(train)),
-        metrics={f"cv/{recipe.metric}": recipe.cv_score, "fit_seconds": fit_seconds},
-    )
+    tracking.log(run_id, params=refitted.params, metrics=refitted.metrics | {"fit_seconds": fit_seconds})
     tracking.log_artifact(run_id, "params.yaml", "config")
     tracking.log_artifact(run_id, paths.best_params, "finish")
     tracking.log_split(run_id, "train", train, paths.split_file("train"), spec.target, "training")
     _log_reference(run_id, train, seed)
-    return _log_model(run_id, pipeline, train, spec, paths.model)
+    return _log_model(run_id, refitted.model, train, spec, paths.model)
 
 
 def _log_reference(run_id: str, train: pd.DataFrame, seed: int) -> None:
@@ -226,7 +272,7 @@ def _log_reference(run_id: str, train: pd.DataFrame, seed: int) -> None:
         tracking.log_artifact(run_id, reference, REFERENCE_DIR)
 
 
-def _log_model(run_id: str, pipeline: FinalModel, train: pd.DataFrame, spec: DataSpec, path: str) -> dict[str, str]:
+def _log_model(run_id: str, pipeline: Any, train: pd.DataFrame, spec: DataSpec, path: str) -> dict[str, str]:
     """Log the pyfunc model (the pipeline and what serving needs beside it) to the run and publish it at
     ``path``; its model_uri and model_id."""
     with tempfile.TemporaryDirectory() as scratch:

@@ -16,6 +16,7 @@ with its nested runs, by the next run (``tracking.close_dead_runs``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,11 @@ from tqdm import tqdm
 from mlgate import code_deps, config, console, files, project
 from mlgate.adapters import optuna_study, tracking
 from mlgate.errors import StageError
-from mlgate.modelling import ensemble, metrics, models
+from mlgate.modelling import clustering, ensemble, metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.features import FeatureSettings
 from mlgate.modelling.task import Task
-from mlgate.records import BestTrial, Finish, Member, TunedRecipe
+from mlgate.records import BestTrial, Finish, Member, SegmentationRecipe, TunedRecipe
 
 STAGE = "tune"
 
@@ -753,12 +754,15 @@ class _Stopwatch:
         self.seconds += time.perf_counter() - self._start
 
 
-def run(params: dict[str, Any]) -> TuneResult:
+def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
     """Search model families by CV on the train split and finish the best trials into the recipe `train`
     refits. The study is stored and resumed (module docstring); the parent MLflow run stays open through
     the search so each trial is tracked as it ends; the recipe names no run (its bytes stay stable), so
-    the run is tagged with the recipe's digest, which is how `train` finds it."""
+    the run is tagged with the recipe's digest, which is how `train` finds it. A task without a target
+    (clustering) searches segmentations instead (``_run_clustering``)."""
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
+    if not spec.learning_task.supervised:
+        return _run_clustering(params)
     settings = TuneSettings.parse(params, spec)
     train = pd.read_parquet(paths.split_file("train"))
     plan = StudyPlan.of(settings, train, paths.study)
@@ -1313,3 +1317,469 @@ def _say(
         )
     if not recipe.reproducible:
         console.say("", f"  not reproducible: {recipe.budget['why']}")
+
+
+# --- clustering: a task without a target ------------------------------------------------------------
+# The study searches segmentations (modelling.clustering's families), each trial judged without labels on
+# the train split; the choice among the completed trials is params `clustering.select` (the three scores'
+# vote, or data.metric alone), and its stability is the adjusted Rand index of bootstrap refits. Writes
+# paths.best_params (a ``SegmentationRecipe``), paths.leaderboard (each family's best trial per number of
+# clusters) and paths.trials; MLflow as for the supervised study: a parent run, a nested run per trial.
+# ``segment`` is also the library call (benchmarks/clustering.py): a frame in, a segmentation out.
+
+SELECTIONS = ("consensus", "metric")
+SEARCH_SHARE = 0.75  # of the budget; the rest refits the chosen segmentation for its stability
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    model: clustering.Segmenter
+    labels: np.ndarray  # the frame's clusters (clustering.NOISE: in none)
+    scores: clustering.ClusterScores
+    stability: clustering.Stability | None  # None: the budget left no time for two refits
+    trials: list[optuna_study.TrialOutcome]
+    chosen: optuna_study.TrialOutcome
+    trial_scores: dict[int, clustering.ClusterScores]  # each scored trial's, by trial number
+
+
+def column_kinds(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) columns by dtype; booleans are categorical."""
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and frame[c].dtype != bool]
+    return numeric, [c for c in frame.columns if c not in numeric]
+
+
+def segment(
+    frame: pd.DataFrame,
+    model_section: dict[str, Any],
+    *,
+    metric: str = "silhouette",
+    budget_s: float = 30.0,
+    n_trials: int | None = None,
+    seed: int = 0,
+    sampler: str = "tpe",
+    select: str = "consensus",
+    stability_resamples: int = 5,
+    columns: tuple[list[str], list[str]] | None = None,
+    experiment: str | None = None,
+    parent_run: tuple[str, str] | None = None,
+) -> Segmentation:
+    """Clustering (a task without a target): search ``model_section``'s families (conf/model/<family>.yaml
+    entries) on ``frame``, guided by ``metric``: ``n_trials`` trials (the same seed and data give the same
+    segmentation on any machine), or else for ``SEARCH_SHARE`` of ``budget_s``. Choose among the
+    completed trials by ``select`` (``consensus``: the three scores' vote, ``clustering.consensus``;
+    ``metric``: the best by ``metric``); then refit the choice on ``stability_resamples`` bootstrap
+    resamples (under a time budget, as many as the rest of it allows). ``columns``: (numeric,
+    categorical), by default by dtype. Tracked in ``experiment`` under a new parent run, or under
+    ``parent_run`` (experiment, run id), when given (the tracking URI is MLflow's, from
+    MLFLOW_TRACKING_URI)."""
+    started = time.monotonic()
+    if metric not in clustering.METRICS:
+        raise ValueError(f"metric '{metric}' is not a clustering metric; choose one of {tuple(clustering.METRICS)}")
+    maximize = clustering.METRICS[metric]
+    if select not in SELECTIONS:
+        raise ValueError(f"select must be one of {SELECTIONS}, got '{select}'")
+    numeric, categorical = columns or column_kinds(frame)
+    spaces = optuna_study.parse_spaces(model_section)
+    unknown = [s.family for s in spaces if s.family not in clustering.FAMILIES]
+    if unknown:
+        raise ValueError(f"{unknown} are not clustering families; choose from {clustering.FAMILIES}")
+    timed = n_trials is None
+    settings = optuna_study.SearchSettings(
+        sampler=sampler,
+        pruner="none",
+        n_trials=10_000 if timed else n_trials,
+        timeout_s=budget_s * SEARCH_SHARE,
+        cv_folds=2,
+        n_jobs=1,
+        budget="time" if timed else "trials",
+    )
+    deadline = optuna_study.Deadline.after(budget_s * SEARCH_SHARE) if timed else None
+
+    def build(family: str, params: dict[str, Any], fit_seed: int = seed) -> clustering.Segmenter:
+        return clustering.Segmenter(family, params, numeric, categorical, fit_seed)
+
+    judged_by_trial: dict[str, clustering.ClusterScores] = {}
+
+    def evaluate(family: str, params: dict[str, Any], report: Any, **_: Any) -> tuple[float, list[float]]:
+        model = build(family, params).fit(frame)
+        judged = clustering.scores(model.embed(frame), model.predict(frame), seed=seed)
+        judged_by_trial[_segment_key(family, params)] = judged
+        value = judged.metric(metric)
+        if value is None:
+            raise ValueError(f"{judged.n_clusters} cluster(s) found: {metric} needs two or more")
+        return value, [value]
+
+    with _tracked_search(experiment, parent_run, frame, metric, seed, budget_s) as record:
+        outcomes = optuna_study.optimize(
+            spaces,
+            evaluate,
+            settings,
+            maximize=maximize,
+            seed=seed,
+            on_trial=lambda outcome: record.trial(
+                outcome, judged_by_trial.get(_segment_key(outcome.family, outcome.params))
+            ),
+            deadline=deadline,
+        )
+        complete = [o for o in outcomes if o.state == "COMPLETE"]
+        if not complete:
+            errors = sorted({o.error for o in outcomes if o.error})[:3]
+            raise ValueError(f"no clustering trial completed in {budget_s:.0f}s: {errors}")
+        chosen = _choose_segmentation(complete, judged_by_trial, maximize, select)
+        fit_started = time.monotonic()
+        model = build(chosen.family, chosen.params).fit(frame)
+        labels = model.predict(frame)
+        judged = clustering.scores(model.embed(frame), labels, seed=seed)
+        fit_s = time.monotonic() - fit_started
+        resamples = stability_resamples
+        if timed:
+            resamples = min(resamples, int((budget_s - (time.monotonic() - started)) // max(fit_s, 1e-3)))
+        stable = None
+        if resamples >= 2:
+            stable = clustering.stability(
+                lambda rows, fit_seed: build(chosen.family, chosen.params, fit_seed).fit(rows),
+                frame,
+                labels,
+                resamples=resamples,
+                seed=seed,
+            )
+        record.choice(chosen, judged, stable, select)
+    trial_scores = {
+        o.number: judged_by_trial[_segment_key(o.family, o.params)]
+        for o in outcomes
+        if _segment_key(o.family, o.params) in judged_by_trial
+    }
+    return Segmentation(model, labels, judged, stable, outcomes, chosen, trial_scores)
+
+
+def _choose_segmentation(
+    complete: list[optuna_study.TrialOutcome],
+    judged_by_trial: dict[str, clustering.ClusterScores],
+    maximize: bool,
+    select: str,
+) -> optuna_study.TrialOutcome:
+    """The best trial by its score, or (``consensus``) the three scores' vote among one candidate per
+    family and number of clusters (its best trial), so that many near-copies of one segmentation do
+    not crowd the ranks."""
+    best_first = sorted(complete, key=lambda o: -o.score if maximize else o.score)
+    if select == "metric":
+        return best_first[0]
+    candidates: dict[tuple[str, int], optuna_study.TrialOutcome] = {}
+    for outcome in best_first:
+        candidates.setdefault(
+            (outcome.family, judged_by_trial[_segment_key(outcome.family, outcome.params)].n_clusters), outcome
+        )
+    chosen = list(candidates.values())
+    return chosen[clustering.consensus([judged_by_trial[_segment_key(o.family, o.params)] for o in chosen])]
+
+
+def _segment_key(family: str, params: dict[str, Any]) -> str:
+    return json.dumps([family, params], sort_keys=True, default=str)
+
+
+class _UntrackedSearch:
+    def trial(self, outcome: optuna_study.TrialOutcome, judged: clustering.ClusterScores | None) -> None:
+        pass
+
+    def choice(self, chosen: Any, judged: Any, stable: Any, select: str) -> None:
+        pass
+
+
+class _RecordedSearch:
+    """The search's parent run and its trial runs (written off the search's path by the trial recorder)."""
+
+    def __init__(self, parent_run_id: str, recorder: Any):
+        self.parent_run_id = parent_run_id
+        self.recorder = recorder
+
+    def trial(self, outcome: optuna_study.TrialOutcome, judged: clustering.ClusterScores | None) -> None:
+        tags = {"mlgate.trial": str(outcome.number), "mlgate.trial_state": outcome.state}
+        if outcome.error:
+            tags["mlgate.error"] = outcome.error[:4000]
+        self.recorder.record(
+            tracking.TrialRecord(
+                name=f"trial-{outcome.number:03d}-{outcome.family}",
+                params={"family": outcome.family, **outcome.params},
+                metrics={"duration_s": outcome.end - outcome.start} | _segment_metrics(judged),
+                fold_metrics={},
+                tags=tags,
+                status={"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[outcome.state],
+                start_ms=int(outcome.start * 1000),
+                end_ms=int(outcome.end * 1000),
+            )
+        )
+
+    def choice(
+        self,
+        chosen: optuna_study.TrialOutcome,
+        judged: clustering.ClusterScores,
+        stable: clustering.Stability | None,
+        select: str,
+    ) -> None:
+        stability = (
+            {}
+            if stable is None
+            else {
+                "stability_ari_mean": stable.mean,
+                "stability_ari_std": stable.std,
+                "stability_ari_min": stable.min,
+                "stability_resamples": stable.resamples,
+            }
+        )
+        tracking.log(
+            self.parent_run_id,
+            params={"chosen.family": chosen.family, "chosen.trial": chosen.number, "select": select}
+            | {f"chosen.{k}": v for k, v in chosen.params.items()},
+            metrics=_segment_metrics(judged) | stability,
+        )
+
+
+def _segment_metrics(judged: clustering.ClusterScores | None) -> dict[str, float]:
+    if judged is None:
+        return {}
+    values = {
+        "silhouette": judged.silhouette,
+        "davies_bouldin": judged.davies_bouldin,
+        "calinski_harabasz": judged.calinski_harabasz,
+        "n_clusters": judged.n_clusters,
+        "noise_share": judged.noise_share,
+        "smallest_share": judged.smallest_share,
+    }
+    return {k: float(v) for k, v in values.items() if v is not None}
+
+
+@contextlib.contextmanager
+def _tracked_search(
+    experiment: str | None,
+    parent_run: tuple[str, str] | None,
+    frame: pd.DataFrame,
+    metric: str,
+    seed: int,
+    budget_s: float,
+) -> Iterator[_UntrackedSearch | _RecordedSearch]:
+    """The trial recorder under ``parent_run``, closed (every trial written) at the end of the block;
+    or under a new parent run in ``experiment`` (lineage: git commit, data hash); or nothing."""
+    if parent_run is None and experiment is None:
+        yield _UntrackedSearch()
+        return
+    if parent_run is not None:
+        with tracking.trial_recorder(parent_run[0], parent_run[1], {"mlgate.task": "clustering"}) as recorder:
+            yield _RecordedSearch(parent_run[1], recorder)
+        return
+    data_hash = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()).hexdigest()
+    tags = tracking.lineage_tags("segment", data_hash) | {"mlgate.task": "clustering"}
+    with tracking.stage_run(experiment, "segment", tags) as parent:
+        tracking.log(parent, params={"metric": metric, "seed": seed, "budget_s": budget_s, "rows": len(frame)})
+        with tracking.trial_recorder(experiment, parent, {"mlgate.task": "clustering"}) as recorder:
+            yield _RecordedSearch(parent, recorder)
+
+
+@dataclass(frozen=True)
+class ClusteringParams:
+    """params.yaml `clustering`: how the choice is made among the searched segmentations."""
+
+    select: str = "consensus"  # consensus | metric
+    stability_resamples: int = 10
+
+    def __post_init__(self) -> None:
+        if self.select not in SELECTIONS:
+            raise ValueError(f"clustering.select must be one of {SELECTIONS}, got '{self.select}'")
+        if self.stability_resamples < 2:
+            raise ValueError(f"clustering.stability_resamples must be at least 2, got {self.stability_resamples}")
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """The params this stage reads, parsed and checked once."""
+
+    search: optuna_study.SearchSettings
+    choice: ClusteringParams
+    model_section: dict[str, Any]
+    seed: int
+
+    @classmethod
+    def parse(cls, params: dict[str, Any]) -> SegmentSettings:
+        try:
+            search = config.load(optuna_study.SearchSettings, "search", params)
+            choice = config.load(ClusteringParams, "clustering", params)
+            section = config.section(params, "model")
+            spaces = optuna_study.parse_spaces(section, task="clustering")
+        except config.ConfigError:
+            raise
+        except ValueError as error:
+            raise StageError(f"params.yaml: {error}") from error
+        supervised = [s.family for s in spaces if s.family not in clustering.FAMILIES]
+        if supervised:
+            raise StageError(
+                f"params.yaml: model {supervised} are not clustering families; a clustering task searches "
+                f"{list(clustering.FAMILIES)} (e.g. `model: [kmeans, gmm, ward, hdbscan]` in its conf/experiment)"
+            )
+        if search.distributed:
+            raise StageError("params.yaml: search.workers: a clustering study runs in one process; set it to 1")
+        if len(search.objectives) > 1:
+            raise StageError("params.yaml: search.objectives: a clustering study has one objective, [score]")
+        return cls(search, choice, section, project.seed(params))
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        """What bounded the search, for best_params.json, and whether the same seed and data give it again."""
+        if self.search.budget == "trials":
+            return {"kind": "trials", "n_trials": self.search.n_trials, "reproducible": True}
+        return {
+            "kind": "time",
+            "timeout_s": self.search.timeout_s,
+            "reproducible": False,
+            "why": "search.budget is time: what finished first decided what ran next",
+        }
+
+
+def _search_segmentations(
+    train: pd.DataFrame, spec: DataSpec, settings: SegmentSettings, parent_run: tuple[str, str] | None
+):
+    """The segmentation search on the train split's feature columns (``segment``)."""
+    budget_trials = settings.search.budget == "trials"
+    return segment(
+        train[spec.features],
+        settings.model_section,
+        metric=spec.metric,
+        budget_s=settings.search.timeout_s / SEARCH_SHARE,
+        n_trials=settings.search.n_trials if budget_trials else None,
+        seed=settings.seed,
+        sampler=settings.search.sampler,
+        select=settings.choice.select,
+        stability_resamples=settings.choice.stability_resamples,
+        columns=(spec.numeric_features, spec.categorical_features),
+        parent_run=parent_run,
+    )
+
+
+def segmentation_recipe(
+    found: Segmentation, spec: DataSpec, settings: SegmentSettings, rows: int
+) -> SegmentationRecipe:
+    """best_params.json: the chosen trial's configuration, its scores on train and its stability."""
+    chosen, judged = found.chosen, found.scores
+    states = [o.state for o in found.trials]
+    stable = found.stability
+    return SegmentationRecipe(
+        family=chosen.family,
+        params=chosen.params,
+        metric=spec.metric,
+        score=judged.metric(spec.metric),
+        trial=chosen.number,
+        select=settings.choice.select,
+        scores=score_fields(judged),
+        stability=None
+        if stable is None
+        else {"mean": stable.mean, "std": stable.std, "min": stable.min, "resamples": stable.resamples},
+        trials={"complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL")},
+        seed=settings.seed,
+        rows=rows,
+        budget=settings.budget,
+    )
+
+
+SCORE_FIELDS = tuple(f.name for f in dataclasses.fields(clustering.ClusterScores))
+
+
+def score_fields(judged: clustering.ClusterScores | None) -> dict[str, float | None]:
+    """A segmentation's scores by name (all None for a trial never scored)."""
+    return dict.fromkeys(SCORE_FIELDS) if judged is None else judged.as_dict()
+
+
+def segmentation_trials(found: Segmentation, metric: str) -> pd.DataFrame:
+    """Every trial: family, state, every score, time, parameters, error; best complete first."""
+    rows = []
+    for outcome in found.trials:
+        judged = found.trial_scores.get(outcome.number)
+        rows.append(
+            {
+                "trial": outcome.number,
+                "family": outcome.family,
+                "state": outcome.state,
+                "score": outcome.score,
+                **score_fields(judged),
+                "duration_s": round(outcome.end - outcome.start, 3),
+                "params": json.dumps(outcome.params, sort_keys=True),
+                "error": outcome.error,
+            }
+        )
+    board = pd.DataFrame(rows)
+    board["complete"] = board["state"] == "COMPLETE"
+    maximize = clustering.METRICS[metric]
+    board = board.sort_values(["complete", "score"], ascending=[False, not maximize], na_position="last")
+    return board.drop(columns="complete").reset_index(drop=True)
+
+
+def segmentation_leaderboard(trials: pd.DataFrame, chosen_trial: int) -> pd.DataFrame:
+    """Each family's best complete trial per number of clusters (the candidates the choice weighed),
+    best first, the chosen one marked; `model` names it and `cv_score` is data.metric on train, the
+    columns `dvc plots` draws for every task."""
+    complete = trials[trials["state"] == "COMPLETE"]
+    board = complete.drop_duplicates(["family", "n_clusters"], keep="first").copy()
+    board.insert(0, "model", board["family"] + " k=" + board["n_clusters"].astype(int).astype(str))
+    board["chosen"] = board["trial"] == chosen_trial
+    return board.rename(columns={"score": "cv_score"}).drop(columns=["state", "error"]).reset_index(drop=True)
+
+
+def _run_clustering(params: dict[str, Any]) -> SegmentationRecipe:
+    """Search, choose and measure the segmentation `train` refits; track it as a parent run with a nested
+    run per trial, tagged with the recipe's digest (how `train` finds it)."""
+    spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
+    settings = SegmentSettings.parse(params)
+    train = pd.read_parquet(paths.split_file("train"))
+    started = time.time()
+    tags = tracking.lineage_tags(STAGE, *project.lineage(params)) | {"mlgate.task": spec.task}
+    closed = tracking.close_dead_runs(names.experiment)
+    if closed:
+        console.say(STAGE, tracking.closed_summary(closed))
+    with tracking.stage_run(names.experiment, STAGE, tags) as parent:
+        tracking.log(
+            parent,
+            params={f"search.{k}": v for k, v in config.section(params, "search").items()}
+            | {f"clustering.{k}": v for k, v in config.section(params, "clustering").items()}
+            | {"metric": spec.metric, "seed": settings.seed, "train_rows": len(train)},
+        )
+        tracking.log_artifact(parent, "params.yaml", "config")
+        tracking.log_split(parent, "train", train, paths.split_file("train"), None, "training")
+        try:
+            found = _search_segmentations(train, spec, settings, (names.experiment, parent))
+        except ValueError as error:
+            raise StageError(f"tune: {error}") from error
+        chosen = segmentation_recipe(found, spec, settings, len(train))
+        trials = segmentation_trials(found, spec.metric)
+        board = segmentation_leaderboard(trials, chosen.trial)
+        files.write_text(paths.trials, trials.to_csv(index=False))
+        files.write_text(paths.leaderboard, board.to_csv(index=False))
+        files.write_text(paths.best_params, chosen.to_json())
+        tracking.log(
+            parent,
+            metrics={"duration_s": time.time() - started} | {f"trials_{k}": v for k, v in chosen.trials.items()},
+            tags={tracking.BEST_PARAMS_TAG: tracking.file_digest(paths.best_params)},
+        )
+        tracking.log_artifact(parent, paths.leaderboard)
+        tracking.log_artifact(parent, paths.trials)
+    _say_segmentation(chosen, board, paths.best_params)
+    return chosen
+
+
+def _say_segmentation(chosen: SegmentationRecipe, board: pd.DataFrame, best_params: str) -> None:
+    scores, stable = chosen.scores, chosen.stability
+    counts = chosen.trials
+    stability = (
+        "stability not measured"
+        if stable is None
+        else f"stability ARI {stable['mean']:.3f} ± {stable['std']:.3f} over {stable['resamples']} resamples"
+    )
+    console.say(
+        STAGE,
+        f"{sum(counts.values())} trials ({counts['complete']} complete, {counts['failed']} failed); chosen by "
+        f"{chosen.select}: {chosen.family} trial {chosen.trial}, {int(scores['n_clusters'])} clusters, "
+        f"{chosen.metric} {chosen.score:.4f}; {stability} → {best_params}",
+    )
+    for row in board.head(10).itertuples():
+        mark = "→" if row.chosen else " "
+        console.say(
+            "",
+            f"  {mark} {row.model:<16} silhouette {row.silhouette:.3f}  davies-bouldin {row.davies_bouldin:.3f}  "
+            f"calinski-harabasz {row.calinski_harabasz:.1f}  noise {row.noise_share:.1%}",
+        )
