@@ -200,3 +200,22 @@ def test_the_benchmark_scores_each_system_against_the_labels_and_skips_unlabelle
     printed = capsys.readouterr()
     assert "| blobs | 1.000 / 1.000 (k=3) | 1.000 / 1.000 (k=3) |" in printed.out
     assert "skipped (no class labels to score a segmentation): amounts" in printed.err
+
+
+def test_a_multi_objective_search_chooses_on_its_front_of_score_and_number_of_clusters():
+    from mlgate.adapters import optuna_study
+    from mlgate.stages import tune
+
+    frame, _ = blobs()
+    section = {"kmeans": {"fixed": {"n_init": 2}, "space": {"n_clusters": {"type": "int", "low": 2, "high": 8}}}}
+
+    found = tune.segment(frame, section, n_trials=8, seed=0, objectives=("score", "n_clusters"))
+
+    complete = [o for o in found.trials if o.state == "COMPLETE"]
+    assert all(o.costs == (found.trial_scores[o.number].n_clusters,) for o in complete)
+    front = optuna_study.pareto_front([(o.score, *o.costs) for o in complete], True)
+    assert dict(zip([o.number for o in complete], front, strict=True))[found.chosen.number]
+    table = tune.segmentation_trials(found, "silhouette", ("score", "n_clusters"))
+    assert table["pareto"].sum() == sum(front)
+    with pytest.raises(ValueError, match="a clustering search minimises n_clusters beside the score"):
+        tune.segment(frame, section, n_trials=2, objectives=("score", "model_size"))

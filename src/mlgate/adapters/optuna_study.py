@@ -51,8 +51,9 @@ PRUNERS = ("median", "successive_halving", "none")
 VALIDATIONS = ("auto", "cv", "holdout")
 # trials: n_trials in batches of n_jobs, reproducible; time: whatever fits in timeout_s (not reproducible)
 BUDGETS = ("trials", "time")
-# What a multi-objective search may minimise beside the score (search.objectives), per trial.
-COSTS = ("predict_time", "model_size")
+# What a multi-objective search may minimise beside the score (search.objectives), per trial:
+# a supervised model's prediction time and size, a segmentation's number of clusters.
+COSTS = ("predict_time", "model_size", "n_clusters")
 # Key of the trial user attribute that holds mlgate's record of a finished trial.
 _RECORD = "mlgate"
 _RETRY_OF = "mlgate_retry_of"

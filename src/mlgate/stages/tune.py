@@ -373,6 +373,8 @@ class TuneSettings:
             spaces = optuna_study.parse_spaces(config.section(params, "model"), task=spec.task)
             maximize = metrics.get(spec.metric, spec.task).greater_is_better
             _check_finish(finish_settings, spec.learning_task)
+            if "n_clusters" in search.objectives:
+                raise ValueError("search.objectives: n_clusters applies to a clustering task")
         except config.ConfigError:
             raise
         except ValueError as error:
@@ -1360,6 +1362,7 @@ def segment(
     select: str = "consensus",
     stability_resamples: int = 5,
     columns: tuple[list[str], list[str]] | None = None,
+    objectives: tuple[str, ...] = ("score",),
     experiment: str | None = None,
     parent_run: tuple[str, str] | None = None,
 ) -> Segmentation:
@@ -1369,7 +1372,9 @@ def segment(
     completed trials by ``select`` (``consensus``: the three scores' vote, ``clustering.consensus``;
     ``metric``: the best by ``metric``); then refit the choice on ``stability_resamples`` bootstrap
     resamples (under a time budget, as many as the rest of it allows). ``columns``: (numeric,
-    categorical), by default by dtype. Tracked in ``experiment`` under a new parent run, or under
+    categorical), by default by dtype. ``objectives`` ("score", "n_clusters"): a multi-objective study
+    that also minimises the number of clusters, the choice made among its Pareto front. Tracked in
+    ``experiment`` under a new parent run, or under
     ``parent_run`` (experiment, run id), when given (the tracking URI is MLflow's, from
     MLFLOW_TRACKING_URI)."""
     started = time.monotonic()
@@ -1392,8 +1397,11 @@ def segment(
         cv_folds=2,
         n_jobs=1,
         budget="time" if timed else "trials",
+        objectives=objectives,
     )
     deadline = optuna_study.Deadline.after(budget_s * SEARCH_SHARE) if timed else None
+    if not set(objectives[1:]) <= {"n_clusters"}:
+        raise ValueError(f"objectives {list(objectives)}: a clustering search minimises n_clusters beside the score")
 
     def build(family: str, params: dict[str, Any], fit_seed: int = seed) -> clustering.Segmenter:
         return clustering.Segmenter(family, params, numeric, categorical, fit_seed)
@@ -1420,11 +1428,17 @@ def segment(
                 outcome, judged_by_trial.get(_segment_key(outcome.family, outcome.params))
             ),
             deadline=deadline,
+            costs=(lambda family, params: [judged_by_trial[_segment_key(family, params)].n_clusters])
+            if len(objectives) > 1
+            else None,
         )
         complete = [o for o in outcomes if o.state == "COMPLETE"]
         if not complete:
             errors = sorted({o.error for o in outcomes if o.error})[:3]
             raise ValueError(f"no clustering trial completed in {budget_s:.0f}s: {errors}")
+        if len(objectives) > 1:  # the choice among the segmentations no other beats on both counts
+            front = optuna_study.pareto_front([(o.score, *o.costs) for o in complete], maximize)
+            complete = [o for o, kept in zip(complete, front, strict=True) if kept]
         chosen = _choose_segmentation(complete, judged_by_trial, maximize, select)
         fit_started = time.monotonic()
         model = build(chosen.family, chosen.params).fit(frame)
@@ -1616,8 +1630,11 @@ class SegmentSettings:
             )
         if search.distributed:
             raise StageError("params.yaml: search.workers: a clustering study runs in one process; set it to 1")
-        if len(search.objectives) > 1:
-            raise StageError("params.yaml: search.objectives: a clustering study has one objective, [score]")
+        if search.objectives not in (("score",), ("score", "n_clusters")):
+            raise StageError(
+                f"params.yaml: search.objectives {list(search.objectives)}: a clustering study takes [score] or "
+                f"[score, n_clusters] (the number of clusters minimised beside the score)"
+            )
         return cls(search, choice, section, project.seed(params))
 
     @property
@@ -1649,6 +1666,7 @@ def _search_segmentations(
         select=settings.choice.select,
         stability_resamples=settings.choice.stability_resamples,
         columns=(spec.numeric_features, spec.categorical_features),
+        objectives=settings.search.objectives,
         parent_run=parent_run,
     )
 
@@ -1686,8 +1704,9 @@ def score_fields(judged: clustering.ClusterScores | None) -> dict[str, float | N
     return dict.fromkeys(SCORE_FIELDS) if judged is None else judged.as_dict()
 
 
-def segmentation_trials(found: Segmentation, metric: str) -> pd.DataFrame:
-    """Every trial: family, state, every score, time, parameters, error; best complete first."""
+def segmentation_trials(found: Segmentation, metric: str, objectives: tuple[str, ...] = ("score",)) -> pd.DataFrame:
+    """Every trial: family, state, every score, time, parameters, error; best complete first. A
+    multi-objective study (score and number of clusters) marks the trials on its Pareto front."""
     rows = []
     for outcome in found.trials:
         judged = found.trial_scores.get(outcome.number)
@@ -1706,6 +1725,10 @@ def segmentation_trials(found: Segmentation, metric: str) -> pd.DataFrame:
     board = pd.DataFrame(rows)
     board["complete"] = board["state"] == "COMPLETE"
     maximize = clustering.METRICS[metric]
+    if len(objectives) > 1:
+        points = [tuple(p) for p in board.loc[board["complete"], ["score", "n_clusters"]].itertuples(index=False)]
+        board["pareto"] = False
+        board.loc[board["complete"], "pareto"] = optuna_study.pareto_front(points, maximize) if points else []
     board = board.sort_values(["complete", "score"], ascending=[False, not maximize], na_position="last")
     return board.drop(columns="complete").reset_index(drop=True)
 
@@ -1746,7 +1769,7 @@ def _run_clustering(params: dict[str, Any]) -> SegmentationRecipe:
         except ValueError as error:
             raise StageError(f"tune: {error}") from error
         chosen = segmentation_recipe(found, spec, settings, len(train))
-        trials = segmentation_trials(found, spec.metric)
+        trials = segmentation_trials(found, spec.metric, settings.search.objectives)
         board = segmentation_leaderboard(trials, chosen.trial)
         files.write_text(paths.trials, trials.to_csv(index=False))
         files.write_text(paths.leaderboard, board.to_csv(index=False))
