@@ -472,3 +472,21 @@ def test_how_many_workers_run_the_study_is_not_part_of_its_name(project_root, mi
     # a worker started with other workers or heartbeat settings joins the same study; n_jobs means
     # nothing to workers, which run one trial each at a time
     assert name(workers=2) == name(workers=5, heartbeat_s=3) == name(workers=2, n_jobs=1)
+
+
+def test_a_supervised_study_refuses_clustering_families_and_objectives(project_root):
+    from mlgate import config, project
+    from mlgate.errors import StageError
+    from mlgate.stages import tune
+
+    params = config.read_params(project_root / "params.yaml")
+    spec = project.data_spec(params)
+    with_kmeans = {
+        **params,
+        "model": {**params["model"], "kmeans": {"space": {"n_clusters": {"type": "int", "low": 2, "high": 4}}}},
+    }
+    with pytest.raises(StageError, match=r"model \['kmeans'\] are clustering families; a binary task searches"):
+        tune.TuneSettings.parse(with_kmeans, spec)
+    counting = {**params, "search": {**params["search"], "pruner": "none", "objectives": ["score", "n_clusters"]}}
+    with pytest.raises(StageError, match="n_clusters applies to a clustering task"):
+        tune.TuneSettings.parse(counting, spec)

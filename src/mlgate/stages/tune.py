@@ -375,6 +375,11 @@ class TuneSettings:
             _check_finish(finish_settings, spec.learning_task)
             if "n_clusters" in search.objectives:
                 raise ValueError("search.objectives: n_clusters applies to a clustering task")
+            segmenting = [s.family for s in spaces if s.family in clustering.FAMILIES]
+            if segmenting:
+                raise ValueError(
+                    f"model {segmenting} are clustering families; a {spec.task} task searches {sorted(models.FAMILIES)}"
+                )
         except config.ConfigError:
             raise
         except ValueError as error:
@@ -1767,7 +1772,7 @@ def _run_clustering(params: dict[str, Any]) -> SegmentationRecipe:
         try:
             found = _search_segmentations(train, spec, settings, (names.experiment, parent))
         except ValueError as error:
-            raise StageError(f"tune: {error}") from error
+            raise StageError(str(error)) from error
         chosen = segmentation_recipe(found, spec, settings, len(train))
         trials = segmentation_trials(found, spec.metric, settings.search.objectives)
         board = segmentation_leaderboard(trials, chosen.trial)
