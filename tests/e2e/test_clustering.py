@@ -68,6 +68,10 @@ def test_dvc_repro_of_a_clustering_dataset_registers_a_gated_segmentation_that_a
     nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tune_run.info.run_id]
     assert len(nested) == 8 and tune_run.data.tags["mlgate.git_commit"]
     assert tune_run.data.metrics["stability_ari_mean"] == pytest.approx(recipe["stability"]["mean"])
+    (train_run,) = [r for r in runs if r.info.run_name == "train"]
+    logged = {a.path for a in client.list_artifacts(train_run.info.run_id, "evaluate")}
+    assert {f"evaluate/{n}" for n in ("cluster_profile.csv", "cluster_profile.png", "projection.png")} <= logged
+    assert train_run.data.metrics["test/silhouette"] == pytest.approx(tested["silhouette"], abs=1e-6)
 
     rows = pd.read_csv(root / "data/source/budget_uk.csv.gz").head(20)
     answered = mlflow.pyfunc.load_model(str(root / "models/model")).predict(rows)

@@ -381,3 +381,16 @@ def test_harness_runs_the_catboost_baseline_on_a_tiny_suite(tmp_path):
     assert prices["metric"] == "rmse" and prices["value"] < prices["baseline"]
     assert "| tiny_churn | binary | roc_auc ↑ |" in done.stdout and "| catboost | 4 | 4 |" in done.stdout
     assert not list((tmp_path / "scratch").glob("*/runs/*")), "ok runs leave no scratch behind"
+
+
+def test_the_projects_automl_suite_loads_and_every_dataset_splits_for_its_task(tmp_path):
+    """benchmarks/automl_suite: twelve real datasets, four per task, each read and split as a run would."""
+    datasets = bench.load_suite(REPO / "benchmarks" / "automl_suite")
+    assert len(datasets) == 12
+    assert sorted(d.task for d in datasets) == ["binary"] * 4 + ["multiclass"] * 4 + ["regression"] * 4
+    for dataset in datasets:
+        frame = bench.read_dataset(dataset)
+        assert 800 <= len(frame) <= 60_000, dataset.name
+        instance = bench.prepare(frame, dataset, 0, tmp_path / dataset.name)
+        if dataset.task == "multiclass":
+            assert len(instance.classes) >= 3, dataset.name

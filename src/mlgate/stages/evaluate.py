@@ -204,6 +204,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         for name, table in tables.items():
             tracking.log_artifact(run_id, evaluation_plots.png(name, table, spec, Path(scratch)), "evaluate")
+    if "cluster_profile" in tables:  # a table to read beside its plot
+        tracking.log_artifact(run_id, Path(paths.plots) / "cluster_profile.csv", "evaluate")
     files.write_json(paths.metrics, {k: round(v, 6) for k, v in test_metrics.items()} | {"rows": len(test)})
     shown = " · ".join(f"{k} {v:.4f}" for k, v in test_metrics.items() if k in spec.learning_task.metrics)
     console.say(STAGE, f"test ({console.number(len(test))} rows): {clusters}{shown} → {paths.metrics}, {paths.plots}/")
