@@ -156,3 +156,14 @@ def test_the_gate_refuses_an_unstable_segmentation_and_names_the_rule(tmp_path, 
     assert stability["verdict"] == "fail" and stability["limit"] == 0.6
     assert "stability (mean adjusted Rand index of the bootstrap refits)" in stability["detail"]
     assert "FAIL  stability" in result.stdout
+
+    # a recipe the gate cannot read is refused before anything is registered: no version without a verdict
+    env = tracking_env(root)
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    versions = len(mlflow.MlflowClient().search_model_versions("name='budget_uk'"))
+    retrained = run_stages(root, env, stages=("train", "evaluate"))  # a new run: a new version to register
+    assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+    (root / "reports/best_params.json").write_text('{"family": "kmeans"}')
+    refused = run_mlgate(["gate"], root, env)
+    assert refused.returncode == 1 and "reports/best_params.json" in refused.stdout + refused.stderr
+    assert len(mlflow.MlflowClient().search_model_versions("name='budget_uk'")) == versions

@@ -78,6 +78,7 @@ class Inputs:
     train: pd.DataFrame
     test: pd.DataFrame
     current: pd.DataFrame
+    segmentation: SegmentationRecipe | None = None  # a clustering task's recipe: its stability, measured by tune
 
 
 @dataclass(frozen=True)
@@ -96,26 +97,21 @@ def run(params: dict[str, Any]) -> GateReport:
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
     policy = config.load(GatePolicy, "gate", params)
     check_fits(policy, spec)
-    inputs = _read(paths)
+    inputs = _read(paths, spec)
 
     candidate = tracking.register(names.registered_model, inputs.run.model_uri, inputs.run.run_id)
     digest = tracking.record_digest(candidate)  # what serve, score and the next gate check before unpickling
     champion = tracking.version_by_alias(names.registered_model, CHAMPION_ALIAS)
     model = tracking.load(paths.model)
-    if spec.learning_task.supervised:
-        scored = _score(spec, policy, project.seed(params), model, inputs, candidate.version, champion)
-        y_test = target_vector(inputs.test, spec)
-    else:
-        recipe = SegmentationRecipe.from_json(paths.best_params)
-        scored = _score_segmentation(
-            spec, policy, project.seed(params), model, inputs, candidate.version, champion, recipe
-        )
-        y_test = None
+    supervised = spec.learning_task.supervised
+    scorer = _score if supervised else _score_segmentation
+    scored = scorer(spec, policy, project.seed(params), model, inputs, candidate.version, champion)
+    y_test = target_vector(inputs.test, spec) if supervised else None
     decision = decide(policy, scored.evidence)
 
     report = _report(params, policy, inputs, scored, decision, candidate, digest, champion)
-    if not spec.learning_task.supervised:
-        report = replace(report, clusters=_clusters(paths.plots, recipe))
+    if inputs.segmentation is not None:
+        report = replace(report, clusters=_clusters(paths.plots, inputs.segmentation))
     plots_dir = Path(paths.gate_plots)
     report = _publish(report, plots_dir, spec, paths.plots, y_test, scored.test_outputs)
     _record(report, candidate, inputs, spec.target, paths, scored.evidence.current)
@@ -131,8 +127,9 @@ def run(params: dict[str, Any]) -> GateReport:
     return report
 
 
-def _read(paths: project.Paths) -> Inputs:
+def _read(paths: project.Paths, spec: DataSpec) -> Inputs:
     training = TrainingRecord.from_json(paths.train_info)
+    segmentation = None if spec.learning_task.supervised else SegmentationRecipe.from_json(paths.best_params)
     return Inputs(
         training=training,
         run=TrainingRun.of(training, paths.train_run),
@@ -143,6 +140,7 @@ def _read(paths: project.Paths) -> Inputs:
         train=pd.read_parquet(paths.split_file("train")),
         test=pd.read_parquet(paths.split_file("test")),
         current=pd.read_parquet(paths.split_file("current")),
+        segmentation=segmentation,
     )
 
 
@@ -217,7 +215,6 @@ def _score_segmentation(
     inputs: Inputs,
     candidate_version: int,
     champion: tracking.ModelVersion | None,
-    recipe: SegmentationRecipe,
 ) -> Scored:
     """A clustering task's evidence: both segmentations judged on the test rows in the candidate's
     encoding (``gating.segments``), the assignment's drift (the population stability index of the
@@ -248,7 +245,7 @@ def _score_segmentation(
         model_size_mb=inputs.training.model_size_bytes / 1e6,
         latency_ms=single_row_latency_ms(model.predict, features),
         smallest_cluster_share=(on_test.candidate or {}).get("smallest_share"),
-        stability_ari=None if recipe.stability is None else recipe.stability["mean"],
+        stability_ari=None if inputs.segmentation.stability is None else inputs.segmentation.stability["mean"],
         assignment_agreement=agreement,
     )
     evidence = Evidence(
