@@ -479,6 +479,7 @@ def score(
     from mlgate import config
     from mlgate.adapters import tracking
     from mlgate.errors import StageError
+    from mlgate.modelling.personal import PersonalData
     from mlgate.services import scoring
 
     try:
@@ -496,8 +497,9 @@ def score(
                 keep_columns=keep,
                 progress=bar.update,
                 finite_columns=tuple((loaded.features or {}).get("numeric", ())),
+                personal=PersonalData.from_dict((loaded.features or {}).get("personal")),
             )
-    except (StageError, config.ConfigError) as error:
+    except (StageError, config.ConfigError, ValueError) as error:
         console.fail("score", str(error))
         sys.exit(1)
     console.say("score", f"{console.number(rows)} rows scored with {model_uri} → {output_path}")

@@ -218,7 +218,8 @@ def test_draft_passes_on_what_check_contract_warns_about(mixed_frame):
     result = schema.draft(frame, "tiny", SOURCE, "churn", origin="tiny.csv")
 
     assert (
-        result.summary == "5 columns from 40 rows; 2 with categories, 3 with ranges, 0 with missing values; ids: none"
+        result.summary == "5 columns from 40 rows; 2 with categories, 3 with ranges, 0 with missing values; ids: none; "
+        "personal data (review): none found"
     )
     assert "refunded: alone predicts 'churn' with ROC AUC 1.000" in " ".join(result.warnings)
 

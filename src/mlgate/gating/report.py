@@ -113,6 +113,16 @@ class ModelCardLink:
 
 
 @dataclass(frozen=True)
+class PersonalColumn:
+    """A column the contract declares personal (data.contract.columns `pii`) and what is done with it."""
+
+    column: str
+    kind: str  # direct | quasi
+    handling: str  # drop | hash | keep
+    reason: str | None = None  # handling: keep
+
+
+@dataclass(frozen=True)
 class DataSummary:
     name: str
     task: str
@@ -122,6 +132,8 @@ class DataSummary:
     metric: str
     features: int
     threshold: float  # binary: the probability from which the label is the positive class
+    personal: tuple[PersonalColumn, ...] = ()
+    pii_key_env: str | None = None  # the variable holding the key of hashed columns, when any is hashed
 
     @property
     def learning_task(self) -> Task:

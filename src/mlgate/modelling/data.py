@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlgate.modelling import personal
+from mlgate.modelling.personal import PersonalData
 from mlgate.modelling.source import SourceSpec
 from mlgate.modelling.task import TASKS, Task, for_spec, named
 
@@ -35,10 +37,14 @@ class ColumnSpec:
     new_categories: str | None = None  # policy for values outside `categories`; None: the contract's
     unique: bool = False
     non_finite: str | None = None  # policy for inf, -inf and |x| > 3.4e38; None: the contract's
+    pii: str | None = None  # direct | quasi personal data, or none (reviewed: not personal); see modelling.personal
+    handling: str | None = None  # for pii direct or quasi: drop | hash | keep
+    reason: str | None = None  # why a personal column is kept in the clear (handling: keep)
 
     def __post_init__(self) -> None:
         if self.type not in COLUMN_TYPES:
             raise ValueError(f"type must be one of {COLUMN_TYPES}, got '{self.type}'")
+        self._check_personal()
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got '{self.role}'")
         if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
@@ -57,6 +63,32 @@ class ColumnSpec:
             if self.type not in ("integer", "float"):
                 raise ValueError(f"non_finite applies to integer and float columns, not '{self.type}'")
 
+    def _check_personal(self) -> None:
+        if self.pii is not None and self.pii not in personal.PII_KINDS:
+            raise ValueError(f"pii must be one of {personal.PII_KINDS}, got '{self.pii}'")
+        if self.pii in (None, "none"):
+            if self.handling is not None or self.reason is not None:
+                raise ValueError("handling and reason apply to personal columns: declare pii: direct or quasi")
+            return
+        if self.handling not in personal.HANDLINGS:
+            raise ValueError(
+                f"a pii: {self.pii} column needs handling: one of {personal.HANDLINGS} (drop: never a feature, "
+                f"never written; hash: a keyed hash; keep: in the clear, with a reason)"
+            )
+        if self.handling == "keep" and not (self.reason or "").strip():
+            raise ValueError("handling: keep needs a reason: why this personal column is used in the clear")
+        if self.handling != "keep" and self.reason is not None:
+            raise ValueError(f"reason applies to handling: keep, not {self.handling}")
+        if self.handling == "hash":
+            if self.type != "string":
+                raise ValueError(f"a hashed column holds text (its hash): declare type: string, not '{self.type}'")
+            if self.categories is not None:
+                raise ValueError("a hashed column cannot list categories: they would be its values in the clear")
+
+    @property
+    def dropped(self) -> bool:
+        return self.handling == "drop"
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -70,8 +102,15 @@ class Contract:
     non_finite: str = "fail"  # numeric columns hold finite numbers within ±3.4e38 unless a column says missing
     # A feature that alone reaches this ROC AUC (binary) or R² (regression) is named as a likely leak.
     leakage_threshold: float = 0.98
+    pii_key_env: str = personal.DEFAULT_KEY_ENV  # the environment variable holding the key of hashed columns
+    undeclared_pii: str = "warn"  # a column that looks personal and has no pii declaration: warn or fail
 
     def __post_init__(self) -> None:
+        if self.undeclared_pii not in personal.UNDECLARED_POLICIES:
+            raise ValueError(
+                f"data.contract.undeclared_pii must be one of {personal.UNDECLARED_POLICIES}, "
+                f"got '{self.undeclared_pii}'"
+            )
         if self.new_categories not in CATEGORY_POLICIES:
             raise ValueError(
                 f"data.contract.new_categories must be one of {CATEGORY_POLICIES}, got '{self.new_categories}'"
@@ -87,6 +126,18 @@ class Contract:
 
     def category_policy(self, column: str) -> str:
         return self.columns[column].new_categories or self.new_categories
+
+    @property
+    def personal(self) -> PersonalData:
+        """The personal-data policy the declarations add up to."""
+        declared = {name: col for name, col in self.columns.items() if col.pii not in (None, "none")}
+        return PersonalData(
+            drop=tuple(name for name, col in declared.items() if col.handling == "drop"),
+            hash=tuple(name for name, col in declared.items() if col.handling == "hash"),
+            kept={name: col.reason for name, col in declared.items() if col.handling == "keep"},
+            kinds={name: col.pii for name, col in declared.items()},
+            key_env=self.pii_key_env,
+        )
 
     def non_finite_policy(self, column: str) -> str:
         return self.columns[column].non_finite or self.non_finite
@@ -122,6 +173,9 @@ class DataSpec:
             raise ValueError(f"data.target is required for a {self.task} task")
         if self.target not in self.contract.columns:
             raise ValueError(f"data.contract.columns must declare the target column '{self.target}'")
+        handling = self.contract.columns[self.target].handling
+        if handling in ("drop", "hash"):
+            raise ValueError(f"data.contract.columns.{self.target}: the target cannot have handling: {handling}")
         if self.contract.columns[self.target].role != "feature":
             raise ValueError(
                 f"data.contract.columns.{self.target}: the target cannot have role "
@@ -140,7 +194,11 @@ class DataSpec:
 
     @property
     def features(self) -> list[str]:
-        return [c for c, col in self.contract.columns.items() if c != self.target and col.role == "feature"]
+        return [
+            c
+            for c, col in self.contract.columns.items()
+            if c != self.target and col.role == "feature" and not col.dropped
+        ]
 
     def _of_types(self, *types: str) -> list[str]:
         return [c for c in self.features if self.contract.columns[c].type in types]
@@ -199,7 +257,7 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
         violations.append(
             Violation(None, "max_rows", f"{len(frame):,} rows, the contract allows at most {contract.max_rows:,}")
         )
-    missing = [c for c in contract.columns if c not in frame.columns]
+    missing = [c for c, col in contract.columns.items() if c not in frame.columns and not col.dropped]
     for column in missing:
         if column == spec.target and not labelled:
             continue
@@ -212,8 +270,10 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
             warnings.append(
                 Violation(str(column), "undeclared", f"column '{column}' is not in the contract and is not used")
             )
+    for problem in _undeclared_personal(frame, contract):
+        (violations if contract.undeclared_pii == "fail" else warnings).append(problem)
     for column, col_spec in contract.columns.items():
-        if column in missing:
+        if column in missing or col_spec.dropped:
             continue
         values = frame[column]
         type_problems = _check_type(column, values, col_spec.type)
@@ -268,6 +328,27 @@ def check_contract(frame: pd.DataFrame, spec: DataSpec, *, labelled: bool = True
                     )
                 )
     return ValidationResult(violations, warnings)
+
+
+def _undeclared_personal(frame: pd.DataFrame, contract: Contract) -> list[Violation]:
+    """Columns that look personal (by name or values) and carry no pii declaration."""
+    problems = []
+    for column in frame.columns:
+        declared = contract.columns.get(str(column))
+        if declared is not None and declared.pii is not None:
+            continue
+        found = personal.finding(str(column), frame[column])
+        if found is not None:
+            problems.append(
+                Violation(
+                    str(column),
+                    "personal_data",
+                    f"{found.describe(str(column))} and has no pii declaration; declare it in "
+                    f"data.contract.columns with pii: {found.kind} and handling: drop, hash or keep (with a "
+                    f"reason), or pii: none if it is not",
+                )
+            )
+    return problems
 
 
 def normalize_boolean(values: pd.Series) -> pd.Series:

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from mlgate import config
+from mlgate.modelling import personal
 from mlgate.modelling.data import (
     LARGEST_NUMBER,
     DataSpec,
@@ -141,7 +142,13 @@ def infer_contract(frame: pd.DataFrame, target: str | None, task: str) -> dict[s
 def _column_spec(values: pd.Series, *, is_target: bool) -> dict[str, Any]:
     kind = column_type(values)
     spec: dict[str, Any] = {"type": kind}
-    if not is_target and ID_NAME.search(str(values.name)) and values.notna().all() and values.is_unique:
+    is_id = not is_target and ID_NAME.search(str(values.name)) and values.notna().all() and values.is_unique
+    found = None if is_target else personal.finding(str(values.name), values)
+    if found is not None:  # no ranges or categories: they would write personal values into conf/
+        proposed = personal.proposed_handling(found, "id" if is_id else "feature")
+        hashed = {"type": "string"} if proposed["handling"] == "hash" else spec
+        return hashed | ({"role": "id"} if is_id else {}) | proposed
+    if is_id:
         return spec | {"role": "id"}  # ids grow and change: no range or categories to hold them to
     beyond = non_finite(values) if kind in ("integer", "float") else pd.Series(False, index=values.index)
     if beyond.any():  # described as they will be read: missing values, and the draft's warnings say so
@@ -297,9 +304,11 @@ def summary(contract: dict[str, Any], rows: int) -> str:
     with_categories = sum("categories" in spec for spec in columns.values())
     with_ranges = sum("min" in spec for spec in columns.values())
     with_missing = sum("max_missing_share" in spec for spec in columns.values())
+    declared = [f"{name} ({spec['handling']})" for name, spec in columns.items() if "handling" in spec]
     return (
         f"{len(columns)} columns from {rows:,} rows; {with_categories} with categories, {with_ranges} with "
-        f"ranges, {with_missing} with missing values; ids: {', '.join(ids) or 'none'}"
+        f"ranges, {with_missing} with missing values; ids: {', '.join(ids) or 'none'}; "
+        f"personal data (review): {', '.join(declared) or 'none found'}"
     )
 
 

@@ -280,6 +280,28 @@ def verdict_header(report: GateReport, title: str, verdict: str) -> list[str]:
     return lines
 
 
+HANDLED = {
+    "drop": "dropped where rows enter (ingest, serving, scoring): not a feature, never written",
+    "hash": "replaced by its keyed hash (HMAC-SHA256) where rows enter; used and logged hashed only",
+    "keep": "kept in the clear",
+}
+
+
+def personal_data_section(data: DataSummary) -> list[str]:
+    """Each declared personal column and what was done with it (data.contract.columns `pii`)."""
+    if not data.personal:
+        return [
+            "No column is declared as personal data (`pii` in data.contract.columns); `validate` names "
+            "columns that look personal and are not declared."
+        ]
+    rows = [
+        f"| {c.column} | {c.kind} | {c.handling}: {HANDLED[c.handling]}{f' ({c.reason})' if c.reason else ''} |"
+        for c in data.personal
+    ]
+    key = [f"The hashing key is read from `${data.pii_key_env}` and is written nowhere."] if data.pii_key_env else []
+    return ["| column | kind | handling |", "| --- | --- | --- |", *rows, *([""] + key if key else [])]
+
+
 def render(report: GateReport) -> str:
     """The card as Markdown."""
     cand, data, lineage, training = report.candidate, report.data, report.lineage, report.training
@@ -304,6 +326,7 @@ def render(report: GateReport) -> str:
         f"| trained | {lineage.trained_at} (MLflow run {cand.run_link}) |",
         "",
     ]
+    lines += ["## Personal data", "", *personal_data_section(data), ""]
     lines += [
         "## Training",
         "",

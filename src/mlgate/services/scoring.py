@@ -19,6 +19,7 @@ from mlgate.errors import StageError
 from mlgate.files import atomic_path
 from mlgate.modelling.data import LARGEST_NUMBER, non_finite
 from mlgate.modelling.features import InputValidationError
+from mlgate.modelling.personal import PersonalData
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -51,14 +52,25 @@ def score(
     chunk_rows: int = 100_000,
     keep_columns: tuple[str, ...] = (),
     finite_columns: tuple[str, ...] = (),
+    personal: PersonalData | None = None,
     progress: Callable[[int], Any] = lambda rows: None,
 ) -> int:
     """Predict every row of ``input_path`` into ``output_path``; returns the number of rows.
 
     The output holds ``keep_columns`` from the input (an id, say) and the model's outputs, in input order.
     ``finite_columns`` (the model's numeric inputs) must hold finite numbers: an infinity stops the
-    run naming column and rows, before the model sees it.
+    run naming column and rows, before the model sees it. ``personal`` (the model's personal-data
+    policy) is applied to each chunk first: a dropped column is neither used nor written, a hashed
+    one is used and kept hashed.
     """
+    personal = personal or PersonalData()
+    dropped = [c for c in keep_columns if c in personal.drop]
+    if dropped:
+        raise StageError(
+            f"--keep-columns {dropped}: declared personal data with handling: drop, so never written; "
+            f"keep an id column instead"
+        )
+    key = personal.key() if personal.hash else None
     if not input_path.is_file():
         raise StageError(f"{input_path}: input file not found")
     out_format = file_format(output_path)
@@ -73,6 +85,7 @@ def score(
         writer = None
         try:
             for chunk in chunks(input_path, chunk_rows):
+                chunk = personal.apply(chunk, key)
                 absent = [c for c in keep_columns if c not in chunk.columns]
                 if absent:
                     raise StageError(f"{input_path}: --keep-columns {absent} not in the file")

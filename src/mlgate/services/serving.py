@@ -48,6 +48,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlgate.modelling.features import InputValidationError
+from mlgate.modelling.personal import PersonalData
 from mlgate.modelling.task import TASKS
 from mlgate.registry import CHAMPION_ALIAS
 from mlgate.services.prediction_log import DEFAULT_TABLE, PredictionLog
@@ -290,15 +291,19 @@ class RegistrySource:
         from mlgate.adapters import tracking
 
         if self.settings.model_uri is not None:
-            return Served(_prepared(tracking.load(self.settings.model_uri)), self.settings.model_uri, "", None, None)
+            served = Served(_prepared(tracking.load(self.settings.model_uri)), self.settings.model_uri, "", None, None)
+            served.contract(self.settings.max_extra_columns)
+            return served
         held = tracking.get_version(self.settings.model, int(version))
-        return Served(
+        served = Served(
             _prepared(tracking.load(held.uri)),
             held.uri,
             str(held.version),
             held.run_id,
             held.tags.get("mlgate.gate.passed"),
         )
+        served.contract(self.settings.max_extra_columns)  # now: a missing hashing key fails the load, not a request
+        return served
 
 
 def _prepared(model: Any) -> Any:
@@ -462,6 +467,12 @@ class RequestContract:
         # one gets every float column it takes checked
         self.numeric = list(features.get("numeric", [])) if features else None
         self.max_columns = len(self.expected) + max_extra_columns if self.expected else COLUMNS_WITHOUT_CONTRACT
+        # dropped and hashed before anything else sees the rows: the model, /metrics, the prediction log
+        self.personal = PersonalData.from_dict((features or {}).get("personal"))
+        self.key = self.personal.key()  # raises naming the variable: the model does not load without it
+
+    def protect(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.personal.apply(frame, self.key) if self.personal.drop or self.personal.hash else frame
 
     def known(self, frame: pd.DataFrame) -> list[str]:
         """The frame's columns the model takes (all of them for a model that declares none)."""
@@ -595,7 +606,7 @@ def _read_request(
     parser: BodyParser, body: bytes, content_type: str, contract: RequestContract, unknown_columns: str
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """The body as a checked frame, its missing-value mask and the columns the model takes."""
-    frame = parser.parse(body, content_type, contract.max_columns)
+    frame = contract.protect(parser.parse(body, content_type, contract.max_columns))
     return frame, contract.check(frame, unknown_columns), contract.known(frame)
 
 

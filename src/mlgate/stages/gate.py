@@ -50,6 +50,7 @@ from mlgate.gating.report import (
     Importance,
     Lineage,
     ModelCardLink,
+    PersonalColumn,
     Plot,
     ReportPaths,
     Training,
@@ -343,6 +344,8 @@ def _report(
             metric=spec.metric,
             features=len(spec.features),
             threshold=training.threshold["threshold"],
+            personal=personal_columns(spec),
+            pii_key_env=spec.contract.pii_key_env if spec.contract.personal.hash else None,
         ),
         lineage=_lineage(params, inputs, current_source),
         training=Training(
@@ -351,6 +354,15 @@ def _report(
         importance=_importance(paths.plots, spec.metric, run.run_id),
         candidate=_candidate(tracking.ui_base(names.ui_url), inputs, candidate, digest),
         champion=None if champion is None else _champion(tracking.ui_base(names.ui_url), champion, scored),
+    )
+
+
+def personal_columns(spec: DataSpec) -> tuple[PersonalColumn, ...]:
+    """The contract's personal columns for the model card: names and handling, never values."""
+    return tuple(
+        PersonalColumn(name, column.pii, column.handling, column.reason)
+        for name, column in spec.contract.columns.items()
+        if column.pii not in (None, "none")
     )
 
 

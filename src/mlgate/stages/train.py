@@ -93,6 +93,9 @@ def feature_info(train: pd.DataFrame, spec: DataSpec) -> dict[str, Any]:
             if (columns[c].max_missing_share if columns[c].max_missing_share is not None else default_limit) == 0
         ],
     }
+    policy = spec.contract.personal
+    if policy.drop or policy.hash:  # what serving and scoring drop and hash in requests before anything else
+        info["personal"] = policy.as_dict()
     return info | ({} if spec.target is None else spec.learning_task.label_features(train[spec.target]))
 
 
