@@ -35,6 +35,7 @@ MIN_KEY_CHARS = 16  # a shorter key could be guessed, and every hash with it rev
 HASH_HEX_CHARS = 32  # 128 bits of the HMAC: no collisions among any realistic number of distinct values
 SAMPLE_VALUES = 2_000  # values read per column to detect personal data
 MATCH_SHARE = 0.9  # share of the sampled values a value pattern must match
+NAME_MIN_DISTINCT = 20  # distinct values (or all of them distinct) a column needs for its name to count
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ _NAMES: list[tuple[tuple[str, ...], str, str]] = [
     (("postal", "code"), "quasi", "postcodes"),
     (("post", "code"), "quasi", "postcodes"),
 ]
-_QUALIFIED_ONLY = {("name",), ("mail",), ("ip",)}  # these alone as the whole name, not inside another
+# These only as the whole name: inside another they mean other things (X3Ssn.Porch: a three-season porch).
+_QUALIFIED_ONLY = {("name",), ("mail",), ("ip",), ("ssn",)}
 
 
 def _name_finding(name: str) -> Finding | None:
@@ -248,11 +250,18 @@ def _value_finding(values: pd.Series) -> Finding | None:
 
 
 def finding(name: str, values: pd.Series | None = None) -> Finding | None:
-    """What a column's values (first) or its name say about personal data in it; None: nothing."""
-    if values is not None:
-        found = _value_finding(values)
-        if found is not None:
-            return found
+    """What a column's values (first) or its name say about personal data in it; None: nothing.
+
+    A name alone counts only over values that could identify someone: a column with a handful of
+    values (phone_service: 0 or 1) describes people without identifying them."""
+    if values is None:
+        return _name_finding(name)
+    found = _value_finding(values)
+    if found is not None:
+        return found
+    present = values.dropna()
+    if present.nunique() < min(NAME_MIN_DISTINCT, len(present)) or pd.api.types.is_bool_dtype(present):
+        return None
     return _name_finding(name)
 
 
