@@ -120,11 +120,12 @@ def gate_report(
     on_test: Comparison = ON_TEST,
     on_current: Comparison = ON_CURRENT,
     folder: str = "reports",
+    fairness: tuple = (),
     **overrides: Any,
 ) -> GateReport:
-    """A telco_churn candidate v4, judged by ``policy`` on ``drift`` and the comparisons against production
-    v3 (or none), with its reports under ``folder``; ``overrides`` replace top-level fields (``data``: a
-    dict of changes)."""
+    """A telco_churn candidate v4, judged by ``policy`` on ``drift``, the comparisons against production
+    v3 (or none) and the ``fairness`` evidence, with its reports under ``folder``; ``overrides`` replace
+    top-level fields (``data``: a dict of changes)."""
     if not champion:
         on_test, on_current = alone(on_test), alone(on_current)
     evidence = Evidence(
@@ -136,6 +137,7 @@ def gate_report(
         test=on_test,
         current=on_current,
         measured=MEASURED,
+        fairness=fairness,
     )
     decision = decide(policy, evidence)
     data = DataSummary("telco_churn", "binary", "churn", "Yes", None, "roc_auc", 19, 0.5)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mlgate.files import content_hash
+from mlgate.gating.fairness import FairnessEvidence
 from mlgate.modelling import evaluation, metrics
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.records import DriftSummary
@@ -114,6 +115,7 @@ class Evidence:
     current: Comparison | None = None
     measured: Measurements = NOT_MEASURED
     task: str = "binary"
+    fairness: tuple[FairnessEvidence, ...] = ()  # per sensitive column of gate.fairness, on test
 
 
 def usable_labels(current: pd.DataFrame, spec: DataSpec, min_rows: int) -> tuple[np.ndarray, str | None]:
@@ -241,5 +243,5 @@ def measure(
         calibration_error=None if probability is None else metrics.expected_calibration_error(y, probability),
         brier=None if probability is None else metrics.brier(y, probability),
         model_size_mb=model_size_bytes / 1e6,
-        latency_ms=single_row_latency_ms(model.predict, test.drop(columns=[spec.target])),
+        latency_ms=single_row_latency_ms(model.predict, test.drop(columns=[spec.target, *spec.sensitive])),
     )

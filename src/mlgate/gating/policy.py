@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlgate.errors import StageError
+from mlgate.gating import fairness
 from mlgate.gating.evidence import LATENCY_CALLS, Comparison, Evidence, SliceRow, SliceScore, rounded
+from mlgate.gating.fairness import FairnessEvidence, FairnessRule
 from mlgate.modelling import metrics
 from mlgate.modelling.data import DataSpec
 from mlgate.modelling.task import Task, named
@@ -60,6 +62,8 @@ class GatePolicy:
     # segmentation (the mean adjusted Rand index of its bootstrap refits, measured by tune).
     min_cluster_share: float | None = None
     min_stability: float | None = None
+    # Binary tasks: disparities of the decisions between groups of sensitive columns (gating.fairness).
+    fairness: FairnessRule = field(default_factory=FairnessRule)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ EVIDENCE: dict[str, Any] = {
     "current_batch": ScoredRows,
     "critical_features": dict[str, FeatureDrift],
     "slices": tuple[JudgedSlice, ...],
+    "fairness": tuple[FairnessEvidence, ...],
 }
 
 
@@ -105,7 +110,9 @@ class Check:
     observed: Any  # what the checks table prints: a number, or a number per column
     limit: Any
     detail: str
-    evidence: ScoredRows | dict[str, FeatureDrift] | tuple[JudgedSlice, ...] | None = None
+    evidence: ScoredRows | dict[str, FeatureDrift] | tuple[JudgedSlice, ...] | tuple[FairnessEvidence, ...] | None = (
+        None
+    )
     skipped: bool = False  # passed because there was nothing to judge; the detail says why
     verdict: str = field(init=False)
 
@@ -184,6 +191,8 @@ def decide(policy: GatePolicy, evidence: Evidence) -> Decision:
         )
     if policy.slices:
         checks.append(supervised("slices", 0) or _slices(policy.slices, metric, evidence.test.slices))
+    if policy.fairness.columns:
+        checks.append(supervised("fairness", policy.fairness.limits) or _fairness(policy.fairness, evidence.fairness))
     if policy.min_cluster_share is not None:
         what = "smallest cluster's share of the test rows"
         checks.append(_floor("cluster_share", measured.smallest_cluster_share, policy.min_cluster_share, what))
@@ -218,6 +227,7 @@ def check_fits(policy: GatePolicy, spec: DataSpec) -> None:
             f"params.yaml: gate.{' and gate.'.join(clustering_rules)} judge a segmentation; dataset "
             f"'{spec.name}' is a {spec.task} task, so set them to null"
         )
+    _check_fairness_fits(policy.fairness, spec)
     for key, columns in (("critical_features", policy.critical_features), ("slices", policy.slices)):
         unknown = sorted(set(columns) - set(spec.features))
         if unknown:
@@ -225,6 +235,55 @@ def check_fits(policy: GatePolicy, spec: DataSpec) -> None:
                 f"params.yaml: gate.{key} names {unknown}, which are not feature columns of "
                 f"'{spec.name}' (data.contract.columns)"
             )
+
+
+def _check_fairness_fits(rule: FairnessRule, spec: DataSpec) -> None:
+    if not rule.columns:
+        return
+    if spec.task != "binary":
+        raise StageError(
+            f"params.yaml: gate.fairness compares a binary classifier's decisions between groups; dataset "
+            f"'{spec.name}' is a {spec.task} task, so leave gate.fairness.sensitive and reported empty"
+        )
+    columns = spec.contract.columns
+    unknown = sorted(c for c in rule.columns if c not in columns or columns[c].dropped or c == spec.target)
+    if unknown:
+        raise StageError(
+            f"params.yaml: gate.fairness names {unknown}, which are not columns the test rows keep "
+            f"in '{spec.name}' (data.contract.columns; a column dropped as personal data is gone: declare it "
+            f"role: sensitive, which keeps it out of the features and in the data)"
+        )
+    binned = sorted(
+        c for c, edges in rule.columns.items() if edges is not None and columns[c].type not in ("integer", "float")
+    )
+    if binned:
+        raise StageError(f"params.yaml: gate.fairness.sensitive gives bin edges for {binned}, which are not numeric")
+
+
+def _fairness(rule: FairnessRule, found: tuple[FairnessEvidence, ...]) -> Check:
+    """Each sensitive column's disparities against the limits; the evidence is the group tables."""
+    marked, failures = fairness.judged(rule, found)
+    if not rule.limits or not rule.sensitive:
+        return Check(
+            "fairness", True, None, None, "reported, not judged: no limit or no judged column", marked, skipped=True
+        )
+    judged_on = "the whole 95% interval" if rule.judge_on == "interval" else "the estimate"
+    summary = "; ".join(
+        f"{column.column}: "
+        + ", ".join(
+            f"{d.name.replace('_', ' ')} {d.candidate:.4f}"
+            for d in column.disparities
+            if d.limit is not None and d.candidate is not None
+        )
+        for column in marked
+        if column.judged
+    )
+    detail = (
+        "out of limits on " + judged_on + ": " + "; ".join(failures)
+        if failures
+        else f"within limits on {judged_on}: {summary}"
+    )
+    return Check("fairness", not failures, len(failures), rule.limits, detail, marked)
 
 
 def _validation(passed: bool) -> Check:

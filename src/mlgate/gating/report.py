@@ -11,6 +11,7 @@ from typing import Any
 
 from mlgate import typed_json
 from mlgate.gating.evidence import Comparison, Measurements, SliceRow, rounded
+from mlgate.gating.fairness import FairnessEvidence
 from mlgate.gating.policy import Check, GatePolicy, JudgedSlice
 from mlgate.modelling.task import Task, for_spec
 from mlgate.records import DriftSummary
@@ -259,6 +260,11 @@ class GateReport:
     def judged_slices(self) -> tuple[JudgedSlice, ...] | None:
         """The slice rule's rows on test, with their verdicts; None without a slice rule."""
         check = self.check("slices")
+        return None if check is None else check.evidence
+
+    def judged_fairness(self) -> tuple[FairnessEvidence, ...] | None:
+        """The fairness rule's group tables and disparities on test; None without the rule."""
+        check = self.check("fairness")
         return None if check is None else check.evidence
 
     def to_json(self) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from mlgate.modelling.source import SourceSpec
 from mlgate.modelling.task import TASKS, Task, for_spec, named
 
 COLUMN_TYPES = ("integer", "float", "string", "boolean", "datetime", "text")
-ROLES = ("feature", "id")  # an id column is checked for uniqueness, never a feature
+# an id column is checked for uniqueness, never a feature; a sensitive one (sex, race) is never a feature
+# either, but stays in the data for the gate's fairness rule
+ROLES = ("feature", "id", "sensitive")
 CATEGORY_POLICIES = ("fail", "warn", "other")  # a value outside `categories`: violation, warning, or mapped
 MISSING_COLUMN_POLICIES = ("fail", "impute")  # a feature column absent at predict time
 NON_FINITE_POLICIES = ("fail", "missing")  # an infinite or too large number: violation, or a missing value
@@ -199,6 +201,11 @@ class DataSpec:
             for c, col in self.contract.columns.items()
             if c != self.target and col.role == "feature" and not col.dropped
         ]
+
+    @property
+    def sensitive(self) -> list[str]:
+        """Columns kept beside the features for the gate's fairness rule, never given to a model."""
+        return [c for c, col in self.contract.columns.items() if col.role == "sensitive"]
 
     def _of_types(self, *types: str) -> list[str]:
         return [c for c in self.features if self.contract.columns[c].type in types]
@@ -571,9 +578,9 @@ def _cross_fitted_means(keys: np.ndarray, y: np.ndarray, half: np.ndarray) -> np
 
 
 def conform(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
-    """Feature columns and the target only: numerics as float64 (an infinite or too large value
-    missing under non_finite: missing, an error otherwise: no model sees one), categoricals and
-    text as str with NaN kept, datetimes as UTC timestamps."""
+    """Feature columns, the sensitive ones (as read) and the target only: numerics as float64 (an
+    infinite or too large value missing under non_finite: missing, an error otherwise: no model sees
+    one), categoricals and text as str with NaN kept, datetimes as UTC timestamps."""
     present = [c for c in spec.features if c in frame.columns]
     features = conform_features(
         frame,
@@ -591,6 +598,8 @@ def conform(frame: pd.DataFrame, spec: DataSpec) -> pd.DataFrame:
         if column in present:
             features[column] = parse_datetime(frame[column])
     features = features[present]
+    for column in (c for c in spec.sensitive if c in frame.columns):
+        features[column] = frame[column]
     if spec.target is not None and spec.target in frame.columns:
         features[spec.target] = frame[spec.target]
     return features

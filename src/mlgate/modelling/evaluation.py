@@ -22,8 +22,9 @@ class Predictor(Protocol):
 
 def predictions(model: Predictor, frame: pd.DataFrame, spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """(prediction as model targets, probability or None) from the pyfunc output (``Task.read_outputs``).
-    ``frame`` may lack the target (an unlabelled batch)."""
-    return spec.learning_task.read_outputs(model.predict(frame.drop(columns=[spec.target], errors="ignore")))
+    ``frame`` may lack the target (an unlabelled batch); its sensitive columns are not the model's."""
+    inputs = frame.drop(columns=[spec.target, *spec.sensitive], errors="ignore")
+    return spec.learning_task.read_outputs(model.predict(inputs))
 
 
 def curves(y: np.ndarray, prediction: np.ndarray, probability: np.ndarray | None, task: str) -> dict[str, pd.DataFrame]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mlgate.gating.evidence import Output
+from mlgate.gating.fairness import FairnessEvidence
 from mlgate.gating.report import GateReport
 from mlgate.modelling import metrics
 from mlgate.modelling.task import Task
@@ -234,6 +235,27 @@ def _slices_plot(report: GateReport, path: Path) -> str:
     return f"{report.metric} per slice"
 
 
+def _fairness_plot(column: FairnessEvidence, path: Path) -> str:
+    """Selection rate, TPR and FPR of the candidate per group of one sensitive column (hatched: too
+    few rows to judge)."""
+    groups = column.groups
+    fig, axes = _figure(width=max(5.0, 1.2 * len(groups) + 2))
+    ax = axes[0][0]
+    x = np.arange(len(groups))
+    rates = (("selection_rate", "selection rate"), ("true_positive_rate", "TPR"), ("false_positive_rate", "FPR"))
+    for k, (field, label) in enumerate(rates):
+        values = [np.nan if getattr(g, field) is None else getattr(g, field) for g in groups]
+        bars = ax.bar(x + (k - 1) * 0.27, values, 0.26, label=label)
+        for bar, group in zip(bars, groups, strict=True):
+            if not group.judged:
+                bar.set_hatch("//")
+    ax.set_xticks(x, [f"{g.group}\n({g.rows:,})" for g in groups], fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="rate on test", title=f"Decisions per group of {column.column}")
+    ax.legend(fontsize=7, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.1), frameon=False)
+    _save(fig, path)
+    return f"Decisions per group of {column.column}"
+
+
 def draw_plots(
     folder: Path, report: GateReport, y_test: np.ndarray | None, test_outputs: dict[str, Output]
 ) -> dict[str, str]:
@@ -245,4 +267,6 @@ def draw_plots(
         drawn["drift"] = _drift_plot(report.drift, folder / "drift.png")
     if report.judged_slices():
         drawn["slices"] = _slices_plot(report, folder / "slices.png")
+    for column in report.judged_fairness() or ():
+        drawn[f"fairness_{column.column}"] = _fairness_plot(column, folder / f"fairness_{column.column}.png")
     return drawn

@@ -150,6 +150,48 @@ def slices_table(report: GateReport) -> list[str]:
     return lines
 
 
+def fairness_section(report: GateReport, document: str, with_plots: bool = True) -> list[str]:
+    """Per sensitive column: the candidate's rates per group, then each disparity with its 95% interval,
+    production's on the same rows and the verdict; empty without a fairness rule."""
+    found = report.judged_fairness()
+    if found is None:
+        return []
+    lines = [
+        "Decisions per group of each sensitive column on test (selection rate: share predicted "
+        f"positive; TPR, FPR: true and false positive rates; {report.metric} within the group). Groups "
+        "with too few rows are reported, not judged.",
+        "",
+    ]
+    for column in found:
+        lines += [
+            f"**{column.column}**" + ("" if column.judged else " (reported, not judged)"),
+            "",
+            f"| group | rows | judged | selection rate | TPR | FPR | {report.metric} |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {g.group} | {g.rows:,} | {'yes' if g.judged else 'no'} | {g.selection_rate:.4f} | "
+            f"{number(g.true_positive_rate)} | {number(g.false_positive_rate)} | {number(g.metric)} |"
+            for g in column.groups
+        ]
+        lines += [
+            "",
+            "| disparity | candidate | 95% CI | production | limit | verdict |",
+            "| --- | ---: | --- | ---: | ---: | --- |",
+        ]
+        lines += [
+            f"| {d.name.replace('_', ' ')} | {number(d.candidate)} | "
+            f"{'' if d.interval is None else f'[{d.interval[0]:.4f}, {d.interval[1]:.4f}]'} | "
+            f"{number(d.champion)} | {'' if d.limit is None else d.limit} | {d.verdict} |"
+            for d in column.disparities
+        ]
+        lines.append("")
+    drawn = tuple(f"fairness_{c.column}.png" for c in found) if with_plots else ()
+    plots = [plot for plot in report.plots if plot.path.endswith(drawn)] if drawn else []
+    lines += [image(plot.path, plot.title, document) for plot in plots]
+    return lines
+
+
 def link(path: str, document: str) -> str:
     """``path`` (relative to the project) as a relative link from ``document``."""
     return Path(os.path.relpath(path, Path(document).parent)).as_posix()
@@ -351,6 +393,8 @@ def render(report: GateReport) -> str:
     lines += ["## Current batch", "", *current_batch_table(report), ""]
     if slices := slices_table(report):
         lines += ["## Slices", "", *slices, ""]
+    if fair := fairness_section(report, report.model_card.path):
+        lines += ["## Fairness", "", *fair, ""]
     if report.clusters is not None:
         lines += ["## Clusters", "", *clusters_section(report, report.model_card.path)]
     else:

@@ -10,6 +10,7 @@ from mlgate.reports.model_card import (
     MODEL_CARD_TAG,
     clusters_section,
     current_batch_table,
+    fairness_section,
     image,
     metrics_table,
     outcome,
@@ -51,6 +52,8 @@ def markdown(report: GateReport) -> str:
     ]
     if slices := slices_table(report):
         lines += ["", "## Slices", "", *slices]
+    if fair := fairness_section(report, report.paths.promotion, with_plots=False):
+        lines += ["", "## Fairness", "", *fair]
     if clusters := clusters_section(report, report.paths.promotion):
         lines += ["", "## Clusters", "", *clusters]
     drift = report.drift

@@ -24,7 +24,7 @@ import pandas as pd
 
 from mlgate import config, console, files, project
 from mlgate.adapters import tracking
-from mlgate.gating import segments
+from mlgate.gating import fairness, segments
 from mlgate.gating.evidence import (
     Comparison,
     Evidence,
@@ -176,6 +176,20 @@ def _score(
             **bootstrap,
         )
     )
+    judged_groups = (
+        fairness.evidence(
+            policy.fairness,
+            spec.metric,
+            test,
+            target_vector(test, spec),
+            candidate_output,
+            champion_outputs["test"],
+            resamples=policy.bootstrap_resamples,
+            seed=seed,
+        )
+        if policy.fairness.columns
+        else ()
+    )
     # the production version is the candidate itself: its test metrics are the candidate's
     champion_metrics = on_test.champion or (
         inputs.candidate_metrics if champion is not None and champion_error is None else None
@@ -201,6 +215,7 @@ def _score(
         current=on_current,
         measured=measured,
         task=spec.task,
+        fairness=judged_groups,
     )
     test_outputs = {f"candidate v{candidate_version}": candidate_output}
     if champion_outputs["test"] is not None:

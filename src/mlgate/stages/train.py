@@ -262,7 +262,7 @@ def _log_run(
     tracking.log_artifact(run_id, "params.yaml", "config")
     tracking.log_artifact(run_id, paths.best_params, "finish")
     tracking.log_split(run_id, "train", train, paths.split_file("train"), spec.target, "training")
-    _log_reference(run_id, train, seed)
+    _log_reference(run_id, train.drop(columns=spec.sensitive), seed)
     return _log_model(run_id, refitted.model, train, spec, paths.model)
 
 
