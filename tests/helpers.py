@@ -8,6 +8,7 @@ import functools
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -503,3 +504,35 @@ def metric(samples: dict[tuple[str, frozenset], float], name: str, **labels: str
 
 def labelled(samples: dict[tuple[str, frozenset], float], name: str) -> dict[frozenset, float]:
     return {labels: value for (sample, labels), value in samples.items() if sample == name}
+
+
+# --- the AutoML benchmark harness's small suites (unit/test_automl_bench.py, integration/test_automl_harness.py)
+
+
+def bench_suite(folder: Path, entries: list[dict] | str) -> Path:
+    """A suite folder whose suite.yaml lists ``entries`` (or holds that text)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = entries if isinstance(entries, str) else json.dumps({"datasets": entries})  # JSON is YAML
+    (folder / "suite.yaml").write_text(text)
+    return folder
+
+
+def bench_binary_frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    plan = rng.choice(["basic", "plus", None], size=rows)
+    label = np.where(x + rng.normal(scale=0.8, size=rows) > 0.6, "yes", "no")
+    return pd.DataFrame({"x": x, "plan": plan, "churn": label})
+
+
+def bench_regression_frame(rows: int, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    size = rng.uniform(50, 200, size=rows)
+    size[rng.random(rows) < 0.05] = np.nan
+    kind = rng.choice(["flat", "house"], size=rows)
+    price = 1000 * np.nan_to_num(size, nan=120) + np.where(kind == "house", 30_000, 0) + rng.normal(0, 5000, rows)
+    return pd.DataFrame({"size": size, "kind": kind, "price": price})
+
+
+def bench_binary_entry(**changes) -> dict:
+    return {"name": "tiny", "file": "tiny.csv.gz", "target": "churn", "task": "binary", **changes}

@@ -1,81 +1,44 @@
-"""benchmarks/automl.py: suite parsing, the split, ranks and normalized scores, the record shape; and one
-small real run of the harness with the catboost baseline (slow)."""
+"""benchmarks/automl.py: suite parsing, the split, ranks and normalized scores, the record shape (the
+harness's processes and a real run are in tests/integration/test_automl_harness.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-HARNESS = REPO / "benchmarks" / "automl.py"
+from tests.helpers import (
+    REPO,
+    bench_binary_entry,
+    bench_binary_frame,
+    bench_suite,
+    load_benchmark,
+)
+
+bench = load_benchmark("automl.py", "automl_bench")
 RECORD_KEYS = {"system", "dataset", "task", "metric", "value", "wall_s", "peak_mb", "status"}
-
-
-def _load_harness():
-    spec = importlib.util.spec_from_file_location("automl_bench", HARNESS)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_harness()
-
-
-def _suite(folder: Path, entries: list[dict] | str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    text = entries if isinstance(entries, str) else json.dumps({"datasets": entries})  # JSON is YAML
-    (folder / "suite.yaml").write_text(text)
-    return folder
-
-
-def _binary_frame(rows: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=rows)
-    plan = rng.choice(["basic", "plus", None], size=rows)
-    label = np.where(x + rng.normal(scale=0.8, size=rows) > 0.6, "yes", "no")
-    return pd.DataFrame({"x": x, "plan": plan, "churn": label})
-
-
-def _regression_frame(rows: int, seed: int = 1) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    size = rng.uniform(50, 200, size=rows)
-    size[rng.random(rows) < 0.05] = np.nan
-    kind = rng.choice(["flat", "house"], size=rows)
-    price = 1000 * np.nan_to_num(size, nan=120) + np.where(kind == "house", 30_000, 0) + rng.normal(0, 5000, rows)
-    return pd.DataFrame({"size": size, "kind": kind, "price": price})
-
-
-def _binary_entry(**changes) -> dict:
-    return {"name": "tiny", "file": "tiny.csv.gz", "target": "churn", "task": "binary", **changes}
 
 
 # ---------------------------------------------------------------- suite
 
 
 def test_load_suite_reads_entries_and_extra_keys(tmp_path):
-    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
-    suite = _suite(tmp_path, [_binary_entry(rows=20, positive_class="yes")])
+    bench_binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    suite = bench_suite(tmp_path, [bench_binary_entry(rows=20, positive_class="yes")])
     [dataset] = bench.load_suite(suite)
     assert dataset == bench.Dataset("tiny", tmp_path / "tiny.csv.gz", "churn", "binary", "yes")
 
 
 @pytest.mark.parametrize("field", ["name", "file", "target", "task"])
 def test_load_suite_names_a_missing_field(tmp_path, field):
-    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
-    entry = _binary_entry()
+    bench_binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    entry = bench_binary_entry()
     del entry[field]
     with pytest.raises(bench.SuiteError, match=rf"datasets\[0\]: missing field `{field}`"):
-        bench.load_suite(_suite(tmp_path, [entry]))
+        bench.load_suite(bench_suite(tmp_path, [entry]))
 
 
 @pytest.mark.parametrize(
@@ -90,17 +53,17 @@ def test_load_suite_names_a_missing_field(tmp_path, field):
     ],
 )
 def test_load_suite_rejects_malformed_manifests(tmp_path, entries, message):
-    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    bench_binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
     with pytest.raises(bench.SuiteError, match=message):
-        bench.load_suite(_suite(tmp_path, entries))
+        bench.load_suite(bench_suite(tmp_path, entries))
 
 
 def test_load_suite_rejects_repeated_names_and_a_missing_manifest(tmp_path):
     with pytest.raises(bench.SuiteError, match="no such file"):
         bench.load_suite(tmp_path)
-    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    bench_binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
     with pytest.raises(bench.SuiteError, match="field `name` repeats tiny"):
-        bench.load_suite(_suite(tmp_path, [_binary_entry(), _binary_entry()]))
+        bench.load_suite(bench_suite(tmp_path, [bench_binary_entry(), bench_binary_entry()]))
 
 
 def test_shared_suite_parses():
@@ -119,15 +82,15 @@ def test_select_keeps_suite_order_and_names_unknown_datasets(tmp_path):
 
 
 def test_read_dataset_names_a_target_that_is_not_a_column(tmp_path):
-    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    bench_binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
     dataset = bench.Dataset("tiny", tmp_path / "tiny.csv.gz", "label", "binary")
     with pytest.raises(bench.SuiteError, match="field `target` names 'label'"):
         bench.read_dataset(dataset)
 
 
 def test_main_stops_on_a_malformed_suite_before_any_run(tmp_path, capsys):
-    _binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
-    _suite(tmp_path, [_binary_entry(target="label")])
+    bench_binary_frame(20).to_csv(tmp_path / "tiny.csv.gz", index=False)
+    bench_suite(tmp_path, [bench_binary_entry(target="label")])
     assert bench.main(["--suite", str(tmp_path), "--systems", "catboost", "--scratch", str(tmp_path / "s")]) == 2
     assert "field `target` names 'label'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
@@ -137,7 +100,7 @@ def test_main_stops_on_a_malformed_suite_before_any_run(tmp_path, capsys):
 
 
 def test_split_is_seeded_75_25_and_stratified():
-    frame = _binary_frame(400)
+    frame = bench_binary_frame(400)
     dataset = bench.Dataset("tiny", Path("tiny.csv"), "churn", "binary")
     train, test = bench.split(frame, dataset, seed=3)
     again, _ = bench.split(frame, dataset, seed=3)
@@ -286,101 +249,6 @@ def test_error_line_prefers_the_exception():
     assert bench.error_line(log) == "ValueError: bad input"
     assert bench.error_line("ERROR: No matching distribution found for foo==9\n").startswith("ERROR: No matching")
     assert bench.error_line("") == "no output"
-
-
-def test_execute_measures_the_process_not_the_harness(tmp_path):
-    grow = "x = b'x' * (200 * 2**20); import time; time.sleep(0.5)"
-    grown = bench.execute([sys.executable, "-c", grow], {}, tmp_path, tmp_path / "log", timeout_s=30)
-    assert grown.returncode == 0 and grown.peak_mb > 200 and grown.wall_s >= 0.5  # at least what it held, and slept
-    ballast = b"x" * (400 * 2**20)  # the harness's own memory must not count towards its child's
-    idle = bench.execute([sys.executable, "-c", "pass"], {}, tmp_path, tmp_path / "log", timeout_s=30)
-    assert idle.peak_mb < grown.peak_mb - 150 and len(ballast)  # counted, the ballast would outweigh the 200 MiB
-    outcome = bench.execute([sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path, tmp_path / "log", timeout_s=30)
-    assert outcome.returncode == 3
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-@pytest.mark.parametrize("then", ["time.sleep(30)", "time.sleep(0.6)"])
-def test_execute_kills_the_process_at_the_timeout_and_whatever_it_leaves_behind(tmp_path, then):
-    # The runner starts a process in a session of its own (as a JVM might), then hangs or exits.
-    script = (
-        f"import subprocess, time; p = subprocess.Popen(['sleep', '60'], start_new_session=True); "
-        f"open({str(tmp_path / 'pid')!r}, 'w').write(str(p.pid)); {then}"
-    )
-    outcome = bench.execute([sys.executable, "-c", script], {}, tmp_path, tmp_path / "log", timeout_s=1.5)
-    if then == "time.sleep(30)":
-        assert outcome.returncode is None and outcome.wall_s >= 1.5  # stopped at the timeout, not by itself
-    else:
-        assert outcome.returncode == 0
-    pid = int((tmp_path / "pid").read_text())
-    for _ in range(50):
-        if _gone(pid):
-            break
-        time.sleep(0.1)
-    assert _gone(pid)
-
-
-# ---------------------------------------------------------------- a real run
-
-
-@pytest.mark.slow
-def test_harness_runs_the_catboost_baseline_on_a_tiny_suite(tmp_path):
-    suite = tmp_path / "suite"
-    suite.mkdir()
-    _binary_frame(300).to_csv(suite / "tiny_churn.csv.gz", index=False)
-    _regression_frame(300).to_csv(suite / "tiny_prices.csv.gz", index=False)
-    _suite(
-        suite,
-        [
-            _binary_entry(name="tiny_churn", file="tiny_churn.csv.gz"),
-            {"name": "tiny_prices", "file": "tiny_prices.csv.gz", "target": "price", "task": "regression"},
-        ],
-    )
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(HARNESS),
-            "--suite",
-            str(suite),
-            "--systems",
-            "catboost",
-            "--budget",
-            "5",
-            "--seeds",
-            "0,1",
-            "--out",
-            str(out),
-            "--scratch",
-            str(tmp_path / "scratch"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    records = json.loads(out.read_text())
-    assert [(r["dataset"], r["seed"]) for r in records] == [
-        ("tiny_churn", 0),
-        ("tiny_churn", 1),
-        ("tiny_prices", 0),
-        ("tiny_prices", 1),
-    ]
-    for r in records:
-        assert set(r) >= RECORD_KEYS and r["system"] == "catboost" and r["status"] == "ok", r
-        assert r["wall_s"] > r["fit_s"] > 0 and r["peak_mb"] > 50 and r["budget_s"] == 5
-    churn, prices = records[0], records[2]
-    assert churn["metric"] == "roc_auc" and 0.7 < churn["value"] <= 1
-    assert prices["metric"] == "rmse" and prices["value"] < prices["baseline"]
-    assert "| tiny_churn | binary | roc_auc ↑ |" in done.stdout and "| catboost | 4 | 4 |" in done.stdout
-    assert not list((tmp_path / "scratch").glob("*/runs/*")), "ok runs leave no scratch behind"
 
 
 def test_the_projects_automl_suite_loads_and_every_dataset_splits_for_its_task(tmp_path):
