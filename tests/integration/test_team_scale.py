@@ -46,12 +46,17 @@ def team(split_project, tmp_path, databases, mlflow_server):
     """A clone of the split project whose study is a new PostgreSQL database and whose store is the server."""
     root = clone_project(split_project, tmp_path / "project")
     study = databases("study")
-    env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": f"team-{uuid.uuid4().hex[:6]}"}
-    return root, study, env
+    return root, study, {"MLFLOW_TRACKING_URI": mlflow_server}
+
+
+def _own_experiment() -> str:
+    """An experiment of the test's own on the session's shared server: its runs are the only ones there."""
+    return f"tracking.experiment=team-{uuid.uuid4().hex[:8]}"
 
 
 def _params(root, study: str, *overrides: str) -> None:
-    run_cli(["mlgate", "params", *with_overrides(TINY_BUDGET, [*SEARCH, f"paths.study={study}", *overrides])], root)
+    chosen = [*SEARCH, f"paths.study={study}", _own_experiment(), *overrides]
+    run_cli(["mlgate", "params", *with_overrides(TINY_BUDGET, chosen)], root)
 
 
 def _study_trials(study: str) -> pd.DataFrame:
@@ -242,7 +247,7 @@ def test_a_postgresql_restart_mid_study_is_waited_out(split_project, tmp_path, m
     root = clone_project(split_project, tmp_path / "project")
     database = private_postgres()
     study = database.url
-    env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": f"team-{uuid.uuid4().hex[:6]}"}
+    env = {"MLFLOW_TRACKING_URI": mlflow_server}
     _params(root, study, "search.workers=2")
     coordinator = _start_tune(root, env)
     _running_worker(study, coordinator)
@@ -272,11 +277,11 @@ def test_a_worker_cut_off_the_network_mid_trial_is_retried_and_says_so(
     database = private_postgres(also_listen=network_namespace.host_ip)
     study = database.database("study")
     with running_mlflow_server(database.database("tracking"), tmp_path, host="0.0.0.0") as server:
-        env = {"MLFLOW_TRACKING_URI": server, "MLFLOW_EXPERIMENT_NAME": f"team-{uuid.uuid4().hex[:6]}"}
+        env = {"MLFLOW_TRACKING_URI": server}
         # CatBoost trials alone (a second or more each, so the cut falls inside one); the far worker starts
         # with the coordinator and waits for the study params.yaml names, so it joins as the local workers do
         catboost_only = ["model=[catboost]", "search.workers=2"]
-        overrides = with_overrides(TINY_BUDGET, [*SEARCH, f"paths.study={study}", *catboost_only])
+        overrides = with_overrides(TINY_BUDGET, [*SEARCH, f"paths.study={study}", _own_experiment(), *catboost_only])
         run_cli(["mlgate", "params", *[o for o in overrides if not o.startswith("model.random_forest.")]], root)
         coordinator = _start_tune(root, env)
         far = {
