@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,16 @@ os.environ.update(
         "MKL_NUM_THREADS": "1",
     }
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_dbutils_mock() -> None:
+    """MLflow puts a MockDbutils object in sys.modules["dbutils"] while it loads a models-from-code
+    model, and two loads in two threads (a server reloading while a test loads) can leave it there.
+    Hypothesis reads every module's ``__file__`` and fails on that object, so a leaked one is
+    removed before each test."""
+    if type(sys.modules.get("dbutils")).__name__ == "MockDbutils":
+        del sys.modules["dbutils"]
 
 
 def _session_folder(tmp_path_factory) -> Path:
