@@ -127,56 +127,35 @@ def _tokens(name: str) -> list[str]:
     return [token for token in re.split(r"[^a-z0-9]+", spaced.lower()) if token]
 
 
-# Column names, as token sequences, that say what a column holds. "name" only alone or qualified
-# (first, last, full...): product_name or plan_name are not personal.
-_NAMES: list[tuple[tuple[str, ...], str, str]] = [
-    (("email",), "direct", "e-mail addresses"),
-    (("e", "mail"), "direct", "e-mail addresses"),
-    (("mail",), "direct", "e-mail addresses"),
-    (("phone",), "direct", "phone numbers"),
-    (("telephone",), "direct", "phone numbers"),
-    (("mobile",), "direct", "phone numbers"),
-    (("msisdn",), "direct", "phone numbers"),
-    (("ssn",), "direct", "national identity numbers"),
-    (("social", "security"), "direct", "national identity numbers"),
-    (("national", "id"), "direct", "national identity numbers"),
-    (("nino",), "direct", "national identity numbers"),
-    (("passport",), "direct", "passport numbers"),
-    (("driver", "license"), "direct", "driving licence numbers"),
-    (("tax", "id"), "direct", "tax identifiers"),
-    (("name",), "direct", "personal names"),
-    (("first", "name"), "direct", "personal names"),
-    (("last", "name"), "direct", "personal names"),
-    (("full", "name"), "direct", "personal names"),
-    (("given", "name"), "direct", "personal names"),
-    (("surname",), "direct", "personal names"),
-    (("forename",), "direct", "personal names"),
-    (("address",), "direct", "street addresses"),
-    (("street",), "direct", "street addresses"),
-    (("ip",), "direct", "IP addresses"),
-    (("ip", "address"), "direct", "IP addresses"),
-    (("iban",), "direct", "bank account numbers"),
-    (("account", "number"), "direct", "bank account numbers"),
-    (("card", "number"), "direct", "payment card numbers"),
-    (("credit", "card"), "direct", "payment card numbers"),
-    (("birth",), "quasi", "birth dates"),
-    (("dob",), "quasi", "birth dates"),
-    (("birthday",), "quasi", "birth dates"),
-    (("birthdate",), "quasi", "birth dates"),
-    (("date", "of", "birth"), "quasi", "birth dates"),
-    (("zip",), "quasi", "postcodes"),
-    (("zipcode",), "quasi", "postcodes"),
-    (("postcode",), "quasi", "postcodes"),
-    (("postal", "code"), "quasi", "postcodes"),
-    (("post", "code"), "quasi", "postcodes"),
-]
+# Column names that say what a column holds, as their words (camelCase and separators split), by
+# what they would hold. "name" only alone or qualified (first, last, full...): product_name is not personal.
+_NAMED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("direct", "e-mail addresses"): ("email", "e mail", "mail"),
+    ("direct", "phone numbers"): ("phone", "telephone", "mobile", "msisdn"),
+    ("direct", "national identity numbers"): ("ssn", "social security", "national id", "nino"),
+    ("direct", "passport numbers"): ("passport",),
+    ("direct", "driving licence numbers"): ("driver license",),
+    ("direct", "tax identifiers"): ("tax id",),
+    ("direct", "personal names"): ("name", "first name", "last name", "full name", "given name", "surname", "forename"),
+    ("direct", "street addresses"): ("address", "street"),
+    ("direct", "IP addresses"): ("ip", "ip address"),
+    ("direct", "bank account numbers"): ("iban", "account number"),
+    ("direct", "payment card numbers"): ("card number", "credit card"),
+    ("quasi", "birth dates"): ("birth", "dob", "birthday", "birthdate", "date of birth"),
+    ("quasi", "postcodes"): ("zip", "zipcode", "postcode", "postal code", "post code"),
+}
+# Longest first, so "ip address" is found before "ip".
+_NAMES = sorted(
+    ((tuple(words.split()), kind, what) for (kind, what), names in _NAMED.items() for words in names),
+    key=lambda entry: -len(entry[0]),
+)
 # These only as the whole name: inside another they mean other things (X3Ssn.Porch: a three-season porch).
 _QUALIFIED_ONLY = {("name",), ("mail",), ("ip",), ("ssn",)}
 
 
 def _name_finding(name: str) -> Finding | None:
     tokens = tuple(_tokens(name))
-    for pattern, kind, what in sorted(_NAMES, key=lambda entry: -len(entry[0])):
+    for pattern, kind, what in _NAMES:
         if pattern in _QUALIFIED_ONLY:
             if tokens == pattern:
                 return Finding(kind, what, "its name")
