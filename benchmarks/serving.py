@@ -6,7 +6,9 @@ run() functions on the tests' tiny budget, then `promote` to 'production'), or t
 starts it on 127.0.0.1 at a free port, waits until it is ready, warms it up, and drives POST /invocations
 with --concurrency threads, each holding one keep-alive connection, for --seconds per case: single-row
 requests and --batch-row requests (`dataframe_split` JSON built from telco churn rows, the model's input
-columns only). Both servers get the same bodies in the same order from the same client.
+columns only). Both servers get the same bodies in the same order from the same client. mlgate also
+answers the single rows with their EXPLAINED_TOP largest feature contributions (`params.explain`, a case
+MLflow has no counterpart for): its cost is the ratio to the plain single-row case of the same run.
 Run: `.venv/bin/python benchmarks/serving.py [--seconds 10] [--concurrency 4] [--json out.json]`.
 """
 
@@ -33,6 +35,8 @@ from tiny_model import BIN, REPO, build_model, environment
 
 GOAL_RATIO = 3.0  # mlgate rps / mlflow rps, each case
 GOAL_P99_MS = 20.0  # mlgate p99, single-row case
+EXPLAINED = "1 row +explain"  # mlgate only: the single rows with `params: {"explain": EXPLAINED_TOP}`
+EXPLAINED_TOP = 5
 
 # Runs against the tracking store: what the alias (or URI) names, and the model's input columns.
 RESOLVE = """
@@ -211,13 +215,14 @@ def payloads(data: Path, target: str, columns: list[str], batch: int) -> dict[st
     frame = frame[columns] if columns else frame.drop(columns=[target], errors="ignore")
     frame = frame.dropna().sample(frac=1, random_state=0).reset_index(drop=True)
 
-    def body(rows: pd.DataFrame) -> bytes:
+    def body(rows: pd.DataFrame, **extra: dict) -> bytes:
         split = json.loads(rows.to_json(orient="split", index=False))
-        return json.dumps({"dataframe_split": {"columns": split["columns"], "data": split["data"]}}).encode()
+        return json.dumps({"dataframe_split": {"columns": split["columns"], "data": split["data"]}, **extra}).encode()
 
     single = [body(frame.iloc[[i % len(frame)]]) for i in range(200)]
+    explained = [body(frame.iloc[[i % len(frame)]], params={"explain": EXPLAINED_TOP}) for i in range(200)]
     many = [body(frame.take([(j * batch + k) % len(frame) for k in range(batch)])) for j in range(20)]
-    return {"1 row": single, f"{batch} rows": many}
+    return {"1 row": single, EXPLAINED: explained, f"{batch} rows": many}  # the last case's answer is compared
 
 
 def servers(target: dict, env: dict[str, str], cwd: Path, workers: int, mlflow_workers: int) -> dict[str, Server]:
@@ -360,7 +365,8 @@ def main() -> None:
             pair = servers(target, env, scratch, args.workers, args.mlflow_workers)
             order = ["mlflow", "mlgate"] if round_ % 2 == 0 else ["mlgate", "mlflow"]
             for name in order:
-                results, answers[name] = bench_one(pair[name], cases, args)
+                asked = cases if name == "mlgate" else {k: v for k, v in cases.items() if k != EXPLAINED}
+                results, answers[name] = bench_one(pair[name], asked, args)
                 ready[name].append(results.pop("_ready_s"))
                 for case, r in results.items():
                     runs[name].setdefault(case, []).append(r)
@@ -382,15 +388,15 @@ def main() -> None:
         f"same predictions on a {args.batch}-row body: {'yes' if same else 'NO'}"
     )
     header = (
-        f"{'server':<7}  {'case':<9}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  "
+        f"{'server':<7}  {'case':<14}  {'requests':>8}  {'rps':>8}  {'rows/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  "
         f"{'errors':>6}  {'client CPU':>10}  {'server CPU ms/req':>17}  {'requests/call':>13}"
     )
     print(header)
     for name in ("mlgate", "mlflow"):
         for case, r in table[name].items():
-            rows = args.batch if case != "1 row" else 1
+            rows = args.batch if case not in ("1 row", EXPLAINED) else 1
             print(
-                f"{name:<7}  {case:<9}  {r['requests']:>8,}  {r['rps']:>8,.0f}  {r['rps'] * rows:>9,.0f}  "
+                f"{name:<7}  {case:<14}  {r['requests']:>8,}  {r['rps']:>8,.0f}  {r['rps'] * rows:>9,.0f}  "
                 f"{r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  {r['errors']:>6}  {r['client_cpu']:>9.0%}  "
                 f"{r['server_cpu_ms']:>17.2f}  "
                 + (
@@ -403,16 +409,28 @@ def main() -> None:
         case: table["mlgate"][case]["rps"] / table["mlflow"][case]["rps"]
         if table["mlflow"][case]["rps"]
         else float("inf")
-        for case in cases
+        for case in table["mlflow"]
     }
     cpu_ratios = {
-        case: table["mlflow"][case]["server_cpu_ms"] / table["mlgate"][case]["server_cpu_ms"] for case in cases
+        case: table["mlflow"][case]["server_cpu_ms"] / table["mlgate"][case]["server_cpu_ms"]
+        for case in table["mlflow"]
     }
     for case, ratio in ratios.items():
         print(
             f"ratio mlgate/mlflow rps, {case}: {ratio:.2f}x (server CPU per request, mlflow/mlgate: "
             f"{cpu_ratios[case]:.2f}x)"
         )
+    plain, explained = table["mlgate"]["1 row"], table["mlgate"][EXPLAINED]
+    explanation_cost = {
+        "p50_ratio": explained["p50_ms"] / plain["p50_ms"],
+        "p99_ratio": explained["p99_ms"] / plain["p99_ms"],
+        "server_cpu_ratio": explained["server_cpu_ms"] / plain["server_cpu_ms"],
+    }
+    print(
+        f"explanations ({EXPLAINED_TOP} contributions), 1 row: p50 {explained['p50_ms']:.2f} ms against "
+        f"{plain['p50_ms']:.2f} ms ({explanation_cost['p50_ratio']:.2f}x), p99 {explanation_cost['p99_ratio']:.2f}x, "
+        f"server CPU per request {explanation_cost['server_cpu_ratio']:.2f}x"
+    )
     checks = [
         (f"mlgate rps >= {GOAL_RATIO:g}x mlflow, {case}", ratio >= GOAL_RATIO, f"{ratio:.2f}x")
         for case, ratio in ratios.items()
@@ -436,6 +454,7 @@ def main() -> None:
                     "p99_ms": p99,
                     "ratio_by_case": ratios,
                     "server_cpu_ratio_by_case": cpu_ratios,
+                    "explanation_cost": explanation_cost,
                     "cases": table,
                     "same_predictions": same,
                     "goals": {label: ok for label, ok, _ in checks},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import sys
@@ -469,9 +470,22 @@ class ModelChoice:
 @click.option("--model-uri", default=None, help="score with this MLflow model URI instead")
 @click.option("--keep-columns", default="", help="input columns to copy into the output, comma-separated (e.g. an id)")
 @click.option("--chunk-rows", default=100_000, show_default=True, type=int)
+@click.option(
+    "--explain",
+    "explain_top",
+    default=0,
+    type=click.IntRange(min=0),
+    help="also write each row's K largest feature contributions (SHAP), its base value and their scale",
+)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def score(
-    input_path: Path, output_path: Path, keep_columns: str, chunk_rows: int, params_file: str, **choice: Any
+    input_path: Path,
+    output_path: Path,
+    keep_columns: str,
+    chunk_rows: int,
+    explain_top: int,
+    params_file: str,
+    **choice: Any,
 ) -> None:
     """--model, --alias and --model-uri are a ModelChoice, built once here."""
     from tqdm import tqdm
@@ -479,6 +493,7 @@ def score(
     from mlgate import config
     from mlgate.adapters import tracking
     from mlgate.errors import StageError
+    from mlgate.modelling import explain
     from mlgate.modelling.personal import PersonalData
     from mlgate.services import scoring
 
@@ -486,6 +501,10 @@ def score(
         model_uri = ModelChoice(**choice).uri(params_file)
         loaded = tracking.load(model_uri)
         keep = tuple(c for c in keep_columns.split(",") if c)
+        explained = None
+        if explain_top:
+            contributions = explain.explainer(loaded.pipeline, loaded.features)
+            explained = functools.partial(contributions, k=explain_top)
         with tqdm(
             total=scoring.total_rows(input_path) if input_path.is_file() else None, unit="rows", disable=None
         ) as bar:
@@ -498,6 +517,7 @@ def score(
                 progress=bar.update,
                 finite_columns=tuple((loaded.features or {}).get("numeric", ())),
                 personal=PersonalData.from_dict((loaded.features or {}).get("personal")),
+                explain=explained,
             )
     except (StageError, config.ConfigError, ValueError) as error:
         console.fail("score", str(error))

@@ -48,3 +48,38 @@ def test_an_output_directory_is_refused_and_kept(built_project, tmp_path, batch)
     scored = score(built_project, tmp_path, "scores.csv")
     assert scored.returncode == 0, scored.stderr
     assert len(pd.read_csv(tmp_path / "scores.csv")) == 50
+
+
+def test_explain_writes_each_rows_largest_contributions_that_add_up(built_project, tmp_path, batch):
+    import numpy as np
+
+    from mlgate.adapters import tracking
+    from mlgate.modelling import explain
+    from mlgate.modelling.task import logit
+
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+    args = ["score", "--input", str(tmp_path / "batch.csv"), "--alias", "staging", "--keep-columns", "tenure"]
+    root, env = built_project.root, built_project.env
+    top = run_mlgate([*args, "--output", str(tmp_path / "top.parquet"), "--explain", "3"], root, env)
+    every = run_mlgate([*args, "--output", str(tmp_path / "all.csv"), "--explain", "100"], root, env)
+    assert top.returncode == 0 and every.returncode == 0, top.stderr + every.stderr
+
+    scored = pd.read_parquet(tmp_path / "top.parquet")
+    assert scored.columns.tolist() == [
+        "tenure",
+        "prediction",
+        "probability",
+        *[f"{kind}_{i}" for i in (1, 2, 3) for kind in ("feature", "contribution")],
+        "base_value",
+        "explanation_scale",
+    ]
+    sizes = scored[["contribution_1", "contribution_2", "contribution_3"]].abs().to_numpy()
+    assert (np.diff(sizes, axis=1) <= 0).all()  # largest first
+
+    written = pd.read_csv(tmp_path / "all.csv")
+    model = tracking.load(str(root / "models/model")).pipeline  # the version `staging` names
+    combined = model._combined(batch)  # the members' combined output, before the calibration map
+    expected = logit(combined) if written["explanation_scale"].iloc[0] == explain.LOG_ODDS else combined
+    added = written["base_value"] + written.filter(like="contribution_").sum(axis=1)
+    np.testing.assert_allclose(added, expected, atol=1e-9)
+    pd.testing.assert_frame_equal(written[["prediction", "probability"]], scored[["prediction", "probability"]])

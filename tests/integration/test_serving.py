@@ -212,6 +212,52 @@ def test_charset_parameter_and_column_order_do_not_matter(tracked, live):
     pd.testing.assert_frame_equal(predictions(response), plain, check_exact=False, atol=1e-12, rtol=0)
 
 
+def test_explanations_are_opt_in_and_add_up_to_the_models_raw_output(tracked, live):
+    """?explain=k or params.explain (how an MLflow client sends per-request params) adds each row's k
+    largest contributions; a request without it gets the answer MLflow clients expect."""
+    from mlgate.adapters import tracking
+    from mlgate.modelling.task import logit
+
+    rows = sample(tracked, 5)
+    plain = live.post(bodies(rows)["dataframe_split"])
+    assert set(plain.json()) == {"predictions"}
+
+    in_url = live.post(bodies(rows)["dataframe_split"], params={"explain": 3})
+    in_body = live.post({**bodies(rows)["dataframe_records"], "params": {"explain": 3}})
+    for answer in (in_url, in_body):
+        pd.testing.assert_frame_equal(predictions(answer), predictions(plain), check_exact=False, atol=1e-12, rtol=0)
+        explanations = answer.json()["explanations"]
+        assert len(explanations) == 5
+        for row in explanations:
+            sizes = [abs(c["contribution"]) for c in row["contributions"]]
+            assert len(sizes) == 3 and sizes == sorted(sizes, reverse=True)
+            assert {c["feature"] for c in row["contributions"]} <= set(tracked.features)
+    assert in_url.json()["explanations"] == in_body.json()["explanations"]
+
+    every = live.post(bodies(rows)["dataframe_split"], params={"explain": 1000}).json()["explanations"]
+    assert {len(row["contributions"]) for row in every} == {len(tracked.features)}
+    model = tracking.load(f"models:/{tracked.name}/{tracked.v1}").pipeline
+    combined = model._combined(rows)  # the members' combined output, before the calibration map
+    scale = every[0]["scale"]
+    expected = logit(combined) if scale == "log-odds" else combined
+    added = [row["base_value"] + sum(c["contribution"] for c in row["contributions"]) for row in every]
+    np.testing.assert_allclose(added, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "query, params, words",
+    [
+        ({"explain": "three"}, None, "?explain= must be a whole number of contributions per row, got 'three'"),
+        (None, {"explain": -1}, "params.explain must be a whole number of contributions per row, got '-1'"),
+        (None, {"explain": True}, "params.explain must be a whole number"),
+        ({"explain": "2"}, {"explain": 3}, "?explain=2 and params.explain=3 disagree"),
+    ],
+)
+def test_a_bad_explain_parameter_is_400_naming_it(tracked, live, query, params, words):
+    body = bodies(sample(tracked, 2))["dataframe_records"] | ({"params": params} if params else {})
+    assert words in error_of(live.post(body, params=query), 400)
+
+
 # --- 2. bad payloads ---------------------------------------------------------------------------
 
 

@@ -67,6 +67,14 @@ class CompiledPipeline:
         return self._predict(X, "predict")
 
     def _predict(self, X: pd.DataFrame, method: str) -> np.ndarray:
+        seen = self.seen(X)
+        if self.encode is not None and isinstance(self.estimator, _FORESTS):
+            return _forest(self.estimator, seen, method)
+        return getattr(self.estimator, method)(seen)
+
+    def seen(self, X: pd.DataFrame) -> pd.DataFrame | np.ndarray:
+        """What the estimator is given for ``X``: the encoded matrix, or the frame for an estimator that
+        takes one (CatBoost, HistGradientBoosting)."""
         frame = X
         for step in self.leading:
             frame = step.transform(frame)
@@ -74,14 +82,9 @@ class CompiledPipeline:
             columns = {c: frame[c].to_numpy() for c in frame.columns}
             for step in self.steps:
                 columns = step(columns)
-            if self.encode is None:  # an estimator that takes the frame (CatBoost, HistGradientBoosting)
-                return getattr(self.estimator, method)(pd.DataFrame(columns, index=frame.index))
-            matrix = self.encode(columns)
-            if isinstance(self.estimator, _FORESTS):
-                return _forest(self.estimator, matrix, method)
-            return getattr(self.estimator, method)(matrix)
+            return pd.DataFrame(columns, index=frame.index) if self.encode is None else self.encode(columns)
         except _Fallback:
-            return getattr(self.pipeline, method)(X)
+            return self.pipeline[:-1].transform(X)
 
 
 def compile_pipeline(pipeline: Any) -> CompiledPipeline | None:

@@ -372,12 +372,21 @@ class FinalModel(BaseEstimator):
         """The fitted pipeline when the model is one member without a combiner, else None."""
         return self.members_[0] if len(self.members_) == 1 and self.combiner is None else None
 
-    def _member_outputs(self, X) -> np.ndarray:
+    def member_outputs(self, X) -> np.ndarray:
+        """Each member's output (``Task.member_output``), through the compiled members: (rows, members[, classes])."""
         guard, members = self._guarded_members
         if guard is not None:
             X = guard.transform(X)
         task = named(self.task)
         return np.stack([task.member_output(m, X) for m in members], axis=1)  # (rows, members[, classes])
+
+    def member_inputs(self, X) -> list:
+        """What each member's estimator is given for ``X`` (its encoded matrix, or its frame), through
+        the compiled members: what their explanations start from."""
+        guard, members = self._guarded_members
+        if guard is not None:
+            X = guard.transform(X)
+        return [m.seen(X) if isinstance(m, compiled.CompiledPipeline) else m[:-1].transform(X) for m in members]
 
     @property
     def _guarded_members(self) -> tuple[Any, list]:
@@ -409,7 +418,7 @@ class FinalModel(BaseEstimator):
         return state
 
     def _combined(self, X) -> np.ndarray:
-        outputs = self._member_outputs(X)
+        outputs = self.member_outputs(X)
         return outputs[:, 0] if self.combiner is None else combine(self.combiner, outputs, self.task)
 
     def _finished(self, X) -> np.ndarray:

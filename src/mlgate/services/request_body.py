@@ -40,6 +40,7 @@ COLUMNS_WITHOUT_CONTRACT = 1_024  # columns a request may carry for a model that
 NAME_CHARS = 256  # a column name at most
 ISOLATE_BYTES = 512 * 1024  # bodies over this are parsed in a parser process (some 6 ms of parse each)
 PARSER_PROCESSES = 1  # large bodies parsed at once; more would take the model's cores
+EXPLAIN_PARAM = "explain"  # `params: {"explain": k}` in a JSON body, as `?explain=k` in the URL
 
 
 def quoted(value: Any) -> str:
@@ -120,9 +121,18 @@ def _parse_json(body: bytes, max_columns: int) -> pd.DataFrame:
             f"the JSON body needs exactly one of 'dataframe_split', "
             f"'dataframe_records' or 'inputs' (got {listed(sorted(payload)) if payload else 'none'})",
         )
-    data = payload[keys[0]]
+    params = payload.get("params", {})
+    if not isinstance(params, dict):
+        raise BadRequest(400, "BAD_REQUEST", "'params' must be an object of parameter names and values")
+    frame = _json_frame(payload[keys[0]], keys[0], max_columns)
+    if EXPLAIN_PARAM in params:  # MLflow's per-request params: the one mlgate reads rides on the frame
+        frame.attrs[EXPLAIN_PARAM] = params[EXPLAIN_PARAM]
+    return frame
+
+
+def _json_frame(data: Any, key: str, max_columns: int) -> pd.DataFrame:
     try:
-        if keys[0] == "dataframe_split":
+        if key == "dataframe_split":
             if not isinstance(data, dict) or "columns" not in data or "data" not in data:
                 raise ValueError("'dataframe_split' needs 'columns' and 'data'")
             columns, rows = data["columns"], data["data"]
@@ -138,7 +148,7 @@ def _parse_json(body: bytes, max_columns: int) -> pd.DataFrame:
                 raise too_many_columns(f"{len(data):,}", max_columns)
             return pd.DataFrame(data)
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-            raise ValueError(f"'{keys[0]}' must be a list of records ({{column: value}})")
+            raise ValueError(f"'{key}' must be a list of records ({{column: value}})")
         names: set[str] = set()
         for record in data:  # records may each name other columns: count them all before building
             names.update(record)
@@ -146,7 +156,7 @@ def _parse_json(body: bytes, max_columns: int) -> pd.DataFrame:
                 raise too_many_columns(f"over {max_columns:,}", max_columns)
         return pd.DataFrame.from_records(data)
     except (ValueError, TypeError) as error:
-        raise BadRequest(400, "BAD_REQUEST", f"cannot read '{keys[0]}': {str(error)[: MESSAGE_CHARS // 2]}") from None
+        raise BadRequest(400, "BAD_REQUEST", f"cannot read '{key}': {str(error)[: MESSAGE_CHARS // 2]}") from None
 
 
 # object columns whose values pandas can name without finding a list or a dict among them

@@ -53,6 +53,7 @@ def score(
     keep_columns: tuple[str, ...] = (),
     finite_columns: tuple[str, ...] = (),
     personal: PersonalData | None = None,
+    explain: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     progress: Callable[[int], Any] = lambda rows: None,
 ) -> int:
     """Predict every row of ``input_path`` into ``output_path``; returns the number of rows.
@@ -61,7 +62,8 @@ def score(
     ``finite_columns`` (the model's numeric inputs) must hold finite numbers: an infinity stops the
     run naming column and rows, before the model sees it. ``personal`` (the model's personal-data
     policy) is applied to each chunk first: a dropped column is neither used nor written, a hashed
-    one is used and kept hashed.
+    one is used and kept hashed. ``explain`` (``explain.explainer`` at the asked k) adds each row's
+    largest contributions after its outputs.
     """
     personal = personal or PersonalData()
     dropped = [c for c in keep_columns if c in personal.drop]
@@ -94,9 +96,8 @@ def score(
                     output = predict(chunk)
                 except InputValidationError as error:
                     raise StageError(f"{input_path}: rows {done + 1:,}–{done + len(chunk):,}: {error}") from None
-                frame = pd.concat(
-                    [chunk[list(keep_columns)].reset_index(drop=True), output.reset_index(drop=True)], axis=1
-                )
+                parts = [chunk[list(keep_columns)], output] + ([explain(chunk)] if explain is not None else [])
+                frame = pd.concat([part.reset_index(drop=True) for part in parts], axis=1)
                 if out_format == "csv":
                     frame.to_csv(staged, mode="a", header=done == 0, index=False)
                 else:

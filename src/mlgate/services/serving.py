@@ -47,6 +47,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mlgate.modelling import explain
 from mlgate.modelling.features import InputValidationError
 from mlgate.modelling.personal import PersonalData
 from mlgate.modelling.task import TASKS
@@ -54,6 +55,7 @@ from mlgate.registry import CHAMPION_ALIAS
 from mlgate.services.prediction_log import DEFAULT_TABLE, PredictionLog
 from mlgate.services.request_body import (
     COLUMNS_WITHOUT_CONTRACT,
+    EXPLAIN_PARAM,
     MESSAGE_CHARS,
     NAME_CHARS,
     BadRequest,
@@ -132,6 +134,16 @@ class Served:
                 self.model.features, self.model.input_columns, max_extra_columns
             )
         return self.__dict__["_contract"]
+
+    def explainer(self) -> Any:
+        """This model's ``explain.explainer`` (built on the first request that asks; NoExplanation if it has none)."""
+        if "_explainer" not in self.__dict__:
+            self.__dict__["_explainer"] = explain.explainer(self.model.pipeline, self.model.features)
+        return self.__dict__["_explainer"]
+
+    def explained(self, frame: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(outputs, explanation columns) of ``frame``, in the model's thread like every model call."""
+        return self.model.predict_unchecked(frame), self.explainer()(frame, k)
 
     def batcher(self, max_rows: int, wait_s: float, on_call: Any = None) -> MicroBatcher:
         """This model's batcher (one per loaded model, so requests never mix versions)."""
@@ -604,10 +616,32 @@ def _json_ready(values: pd.Series) -> list[Any]:
 
 def _read_request(
     parser: BodyParser, body: bytes, content_type: str, contract: RequestContract, unknown_columns: str
-) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """The body as a checked frame, its missing-value mask and the columns the model takes."""
-    frame = contract.protect(parser.parse(body, content_type, contract.max_columns))
-    return frame, contract.check(frame, unknown_columns), contract.known(frame)
+) -> tuple[pd.DataFrame, np.ndarray, list[str], Any]:
+    """The body as a checked frame, its missing-value mask, the columns the model takes and the
+    body's ``params.explain`` (None when it has none)."""
+    parsed = parser.parse(body, content_type, contract.max_columns)
+    frame = contract.protect(parsed)
+    return frame, contract.check(frame, unknown_columns), contract.known(frame), parsed.attrs.get(EXPLAIN_PARAM)
+
+
+def _explain_count(in_url: str | None, in_body: Any) -> int:
+    """How many contributions per row the request asks for (0: none), from ``?explain=k`` or the
+    body's ``params.explain``; more than the model has columns means all of them."""
+    wanted = "must be a whole number of contributions per row"
+    asked = []
+    if in_url is not None:
+        if not in_url.strip().isdigit():
+            raise BadRequest(400, "BAD_REQUEST", f"?{EXPLAIN_PARAM}= {wanted}, got {quoted(in_url)}")
+        asked.append(int(in_url))
+    if in_body is not None:
+        if isinstance(in_body, bool) or not isinstance(in_body, int) or in_body < 0:
+            raise BadRequest(400, "BAD_REQUEST", f"params.{EXPLAIN_PARAM} {wanted}, got {quoted(json.dumps(in_body))}")
+        asked.append(in_body)
+    if len(set(asked)) > 1:
+        raise BadRequest(
+            400, "BAD_REQUEST", f"?{EXPLAIN_PARAM}={asked[0]} and params.{EXPLAIN_PARAM}={asked[1]} disagree; send one"
+        )
+    return asked[0] if asked else 0
 
 
 def _answer(
@@ -617,8 +651,10 @@ def _answer(
     frame: pd.DataFrame,
     gaps: np.ndarray,
     output: pd.DataFrame,
+    explained: pd.DataFrame | None = None,
 ) -> bytes:
-    """Counts the request in /metrics and renders its JSON answer (as Starlette's JSONResponse would)."""
+    """Counts the request in /metrics and renders its JSON answer (as Starlette's JSONResponse would):
+    ``predictions``, and ``explanations`` (one per row, in the same order) when the request asked."""
     contract.record(metrics, frame, gaps)
     _record_outputs(metrics, output, features)
     # JSON in slices, so that the list of row dicts for a 400,000-row answer never exists all at once
@@ -631,7 +667,31 @@ def _answer(
         )[1:-1]
         for start in range(0, len(output), ANSWER_SLICE_ROWS)
     ]
-    return ('{"predictions":[' + ",".join(slices) + "]}").encode("utf-8")
+    answer = '{"predictions":[' + ",".join(slices) + "]"
+    if explained is not None:
+        answer += ',"explanations":' + json.dumps(_explanations(explained), separators=(",", ":"))
+    return (answer + "}").encode("utf-8")
+
+
+def _explanations(explained: pd.DataFrame) -> list[dict[str, Any]]:
+    """``explain.top_frame`` columns as one object per row: its contributions, largest first, the
+    base value they add to, their scale and (multiclass) the class explained."""
+    k = sum(1 for c in explained.columns if c.startswith("feature_"))
+    features = [explained[f"feature_{i + 1}"].tolist() for i in range(k)]
+    contributions = [explained[f"contribution_{i + 1}"].tolist() for i in range(k)]
+    bases, scales = explained["base_value"].tolist(), explained["explanation_scale"].tolist()
+    classes = explained["explained_class"].tolist() if "explained_class" in explained else None
+    rows = []
+    for row in range(len(explained)):
+        item = {
+            "contributions": [{"feature": features[i][row], "contribution": contributions[i][row]} for i in range(k)],
+            "base_value": bases[row],
+            "scale": scales[row],
+        }
+        if classes is not None:
+            item["class"] = classes[row]
+        rows.append(item)
+    return rows
 
 
 def _settle_heap() -> None:
@@ -757,7 +817,7 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
             chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
             async with budget.hold(settings.max_body_bytes if chunked else declared):
                 body = await _read_capped(request, settings.max_body_bytes, settings.body_timeout_s)
-                frame, gaps, known = await loop.run_in_executor(
+                frame, gaps, known, explain_in_body = await loop.run_in_executor(
                     parse_pool,
                     _read_request,
                     parser,
@@ -769,11 +829,16 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
                 if frame.empty:
                     return finish("invocations", started, JSONResponse({"predictions": []}, headers=headers))
                 model_input = frame if len(known) == frame.shape[1] else frame[known]
-                output = await served.batcher(
-                    settings.max_batch_rows, settings.batch_wait_ms / 1000, metrics.call_rows.observe
-                ).predict(model_input)
+                top = _explain_count(request.query_params.get(EXPLAIN_PARAM), explain_in_body)
+                explained = None
+                if top:  # not batched: an explanation is computed per request
+                    output, explained = await loop.run_in_executor(_model_thread(), served.explained, model_input, top)
+                else:
+                    output = await served.batcher(
+                        settings.max_batch_rows, settings.batch_wait_ms / 1000, metrics.call_rows.observe
+                    ).predict(model_input)
                 content = await loop.run_in_executor(
-                    parse_pool, _answer, metrics, contract, served.model.features, frame, gaps, output
+                    parse_pool, _answer, metrics, contract, served.model.features, frame, gaps, output, explained
                 )
         except ClientDisconnect:
             log.debug("request %s: the client left before its body arrived", request_id)
@@ -784,6 +849,8 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
             return finish("invocations", started, error(bad.status, bad.code, bad.message, headers))
         except InputValidationError as bad:
             return finish("invocations", started, error(422, "INVALID_INPUT", str(bad), headers))
+        except explain.NoExplanation as missing:
+            return finish("invocations", started, error(501, "EXPLANATION_UNAVAILABLE", str(missing), headers))
         except Exception as failure:  # noqa: BLE001 - a model error is a 500 with its message, never a crash
             log.exception("request %s: prediction failed", request_id)
             return finish(

@@ -2,8 +2,8 @@
 
 Reads the test split, paths.model, paths.train_info and paths.train_run (the run it logs to); writes
 paths.metrics (DVC metrics) and paths.plots (DVC plots: curves, permutation importance, and SHAP
-importance for CatBoost and the tree families); logs `test/<metric>`, PNG plots and the test split (a
-dataset input) to the train run. A clustering model is judged without labels (silhouette, Davies-Bouldin,
+importance where the model has an exact explanation); logs `test/<metric>`, PNG plots and the test
+split (a dataset input) to the train run. A clustering model is judged without labels (silhouette, Davies-Bouldin,
 Calinski-Harabasz on the encoding it clusters in) and profiled: each cluster's size, share, numeric means
 and top categories, a 2-D projection and the silhouette plot's table.
 """
@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
 
 from mlgate import console, files, project
 from mlgate.adapters import tracking
 from mlgate.errors import StageError
-from mlgate.modelling import clustering, metrics, models
+from mlgate.modelling import clustering, explain, metrics
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.evaluation import SHAP_IMPORTANCE, predictions
 from mlgate.records import TrainingRecord, TrainingRun
@@ -69,96 +68,36 @@ def importance(model: tracking.LoadedModel, frame: pd.DataFrame, spec: DataSpec,
     return board.sort_values("importance", ascending=False).reset_index(drop=True)
 
 
-_FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
-# shap's TreeSHAP takes at most (nodes x depth x outputs) steps per tree and row: 7-12 ns a step
-# measured on a busy core for forests (less for HistGradientBoosting's lopsided trees). Rows are capped
-# so that one explanation stays within SHAP_WORK steps, a few seconds; a model too large to explain
-# SHAP_MIN_ROWS rows within that gets no SHAP table (permutation importance only).
+# Exact SHAP values cost, per row, about explain.steps_per_row steps: 7-12 ns a step measured on a
+# busy core for forests. Rows are capped so that one table stays within SHAP_WORK steps, a few
+# seconds; a model too large to explain SHAP_MIN_ROWS rows within that gets no SHAP table
+# (permutation importance only).
 SHAP_WORK = 6e8
 SHAP_MIN_ROWS = 100
 
 
-def shap_importance(pipeline, frame: pd.DataFrame, spec: DataSpec, seed: int) -> pd.DataFrame | None:
-    """Mean |SHAP value| on test rows per column the estimator sees (after the shared preprocessing
-    and the family's encoding): CatBoost's own TreeSHAP, or shap's TreeExplainer for the random
-    forest, the extra trees and HistGradientBoosting. Binary: SHAP of the positive class (log-odds;
-    the forests: probability).
+def shap_importance(model, frame: pd.DataFrame, spec: DataSpec, seed: int) -> pd.DataFrame | None:
+    """Mean |SHAP value| per input column on test rows: the per-prediction contributions ``explain``
+    gives (exact TreeSHAP for CatBoost and the tree families, coefficient x value for linear models,
+    an ensemble's members weighted by its combiner), each summed over what its column becomes inside
+    the model (one-hot columns, a missing indicator, a date's parts). Binary: on the log-odds or
+    probability scale of the model's raw output; regression: on the target's.
 
-    None, leaving permutation importance alone, for the other families, for ensembles, for a forest
-    too large to explain in time (``SHAP_WORK``), for HistGradientBoosting on categorical columns and
-    for multiclass (one SHAP value per class: permutation importance covers every class at once).
+    None, leaving permutation importance alone, for k-NN and the MLP (no exact method), for a model
+    too large to explain in time (``SHAP_WORK``) and for multiclass (one SHAP value per class:
+    permutation importance covers every class at once).
     """
-    pipeline = getattr(pipeline, "sole_pipeline", pipeline)
-    if pipeline is None or spec.learning_task.scores_per_class:
+    if spec.learning_task.scores_per_class:
         return None
-    estimator = pipeline[-1]
-    X = frame[spec.features]
-    if isinstance(estimator, (models.CatBoostClassifierModel, models.CatBoostRegressorModel)):
-        explained = _catboost_shap(estimator, pipeline[:-1].transform(_sample(X, IMPORTANCE_MAX_ROWS, seed)))
-    elif isinstance(estimator, _FORESTS):
-        explained = _tree_shap(pipeline, estimator, X, seed)
-    # With native categorical columns, none: shap 0.51 reads every HistGradientBoosting split as a
-    # numeric threshold and ignores category sets, so its values come out wrong without an error (its
-    # additivity check compares with its own reading of the trees), and the trees index the columns in
-    # the model's internal order (categoricals first), not the frame's.
-    elif (
-        isinstance(estimator, (models.HistGradientBoostingClassifierModel, models.HistGradientBoostingRegressorModel))
-        and not estimator.categories_
-    ):
-        explained = _tree_shap(pipeline, estimator.model_, X, seed)
-    else:
+    rows = min(IMPORTANCE_MAX_ROWS, int(SHAP_WORK // max(explain.steps_per_row(model), 1.0)))
+    if rows < min(SHAP_MIN_ROWS, len(frame)):
         return None
-    if explained is None:
-        return None
-    names, values = explained
-    board = pd.DataFrame({"feature": names, "importance": np.abs(values).mean(axis=0)})
-    return board.sort_values("importance", ascending=False).reset_index(drop=True)
-
-
-def _catboost_shap(estimator, seen: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    import catboost
-
-    # the estimator's own preparation (missing categories as a category), so SHAP sees what predict sees
-    pool = catboost.Pool(estimator._prepare(seen), cat_features=estimator.categorical_)
-    values = estimator.model_.get_feature_importance(pool, type="ShapValues")[:, :-1]  # last column: the expected value
-    return list(seen.columns), values
-
-
-def _encoded_names(encoder) -> list[str] | None:
-    """The ordinal ColumnTransformer's output columns by input name: "numeric__charges" -> "charges";
-    a missing indicator keeps scikit-learn's name, "missingindicator_charges". None when a step
-    cannot name its output: a table of column numbers would mislead."""
     try:
-        names = encoder.get_feature_names_out()
-    except AttributeError:
+        explained = explain.explain(model, _sample(frame, rows, seed)[spec.features], spec.learning_task)
+    except explain.NoExplanation:
         return None
-    return [str(name).split("__", 1)[1] for name in names]
-
-
-def _tree_shap(pipeline, model, X: pd.DataFrame, seed: int) -> tuple[list[str], np.ndarray] | None:
-    """Path-dependent TreeSHAP (no background data) of ``model``, the last step of ``pipeline`` or
-    the scikit-learn model inside it, on rows of ``X`` as the pipeline hands them to it."""
-    import shap
-
-    explainer = shap.TreeExplainer(model)
-    steps = sum(len(tree.children_left) * max(tree.max_depth, 1) for tree in explainer.model.trees)
-    rows = min(IMPORTANCE_MAX_ROWS, int(SHAP_WORK // (steps * explainer.model.num_outputs)))
-    if rows < min(SHAP_MIN_ROWS, len(X)):
-        return None
-    seen = pipeline[:-1].transform(_sample(X, rows, seed))
-    if isinstance(model, _FORESTS):
-        names = _encoded_names(pipeline.named_steps["encode"])
-        if names is None:
-            return None
-    else:  # HistGradientBoosting sees the shared front's (all-numeric) frame as it is
-        names = list(seen.columns)
-    # shap checks additivity against its own reading of the trees, not the model: a second pass that proves little
-    values = explainer.shap_values(np.asarray(seen, dtype=np.float64), check_additivity=False)
-    # per class, a list (older shap) or a trailing axis (forests); HistGradientBoosting: the log-odds alone
-    if isinstance(values, list):
-        values = values[1]
-    values = np.asarray(values)
-    return names, values[..., 1] if values.ndim == 3 else values
+    board = pd.DataFrame({"feature": explained.columns, "importance": np.abs(explained.contributions).mean(axis=0)})
+    return board.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def judged_predictions(

@@ -425,20 +425,20 @@ def _champion(ui_url: str, champion: tracking.ModelVersion, scored: Scored) -> C
 
 
 def _importance(plots: str, metric: str, run_id: str) -> Importance:
-    """What the model card shows: TreeSHAP importance when evaluate computed it (CatBoost, random forest,
-    extra trees, HistGradientBoosting on numeric columns; single models only), else permutation; nothing
-    when evaluate wrote neither table."""
+    """What the model card shows: SHAP importance when evaluate computed it (every family but k-NN and
+    the MLP, ensembles included; binary and regression), else permutation; nothing when evaluate wrote
+    neither table."""
     if (Path(plots) / f"{evaluation.SHAP_IMPORTANCE}.csv").is_file():
         name = evaluation.SHAP_IMPORTANCE
         method = (
-            "mean |SHAP value| (TreeSHAP: CatBoost's own, or the shap package's for the "
-            "tree families) per column the estimator sees, on test rows"
+            "mean |SHAP value| per input column on test rows (exact TreeSHAP for the trees, coefficient x "
+            "value for linear models, an ensemble's members weighted by its combiner)"
         )
     else:
         name = "importance"
         method = (
             f"permutation, the drop in test {metric} when one input column is shuffled "
-            "(ensembles, families without TreeSHAP and multiclass models)"
+            "(k-NN, the MLP, multiclass models, and models too large to explain in time)"
         )
     table = Path(plots) / f"{name}.csv"
     if not table.is_file():
