@@ -186,8 +186,17 @@ def history(alias: str | None, model: str | None, params_file: str) -> None:
         name, ledger = _model_and_ledger(model, params_file)
         moves, problems = promotion.history(name, ledger)
         shown = [m for m in moves if alias is None or m.get("alias") == alias]
-        click.echo(f"{name}: {len(shown)} move(s) in {ledger}")
+        click.echo(f"{name}: {len(shown)} record(s) in {ledger}")
         for m in shown:  # printed from what the file says: a damaged record is shown, and reported below
+            if m.get("action") == "erasure":
+                touched = ", ".join(f"v{v.get('version')}" for v in m.get("versions", [])) or "no version"
+                click.echo(
+                    f"  {m.get('at', '?')}  erasure  {m.get('column', '?')} {str(m.get('subject', '?'))[:12]}: "
+                    f"{touched}; source rows removed: {m.get('source_rows_removed')}, logged rows purged: "
+                    f"{m.get('prediction_log_rows_purged')}  by {m.get('by', '?')}: "
+                    f"{m.get('reason', '')} (commit {str(m.get('commit', '?'))[:10]})"
+                )
+                continue
             came_from = "none" if m.get("from_version") is None else f"v{m['from_version']}"
             click.echo(
                 f"  {m.get('at', '?')}  {str(m.get('action', '?')):<8} {str(m.get('alias', '?')):<11} {came_from} → "
@@ -207,6 +216,85 @@ def _mebibytes(context: click.Context, option: click.Parameter, megabytes: float
     if not math.isfinite(megabytes):
         raise click.BadParameter("expected a finite number of MiB", context, option)
     return int(megabytes * 1024 * 1024)
+
+
+@main.command(
+    help="The right to erasure: which registered versions were trained or tested on a person's rows (by the "
+    "contract's hashed id column), optionally those rows removed from a file source; recorded in the ledger."
+)
+@click.option("--id", "person", required=True, help="the id as it appears in the source (hashed, never written)")
+@click.option("--column", default=None, help="the id column (default: the contract's only hashed id column)")
+@click.option(
+    "--remove-from-source",
+    is_flag=True,
+    help="rewrite the file source without that id's rows (the next `dvc repro` retrains without them)",
+)
+@click.option(
+    "--prediction-log",
+    "prediction_log",
+    default=None,
+    help="also purge that id's rows from this prediction log (`mlgate serve --prediction-log`: a directory or a URL)",
+)
+@click.option("--log-table", default=None, help="the prediction log's table, for a database URL")
+@click.option("--reason", default="erasure request", show_default=True, help="recorded in the ledger")
+@click.option("--model", "model", default=None, help="registered model name (default: tracking.registered_model)")
+@click.option("--params", "params_file", default="params.yaml", show_default=True)
+def forget(
+    person: str,
+    column: str | None,
+    remove_from_source: bool,
+    prediction_log: str | None,
+    log_table: str | None,
+    reason: str,
+    model: str | None,
+    params_file: str,
+) -> None:
+    from mlgate import config, project
+    from mlgate.errors import StageError
+    from mlgate.services import erasure
+    from mlgate.services import prediction_log as plog
+
+    def act() -> None:
+        name, ledger = _model_and_ledger(model, params_file)
+        spec = project.data_spec(config.read_params(params_file))
+        searched = erasure.id_column(spec, column)
+        hashed = erasure.hashed(spec, person)
+        in_source = erasure.source_rows(spec, searched, hashed)
+        if remove_from_source and in_source.rows is None:
+            raise StageError(f"--remove-from-source: {in_source.advice}")
+        found = erasure.search(name, searched, hashed)
+        removing = in_source.rows if remove_from_source else None
+        purged = (
+            None
+            if prediction_log is None
+            else plog.purge(prediction_log, searched, hashed, log_table or plog.DEFAULT_TABLE)
+        )
+        written = erasure.record(name, ledger, found, removing, purged, reason)  # the request, then the source
+        removed = erasure.remove_from_source(spec, searched, hashed) if removing else removing
+        click.echo(f"{name}: {searched} {found.subject[:12]} searched in {found.searched} version(s)")
+        for touched in found.touched:
+            held = f" ({', '.join(touched.aliases)})" if touched.aliases else ""
+            click.echo(f"  v{touched.version}{held}: {' and '.join(touched.parts)} rows (run {touched.run_id[:8]})")
+        if not found.touched:
+            click.echo("  no version was trained or tested on this id's rows")
+        if found.unrecorded:
+            listed = ", ".join(f"v{v}" for v in found.unrecorded)
+            click.echo(f"  unknown for {listed}: trained before mlgate logged the ids (treat them as touched)")
+        if removed is not None:
+            click.echo(
+                f"  {in_source.where}: {removed} row(s) removed; `dvc repro` trains the next version without them"
+            )
+        elif in_source.rows is not None:
+            click.echo(f"  {in_source.where}: {in_source.rows} row(s) hold this id; {in_source.advice}")
+        else:
+            click.echo(f"  {in_source.where}: {in_source.advice}")
+        if purged is not None:
+            click.echo(
+                f"  {plog.describe(prediction_log, log_table or plog.DEFAULT_TABLE)}: {purged} logged row(s) purged"
+            )
+        click.echo(f"  recorded in {ledger} ({written['id'][:8]})")
+
+    _registry_command("forget", act)
 
 
 @main.command(help="Serve a registered model over HTTP (MLflow scoring API, /metrics), following an alias.")

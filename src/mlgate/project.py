@@ -65,6 +65,11 @@ class Paths:
     def split_summary(self) -> Path:
         return Path(self.split) / "summary.json"
 
+    @property
+    def split_ids(self) -> Path:
+        """The keyed-hash ids of the rows in each part (``mlgate forget``)."""
+        return Path(self.split) / "ids.parquet"
+
 
 @dataclass(frozen=True)
 class TrackingParams:

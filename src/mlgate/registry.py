@@ -5,3 +5,5 @@ CANDIDATE_ALIAS = "staging"  # the gate grants it to a version that passed every
 CHAMPION_ALIAS = "production"  # what serving and monitoring follow; moved only by `mlgate promote`
 REFERENCE_DIR = "reference"  # the train run's artifact folder of the training sample ...
 REFERENCE_FILE = "train_sample.parquet"  # ... that monitoring compares live data with
+ERASURE_DIR = "erasure"  # the train run's artifact folder of the hashed ids its version was trained and tested on
+ERASURE_FILE = "ids.parquet"  # ... that `mlgate forget` searches

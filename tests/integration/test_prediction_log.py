@@ -4,6 +4,7 @@ when the database is slow or gone."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -486,3 +487,35 @@ def test_a_queued_request_holds_few_objects_for_the_garbage_collector(sink, tmp_
     finally:
         release.set()
         log.close()
+
+
+@pytest.mark.parametrize("sink", ["parquet", "sqlite", "postgresql"])
+def test_purge_deletes_exactly_the_rows_that_carried_an_id(sink, tmp_path):
+    """An id sent beside the model's inputs (extra_inputs) or as one of them (input_<column>) is purged
+    wherever it was logged; every other row stays, and a file left empty is removed."""
+    url = {"sqlite": f"sqlite:///{tmp_path / 'predictions.db'}", "postgresql": POSTGRES}.get(sink)
+    with contextlib.ExitStack() as stack:
+        target, table = (
+            (tmp_path / "parquet", prediction_log.DEFAULT_TABLE)
+            if url is None
+            else stack.enter_context(scratch_table(url, "plog"))
+        )
+        target = url or target
+        ids = pd.DataFrame({"applicant_id": ["a" * 32, "b" * 32, "a" * 32]})
+        first = PredictionLog(target, table=table)
+        first.submit("r1", "3", pd.concat([INPUTS, ids], axis=1), OUTPUTS, logged_columns=list(INPUTS.columns))
+        others = pd.concat([INPUTS, ids.replace("a" * 32, "c" * 32)], axis=1)
+        first.submit("r3", "3", others, OUTPUTS, logged_columns=list(INPUTS.columns))
+        first.close()
+        second = PredictionLog(target, table=table)  # a file (or batch) of its own
+        second.submit("r2", "3", INPUTS.head(1).assign(applicant_id="a" * 32), OUTPUTS.head(1))  # as an input
+        second.close()
+
+        assert prediction_log.purge(target, "applicant_id", "a" * 32, table) == 3
+        assert prediction_log.purge(target, "applicant_id", "a" * 32, table) == 0
+
+        left = monitor.read_window(target, since_a_minute_ago(), table).sort_values(["request_id", "row"])
+        assert list(zip(left["request_id"], left["row"], strict=True)) == [("r1", 1), ("r3", 0), ("r3", 1), ("r3", 2)]
+        assert not left["extra_inputs"].str.contains("a" * 32).any()
+        if url is None:
+            assert len(list((tmp_path / "parquet").glob("*.parquet"))) == 1  # r2's file held only its row

@@ -1,3 +1,5 @@
+import copy
+
 import pandas as pd
 import pytest
 
@@ -138,3 +140,41 @@ def test_a_task_without_a_target_splits_at_random_and_keeps_every_column(mixed_f
 
     assert (len(result.train), len(result.test), len(result.current)) == (36, 12, 12)
     assert list(result.train.columns) == ["tenure", "charges", "plan"]
+
+
+def _with_ids(data_section):
+    from mlgate import config
+    from mlgate.modelling.data import DataSpec
+
+    section = copy.deepcopy(data_section)
+    section["contract"]["columns"]["applicant"] = {"type": "string", "role": "id", "pii": "direct", "handling": "hash"}
+    section["contract"]["columns"]["visit"] = {"type": "string", "role": "id"}  # kept clear: not erasable
+    return config.build(DataSpec, section, "data")
+
+
+def test_each_hashed_id_is_recorded_with_the_part_its_row_went_to(mixed_frame, data_section):
+    """A duplicate dropped before the split counts where the row it repeats went; clear ids are not recorded."""
+    spec = _with_ids(data_section)
+    unique = mixed_frame(60)
+    frame = pd.concat([unique, unique.iloc[:3]], ignore_index=True)
+    frame["applicant"] = [f"h{i:03d}" for i in range(len(frame))]
+    frame["visit"] = "v"
+    frame.loc[10, "applicant"] = None
+
+    result = split(frame, spec, SHARES, seed=0)
+
+    assert spec.erasable_ids == ["applicant"]
+    assert set(result.ids.columns) == {"column", "id", "part"} and set(result.ids["column"]) == {"applicant"}
+    assert len(result.ids) == len(frame) - 1  # every applicant but the missing one, once
+    part = dict(zip(result.ids["id"], result.ids["part"], strict=True))
+    for name in ("train", "test", "current"):
+        rows = getattr(result, name)
+        owners = frame.loc[frame.drop(columns=["applicant", "visit"]).apply(tuple, axis=1).isin(_row_keys(rows))]
+        assert {part[a] for a in owners["applicant"].dropna()} == {name}
+    for repeat in range(3):  # the repeats of rows 0-2 went with them
+        assert part[f"h{60 + repeat:03d}"] == part[f"h{repeat:03d}"]
+
+
+def test_without_a_hashed_id_column_no_ids_are_recorded(mixed_frame, binary_spec):
+    result = split(mixed_frame(40), binary_spec, SHARES, seed=0)
+    assert result.ids.empty and list(result.ids.columns) == ["column", "id", "part"]

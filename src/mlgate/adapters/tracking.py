@@ -807,6 +807,19 @@ def download_artifact(run_id: str, path: str, destination: str | Path) -> Path:
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))
 
 
+def download_artifact_if_logged(run_id: str, path: str, destination: str | Path) -> Path | None:
+    """``download_artifact``, or None when the run never logged ``path``."""
+    if not any(f.path == path for f in client().list_artifacts(run_id, str(Path(path).parent))):
+        return None
+    return download_artifact(run_id, path, destination)
+
+
+def versions(name: str) -> list[ModelVersion]:
+    """Every version of the registered model ``name``, oldest first (none when it is not registered)."""
+    found = client().search_model_versions(f"name = '{name}'")
+    return sorted((_version(v) for v in found), key=lambda v: v.version)
+
+
 def run_metrics(run_id: str) -> dict[str, float]:
     return dict(client().get_run(run_id).data.metrics)
 

@@ -207,6 +207,12 @@ class DataSpec:
         """Columns kept beside the features for the gate's fairness rule, never given to a model."""
         return [c for c, col in self.contract.columns.items() if col.role == "sensitive"]
 
+    @property
+    def erasable_ids(self) -> list[str]:
+        """The id columns (role: id) declared ``handling: hash``: their values are keyed hashes wherever
+        mlgate keeps them, so each version can record which ones it saw (``mlgate forget``)."""
+        return [c for c, col in self.contract.columns.items() if col.role == "id" and c in self.contract.personal.hash]
+
     def _of_types(self, *types: str) -> list[str]:
         return [c for c in self.features if self.contract.columns[c].type in types]
 

@@ -31,6 +31,7 @@ columns it names. `read` gives back that frame from either sink, for a time wind
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import math
@@ -289,9 +290,31 @@ def read(target: str | Path, since: dt.datetime, table: str = DEFAULT_TABLE) -> 
     return ParquetSink(Path(target)).read(since)
 
 
+def purge(target: str | Path, column: str, value: str, table: str = DEFAULT_TABLE) -> int:
+    """Delete every logged row whose request carried ``value`` in ``column`` (an input the model takes,
+    or one of the request's other columns); the rows deleted. Run it against a log a server is
+    writing: Parquet files are only ever rewritten whole (under a temporary name, then renamed over)
+    and a server never appends to one; a table's rows go in one transaction."""
+    if is_url(target):
+        return SqlSink(str(target), table).purge(column, value)
+    return ParquetSink(Path(target)).purge(column, value)
+
+
+def _carrying(inputs: pd.Series | None, extras: pd.Series, column: str, value: str) -> np.ndarray:
+    """Rows whose input ``column`` is ``value``, or whose extra_inputs text holds that pair (as pandas
+    writes it; found even in a text cut at EXTRA_CHARS, unless the cut falls inside the pair)."""
+    pair = f"{json.dumps(column)}:{json.dumps(value)}"
+    held = extras.astype(object).map(lambda text: isinstance(text, str) and pair in text).to_numpy(bool)
+    if inputs is not None:
+        held |= (inputs.astype(object) == value).to_numpy(bool)
+    return held
+
+
 # --- Parquet files ------------------------------------------------------------------------------
 
 _FILE_STAMP = re.compile(r"^predictions-(\d{8}T\d{6})-")
+# one count per process, not per sink: two logs a process opens in the same second never share a name
+_FILE_SEQUENCE = itertools.count(1)
 
 
 class ParquetSink:
@@ -299,7 +322,6 @@ class ParquetSink:
         self.directory = directory
         if create:
             directory.mkdir(parents=True, exist_ok=True)
-        self._sequence = 0
 
     def __str__(self) -> str:
         return str(self.directory)
@@ -309,9 +331,8 @@ class ParquetSink:
         return item
 
     def write(self, items: list[Item]) -> None:
-        self._sequence += 1
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        final = self.directory / f"predictions-{stamp}-{os.getpid()}-{self._sequence:06d}.parquet"
+        final = self.directory / f"predictions-{stamp}-{os.getpid()}-{next(_FILE_SEQUENCE):06d}.parquet"
         partial = final.with_suffix(".parquet.tmp")
         try:
             frame = pd.concat([_log_frame(item) for item in items], ignore_index=True)
@@ -344,6 +365,27 @@ class ParquetSink:
 
     def close(self) -> None:
         pass
+
+    def purge(self, column: str, value: str) -> int:
+        removed = 0
+        for path in sorted(self.directory.glob("predictions-*.parquet")) if self.directory.is_dir() else []:
+            frame = pd.read_parquet(path)
+            inputs = frame.get(f"{INPUT_PREFIX}{column}")
+            extras = frame["extra_inputs"] if "extra_inputs" in frame.columns else pd.Series([None] * len(frame))
+            held = _carrying(inputs, extras, column, value)
+            if not held.any():
+                continue
+            removed += int(held.sum())
+            if held.all():
+                path.unlink()
+                continue
+            partial = path.with_suffix(".parquet.tmp")
+            try:
+                _write_parquet(frame[~held].reset_index(drop=True), partial)
+                partial.replace(path)
+            finally:
+                partial.unlink(missing_ok=True)
+        return removed
 
 
 def _log_frame(item: Item) -> pd.DataFrame:
@@ -489,6 +531,29 @@ class SqlSink:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+    def purge(self, column: str, value: str) -> int:
+        import sqlalchemy as sa
+
+        t = self.table
+        try:
+            with self.engine.begin() as connection:
+                if not sa.inspect(connection).has_table(t.name, schema=t.schema):
+                    return 0
+                texts = (sa.cast(t.c.inputs, sa.Text), sa.cast(t.c.extra_inputs, sa.Text))
+                near = sa.or_(*(text.contains(value, autoescape=True) for text in texts))
+                found = connection.execute(sa.select(t.c.request_id, t.c.row, t.c.inputs, t.c.extra_inputs).where(near))
+                rows = found.mappings().all()
+                inputs = pd.Series([(r["inputs"] or {}).get(column) for r in rows], dtype=object)
+                extras = pd.Series([r["extra_inputs"] for r in rows], dtype=object)
+                held = [r for r, hit in zip(rows, _carrying(inputs, extras, column, value), strict=True) if hit]
+                for r in held:
+                    connection.execute(sa.delete(t).where(t.c.request_id == r["request_id"], t.c.row == r["row"]))
+        except sa.exc.SQLAlchemyError as error:
+            raise StageError(f"{self}: cannot purge the prediction log: {error}") from None
+        finally:
+            self.close()
+        return len(held)
 
     def _ensure_table(self) -> None:
         """CREATE TABLE IF NOT EXISTS (and its index), once; several workers may race to do it."""

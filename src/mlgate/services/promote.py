@@ -164,8 +164,8 @@ def verify_ledger(records: list[dict[str, Any]], model: str, head: str | None, p
     return problems
 
 
-def _require_intact(path: str | Path, model: str, alias: str, pending_id: str | None) -> None:
-    """Refuse to move ``alias`` over a damaged ledger: appending would hide the damage from `history`.
+def _require_intact(path: str | Path, model: str, alias: str, pending_id: str | None, doing: str = "") -> None:
+    """Refuse to move ``alias`` (or do ``doing``) over a damaged ledger: appending would hide the damage from `history`.
 
     A record of the interrupted move ``pending_id`` may already follow the registry's head (a crash
     between the ledger line and the head tag); ``recover`` finishes that move.
@@ -179,7 +179,7 @@ def _require_intact(path: str | Path, model: str, alias: str, pending_id: str | 
         problems = verify_ledger(records, model, head, path)
     if problems:
         raise StageError(
-            f"refusing to move '{alias}': {'; '.join(problems)}. {_REPAIR.format(path=path)} "
+            f"refusing to {doing or f'move {alias!r}'}: {'; '.join(problems)}. {_REPAIR.format(path=path)} "
             f"Appending to a damaged ledger would hide what was removed or changed."
         )
 
@@ -451,6 +451,29 @@ def _move(
         tracking.set_alias(model, alias, to_version)  # the commit point
         _record(model, move, ledger)
     return {k: v for k, v in move.items() if k != "previous_before"}
+
+
+def record_erasure(model: str, ledger: str | Path, request: dict[str, Any]) -> dict[str, Any]:
+    """Append an erasure request (``mlgate forget``) to the ledger, under the registry lock like a
+    move, so the chain and the registry's head tag stay in step; the record as written."""
+    with _Lock(model) as lock:
+        pending = _pending(model)
+        _require_intact(ledger, model, "", None if pending is None else pending["id"], "record the erasure")
+        recovered = recover(model, ledger, lock)
+        if recovered:
+            console.say(STAGE, recovered)
+        record = {
+            "id": uuid.uuid4().hex,
+            "action": "erasure",
+            "model": model,
+            "by": who(),
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "commit": tracking.git_commit(),
+            **request,
+        }
+        lock.fence()
+        tracking.set_model_tag(model, HEAD_TAG, _append(ledger, record))
+    return record
 
 
 def _named(version: int | None | str) -> str:

@@ -1,8 +1,8 @@
 """split: drop exact duplicate rows, then a seeded stratified train / test / current split.
 
 Reads paths.raw and the validation report; writes paths.split (train, test and current Parquet
-files plus summary.json). `current` is the batch `drift` compares with training data: held-out rows
-by default, or the file at data.current_path.
+files, summary.json, and ids.parquet: which part each row's hashed id went to). `current` is the
+batch `drift` compares with training data: held-out rows by default, or the file at data.current_path.
 """
 
 from __future__ import annotations
@@ -36,6 +36,22 @@ class Split:
     test: pd.DataFrame
     current: pd.DataFrame
     duplicates: int
+    ids: pd.DataFrame  # column, id, part: every row's hashed id (spec.erasable_ids) and the part it went to
+
+    PARTS = ("train", "test", "current")
+
+
+def id_parts(raw: pd.DataFrame, rows: pd.DataFrame, parts: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """Which part each raw row's ids went to: ``rows`` is ``raw`` conformed (row for row) and ``parts``
+    its deduplicated rows split. A duplicate dropped before the split went where the row it repeats
+    went: a person whose row another person's row repeats was still learnt from."""
+    key = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+    part_of = {h: name for name, part in parts.items() for h in pd.util.hash_pandas_object(part, index=False)}
+    where = pd.Series(key).map(part_of).to_numpy()
+    frames = [pd.DataFrame({"column": column, "id": raw[column].to_numpy(), "part": where}) for column in columns]
+    ids = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"column": [], "id": [], "part": []})
+    ids = ids[ids["id"].notna() & ids["part"].notna()].astype(str)
+    return ids.drop_duplicates().sort_values(["column", "id", "part"], ignore_index=True)
 
 
 def split(
@@ -48,7 +64,7 @@ def split(
     def strata(part: pd.DataFrame) -> pd.Series | None:
         return task.strata(part[spec.target]) if task.supervised else None
 
-    frame = conform(frame, spec)
+    raw, frame = frame, conform(frame, spec)
     deduplicated = frame.drop_duplicates(ignore_index=True)
     duplicates = len(frame) - len(deduplicated)
     held_out = params.test_size + (params.current_size if current is None else 0.0)
@@ -60,8 +76,14 @@ def split(
         )
     else:
         test, current_rows = holdout, conform(current, spec)
+    parts = {"train": rest, "test": test} | ({"current": current_rows} if current is None else {})
+    ids = id_parts(raw, frame, parts, spec.erasable_ids)
     return Split(
-        rest.reset_index(drop=True), test.reset_index(drop=True), current_rows.reset_index(drop=True), duplicates
+        rest.reset_index(drop=True),
+        test.reset_index(drop=True),
+        current_rows.reset_index(drop=True),
+        duplicates,
+        ids,
     )
 
 
@@ -89,8 +111,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         )
     with files.atomic_path(paths.split) as staged:
         staged.mkdir()
-        for name in ("train", "test", "current"):
+        for name in Split.PARTS:
             getattr(result, name).to_parquet(staged / paths.split_file(name).name, index=False)
+        result.ids.to_parquet(staged / paths.split_ids.name, index=False)
         files.write_json(staged / paths.split_summary.name, summary)
     console.say(
         STAGE,

@@ -35,7 +35,7 @@ from mlgate.modelling.ensemble import FinalModel
 from mlgate.modelling.features import FeatureSettings, InputGuard
 from mlgate.modelling.task import for_features
 from mlgate.records import Finish, SegmentationRecipe, TrainingRecord, TrainingRun, TunedRecipe
-from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
+from mlgate.registry import ERASURE_DIR, ERASURE_FILE, REFERENCE_DIR, REFERENCE_FILE
 
 STAGE = "train"
 REFERENCE_ROWS = 10_000
@@ -263,6 +263,7 @@ def _log_run(
     tracking.log_artifact(run_id, paths.best_params, "finish")
     tracking.log_split(run_id, "train", train, paths.split_file("train"), spec.target, "training")
     _log_reference(run_id, train.drop(columns=spec.sensitive), seed)
+    _log_ids(run_id, paths.split_ids)
     return _log_model(run_id, refitted.model, train, spec, paths.model)
 
 
@@ -273,6 +274,20 @@ def _log_reference(run_id: str, train: pd.DataFrame, seed: int) -> None:
         sample = train if len(train) <= REFERENCE_ROWS else train.sample(REFERENCE_ROWS, random_state=seed)
         sample.to_parquet(reference, index=False)
         tracking.log_artifact(run_id, reference, REFERENCE_DIR)
+
+
+def _log_ids(run_id: str, path: Path) -> None:
+    """The hashed ids of the rows the model is trained and tested on, beside it: what `mlgate forget`
+    searches to say which versions learnt from, or were judged on, a person's rows. None without an
+    id column declared `handling: hash`."""
+    ids = pd.read_parquet(path)
+    seen = ids[ids["part"].isin(["train", "test"])]
+    if seen.empty:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        held = Path(scratch) / ERASURE_FILE
+        seen.to_parquet(held, index=False)
+        tracking.log_artifact(run_id, held, ERASURE_DIR)
 
 
 def _log_model(run_id: str, pipeline: Any, train: pd.DataFrame, spec: DataSpec, path: str) -> dict[str, str]:
