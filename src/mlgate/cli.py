@@ -230,6 +230,11 @@ def _mebibytes(context: click.Context, option: click.Parameter, megabytes: float
     help="rewrite the file source without that id's rows (the next `dvc repro` retrains without them)",
 )
 @click.option(
+    "--retrain",
+    is_flag=True,
+    help="instead, open a branch erasure/<time> whose source lacks those rows, `dvc repro` run there, for review",
+)
+@click.option(
     "--prediction-log",
     "prediction_log",
     default=None,
@@ -243,6 +248,7 @@ def forget(
     person: str,
     column: str | None,
     remove_from_source: bool,
+    retrain: bool,
     prediction_log: str | None,
     log_table: str | None,
     reason: str,
@@ -255,22 +261,26 @@ def forget(
     from mlgate.services import prediction_log as plog
 
     def act() -> None:
+        if remove_from_source and retrain:
+            raise StageError("--remove-from-source edits the source here, --retrain on a branch for review: choose one")
         name, ledger = _model_and_ledger(model, params_file)
-        spec = project.data_spec(config.read_params(params_file))
+        params = config.read_params(params_file)
+        spec = project.data_spec(params)
         searched = erasure.id_column(spec, column)
         hashed = erasure.hashed(spec, person)
         in_source = erasure.source_rows(spec, searched, hashed)
-        if remove_from_source and in_source.rows is None:
-            raise StageError(f"--remove-from-source: {in_source.advice}")
+        if (remove_from_source or retrain) and in_source.rows is None:
+            raise StageError(f"--{'retrain' if retrain else 'remove-from-source'}: {in_source.advice}")
         found = erasure.search(name, searched, hashed)
-        removing = in_source.rows if remove_from_source else None
-        purged = (
-            None
-            if prediction_log is None
-            else plog.purge(prediction_log, searched, hashed, log_table or plog.DEFAULT_TABLE)
+        branch = erasure.open_retraining(params, spec, found, hashed) if retrain else None
+        table = log_table or plog.DEFAULT_TABLE
+        purged = None if prediction_log is None else plog.purge(prediction_log, searched, hashed, table)
+        removing = in_source.rows if remove_from_source or retrain else None
+        written = erasure.record(  # the request first, then the source
+            name, ledger, found, removing, purged, reason, None if branch is None else branch["branch"]
         )
-        written = erasure.record(name, ledger, found, removing, purged, reason)  # the request, then the source
-        removed = erasure.remove_from_source(spec, searched, hashed) if removing else removing
+        if remove_from_source and removing:
+            erasure.remove_from_source(spec, searched, hashed)
         click.echo(f"{name}: {searched} {found.subject[:12]} searched in {found.searched} version(s)")
         for touched in found.touched:
             held = f" ({', '.join(touched.aliases)})" if touched.aliases else ""
@@ -280,18 +290,21 @@ def forget(
         if found.unrecorded:
             listed = ", ".join(f"v{v}" for v in found.unrecorded)
             click.echo(f"  unknown for {listed}: trained before mlgate logged the ids (treat them as touched)")
-        if removed is not None:
+        if branch is not None:
             click.echo(
-                f"  {in_source.where}: {removed} row(s) removed; `dvc repro` trains the next version without them"
+                f"  branch {branch['branch']}: {in_source.where} without its {removing} row(s), `dvc repro` run "
+                f"there: gate {branch['gate']} (v{branch['candidate_version']}); {branch['next']}"
+            )
+        elif removing is not None:
+            click.echo(
+                f"  {in_source.where}: {removing} row(s) removed; `dvc repro` trains the next version without them"
             )
         elif in_source.rows is not None:
             click.echo(f"  {in_source.where}: {in_source.rows} row(s) hold this id; {in_source.advice}")
         else:
             click.echo(f"  {in_source.where}: {in_source.advice}")
         if purged is not None:
-            click.echo(
-                f"  {plog.describe(prediction_log, log_table or plog.DEFAULT_TABLE)}: {purged} logged row(s) purged"
-            )
+            click.echo(f"  {plog.describe(prediction_log, table)}: {purged} logged row(s) purged")
         click.echo(f"  recorded in {ledger} ({written['id'][:8]})")
 
     _registry_command("forget", act)

@@ -128,7 +128,7 @@ def test_promote_moves_production_through_the_server_with_its_ledger_and_lock(te
     locks = client.search_registered_models(filter_string=f"name LIKE '{MODEL}.promotion-lock.%'")
     assert [(m.name, m.tags.get("released")) for m in locks] == [(f"{MODEL}.promotion-lock.1", "true")]
     history = run_mlgate(["history"], team_build.root, {"MLFLOW_TRACKING_URI": team_build.server})
-    assert "1 move(s)" in history.stdout and "none → v1" in history.stdout
+    assert "1 record(s)" in history.stdout and "none → v1" in history.stdout
 
 
 def _free_port() -> int:

@@ -163,6 +163,9 @@ def fit(
         paths = Path(params["paths"]["split"])
         paths.mkdir(parents=True, exist_ok=True)
         pd.read_parquet(Path(params["paths"]["raw"]) / "data.parquet").to_parquet(paths / "train.parquet", index=False)
+        pd.DataFrame({"column": [], "id": [], "part": []}).to_parquet(
+            paths / "ids.parquet", index=False
+        )  # no id column
         tuned = tune.run(params)
         trained = train_stage.run(params)
         model = joblib.load(Path(params["paths"]["model"]) / "artifacts" / "pipeline.joblib")

@@ -9,6 +9,7 @@ nowhere; the ledger keeps a digest of that hash, which only the key's holder can
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import tempfile
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from mlgate.files import atomic_path
 from mlgate.modelling.data import DataSpec
 from mlgate.modelling.personal import keyed_hash
 from mlgate.registry import ERASURE_DIR, ERASURE_FILE
-from mlgate.services import promote
+from mlgate.services import monitor, promote
 
 PARTS_SEARCHED = ("train", "test")
 
@@ -128,11 +129,11 @@ def source_rows(spec: DataSpec, column: str, hashed_id: str) -> SourceRows:
     return SourceRows(f"the {source.kind} source", None, f"mlgate does not edit it; {advice}, then `dvc repro`")
 
 
-def remove_from_source(spec: DataSpec, column: str, hashed_id: str) -> int:
-    """Rewrite the local file source (``source_rows`` counted its rows) without the rows holding the
-    id, atomically: the old file stays whole until the new one is complete; the rows removed."""
+def remove_from_source(spec: DataSpec, column: str, hashed_id: str, root: Path = Path()) -> int:
+    """Rewrite the local file source under ``root`` (``source_rows`` counted its rows) without the rows
+    holding the id, atomically: the old file stays whole until the new one is complete; the rows removed."""
     source = spec.source
-    path = Path(source.path)
+    path = root / source.path
     frame = _read(path, source.format, source.options)
     holding = _holding(frame, spec, column, hashed_id)
     if holding.any():
@@ -162,11 +163,33 @@ def _holding(frame: pd.DataFrame, spec: DataSpec, column: str, hashed_id: str) -
     return (keyed_hash(values, _key(spec)) == hashed_id).fillna(False)
 
 
+def open_retraining(params: dict[str, Any], spec: DataSpec, found: Search, hashed_id: str) -> dict[str, Any]:
+    """A branch `erasure/<time>` whose file source lacks the id's rows, with `dvc repro` run there and
+    the gate's verdict committed, for review like `mlgate monitor`'s retraining; the working tree and
+    its source stay as they are until the branch is merged."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+
+    def prepare(worktree: Path) -> str:
+        removed = remove_from_source(spec, found.column, hashed_id, worktree)
+        return (
+            f"Erasure {stamp}: {removed} row(s) of {found.column} {found.subject[:12]} removed from {spec.source.path}"
+        )
+
+    title = f"Retrain {spec.name} without the rows of an erasure request ({stamp})"
+    return monitor.retraining_branch(params, f"erasure/{stamp}", title, stamp, prepare)
+
+
 def record(
-    model: str, ledger: str | Path, found: Search, removed: int | None, purged: int | None, reason: str
+    model: str,
+    ledger: str | Path,
+    found: Search,
+    removed: int | None,
+    purged: int | None,
+    reason: str,
+    branch: str | None = None,
 ) -> dict[str, Any]:
     """The request in the ledger: the id's digest, the versions it touched, the source rows removed
-    and the prediction-log rows purged (None: not asked)."""
+    (here or on the retraining ``branch``) and the prediction-log rows purged (None: not asked)."""
     return promote.record_erasure(
         model,
         ledger,
@@ -177,6 +200,7 @@ def record(
             "unrecorded_versions": list(found.unrecorded),
             "source_rows_removed": removed,
             "prediction_log_rows_purged": purged,
+            "retraining_branch": branch,
             "reason": reason,
         },
     )

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -401,17 +402,11 @@ def open_retraining(
     params: dict[str, Any], window: pd.DataFrame, policy: MonitorPolicy, breaches: list[str], now: dt.datetime
 ) -> dict[str, Any]:
     """A branch `retrain/<time>` where the window is the `current` batch (and, with labels, extends
-    the training file), with `dvc repro` run and its verdict committed. The working tree is untouched:
-    the branch is built in a temporary git worktree."""
+    the training file), with `dvc repro` run and its verdict committed (``retraining_branch``)."""
     spec = project.data_spec(params)
-    root = Path(_git(["rev-parse", "--show-toplevel"], Path.cwd()))
     stamp = now.strftime("%Y%m%dT%H%M%S")
-    branch = f"retrain/{stamp}"
-    current = _git(["rev-parse", "--abbrev-ref", "HEAD"], root)
-    base = None if current == "HEAD" else current  # "HEAD": detached, no branch to merge into
-    worktree = Path(tempfile.mkdtemp(prefix="mlgate-retrain-")) / "repo"
-    _git(["worktree", "add", "-q", "-b", branch, str(worktree)], root)
-    try:
+
+    def prepare(worktree: Path) -> str:
         overrides = dict(policy.retrain_overrides)
         batch = f"{project.paths(params).source_dir}/monitor_{stamp}.parquet"
         inputs = window.drop(columns=[c for c in window.columns if c in LOG_COLUMNS or c.startswith("output_")])
@@ -429,41 +424,42 @@ def open_retraining(
         with (worktree / "conf/config.yaml").open("a") as handle:
             handle.write(f"\n# Retraining on monitored traffic ({stamp}): {'; '.join(breaches)}\n")
             handle.write(yaml.safe_dump(_nested(overrides), sort_keys=False))
+        return f"Retrain on monitored traffic {stamp}: {'; '.join(breaches)}"
+
+    return retraining_branch(
+        params, f"retrain/{stamp}", f"Retrain {spec.name} on monitored traffic ({stamp})", stamp, prepare
+    )
+
+
+def retraining_branch(
+    params: dict[str, Any], branch: str, title: str, stamp: str, prepare: Callable[[Path], str]
+) -> dict[str, Any]:
+    """A branch for review, built in a temporary git worktree so the working tree is untouched:
+    ``prepare(worktree)`` changes the project there and returns the commit message; then `mlgate
+    params`, a commit, `dvc repro`, and the gate's verdict committed. A failure leaves no half-made
+    branch. The pull request is opened when GH_TOKEN and gh are there, else its command is returned."""
+    root = Path(_git(["rev-parse", "--show-toplevel"], Path.cwd()))
+    current = _git(["rev-parse", "--abbrev-ref", "HEAD"], root)
+    base = None if current == "HEAD" else current  # "HEAD": detached, no branch to merge into
+    worktree = Path(tempfile.mkdtemp(prefix="mlgate-retrain-")) / "repo"
+    _git(["worktree", "add", "-q", "-b", branch, str(worktree)], root)
+    paths = project.paths(params)
+    commit = ["-c", "user.name=mlgate", "-c", "user.email=mlgate@localhost", "commit", "-qm"]
+    try:
+        message = prepare(worktree)
         env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri()}  # the project's store, not the worktree's
         mlgate = shutil.which("mlgate") or "mlgate"
         subprocess.run([mlgate, "params"], cwd=worktree, env=env, check=True, capture_output=True)
         _git(["add", "-A"], worktree)
-        _git(
-            [
-                "-c",
-                "user.name=mlgate",
-                "-c",
-                "user.email=mlgate@localhost",
-                "commit",
-                "-qm",
-                f"Retrain on monitored traffic {stamp}: {'; '.join(breaches)}",
-            ],
-            worktree,
-        )
+        _git([*commit, message], worktree)
         repro = subprocess.run(
             [shutil.which("dvc") or "dvc", "repro"], cwd=worktree, env=env, capture_output=True, text=True
         )
         if repro.returncode != 0:
             raise StageError(f"dvc repro on {branch} failed:\n{repro.stdout[-2000:]}\n{repro.stderr[-2000:]}")
-        gate = files.read_json(worktree / project.paths(params).gate)
-        _git(["add", "dvc.lock", project.paths(params).gate, project.paths(params).promotion], worktree)
-        _git(
-            [
-                "-c",
-                "user.name=mlgate",
-                "-c",
-                "user.email=mlgate@localhost",
-                "commit",
-                "-qm",
-                f"Gate verdict for the retraining on {stamp}",
-            ],
-            worktree,
-        )
+        gate = files.read_json(worktree / paths.gate)
+        _git(["add", "dvc.lock", paths.gate, paths.promotion], worktree)
+        _git([*commit, f"Gate verdict for the retraining on {stamp}"], worktree)
     except BaseException:
         subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=root, capture_output=True)
         subprocess.run(["git", "branch", "-D", branch], cwd=root, capture_output=True)  # no half-made branch
@@ -471,9 +467,7 @@ def open_retraining(
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=root, capture_output=True)
         shutil.rmtree(worktree.parent, ignore_errors=True)
-    request = PullRequest(
-        branch, base, f"Retrain {spec.name} on monitored traffic ({stamp})", project.paths(params).promotion
-    )
+    request = PullRequest(branch, base, title, paths.promotion)
     opened = open_pull_request(request, root) if os.environ.get("GH_TOKEN") and shutil.which("gh") else None
     return {
         "branch": branch,
