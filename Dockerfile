@@ -14,7 +14,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml requirements.lock README.md ./
 COPY src ./src
-RUN python -m pip install "pip==25.3" && python -m pip install -c requirements.lock . \
+# git: `mlgate monitor` (deploy/kubernetes/mlgate-monitor.yaml) cuts and pushes a retraining branch on a breach
+RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/* \
+    && python -m pip install "pip==25.3" && python -m pip install -c requirements.lock . \
     && useradd --create-home --uid 10001 mlgate
 USER mlgate
 EXPOSE 8080

@@ -9,6 +9,9 @@ requests and --batch-row requests (`dataframe_split` JSON built from telco churn
 columns only). Both servers get the same bodies in the same order from the same client. mlgate also
 answers the single rows with their EXPLAINED_TOP largest feature contributions (`params.explain`, a case
 MLflow has no counterpart for): its cost is the ratio to the plain single-row case of the same run.
+With a registered model, a third server, mlgate with `--shadow staging` (a second version of the same
+model holding 'staging', so the shadow costs what the served model does), answers the plain cases: the
+shadow's cost is its p50/p99 against plain mlgate's in the same round.
 Run: `.venv/bin/python benchmarks/serving.py [--seconds 10] [--concurrency 4] [--json out.json]`.
 """
 
@@ -37,6 +40,24 @@ GOAL_RATIO = 3.0  # mlgate rps / mlflow rps, each case
 GOAL_P99_MS = 20.0  # mlgate p99, single-row case
 EXPLAINED = "1 row +explain"  # mlgate only: the single rows with `params: {"explain": EXPLAINED_TOP}`
 EXPLAINED_TOP = 5
+SHADOWED = "mlgate+shadow"  # mlgate serve --shadow staging
+
+# Registers the production version's files again as a second version holding 'staging', so that a shadow
+# has a version other than the served one to follow; sealed, as mlgate serve loads only verified files.
+STAGE_A_COPY = """
+import sys
+import mlflow
+from mlgate.adapters.tracking import DIGEST_TAG
+from mlgate.services.promote import seal
+name = sys.argv[1]
+client = mlflow.MlflowClient()
+held = client.get_model_version_by_alias(name, "production")
+tags = {key: value for key, value in held.tags.items() if key != DIGEST_TAG}
+copy = client.create_model_version(name, held.source, held.run_id, tags=tags)
+seal(name, int(copy.version), "serving benchmark: the production version's files, registered again as a shadow")
+client.set_registered_model_alias(name, "staging", copy.version)
+print(copy.version)
+"""
 
 # Runs against the tracking store: what the alias (or URI) names, and the model's input columns.
 RESOLVE = """
@@ -68,6 +89,18 @@ def get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         conn.close()
+
+
+def shadow_rows(port: int) -> tuple[float, float]:
+    """(rows the shadow scored, rows it skipped with its backlog full) so far, from mlgate's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text = get(port, "/metrics")
+    found = {}
+    for family in text_string_to_metric_families(text.decode()) if status == 200 else []:
+        for sample in family.samples:
+            found[sample.name] = sample.value
+    return found.get("mlgate_shadow_rows_total", 0.0), found.get("mlgate_shadow_skipped_rows_total", 0.0)
 
 
 def model_calls(port: int) -> tuple[float, float] | None:
@@ -226,12 +259,35 @@ def payloads(data: Path, target: str, columns: list[str], batch: int) -> dict[st
 
 
 def servers(target: dict, env: dict[str, str], cwd: Path, workers: int, mlflow_workers: int) -> dict[str, Server]:
-    mlgate_port, mlflow_port = free_port(), free_port()
+    mlgate_port, mlflow_port, shadowed_port = free_port(), free_port(), free_port()
     if target["model"]:
         mlgate_args = ["--model", target["model"], "--alias", target["alias"]]
     else:
         mlgate_args = ["--model-uri", target["uri"]]
+    shadowed = {}
+    if target.get("shadow_version"):
+        shadowed[SHADOWED] = Server(
+            SHADOWED,
+            [
+                str(BIN / "mlgate"),
+                "serve",
+                *mlgate_args,
+                "--shadow",
+                "staging",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(shadowed_port),
+                "--workers",
+                str(workers),
+            ],
+            "/ready",
+            shadowed_port,
+            env,
+            cwd,
+        )
     return {
+        **shadowed,
         "mlgate": Server(
             "mlgate",
             [
@@ -298,6 +354,7 @@ def bench_one(server: Server, cases: dict[str, list[bytes]], args: argparse.Name
                 if after is not None and after[0] > calls[0]
                 else float("nan")
             )
+        results["_shadow_rows"] = shadow_rows(server.port)
         results["_ready_s"] = ready_s
         return results, json.loads(reply)["predictions"]
     finally:
@@ -330,6 +387,7 @@ def main() -> None:
         "--data", type=Path, default=REPO / "data/source/telco_churn.csv.gz", help="rows for request bodies"
     )
     parser.add_argument("--target", default="churn", help="the target column, left out of the bodies")
+    parser.add_argument("--no-shadow", action="store_true", help="skip the mlgate server with a shadow")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.model and args.model_uri:
@@ -356,23 +414,36 @@ def main() -> None:
         if out.returncode != 0:
             raise SystemExit(f"cannot resolve the model:\n{out.stderr[-3000:]}")
         resolved = json.loads(out.stdout.strip().splitlines()[-1])
-        target = {"model": model, "alias": alias, **resolved}
+        target = {"model": model, "alias": alias, **resolved, "shadow_version": None}
+        if model and not args.no_shadow:
+            staged = subprocess.run(
+                [sys.executable, "-c", STAGE_A_COPY, model], env=env, capture_output=True, text=True
+            )
+            if staged.returncode != 0:
+                raise SystemExit(f"cannot register a shadow version:\n{staged.stderr[-3000:]}")
+            target["shadow_version"] = staged.stdout.strip().splitlines()[-1]
         cases = payloads(args.data, args.target, target["columns"], args.batch)
         runs: dict[str, dict[str, list[dict]]] = {"mlgate": {}, "mlflow": {}}
         ready: dict[str, list[float]] = {"mlgate": [], "mlflow": []}
+        shadowed_rows: list[tuple[float, float]] = []
         answers: dict[str, list] = {}
         for round_ in range(args.repeats):
-            pair = servers(target, env, scratch, args.workers, args.mlflow_workers)
-            order = ["mlflow", "mlgate"] if round_ % 2 == 0 else ["mlgate", "mlflow"]
-            for name in order:
+            group = servers(target, env, scratch, args.workers, args.mlflow_workers)
+            order = [name for name in ("mlflow", "mlgate", SHADOWED) if name in group]
+            for name in order if round_ % 2 == 0 else order[::-1]:
                 asked = cases if name == "mlgate" else {k: v for k, v in cases.items() if k != EXPLAINED}
-                results, answers[name] = bench_one(pair[name], asked, args)
-                ready[name].append(results.pop("_ready_s"))
+                results, answers[name] = bench_one(group[name], asked, args)
+                ready.setdefault(name, []).append(results.pop("_ready_s"))
+                rows = results.pop("_shadow_rows")
+                if name == SHADOWED:
+                    shadowed_rows.append(rows)
                 for case, r in results.items():
-                    runs[name].setdefault(case, []).append(r)
+                    runs.setdefault(name, {}).setdefault(case, []).append(r)
 
     table = {name: {case: median_run(rs) for case, rs in by_case.items()} for name, by_case in runs.items()}
-    same = _same_predictions(answers["mlgate"], answers["mlflow"])
+    same = _same_predictions(answers["mlgate"], answers["mlflow"]) and (
+        SHADOWED not in answers or answers[SHADOWED] == answers["mlgate"]  # a shadow never changes an answer
+    )
     load = os.getloadavg()
     print(
         f"model {target['uri']}"
@@ -392,7 +463,7 @@ def main() -> None:
         f"{'errors':>6}  {'client CPU':>10}  {'server CPU ms/req':>17}  {'requests/call':>13}"
     )
     print(header)
-    for name in ("mlgate", "mlflow"):
+    for name in table:
         for case, r in table[name].items():
             rows = args.batch if case not in ("1 row", EXPLAINED) else 1
             print(
@@ -431,6 +502,25 @@ def main() -> None:
         f"{plain['p50_ms']:.2f} ms ({explanation_cost['p50_ratio']:.2f}x), p99 {explanation_cost['p99_ratio']:.2f}x, "
         f"server CPU per request {explanation_cost['server_cpu_ratio']:.2f}x"
     )
+    shadow_cost = None
+    if SHADOWED in table:
+        shadow_cost = {
+            case: {
+                "p50_ratio": table[SHADOWED][case]["p50_ms"] / table["mlgate"][case]["p50_ms"],
+                "p99_ratio": table[SHADOWED][case]["p99_ms"] / table["mlgate"][case]["p99_ms"],
+                "rps_ratio": table[SHADOWED][case]["rps"] / table["mlgate"][case]["rps"],
+            }
+            for case in table[SHADOWED]
+        }
+        for case, cost in shadow_cost.items():
+            print(
+                f"shadow (v{target['shadow_version']} on 'staging'), {case}: p50 {cost['p50_ratio']:.2f}x, "
+                f"p99 {cost['p99_ratio']:.2f}x, rps {cost['rps_ratio']:.2f}x of plain mlgate's"
+            )
+        print(
+            "rows the shadow scored (skipped, its backlog full) per round: "
+            + ", ".join(f"{scored:,.0f} ({skipped:,.0f})" for scored, skipped in shadowed_rows)
+        )
     checks = [
         (f"mlgate rps >= {GOAL_RATIO:g}x mlflow, {case}", ratio >= GOAL_RATIO, f"{ratio:.2f}x")
         for case, ratio in ratios.items()
@@ -455,6 +545,8 @@ def main() -> None:
                     "ratio_by_case": ratios,
                     "server_cpu_ratio_by_case": cpu_ratios,
                     "explanation_cost": explanation_cost,
+                    "shadow_cost": shadow_cost,
+                    "shadow_rows": shadowed_rows,
                     "cases": table,
                     "same_predictions": same,
                     "goals": {label: ok for label, ok, _ in checks},

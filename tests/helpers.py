@@ -462,14 +462,14 @@ class Live:
 
 
 @contextlib.contextmanager
-def running(settings) -> Iterator[Live]:
-    """A real uvicorn server for ``create_app(settings)`` on a free port, stopped (lifespan shutdown
-    included) on exit."""
+def running(settings, **app_options) -> Iterator[Live]:
+    """A real uvicorn server for ``create_app(settings, **app_options)`` on a free port, stopped
+    (lifespan shutdown included) on exit."""
     import uvicorn
 
     from mlgate.services.serving import create_app, uvicorn_config
 
-    app = create_app(settings)
+    app = create_app(settings, **app_options)
     server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", 0))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

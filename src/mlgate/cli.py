@@ -121,11 +121,16 @@ def promote(
     from mlgate.services import promote as promotion
 
     def act() -> None:
+        from mlgate import config
+
         name, ledger = _model_and_ledger(model, params_file)
         if (version is None) == (gate_file is None):
             raise click.UsageError("give exactly one of --version or --from-gate")
+        rule = promotion.shadow_rule(config.read_params(params_file))  # gate.shadow: live evidence first?
         if gate_file is None:
-            promotion.promote(name, version, alias, reason, expected=_expected(expect_current), ledger=ledger)
+            promotion.promote(
+                name, version, alias, reason, expected=_expected(expect_current), ledger=ledger, shadow_rule=rule
+            )
             return
         report = promotion.from_gate_report(gate_file, name)
         promotion.promote(
@@ -136,6 +141,7 @@ def promote(
             expected=report.champion,
             ledger=ledger,
             reviewed_digest=report.model_sha256,
+            shadow_rule=rule,
         )
 
     _registry_command("promote", act)
@@ -401,6 +407,20 @@ def forget(
     type=float,
     help="under concurrent load, how long each model call waits for more requests to share it; 0: never",
 )
+@click.option(
+    "--shadow",
+    default=None,
+    metavar="ALIAS",
+    help="the version holding this alias (e.g. staging) also scores every request, off the request path: "
+    "its outputs go to the prediction log and its latency, errors and disagreements to /metrics",
+)
+@click.option(
+    "--shadow-sample-rate",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="the share of requests the shadow scores",
+)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def serve(host: str, port: int, params_file: str, **service: Any) -> None:
     """Every option but where to listen and params.yaml is a field of serving.ServeSettings, built once
@@ -421,6 +441,7 @@ def serve(host: str, port: int, params_file: str, **service: Any) -> None:
         f"serving {settings.model_uri or f'models:/{settings.model}@{settings.alias}'} on http://{host}:{port} "
         f"(POST /invocations, GET /health /ready /version /metrics)"
         + (f" with {settings.workers} worker processes" if settings.workers > 1 else "")
+        + (f"; shadow: models:/{settings.model}@{settings.shadow}" if settings.shadow else "")
     )
     serving.serve(settings, host, port)
 
@@ -512,9 +533,27 @@ def ui(host: str, port: int, params_file: str) -> None:
     "--prediction-log", default=None, help="override monitor.prediction_log (a directory or a SQLAlchemy URL)"
 )
 @click.option("--retrain/--no-retrain", default=None, help="override monitor.retrain")
+@click.option(
+    "--textfile",
+    envvar="MLGATE_TEXTFILE",
+    default=None,
+    help="also write the gauges here (node_exporter's textfile collector) [env MLGATE_TEXTFILE]",
+)
+@click.option(
+    "--push-gateway",
+    envvar="MLGATE_PUSHGATEWAY",
+    default=None,
+    help="push the gauges to this Prometheus Pushgateway URL (job mlgate_monitor) [env MLGATE_PUSHGATEWAY]",
+)
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def monitor(
-    labels: str | None, window_hours: float | None, prediction_log: str | None, retrain: bool | None, params_file: str
+    labels: str | None,
+    window_hours: float | None,
+    prediction_log: str | None,
+    retrain: bool | None,
+    textfile: str | None,
+    push_gateway: str | None,
+    params_file: str,
 ) -> None:
     import dataclasses
 
@@ -531,7 +570,13 @@ def monitor(
             if v is not None
         }
         policy = dataclasses.replace(policy, **changes)
-        summary = monitoring_run.run(params, policy, retrain=policy.retrain if retrain is None else retrain)
+        summary = monitoring_run.run(
+            params,
+            policy,
+            retrain=policy.retrain if retrain is None else retrain,
+            textfile=textfile or None,  # an empty variable is no file
+            push_gateway=push_gateway or None,
+        )
     except (StageError, config.ConfigError) as error:
         console.fail("monitor", str(error))
         sys.exit(1)

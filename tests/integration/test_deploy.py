@@ -195,15 +195,48 @@ def test_the_server_unit_runs_the_script_from_the_checkout():
     assert service["Restart"] == "on-failure"
 
 
+def _monitor_args(command: list[str], substitutions: dict[str, str]) -> dict:
+    """``command`` (`mlgate monitor ...`, variables substituted) parsed by the real `mlgate monitor`."""
+    from mlgate.cli import monitor
+
+    expanded = shlex.split(" ".join(substitutions.get(word, word) for word in command))
+    assert expanded[:2] == ["mlgate", "monitor"], command
+    return monitor.make_context("monitor", expanded[2:]).params
+
+
+def test_the_monitor_unit_runs_mlgate_monitor_once_and_counts_a_breach_as_success():
+    unit = _unit("mlgate-monitor.service")
+    service = unit["Service"]
+    program, *args = shlex.split(service["ExecStart"])
+    assert program == f"{service['WorkingDirectory']}/.venv/bin/mlgate"
+    log = "postgresql+psycopg://mlgate@db/ops"
+    parsed = _monitor_args(["mlgate", *args], {"${MLGATE_PREDICTION_LOG}": log})
+    assert parsed["prediction_log"] == log
+    assert (service["Type"], service["SuccessExitStatus"]) == ("oneshot", "2")
+    environment = (DEPLOY / "systemd" / "mlgate-monitor.service").read_text()
+    assert "MLGATE_TEXTFILE=" in environment  # the gauges reach node_exporter's textfile collector
+    timer = _unit("mlgate-monitor.timer")["Timer"]
+    assert timer["Unit"] == "mlgate-monitor.service" and timer["Persistent"] == "true"
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-@pytest.mark.parametrize("name", ["mlflow-server.service", "mlgate-worker@.service"])
-def test_systemd_verifies_the_unit_pointed_at_this_checkout(tmp_path, name):
-    text = (DEPLOY / "systemd" / name).read_text()
-    root = _unit(name)["Service"]["WorkingDirectory"]
-    local = text.replace(f"{root}/.venv/bin", str(BIN)).replace(root, str(REPO))
-    (tmp_path / name).write_text(local)
+@pytest.mark.parametrize(
+    "names",
+    [["mlflow-server.service"], ["mlgate-worker@.service"], ["mlgate-monitor.service", "mlgate-monitor.timer"]],
+)
+def test_systemd_verifies_the_units_pointed_at_this_checkout(tmp_path, names):
+    for name in names:
+        text = (DEPLOY / "systemd" / name).read_text()
+        unit = _unit(name)
+        if unit.has_section("Service"):
+            root = unit["Service"]["WorkingDirectory"]
+            text = text.replace(f"{root}/.venv/bin", str(BIN)).replace(root, str(REPO))
+        (tmp_path / name).write_text(text)
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(tmp_path / name)], capture_output=True, text=True, timeout=60
+        ["systemd-analyze", "verify", *(str(tmp_path / name) for name in names)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
 
@@ -274,6 +307,43 @@ def test_the_worker_job_runs_parallel_mlgate_workers_on_the_study_its_environmen
     assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {f"{container['workingDir']}/data/split"}  # predictions travel with the runs
+
+
+def test_the_monitor_cronjob_clones_main_and_runs_mlgate_monitor_on_the_secrets_log():
+    found, server = _manifest("mlgate-monitor.yaml"), _manifest("mlflow-server.yaml")
+    assert sorted(found) == ["CronJob"]
+    (cronjob,) = found["CronJob"]
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid" and len(spec["schedule"].split()) == 5
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    (checkout,), (container,) = pod["initContainers"], pod["containers"]
+    assert "git clone --branch main" in checkout["command"][-1]
+    shell, flag, script = container["command"]
+    assert (shell, flag) == ("sh", "-c") and script.endswith("|| [ $? -eq 2 ]")  # a breach is a success
+    log = "postgresql+psycopg://mlgate@db/ops"
+    parsed = _monitor_args(shlex.split(script.split("||")[0]), {"$PREDICTION_LOG": log})
+    assert parsed["prediction_log"] == log
+    env = _env(container)
+    assert env["PREDICTION_LOG"]["secretKeyRef"] == {"name": "mlgate-monitor", "key": "prediction-log-url"}
+    assert env["MLGATE_PUSHGATEWAY"].startswith("http://")  # read by `mlgate monitor --push-gateway`
+    (service,) = server["Service"]
+    assert env["MLFLOW_TRACKING_URI"] == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    workdir = container["workingDir"]
+    assert checkout["command"][-1].endswith(workdir)
+    mounted = {m["mountPath"] for m in container["volumeMounts"]} | {m["mountPath"] for m in checkout["volumeMounts"]}
+    assert all(workdir.startswith(path) for path in mounted)
+    assert checkout["image"] == container["image"]  # the image holds git (Dockerfile)
+    assert "install -y --no-install-recommends git" in (REPO / "Dockerfile").read_text()
+
+
+def test_mlgate_monitor_reads_the_schedules_settings_from_the_environment(monkeypatch):
+    from mlgate.cli import monitor
+
+    monkeypatch.setenv("MLGATE_PUSHGATEWAY", "http://pushgateway:9091")
+    monkeypatch.setenv("MLGATE_TEXTFILE", "/var/lib/node-exporter/mlgate_monitor.prom")
+    parsed = monitor.make_context("monitor", []).params
+    assert parsed["push_gateway"] == "http://pushgateway:9091"
+    assert parsed["textfile"] == "/var/lib/node-exporter/mlgate_monitor.prom"
 
 
 # The READMEs ----------------------------------------------------------------------------------------------

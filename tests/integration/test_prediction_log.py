@@ -66,6 +66,7 @@ def test_a_table_holds_the_same_rows_as_the_parquet_files(database, tmp_path):
         "timestamp",
         "model_version",
         "row",
+        "role",
         *INPUTS.columns,
         "output_prediction",
         "output_probability",
@@ -378,6 +379,7 @@ def test_files_written_before_namespacing_read_in_the_current_layout(tmp_path):
     window = monitor.read_window(tmp_path, since_a_minute_ago())
     assert window[["request_id", "tenure", "output_prediction"]].values.tolist() == [["old", 3.0, "No"]]
     assert window["client_request_id"].isna().all()
+    assert window["role"].tolist() == ["served"]
 
 
 def test_a_table_made_by_an_earlier_version_gains_the_new_columns(tmp_path):
@@ -397,7 +399,47 @@ def test_a_table_made_by_an_earlier_version_gains_the_new_columns(tmp_path):
     log = PredictionLog(url)
     log.submit("r1", "1", INPUTS.head(1), OUTPUTS.head(1), client_request_id="theirs")
     log.close()
-    assert monitor.read_window(url, since_a_minute_ago())["client_request_id"].tolist() == ["theirs"]
+    window = monitor.read_window(url, since_a_minute_ago())
+    assert window["client_request_id"].tolist() == ["theirs"]
+    assert window["role"].tolist() == ["served"]
+
+
+@pytest.mark.parametrize("sink", ["parquet", "sqlite"])
+def test_a_shadows_rows_sit_beside_the_served_ones_without_inputs(sink, tmp_path):
+    target = str(tmp_path / "plog") if sink == "parquet" else f"sqlite:///{tmp_path / 'plog.db'}"
+    log = PredictionLog(target)
+    log.submit("r1", "3", INPUTS, OUTPUTS)
+    shadow_outputs = OUTPUTS.assign(prediction=["Yes", "Yes", "No"])
+    log.submit("r1", "4", INPUTS.iloc[:, :0], shadow_outputs, role=prediction_log.SHADOW)
+    log.close()
+
+    window = monitor.read_window(target, since_a_minute_ago()).sort_values(["role", "row"])
+    assert window[["role", "model_version", "row", "output_prediction"]].values.tolist() == [
+        ["served", "3", 0, "No"],
+        ["served", "3", 1, "Yes"],
+        ["served", "3", 2, "No"],
+        ["shadow", "4", 0, "Yes"],
+        ["shadow", "4", 1, "Yes"],
+        ["shadow", "4", 2, "No"],
+    ]
+    shadow = window[window["role"] == "shadow"]
+    assert shadow["tenure"].isna().all() and shadow["extra_inputs"].isna().all()
+
+
+def test_sampling_keeps_or_drops_a_request_with_its_shadow(tmp_path):
+    """The choice follows the request id, so the served and the shadow rows of a request are logged
+    together or not at all (a pair with one side missing could not be compared)."""
+    log = PredictionLog(tmp_path, sample_rate=0.5)
+    ids = [uuid.uuid4().hex for _ in range(400)]
+    for request_id in ids:
+        log.submit(request_id, "3", INPUTS.head(1), OUTPUTS.head(1))
+        log.submit(request_id, "4", INPUTS.head(1).iloc[:, :0], OUTPUTS.head(1), role=prediction_log.SHADOW)
+    log.close()
+
+    window = monitor.read_window(tmp_path, since_a_minute_ago())
+    roles = window.groupby("request_id")["role"].agg(sorted)
+    assert all(pair == ["served", "shadow"] for pair in roles)
+    assert 120 <= len(roles) <= 280  # about half of 400
 
 
 def test_sql_rows_are_inserted_a_slice_at_a_time_and_keep_their_positions():

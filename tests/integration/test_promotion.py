@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
 import json
 import os
@@ -17,7 +19,9 @@ import pytest
 
 from mlgate.adapters import tracking
 from mlgate.errors import StageError
+from mlgate.gating.shadow import EVIDENCE_TAG, ShadowRule
 from mlgate.services import promote as promotion
+from tests.factories import SHADOW_EVIDENCE
 from tests.helpers import seed_store
 
 MODEL = "churn"
@@ -609,3 +613,93 @@ def test_a_held_lock_renews_its_lease_and_is_released_on_exit(registry, monkeypa
             time.sleep(0.02)
         generation = held.generation
     assert tracking.lock_generations(held.prefix)[generation].get("released") == "true"
+
+
+# --- live shadow evidence (gate.shadow) -------------------------------------------------------------
+
+SHADOW_RULE = ShadowRule(required=True, min_rows=500, min_labelled_rows=200, min_agreement=0.9)
+
+
+def shadow_evidence(version: int, against: int, **changes) -> None:
+    """The evidence `mlgate monitor` tags on ``version`` after it shadowed ``against`` in production."""
+    evidence = dataclasses.replace(
+        SHADOW_EVIDENCE,
+        shadow_version=version,
+        served_version=against,
+        interval=(0.001, 0.02),
+        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    tracking.set_version_tags(MODEL, version, {EVIDENCE_TAG: dataclasses.replace(evidence, **changes).to_tag()})
+
+
+def test_a_required_shadow_rule_does_not_block_the_first_promotion(registry):
+    candidate(1)
+    move = promotion.promote(MODEL, 1, "production", "first", ledger=registry, shadow_rule=SHADOW_RULE)
+
+    assert holders()["production"] == 1 and "shadow" not in move
+
+
+@pytest.mark.parametrize(
+    "evidence, message",
+    [
+        (None, "no live shadow evidence"),
+        ({"against": 3}, "compares v2 with v3, but production now holds v1"),
+        ({"against": 1, "paired_rows": 40}, "40 paired shadow rows < 500 required"),
+        ({"against": 1, "interval": (-0.03, 0.01)}, "the CI starts below"),
+    ],
+)
+def test_a_required_shadow_rule_refuses_missing_or_insufficient_evidence(registry, evidence, message):
+    candidate(1)
+    promotion.promote(MODEL, 1, "production", "first", ledger=registry)
+    candidate(2)
+    if evidence is not None:
+        shadow_evidence(2, **evidence)
+
+    with pytest.raises(StageError, match=message):
+        promotion.promote(MODEL, 2, "production", "x", ledger=registry, shadow_rule=SHADOW_RULE)
+    assert holders() == {"production": 1, "previous": None}
+    assert promotion.history(MODEL, registry)[1] == []
+
+
+def test_a_malformed_evidence_tag_is_a_refusal_naming_it(registry):
+    candidate(1)
+    promotion.promote(MODEL, 1, "production", "first", ledger=registry)
+    candidate(2)
+    tracking.set_version_tags(MODEL, 2, {EVIDENCE_TAG: "{not json"})
+
+    with pytest.raises(StageError, match=f"v2: the tag {EVIDENCE_TAG} is not shadow evidence"):
+        promotion.promote(MODEL, 2, "production", "x", ledger=registry, shadow_rule=SHADOW_RULE)
+    assert holders()["production"] == 1
+
+
+def test_good_shadow_evidence_promotes_and_is_recorded_in_a_ledger_that_verifies(registry):
+    candidate(1)
+    promotion.promote(MODEL, 1, "production", "first", ledger=registry)  # a record without shadow evidence
+    candidate(2)
+    shadow_evidence(2, against=1)
+
+    move = promotion.promote(MODEL, 2, "production", "shadow ok", ledger=registry, shadow_rule=SHADOW_RULE)
+
+    assert holders() == {"production": 2, "previous": 1}
+    assert move["shadow"] | {"measured_at": None} == {
+        "served_version": 1,
+        "paired_rows": 1000,
+        "agreement": 0.95,
+        "labelled_rows": 400,
+        "metric": "roc_auc",
+        "change": 0.01,
+        "interval": [0.001, 0.02],
+        "measured_at": None,
+    }
+    moves, problems = promotion.history(MODEL, registry)
+    assert problems == [] and "shadow" not in moves[0] and moves[1]["shadow"] == move["shadow"]
+
+
+def test_a_rule_not_required_ignores_shadow_evidence(registry):
+    candidate(1)
+    promotion.promote(MODEL, 1, "production", "first", ledger=registry)
+    candidate(2)
+
+    move = promotion.promote(MODEL, 2, "production", "x", ledger=registry, shadow_rule=ShadowRule())
+
+    assert holders()["production"] == 2 and "shadow" not in move

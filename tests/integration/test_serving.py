@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import datetime as dt
 import io
 import json
 import math
@@ -633,6 +635,7 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
         "timestamp",
         "model_version",
         "row",
+        "role",
         *tracked.features,
         "output_prediction",
         "output_probability",
@@ -642,7 +645,7 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
     assert logged.groupby("request_id")["row"].apply(list).to_dict() == {first: [0], second: [0, 1], third: [0, 1, 2]}
     assert Counter(logged["request_id"]) == Counter({first: 1, second: 2, third: 3})
     assert (logged["client_request_id"] == "theirs").all() and logged["extra_inputs"].isna().all()
-    assert (logged["model_version"] == str(tracked.v1)).all()
+    assert (logged["model_version"] == str(tracked.v1)).all() and (logged["role"] == "served").all()
     assert str(logged["timestamp"].dt.tz) == "UTC"
     assert logged["timestamp"].between(started, finished).all()
     for request_id, (rows, output) in sent.items():
@@ -650,6 +653,149 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
         pd.testing.assert_frame_equal(mine[tracked.features], rows[tracked.features], check_dtype=False)
         assert mine["output_prediction"].tolist() == output["prediction"].tolist()
         np.testing.assert_allclose(mine["output_probability"], output["probability"], rtol=0, atol=0)
+
+
+# --- 7. a challenger in shadow ------------------------------------------------------------------
+
+
+class HobbledShadow:
+    """The registry's shadow source, its model's calls replaced by ``predict`` (one that fails, or
+    one that blocks until released)."""
+
+    def __init__(self, project: Project, predict):
+        from mlgate.services.serving import RegistrySource
+
+        self.registry = RegistrySource(settings(project, alias="staging"))
+        self.predict = predict
+
+    def current(self) -> str | None:
+        return self.registry.current()
+
+    def load(self, version: str):
+        served = self.registry.load(version)
+        return dataclasses.replace(served, model=dataclasses.replace(served.model, predict_unchecked=self.predict))
+
+
+def answers(server: Live, frames: list[pd.DataFrame]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(X-Request-Id, predictions) of each frame sent as one request."""
+    found = []
+    for frame in frames:
+        response = server.post(bodies(frame)["dataframe_records"])
+        assert response.status_code == 200, response.text
+        found.append((response.headers["X-Request-Id"], response.json()["predictions"]))
+    return found
+
+
+def test_a_shadow_scores_every_request_apart_and_logs_beside_it(tracked, tmp_path):
+    from mlgate.adapters import tracking
+    from mlgate.services.monitor import read_window
+
+    frames = [sample(tracked, size, start=7 * size) for size in (1, 3, 8, 2)]
+    with running(settings(tracked)) as plain:
+        unshadowed = [predictions for _, predictions in answers(plain, frames)]
+    started = pd.Timestamp.now(tz="UTC")
+    directory = tmp_path / "plog"
+    with running(settings(tracked, shadow="staging", log_dir=str(directory))) as server:
+        shadowed = answers(server, frames)
+        rows = sum(len(frame) for frame in frames)
+        wait_for(lambda: metric(server.metrics(), "mlgate_shadow_rows_total") == rows, what="the shadow's rows")
+        samples = server.metrics()
+        described = server.get("/version").json()
+
+    assert [predictions for _, predictions in shadowed] == unshadowed  # the answers are the served model's alone
+    assert described["version"] == str(tracked.v1)
+    assert described["shadow"] == {"alias": "staging", "version": str(tracked.v2)}
+    [info] = [dict(labels) for labels in labelled(samples, "mlgate_shadow_model_info")]
+    assert (info["version"], info["alias"]) == (str(tracked.v2), "staging")
+    assert metric(samples, "mlgate_shadow_latency_seconds_count") == len(frames)
+    assert metric(samples, "mlgate_shadow_skipped_rows_total") == 0
+    assert not labelled(samples, "mlgate_shadow_errors_total")
+
+    logged = read_window(directory, started)
+    served, shadow = (
+        logged[logged["role"] == role].sort_values(["request_id", "row"]) for role in ("served", "shadow")
+    )
+    assert (served["model_version"] == str(tracked.v1)).all() and (shadow["model_version"] == str(tracked.v2)).all()
+    assert served[["request_id", "row"]].values.tolist() == shadow[["request_id", "row"]].values.tolist()
+    assert len(shadow) == rows and shadow[tracked.features].isna().all().all()  # the served rows hold the inputs
+    staged = tracking.load(f"models:/{tracked.name}/{tracked.v2}")
+    for request_id, frame in zip((rid for rid, _ in shadowed), frames, strict=True):
+        expected = staged.predict(frame)
+        mine = shadow[shadow["request_id"] == request_id].reset_index(drop=True)
+        assert mine["output_prediction"].tolist() == expected["prediction"].tolist()
+        np.testing.assert_allclose(mine["output_probability"], expected["probability"], rtol=1e-9)
+    apart = int((served["output_prediction"].to_numpy() != shadow["output_prediction"].to_numpy()).sum())
+    assert metric(samples, "mlgate_shadow_disagreements_total") == apart
+
+
+def test_a_failing_shadow_is_counted_and_never_reaches_a_client(tracked):
+    def failing(frame):
+        raise RuntimeError("the shadow's model is broken")
+
+    frames = [sample(tracked, size, start=3 * size) for size in (1, 4)]
+    with running(settings(tracked)) as plain:
+        unshadowed = [predictions for _, predictions in answers(plain, frames)]
+    shadow = HobbledShadow(tracked, failing)
+    with running(settings(tracked, shadow="staging"), shadow_source=shadow) as server:
+        assert [predictions for _, predictions in answers(server, frames)] == unshadowed
+        wait_for(lambda: metric(server.metrics(), "mlgate_shadow_errors_total", kind="prediction") == 2, what="errors")
+        samples = server.metrics()
+    assert metric(samples, "mlgate_shadow_rows_total") == 0
+    assert metric(samples, "mlgate_requests_total", endpoint="invocations", status="200") == 2
+
+
+def test_a_stalled_shadow_delays_no_answer_and_its_backlog_is_bounded(tracked, monkeypatch):
+    """Every answer arrives while the shadow is still stuck in its first call; past the backlog's rows,
+    requests are skipped and counted rather than held."""
+    from mlgate.services import shadow as shadowing
+
+    monkeypatch.setattr(shadowing, "BACKLOG_ROWS", 10)
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stalled(frame):
+        entered.set()
+        assert release.wait(60), "the test never released the shadow"
+        raise RuntimeError("released")
+
+    frames = [sample(tracked, 4, start=4 * i) for i in range(6)]
+    with running(settings(tracked, shadow="staging"), shadow_source=HobbledShadow(tracked, stalled)) as server:
+        try:
+            answered = answers(server, frames)
+            held = entered.is_set() and not release.is_set()
+            samples = server.metrics()
+        finally:
+            release.set()
+    assert held and len(answered) == len(frames)
+    assert metric(samples, "mlgate_requests_total", endpoint="invocations", status="200") == len(frames)
+    # 10 rows fit: the first two requests (8 rows) wait or run; the other four (16 rows) are skipped
+    assert metric(samples, "mlgate_shadow_skipped_rows_total") == 16
+
+
+def test_a_shadow_follows_its_alias_and_skips_the_served_version(tracked, tmp_path):
+    from mlgate.adapters import tracking
+
+    directory = tmp_path / "plog"
+    try:
+        with running(settings(tracked, shadow="staging", log_dir=str(directory))) as server:
+            tracking.set_alias(tracked.name, "staging", tracked.v1)  # the served version: nothing to compare
+            wait_for(lambda: server.get("/version").json()["shadow"]["version"] == str(tracked.v1), what="v1")
+            answers(server, [sample(tracked, 2)])
+            tracking.delete_alias(tracked.name, "staging")
+            wait_for(lambda: server.get("/version").json()["shadow"]["version"] is None, what="the shadow off")
+            answers(server, [sample(tracked, 2)])
+            samples = server.metrics()
+    finally:
+        tracking.set_alias(tracked.name, "staging", tracked.v2)
+    assert metric(samples, "mlgate_shadow_rows_total") == 0
+    assert not labelled(samples, "mlgate_shadow_model_info")
+    assert set(read_window_roles(directory)) == {"served"}
+
+
+def read_window_roles(directory: Path) -> list[str]:
+    from mlgate.services.monitor import read_window
+
+    return read_window(directory, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))["role"].tolist()
 
 
 def test_prediction_log_off_at_sample_rate_zero(tracked, tmp_path):
@@ -848,6 +994,10 @@ def test_cli_serve_maps_options_to_settings(captured, tmp_path):
             str(tmp_path),
             "--log-sample-rate",
             "0.25",
+            "--shadow",
+            "canary",
+            "--shadow-sample-rate",
+            "0.5",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -863,7 +1013,9 @@ def test_cli_serve_maps_options_to_settings(captured, tmp_path):
         settings.log_dir,
         settings.log_sample_rate,
         settings.workers,
-    ) == ("churn", "staging", None, 1.5, 524_288, "reject", str(tmp_path), 0.25, 1)
+        settings.shadow,
+        settings.shadow_sample_rate,
+    ) == ("churn", "staging", None, 1.5, 524_288, "reject", str(tmp_path), 0.25, 1, "canary", 0.5)
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
     result = CliRunner().invoke(
@@ -880,6 +1032,9 @@ def test_cli_serve_maps_options_to_settings(captured, tmp_path):
         (["--model", "churn", "--log-sample-rate", "2"], ["log_sample_rate"]),
         (["--model", "churn", "--unknown-columns", "maybe"], ["maybe"]),
         (["--model", "churn", "--workers", "0"], ["workers"]),
+        (["--model", "churn", "--shadow", "production"], ["shadow", "production"]),
+        (["--model-uri", "runs:/x/model", "--shadow", "staging"], ["shadow", "--model"]),
+        (["--model", "churn", "--shadow", "staging", "--shadow-sample-rate", "0"], ["shadow_sample_rate"]),
     ],
 )
 def test_cli_serve_refuses_bad_options(captured, args, words):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -52,7 +53,7 @@ def steps(workflow: str) -> list[dict]:
 
 
 def test_all_workflows_exist():
-    assert [w.name for w in WORKFLOWS] == ["promote-on-merge.yml", "promotion.yml", "tests.yml"]
+    assert [w.name for w in WORKFLOWS] == ["monitor.yml", "promote-on-merge.yml", "promotion.yml", "tests.yml"]
 
 
 def test_tests_run_on_every_pull_request_with_the_postgres_the_tests_expect():
@@ -106,6 +107,49 @@ def test_merge_workflow_promotes_what_the_merged_gate_report_names():
 
     assert any(r.startswith(".venv/bin/mlgate promote --from-gate reports/gate.json") for r in runs)
     assert any("git add registry/ledger.jsonl" in r for r in runs)
+
+
+def test_the_monitor_workflow_runs_on_a_schedule_with_the_servers_log():
+    spec = yaml.safe_load((REPO / ".github/workflows/monitor.yml").read_text())
+    (job,) = spec["jobs"].values()
+    [step] = [s for s in job["steps"] if "mlgate monitor" in s.get("run", "")]
+    command = next(line for line in step["run"].splitlines() if "mlgate monitor" in line)
+
+    assert len(spec[True]["schedule"][0]["cron"].split()) == 5 and "workflow_dispatch" in spec[True]
+    assert job["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
+    assert job["env"]["MLGATE_PUSHGATEWAY"] == "${{ secrets.MLGATE_PUSHGATEWAY }}"  # the gauges' way out
+    from mlgate.cli import monitor
+
+    program, *args = shlex.split(command.split("||")[0])
+    assert program == ".venv/bin/mlgate" and args[0] == "monitor"
+    assert (
+        monitor.make_context("monitor", [a.replace("$PREDICTION_LOG", "sqlite:///p.db") for a in args[1:]]).params[
+            "prediction_log"
+        ]
+        == "sqlite:///p.db"
+    )
+
+
+@pytest.mark.parametrize("code, fails", [(0, False), (2, False), (1, True)])
+def test_the_monitor_step_counts_a_breach_as_done_and_a_failure_as_failed(tmp_path, code, fails):
+    """Exit 2 is a breach whose retraining pull request was opened; anything else but 0 fails the job."""
+    spec = yaml.safe_load((REPO / ".github/workflows/monitor.yml").read_text())
+    (job,) = spec["jobs"].values()
+    [step] = [s for s in job["steps"] if "mlgate monitor" in s.get("run", "")]
+    fake = tmp_path / ".venv/bin/mlgate"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f"#!/bin/sh\nexit {code}\n")
+    fake.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # the step runs in the checkout
+    result = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(home), "PREDICTION_LOG": "sqlite:///p.db", "GIT_CONFIG_GLOBAL": str(home / "g")},
+        capture_output=True,
+    )
+    assert (result.returncode != 0) == fails, result.stderr
 
 
 # Records each call's arguments (unit-separated, one record per call) and answers the lookup.

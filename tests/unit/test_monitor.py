@@ -94,9 +94,10 @@ def test_gauges_are_a_valid_prometheus_textfile(tmp_path):
         "version": 3,
         "rows": 400,
         "drift": STORM,
-        "policy": {"max_drift_share": 0.3},
+        "policy": {"max_drift_share": 0.3, "every_hours": 6.0},
         "breaches": ["drift share 0.50 > 0.30"],
         "decay": {"live": 0.8, "change": -0.05},
+        "generated_at": "2026-12-04T05:17:00+00:00",
     }
 
     monitor.write_gauges(tmp_path / "monitor.prom", summary)
@@ -107,6 +108,8 @@ def test_gauges_are_a_valid_prometheus_textfile(tmp_path):
         for s in f.samples
     }
     assert samples == {
+        "mlgate_monitor_last_success_timestamp_seconds": 1796361420.0,  # 2026-12-04T05:17:00Z
+        "mlgate_monitor_interval_seconds": 6 * 3600,
         "mlgate_monitor_rows": 400,
         "mlgate_monitor_drift_share": 0.5,
         "mlgate_monitor_drift_share_limit": 0.3,
@@ -162,7 +165,11 @@ def test_monitor_cli_reads_the_log_named_on_the_command_line(monkeypatch, projec
     from mlgate.cli import main
 
     seen = []
-    monkeypatch.setattr(monitor, "run", lambda params, policy, retrain: seen.append(policy) or {"breaches": []})
+    monkeypatch.setattr(
+        monitor, "run", lambda params, policy, **given: seen.append((policy, given)) or {"breaches": []}
+    )
+    monkeypatch.setenv("MLGATE_PUSHGATEWAY", "http://pushgateway:9091")
+    monkeypatch.delenv("MLGATE_TEXTFILE", raising=False)
     url = "postgresql+psycopg://mlgate:secret@db/ops"
 
     result = CliRunner().invoke(
@@ -170,7 +177,9 @@ def test_monitor_cli_reads_the_log_named_on_the_command_line(monkeypatch, projec
     )
 
     assert result.exit_code == 0, result.output
-    assert (seen[0].prediction_log, seen[0].prediction_log_table) == (url, "mlgate_predictions")
+    ((policy, given),) = seen
+    assert (policy.prediction_log, policy.prediction_log_table) == (url, "mlgate_predictions")
+    assert given == {"retrain": False, "textfile": None, "push_gateway": "http://pushgateway:9091"}
     assert prediction_log.describe(url) == "postgresql+psycopg://mlgate:***@db/ops table mlgate_predictions"
 
 
@@ -269,3 +278,94 @@ def test_a_refused_pull_request_is_reported_not_raised(fake_tools, tmp_path, mon
         ["git", "show", request.body()[2]],
         ["gh", "pr", "create"],
     ]
+
+
+# --- shadow rows in the window --------------------------------------------------------------------
+
+
+def _window_with_shadow() -> pd.DataFrame:
+    """Production v1 answered requests a and b; the shadow v2 scored a's rows (and an unknown v9 b's)."""
+    return pd.DataFrame(
+        {
+            "request_id": ["a", "a", "b", "a", "a", "b"],
+            "row": [0, 1, 0, 0, 1, 0],
+            "timestamp": pd.Timestamp("2026-03-01T10:00", tz="UTC"),
+            "model_version": ["1", "1", "1", "2", "2", "9"],
+            "role": ["served"] * 3 + ["shadow"] * 3,
+            "tenure": [1.0, 5.0, 9.0, np.nan, np.nan, np.nan],
+            "output_prediction": ["Yes", "No", "No", "Yes", "Yes", "No"],
+            "output_probability": [0.9, 0.2, 0.3, 0.8, 0.6, 0.1],
+        }
+    )
+
+
+def test_the_served_analyses_see_the_served_rows_and_a_log_without_roles_is_all_served():
+    served, shadows = monitor.by_role(_window_with_shadow())
+
+    assert served["model_version"].tolist() == ["1", "1", "1"] and served["tenure"].notna().all()
+    assert shadows["model_version"].tolist() == ["2", "2", "9"]
+    old = _window_with_shadow().drop(columns=["role"])
+    assert monitor.by_role(old)[0].equals(old) and monitor.by_role(old)[1].empty
+
+
+def test_the_shadow_is_compared_with_production_on_the_staging_versions_rows(binary_spec, monkeypatch):
+    from mlgate.adapters import tracking
+
+    def version(number: int, alias: str) -> tracking.ModelVersion:
+        return tracking.ModelVersion("churn", number, f"run{number}", "", (alias,), {})
+
+    monkeypatch.setattr(tracking, "version_by_alias", lambda model, alias: version(2, alias))
+    served, shadows = monitor.by_role(_window_with_shadow())
+    labels = pd.DataFrame({"request_id": ["a", "a"], "row": [0, 1], "churn": ["Yes", "No"]})
+    now = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+
+    evidence = monitor.shadow_evidence("churn", version(1, "production"), served, shadows, labels, binary_spec, now)
+
+    assert (evidence.shadow_version, evidence.served_version) == (2, 1)
+    assert evidence.paired_rows == 2 and evidence.agreement == 0.5 and evidence.labelled_rows == 2
+    assert (
+        monitor.shadow_evidence("churn", version(1, "production"), served, shadows.iloc[0:0], None, binary_spec, now)
+        is None
+    )
+
+
+def test_shadow_gauges_carry_the_shadow_version(tmp_path):
+    summary = {
+        "model": "churn",
+        "version": 3,
+        "rows": 400,
+        "drift": CALM,
+        "policy": {"max_drift_share": 0.3, "every_hours": 24.0},
+        "breaches": [],
+        "decay": None,
+        "generated_at": "2026-12-04T05:17:00+00:00",
+        "shadow": {"shadow_version": 4, "paired_rows": 380, "agreement": 0.97, "change": None},
+    }
+
+    monitor.write_gauges(tmp_path / "monitor.prom", summary)
+
+    samples = {
+        s.name: s for f in text_string_to_metric_families((tmp_path / "monitor.prom").read_text()) for s in f.samples
+    }
+    assert samples["mlgate_monitor_shadow_rows"].value == 380
+    assert samples["mlgate_monitor_shadow_agreement"].labels == {
+        "model": "churn",
+        "version": "3",
+        "shadow_version": "4",
+    }
+    assert "mlgate_monitor_shadow_metric_change" not in samples  # no labels: no change measured
+
+
+def test_shadow_md_shows_both_versions_the_change_and_the_verdict():
+    from mlgate.gating.shadow import ShadowEvidence, ShadowRule
+
+    evidence = ShadowEvidence(4, 3, 1200, 0.96, 400, "roc_auc", 0.84, 0.85, 0.01, (-0.01, 0.03), "f", "t", "g")
+    rule = ShadowRule(required=True)
+
+    text = monitor.shadow_markdown("churn", evidence, rule, ["the CI starts below +0"])
+
+    assert "## Live shadow evidence: churn v4 vs production v3" in text
+    assert "| live roc_auc | 0.8400 | 0.8500 |" in text
+    assert "- Agreement: 96.0% of paired rows" in text
+    assert "+0.0100, 95% paired-bootstrap CI [-0.0100, +0.0300]" in text
+    assert "**Verdict: wait.**" in text and "- the CI starts below +0" in text

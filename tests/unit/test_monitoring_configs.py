@@ -20,7 +20,12 @@ MONITORING = REPO / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "mlgate.json"
 
 # Exported by `mlgate monitor` (not by `mlgate serve`); alerts.yml and the dashboard read them.
-MONITOR_GAUGES = {"mlgate_monitor_drift_share", "mlgate_monitor_drift_share_limit"}
+MONITOR_GAUGES = {
+    "mlgate_monitor_drift_share",
+    "mlgate_monitor_drift_share_limit",
+    "mlgate_monitor_last_success_timestamp_seconds",
+    "mlgate_monitor_interval_seconds",
+}
 # Written by Prometheus itself for every target.
 PROMETHEUS_SERIES = {"up"}
 
@@ -169,7 +174,10 @@ def test_alerts_have_for_severity_and_annotations():
         "MlgateHighLatencyP99",
         "MlgateNoPredictions",
         "MlgateModelLoadFailure",
+        "MlgateShadowFailing",
+        "MlgateShadowFallingBehind",
         "MlgateDriftOverPolicy",
+        "MlgateMonitorLate",
     }
     for rule in rules:
         assert "for" in rule and rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
@@ -179,7 +187,16 @@ def test_alerts_have_for_severity_and_annotations():
 def test_drift_alert_compares_the_monitor_gauges():
     drift = next(r for r in alert_rules() if r["alert"] == "MlgateDriftOverPolicy")
 
-    assert metric_names(drift["expr"]) == MONITOR_GAUGES
+    assert metric_names(drift["expr"]) == {"mlgate_monitor_drift_share", "mlgate_monitor_drift_share_limit"}
+
+
+def test_lateness_alert_compares_the_last_success_with_the_schedules_period():
+    late = next(r for r in alert_rules() if r["alert"] == "MlgateMonitorLate")
+
+    assert metric_names(late["expr"]) == {
+        "mlgate_monitor_last_success_timestamp_seconds",
+        "mlgate_monitor_interval_seconds",
+    }
 
 
 def test_alert_jobs_are_scraped():

@@ -10,6 +10,7 @@ from mlgate.errors import StageError
 from mlgate.gating import fairness
 from mlgate.gating.evidence import LATENCY_CALLS, Comparison, Evidence, SliceRow, SliceScore, rounded
 from mlgate.gating.fairness import FairnessEvidence, FairnessRule
+from mlgate.gating.shadow import ShadowRule
 from mlgate.modelling import metrics
 from mlgate.modelling.data import DataSpec
 from mlgate.modelling.task import Task, named
@@ -64,6 +65,9 @@ class GatePolicy:
     min_stability: float | None = None
     # Binary tasks: disparities of the decisions between groups of sensitive columns (gating.fairness).
     fairness: FairnessRule = field(default_factory=FairnessRule)
+    # Live shadow evidence `mlgate promote` asks for before `production` moves (gating.shadow); not
+    # judged here: no candidate has shadow traffic at gate time.
+    shadow: ShadowRule = field(default_factory=ShadowRule)
 
 
 @dataclass(frozen=True)

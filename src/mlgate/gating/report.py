@@ -13,6 +13,7 @@ from mlgate import typed_json
 from mlgate.gating.evidence import Comparison, Measurements, SliceRow, rounded
 from mlgate.gating.fairness import FairnessEvidence
 from mlgate.gating.policy import Check, GatePolicy, JudgedSlice
+from mlgate.gating.shadow import ShadowRule
 from mlgate.modelling.task import Task, for_spec
 from mlgate.records import DriftSummary
 
@@ -268,7 +269,11 @@ class GateReport:
         return None if check is None else check.evidence
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        payload = dataclasses.asdict(self)
+        if self.policy.shadow == ShadowRule():
+            # promote's rule, not the gate's: written only when set, so a gate.json without it reads back as written
+            del payload["policy"]["shadow"]
+        return payload
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> GateReport:

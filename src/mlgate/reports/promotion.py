@@ -99,4 +99,11 @@ def markdown(report: GateReport) -> str:
         f"Promote after review: `mlgate promote --alias production --version {cand.version}`",
         "",
     ]
+    if report.policy.shadow.required:
+        lines[-1:-1] = [
+            f"Live shadow evidence required (`gate.shadow`): `production` moves to v{cand.version} only after it "
+            f"has scored production's traffic in shadow (`mlgate serve --shadow staging`, then `mlgate monitor`) "
+            f"with {report.policy.shadow.describe()}.",
+            "",
+        ]
     return "\n".join(lines)

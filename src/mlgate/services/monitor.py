@@ -9,6 +9,12 @@ Writes paths.monitor (JSON), paths.monitor_report (Evidently HTML) and paths.mon
 is breached it opens a retraining branch: the window becomes the pipeline's `current` batch (and,
 with labels, extends the training data), `dvc repro` runs there, and the branch is left with its
 reports/promotion.md for a pull request. It never moves `production`: that stays the reviewed path.
+
+With `mlgate serve --shadow staging`, the log also holds the `staging` version's outputs for the same
+requests (role "shadow"). Every analysis above reads the served rows only; the shadow rows are paired
+with production's (gating.shadow.compare): the evidence goes to monitor.json (`shadow`), the gauges,
+the run, a version tag on the staging version (gating.shadow.EVIDENCE_TAG, which `mlgate promote`
+reads) and shadow.md beside paths.monitor, for the promotion pull request.
 """
 
 from __future__ import annotations
@@ -31,13 +37,17 @@ import yaml
 from mlgate import console, files, project
 from mlgate.adapters import tracking
 from mlgate.errors import StageError
+from mlgate.gating import shadow as shadowing
 from mlgate.modelling import metrics
 from mlgate.modelling.data import DataSpec, conform_features
-from mlgate.registry import CHAMPION_ALIAS, REFERENCE_DIR, REFERENCE_FILE
+from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS, REFERENCE_DIR, REFERENCE_FILE
 from mlgate.services import prediction_log as plog
+from mlgate.services import promote
 from mlgate.services.prediction_log import LOG_COLUMNS
 
 STAGE = "monitor"
+ROLE = "role"  # of a logged row: plog.SERVED (the client's answer) or plog.SHADOW (a shadow version's)
+SHADOW_REPORT = "shadow.md"  # beside paths.monitor
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,9 @@ class MonitorPolicy:
     # clustering: the population stability index of the clusters' shares, window vs training sample
     max_assignment_drift: float = 0.2
     labels: str | None = None  # CSV/Parquet with request_id, row and the target
+    # How often a schedule runs monitor: exported with each run's finishing time, so an alert can tell
+    # a schedule that stopped (or keeps failing) from one that is merely quiet.
+    every_hours: float = 24.0
     retrain: bool = True
     # Overrides for the retraining run, as `key: value` (e.g. search.n_trials: 20).
     retrain_overrides: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +86,14 @@ def read_window(source: str | Path, since: dt.datetime, table: str = plog.DEFAUL
             if name not in taken and not name.startswith(plog.OUTPUT_PREFIX):
                 names[column] = name
     return window.rename(columns=names)
+
+
+def by_role(window: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the served rows, the shadow rows) of a window; a log without roles was all served."""
+    if ROLE not in window.columns:
+        return window, window.iloc[0:0]
+    role = window[ROLE].fillna(plog.SERVED).astype(str)
+    return window[role == plog.SERVED], window[role == plog.SHADOW]
 
 
 def read_labels(path: str | Path, target: str) -> pd.DataFrame:
@@ -177,9 +198,10 @@ def verdict(
     return breaches, decay
 
 
-def write_gauges(path: str | Path, summary: dict[str, Any]) -> None:
-    """The figures as a Prometheus textfile (node_exporter's textfile collector, or any scraper)."""
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+def gauges(summary: dict[str, Any]) -> Any:
+    """The figures as Prometheus gauges (a registry of their own), with the time this run finished and
+    the schedule's period, which the lateness alert compares."""
+    from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
     labels = {"model": summary["model"], "version": str(summary["version"])}
@@ -188,6 +210,16 @@ def write_gauges(path: str | Path, summary: dict[str, Any]) -> None:
     def gauge(name: str, doc: str, value: float) -> None:
         Gauge(name, doc, names, registry=registry).labels(**labels).set(value)
 
+    gauge(
+        "mlgate_monitor_last_success_timestamp_seconds",
+        "When the last monitor run that completed finished (Unix time)",
+        dt.datetime.fromisoformat(summary["generated_at"]).timestamp(),
+    )
+    gauge(
+        "mlgate_monitor_interval_seconds",
+        "How often the schedule runs monitor (monitor.every_hours)",
+        summary["policy"]["every_hours"] * 3600,
+    )
     gauge("mlgate_monitor_rows", "Logged rows in the monitoring window", summary["rows"])
     gauge(
         "mlgate_monitor_drift_share", "Share of feature columns drifted in the window", summary["drift"]["drift_share"]
@@ -207,13 +239,59 @@ def write_gauges(path: str | Path, summary: dict[str, Any]) -> None:
             "Population stability index of the clusters' shares, window vs training (clustering)",
             summary["assignments"]["psi"],
         )
+    shadow = summary.get("shadow")
+    if shadow is not None:
+        shadow_labels = {**labels, "shadow_version": str(shadow["shadow_version"])}
+        for name, doc, value in (
+            ("mlgate_monitor_shadow_rows", "Served rows the shadow version also scored", shadow["paired_rows"]),
+            ("mlgate_monitor_shadow_agreement", "Share of paired rows whose predictions agree", shadow["agreement"]),
+            (
+                "mlgate_monitor_shadow_metric_change",
+                "Live metric of the shadow minus production's (positive: the shadow is better)",
+                shadow["change"],
+            ),
+        ):
+            if value is not None:
+                Gauge(name, doc, list(shadow_labels), registry=registry).labels(**shadow_labels).set(value)
+    return registry
+
+
+def write_gauges(path: str | Path, summary: dict[str, Any]) -> None:
+    """The gauges as a Prometheus textfile (node_exporter's textfile collector, or any scraper), replaced
+    whole (prometheus_client writes a temporary file and renames it)."""
+    from prometheus_client import write_to_textfile
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
+    write_to_textfile(str(path), gauges(summary))
+
+
+PUSH_JOB = "mlgate_monitor"  # the Pushgateway job; grouped by model, so each push replaces that model's last
+
+
+def push_gauges(gateway: str, summary: dict[str, Any], timeout_s: float = 10.0) -> None:
+    """The gauges to a Prometheus Pushgateway, for schedulers whose runs no scraper can reach (a CI job,
+    a CronJob's pod)."""
+    from prometheus_client import push_to_gateway
+
+    try:
+        push_to_gateway(
+            gateway, job=PUSH_JOB, registry=gauges(summary), grouping_key={"model": summary["model"]}, timeout=timeout_s
+        )
+    except OSError as error:  # URLError, refused connections, timeouts, HTTP errors
+        raise StageError(f"cannot push the monitor's gauges to the Pushgateway {gateway}: {error}") from None
 
 
 def run(
-    params: dict[str, Any], policy: MonitorPolicy, *, retrain: bool, now: dt.datetime | None = None
+    params: dict[str, Any],
+    policy: MonitorPolicy,
+    *,
+    retrain: bool,
+    now: dt.datetime | None = None,
+    textfile: str | None = None,
+    push_gateway: str | None = None,
 ) -> dict[str, Any]:
+    """Monitor the window. The gauges (paths.monitor_metrics, and ``textfile`` and ``push_gateway`` when
+    given) are written last, so their last-success time only moves when everything before succeeded."""
     from mlgate.adapters import evidently_drift  # Evidently takes ~3 s to import
 
     spec = project.data_spec(params)
@@ -223,8 +301,8 @@ def run(
     served = tracking.version_by_alias(names.registered_model, policy.alias)
     if served is None:
         raise StageError(f"registered model '{names.registered_model}' has no version with alias '{policy.alias}'")
-    window = read_window(
-        policy.prediction_log, now - dt.timedelta(hours=policy.window_hours), policy.prediction_log_table
+    window, shadows = by_role(
+        read_window(policy.prediction_log, now - dt.timedelta(hours=policy.window_hours), policy.prediction_log_table)
     )
     if window.empty:
         raise StageError(
@@ -247,8 +325,11 @@ def run(
         column_threshold=policy.column_threshold,
     )
     assignments = None
+    labels = (
+        None if policy.labels is None or not spec.learning_task.supervised else read_labels(policy.labels, spec.target)
+    )
     if spec.learning_task.supervised:
-        live = None if policy.labels is None else live_score(window, read_labels(policy.labels, spec.target), spec)
+        live = None if labels is None else live_score(window, labels, spec)
     else:  # no labels to wait for: the live silhouette and the clusters' shares
         live, assignments = live_segmentation(window, reference, tracking.load(served.uri), spec)
     test_score = tracking.run_metrics(served.run_id).get(f"test/{spec.metric}")
@@ -273,17 +354,114 @@ def run(
         "drift": drift.summary,
         "decay": decay,
         "assignments": assignments,
+        "shadow": None,
         "breaches": breaches,
         "policy": asdict(policy),
         "generated_at": now.isoformat(timespec="seconds"),
     }
+    evidence = shadow_evidence(names.registered_model, served, window, shadows, labels, spec, now)
+    if evidence is not None:
+        summary["shadow"] = evidence.to_json()
+        tracking.set_version_tags(
+            names.registered_model, evidence.shadow_version, {shadowing.EVIDENCE_TAG: evidence.to_tag()}
+        )
+        rule = promote.shadow_rule(params)
+        reasons = shadowing.judge(rule, evidence, served.version, now, candidate_version=evidence.shadow_version)
+        files.write_text(shadow_report_path(paths), shadow_markdown(names.registered_model, evidence, rule, reasons))
     files.write_text(paths.monitor_report, drift.html)
-    write_gauges(paths.monitor_metrics, summary)
     summary["retraining"] = open_retraining(params, window, policy, breaches, now) if breaches and retrain else None
     files.write_json(paths.monitor, summary)
     _log_run(names.experiment, served, summary, paths)
+    for path in (paths.monitor_metrics, textfile):
+        if path:
+            write_gauges(path, summary)
+    if push_gateway:
+        push_gauges(push_gateway, summary)
     _say(summary, paths)
     return summary
+
+
+def shadow_evidence(
+    model: str,
+    served: tracking.ModelVersion,
+    window: pd.DataFrame,
+    shadows: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    spec: DataSpec,
+    now: dt.datetime,
+) -> shadowing.ShadowEvidence | None:
+    """The `staging` version's shadow rows against the served rows of ``served`` (production) in the
+    window; None when the window has no shadow rows of the staging version (or none pair)."""
+    if shadows.empty:
+        return None
+    staging = tracking.version_by_alias(model, CANDIDATE_ALIAS)
+    if staging is None or staging.version == served.version:
+        console.say(
+            STAGE,
+            f"shadow rows in the window, but no other version than v{served.version} holds "
+            f"'{CANDIDATE_ALIAS}': not compared",
+        )
+        return None
+    return shadowing.compare(
+        window[window["model_version"].astype(str) == str(served.version)],
+        shadows[shadows["model_version"].astype(str) == str(staging.version)],
+        labels,
+        spec.learning_task,
+        spec.metric,
+        spec.target,
+        served_version=served.version,
+        shadow_version=staging.version,
+        now=now,
+        prefix=plog.OUTPUT_PREFIX,
+    )
+
+
+def shadow_report_path(paths) -> Path:
+    return Path(paths.monitor).parent / SHADOW_REPORT
+
+
+def shadow_markdown(
+    model: str, evidence: shadowing.ShadowEvidence, rule: shadowing.ShadowRule, reasons: list[str]
+) -> str:
+    """shadow.md: the live evidence and the verdict of params.yaml's `gate.shadow`, for the promotion
+    pull request."""
+    e = evidence
+
+    def value(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    if e.agreement is None:
+        agreement = "not measured (cluster numbers are not comparable across models)"
+    else:
+        agreement = f"{e.agreement:.1%} of paired rows"
+    interval = "" if e.interval is None else f", 95% paired-bootstrap CI [{e.interval[0]:+.4f}, {e.interval[1]:+.4f}]"
+    change = (
+        "not measured (no labelled paired rows, or the metric is undefined on them)"
+        if e.change is None
+        else (f"{e.change:+.4f}{interval}")
+    )
+    lines = [
+        f"## Live shadow evidence: {model} v{e.shadow_version} vs production v{e.served_version}",
+        "",
+        f"Measured by `mlgate monitor` at {e.generated_at} on the prediction log from {e.window_from} to "
+        f"{e.window_to}: v{e.shadow_version} (`{CANDIDATE_ALIAS}`) scored the requests v{e.served_version} "
+        f"(`production`) answered, off the request path.",
+        "",
+        f"| | production v{e.served_version} | shadow v{e.shadow_version} |",
+        "| --- | ---: | ---: |",
+        f"| live {e.metric} | {value(e.served_metric)} | {value(e.shadow_metric)} |",
+        "",
+        f"- Paired rows (same request and row): {e.paired_rows:,}; with a label: {e.labelled_rows:,}",
+        f"- Agreement: {agreement}",
+        f"- Change in {e.metric} (shadow over production, positive is better): {change}",
+        "",
+        f"Rule `gate.shadow` ({'required by' if rule.required else 'not required by'} `mlgate promote`): "
+        f"{rule.describe()}.",
+        "",
+        *shadowing.verdict_lines(reasons),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _log_run(experiment: str, served, summary: dict[str, Any], paths) -> None:
@@ -297,6 +475,13 @@ def _log_run(experiment: str, served, summary: dict[str, Any], paths) -> None:
     }
     if summary["decay"] is not None:
         values |= {"monitor/live_metric": summary["decay"]["live"], "monitor/metric_change": summary["decay"]["change"]}
+    shadow = summary.get("shadow")
+    if shadow is not None:
+        values |= {
+            f"monitor/shadow_{name}": shadow[key]
+            for name, key in (("rows", "paired_rows"), ("agreement", "agreement"), ("metric_change", "change"))
+            if shadow[key] is not None
+        }
     with tracking.stage_run(
         experiment,
         STAGE,
@@ -309,6 +494,8 @@ def _log_run(experiment: str, served, summary: dict[str, Any], paths) -> None:
         tracking.log(run_id, metrics=values)
         for path in (paths.monitor, paths.monitor_report):
             tracking.log_artifact(run_id, path, STAGE)
+        if shadow is not None:
+            tracking.log_artifact(run_id, shadow_report_path(paths), STAGE)
 
 
 def _say(summary: dict[str, Any], paths) -> None:
@@ -327,6 +514,21 @@ def _say(summary: dict[str, Any], paths) -> None:
     )
     if not summary["judged"]:
         console.say("", f"  fewer than {summary['policy']['min_rows']} rows: reported, not judged")
+    shadow = summary.get("shadow")
+    if shadow is not None:
+        agreement = "n/a" if shadow["agreement"] is None else f"{shadow['agreement']:.1%}"
+        change = "" if shadow["change"] is None else f"; live {shadow['metric']} change {shadow['change']:+.4f}"
+        interval = (
+            ""
+            if shadow["interval"] is None
+            else (f" (95% CI [{shadow['interval'][0]:+.4f}, {shadow['interval'][1]:+.4f}])")
+        )
+        console.say(
+            "",
+            f"  shadow v{shadow['shadow_version']} vs v{shadow['served_version']}: {shadow['paired_rows']:,} paired "
+            f"rows ({shadow['labelled_rows']:,} labelled), agreement {agreement}{change}{interval} "
+            f"→ {shadow_report_path(paths)}",
+        )
     for breach in summary["breaches"]:
         console.say("", f"  BREACH  {breach}")
     retraining = summary.get("retraining")

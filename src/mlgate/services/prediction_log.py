@@ -37,11 +37,11 @@ import logging
 import math
 import os
 import queue
-import random
 import re
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,8 @@ WRITE_SLICE_ROWS = 20_000  # rows converted for a Parquet file at a time
 SQL_SLICE_ROWS = 2_000  # rows rendered, and inserted, at a time
 EXTRA_CHARS = 1_000  # an extra_inputs text at most
 DEFAULT_TABLE = "mlgate_predictions"
-LOG_COLUMNS = ("request_id", "client_request_id", "timestamp", "model_version", "row", "extra_inputs")
+LOG_COLUMNS = ("request_id", "client_request_id", "timestamp", "model_version", "row", "extra_inputs", "role")
+SERVED, SHADOW = "served", "shadow"  # a row's role: the answer the client got, or a shadow version's output
 INPUT_PREFIX, OUTPUT_PREFIX = "input_", "output_"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _json_text = json.encoder.encode_basestring_ascii  # what json.dumps makes of a str
@@ -73,7 +74,18 @@ class Item:
     costs a few hundred objects the garbage collector walks on every full collection (with the log
     down, a backlog of them made each collection, and the event loop behind it, stall for 0.5 s)."""
 
-    __slots__ = ("request_id", "client_request_id", "version", "at", "rows", "inputs", "extras", "outputs", "size")
+    __slots__ = (
+        "request_id",
+        "client_request_id",
+        "version",
+        "at",
+        "rows",
+        "inputs",
+        "extras",
+        "outputs",
+        "size",
+        "role",
+    )
 
     def __init__(
         self,
@@ -85,8 +97,10 @@ class Item:
         extras: pd.DataFrame | None,
         outputs: pd.DataFrame,
         size: int,
+        role: str = SERVED,
     ):
         self.request_id, self.client_request_id, self.version, self.at = request_id, client_request_id, version, at
+        self.role = role
         self.rows = len(inputs)
         self.inputs, self.outputs = _arrays(inputs), _arrays(outputs)
         self.extras = None if extras is None or extras.shape[1] == 0 else _arrays(extras)
@@ -117,7 +131,6 @@ class PredictionLog:
         rotate_rows: int = 50_000,
         rotate_s: float = 60.0,
         on_drop: Callable[[int], None] | None = None,
-        seed: int | None = None,
         table: str = DEFAULT_TABLE,
     ):
         self.sink = SqlSink(str(target), table) if is_url(target) else ParquetSink(Path(target), create=True)
@@ -125,7 +138,6 @@ class PredictionLog:
         self.rotate_rows = rotate_rows
         self.rotate_s = rotate_s
         self.on_drop = on_drop or (lambda rows: None)
-        self._random = random.Random(seed)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._queued = [0, 0]  # rows and bytes in the queue, under _lock
         self._lock = threading.Lock()
@@ -144,11 +156,13 @@ class PredictionLog:
         client_request_id: str | None = None,
         logged_columns: list[str] | None = None,
         size: int = 0,
+        role: str = SERVED,
     ) -> None:
         """Queue a request's rows: ``logged_columns`` of ``inputs`` (all when None) as its inputs, the
         rest as extra_inputs; ``size``, what the inputs cost beyond their frame (the body's bytes),
-        counts toward QUEUE_BYTES."""
-        if self.sample_rate < 1 and self._random.random() >= self.sample_rate:
+        counts toward QUEUE_BYTES. ``role``: SERVED, or SHADOW for a shadow version's outputs of the
+        same request (``inputs`` then has no columns: the served row holds them)."""
+        if not self.sampled(request_id):
             return
         extras = None
         if logged_columns is not None and len(logged_columns) < inputs.shape[1]:
@@ -166,7 +180,12 @@ class PredictionLog:
         if full:
             self.on_drop(rows)
             return
-        self._queue.put(Item(request_id, client_request_id, version, time.time(), inputs, extras, outputs, size))
+        self._queue.put(Item(request_id, client_request_id, version, time.time(), inputs, extras, outputs, size, role))
+
+    def sampled(self, request_id: str) -> bool:
+        """Whether ``request_id``'s rows are logged: decided by the id (its CRC-32 against the rate), so
+        a request's served rows and its shadow's rows are logged together or not at all."""
+        return self.sample_rate >= 1 or zlib.crc32(request_id.encode()) < self.sample_rate * 2**32
 
     def close(self, timeout: float = 60.0) -> None:
         """Write what is queued and stop the writer, waiting for it at most ``timeout`` seconds (a hung
@@ -398,6 +417,7 @@ def _log_frame(item: Item) -> pd.DataFrame:
         "timestamp": pd.DatetimeIndex(np.full(rows, np.datetime64(round(item.at * 1e6), "us"))).tz_localize("UTC"),
         "model_version": np.full(rows, item.version, dtype=object),
         "row": np.arange(rows, dtype=np.int64),  # position in the request: labels join on (request_id, row)
+        "role": np.full(rows, item.role, dtype=object),
     }
     columns.update({f"{INPUT_PREFIX}{name}": values for name, values in item.inputs.items()})
     columns.update({f"{OUTPUT_PREFIX}{name}": values for name, values in item.outputs.items()})
@@ -415,10 +435,13 @@ def _written_at(name: str) -> dt.datetime | None:
 
 
 def _current_layout(frame: pd.DataFrame) -> pd.DataFrame:
-    """A file written before inputs were namespaced (no client_request_id): its inputs renamed ``input_*``."""
+    """A file written before inputs were namespaced (no client_request_id): its inputs renamed ``input_*``;
+    before shadows (no role): every row served."""
+    if "role" not in frame.columns:
+        frame = frame.assign(role=SERVED)
     if "client_request_id" in frame.columns:
         return frame
-    own = {"request_id", "timestamp", "model_version", "row"}
+    own = {"request_id", "timestamp", "model_version", "row", "role"}
     frame = frame.rename(
         columns={
             c: f"{INPUT_PREFIX}{c}" for c in frame.columns if c not in own and not str(c).startswith(OUTPUT_PREFIX)
@@ -520,6 +543,7 @@ class SqlSink:
                 "timestamp": pd.to_datetime([_utc(r["timestamp"]) for r in rows], utc=True),
                 "model_version": [r["model_version"] for r in rows],
                 "row": np.array([r["row"] for r in rows], dtype=np.int64),
+                "role": [r["role"] or SERVED for r in rows],  # a table from before shadows: NULL
             }
         )
         inputs = pd.DataFrame([r["inputs"] for r in rows]).add_prefix(INPUT_PREFIX)
@@ -606,10 +630,11 @@ class Rows:
     """One request's SQL rows, shaped: its fields, and per row the inputs and outputs as JSON object
     texts and the extra inputs' text (strings, which the garbage collector does not walk)."""
 
-    __slots__ = ("request_id", "client_request_id", "version", "stamp", "inputs", "outputs", "extras")
+    __slots__ = ("request_id", "client_request_id", "version", "stamp", "inputs", "outputs", "extras", "role")
 
     def __init__(self, item: Item):
         self.request_id, self.client_request_id, self.version = item.request_id, item.client_request_id, item.version
+        self.role = item.role
         self.stamp = dt.datetime.fromtimestamp(item.at, dt.UTC)
         self.inputs: list[str] = []
         self.outputs: list[str] = []
@@ -636,6 +661,7 @@ def _parameters_in_slices(batches: list[Rows], slice_rows: int):
                     "inputs": given,
                     "outputs": made,
                     "extra_inputs": extra,
+                    "role": batch.role,
                 }
             )
             if len(rows) == slice_rows:
@@ -696,6 +722,7 @@ def _table(name: str, schema: str | None):
         sa.Column("outputs", document, nullable=False),
         sa.Column("client_request_id", sa.String, nullable=True),
         sa.Column("extra_inputs", sa.Text, nullable=True),
+        sa.Column("role", sa.String, nullable=True),
         schema=schema,
     )
     sa.Index(f"ix_{name}_timestamp", table.c.timestamp)

@@ -20,6 +20,11 @@ Crash safety: the alias update is the commit point. Before it, a `mlgate.move.pe
 registered model records the intent; after it, the tags, ledger line and head follow. Whichever
 mlgate command next takes the lock finishes a move whose alias had moved, or undoes one whose alias
 had not, so the registry is never left half-way.
+
+Shadow evidence (params.yaml `gate.shadow`, gating.shadow): with ``required``, `production` moves only
+to a version whose live shadow evidence (the tag `mlgate monitor` writes on it) was measured against
+the version holding `production` at that moment and meets the rule; the move's record carries a
+summary of it.
 """
 
 from __future__ import annotations
@@ -41,10 +46,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlgate import console
+from mlgate import config, console
 from mlgate.adapters import tracking
 from mlgate.errors import StageError
-from mlgate.registry import CANDIDATE_ALIAS
+from mlgate.gating import shadow as shadowing
+from mlgate.gating.policy import GatePolicy
+from mlgate.gating.shadow import ShadowRule
+from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS
 
 STAGE = "promote"
 PREVIOUS_ALIAS = "previous"
@@ -407,10 +415,12 @@ def _move(
     expected: int | None | str,
     ledger: str | Path,
     choose: Callable[[], tracking.ModelVersion],
+    notes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one path every alias move takes (see the module docstring). ``choose`` picks and checks the
     target version under the lock, after any interrupted move is settled, so what it read cannot
-    change before the move."""
+    change before the move. ``notes``: fields ``choose`` fills in as it runs, recorded with the move
+    (each record's hash covers whatever fields it holds, so older records stay valid)."""
     with _Lock(model) as lock:
         pending = _pending(model)
         _require_intact(ledger, model, alias, None if pending is None else pending["id"])
@@ -441,6 +451,7 @@ def _move(
             "data_hash": target.tags.get("mlgate.data_hash"),
             "gate_hash": gate_hash(target.tags),
             "model_sha256": target.tags.get(tracking.DIGEST_TAG),
+            **(notes or {}),
             "previous_before": _held(model, PREVIOUS_ALIAS),
         }
         lock.fence()
@@ -514,12 +525,19 @@ def promote(
     expected: int | None | str = "any",
     ledger: str | Path = "registry/ledger.jsonl",
     reviewed_digest: str | None = None,
+    shadow_rule: ShadowRule | None = None,
 ) -> dict[str, Any]:
     """Move ``alias`` to ``version``, which must have passed the gate and hold `staging`.
 
     ``expected``: the version the caller saw on ``alias`` (None: none); "any" skips the check.
     ``reviewed_digest``: the artifact digest the reviewed gate report names; refuse any other.
+    ``shadow_rule`` (``shadow_rule(params)``), when ``required`` and ``alias`` is `production`: the
+    version's live shadow evidence (tag gating.shadow.EVIDENCE_TAG) must have been measured against the
+    version holding `production` now and meet the rule, or nothing moves; its summary goes into the
+    move's record. With no version holding `production`, shadow evidence cannot exist (there was no
+    traffic to shadow), so the rule does not block the first promotion.
     """
+    notes: dict[str, Any] = {}
 
     def choose() -> tracking.ModelVersion:
         target = _version_or_error(model, version)
@@ -534,15 +552,50 @@ def promote(
                 f"{list(target.aliases) or 'none'}); only the gate's current candidate can be promoted"
             )
         _require_digest(target, f"move '{alias}'", reviewed_digest)
+        if shadow_rule is not None and shadow_rule.required and alias == CHAMPION_ALIAS:
+            notes.update(_shadow_checked(target, alias, shadow_rule))
         return target
 
-    move = _move(model, alias, "promote", reason, expected, ledger, choose)
+    move = _move(model, alias, "promote", reason, expected, ledger, choose, notes)
     console.say(
         STAGE,
         f"{model}: '{alias}' {_named(move['from_version'])} → v{version} by {move['by']} ({reason}); "
         f"'{PREVIOUS_ALIAS}' keeps {_named(move['from_version'])}",
     )
     return move
+
+
+def shadow_rule(params: dict[str, Any]) -> ShadowRule:
+    """params.yaml's `gate.shadow`: what `mlgate promote` asks of live shadow evidence (a StageError
+    naming the key when the `gate` section is malformed)."""
+    try:
+        return config.load(GatePolicy, "gate", params).shadow
+    except config.ConfigError as error:
+        raise StageError(str(error)) from error
+
+
+def _shadow_checked(target: tracking.ModelVersion, alias: str, rule: ShadowRule) -> dict[str, Any]:
+    """Refuse to move ``alias`` to ``target`` unless its shadow evidence meets ``rule`` against the
+    version holding ``alias`` now; the evidence's summary for the move's record ({} without one)."""
+    name = f"{target.name} v{target.version}"
+    champion = _held(target.name, alias)
+    raw = target.tags.get(shadowing.EVIDENCE_TAG)
+    try:
+        evidence = None if raw is None else shadowing.ShadowEvidence.from_tag(raw)
+    except StageError as error:
+        raise StageError(f"{name}: {error}; refusing to move '{alias}' (gate.shadow.required)") from None
+    reasons = shadowing.judge(rule, evidence, champion, dt.datetime.now(dt.UTC), candidate_version=target.version)
+    if reasons:
+        raise StageError(
+            f"{name}: refusing to move '{alias}' without sufficient live shadow evidence (gate.shadow.required): "
+            + "; ".join(reasons)
+        )
+    if evidence is None:
+        return {}
+    kept = ("served_version", "paired_rows", "agreement", "labelled_rows", "metric", "change", "interval")
+    summary = {key: getattr(evidence, key) for key in kept}
+    summary["interval"] = None if evidence.interval is None else list(evidence.interval)
+    return {"shadow": {**summary, "measured_at": evidence.generated_at}}
 
 
 def seal(model: str, version: int, reason: str) -> str:

@@ -64,6 +64,7 @@ from mlgate.services.request_body import (
     quoted,
     too_many_columns,
 )
+from mlgate.services.shadow import Shadow, is_classification
 
 log = logging.getLogger("mlgate.serve")
 
@@ -93,6 +94,8 @@ class ServeSettings:
     body_timeout_s: float = 30.0  # and its body within this after the headers (else 408)
     max_connections: int = 1024  # open connections at most; beyond them uvicorn answers 503
     max_inflight_bytes: int = 32 * 1024 * 1024  # bodies being read, parsed and answered at once (more wait)
+    shadow: str | None = None  # an alias whose version also scores every request, off the request path
+    shadow_sample_rate: float = 1.0  # the share of requests the shadow scores
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.model_uri is None):
@@ -115,6 +118,12 @@ class ServeSettings:
             raise ValueError("serve: max_connections must be at least 1")
         if self.max_inflight_bytes < 1:
             raise ValueError("serve: max_inflight_bytes must be positive")
+        if self.shadow is not None and self.model is None:
+            raise ValueError("serve: a shadow follows an alias of a registered model; give --model, not --model-uri")
+        if self.shadow is not None and self.shadow == self.alias:
+            raise ValueError(f"serve: the shadow alias must differ from the served one ('{self.alias}')")
+        if not 0 < self.shadow_sample_rate <= 1:
+            raise ValueError("serve: shadow_sample_rate must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,11 @@ class Served:
         """(outputs, explanation columns) of ``frame``, in the model's thread like every model call."""
         return self.model.predict_unchecked(frame), self.explainer()(frame, k)
 
-    def batcher(self, max_rows: int, wait_s: float, on_call: Any = None) -> MicroBatcher:
-        """This model's batcher (one per loaded model, so requests never mix versions)."""
+    def batcher(self, max_rows: int, wait_s: float, on_call: Any = None, thread: Any = None) -> MicroBatcher:
+        """This model's batcher (one per loaded model, so requests never mix versions); its calls run
+        on ``thread`` (an executor; default: the model thread)."""
         if "_batcher" not in self.__dict__:
-            self.__dict__["_batcher"] = MicroBatcher(self.model.predict_unchecked, max_rows, wait_s, on_call)
+            self.__dict__["_batcher"] = MicroBatcher(self.model.predict_unchecked, max_rows, wait_s, on_call, thread)
         return self.__dict__["_batcher"]
 
 
@@ -169,8 +179,9 @@ class MicroBatcher:
     call with, as they already do between a 1-row and a 100-row request.
     """
 
-    def __init__(self, predict: Any, max_rows: int, wait_s: float = 0.0, on_call: Any = None):
+    def __init__(self, predict: Any, max_rows: int, wait_s: float = 0.0, on_call: Any = None, thread: Any = None):
         self.predict_frame = predict
+        self.thread = thread
         self.max_rows = max_rows
         self.wait_s = wait_s
         self.on_call = on_call or (lambda rows: None)
@@ -259,7 +270,7 @@ class MicroBatcher:
             future.set_result(output)
 
     async def _in_model_thread(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return await asyncio.get_running_loop().run_in_executor(_model_thread(), self._call, frame)
+        return await asyncio.get_running_loop().run_in_executor(self.thread or _model_thread(), self._call, frame)
 
     def _call(self, frame: pd.DataFrame) -> pd.DataFrame:
         self.on_call(len(frame))
@@ -374,7 +385,31 @@ class Metrics:
             "Prediction-log rows dropped (queue full, or the write failed)",
             registry=r,
         )
+        # the shadow (`serve --shadow ALIAS`): what it scored, how fast, how often it answered otherwise
+        self.shadow_rows = Counter("mlgate_shadow_rows", "Rows the shadow version scored", registry=r)
+        self.shadow_latency = Histogram(
+            "mlgate_shadow_latency_seconds",
+            "Shadow scoring time per request, from leaving the shadow's backlog to its outputs",
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.shadow_disagreements = Counter(
+            "mlgate_shadow_disagreements",
+            "Rows where the shadow's prediction differs from the served one (another label; regression: "
+            "more than 5% apart; clustering: not counted)",
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "mlgate_shadow_errors",
+            "Shadow failures by kind (load, contract, prediction); never seen by clients",
+            ["kind"],
+            registry=r,
+        )
+        self.shadow_skipped = Counter(
+            "mlgate_shadow_skipped_rows", "Rows not shadowed because the shadow's backlog was full", registry=r
+        )
         self.model_info: dict[str, str] = {}  # mlgate_model_info's labels (none until a model is served)
+        self.shadow_info: dict[str, str] = {}  # mlgate_shadow_model_info's (none while nothing is shadowed)
         self._info = _ModelInfo(self)
         r.register(self._info)
 
@@ -410,6 +445,8 @@ class _ModelInfo:
 
     def collect(self) -> Iterator[InfoMetricFamily]:
         yield InfoMetricFamily("mlgate_model", "The served model", value=self.metrics.model_info)
+        if self.metrics.shadow_info:
+            yield InfoMetricFamily("mlgate_shadow_model", "The shadow version", value=self.metrics.shadow_info)
 
 
 class BodyBudget:
@@ -705,12 +742,14 @@ def _settle_heap() -> None:
 
 
 class ServingState:
-    """The served model and the registry follower; ``served`` is swapped in one assignment."""
+    """The served model (or, with ``shadow``, the shadow) and its registry follower; ``served`` is
+    swapped in one assignment. A shadow whose alias names no version stops: nothing to compare."""
 
-    def __init__(self, settings: ServeSettings, source: RegistrySource, metrics: Metrics):
+    def __init__(self, settings: ServeSettings, source: RegistrySource, metrics: Metrics, *, shadow: bool = False):
         self.settings = settings
         self.source = source
         self.metrics = metrics
+        self.shadow = shadow
         self.served: Served | None = None
         self.failed_version: str | None = None
 
@@ -721,6 +760,10 @@ class ServingState:
         except Exception as error:  # noqa: BLE001 - a registry hiccup must not stop serving
             log.warning("cannot resolve %s: %s", self._target(), error)
             return
+        if version is None and self.shadow and self.served is not None:
+            log.info("%s names no version: shadow off (was version %s)", self._target(), self.served.version)
+            self.served, self.metrics.shadow_info = None, {}
+            return
         if version is None or (self.served is not None and version == self.served.version):
             return
         if version == self.failed_version and self.served is not None:
@@ -729,11 +772,12 @@ class ServingState:
             fresh = await asyncio.to_thread(self.source.load, version)
         except Exception as error:  # noqa: BLE001 - keep serving the old version
             self.failed_version = version
-            self.metrics.load_failures.inc()
+            (self.metrics.shadow_errors.labels("load") if self.shadow else self.metrics.load_failures).inc()
             log.error(
-                "version %s of %s failed to load, still serving %s: %s",
+                "version %s of %s failed to load, still %s %s: %s",
                 version,
                 self._target(),
+                "shadowing with" if self.shadow else "serving",
                 self.served.version if self.served else "nothing",
                 error,
             )
@@ -741,17 +785,25 @@ class ServingState:
         previous = self.served
         self.served = fresh
         self.failed_version = None
-        if previous is not None:
-            self.metrics.swaps.inc()
-        self.metrics.model_info = {
+        info = {
             "model": self.settings.model or "",
             "alias": self.settings.alias if self.settings.model else "",
             "version": fresh.version,
             "uri": fresh.uri,
             "run_id": fresh.run_id or "",
         }
+        if self.shadow:
+            self.metrics.shadow_info = info
+        else:
+            self.metrics.model_info = info
+            if previous is not None:
+                self.metrics.swaps.inc()
         log.info(
-            "serving %s version %s (was %s)", self._target(), fresh.version, previous.version if previous else "none"
+            "%s %s version %s (was %s)",
+            "shadowing with" if self.shadow else "serving",
+            self._target(),
+            fresh.version,
+            previous.version if previous else "none",
         )
         del previous, fresh
         _settle_heap()
@@ -765,7 +817,9 @@ class ServingState:
             await self.refresh()
 
 
-def create_app(settings: ServeSettings, source: RegistrySource | None = None) -> Starlette:
+def create_app(
+    settings: ServeSettings, source: RegistrySource | None = None, shadow_source: RegistrySource | None = None
+) -> Starlette:
     metrics = Metrics()
     state = ServingState(settings, source or RegistrySource(settings), metrics)
     prediction_log = (
@@ -780,6 +834,22 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
         if settings.log_dir
         else None
     )
+    shadow_state = None
+    shadow = None
+    if settings.shadow is not None:
+        shadow_settings = dataclasses.replace(settings, alias=settings.shadow, shadow=None)
+        shadow_state = ServingState(
+            shadow_settings, shadow_source or RegistrySource(shadow_settings), metrics, shadow=True
+        )
+        shadow = Shadow(
+            shadow_state,
+            metrics,
+            prediction_log,
+            sample_rate=settings.shadow_sample_rate,
+            max_extra_columns=settings.max_extra_columns,
+            max_batch_rows=settings.max_batch_rows,
+            batch_wait_s=settings.batch_wait_ms / 1000,
+        )
     # parsing, checking and answering run here, never on the event loop (a large body must not stall
     # /health or other clients); its threads bound how many requests do so at once
     parse_pool = concurrent.futures.ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="mlgate-parse")
@@ -866,6 +936,8 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
                 logged_columns=known,
                 size=len(body),
             )
+        if shadow is not None and shadow_state.served is not None and shadow_state.served.version != served.version:
+            shadow.offer(request_id, frame, output, is_classification(served.model.features, output))
         return finish("invocations", started, Response(content, media_type="application/json", headers=headers))
 
     async def health(request: Request) -> Response:
@@ -889,6 +961,12 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
                 "uri": served.uri,
                 "run_id": served.run_id,
                 "gate_passed": served.gate,
+                "shadow": None
+                if shadow_state is None
+                else {
+                    "alias": settings.shadow,
+                    "version": None if shadow_state.served is None else shadow_state.served.version,
+                },
             }
         )
 
@@ -902,15 +980,22 @@ def create_app(settings: ServeSettings, source: RegistrySource | None = None) ->
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         parser_ready = asyncio.create_task(asyncio.to_thread(parser.start))  # while the model loads
         await state.refresh()
+        if shadow_state is not None:
+            await shadow_state.refresh()
         await parser_ready
-        follower = asyncio.create_task(state.follow()) if settings.model is not None else None
+        followers = [state.follow()] if settings.model is not None else []
+        if shadow_state is not None:
+            followers.append(shadow_state.follow())
+        following = [asyncio.create_task(follower) for follower in followers]
         try:
             yield
         finally:
-            if follower is not None:
-                follower.cancel()
+            for task in following:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+                    await task
+            if shadow is not None:
+                await shadow.close()
             if prediction_log is not None:
                 prediction_log.close()
             parse_pool.shutdown(wait=False, cancel_futures=True)
