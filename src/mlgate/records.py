@@ -110,7 +110,7 @@ class TunedRecipe(JsonRecord):
     seed: int
     cv_folds: int
     validation: dict[str, Any]  # method cv with folds, or holdout with share
-    study: dict[str, Any]  # name, screened_trials
+    study: dict[str, Any]  # name, screened_trials, and warm_start (the production version, configurations queued)
     budget: dict[str, Any] = holding(reproducible=bool)  # kind and size, reproducible, and why not
 
     def to_json(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import datetime as dt
 import io
 import json
@@ -42,6 +41,7 @@ pytestmark = pytest.mark.slow
 POLL_S = 0.2
 BODY_LIMIT = 32_000  # the shared server's max_body_bytes
 SWAP_DEADLINE_S = 15.0  # generous: a model load plus a few poll intervals, on a busy CI machine
+SHADOW_START_S = 60.0  # a shadow process's start: a Python that imports mlgate and MLflow, then the load
 
 
 @dataclass
@@ -443,6 +443,7 @@ def test_health_ready_and_version(tracked, live):
         "uri": f"models:/{tracked.name}/{tracked.v1}",
         "run_id": tracked.v1_run_id,
         "gate_passed": "true",
+        "shadow": None,  # no --shadow
     }
 
 
@@ -658,22 +659,33 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
 # --- 7. a challenger in shadow ------------------------------------------------------------------
 
 
-class HobbledShadow:
-    """The registry's shadow source, its model's calls replaced by ``predict`` (one that fails, or
-    one that blocks until released)."""
+def shadow_version(project: Project, tmp_path: Path, extra_column: str) -> int:
+    """A registered, sealed version whose contract also requires ``extra_column``: it loads, and refuses
+    every request the served model takes (a candidate that needs a feature clients do not send yet)."""
+    from mlgate.adapters import tracking
+    from mlgate.services import promote
 
-    def __init__(self, project: Project, predict):
-        from mlgate.services.serving import RegistrySource
+    copy_dir = tmp_path / "wider_model"
+    shutil.copytree(project.root / "models/model", copy_dir)
+    features_file = copy_dir / "artifacts" / "features.json"
+    features = json.loads(features_file.read_text())
+    features["order"] = [*features["order"], extra_column]
+    features_file.write_text(json.dumps(features))
+    run_id = tracking.create_run(project.params["tracking"]["experiment"], "wider", {"mlgate.stage": "test"})
+    tracking.log_artifact(run_id, copy_dir)  # -> artifact path "wider_model"
+    tracking.finish_run(run_id)
+    version = tracking.register(project.name, f"runs:/{run_id}/wider_model", run_id).version
+    promote.seal(project.name, version, "test: a candidate that needs a new column")
+    return version
 
-        self.registry = RegistrySource(settings(project, alias="staging"))
-        self.predict = predict
 
-    def current(self) -> str | None:
-        return self.registry.current()
-
-    def load(self, version: str):
-        served = self.registry.load(version)
-        return dataclasses.replace(served, model=dataclasses.replace(served.model, predict_unchecked=self.predict))
+def shadow_ready(server: Live, version: int) -> None:
+    """Until the shadow process has loaded ``version`` (the server starts without waiting for it)."""
+    wait_for(
+        lambda: server.get("/version").json()["shadow"]["version"] == str(version),
+        SHADOW_START_S,
+        what=f"shadow v{version}",
+    )
 
 
 def answers(server: Live, frames: list[pd.DataFrame]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -696,6 +708,7 @@ def test_a_shadow_scores_every_request_apart_and_logs_beside_it(tracked, tmp_pat
     started = pd.Timestamp.now(tz="UTC")
     directory = tmp_path / "plog"
     with running(settings(tracked, shadow="staging", log_dir=str(directory))) as server:
+        shadow_ready(server, tracked.v2)
         shadowed = answers(server, frames)
         rows = sum(len(frame) for frame in frames)
         wait_for(lambda: metric(server.metrics(), "mlgate_shadow_rows_total") == rows, what="the shadow's rows")
@@ -728,48 +741,70 @@ def test_a_shadow_scores_every_request_apart_and_logs_beside_it(tracked, tmp_pat
     assert metric(samples, "mlgate_shadow_disagreements_total") == apart
 
 
-def test_a_failing_shadow_is_counted_and_never_reaches_a_client(tracked):
-    def failing(frame):
-        raise RuntimeError("the shadow's model is broken")
+def test_a_failing_shadow_is_counted_and_never_reaches_a_client(tracked, tmp_path):
+    """A shadow that refuses requests under its own contract, then one that does not load: each kind
+    counted, and the answers are the served model's as without a shadow."""
+    from mlgate.adapters import tracking
 
     frames = [sample(tracked, size, start=3 * size) for size in (1, 4)]
     with running(settings(tracked)) as plain:
         unshadowed = [predictions for _, predictions in answers(plain, frames)]
-    shadow = HobbledShadow(tracked, failing)
-    with running(settings(tracked, shadow="staging"), shadow_source=shadow) as server:
-        assert [predictions for _, predictions in answers(server, frames)] == unshadowed
-        wait_for(lambda: metric(server.metrics(), "mlgate_shadow_errors_total", kind="prediction") == 2, what="errors")
-        samples = server.metrics()
+    wider = shadow_version(tracked, tmp_path, "loyalty_points")
+    broken = broken_version(tracked, tmp_path)
+    try:
+        tracking.set_alias(tracked.name, "staging", wider)
+        with running(settings(tracked, shadow="staging")) as server:
+            shadow_ready(server, wider)
+            assert [predictions for _, predictions in answers(server, frames)] == unshadowed
+            wait_for(
+                lambda: metric(server.metrics(), "mlgate_shadow_errors_total", kind="contract") == 2, what="refusals"
+            )
+            tracking.set_alias(tracked.name, "staging", broken)
+            wait_for(lambda: metric(server.metrics(), "mlgate_shadow_errors_total", kind="load") >= 1, what="load")
+            assert [predictions for _, predictions in answers(server, frames)] == unshadowed
+            samples = server.metrics()
+    finally:
+        tracking.set_alias(tracked.name, "staging", tracked.v2)
     assert metric(samples, "mlgate_shadow_rows_total") == 0
-    assert metric(samples, "mlgate_requests_total", endpoint="invocations", status="200") == 2
+    assert metric(samples, "mlgate_requests_total", endpoint="invocations", status="200") == 4
+    assert metric(samples, "mlgate_model_load_failures_total") == 0  # the served model's own count is apart
 
 
 def test_a_stalled_shadow_delays_no_answer_and_its_backlog_is_bounded(tracked, monkeypatch):
-    """Every answer arrives while the shadow is still stuck in its first call; past the backlog's rows,
-    requests are skipped and counted rather than held."""
+    """With the shadow's process stopped (SIGSTOP), every answer still arrives; past the backlog's rows,
+    requests are skipped and counted rather than held; resumed, the shadow scores what it kept."""
     from mlgate.services import shadow as shadowing
 
     monkeypatch.setattr(shadowing, "BACKLOG_ROWS", 10)
-    release = threading.Event()
-    entered = threading.Event()
-
-    def stalled(frame):
-        entered.set()
-        assert release.wait(60), "the test never released the shadow"
-        raise RuntimeError("released")
-
     frames = [sample(tracked, 4, start=4 * i) for i in range(6)]
-    with running(settings(tracked, shadow="staging"), shadow_source=HobbledShadow(tracked, stalled)) as server:
+    with running(settings(tracked, shadow="staging")) as server:
+        shadow_ready(server, tracked.v2)
+        pid = server.app.state.shadow_process.pid()
+        os.kill(pid, signal.SIGSTOP)
         try:
             answered = answers(server, frames)
-            held = entered.is_set() and not release.is_set()
-            samples = server.metrics()
+            stalled = metric(server.metrics(), "mlgate_shadow_rows_total")
         finally:
-            release.set()
-    assert held and len(answered) == len(frames)
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: metric(server.metrics(), "mlgate_shadow_rows_total") == 8, what="the kept rows scored")
+        samples = server.metrics()
+    assert len(answered) == len(frames) and stalled == 0
     assert metric(samples, "mlgate_requests_total", endpoint="invocations", status="200") == len(frames)
-    # 10 rows fit: the first two requests (8 rows) wait or run; the other four (16 rows) are skipped
+    # 10 rows fit: the first two requests (8 rows) wait; the other four (16 rows) are skipped
     assert metric(samples, "mlgate_shadow_skipped_rows_total") == 16
+
+
+def test_a_shadow_process_that_dies_is_replaced(tracked):
+    frames = [sample(tracked, 2, start=2 * i) for i in range(3)]
+    with running(settings(tracked, shadow="staging")) as server:
+        shadow_ready(server, tracked.v2)
+        os.kill(server.app.state.shadow_process.pid(), signal.SIGKILL)
+        answers(server, frames[:1])  # meets the dead process: counted
+        wait_for(lambda: metric(server.metrics(), "mlgate_shadow_errors_total", kind="prediction") == 1, what="death")
+        answers(server, frames[1:])  # a new process, the version loaded again
+        wait_for(
+            lambda: metric(server.metrics(), "mlgate_shadow_rows_total") == 4, SHADOW_START_S, what="the new one's rows"
+        )
 
 
 def test_a_shadow_follows_its_alias_and_skips_the_served_version(tracked, tmp_path):
@@ -779,7 +814,7 @@ def test_a_shadow_follows_its_alias_and_skips_the_served_version(tracked, tmp_pa
     try:
         with running(settings(tracked, shadow="staging", log_dir=str(directory))) as server:
             tracking.set_alias(tracked.name, "staging", tracked.v1)  # the served version: nothing to compare
-            wait_for(lambda: server.get("/version").json()["shadow"]["version"] == str(tracked.v1), what="v1")
+            shadow_ready(server, tracked.v1)
             answers(server, [sample(tracked, 2)])
             tracking.delete_alias(tracked.name, "staging")
             wait_for(lambda: server.get("/version").json()["shadow"]["version"] is None, what="the shadow off")

@@ -125,3 +125,22 @@ def test_scale_out_overrides_compose_into_a_fixed_cost_catboost_search():
     assert params["model"]["catboost"]["fixed"] == {"iterations": 150, "depth": 6}  # no early stopping
     assert sorted(params["model"]["catboost"]["space"]) == ["class_weight", "l2_leaf_reg", "learning_rate"]
     assert params["paths"]["study"].endswith("/s") and params["tracking"]["experiment"] == "scale-out"
+
+
+warm_start = load_benchmark("warm_start.py", "warm_start_bench")
+
+
+def test_warm_start_reach_is_the_first_complete_trial_at_the_target_in_the_metrics_direction():
+    from types import SimpleNamespace as Outcome
+
+    outcomes = [
+        Outcome(state="COMPLETE", score=0.80, end=105.0),
+        Outcome(state="PRUNED", score=0.90, end=106.0),  # pruned: not a result
+        Outcome(state="COMPLETE", score=0.85, end=110.0),
+        Outcome(state="COMPLETE", score=0.86, end=108.0),  # ended earlier (parallel trials)
+    ]
+    search = {"outcomes": outcomes, "started": 100.0}
+
+    assert warm_start.reach(search, 0.85, maximize=True) == 8.0
+    assert warm_start.reach(search, 0.95, maximize=True) is None
+    assert warm_start.reach(search, 0.82, maximize=False) == 5.0  # a loss: at most the target

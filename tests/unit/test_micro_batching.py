@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlgate.services.serving import MicroBatcher
+from mlgate.services.batching import MicroBatcher
 
 
 class SlowModel:

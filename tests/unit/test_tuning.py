@@ -105,6 +105,8 @@ def test_parse_spaces_rejects_bad_specs(model_section, message):
         {"grid_points": 1},
         {"workers": 0},
         {"heartbeat_s": 0},
+        {"warm_start_trials": 0},
+        {"warm_start": True, "workers": 2},
     ],
 )
 def test_search_settings_reject_bad_values(change):
@@ -131,6 +133,29 @@ def test_first_trial_points_come_first():
     assert (outcomes[0].family, outcomes[0].params) == ("toy", {"size": 2, "x": 0.3})
     assert (outcomes[1].family, outcomes[1].params) == ("flat", {"size": 1})
     assert outcomes[0].score == 0.0
+
+
+def test_warm_points_come_first_in_their_order_and_replace_their_familys_first_trial():
+    """A retraining's known configurations (best first) run before any exploration; a family they cover
+    skips its own first trial, others keep it; a family no longer searched, a repeated point and a
+    parameter the space no longer has are left out."""
+    warm = [
+        ("toy", {"x": 0.31, "size": 2, "gone": 1}),
+        ("retired", {"x": 0.5}),
+        ("toy", {"x": 0.31}),
+        ("toy", {"x": 0.9}),
+    ]
+
+    outcomes = optuna_study.optimize(
+        _toy_spaces(), _parabola, _settings(6), maximize=True, seed=0, on_trial=lambda o: None, warm=warm
+    )
+
+    assert [(o.family, o.params) for o in outcomes[:3]] == [
+        ("toy", {"size": 2, "x": 0.31}),
+        ("toy", {"size": 2, "x": 0.9}),
+        ("flat", {"size": 1}),
+    ]
+    assert all(o.params != {"size": 2, "x": 0.3} for o in outcomes[:3])  # toy's own first trial gave way
 
 
 def test_searched_params_stay_in_their_space_and_keep_fixed_values():

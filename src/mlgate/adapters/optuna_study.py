@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib.util
+import json
 import logging
 import math
 import re
@@ -21,7 +22,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,10 @@ class SearchSettings:
     # processes sharing the study (a PostgreSQL paths.study); 1: this process alone, in batches of n_jobs
     workers: int = 1
     heartbeat_s: float = 10.0  # a distributed trial beats this often; silent for 3 beats, it is retried
+    # retraining with a `production` model: its study's best configurations (its best trial first) are
+    # queued before any exploration, at most warm_start_trials of them
+    warm_start: bool = False
+    warm_start_trials: int = 5
 
     @property
     def reproducible(self) -> bool:
@@ -140,6 +145,13 @@ class SearchSettings:
             raise ValueError(
                 f"search.workers must be at least 1 and search.heartbeat_s above 0, got {self.workers} and "
                 f"{self.heartbeat_s}"
+            )
+        if self.warm_start_trials < 1:
+            raise ValueError(f"search.warm_start_trials must be at least 1, got {self.warm_start_trials}")
+        if self.warm_start and self.workers > 1:
+            raise ValueError(
+                "search.warm_start with search.workers > 1 is not supported: run the retraining search in one "
+                "process (search.workers: 1)"
             )
         if self.grid_points < 2:
             raise ValueError(f"search.grid_points must be at least 2, got {self.grid_points}")
@@ -594,10 +606,28 @@ def _check_directions(study: optuna.Study, directions: list[str]) -> None:
         raise ValueError(f"the stored study '{study.study_name}' runs in other directions ({', '.join(stored)})")
 
 
-def _enqueue_first_trials(study: optuna.Study, spaces: list[FamilySpace]) -> None:
-    """A known-good point per family before any exploration."""
+def _enqueue_first_trials(
+    study: optuna.Study, spaces: list[FamilySpace], warm: Sequence[tuple[str, dict[str, Any]]] = ()
+) -> None:
+    """Known-good points before any exploration: ``warm`` first (a retraining's configurations known to
+    do well, best first), each kept to its family's current space (a family no longer searched is
+    skipped; a value the space no longer holds still runs, with Optuna's warning), then each other
+    family's first trial."""
+    searched = {space.family: space for space in spaces}
+    warmed: set[str] = set()
+    queued: set[str] = set()
+    for family, params in warm:
+        space = searched.get(family)
+        if space is None:
+            continue
+        point = {f"{family}.{k}": v for k, v in params.items() if k in space.space}
+        key = json.dumps([family, point], sort_keys=True, default=str)
+        if key not in queued:
+            queued.add(key)
+            warmed.add(family)
+            study.enqueue_trial({"family": family, **point})
     for space in spaces:
-        if space.first_trial or not space.space:
+        if space.family not in warmed and (space.first_trial or not space.space):
             study.enqueue_trial(
                 {"family": space.family, **{f"{space.family}.{k}": v for k, v in space.first_trial.items()}}
             )
@@ -628,8 +658,12 @@ def optimize(
     costs: Costs | None = None,
     subsample: float | None = None,
     deadline: Deadline | None = None,
+    warm: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> list[TrialOutcome]:
     """Run the study and return every trial in it, sorted by number.
+
+    A new study runs ``warm``'s configurations (family, params) first, then each other family's first
+    trial (``_enqueue_first_trials``); the sampler explores from what they score.
 
     ``settings.budget`` trials (the default) runs ``n_trials`` in batches of ``n_jobs`` (``run_batches``):
     the same seed and data give the same study on any machine under any load, and a study killed
@@ -684,7 +718,7 @@ def optimize(
     promoted = any(_PROMOTED_FROM in t.user_attrs for t in stored)
     promotion_lock = threading.Lock()
     if not stored:
-        _enqueue_first_trials(study, spaces)
+        _enqueue_first_trials(study, spaces, warm)
     outcomes: list[TrialOutcome] = list(reused)
     for outcome in reused:
         on_trial(outcome)

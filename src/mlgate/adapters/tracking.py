@@ -56,6 +56,7 @@ STAGE_TAG = "mlgate.stage"
 DIGEST_TAG = "mlgate.model.sha256"  # the artifact digest the gate recorded on a version
 # on a tune run: the sha256 of the best_params.json it wrote, which holds no run id (train finds the run by it)
 BEST_PARAMS_TAG = "mlgate.best_params_sha256"
+TUNE_RUN_TAG = "mlgate.tune_run_id"  # on a train run: the tune run whose recipe it refit
 ALLOW_UNVERIFIED_ENV = "MLGATE_ALLOW_UNVERIFIED_MODELS"
 _PROJECT_MARKERS = ("dvc.yaml", "params.yaml")
 
@@ -809,7 +810,8 @@ def download_artifact(run_id: str, path: str, destination: str | Path) -> Path:
 
 def download_artifact_if_logged(run_id: str, path: str, destination: str | Path) -> Path | None:
     """``download_artifact``, or None when the run never logged ``path``."""
-    if not any(f.path == path for f in client().list_artifacts(run_id, str(Path(path).parent))):
+    folder = Path(path).parent.as_posix()
+    if not any(f.path == path for f in client().list_artifacts(run_id, None if folder == "." else folder)):
         return None
     return download_artifact(run_id, path, destination)
 
@@ -822,6 +824,10 @@ def versions(name: str) -> list[ModelVersion]:
 
 def run_metrics(run_id: str) -> dict[str, float]:
     return dict(client().get_run(run_id).data.metrics)
+
+
+def run_tags(run_id: str) -> dict[str, str]:
+    return dict(client().get_run(run_id).data.tags)
 
 
 def model_tags(name: str) -> dict[str, str]:

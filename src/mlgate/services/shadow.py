@@ -1,39 +1,142 @@
 """A challenger in shadow (`mlgate serve --shadow staging`): the version holding another alias scores
 the served model's requests off the request path, so it meets live traffic before it serves any.
 
-A client's answer never waits for the shadow, fails with it or changes because of it: the request
-path only offers the checked frame and its answer to a bounded backlog and returns. The shadow
-scores on a thread of its own, at a lower scheduling priority than the served model's, in micro-batches
-like the served model; it applies its own request contract (a candidate may take other columns), and
-its failures and slowness stay in /metrics (`mlgate_shadow_*`) and the log. When the shadow cannot keep
-up, the backlog's row bound skips requests (counted), so its memory is bounded whatever the traffic.
-Its outputs go to the prediction log beside the served rows (role `shadow`, the same request id and
-rows, its own version), where `mlgate monitor` compares the two on the window.
+A client's answer never waits for the shadow, fails with it or changes because of it: the request path
+only offers the checked frame and its answer to a bounded backlog and returns. The shadow's model lives
+in a process of its own (``ShadowProcess``), niced below the server, so its calls contend with the served
+model's neither for Python's interpreter lock nor, when both want a core, for the scheduler's favour; it
+applies its own request contract there (a candidate may take other columns). The server micro-batches
+what waits for it like the served model's calls. Its failures, slowness and disagreements stay in
+/metrics (`mlgate_shadow_*`) and the log. When the shadow cannot keep up, the backlog's row bound
+skips requests (counted), so memory is bounded whatever the traffic; a shadow process that dies (the
+out-of-memory killer) is replaced and its version loaded again. Its outputs go to the prediction log
+beside the served rows (role `shadow`, the same request id and rows, its own version), where `mlgate
+monitor` compares the two on the window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
+import json
 import logging
+import multiprocessing
 import os
 import random
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlgate.modelling.task import TASKS
+from mlgate.services.batching import MicroBatcher
 from mlgate.services.prediction_log import SHADOW, PredictionLog
 
 log = logging.getLogger("mlgate.serve.shadow")
 
 BACKLOG_ROWS = 20_000  # rows offered to the shadow and not yet scored, at most (more: skipped and counted)
 REGRESSION_TOLERANCE = 0.05  # a regression shadow disagrees on a row more than this share of the served value away
-NICENESS = 10  # the shadow thread's scheduling priority below the served model's (Linux: per thread)
+NICENESS = 10  # the shadow process's scheduling priority below the server's
+
+
+class ShadowFailure(Exception):
+    """The shadow could not score a request: ``kind`` is load, contract or prediction."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class ShadowProcess:
+    """The one process that holds the shadow's model and scores with it, spawned on first use (a fork
+    would copy the server's threads' locks). Calls wait for its answer in the calling thread."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = settings  # ServeSettings as a dict, the shadow's alias as its alias
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def load(self, version: str) -> dict[str, Any]:
+        """Load ``version`` in the process (the one it scores with from now on); raises ShadowFailure."""
+        return self._call(_load, self.settings, version)
+
+    def score(self, version: str, frame: pd.DataFrame) -> pd.DataFrame:
+        return self._call(_score, self.settings, version, frame)
+
+    def pid(self) -> int | None:
+        """The shadow process's id, once it runs."""
+        with self._lock:
+            processes = list(getattr(self._pool, "_processes", None) or {})
+        return processes[0] if processes else None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def _call(self, function: Any, *args: Any) -> Any:
+        pool = self._processes()
+        try:
+            status, value = pool.submit(function, *args).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None  # the next call spawns a new one, which loads the version again
+            raise ShadowFailure(
+                "prediction", "the shadow process died (out of memory?); a new one takes over"
+            ) from None
+        if status != "ok":
+            raise ShadowFailure(status, value)
+        return value
+
+    def _processes(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_nice
+                )
+            return self._pool
+
+
+@dataclass(frozen=True)
+class ShadowModel:
+    """A shadow version loaded in its process: what the server's shadow state holds in place of a model."""
+
+    version: str
+    uri: str
+    run_id: str | None
+    gate: str | None
+    process: ShadowProcess
+
+    def batcher(self, max_rows: int, wait_s: float) -> MicroBatcher:
+        """This version's batcher (one per loaded version, so requests never mix versions)."""
+        if "_batcher" not in self.__dict__:
+            self.__dict__["_batcher"] = MicroBatcher(
+                functools.partial(self.process.score, self.version), max_rows, wait_s, thread=_shadow_thread()
+            )
+        return self.__dict__["_batcher"]
+
+
+class ShadowSource:
+    """Resolves the shadow's alias in the server, and loads its version in the shadow process."""
+
+    def __init__(self, registry: Any, process: ShadowProcess):
+        self.registry = registry  # serving.RegistrySource for the shadow's alias: its `current`
+        self.process = process
+
+    def current(self) -> str | None:
+        return self.registry.current()
+
+    def load(self, version: str) -> ShadowModel:
+        loaded = self.process.load(version)
+        return ShadowModel(version, loaded["uri"], loaded["run_id"], loaded["gate"], self.process)
 
 
 class Shadow:
@@ -46,7 +149,6 @@ class Shadow:
         prediction_log: PredictionLog | None,
         *,
         sample_rate: float = 1.0,
-        max_extra_columns: int = 64,
         max_batch_rows: int = 512,
         batch_wait_s: float = 0.002,
         backlog_rows: int | None = None,
@@ -55,7 +157,6 @@ class Shadow:
         self.metrics = metrics
         self.prediction_log = prediction_log
         self.sample_rate = sample_rate
-        self.max_extra_columns = max_extra_columns
         self.max_batch_rows = max_batch_rows
         self.batch_wait_s = batch_wait_s
         self.backlog_rows = BACKLOG_ROWS if backlog_rows is None else backlog_rows
@@ -79,15 +180,11 @@ class Shadow:
         task.add_done_callback(self.scoring.discard)
 
     async def _score(
-        self, shadow: Any, request_id: str, frame: pd.DataFrame, answer: pd.DataFrame, classification: bool
+        self, shadow: ShadowModel, request_id: str, frame: pd.DataFrame, answer: pd.DataFrame, classification: bool
     ) -> None:
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         try:
-            model_input = await loop.run_in_executor(_shadow_thread(), self._model_input, shadow, frame)
-            output = await shadow.batcher(self.max_batch_rows, self.batch_wait_s, thread=_shadow_thread()).predict(
-                model_input
-            )
+            output = await shadow.batcher(self.max_batch_rows, self.batch_wait_s).predict(frame)
         except Exception as error:  # noqa: BLE001 - the shadow's failure is counted, never the client's
             self._failed(shadow, error)
             return
@@ -101,23 +198,12 @@ class Shadow:
         if self.prediction_log is not None:
             self.prediction_log.submit(request_id, shadow.version, frame.iloc[:, :0], output, role=SHADOW)
 
-    def _model_input(self, shadow: Any, frame: pd.DataFrame) -> pd.DataFrame:
-        """The frame as the shadow's own contract takes it (422 there is a `contract` error here)."""
-        contract = shadow.contract(self.max_extra_columns)
-        contract.check(frame, "ignore")
-        known = contract.known(frame)
-        return frame if len(known) == frame.shape[1] else frame[known]
-
-    def _failed(self, shadow: Any, error: Exception) -> None:
-        from mlgate.modelling.features import InputValidationError
-        from mlgate.services.request_body import BadRequest
-
-        kind = "contract" if isinstance(error, BadRequest | InputValidationError) else "prediction"
+    def _failed(self, shadow: ShadowModel, error: Exception) -> None:
+        kind = error.kind if isinstance(error, ShadowFailure) else "prediction"
         self.metrics.shadow_errors.labels(kind).inc()
-        message = error.message if isinstance(error, BadRequest) else f"{type(error).__name__}: {error}"
-        if shadow.version not in self.failed_versions:  # once per version: a broken shadow must not flood it
-            self.failed_versions.add(shadow.version)
-            log.warning("shadow v%s failed (%s; counted in mlgate_shadow_errors): %s", shadow.version, kind, message)
+        if (shadow.version, kind) not in self.failed_versions:  # once per version and kind: no flood
+            self.failed_versions.add((shadow.version, kind))
+            log.warning("shadow v%s failed (%s; counted in mlgate_shadow_errors): %s", shadow.version, kind, error)
 
     async def close(self) -> None:
         for task in list(self.scoring):
@@ -147,13 +233,68 @@ def disagreements(served: pd.DataFrame, shadow: pd.DataFrame, classification: bo
 
 @functools.cache
 def _shadow_thread() -> concurrent.futures.ThreadPoolExecutor:
-    """The shadow's one thread, apart from the served model's, so a shadow call never holds a request;
-    niced, so the served model's thread wins the cores when both want them."""
-    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlgate-shadow", initializer=_nice)
+    """The thread that waits on the shadow process's answers (the process does the work)."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlgate-shadow")
 
 
 def _nice() -> None:
-    try:  # on Linux a thread id names one thread: the served model's threads keep their priority
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
-    except (AttributeError, OSError) as error:  # not Linux, or not permitted: the shadow still runs, at par
-        log.info("shadow thread keeps its priority: %s", error)
+    try:
+        os.nice(NICENESS)
+    except OSError as error:  # not permitted: the shadow still runs, at par
+        log.info("shadow process keeps its priority: %s", error)
+
+
+# --- in the shadow process ----------------------------------------------------------------------
+
+_HELD: dict[str, Any] = {}  # the version this process scores with: {"version": ..., "served": serving.Served}
+
+
+def _load(settings: dict[str, Any], version: str) -> tuple[str, Any]:
+    """Load ``version`` (replacing the one held): ("ok", where it came from) or ("load", why not)."""
+    from mlgate.services import serving
+
+    try:
+        if _HELD.get("version") != version:
+            _HELD.clear()
+            source = serving.RegistrySource(serving.ServeSettings(**settings))
+            _HELD.update(version=version, served=source.load(version))
+    except Exception as error:  # noqa: BLE001 - reported to the server as a load failure
+        return "load", f"{type(error).__name__}: {error}"
+    served = _HELD["served"]
+    return "ok", {"uri": served.uri, "run_id": served.run_id, "gate": served.gate}
+
+
+def _score(settings: dict[str, Any], version: str, frame: pd.DataFrame) -> tuple[str, Any]:
+    """The shadow's outputs for ``frame`` under its own contract: ("ok", outputs), or (kind, why not)."""
+    from mlgate.modelling.features import InputValidationError
+    from mlgate.services.request_body import BadRequest
+
+    if _HELD.get("version") != version:  # a new process (the old one died): load the version again
+        status, why = _load(settings, version)
+        if status != "ok":
+            return status, why
+    served = _HELD["served"]
+    contract = served.contract(settings["max_extra_columns"])
+    try:
+        contract.check(frame, "ignore")
+        known = contract.known(frame)
+        output = served.model.predict_unchecked(frame if len(known) == frame.shape[1] else frame[known])
+    except BadRequest as bad:
+        return "contract", bad.message
+    except InputValidationError as bad:
+        return "contract", str(bad)
+    except Exception as error:  # noqa: BLE001 - the model's failure, reported to the server
+        return "prediction", f"{type(error).__name__}: {error}"
+    if not isinstance(output, pd.DataFrame):
+        values = np.asarray(output)
+        output = (
+            pd.DataFrame(values, columns=[str(j) for j in range(values.shape[1])])
+            if values.ndim == 2
+            else pd.DataFrame({"prediction": values.ravel()})
+        )
+    return "ok", output.reset_index(drop=True)
+
+
+def settings_for(settings: Any) -> dict[str, Any]:
+    """The shadow process's settings: the server's, with the shadow's alias as the one it follows."""
+    return json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(settings, alias=settings.shadow, shadow=None))))

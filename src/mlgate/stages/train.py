@@ -158,7 +158,7 @@ def run(params: dict[str, Any]) -> TrainingRun:
     tags = (
         tracking.lineage_tags(STAGE, data_hash, dvc_md5)
         | {"mlgate.dataset": spec.name, "mlgate.reproducible": str(recipe.reproducible).lower()}
-        | ({"mlgate.tune_run_id": tune_run_id} if tune_run_id else {})
+        | ({tracking.TUNE_RUN_TAG: tune_run_id} if tune_run_id else {})
     )
     closed = tracking.close_dead_runs(names.experiment)
     if closed:

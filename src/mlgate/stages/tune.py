@@ -48,6 +48,7 @@ from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.features import FeatureSettings
 from mlgate.modelling.task import Task
 from mlgate.records import BestTrial, Finish, Member, SegmentationRecipe, TunedRecipe
+from mlgate.registry import CHAMPION_ALIAS
 
 STAGE = "tune"
 
@@ -364,6 +365,7 @@ class TuneSettings:
     data_name: str
     identity: dict[str, Any]
     logged: dict[str, Any]
+    warm: WarmStart | None = None  # set by ``warm_started``
 
     @classmethod
     def parse(cls, params: dict[str, Any], spec: DataSpec) -> TuneSettings:
@@ -385,9 +387,16 @@ class TuneSettings:
         except ValueError as error:
             raise StageError(f"params.yaml: {error}") from error
         written = {name: config.section(params, name) for name in ("model", "search", "finish", "features")}
-        budget_keys = ("n_trials", "timeout_s", "fold_runs", "workers", "heartbeat_s") + (
-            ("n_jobs",) if search.budget == "time" or search.distributed else ()
-        )
+        # warm_start decides the queued configurations, which ``warm_started`` puts in the identity itself
+        budget_keys = (
+            "n_trials",
+            "timeout_s",
+            "fold_runs",
+            "workers",
+            "heartbeat_s",
+            "warm_start",
+            "warm_start_trials",
+        ) + (("n_jobs",) if search.budget == "time" or search.distributed else ())
         seed = project.seed(params)
         return cls(
             search=search,
@@ -407,6 +416,60 @@ class TuneSettings:
             logged={f"search.{k}": v for k, v in written["search"].items()}
             | {f"finish.{k}": v for k, v in written["finish"].items()},
         )
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """A retraining's head start: the `production` version whose study it starts from, and the
+    configurations (family, params) queued before any exploration, that study's best trial first."""
+
+    version: int
+    tune_run: str
+    configs: tuple[tuple[str, dict[str, Any]], ...]
+
+
+def warm_configs(trials: pd.DataFrame, families: set[str], count: int, maximize: bool) -> list[tuple[str, dict]]:
+    """Pure: a study's trials.csv reduced to its best complete full-fidelity configurations of the families
+    still searched, best first, each once, at most ``count``."""
+    done = trials[(trials["state"] == "COMPLETE") & trials["family"].isin(families)]
+    if "subsample" in done:
+        done = done[done["subsample"].isna()]  # a screened score is on another footing
+    done = done.sort_values("cv_score", ascending=not maximize, kind="stable")
+    configs: list[tuple[str, dict]] = []
+    for family, text in zip(done["family"], done["params"], strict=True):
+        config_ = (family, json.loads(text))
+        if config_ not in configs:
+            configs.append(config_)
+        if len(configs) == count:
+            break
+    return configs
+
+
+def warm_started(settings: TuneSettings, model: str, trials_file: str) -> TuneSettings:
+    """``settings`` with the warm start search.warm_start asks for: the configurations of the study behind
+    the version holding `production` (the tune run its train run names, its trials.csv), which become
+    part of the study's identity. Without a production version, or one whose study mlgate cannot find,
+    the search is cold, and says so."""
+    if not settings.search.warm_start:
+        return settings
+    held = tracking.version_by_alias(model, CHAMPION_ALIAS)
+    tune_run = tracking.run_tags(held.run_id).get(tracking.TUNE_RUN_TAG) if held is not None and held.run_id else None
+    trials = None
+    if tune_run is not None:
+        with tempfile.TemporaryDirectory() as scratch:
+            found = tracking.download_artifact_if_logged(tune_run, Path(trials_file).name, scratch)
+            trials = None if found is None else pd.read_csv(found)
+    if trials is None:
+        why = "no version holds 'production'" if held is None else f"v{held.version}'s study is not on record"
+        console.say(STAGE, f"search.warm_start: {why}; a cold search")
+        return settings
+    families = {space.family for space in settings.spaces}
+    configs = warm_configs(trials, families, settings.search.warm_start_trials, settings.maximize)
+    if not configs:
+        console.say(STAGE, f"search.warm_start: v{held.version}'s study has no complete trial of {sorted(families)}")
+        return settings
+    warm = WarmStart(held.version, tune_run, tuple(configs))
+    return dataclasses.replace(settings, warm=warm, identity=settings.identity | {"warm": [list(c) for c in configs]})
 
 
 @dataclass(frozen=True)
@@ -740,7 +803,12 @@ def tuned_recipe(
         validation={"method": "holdout", "share": plan.holdout}
         if plan.holdout
         else {"method": "cv", "folds": search.cv_folds},
-        study={"name": plan.name, "screened_trials": sum(o.subsample is not None for o in outcomes)},
+        study={"name": plan.name, "screened_trials": sum(o.subsample is not None for o in outcomes)}
+        | (
+            {"warm_start": {"version": settings.warm.version, "configurations": len(settings.warm.configs)}}
+            if settings.warm
+            else {}
+        ),
         budget=budget_record(search, settings.finish),
     )
 
@@ -770,7 +838,7 @@ def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
     if not spec.learning_task.supervised:
         return _run_clustering(params)
-    settings = TuneSettings.parse(params, spec)
+    settings = warm_started(TuneSettings.parse(params, spec), names.registered_model, paths.trials)
     train = pd.read_parquet(paths.split_file("train"))
     plan = StudyPlan.of(settings, train, paths.study)
     _check_storage(settings, plan)
@@ -917,6 +985,7 @@ def _study_arguments(
         "costs": functools.partial(objective.costs, settings.search.objectives[1:]),
         "subsample": plan.screening,
         "deadline": deadline,
+        "warm": settings.warm.configs if settings.warm else (),
     }
 
 
@@ -1292,6 +1361,13 @@ def _say(
     resumed = f", {search.reused} of them reused from study {plan.name}" if search.reused else ""
     screened_note = f", {screened} screened on {plan.screening:.0%} of the rows" if screened and plan.screening else ""
     validation = f"holdout {plan.holdout:.0%}" if plan.holdout else f"{recipe.cv_folds}-fold cv"
+    warm = recipe.study.get("warm_start")
+    if warm:
+        console.say(
+            STAGE,
+            f"warm start from production v{warm['version']}: its study's best {warm['configurations']} "
+            f"configuration(s) ran first",
+        )
     console.say(
         STAGE,
         f"{len(search.outcomes)} trials in {search.seconds:.0f}s on {validation} ({counts['complete']} complete, "

@@ -1,0 +1,78 @@
+"""A retraining's warm start (search.warm_start): with a `production` version, the search runs that
+version's study's best configurations first, its best trial as trial 0; without one, it is cold."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pandas as pd
+import pytest
+
+from tests.helpers import clone_project
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def retraining(built_project, tmp_path, monkeypatch):
+    """A copy of the built project with its version 1 in production, and params asking for a warm start
+    of a few trials."""
+    from mlgate import config
+
+    root = clone_project(built_project.root, tmp_path / "project")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    params = copy.deepcopy(config.read_params())
+    params["search"] |= {"warm_start": True, "warm_start_trials": 3, "n_trials": 6}
+    return root, params
+
+
+def _trials_of(run_id: str) -> pd.DataFrame:
+    from mlgate.adapters import tracking
+
+    text = tracking.client().download_artifacts(run_id, "trials.csv")
+    return pd.read_csv(text)
+
+
+def test_the_champions_best_trial_runs_first_then_its_studys_next_best(retraining, capsys):
+    from mlgate import project
+    from mlgate.adapters import tracking
+    from mlgate.services import promote
+    from mlgate.stages import tune
+
+    root, params = retraining
+    name = params["tracking"]["registered_model"]
+    promote.promote(name, 1, "production", "the champion")
+    champion_tune = tracking.run_tags(tracking.get_version(name, 1).run_id)[tracking.TUNE_RUN_TAG]
+    before = _trials_of(champion_tune)
+    done = before[(before["state"] == "COMPLETE") & before["subsample"].isna()]
+    best_first = done.sort_values("cv_score", ascending=False, kind="stable")
+    expected = []
+    for family, text in zip(best_first["family"], best_first["params"], strict=True):
+        if (family, json.loads(text)) not in expected:
+            expected.append((family, json.loads(text)))
+
+    result = tune.run(params)
+
+    after = _trials_of(result.run_id).sort_values("trial")
+    ran = [(family, json.loads(text)) for family, text in zip(after["family"], after["params"], strict=True)]
+    assert ran[0] == expected[0]  # the champion's best trial is trial 0
+    assert ran[:3] == expected[:3]
+    assert result.recipe.study["warm_start"] == {"version": 1, "configurations": 3}
+    assert "warm start from production v1" in capsys.readouterr().out
+    cold = tune.TuneSettings.parse(params, project.data_spec(params))
+    train = pd.read_parquet(root / "data/split/train.parquet")
+    assert result.recipe.study["name"] != tune.StudyPlan.of(cold, train, "x").name  # not the cold study resumed
+
+
+def test_without_a_production_version_the_search_is_cold(retraining, capsys):
+    from mlgate.stages import tune
+
+    _, params = retraining
+    params["search"]["n_trials"] = 3
+
+    result = tune.run(params)
+
+    assert "warm_start" not in result.recipe.study
+    assert "search.warm_start: no version holds 'production'; a cold search" in capsys.readouterr().out
