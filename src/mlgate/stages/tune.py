@@ -954,6 +954,7 @@ def _search(
                     **_study_arguments(objective, settings, plan, optuna_study.storage_url(plan.storage), deadline),
                     on_trial=on_trial,
                     origin=job.parent_run,
+                    warm=settings.warm.configs if settings.warm else (),  # one process: refused with workers
                 )
             searched = time.time()
             closing = time.perf_counter()
@@ -985,7 +986,6 @@ def _study_arguments(
         "costs": functools.partial(objective.costs, settings.search.objectives[1:]),
         "subsample": plan.screening,
         "deadline": deadline,
-        "warm": settings.warm.configs if settings.warm else (),
     }
 
 
