@@ -536,3 +536,19 @@ def bench_regression_frame(rows: int, seed: int = 1) -> pd.DataFrame:
 
 def bench_binary_entry(**changes) -> dict:
     return {"name": "tiny", "file": "tiny.csv.gz", "target": "churn", "task": "binary", **changes}
+
+
+def logged_columns(features: list[str]) -> list[str]:
+    """The prediction log's columns, in order, for a model with these input columns."""
+    return [
+        "request_id",
+        "client_request_id",
+        "timestamp",
+        "model_version",
+        "row",
+        "role",
+        *features,
+        "output_prediction",
+        "output_probability",
+        "extra_inputs",
+    ]

@@ -118,6 +118,7 @@ def test_monitor_compares_the_shadow_with_production_and_promote_reads_the_evide
     assert tagged.to_json() == shadow
     report = (tmp_path / "reports/shadow.md").read_text()
     assert "## Live shadow evidence: telco_churn v2 vs production v1" in report and "**Verdict: ready.**" in report
+    assert summary["shadow_review"]["branch"] is None  # no branch under review names v2 (tests/unit/test_monitor.py)
     gauges = {
         (s.name, s.labels.get("shadow_version")): s.value
         for f in text_string_to_metric_families((tmp_path / "reports/monitor.prom").read_text())
@@ -144,7 +145,7 @@ def test_a_window_without_shadow_rows_has_no_shadow_evidence(project, tmp_path):
 
     summary = monitor.run(params, policy, retrain=False, now=NOW)
 
-    assert summary["rows"] == ROWS and summary["shadow"] is None
+    assert summary["rows"] == ROWS and summary["shadow"] is None and summary["shadow_review"] is None
     assert not (tmp_path / "reports/shadow.md").exists()
     with pytest.raises(StageError, match="no live shadow evidence"):
         promotion.promote(

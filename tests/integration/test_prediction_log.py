@@ -18,7 +18,7 @@ import pytest
 
 from mlgate.services import monitor, prediction_log
 from mlgate.services.prediction_log import PredictionLog
-from tests.helpers import POSTGRES, scratch_table
+from tests.helpers import POSTGRES, logged_columns, scratch_table
 
 INPUTS = pd.DataFrame(
     {
@@ -60,18 +60,7 @@ def test_a_table_holds_the_same_rows_as_the_parquet_files(database, tmp_path):
     from_table = monitor.read_window(url, since_a_minute_ago(), table)
     from_files = monitor.read_window(tmp_path / "parquet", since_a_minute_ago())
 
-    assert list(from_table.columns) == [
-        "request_id",
-        "client_request_id",
-        "timestamp",
-        "model_version",
-        "row",
-        "role",
-        *INPUTS.columns,
-        "output_prediction",
-        "output_probability",
-        "extra_inputs",
-    ]
+    assert list(from_table.columns) == logged_columns(list(INPUTS.columns))
     assert list(from_table.columns) == list(from_files.columns)
     assert from_table[["request_id", "row"]].values.tolist() == [
         ["r1", 0],

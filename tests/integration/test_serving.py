@@ -34,7 +34,18 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.helpers import BIN, POSTGRES, Live, clone_project, labelled, metric, parse_metrics, running, scratch_table
+from tests.helpers import (
+    BIN,
+    POSTGRES,
+    Live,
+    clone_project,
+    labelled,
+    logged_columns,
+    metric,
+    parse_metrics,
+    running,
+    scratch_table,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -630,18 +641,7 @@ def test_prediction_log_holds_exactly_the_rows_sent(tracked, log_target):
     if not table:
         assert list(Path(target).glob("*.parquet")) and not list(Path(target).glob("*.tmp"))
     logged = read_window(target, started, *([table] if table else []))
-    assert list(logged.columns) == [
-        "request_id",
-        "client_request_id",
-        "timestamp",
-        "model_version",
-        "row",
-        "role",
-        *tracked.features,
-        "output_prediction",
-        "output_probability",
-        "extra_inputs",
-    ]
+    assert list(logged.columns) == logged_columns(list(tracked.features))
     first, second, third = sent
     assert logged.groupby("request_id")["row"].apply(list).to_dict() == {first: [0], second: [0, 1], third: [0, 1, 2]}
     assert Counter(logged["request_id"]) == Counter({first: 1, second: 2, third: 3})

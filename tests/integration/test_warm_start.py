@@ -1,5 +1,6 @@
 """A retraining's warm start (search.warm_start): with a `production` version, the search runs that
-version's study's best configurations first, its best trial as trial 0; without one, it is cold."""
+version's study's best configurations first, its best trial as trial 0, and its sampler learns from that
+study's scored trials; without one, it is cold."""
 
 from __future__ import annotations
 
@@ -59,8 +60,9 @@ def test_the_champions_best_trial_runs_first_then_its_studys_next_best(retrainin
     ran = [(family, json.loads(text)) for family, text in zip(after["family"], after["params"], strict=True)]
     assert ran[0] == expected[0]  # the champion's best trial is trial 0
     assert ran[:3] == expected[:3]
-    assert result.recipe.study["warm_start"] == {"version": 1, "configurations": 3}
-    assert "warm start from production v1" in capsys.readouterr().out
+    # the sampler learned from every scored full-fidelity trial of the champion's study
+    assert result.recipe.study["warm_start"] == {"version": 1, "configurations": 3, "observations": len(done)}
+    assert f"the sampler learned from its {len(done)} scored trials" in capsys.readouterr().out
     cold = tune.TuneSettings.parse(params, project.data_spec(params))
     train = pd.read_parquet(root / "data/split/train.parquet")
     assert result.recipe.study["name"] != tune.StudyPlan.of(cold, train, "x").name  # not the cold study resumed

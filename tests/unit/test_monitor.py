@@ -369,3 +369,84 @@ def test_shadow_md_shows_both_versions_the_change_and_the_verdict():
     assert "- Agreement: 96.0% of paired rows" in text
     assert "+0.0100, 95% paired-bootstrap CI [-0.0100, +0.0300]" in text
     assert "**Verdict: wait.**" in text and "- the CI starts below +0" in text
+
+
+# --- shadow evidence on the promotion pull request ---------------------------------------------------
+
+
+def _git(root, *args):
+    import subprocess
+
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def _commit_gate(root, branch, version):
+    import json
+
+    _git(root, "checkout", "-q", "-B", branch)
+    (root / "reports").mkdir(exist_ok=True)
+    (root / "reports/gate.json").write_text(json.dumps({"candidate": {"version": version}}))
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"v{version} on {branch}")
+
+
+@pytest.fixture
+def review_repo(tmp_path):
+    """main names v1 (merged); retrain/a names v2; a hostile-named branch names v3; main is checked out."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    _git(root, "init", "-q", "-b", "main")
+    _commit_gate(root, "main", 1)
+    _commit_gate(root, "retrain/a", 2)
+    _commit_gate(root, HOSTILE[2], 3)
+    _git(root, "checkout", "-q", "main")
+    return root
+
+
+def test_the_review_branch_is_the_one_whose_committed_gate_report_names_the_version(review_repo, tmp_path):
+    assert monitor.review_branch(review_repo, "reports/gate.json", 2) == "retrain/a"
+    assert monitor.review_branch(review_repo, "reports/gate.json", 3) == HOSTILE[2]
+    assert monitor.review_branch(review_repo, "reports/gate.json", 1) is None  # only the checked-out branch
+    assert monitor.review_branch(review_repo, "reports/gate.json", 9) is None
+    clone = tmp_path / "clone"  # a CI checkout: the branches are origin's
+    _git(tmp_path, "clone", "-q", str(review_repo), str(clone))
+    assert monitor.review_branch(clone, "reports/gate.json", 2) == "retrain/a"
+
+
+def test_shadow_evidence_goes_to_the_review_branchs_pull_request_as_one_comment_kept_current(
+    review_repo, tmp_path, monkeypatch
+):
+    import json
+    import os
+    import sys
+    from types import SimpleNamespace
+
+    calls = tmp_path / "gh.jsonl"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(
+        f"#!{sys.executable}\nimport json, sys\nopen({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    (bin_dir / "gh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(review_repo)
+    paths = SimpleNamespace(gate="reports/gate.json", monitor="reports/monitor.json")
+
+    monkeypatch.delenv("GH_TOKEN", raising=False)
+    unposted = monitor.share_evidence(3, paths)
+    monkeypatch.setenv("GH_TOKEN", "t")
+    posted = monitor.share_evidence(3, paths)
+
+    comment = ["pr", "comment", HOSTILE[2], "--edit-last", "--create-if-none", "--body-file", "reports/shadow.md"]
+    assert [json.loads(line) for line in calls.read_text().splitlines()] == [comment]  # only with a token
+    assert posted == {"branch": HOSTILE[2], "commented": True, "next": "commented on its pull request"}
+    assert unposted["commented"] is None and unposted["next"].endswith(
+        monitor.EvidenceComment(HOSTILE[2], comment[-1]).command()
+    )
+    import subprocess
+
+    pasted = subprocess.run(["bash", "-c", monitor.EvidenceComment(HOSTILE[2], comment[-1]).command()], cwd=tmp_path)
+    assert pasted.returncode == 0 and not (tmp_path / "marker").exists()
+    assert monitor.share_evidence(9, paths)["branch"] is None
+    monkeypatch.chdir(tmp_path)  # not a checkout: said, not raised
+    assert monitor.share_evidence(3, paths)["next"].startswith("not a git checkout")

@@ -520,3 +520,23 @@ def test_warm_configs_are_the_best_complete_full_fidelity_trials_of_searched_fam
     # pruned (trial 2), screened (6) and knn (no longer searched) left out; linear's repeat once
     assert found == [("catboost", {"depth": 6}), ("catboost", {"depth": 4}), ("linear", {"alpha": 1.0})]
     assert warm_configs(trials, {"catboost", "linear"}, count=1, maximize=False) == [("linear", {"alpha": 1.0})]
+
+
+def test_warm_observations_are_every_scored_full_fidelity_trial_of_searched_families_in_trial_order():
+    from mlgate.stages.tune import warm_observations
+
+    trials = pd.DataFrame(
+        {
+            "trial": [0, 1, 2, 3, 4],
+            "family": ["catboost", "linear", "catboost", "knn", "catboost"],
+            "state": ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"],
+            "cv_score": [0.84, 0.83, 0.90, 0.85, 0.95],
+            "params": ['{"depth": 4}', '{"alpha": 1.0}', '{"depth": 9}', '{"k": 5}', '{"depth": 8}'],
+            "subsample": [None, None, None, None, 0.25],
+        }
+    )
+
+    assert warm_observations(trials, {"catboost", "linear"}) == [
+        ("catboost", {"depth": 4}, 0.84),
+        ("linear", {"alpha": 1.0}, 0.83),
+    ]

@@ -158,6 +158,66 @@ def test_warm_points_come_first_in_their_order_and_replace_their_familys_first_t
     assert all(o.params != {"size": 2, "x": 0.3} for o in outcomes[:3])  # toy's own first trial gave way
 
 
+def _peaked_at(peak: float):
+    def evaluate(family, params, report):
+        score = -((params["x"] - peak) ** 2) if family == "toy" else -0.5
+        for step in range(FOLDS):
+            report(step, score)
+        return score, [score] * FOLDS
+
+    return evaluate
+
+
+def test_prior_trials_keep_to_the_current_space():
+    """A previous study's scored configurations the sampler may learn from: a family no longer searched,
+    a value outside the space, a parameter the space lost and a score that is not finite say nothing."""
+    observations = [
+        ("toy", {"x": 0.4, "size": 2, "gone": 7}, -0.1),
+        ("retired", {"x": 0.5}, -0.2),
+        ("toy", {"x": 1.5}, -0.3),  # outside [0, 1]
+        ("toy", {"x": 0.6}, float("nan")),
+        ("flat", {"size": 1}, -0.5),
+    ]
+
+    prior = optuna_study.prior_trials(_toy_spaces(), observations)
+
+    assert [(t.params, t.value) for t in prior] == [({"family": "toy", "toy.x": 0.4}, -0.1), ({"family": "flat"}, -0.5)]
+
+
+def test_the_prior_leads_the_sampler_to_where_the_previous_study_scored_well_and_stays_out_of_the_study(tmp_path):
+    """With a previous study's trials (best near x = 0.8, as the new data's), TPE's first sampled trials lie
+    near 0.8; without them they are its random start-up trials. The prior is never stored in the study:
+    its trials are numbered from 0 and a resumed study reuses exactly its own."""
+    peak = 0.8
+    observations = [("toy", {"x": x / 20}, -((x / 20 - peak) ** 2)) for x in range(21)] + [("flat", {"size": 1}, -0.5)]
+    url = optuna_study.storage_url(str(tmp_path / "optuna.db"))
+
+    def search(prior, seen=None, trials=10):
+        return optuna_study.optimize(
+            _toy_spaces(),
+            _peaked_at(peak),
+            _settings(trials),
+            maximize=True,
+            seed=0,
+            on_trial=(seen or []).append,
+            storage=url if prior else None,
+            study_name="warm",
+            prior=prior,
+        )
+
+    def distance(outcomes):
+        sampled = [o.params["x"] for o in outcomes[2:] if o.family == "toy"]  # after the two first trials
+        return sum(abs(x - peak) for x in sampled) / len(sampled)
+
+    informed, cold = search(observations), search(())
+
+    assert distance(informed) < 0.05 < 0.15 < distance(cold)
+    assert [o.number for o in informed] == list(range(10))
+    seen = []
+    resumed = search(observations, seen)
+    assert len(resumed) == 10 and all(o.reused for o in seen)
+
+
 def test_searched_params_stay_in_their_space_and_keep_fixed_values():
     outcomes = _optimize(_parabola, _settings(12, sampler="random"))
 

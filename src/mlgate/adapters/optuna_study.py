@@ -351,7 +351,10 @@ def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec, grid: list[Any] | 
     return trial.suggest_categorical(name, list(spec.choices))
 
 
-def _sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
+def _sampler(
+    settings: SearchSettings, seed: int, prior: Sequence[optuna.trial.FrozenTrial] = ()
+) -> optuna.samplers.BaseSampler:
+    """The sampler ``search.sampler`` names; TPE also learns from ``prior`` (``prior_trials``)."""
     name = settings.sampler
     if name == "grid" and settings.budget == "trials":
         with warnings.catch_warnings():
@@ -370,7 +373,81 @@ def _sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler
     if name == "nsga2":
         # generations of n_trials / 5 (4 to 50) so that a short budget still sees several of them
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.n_trials // 5)))
+    if prior:
+        return _InformedTPE(prior, seed=seed, n_startup_trials=8)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
+
+
+def prior_trials(
+    spaces: list[FamilySpace], observations: Sequence[tuple[str, dict[str, Any], float]]
+) -> list[optuna.trial.FrozenTrial]:
+    """A previous study's scored configurations (family, params, score) as trials the sampler may learn
+    from, each kept to its family's current space: one whose family is no longer searched, or with a value
+    the space no longer holds, says nothing about this search and is left out."""
+    by_name = {space.family: space for space in spaces}
+    family = optuna.distributions.CategoricalDistribution(list(by_name))
+    trials = []
+    for name, params, score in observations:
+        space = by_name.get(name)
+        if space is None or not math.isfinite(score):
+            continue
+        chosen = {k: v for k, v in params.items() if k in space.space}
+        distributions = {f"{name}.{k}": _distribution(space.space[k]) for k in chosen}
+        try:
+            trials.append(
+                optuna.trial.create_trial(
+                    params={"family": name, **{f"{name}.{k}": v for k, v in chosen.items()}},
+                    distributions={"family": family, **distributions},
+                    value=score,
+                )
+            )
+        except ValueError:  # a value outside the current space
+            continue
+    return trials
+
+
+def _distribution(spec: ParamSpec) -> optuna.distributions.BaseDistribution:
+    """The distribution ``_suggest`` samples ``spec`` from (without a grid)."""
+    if spec.type == "float":
+        return optuna.distributions.FloatDistribution(spec.low, spec.high, log=spec.log)
+    if spec.type == "int":
+        return optuna.distributions.IntDistribution(int(spec.low), int(spec.high), log=spec.log)
+    return optuna.distributions.CategoricalDistribution(list(spec.choices))
+
+
+class _InformedTPE(optuna.samplers.TPESampler):
+    """TPE that also sees a previous study's trials (a retraining's warm start): its density estimates
+    start from where good and bad configurations lay, so the search explores around the known good ones
+    from its first sampled trial. The prior trials are never stored in this study: its trials, numbers
+    and resumption stay its own. They count as the oldest trials, which TPE weighs least once it holds
+    more than 25 trials."""
+
+    def __init__(self, prior: Sequence[optuna.trial.FrozenTrial], **kwargs: Any):
+        super().__init__(**kwargs)
+        self._prior = list(prior)
+
+    def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
+        return super().sample_independent(_WithPrior(study, self._prior), trial, param_name, param_distribution)
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        return super().sample_relative(_WithPrior(study, self._prior), trial, search_space)
+
+
+class _WithPrior:
+    """The study as ``_InformedTPE`` sees it: the prior trials first, then the study's own."""
+
+    def __init__(self, study: optuna.Study, prior: list[optuna.trial.FrozenTrial]):
+        self._study, self._prior = study, prior
+
+    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list:
+        prior = [t for t in self._prior if states is None or t.state in states]
+        return prior + self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
 
 
 class _Grid(optuna.samplers.BruteForceSampler):
@@ -585,6 +662,7 @@ def _create_study(
     seed: int,
     maximize: bool,
     pruner: optuna.pruners.BasePruner | None = None,
+    prior: Sequence[optuna.trial.FrozenTrial] = (),
 ) -> optuna.Study:
     """The study, new or stored: the score maximised or minimised, any further objective minimised."""
     directions = ["maximize" if maximize else "minimize"] + ["minimize"] * (len(settings.objectives) - 1)
@@ -593,7 +671,7 @@ def _create_study(
         study_name=study_name,
         load_if_exists=True,
         directions=directions,
-        sampler=_sampler(settings, seed),
+        sampler=_sampler(settings, seed, prior),
         pruner=pruner,
     )
     _check_directions(study, directions)
@@ -659,11 +737,13 @@ def optimize(
     subsample: float | None = None,
     deadline: Deadline | None = None,
     warm: Sequence[tuple[str, dict[str, Any]]] = (),
+    prior: Sequence[tuple[str, dict[str, Any], float]] = (),
 ) -> list[TrialOutcome]:
     """Run the study and return every trial in it, sorted by number.
 
     A new study runs ``warm``'s configurations (family, params) first, then each other family's first
-    trial (``_enqueue_first_trials``); the sampler explores from what they score.
+    trial (``_enqueue_first_trials``); the sampler explores from what they score and, under TPE, from
+    ``prior``: a previous study's scored configurations (family, params, score), never stored in this one.
 
     ``settings.budget`` trials (the default) runs ``n_trials`` in batches of ``n_jobs`` (``run_batches``):
     the same seed and data give the same study on any machine under any load, and a study killed
@@ -695,7 +775,8 @@ def optimize(
     extra = len(settings.objectives) - 1
     if extra and costs is None:
         raise ValueError(f"search.objectives {list(settings.objectives)} needs the trials' costs")
-    study = _create_study(store, study_name, settings, seed, maximize, _pruner(settings.pruner))
+    informed_by = prior_trials(spaces, prior) if not extra else []  # a prior holds the score alone
+    study = _create_study(store, study_name, settings, seed, maximize, _pruner(settings.pruner), informed_by)
     stored = study.get_trials(deepcopy=False)
     unfinished: list[optuna.Trial] = []  # a killed batch's trials, run again as themselves (search.budget trials)
     if stored:
@@ -765,7 +846,8 @@ def optimize(
                     if unfinished:
                         trial = unfinished.pop(0)
                     else:
-                        study.sampler = _sampler(settings, _sampler_seed(seed, len(study.get_trials(deepcopy=False))))
+                        trials_so_far = len(study.get_trials(deepcopy=False))
+                        study.sampler = _sampler(settings, _sampler_seed(seed, trials_so_far), informed_by)
                         trial = study.ask()
                     batch.append((trial, *sample(trial)))
                 count -= len(batch)

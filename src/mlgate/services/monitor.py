@@ -20,6 +20,7 @@ reads) and shadow.md beside paths.monitor, for the promotion pull request.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shlex
 import shutil
@@ -355,6 +356,7 @@ def run(
         "decay": decay,
         "assignments": assignments,
         "shadow": None,
+        "shadow_review": None,  # where shadow.md went for review (``share_evidence``)
         "breaches": breaches,
         "policy": asdict(policy),
         "generated_at": now.isoformat(timespec="seconds"),
@@ -368,6 +370,7 @@ def run(
         rule = promote.shadow_rule(params)
         reasons = shadowing.judge(rule, evidence, served.version, now, candidate_version=evidence.shadow_version)
         files.write_text(shadow_report_path(paths), shadow_markdown(names.registered_model, evidence, rule, reasons))
+        summary["shadow_review"] = share_evidence(evidence.shadow_version, paths)
     files.write_text(paths.monitor_report, drift.html)
     summary["retraining"] = open_retraining(params, window, policy, breaches, now) if breaches and retrain else None
     files.write_json(paths.monitor, summary)
@@ -529,6 +532,10 @@ def _say(summary: dict[str, Any], paths) -> None:
             f"rows ({shadow['labelled_rows']:,} labelled), agreement {agreement}{change}{interval} "
             f"→ {shadow_report_path(paths)}",
         )
+    review = summary.get("shadow_review")
+    if review is not None:
+        where = "" if review["branch"] is None else f"branch {review['branch']}: "
+        console.say("", f"  shadow evidence for review: {where}{review['next']}")
     for breach in summary["breaches"]:
         console.say("", f"  BREACH  {breach}")
     retraining = summary.get("retraining")
@@ -569,6 +576,82 @@ class PullRequest:
     def command(self) -> str:
         """The same steps as one line for a person to paste into a POSIX shell, every word quoted."""
         return f"{shlex.join(self.push())} && {shlex.join(self.body())} | {shlex.join(self.create())}"
+
+
+@dataclass(frozen=True)
+class EvidenceComment:
+    """shadow.md as a comment on the pull request that promotes the version it judges, edited in place
+    on each later run (one comment that stays current, not one per run). Arguments, never shell code."""
+
+    branch: str
+    body_path: str
+
+    def post(self) -> list[str]:
+        return ["gh", "pr", "comment", self.branch, "--edit-last", "--create-if-none", "--body-file", self.body_path]
+
+    def command(self) -> str:
+        return shlex.join(self.post())
+
+
+def review_branch(root: Path, gate_path: str, version: int, newest: int = 50) -> str | None:
+    """The branch under review for ``version``: of the ``newest`` most recently committed branches (local,
+    then origin's) other than the one checked out, the first whose committed gate report names
+    ``version`` as its candidate. None when no branch does (the pull request is merged, or the version
+    was promoted another way)."""
+    checked_out = _git(["rev-parse", "--abbrev-ref", "HEAD"], root)
+    listed = (
+        _git(
+            ["for-each-ref", "--sort=-committerdate", f"--count={newest}", "--format=%(refname)", "refs/heads"], root
+        ).splitlines()
+        + _git(
+            [
+                "for-each-ref",
+                "--sort=-committerdate",
+                f"--count={newest}",
+                "--format=%(refname)",
+                "refs/remotes/origin",
+            ],
+            root,
+        ).splitlines()
+    )
+    for ref in listed:
+        name = ref.removeprefix("refs/heads/").removeprefix("refs/remotes/origin/")
+        if name in (checked_out, "HEAD"):
+            continue
+        shown = subprocess.run(["git", "show", f"{ref}:{gate_path}"], cwd=root, capture_output=True, text=True)
+        try:
+            candidate = json.loads(shown.stdout)["candidate"]["version"] if shown.returncode == 0 else None
+        except (ValueError, KeyError, TypeError):
+            continue
+        if candidate is not None and int(candidate) == int(version):
+            return name
+    return None
+
+
+def share_evidence(version: int, paths) -> dict[str, Any]:
+    """Put shadow.md on the promotion pull request of ``version``, where the promotion is reviewed:
+    with GH_TOKEN and gh, as a comment kept current; otherwise the command that does it."""
+    try:
+        root = Path(_git(["rev-parse", "--show-toplevel"], Path.cwd()))
+    except (StageError, OSError):  # not a checkout, or no git
+        return {"branch": None, "commented": None, "next": "not a git checkout: no pull request to put it on"}
+    branch = review_branch(root, str(paths.gate), version)
+    if branch is None:
+        return {"branch": None, "commented": None, "next": f"no branch under review names v{version} as its candidate"}
+    comment = EvidenceComment(branch, str(shadow_report_path(paths)))
+    commented = None
+    if os.environ.get("GH_TOKEN") and shutil.which("gh"):
+        quiet = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        try:
+            posted = subprocess.run(comment.post(), cwd=root, env=quiet, capture_output=True, text=True, timeout=120)
+            commented = posted.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            commented = False
+    return {
+        "branch": branch,
+        "commented": commented,
+        "next": "commented on its pull request" if commented else f"put it on the pull request: {comment.command()}",
+    }
 
 
 def open_pull_request(request: PullRequest, root: Path) -> bool:

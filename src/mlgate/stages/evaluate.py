@@ -96,7 +96,10 @@ def shap_importance(model, frame: pd.DataFrame, spec: DataSpec, seed: int) -> pd
         explained = explain.explain(model, _sample(frame, rows, seed)[spec.features], spec.learning_task)
     except explain.NoExplanation:
         return None
-    board = pd.DataFrame({"feature": explained.columns, "importance": np.abs(explained.contributions).mean(axis=0)})
+    # rounded: CatBoost's threaded SHAP sums differ in their last bits from run to run (~1e-13), and
+    # plots/shap_importance.csv is a DVC output that should keep its bytes
+    mean_abs = np.round(np.abs(explained.contributions).mean(axis=0), 10)
+    board = pd.DataFrame({"feature": explained.columns, "importance": mean_abs})
     return board.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 
 

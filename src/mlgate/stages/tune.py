@@ -420,21 +420,28 @@ class TuneSettings:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """A retraining's head start: the `production` version whose study it starts from, and the
-    configurations (family, params) queued before any exploration, that study's best trial first."""
+    """A retraining's head start: the `production` version whose study it starts from, the
+    configurations (family, params) queued before any exploration, that study's best trial first, and
+    all of that study's scored configurations (family, params, score), which the sampler learns from."""
 
     version: int
     tune_run: str
     configs: tuple[tuple[str, dict[str, Any]], ...]
+    observations: tuple[tuple[str, dict[str, Any], float], ...] = ()
+
+
+def _scored(trials: pd.DataFrame, families: set[str]) -> pd.DataFrame:
+    """A study's trials.csv kept to its complete full-fidelity trials of the families still searched."""
+    done = trials[(trials["state"] == "COMPLETE") & trials["family"].isin(families)]
+    if "subsample" in done:
+        done = done[done["subsample"].isna()]  # a screened score is on another footing
+    return done
 
 
 def warm_configs(trials: pd.DataFrame, families: set[str], count: int, maximize: bool) -> list[tuple[str, dict]]:
     """Pure: a study's trials.csv reduced to its best complete full-fidelity configurations of the families
     still searched, best first, each once, at most ``count``."""
-    done = trials[(trials["state"] == "COMPLETE") & trials["family"].isin(families)]
-    if "subsample" in done:
-        done = done[done["subsample"].isna()]  # a screened score is on another footing
-    done = done.sort_values("cv_score", ascending=not maximize, kind="stable")
+    done = _scored(trials, families).sort_values("cv_score", ascending=not maximize, kind="stable")
     configs: list[tuple[str, dict]] = []
     for family, text in zip(done["family"], done["params"], strict=True):
         config_ = (family, json.loads(text))
@@ -443,6 +450,16 @@ def warm_configs(trials: pd.DataFrame, families: set[str], count: int, maximize:
         if len(configs) == count:
             break
     return configs
+
+
+def warm_observations(trials: pd.DataFrame, families: set[str]) -> list[tuple[str, dict, float]]:
+    """Pure: a study's trials.csv as the scored configurations (family, params, score) a warm search's
+    sampler learns from, in trial order."""
+    done = _scored(trials, families)
+    return [
+        (family, json.loads(text), float(score))
+        for family, text, score in zip(done["family"], done["params"], done["cv_score"], strict=True)
+    ]
 
 
 def warm_started(settings: TuneSettings, model: str, trials_file: str) -> TuneSettings:
@@ -468,8 +485,12 @@ def warm_started(settings: TuneSettings, model: str, trials_file: str) -> TuneSe
     if not configs:
         console.say(STAGE, f"search.warm_start: v{held.version}'s study has no complete trial of {sorted(families)}")
         return settings
-    warm = WarmStart(held.version, tune_run, tuple(configs))
-    return dataclasses.replace(settings, warm=warm, identity=settings.identity | {"warm": [list(c) for c in configs]})
+    # only TPE learns from a previous study's scores; the other samplers get the queue alone
+    observations = tuple(warm_observations(trials, families)) if settings.search.sampler == "tpe" else ()
+    warm = WarmStart(held.version, tune_run, tuple(configs), observations)
+    # the sampler's prior decides what is sampled, so it is part of the study's identity like the queue
+    identity = settings.identity | {"warm": [list(c) for c in configs], "prior": [list(o) for o in observations]}
+    return dataclasses.replace(settings, warm=warm, identity=identity)
 
 
 @dataclass(frozen=True)
@@ -805,7 +826,13 @@ def tuned_recipe(
         else {"method": "cv", "folds": search.cv_folds},
         study={"name": plan.name, "screened_trials": sum(o.subsample is not None for o in outcomes)}
         | (
-            {"warm_start": {"version": settings.warm.version, "configurations": len(settings.warm.configs)}}
+            {
+                "warm_start": {
+                    "version": settings.warm.version,
+                    "configurations": len(settings.warm.configs),
+                    "observations": len(settings.warm.observations),
+                }
+            }
             if settings.warm
             else {}
         ),
@@ -954,7 +981,9 @@ def _search(
                     **_study_arguments(objective, settings, plan, optuna_study.storage_url(plan.storage), deadline),
                     on_trial=on_trial,
                     origin=job.parent_run,
-                    warm=settings.warm.configs if settings.warm else (),  # one process: refused with workers
+                    # one process: refused with workers
+                    warm=settings.warm.configs if settings.warm else (),
+                    prior=settings.warm.observations if settings.warm else (),
                 )
             searched = time.time()
             closing = time.perf_counter()
@@ -1366,7 +1395,7 @@ def _say(
         console.say(
             STAGE,
             f"warm start from production v{warm['version']}: its study's best {warm['configurations']} "
-            f"configuration(s) ran first",
+            f"configuration(s) ran first; the sampler learned from its {warm.get('observations', 0)} scored trials",
         )
     console.say(
         STAGE,
