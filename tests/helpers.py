@@ -62,18 +62,23 @@ def pg_admin(statement: str) -> None:
         c.execute(statement)
 
 
-# Small enough for a pipeline run in well under a minute on 2 cores, large enough to be real.
-TINY_BUDGET = [
-    "search.n_trials=5",
-    "search.cv_folds=2",
-    "search.n_jobs=1",
-    "search.timeout_s=120",
-    "model.catboost.fixed.iterations=40",
-    "model.random_forest.fixed.n_estimators=25",
-    "gate.metric_floor=0.7",
-    # an ensemble's single-row latency, timed while the other test worker loads the 2 cores
-    "gate.max_latency_ms=1000",
-]
+def load_benchmark(script: str, name: str) -> ModuleType:
+    """benchmarks/``script`` imported as module ``name``, with benchmarks/ on sys.path while it loads, as when
+    it runs as a script (its helpers, e.g. tiny_model, sit beside it)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return module
+
+
+# Small enough for a pipeline run in well under a minute on 2 cores, large enough to be real; the same as the
+# serving benchmarks' (benchmarks/tiny_model.py).
+TINY_BUDGET: list[str] = load_benchmark("tiny_model.py", "tiny_model").TINY_BUDGET
 
 # A clustering dataset's small budget (its preset selects the clustering families).
 CLUSTERING_BUDGET = [
@@ -123,20 +128,6 @@ def copy_project(dest: Path, overrides: list[str] | None = None, budget: list[st
         run_cli(["mlgate", "params", *merged], dest)
         _COMPOSED[merged] = (dest / "params.yaml").read_bytes()
     return dest
-
-
-def load_benchmark(script: str, name: str) -> ModuleType:
-    """benchmarks/``script`` imported as module ``name``, with benchmarks/ on sys.path while it loads, as when
-    it runs as a script (its helpers, e.g. tiny_model, sit beside it)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return module
 
 
 def with_overrides(base: list[str], overrides: list[str] | None) -> list[str]:

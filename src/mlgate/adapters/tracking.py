@@ -11,12 +11,15 @@ import datetime as dt
 import hashlib
 import importlib
 import json
-import multiprocessing
 import os
 import pickle
 import queue
+import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -90,6 +93,7 @@ def client() -> MlflowClient:
     mlflow.set_registry_uri(registry)
     if uri.startswith("sqlite:") and uri not in _OPENED:
         with _store_lock(uri):
+            _seed_store(Path(uri.removeprefix("sqlite:///")))
             made = mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry)
             made.search_experiments(max_results=1)
         _OPENED.add(uri)
@@ -112,6 +116,55 @@ def _store_lock(uri: str) -> Iterator[None]:
     with open(Path(tempfile.gettempdir()) / f"mlgate-store-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def _seed_store(database: Path) -> None:
+    """Start a new SQLite store as a copy of an empty, migrated one. MLflow runs its schema migrations on
+    every new store, about 1.3 s: a fixed cost that every project, test and AutoML call pays, 5% of a
+    30 s search. The copy goes in whole or not at all; if no template can be made, MLflow migrates as
+    before."""
+    if database.exists() or not database.parent.is_dir():
+        return
+    template = _store_template()
+    if template is None:
+        return
+    partial = database.with_name(f".{database.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(template, partial)
+        os.replace(partial, database)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _template_folders() -> list[Path]:
+    """Beside the interpreter first (a benchmark or CI job may give each run its own HOME), else the
+    user's cache."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return [Path(sys.prefix) / "share" / "mlgate", cache / "mlgate"]
+
+
+def _store_template() -> Path | None:
+    """An empty store migrated by this MLflow version, made once. It holds no experiment: MLflow creates
+    the default one when a copy is first opened, with that store's own artifact location."""
+    name = f"mlflow-{mlflow.__version__}-empty-store.db"
+    for folder in _template_folders():
+        template = folder / name
+        if template.exists():
+            return template
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=folder) as scratch:
+                made = Path(scratch) / name
+                mlflow.MlflowClient(tracking_uri=f"sqlite:///{made}").search_experiments(max_results=1)
+                with contextlib.closing(sqlite3.connect(made)) as db:
+                    db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+                    db.commit()
+                    db.execute("VACUUM")
+                os.replace(made, template)  # atomic: a concurrent maker's copy is as good as ours
+            return template
+        except (OSError, sqlite3.Error):
+            continue
+    return None
 
 
 def experiment_id(name: str) -> str:
@@ -359,20 +412,23 @@ class TrialRecorder:
     Trials only enqueue a small record. Where several trials run as threads of one process (the tune
     stage), a separate process writes them: the ~25 ms of CPU that MLflow's store spends per run lands
     on another core instead of competing with the trials for the GIL, and it still writes what was
-    queued if the search is killed. A distributed worker runs one trial at a time and already holds
-    MLflow, so it writes from a thread (``separate_process=False``): a second process would import
-    MLflow again (about 5 s of CPU and 150 MB per worker) for nothing; the coordinator writes the runs
-    of trials a killed worker finished but had not written (``tune._write_unrecorded``). The process
-    starts with the first record, so a search that records nothing (a coordinator whose workers log
-    their own trials) starts none. The parent link is explicit (``mlflow.parentRunId``), so it holds
-    whatever thread ran the trial. ``close()`` waits until every record is written.
+    queued if the search is killed. That process is a fresh interpreter fed over a pipe, not a
+    multiprocessing child: spawn re-runs the caller's script, which re-ran a whole ``automl.fit`` from a
+    script without a ``__main__`` guard and failed it. A distributed worker runs one trial at a time and
+    already holds MLflow, so it writes from a thread (``separate_process=False``): a second process would
+    import MLflow again (about 5 s of CPU and 150 MB per worker) for nothing; the coordinator writes the
+    runs of trials a killed worker finished but had not written (``tune._write_unrecorded``). The writer
+    starts with the first record, so a search that records nothing (a coordinator whose workers log their
+    own trials) starts none. The parent link is explicit (``mlflow.parentRunId``), so it holds whatever
+    thread ran the trial. ``close()`` waits until every record is written.
     """
 
     def __init__(self, experiment: str, parent_run_id: str, base_tags: dict[str, str], separate_process: bool = True):
         self._arguments = (tracking_uri(), experiment_id(experiment), parent_run_id, base_tags)
         self._separate_process = separate_process
-        self._records: Any = None
-        self._writer: threading.Thread | multiprocessing.process.BaseProcess | None = None
+        self._records: queue.Queue[TrialRecord | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self.written = 0
         self.errors: list[str] = []
 
@@ -383,38 +439,60 @@ class TrialRecorder:
 
     def _start(self) -> None:
         if self._separate_process:
-            context = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
-            self._records, self._report = context.Queue(), context.Queue()
-            self._writer = context.Process(
-                target=_write_trials,
-                name="mlgate-trial-recorder",
-                daemon=True,
-                args=(*self._arguments, self._records, self._report),
+            source_root = str(Path(__file__).resolve().parents[2])  # where this process imported mlgate from
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _WRITER_MAIN, source_root], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
+            target: Callable[[], None] = self._feed
         else:
-            self._records, self._report = queue.Queue(), queue.Queue()
-            self._writer = threading.Thread(
-                target=_drain,
-                name="mlgate-trial-recorder",
-                daemon=True,
-                args=(_RunWriter(*self._arguments), self._records, self._report),
-            )
+            target = self._drain
+        self._writer = threading.Thread(target=target, name="mlgate-trial-recorder", daemon=True)
         self._writer.start()
+
+    def _drain(self) -> None:
+        write = _RunWriter(*self._arguments)
+        while (trial := self._records.get()) is not None:
+            write(trial)
+        self.written, self.errors = write.written, write.errors
+
+    def _feed(self) -> None:
+        """Pickle the arguments, then each record, then None, into the writer process's stdin."""
+        assert self._process is not None and self._process.stdin is not None
+        pipe = self._process.stdin
+        try:
+            pickle.dump(self._arguments, pipe)
+            while True:
+                trial = self._records.get()
+                pickle.dump(trial, pipe)
+                pipe.flush()
+                if trial is None:
+                    break
+            pipe.close()
+        except (BrokenPipeError, OSError):  # the writer died: close() reports it
+            while self._records.get() is not None:
+                pass
 
     def close(self) -> None:
         if self._writer is None:
             return
         self._records.put(None)
-        while True:
-            try:
-                self.written, self.errors = self._report.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not self._writer.is_alive():
-                    code = getattr(self._writer, "exitcode", None)
-                    self.errors.append(f"the trial recorder stopped (exit code {code}) before writing every run")
-                    break
         self._writer.join()
+        if self._process is None:
+            return
+        assert self._process.stdout is not None
+        try:
+            self.written, self.errors = pickle.load(self._process.stdout)
+        except (EOFError, pickle.UnpicklingError):
+            code = self._process.wait()
+            self.errors.append(f"the trial recorder stopped (exit code {code}) before writing every run")
+        self._process.stdout.close()
+        self._process.wait()
+
+
+_WRITER_MAIN = (
+    "import sys; root = sys.argv[1]; root in sys.path or sys.path.insert(0, root); "
+    f"from {__name__} import _write_piped_trials; _write_piped_trials()"
+)
 
 
 class _RunWriter:
@@ -456,31 +534,27 @@ class _RunWriter:
         self.client.set_terminated(run_id, status=record.status, end_time=record.end_ms)
 
 
-def _drain(write: _RunWriter, records, report) -> None:
-    """The recorder thread: write ``records`` until None, then report (written, errors)."""
-    while (trial := records.get()) is not None:
-        write(trial)
-    report.put((write.written, write.errors))
-
-
-def _write_trials(uri: str, experiment: str, parent_run_id: str, base_tags: dict[str, str], records, report) -> None:
-    """The recorder process: drain ``records`` until None, then report (written, errors)."""
-    write = _RunWriter(uri, experiment, parent_run_id, base_tags)
-    parent = multiprocessing.parent_process()
+def _write_piped_trials() -> None:
+    """The recorder process: its arguments, then records, pickled on stdin until None; each is written as
+    it comes. The end of stdin before None means the parent was killed: what it had sent is written all
+    the same. Reports (written, errors) pickled on its stdout; anything MLflow prints goes to stderr.
+    Ctrl-C in the terminal reaches it too: it ignores it and ends when the parent's records do."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    report = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    source = sys.stdin.buffer
+    write = _RunWriter(*pickle.load(source))
     while True:
         try:
-            trial = records.get(timeout=1.0)
-        except queue.Empty:
-            if parent is not None and not parent.is_alive():  # killed (kill -9): no None will come
-                _write_what_was_sent(records, write)
-                os._exit(0)
-            continue
+            trial = pickle.load(source)
+        except (EOFError, pickle.UnpicklingError):  # the pipe's end, torn mid-record: the parent is gone
+            break
         if trial is None:
             break
         write(trial)
-    report.put((write.written, write.errors))
-    report.close()
-    report.join_thread()
+    with contextlib.suppress(BrokenPipeError):
+        pickle.dump((write.written, write.errors), report)
+        report.flush()
     os._exit(0)  # every run is committed; skip interpreter teardown (~1 s the study would wait for)
 
 
@@ -488,21 +562,6 @@ POOL_HINT = (
     " (the tracking server's database pool is smaller than its concurrent requests: run it as "
     "deploy/mlflow-server.sh does, MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=36)"
 )
-
-
-def _write_what_was_sent(records, write_each: Callable[[TrialRecord], None]) -> None:
-    """The records a killed parent had already queued: trials it finished, whose runs would otherwise
-    stay without their results (a worker stopped while its last trials were being written)."""
-    while True:
-        try:
-            trial = records.get(timeout=0.1)
-        except queue.Empty:
-            return
-        except (EOFError, OSError, ValueError, pickle.UnpicklingError):  # the pipe's end, torn mid-record
-            return
-        if trial is None:
-            return
-        write_each(trial)
 
 
 def close_run(run_id: str, reason: str, status: str = "KILLED") -> bool:

@@ -1,0 +1,27 @@
+"""How mlgate.services.automl.fit splits a wall budget between the search, the refit and its fixed costs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mlgate.services import automl
+
+
+@pytest.mark.parametrize("budget_s", [10, 30, 60, 120, 600])
+def test_the_search_gets_what_the_fixed_costs_the_refit_and_the_margin_leave(budget_s):
+    tail = automl.FIXED_S + (automl.REFIT_SHARE + automl.MARGIN_SHARE) * budget_s
+    assert automl.search_seconds(budget_s) == pytest.approx(budget_s - tail)
+
+
+def test_a_long_budget_goes_to_the_search_and_a_tiny_one_still_searches():
+    assert automl.search_seconds(120) > 0.75 * 120  # a fixed 65% left a quarter of it unused
+    assert automl.search_seconds(3) == 1.0
+
+
+def test_the_scratch_project_searches_for_that_long_with_the_refit_capped(tmp_path):
+    frame = pd.DataFrame({"x": [0.1, 0.4, 0.3, 0.9] * 5, "y": [1.0, 2.0, 3.0, 4.0] * 5})
+    params = automl.project_params(frame, "y", "regression", budget_s=120, seed=3, source=tmp_path / "train.parquet")
+    assert params["search"]["timeout_s"] == pytest.approx(automl.search_seconds(120), abs=0.05)
+    assert params["finish"]["refit_budget_s"] == pytest.approx(14.4)
+    assert (params["search"]["budget"], params["seed"]) == ("time", 3)
