@@ -18,8 +18,9 @@ described in benchmarks/automl_runners/_shared/automl_protocol.py. A suite entry
 Run from the project root:
   .venv/bin/python benchmarks/automl.py [--suite ../shared/datasets] [--datasets adult,ames]
       [--systems mlgate,flaml,h2o,autogluon,catboost] [--seeds 0,1,2] [--budget 60] [--cores 2]
-      [--timeout S] [--out results.json] [--keep-scratch] [--install]
-`--install` only creates the peer venvs. The Markdown table goes to stdout, progress to stderr.
+      [--timeout S] [--out results.json] [--keep-scratch] [--install] [--compare earlier.json]
+`--install` only creates the peer venvs. `--compare` joins an earlier --out file's runs of the systems not
+run now (same datasets, seeds and budget) to the table. The Markdown table goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ TASKS = ("binary", "multiclass", "regression")
 METRICS = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
 HIGHER_IS_BETTER = {"roc_auc": True, "log_loss": False, "rmse": False}
 SUITE_FIELDS = ("name", "file", "target", "task")
+RECORD_FIELDS = {"system", "dataset", "task", "metric", "value", "status", "seed", "budget_s", "baseline"}
 PIP = "pip==25.3"
 POLL_S = 0.2
 
@@ -666,6 +668,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keep-scratch", action="store_true", help="keep every run's folder (failed runs' are always kept)"
     )
     parser.add_argument("--install", action="store_true", help="only create the peers' venvs")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="an earlier --out file: its runs of the systems not run now, on these datasets and seeds at this "
+        "budget, join the table (to rerun mlgate alone against peers already measured)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.systems) - set(SYSTEMS))
     if unknown:
@@ -705,6 +713,14 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    earlier: list[dict] = []
+    if args.compare:
+        try:
+            instances = {(d.name, seed) for d in datasets for seed in args.seeds}
+            earlier = earlier_records(args.compare, args.budget, instances, args.systems)
+        except SuiteError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     pin_cores(args.cores)
     pythons = install(args.systems)
     if args.install:
@@ -728,8 +744,34 @@ def main(argv: list[str] | None = None) -> int:
                     write_json(records, args.out)
     if not args.keep_scratch:
         tidy(scratch)
-    print(render(records, args.systems, args.budget), end="")
+    joined = [s for s in SYSTEMS if s not in args.systems and any(r["system"] == s for r in earlier)]
+    print(render(records + earlier, args.systems + joined, args.budget), end="")
+    if joined:
+        print(f"\n{', '.join(joined)}: earlier runs from {args.compare}, not re-run.")
     return 0
+
+
+def earlier_records(path: Path, budget_s: float, instances: set[tuple[str, int]], running: list[str]) -> list[dict]:
+    """The runs of an earlier ``--out`` file to compare this run with: of the systems it does not run, on its
+    (dataset, seed) pairs, at its budget. A peer's result does not depend on mlgate's code, so a change to
+    mlgate can be measured by rerunning mlgate alone (a fifth of the time) against peers already measured."""
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SuiteError(f"--compare {path}: {error}") from error
+    if not isinstance(loaded, list) or not all(isinstance(r, dict) and r.keys() >= RECORD_FIELDS for r in loaded):
+        raise SuiteError(f"--compare {path}: not the records an --out file holds")
+    kept = [
+        r
+        for r in loaded
+        if r["system"] in SYSTEMS
+        and r["system"] not in running
+        and r["budget_s"] == budget_s
+        and (r["dataset"], r["seed"]) in instances
+    ]
+    if not kept:
+        raise SuiteError(f"--compare {path}: no run of another system on these datasets and seeds at {budget_s:g} s")
+    return kept
 
 
 def tidy(scratch: Path) -> None:

@@ -244,6 +244,44 @@ def test_render_lists_every_system_with_its_status():
     assert "| a | 2 | 2 | 10.0 | 10.0 | 6.0 | 1.0 | 100 |" in text
 
 
+def test_an_earlier_out_file_gives_the_other_systems_runs_on_these_splits_at_this_budget(tmp_path):
+    earlier = tmp_path / "earlier.json"
+    runs = [
+        _record("mlgate", 0.80),  # the system run now: its fresh run counts, not this one
+        _record("flaml", 0.82),
+        _record("h2o", 0.83, seed=1),  # another split
+        _record("autogluon", 0.84, dataset="d2"),
+        {**_record("catboost", 0.81), "budget_s": 60.0},  # another budget
+        _record("catboost", None, "timed out"),
+    ]
+    bench.write_json(runs, earlier)
+    kept = bench.earlier_records(earlier, 5.0, {("d1", 0)}, ["mlgate"])
+    assert [(r["system"], r["value"], r["status"]) for r in kept] == [
+        ("flaml", 0.82, "ok"),
+        ("catboost", None, "timed out"),
+    ]
+    text = bench.render([_record("mlgate", 0.85), *kept], ["mlgate", "flaml", "catboost"], budget_s=5.0)
+    assert "| **mean rank** | | | 1.00 | 2.00 | 3.00 |" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"--compare .*earlier.json: .*No such file"),
+        ("{not json", r"--compare .*earlier.json: Expecting"),
+        ('{"system": "flaml"}', r"not the records an --out file holds"),
+        ('[{"system": "flaml"}]', r"not the records an --out file holds"),
+        ("[]", r"no run of another system on these datasets and seeds at 5 s"),
+    ],
+)
+def test_an_earlier_file_that_is_not_an_out_file_or_has_nothing_to_compare_is_named(tmp_path, content, message):
+    earlier = tmp_path / "earlier.json"
+    if content is not None:
+        earlier.write_text(content)
+    with pytest.raises(bench.SuiteError, match=message):
+        bench.earlier_records(earlier, 5.0, {("d1", 0)}, ["mlgate"])
+
+
 def test_error_line_prefers_the_exception():
     log = "WARNING: something\nTraceback (most recent call last):\n  File x\nValueError: bad input\nH2O closed.\n"
     assert bench.error_line(log) == "ValueError: bad input"
