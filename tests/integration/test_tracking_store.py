@@ -76,16 +76,20 @@ for number in range(3):
 if sys.argv[1] == "kill":
     time.sleep(0.5)  # the records reach the pipe; the writer may still be importing MLflow
     os.kill(os.getpid(), signal.SIGKILL)
+if sys.argv[1] == "ctrl-c":  # what Ctrl-C in the terminal sends the writer too
+    time.sleep(0.5)
+    os.kill(recorder._process.pid, signal.SIGINT)
 recorder.close()
 print(recorder.written, recorder.errors, flush=True)
 """
 
 
-@pytest.mark.parametrize("ending", ["close", "kill"])
+@pytest.mark.parametrize("ending", ["close", "kill", "ctrl-c"])
 def test_a_script_without_a_main_guard_gets_every_trial_run_written_once(tmp_path, ending):
     """The recorder process is a fresh interpreter: the caller's unguarded script runs once (a
     multiprocessing child re-ran it, and with it a whole AutoML fit). Killed with kill -9 before it closed
-    the recorder, the trials it had sent are written all the same."""
+    the recorder, the trials it had sent are written all the same; the writer outlives a Ctrl-C and
+    writes them all."""
     script = tmp_path / "fit.py"  # a user's script: no `if __name__ == "__main__":`
     script.write_text(RECORDING_SCRIPT)
     env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
@@ -95,7 +99,7 @@ def test_a_script_without_a_main_guard_gets_every_trial_run_written_once(tmp_pat
     lines = ran.stdout.splitlines()
     assert lines.count("the script's top level ran") == 1, ran.stdout + ran.stderr
     parent = lines[1]
-    if ending == "close":
+    if ending != "kill":
         assert (ran.returncode, lines[2]) == (0, "3 []"), ran.stderr
     else:
         assert ran.returncode == -9
