@@ -1,6 +1,6 @@
-"""Shared fixtures: one `dvc repro` of the default project per session that tests read or clone, one
-migrated MLflow store to seed projects with, and tiny DataSpecs and frames (the helpers that copy, clone
-and run the project are in tests/helpers.py)."""
+"""Shared fixtures: one `dvc repro` of the default project per session that tests read or clone, and tiny
+DataSpecs and frames (the helpers that copy, clone and run the project are in tests/helpers.py). A new
+project's MLflow store needs nothing here: mlgate starts it as a copy of an empty, migrated one."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from tests.helpers import (
     copy_project,
     git_commit_all,
     run_cli,
-    seed_store,
     tiny_frame,
     tracking_env,
 )
@@ -62,29 +61,7 @@ def _session_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def empty_store(tmp_path_factory) -> Path:
-    """An MLflow SQLite store with its schema migrated and nothing in it, made once per session:
-    seed_store() copies it into a project instead of migrating a new store there."""
-    from filelock import FileLock
-
-    shared = _session_folder(tmp_path_factory)
-    home = shared / "empty_store"
-    store, ready = home / "mlflow.db", home / "ready"
-    with FileLock(str(shared / "empty_store.lock")):
-        if not ready.exists():
-            shutil.rmtree(home, ignore_errors=True)  # what a worker that died while migrating left
-            home.mkdir(parents=True)
-            import mlflow
-
-            with pytest.MonkeyPatch.context() as patch:
-                patch.chdir(home)  # the default experiment's artifact location; seed_store() moves it
-                mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()
-            ready.touch()
-    return store
-
-
-@pytest.fixture(scope="session")
-def built_project(tmp_path_factory, empty_store) -> Built:
+def built_project(tmp_path_factory) -> Built:
     """The default project on TINY_BUDGET in a git repo (branch main, one commit) after one `dvc repro`:
     version 1 of the model holds `staging`, dvc.lock is written and not committed.
 
@@ -104,7 +81,7 @@ def built_project(tmp_path_factory, empty_store) -> Built:
             shutil.rmtree(root, ignore_errors=True)  # what a worker that died while building left
             home.mkdir(parents=True, exist_ok=True)
             try:
-                seed_store(copy_project(root), empty_store)
+                copy_project(root)
                 subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
                 git_commit_all(root, "project")
                 first = run_cli(["dvc", "repro"], root, tracking_env(root))

@@ -229,14 +229,6 @@ def run_stages(
     return subprocess.CompletedProcess(["mlgate", *stages], code, "".join(outs), "".join(errs))
 
 
-def seed_store(root: Path, empty_store: Path) -> Path:
-    """``root``'s MLflow store, a copy of the migrated ``empty_store`` (conftest's fixture): a new SQLite
-    store runs its schema migrations, seconds per project. Its default experiment moves to ``root``."""
-    shutil.copy2(empty_store, root / "mlflow.db")
-    relocate_store(root / "mlflow.db", empty_store.parent, root)
-    return root
-
-
 def clone_project(source: Path, dest: Path) -> Path:
     """A copy at ``dest`` of a project that has run: its git repo, DVC cache, MLflow store and artifacts.
 

@@ -22,7 +22,6 @@ from tests.helpers import (
     run_mlgate,
     run_stages,
     running,
-    seed_store,
     tracking_env,
 )
 
@@ -35,8 +34,8 @@ def _checks(root) -> dict[str, dict]:
     return {check["name"]: check for check in json.loads((root / "reports/gate.json").read_text())["checks"]}
 
 
-def test_dvc_repro_of_a_clustering_dataset_registers_a_gated_segmentation_that_answers_clusters(tmp_path, empty_store):
-    root = seed_store(copy_project(tmp_path / "project", budget=CLUSTERING_BUDGET), empty_store)
+def test_dvc_repro_of_a_clustering_dataset_registers_a_gated_segmentation_that_answers_clusters(tmp_path):
+    root = copy_project(tmp_path / "project", budget=CLUSTERING_BUDGET)
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
     git_commit_all(root, "budget_uk")
     env = tracking_env(root)
@@ -125,7 +124,7 @@ def test_dvc_repro_of_a_clustering_dataset_registers_a_gated_segmentation_that_a
     assert report["measurements"]["assignment_agreement"] is not None
 
 
-def test_the_gate_refuses_an_unstable_segmentation_and_names_the_rule(tmp_path, empty_store):
+def test_the_gate_refuses_an_unstable_segmentation_and_names_the_rule(tmp_path):
     """Households drawn uniformly at random: no segments to find, so k-means' clusters move with every
     resample of the rows, and the stability rule (gate.min_stability 0.6) fails."""
     overrides = [
@@ -134,7 +133,7 @@ def test_the_gate_refuses_an_unstable_segmentation_and_names_the_rule(tmp_path, 
         "model.kmeans.first_trial.n_clusters=8",
         "search.n_trials=2",
     ]
-    root = seed_store(copy_project(tmp_path / "project", overrides, budget=CLUSTERING_BUDGET), empty_store)
+    root = copy_project(tmp_path / "project", overrides, budget=CLUSTERING_BUDGET)
     rng = np.random.default_rng(0)
     rows = 1_200
     shares = rng.dirichlet(np.ones(6), rows)

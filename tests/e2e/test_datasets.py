@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mlgate.modelling.features import UnseenCategoryWarning
-from tests.helpers import copy_project, git_commit_all, run_stages, seed_store
+from tests.helpers import copy_project, git_commit_all, run_stages
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +25,9 @@ DATASETS = {
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
-def test_pipeline_runs_end_to_end_and_the_model_takes_raw_rows(name, tmp_path, empty_store):
+def test_pipeline_runs_end_to_end_and_the_model_takes_raw_rows(name, tmp_path):
     overrides, source, metric, limit = DATASETS[name]
-    root = seed_store(copy_project(tmp_path, overrides), empty_store)
+    root = copy_project(tmp_path, overrides)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     git_commit_all(root, name)
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"

@@ -12,7 +12,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.helpers import clone_project, copy_project, git_commit_all, run_stages, seed_store, tracking_env
+from tests.helpers import clone_project, copy_project, git_commit_all, run_stages, tracking_env
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +37,10 @@ def new_market(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def drifted(tmp_path_factory, empty_store):
+def drifted(tmp_path_factory):
     root = copy_project(
         tmp_path_factory.mktemp("drifted"), [f"data.current_path={NEW_BATCH}", "gate.current_batch.max_regression=0.02"]
     )
-    seed_store(root, empty_store)
     source = root / "data/source/telco_churn.csv.gz"
     rows = pd.read_csv(source).sample(frac=1.0, random_state=0)
     rows.iloc[BATCH_ROWS:].to_csv(source, index=False)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import copy_project, run_mlgate, run_stages, seed_store
+from tests.helpers import copy_project, run_mlgate, run_stages
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,8 @@ def _fairness(root) -> dict:
     return check
 
 
-def test_recid_passes_its_fairness_rule_and_a_proxy_for_race_is_rejected_naming_it(tmp_path, empty_store):
-    root = seed_store(copy_project(tmp_path / "project", BUDGET), empty_store)
+def test_recid_passes_its_fairness_rule_and_a_proxy_for_race_is_rejected_naming_it(tmp_path):
+    root = copy_project(tmp_path / "project", BUDGET)
 
     fair = run_stages(root)
 

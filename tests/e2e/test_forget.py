@@ -21,7 +21,7 @@ from mlgate.modelling.data import DataSpec
 from mlgate.modelling.personal import keyed_hash
 from mlgate.services.prediction_log import PredictionLog
 from mlgate.stages.split import SplitParams, split
-from tests.helpers import TINY_BUDGET, copy_project, git_commit_all, run_mlgate, run_stages, seed_store, tracking_env
+from tests.helpers import TINY_BUDGET, copy_project, git_commit_all, run_mlgate, run_stages, tracking_env
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +39,10 @@ def _versions(found: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"^  (v\d+)", found.stdout, flags=re.MULTILINE))
 
 
-def _project(tmp_path, empty_store):
+def _project(tmp_path):
     """credit_data with an applicant id, declared hashed; its budget in conf/ (a retraining branch
     recomposes params.yaml from conf/); a git repository."""
-    root = seed_store(copy_project(tmp_path / "project", ["experiment=credit_data"]), empty_store)
+    root = copy_project(tmp_path / "project", ["experiment=credit_data"])
     source = root / "data/source/credit_data.csv.gz"
     frame = pd.read_csv(source)
     frame.insert(0, "applicant_id", [f"A{i:05d}" for i in range(len(frame))])
@@ -67,8 +67,8 @@ def _project(tmp_path, empty_store):
     return root, source, frame
 
 
-def test_forget_finds_the_versions_that_saw_an_id_retrains_without_it_and_purges_it(tmp_path, empty_store):
-    root, source, frame = _project(tmp_path, empty_store)
+def test_forget_finds_the_versions_that_saw_an_id_retrains_without_it_and_purges_it(tmp_path):
+    root, source, frame = _project(tmp_path)
     env = tracking_env(root) | {"MLGATE_PII_KEY": KEY}
     first = run_stages(root, env)
     assert first.returncode == 0, first.stdout + first.stderr

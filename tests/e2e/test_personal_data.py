@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlgate.modelling.personal import PersonalData
-from tests.helpers import copy_project, run_mlgate, run_stages, running, seed_store, tracking_env
+from tests.helpers import copy_project, run_mlgate, run_stages, running, tracking_env
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,8 @@ def _clear_values_in(path: Path) -> list[str]:
     return [match.decode(errors="replace") for match in PLANTED.findall(path.read_bytes())[:3]]
 
 
-def test_declared_personal_data_is_dropped_or_hashed_in_everything_mlgate_writes(tmp_path, empty_store, monkeypatch):
-    root = seed_store(copy_project(tmp_path / "project", ["experiment=credit_data"]), empty_store)
+def test_declared_personal_data_is_dropped_or_hashed_in_everything_mlgate_writes(tmp_path, monkeypatch):
+    root = copy_project(tmp_path / "project", ["experiment=credit_data"])
     source = root / "data/source/credit_data.csv.gz"
     clear = _plant(pd.read_csv(source))
     clear.to_csv(source, index=False)

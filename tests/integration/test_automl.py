@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_squared_error, roc_auc_score
 
-from tests.helpers import REPO, seed_store
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +27,11 @@ def telco():
     return frame.iloc[:900], frame.iloc[900:]
 
 
-def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, tmp_path, empty_store):
+def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, tmp_path):
     from mlgate.adapters import tracking
     from mlgate.services import automl
 
     train, test = telco
-    seed_store(tmp_path, empty_store)
     model = automl.fit(
         train,
         "churn",
@@ -67,10 +66,9 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
     assert board["chosen"].sum() == 1
 
 
-def test_fit_on_a_large_regression_frame_uses_a_holdout(tmp_path, empty_store):
+def test_fit_on_a_large_regression_frame_uses_a_holdout(tmp_path):
     from mlgate.services import automl
 
-    seed_store(tmp_path, empty_store)
     rng = np.random.default_rng(0)
     n = 3000
     frame = pd.DataFrame({"x": rng.normal(size=n), "kind": rng.choice(["a", "b", "c"], n)})

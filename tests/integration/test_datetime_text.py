@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import copy_project, seed_store
+from tests.helpers import copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +39,11 @@ def with_extra_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, empty_store):
+def pipeline(tmp_path_factory):
     from mlgate import config
     from mlgate.stages import evaluate, ingest, split, train, tune, validate
 
-    root = seed_store(copy_project(tmp_path_factory.mktemp("project"), EXTRA_COLUMNS), empty_store)
+    root = copy_project(tmp_path_factory.mktemp("project"), EXTRA_COLUMNS)
     source = root / "data/source/telco_churn.csv.gz"
     with_extra_columns(pd.read_csv(source)).to_csv(source, index=False)
     with pytest.MonkeyPatch.context() as patch:

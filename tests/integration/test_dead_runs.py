@@ -14,7 +14,6 @@ import time
 import pytest
 
 from mlgate.adapters import tracking
-from tests.helpers import seed_store
 
 HOST = "laptop"
 NOW = 1_800_000_000.0
@@ -91,9 +90,9 @@ def test_the_summary_says_what_was_closed_and_why():
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, empty_store):
+def store(tmp_path_factory):
     """One SQLite store for the module (creating one costs seconds); each test uses its own experiments."""
-    root = seed_store(tmp_path_factory.mktemp("store"), empty_store)
+    root = tmp_path_factory.mktemp("store")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.chdir(root)

@@ -15,7 +15,6 @@ from sklearn.dummy import DummyClassifier
 
 from mlgate.adapters import pyfunc_model, tracking
 from mlgate.errors import StageError
-from tests.helpers import seed_store
 
 MODEL = "churn"
 REPO = Path(__file__).resolve().parents[2]
@@ -33,9 +32,9 @@ class RunsACommand:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, empty_store) -> Path:
+def store(tmp_path_factory) -> Path:
     """One logged model registered twice: v1 gated (its digest recorded, alias production), v2 not."""
-    root = seed_store(tmp_path_factory.mktemp("integrity"), empty_store)
+    root = tmp_path_factory.mktemp("integrity")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.chdir(root)

@@ -19,17 +19,16 @@ from mlgate.gating.shadow import EVIDENCE_TAG, ShadowEvidence
 from mlgate.registry import REFERENCE_DIR, REFERENCE_FILE
 from mlgate.services import monitor
 from mlgate.services import promote as promotion
-from tests.helpers import REPO, seed_store
+from tests.helpers import REPO
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)  # promote judges the age against the clock
 ROWS = 300
 
 
 @pytest.fixture
-def project(tmp_path, empty_store, monkeypatch):
+def project(tmp_path, monkeypatch):
     """A project folder with telco_churn's params, production v1 (its training sample and test metric
     logged) and staging v2 in its own store; returns (params, policy)."""
-    seed_store(tmp_path, empty_store)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MLGATE_USER", "tester")

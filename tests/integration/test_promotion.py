@@ -22,17 +22,16 @@ from mlgate.errors import StageError
 from mlgate.gating.shadow import EVIDENCE_TAG, ShadowRule
 from mlgate.services import promote as promotion
 from tests.factories import SHADOW_EVIDENCE
-from tests.helpers import seed_store
 
 MODEL = "churn"
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory, empty_store) -> Path:
+def registered(tmp_path_factory) -> Path:
     """A store holding versions 1-3 of MODEL that passed the gate (4 did not), no alias: made once,
     copied for each test (a new store and four registrations cost seconds)."""
-    store = seed_store(tmp_path_factory.mktemp("registered"), empty_store) / "mlflow.db"
+    store = tmp_path_factory.mktemp("registered") / "mlflow.db"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
         for number in range(1, 5):

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tests.helpers import blobs, point_mlflow_at, seed_store
+from tests.helpers import blobs, point_mlflow_at
 
 
-def test_the_search_is_one_parent_run_with_a_nested_run_per_trial_and_the_choice_on_the_parent(
-    tmp_path, empty_store, monkeypatch
-):
+def test_the_search_is_one_parent_run_with_a_nested_run_per_trial_and_the_choice_on_the_parent(tmp_path, monkeypatch):
     from mlgate.adapters import tracking
     from mlgate.stages import tune
 
-    seed_store(tmp_path, empty_store)
     point_mlflow_at(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
     frame, _ = blobs()
     section = {
