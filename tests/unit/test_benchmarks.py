@@ -135,24 +135,35 @@ def test_warm_start_reach_is_the_first_complete_trial_at_the_target_in_the_metri
     assert warm_start.reach(search, 0.82, maximize=False) == 5.0  # a loss: at most the target
 
 
-def test_warm_start_summary_leaves_out_runs_that_never_reached_and_compares_cv_in_the_metrics_direction():
-    def run(metric, cold_cv, queue, warm):
+def test_warm_start_summary_leaves_out_runs_that_never_reached_and_compares_in_the_metrics_direction():
+    def run(metric, cold, queue, warm):
+        """cold: (best cv, test); queue and warm: (best cv, reach ratio, test when stopped at a third)."""
         return {
             "metric": metric,
-            "cold": {"best_cv": cold_cv},
-            "queue": {"best_cv": queue[0]},
-            "warm": {"best_cv": warm[0]},
+            "cold": {"best_cv": cold[0], "test": cold[1]},
+            "queue": {"best_cv": queue[0], "third": {"test": queue[2]}},
+            "warm": {"best_cv": warm[0], "third": {"test": warm[2]}},
             "queue_reach_ratio": queue[1],
             "warm_reach_ratio": warm[1],
         }
 
     runs = [
-        run("roc_auc", 0.84, (0.83, None), (0.85, 0.2)),
-        run("rmse", 100.0, (99.0, 0.5), (101.0, 0.6)),  # a loss: lower is better
-        run("rmse", 100.0, (100.0, 1.5), (100.0, 0.1)),
+        run("roc_auc", (0.84, 0.86), (0.83, None, 0.85), (0.85, 0.2, 0.86)),
+        run("rmse", (100.0, 90.0), (99.0, 0.5, 89.0), (101.0, 0.6, 92.0)),  # a loss: lower is better
+        run("rmse", (100.0, 90.0), (100.0, 1.5, None), (100.0, 0.1, 90.0)),  # None: no trial ended by then
     ]
 
     summary = warm_start.summarize(runs)
 
-    assert summary["queue"] == {"median_reach_ratio": 1.0, "reached": "2/3", "better_or_equal_cv": 2}
-    assert summary["warm"] == {"median_reach_ratio": 0.2, "reached": "3/3", "better_or_equal_cv": 2}
+    assert summary["queue"] == {
+        "median_reach_ratio": 1.0,
+        "reached": "2/3",
+        "better_or_equal_cv": 2,
+        "third_test_at_least_cold": 1,
+    }
+    assert summary["warm"] == {
+        "median_reach_ratio": 0.2,
+        "reached": "3/3",
+        "better_or_equal_cv": 2,
+        "third_test_at_least_cold": 2,
+    }
