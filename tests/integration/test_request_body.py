@@ -7,6 +7,9 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -71,3 +74,35 @@ def test_a_killed_parser_process_costs_its_request_a_503_and_the_next_is_parsed(
         assert parser.parse(body, "application/json")["a"].tolist() == [1, 2]
     finally:
         parser.close()
+
+
+# A server holding a started BodyParser, killed as the OOM killer kills: its parser processes' pids first.
+SERVER_KILLED = """
+import multiprocessing, os, signal
+from mlgate.services.request_body import BodyParser
+parser = BodyParser(processes=2)
+parser.start()
+parser.parse(b"x\\n" + b"1\\n" * 10, "text/csv")  # both processes spawned (the pool starts one per task)
+print(" ".join(str(child.pid) for child in multiprocessing.active_children()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_parser_processes_end_when_their_server_is_killed():
+    server = subprocess.run([sys.executable, "-c", SERVER_KILLED], capture_output=True, text=True, timeout=120)
+    assert server.returncode == -signal.SIGKILL, server.stderr
+    children = [int(pid) for pid in server.stdout.split()]
+    assert children, server.stdout + server.stderr
+
+    deadline = time.monotonic() + 30
+    while (alive := [pid for pid in children if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive == [], f"parser processes {alive} outlived their server"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

@@ -14,7 +14,9 @@ import csv
 import io
 import json
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -237,6 +239,23 @@ class BodyParser:
         with self._lock:
             if self._pool is None:  # spawned, not forked: a fork would copy the server's threads' locks
                 self._pool = concurrent.futures.ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context("spawn")
+                    self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent
                 )
             return self._pool
+
+
+def exit_with_parent() -> None:
+    """A pool process's initializer: it ends when the process that started it is gone. A pool's workers
+    wait on a queue whose write end they hold too, so a server killed (SIGKILL, the OOM killer) would
+    leave them waiting for ever, each holding its memory."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+PARENT_CHECK_S = 1.0

@@ -37,6 +37,7 @@ import pandas as pd
 from mlgate.modelling.task import TASKS
 from mlgate.services.batching import MicroBatcher
 from mlgate.services.prediction_log import SHADOW, PredictionLog
+from mlgate.services.request_body import exit_with_parent
 
 log = logging.getLogger("mlgate.serve.shadow")
 
@@ -100,7 +101,7 @@ class ShadowProcess:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_nice
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_shadow_process_setup
                 )
             return self._pool
 
@@ -237,7 +238,9 @@ def _shadow_thread() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlgate-shadow")
 
 
-def _nice() -> None:
+def _shadow_process_setup() -> None:
+    """Below the server in priority, and gone with it."""
+    exit_with_parent()
     try:
         os.nice(NICENESS)
     except OSError as error:  # not permitted: the shadow still runs, at par
