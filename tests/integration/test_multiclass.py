@@ -76,7 +76,8 @@ def test_tune_scores_log_loss_and_records_the_skipped_finishing_steps(contract_p
     root, _ = contract_project
     best = _json(root, "reports/best_params.json")
     assert best["metric"] == "log_loss" and best["cv_score"] < 0.9
-    assert set(best["finish"]["skipped"]) == {"stacking", "calibration", "threshold"}
+    assert set(best["finish"]["skipped"]) == {"stacking", "threshold"}
+    assert set(best["finish"]["calibration_log_loss"]) == {"none", "temperature"}
     assert "stacking" not in best["finish"]["scores"]
     trials = pd.read_csv(root / "reports/trials.csv")
     assert (trials.state == "COMPLETE").sum() >= 3 and set(trials.family) >= {"catboost", "linear"}

@@ -208,7 +208,7 @@ def test_stacking_asked_for_by_name_is_refused_for_multiclass():
         )
 
 
-def test_finish_records_why_stacking_calibration_and_threshold_are_skipped(iris):
+def test_finish_records_why_stacking_and_the_threshold_are_skipped_and_chooses_a_calibration(iris):
     from mlgate.adapters import optuna_study
     from mlgate.stages.tune import CrossValidation, finish
 
@@ -236,9 +236,53 @@ def test_finish_records_why_stacking_calibration_and_threshold_are_skipped(iris)
             )
         )
     finished = finish(outcomes, objective, spec, FinishSettings())
-    assert set(finished.skipped) == {"stacking", "calibration", "threshold"}
-    assert finished.calibration is None and finished.threshold["objective"] == "none"
+    assert set(finished.skipped) == {"stacking", "threshold"}
+    assert set(finished.calibration_log_loss) == {"none", "temperature"}
+    chosen = finished.calibration_method
+    assert finished.calibration_log_loss[chosen] == min(finished.calibration_log_loss.values())
+    assert finished.threshold["objective"] == "none"
     assert finished.cv_score <= min(o.score for o in outcomes) + 1e-12
+
+
+@pytest.mark.parametrize("sharpness, softens", [(3.0, True), (0.4, False)])
+def test_a_temperature_repairs_over_and_underconfident_class_probabilities_keeping_the_most_probable_class(
+    sharpness, softens
+):
+    y, folds, views = noisy_probability_views(n=3000, seed=7)
+    tilted = views["a"] ** sharpness
+    tilted /= tilted.sum(axis=1, keepdims=True)  # the same most probable class, too sure (or too unsure)
+
+    choice = ensemble.choose_calibration(tilted, y, folds, metric="log_loss", setting="auto")
+
+    assert choice.calibrator["method"] == "temperature"
+    assert (choice.calibrator["temperature"] > 1) is softens
+    assert choice.log_loss["temperature"] < choice.log_loss["none"] - 0.01
+    calibrated = ensemble.calibrate(choice.calibrator, tilted)
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(calibrated.argmax(axis=1), tilted.argmax(axis=1))
+
+
+def test_no_temperature_is_kept_for_probabilities_that_are_already_calibrated():
+    rng = np.random.default_rng(8)
+    p = rng.dirichlet(np.ones(4), 3000)
+    y = np.array([rng.choice(4, p=row) for row in p])
+
+    choice = ensemble.choose_calibration(p, y, np.arange(3000) % 5, metric="log_loss", setting="auto")
+
+    assert choice.log_loss["none"] <= choice.log_loss["temperature"] + 0.002
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_a_one_probability_calibration_asked_for_by_name_is_refused_for_multiclass(method):
+    from mlgate.modelling.task import named
+    from mlgate.stages.tune import _check_finish
+
+    with pytest.raises(ValueError, match=f"finish.calibration: {method} does not apply to multiclass .*temperature"):
+        _check_finish(FinishSettings(calibration=method), named("multiclass"))
+    with pytest.raises(ValueError, match="finish.calibration: temperature does not apply to binary .*sigmoid"):
+        _check_finish(FinishSettings(calibration="temperature"), named("binary"))
+    with pytest.raises(ValueError, match=f"finish.calibration: {method} does not apply to regression"):
+        _check_finish(FinishSettings(calibration=method), named("regression"))
 
 
 def test_final_model_returns_class_probabilities_and_the_most_probable_class(iris):
@@ -253,6 +297,23 @@ def test_final_model_returns_class_probabilities_and_the_most_probable_class(iri
     assert probability.shape == (len(X), 3)
     np.testing.assert_array_equal(model.predict(X), probability.argmax(axis=1))
     np.testing.assert_allclose(pickle.loads(pickle.dumps(model)).predict_proba(X), probability)
+
+
+def test_final_model_applies_its_temperature_to_the_combined_class_probabilities(iris):
+    frame, spec = iris
+    members = [models.build(f, SMALL_PARAMS[f], spec) for f in ("linear", "knn")]
+    combiner = {"method": "caruana", "weights": [0.75, 0.25]}
+    plain = FinalModel(members, combiner=combiner, task="multiclass")
+    tempered = FinalModel(
+        members, combiner=combiner, calibrator={"method": "temperature", "temperature": 2.0}, task="multiclass"
+    )
+    X, y = frame[spec.features], target_vector(frame, spec)
+
+    combined, softened = plain.fit(X, y).predict_proba(X), tempered.fit(X, y).predict_proba(X)
+
+    expected = np.sqrt(combined) / np.sqrt(combined).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softened, expected, rtol=1e-9)
+    np.testing.assert_array_equal(tempered.predict(X), plain.predict(X))
 
 
 # --- what train logs and the pyfunc model returns -------------------------------------------------------

@@ -328,7 +328,8 @@ def test_the_labels_train_records_give_the_served_task_back(task):
 def test_only_binary_tunes_a_threshold_and_only_multiclass_skips_finishing_steps():
     assert [named(t).decides_by_threshold for t in TASK_NAMES] == [True, False, False]
     assert named("binary").finish_skipped is None and named("regression").finish_skipped is None
-    assert set(named("multiclass").finish_skipped) == {"stacking", "calibration", "threshold"}
+    assert set(named("multiclass").finish_skipped) == {"stacking", "threshold"}
+    assert [named(t).calibrates for t in TASK_NAMES] == [True, True, False]
 
 
 def test_only_classifiers_give_probabilities_and_only_binary_has_one_to_calibrate():
@@ -349,7 +350,7 @@ def test_each_tasks_comparison_plot_is_one_the_gate_draws():
 
 def test_only_multiclass_adds_a_limitation_to_the_model_card():
     assert named("binary").limitation is None and named("regression").limitation is None
-    assert "not calibrated" in named("multiclass").limitation
+    assert "calibrated at most by one temperature" in named("multiclass").limitation
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, clone
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -24,7 +25,11 @@ from mlgate.modelling import compiled, metrics
 from mlgate.modelling.task import logit, named, sigmoid
 
 ENSEMBLES = ("auto", "caruana", "stacking", "none")
-CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
+CALIBRATIONS = ("auto", "isotonic", "sigmoid", "temperature", "none")
+# What each task's probabilities can be calibrated with (auto tries them all): one probability, or a matrix.
+CALIBRATIONS_FOR = {False: ("sigmoid", "isotonic"), True: ("temperature",)}
+# The range a temperature is searched in: beyond it, the probabilities say nearly nothing or nearly everything.
+_TEMPERATURES = (0.05, 20.0)
 THRESHOLDS = ("f1", "balanced_accuracy", "cost", "none")
 # A calibration may cost the ranking this much of the primary metric (isotonic steps tie scores).
 _CALIBRATION_SLACK = 1e-3
@@ -36,7 +41,9 @@ class FinishSettings:
     ensemble_rounds: int = 25  # greedy selection rounds (with replacement)
     ensemble_candidates: int = 20  # the best complete trials considered
     max_members: int = 4  # trials in an ensemble: a served row pays for each
-    calibration: str = "auto"  # binary: isotonic, sigmoid or none by cross-fitted log loss
+    calibration: str = (
+        "auto"  # by cross-fitted log loss: binary isotonic, sigmoid or none; multiclass temperature or none
+    )
     threshold: str = "f1"  # binary: what the decision threshold maximises; none keeps 0.5
     false_positive_cost: float = 1.0  # threshold: cost
     false_negative_cost: float = 1.0
@@ -253,16 +260,39 @@ def _restrict(combiner: dict[str, Any], keep: list[int]) -> dict[str, Any]:
     return {**combiner, key: [combiner[key][i] for i in keep]}
 
 
-# --- calibration and threshold (binary) -----------------------------------------------------------
+# --- calibration (binary and multiclass) and threshold (binary) -------------------------------------
 
 
 def calibrator_fit(method: str, probability: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """A calibration map as plain data: Platt scaling on the logit, or an isotonic step function."""
+    """A calibration map as plain data: Platt scaling on the logit, an isotonic step function, or (a
+    multiclass probability matrix) one temperature that divides the log probabilities."""
     if method == "sigmoid":
         model = LogisticRegression(C=1e6, max_iter=1000).fit(logit(probability)[:, None], y)
         return {"method": "sigmoid", "coef": settled(model.coef_[0, 0]), "intercept": settled(model.intercept_[0])}
+    if method == "temperature":
+        return {"method": "temperature", "temperature": settled(_temperature(probability, y))}
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(probability, y)
     return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+
+
+def _temperature(probability: np.ndarray, y: np.ndarray) -> float:
+    """Temperature scaling (Guo et al., 2017): the T in ``_TEMPERATURES`` whose softmax(log p / T) has the
+    least log loss on ``y`` (class numbers). Above 1 it softens an overconfident ensemble, below 1 it
+    sharpens an underconfident one; the most probable class never changes."""
+    log_p = np.log(np.clip(probability, 1e-15, 1.0))
+    rows = np.arange(len(y))
+
+    def loss(log_t: float) -> float:
+        tempered = _log_softmax(log_p / np.exp(log_t))
+        return -float(np.mean(tempered[rows, y]))
+
+    found = minimize_scalar(loss, bounds=np.log(_TEMPERATURES), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(found.x))
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def calibrate(calibrator: dict[str, Any] | None, probability: np.ndarray) -> np.ndarray:
@@ -270,6 +300,8 @@ def calibrate(calibrator: dict[str, Any] | None, probability: np.ndarray) -> np.
         return probability
     if calibrator["method"] == "sigmoid":
         return sigmoid(calibrator["coef"] * logit(probability) + calibrator["intercept"])
+    if calibrator["method"] == "temperature":
+        return np.exp(_log_softmax(np.log(np.clip(probability, 1e-15, 1.0)) / calibrator["temperature"]))
     return np.interp(probability, calibrator["x"], calibrator["y"])
 
 
@@ -283,10 +315,13 @@ class CalibrationChoice:
 def choose_calibration(
     probability: np.ndarray, y: np.ndarray, folds: np.ndarray, *, metric: str, setting: str
 ) -> CalibrationChoice:
-    """none, sigmoid or isotonic by cross-fitted log loss, among those that keep the primary metric
-    within ``_CALIBRATION_SLACK`` of the uncalibrated score."""
+    """none or a calibration (``CALIBRATIONS_FOR`` the task's probabilities: sigmoid or isotonic for one,
+    temperature for a matrix) by cross-fitted log loss, among those that keep the primary metric within
+    ``_CALIBRATION_SLACK`` of the uncalibrated score."""
     tried = {"none": probability}
-    for method in ("sigmoid", "isotonic") if setting == "auto" else () if setting == "none" else (setting,):
+    for method in (
+        CALIBRATIONS_FOR[probability.ndim == 2] if setting == "auto" else () if setting == "none" else (setting,)
+    ):
         tried[method] = cross_fitted(
             lambda train, m=method: calibrator_fit(m, probability[train], y[train]),
             lambda calibrator, held: calibrate(calibrator, probability[held]),
@@ -350,7 +385,7 @@ def choose_threshold(probability: np.ndarray, y: np.ndarray, settings: FinishSet
 class FinalModel(BaseEstimator):
     """What ``train`` fits and logs: one or more member pipelines, the combiner over their outputs,
     the calibration map and the decision threshold (binary). Multiclass: Caruana weights over the
-    members' probability matrices, no calibration, the most probable class."""
+    members' probability matrices, a temperature (if one was chosen), the most probable class."""
 
     def __init__(self, members=(), combiner=None, calibrator=None, threshold: float = 0.5, task: str = "binary"):
         self.members = members

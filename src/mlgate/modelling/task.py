@@ -56,6 +56,7 @@ class Task(ABC):
     label_fields: ClassVar[tuple[str, ...]] = ()  # the class labels its declaration (conf/data/*.yaml) gives
     scores_per_class: ClassVar[bool] = False  # a model gives one score per class (a matrix), not one per row
     decides_by_threshold: ClassVar[bool] = False  # finish calibrates one probability and tunes a threshold
+    calibrates: ClassVar[bool] = False  # finish may calibrate the probabilities (ensemble.CALIBRATIONS_FOR)
     # finishing steps left out for this task, each with why (recorded in best_params.json as `skipped`)
     finish_skipped: ClassVar[dict[str, str] | None] = None
     has_probabilities: ClassVar[bool]  # a policy may judge probabilities (gate.max_calibration_error, max_brier)
@@ -207,6 +208,7 @@ class Task(ABC):
 class _Classification(Task):
     is_classification: ClassVar[bool] = True
     has_probabilities: ClassVar[bool] = True
+    calibrates: ClassVar[bool] = True
 
     def strata(self, target: pd.Series) -> pd.Series:
         return target.astype(str)
@@ -231,6 +233,9 @@ class _Classification(Task):
     def decision_threshold(self, model: Any) -> float:
         """The probability at which ``decide`` calls the positive class: a finished model's tuned one, else 0.5."""
         return getattr(model, "threshold", 0.5)
+
+    def finished(self, combined: np.ndarray, calibrate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        return calibrate(combined)
 
 
 @dataclass(frozen=True)
@@ -354,9 +359,6 @@ class Binary(_Classification):
     def fitted_classes(self, y: np.ndarray) -> np.ndarray:
         return np.array([0, 1])
 
-    def finished(self, combined: np.ndarray, calibrate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        return calibrate(combined)
-
     def probability_matrix(self, scores: np.ndarray) -> np.ndarray:
         return np.column_stack([1 - scores, scores])
 
@@ -386,7 +388,8 @@ class Binary(_Classification):
 @dataclass(frozen=True)
 class Multiclass(_Classification):
     """Models learn class numbers (positions in ``classes``) and give a (rows, classes) probability
-    matrix; the prediction is the most probable class. No threshold, calibration or stacking."""
+    matrix; the prediction is the most probable class. Calibrated by a temperature; no threshold or
+    stacking."""
 
     name: ClassVar[str] = "multiclass"
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr")
@@ -399,18 +402,16 @@ class Multiclass(_Classification):
         "stacking": "stacking fits a logistic regression on one probability per member; over k-class probability "
         "matrices it would be k one-vs-rest combiners renormalised, with k times the coefficients to fit on "
         "the same rows: Caruana selection (a weighted mean of probability matrices) is kept instead",
-        "calibration": "calibration maps one class's probability; the multiclass probabilities are used as "
-        "the members give them",
         "threshold": "a decision threshold applies to one class's probability; a multiclass prediction is "
         "the most probable class",
     }
 
     comparison_plot: ClassVar[str] = "class_recall"
     limitation: ClassVar[str | None] = (
-        "Multiclass: the class probabilities are the (ensembled) models' own, not calibrated, and the "
-        "prediction is the most probable class (no tuned decision threshold); calibration and Brier-score "
-        "rules are skipped. Feature importance is permutation importance over all classes at once "
-        "(no per-class SHAP values)."
+        "Multiclass: the class probabilities are the (ensembled) models' own, calibrated at most by one "
+        "temperature, and the prediction is the most probable class (no tuned decision threshold); the gate's "
+        "calibration and Brier-score rules are skipped. Feature importance is permutation importance over all "
+        "classes at once (no per-class SHAP values)."
     )
 
     classes: tuple[str, ...] = ()

@@ -722,14 +722,16 @@ def finish(
     )
     weights = (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]
     members = tuple(Member(m.trial, m.family, m.params, float(w)) for m, w in zip(choice.members, weights, strict=True))
-    if spec.learning_task.decides_by_threshold:
+    if spec.learning_task.calibrates:
         calibration = ensemble.choose_calibration(
             choice.predictions, y, folds, metric=spec.metric, setting=settings.calibration
         )
         unchosen = {
             "calibration": calibration.calibrator,
             "calibration_log_loss": calibration.log_loss,
-            "threshold": ensemble.choose_threshold(calibration.probabilities, y, settings),
+            "threshold": ensemble.choose_threshold(calibration.probabilities, y, settings)
+            if spec.learning_task.decides_by_threshold
+            else unchosen["threshold"],
         }
     return Finish(
         method=choice.method,
@@ -750,8 +752,15 @@ def _check_finish(settings: ensemble.FinishSettings, task: Task) -> None:
             f"finish.ensemble: stacking is not done for {task.name} ({skipped['stacking']}); "
             f"choose auto, caruana or none"
         )
-    if settings.calibration in ("isotonic", "sigmoid") and "calibration" in skipped:
-        raise ValueError(f"finish.calibration: {skipped['calibration']}; choose auto or none")
+    if settings.calibration not in ("auto", "none"):
+        allowed = ensemble.CALIBRATIONS_FOR[task.scores_per_class] if task.calibrates else ()
+        if settings.calibration not in allowed:
+            held = "a probability matrix" if task.scores_per_class else "one probability"
+            raise ValueError(
+                f"finish.calibration: {settings.calibration} does not apply to {task.name} "
+                + (f"({held}: {', '.join(allowed)}); " if allowed else "(no probabilities); ")
+                + "choose auto or none"
+            )
 
 
 def _skipped(spec: DataSpec) -> dict[str, str] | None:
@@ -1421,12 +1430,11 @@ def _say(
         *first, last = task.finish_skipped
         left_out = f"{', '.join(first)} or {last}" if first else last
         console.say("", f"  {task.name}: no {left_out} (see `skipped` in {best_params})")
-    if task.decides_by_threshold:
-        console.say(
-            "",
-            f"  calibration {recipe.finish.calibration_method}; threshold {threshold['threshold']:.3f} "
-            f"({threshold['objective']}) → {best_params}",
+    if task.calibrates:
+        decided = (
+            f"; threshold {threshold['threshold']:.3f} ({threshold['objective']})" if task.decides_by_threshold else ""
         )
+        console.say("", f"  calibration {recipe.finish.calibration_method}{decided} → {best_params}")
     if not recipe.reproducible:
         console.say("", f"  not reproducible: {recipe.budget['why']}")
 
