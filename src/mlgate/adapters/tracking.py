@@ -15,7 +15,6 @@ import os
 import pickle
 import queue
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -489,7 +488,11 @@ class TrialRecorder:
         self._process.wait()
 
 
+# Ctrl-C in the terminal reaches the recorder too: it ignores it from its first line, before the imports
+# (a Ctrl-C while it still imported pandas ended it with the trials unwritten), and ends when the parent's
+# records do.
 _WRITER_MAIN = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "import sys; root = sys.argv[1]; root in sys.path or sys.path.insert(0, root); "
     f"from {__name__} import _write_piped_trials; _write_piped_trials()"
 )
@@ -538,8 +541,7 @@ def _write_piped_trials() -> None:
     """The recorder process: its arguments, then records, pickled on stdin until None; each is written as
     it comes. The end of stdin before None means the parent was killed: what it had sent is written all
     the same. Reports (written, errors) pickled on its stdout; anything MLflow prints goes to stderr.
-    Ctrl-C in the terminal reaches it too: it ignores it and ends when the parent's records do."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    It ignores Ctrl-C (``_WRITER_MAIN``)."""
     report = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     source = sys.stdin.buffer
