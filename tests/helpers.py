@@ -95,6 +95,7 @@ SMALL_PARAMS = {
     "random_forest": {"n_estimators": 10, "max_depth": 4},
     "extra_trees": {"n_estimators": 10, "max_depth": 6},
     "hist_gradient_boosting": {"max_iter": 30, "min_samples_leaf": 3, "early_stopping": False},
+    "lightgbm": {"n_estimators": 30, "num_leaves": 8, "min_child_samples": 3},
     "knn": {"n_neighbors": 5},
     # a 10% validation share of 40 rows stops an MLP before it learns; conf/model/mlp.yaml keeps it on
     "mlp": {"hidden_units": 16, "learning_rate_init": 0.03, "max_iter": 500, "early_stopping": False},

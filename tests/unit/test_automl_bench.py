@@ -300,3 +300,21 @@ def test_the_projects_automl_suite_loads_and_every_dataset_splits_for_its_task(t
         instance = bench.prepare(frame, dataset, 0, tmp_path / dataset.name)
         if dataset.task == "multiclass":
             assert len(instance.classes) >= 3, dataset.name
+
+
+def test_the_dev_suite_loads_and_shares_no_dataset_with_the_suite_mlgate_is_reported_on(tmp_path):
+    """benchmarks/dev_suite: what defaults are tuned on. None of it is a reported dataset under another
+    name (the same rows and columns)."""
+
+    def shape(dataset) -> tuple[int, frozenset]:
+        frame = bench.read_dataset(dataset)
+        return len(frame), frozenset(frame.columns)
+
+    reported = {shape(d) for d in bench.load_suite(REPO / "benchmarks" / "automl_suite")}
+    datasets = bench.load_suite(REPO / "benchmarks" / "dev_suite")
+    assert len(datasets) >= 6
+    for dataset in datasets:
+        assert shape(dataset) not in reported, dataset.name
+        frame = bench.read_dataset(dataset)
+        assert 800 <= len(frame) <= 60_000, dataset.name
+        bench.prepare(frame, dataset, 0, tmp_path / dataset.name)

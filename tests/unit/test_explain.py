@@ -66,6 +66,7 @@ def raw_output(pipeline, X: pd.DataFrame, scale: str, task) -> np.ndarray:
 BINARY = [
     ("catboost", {}, explain.LOG_ODDS),
     ("hist_gradient_boosting", {}, explain.LOG_ODDS),  # on telco's categoricals: native category splits
+    ("lightgbm", {}, explain.LOG_ODDS),  # native category splits too
     ("random_forest", {}, explain.PROBABILITY),
     ("extra_trees", {}, explain.PROBABILITY),
     ("linear", {}, explain.LOG_ODDS),
@@ -87,7 +88,9 @@ def test_binary_contributions_add_up_to_the_models_own_output(telco, family, par
     assert np.abs(explained.contributions).sum(axis=0)[spec.features.index("contract")] > 0
 
 
-@pytest.mark.parametrize("family", ["catboost", "random_forest", "extra_trees", "linear", "hist_gradient_boosting"])
+@pytest.mark.parametrize(
+    "family", ["catboost", "lightgbm", "random_forest", "extra_trees", "linear", "hist_gradient_boosting"]
+)
 def test_regression_contributions_add_up_to_the_prediction(diamonds, family):
     frame, spec = diamonds
     numeric = spec_of(frame[[*spec.numeric_features, "price"]], "price") if family == "hist_gradient_boosting" else spec
@@ -252,6 +255,16 @@ def test_hist_gradient_boosting_multiclass_adds_up_per_class(iris):
     pipeline = fitted("hist_gradient_boosting", frame, spec)  # band: a native categorical column
     X = frame[spec.features]
     raw = pipeline[-1].model_._raw_predict(pipeline[-1]._prepare(pipeline[:-1].transform(X)))
+    for cls in range(3):
+        explained = explain.explain(pipeline, X, spec.learning_task, np.full(len(X), cls))
+        np.testing.assert_allclose(explained.output, raw[:, cls], atol=1e-9)
+
+
+def test_lightgbm_multiclass_adds_up_per_class_on_its_raw_scores(iris):
+    frame, spec = iris
+    pipeline = fitted("lightgbm", frame, spec)
+    X = frame[spec.features]
+    raw = pipeline[-1].model_.predict(pipeline[-1]._prepare(pipeline[:-1].transform(X)), raw_score=True)
     for cls in range(3):
         explained = explain.explain(pipeline, X, spec.learning_task, np.full(len(X), cls))
         np.testing.assert_allclose(explained.output, raw[:, cls], atol=1e-9)

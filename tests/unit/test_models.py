@@ -148,6 +148,23 @@ def test_elastic_net_alpha_is_on_ridges_scale():
     np.testing.assert_allclose(elastic.coef_, Ridge(alpha=50.0).fit(X, y).coef_, rtol=1e-4)
 
 
+def test_elastic_net_stops_at_its_pass_cap_without_a_convergence_warning():
+    """A weak penalty on many correlated columns does not converge; the fit stops at 1,000 passes quietly."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 5))
+    X = np.hstack([base, base + 1e-6 * rng.normal(size=(300, 5))])
+    y = base @ np.arange(1.0, 6.0) + rng.normal(size=300)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        elastic = models.ElasticNetRegressor(alpha=1e-6, l1_ratio=0.5).fit(X, y)
+
+    assert elastic.model_.n_iter_ == 1000
+    assert np.corrcoef(elastic.predict(X), y)[0, 1] > 0.95
+
+
 def test_hist_gradient_boosting_splits_categoricals_natively_and_treats_unseen_as_missing(binary_spec, binary_data):
     X, y = binary_data
 
@@ -180,7 +197,8 @@ def test_mlp_stops_early_by_default_and_builds_its_layers(binary_spec):
 
 
 @pytest.mark.parametrize(
-    "family, threads", [("catboost", 2), ("hist_gradient_boosting", 1), ("extra_trees", 1), ("knn", 1), ("mlp", 1)]
+    "family, threads",
+    [("catboost", 2), ("hist_gradient_boosting", 1), ("lightgbm", 1), ("extra_trees", 1), ("knn", 1), ("mlp", 1)],
 )
 def test_threads_per_family_with_two_parallel_trials_on_two_cores(family, threads):
     assert models.threads_for(family, cores=2, parallel_trials=2) == threads
@@ -195,6 +213,7 @@ def test_threads_per_family_with_two_parallel_trials_on_two_cores(family, thread
         ("random_forest", "class_weight", "balanced"),
         ("extra_trees", "class_weight", "balanced"),
         ("hist_gradient_boosting", "class_weight", "balanced"),
+        ("lightgbm", "class_weight", "balanced"),
     ],
 )
 def test_balanced_class_weight_becomes_the_familys_own_argument(family, argument, value, binary_spec, binary_data):
@@ -303,6 +322,47 @@ def test_the_early_stopping_share_is_held_out_by_class():
 def test_bad_early_stopping_rounds_are_named(rounds, binary_spec):
     with pytest.raises(ValueError, match="model.catboost: early_stopping_rounds must be a positive integer or null"):
         models.build("catboost", {"iterations": 10, "early_stopping_rounds": rounds}, binary_spec)
+    with pytest.raises(ValueError, match="model.lightgbm: early_stopping_rounds must be a positive integer or null"):
+        models.build("lightgbm", {"n_estimators": 10, "early_stopping_rounds": rounds}, binary_spec)
+
+
+LIGHTGBM_STOPPING = {"n_estimators": 400, "learning_rate": 0.5, "num_leaves": 8, "early_stopping_rounds": 10}
+
+
+@pytest.mark.parametrize(
+    "estimator_cls, task", [(models.LightGBMClassifierModel, "binary"), (models.LightGBMRegressorModel, "regression")]
+)
+def test_lightgbm_stops_early_on_the_held_out_share_and_predicts_with_its_best_round(
+    estimator_cls, task, early_stopping_from_1000_rows
+):
+    X, y = _noisy(1_200, task)
+
+    model = estimator_cls(LIGHTGBM_STOPPING, threads=2, seed=0).fit(X, y)
+    again = estimator_cls(LIGHTGBM_STOPPING, threads=1, seed=0).fit(X, y)
+
+    assert model.best_iteration_ is not None and model.tree_count_ == model.best_iteration_ < 100
+    # the same model whatever the thread count (deterministic, row-wise histograms)
+    np.testing.assert_array_equal(model.predict(X), again.predict(X))
+
+
+def test_lightgbm_fits_every_round_below_the_row_floor(early_stopping_from_1000_rows):
+    X, y = _noisy(999)
+
+    model = models.LightGBMClassifierModel(LIGHTGBM_STOPPING, threads=1, seed=0).fit(X, y)
+
+    assert model.tree_count_ == 400 and model.best_iteration_ is None
+
+
+def test_lightgbm_splits_categoricals_natively_and_treats_unseen_as_missing(binary_spec, binary_data):
+    X, y = binary_data
+
+    pipeline = models.build("lightgbm", SMALL_PARAMS["lightgbm"], binary_spec).fit(X, y)
+
+    estimator = pipeline.named_steps["model"]
+    assert estimator.categories_ == {"plan": ["basic", "plus", "pro"]}
+    unseen = models.predict(pipeline, X.assign(plan="platinum"), "binary")[1]
+    missing = models.predict(pipeline, X.assign(plan=np.nan), "binary")[1]
+    np.testing.assert_array_equal(unseen, missing)
 
 
 def test_refit_params_carry_the_trees_early_stopping_kept():
@@ -311,4 +371,6 @@ def test_refit_params_carry_the_trees_early_stopping_kept():
     assert models.refit_params("catboost", searched, 123.4) == {"iterations": 123, "depth": 6}
     assert models.refit_params("catboost", searched, None) == searched  # not measured: train stops early itself
     assert models.refit_params("catboost", {"iterations": 300}, 300.0) == {"iterations": 300}
+    stopped = {"n_estimators": 1000, "early_stopping_rounds": 50, "num_leaves": 31}
+    assert models.refit_params("lightgbm", stopped, 211.6) == {"n_estimators": 212, "num_leaves": 31}
     assert models.refit_params("random_forest", {"n_estimators": 200}, 123.4) == {"n_estimators": 200}

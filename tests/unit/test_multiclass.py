@@ -126,7 +126,7 @@ def test_bootstrap_and_slices_skip_rows_without_every_class_for_one_vs_rest_auc(
 def test_every_family_fits_multiclass_and_gives_class_probabilities(iris, family):
     frame, spec = iris
     params = dict(SMALL_PARAMS[family])
-    if family in ("catboost", "linear", "random_forest", "extra_trees", "hist_gradient_boosting"):
+    if family in ("catboost", "linear", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm"):
         params["class_weight"] = "balanced"
     model = models.build(family, params, spec).fit(frame[spec.features], target_vector(frame, spec))
     prediction, probability = models.predict(model, frame[spec.features], "multiclass")

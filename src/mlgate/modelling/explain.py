@@ -6,6 +6,7 @@ Contributions are SHAP values, summed over everything a raw input column becomes
 
 - CatBoost: CatBoost's own TreeSHAP, on its raw formula value (binary: log-odds; multiclass: the
   class's logit; regression: the prediction).
+- LightGBM: LightGBM's own TreeSHAP (``pred_contrib``), on the same raw scales as CatBoost.
 - Random forest and extra trees: path-dependent TreeSHAP (the shap package) on the probability
   (classifiers) or the prediction.
 - HistGradientBoosting: the same algorithm, written here over all its leaves at once, on the log-odds
@@ -50,6 +51,7 @@ LOG_ODDS, PROBABILITY, VALUE = "log-odds", "probability", "value"
 FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 _CATBOOST = (models.CatBoostClassifierModel, models.CatBoostRegressorModel)
 _HIST_GRADIENT_BOOSTING = (models.HistGradientBoostingClassifierModel, models.HistGradientBoostingRegressorModel)
+_LIGHTGBM = (models.LightGBMClassifierModel, models.LightGBMRegressorModel)
 
 
 class NoExplanation(ValueError):
@@ -179,7 +181,7 @@ def _pipeline_contributions(
 
 
 def _native_contributions(estimator: Any, seen: pd.DataFrame, task: Task) -> _Explained:
-    """The estimators that take the shared front's frame as it is (CatBoost, HistGradientBoosting)."""
+    """The estimators that take the shared front's frame as it is (CatBoost, LightGBM, HistGradientBoosting)."""
     if isinstance(estimator, _CATBOOST):
         import catboost
 
@@ -187,6 +189,12 @@ def _native_contributions(estimator: Any, seen: pd.DataFrame, task: Task) -> _Ex
         with models.exclusive("catboost"):
             shap = estimator.model_.get_feature_importance(pool, type="ShapValues", thread_count=1)
         if shap.ndim == 3:  # multiclass: (rows, classes, columns + 1)
+            return np.transpose(shap[:, :, :-1], (0, 2, 1)), shap[:, :, -1], LOG_ODDS
+        return shap[:, :-1], shap[:, -1], LOG_ODDS if task.is_classification else VALUE
+    if isinstance(estimator, _LIGHTGBM):
+        shap = np.asarray(estimator.model_.predict(estimator._prepare(seen), pred_contrib=True, num_threads=1))
+        if task.scores_per_class:  # (rows, classes x (columns + 1)), one class's block after another
+            shap = shap.reshape(len(seen), -1, seen.shape[1] + 1)
             return np.transpose(shap[:, :, :-1], (0, 2, 1)), shap[:, :, -1], LOG_ODDS
         return shap[:, :-1], shap[:, -1], LOG_ODDS if task.is_classification else VALUE
     if isinstance(estimator, _HIST_GRADIENT_BOOSTING):

@@ -38,7 +38,7 @@ MARGIN_SHARE = 0.05
 # search nor the refit (the interpreter and imports, the store, choosing the ensemble, logging the model)
 FIXED_S = 4.0
 SHORT_BUDGET_S = 300
-FAMILIES = "[catboost,hist_gradient_boosting,linear,random_forest]"
+FAMILIES = "[catboost,lightgbm,hist_gradient_boosting,linear,random_forest]"
 # conf/ of the checkout mlgate is installed from (editable install); pass conf_dir otherwise
 CHECKOUT_CONF = Path(__file__).resolve().parents[3] / "conf"
 

@@ -40,7 +40,7 @@ from mlgate.registry import ERASURE_DIR, ERASURE_FILE, REFERENCE_DIR, REFERENCE_
 STAGE = "train"
 REFERENCE_ROWS = 10_000
 MODEL_CODE = Path(__file__).resolve().parents[1] / "adapters" / "pyfunc_model.py"  # copied into each model
-_REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "pandas", "numpy", "joblib", "pyarrow")
+_REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "lightgbm", "pandas", "numpy", "joblib", "pyarrow")
 
 
 def fit(train: pd.DataFrame, spec: DataSpec, finished: Finish, settings: FeatureSettings, seed: int) -> FinalModel:
