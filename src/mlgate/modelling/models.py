@@ -74,6 +74,18 @@ class _BuiltAtFit(BaseEstimator):
         with self._calls():
             return self.model_.predict(self._prepare(X), **self._predict_options())
 
+    def _fit_stopping_early(self, X: pd.DataFrame, y: np.ndarray, rounds: int | None, stopping: Callable) -> None:
+        """Fit ``model_`` on every row, or, with ``rounds`` and at least ``EARLY_STOPPING_MIN_ROWS`` rows,
+        by ``stopping(X, y, eval_set)`` on all but a seeded held-out share that it stops on; sets
+        ``best_iteration_`` (None when it did not stop early)."""
+        if rounds and len(X) >= EARLY_STOPPING_MIN_ROWS:
+            fit_rows, stop_rows = _early_stopping_split(y, classify=isinstance(self, ClassifierMixin), seed=self.seed)
+            stopping(X.iloc[fit_rows], y[fit_rows], (X.iloc[stop_rows], y[stop_rows]))
+            self.best_iteration_ = self.model_.best_iteration_
+        else:
+            self.model_.fit(X, y)
+            self.best_iteration_ = None
+
 
 class _Probabilities(ClassifierMixin):
     """The classifier half of a ``_BuiltAtFit`` estimator: classes and probabilities."""
@@ -128,20 +140,14 @@ class _CatBoostModel(_BuiltAtFit):
             verbose=0,
             allow_writing_files=False,
         )
-        X, y = self._prepare(X), np.asarray(y)
-        if rounds and len(X) >= EARLY_STOPPING_MIN_ROWS:
-            fit_rows, stop_rows = _early_stopping_split(y, classify=isinstance(self, ClassifierMixin), seed=self.seed)
-            self.model_.fit(
-                X.iloc[fit_rows],
-                y[fit_rows],
-                eval_set=(X.iloc[stop_rows], y[stop_rows]),
-                early_stopping_rounds=rounds,
-                use_best_model=True,
-            )
-            self.best_iteration_ = self.model_.best_iteration_
-        else:
-            self.model_.fit(X, y)
-            self.best_iteration_ = None
+        self._fit_stopping_early(
+            self._prepare(X),
+            np.asarray(y),
+            rounds,
+            lambda X, y, eval_set: self.model_.fit(
+                X, y, eval_set=eval_set, early_stopping_rounds=rounds, use_best_model=True
+            ),
+        )
         self.tree_count_ = self.model_.tree_count_
         self.feature_importances_ = self.model_.get_feature_importance()
         return self
@@ -379,19 +385,14 @@ class _LightGBMModel(_BuiltAtFit):
         self.model_ = estimator_cls(
             **params, n_jobs=self.threads, random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1
         )
-        X, y = self._prepare(X), np.asarray(y)
-        if rounds and len(X) >= EARLY_STOPPING_MIN_ROWS:
-            fit_rows, stop_rows = _early_stopping_split(y, classify=isinstance(self, ClassifierMixin), seed=self.seed)
-            self.model_.fit(
-                X.iloc[fit_rows],
-                y[fit_rows],
-                eval_set=[(X.iloc[stop_rows], y[stop_rows])],
-                callbacks=[lightgbm.early_stopping(rounds, verbose=False)],
-            )
-            self.best_iteration_ = self.model_.best_iteration_
-        else:
-            self.model_.fit(X, y)
-            self.best_iteration_ = None
+        self._fit_stopping_early(
+            self._prepare(X),
+            np.asarray(y),
+            rounds,
+            lambda X, y, eval_set: self.model_.fit(
+                X, y, eval_set=[eval_set], callbacks=[lightgbm.early_stopping(rounds, verbose=False)]
+            ),
+        )
         self.tree_count_ = self.best_iteration_ or self.model_.n_estimators_
         self.feature_importances_ = self.model_.feature_importances_
         return self
