@@ -38,8 +38,8 @@ def test_every_trial_is_lightgbm_and_the_refit_keeps_the_rounds_the_folds_kept(l
     for member in members:
         assert "early_stopping_rounds" not in member["params"]
         assert 1 <= member["params"]["n_estimators"] < 200
-    board = pd.read_csv(root / "reports/leaderboard.csv")
-    assert set(board.loc[board["kind"] == "trial", "model"]) == {"lightgbm"}
+    board = pd.read_csv(root / "reports/leaderboard.csv")  # the family's best trial, the finished model
+    assert len(board) >= 1 and board["model"].str.contains("lightgbm").all()
 
 
 def test_the_logged_model_predicts_raw_rows_and_evaluate_explains_it(lightgbm_project):
