@@ -76,6 +76,12 @@ class TrackingParams:
     experiment: str
     registered_model: str
     ui_url: str
+    # who writes the search's trial runs (tracking.TrialRecorder): a process of its own, or a thread
+    trial_writer: str = "process"
+
+    def __post_init__(self) -> None:
+        if self.trial_writer not in ("process", "thread"):
+            raise ValueError(f"tracking.trial_writer must be process or thread, got '{self.trial_writer}'")
 
 
 def paths(params: dict[str, Any]) -> Paths:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from mlgate import project
 from mlgate.services import automl
 
 
@@ -25,3 +26,19 @@ def test_the_scratch_project_searches_for_that_long_with_the_refit_capped(tmp_pa
     assert params["search"]["timeout_s"] == pytest.approx(automl.search_seconds(120), abs=0.05)
     assert params["finish"]["refit_budget_s"] == pytest.approx(14.4)
     assert (params["search"]["budget"], params["seed"]) == ("time", 3)
+
+
+@pytest.mark.parametrize(("budget_s", "folds", "writer"), [(30, 3, "thread"), (600, 5, "process")])
+def test_a_short_search_scores_on_three_folds_and_writes_trial_runs_from_a_thread(tmp_path, budget_s, folds, writer):
+    frame = pd.DataFrame({"x": [0.1, 0.4, 0.3, 0.9] * 5, "y": [1.0, 2.0, 3.0, 4.0] * 5})
+    params = automl.project_params(frame, "y", "regression", budget_s=budget_s, seed=0, source=tmp_path / "t.parquet")
+    assert (params["search"]["cv_folds"], params["tracking"]["trial_writer"]) == (folds, writer)
+    assert project.tracking(params).trial_writer == writer
+
+
+def test_an_unknown_trial_writer_is_refused_naming_the_field(tmp_path):
+    frame = pd.DataFrame({"x": [0.1, 0.4, 0.3, 0.9] * 5, "y": [1.0, 2.0, 3.0, 4.0] * 5})
+    params = automl.project_params(frame, "y", "regression", budget_s=30, seed=0, source=tmp_path / "t.parquet")
+    params["tracking"]["trial_writer"] = "fork"
+    with pytest.raises(ValueError, match="tracking.trial_writer must be process or thread, got 'fork'"):
+        project.tracking(params)

@@ -973,7 +973,8 @@ def _search(
     started = time.time()
     distributed = settings.search.distributed
     try:
-        with tracking.trial_recorder(job.experiment, job.parent_run, job.tags) as recorder:
+        separate = project.tracking(job.params).trial_writer == "process"
+        with tracking.trial_recorder(job.experiment, job.parent_run, job.tags, separate) as recorder:
             logged = _LoggedTrials()
 
             def on_trial(outcome: optuna_study.TrialOutcome) -> None:
