@@ -29,6 +29,7 @@ class Paths:
     trials: str
     trial_predictions: str
     study: str
+    kept_models: str
     model: str
     train_info: str
     train_run: str

@@ -42,12 +42,15 @@ class BestTrial:
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One model of the final recipe: the trial it came from, and the params `train` refits it with."""
+    """One model of the final recipe: the trial it came from, and the params `train` refits it with; or,
+    ``refit`` false, the model that trial fitted on the holdout's training rows, which tune keeps at
+    paths.kept_models and train uses as it is (``finish.refit``)."""
 
     trial: int
     family: str
     params: dict[str, Any]
     weight: float
+    refit: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +160,7 @@ class TrainingRecord(JsonRecord):
     family: str
     params: dict[str, Any]
     method: str
-    members: tuple[dict[str, Any], ...]  # family, weight, trial of each member
+    members: tuple[dict[str, Any], ...]  # family, weight, trial and refit of each member
     calibration: str
     threshold: dict[str, Any] = holding(objective=str, threshold=float)
     train_rows: int

@@ -93,3 +93,46 @@ def test_fit_on_a_large_regression_frame_uses_a_holdout(tmp_path):
     assert model.summary["validation"] == "holdout"
     rmse = mean_squared_error(frame["y"].iloc[2500:], model.predict(frame.iloc[2500:].drop(columns="y"))) ** 0.5
     assert rmse < 0.3
+
+
+def test_on_a_holdout_train_keeps_the_models_the_search_fitted_instead_of_refitting(tmp_path):
+    import joblib
+
+    from mlgate.services import automl
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    frame = pd.DataFrame({"x": rng.normal(size=n), "kind": rng.choice(["a", "b", "c"], n)})
+    frame["y"] = 3 * frame["x"] + frame["kind"].map({"a": 0.0, "b": 1.0, "c": -1.0}) + rng.normal(scale=0.1, size=n)
+    test = frame.iloc[2500:].drop(columns="y")
+
+    model = automl.fit(
+        frame.iloc[:2500],
+        "y",
+        "regression",
+        budget_s=30,
+        seed=0,
+        workdir=tmp_path,
+        overrides=[
+            "model=[linear,catboost]",
+            "model.catboost.fixed.iterations=40",
+            "search.n_jobs=1",
+            "search.n_trials=6",
+            "search.holdout_above_rows=2000",
+            "finish.refit=never",
+        ],
+    )
+
+    recipe = json.loads((tmp_path / "reports/best_params.json").read_text())
+    members = recipe["finish"]["members"]
+    assert [m["refit"] for m in members] == [False] * len(members)
+    assert model.summary["kept_unrefit"] == len(members)
+    kept = joblib.load(tmp_path / "models/kept.joblib")
+    assert sorted(kept) == sorted(m["trial"] for m in members)
+    # each member predicts as the model its trial fitted on the holdout's training rows (2,000 of 2,500)
+    for member, fitted in zip(members, model.model.members_, strict=True):
+        assert np.array_equal(kept[member["trial"]].predict(test), fitted.predict(test))
+    trained = json.loads((tmp_path / "models/train.json").read_text())
+    assert [m["refit"] for m in trained["members"]] == [False] * len(members)
+    rmse = mean_squared_error(frame["y"].iloc[2500:], model.predict(test)) ** 0.5
+    assert rmse < 0.3

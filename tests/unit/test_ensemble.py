@@ -115,6 +115,55 @@ def test_refit_budget_limits_the_members():
     assert len(choice.members) == 1
 
 
+def test_kept_models_let_the_ensemble_use_members_whose_refit_would_not_fit():
+    y, folds, views = noisy_views()
+    settings = FinishSettings(refit_budget_s=1.5, refit="within_budget")
+    choice = ensemble.choose_ensemble(
+        candidates_from(views, y, folds), y, folds, task="binary", metric="roc_auc", settings=settings, models_kept=True
+    )
+    assert len(choice.members) == 2  # the two views, each refit costing 1 s of the 1.5
+
+
+@pytest.mark.parametrize(
+    ("refit", "expected"),
+    [
+        ("always", [True, True, True, True]),
+        ("never", [False, False, True, False]),  # the member without a kept model is refit all the same
+        ("within_budget", [False, True, True, False]),  # by weight: 0.4 (3 s) fits, 0.3 (4 s) and 0.1 do not
+    ],
+)
+def test_train_refits_what_the_budget_affords_heaviest_member_first(refit, expected):
+    settings = FinishSettings(refit=refit, refit_budget_s=None if refit != "within_budget" else 5.0)
+    estimates, weights = [4.0, 3.0, None, 2.5], [0.3, 0.4, 0.2, 0.1]
+    assert ensemble.refits(estimates, weights, settings) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"refit": "sometimes"}, "finish.refit must be one of"),
+        ({"refit": "within_budget"}, "finish.refit within_budget needs finish.refit_budget_s"),
+    ],
+)
+def test_a_refit_setting_that_cannot_work_is_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        FinishSettings(**fields)
+
+
+def test_a_final_model_takes_the_members_given_fitted_and_fits_the_others():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.normal(size=200)})
+    y = 2 * X["x"].to_numpy() + rng.normal(scale=0.1, size=200)
+    fitted_elsewhere = LinearRegression().fit(X.iloc[:50], y[:50])
+    model = FinalModel(
+        [LinearRegression(), LinearRegression()],
+        combiner={"method": "caruana", "weights": [0.5, 0.5]},
+        task="regression",
+    ).fit(X, y, fitted=[fitted_elsewhere, None])
+    assert model.members_[0] is fitted_elsewhere
+    assert model.members_[1].coef_ == pytest.approx(LinearRegression().fit(X, y).coef_)
+
+
 def test_rows_outside_the_validation_are_ignored():
     y, folds, views = noisy_views()
     folds = folds.copy()

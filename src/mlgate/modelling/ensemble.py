@@ -31,6 +31,9 @@ CALIBRATIONS_FOR = {False: ("sigmoid", "isotonic"), True: ("temperature",)}
 # The range a temperature is searched in: beyond it, the probabilities say nearly nothing or nearly everything.
 _TEMPERATURES = (0.05, 20.0)
 THRESHOLDS = ("f1", "balanced_accuracy", "cost", "none")
+# What `train` does with each member: refit it on all rows, or keep the model the search fitted on the
+# holdout's training rows when its refit would not fit refit_budget_s, or keep every such model.
+REFITS = ("always", "within_budget", "never")
 # A calibration may cost the ranking this much of the primary metric (isotonic steps tie scores).
 _CALIBRATION_SLACK = 1e-3
 
@@ -48,9 +51,15 @@ class FinishSettings:
     false_positive_cost: float = 1.0  # threshold: cost
     false_negative_cost: float = 1.0
     refit_budget_s: float | None = None  # cap on the estimated time train spends refitting members
+    refit: str = "always"  # REFITS; keeping a model needs holdout validation (one model per trial)
 
     def __post_init__(self) -> None:
-        for name, allowed in (("ensemble", ENSEMBLES), ("calibration", CALIBRATIONS), ("threshold", THRESHOLDS)):
+        for name, allowed in (
+            ("ensemble", ENSEMBLES),
+            ("calibration", CALIBRATIONS),
+            ("threshold", THRESHOLDS),
+            ("refit", REFITS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"finish.{name} must be one of {allowed}, got '{getattr(self, name)}'")
         if self.ensemble_rounds < 1 or self.ensemble_candidates < 1 or self.max_members < 2:
@@ -59,6 +68,8 @@ class FinishSettings:
             )
         if self.false_positive_cost <= 0 or self.false_negative_cost <= 0:
             raise ValueError("finish: false_positive_cost and false_negative_cost must be positive")
+        if self.refit == "within_budget" and self.refit_budget_s is None:
+            raise ValueError("finish.refit within_budget needs finish.refit_budget_s (seconds)")
 
 
 @dataclass(frozen=True)
@@ -169,21 +180,30 @@ class EnsembleChoice:
 
 
 def choose_ensemble(
-    candidates: list[Candidate], y: np.ndarray, folds: np.ndarray, *, task: str, metric: str, settings: FinishSettings
+    candidates: list[Candidate],
+    y: np.ndarray,
+    folds: np.ndarray,
+    *,
+    task: str,
+    metric: str,
+    settings: FinishSettings,
+    models_kept: bool = False,
 ) -> EnsembleChoice:
     """The best of: the best trial alone, Caruana selection over the top candidates (the best
     ``ensemble_candidates`` trials and every family's best) and stacking over each family's best, by
     cross-fitted score on the validated rows (``folds`` >= 0).
 
     Stacking sees one trial per family: a linear combiner of near-copies fits noise. Either ensemble
-    holds at most ``max_members`` trials, since a served row pays for every member."""
+    holds at most ``max_members`` trials, since a served row pays for every member. ``refit_budget_s``
+    drops the candidates whose refits do not fit it, unless the search kept its fitted models
+    (``models_kept``) and ``finish.refit`` lets train keep them instead of refitting (``refits``)."""
     greater = metrics.METRICS[metric].greater_is_better
     ranked = _distinct(sorted(candidates, key=lambda c: c.score, reverse=greater))
     # the top trials, plus each other family's best: one family's near-copies can fill the top
     top, rest = ranked[: settings.ensemble_candidates], ranked[settings.ensemble_candidates :]
     in_top = {c.family for c in top}
     top += [c for c in _family_bests(rest) if c.family not in in_top]
-    ranked = _within_refit_budget(top, settings.refit_budget_s)
+    ranked = top if models_kept and settings.refit != "always" else _within_refit_budget(top, settings.refit_budget_s)
     rows = folds >= 0
     y, folds = y[rows], folds[rows]
     best = ranked[0].predictions[rows]
@@ -236,6 +256,26 @@ def _distinct(ranked: list[Candidate]) -> list[Candidate]:
             seen.add(key)
             out.append(candidate)
     return out
+
+
+def refits(estimates_s: list[float | None], weights: list[float], settings: FinishSettings) -> list[bool]:
+    """Which members ``train`` refits on all rows, in the members' order. ``estimates_s``: each member's
+    estimated refit time, or None where the search kept no fitted model of it (it is refit whatever it
+    costs). ``within_budget`` spends ``refit_budget_s`` on the members by weight, heaviest first, and
+    keeps the ones it cannot afford as the search fitted them; ``never`` keeps every model it can."""
+    if settings.refit == "always":
+        return [True] * len(estimates_s)
+    if settings.refit == "never":
+        return [estimate is None for estimate in estimates_s]
+    assert settings.refit_budget_s is not None
+    spent, chosen = 0.0, [True] * len(estimates_s)
+    for i in sorted(range(len(estimates_s)), key=lambda i: -weights[i]):
+        estimate = estimates_s[i]
+        if estimate is None:
+            continue
+        chosen[i] = spent + estimate <= settings.refit_budget_s
+        spent += estimate if chosen[i] else 0.0
+    return chosen
 
 
 def _within_refit_budget(ranked: list[Candidate], budget_s: float | None) -> list[Candidate]:
@@ -394,8 +434,11 @@ class FinalModel(BaseEstimator):
         self.threshold = threshold
         self.task = task
 
-    def fit(self, X, y):
-        self.members_ = [clone(member).fit(X, y) for member in self.members]
+    def fit(self, X, y, fitted=None):
+        """Fit each member on ``X``, or take it from ``fitted`` (one entry per member; None: fit it)."""
+        fitted = [None] * len(self.members) if fitted is None else fitted
+        pairs = zip(self.members, fitted, strict=True)
+        self.members_ = [clone(member).fit(X, y) if model is None else model for member, model in pairs]
         self.__dict__.pop("_guarded", None)
         classes = named(self.task).fitted_classes(y)  # multiclass: class numbers, positions in data.classes
         if classes is not None:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from mlgate import config, console, files, project
 from mlgate.adapters import tracking
+from mlgate.errors import StageError
 from mlgate.modelling import clustering, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.ensemble import FinalModel
@@ -43,8 +44,16 @@ MODEL_CODE = Path(__file__).resolve().parents[1] / "adapters" / "pyfunc_model.py
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "lightgbm", "pandas", "numpy", "joblib", "pyarrow")
 
 
-def fit(train: pd.DataFrame, spec: DataSpec, finished: Finish, settings: FeatureSettings, seed: int) -> FinalModel:
-    """The final model of ``finished`` (the recipe's `finish`), its members refit on ``train``."""
+def fit(
+    train: pd.DataFrame,
+    spec: DataSpec,
+    finished: Finish,
+    settings: FeatureSettings,
+    seed: int,
+    kept: dict[int, Any] | None = None,
+) -> FinalModel:
+    """The final model of ``finished`` (the recipe's `finish`), its members refit on ``train``, except
+    those it keeps unrefit, taken from ``kept`` (tune's paths.kept_models, by trial)."""
     members = [models.build(m.family, m.params, spec, settings, threads=2, seed=seed) for m in finished.members]
     model = FinalModel(
         members,
@@ -53,7 +62,8 @@ def fit(train: pd.DataFrame, spec: DataSpec, finished: Finish, settings: Feature
         threshold=finished.threshold["threshold"],
         task=spec.task,
     )
-    model.fit(train[spec.features], target_vector(train, spec))
+    fitted = [None if m.refit else (kept or {})[m.trial] for m in finished.members]
+    model.fit(train[spec.features], target_vector(train, spec), fitted=fitted)
     for member in model.members_:
         models.serial_predictions(member)
     return models.settle_bytes(model)
@@ -135,8 +145,38 @@ def refit(
             {f"train/{recipe.metric}": recipe.score} | stability,
             f"{recipe.family} ({model.segmenter.n_clusters_} clusters)",
         )
-    model = fit(train, spec, recipe.finish, config.load(FeatureSettings, "features", params), seed)
-    return Refit(model, _run_params(recipe, seed, len(train)), {f"cv/{recipe.metric}": recipe.cv_score}, recipe.family)
+    kept = read_kept_models(project.paths(params).kept_models, recipe.finish)
+    model = fit(train, spec, recipe.finish, config.load(FeatureSettings, "features", params), seed, kept)
+    members = recipe.finish.members
+    unrefit = sum(not m.refit for m in members)
+    described = (
+        recipe.family
+        if not unrefit
+        else (
+            f"{recipe.family}: {unrefit} of {len(members)} member(s) kept as the search fitted them (finish.refit), "
+            + ("none" if unrefit == len(members) else "the rest")
+        )
+    )
+    return Refit(model, _run_params(recipe, seed, len(train)), {f"cv/{recipe.metric}": recipe.cv_score}, described)
+
+
+def read_kept_models(path: str, finished: Finish) -> dict[int, Any]:
+    """The fitted models tune kept for the members train does not refit; an error naming the file and
+    the trial when one is missing (a recipe and a kept file of two different tune runs)."""
+    wanted = [m.trial for m in finished.members if not m.refit]
+    if not wanted:
+        return {}
+    try:
+        kept = joblib.load(path)
+    except FileNotFoundError as error:
+        raise StageError(f"{path}: missing; best_params.json keeps trial {wanted[0]}'s model unrefit") from error
+    missing = [trial for trial in wanted if trial not in kept]
+    if missing:
+        raise StageError(
+            f"{path}: holds no model of trial {missing[0]}, which best_params.json keeps unrefit "
+            f"(the two come from different tune runs); rerun tune: dvc repro --force tune"
+        )
+    return kept
 
 
 def run(params: dict[str, Any]) -> TrainingRun:
@@ -198,7 +238,9 @@ def training_record(
     else:
         finished = recipe.finish
         method, calibration, threshold = finished.method, finished.calibration_method, finished.threshold
-        members = tuple({"family": m.family, "weight": m.weight, "trial": m.trial} for m in finished.members)
+        members = tuple(
+            {"family": m.family, "weight": m.weight, "trial": m.trial, "refit": m.refit} for m in finished.members
+        )
     return TrainingRecord(
         family=recipe.family,
         params=recipe.params,
@@ -233,7 +275,7 @@ def _run_params(recipe: TunedRecipe, seed: int, rows: int) -> dict[str, Any]:
     members = {
         f"member{i}.{k}": v
         for i, m in enumerate(finished.members)
-        for k, v in {"family": m.family, "weight": m.weight, **m.params}.items()
+        for k, v in {"family": m.family, "weight": m.weight, "refit": m.refit, **m.params}.items()
     }
     return {
         "family": recipe.family,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
@@ -115,6 +116,7 @@ class CrossValidation:
         holdout: float | None = None,
         deadline: optuna_study.Deadline | None = None,
         store_dir: Path | None = None,
+        keep_models: bool = False,
     ):
         self.X = frame[spec.features]
         self.settings = settings
@@ -125,6 +127,8 @@ class CrossValidation:
         self.seed = seed
         self.deadline = deadline
         self.store_dir = store_dir
+        # one model per trial (holdout) and somewhere to keep it: what finish.refit may use instead of a refit
+        self.keeps_models = keep_models and bool(holdout) and store_dir is not None
         rows = np.arange(len(frame))
         classify = spec.is_classification
         if spec.learning_task.scores_per_class:  # a class missing from a fold shortens its probability matrix
@@ -198,8 +202,31 @@ class CrossValidation:
             tuple(per_fold),
             float(np.mean(kept)) if kept else None,
         )
-        self._keep(trial_key(family, params, subsample), result, screened=bool(subsample))
+        key = trial_key(family, params, subsample)
+        if self.keeps_models and not subsample:
+            self._keep_model(key, model)
+        self._keep(key, result, screened=bool(subsample))
         return float(np.mean(scores)), scores
+
+    def _keep_model(self, key: str, model: Any) -> None:
+        assert self.store_dir is not None
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        staged = self.store_dir / f".{key}.{threading.get_ident()}.joblib"
+        joblib.dump(models.settle_bytes(model), staged)
+        os.replace(staged, self.store_dir / f"{key}.joblib")
+
+    def kept_model(self, family: str, params: dict[str, Any]) -> Path | None:
+        """The file of the model a configuration fitted on the holdout's training rows, if it was kept."""
+        if not self.keeps_models:
+            return None
+        assert self.store_dir is not None
+        path = self.store_dir / f"{trial_key(family, params)}.joblib"
+        return path if path.exists() else None
+
+    @property
+    def fit_share(self) -> float:
+        """The share of the rows a trial's model is fitted on (the first fold's), to estimate a refit on all."""
+        return len(self.folds[0][0]) / len(self.y)
 
     def _subsample(self, fit_rows: np.ndarray, share: float) -> np.ndarray:
         """A seeded ``share`` of a fold's training rows, stratified for classification."""
@@ -718,10 +745,24 @@ def finish(
     validated = objective.fold_of_row >= 0
     y, folds = objective.y[validated], objective.fold_of_row[validated]
     choice = ensemble.choose_ensemble(
-        candidates, objective.y, objective.fold_of_row, task=spec.task, metric=spec.metric, settings=settings
+        candidates,
+        objective.y,
+        objective.fold_of_row,
+        task=spec.task,
+        metric=spec.metric,
+        settings=settings,
+        models_kept=objective.keeps_models,
     )
-    weights = (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]
-    members = tuple(Member(m.trial, m.family, m.params, float(w)) for m, w in zip(choice.members, weights, strict=True))
+    weights = [float(w) for w in (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]]
+    trials = {o.number: o for o in outcomes}
+    estimates = [  # a kept model's refit on every row: its fit time scaled by the rows (None: none kept)
+        None if objective.kept_model(m.family, trials[m.trial].params) is None else m.fit_s / objective.fit_share
+        for m in choice.members
+    ]
+    refit = ensemble.refits(estimates, weights, settings)
+    members = tuple(
+        Member(m.trial, m.family, m.params, w, r) for m, w, r in zip(choice.members, weights, refit, strict=True)
+    )
     if spec.learning_task.calibrates:
         calibration = ensemble.choose_calibration(
             choice.predictions, y, folds, metric=spec.metric, setting=settings.calibration
@@ -742,6 +783,27 @@ def finish(
         skipped=_skipped(spec),
         **unchosen,
     )
+
+
+def kept_models(
+    finished: Finish, objective: CrossValidation, outcomes: list[optuna_study.TrialOutcome]
+) -> dict[int, Any]:
+    """{trial number: fitted model} of the members train keeps instead of refitting (none under
+    finish.refit always)."""
+    trials = {o.number: o for o in outcomes}
+    kept = {}
+    for member in finished.members:
+        if not member.refit:
+            stored = objective.kept_model(member.family, trials[member.trial].params)
+            assert stored is not None, f"trial {member.trial}: finish keeps a model the search did not keep"
+            kept[member.trial] = joblib.load(stored)
+    return kept
+
+
+def write_kept_models(path: str, kept: dict[int, Any]) -> None:
+    """paths.kept_models, a DVC output of tune that train depends on: empty when train refits all."""
+    with files.atomic_path(path) as staged:
+        joblib.dump(kept, staged)
 
 
 def _check_finish(settings: ensemble.FinishSettings, task: Task) -> None:
@@ -904,6 +966,7 @@ def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
 
         files.write_text(paths.trials, trials.to_csv(index=False))
         files.write_text(paths.leaderboard, board.to_csv(index=False))
+        write_kept_models(paths.kept_models, kept_models(recipe.finish, objective, search.outcomes))
         files.write_text(paths.best_params, recipe.to_json())
         _record(parent, recipe, search, finish_s, paths, tracking_time)
         tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started})
@@ -932,6 +995,8 @@ def _objective(
         holdout=plan.holdout,
         deadline=deadline,
         store_dir=Path(trial_predictions) / plan.name,
+        # a distributed trial's model stays with its worker
+        keep_models=settings.finish.refit != "always" and not settings.search.distributed,
     )
 
 
@@ -1892,6 +1957,7 @@ def _run_clustering(params: dict[str, Any]) -> SegmentationRecipe:
         board = segmentation_leaderboard(trials, chosen.trial)
         files.write_text(paths.trials, trials.to_csv(index=False))
         files.write_text(paths.leaderboard, board.to_csv(index=False))
+        write_kept_models(paths.kept_models, {})  # a segmentation is always refit
         files.write_text(paths.best_params, chosen.to_json())
         tracking.log(
             parent,
