@@ -5,7 +5,8 @@ its numeric columns jittered by 2% of their standard deviation (integer columns 
 are not exact copies, and run through benchmarks/automl.py's harness (the same 75/25 split, process
 measurement and scoring) at one budget. The table gives, per size, the wall time against the budget, the
 search's and the refit's seconds, trials, peak RSS and its ratio to the training frame's own size in memory,
-and the test score; the smallest size is the baseline the growth is quoted against.
+and the test score; the smallest size is the baseline the growth is quoted against. The score is not
+a model's quality: the test rows repeat training rows (jittered), so it only compares runs of this script.
 Run: `.venv/bin/python benchmarks/automl_scale.py [--rows 10000,100000,1000000] [--budget 60]
 [--systems mlgate] [--json out.json]`; a suite's dataset instead: `--suite DIR --dataset NAME`.
 """
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset")
     parser.add_argument("--timeout", type=float, help="hard kill per run (default: the harness's)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep-scratch", action="store_true", help="keep each run's folder (its store, its reports)")
     args = parser.parse_args(argv)
     base = BUNDLED
     if args.suite:
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         command = ["--suite", str(folder), "--systems", args.systems, "--seeds", str(args.seed)]
         command += ["--budget", str(args.budget), "--out", str(out)]
         command += ["--timeout", str(args.timeout)] if args.timeout else []
+        command += ["--keep-scratch"] if args.keep_scratch else []
         harness.main(command)
         records = json.loads(out.read_text())
     rows = growth(records, dict(zip(names, sizes, strict=True)), frames)

@@ -203,7 +203,7 @@ class CrossValidation:
             float(np.mean(kept)) if kept else None,
         )
         key = trial_key(family, params, subsample)
-        if self.keeps_models and not subsample:
+        if self.keeps_models:
             self._keep_model(key, model)
         self._keep(key, result, screened=bool(subsample))
         return float(np.mean(scores)), scores
@@ -215,18 +215,19 @@ class CrossValidation:
         joblib.dump(models.settle_bytes(model), staged)
         os.replace(staged, self.store_dir / f"{key}.joblib")
 
-    def kept_model(self, family: str, params: dict[str, Any]) -> Path | None:
-        """The file of the model a configuration fitted on the holdout's training rows, if it was kept."""
+    def kept_model(self, family: str, params: dict[str, Any], subsample: float | None = None) -> Path | None:
+        """The file of the model a configuration fitted on the holdout's training rows (a screened one: on
+        its ``subsample`` of them), if it was kept."""
         if not self.keeps_models:
             return None
         assert self.store_dir is not None
-        path = self.store_dir / f"{trial_key(family, params)}.joblib"
+        path = self.store_dir / f"{trial_key(family, params, subsample)}.joblib"
         return path if path.exists() else None
 
-    @property
-    def fit_share(self) -> float:
-        """The share of the rows a trial's model is fitted on (the first fold's), to estimate a refit on all."""
-        return len(self.folds[0][0]) / len(self.y)
+    def fit_share(self, subsample: float | None = None) -> float:
+        """The share of the rows a trial's model is fitted on (the first fold's, times a screened trial's
+        ``subsample``), to estimate its refit on all of them."""
+        return len(self.folds[0][0]) / len(self.y) * (subsample or 1.0)
 
     def _subsample(self, fit_rows: np.ndarray, share: float) -> np.ndarray:
         """A seeded ``share`` of a fold's training rows, stratified for classification."""
@@ -755,10 +756,7 @@ def finish(
     )
     weights = [float(w) for w in (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]]
     trials = {o.number: o for o in outcomes}
-    estimates = [  # a kept model's refit on every row: its fit time scaled by the rows (None: none kept)
-        None if objective.kept_model(m.family, trials[m.trial].params) is None else m.fit_s / objective.fit_share
-        for m in choice.members
-    ]
+    estimates = [_refit_estimate(objective, m, trials[m.trial]) for m in choice.members]
     refit = ensemble.refits(estimates, weights, settings)
     members = tuple(
         Member(m.trial, m.family, m.params, w, r) for m, w, r in zip(choice.members, weights, refit, strict=True)
@@ -785,6 +783,15 @@ def finish(
     )
 
 
+def _refit_estimate(
+    objective: CrossValidation, member: ensemble.Candidate, trial: optuna_study.TrialOutcome
+) -> float | None:
+    """A kept model's refit on every row: its trial's fit time scaled by the rows; None: none was kept."""
+    if objective.kept_model(member.family, trial.params, trial.subsample) is None:
+        return None
+    return member.fit_s / objective.fit_share(trial.subsample)
+
+
 def kept_models(
     finished: Finish, objective: CrossValidation, outcomes: list[optuna_study.TrialOutcome]
 ) -> dict[int, Any]:
@@ -794,7 +801,8 @@ def kept_models(
     kept = {}
     for member in finished.members:
         if not member.refit:
-            stored = objective.kept_model(member.family, trials[member.trial].params)
+            trial = trials[member.trial]
+            stored = objective.kept_model(member.family, trial.params, trial.subsample)
             assert stored is not None, f"trial {member.trial}: finish keeps a model the search did not keep"
             kept[member.trial] = joblib.load(stored)
     return kept
