@@ -43,8 +43,8 @@ class BestTrial:
 @dataclasses.dataclass(frozen=True)
 class Member:
     """One model of the final recipe: the trial it came from, and the params `train` refits it with; or,
-    ``refit`` false, the model that trial fitted on the holdout's training rows, which tune keeps at
-    paths.kept_models and train uses as it is (``finish.refit``)."""
+    ``refit`` false, the model that trial fitted on the holdout's training rows (a screened trial: on its
+    share of them), which tune keeps at paths.kept_models and train uses as it is (``finish.refit``)."""
 
     trial: int
     family: str

@@ -217,7 +217,10 @@ _VALUE_PATTERNS: list[tuple[str, str, Any]] = [
 
 def _value_finding(values: pd.Series) -> Finding | None:
     present = values.dropna()
-    present = present[present.map(lambda v: isinstance(v, str))]
+    if pd.api.types.is_numeric_dtype(present):  # only text is matched
+        return None
+    if pd.api.types.infer_dtype(present, skipna=True) != "string":  # a column of text alone needs no sifting
+        present = present[present.map(lambda v: isinstance(v, str))]
     if present.empty:
         return None
     sample = present.head(SAMPLE_VALUES).str.strip()

@@ -38,6 +38,9 @@ MARGIN_SHARE = 0.05
 # measured on benchmarks/automl_suite at 30 s on 2 cores: 3.5-4 s of a run's process wall is neither the
 # search nor the refit (the interpreter and imports, the store, choosing the ensemble, logging the model)
 FIXED_S = 4.0
+# of FIXED_S, what fit spends before the search on a small frame (the contract, the scratch project, ingest);
+# a large frame's extra seconds there come off the search (1,000,000 rows: about 10 s)
+PRE_SEARCH_S = 1.0
 SHORT_BUDGET_S = 300
 FAMILIES = "[catboost,lightgbm,hist_gradient_boosting,linear,random_forest]"
 # conf/ of the checkout mlgate is installed from (editable install); pass conf_dir otherwise
@@ -179,6 +182,10 @@ def fit(
         pd.DataFrame({"column": [], "id": [], "part": []}).to_parquet(
             paths / "ids.parquet", index=False
         )  # no id column
+        late_s = time.time() - started - PRE_SEARCH_S
+        if late_s > 0:
+            params["search"]["timeout_s"] = round(max(1.0, params["search"]["timeout_s"] - late_s), 1)
+            files.write_text("params.yaml", yaml.safe_dump(params, sort_keys=False))
         tuned = tune.run(params)
         trained = train_stage.run(params)
         model = joblib.load(Path(params["paths"]["model"]) / "artifacts" / "pipeline.joblib")
@@ -192,6 +199,7 @@ def fit(
         "tracking_s": tuned.tracking_s,
         "refit_s": trained.fit_seconds,
         "kept_unrefit": sum(not m.refit for m in tuned.recipe.finish.members),
+        "search_timeout_s": params["search"]["timeout_s"],
         "wall_s": round(time.time() - started, 2),
         "tune_run_id": tuned.run_id,
     }
