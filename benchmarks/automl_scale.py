@@ -109,7 +109,7 @@ def _before_refit(record: dict) -> float | None:
 
 def render(rows: list[dict], budget_s: float) -> str:
     header = (
-        "| system | rows | wall s | wall/budget | before refit s | refit s | trials (on every row) | validation | "
+        "| system | rows | wall s | wall/budget | before refit s | refit s | trials (complete) | validation | "
         "peak MB | train frame MB | peak vs smallest | score |"
     )
     lines = [f"Budget {budget_s:g} s, 2 cores.", "", header, "|" + " --- |" * 12]

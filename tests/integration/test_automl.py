@@ -66,28 +66,30 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
     assert board["chosen"].sum() == 1
 
 
+def linear_frame(seed: int, n: int = 3000) -> pd.DataFrame:
+    """y = 3x plus a category's offset plus a little noise: a regression any family learns in seconds."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"x": rng.normal(size=n), "kind": rng.choice(["a", "b", "c"], n)})
+    frame["y"] = 3 * frame["x"] + frame["kind"].map({"a": 0.0, "b": 1.0, "c": -1.0}) + rng.normal(scale=0.1, size=n)
+    return frame
+
+
+# linear and catboost, 6 trials, scored on a holdout from 2,000 rows
+ON_A_HOLDOUT = [
+    "model=[linear,catboost]",
+    "model.catboost.fixed.iterations=40",
+    "search.n_jobs=1",
+    "search.n_trials=6",
+    "search.holdout_above_rows=2000",
+]
+
+
 def test_fit_on_a_large_regression_frame_uses_a_holdout(tmp_path):
     from mlgate.services import automl
 
-    rng = np.random.default_rng(0)
-    n = 3000
-    frame = pd.DataFrame({"x": rng.normal(size=n), "kind": rng.choice(["a", "b", "c"], n)})
-    frame["y"] = 3 * frame["x"] + frame["kind"].map({"a": 0.0, "b": 1.0, "c": -1.0}) + rng.normal(scale=0.1, size=n)
-
+    frame = linear_frame(0)
     model = automl.fit(
-        frame.iloc[:2500],
-        "y",
-        "regression",
-        budget_s=30,
-        seed=0,
-        workdir=tmp_path,
-        overrides=[
-            "model=[linear,catboost]",
-            "model.catboost.fixed.iterations=40",
-            "search.n_jobs=1",
-            "search.n_trials=6",
-            "search.holdout_above_rows=2000",
-        ],
+        frame.iloc[:2500], "y", "regression", budget_s=30, seed=0, workdir=tmp_path, overrides=ON_A_HOLDOUT
     )
 
     assert model.summary["validation"] == "holdout"
@@ -100,12 +102,8 @@ def test_on_a_holdout_train_keeps_the_models_the_search_fitted_instead_of_refitt
 
     from mlgate.services import automl
 
-    rng = np.random.default_rng(1)
-    n = 3000
-    frame = pd.DataFrame({"x": rng.normal(size=n), "kind": rng.choice(["a", "b", "c"], n)})
-    frame["y"] = 3 * frame["x"] + frame["kind"].map({"a": 0.0, "b": 1.0, "c": -1.0}) + rng.normal(scale=0.1, size=n)
+    frame = linear_frame(1)
     test = frame.iloc[2500:].drop(columns="y")
-
     model = automl.fit(
         frame.iloc[:2500],
         "y",
@@ -113,14 +111,7 @@ def test_on_a_holdout_train_keeps_the_models_the_search_fitted_instead_of_refitt
         budget_s=30,
         seed=0,
         workdir=tmp_path,
-        overrides=[
-            "model=[linear,catboost]",
-            "model.catboost.fixed.iterations=40",
-            "search.n_jobs=1",
-            "search.n_trials=6",
-            "search.holdout_above_rows=2000",
-            "finish.refit=never",
-        ],
+        overrides=[*ON_A_HOLDOUT, "finish.refit=never"],
     )
 
     recipe = json.loads((tmp_path / "reports/best_params.json").read_text())
