@@ -4,7 +4,8 @@ run in the project's .venv.
 For binary tasks the positive class is passed to fit; `model.predict_proba` then gives its probability.
 For multiclass, `model.predict_proba` gives one column per class, in the order of `model.classes_` (text labels).
 `model.summary` (trials, tracking_s, chosen model, ...) is copied into the summary. Protocol:
-_shared/automl_protocol.py.
+_shared/automl_protocol.py. For an ablation, `MLGATE_AUTOML_OVERRIDES` (Hydra overrides, space-separated,
+e.g. `portfolio=none`) goes to fit as its `overrides`.
 """
 
 import os
@@ -26,6 +27,7 @@ def main() -> None:
     args = protocol.parse_args(__doc__.splitlines()[0])
     train, test = protocol.load(args)
     options = {"positive_class": args.positive_class} if args.task == "binary" else {}
+    options["overrides"] = os.environ.get("MLGATE_AUTOML_OVERRIDES", "").split()
     start = time.perf_counter()
     model = automl.fit(
         train, args.target, args.task, budget_s=args.budget, seed=args.seed, workdir=args.workdir, **options

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import mean_squared_error, roc_auc_score
 
 from tests.helpers import REPO
@@ -62,6 +63,15 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
 
     best = json.loads((tmp_path / "reports/best_params.json").read_text())
     assert best["finish"]["threshold"]["objective"] == "f1"
+    # each family's first trial ran first, then the zero-shot portfolio's configurations, in their order
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    firsts = [(family, entry["first_trial"]) for family, entry in params["model"].items()]
+    portfolio = [(e["family"], e["params"]) for e in params["portfolio"]["configurations"]]
+    ran = pd.read_csv(tmp_path / "reports/trials.csv").sort_values("trial")
+    queued = list(zip(ran["family"], map(json.loads, ran["params"]), strict=True))
+    assert best["study"]["portfolio"] == len(portfolio) and len(queued) > len(firsts)
+    for (family, params_), (expected_family, expected) in zip(queued, firsts + portfolio, strict=False):
+        assert family == expected_family and params_ | expected == params_  # fixed parameters besides
     board = pd.read_csv(tmp_path / "reports/leaderboard.csv")
     assert board["chosen"].sum() == 1
 

@@ -20,6 +20,9 @@ from tests.helpers import (
 
 bench = load_benchmark("automl.py", "automl_bench")
 RECORD_KEYS = {"system", "dataset", "task", "metric", "value", "wall_s", "peak_mb", "status"}
+# what mlgate is reported on, so nothing may be tuned on it: the project's suite and the shared one
+SHARED_SUITE = [bench.DEFAULT_SUITE] if bench.DEFAULT_SUITE.is_dir() else []
+REPORTED_SUITES = [REPO / "benchmarks" / "automl_suite", *SHARED_SUITE]
 
 
 # ---------------------------------------------------------------- suite
@@ -310,11 +313,49 @@ def test_the_dev_suite_loads_and_shares_no_dataset_with_the_suite_mlgate_is_repo
         frame = bench.read_dataset(dataset)
         return len(frame), frozenset(frame.columns)
 
-    reported = {shape(d) for d in bench.load_suite(REPO / "benchmarks" / "automl_suite")}
+    reported = {shape(d) for suite in REPORTED_SUITES for d in bench.load_suite(suite)}
     datasets = bench.load_suite(REPO / "benchmarks" / "dev_suite")
-    assert len(datasets) >= 6
+    assert {d.task for d in datasets} == {"binary", "multiclass", "regression"} and len(datasets) >= 14
     for dataset in datasets:
         assert shape(dataset) not in reported, dataset.name
         frame = bench.read_dataset(dataset)
         assert 800 <= len(frame) <= 60_000, dataset.name
         bench.prepare(frame, dataset, 0, tmp_path / dataset.name)
+
+
+# ---------------------------------------------------------------- benchmarks/portfolio.py
+
+portfolio = load_benchmark("portfolio.py", "portfolio_bench")
+
+
+def test_errors_are_rescaled_per_dataset_from_its_best_to_its_median_and_capped():
+    scored = [
+        {"maximize": True, "scores": [0.9, 0.8, 0.7, float("nan")]},  # AUC: 0.9 best, median 0.8
+        {"maximize": False, "scores": [10.0, 12.0, 100.0, 11.0]},  # RMSE: 10 best, median 11.5
+    ]
+
+    errors = portfolio.rescaled_errors(scored, cap=3.0)
+
+    np.testing.assert_allclose(errors[0], [0.0, 1.0, 2.0, 3.0])  # a failed fit counts as the cap
+    np.testing.assert_allclose(errors[1], [0.0, 2 / 1.5, 3.0, 1 / 1.5])
+
+
+def test_the_greedy_portfolio_adds_what_covers_the_datasets_the_chosen_ones_do_badly_on():
+    errors = np.array(
+        [
+            [0.0, 2.0, 0.5, 1.0],  # dataset 0: candidate 0 is best
+            [2.0, 0.0, 0.5, 1.0],  # dataset 1: candidate 1
+            [2.0, 2.0, 0.5, 0.0],  # dataset 2: candidate 3
+        ]
+    )
+
+    steps = portfolio.greedy(errors, size=10, min_gain=0.01)
+
+    assert [index for index, _ in steps] == [2, 0, 1, 3]  # the all-rounder first, then each specialist
+    np.testing.assert_allclose([mean for _, mean in steps], [0.5, 1 / 3, 1 / 6, 0.0])
+    assert [i for i, _ in portfolio.greedy(errors, size=2, min_gain=0.01)] == [2, 0]
+    assert [i for i, _ in portfolio.greedy(errors, size=10, min_gain=0.2)] == [2]  # later steps gain less
+    # after what the first trials reach (dataset 2 covered already), the specialists for 0 and 1 come first
+    after = portfolio.greedy(errors, size=10, min_gain=0.01, start=np.array([1.0, 1.0, 0.0]))
+    assert [index for index, _ in after] == [0, 1]
+    np.testing.assert_allclose([mean for _, mean in after], [1 / 3, 0.0])

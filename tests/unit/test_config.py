@@ -212,6 +212,39 @@ def test_each_familys_first_trial_is_complete_and_fits_the_tiny_frame(project_ro
     assert np.isfinite(probability).all()
 
 
+def test_the_zero_shot_portfolio_holds_whole_configurations_inside_their_familys_space(project_root):
+    """Each entry is a point the search itself could draw: every parameter its family searches given the
+    others (conditional ones only when active), every value inside the space."""
+    from mlgate.stages import tune
+
+    families = sorted(models.FAMILIES)
+    overrides = ["portfolio=zero_shot", f"model=[{','.join(families)}]"]
+    params = yaml.safe_load(config.compose(project_root / "conf", overrides))
+    spaces = {space.family: space for space in optuna_study.parse_spaces(config.section(params, "model"))}
+    portfolio = tune.portfolio_configurations(params["portfolio"])
+
+    assert len(portfolio) >= 5
+    for family, searched in portfolio:
+        space = spaces[family]
+        active = {name for name, spec in space.space.items() if all(searched.get(k) in v for k, v in spec.when.items())}
+        assert set(searched) == active, family
+        assert len(optuna_study.prior_trials([space], [(family, searched, 0.0)])) == 1, (family, searched)
+
+
+def test_random_configurations_are_seeded_draws_inside_the_space(project_root):
+    params = yaml.safe_load(config.compose(project_root / "conf", ["model=[catboost]"]))
+    [space] = optuna_study.parse_spaces(config.section(params, "model"))
+
+    drawn = optuna_study.random_configurations(space, 20, seed=3)
+
+    assert drawn == optuna_study.random_configurations(space, 20, seed=3)
+    assert drawn != optuna_study.random_configurations(space, 20, seed=4)
+    assert len(optuna_study.prior_trials([space], [("catboost", d, 0.0) for d in drawn])) == 20
+    # keep_share is drawn only when a selection method is
+    assert all(("keep_share" in d) == (d["selection"] != "none") for d in drawn)
+    assert {d["selection"] for d in drawn} == {"none", "mutual_info", "model"}
+
+
 @pytest.mark.parametrize("family", clustering.FAMILIES)
 def test_each_clustering_familys_first_trial_is_complete_and_segments_the_tiny_frame(project_root, family, mixed_frame):
     params = yaml.safe_load(config.compose(project_root / "conf", [f"model=[{family}]"]))

@@ -175,7 +175,11 @@ def test_a_fold_expected_to_end_past_the_deadline_is_not_started(mixed_frame, bi
 
     with pytest.raises(optuna_study.OutOfTime, match="a linear fold takes up to 7200s"):
         objective("linear", {"alpha": 2.0}, lambda step, value: None)
-    objective("knn", {"n_neighbors": 3}, lambda step, value: None)  # another family's cost is its own
+    # a family with no fold yet is expected to cost what the slowest one seen did
+    with pytest.raises(optuna_study.OutOfTime, match="knn has no fold yet, the slowest family's take up to 7200s"):
+        objective("knn", {"n_neighbors": 3}, lambda step, value: None)
+    objective._fold_seconds["knn"] = [0.01]
+    objective("knn", {"n_neighbors": 3}, lambda step, value: None)  # once measured, its cost is its own
 
 
 def test_use_holdout_follows_the_setting_and_the_row_count():
@@ -254,8 +258,46 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(
     assert changed("features", "clip_quantiles", None) != name
     assert study_name({**params, "seed": 7}, train) != name
     assert study_name(params, mixed_frame(30, seed=1)) != name
+    assert study_name({**params, "portfolio": {"configurations": []}}, train) == name
+    queued = {"configurations": [{"family": "linear", "params": {"alpha": 0.1}}]}
+    assert study_name({**params, "portfolio": queued}, train) != name  # what runs first is part of the study
     monkeypatch.setattr(code_deps, "closure_digest", lambda module: "other code")
     assert study_name(params, train) != name
+
+
+def test_the_queue_is_the_warm_start_then_the_other_first_trials_then_the_portfolio(project_root):
+    from mlgate import config, project
+    from mlgate.stages import tune
+
+    params = config.read_params(project_root / "params.yaml")  # catboost, linear, random_forest
+    entries = [{"family": "random_forest", "params": {"max_depth": 4}}, {"family": "knn", "params": {}}]
+    settings = tune.TuneSettings.parse({**params, "portfolio": {"configurations": entries}}, project.data_spec(params))
+    firsts = [(s.family, s.first_trial) for s in settings.spaces]
+    warm = tune.WarmStart(1, "run", (("linear", {"alpha": 0.5}),))
+
+    assert settings.queued == (*firsts, ("random_forest", {"max_depth": 4}), ("knn", {}))
+    assert dataclasses.replace(settings, warm=warm).queued == (
+        ("linear", {"alpha": 0.5}),
+        *[first for first in firsts if first[0] != "linear"],  # the warm start replaces linear's first trial
+        ("random_forest", {"max_depth": 4}),
+        ("knn", {}),  # a family not searched is left out when the study queues it
+    )
+    assert dataclasses.replace(settings, portfolio=(), warm=warm).queued == (("linear", {"alpha": 0.5}),)
+
+
+def test_a_portfolio_is_read_in_its_order_and_a_bad_entry_is_named_by_its_index():
+    from mlgate.stages.tune import portfolio_configurations
+
+    entries = [{"family": "lightgbm", "params": {"num_leaves": 15}}, {"family": "linear", "params": {}}]
+
+    assert portfolio_configurations(None) == portfolio_configurations({"configurations": []}) == ()
+    assert portfolio_configurations({"configurations": entries}) == (("lightgbm", {"num_leaves": 15}), ("linear", {}))
+    with pytest.raises(ValueError, match=r"portfolio.configurations\[1\].family: 'xgboost' is not one of"):
+        portfolio_configurations({"configurations": [entries[0], {"family": "xgboost", "params": {}}]})
+    with pytest.raises(ValueError, match=r"portfolio.configurations\[0\] must hold exactly family and params"):
+        portfolio_configurations({"configurations": [{"family": "linear", "params": {}, "score": 1.0}]})
+    with pytest.raises(ValueError, match="must be a list"):
+        portfolio_configurations({"configurations": {"family": "linear"}})
 
 
 def test_the_study_stops_when_no_family_fits_in_the_time_left(mixed_frame, binary_spec):

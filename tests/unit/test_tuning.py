@@ -135,10 +135,10 @@ def test_first_trial_points_come_first():
     assert outcomes[0].score == 0.0
 
 
-def test_warm_points_come_first_in_their_order_and_replace_their_familys_first_trial():
-    """A retraining's known configurations (best first) run before any exploration; a family they cover
-    skips its own first trial, others keep it; a family no longer searched, a repeated point and a
-    parameter the space no longer has are left out."""
+def test_queued_points_come_first_in_their_order_and_replace_their_familys_first_trial():
+    """Queued configurations (a retraining's best first, then a portfolio's) run before any exploration;
+    a family they cover skips its own first trial, others keep it; a family no longer searched, a
+    repeated point and a parameter the space no longer has are left out."""
     warm = [
         ("toy", {"x": 0.31, "size": 2, "gone": 1}),
         ("retired", {"x": 0.5}),
@@ -147,7 +147,7 @@ def test_warm_points_come_first_in_their_order_and_replace_their_familys_first_t
     ]
 
     outcomes = optuna_study.optimize(
-        _toy_spaces(), _parabola, _settings(6), maximize=True, seed=0, on_trial=lambda o: None, warm=warm
+        _toy_spaces(), _parabola, _settings(6), maximize=True, seed=0, on_trial=lambda o: None, queued=warm
     )
 
     assert [(o.family, o.params) for o in outcomes[:3]] == [

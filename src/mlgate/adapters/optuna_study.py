@@ -317,6 +317,22 @@ def _active(spec: ParamSpec, chosen: dict[str, Any]) -> bool:
     return all(chosen.get(name) in allowed for name, allowed in spec.when.items())
 
 
+def random_configurations(space: FamilySpace, count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` searched configurations of one family drawn at random from its space as the search
+    draws them (conditional parameters only when active), seeded: the candidates benchmarks/portfolio.py
+    scores across datasets."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    drawn = []
+    for _ in range(count):
+        trial, searched = study.ask(), {}
+        for name, spec in space.space.items():
+            if _active(spec, searched):
+                searched[name] = _suggest(trial, f"{space.family}.{name}", spec, None)
+        study.tell(trial, 0.0)
+        drawn.append(searched)
+    return drawn
+
+
 def _describe(when: dict[str, tuple[Any, ...]]) -> str:
     return " and ".join(f"{name} is one of {list(allowed)}" for name, allowed in when.items())
 
@@ -685,27 +701,27 @@ def _check_directions(study: optuna.Study, directions: list[str]) -> None:
 
 
 def _enqueue_first_trials(
-    study: optuna.Study, spaces: list[FamilySpace], warm: Sequence[tuple[str, dict[str, Any]]] = ()
+    study: optuna.Study, spaces: list[FamilySpace], queued: Sequence[tuple[str, dict[str, Any]]] = ()
 ) -> None:
-    """Known-good points before any exploration: ``warm`` first (a retraining's configurations known to
-    do well, best first), each kept to its family's current space (a family no longer searched is
-    skipped; a value the space no longer holds still runs, with Optuna's warning), then each other
-    family's first trial."""
+    """Known-good points before any exploration: ``queued`` first, in order (a retraining's configurations
+    known to do well, best first, then a portfolio's), each kept to its family's current space (a family
+    not searched is skipped; a value the space no longer holds still runs, with Optuna's warning), then
+    the first trial of each family ``queued`` has no configuration of."""
     searched = {space.family: space for space in spaces}
-    warmed: set[str] = set()
-    queued: set[str] = set()
-    for family, params in warm:
+    covered: set[str] = set()
+    seen: set[str] = set()
+    for family, params in queued:
         space = searched.get(family)
         if space is None:
             continue
         point = {f"{family}.{k}": v for k, v in params.items() if k in space.space}
         key = json.dumps([family, point], sort_keys=True, default=str)
-        if key not in queued:
-            queued.add(key)
-            warmed.add(family)
+        if key not in seen:
+            seen.add(key)
+            covered.add(family)
             study.enqueue_trial({"family": family, **point})
     for space in spaces:
-        if space.family not in warmed and (space.first_trial or not space.space):
+        if space.family not in covered and (space.first_trial or not space.space):
             study.enqueue_trial(
                 {"family": space.family, **{f"{space.family}.{k}": v for k, v in space.first_trial.items()}}
             )
@@ -736,12 +752,12 @@ def optimize(
     costs: Costs | None = None,
     subsample: float | None = None,
     deadline: Deadline | None = None,
-    warm: Sequence[tuple[str, dict[str, Any]]] = (),
+    queued: Sequence[tuple[str, dict[str, Any]]] = (),
     prior: Sequence[tuple[str, dict[str, Any], float]] = (),
 ) -> list[TrialOutcome]:
     """Run the study and return every trial in it, sorted by number.
 
-    A new study runs ``warm``'s configurations (family, params) first, then each other family's first
+    A new study runs the ``queued`` configurations (family, params) first, then each other family's first
     trial (``_enqueue_first_trials``); the sampler explores from what they score and, under TPE, from
     ``prior``: a previous study's scored configurations (family, params, score), never stored in this one.
 
@@ -799,7 +815,7 @@ def optimize(
     promoted = any(_PROMOTED_FROM in t.user_attrs for t in stored)
     promotion_lock = threading.Lock()
     if not stored:
-        _enqueue_first_trials(study, spaces, warm)
+        _enqueue_first_trials(study, spaces, queued)
     outcomes: list[TrialOutcome] = list(reused)
     for outcome in reused:
         on_trial(outcome)
@@ -1057,8 +1073,10 @@ def coordinate(
     workers_running: Callable[[], bool],
     subsample: float | None = None,
     deadline: Deadline | None = None,
+    queued: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> SharedStudy:
-    """Open the shared study, leave ``job`` (what a worker needs to join) in it, queue the first trials,
+    """Open the shared study, leave ``job`` (what a worker needs to join) in it, queue the first trials
+    (``queued``, then each other family's first trial),
     then watch: each trial a worker records reaches ``on_trial``, the screening promotions are queued
     once the screening trials ended, and the wait ends when n_trials have a record, or after the
     ``deadline`` once nothing runs. ``workers_running`` tells whether the workers this process started
@@ -1073,7 +1091,7 @@ def coordinate(
         study.set_user_attr(_JOB, job)
         stored = study.get_trials(deepcopy=False)
         if not stored:
-            _enqueue_first_trials(study, spaces)
+            _enqueue_first_trials(study, spaces, queued)
         return study, stored
 
     study, stored = _patiently(open_study, patience, "opening the study")

@@ -11,7 +11,9 @@ ensemble's members by their measured fit times; on a holdout (large frames) a me
 every row would not fit it is kept as the search fitted it (``finish.refit: within_budget``). Under
 ``SHORT_BUDGET_S`` the search scores on 3 folds instead of conf/'s 5, for more trials, and writes its
 trial runs from a thread instead of a process of its own (``tracking.trial_writer``): that process's
-~200 MB were a quarter of a 30 s run's peak. The families are ``FAMILIES``.
+~200 MB were a quarter of a 30 s run's peak. The families are ``FAMILIES``; the search starts from the
+zero-shot portfolio (conf/portfolio/zero_shot.yaml, built by benchmarks/portfolio.py on the development
+suite), then explores.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class AutoMLModel:
 
 
 @contextlib.contextmanager
-def _inside(folder: Path) -> Iterator[None]:
+def inside(folder: Path) -> Iterator[None]:
     """Run in ``folder`` with its own MLflow store: the stages resolve paths against the cwd."""
     saved_cwd, saved_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
     os.chdir(folder)
@@ -120,6 +122,7 @@ def project_params(
                 "search.n_trials=10000",
                 f"finish.refit_budget_s={REFIT_SHARE * budget_s:.1f}",
                 "finish.refit=within_budget",  # on a holdout, keep what the search fitted past that
+                "portfolio=zero_shot",  # configurations that did well across other datasets run first
                 # fewer folds for more trials; trial runs written from a thread: ~200 MB less, as fast
                 *(["search.cv_folds=3", "tracking.trial_writer=thread"] if budget_s < SHORT_BUDGET_S else []),
                 *(overrides or []),
@@ -173,7 +176,7 @@ def fit(
         overrides=overrides,
         conf_dir=conf_dir,
     )
-    with _inside(workdir):
+    with inside(workdir):
         files.write_text("params.yaml", yaml.safe_dump(params, sort_keys=False))
         ingest.run(params)
         paths = Path(params["paths"]["split"])

@@ -240,19 +240,26 @@ class CrossValidation:
     def _check_time(self, family: str, step: int, share: float = 1.0) -> None:
         """Stop before a fold that would end past the deadline, judged by this family's folds so far
         (the slowest one, a parameter may change a fit's cost a lot; kept as if fit on every row and
-        scaled to the ``share`` of rows this fold fits on); a family's first fold always runs, and
-        nothing stops before one configuration has completed on every row: the study needs a model
-        that is not a screened one."""
+        scaled to the ``share`` of rows this fold fits on). A family not seen yet is expected to cost
+        what the slowest family seen did: on large data an unknown family's first fold, started near the
+        deadline, overran it by most of a minute. Nothing stops before one configuration has completed on
+        every row: the study needs a model that is not a screened one."""
         if self.deadline is None or not self._completed_on_every_row:
             return
         left = self.deadline.left()
         with self._lock:
-            expected = max(self._fold_seconds.get(family, [0.0])) * share
-            cheapest = min((max(seconds) for seconds in self._fold_seconds.values()), default=0.0) * share
+            seen = [max(seconds) for seconds in self._fold_seconds.values()]
+            own = self._fold_seconds.get(family)
+        expected = (max(own) if own else max(seen, default=0.0)) * share
+        cheapest = min(seen, default=0.0) * share
         if left < expected or self.deadline.expired():
+            why = (
+                f"a {family} fold takes up to {expected:.0f}s"
+                if own
+                else f"{family} has no fold yet, the slowest family's take up to {expected:.0f}s"
+            )
             raise optuna_study.OutOfTime(
-                f"stopped at the time budget after {step} of {len(self.folds)} folds "
-                f"({left:.0f}s left, a {family} fold takes up to {expected:.0f}s)",
+                f"stopped at the time budget after {step} of {len(self.folds)} folds ({left:.0f}s left, {why})",
                 final=left < cheapest or self.deadline.expired(),
             )
 
@@ -394,6 +401,22 @@ class TuneSettings:
     identity: dict[str, Any]
     logged: dict[str, Any]
     warm: WarmStart | None = None  # set by ``warm_started``
+    # conf/portfolio/: configurations known to do well across datasets, queued after a warm start's
+    portfolio: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    @property
+    def queued(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """What the study runs before any exploration: a retraining's configurations, the first trial of
+        each family they do not cover, then the portfolio's (it adds to the first trials, which cover
+        every family at a known cost, rather than replacing them)."""
+        warm = self.warm.configs if self.warm else ()
+        covered = {family for family, _ in warm}
+        firsts = tuple(
+            (s.family, dict(s.first_trial))
+            for s in self.spaces
+            if s.family not in covered and (s.first_trial or not s.space)
+        )
+        return (warm + firsts + self.portfolio) if self.portfolio else warm
 
     @classmethod
     def parse(cls, params: dict[str, Any], spec: DataSpec) -> TuneSettings:
@@ -402,6 +425,7 @@ class TuneSettings:
             finish_settings = config.load(ensemble.FinishSettings, "finish", params)
             spaces = optuna_study.parse_spaces(config.section(params, "model"), task=spec.task)
             maximize = metrics.get(spec.metric, spec.task).greater_is_better
+            portfolio = portfolio_configurations(params.get("portfolio"))
             _check_finish(finish_settings, spec.learning_task)
             if "n_clusters" in search.objectives:
                 raise ValueError("search.objectives: n_clusters applies to a clustering task")
@@ -426,6 +450,8 @@ class TuneSettings:
             "warm_start_trials",
         ) + (("n_jobs",) if search.budget == "time" or search.distributed else ())
         seed = project.seed(params)
+        # the portfolio decides what runs first, so it is part of the study; none leaves the name as it was
+        queued = {"portfolio": [list(entry) for entry in portfolio]} if portfolio else {}
         return cls(
             search=search,
             finish=finish_settings,
@@ -440,10 +466,30 @@ class TuneSettings:
                 "features": written["features"],
                 "seed": seed,
                 "metric": config.section(params, "data.metric"),
-            },
+            }
+            | queued,
             logged={f"search.{k}": v for k, v in written["search"].items()}
-            | {f"finish.{k}": v for k, v in written["finish"].items()},
+            | {f"finish.{k}": v for k, v in written["finish"].items()}
+            | ({"portfolio.configurations": len(portfolio)} if portfolio else {}),
+            portfolio=portfolio,
         )
+
+
+def portfolio_configurations(section: dict[str, Any] | None) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Pure: params.yaml `portfolio:` (conf/portfolio/) as (family, params) pairs, in order; none without it."""
+    entries = (section or {}).get("configurations") or []
+    if not isinstance(entries, list):
+        raise ValueError("portfolio.configurations must be a list of {family, params}")
+    pairs = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) != {"family", "params"} or not isinstance(entry["params"], dict):
+            raise ValueError(f"portfolio.configurations[{index}] must hold exactly family and params (a mapping)")
+        if entry["family"] not in models.FAMILIES:
+            raise ValueError(
+                f"portfolio.configurations[{index}].family: '{entry['family']}' is not one of {sorted(models.FAMILIES)}"
+            )
+        pairs.append((str(entry["family"]), dict(entry["params"])))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -914,7 +960,8 @@ def tuned_recipe(
             }
             if settings.warm
             else {}
-        ),
+        )
+        | ({"portfolio": len(settings.portfolio)} if settings.portfolio else {}),
         budget=budget_record(search, settings.finish),
     )
 
@@ -1064,8 +1111,7 @@ def _search(
                     **_study_arguments(objective, settings, plan, optuna_study.storage_url(plan.storage), deadline),
                     on_trial=on_trial,
                     origin=job.parent_run,
-                    # one process: refused with workers
-                    warm=settings.warm.configs if settings.warm else (),
+                    queued=settings.queued,
                     prior=settings.warm.observations if settings.warm else (),
                 )
             searched = time.time()
@@ -1234,6 +1280,7 @@ def _coordinate(
             workers_running=workers.running,
             subsample=plan.screening,
             deadline=deadline,
+            queued=settings.portfolio,  # a warm start is refused with workers
         )
     except ValueError as error:
         raise StageError(f"{error}\n" + "\n".join(workers.stop(grace_s=5.0))) from None
@@ -1480,6 +1527,8 @@ def _say(
             f"warm start from production v{warm['version']}: its study's best {warm['configurations']} "
             f"configuration(s) ran first; the sampler learned from its {warm.get('observations', 0)} scored trials",
         )
+    if recipe.study.get("portfolio"):
+        console.say(STAGE, f"the portfolio's {recipe.study['portfolio']} configurations were queued first")
     console.say(
         STAGE,
         f"{len(search.outcomes)} trials in {search.seconds:.0f}s on {validation} ({counts['complete']} complete, "
