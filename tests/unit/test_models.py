@@ -358,6 +358,32 @@ def test_lightgbm_fits_every_round_below_the_row_floor(early_stopping_from_1000_
     assert model.tree_count_ == 400 and model.best_iteration_ is None
 
 
+@pytest.mark.parametrize("family", ["catboost", "lightgbm"])
+@pytest.mark.parametrize("rows", [999, 1_200])  # below and above the early-stopping floor
+def test_a_boosting_fit_told_to_stop_keeps_the_trees_it_has_for_that_fit_only(
+    family, rows, early_stopping_from_1000_rows
+):
+    """A search's trial at its deadline: the fit ends after the tree it is on and the model predicts; the
+    next fit (a refit, or a kept model fitted again) runs in full."""
+    from sklearn.pipeline import Pipeline
+
+    X, y = _noisy(rows)
+    estimator_cls = models.CatBoostClassifierModel if family == "catboost" else models.LightGBMClassifierModel
+    params = {**(FAST_STOPPING if family == "catboost" else LIGHTGBM_STOPPING), "early_stopping_rounds": 50}
+    pipeline = Pipeline([("model", estimator_cls(params, threads=1, seed=0))])
+    asked = []
+
+    models.stop_fit_when(pipeline, lambda: asked.append(1) or len(asked) >= 3)
+    pipeline.fit(X, y)
+
+    assert len(asked) == 3 and 1 <= models.trees(pipeline) <= 3  # CatBoost keeps the best of them
+    assert np.isfinite(models.predict(pipeline, X, "binary")[1]).all()
+    assert pipeline.steps[-1][1].stop_when is None  # nothing stale in a kept model
+    pipeline.fit(X, y)
+    assert models.trees(pipeline) == estimator_cls(params, threads=1, seed=0).fit(X, y).tree_count_
+    assert len(asked) == 3
+
+
 def test_lightgbm_splits_categoricals_natively_and_treats_unseen_as_missing(binary_spec, binary_data):
     X, y = binary_data
 

@@ -448,7 +448,9 @@ def test_screening_applies_to_large_single_objective_studies_only():
     assert screening_share(dataclasses.replace(settings, objectives=("score", "model_size")), 10**6) is None
 
 
-def test_the_deadline_spares_trials_until_one_has_completed_on_every_row(mixed_frame, binary_spec):
+def test_the_deadline_spares_trials_and_fits_until_one_trial_has_completed(mixed_frame, binary_spec):
+    """The study needs a model: nothing stops before one configuration has completed, and a screened
+    one will do (``final_candidates`` builds from it when nothing ran on every row)."""
     objective = CrossValidation(
         mixed_frame(60),
         binary_spec,
@@ -458,9 +460,10 @@ def test_the_deadline_spares_trials_until_one_has_completed_on_every_row(mixed_f
         seed=0,
         deadline=optuna_study.Deadline(time.time() - 1),
     )
+    assert not objective._past_deadline()  # a boosting fit goes on: there is nothing to fall back on
     objective("linear", {"alpha": 1.0}, lambda step, value: None, subsample=0.5)
-    objective("linear", {"alpha": 1.0}, lambda step, value: None)  # a screened model is not the one the study needs
 
+    assert objective._past_deadline()
     with pytest.raises(optuna_study.OutOfTime):
         objective("linear", {"alpha": 2.0}, lambda step, value: None)
 

@@ -57,12 +57,22 @@ EARLY_STOPPING_MIN_ROWS = 5_000
 class _BuiltAtFit(BaseEstimator):
     """A third-party estimator built at fit time from the frame the shared front passes on, which
     decides what columns survive. Subclasses say how to fit it (``fit``), how to shape its input
-    (``_prepare``), what every call into it needs (``_calls``) and takes (``_predict_options``)."""
+    (``_prepare``), what every call into it needs (``_calls``) and takes (``_predict_options``).
+
+    ``stop_when`` (set by ``stop_fit_when``, not a parameter: a clone or a refit never has it): a boosting
+    family asks it after each tree and keeps the trees it has once it says so, for one fit."""
+
+    stop_when: Callable[[], bool] | None = None
 
     def __init__(self, params=None, threads: int = 1, seed: int = 0):
         self.params = params
         self.threads = threads
         self.seed = seed
+
+    def _take_stop_when(self) -> Callable[[], bool] | None:
+        """``stop_when`` for this fit, cleared so that a kept model carries no stale clock."""
+        stop_when, self.stop_when = self.stop_when, None
+        return stop_when
 
     def _calls(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
@@ -74,16 +84,18 @@ class _BuiltAtFit(BaseEstimator):
         with self._calls():
             return self.model_.predict(self._prepare(X), **self._predict_options())
 
-    def _fit_stopping_early(self, X: pd.DataFrame, y: np.ndarray, rounds: int | None, stopping: Callable) -> None:
+    def _fit_stopping_early(
+        self, X: pd.DataFrame, y: np.ndarray, rounds: int | None, stopping: Callable, **options: Any
+    ) -> None:
         """Fit ``model_`` on every row, or, with ``rounds`` and at least ``EARLY_STOPPING_MIN_ROWS`` rows,
         by ``stopping(X, y, eval_set)`` on all but a seeded held-out share that it stops on; sets
-        ``best_iteration_`` (None when it did not stop early)."""
+        ``best_iteration_`` (None when it did not stop early). ``options`` go to the plain fit."""
         if rounds and len(X) >= EARLY_STOPPING_MIN_ROWS:
             fit_rows, stop_rows = _early_stopping_split(y, classify=isinstance(self, ClassifierMixin), seed=self.seed)
             stopping(X.iloc[fit_rows], y[fit_rows], (X.iloc[stop_rows], y[stop_rows]))
             self.best_iteration_ = self.model_.best_iteration_
         else:
-            self.model_.fit(X, y)
+            self.model_.fit(X, y, **options)
             self.best_iteration_ = None
 
 
@@ -140,17 +152,50 @@ class _CatBoostModel(_BuiltAtFit):
             verbose=0,
             allow_writing_files=False,
         )
+        stop_when = self._take_stop_when()
+        callbacks = {"callbacks": [_CatBoostStop(stop_when)]} if stop_when else {}
         self._fit_stopping_early(
             self._prepare(X),
             np.asarray(y),
             rounds,
             lambda X, y, eval_set: self.model_.fit(
-                X, y, eval_set=eval_set, early_stopping_rounds=rounds, use_best_model=True
+                X, y, eval_set=eval_set, early_stopping_rounds=rounds, use_best_model=True, **callbacks
             ),
+            **callbacks,
         )
         self.tree_count_ = self.model_.tree_count_
         self.feature_importances_ = self.model_.get_feature_importance()
         return self
+
+
+class _CatBoostStop:
+    """CatBoost's per-tree callback: go on until ``stop_when`` says stop (the trees so far are kept)."""
+
+    def __init__(self, stop_when: Callable[[], bool]):
+        self.stop_when = stop_when
+
+    def after_iteration(self, info: Any) -> bool:
+        return not self.stop_when()
+
+
+def _lightgbm_stop(stop_when: Callable[[], bool]) -> Callable[[Any], None]:
+    """LightGBM's per-round callback: once ``stop_when`` says stop, end the fit with the rounds so far."""
+    import lightgbm
+
+    def stop(env: Any) -> None:
+        if stop_when():
+            raise lightgbm.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
+
+    stop.order = 40  # after LightGBM's own early stopping (30)
+    return stop
+
+
+def stop_fit_when(pipeline: Pipeline, stop_when: Callable[[], bool]) -> None:
+    """Make the next fit of a boosting family (CatBoost, LightGBM) end early, keeping the trees it has, once
+    ``stop_when()`` is true: a search's trial at its deadline. Other families fit as they do."""
+    estimator = pipeline.steps[-1][1]
+    if isinstance(estimator, _BuiltAtFit):
+        estimator.stop_when = stop_when
 
 
 def _early_stopping_split(y: np.ndarray, *, classify: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -385,13 +430,16 @@ class _LightGBMModel(_BuiltAtFit):
         self.model_ = estimator_cls(
             **params, n_jobs=self.threads, random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1
         )
+        stop_when = self._take_stop_when()
+        stop = [_lightgbm_stop(stop_when)] if stop_when else []
         self._fit_stopping_early(
             self._prepare(X),
             np.asarray(y),
             rounds,
             lambda X, y, eval_set: self.model_.fit(
-                X, y, eval_set=[eval_set], callbacks=[lightgbm.early_stopping(rounds, verbose=False)]
+                X, y, eval_set=[eval_set], callbacks=[lightgbm.early_stopping(rounds, verbose=False), *stop]
             ),
+            callbacks=stop,
         )
         self.tree_count_ = self.best_iteration_ or self.model_.n_estimators_
         self.feature_importances_ = self.model_.feature_importances_

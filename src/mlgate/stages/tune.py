@@ -148,7 +148,6 @@ class CrossValidation:
             groups = np.random.default_rng(seed).integers(0, 5, len(frame))
             self.fold_of_row = np.where(self.fold_of_row >= 0, groups, -1)
         self.results: dict[str, TrialResult] = {}
-        self._completed_on_every_row = False
         self._fold_seconds: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
@@ -167,6 +166,8 @@ class CrossValidation:
                 fit_rows = self._subsample(fit_rows, subsample)
             threads = models.threads_for(family, self.cores, self.parallel_trials)
             model = models.build(family, params, self.spec, self.settings, threads=threads, seed=self.seed)
+            if self.deadline is not None:  # a boosting fit keeps the trees it has at the deadline
+                models.stop_fit_when(model, self._past_deadline)
             with models.exclusive(family):
                 started = time.time()
                 model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
@@ -205,8 +206,12 @@ class CrossValidation:
         key = trial_key(family, params, subsample)
         if self.keeps_models:
             self._keep_model(key, model)
-        self._keep(key, result, screened=bool(subsample))
+        self._keep(key, result)
         return float(np.mean(scores)), scores
+
+    def _past_deadline(self) -> bool:
+        """Whether a fit should end now: the deadline passed and the study has a model to fall back on."""
+        return self.deadline is not None and self.deadline.expired() and bool(self.results)
 
     def _keep_model(self, key: str, model: Any) -> None:
         assert self.store_dir is not None
@@ -242,9 +247,9 @@ class CrossValidation:
         (the slowest one, a parameter may change a fit's cost a lot; kept as if fit on every row and
         scaled to the ``share`` of rows this fold fits on). A family not seen yet is expected to cost
         what the slowest family seen did: on large data an unknown family's first fold, started near the
-        deadline, overran it by most of a minute. Nothing stops before one configuration has completed on
-        every row: the study needs a model that is not a screened one."""
-        if self.deadline is None or not self._completed_on_every_row:
+        deadline, overran it by most of a minute. Nothing stops before one configuration has completed:
+        the study needs a model (a screened one will do: ``final_candidates``)."""
+        if self.deadline is None or not self.results:
             return
         left = self.deadline.left()
         with self._lock:
@@ -263,10 +268,9 @@ class CrossValidation:
                 final=left < cheapest or self.deadline.expired(),
             )
 
-    def _keep(self, key: str, result: TrialResult, screened: bool = False) -> None:
+    def _keep(self, key: str, result: TrialResult) -> None:
         with self._lock:
             self.results[key] = result
-            self._completed_on_every_row |= not screened
         if self.store_dir is not None:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             staged = self.store_dir / f".{key}.{threading.get_ident()}.npz"
@@ -295,7 +299,6 @@ class CrossValidation:
                 self.results[key] = TrialResult(
                     stored["predictions"], fit_s, predict_ms, size_mb, trees=None if math.isnan(trees) else trees
                 )
-                self._completed_on_every_row |= subsample is None
         return self.results.get(key)
 
 
