@@ -184,6 +184,7 @@ def test_automl_fit_gives_class_probabilities_in_the_order_the_benchmark_harness
         ],
     )
     assert model.classes_ == CLASSES
+    assert model.summary["trials_complete"] == model.summary["trials"] == 5  # every family's first trial
     probability = model.predict_proba(test.drop(columns="contract"))
     assert probability.shape == (len(test), 3)
     assert set(model.predict(test.drop(columns="contract"))) <= set(CLASSES)

@@ -384,6 +384,23 @@ def test_a_boosting_fit_told_to_stop_keeps_the_trees_it_has_for_that_fit_only(
     assert len(asked) == 3
 
 
+@pytest.mark.parametrize("family", sorted(SMALL_PARAMS))
+def test_every_family_fitted_under_a_deadline_pickles_without_the_clock(family, binary_spec, binary_data):
+    """The search sizes every trial's model by pickling it; a clock that holds the search's lock must not
+    be left on a family that never asks it (HistGradientBoosting's trials failed so)."""
+    import pickle
+    import threading
+
+    X, y = binary_data
+    lock = threading.Lock()
+    pipeline = models.build(family, SMALL_PARAMS[family], binary_spec)
+
+    models.stop_fit_when(pipeline, lambda: lock.locked())
+    pipeline.fit(X, y)
+
+    assert pickle.loads(pickle.dumps(pipeline)).predict(X).shape == (len(X),)
+
+
 def test_lightgbm_splits_categoricals_natively_and_treats_unseen_as_missing(binary_spec, binary_data):
     X, y = binary_data
 

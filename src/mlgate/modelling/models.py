@@ -59,10 +59,12 @@ class _BuiltAtFit(BaseEstimator):
     decides what columns survive. Subclasses say how to fit it (``fit``), how to shape its input
     (``_prepare``), what every call into it needs (``_calls``) and takes (``_predict_options``).
 
-    ``stop_when`` (set by ``stop_fit_when``, not a parameter: a clone or a refit never has it): a boosting
-    family asks it after each tree and keeps the trees it has once it says so, for one fit."""
+    ``stop_when`` (set by ``stop_fit_when``, not a parameter: a clone or a refit never has it): a family
+    that ``stops_at_deadline`` asks it after each tree and keeps the trees it has once it says so, for one
+    fit."""
 
     stop_when: Callable[[], bool] | None = None
+    stops_at_deadline = False
 
     def __init__(self, params=None, threads: int = 1, seed: int = 0):
         self.params = params
@@ -125,6 +127,8 @@ class _CatBoostModel(_BuiltAtFit):
     on all rows with the number of trees found here (``refit_params``). ``tree_count_`` is the trees
     the model holds; ``best_iteration_`` is None when it did not stop early.
     """
+
+    stops_at_deadline = True
 
     def _predict_options(self) -> dict[str, Any]:
         return {"thread_count": self.threads}  # CatBoost's default is every core, even for one row
@@ -194,7 +198,7 @@ def stop_fit_when(pipeline: Pipeline, stop_when: Callable[[], bool]) -> None:
     """Make the next fit of a boosting family (CatBoost, LightGBM) end early, keeping the trees it has, once
     ``stop_when()`` is true: a search's trial at its deadline. Other families fit as they do."""
     estimator = pipeline.steps[-1][1]
-    if isinstance(estimator, _BuiltAtFit):
+    if getattr(estimator, "stops_at_deadline", False):  # a clock left on another family would be pickled
         estimator.stop_when = stop_when
 
 
@@ -404,6 +408,8 @@ class _LightGBMModel(_BuiltAtFit):
     the same held-out share CatBoost does and predicts with its best iteration; ``tree_count_`` is the
     boosting rounds it uses (what ``refit_params`` refits with). ``deterministic`` with row-wise
     histograms makes a seed give the same model whatever the thread count."""
+
+    stops_at_deadline = True
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         if not self.categories_:
