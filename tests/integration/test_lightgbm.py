@@ -16,18 +16,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def lightgbm_project(tmp_path_factory):
-    # 1,000 rows with early stopping from 500: the refit takes the rounds the folds kept
+    # LightGBM stops early from 200 rows: the refit takes the rounds the folds kept
     root = copy_project(
         tmp_path_factory.mktemp("lightgbm") / "project",
         ["model=[lightgbm]", "model.lightgbm.fixed.n_estimators=200", "model.lightgbm.fixed.early_stopping_rounds=10"],
         budget=[item for item in TINY_BUDGET if not item.startswith("model.")],  # the other families' settings
     )
-    with pytest.MonkeyPatch.context() as patch:
-        from mlgate.modelling import models
-
-        patch.setattr(models, "EARLY_STOPPING_MIN_ROWS", 500)
-        with stages_run(root) as (params, results):
-            yield root, params, results
+    with stages_run(root) as (params, results):
+        yield root, params, results
 
 
 def test_every_trial_is_lightgbm_and_the_refit_keeps_the_rounds_the_folds_kept(lightgbm_project):

@@ -350,8 +350,8 @@ def test_lightgbm_gives_the_same_model_for_a_seed_whatever_its_threads(
     np.testing.assert_array_equal(on_two.predict(X), on_one.predict(X))
 
 
-def test_lightgbm_fits_every_round_below_the_row_floor(early_stopping_from_1000_rows):
-    X, y = _noisy(999)
+def test_lightgbm_fits_every_round_below_the_row_floor():
+    X, y = _noisy(models.LIGHTGBM_EARLY_STOPPING_MIN_ROWS - 1)
 
     model = models.LightGBMClassifierModel(LIGHTGBM_STOPPING, threads=1, seed=0).fit(X, y)
 
