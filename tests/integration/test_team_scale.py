@@ -364,3 +364,24 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retr
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
     assert trials[2].system_attrs["failed_trial"] == orphan.number
+
+
+def test_the_server_ends_a_cut_off_workers_session_within_three_heartbeats(databases):
+    """A worker cut off mid-transaction holds its trial's row locks until the server ends its session; the
+    study's connections ask the server for the same keepalives as the client's, not its two-hour default."""
+    from sqlalchemy import text
+
+    from mlgate.adapters import optuna_study
+
+    store = optuna_study._shared_storage(databases("study"), 4.0)
+    with store.engine.connect() as connection:
+        shown = {
+            name: connection.execute(text(f"SHOW {name}")).scalar()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout")
+        }
+    assert shown == {
+        "tcp_keepalives_idle": "4",
+        "tcp_keepalives_interval": "2",
+        "tcp_keepalives_count": "3",
+        "tcp_user_timeout": "12000",  # ms
+    }

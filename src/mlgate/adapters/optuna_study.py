@@ -921,18 +921,29 @@ def _shared_storage(url: str, heartbeat_s: float) -> optuna.storages.RDBStorage:
         )
 
 
-def _tcp_timeouts(heartbeat_s: float) -> dict[str, int]:
+def _tcp_timeouts(heartbeat_s: float) -> dict[str, int | str]:
     """libpq's TCP settings for the study's connections: a peer silent for three heartbeats is gone (a cut
     network would otherwise hold a call for TCP's own timeout, about 15 minutes). A query that waits on a
-    lock is not cut: the server's kernel still answers the keepalives."""
+    lock is not cut: the server's kernel still answers the keepalives. The server gets the same settings for
+    the session (``options``): a worker cut off inside a transaction holds its row locks until the server
+    ends its session, which by the server's own keepalives takes two hours, and every other process that
+    touches that trial waits as long."""
     beat = max(1, round(heartbeat_s))
+    interval, user_timeout_ms = max(1, beat // 2), max(10, 3 * beat) * 1000  # ms sent data may stay unacknowledged
+    server_side = {
+        "tcp_keepalives_idle": beat,
+        "tcp_keepalives_interval": interval,
+        "tcp_keepalives_count": 3,
+        "tcp_user_timeout": user_timeout_ms,
+    }
     return {
         "connect_timeout": max(2, 3 * beat),  # seconds
         "keepalives": 1,
         "keepalives_idle": beat,
-        "keepalives_interval": max(1, beat // 2),
+        "keepalives_interval": interval,
         "keepalives_count": 3,
-        "tcp_user_timeout": max(10, 3 * beat) * 1000,  # ms that sent data may stay unacknowledged
+        "tcp_user_timeout": user_timeout_ms,
+        "options": " ".join(f"-c {name}={value}" for name, value in server_side.items()),
     }
 
 
