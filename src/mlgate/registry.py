@@ -7,3 +7,5 @@ REFERENCE_DIR = "reference"  # the train run's artifact folder of the training s
 REFERENCE_FILE = "train_sample.parquet"  # ... that monitoring compares live data with
 ERASURE_DIR = "erasure"  # the train run's artifact folder of the hashed ids its version was trained and tested on
 ERASURE_FILE = "ids.parquet"  # ... that `mlgate forget` searches
+PROVENANCE_DIR = "provenance"  # the train run's artifact folder of the digests of the rows its version trained on
+TRAINED_ROWS_FILE = "train_rows.npz"  # ... that the gate leaves out of the comparison with that version

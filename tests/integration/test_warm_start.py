@@ -78,3 +78,35 @@ def test_without_a_production_version_the_search_is_cold(retraining, capsys):
 
     assert "warm_start" not in result.recipe.study
     assert "search.warm_start: no version holds 'production'; a cold search" in capsys.readouterr().out
+
+
+def test_the_gate_compares_with_production_only_on_test_rows_production_never_trained_on(retraining):
+    """A retraining splits grown data anew, so its test split holds rows production trained on: scored on
+    them production looks better than it is. The gate leaves them out, counts them and says so."""
+    from mlgate.services import promote
+    from mlgate.stages import gate
+    from mlgate.stages import train as training
+
+    root, params = retraining
+    name = params["tracking"]["registered_model"]
+    promote.promote(name, 1, "production", "the champion")
+    split = root / "data/split"
+    train, test = pd.read_parquet(split / "train.parquet"), pd.read_parquet(split / "test.parquet")
+    mixed = pd.concat([train.iloc[:150], test.iloc[150:]], ignore_index=True)  # 150 of v1's training rows
+    mixed.to_parquet(split / "test.parquet", index=False)
+    training.run(params)  # the candidate: v1's recipe refit, a model of its own
+
+    report = gate.run(params)
+
+    compared = report.comparison.test
+    assert (compared.champion_trained_rows, compared.rows, compared.batch_rows) == (150, len(test) - 150, len(test))
+    assert report.test_rows == len(test) - 150
+    assert report.comparison.current.champion_trained_rows == 0  # held-out rows: v1 never saw them
+    written = json.loads((root / "reports/gate.json").read_text())
+    assert written["comparison"]["test"]["champion_trained_rows"] == 150
+    pull_request = (root / "reports/promotion.md").read_text()
+    assert "Production v1 trained on 150 of these rows (a new split of grown data mixes them in): both are " in (
+        pull_request
+    )
+    # the candidate is v1's recipe refit on the same rows: on rows neither trained on, the two score the same
+    assert report.candidate.version == 2 and compared.gain == 0.0

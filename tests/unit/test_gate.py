@@ -833,7 +833,7 @@ def test_the_report_reads_back_from_its_json():
         "skipped",
         "verdict",
     ]
-    assert list(payload["comparison"]["current"])[-2:] == ["source", "batch_rows"]
+    assert list(payload["comparison"]["current"])[-3:] == ["source", "batch_rows", "champion_trained_rows"]
 
 
 def test_each_rules_evidence_reads_back_as_its_record():
@@ -946,3 +946,12 @@ def test_the_segmentation_comparison_scores_both_in_one_space_with_paired_interv
     alone, none = segments.compare("davies_bouldin", frame, embedded, truth, None, resamples=50, seed=0)
     assert none is None and alone.champion is None and alone.gain_interval is None
     assert alone.candidate_interval[0] <= alone.candidate["davies_bouldin"] <= alone.candidate_interval[1]
+
+
+def test_champion_check_compares_the_candidate_on_the_rows_production_was_scored_on():
+    # production trained on some test rows, left out: the candidate's paired score, not its score on all rows
+    paired = Comparison(rows=900, candidate={"roc_auc": 0.83}, champion={"roc_auc": 0.84}, champion_trained_rows=500)
+
+    check = _only_check(_decide(_regression_limit(0.005), candidate_score=0.86, champion_score=0.84, test=paired))
+
+    assert not check.passed and check.observed == pytest.approx(-0.01)

@@ -8,7 +8,7 @@ from mlgate.gating.evidence import Comparison, Measurements
 from mlgate.gating.policy import Check
 from mlgate.gating.report import FeatureImportance, Importance
 from mlgate.reports import model_card
-from tests.factories import NO_IMPORTANCE, gate_report
+from tests.factories import NO_IMPORTANCE, ON_CURRENT, ON_TEST, gate_report
 
 
 def test_card_states_use_lineage_training_and_verdict():
@@ -121,3 +121,24 @@ def test_card_marks_skipped_checks():
     card = model_card.render(replace(gate_report(), checks=(skipped,)))
 
     assert "| champion | skipped | no 'production' model yet |" in card
+
+
+def test_the_test_comparison_says_which_rows_production_trained_on_and_left_out():
+    on_test = replace(ON_TEST, rows=1004, champion_trained_rows=400, candidate={"roc_auc": 0.851, "f1": 0.61})
+    report = gate_report(on_test=on_test, candidate=replace(gate_report().candidate, metrics={"roc_auc": 0.9}))
+
+    section = model_card.render(report).split("## Test metrics")[1].split("\n## ")[0]
+
+    # both on the same 1,004 rows: the candidate's paired score, not its score on every test row
+    assert "| roc_auc | 0.8510 | 0.8400 | +0.0110 |" in section
+    assert "Production v3 trained on 400 of these rows (a new split of grown data mixes them in): both are " in section
+    assert "compared on the other 1,004." in section
+
+
+def test_a_production_version_without_a_record_of_its_rows_is_compared_on_every_row_and_said_so():
+    card = model_card.render(gate_report(on_current=replace(ON_CURRENT, champion_trained_rows=None)))
+
+    current = card.split("## Current batch")[1].split("\n## ")[0]
+    assert "Production v3's training rows cannot be told apart here" in current
+    assert "which favours it." in current
+    assert "trained on" not in card.split("## Test metrics")[1].split("\n## ")[0]

@@ -71,6 +71,9 @@ class Comparison:
     gain_interval: tuple[float, float] | None = None
     slices: tuple[SliceScore, ...] = ()
     skipped: str | None = None
+    # the batch's rows left out because production trained on them (a retraining's new split mixes them
+    # in); None: production's training rows are not on record
+    champion_trained_rows: int | None = 0
 
     def gain(self, metric: str) -> float | None:
         if self.candidate is None or self.champion is None:

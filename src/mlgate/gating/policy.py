@@ -320,7 +320,9 @@ def _champion(evidence: Evidence, max_regression: float) -> Check:
         return Check("champion", False, None, max_regression, evidence.champion_error)
     if evidence.champion_score is None:
         return Check("champion", True, None, max_regression, f"no '{CHAMPION_ALIAS}' model yet", skipped=True)
-    metric, candidate, champion = evidence.metric, evidence.candidate_score, evidence.champion_score
+    metric, champion = evidence.metric, evidence.champion_score
+    # the candidate on the rows production was scored on (it trained on none of them)
+    candidate = (evidence.test.candidate or {}).get(metric, evidence.candidate_score)
     gain = metrics.improvement(metric, candidate, champion)
     agreement = evidence.measured.assignment_agreement
     return Check(

@@ -68,6 +68,7 @@ class BatchComparison:
     slices: tuple[SliceRow, ...]
     source: str  # where the batch came from: the test split, a file, or held-out rows
     batch_rows: int  # all the batch's rows, labelled or not
+    champion_trained_rows: int | None = 0  # left out: production trained on them (None: not on record)
 
     @classmethod
     def of(cls, comparison: Comparison, metric: str, source: str, batch_rows: int) -> BatchComparison:
@@ -91,6 +92,7 @@ class BatchComparison:
             ),
             source=source,
             batch_rows=batch_rows,
+            champion_trained_rows=comparison.champion_trained_rows,
         )
 
 

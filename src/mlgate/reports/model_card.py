@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mlgate.gating.evidence import SliceRow
 from mlgate.gating.policy import Check
-from mlgate.gating.report import DataSummary, GainInterval, GateReport, Importance, Interval
+from mlgate.gating.report import BatchComparison, DataSummary, GainInterval, GateReport, Importance, Interval
 from mlgate.registry import CANDIDATE_ALIAS
 
 MODEL_CARD_TAG = "mlgate.model_card"  # the version tag that points at the card
@@ -56,24 +56,45 @@ def _versus_table(
     return lines
 
 
+def left_out_note(block: BatchComparison, production: str) -> list[str]:
+    """Why the batch's rows compared are fewer than its rows: those ``production`` trained on (a retraining
+    splits grown data anew) are left out, or cannot be told apart; nothing when none was."""
+    if block.champion is None or block.champion_trained_rows == 0:
+        return []
+    if block.champion_trained_rows is None:
+        return [
+            "",
+            f"{production}'s training rows cannot be told apart here (its train run predates mlgate logging them, "
+            "or these rows lack a column it trained on): some of them may be rows it trained on, which favours it.",
+        ]
+    return [
+        "",
+        f"{production} trained on {block.champion_trained_rows:,} of these rows (a new split of grown data mixes "
+        f"them in): both are compared on the other {block.rows:,}.",
+    ]
+
+
 def metrics_table(report: GateReport) -> list[str]:
     """Test metrics of the candidate, beside production's with the difference and the gain's 95%
-    interval when there is a production model that could be scored."""
+    interval when there is a production model that could be scored (both on the test rows production
+    did not train on)."""
     cand, champ = report.candidate, report.champion
     if not (champ and champ.metrics):
         return _versus_table(f"candidate v{cand.version}", None, cand.metrics, None, None, None) + [
             "",
             "No production model to compare with." if not champ else f"Production: {champ.error}",
         ]
-    interval = report.gain_interval
+    interval, block = report.gain_interval, report.comparison.test
+    left_out = bool(block.champion_trained_rows) and block.candidate is not None
     lines = _versus_table(
         f"candidate v{cand.version}",
         f"production v{champ.version}",
-        cand.metrics,
+        block.candidate.metrics if left_out else cand.metrics,
         champ.metrics,
         interval,
         interval and interval.metric,
     )
+    lines += left_out_note(block, f"Production v{champ.version}")
     if interval:
         lines += [
             "",
@@ -103,6 +124,7 @@ def current_batch_table(report: GateReport) -> list[str]:
     if champ is None:
         return lines + ["", f"Production not compared: {block.skipped}."]
     return lines + [
+        *left_out_note(block, f"Production v{report.champion.version}"),
         "",
         f"The interval is a paired bootstrap over these rows of the {block.metric} gain "
         f"(positive: the candidate is better).",

@@ -2,7 +2,8 @@
 
 Reads the validation, drift, test-metric and train reports, the importance tables, the model and the
 train, test and current splits; writes paths.gate (each rule: observed, limit, verdict, evidence;
-production vs candidate on the test set and on the current batch's labelled rows), paths.promotion
+production vs candidate on the test set and on the current batch's labelled rows, leaving out the rows
+production trained on: a retraining's new split of grown data mixes them in), paths.promotion
 (Markdown for a pull request), paths.model_card (attached to the registered version) and the PNG
 plots both embed, in paths.gate_plots (linked relative to each report). The reports and plots are staged and
 moved into place together, after everything rendered. Registry changes are ordered so a failure
@@ -15,6 +16,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,8 +59,9 @@ from mlgate.gating.report import (
 )
 from mlgate.modelling import evaluation, metrics
 from mlgate.modelling.data import DataSpec, target_vector
+from mlgate.modelling.provenance import TrainedRows
 from mlgate.records import DriftSummary, SegmentationRecipe, TrainingRecord, TrainingRun
-from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS
+from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS, PROVENANCE_DIR, TRAINED_ROWS_FILE
 from mlgate.reports import evaluation_plots, model_card, promotion
 from mlgate.reports.gate_plots import draw_plots
 from mlgate.reports.model_card import MODEL_CARD_TAG
@@ -89,7 +92,8 @@ class Scored:
 
     evidence: Evidence
     champion_metrics: dict[str, float] | None
-    test_outputs: dict[str, Output]
+    test_outputs: dict[str, Output]  # on ``test_rows``
+    test_rows: pd.DataFrame  # the test rows both were compared on: production's training rows left out
 
 
 def run(params: dict[str, Any]) -> GateReport:
@@ -107,7 +111,7 @@ def run(params: dict[str, Any]) -> GateReport:
     supervised = spec.learning_task.supervised
     scorer = _score if supervised else _score_segmentation
     scored = scorer(spec, policy, project.seed(params), model, inputs, candidate.version, champion)
-    y_test = target_vector(inputs.test, spec) if supervised else None
+    y_test = target_vector(scored.test_rows, spec) if supervised else None
     decision = decide(policy, scored.evidence)
 
     report = _report(params, policy, inputs, scored, decision, candidate, digest, champion)
@@ -155,35 +159,45 @@ def _score(
     champion: tracking.ModelVersion | None,
 ) -> Scored:
     """The candidate as served, and production, on the test set and on the current batch's labelled
-    rows; the measurements of the optional rules."""
+    rows, both left without the rows production trained on; the measurements of the optional rules."""
     test, current = inputs.test, inputs.current
     candidate_output = evaluation.predictions(model, test, spec)
     current_output = evaluation.predictions(model, current, spec)
     labelled, unlabelled = usable_labels(current, spec, policy.current_batch.min_rows)
     frames = {"test": test, "current": None if unlabelled else current[labelled]}
     champion_outputs, not_compared, champion_error = _champion_outputs(champion, candidate_version, frames, spec)
+    learnt = _learnt_rows(champion, candidate_version)
+    unseen = {name: _unseen(learnt, frame) for name, frame in frames.items()}
+    if champion_error is None and unseen["test"] is not None and not unseen["test"].any():
+        champion_error = (
+            f"production v{champion.version} trained on every one of the {len(test):,} test rows: none is left "
+            "to compare the two on (split the data with another seed, or test on new rows)"
+        )
+        not_compared["test"], champion_outputs["test"], unseen["test"] = champion_error, None, None
     bootstrap = {"slice_columns": policy.slices, "resamples": policy.bootstrap_resamples, "seed": seed}
-    on_test = compare(spec, test, candidate_output, champion_outputs["test"], skipped=not_compared["test"], **bootstrap)
-    on_current = (
-        Comparison(rows=int(labelled.sum()), skipped=unlabelled)
-        if unlabelled
-        else compare(
+    on_test, test_rows, test_outputs, test_champion = _compare_unseen(
+        spec, test, candidate_output, champion_outputs["test"], unseen["test"], not_compared["test"], bootstrap
+    )
+    if unlabelled:
+        on_current = Comparison(rows=int(labelled.sum()), skipped=unlabelled)
+    else:
+        on_current = _compare_unseen(
             spec,
             frames["current"],
             tuple(None if a is None else a[labelled] for a in current_output),
             champion_outputs["current"],
-            skipped=not_compared["current"],
-            **bootstrap,
-        )
-    )
+            unseen["current"],
+            not_compared["current"],
+            bootstrap,
+        )[0]
     judged_groups = (
         fairness.evidence(
             policy.fairness,
             spec.metric,
-            test,
-            target_vector(test, spec),
-            candidate_output,
-            champion_outputs["test"],
+            test_rows,
+            target_vector(test_rows, spec),
+            test_outputs,
+            test_champion,
             resamples=policy.bootstrap_resamples,
             seed=seed,
         )
@@ -217,10 +231,50 @@ def _score(
         task=spec.task,
         fairness=judged_groups,
     )
-    test_outputs = {f"candidate v{candidate_version}": candidate_output}
-    if champion_outputs["test"] is not None:
-        test_outputs[f"production v{champion.version}"] = champion_outputs["test"]
-    return Scored(evidence, champion_metrics, test_outputs)
+    plotted = {f"candidate v{candidate_version}": test_outputs}
+    if test_champion is not None:
+        plotted[f"production v{champion.version}"] = test_champion
+    return Scored(evidence, champion_metrics, plotted, test_rows)
+
+
+def _learnt_rows(champion: tracking.ModelVersion | None, candidate_version: int) -> TrainedRows | None:
+    """The rows production trained on, as its train run logged them; None without another production
+    version or when its run logged none (trained before mlgate logged them)."""
+    if champion is None or champion.version == candidate_version or not champion.run_id:
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        logged = tracking.download_artifact_if_logged(champion.run_id, f"{PROVENANCE_DIR}/{TRAINED_ROWS_FILE}", scratch)
+        return None if logged is None else TrainedRows.load(logged)
+
+
+def _unseen(learnt: TrainedRows | None, frame: pd.DataFrame | None) -> np.ndarray | None:
+    """Per row of ``frame``: whether production never trained on it; None when that is not known."""
+    if learnt is None or frame is None:
+        return None
+    held = learnt.holds(frame)
+    return None if held is None else ~held
+
+
+def _compare_unseen(
+    spec: DataSpec,
+    rows: pd.DataFrame,
+    candidate: Output,
+    champion: Output | None,
+    unseen: np.ndarray | None,
+    skipped: str | None,
+    bootstrap: dict[str, Any],
+) -> tuple[Comparison, pd.DataFrame, Output, Output | None]:
+    """Both models compared on ``rows`` without those production trained on (``unseen``: None when that
+    is not known), counted in the comparison; the rows and both outputs it was made on."""
+    if unseen is not None and not unseen.all():
+        rows = rows[unseen]
+        candidate = tuple(None if a is None else a[unseen] for a in candidate)
+        champion = None if champion is None else tuple(None if a is None else a[unseen] for a in champion)
+    comparison = compare(spec, rows, candidate, champion, skipped=skipped, **bootstrap)
+    if comparison.champion is not None:
+        left_out = None if unseen is None else int((~unseen).sum())
+        comparison = replace(comparison, champion_trained_rows=left_out)
+    return comparison, rows, candidate, champion
 
 
 def _score_segmentation(
@@ -279,7 +333,7 @@ def _score_segmentation(
     test_outputs = {f"candidate v{candidate_version}": candidate}
     if champion_test is not None:
         test_outputs[f"production v{champion.version}"] = champion_test
-    return Scored(evidence, champion_metrics, test_outputs)
+    return Scored(evidence, champion_metrics, test_outputs, inputs.test)
 
 
 def _champion_outputs(
@@ -335,7 +389,7 @@ def _report(
         git_commit=tracking.git_commit(),
         policy=policy,
         checks=decision.checks,
-        test_rows=len(inputs.test),
+        test_rows=evidence.test.rows,
         test_hash=evidence.test.content_hash,
         drift=inputs.drift,
         measurements=Measurements(**{k: rounded(v) for k, v in asdict(evidence.measured).items()}),

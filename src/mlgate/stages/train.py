@@ -5,7 +5,9 @@ calibration map and a decision threshold: each member is refit on all of train, 
 ``ensemble.FinalModel`` inside one pyfunc model; a clustering task's recipe is a segmentation, refit
 behind the contract's input guard (``clustering.GuardedSegmenter``). Reads the train split and paths.best_params (never
 MLflow); writes paths.model (an MLflow pyfunc model directory that takes raw contract columns),
-paths.train_info (what the model is) and paths.train_run (the MLflow run that logged it, fit time).
+paths.train_info (what the model is) and paths.train_run (the MLflow run that logged it, fit time). The
+run also keeps the digests of the rows the model trained on (``modelling.provenance``), which a later
+gate leaves out when it compares its candidate with this version.
 
 The same recipe and data give the same bytes of paths.model and paths.train_info, the two that
 evaluate, drift and gate depend on: ``models.settle_bytes`` clears what differs between two fits of
@@ -34,9 +36,17 @@ from mlgate.modelling import clustering, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.ensemble import FinalModel
 from mlgate.modelling.features import FeatureSettings, InputGuard
+from mlgate.modelling.provenance import TrainedRows
 from mlgate.modelling.task import for_features
 from mlgate.records import Finish, SegmentationRecipe, TrainingRecord, TrainingRun, TunedRecipe
-from mlgate.registry import ERASURE_DIR, ERASURE_FILE, REFERENCE_DIR, REFERENCE_FILE
+from mlgate.registry import (
+    ERASURE_DIR,
+    ERASURE_FILE,
+    PROVENANCE_DIR,
+    REFERENCE_DIR,
+    REFERENCE_FILE,
+    TRAINED_ROWS_FILE,
+)
 
 STAGE = "train"
 REFERENCE_ROWS = 10_000
@@ -306,6 +316,7 @@ def _log_run(
     tracking.log_split(run_id, "train", train, paths.split_file("train"), spec.target, "training")
     _log_reference(run_id, train.drop(columns=spec.sensitive), seed)
     _log_ids(run_id, paths.split_ids)
+    _log_trained_rows(run_id, train, spec)
     return _log_model(run_id, refitted.model, train, spec, paths.model)
 
 
@@ -330,6 +341,16 @@ def _log_ids(run_id: str, path: Path) -> None:
         held = Path(scratch) / ERASURE_FILE
         seen.to_parquet(held, index=False)
         tracking.log_artifact(run_id, held, ERASURE_DIR)
+
+
+def _log_trained_rows(run_id: str, train: pd.DataFrame, spec: DataSpec) -> None:
+    """The digests of the rows the model learnt from, beside it: a later gate leaves them out when it
+    compares a candidate with this version on a split of grown data (``provenance``)."""
+    learnt_from = tuple(spec.features) + ((spec.target,) if spec.target else ())
+    with tempfile.TemporaryDirectory() as scratch:
+        held = Path(scratch) / TRAINED_ROWS_FILE
+        TrainedRows.of(train, learnt_from).save(held)
+        tracking.log_artifact(run_id, held, PROVENANCE_DIR)
 
 
 def _log_model(run_id: str, pipeline: Any, train: pd.DataFrame, spec: DataSpec, path: str) -> dict[str, str]:
