@@ -5,6 +5,7 @@ study's scored trials; without one, it is cold."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pandas as pd
@@ -110,3 +111,48 @@ def test_the_gate_compares_with_production_only_on_test_rows_production_never_tr
     )
     # the candidate is v1's recipe refit on the same rows: on rows neither trained on, the two score the same
     assert report.candidate.version == 2 and compared.gain == 0.0
+
+
+def test_a_retraining_searches_production_catboost_going_on_training_and_train_goes_on_from_it(retraining, capsys):
+    """New rows arrived (the held-out rows join train): the warm search also tries production's CatBoost
+    member going on training on them, and `train` makes that model from production's own."""
+    from mlgate.adapters import tracking
+    from mlgate.modelling import models
+    from mlgate.records import Member
+    from mlgate.services import promote
+    from mlgate.stages import train as training
+    from mlgate.stages import tune
+
+    root, params = retraining
+    name = params["tracking"]["registered_model"]
+    promote.promote(name, 1, "production", "the champion")
+    split = root / "data/split"
+    old, new = pd.read_parquet(split / "train.parquet"), pd.read_parquet(split / "current.parquet")
+    pd.concat([old, new], ignore_index=True).to_parquet(split / "train.parquet", index=False)
+    params["search"] |= {"warm_start_trials": 2, "n_trials": 4}
+
+    result = tune.run(params)
+
+    continuation = result.recipe.study["warm_start"]["continuation"]
+    assert continuation["version"] == 1 and continuation["new_rows"] == len(new)
+    trials = _trials_of(result.run_id).sort_values("trial")
+    third = trials.iloc[2]
+    assert (third["family"], json.loads(third["params"])) == (models.CONTINUED, tune.CONTINUATION_FIRST_TRIAL)
+    assert third["state"] == "COMPLETE" and 0.5 < third["cv_score"] < 1
+    assert f"{models.CONTINUED} searched: its CatBoost model (member {continuation['member']}) going on" in (
+        capsys.readouterr().out
+    )
+
+    # the recipe's model is the continuation alone: train goes on from v1's member on the new rows
+    chosen = Member(int(third["trial"]), models.CONTINUED, tune.CONTINUATION_FIRST_TRIAL, 1.0)
+    recipe = dataclasses.replace(
+        result.recipe,
+        finish=dataclasses.replace(result.recipe.finish, method="single", combiner=None, members=(chosen,)),
+    )
+    (root / "reports/best_params.json").write_text(recipe.to_json())
+    production = tracking.load(tracking.get_version(name, 1).uri).pipeline.members_[continuation["member"]]
+
+    trained = training.run(params)
+
+    model = tracking.load(trained.model_uri).pipeline.sole_pipeline
+    assert models.trees(model) == models.trees(production) + tune.CONTINUATION_FIRST_TRIAL["iterations"]

@@ -282,3 +282,30 @@ def test_an_id_role_column_is_never_scored():
     spec = _spec({**BINARY_LEAKY, "customer_code": {"type": "string", "role": "id"}})
 
     assert "customer_code" not in leakage_scores(frame, spec)
+
+
+def test_a_continuation_goes_on_from_production_refit_on_each_folds_rows_production_trained_on(filter_fits):
+    """Production's own model saw rows of every validation fold: a continuation trial instead refits its
+    recipe per fold on the fold's training rows production trained on (once for every trial), and goes on
+    from there on the fold's other training rows."""
+    frame = _numeric_frame(90)
+    trained = np.arange(90) < 60  # production trained on the first 60 rows; 30 are new
+    going_on = tune.Continuation(1, 0, {"iterations": 10, "depth": 2, "learning_rate": 0.3}, trained)
+    objective = CrossValidation(
+        frame, _spec(NUMERIC_COLUMNS), 3, parallel_trials=1, cores=1, seed=0, continuation=going_on
+    )
+
+    first, _ = objective(models.CONTINUED, {"iterations": 5, "learning_rate": 0.1}, lambda *_: None)
+    second, _ = objective(models.CONTINUED, {"iterations": 40, "learning_rate": 0.3}, lambda *_: None)
+
+    fitted_on = [sorted(X.index) for X, _ in filter_fits]  # the bases' fits: no trial refits one
+    assert fitted_on == [sorted(fit_rows[trained[fit_rows]]) for fit_rows, _ in objective.folds]
+    assert np.isfinite([first, second]).all() and first != second
+    assert [models.trees(base) for base in objective._continued_from.values()] == [10, 10, 10]
+
+
+def test_a_continuation_outside_a_retraining_fails_its_trial_with_a_reason():
+    objective = _objective(_numeric_frame(), _spec(NUMERIC_COLUMNS))
+
+    with pytest.raises(ValueError, match="searched only by a retraining that continues production's model"):
+        objective(models.CONTINUED, {"iterations": 5, "learning_rate": 0.1}, lambda *_: None)

@@ -422,3 +422,53 @@ def test_refit_params_carry_the_trees_early_stopping_kept():
     stopped = {"n_estimators": 1000, "early_stopping_rounds": 50, "num_leaves": 31}
     assert models.refit_params("lightgbm", stopped, 211.6) == {"n_estimators": 212, "num_leaves": 31}
     assert models.refit_params("random_forest", {"n_estimators": 200}, 123.4) == {"n_estimators": 200}
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_a_catboost_pipeline_goes_on_training_on_new_rows_from_the_trees_it_has(
+    task, binary_spec, regression_spec, mixed_frame
+):
+    """A retraining's continuation: the copy holds the old trees and the new ones; the base is untouched."""
+    spec = binary_spec if task == "binary" else regression_spec
+    frame = mixed_frame(80, task, with_missing=True)
+    X, y = _features(frame, spec), target_vector(frame, spec)
+    base = models.build("catboost", SMALL_PARAMS["catboost"], spec, threads=1).fit(X.iloc[:50], y[:50])
+    before = models.predict(base, X, task)
+
+    grown = models.continued(base, X.iloc[50:], y[50:], {"iterations": 7, "learning_rate": 0.1}, threads=1)
+
+    assert models.trees(grown) == models.trees(base) + 7 == 27
+    after = models.predict(grown, X, task)
+    assert not np.allclose(
+        after[0] if task == "regression" else after[1], before[0] if task == "regression" else before[1]
+    )
+    for old, again in zip(before, models.predict(base, X, task), strict=True):  # the base is as it was
+        assert old is None or np.array_equal(old, again)
+    import pickle
+
+    assert np.array_equal(pickle.loads(pickle.dumps(grown)).predict(X), grown.predict(X))
+
+
+def test_a_continuation_stops_at_the_deadline_with_the_trees_it_added(binary_spec, binary_data):
+    X, y = binary_data
+    base = models.build("catboost", SMALL_PARAMS["catboost"], binary_spec, threads=1).fit(X, y)
+    asked = []
+
+    grown = models.continued(
+        base,
+        X,
+        y,
+        {"iterations": 50, "learning_rate": 0.1},
+        threads=1,
+        stop_when=lambda: asked.append(1) or len(asked) >= 2,
+    )
+
+    assert models.trees(grown) == 20 + 2 and grown.steps[-1][1].stop_when is None
+
+
+def test_only_a_catboost_model_goes_on_training(binary_spec, binary_data):
+    X, y = binary_data
+    forest = models.build("random_forest", SMALL_PARAMS["random_forest"], binary_spec).fit(X, y)
+
+    with pytest.raises(ValueError, match="catboost_continued: only a CatBoost model can go on training"):
+        models.continued(forest, X, y, {"iterations": 5, "learning_rate": 0.1}, threads=1)

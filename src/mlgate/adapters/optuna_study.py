@@ -109,6 +109,8 @@ class SearchSettings:
     # queued before any exploration, at most warm_start_trials of them
     warm_start: bool = False
     warm_start_trials: int = 5
+    # ... and production's CatBoost model going on training on the rows it never saw, searched beside them
+    warm_start_continue: bool = True
 
     @property
     def reproducible(self) -> bool:

@@ -34,6 +34,8 @@ import yaml
 
 from mlgate import files
 from mlgate.errors import StageError
+from mlgate.modelling.provenance import TrainedRows
+from mlgate.registry import PROVENANCE_DIR, TRAINED_ROWS_FILE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -875,6 +877,13 @@ def download_artifact_if_logged(run_id: str, path: str, destination: str | Path)
     if not any(f.path == path for f in client().list_artifacts(run_id, None if folder == "." else folder)):
         return None
     return download_artifact(run_id, path, destination)
+
+
+def trained_rows(run_id: str) -> TrainedRows | None:
+    """The rows a train run's model trained on, as it logged their digests; None if it logged none."""
+    with tempfile.TemporaryDirectory() as scratch:
+        logged = download_artifact_if_logged(run_id, f"{PROVENANCE_DIR}/{TRAINED_ROWS_FILE}", scratch)
+        return None if logged is None else TrainedRows.load(logged)
 
 
 def versions(name: str) -> list[ModelVersion]:

@@ -8,6 +8,7 @@ the model: serving sees exactly what training saw.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import sys
 import threading
@@ -175,6 +176,23 @@ class _CatBoostModel(_BuiltAtFit):
         self.tree_count_ = self.model_.tree_count_
         self.feature_importances_ = self.model_.get_feature_importance()
         return self
+
+    def continue_on(self, X: pd.DataFrame, y, iterations: int, learning_rate: float) -> None:
+        """Go on from the trees this fitted model holds: ``iterations`` more, at ``learning_rate``, fitted to
+        what they leave unexplained on ``X``, ``y`` (CatBoost's ``init_model``). The trees it had stay as
+        they are."""
+        previous = self.model_
+        grown = type(previous)(**previous.get_params() | {"iterations": iterations, "learning_rate": learning_rate})
+        grown.set_params(thread_count=self.threads)
+        stop_when = self._take_stop_when()
+        callbacks = {"callbacks": [_CatBoostStop(stop_when)]} if stop_when else {}
+        grown.fit(self._prepare(X), np.asarray(y), init_model=previous, **callbacks)
+        # A copy of its own while ``previous`` lives: a model grown from an unpickled one (a kept or
+        # registered model) still points into it, and predicting after it is freed never returns
+        # (CatBoost 1.2.10: tests/integration/test_warm_start.py's telco retraining hung so)
+        self.model_ = grown.copy()
+        self.tree_count_ = self.model_.tree_count_
+        self.feature_importances_ = self.model_.get_feature_importance()
 
 
 class _CatBoostStop:
@@ -577,6 +595,33 @@ def build(
     return Pipeline(front + back)
 
 
+# A retraining's continuation of production's CatBoost model: not a family of conf/model, it is searched only
+# when a warm start finds such a model (``stages.tune``); its params are the trees added and their rate.
+CONTINUED = "catboost_continued"
+
+
+def continued(
+    base: Pipeline,
+    X: pd.DataFrame,
+    y,
+    params: dict[str, Any],
+    *,
+    threads: int,
+    stop_when: Callable[[], bool] | None = None,
+) -> Pipeline:
+    """A copy of the fitted CatBoost pipeline ``base`` that went on training on ``X``, ``y`` (rows it never
+    saw): ``params["iterations"]`` more trees at ``params["learning_rate"]``. Its preprocessing stays as
+    fitted, so the new rows reach the trees as the old ones did."""
+    pipeline = copy.deepcopy(base)
+    estimator = pipeline.steps[-1][1]
+    if not isinstance(estimator, _CatBoostModel):
+        raise ValueError(f"{CONTINUED}: only a CatBoost model can go on training, not {type(estimator).__name__}")
+    estimator.threads, estimator.stop_when = threads, stop_when
+    seen_as = pipeline[:-1].transform(X) if len(pipeline.steps) > 1 else X
+    estimator.continue_on(seen_as, y, int(params["iterations"]), float(params["learning_rate"]))
+    return pipeline
+
+
 def trees(pipeline: Pipeline) -> int | None:
     """The trees (boosting rounds) a fitted early-stopping model uses (CatBoost, LightGBM), else None."""
     return getattr(pipeline.steps[-1][1], "tree_count_", None)
@@ -601,7 +646,7 @@ def refit_params(family: str, params: dict[str, Any], trees: float | None) -> di
 
 def exclusive(family: str) -> contextlib.AbstractContextManager:
     """Hold this around fit and predict when trials run in threads."""
-    return _CATBOOST_LOCK if family == "catboost" else contextlib.nullcontext()
+    return _CATBOOST_LOCK if family in ("catboost", CONTINUED) else contextlib.nullcontext()
 
 
 def threads_for(family: str, cores: int, parallel_trials: int) -> int:
@@ -612,7 +657,7 @@ def threads_for(family: str, cores: int, parallel_trials: int) -> int:
     linear and mlp ignore it: their only parallelism is BLAS, whose pool is process-wide and cannot
     be capped per trial thread (mlgate's tests and the benchmark run with one BLAS thread).
     """
-    return cores if family == "catboost" else max(1, cores // parallel_trials)
+    return cores if family in ("catboost", CONTINUED) else max(1, cores // parallel_trials)
 
 
 def serial_predictions(pipeline: Pipeline) -> Pipeline:

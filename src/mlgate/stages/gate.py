@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ from mlgate.modelling import evaluation, metrics
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.provenance import TrainedRows
 from mlgate.records import DriftSummary, SegmentationRecipe, TrainingRecord, TrainingRun
-from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS, PROVENANCE_DIR, TRAINED_ROWS_FILE
+from mlgate.registry import CANDIDATE_ALIAS, CHAMPION_ALIAS
 from mlgate.reports import evaluation_plots, model_card, promotion
 from mlgate.reports.gate_plots import draw_plots
 from mlgate.reports.model_card import MODEL_CARD_TAG
@@ -242,9 +241,7 @@ def _learnt_rows(champion: tracking.ModelVersion | None, candidate_version: int)
     version or when its run logged none (trained before mlgate logged them)."""
     if champion is None or champion.version == candidate_version or not champion.run_id:
         return None
-    with tempfile.TemporaryDirectory() as scratch:
-        logged = tracking.download_artifact_if_logged(champion.run_id, f"{PROVENANCE_DIR}/{TRAINED_ROWS_FILE}", scratch)
-        return None if logged is None else TrainedRows.load(logged)
+    return tracking.trained_rows(champion.run_id)
 
 
 def _unseen(learnt: TrainedRows | None, frame: pd.DataFrame | None) -> np.ndarray | None:

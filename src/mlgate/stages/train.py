@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from mlgate import config, console, files, project
 from mlgate.adapters import tracking
@@ -54,6 +56,15 @@ MODEL_CODE = Path(__file__).resolve().parents[1] / "adapters" / "pyfunc_model.py
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "lightgbm", "pandas", "numpy", "joblib", "pyarrow")
 
 
+@dataclass(frozen=True)
+class GoingOn:
+    """Production's CatBoost model that a continuation member (``models.CONTINUED``) goes on training, and
+    per train row whether it trained on it."""
+
+    pipeline: Any
+    trained: np.ndarray
+
+
 def fit(
     train: pd.DataFrame,
     spec: DataSpec,
@@ -61,10 +72,24 @@ def fit(
     settings: FeatureSettings,
     seed: int,
     kept: dict[int, Any] | None = None,
+    going_on: GoingOn | None = None,
 ) -> FinalModel:
     """The final model of ``finished`` (the recipe's `finish`), its members refit on ``train``, except
-    those it keeps unrefit, taken from ``kept`` (tune's paths.kept_models, by trial)."""
-    members = [models.build(m.family, m.params, spec, settings, threads=2, seed=seed) for m in finished.members]
+    those it keeps unrefit, taken from ``kept`` (tune's paths.kept_models, by trial); a continuation
+    member goes on from ``going_on``'s model on the train rows that model never saw."""
+    X, y = train[spec.features], target_vector(train, spec)
+    fitted = [None if m.refit else (kept or {})[m.trial] for m in finished.members]
+    members = []
+    for index, member in enumerate(finished.members):
+        if member.family != models.CONTINUED:
+            members.append(models.build(member.family, member.params, spec, settings, threads=2, seed=seed))
+            continue
+        if going_on is None:
+            raise StageError(f"member {index} ({models.CONTINUED}) goes on from production's model, which is not given")
+        members.append(clone(going_on.pipeline))
+        if member.refit:
+            new = ~going_on.trained
+            fitted[index] = models.continued(going_on.pipeline, X[new], y[new], member.params, threads=2)
     model = FinalModel(
         members,
         combiner=finished.combiner,
@@ -72,8 +97,7 @@ def fit(
         threshold=finished.threshold["threshold"],
         task=spec.task,
     )
-    fitted = [None if m.refit else (kept or {})[m.trial] for m in finished.members]
-    model.fit(train[spec.features], target_vector(train, spec), fitted=fitted)
+    model.fit(X, y, fitted=fitted)
     for member in model.members_:
         models.serial_predictions(member)
     return models.settle_bytes(model)
@@ -156,7 +180,8 @@ def refit(
             f"{recipe.family} ({model.segmenter.n_clusters_} clusters)",
         )
     kept = read_kept_models(project.paths(params).kept_models, recipe.finish)
-    model = fit(train, spec, recipe.finish, config.load(FeatureSettings, "features", params), seed, kept)
+    going_on = production_going_on(project.tracking(params).registered_model, recipe, train)
+    model = fit(train, spec, recipe.finish, config.load(FeatureSettings, "features", params), seed, kept, going_on)
     members = recipe.finish.members
     unrefit = sum(not m.refit for m in members)
     described = (
@@ -168,6 +193,26 @@ def refit(
         )
     )
     return Refit(model, _run_params(recipe, seed, len(train)), {f"cv/{recipe.metric}": recipe.cv_score}, described)
+
+
+def production_going_on(model_name: str, recipe: TunedRecipe, train: pd.DataFrame) -> GoingOn | None:
+    """The production version's CatBoost model a continuation member goes on from, as the recipe names it
+    (study.warm_start.continuation), with the train rows it trained on told apart; None when no member is
+    one. The version is loaded only once its artifact digest checks out (``tracking.load``)."""
+    if not any(m.family == models.CONTINUED for m in recipe.finish.members):
+        return None
+    named = recipe.study.get("warm_start", {}).get("continuation")
+    if named is None:
+        raise StageError(f"best_params.json: a {models.CONTINUED} member but no study.warm_start.continuation")
+    version = tracking.get_version(model_name, named["version"])
+    loaded = tracking.load(version.uri)
+    trained = tracking.trained_rows(version.run_id) if version.run_id else None
+    told = None if trained is None else trained.holds(train)
+    if told is None:
+        raise StageError(
+            f"{model_name} v{version.version}: the rows it trained on are not on record for this train split"
+        )
+    return GoingOn(loaded.pipeline.members_[named["member"]], told)
 
 
 def read_kept_models(path: str, finished: Finish) -> dict[int, Any]:

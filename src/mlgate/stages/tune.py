@@ -117,8 +117,11 @@ class CrossValidation:
         deadline: optuna_study.Deadline | None = None,
         store_dir: Path | None = None,
         keep_models: bool = False,
+        continuation: Continuation | None = None,
     ):
         self.X = frame[spec.features]
+        self.continuation = continuation
+        self._continued_from: dict[tuple[int, float | None], Any] = {}  # per fold and subsample: see ``_fitted``
         self.settings = settings
         self.y = target_vector(frame, spec)
         self.spec = spec
@@ -165,12 +168,9 @@ class CrossValidation:
             if subsample:
                 fit_rows = self._subsample(fit_rows, subsample)
             threads = models.threads_for(family, self.cores, self.parallel_trials)
-            model = models.build(family, params, self.spec, self.settings, threads=threads, seed=self.seed)
-            if self.deadline is not None:  # a boosting fit keeps the trees it has at the deadline
-                models.stop_fit_when(model, self._past_deadline)
             with models.exclusive(family):
                 started = time.time()
-                model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
+                model = self._fitted(family, params, fit_rows, (step, subsample), threads)
                 fitted = time.time()
                 # a forest's threaded sum over its trees differs in the last bit from run to run; the
                 # served model predicts on one thread too
@@ -208,6 +208,38 @@ class CrossValidation:
             self._keep_model(key, model)
         self._keep(key, result)
         return float(np.mean(scores)), scores
+
+    def _fitted(
+        self, family: str, params: dict[str, Any], fit_rows: np.ndarray, fold: tuple[int, float | None], threads: int
+    ) -> Any:
+        """A configuration's model fitted on ``fit_rows``. A boosting fit keeps the trees it has at the
+        deadline. A continuation (``Continuation``) goes on from production's recipe fitted on the fold's
+        rows production trained on (once per fold and subsample), on the fold's other rows."""
+        stop_when = self._past_deadline if self.deadline is not None else None
+        if family != models.CONTINUED:
+            model = models.build(family, params, self.spec, self.settings, threads=threads, seed=self.seed)
+            if stop_when is not None:
+                models.stop_fit_when(model, stop_when)
+            return model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
+        if self.continuation is None:
+            raise ValueError(f"{models.CONTINUED} is searched only by a retraining that continues production's model")
+        trained = self.continuation.trained[fit_rows]
+        old_rows, new_rows = fit_rows[trained], fit_rows[~trained]
+        if not len(old_rows) or not len(new_rows):
+            raise ValueError(f"fold {fold[0]} holds {'no' if not len(old_rows) else 'only'} rows production trained on")
+        if fold not in self._continued_from:  # under models.exclusive: one fit of it at a time
+            base = models.build(
+                "catboost", self.continuation.params, self.spec, self.settings, threads=threads, seed=self.seed
+            )
+            self._continued_from[fold] = base.fit(self.X.iloc[old_rows], self.y[old_rows])
+        return models.continued(
+            self._continued_from[fold],
+            self.X.iloc[new_rows],
+            self.y[new_rows],
+            params,
+            threads=threads,
+            stop_when=stop_when,
+        )
 
     def _past_deadline(self) -> bool:
         """Whether a fit should end now: the deadline passed and the study has a model to fall back on."""
@@ -412,7 +444,7 @@ class TuneSettings:
         """What the study runs before any exploration: a retraining's configurations, the first trial of
         each family they do not cover, then the portfolio's (it adds to the first trials, which cover
         every family at a known cost, rather than replacing them)."""
-        warm = self.warm.configs if self.warm else ()
+        warm = self.warm.queued if self.warm else ()
         covered = {family for family, _ in warm}
         firsts = tuple(
             (s.family, dict(s.first_trial))
@@ -451,6 +483,7 @@ class TuneSettings:
             "heartbeat_s",
             "warm_start",
             "warm_start_trials",
+            "warm_start_continue",
         ) + (("n_jobs",) if search.budget == "time" or search.distributed else ())
         seed = project.seed(params)
         # the portfolio decides what runs first, so it is part of the study; none leaves the name as it was
@@ -505,6 +538,42 @@ class WarmStart:
     tune_run: str
     configs: tuple[tuple[str, dict[str, Any]], ...]
     observations: tuple[tuple[str, dict[str, Any], float], ...] = ()
+    continuation: Continuation | None = None
+
+    @property
+    def queued(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The configurations first, then the continuation's first trial."""
+        going_on = ((models.CONTINUED, dict(CONTINUATION_FIRST_TRIAL)),) if self.continuation else ()
+        return self.configs + going_on
+
+
+# A continuation's search space: the trees it adds to production's CatBoost model and their learning rate;
+# its first trial adds a few slow trees, the cautious choice for a model that already fits the old rows.
+CONTINUATION_SPACE = {
+    "iterations": {"type": "int", "low": 20, "high": 1000, "log": True},
+    "learning_rate": {"type": "float", "low": 0.003, "high": 0.3, "log": True},
+}
+CONTINUATION_FIRST_TRIAL = {"iterations": 100, "learning_rate": 0.03}
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Production's CatBoost model, which a retraining may go on training on the rows it never saw
+    (``models.CONTINUED``): its version, its place among the final model's members, the params it was
+    fitted with and, per train row, whether it trained on it. A trial cannot use production's model
+    itself, which saw rows of every validation fold: per fold it refits those params on the fold's rows
+    production trained on, and goes on from there on the fold's other rows. `train` then goes on from
+    production's model on every train row it never saw."""
+
+    version: int
+    member: int
+    params: dict[str, Any]
+    trained: np.ndarray  # bool per train row
+
+    @property
+    def recorded(self) -> dict[str, Any]:
+        """What the recipe records of it (study.warm_start.continuation), which `train` goes by."""
+        return {"version": self.version, "member": self.member, "new_rows": int((~self.trained).sum())}
 
 
 def _scored(trials: pd.DataFrame, families: set[str]) -> pd.DataFrame:
@@ -539,11 +608,14 @@ def warm_observations(trials: pd.DataFrame, families: set[str]) -> list[tuple[st
     ]
 
 
-def warm_started(settings: TuneSettings, model: str, trials_file: str) -> TuneSettings:
+def warm_started(
+    settings: TuneSettings, model: str, trials_file: str, train: pd.DataFrame, recipe_file: str
+) -> TuneSettings:
     """``settings`` with the warm start search.warm_start asks for: the configurations of the study behind
     the version holding `production` (the tune run its train run names, its trials.csv), which become
-    part of the study's identity. Without a production version, or one whose study mlgate cannot find,
-    the search is cold, and says so."""
+    part of the study's identity, and (search.warm_start_continue) production's CatBoost model going on
+    training on the rows of ``train`` it never saw, searched as a family of its own. Without a production
+    version, or one whose study mlgate cannot find, the search is cold, and says so."""
     if not settings.search.warm_start:
         return settings
     held = tracking.version_by_alias(model, CHAMPION_ALIAS)
@@ -564,10 +636,45 @@ def warm_started(settings: TuneSettings, model: str, trials_file: str) -> TuneSe
         return settings
     # only TPE learns from a previous study's scores; the other samplers get the queue alone
     observations = tuple(warm_observations(trials, families)) if settings.search.sampler == "tpe" else ()
-    warm = WarmStart(held.version, tune_run, tuple(configs), observations)
+    continuation = _continuation(held, train, recipe_file) if settings.search.warm_start_continue else None
+    warm = WarmStart(held.version, tune_run, tuple(configs), observations, continuation)
     # the sampler's prior decides what is sampled, so it is part of the study's identity like the queue
     identity = settings.identity | {"warm": [list(c) for c in configs], "prior": [list(o) for o in observations]}
-    return dataclasses.replace(settings, warm=warm, identity=identity)
+    if continuation is None:
+        return dataclasses.replace(settings, warm=warm, identity=identity)
+    identity["continue"] = continuation.recorded | {
+        "params": continuation.params,
+        "trained": hashlib.sha256(np.packbits(continuation.trained).tobytes()).hexdigest(),
+    }
+    (space,) = optuna_study.parse_spaces({models.CONTINUED: {"space": CONTINUATION_SPACE}})
+    return dataclasses.replace(settings, warm=warm, identity=identity, spaces=(*settings.spaces, space))
+
+
+def _continuation(held: tracking.ModelVersion, train: pd.DataFrame, recipe_file: str) -> Continuation | None:
+    """Production's CatBoost model as a continuation can use it: the heaviest CatBoost member of its final
+    model, with the rows it trained on told apart in ``train``; None, saying why, when there is none."""
+    why = None
+    with tempfile.TemporaryDirectory() as scratch:
+        found = tracking.download_artifact_if_logged(held.run_id, f"finish/{Path(recipe_file).name}", scratch)
+        recipe = None if found is None else TunedRecipe.from_json(found)
+    trained = tracking.trained_rows(held.run_id)
+    members = [] if recipe is None else [(i, m) for i, m in enumerate(recipe.finish.members) if m.family == "catboost"]
+    told = None if trained is None else trained.holds(train)
+    if recipe is None or trained is None:
+        why = (
+            f"v{held.version}'s train run kept no {'recipe' if recipe is None else 'record of the rows it trained on'}"
+        )
+    elif not members:
+        why = f"v{held.version} ({recipe.family}) holds no CatBoost model trained from scratch"
+    elif told is None:
+        why = f"the train split lacks a column v{held.version} trained on"
+    elif told.all() or not told.any():
+        why = f"{'every' if told.all() else 'no'} train row is one v{held.version} trained on"
+    if why is not None:
+        console.say(STAGE, f"search.warm_start_continue: {why}; production's model is not continued")
+        return None
+    index, member = max(members, key=lambda pair: pair[1].weight)
+    return Continuation(held.version, index, dict(member.params), told)
 
 
 @dataclass(frozen=True)
@@ -960,6 +1067,11 @@ def tuned_recipe(
                     "configurations": len(settings.warm.configs),
                     "observations": len(settings.warm.observations),
                 }
+                | (
+                    {"continuation": settings.warm.continuation.recorded}
+                    if settings.warm.continuation is not None
+                    else {}
+                )
             }
             if settings.warm
             else {}
@@ -994,8 +1106,10 @@ def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
     if not spec.learning_task.supervised:
         return _run_clustering(params)
-    settings = warm_started(TuneSettings.parse(params, spec), names.registered_model, paths.trials)
     train = pd.read_parquet(paths.split_file("train"))
+    settings = warm_started(
+        TuneSettings.parse(params, spec), names.registered_model, paths.trials, train, paths.best_params
+    )
     plan = StudyPlan.of(settings, train, paths.study)
     _check_storage(settings, plan)
 
@@ -1055,6 +1169,7 @@ def _objective(
         store_dir=Path(trial_predictions) / plan.name,
         # a distributed trial's model stays with its worker
         keep_models=settings.finish.refit != "always" and not settings.search.distributed,
+        continuation=settings.warm.continuation if settings.warm else None,
     )
 
 
@@ -1530,6 +1645,13 @@ def _say(
             f"warm start from production v{warm['version']}: its study's best {warm['configurations']} "
             f"configuration(s) ran first; the sampler learned from its {warm.get('observations', 0)} scored trials",
         )
+        if "continuation" in warm:
+            going_on = warm["continuation"]
+            console.say(
+                STAGE,
+                f"  and {models.CONTINUED} searched: its CatBoost model (member {going_on['member']}) going on "
+                f"training on the {console.number(going_on['new_rows'])} train rows it never saw",
+            )
     if recipe.study.get("portfolio"):
         console.say(STAGE, f"the portfolio's {recipe.study['portfolio']} configurations were queued first")
     console.say(
