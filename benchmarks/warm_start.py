@@ -35,11 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tiny_model import BIN, copy_project, environment, run_benchmark
 
 GOAL_RATIO = 1 / 3  # warm reach_s / cold reach_s
-WARM_VARIANTS = ("queue", "warm")  # the queued configurations alone; with the prior trials too
+WARM_VARIANTS = ("queue", "warm", "continue")  # the queue alone; with the prior; and with the continuation too
 
 
 def prepare(root: Path, dataset: str) -> None:
@@ -54,14 +55,24 @@ def prepare(root: Path, dataset: str) -> None:
             )
 
 
-def search(train: pd.DataFrame, params: dict, trials: int, warm: list, prior: list, store: Path) -> dict[str, Any]:
-    """One study as the tune stage runs it, in memory; its trials with their end times, and its finish."""
+def search(
+    train: pd.DataFrame, params: dict, trials: int, warm: list, prior: list, store: Path, continuation: Any = None
+) -> dict[str, Any]:
+    """One study as the tune stage runs it, in memory; its trials with their end times, and its finish. With
+    a ``continuation`` (``tune.Continuation``) the study also searches production's CatBoost model going on
+    training, its first trial queued after ``warm``, as ``tune.warm_started`` sets it up."""
     from mlgate import config, project
     from mlgate.adapters import optuna_study
+    from mlgate.modelling import models
     from mlgate.stages import tune
 
     spec = project.data_spec(params)
     settings = tune.TuneSettings.parse(params, spec)
+    if continuation is not None:
+        warm_start = tune.WarmStart(1, "", tuple(warm), tuple(prior), continuation)
+        (space,) = optuna_study.parse_spaces({models.CONTINUED: {"space": tune.CONTINUATION_SPACE}})
+        settings = dataclasses.replace(settings, spaces=(*settings.spaces, space), warm=warm_start)
+        warm = list(warm_start.queued)
     search_settings = dataclasses.replace(config.load(optuna_study.SearchSettings, "search", params), n_trials=trials)
     objective = tune.CrossValidation(
         train,
@@ -73,6 +84,7 @@ def search(train: pd.DataFrame, params: dict, trials: int, warm: list, prior: li
         settings=settings.features,
         holdout=search_settings.holdout_share if tune.use_holdout(search_settings, len(train)) else None,
         store_dir=store,
+        continuation=continuation,
     )
     started = time.time()
     outcomes = optuna_study.optimize(
@@ -82,7 +94,7 @@ def search(train: pd.DataFrame, params: dict, trials: int, warm: list, prior: li
         maximize=settings.maximize,
         seed=settings.seed,
         on_trial=lambda outcome: None,
-        warm=warm,
+        queued=warm,
         prior=prior,
     )
     seconds = time.time() - started
@@ -110,10 +122,16 @@ def reach(result: dict[str, Any], target: float, maximize: bool) -> float | None
 
 
 def test_score(
-    result: dict[str, Any], train: pd.DataFrame, test: pd.DataFrame, params: dict, finish: Any = None
+    result: dict[str, Any],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    params: dict,
+    finish: Any = None,
+    going_on: Any = None,
 ) -> float:
     """The search's final model (its finish, or ``finish``, refit on every training row, as the train stage
-    does), scored on the test rows as the evaluate stage scores the logged model's outputs."""
+    does; a continuation member goes on from ``going_on``'s model), scored on the test rows as the evaluate
+    stage scores the logged model's outputs."""
     from mlgate import config
     from mlgate.modelling import metrics
     from mlgate.modelling.data import target_vector
@@ -122,7 +140,7 @@ def test_score(
 
     spec = result["spec"]
     chosen = result["finish"] if finish is None else finish
-    model = training.fit(train, spec, chosen, config.load(FeatureSettings, "features", params), 0)
+    model = training.fit(train, spec, chosen, config.load(FeatureSettings, "features", params), 0, going_on=going_on)
     task = spec.learning_task
     prediction, probability = task.read_outputs(task.output_frame(*task.outputs(model, test[spec.features])))
     return metrics.score(spec.metric, target_vector(test, spec), prediction, probability)
@@ -147,24 +165,28 @@ def one(dataset: str, seed: int, args: argparse.Namespace, scratch: Path) -> dic
     families = {s.family for s in tune.TuneSettings.parse(params, version1["spec"]).spaces}
     warm = tune.warm_configs(table, families, args.warm_trials, maximize)
     prior = tune.warm_observations(table, families)
+    continuation, going_on = production_catboost(version1, first, train, params)
     searches = {
         "cold": search(train, params, args.trials, [], [], root / "cold"),
         "queue": search(train, params, args.trials, warm, [], root / "queue"),
         "warm": search(train, params, args.trials, warm, prior, root / "warm"),
     }
+    if continuation is not None:
+        searches["continue"] = search(train, params, args.trials, warm, prior, root / "continue", continuation)
     target = tune.best(searches["cold"]["outcomes"], maximize).score
-    result = {"dataset": dataset, "seed": seed, "rows": len(train), "first_rows": len(first)}
+    result = {"dataset": dataset, "seed": seed, "rows": len(train), "first_rows": len(first), "continue": None}
     for name, r in searches.items():
         result[name] = {
             "search_s": r["seconds"],
             "reach_s": reach(r, target, maximize),
             "best_cv": tune.best(r["outcomes"], maximize).score,
-            "test": test_score(r, train, test, params),
+            "test": test_score(r, train, test, params, going_on=going_on),
             "first_trial": [r["outcomes"][0].family, r["outcomes"][0].params],
+            "chosen": r["finish"].describe(),
         }
     result["metric"] = searches["cold"]["spec"].metric
     third = searches["cold"]["seconds"] * GOAL_RATIO
-    for name in WARM_VARIANTS:
+    for name in (n for n in WARM_VARIANTS if n in searches):
         reached = result[name]["reach_s"]
         result[f"{name}_reach_ratio"] = None if reached is None else reached / result["cold"]["reach_s"]
         # the same search stopped after a third of the cold search's time: its finish, refit and tested
@@ -173,11 +195,35 @@ def one(dataset: str, seed: int, args: argparse.Namespace, scratch: Path) -> dic
             "seconds": third,
             "trials": len(stopped),
             "best_cv": tune.best(stopped, maximize).score if stopped else None,
-            "test": test_score(searches[name], train, test, params, searches[name]["finish_by"](third))
+            "test": test_score(searches[name], train, test, params, searches[name]["finish_by"](third), going_on)
             if stopped
             else None,
         }
     return result
+
+
+def production_catboost(version1: dict[str, Any], first: pd.DataFrame, train: pd.DataFrame, params: dict) -> tuple:
+    """Version 1's model as a retraining finds it: the heaviest CatBoost member of its finish fitted on the
+    first batch as `train` fits it, and the continuation that goes on from it (every train row of the
+    first batch is one it trained on); (None, None) when its finish holds no CatBoost model, as the
+    pipeline then searches no continuation."""
+    from mlgate import config, project
+    from mlgate.modelling import models
+    from mlgate.modelling.data import target_vector
+    from mlgate.modelling.features import FeatureSettings
+    from mlgate.stages import train as training
+    from mlgate.stages import tune
+
+    members = [(i, m) for i, m in enumerate(version1["finish"].members) if m.family == "catboost"]
+    if not members:
+        return None, None
+    index, member = max(members, key=lambda pair: pair[1].weight)
+    spec = project.data_spec(params)
+    settings = config.load(FeatureSettings, "features", params)
+    production = models.build("catboost", member.params, spec, settings, threads=2, seed=project.seed(params))
+    models.serial_predictions(production.fit(first[spec.features], target_vector(first, spec)))
+    trained = np.arange(len(train)) < len(first)  # ``first`` is the head of ``train``
+    return tune.Continuation(1, index, dict(member.params), trained), training.GoingOn(production, trained)
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -209,14 +255,24 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     left out and counted in ``reached``), and in how many runs its best CV score was at least the cold one's."""
     summary = {}
     for name in WARM_VARIANTS:
-        ratios = [r[f"{name}_reach_ratio"] for r in runs if r[f"{name}_reach_ratio"] is not None]
+        ran = [r for r in runs if r.get(name) is not None]  # no continuation without a CatBoost model
+        ratios = [r[f"{name}_reach_ratio"] for r in ran if r[f"{name}_reach_ratio"] is not None]
         summary[name] = {
+            "runs": len(ran),
             "median_reach_ratio": statistics.median(ratios) if ratios else None,
-            "reached": f"{len(ratios)}/{len(runs)}",
-            "better_or_equal_cv": sum(_at_least_cold(r, name) for r in runs),
-            "third_test_at_least_cold": sum(_third_at_least_cold(r, name) for r in runs),
+            "reached": f"{len(ratios)}/{len(ran)}",
+            "better_or_equal_cv": sum(_at_least_cold(r, name) for r in ran),
+            "third_test_at_least_cold": sum(_third_at_least_cold(r, name) for r in ran),
+            "test_at_least_cold": sum(_tests_at_least_cold(r, name) for r in ran),
         }
     return summary
+
+
+def _tests_at_least_cold(run: dict[str, Any], name: str) -> bool:
+    """Whether the variant's final model tests at least as well as the cold search's."""
+    from mlgate.modelling import metrics
+
+    return metrics.improvement(run["metric"], run[name]["test"], run["cold"]["test"]) >= 0
 
 
 def _third_at_least_cold(run: dict[str, Any], name: str) -> bool:
@@ -236,14 +292,23 @@ def _at_least_cold(run: dict[str, Any], name: str) -> bool:
 
 
 def row(r: dict[str, Any]) -> str:
-    """One run's line of the table."""
-    reached = {n: "never" if r[n]["reach_s"] is None else f"{r[n]['reach_s']:.1f}" for n in WARM_VARIANTS}
+    """One run's line of the table ("-" for a variant that did not run)."""
+
+    def of(name: str, key: str, form: str) -> str:
+        value = (r.get(name) or {}).get(key)
+        return "-" if value is None else format(value, form)
+
+    reached = {
+        n: "never" if r.get(n) and r[n].get("reach_s") is None else of(n, "reach_s", ".1f") for n in WARM_VARIANTS
+    }
+    thirds = {n: _tested((r.get(n) or {}).get("third", {}).get("test")) for n in WARM_VARIANTS}
     return (
         f"{r['dataset']:<13} {r['seed']:>4} {r['rows']:>6} {r['metric']:<8} {r['cold']['search_s']:>6.0f} "
-        f"{r['cold']['reach_s']:>13.1f} {reached['queue']:>7} {reached['warm']:>7} "
-        f"{r['cold']['best_cv']:>9.4f} {r['queue']['best_cv']:>9.4f} {r['warm']['best_cv']:>9.4f} "
-        f"{r['cold']['test']:>10.4f} {r['queue']['test']:>9.4f} {r['warm']['test']:>9.4f} "
-        f"{_tested(r['queue']['third']['test']):>12} {_tested(r['warm']['third']['test']):>9}"
+        f"{r['cold']['reach_s']:>13.1f} {reached['queue']:>7} {reached['warm']:>7} {reached['continue']:>8} "
+        f"{r['cold']['best_cv']:>9.4f} {of('queue', 'best_cv', '.4f'):>9} {of('warm', 'best_cv', '.4f'):>9} "
+        f"{of('continue', 'best_cv', '.4f'):>9} {r['cold']['test']:>10.4f} {of('queue', 'test', '.4f'):>9} "
+        f"{of('warm', 'test', '.4f'):>9} {of('continue', 'test', '.4f'):>9} "
+        f"{thirds['queue']:>12} {thirds['warm']:>9} {thirds['continue']:>9}"
     )
 
 
@@ -260,8 +325,8 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"{'dataset':<13} {'seed':>4} {'rows':>6} {'metric':<8} {'cold s':>6} {'reach s: cold':>13} {'queue':>7} "
-        f"{'warm':>7} {'cv: cold':>9} {'queue':>9} {'warm':>9} {'test: cold':>10} {'queue':>9} {'warm':>9} "
-        f"{'1/3 t: queue':>12} {'warm':>9}"
+        f"{'warm':>7} {'continue':>8} {'cv: cold':>9} {'queue':>9} {'warm':>9} {'continue':>9} {'test: cold':>10} "
+        f"{'queue':>9} {'warm':>9} {'continue':>9} {'1/3 t: queue':>12} {'warm':>9} {'continue':>9}"
     )
     for r in result["runs"]:
         print(row(r))
@@ -272,11 +337,12 @@ def report(result: dict[str, Any]) -> None:
         print(
             f"{'PASS' if ok else 'MISS'}  {name}: reaches the cold best in <= 1/3 of the cold search's time "
             f"(median ratio {'-' if median is None else f'{median:.2f}'}, reached in {summary['reached']} runs; "
-            f"best cv at least the cold one's in {summary['better_or_equal_cv']}/{len(result['runs'])})"
+            f"best cv at least the cold one's in {summary['better_or_equal_cv']}/{summary['runs']})"
         )
         print(
             f"      {name} stopped after 1/3 of the cold search's time tests at least as well as the whole cold "
-            f"search in {summary['third_test_at_least_cold']}/{len(result['runs'])} runs"
+            f"search in {summary['third_test_at_least_cold']}/{summary['runs']} runs; its whole search in "
+            f"{summary['test_at_least_cold']}/{summary['runs']}"
         )
 
 

@@ -136,34 +136,52 @@ def test_warm_start_reach_is_the_first_complete_trial_at_the_target_in_the_metri
 
 
 def test_warm_start_summary_leaves_out_runs_that_never_reached_and_compares_in_the_metrics_direction():
-    def run(metric, cold, queue, warm):
-        """cold: (best cv, test); queue and warm: (best cv, reach ratio, test when stopped at a third)."""
-        return {
-            "metric": metric,
-            "cold": {"best_cv": cold[0], "test": cold[1]},
-            "queue": {"best_cv": queue[0], "third": {"test": queue[2]}},
-            "warm": {"best_cv": warm[0], "third": {"test": warm[2]}},
-            "queue_reach_ratio": queue[1],
-            "warm_reach_ratio": warm[1],
-        }
+    def run(metric, cold, queue, warm, going_on=None):
+        """cold: (best cv, test); the variants: (best cv, reach ratio, test, test when stopped at a third);
+        ``going_on`` None: no continuation was searched (version 1 held no CatBoost model)."""
+        variants = {"queue": queue, "warm": warm, "continue": going_on}
+        return (
+            {"metric": metric, "cold": {"best_cv": cold[0], "test": cold[1]}}
+            | {
+                name: None if v is None else {"best_cv": v[0], "test": v[2], "third": {"test": v[3]}}
+                for name, v in variants.items()
+            }
+            | {f"{name}_reach_ratio": None if v is None else v[1] for name, v in variants.items()}
+        )
 
     runs = [
-        run("roc_auc", (0.84, 0.86), (0.83, None, 0.85), (0.85, 0.2, 0.86)),
-        run("rmse", (100.0, 90.0), (99.0, 0.5, 89.0), (101.0, 0.6, 92.0)),  # a loss: lower is better
-        run("rmse", (100.0, 90.0), (100.0, 1.5, None), (100.0, 0.1, 90.0)),  # None: no trial ended by then
+        run("roc_auc", (0.84, 0.86), (0.83, None, 0.86, 0.85), (0.85, 0.2, 0.85, 0.86), (0.86, 0.1, 0.87, 0.87)),
+        # a loss: lower is better
+        run("rmse", (100.0, 90.0), (99.0, 0.5, 89.0, 89.0), (101.0, 0.6, 91.0, 92.0), (98.0, 0.4, 92.0, 93.0)),
+        run("rmse", (100.0, 90.0), (100.0, 1.5, 90.0, None), (100.0, 0.1, 90.0, 90.0)),  # None: none ended by then
     ]
 
     summary = warm_start.summarize(runs)
 
     assert summary["queue"] == {
+        "runs": 3,
         "median_reach_ratio": 1.0,
         "reached": "2/3",
         "better_or_equal_cv": 2,
         "third_test_at_least_cold": 1,
+        "test_at_least_cold": 3,
     }
     assert summary["warm"] == {
+        "runs": 3,
         "median_reach_ratio": 0.2,
         "reached": "3/3",
         "better_or_equal_cv": 2,
         "third_test_at_least_cold": 2,
+        "test_at_least_cold": 1,
     }
+    assert summary["continue"] == {
+        "runs": 2,
+        "median_reach_ratio": 0.25,
+        "reached": "2/2",
+        "better_or_equal_cv": 2,
+        "third_test_at_least_cold": 1,
+        "test_at_least_cold": 1,
+    }
+    cold = runs[2]["cold"] | {"search_s": 9.0, "reach_s": 3.0}
+    line = warm_start.row(runs[2] | {"dataset": "ames", "seed": 0, "rows": 10, "cold": cold})
+    assert line.split()[-1] == "-"  # no continuation in this run
