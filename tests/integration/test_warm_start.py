@@ -120,8 +120,8 @@ def test_a_retraining_searches_production_catboost_going_on_training_and_train_g
     from mlgate.modelling import models
     from mlgate.records import Member
     from mlgate.services import promote
+    from mlgate.stages import gate, tune
     from mlgate.stages import train as training
-    from mlgate.stages import tune
 
     root, params = retraining
     name = params["tracking"]["registered_model"]
@@ -156,3 +156,11 @@ def test_a_retraining_searches_production_catboost_going_on_training_and_train_g
 
     model = tracking.load(trained.model_uri).pipeline.sole_pipeline
     assert models.trees(model) == models.trees(production) + tune.CONTINUATION_FIRST_TRIAL["iterations"]
+
+    # it holds v1's trees, so the gate judges it, like v1, only on test rows v1 never trained on
+    test = pd.read_parquet(split / "test.parquet")
+    pd.concat([old.iloc[:150], test.iloc[150:]], ignore_index=True).to_parquet(split / "test.parquet", index=False)
+    report = gate.run(params)
+    compared = report.comparison.test
+    assert compared.champion_trained_rows == 150
+    assert report.check("metric_floor").observed == pytest.approx(compared.candidate.metrics[params["data"]["metric"]])

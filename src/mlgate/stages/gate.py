@@ -56,7 +56,7 @@ from mlgate.gating.report import (
     ReportPaths,
     Training,
 )
-from mlgate.modelling import evaluation, metrics
+from mlgate.modelling import evaluation, metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
 from mlgate.modelling.provenance import TrainedRows
 from mlgate.records import DriftSummary, SegmentationRecipe, TrainingRecord, TrainingRun
@@ -221,7 +221,7 @@ def _score(
         metric=spec.metric,
         validation_passed=inputs.validation_passed,
         drift=inputs.drift,
-        candidate_score=inputs.candidate_metrics[spec.metric],
+        candidate_score=_candidate_score(inputs, on_test, spec.metric),
         champion_score=None if champion_metrics is None else champion_metrics[spec.metric],
         champion_error=champion_error,
         test=on_test,
@@ -234,6 +234,16 @@ def _score(
     if test_champion is not None:
         plotted[f"production v{champion.version}"] = test_champion
     return Scored(evidence, champion_metrics, plotted, test_rows)
+
+
+def _candidate_score(inputs: Inputs, on_test: Comparison, metric: str) -> float:
+    """The candidate's test score the rules judge: evaluate's, on every test row; but a candidate that goes
+    on from production's model (``models.CONTINUED``) holds production's trees, so it too is scored only on
+    the test rows production never trained on."""
+    continues = any(member["family"] == models.CONTINUED for member in inputs.training.members)
+    if continues and on_test.champion_trained_rows and on_test.candidate is not None:
+        return on_test.candidate[metric]
+    return inputs.candidate_metrics[metric]
 
 
 def _learnt_rows(champion: tracking.ModelVersion | None, candidate_version: int) -> TrainedRows | None:
