@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -185,3 +186,15 @@ def test_warm_start_summary_leaves_out_runs_that_never_reached_and_compares_in_t
     cold = runs[2]["cold"] | {"search_s": 9.0, "reach_s": 3.0}
     line = warm_start.row(runs[2] | {"dataset": "ames", "seed": 0, "rows": 10, "cold": cold})
     assert line.split()[-1] == "-"  # no continuation in this run
+
+
+def test_warm_start_rows_arrive_in_time_order_or_shuffled_by_the_seed():
+    train = pd.DataFrame({"year": [2010, 2006, 2008, 2006, 2009, 2007], "row": range(6)})
+
+    ordered = warm_start.arrival_order(train, seed=0, order_by=["year"])
+    shuffled = warm_start.arrival_order(train, seed=0, order_by=None)
+
+    assert ordered["year"].tolist() == [2006, 2006, 2007, 2008, 2009, 2010]
+    assert sorted(shuffled["row"]) == list(range(6)) and shuffled["row"].tolist() != list(range(6))
+    with pytest.raises(SystemExit, match="--order-by: \\['month'\\] not among"):
+        warm_start.arrival_order(train, seed=0, order_by=["month"])
