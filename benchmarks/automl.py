@@ -8,7 +8,9 @@ every system is scored the same way: ROC AUC for binary, log loss for multiclass
 run that fails, times out (default budget * 3 + 120 s) or whose system did not install is recorded as such.
 
 Peers run in their own virtual environments, created on first use in .bench/venvs/<system> from the pinned
-benchmarks/peers/<system>.txt (recreated when that file changes); mlgate and catboost run in .venv. Each
+benchmarks/peers/<system>.txt (recreated when that file changes); mlgate and catboost run in .venv. The
+neural baselines realmlp and tabm (pytabkit's defaults on CPU) run only when named, from one venv
+(benchmarks/peers/pytabkit.txt). Each
 run's HOME, XDG_CACHE_HOME, MPLCONFIGDIR and TMPDIR point into its scratch folder.
 
 Runners: benchmarks/automl_runners/<system>.py, one small script per system; the protocol they follow is
@@ -55,7 +57,12 @@ BENCH = REPO / ".bench"
 PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
 
 SYSTEMS = ("mlgate", "flaml", "h2o", "autogluon", "catboost")
+# Neural families measured as systems of their own, run only when named: whether they would earn a place
+# among mlgate's families (issue: their install size and time at these budgets). One venv holds both.
+OPTIONAL_SYSTEMS = ("realmlp", "tabm")
+KNOWN_SYSTEMS = SYSTEMS + OPTIONAL_SYSTEMS
 IN_PROJECT_VENV = frozenset({"mlgate", "catboost"})
+SHARED_VENV = {"realmlp": "pytabkit", "tabm": "pytabkit"}
 TASKS = ("binary", "multiclass", "regression")
 METRICS = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
 HIGHER_IS_BETTER = {"roc_auc": True, "log_loss": False, "rmse": False}
@@ -296,7 +303,8 @@ def python_for(system: str) -> Path:
         if not PROJECT_PYTHON.exists():
             raise InstallError(f"{PROJECT_PYTHON} is missing: run `make test` first")
         return PROJECT_PYTHON
-    return ensure_venv(system, PEERS / f"{system}.txt", BENCH / "venvs" / system)
+    venv = SHARED_VENV.get(system, system)
+    return ensure_venv(venv, PEERS / f"{venv}.txt", BENCH / "venvs" / venv)
 
 
 def ensure_venv(system: str, requirements: Path, venv: Path) -> Path:
@@ -655,7 +663,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--suite", type=Path, default=DEFAULT_SUITE, help="folder with suite.yaml (default: %(default)s)"
     )
     parser.add_argument("--datasets", type=_names, help="comma-separated subset of the suite's datasets")
-    parser.add_argument("--systems", type=_names, default=list(SYSTEMS), help="comma-separated (default: all five)")
+    parser.add_argument(
+        "--systems",
+        type=_names,
+        default=list(SYSTEMS),
+        help=f"comma-separated (default: all five; also {', '.join(OPTIONAL_SYSTEMS)})",
+    )
     parser.add_argument(
         "--seeds", type=lambda s: [int(x) for x in _names(s)], default=[0], help="comma-separated (default: 0)"
     )
@@ -675,9 +688,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "budget, join the table (to rerun mlgate alone against peers already measured)",
     )
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.systems) - set(SYSTEMS))
+    unknown = sorted(set(args.systems) - set(KNOWN_SYSTEMS))
     if unknown:
-        parser.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+        parser.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_SYSTEMS)}")
     return args
 
 
@@ -744,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
                     write_json(records, args.out)
     if not args.keep_scratch:
         tidy(scratch)
-    joined = [s for s in SYSTEMS if s not in args.systems and any(r["system"] == s for r in earlier)]
+    joined = [s for s in KNOWN_SYSTEMS if s not in args.systems and any(r["system"] == s for r in earlier)]
     print(render(records + earlier, args.systems + joined, args.budget), end="")
     if joined:
         print(f"\n{', '.join(joined)}: earlier runs from {args.compare}, not re-run.")
@@ -764,7 +777,7 @@ def earlier_records(path: Path, budget_s: float, instances: set[tuple[str, int]]
     kept = [
         r
         for r in loaded
-        if r["system"] in SYSTEMS
+        if r["system"] in KNOWN_SYSTEMS
         and r["system"] not in running
         and r["budget_s"] == budget_s
         and (r["dataset"], r["seed"]) in instances

@@ -3,7 +3,9 @@ harness's processes and a real run are in tests/integration/test_automl_harness.
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ from tests.helpers import (
 )
 
 bench = load_benchmark("automl.py", "automl_bench")
+
+
 RECORD_KEYS = {"system", "dataset", "task", "metric", "value", "wall_s", "peak_mb", "status"}
 # what mlgate is reported on, so nothing may be tuned on it: the project's suite and the shared one
 SHARED_SUITE = [bench.DEFAULT_SUITE] if bench.DEFAULT_SUITE.is_dir() else []
@@ -290,6 +294,44 @@ def test_error_line_prefers_the_exception():
     assert bench.error_line(log) == "ValueError: bad input"
     assert bench.error_line("ERROR: No matching distribution found for foo==9\n").startswith("ERROR: No matching")
     assert bench.error_line("") == "no output"
+
+
+def load_runner_helper(name: str):
+    """A module of automl_runners/_shared, imported beside the protocol it uses (as the runners do)."""
+    shared = bench.RUNNERS / "_shared"
+    sys.path.insert(0, str(shared))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(shared))
+
+
+def test_the_neural_baselines_run_only_when_named_and_share_one_venv(monkeypatch, tmp_path):
+    assert bench.parse_args([]).systems == list(bench.SYSTEMS)
+    assert bench.parse_args(["--systems", "realmlp,tabm,catboost"]).systems == ["realmlp", "tabm", "catboost"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--systems", "tabpfn"])
+    made = []
+    monkeypatch.setattr(bench, "ensure_venv", lambda name, requirements, venv: made.append((name, requirements, venv)))
+    for system in ("realmlp", "tabm"):
+        bench.python_for(system)
+        assert (bench.RUNNERS / f"{system}.py").is_file()
+    assert {(name, requirements.name, venv.name) for name, requirements, venv in made} == {
+        ("pytabkit", "pytabkit.txt", "pytabkit")
+    }
+    assert (bench.PEERS / "pytabkit.txt").is_file()
+
+
+def test_the_neural_runners_fill_numeric_gaps_with_the_training_median_and_keep_text_as_categories():
+    neural = load_runner_helper("neural")
+    X = pd.DataFrame({"size": [1.0, np.nan, 3.0, 10.0], "empty": [np.nan] * 4, "kind": ["a", None, "b", "a"]})
+    test = pd.DataFrame({"size": [np.nan, 2.0], "empty": [np.nan, 1.0], "kind": ["c", "a"]})
+    X_ready, test_ready, categorical = neural.prepared(X, test)
+    assert categorical == ["kind"]
+    assert X_ready["size"].tolist() == [1.0, 3.0, 3.0, 10.0] and test_ready["size"].tolist() == [3.0, 2.0]
+    assert X_ready["empty"].tolist() == [0.0] * 4 and test_ready["empty"].tolist() == [0.0, 1.0]
+    assert X_ready["kind"].dtype == "category" and test_ready["kind"].tolist() == ["c", "a"]
+    assert X["size"].isna().sum() == 1  # the caller's frames are left as they were
 
 
 def test_the_projects_automl_suite_loads_and_every_dataset_splits_for_its_task(tmp_path):
