@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -198,3 +199,45 @@ def test_warm_start_rows_arrive_in_time_order_or_shuffled_by_the_seed():
     assert sorted(shuffled["row"]) == list(range(6)) and shuffled["row"].tolist() != list(range(6))
     with pytest.raises(SystemExit, match="--order-by: \\['month'\\] not among"):
         warm_start.arrival_order(train, seed=0, order_by=["month"])
+
+
+def test_catboost_categoricals_starts_from_mlgates_first_trial_without_its_own_options():
+    bench = load_benchmark("catboost_categoricals.py", "catboost_categoricals")
+    family = yaml.safe_load((REPO / "conf" / "model" / "catboost.yaml").read_text())["catboost"]
+    arguments = bench.first_trial()
+    assert arguments["depth"] == family["first_trial"]["depth"]
+    assert arguments["iterations"] == family["fixed"]["iterations"]
+    assert not {"early_stopping_rounds", "class_weight", "selection"} & set(arguments)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_catboost_categoricals_scores_each_setting_on_folds_with_text_and_missing_categories(task):
+    bench = load_benchmark("catboost_categoricals.py", "catboost_categoricals")
+    rng = np.random.default_rng(0)
+    rows = 120
+    colour = rng.choice(["red", "green", "blue", None], rows)
+    size = rng.normal(size=rows)
+    target = {
+        "binary": np.where(colour == "red", "yes", "no"),
+        "multiclass": np.where(colour == "red", "a", np.where(size > 0, "b", "c")),
+        "regression": size * 3 + (colour == "red"),
+    }[task]
+    frame = pd.DataFrame({"colour": colour, "size": size, "y": target})
+    measured = bench.measure(frame, "y", task, "onehot10", folds=2)
+    assert measured["categorical"] == 1
+    assert np.isfinite(measured["score"]) and measured["fit_s"] > 0 and measured["added_mb"] >= 0
+    if task == "binary":  # the colour decides the class: a model that learned it ranks perfectly
+        assert measured["score"] > 0.95
+
+
+def test_catboost_categoricals_table_has_a_row_per_dataset_and_a_column_per_setting_measured():
+    bench = load_benchmark("catboost_categoricals.py", "catboost_categoricals")
+    common = {"task": "binary", "rows": 1470, "categorical": 14}
+    results = [
+        {"dataset": "a", "setting": "default", "score": 0.8301, "fit_s": 1.234, "added_mb": 110.4} | common,
+        {"dataset": "a", "setting": "ctr1", "score": 0.8207, "fit_s": 0.5, "added_mb": 40.0} | common,
+    ]
+    lines = bench.table(results).splitlines()
+    assert lines[0] == "| dataset (rows, categorical columns) | metric | default | ctr1 |"
+    assert lines[2] == "| a (1,470, 14) | roc_auc ↑ | 0.8301 / 1.23 s / 110 MB | 0.8207 / 0.50 s / 40 MB |"
+    assert len(lines) == 3
