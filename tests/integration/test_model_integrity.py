@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import joblib
@@ -82,6 +83,21 @@ def tampered(registry, tmp_path) -> Path:
 def test_a_registered_version_loads_after_its_digest_checks_out(registry):
     for uri in (f"models:/{MODEL}/1", f"models:/{MODEL}@production"):
         assert tracking.load(uri).predict(FRAME)["probability"].tolist() == [0.5] * 4
+
+
+def test_a_model_logged_with_other_package_versions_loads_with_a_warning_naming_them(store, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(store / "local_model", folder)
+    (folder / "requirements.txt").write_text("scikit-learn==0.1.0\n")
+    with pytest.warns(tracking.EnvironmentWarning, match=r"requires scikit-learn==0\.1\.0, this environment has"):
+        loaded = tracking.load(str(folder))
+    assert loaded.predict(FRAME)["probability"].tolist() == [0.5] * 4
+
+
+def test_a_model_logged_in_this_environment_loads_without_an_environment_warning(store):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tracking.EnvironmentWarning)
+        assert tracking.load(str(store / "local_model")).predict(FRAME)["probability"].tolist() == [0.5] * 4
 
 
 def test_a_replaced_pickle_is_refused_before_anything_is_unpickled(tampered):

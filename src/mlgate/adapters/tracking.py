@@ -1096,11 +1096,62 @@ def load(uri: str) -> LoadedModel:
     loaded as given."""
     held = _registry_version(uri)
     if held is None:
-        return _loaded(mlflow.pyfunc.load_model(uri))
+        return _loaded(_load_pyfunc(uri))
     with tempfile.TemporaryDirectory(prefix="mlgate-model-") as scratch:
         folder = _download_version(held.name, held.version, scratch)
         verify_digest(held, folder)
-        return _loaded(mlflow.pyfunc.load_model(str(folder)))
+        return _loaded(_load_pyfunc(str(folder)))
+
+
+def _load_pyfunc(location: str) -> Any:
+    """``mlflow.pyfunc.load_model`` with its environment check done here for a local folder: MLflow's first
+    maps every installed package to its modules, about 0.9 s of CPU in each process that loads a model (a
+    stage, a server, its shadow), where the pinned requirements mlgate logs need one lookup each."""
+    folder = Path(location)
+    if not (folder / "MLmodel").is_file():
+        return mlflow.pyfunc.load_model(location)  # a remote URI: MLflow downloads and checks it
+    requirements = folder / "requirements.txt"
+    lines = requirements.read_text().splitlines() if requirements.is_file() else []
+    env_file = folder / "python_env.yaml"
+    python = (yaml.safe_load(env_file.read_text()) or {}).get("python") if env_file.is_file() else None
+    for problem in environment_mismatches(lines, python):
+        warnings.warn(f"{folder}: {problem}", EnvironmentWarning, stacklevel=3)
+    return mlflow.pyfunc.load_model(str(folder), suppress_warnings=True)
+
+
+class EnvironmentWarning(UserWarning):
+    """A model was logged with packages (or a Python) other than those of the process loading it."""
+
+
+def environment_mismatches(requirements: list[str], python: str | None) -> list[str]:
+    """What in this environment differs from a model's requirements.txt lines and its Python version, as
+    MLflow checks them: a package missing or outside its specifier, a different Python major.minor."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    problems = []
+    for line in requirements:
+        text = line.split("#", 1)[0].strip()
+        if not text or text.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:  # a path or URL: nothing to compare
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        try:
+            installed = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"the model requires {text}, which is not installed")
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            problems.append(f"the model requires {text}, this environment has {requirement.name} {installed}")
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if python is not None and ".".join(str(python).split(".")[:2]) != running:
+        problems.append(f"the model was logged with Python {python}, this is Python {running}")
+    return problems
 
 
 def _loaded(model) -> LoadedModel:
