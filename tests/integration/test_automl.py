@@ -57,9 +57,13 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
         complete = [t for t in trials if t["tags"]["mlgate.trial_state"] == "COMPLETE"]
         assert complete
         folds = tracking.child_runs(complete[0]["run_id"])
+        lent_s = tracking.run_metrics(model.summary["tune_run_id"])["refit_reserve_lent_s"]
     assert sorted(int(f["tags"]["mlgate.fold"]) for f in folds) == [0, 1, 2]  # three folds under a short budget
     assert all("cv/roc_auc" in f["metrics"] and f["metrics"]["fit_s"] > 0 for f in folds)
     assert {"fit_s", "predict_ms_per_1k", "size_mb"} <= set(complete[0]["metrics"])
+    # the tiny trials' refits need little of the refit's reserve (4.8 s of 40): the search was lent the rest
+    assert 0 < model.summary["refit_reserve_lent_s"] <= 0.12 * 40
+    assert lent_s == pytest.approx(model.summary["refit_reserve_lent_s"])
 
     best = json.loads((tmp_path / "reports/best_params.json").read_text())
     assert best["finish"]["threshold"]["objective"] == "f1"

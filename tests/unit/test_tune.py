@@ -585,3 +585,86 @@ def test_warm_observations_are_every_scored_full_fidelity_trial_of_searched_fami
         ("catboost", {"depth": 4}, 0.84),
         ("linear", {"alpha": 1.0}, 0.83),
     ]
+
+
+def test_a_deadline_lends_the_search_at_most_its_reserve():
+    deadline = optuna_study.Deadline(at=time.time() + 100, reserve=20.0)
+    assert 99 < deadline.left() <= 100 and 119 < deadline.reserve_left() <= 120
+
+    deadline.lend(50.0)
+    assert deadline.lent == 20.0 and 119 < deadline.left() <= 120
+    deadline.lend(-3.0)  # a later, slower best trial takes it back
+    assert deadline.lent == 0.0 and deadline.left() <= 100
+    assert optuna_study.Deadline.after(10).reserve == 0.0
+
+
+class _FitTimes:
+    """A CrossValidation's two answers the refit reserve reads: a trial's mean fold fit (by trial number:
+    ``_outcome``'s alpha), the share of the rows it fit on."""
+
+    def __init__(self, fit_s: list[float]):
+        self.fit_s = fit_s
+
+    def result(self, family, params, subsample=None):
+        return type("Result", (), {"fit_s": self.fit_s[int(params["alpha"])]})()
+
+    def fit_share(self, subsample=None):
+        return 0.5 * (subsample or 1.0)
+
+
+def _reserve(fit_s, reserve_s=10.0, **finish):
+    from mlgate.modelling.ensemble import FinishSettings
+    from mlgate.stages.tune import RefitReserve
+
+    settings = FinishSettings(refit_budget_s=reserve_s, refit="within_budget", **finish)
+    deadline = optuna_study.Deadline.after(100, reserve=reserve_s)
+    return RefitReserve(deadline, _FitTimes(fit_s), settings, maximize=True), deadline
+
+
+def test_the_search_is_lent_what_the_refit_of_its_best_trials_would_not_need():
+    reserve, deadline = _reserve([0.5, 1.0, 0.25, 9.0, 4.0], ensemble_candidates=3, max_members=2)
+    assert deadline.lent == 0.0  # nothing known yet: the whole reserve is kept
+
+    for number, score in enumerate((0.9, 0.8, 0.7)):
+        reserve.update(_outcome(number, "COMPLETE", score))
+    # the two slowest of the three best, each scaled to every row (fit on half of them): 2.0 + 1.0
+    assert deadline.lent == pytest.approx(10.0 - 3.0)
+
+    reserve.update(_outcome(3, "PRUNED", 0.99))  # only complete trials can be members
+    reserve.update(_outcome(4, "COMPLETE", 0.6, family="catboost"))  # outside the best three, its family's best
+    assert deadline.lent == pytest.approx(10.0 - 8.0 - 2.0)
+
+
+def test_a_refit_that_would_need_more_than_the_reserve_is_lent_nothing():
+    reserve, deadline = _reserve([30.0])
+    reserve.update(_outcome(0, "COMPLETE", 0.9))
+    assert deadline.lent == 0.0
+
+
+def test_the_finish_caps_the_refit_by_what_is_left_of_the_reserve():
+    reserve, deadline = _reserve([0.5])
+    assert reserve.finish_settings().refit_budget_s == 10.0  # the search ended early: the whole cap
+    deadline.at = time.time() - 6.0  # the search ran 6 s into the reserve
+    assert 3.9 < reserve.finish_settings().refit_budget_s <= 4.0
+
+
+def test_a_time_budget_study_runs_into_the_lent_reserve_and_stops_at_its_end():
+    spaces = optuna_study.parse_spaces({"linear": {"space": {"alpha": {"type": "float", "low": 0.1, "high": 1.0}}}})
+    settings = optuna_study.SearchSettings(
+        sampler="random", pruner="none", n_trials=10_000, timeout_s=0.2, cv_folds=3, n_jobs=1, budget="time"
+    )
+    deadline = optuna_study.Deadline.after(settings.timeout_s, reserve=600.0)
+    deadline.lend(0.3)
+
+    def evaluate(family, params, report):  # stops as CrossValidation does, at the deadline as lent
+        if deadline.expired():
+            raise optuna_study.OutOfTime("no time left", final=True)
+        time.sleep(0.02)
+        return 0.5, [0.5]
+
+    outcomes = optuna_study.optimize(
+        spaces, evaluate, settings, maximize=True, seed=0, on_trial=lambda o: None, deadline=deadline
+    )
+
+    assert any(o.state == "COMPLETE" and o.end > deadline.at for o in outcomes)  # past the search's own time
+    assert outcomes[-1].state == "PRUNED" and outcomes[-1].error == "no time left"  # ended by the lent deadline

@@ -207,23 +207,37 @@ class TrialOutcome:
     subsample: float | None = None  # the share of each training fold a screening trial fit on; None: all of it
 
 
-@dataclass(frozen=True)
+@dataclass
 class Deadline:
     """The one clock of a search.budget time study, started once: the progress display, the objective
     (which stops a fold that would end after it) and Optuna's loop all read it, so they agree on the
-    time left. A search.budget trials study has none: no clock decides what it runs."""
+    time left. A search.budget trials study has none: no clock decides what it runs.
 
-    at: float  # time.time() when the budget ends
+    ``reserve``: seconds after ``at`` kept for what follows the search (train's refit). The search may go
+    on into the part of it ``lend`` gives back (what follows will not need it), so ``left`` counts to
+    ``at`` plus what is lent, never past the reserve's end."""
+
+    at: float  # time.time() when the search's own time ends
+    reserve: float = 0.0
+    lent: float = 0.0
 
     @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.time() + seconds)
+    def after(cls, seconds: float, reserve: float = 0.0) -> Deadline:
+        return cls(time.time() + seconds, reserve)
 
     def left(self) -> float:
-        return max(0.0, self.at - time.time())
+        return max(0.0, self.at + self.lent - time.time())
 
     def expired(self) -> bool:
         return self.left() <= 0.0
+
+    def lend(self, seconds: float) -> None:
+        """Let the search run ``seconds`` of the reserve (0 to all of it; a later call may take it back)."""
+        self.lent = min(max(0.0, seconds), self.reserve)
+
+    def reserve_left(self) -> float:
+        """Seconds until the reserve ends: the most the search may ever run, and what follows it has."""
+        return max(0.0, self.at + self.reserve - time.time())
 
 
 class Pruned(Exception):
@@ -878,7 +892,13 @@ def optimize(
     remaining = settings.n_trials - len(reused)
     if remaining > 0 and settings.budget == "time":
         study.optimize(
-            objective, n_trials=remaining, timeout=deadline.left(), n_jobs=settings.n_jobs, catch=(Exception,)
+            # Optuna's own timeout is fixed when it starts: it may run to the reserve's end, and the objective
+            # stops the study at the deadline as lent then (OutOfTime, final)
+            objective,
+            n_trials=remaining,
+            timeout=deadline.reserve_left(),
+            n_jobs=settings.n_jobs,
+            catch=(Exception,),
         )
     elif remaining > 0:
         run_batches(remaining)
