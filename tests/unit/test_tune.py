@@ -629,6 +629,8 @@ def test_the_search_is_lent_what_the_refit_of_its_best_trials_would_not_need():
         reserve.update(_outcome(number, "COMPLETE", score))
     # the two slowest of the three best, each scaled to every row (fit on half of them): 2.0 + 1.0
     assert deadline.lent == pytest.approx(10.0 - 3.0)
+    reserve.update(_outcome(1, "COMPLETE", 0.95))  # a re-run of trial 1's configuration: the finish drops it
+    assert deadline.lent == pytest.approx(10.0 - 3.0)
 
     reserve.update(_outcome(3, "PRUNED", 0.99))  # only complete trials can be members
     reserve.update(_outcome(4, "COMPLETE", 0.6, family="catboost"))  # outside the best three, its family's best
@@ -639,13 +641,6 @@ def test_a_refit_that_would_need_more_than_the_reserve_is_lent_nothing():
     reserve, deadline = _reserve([30.0])
     reserve.update(_outcome(0, "COMPLETE", 0.9))
     assert deadline.lent == 0.0
-
-
-def test_the_finish_caps_the_refit_by_what_is_left_of_the_reserve():
-    reserve, deadline = _reserve([0.5])
-    assert reserve.finish_settings().refit_budget_s == 10.0  # the search ended early: the whole cap
-    deadline.at = time.time() - 6.0  # the search ran 6 s into the reserve
-    assert 3.9 < reserve.finish_settings().refit_budget_s <= 4.0
 
 
 def test_a_time_budget_study_runs_into_the_lent_reserve_and_stops_at_its_end():

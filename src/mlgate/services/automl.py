@@ -7,14 +7,14 @@ keeps its own). The contract is drafted from the frame (``mlgate infer-schema``'
 missing values allowed anywhere, since a benchmark's test rows were never checked against it.
 The budget is split by ``search_seconds``: the final refit gets ``REFIT_SHARE``, start-up and logging
 ``FIXED_S``, a margin ``MARGIN_SHARE``, and the search the rest; the search goes on into the part of the
-refit's share that the refit of its best trials would not need (``tune.RefitReserve``). On folds what is
-left of the refit share caps an ensemble's members by their measured fit times; on a holdout (large
-frames) a member whose refit on every row would not fit it is kept as the search fitted it
-(``finish.refit: within_budget``). Under ``SHORT_BUDGET_S`` the search scores on 3 folds instead of
-conf/'s 5, for more trials, and writes its trial runs from a thread instead of a process of its own
-(``tracking.trial_writer``): that process's ~200 MB were a quarter of a 30 s run's peak. The families are ``FAMILIES``; the search starts from the
-zero-shot portfolio (conf/portfolio/zero_shot.yaml, built by benchmarks/portfolio.py on the development
-suite), then explores.
+refit's share that the refit of its best trials would not need (``tune.RefitReserve``). On folds the
+refit share caps an ensemble's members by their measured fit times; on a holdout (large frames) a member
+whose refit on every row would not fit it is kept as the search fitted it (``finish.refit:
+within_budget``). Under ``SHORT_BUDGET_S`` the search scores on 3 folds instead of conf/'s 5, for more
+trials, and writes its trial runs from a thread instead of a process of its own (``tracking.trial_writer``):
+that process's ~200 MB were a quarter of a 30 s run's peak. The families are ``FAMILIES``; the search
+starts from the zero-shot portfolio (conf/portfolio/zero_shot.yaml, built by benchmarks/portfolio.py on
+the development suite), then explores.
 """
 
 from __future__ import annotations

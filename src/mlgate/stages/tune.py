@@ -877,10 +877,11 @@ class RefitReserve:
 
     A fixed reserve went mostly unused: at a 120 s budget `automl.fit` refitted in 0.1-2.2 s of the 14.4 s
     kept for it and ended at 83-86% of the budget. After each trial the search is lent the reserve less an
-    upper bound on train's refit of any ensemble the finish could choose from the trials so far (each
-    family's best and the best finish.ensemble_candidates, of which the finish.max_members slowest, each
-    trial's mean fold fit scaled to every row). The finish then caps the members' refits by the reserve
-    that is left (``finish_settings``), so the search and the refit together stay within both budgets."""
+    upper bound on train's refit of any ensemble the finish could choose from the trials so far: it chooses
+    at most finish.max_members of each family's best and the best finish.ensemble_candidates, so the bound
+    is the max_members slowest of those, each trial's mean fold fit scaled to every row. The finish itself
+    is unchanged (its pool is still capped by finish.refit_budget_s), and whatever it chooses refits within
+    what is left of the reserve."""
 
     def __init__(
         self,
@@ -891,14 +892,19 @@ class RefitReserve:
     ):
         self.deadline, self.objective, self.settings, self.maximize = deadline, objective, settings, maximize
         self._scored: list[tuple[float, str, float]] = []  # (score, family, refit estimate in seconds)
+        self._seen: set[tuple[str, str, float | None]] = set()
         self._lock = threading.Lock()
 
     def update(self, outcome: optuna_study.TrialOutcome) -> None:
         if not self.deadline.reserve or outcome.state != "COMPLETE" or outcome.score is None:
             return
+        configuration = (outcome.family, json.dumps(outcome.params, sort_keys=True, default=str), outcome.subsample)
         result = self.objective.result(outcome.family, outcome.params, outcome.subsample)
         estimate = result.fit_s / self.objective.fit_share(outcome.subsample)
         with self._lock:
+            if configuration in self._seen:  # a re-run of a configuration: the finish drops it too
+                return
+            self._seen.add(configuration)
             self._scored.append((outcome.score, outcome.family, estimate))
             needed = self.refit_bound()
         self.deadline.lend(self.deadline.reserve - needed)
@@ -913,13 +919,6 @@ class RefitReserve:
                 candidates.append(scored)
                 seen.add(scored[1])
         return sum(sorted((estimate for *_, estimate in candidates), reverse=True)[: self.settings.max_members])
-
-    def finish_settings(self) -> ensemble.FinishSettings:
-        """The finish's settings with the refit capped by what is left of the reserve once the search ended."""
-        if not self.deadline.reserve or self.settings.refit_budget_s is None:
-            return self.settings
-        left = min(self.settings.refit_budget_s, self.deadline.reserve_left())
-        return dataclasses.replace(self.settings, refit_budget_s=round(left, 3))
 
 
 def use_holdout(settings: optuna_study.SearchSettings, rows: int) -> bool:
@@ -1192,9 +1191,8 @@ def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
         reserve = RefitReserve(deadline, objective, settings.finish, settings.maximize) if deadline else None
         search = _search(objective, settings, plan, spec.metric, deadline, job, tracking_time, reserve)
         finishing = time.time()
-        finish_settings = reserve.finish_settings() if reserve else settings.finish
         recipe = tuned_recipe(
-            search.outcomes, finish(search.outcomes, objective, spec, finish_settings), settings, plan, spec.metric
+            search.outcomes, finish(search.outcomes, objective, spec, settings.finish), settings, plan, spec.metric
         )
         finish_s = time.time() - finishing
         trials = trial_table(search.outcomes, settings.maximize, settings.search.objectives)
