@@ -5,7 +5,8 @@ parent run from tracking.create_run, as stages/tune.py does. The store is a fres
 --store server a real `mlflow server` on a new PostgreSQL database (as a team runs it; benchmarks/scale_out.py
 starts it). Goal: tracked / bare wall time <= 1.05.
 
-    .venv/bin/python benchmarks/tracking_overhead.py [--trials 200] [--repeats 3] [--store server] [--json out.json]
+    .venv/bin/python benchmarks/tracking_overhead.py [--trials 200] [--repeats 3] [--store server]
+        [--writer process|thread] [--json out.json]
 """
 
 from __future__ import annotations
@@ -93,10 +94,10 @@ def run_bare(study: Study) -> dict:
     return {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "trials": trials}
 
 
-def run_tracked(study: Study, tags: dict[str, str], server_cpu: Callable[[], float]) -> dict:
+def run_tracked(study: Study, tags: dict[str, str], server_cpu: Callable[[], float], writer: str) -> dict:
     wall, cpu, served = time.perf_counter(), cpu_seconds(), server_cpu()
     parent = tracking.create_run(EXPERIMENT, tune.STAGE, tags)
-    with tracking.trial_recorder(EXPERIMENT, parent, tags) as recorder:
+    with tracking.trial_recorder(EXPERIMENT, parent, tags, writer == "process") as recorder:
         trials = study.optimize(lambda outcome: recorder.record(tune._trial_record(outcome, study.metric)))
         searched = time.perf_counter()
     drained = time.perf_counter()
@@ -118,7 +119,7 @@ def run_tracked(study: Study, tags: dict[str, str], server_cpu: Callable[[], flo
     return result
 
 
-def benchmark(n_trials: int, repeats: int, store: str, server_cpu: Callable[[], float]) -> dict:
+def benchmark(n_trials: int, repeats: int, store: str, server_cpu: Callable[[], float], writer: str) -> dict:
     """``server_cpu``: the CPU seconds so far of the tracking server (--store server), else of nothing."""
     study = Study(n_trials)
     started = time.perf_counter()
@@ -134,9 +135,9 @@ def benchmark(n_trials: int, repeats: int, store: str, server_cpu: Callable[[], 
     pairs = []
     for repeat in range(repeats):
         if repeat % 2:
-            order, tracked, bare = "tracked,bare", run_tracked(study, tags, server_cpu), run_bare(study)
+            order, tracked, bare = "tracked,bare", run_tracked(study, tags, server_cpu, writer), run_bare(study)
         else:
-            order, bare, tracked = "bare,tracked", run_bare(study), run_tracked(study, tags, server_cpu)
+            order, bare, tracked = "bare,tracked", run_bare(study), run_tracked(study, tags, server_cpu, writer)
         if tracked["trials"] != bare["trials"]:
             raise SystemExit("FAIL: the bare and tracked studies did not run the same trials")
         pairs.append(
@@ -174,6 +175,7 @@ def benchmark(n_trials: int, repeats: int, store: str, server_cpu: Callable[[], 
     return {
         **medians,
         "store": store,
+        "writer": writer,
         "repeats": repeats,
         "goal_ratio": GOAL,
         "goal_met": met,
@@ -225,6 +227,7 @@ def main() -> None:
         "--store", choices=("sqlite", "server"), default="sqlite", help="a SQLite file, or mlflow server on PostgreSQL"
     )
     parser.add_argument("--postgres", help="--store server: PostgreSQL (no database) [scale_out.POSTGRES]")
+    parser.add_argument("--writer", choices=("process", "thread"), default="process", help="who writes the trial runs")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     try:
         args = parser.parse_args()
@@ -233,7 +236,7 @@ def main() -> None:
         # a SQLite store runs in our own processes: no server CPU to add
         store = tracking_server(args.postgres) if args.store == "server" else contextlib.nullcontext(lambda: 0.0)
         with store as server_cpu:
-            result = benchmark(args.trials, args.repeats, args.store, server_cpu)
+            result = benchmark(args.trials, args.repeats, args.store, server_cpu, args.writer)
     finally:
         os.chdir(ROOT)
         shutil.rmtree(SCRATCH, ignore_errors=True)

@@ -22,6 +22,7 @@ from tests.helpers import (
     clone_project,
     copy_project,
     run_cli,
+    run_mlgate,
     run_stages,
     study_storage,
     with_overrides,
@@ -101,7 +102,8 @@ def test_three_workers_run_exactly_n_trials_each_a_child_run_of_the_one_parent(t
     assert not [r for r in runs if r.info.status == "RUNNING"]
     recipe = (root / "reports" / "best_params.json").read_bytes()
     shutil.rmtree(root / "reports" / "trials")
-    again = run_cli(["mlgate", "tune"], root, env)
+    again = run_mlgate(["tune"], root, env)  # in this process: it starts no worker, or fails below
+    assert again.returncode == 0, again.stdout + again.stderr
     assert "6 of them reused" in again.stdout and "have no predictions" not in again.stdout
     assert not [line for line in again.stdout.splitlines() if line.startswith("worker ")]  # none was started
     assert (root / "reports" / "best_params.json").read_bytes() == recipe
@@ -206,12 +208,13 @@ def _running_worker(
 
 
 def test_one_worker_on_postgresql_gives_the_study_sqlite_gives(team, tmp_path):
+    """Both searches run in this process (one worker: no process of its own is started)."""
     root, study, env = team
     _params(root, study)
-    run_cli(["mlgate", "tune"], root, env)
+    assert run_mlgate(["tune"], root, env).returncode == 0
     on_postgres = pd.read_csv(root / "reports" / "trials.csv")
     _params(root, "reports/optuna.db")
-    run_cli(["mlgate", "tune"], root, env)
+    assert run_mlgate(["tune"], root, env).returncode == 0
     on_sqlite = pd.read_csv(root / "reports" / "trials.csv")
 
     columns = ["trial", "family", "state", "cv_score", "params"]

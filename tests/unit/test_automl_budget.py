@@ -28,17 +28,35 @@ def test_the_scratch_project_searches_for_that_long_with_the_refit_capped(tmp_pa
     assert (params["search"]["budget"], params["seed"]) == ("time", 3)
 
 
-@pytest.mark.parametrize(("budget_s", "folds", "writer"), [(30, 3, "thread"), (600, 5, "process")])
-def test_a_short_search_scores_on_three_folds_and_writes_trial_runs_from_a_thread(tmp_path, budget_s, folds, writer):
+@pytest.mark.parametrize(("budget_s", "folds", "writer", "process"), [(30, 3, "thread", False), (600, 5, "auto", True)])
+def test_a_short_search_scores_on_three_folds_and_writes_trial_runs_from_a_thread(
+    tmp_path, budget_s, folds, writer, process
+):
     frame = pd.DataFrame({"x": [0.1, 0.4, 0.3, 0.9] * 5, "y": [1.0, 2.0, 3.0, 4.0] * 5})
     params = automl.project_params(frame, "y", "regression", budget_s=budget_s, seed=0, source=tmp_path / "t.parquet")
     assert (params["search"]["cv_folds"], params["tracking"]["trial_writer"]) == (folds, writer)
-    assert project.tracking(params).trial_writer == writer
+    assert project.tracking(params).writes_trials_from_process(params["search"]["budget"], 10_000) is process
+
+
+@pytest.mark.parametrize(
+    ("writer", "budget", "n_trials", "process"),
+    [
+        ("auto", "trials", 5, False),  # the tiny searches of a first try: the start-up costs more than it saves
+        ("auto", "trials", 10, False),
+        ("auto", "trials", 11, True),
+        ("auto", "time", 5, True),  # a clock: however many trials it runs
+        ("process", "trials", 5, True),
+        ("thread", "trials", 1_000, False),
+    ],
+)
+def test_auto_writes_a_few_trials_from_a_thread_and_any_longer_search_from_a_process(writer, budget, n_trials, process):
+    tracking = project.TrackingParams("e", "m", "http://127.0.0.1:5000", trial_writer=writer)
+    assert tracking.writes_trials_from_process(budget, n_trials) is process
 
 
 def test_an_unknown_trial_writer_is_refused_naming_the_field(tmp_path):
     frame = pd.DataFrame({"x": [0.1, 0.4, 0.3, 0.9] * 5, "y": [1.0, 2.0, 3.0, 4.0] * 5})
     params = automl.project_params(frame, "y", "regression", budget_s=30, seed=0, source=tmp_path / "t.parquet")
     params["tracking"]["trial_writer"] = "fork"
-    with pytest.raises(ValueError, match="tracking.trial_writer must be process or thread, got 'fork'"):
+    with pytest.raises(ValueError, match="tracking.trial_writer must be auto, process or thread, got 'fork'"):
         project.tracking(params)

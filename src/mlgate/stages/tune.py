@@ -1276,7 +1276,8 @@ def _search(
     started = time.time()
     distributed = settings.search.distributed
     try:
-        separate = project.tracking(job.params).trial_writer == "process"
+        writer = project.tracking(job.params)
+        separate = writer.writes_trials_from_process(settings.search.budget, settings.search.n_trials)
         with tracking.trial_recorder(job.experiment, job.parent_run, job.tags, separate) as recorder:
             logged = _LoggedTrials()
 
