@@ -263,7 +263,8 @@ def test_a_postgresql_restart_mid_study_is_waited_out(split_project, tmp_path, m
     assert "study database unreachable" in output and "study database back after" in output
     assert _recorded(study) == 6
     runs = _runs(env["MLFLOW_TRACKING_URI"], _experiment(root))
-    assert not [r for r in runs if r.info.status == "RUNNING"]
+    left = [(r.info.run_name, r.data.tags) for r in runs if r.info.status == "RUNNING"]
+    assert not left, f"{left}\n{output}\n{_study_trials(study).to_string()}"
 
 
 def test_a_worker_cut_off_the_network_mid_trial_is_retried_and_says_so(
@@ -388,3 +389,48 @@ def test_the_server_ends_a_cut_off_workers_session_within_three_heartbeats(datab
         "tcp_keepalives_count": "3",
         "tcp_user_timeout": "12000",  # ms
     }
+
+
+def test_a_trial_declared_dead_as_its_worker_starts_it_has_its_run_closed_and_the_worker_goes_on(databases):
+    """The study database away past the heartbeats' grace just as a worker claims a trial: the watcher
+    declares it dead (its retry queued) before the worker has named the trial's run on it. Nobody else
+    knows that run, so the worker closes it, and goes on with the next trial instead of dying (a worker
+    once died here and left its run RUNNING for ever)."""
+    import optuna
+
+    from mlgate.adapters import optuna_study
+
+    storage = databases("study")
+    settings = optuna_study.SearchSettings(
+        sampler="random", pruner="none", n_trials=2, timeout_s=60, cv_folds=2, n_jobs=1, heartbeat_s=1.0
+    )
+    spaces = optuna_study.parse_spaces({"linear": {"space": {"alpha": {"type": "float", "low": 0.1, "high": 10.0}}}})
+    study = optuna.create_study(storage=optuna_study._shared_storage(storage, 1.0), study_name="dead-at-start")
+    study.set_user_attr(optuna_study._JOB, {"parent_run": "parent"})
+    started, dropped, told = [], [], []
+
+    def on_start(number: int) -> str:
+        started.append(number)
+        if number == 0:  # what the watcher does to a claim that stopped beating, while this worker starts it
+            (claimed,) = [t for t in study.get_trials() if t.number == 0]
+            study._storage.set_trial_state_values(claimed._trial_id, optuna.trial.TrialState.FAIL)
+        return f"run-{number}"
+
+    outcomes = optuna_study.work(
+        spaces,
+        lambda family, params, report: (0.5, (0.5, 0.5)),
+        settings,
+        maximize=True,
+        seed=0,
+        storage=storage,
+        study_name="dead-at-start",
+        worker="host:1",
+        on_start=on_start,
+        on_trial=told.append,
+        on_dropped=lambda number, why: dropped.append((number, why)),
+    )
+
+    assert dropped == [(0, "trial 0 was declared dead as host:1 started it; retried")]
+    assert [o.number for o in outcomes] == [o.number for o in told] == [1, 2] and started == [0, 1, 2]
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"]

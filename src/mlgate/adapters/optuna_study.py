@@ -1209,6 +1209,7 @@ def work(
     worker: str,
     on_start: Callable[[int], str | None],
     on_trial: Callable[[TrialOutcome], None],
+    on_dropped: Callable[[int, str], None],
     costs: Costs | None = None,
     subsample: float | None = None,
     deadline: Deadline | None = None,
@@ -1217,8 +1218,10 @@ def work(
     """Join the shared study as one worker: claim a trial (``_claim_lock``), run it with a heartbeat,
     record and tell it, until the study holds n_trials claimed trials, the ``deadline`` passes or this
     worker ran ``max_trials``. ``on_start(number)`` is called as a trial starts and may return the id
-    of the MLflow run made for it; ``worker`` (host:pid) is stored with the trial. Returns this
-    worker's trials."""
+    of the MLflow run made for it; ``worker`` (host:pid) is stored with the trial. A trial declared dead
+    before this worker could name its run on it (the database away past the heartbeats' grace as it
+    started) is left to its retry: ``on_dropped(number, why)`` closes that run. Returns this worker's
+    trials."""
     from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize wraps a trial in
 
     store = _shared_storage(storage, settings.heartbeat_s)
@@ -1228,9 +1231,8 @@ def work(
         patience,
         "joining the study",
     )
-    trials = _Trials(
-        spaces, evaluate, settings, costs=costs, subsample=subsample, origin=study.user_attrs[_JOB]["parent_run"]
-    )
+    job = _patiently(lambda: study.user_attrs[_JOB], patience, "joining the study")
+    trials = _Trials(spaces, evaluate, settings, costs=costs, subsample=subsample, origin=job["parent_run"])
     done: list[TrialOutcome] = []
 
     def claim() -> optuna.Trial | None:
@@ -1255,10 +1257,14 @@ def work(
             break
         with get_heartbeat_thread(trial._trial_id, store):
             with stop_deferred():  # a trial with a run knows the run's id, so whoever retries it closes it
-                _patiently(functools.partial(trial.set_user_attr, _WORKER, worker), patience, "starting a trial")
-                run_id = on_start(trial.number)
-                if run_id:
-                    _patiently(functools.partial(trial.set_user_attr, _RUN, run_id), patience, "starting a trial")
+                try:
+                    _patiently(functools.partial(trial.set_user_attr, _WORKER, worker), patience, "starting a trial")
+                    run_id = on_start(trial.number)
+                    if run_id:
+                        _patiently(functools.partial(trial.set_user_attr, _RUN, run_id), patience, "starting a trial")
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    on_dropped(trial.number, f"trial {trial.number} was declared dead as {worker} started it; retried")
+                    continue
             outcome, value, ended = trials.attempt(trial, *trials.sample(trial))  # where a stop lands
         with stop_deferred():  # a trial told to the study is recorded too
             try:

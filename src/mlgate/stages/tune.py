@@ -1592,6 +1592,12 @@ def work(
             runs[number] = tracking.create_run(job.experiment, f"trial-{number:03d}", tags, job.parent_run)
             return runs[number]
 
+        def on_dropped(number: int, why: str) -> None:
+            """The trial was declared dead before its run was named on it: no retry could close that run."""
+            if number in runs:
+                tracking.close_run(runs.pop(number), why)
+            console.say("worker", why)
+
         def on_trial(outcome: optuna_study.TrialOutcome) -> None:
             result = objective.result(outcome.family, outcome.params, outcome.subsample)
             record = _trial_record(
@@ -1614,6 +1620,7 @@ def work(
                 worker=worker,
                 on_start=on_start,
                 on_trial=on_trial,
+                on_dropped=on_dropped,
             )
         except KeyboardInterrupt:  # stopped mid-trial: the trial is retried once it misses its heartbeats
             _close_interrupted(runs, worker)
