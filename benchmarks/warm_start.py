@@ -7,7 +7,8 @@ shuffled with the seed, or in the order of `--order-by` columns such as a sale's
 the first batch, as the pipeline would search it. The retraining then searches every training row twice
 with the same budget (`--trials`, in batches of the preset's search.n_jobs, so each search is the one
 the pipeline makes): cold (each family's first trial, then the sampler); queue (version 1's study's best
-`--warm-trials` configurations first, its best trial as trial 0); and warm (search.warm_start: the queue,
+`--warm-trials` configurations, its best trial as trial 0, then the first trial of each family they leave
+out, then the rest of them); and warm (search.warm_start: the queue,
 and TPE also learns from every scored trial of version 1's study). For each,
 the wall seconds until its best CV score so far reaches the cold search's best (``reach_s``; the warm
 search may never reach it: then None, with its gap), its whole search, and its final model (the tune
@@ -59,9 +60,10 @@ def prepare(root: Path, dataset: str) -> None:
 def search(
     train: pd.DataFrame, params: dict, trials: int, warm: list, prior: list, store: Path, continuation: Any = None
 ) -> dict[str, Any]:
-    """One study as the tune stage runs it, in memory; its trials with their end times, and its finish. With
-    a ``continuation`` (``tune.Continuation``) the study also searches production's CatBoost model going on
-    training, its first trial queued after ``warm``, as ``tune.warm_started`` sets it up."""
+    """One study as the tune stage runs it, in memory, its queue in the stage's order
+    (``tune.TuneSettings.queued``); its trials with their end times, and its finish. With a ``continuation``
+    (``tune.Continuation``) the study also searches production's CatBoost model going on training, as
+    ``tune.warm_started`` sets it up."""
     from mlgate import config, project
     from mlgate.adapters import optuna_study
     from mlgate.modelling import models
@@ -69,11 +71,11 @@ def search(
 
     spec = project.data_spec(params)
     settings = tune.TuneSettings.parse(params, spec)
+    if warm:
+        settings = dataclasses.replace(settings, warm=tune.WarmStart(1, "", tuple(warm), tuple(prior), continuation))
     if continuation is not None:
-        warm_start = tune.WarmStart(1, "", tuple(warm), tuple(prior), continuation)
         (space,) = optuna_study.parse_spaces({models.CONTINUED: {"space": tune.CONTINUATION_SPACE}})
-        settings = dataclasses.replace(settings, spaces=(*settings.spaces, space), warm=warm_start)
-        warm = list(warm_start.queued)
+        settings = dataclasses.replace(settings, spaces=(*settings.spaces, space))
     search_settings = dataclasses.replace(config.load(optuna_study.SearchSettings, "search", params), n_trials=trials)
     objective = tune.CrossValidation(
         train,
@@ -95,7 +97,7 @@ def search(
         maximize=settings.maximize,
         seed=settings.seed,
         on_trial=lambda outcome: None,
-        queued=warm,
+        queued=settings.queued,  # as the tune stage queues them
         prior=prior,
     )
     seconds = time.time() - started
@@ -120,6 +122,19 @@ def reach(result: dict[str, Any], target: float, maximize: bool) -> float | None
         if o.state == "COMPLETE" and o.score is not None and (o.score >= target if maximize else o.score <= target)
     ]
     return min(hits) if hits else None
+
+
+def best_trial(result: dict[str, Any], maximize: bool) -> dict[str, Any]:
+    """Which trial gave the search's best CV score, and when it ended."""
+    from mlgate.stages import tune
+
+    found = tune.best(result["outcomes"], maximize)
+    return {
+        "number": found.number,
+        "family": found.family,
+        "params": found.params,
+        "end_s": found.end - result["started"],
+    }
 
 
 def test_score(
@@ -183,6 +198,7 @@ def one(dataset: str, seed: int, args: argparse.Namespace, scratch: Path) -> dic
             "best_cv": tune.best(r["outcomes"], maximize).score,
             "test": test_score(r, train, test, params, going_on=going_on),
             "first_trial": [r["outcomes"][0].family, r["outcomes"][0].params],
+            "best_trial": best_trial(r, maximize),
             "chosen": r["finish"].describe(),
         }
     result["metric"] = searches["cold"]["spec"].metric
