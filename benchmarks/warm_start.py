@@ -7,8 +7,7 @@ shuffled with the seed, or in the order of `--order-by` columns such as a sale's
 the first batch, as the pipeline would search it. The retraining then searches every training row twice
 with the same budget (`--trials`, in batches of the preset's search.n_jobs, so each search is the one
 the pipeline makes): cold (each family's first trial, then the sampler); queue (version 1's study's best
-`--warm-trials` configurations, its best trial as trial 0, then the first trial of each family they leave
-out, then the rest of them); and warm (search.warm_start: the queue,
+`--warm-trials` configurations first, its best trial as trial 0); and warm (search.warm_start: the queue,
 and TPE also learns from every scored trial of version 1's study). For each,
 the wall seconds until its best CV score so far reaches the cold search's best (``reach_s``; the warm
 search may never reach it: then None, with its gap), its whole search, and its final model (the tune

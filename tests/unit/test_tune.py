@@ -265,36 +265,24 @@ def test_the_study_name_follows_what_scores_depend_on_and_not_the_budget(
     assert study_name(params, train) != name
 
 
-def test_the_queue_is_the_first_trials_then_the_portfolio_and_a_retraining_looks_at_what_it_left_out_early(
-    project_root,
-):
+def test_the_queue_is_the_warm_start_then_the_other_first_trials_then_the_portfolio(project_root):
     from mlgate import config, project
-    from mlgate.modelling import models
     from mlgate.stages import tune
 
     params = config.read_params(project_root / "params.yaml")  # catboost, linear, random_forest
     entries = [{"family": "random_forest", "params": {"max_depth": 4}}, {"family": "knn", "params": {}}]
     settings = tune.TuneSettings.parse({**params, "portfolio": {"configurations": entries}}, project.data_spec(params))
     firsts = [(s.family, s.first_trial) for s in settings.spaces]
-    best, second = ("linear", {"alpha": 0.5}), ("catboost", {"depth": 4})
-    warm = tune.WarmStart(1, "run", (best, second))
-    portfolio = [("random_forest", {"max_depth": 4}), ("knn", {})]  # a family not searched is left out later
+    warm = tune.WarmStart(1, "run", (("linear", {"alpha": 0.5}),))
 
-    assert settings.queued == (*firsts, *portfolio)
-    assert dataclasses.replace(settings, portfolio=()).queued == tuple(firsts)
+    assert settings.queued == (*firsts, ("random_forest", {"max_depth": 4}), ("knn", {}))
     assert dataclasses.replace(settings, warm=warm).queued == (
-        best,
-        ("random_forest", firsts[-1][1]),  # the family the retraining's configurations leave out
-        second,  # before the sampler explores, after a look at every family
-        *portfolio,
+        ("linear", {"alpha": 0.5}),
+        *[first for first in firsts if first[0] != "linear"],  # the warm start replaces linear's first trial
+        ("random_forest", {"max_depth": 4}),
+        ("knn", {}),  # a family not searched is left out when the study queues it
     )
-    continued = dataclasses.replace(warm, continuation=object())  # production's CatBoost model goes on training
-    assert dataclasses.replace(settings, portfolio=(), warm=continued).queued == (
-        best,
-        (models.CONTINUED, tune.CONTINUATION_FIRST_TRIAL),
-        ("random_forest", firsts[-1][1]),
-        second,
-    )
+    assert dataclasses.replace(settings, portfolio=(), warm=warm).queued == (("linear", {"alpha": 0.5}),)
 
 
 def test_a_portfolio_is_read_in_its_order_and_a_bad_entry_is_named_by_its_index():

@@ -441,24 +441,17 @@ class TuneSettings:
 
     @property
     def queued(self) -> tuple[tuple[str, dict[str, Any]], ...]:
-        """What the study runs before any exploration, in order: the first trial of each family, then the
-        portfolio's (it adds to the first trials, which cover every family at a known cost, rather than
-        replacing them). A retraining runs its previous study's best configuration first, then a first
-        look at what that study's configurations leave out (production's model going on training, and
-        the first trial of each family they do not cover: new rows can favour a family the old best
-        configurations left out), then the rest of them, and then the portfolio's."""
-        configs = self.warm.configs if self.warm else ()
-        covered = {family for family, _ in configs}
+        """What the study runs before any exploration: a retraining's configurations, the first trial of
+        each family they do not cover, then the portfolio's (it adds to the first trials, which cover
+        every family at a known cost, rather than replacing them)."""
+        warm = self.warm.queued if self.warm else ()
+        covered = {family for family, _ in warm}
         firsts = tuple(
             (s.family, dict(s.first_trial))
             for s in self.spaces
             if s.family not in covered and (s.first_trial or not s.space)
         )
-        if not self.warm:
-            return firsts + self.portfolio
-        best, *others = configs
-        continued = ((models.CONTINUED, dict(CONTINUATION_FIRST_TRIAL)),) if self.warm.continuation else ()
-        return (best, *continued, *firsts, *others, *self.portfolio)
+        return (warm + firsts + self.portfolio) if self.portfolio else warm
 
     @classmethod
     def parse(cls, params: dict[str, Any], spec: DataSpec) -> TuneSettings:
@@ -546,6 +539,12 @@ class WarmStart:
     configs: tuple[tuple[str, dict[str, Any]], ...]
     observations: tuple[tuple[str, dict[str, Any], float], ...] = ()
     continuation: Continuation | None = None
+
+    @property
+    def queued(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The configurations first, then the continuation's first trial."""
+        going_on = ((models.CONTINUED, dict(CONTINUATION_FIRST_TRIAL)),) if self.continuation else ()
+        return self.configs + going_on
 
 
 # A continuation's search space: the trees it adds to production's CatBoost model and their learning rate;
