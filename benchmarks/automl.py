@@ -71,16 +71,17 @@ RECORD_FIELDS = {"system", "dataset", "task", "metric", "value", "status", "seed
 PIP = "pip==25.3"
 POLL_S = 0.2
 
-# Runs the command after the report path and writes its exit code, wall time and ru_maxrss (its own, or that of
-# a descendant it waited for, if larger). A tiny separate process: a child's ru_maxrss starts from its parent's
-# memory at fork and exec, so the harness's own would otherwise count.
+# Runs the command after the report path and writes its exit code, wall time, CPU time and ru_maxrss (its own, or
+# that of a descendant it waited for, if larger; the CPU time counts those descendants too). A tiny separate
+# process: a child's ru_maxrss starts from its parent's memory at fork and exec, so the harness's own would
+# otherwise count.
 WRAPPER = """
 import json, os, subprocess, sys, time
 start = time.perf_counter()
 child = subprocess.Popen(sys.argv[2:])
 _, status, usage = os.wait4(child.pid, 0)
 report = {"returncode": os.waitstatus_to_exitcode(status), "wall_s": time.perf_counter() - start,
-          "maxrss_kb": usage.ru_maxrss}
+          "maxrss_kb": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}
 with open(sys.argv[1], "w") as out:
     json.dump(report, out)
 """
@@ -122,6 +123,7 @@ class Outcome:
     returncode: int | None  # None: killed at the timeout
     wall_s: float
     peak_mb: float
+    cpu_s: float | None = None  # the process's and the descendants' it waited for
 
 
 # ---------------------------------------------------------------- suite and split
@@ -408,7 +410,16 @@ def execute(command: list[str], env: dict[str, str], cwd: Path, log: Path, timeo
     peak_mb = max(peak, measured.get("maxrss_kb", 0) * 1024) / 2**20
     if timed_out:
         return Outcome(None, wall, peak_mb)
-    return Outcome(measured.get("returncode", wrapper.returncode), measured.get("wall_s", wall), peak_mb)
+    return Outcome(
+        measured.get("returncode", wrapper.returncode), measured.get("wall_s", wall), peak_mb, measured.get("cpu_s")
+    )
+
+
+def _cpu_share(part: float | None, whole: float | None) -> str:
+    """``part`` as a percentage of ``whole``; – where either is unknown (a record from before it was measured)."""
+    if part is None or whole is None or not (math.isfinite(part) and math.isfinite(whole)) or whole <= 0:
+        return "–"
+    return f"{100 * part / whole:.1f}%"
 
 
 def descendants_rss(root: psutil.Process, seen: dict[int, psutil.Process]) -> int:
@@ -509,6 +520,8 @@ def run_one(system: str, python: Path, instance: Instance, args: argparse.Namesp
     timeout = args.timeout if args.timeout is not None else args.budget * 3 + 120
     outcome = execute(command, run_env(workdir, args.cores), workdir, log, timeout)
     measured = {"wall_s": round(outcome.wall_s, 2), "peak_mb": round(outcome.peak_mb, 1)}
+    if outcome.cpu_s is not None:
+        measured["cpu_s"] = round(outcome.cpu_s, 2)
     if outcome.returncode is None:
         result = record(system, instance, args.budget, "timeout", {**measured, "error": f"killed after {timeout:g} s"})
     elif outcome.returncode != 0:
@@ -594,14 +607,18 @@ def render(records: list[dict], systems: list[str], budget_s: float) -> str:
         tracked = frame[frame["tracking_s"].notna()]
         lines += [
             "",
-            "Tracking overhead (time the run spent in MLflow calls, every trial a nested run):",
+            "Tracking overhead, every trial a nested run: the seconds the search waited on MLflow calls, and the",
+            "CPU seconds of the tracking done off its path (the run opened behind the search, the trial runs'",
+            "writer) against the run's CPU:",
             "",
-            "| system | dataset | seed | tracking s | share of wall | trials |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| system | dataset | seed | tracking s | share of wall | behind CPU s | share of CPU | trials |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
             f"| {r.system} | {r.dataset} | {r.seed} | {_number(r.tracking_s, 1)} | "
-            f"{_number(100 * r.tracking_s / r.wall_s, 1)}% | {_number(getattr(r, 'trials', None), 0)} |"
+            f"{_number(100 * r.tracking_s / r.wall_s, 1)}% | {_number(getattr(r, 'tracking_behind_cpu_s', None), 1)} | "
+            f"{_cpu_share(getattr(r, 'tracking_behind_cpu_s', None), getattr(r, 'cpu_s', None))} | "
+            f"{_number(getattr(r, 'trials', None), 0)} |"
             for r in tracked.itertuples()
         ]
     failures = frame[frame["status"] != "ok"]

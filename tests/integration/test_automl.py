@@ -49,6 +49,7 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
     assert roc_auc_score(y, probability) > 0.75
     assert model.summary["trials"] >= 3 and model.summary["validation"] == "cv"
     assert model.summary["tracking_s"] > 0
+    assert model.summary["tracking_behind_cpu_s"] > 0  # the tune run opened, and its trial runs written, off the path
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
@@ -57,13 +58,15 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
         complete = [t for t in trials if t["tags"]["mlgate.trial_state"] == "COMPLETE"]
         assert complete
         folds = tracking.child_runs(complete[0]["run_id"])
-        lent_s = tracking.run_metrics(model.summary["tune_run_id"])["refit_reserve_lent_s"]
+        tune_metrics = tracking.run_metrics(model.summary["tune_run_id"])
+        lent_s = tune_metrics["refit_reserve_lent_s"]
     assert sorted(int(f["tags"]["mlgate.fold"]) for f in folds) == [0, 1, 2]  # three folds under a short budget
     assert all("cv/roc_auc" in f["metrics"] and f["metrics"]["fit_s"] > 0 for f in folds)
     assert {"fit_s", "predict_ms_per_1k", "size_mb"} <= set(complete[0]["metrics"])
     # the tiny trials' refits need little of the refit's reserve (4.8 s of 40): the search was lent the rest
     assert 0 < model.summary["refit_reserve_lent_s"] <= 0.12 * 40
     assert lent_s == pytest.approx(model.summary["refit_reserve_lent_s"])
+    assert tune_metrics["tracking_behind_cpu_s"] == pytest.approx(model.summary["tracking_behind_cpu_s"], abs=1e-3)
 
     best = json.loads((tmp_path / "reports/best_params.json").read_text())
     assert best["finish"]["threshold"]["objective"] == "f1"

@@ -29,6 +29,11 @@ def test_execute_measures_the_process_not_the_harness(tmp_path):
     grow = "x = b'x' * (200 * 2**20); import time; time.sleep(0.5)"
     grown = bench.execute([sys.executable, "-c", grow], {}, tmp_path, tmp_path / "log", timeout_s=30)
     assert grown.returncode == 0 and grown.peak_mb > 200 and grown.wall_s >= 0.5  # at least what it held, and slept
+    assert 0 < grown.cpu_s < grown.wall_s  # it slept: less CPU than wall
+    busy = "import time\\nwhile time.process_time() < 0.7: pass"
+    spin = f"import subprocess, sys; subprocess.run([sys.executable, '-c', '{busy}'], check=True)"
+    spun = bench.execute([sys.executable, "-c", spin], {}, tmp_path, tmp_path / "log", timeout_s=30)
+    assert spun.returncode == 0 and spun.cpu_s > 0.5  # the CPU of the descendant it waited for counts
     ballast = b"x" * (400 * 2**20)  # the harness's own memory must not count towards its child's
     idle = bench.execute([sys.executable, "-c", "pass"], {}, tmp_path, tmp_path / "log", timeout_s=30)
     assert idle.peak_mb < grown.peak_mb - 150 and len(ballast)  # counted, the ballast would outweigh the 200 MiB

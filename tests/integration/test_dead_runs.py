@@ -9,11 +9,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from mlgate.adapters import tracking
+from mlgate.errors import StageError
 
 HOST = "laptop"
 NOW = 1_800_000_000.0
@@ -183,6 +185,63 @@ def test_a_stage_run_ends_killed_on_ctrl_c_and_keeps_a_heartbeat(store):
     run = tracking.client().get_run(run_id)
     assert run.info.status == "KILLED"
     assert {"mlgate.host", "mlgate.pid", "mlgate.pid_started", "mlgate.heartbeat"} <= set(run.data.tags)
+
+
+def test_a_stage_run_opened_behind_lets_the_block_go_on_while_it_opens(store):
+    """The block runs before the run exists (``before`` waits for the block); the run then gets ``then``'s
+    params, a heartbeat, and ends FINISHED; the thread's CPU is reported."""
+    tracking = store
+    block_started = threading.Event()
+    with tracking.stage_run_behind(
+        "behind",
+        "tune",
+        {"mlgate.stage": "tune"},
+        before=lambda: block_started.wait(timeout=60) or pytest.fail("the block waited for the run"),
+        then=lambda run_id: tracking.log(run_id, params={"logged": "by then"}),
+    ) as opening:
+        block_started.set()
+        run_id = opening.id
+        assert opening.opened() == run_id
+    run = tracking.client().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"logged": "by then"}
+    assert {"mlgate.pid", "mlgate.heartbeat"} <= set(run.data.tags)
+    assert opening.cpu_s > 0
+
+
+def test_a_stage_run_that_cannot_be_opened_fails_its_block_with_the_reason(store):
+    tracking = store
+
+    def store_down() -> None:
+        raise ConnectionError("store down")
+
+    with (
+        pytest.raises(StageError, match=r"MLflow tracking at sqlite:///.* failed while opening the run: .*store down"),
+        tracking.stage_run_behind("unopened", "tune", {}, before=store_down) as opening,
+    ):
+        with pytest.raises(StageError, match="store down"):
+            opening.id  # noqa: B018 - the property raises
+        assert isinstance(opening.failure, ConnectionError)
+    assert tracking.client().search_runs([tracking.experiment_id("unopened")]) == []
+
+
+def test_a_stage_run_whose_set_up_failed_ends_failed_and_one_stopped_by_ctrl_c_killed(store):
+    tracking = store
+
+    def refuse(run_id: str) -> None:
+        raise ValueError(f"cannot log to {run_id}")
+
+    with (
+        pytest.raises(StageError, match="cannot log"),
+        tracking.stage_run_behind("half", "tune", {}, then=refuse) as opening,
+    ):
+        run_id = opening.id
+    assert tracking.client().get_run(run_id).info.status == "FAILED"
+
+    with pytest.raises(KeyboardInterrupt), tracking.stage_run_behind("half", "tune", {}) as opening:
+        run_id = opening.id
+        raise KeyboardInterrupt
+    assert tracking.client().get_run(run_id).info.status == "KILLED"
 
 
 def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path):

@@ -192,3 +192,31 @@ def test_a_tune_killed_with_sigkill_is_closed_by_the_next_run(project, tmp_path)
     second = _tune_runs(experiment)[-1]
     assert second.info.status == "FINISHED" and dead_run in second.data.tags["mlgate.resumed_from"]
     assert second.data.metrics["trials_reused"] >= 2
+
+
+def test_a_tune_whose_run_cannot_be_opened_stops_after_its_first_trials_and_says_why(project, monkeypatch):
+    """The run is opened behind the search: when that fails, the search stops at the first trials that end
+    rather than running untracked to its end, and the error names the tracking URI."""
+    from mlgate.errors import StageError
+    from mlgate.stages import tune
+
+    root, params = project
+    n_trials, experiment = params["search"]["n_trials"], params["tracking"]["experiment"]
+    original, evaluated = tune.CrossValidation.__call__, []
+
+    def counting(self, family, params, report):
+        evaluated.append(family)
+        return original(self, family, params, report)
+
+    with monkeypatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://tracking")
+        patch.setattr(tune.CrossValidation, "__call__", counting)
+        with pytest.raises(StageError, match="MLflow tracking at nosuchscheme://tracking failed while opening the run"):
+            tune.run(params)
+    assert 1 <= len(evaluated) <= params["search"]["n_jobs"] < n_trials
+
+    result = tune.run(params)  # tracking back: the study resumes, every trial one run under the one parent
+    [only] = _tune_runs(experiment)
+    assert only.info.run_id == result.run_id and only.info.status == "FINISHED"
+    assert _trial_numbers(result.run_id) == list(range(n_trials))
+    assert len(pd.read_csv(root / params["paths"]["trials"])) == n_trials

@@ -600,7 +600,7 @@ class _Trials:
         *,
         costs: Costs | None,
         subsample: float | None,
-        origin: str | None,
+        origin: str | Callable[[], str] | None,
     ):
         self.by_name = {s.family: s for s in spaces}
         self.grids = None
@@ -680,7 +680,7 @@ class _Trials:
             start,
             time.time(),
             error,
-            origin=self.origin,
+            origin=self.origin() if callable(self.origin) else self.origin,
             costs=tuple(trial_costs),
             subsample=share,
         )
@@ -764,7 +764,7 @@ def optimize(
     on_trial: Callable[[TrialOutcome], None],
     storage: str | None = None,
     study_name: str | None = None,
-    origin: str | None = None,
+    origin: str | Callable[[], str] | None = None,
     costs: Costs | None = None,
     subsample: float | None = None,
     deadline: Deadline | None = None,
@@ -789,7 +789,8 @@ def optimize(
     that an interruption stopped (or left running) is retried first. One process per study at a time.
 
     ``on_trial`` sees the reused trials first (from this thread), then each new one as it ends (from
-    the thread that ran it). ``origin`` is stored with each new trial and returned with it later.
+    the thread that ran it). ``origin`` (or what it returns, asked as each trial ends: the run may still be
+    being opened) is stored with each new trial and returned with it later.
 
     With several ``settings.objectives`` the study is multi-objective: ``costs`` gives each scored
     configuration's other objectives (minimised), the outcome carries them, and nothing is pruned.

@@ -424,14 +424,21 @@ class TrialRecorder:
     thread ran the trial. ``close()`` waits until every record is written.
     """
 
-    def __init__(self, experiment: str, parent_run_id: str, base_tags: dict[str, str], separate_process: bool = True):
-        self._arguments = (tracking_uri(), experiment_id(experiment), parent_run_id, base_tags)
+    def __init__(
+        self,
+        experiment: str,
+        parent_run_id: str | Callable[[], str],
+        base_tags: dict[str, str],
+        separate_process: bool = True,
+    ):
+        self._experiment, self._parent, self._base_tags = experiment, parent_run_id, base_tags
         self._separate_process = separate_process
         self._records: queue.Queue[TrialRecord | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.written = 0
         self.errors: list[str] = []
+        self.cpu_s = 0.0  # the CPU the writer spent (its thread's, or its whole process's), once closed
 
     def record(self, trial: TrialRecord) -> None:
         if self._writer is None:
@@ -450,18 +457,32 @@ class TrialRecorder:
         self._writer = threading.Thread(target=target, name="mlgate-trial-recorder", daemon=True)
         self._writer.start()
 
+    def _arguments(self) -> tuple[str, str, str, dict[str, str]]:
+        """The writer's arguments, found on the writer's thread: the parent may still be being opened
+        (``stage_run_behind``), and the experiment's lookup is the process's first MLflow call."""
+        parent = self._parent if isinstance(self._parent, str) else self._parent()
+        return tracking_uri(), experiment_id(self._experiment), parent, self._base_tags
+
     def _drain(self) -> None:
-        write = _RunWriter(*self._arguments)
+        started = time.thread_time()
+        try:
+            write = _RunWriter(*self._arguments())
+        except Exception as error:  # noqa: BLE001 - the stage reports untracked trials, it does not stop
+            self.errors.append(f"{type(error).__name__}: {error}")
+            write = None
         while (trial := self._records.get()) is not None:
-            write(trial)
-        self.written, self.errors = write.written, write.errors
+            if write is not None:
+                write(trial)
+        if write is not None:
+            self.written, self.errors = write.written, write.errors
+        self.cpu_s = time.thread_time() - started
 
     def _feed(self) -> None:
         """Pickle the arguments, then each record, then None, into the writer process's stdin."""
         assert self._process is not None and self._process.stdin is not None
         pipe = self._process.stdin
         try:
-            pickle.dump(self._arguments, pipe)
+            pickle.dump(self._arguments(), pipe)
             while True:
                 trial = self._records.get()
                 pickle.dump(trial, pipe)
@@ -470,6 +491,13 @@ class TrialRecorder:
                     break
             pipe.close()
         except (BrokenPipeError, OSError):  # the writer died: close() reports it
+            while self._records.get() is not None:
+                pass
+        except Exception as error:  # noqa: BLE001 - no parent or experiment: the trials go untracked
+            self.errors.append(f"{type(error).__name__}: {error}")
+            self._process.kill()
+            with contextlib.suppress(OSError):
+                pipe.close()
             while self._records.get() is not None:
                 pass
 
@@ -482,10 +510,12 @@ class TrialRecorder:
             return
         assert self._process.stdout is not None
         try:
-            self.written, self.errors = pickle.load(self._process.stdout)
+            self.written, errors, self.cpu_s = pickle.load(self._process.stdout)
+            self.errors += errors
         except (EOFError, pickle.UnpicklingError):
             code = self._process.wait()
-            self.errors.append(f"the trial recorder stopped (exit code {code}) before writing every run")
+            if not self.errors:
+                self.errors.append(f"the trial recorder stopped (exit code {code}) before writing every run")
         self._process.stdout.close()
         self._process.wait()
 
@@ -542,7 +572,7 @@ class _RunWriter:
 def _write_piped_trials() -> None:
     """The recorder process: its arguments, then records, pickled on stdin until None; each is written as
     it comes. The end of stdin before None means the parent was killed: what it had sent is written all
-    the same. Reports (written, errors) pickled on its stdout; anything MLflow prints goes to stderr.
+    the same. Reports (written, errors, its CPU seconds) pickled on its stdout; anything MLflow prints goes to stderr.
     It ignores Ctrl-C (``_WRITER_MAIN``)."""
     report = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -557,7 +587,7 @@ def _write_piped_trials() -> None:
             break
         write(trial)
     with contextlib.suppress(BrokenPipeError):
-        pickle.dump((write.written, write.errors), report)
+        pickle.dump((write.written, write.errors, time.process_time()), report)
         report.flush()
     os._exit(0)  # every run is committed; skip interpreter teardown (~1 s the study would wait for)
 
@@ -804,6 +834,102 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str], every_s: flo
         raise
     finally:
         finish_run(run_id, status)
+
+
+class RunBehind:
+    """A stage run that a thread of its own opens while the stage goes on (``stage_run_behind``)."""
+
+    def __init__(self) -> None:
+        self._created = threading.Event()  # the run exists (or the thread stopped before it did)
+        self._opened = threading.Event()  # the thread is done: the run set up, or ``failure`` set
+        self._run_id: str | None = None
+        self.failure: BaseException | None = None  # what stopped the thread; None while it runs or once it is done
+        self.cpu_s = 0.0  # the CPU the thread spent, once it is done: the tracking the stage did not wait for
+
+    @property
+    def id(self) -> str:
+        """The run's id, once the run exists (this waits for it); what stopped the thread, if anything did."""
+        self._created.wait()
+        if self._run_id is None:
+            raise self.error() from self.failure
+        return self._run_id
+
+    def opened(self) -> str:
+        """The run's id once the thread is done (its params and inputs logged too); what stopped it, if
+        anything did."""
+        self._opened.wait()
+        if self.failure is not None:
+            raise self.error() from self.failure
+        assert self._run_id is not None
+        return self._run_id
+
+    def error(self) -> StageError:
+        return StageError(
+            f"MLflow tracking at {tracking_uri()} failed while opening the run: "
+            f"{type(self.failure).__name__}: {self.failure}"
+        )
+
+    def _open(
+        self, open_run: Callable[[], str], then: Callable[[str], None] | None, beat: contextlib.ExitStack, every_s
+    ):
+        started = time.thread_time()
+        try:
+            self._run_id = open_run()
+            beat.enter_context(heartbeat(self._run_id, every_s))
+            self._created.set()
+            if then is not None:
+                then(self._run_id)
+        except BaseException as error:  # noqa: BLE001 - handed to the stage, which raises it
+            self.failure = error
+        finally:
+            self.cpu_s = time.thread_time() - started
+            self._created.set()
+            self._opened.set()
+
+
+@contextlib.contextmanager
+def stage_run_behind(
+    experiment: str,
+    run_name: str,
+    tags: dict[str, str],
+    *,
+    before: Callable[[], None] | None = None,
+    then: Callable[[str], None] | None = None,
+    every_s: float = HEARTBEAT_S,
+) -> Iterator[RunBehind]:
+    """``stage_run``, opened off the stage's path: a thread runs ``before`` (closing dead runs), creates the
+    run, starts its heartbeat and runs ``then(run_id)`` (the run's params and inputs) while the block goes
+    on. A stage's first MLflow call imports MLflow and its SQL store (about 1.2 s of CPU); a search
+    started behind it would wait for that, 4% of a 30 s AutoML budget. The block asks for ``id`` only
+    where it needs the run; it should check ``failure`` at its own pace, and the block's end raises it.
+    The run ends as ``stage_run``'s does: FINISHED, FAILED on an error (the thread's too), KILLED on
+    Ctrl-C."""
+    opening, beat = RunBehind(), contextlib.ExitStack()
+
+    def open_run() -> str:
+        if before is not None:
+            before()
+        return create_run(experiment, run_name, tags)
+
+    thread = threading.Thread(
+        target=opening._open, args=(open_run, then, beat, every_s), name="mlgate-open-run", daemon=True
+    )
+    thread.start()
+    status = "FAILED"
+    try:
+        yield opening
+        thread.join()
+        if opening.failure is not None:
+            raise opening.error() from opening.failure
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        thread.join()
+        beat.close()
+        if opening._run_id is not None:
+            finish_run(opening._run_id, status)
 
 
 # --- registry ---------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """tune: an Optuna study over model families and their hyperparameters, scored by k-fold CV on train.
 
 Reads the train split and params `model`, `search`, `features`, `seed`; writes paths.best_params (what `train`
-refits) and paths.leaderboard. MLflow: one parent run `tune`, one nested run per trial.
+refits) and paths.leaderboard. MLflow: one parent run `tune`, one nested run per trial. The parent is
+opened on a thread of its own while the search starts (``tracking.stage_run_behind``): the search does not
+wait for MLflow's import and store, and stops at its first trials if the run cannot be opened.
 
 The study is kept in paths.study under a name that hashes everything a trial's score depends on
 (data, model spaces, search method, folds, features, seed, metric, the scoring code), so a rerun
@@ -700,10 +702,12 @@ class StudyPlan:
 
 @dataclass(frozen=True)
 class Search:
-    """What the study did: every trial in it (reused ones included), and the seconds it searched."""
+    """What the study did: every trial in it (reused ones included), the seconds it searched, and the CPU
+    its trial runs' writer spent."""
 
     outcomes: list[optuna_study.TrialOutcome]
     seconds: float
+    recorder_cpu_s: float = 0.0
 
     @property
     def reused(self) -> int:
@@ -716,10 +720,11 @@ class TuneResult:
 
     recipe: TunedRecipe
     run_id: str
-    tracking_s: float  # seconds spent in tracking calls
+    tracking_s: float  # seconds the stage waited on tracking calls
     reused_trials: int
     search_s: float = 0.0  # the search's wall seconds
     lent_s: float = 0.0  # of the refit's reserve, the seconds the search was lent (``RefitReserve``)
+    tracking_behind_cpu_s: float = 0.0  # CPU seconds of the tracking done off the stage's path (opening, trial runs)
 
 
 def study_name(settings: TuneSettings, train: pd.DataFrame) -> str:
@@ -1147,24 +1152,32 @@ _STATES = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 
 
 class _Stopwatch:
-    """Seconds spent inside ``with stopwatch:`` blocks: the tracking calls, reported as overhead."""
+    """Seconds spent inside ``with stopwatch:`` blocks (and ``timed`` calls) on the stage's path, from any
+    of its threads: the tracking calls and the waits for tracking, reported as overhead."""
 
     def __init__(self):
         self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._starts = threading.local()
 
     def __enter__(self):
-        self._start = time.perf_counter()
+        self._starts.at = time.perf_counter()
 
     def __exit__(self, *exc):
-        self.seconds += time.perf_counter() - self._start
+        with self._lock:
+            self.seconds += time.perf_counter() - self._starts.at
+
+    def timed(self, call: Callable[[], Any]) -> Any:
+        with self:
+            return call()
 
 
 def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
     """Search model families by CV on the train split and finish the best trials into the recipe `train`
-    refits. The study is stored and resumed (module docstring); the parent MLflow run stays open through
-    the search so each trial is tracked as it ends; the recipe names no run (its bytes stay stable), so
-    the run is tagged with the recipe's digest, which is how `train` finds it. A task without a target
-    (clustering) searches segmentations instead (``_run_clustering``)."""
+    refits. The study is stored and resumed (module docstring); the parent MLflow run, opened behind the
+    search, stays open through it so each trial is tracked as it ends; the recipe names no run (its bytes
+    stay stable), so the run is tagged with the recipe's digest, which is how `train` finds it. A task
+    without a target (clustering) searches segmentations instead (``_run_clustering``)."""
     spec, paths, names = project.data_spec(params), project.paths(params), project.tracking(params)
     if not spec.learning_task.supervised:
         return _run_clustering(params)
@@ -1177,19 +1190,23 @@ def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
 
     started, tracking_time = time.time(), _Stopwatch()
     tags = tracking.lineage_tags(STAGE, *project.lineage(params))
-    with tracking_time:
-        _close_dead_runs(names.experiment)
-    with tracking.stage_run(names.experiment, STAGE, tags) as parent:  # ends KILLED on Ctrl-C, FAILED on an error
-        with tracking_time:
-            tracking.log(parent, params=_run_params(settings, plan, spec.metric, len(train)))
-            tracking.log_artifact(parent, "params.yaml", "config")
-            tracking.log_split(parent, "train", train, paths.split_file("train"), spec.target, "training")
-        # search.timeout_s is the search's own time: the clock starts once the tracking is set up
-        deadline = _deadline(settings)
+
+    def describe(run_id: str) -> None:
+        tracking.log(run_id, params=_run_params(settings, plan, spec.metric, len(train)))
+        tracking.log_artifact(run_id, "params.yaml", "config")
+        tracking.log_split(run_id, "train", train, paths.split_file("train"), spec.target, "training")
+
+    # the run is opened behind the search, which starts at once; it ends KILLED on Ctrl-C, FAILED on an error
+    with tracking.stage_run_behind(
+        names.experiment, STAGE, tags, before=lambda: _close_dead_runs(names.experiment), then=describe
+    ) as opening:
+        deadline = _deadline(settings)  # search.timeout_s is the search's own time
         objective = _objective(train, spec, settings, plan, deadline, paths.trial_predictions)
-        job = Job(parent, names.experiment, tags, params, deadline.at if deadline else None)
+        job = Job(opening, names.experiment, tags, params, deadline.at if deadline else None)
         reserve = RefitReserve(deadline, objective, settings.finish, settings.maximize) if deadline else None
         search = _search(objective, settings, plan, spec.metric, deadline, job, tracking_time, reserve)
+        with tracking_time:
+            parent = opening.opened()
         finishing = time.time()
         recipe = tuned_recipe(
             search.outcomes, finish(search.outcomes, objective, spec, settings.finish), settings, plan, spec.metric
@@ -1204,10 +1221,20 @@ def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
         files.write_text(paths.best_params, recipe.to_json())
         _record(parent, recipe, search, finish_s, paths, tracking_time)
         lent = {"refit_reserve_lent_s": round(deadline.lent, 2)} if deadline and deadline.reserve else {}  # automl.fit
-        tracking.log(parent, metrics={"tracking_s": tracking_time.seconds, "duration_s": time.time() - started} | lent)
+        behind_s = opening.cpu_s + search.recorder_cpu_s
+        metrics = {"tracking_s": tracking_time.seconds, "tracking_behind_cpu_s": behind_s}
+        tracking.log(parent, metrics=metrics | {"duration_s": time.time() - started} | lent)
     _say(recipe, search, board, plan, spec.learning_task, paths.best_params)
     lent_s = round(deadline.lent, 2) if deadline else 0.0
-    return TuneResult(recipe, parent, round(tracking_time.seconds, 3), search.reused, round(search.seconds, 2), lent_s)
+    return TuneResult(
+        recipe,
+        parent,
+        round(tracking_time.seconds, 3),
+        search.reused,
+        round(search.seconds, 2),
+        lent_s,
+        round(behind_s, 3),
+    )
 
 
 def _objective(
@@ -1278,10 +1305,11 @@ def _search(
     try:
         writer = project.tracking(job.params)
         separate = writer.writes_trials_from_process(settings.search.budget, settings.search.n_trials)
-        with tracking.trial_recorder(job.experiment, job.parent_run, job.tags, separate) as recorder:
+        with tracking.trial_recorder(job.experiment, job.run_id, job.tags, separate) as recorder:
             logged = _LoggedTrials()
 
             def on_trial(outcome: optuna_study.TrialOutcome) -> None:
+                job.check()  # the run could not be opened: stop the search rather than run it untracked
                 if not ((outcome.reused and logged.contains(outcome)) or (distributed and not outcome.reused)):
                     complete = outcome.state == "COMPLETE"
                     result = objective.result(outcome.family, outcome.params, outcome.subsample) if complete else None
@@ -1296,7 +1324,7 @@ def _search(
                 outcomes = optuna_study.optimize(
                     **_study_arguments(objective, settings, plan, optuna_study.storage_url(plan.storage), deadline),
                     on_trial=on_trial,
-                    origin=job.parent_run,
+                    origin=functools.partial(tracking_time.timed, job.run_id),
                     queued=settings.queued,
                     prior=settings.warm.observations if settings.warm else (),
                 )
@@ -1307,7 +1335,7 @@ def _search(
         progress.close()
     if recorder.errors:
         console.say(STAGE, f"warning: {len(recorder.errors)} trial run(s) not tracked: {recorder.errors[0]}")
-    return Search(outcomes, searched - started)
+    return Search(outcomes, searched - started, recorder.cpu_s)
 
 
 def _study_arguments(
@@ -1339,14 +1367,25 @@ class Job:
     runs go under, their tags, the coordinator's params (the worker's own must give the same study) and
     the search's deadline (search.budget time)."""
 
-    parent_run: str
+    parent_run: str | tracking.RunBehind  # the coordinator's run may still be being opened
     experiment: str
     tags: dict[str, str]
     params: dict[str, Any]
     deadline: float | None
 
+    def run_id(self) -> str:
+        """The parent run's id: this waits for a run still being opened."""
+        return self.parent_run if isinstance(self.parent_run, str) else self.parent_run.id
+
+    def check(self) -> None:
+        """Raise what stopped the parent run from being opened, if anything has."""
+        if not isinstance(self.parent_run, str) and self.parent_run.failure is not None:
+            raise self.parent_run.error() from self.parent_run.failure
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)} | {
+            "parent_run": self.run_id()
+        }
 
 
 def _check_storage(settings: TuneSettings, plan: StudyPlan) -> None:
@@ -1477,7 +1516,7 @@ def _coordinate(
         reason = f"its worker {trial.worker or '?'} stopped sending heartbeats mid-trial{retried}"
         if trial.run_id and tracking.close_run(trial.run_id, reason):
             console.say(STAGE, f"trial {trial.number}: {reason}; its run {trial.run_id[:8]} closed KILLED")
-    if written := _write_unrecorded(shared, job.parent_run, metric, settings.search.fold_runs, recorder):
+    if written := _write_unrecorded(shared, job.run_id(), metric, settings.search.fold_runs, recorder):
         console.say(
             STAGE,
             f"trials {written}: their worker ended before writing their runs; written from the study "
@@ -1586,10 +1625,10 @@ def work(
     runs: dict[int, str] = {}
     started = time.time()
     console.say("worker", f"{worker} joined study {plan.name} ({cores} thread(s))")
-    with tracking.trial_recorder(job.experiment, job.parent_run, tags, separate_process=False) as recorder:
+    with tracking.trial_recorder(job.experiment, job.run_id(), tags, separate_process=False) as recorder:
 
         def on_start(number: int) -> str:
-            runs[number] = tracking.create_run(job.experiment, f"trial-{number:03d}", tags, job.parent_run)
+            runs[number] = tracking.create_run(job.experiment, f"trial-{number:03d}", tags, job.run_id())
             return runs[number]
 
         def on_dropped(number: int, why: str) -> None:
