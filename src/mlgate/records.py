@@ -182,6 +182,7 @@ class TrainingRun(JsonRecord):
     model_id: str
     model_sha256: str
     fit_seconds: float
+    tracking_s: float = 0.0  # what the stage waited on MLflow after the refit: its run, logging the model
 
     @classmethod
     def of(cls, training: TrainingRecord, source: str | Path) -> TrainingRun:

@@ -32,6 +32,7 @@ TRAIN_RUN = {
     "model_id": "m-0123456789abcdef",
     "model_sha256": "5e" * 32,
     "fit_seconds": 12.345,
+    "tracking_s": 0.512,
 }
 
 DRIFT = {

@@ -7,7 +7,8 @@ behind the contract's input guard (``clustering.GuardedSegmenter``). Reads the t
 MLflow); writes paths.model (an MLflow pyfunc model directory that takes raw contract columns),
 paths.train_info (what the model is) and paths.train_run (the MLflow run that logged it, fit time). The
 run also keeps the digests of the rows the model trained on (``modelling.provenance``), which a later
-gate leaves out when it compares its candidate with this version.
+gate leaves out when it compares its candidate with this version. The run is opened, and what it read
+logged, while the recipe is refit (``tracking.stage_run_behind``): the refit does not wait for MLflow.
 
 The same recipe and data give the same bytes of paths.model and paths.train_info, the two that
 evaluate, drift and gate depend on: ``models.settle_bytes`` clears what differs between two fits of
@@ -244,33 +245,42 @@ def run(params: dict[str, Any]) -> TrainingRun:
     recipe = recipe_type.from_json(paths.best_params)
     train = pd.read_parquet(paths.split_file("train"))
 
-    started = time.time()
-    refitted = refit(params, spec, recipe, train)
-    fit_seconds = time.time() - started
-
     data_hash, dvc_md5 = project.lineage(params)
-    tune_run_id = _tune_run(names.experiment, paths.best_params)
-    tags = (
-        tracking.lineage_tags(STAGE, data_hash, dvc_md5)
-        | {"mlgate.dataset": spec.name, "mlgate.reproducible": str(recipe.reproducible).lower()}
-        | ({tracking.TUNE_RUN_TAG: tune_run_id} if tune_run_id else {})
-    )
-    closed = tracking.close_dead_runs(names.experiment)
-    if closed:
-        console.say(STAGE, tracking.closed_summary(closed))
-    with tracking.stage_run(names.experiment, STAGE, tags) as run_id:  # ends KILLED on Ctrl-C, FAILED on an error
-        logged = _log_run(run_id, refitted, fit_seconds, train, spec, paths, seed)
+    tags = tracking.lineage_tags(STAGE, data_hash, dvc_md5) | {
+        "mlgate.dataset": spec.name,
+        "mlgate.reproducible": str(recipe.reproducible).lower(),
+    }
+    linked: dict[str, str | None] = {}
+
+    def describe(run_id: str) -> None:
+        linked["tune_run"] = _tune_run(names.experiment, paths.best_params)
+        if linked["tune_run"]:
+            tracking.log(run_id, tags={tracking.TUNE_RUN_TAG: linked["tune_run"]})
+        _log_inputs(run_id, train, spec, paths, seed)
+        tracking.prepare_model_logging()
+
+    # the run is opened, and what it read logged, behind the refit; it ends KILLED on Ctrl-C, FAILED on an error
+    with tracking.stage_run_behind(
+        names.experiment, STAGE, tags, before=lambda: _close_dead_runs(names.experiment), then=describe
+    ) as opening:
+        started = time.time()
+        refitted = refit(params, spec, recipe, train)
+        fit_seconds = time.time() - started
+        run_id = opening.opened()
+        logged = _log_model_run(run_id, refitted, fit_seconds, train, spec, paths.model)
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         record = training_record(recipe, len(train), model_bytes, tracking.artifact_digest(paths.model), data_hash)
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
+    tracking_s = time.time() - started - fit_seconds  # the run's end included
     tracked = TrainingRun(
         run_id=run_id,
-        tune_run_id=tune_run_id,
+        tune_run_id=linked["tune_run"],
         experiment=names.experiment,
         model_uri=logged["model_uri"],
         model_id=logged["model_id"],
         model_sha256=record.model_sha256,
         fit_seconds=round(fit_seconds, 3),
+        tracking_s=round(tracking_s, 3),
     )
     files.write_text(paths.train_info, record.to_json())
     files.write_text(paths.train_run, tracked.to_json())
@@ -343,26 +353,30 @@ def _run_params(recipe: TunedRecipe, seed: int, rows: int) -> dict[str, Any]:
     }
 
 
-def _log_run(
-    run_id: str,
-    refitted: Refit,
-    fit_seconds: float,
-    train: pd.DataFrame,
-    spec: DataSpec,
-    paths: project.Paths,
-    seed: int,
-) -> dict[str, str]:
-    """The train run: the recipe's choices and cost, the config and the recipe file, the train split it
-    read, the reference sample, and the model, published at paths.model; the logged model's model_uri
-    and model_id."""
-    tracking.log(run_id, params=refitted.params, metrics=refitted.metrics | {"fit_seconds": fit_seconds})
+def _close_dead_runs(experiment: str) -> None:
+    closed = tracking.close_dead_runs(experiment)
+    if closed:
+        console.say(STAGE, tracking.closed_summary(closed))
+
+
+def _log_inputs(run_id: str, train: pd.DataFrame, spec: DataSpec, paths: project.Paths, seed: int) -> None:
+    """What the train run read and keeps beside the model: the config and the recipe file, the train
+    split, the reference sample, the hashed ids and the trained rows' digests."""
     tracking.log_artifact(run_id, "params.yaml", "config")
     tracking.log_artifact(run_id, paths.best_params, "finish")
     tracking.log_split(run_id, "train", train, paths.split_file("train"), spec.target, "training")
     _log_reference(run_id, train.drop(columns=spec.sensitive), seed)
     _log_ids(run_id, paths.split_ids)
     _log_trained_rows(run_id, train, spec)
-    return _log_model(run_id, refitted.model, train, spec, paths.model)
+
+
+def _log_model_run(
+    run_id: str, refitted: Refit, fit_seconds: float, train: pd.DataFrame, spec: DataSpec, path: str
+) -> dict[str, str]:
+    """The refit's choices and cost, and the model, published at ``path``; the logged model's model_uri
+    and model_id."""
+    tracking.log(run_id, params=refitted.params, metrics=refitted.metrics | {"fit_seconds": fit_seconds})
+    return _log_model(run_id, refitted.model, train, spec, path)
 
 
 def _log_reference(run_id: str, train: pd.DataFrame, seed: int) -> None:
