@@ -440,6 +440,9 @@ class TrialRecorder:
         separate_process: bool = True,
     ):
         self._experiment, self._parent, self._base_tags = experiment, parent_run_id, base_tags
+        self._known: tuple[str, str, str, dict[str, str]] | None = None
+        if isinstance(parent_run_id, str):  # a worker's: its MLflow warms up here, before its first trial's run
+            self._known = (tracking_uri(), experiment_id(experiment), parent_run_id, base_tags)
         self._separate_process = separate_process
         self._records: queue.Queue[TrialRecord | None] = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -466,10 +469,12 @@ class TrialRecorder:
         self._writer.start()
 
     def _arguments(self) -> tuple[str, str, str, dict[str, str]]:
-        """The writer's arguments, found on the writer's thread: the parent may still be being opened
-        (``stage_run_behind``), and the experiment's lookup is the process's first MLflow call."""
-        parent = self._parent if isinstance(self._parent, str) else self._parent()
-        return tracking_uri(), experiment_id(self._experiment), parent, self._base_tags
+        """The writer's arguments; a parent still being opened (``stage_run_behind``) is waited for, and the
+        experiment looked up, on the writer's thread, off the search's path."""
+        if self._known is not None:
+            return self._known
+        assert callable(self._parent)
+        return tracking_uri(), experiment_id(self._experiment), self._parent(), self._base_tags
 
     def _drain(self) -> None:
         started = time.thread_time()
@@ -851,7 +856,7 @@ class RunBehind:
         self._created = threading.Event()  # the run exists (or the thread stopped before it did)
         self._opened = threading.Event()  # the thread is done: the run set up, or ``failure`` set
         self._run_id: str | None = None
-        self.failure: BaseException | None = None  # what stopped the thread; None while it runs or once it is done
+        self.failure: BaseException | None = None  # what stopped the thread, if an error did
         self.cpu_s = 0.0  # the CPU the thread spent, once it is done: the tracking the stage did not wait for
 
     @property
