@@ -20,6 +20,7 @@ from mlgate.errors import StageError
 MODEL = "churn"
 REPO = Path(__file__).resolve().parents[2]
 FRAME = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+OUTPUT = pd.DataFrame({"prediction": [1] * 4, "probability": [0.5] * 4})  # the prior classifier's, on FRAME
 
 
 class RunsACommand:
@@ -32,6 +33,23 @@ class RunsACommand:
         return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
+def _log_dummy(root: Path, run_id: str, output_example: pd.DataFrame = OUTPUT) -> dict[str, str]:
+    """A prior-probability classifier logged as mlgate's pyfunc model, saved locally at root/local_model."""
+    joblib.dump(DummyClassifier(strategy="prior").fit(FRAME, [0, 1, 0, 1]), root / "pipeline.joblib")
+    (root / "features.json").write_text(json.dumps({"task": "binary", "positive_class": 1, "negative_class": 0}))
+    return tracking.log_model(
+        run_id,
+        root / "local_model",
+        code_path=Path(pyfunc_model.__file__),
+        artifacts={"pipeline": str(root / "pipeline.joblib"), "features": str(root / "features.json")},
+        input_example=FRAME,
+        output_example=output_example,
+        string_columns=[],
+        optional_inputs=False,
+        pip_requirements=["scikit-learn"],
+    )
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     """One logged model registered twice: v1 gated (its digest recorded, alias production), v2 not."""
@@ -39,20 +57,8 @@ def store(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.chdir(root)
-        joblib.dump(DummyClassifier(strategy="prior").fit(FRAME, [0, 1, 0, 1]), root / "pipeline.joblib")
-        (root / "features.json").write_text(json.dumps({"task": "binary", "positive_class": 1, "negative_class": 0}))
         run_id = tracking.create_run("integrity", "train", {})
-        logged = tracking.log_model(
-            run_id,
-            root / "local_model",
-            code_path=Path(pyfunc_model.__file__),
-            artifacts={"pipeline": str(root / "pipeline.joblib"), "features": str(root / "features.json")},
-            input_example=FRAME,
-            output_example=pd.DataFrame({"prediction": [0.0, 1.0, 0.0, 1.0], "probability": [0.5] * 4}),
-            string_columns=[],
-            optional_inputs=False,
-            pip_requirements=["scikit-learn"],
-        )
+        logged = _log_dummy(root, run_id)
         gated = tracking.register(MODEL, logged["model_uri"], run_id)
         tracking.set_version_tags(MODEL, gated.version, {tracking.DIGEST_TAG: tracking.record_digest(gated)})
         tracking.set_alias(MODEL, "production", gated.version)
@@ -98,6 +104,43 @@ def test_a_model_logged_in_this_environment_loads_without_an_environment_warning
     with warnings.catch_warnings():
         warnings.simplefilter("error", tracking.EnvironmentWarning)
         assert tracking.load(str(store / "local_model")).predict(FRAME)["probability"].tolist() == [0.5] * 4
+
+
+def test_the_model_is_saved_once_and_logged_as_the_runs_model_with_its_params_and_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    run_id = tracking.create_run("logging", "train", tracking.lineage_tags("train", "d" * 64))
+    tracking.log(run_id, params={"family": "dummy"}, metrics={"fit_seconds": 0.5})
+    logged = _log_dummy(tmp_path, run_id)
+
+    store = tracking.client()
+    model = store.get_logged_model(logged["model_id"])
+    assert logged["model_uri"] == f"models:/{model.model_id}" and str(model.status) == "READY"
+    assert model.source_run_id == run_id and model.params == {"family": "dummy"}
+    assert {m.key: m.value for m in model.metrics} == {"fit_seconds": 0.5}
+    assert model.tags["mlgate.data_hash"] == "d" * 64
+    assert [o.model_id for o in store.get_run(run_id).outputs.model_outputs] == [model.model_id]
+    local = tmp_path / "local_model"
+    stored = {a.path for a in store.list_logged_model_artifacts(model.model_id)}
+    assert stored == {p.name for p in local.iterdir()}
+    # the store's MLmodel names the run and the model; the local copy (what DVC hashes) names neither
+    described = (local / "MLmodel").read_text()
+    assert run_id not in described and model.model_id not in described and "utc_time_created" not in described
+    assert tracking.load(logged["model_uri"]).predict(FRAME).equals(tracking.load(str(local)).predict(FRAME))
+
+
+def test_a_saved_model_that_does_not_give_the_fitted_models_output_is_refused_and_marked_failed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    run_id = tracking.create_run("logging", "train", {})
+    other = OUTPUT.assign(probability=[0.9] * 4)
+    with pytest.raises(
+        StageError, match=r"local_model: the saved model, loaded back, does not give the fitted model's"
+    ):
+        _log_dummy(tmp_path, run_id, other)
+    experiment = tracking.experiment_id("logging")
+    (model,) = tracking.client().search_logged_models([experiment])
+    assert str(model.status) == "FAILED"
 
 
 def test_a_replaced_pickle_is_refused_before_anything_is_unpickled(tampered):

@@ -196,6 +196,10 @@ def git_commit() -> str:
         return "unknown"
 
 
+# what lineage_tags may set: the code and data a run (and a model it logs) came from
+LINEAGE_TAGS = (STAGE_TAG, "mlgate.data_hash", "mlgate.git_commit", "mlflow.source.git.commit", "mlgate.dvc_data_md5")
+
+
 def lineage_tags(stage: str, data_hash: str, dvc_md5: str | None = None) -> dict[str, str]:
     commit = git_commit()
     tags = {
@@ -325,14 +329,16 @@ def run_started_at(run_id: str) -> str:
 
 
 def _settle_mlmodel(model_dir: Path) -> None:
-    """Keep out of the saved model's MLmodel what differs between two saves of the same model: its
-    creation time and random uuid (the logged copy in the store keeps both), the temporary files its
-    artifacts were copied from, and the absolute path of the model code (MLflow loads the copy beside
-    MLmodel by its file name). The same model then has the same bytes, which DVC hashes."""
+    """Keep out of the saved model's MLmodel what differs between two saves of the same model: the
+    run, the LoggedModel and its store location, the creation time, the temporary files its artifacts
+    were copied from, and the absolute path of the model code (MLflow loads the copy beside MLmodel by
+    its file name). The logged copy in the store keeps them all. The same model then has the same
+    bytes, which DVC hashes."""
     mlmodel = model_dir / "MLmodel"
     description = yaml.safe_load(mlmodel.read_text())
-    description.pop("utc_time_created", None)
-    description.pop("model_uuid", None)
+    for logged_only in ("utc_time_created", "model_uuid", "run_id", "artifact_path"):
+        description.pop(logged_only, None)
+    description["model_id"] = None
     flavor = description["flavors"]["python_function"]
     for artifact in flavor.get("artifacts", {}).values():
         artifact["uri"] = artifact["path"]
@@ -341,12 +347,14 @@ def _settle_mlmodel(model_dir: Path) -> None:
     mlmodel.write_text(yaml.safe_dump(description, default_flow_style=False))
 
 
-def prepare_model_logging() -> None:
-    """Import what ``log_model`` needs beyond the store (MLflow's pyfunc and model signatures, about 0.3 s):
-    a stage that will log a model calls this off its path, while it fits the model."""
+def prepare_model_logging(pip_requirements: list[str]) -> None:
+    """What ``log_model`` pays once per process, paid off the stage's path while it fits the model:
+    MLflow's pyfunc and model imports (about 0.3 s), and its check of the requirements against the
+    installed packages, which maps every installed distribution's files to its modules (0.5-0.8 s)."""
     importlib.import_module("mlflow.pyfunc")
     importlib.import_module("mlflow.models")
     importlib.import_module("mlflow.types.schema")
+    importlib.import_module("mlflow.utils.requirements_utils").warn_dependency_requirement_mismatches(pip_requirements)
 
 
 def log_model(
@@ -361,14 +369,19 @@ def log_model(
     optional_inputs: bool,
     pip_requirements: list[str],
 ) -> dict[str, str]:
-    """Save the pyfunc model to ``local_dir`` and log the same model to the run.
+    """Save the pyfunc model to ``local_dir`` once, check that it loads and gives ``output_example``
+    for ``input_example``, and log the same files to the run as its LoggedModel.
 
-    Numeric and datetime inputs are typed ``Any`` in the signature: MLflow refuses to cast int64 to
-    a double column, and the model's input guard converts them itself, NaN included. With
-    ``optional_inputs`` (contract missing_columns: impute) a column may be absent.
-    Returns ``{"model_uri", "model_id"}`` of the logged model.
+    What ``mlflow.pyfunc.log_model`` does, without a second save and a second load: the model is
+    created in the store first (so the saved MLmodel names it, as a logged one does), it takes the
+    run's params, metrics and lineage tags, the run lists it among its outputs, and it ends READY, or FAILED when
+    the save or the check fails. Numeric and datetime inputs are typed ``Any`` in the signature:
+    MLflow refuses to cast int64 to a double column, and the model's input guard converts them
+    itself, NaN included. With ``optional_inputs`` (contract missing_columns: impute) a column may
+    be absent. Returns ``{"model_uri", "model_id"}`` of the logged model.
     """
-    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model, ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
     inputs = Schema(
@@ -382,20 +395,66 @@ def log_model(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*Hint: Inferred schema contains integer", category=UserWarning)
         outputs = infer_signature(input_example, output_example).outputs
-    signature = ModelSignature(inputs=inputs, outputs=outputs)
-    kwargs = dict(
-        python_model=str(code_path),
-        artifacts=artifacts,
-        signature=signature,
-        input_example=input_example,
-        pip_requirements=pip_requirements,
+    store = client()
+    run = store.get_run(run_id)
+    logged = store.create_logged_model(
+        run.info.experiment_id,
+        name="model",
+        source_run_id=run_id,
+        params={key: str(value) for key, value in run.data.params.items()},
+        tags={key: value for key, value in run.data.tags.items() if key in LINEAGE_TAGS},
     )
-    mlflow.pyfunc.save_model(str(local_dir), **kwargs)
+    try:
+        store.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        if run.data.metrics:
+            now = int(time.time() * 1000)
+            store.log_batch(
+                run_id,
+                metrics=[
+                    entities.Metric(key, value, now, 0, run_id=run_id, model_id=logged.model_id)
+                    for key, value in run.data.metrics.items()
+                ],
+            )
+        mlflow.pyfunc.save_model(
+            str(local_dir),
+            python_model=str(code_path),
+            artifacts=artifacts,
+            signature=ModelSignature(inputs=inputs, outputs=outputs),
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+            mlflow_model=Model(
+                artifact_path=logged.artifact_location,
+                model_uuid=logged.model_id,
+                run_id=run_id,
+                model_id=logged.model_id,
+            ),
+        )
+        _check_saved_model(Path(local_dir), input_example, output_example)
+        store.log_model_artifacts(logged.model_id, str(local_dir))
+    except BaseException:
+        store.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    store.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     _settle_mlmodel(Path(local_dir))
-    client()
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(name="model", **kwargs)
-    return {"model_uri": info.model_uri, "model_id": info.model_id}
+    return {"model_uri": f"models:/{logged.model_id}", "model_id": logged.model_id}
+
+
+def _check_saved_model(model_dir: Path, input_example: pd.DataFrame, output_example: pd.DataFrame) -> None:
+    """The saved files, loaded as serving loads them, must give what the fitted model gave for the
+    input example: a model that pickles but does not load, or loads something else, stops here."""
+    try:
+        loaded = mlflow.pyfunc.load_model(str(model_dir)).predict(input_example)
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(loaded).reset_index(drop=True),
+            output_example.reset_index(drop=True),
+            check_dtype=False,
+            rtol=1e-9,
+        )
+    except Exception as error:
+        raise StageError(
+            f"{model_dir}: the saved model, loaded back, does not give the fitted model's output on its "
+            f"input example; the logged model is marked FAILED ({' '.join(str(error).split())[:400]})"
+        ) from error
 
 
 @dataclass(frozen=True)

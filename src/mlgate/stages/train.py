@@ -257,7 +257,7 @@ def run(params: dict[str, Any]) -> TrainingRun:
         if linked["tune_run"]:
             tracking.log(run_id, tags={tracking.TUNE_RUN_TAG: linked["tune_run"]})
         _log_inputs(run_id, train, spec, paths, seed)
-        tracking.prepare_model_logging()
+        tracking.prepare_model_logging(requirements())
 
     # the run is opened, and what it read logged, behind the refit; it ends KILLED on Ctrl-C, FAILED on an error
     with tracking.stage_run_behind(
