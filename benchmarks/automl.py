@@ -607,17 +607,20 @@ def render(records: list[dict], systems: list[str], budget_s: float) -> str:
         tracked = frame[frame["tracking_s"].notna()]
         lines += [
             "",
-            "Tracking overhead, every trial a nested run: the seconds the search waited on MLflow calls, and the",
-            "CPU seconds of the tracking done off its path (the run opened behind the search, the trial runs'",
-            "writer) against the run's CPU:",
+            "Tracking overhead, every trial a nested run: the seconds the run waited on MLflow calls (tune's",
+            "and train's), the CPU seconds of the tracking done off its path (the run opened behind the search,",
+            "the trial runs' writer) against the run's CPU, and apart from tracking, the seconds spent writing",
+            "the model's files and checking that they load and predict as fitted:",
             "",
-            "| system | dataset | seed | tracking s | share of wall | behind CPU s | share of CPU | trials |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| system | dataset | seed | tracking s | share of wall | behind CPU s | share of CPU | model save s "
+            "| trials |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
             f"| {r.system} | {r.dataset} | {r.seed} | {_number(r.tracking_s, 1)} | "
             f"{_number(100 * r.tracking_s / r.wall_s, 1)}% | {_number(getattr(r, 'tracking_behind_cpu_s', None), 1)} | "
             f"{_cpu_share(getattr(r, 'tracking_behind_cpu_s', None), getattr(r, 'cpu_s', None))} | "
+            f"{_number(getattr(r, 'save_s', None), 2)} | "
             f"{_number(getattr(r, 'trials', None), 0)} |"
             for r in tracked.itertuples()
         ]

@@ -183,6 +183,7 @@ class TrainingRun(JsonRecord):
     model_sha256: str
     fit_seconds: float
     tracking_s: float = 0.0  # what the stage waited on MLflow after the refit: its run, logging the model
+    save_s: float = 0.0  # writing the model's files and checking that they load and predict as fitted
 
     @classmethod
     def of(cls, training: TrainingRecord, source: str | Path) -> TrainingRun:

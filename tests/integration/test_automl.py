@@ -48,7 +48,7 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
     probability = model.predict_proba(test.drop(columns="churn"))
     assert roc_auc_score(y, probability) > 0.75
     assert model.summary["trials"] >= 3 and model.summary["validation"] == "cv"
-    assert model.summary["tracking_s"] > 0
+    assert model.summary["tracking_s"] > 0 and model.summary["save_s"] > 0
     assert model.summary["tracking_behind_cpu_s"] > 0  # the tune run opened, and its trial runs written, off the path
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -66,7 +66,8 @@ def test_fit_tracks_study_trial_and_fold_runs_and_predicts_held_out_rows(telco, 
     # the tiny trials' refits need little of the refit's reserve (4.8 s of 40): the search was lent the rest
     assert 0 < model.summary["refit_reserve_lent_s"] <= 0.12 * 40
     assert lent_s == pytest.approx(model.summary["refit_reserve_lent_s"])
-    assert tune_metrics["tracking_behind_cpu_s"] == pytest.approx(model.summary["tracking_behind_cpu_s"], abs=1e-3)
+    # the tune run's own, and MLflow's imports before it (none when this process has them already)
+    assert model.summary["tracking_behind_cpu_s"] >= tune_metrics["tracking_behind_cpu_s"] - 1e-3
 
     best = json.loads((tmp_path / "reports/best_params.json").read_text())
     assert best["finish"]["threshold"]["objective"] == "f1"

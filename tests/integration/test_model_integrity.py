@@ -33,7 +33,7 @@ class RunsACommand:
         return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
-def _log_dummy(root: Path, run_id: str, output_example: pd.DataFrame = OUTPUT) -> dict[str, str]:
+def _log_dummy(root: Path, run_id: str, output_example: pd.DataFrame = OUTPUT) -> tracking.LoggedModelFiles:
     """A prior-probability classifier logged as mlgate's pyfunc model, saved locally at root/local_model."""
     joblib.dump(DummyClassifier(strategy="prior").fit(FRAME, [0, 1, 0, 1]), root / "pipeline.joblib")
     (root / "features.json").write_text(json.dumps({"task": "binary", "positive_class": 1, "negative_class": 0}))
@@ -59,10 +59,10 @@ def store(tmp_path_factory) -> Path:
         patch.chdir(root)
         run_id = tracking.create_run("integrity", "train", {})
         logged = _log_dummy(root, run_id)
-        gated = tracking.register(MODEL, logged["model_uri"], run_id)
+        gated = tracking.register(MODEL, logged.model_uri, run_id)
         tracking.set_version_tags(MODEL, gated.version, {tracking.DIGEST_TAG: tracking.record_digest(gated)})
         tracking.set_alias(MODEL, "production", gated.version)
-        tracking.client().create_model_version(MODEL, logged["model_uri"], run_id=run_id)
+        tracking.client().create_model_version(MODEL, logged.model_uri, run_id=run_id)
     return root
 
 
@@ -114,8 +114,8 @@ def test_the_model_is_saved_once_and_logged_as_the_runs_model_with_its_params_an
     logged = _log_dummy(tmp_path, run_id)
 
     store = tracking.client()
-    model = store.get_logged_model(logged["model_id"])
-    assert logged["model_uri"] == f"models:/{model.model_id}" and str(model.status) == "READY"
+    model = store.get_logged_model(logged.model_id)
+    assert logged.model_uri == f"models:/{model.model_id}" and str(model.status) == "READY"
     assert model.source_run_id == run_id and model.params == {"family": "dummy"}
     assert {m.key: m.value for m in model.metrics} == {"fit_seconds": 0.5}
     assert model.tags["mlgate.data_hash"] == "d" * 64
@@ -126,7 +126,7 @@ def test_the_model_is_saved_once_and_logged_as_the_runs_model_with_its_params_an
     # the store's MLmodel names the run and the model; the local copy (what DVC hashes) names neither
     described = (local / "MLmodel").read_text()
     assert run_id not in described and model.model_id not in described and "utc_time_created" not in described
-    assert tracking.load(logged["model_uri"]).predict(FRAME).equals(tracking.load(str(local)).predict(FRAME))
+    assert tracking.load(logged.model_uri).predict(FRAME).equals(tracking.load(str(local)).predict(FRAME))
 
 
 def test_a_saved_model_that_does_not_give_the_fitted_models_output_is_refused_and_marked_failed(tmp_path, monkeypatch):

@@ -251,6 +251,20 @@ def test_render_lists_every_system_with_its_status():
     assert "| a | 2 | 2 | 10.0 | 10.0 | 6.0 | 1.0 | 100 |" in text
 
 
+def test_the_tracking_table_shows_the_wait_its_share_the_cpu_behind_and_the_model_save_apart():
+    tracked = _record("mlgate", 0.9) | {
+        "wall_s": 32.0,
+        "tracking_s": 0.48,
+        "tracking_behind_cpu_s": 3.2,
+        "cpu_s": 64.0,
+        "save_s": 0.512,
+        "trials": 17,
+    }
+    text = bench.render([tracked, _record("flaml", 0.8)], ["mlgate", "flaml"], budget_s=30.0)
+    assert "| mlgate | d1 | 0 | 0.5 | 1.5% | 3.2 | 5.0% | 0.51 | 17 |" in text
+    assert "| flaml | d1 |" not in text.split("Tracking overhead")[1]  # a peer records no tracking
+
+
 def test_an_earlier_out_file_gives_the_other_systems_runs_on_these_splits_at_this_budget(tmp_path):
     earlier = tmp_path / "earlier.json"
     runs = [

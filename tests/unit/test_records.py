@@ -33,6 +33,7 @@ TRAIN_RUN = {
     "model_sha256": "5e" * 32,
     "fit_seconds": 12.345,
     "tracking_s": 0.512,
+    "save_s": 0.301,
 }
 
 DRIFT = {

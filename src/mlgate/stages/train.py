@@ -267,20 +267,21 @@ def run(params: dict[str, Any]) -> TrainingRun:
         refitted = refit(params, spec, recipe, train)
         fit_seconds = time.time() - started
         run_id = opening.opened()
-        logged = _log_model_run(run_id, refitted, fit_seconds, train, spec, paths.model)
+        logged, save_s = _log_model_run(run_id, refitted, fit_seconds, train, spec, paths.model)
         model_bytes = sum(f.stat().st_size for f in Path(paths.model).rglob("*") if f.is_file())
         record = training_record(recipe, len(train), model_bytes, tracking.artifact_digest(paths.model), data_hash)
         tracking.log(run_id, metrics={"model_size_bytes": model_bytes})
-    tracking_s = time.time() - started - fit_seconds  # the run's end included
+    tracking_s = time.time() - started - fit_seconds - save_s  # the run's end included
     tracked = TrainingRun(
         run_id=run_id,
         tune_run_id=linked["tune_run"],
         experiment=names.experiment,
-        model_uri=logged["model_uri"],
-        model_id=logged["model_id"],
+        model_uri=logged.model_uri,
+        model_id=logged.model_id,
         model_sha256=record.model_sha256,
         fit_seconds=round(fit_seconds, 3),
         tracking_s=round(tracking_s, 3),
+        save_s=round(save_s, 3),
     )
     files.write_text(paths.train_info, record.to_json())
     files.write_text(paths.train_run, tracked.to_json())
@@ -372,9 +373,9 @@ def _log_inputs(run_id: str, train: pd.DataFrame, spec: DataSpec, paths: project
 
 def _log_model_run(
     run_id: str, refitted: Refit, fit_seconds: float, train: pd.DataFrame, spec: DataSpec, path: str
-) -> dict[str, str]:
-    """The refit's choices and cost, and the model, published at ``path``; the logged model's model_uri
-    and model_id."""
+) -> tuple[tracking.LoggedModelFiles, float]:
+    """The refit's choices and cost, and the model, published at ``path``: the logged model, and the
+    seconds spent writing and checking the model's files (the rest was tracking calls)."""
     tracking.log(run_id, params=refitted.params, metrics=refitted.metrics | {"fit_seconds": fit_seconds})
     return _log_model(run_id, refitted.model, train, spec, path)
 
@@ -412,9 +413,12 @@ def _log_trained_rows(run_id: str, train: pd.DataFrame, spec: DataSpec) -> None:
         tracking.log_artifact(run_id, held, PROVENANCE_DIR)
 
 
-def _log_model(run_id: str, pipeline: Any, train: pd.DataFrame, spec: DataSpec, path: str) -> dict[str, str]:
+def _log_model(
+    run_id: str, pipeline: Any, train: pd.DataFrame, spec: DataSpec, path: str
+) -> tuple[tracking.LoggedModelFiles, float]:
     """Log the pyfunc model (the pipeline and what serving needs beside it) to the run and publish it at
-    ``path``; its model_uri and model_id."""
+    ``path``; the logged model, and the seconds spent writing and checking its files."""
+    writing = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         pipeline_file = Path(scratch) / "pipeline.joblib"
         features_file = Path(scratch) / "features.json"
@@ -424,15 +428,19 @@ def _log_model(run_id: str, pipeline: Any, train: pd.DataFrame, spec: DataSpec, 
             features["threshold"] = pipeline.threshold
         features_file.write_text(json.dumps(features, indent=2))
         example = train[features["order"]].head(5).reset_index(drop=True)
+        outputs = output_example(pipeline, example, features)
+        written_s = time.perf_counter() - writing
         with files.atomic_path(path) as staged:
-            return tracking.log_model(
+            logged = tracking.log_model(
                 run_id,
                 staged,
                 code_path=MODEL_CODE,
                 artifacts={"pipeline": str(pipeline_file), "features": str(features_file)},
                 input_example=example,
-                output_example=output_example(pipeline, example, features),
+                output_example=outputs,
                 string_columns=features["categorical"] + features["text"],
                 optional_inputs=spec.contract.missing_columns == "impute",
                 pip_requirements=requirements(),
             )
+            publishing = time.perf_counter()
+        return logged, written_s + logged.save_s + time.perf_counter() - publishing
