@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -50,7 +51,7 @@ def direct_imports(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
         raise ValueError(f"{module}: not a module of {package_dir}")
     tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _statements(tree.body):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -64,6 +65,18 @@ def direct_imports(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
                 found.add(name)
                 found.update(p for p in _packages_of(name) if module_file(p, package_dir) is not None)
     return found
+
+
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement in ``body`` and in the statement blocks nested in it (functions, classes, branches,
+    loops, handlers, cases). An import is a statement, so expressions, most of a tree's nodes, are
+    skipped: a fraction of ``ast.walk``'s time, which a study's name pays before its search starts."""
+    for node in body:
+        yield node
+        for block in ("body", "orelse", "finalbody"):
+            yield from _statements(getattr(node, block, None) or [])
+        for part in (*getattr(node, "handlers", ()), *getattr(node, "cases", ())):
+            yield from _statements(part.body)
 
 
 def closure(module: str, package_dir: Path = PACKAGE_DIR) -> tuple[str, ...]:
@@ -88,8 +101,8 @@ def closure_digest(module: str, package_dir: Path = PACKAGE_DIR) -> str:
     """sha256 over the names and bytes of ``module``'s closure: changes exactly when code it runs does
     (and not with where the project is checked out)."""
     digest = hashlib.sha256()
-    for name, path in zip(closure(module, package_dir), closure_files(module, package_dir), strict=True):
-        content = path.read_bytes()
+    for name in closure(module, package_dir):
+        content = module_file(name, package_dir).read_bytes()
         digest.update(f"{name}\x1f{len(content)}\x1f".encode())
         digest.update(content)
     return digest.hexdigest()

@@ -45,6 +45,24 @@ def test_closure_follows_lazy_relative_and_package_imports(package):
     )
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "class Loader:\n    def load(self):\n        import mlgate.metrics\n",
+        "try:\n    pass\nexcept ImportError:\n    from mlgate import metrics\n",
+        "try:\n    pass\nfinally:\n    from mlgate import metrics\n",
+        "for _ in ():\n    pass\nelse:\n    from mlgate import metrics\n",
+        "with open(__file__):\n    if True:\n        while False:\n            from mlgate import metrics\n",
+        "match 1:\n    case 1:\n        from mlgate import metrics\n",
+        "async def run():\n    async with x:\n        from mlgate import metrics\n",
+    ],
+    ids=["method", "handler", "finally", "loop-else", "nested-blocks", "match-case", "async"],
+)
+def test_an_import_in_any_statement_block_is_found(package, body):
+    (package / "uses.py").write_text(body)
+    assert "mlgate.metrics" in code_deps.direct_imports("mlgate.uses", package)
+
+
 def test_digest_changes_with_imported_code_only(package):
     before = code_deps.closure_digest("mlgate.stages.train", package)
     (package / "unused.py").write_text("changed = True\n")
