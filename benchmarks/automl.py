@@ -20,8 +20,10 @@ described in benchmarks/automl_runners/_shared/automl_protocol.py. A suite entry
 Run from the project root:
   .venv/bin/python benchmarks/automl.py [--suite ../shared/datasets] [--datasets adult,ames]
       [--systems mlgate,flaml,h2o,autogluon,catboost] [--seeds 0,1,2] [--budget 60] [--cores 2]
-      [--timeout S] [--out results.json] [--keep-scratch] [--install] [--compare earlier.json]
-`--install` only creates the peer venvs. `--compare` joins an earlier --out file's runs of the systems not
+      [--timeout S] [--busy N] [--out/--json results.json] [--keep-scratch] [--install] [--compare earlier.json]
+`--install` only creates the peer venvs. `--busy N` keeps N CPU-bound processes spinning on the same cores
+throughout, as on a shared, loaded machine: each run gets about cores / (cores + N) of them, and the wall
+table shows whether a system still honours its budget. `--compare` joins an earlier --out file's runs of the systems not
 run now (same datasets, seeds and budget) to the table. The Markdown table goes to stdout, progress to stderr.
 """
 
@@ -39,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -520,6 +523,8 @@ def run_one(system: str, python: Path, instance: Instance, args: argparse.Namesp
     timeout = args.timeout if args.timeout is not None else args.budget * 3 + 120
     outcome = execute(command, run_env(workdir, args.cores), workdir, log, timeout)
     measured = {"wall_s": round(outcome.wall_s, 2), "peak_mb": round(outcome.peak_mb, 1)}
+    if args.busy:
+        measured["busy"] = args.busy
     if outcome.cpu_s is not None:
         measured["cpu_s"] = round(outcome.cpu_s, 2)
     if outcome.returncode is None:
@@ -545,6 +550,14 @@ def run_one(system: str, python: Path, instance: Instance, args: argparse.Namesp
     if result["status"] == "ok" and not args.keep_scratch:
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def _load(frame: pd.DataFrame) -> str:
+    """How loaded the cores were (``--busy``), as the wall table's heading says it."""
+    busy = sorted(frame["busy"].fillna(0).astype(int).unique()) if "busy" in frame else [0]
+    if busy == [0]:
+        return ""
+    return f"; {'/'.join(map(str, busy))} busy process{'es' if busy != [1] else ''} on the same cores"
 
 
 def _tail(log: Path, lines: int = 25) -> str:
@@ -590,7 +603,7 @@ def render(records: list[dict], systems: list[str], budget_s: float) -> str:
         "Normalized score: 0 = a constant predictor (AUC 0.5, the train mean, the train class priors), "
         "1 = the best system on that dataset and seed; a run that is not ok scores 0 and takes the worst rank.",
         "",
-        f"Wall time vs budget ({budget_s:g} s):",
+        f"Wall time vs budget ({budget_s:g} s{_load(frame)}):",
         "",
         "| system | runs | ok | mean wall s | max wall s | mean fit s | max fit over budget s | max peak MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -624,11 +637,35 @@ def render(records: list[dict], systems: list[str], budget_s: float) -> str:
             f"{_number(getattr(r, 'trials', None), 0)} |"
             for r in tracked.itertuples()
         ]
+    if "train_s" in frame:
+        lines += _wall_phases(frame[frame["train_s"].notna()])
     failures = frame[frame["status"] != "ok"]
     if len(failures):
         lines += ["", "Runs that are not ok:", ""]
         lines += [f"- {r.system} on {r.dataset} (seed {r.seed}): {r.status}" for r in failures.itertuples()]
     return "\n".join(lines) + "\n"
+
+
+def _wall_phases(runs: pd.DataFrame) -> list[str]:
+    """Where a run's wall went, for a system that reports its phases (mlgate's summary): what the budget
+    bound depends on."""
+    lines = [
+        "",
+        "Where the wall went (s): before the search (start-up, contract, ingest), the search, choosing the",
+        "ensemble, the refit, writing and checking the model, the rest of tune and train (their runs, reports),",
+        "and the process outside the fit (interpreter, imports, reading the data, predicting):",
+        "",
+        "| system | dataset | seed | before | search | finish | refit | save | rest | outside fit | wall |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs.itertuples():
+        rest = r.tune_s - r.search_s - r.finish_s + r.train_s - r.refit_s - r.save_s
+        lines.append(
+            f"| {r.system} | {r.dataset} | {r.seed} | {_number(r.pre_search_s, 1)} | {_number(r.search_s, 1)} | "
+            f"{_number(r.finish_s, 2)} | {_number(r.refit_s, 1)} | {_number(r.save_s, 2)} | {_number(rest, 1)} | "
+            f"{_number(r.wall_s - r.fit_s, 1)} | {_number(r.wall_s, 1)} |"
+        )
+    return lines
 
 
 def _cell(runs: pd.DataFrame, scores: pd.DataFrame) -> str:
@@ -695,7 +732,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=60.0, help="wall budget per run in seconds (default: 60)")
     parser.add_argument("--cores", type=int, default=2, help="cores every run is pinned to (default: 2)")
     parser.add_argument("--timeout", type=float, help="hard kill per run in seconds (default: budget * 3 + 120)")
-    parser.add_argument("--out", type=Path, help="write the raw records here as JSON")
+    parser.add_argument(
+        "--busy", type=int, default=0, help="CPU-bound processes kept spinning on the same cores (default: 0)"
+    )
+    parser.add_argument("--out", "--json", dest="out", type=Path, help="write the raw records here as JSON")
     parser.add_argument("--scratch", type=Path, default=BENCH / "scratch", help="scratch folder (default: %(default)s)")
     parser.add_argument(
         "--keep-scratch", action="store_true", help="keep every run's folder (failed runs' are always kept)"
@@ -750,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         try:
             instances = {(d.name, seed) for d in datasets for seed in args.seeds}
-            earlier = earlier_records(args.compare, args.budget, instances, args.systems)
+            earlier = earlier_records(args.compare, args.budget, instances, args.systems, args.busy)
         except SuiteError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -758,6 +798,29 @@ def main(argv: list[str] | None = None) -> int:
     pythons = install(args.systems)
     if args.install:
         return 0 if all(isinstance(p, Path) for p in pythons.values()) else 1
+    with load_on_cores(args.busy):
+        records = run_all(datasets, args, pythons)
+    joined = [s for s in KNOWN_SYSTEMS if s not in args.systems and any(r["system"] == s for r in earlier)]
+    print(render(records + earlier, args.systems + joined, args.budget), end="")
+    if joined:
+        print(f"\n{', '.join(joined)}: earlier runs from {args.compare}, not re-run.")
+    return 0
+
+
+@contextlib.contextmanager
+def load_on_cores(count: int) -> Iterator[None]:
+    """``count`` busy-looping interpreters on the harness's cores (they inherit its pinning) while the runs go."""
+    spinners = [subprocess.Popen([sys.executable, "-I", "-S", "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def run_all(datasets: list[Dataset], args: argparse.Namespace, pythons: dict[str, Path | InstallError]) -> list[dict]:
+    """Every (dataset, seed, system) run, one at a time; the records so far go to --out after each."""
     scratch = args.scratch / time.strftime("%Y%m%d-%H%M%S")
     records: list[dict] = []
     total = len(datasets) * len(args.seeds) * len(args.systems)
@@ -777,17 +840,16 @@ def main(argv: list[str] | None = None) -> int:
                     write_json(records, args.out)
     if not args.keep_scratch:
         tidy(scratch)
-    joined = [s for s in KNOWN_SYSTEMS if s not in args.systems and any(r["system"] == s for r in earlier)]
-    print(render(records + earlier, args.systems + joined, args.budget), end="")
-    if joined:
-        print(f"\n{', '.join(joined)}: earlier runs from {args.compare}, not re-run.")
-    return 0
+    return records
 
 
-def earlier_records(path: Path, budget_s: float, instances: set[tuple[str, int]], running: list[str]) -> list[dict]:
+def earlier_records(
+    path: Path, budget_s: float, instances: set[tuple[str, int]], running: list[str], busy: int = 0
+) -> list[dict]:
     """The runs of an earlier ``--out`` file to compare this run with: of the systems it does not run, on its
-    (dataset, seed) pairs, at its budget. A peer's result does not depend on mlgate's code, so a change to
-    mlgate can be measured by rerunning mlgate alone (a fifth of the time) against peers already measured."""
+    (dataset, seed) pairs, at its budget and load (``--busy``). A peer's result does not depend on mlgate's code,
+    so a change to mlgate can be measured by rerunning mlgate alone (a fifth of the time) against peers already
+    measured."""
     try:
         loaded = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -800,10 +862,14 @@ def earlier_records(path: Path, budget_s: float, instances: set[tuple[str, int]]
         if r["system"] in KNOWN_SYSTEMS
         and r["system"] not in running
         and r["budget_s"] == budget_s
+        and r.get("busy", 0) == busy
         and (r["dataset"], r["seed"]) in instances
     ]
     if not kept:
-        raise SuiteError(f"--compare {path}: no run of another system on these datasets and seeds at {budget_s:g} s")
+        load = f" with --busy {busy}" if busy else ""
+        raise SuiteError(
+            f"--compare {path}: no run of another system on these datasets and seeds at {budget_s:g} s{load}"
+        )
     return kept
 
 

@@ -91,6 +91,20 @@ def test_a_registered_version_loads_after_its_digest_checks_out(registry):
         assert tracking.load(uri).predict(FRAME)["probability"].tolist() == [0.5] * 4
 
 
+def test_a_logged_model_loads_from_the_store_the_environment_names_after_the_process_used_another(
+    registry, tmp_path, monkeypatch
+):
+    """MLflow's global URI, once set, wins over MLFLOW_TRACKING_URI: a process that had used another store
+    looked the model's id up there ("Logged model with ID ... not found")."""
+    logged_uri = tracking.client().get_model_version(MODEL, "2").source
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    tracking.client()  # this process now works with the other store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{registry / 'mlflow.db'}")
+
+    assert logged_uri.startswith("models:/m-")
+    assert tracking.load(logged_uri).predict(FRAME)["probability"].tolist() == [0.5] * 4
+
+
 def test_a_model_logged_with_other_package_versions_loads_with_a_warning_naming_them(store, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(store / "local_model", folder)

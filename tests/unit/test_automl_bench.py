@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from tests.helpers import (
@@ -274,6 +276,7 @@ def test_an_earlier_out_file_gives_the_other_systems_runs_on_these_splits_at_thi
         _record("autogluon", 0.84, dataset="d2"),
         {**_record("catboost", 0.81), "budget_s": 60.0},  # another budget
         _record("catboost", None, "timed out"),
+        {**_record("autogluon", 0.86), "busy": 1},  # on loaded cores
     ]
     bench.write_json(runs, earlier)
     kept = bench.earlier_records(earlier, 5.0, {("d1", 0)}, ["mlgate"])
@@ -281,6 +284,9 @@ def test_an_earlier_out_file_gives_the_other_systems_runs_on_these_splits_at_thi
         ("flaml", 0.82, "ok"),
         ("catboost", None, "timed out"),
     ]
+    loaded = bench.earlier_records(earlier, 5.0, {("d1", 0)}, ["mlgate"], busy=1)
+    assert [(r["system"], r["value"]) for r in loaded] == [("autogluon", 0.86)]
+    assert "(5 s; 1 busy process on the same cores)" in bench.render(loaded, ["autogluon"], budget_s=5.0)
     text = bench.render([_record("mlgate", 0.85), *kept], ["mlgate", "flaml", "catboost"], budget_s=5.0)
     assert "| **mean rank** | | | 1.00 | 2.00 | 3.00 |" in text
 
@@ -301,6 +307,25 @@ def test_an_earlier_file_that_is_not_an_out_file_or_has_nothing_to_compare_is_na
         earlier.write_text(content)
     with pytest.raises(bench.SuiteError, match=message):
         bench.earlier_records(earlier, 5.0, {("d1", 0)}, ["mlgate"])
+
+
+def test_the_wall_of_a_run_that_reports_its_phases_is_split_into_them():
+    phases = {"pre_search_s": 1.0, "tune_s": 22.5, "search_s": 21.5, "finish_s": 0.25, "train_s": 2.0}
+    run = {**_record("mlgate", 0.8), **phases, "refit_s": 1.5, "save_s": 0.25, "fit_s": 27.0, "wall_s": 29.0}
+    text = bench.render([run, _record("flaml", 0.7)], ["mlgate", "flaml"], budget_s=30.0)
+    table = text.split("Where the wall went")[1]
+    # rest: tune's 22.5 less search and finish, and train's 2.0 less refit and save
+    assert "| mlgate | d1 | 0 | 1.0 | 21.5 | 0.25 | 1.5 | 0.25 | 1.0 | 2.0 | 29.0 |" in table
+    assert "| flaml |" not in table
+
+
+def test_busy_processes_spin_on_the_harness_cores_while_the_runs_go_and_are_gone_after():
+    before = {p.pid for p in psutil.Process().children()}
+    with bench.load_on_cores(2):
+        spinners = [p for p in psutil.Process().children() if p.pid not in before]
+        time.sleep(0.5)
+        assert len(spinners) == 2 and all(p.cpu_times().user > 0.1 for p in spinners)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in spinners)
 
 
 def test_error_line_prefers_the_exception():

@@ -23,7 +23,7 @@ def noisy_views(n=2000, seed=0):
 
 def candidates_from(views, y, folds, metric="roc_auc"):
     return [
-        Candidate(i, name, {}, ensemble.fold_score(metric, y, p, folds), p, fit_s=1.0)
+        Candidate(i, name, {}, ensemble.fold_score(metric, y, p, folds), p, refit_s=1.0)
         for i, (name, p) in enumerate(views.items())
     ]
 
@@ -113,6 +113,23 @@ def test_refit_budget_limits_the_members():
         cands, y, folds, task="binary", metric="roc_auc", settings=FinishSettings(refit_budget_s=1.5)
     )
     assert len(choice.members) == 1
+
+
+@pytest.mark.parametrize(
+    ("refits_s", "max_members", "budget_s", "pooled"),
+    [
+        ([1.0] * 6, 4, 4.0, 6),  # any four of them refit in 4 s: the whole pool is Caruana's to choose from
+        ([1.0] * 6, 4, 3.5, 3),
+        ([3.0, 1.0, 1.0, 0.5], 3, 4.0, 2),  # 3 s + 1 s fits; any third member would not
+        ([5.0, 1.0], 4, 4.0, 1),  # the best stays whatever its refit costs
+    ],
+)
+def test_the_pool_holds_the_best_candidates_any_ensemble_of_which_refits_within_the_budget(
+    refits_s, max_members, budget_s, pooled
+):
+    pool = [Candidate(i, "a", {"i": i}, 1.0 - i / 10, np.zeros(3), refit_s=s) for i, s in enumerate(refits_s)]
+    kept = ensemble._within_refit_budget(pool, budget_s, max_members)
+    assert [c.trial for c in kept] == list(range(pooled))
 
 
 def test_kept_models_let_the_ensemble_use_members_whose_refit_would_not_fit():

@@ -18,6 +18,7 @@ LAYERS = (
         "mlgate.console",
         "mlgate.files",
         "mlgate.code_deps",
+        "mlgate.cores",
         "mlgate.registry",
         "mlgate.typed_json",
         "mlgate.records",

@@ -106,6 +106,40 @@ def test_rank_auc_equals_sklearn_with_ties():
     assert metrics._rank_auc(y, score) == pytest.approx(metrics.METRICS["roc_auc"].score(y, score), abs=1e-12)
 
 
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_log_loss_gives_sklearns_float_exactly_on_binary_and_multiclass_probabilities(classes):
+    """Exact, not approximate: a Caruana selection compares these losses, so a last-bit change would move a
+    multiclass ensemble that an earlier run chose."""
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(classes)
+    for rows in (1, 7, 300):
+        y = rng.integers(0, classes, rows)
+        if classes == 2:
+            p = rng.uniform(size=rows) ** 3
+            p[:1] = y[:1]  # a certain and right prediction, clipped as sklearn clips it
+            expected = skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])
+        else:
+            p = rng.dirichlet(np.full(classes, 0.3), size=rows)
+            p[0] = np.eye(classes)[(y[0] + 1) % classes]  # a certain and wrong one
+            clipped = np.clip(p, 1e-15, 1.0)
+            expected = skm.log_loss(y, clipped / clipped.sum(axis=1, keepdims=True), labels=np.arange(classes))
+        assert metrics.METRICS["log_loss"].score(y, p) == expected
+
+
+@pytest.mark.parametrize(
+    ("y", "p", "message"),
+    [
+        ([0, 3], np.full((2, 3), 1 / 3), r"labels must be class numbers 0-2, got \[0, 3\]"),
+        (["a", "b"], [0.2, 0.8], r"labels must be class numbers 0-1"),
+        ([0, 1, 1], [0.2, 0.8], r"3 labels for 2 rows"),
+    ],
+)
+def test_log_loss_of_labels_that_are_not_the_probabilities_columns_is_refused(y, p, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.METRICS["log_loss"].score(np.asarray(y), p)
+
+
 def test_brier_of_known_probabilities():
     y = np.array([0, 1, 1, 0])
 

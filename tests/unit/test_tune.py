@@ -431,6 +431,28 @@ def test_screened_trials_are_recorded_and_never_the_final_recipe_while_a_full_tr
     assert best(outcomes[:1] + outcomes[2:3], maximize=True).number == 0  # no full trial: the screened ones serve
 
 
+def test_the_finish_caps_its_pool_by_each_trials_refit_on_every_row_not_by_its_fold_fit(mixed_frame, binary_spec):
+    """A fold fits on 2/3 of the rows at 3 folds: pooling by the fold fit let a chosen ensemble's refit run
+    1.5x over finish.refit_budget_s (4.6 s against 3.6 s at a 30 s budget)."""
+    from mlgate.modelling.ensemble import FinishSettings
+    from mlgate.stages.tune import finish, trial_key
+
+    objective = CrossValidation(mixed_frame(90), binary_spec, 3, parallel_trials=1, cores=1, seed=0)
+    outcomes = []
+    for number, (family, params) in enumerate([("linear", {"alpha": 1.0}), ("knn", {"n_neighbors": 5})]):
+        score, folds = objective(family, params, lambda step, value: None)
+        key = trial_key(family, params)
+        objective.results[key] = dataclasses.replace(objective.results[key], fit_s=1.0)  # a second per fold
+        outcomes.append(TrialOutcome(number, family, params, score, tuple(folds), "COMPLETE", 1.0, 2.0))
+    settings = FinishSettings(ensemble="caruana", calibration="none", threshold="none", refit_budget_s=2.5)
+
+    finished = finish(outcomes, objective, binary_spec, settings)  # each refit on every row: 1.5 s, 3.0 s together
+
+    assert objective.fit_share() == pytest.approx(2 / 3)
+    assert set(finished.scores) == {"single"}  # the pool held the best trial alone: no ensemble was tried
+    assert len(finished.members) == 1
+
+
 def test_screening_applies_to_large_single_objective_studies_only():
     settings = optuna_study.SearchSettings(
         sampler="tpe",
@@ -635,6 +657,20 @@ def test_the_search_is_lent_what_the_refit_of_its_best_trials_would_not_need():
     reserve.update(_outcome(3, "PRUNED", 0.99))  # only complete trials can be members
     reserve.update(_outcome(4, "COMPLETE", 0.6, family="catboost"))  # outside the best three, its family's best
     assert deadline.lent == pytest.approx(10.0 - 8.0 - 2.0)
+
+
+def test_the_finish_refits_within_what_is_left_of_the_reserve_when_the_search_ends_late():
+    from mlgate.modelling.ensemble import FinishSettings
+    from mlgate.stages.tune import _refit_left
+
+    settings = FinishSettings(refit_budget_s=4.0, refit="within_budget")
+    overran = optuna_study.Deadline.after(-1.5, reserve=4.0)  # the last fold ended 1.5 s past the deadline
+    on_time = optuna_study.Deadline.after(10.0, reserve=4.0)
+
+    assert 2.4 < _refit_left(settings, overran).refit_budget_s <= 2.5
+    assert _refit_left(settings, on_time).refit_budget_s == 4.0
+    assert _refit_left(settings, None) is settings  # search.budget trials: no clock decides
+    assert _refit_left(settings, optuna_study.Deadline.after(-9.0, reserve=4.0)).refit_budget_s == 0.0
 
 
 def test_a_refit_that_would_need_more_than_the_reserve_is_lent_nothing():

@@ -88,10 +88,7 @@ _REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
 
 
 def client() -> MlflowClient:
-    uri = tracking_uri()
-    registry = _REGISTRY_URI or uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(registry)
+    uri, registry = _use_store()
     if uri.startswith("sqlite:") and uri not in _OPENED:
         with _store_lock(uri):
             _seed_store(Path(uri.removeprefix("sqlite:///")))
@@ -103,6 +100,16 @@ def client() -> MlflowClient:
 
 
 _OPENED: set[str] = set()  # SQLite stores this process has opened (and so created or migrated)
+
+
+def _use_store() -> tuple[str, str]:
+    """Point MLflow's own calls at the store ``tracking_uri`` names now: once set, MLflow's global URI wins
+    over the environment, so a process that moved to another store would resolve ``models:/`` in the old one."""
+    uri = tracking_uri()
+    registry = _REGISTRY_URI or uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(registry)
+    return uri, registry
 
 
 @contextlib.contextmanager
@@ -1342,6 +1349,7 @@ def _load_pyfunc(location: str) -> Any:
     stage, a server, its shadow), where the pinned requirements mlgate logs need one lookup each."""
     folder = Path(location)
     if not (folder / "MLmodel").is_file():
+        _use_store()
         return mlflow.pyfunc.load_model(location)  # a remote URI: MLflow downloads and checks it
     requirements = folder / "requirements.txt"
     lines = requirements.read_text().splitlines() if requirements.is_file() else []

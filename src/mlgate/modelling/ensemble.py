@@ -81,7 +81,7 @@ class Candidate:
     params: dict[str, Any]
     score: float
     predictions: np.ndarray
-    fit_s: float = 0.0
+    refit_s: float = 0.0  # its refit on every row, estimated: the trial's mean fold fit scaled by the rows
 
 
 def fold_score(name: str, y: np.ndarray, predicted: np.ndarray, folds: np.ndarray) -> float:
@@ -203,7 +203,11 @@ def choose_ensemble(
     top, rest = ranked[: settings.ensemble_candidates], ranked[settings.ensemble_candidates :]
     in_top = {c.family for c in top}
     top += [c for c in _family_bests(rest) if c.family not in in_top]
-    ranked = top if models_kept and settings.refit != "always" else _within_refit_budget(top, settings.refit_budget_s)
+    ranked = (
+        top
+        if models_kept and settings.refit != "always"
+        else _within_refit_budget(top, settings.refit_budget_s, settings.max_members)
+    )
     rows = folds >= 0
     y, folds = y[rows], folds[rows]
     best = ranked[0].predictions[rows]
@@ -278,15 +282,16 @@ def refits(estimates_s: list[float | None], weights: list[float], settings: Fini
     return chosen
 
 
-def _within_refit_budget(ranked: list[Candidate], budget_s: float | None) -> list[Candidate]:
-    """The best candidates whose refits fit the budget together (the best one always stays)."""
+def _within_refit_budget(ranked: list[Candidate], budget_s: float | None, max_members: int) -> list[Candidate]:
+    """The best candidates such that any ensemble of them refits within the budget: the ``max_members``
+    slowest refits of the pool fit it together (``tune.RefitReserve`` lends the search the rest on the
+    same bound). The best candidate always stays."""
     if budget_s is None:
         return ranked
-    kept, spent = [ranked[0]], ranked[0].fit_s
+    kept = [ranked[0]]
     for candidate in ranked[1:]:
-        if spent + candidate.fit_s <= budget_s:
+        if sum(sorted((c.refit_s for c in (*kept, candidate)), reverse=True)[:max_members]) <= budget_s:
             kept.append(candidate)
-            spent += candidate.fit_s
     return kept
 
 

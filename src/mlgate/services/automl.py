@@ -7,14 +7,16 @@ keeps its own). The contract is drafted from the frame (``mlgate infer-schema``'
 missing values allowed anywhere, since a benchmark's test rows were never checked against it.
 The budget is split by ``search_seconds``: the final refit gets ``REFIT_SHARE``, start-up and logging
 ``FIXED_S``, a margin ``MARGIN_SHARE``, and the search the rest; the search goes on into the part of the
-refit's share that the refit of its best trials would not need (``tune.RefitReserve``). On folds the
-refit share caps an ensemble's members by their measured fit times; on a holdout (large frames) a member
-whose refit on every row would not fit it is kept as the search fitted it (``finish.refit:
-within_budget``). Under ``SHORT_BUDGET_S`` the search scores on 3 folds instead of conf/'s 5, for more
-trials, and writes its trial runs from a thread instead of a process of its own (``tracking.trial_writer``):
-that process's ~200 MB were a quarter of a 30 s run's peak. The families are ``FAMILIES``; the search
-starts from the zero-shot portfolio (conf/portfolio/zero_shot.yaml, built by benchmarks/portfolio.py on
-the development suite), then explores.
+refit's share that the refit of its best trials would not need (``tune.RefitReserve``). What is left of
+that share when the search ends (a last fold can end late) caps an ensemble's members by their refits on
+every row, estimated from their folds' fit times; on a holdout (large frames) a member whose refit would not
+fit it is kept as the search fitted it (``finish.refit: within_budget``). The refit runs on the cores other
+processes leave free (``cores.free_cores``): OpenMP threads beyond them wait at every barrier. Under
+``SHORT_BUDGET_S`` the search scores on 3 folds instead of conf/'s 5, for more trials, and writes its trial
+runs from a thread instead of a process of its own (``tracking.trial_writer``): that process's ~200 MB were
+a quarter of a 30 s run's peak. The families are ``FAMILIES``; the search starts from the zero-shot
+portfolio (conf/portfolio/zero_shot.yaml, built by benchmarks/portfolio.py on the development suite), then
+explores.
 """
 
 from __future__ import annotations
@@ -196,8 +198,11 @@ def fit(
         if late_s > 0:
             params["search"]["timeout_s"] = round(max(1.0, params["search"]["timeout_s"] - late_s), 1)
             files.write_text("params.yaml", yaml.safe_dump(params, sort_keys=False))
+        tune_started = time.time()
         tuned = tune.run(params)
+        train_started = time.time()
         trained = train_stage.run(params)
+        train_ended = time.time()
         model = joblib.load(Path(params["paths"]["model"]) / "artifacts" / "pipeline.joblib")
     summary = {
         "chosen": tuned.recipe.family,
@@ -213,7 +218,13 @@ def fit(
         "refit_s": trained.fit_seconds,
         "kept_unrefit": sum(not m.refit for m in tuned.recipe.finish.members),
         "search_timeout_s": params["search"]["timeout_s"],
+        # where the wall went: before tune (the contract, ingest), tune (its search and finish in it), train
+        # (its refit and save in it), and after (loading the model)
+        "pre_search_s": round(tune_started - started, 2),
+        "tune_s": round(train_started - tune_started, 2),
         "search_s": tuned.search_s,
+        "finish_s": tuned.finish_s,
+        "train_s": round(train_ended - train_started, 2),
         "refit_reserve_lent_s": tuned.lent_s,
         "wall_s": round(time.time() - started, 2),
         "tune_run_id": tuned.run_id,

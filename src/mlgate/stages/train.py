@@ -31,9 +31,11 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from mlgate import config, console, files, project
 from mlgate.adapters import tracking
+from mlgate.cores import free_cores
 from mlgate.errors import StageError
 from mlgate.modelling import clustering, models
 from mlgate.modelling.data import DataSpec, target_vector
@@ -53,6 +55,7 @@ from mlgate.registry import (
 
 STAGE = "train"
 REFERENCE_ROWS = 10_000
+REFIT_THREADS = 2  # a reproducible recipe refits on this many threads whatever the machine, so its bytes do not move
 MODEL_CODE = Path(__file__).resolve().parents[1] / "adapters" / "pyfunc_model.py"  # copied into each model
 _REQUIREMENTS = ("mlflow", "scikit-learn", "catboost", "lightgbm", "pandas", "numpy", "joblib", "pyarrow")
 
@@ -74,23 +77,24 @@ def fit(
     seed: int,
     kept: dict[int, Any] | None = None,
     going_on: GoingOn | None = None,
+    threads: int = REFIT_THREADS,
 ) -> FinalModel:
-    """The final model of ``finished`` (the recipe's `finish`), its members refit on ``train``, except
-    those it keeps unrefit, taken from ``kept`` (tune's paths.kept_models, by trial); a continuation
-    member goes on from ``going_on``'s model on the train rows that model never saw."""
+    """The final model of ``finished`` (the recipe's `finish`), its members refit on ``train`` with
+    ``threads`` each, except those it keeps unrefit, taken from ``kept`` (tune's paths.kept_models, by
+    trial); a continuation member goes on from ``going_on``'s model on the train rows that model never saw."""
     X, y = train[spec.features], target_vector(train, spec)
     fitted = [None if m.refit else (kept or {})[m.trial] for m in finished.members]
     members = []
     for index, member in enumerate(finished.members):
         if member.family != models.CONTINUED:
-            members.append(models.build(member.family, member.params, spec, settings, threads=2, seed=seed))
+            members.append(models.build(member.family, member.params, spec, settings, threads=threads, seed=seed))
             continue
         if going_on is None:
             raise StageError(f"member {index} ({models.CONTINUED}) goes on from production's model, which is not given")
         members.append(clone(going_on.pipeline))
         if member.refit:
             new = ~going_on.trained
-            fitted[index] = models.continued(going_on.pipeline, X[new], y[new], member.params, threads=2)
+            fitted[index] = models.continued(going_on.pipeline, X[new], y[new], member.params, threads=threads)
     model = FinalModel(
         members,
         combiner=finished.combiner,
@@ -98,7 +102,8 @@ def fit(
         threshold=finished.threshold["threshold"],
         task=spec.task,
     )
-    model.fit(X, y, fitted=fitted)
+    with threadpool_limits(limits=threads):  # BLAS too (the linear family): no more threads than asked
+        model.fit(X, y, fitted=fitted)
     for member in model.members_:
         models.serial_predictions(member)
     return models.settle_bytes(model)
@@ -182,7 +187,10 @@ def refit(
         )
     kept = read_kept_models(project.paths(params).kept_models, recipe.finish)
     going_on = production_going_on(project.tracking(params).registered_model, recipe, train)
-    model = fit(train, spec, recipe.finish, config.load(FeatureSettings, "features", params), seed, kept, going_on)
+    # a recipe a clock shaped refits on the cores other processes leave free; a reproducible one on a fixed count
+    threads = REFIT_THREADS if recipe.reproducible else free_cores()
+    features = config.load(FeatureSettings, "features", params)
+    model = fit(train, spec, recipe.finish, features, seed, kept, going_on, threads)
     members = recipe.finish.members
     unrefit = sum(not m.refit for m in members)
     described = (

@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from mlgate import code_deps, config, console, files, project
 from mlgate.adapters import optuna_study, tracking
+from mlgate.cores import usable_cores
 from mlgate.errors import StageError
 from mlgate.modelling import clustering, ensemble, metrics, models
 from mlgate.modelling.data import DataSpec, target_vector
@@ -725,6 +726,7 @@ class TuneResult:
     search_s: float = 0.0  # the search's wall seconds
     lent_s: float = 0.0  # of the refit's reserve, the seconds the search was lent (``RefitReserve``)
     tracking_behind_cpu_s: float = 0.0  # CPU seconds of the tracking done off the stage's path (opening, trial runs)
+    finish_s: float = 0.0  # choosing the ensemble, its calibration and threshold, after the search
 
 
 def study_name(settings: TuneSettings, train: pd.DataFrame) -> str:
@@ -926,6 +928,15 @@ class RefitReserve:
         return sum(sorted((estimate for *_, estimate in candidates), reverse=True)[: self.settings.max_members])
 
 
+def _refit_left(settings: ensemble.FinishSettings, deadline: optuna_study.Deadline | None) -> ensemble.FinishSettings:
+    """The finish's refit budget: what is left of the refit's reserve when the search ends. A last fold
+    that ran past the deadline, or a loaded machine, leaves the refit less than finish.refit_budget_s,
+    and the refit was the whole run's overrun (a 30 s budget's run ended at 33 s)."""
+    if deadline is None or not deadline.reserve or settings.refit_budget_s is None:
+        return settings
+    return dataclasses.replace(settings, refit_budget_s=min(settings.refit_budget_s, deadline.reserve_left()))
+
+
 def use_holdout(settings: optuna_study.SearchSettings, rows: int) -> bool:
     return settings.validation == "holdout" or (settings.validation == "auto" and rows >= settings.holdout_above_rows)
 
@@ -949,7 +960,12 @@ def finish(
     greater = metrics.METRICS[spec.metric].greater_is_better
     candidates = [
         ensemble.Candidate(
-            o.number, o.family, models.refit_params(o.family, o.params, r.trees), o.score, r.predictions, r.fit_s
+            o.number,
+            o.family,
+            models.refit_params(o.family, o.params, r.trees),
+            o.score,
+            r.predictions,
+            r.fit_s / objective.fit_share(o.subsample),
         )
         for o in final_candidates(outcomes)
         if (r := objective.result(o.family, o.params, o.subsample)) is not None
@@ -1012,7 +1028,7 @@ def _refit_estimate(
     """A kept model's refit on every row: its trial's fit time scaled by the rows; None: none was kept."""
     if objective.kept_model(member.family, trial.params, trial.subsample) is None:
         return None
-    return member.fit_s / objective.fit_share(trial.subsample)
+    return member.refit_s
 
 
 def kept_models(
@@ -1208,9 +1224,8 @@ def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
         with tracking_time:
             parent = opening.opened()
         finishing = time.time()
-        recipe = tuned_recipe(
-            search.outcomes, finish(search.outcomes, objective, spec, settings.finish), settings, plan, spec.metric
-        )
+        finished = finish(search.outcomes, objective, spec, _refit_left(settings.finish, deadline))
+        recipe = tuned_recipe(search.outcomes, finished, settings, plan, spec.metric)
         finish_s = time.time() - finishing
         trials = trial_table(search.outcomes, settings.maximize, settings.search.objectives)
         board = model_leaderboard(search.outcomes, objective, recipe.finish, settings.maximize)
@@ -1234,6 +1249,7 @@ def run(params: dict[str, Any]) -> TuneResult | SegmentationRecipe:
         round(search.seconds, 2),
         lent_s,
         round(behind_s, 3),
+        round(finish_s, 3),
     )
 
 
@@ -1395,11 +1411,6 @@ def _check_storage(settings: TuneSettings, plan: StudyPlan) -> None:
             f"processes share, and paths.study is {plan.storage}: set paths.study to a PostgreSQL URL "
             "(postgresql+psycopg://user@host:5432/db; README, 'Working as a team') or search.workers to 1"
         )
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (``taskset``, a container's cpuset), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class LocalWorkers:
