@@ -72,13 +72,14 @@ def test_the_drafted_contract_declares_the_task_classes_and_metric(contract_proj
         assert summary["class_share"]["train"][label] == pytest.approx(summary["class_share"]["test"][label], abs=0.01)
 
 
-def test_tune_scores_log_loss_and_records_the_skipped_finishing_steps(contract_project):
+def test_tune_scores_log_loss_tries_caruana_and_stacking_and_records_the_skipped_threshold(contract_project):
     root, _ = contract_project
     best = _json(root, "reports/best_params.json")
     assert best["metric"] == "log_loss" and best["cv_score"] < 0.9
-    assert set(best["finish"]["skipped"]) == {"stacking", "threshold"}
+    assert set(best["finish"]["skipped"]) == {"threshold"}
     assert set(best["finish"]["calibration_log_loss"]) == {"none", "temperature"}
-    assert "stacking" not in best["finish"]["scores"]
+    assert {"single", "caruana", "stacking"} >= set(best["finish"]["scores"]) >= {"single"}
+    assert best["finish"]["cv_score"] <= best["finish"]["scores"]["single"]
     trials = pd.read_csv(root / "reports/trials.csv")
     assert (trials.state == "COMPLETE").sum() >= 3 and set(trials.family) >= {"catboost", "linear"}
 

@@ -319,6 +319,17 @@ def test_the_wall_of_a_run_that_reports_its_phases_is_split_into_them():
     assert "| flaml |" not in table
 
 
+def test_a_child_not_yet_execed_is_not_counted_again_in_the_peak():
+    usage = {
+        10: (1, (500, 900)),  # the runner
+        11: (10, (500, 900)),  # spawning git (vfork): the runner's own pages
+        12: (10, (40, 300)),  # an H2O JVM, say
+        13: (12, (38, 300)),  # ... and a fork of it before exec: copies of its pages, fewer touched yet
+        14: (12, (40, 310)),  # a child with an address space of its own
+    }
+    assert sorted(bench.own_memories(usage)) == [10, 12, 14]
+
+
 def test_busy_processes_spin_on_the_harness_cores_while_the_runs_go_and_are_gone_after():
     before = {p.pid for p in psutil.Process().children()}
     with bench.load_on_cores(2):

@@ -15,6 +15,7 @@ from mlgate.errors import StageError
 from mlgate.modelling import ensemble, metrics, models, schema
 from mlgate.modelling.data import DataSpec, check_contract, target_vector
 from mlgate.modelling.ensemble import Candidate, FinalModel, FinishSettings
+from mlgate.modelling.task import STACKING_CS
 from tests.helpers import SMALL_PARAMS
 
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -193,22 +194,38 @@ def test_caruana_selection_over_probability_matrices_beats_the_best_view():
     choice = ensemble.choose_ensemble(
         candidates, y, folds, task="multiclass", metric="log_loss", settings=FinishSettings()
     )
-    assert choice.method == "caruana" and choice.score < choice.scores["single"]
-    assert "stacking" not in choice.scores  # auto leaves it out for multiclass
+    assert choice.method in ("caruana", "stacking") and choice.score < choice.scores["single"]
+    assert {"caruana", "stacking"} <= set(choice.scores)  # both tried, by cross-fitted log loss
     assert choice.predictions.shape == (len(y), 3)
     np.testing.assert_allclose(choice.predictions.sum(axis=1), 1.0)
 
 
-def test_stacking_asked_for_by_name_is_refused_for_multiclass():
-    y, folds, views = noisy_probability_views(n=300)
-    candidates = [Candidate(i, name, {}, 1.0, p) for i, (name, p) in enumerate(views.items())]
-    with pytest.raises(ValueError, match="stacking is not done for multiclass"):
-        ensemble.choose_ensemble(
-            candidates, y, folds, task="multiclass", metric="log_loss", settings=FinishSettings(ensemble="stacking")
-        )
+def test_stacking_is_a_regularised_logistic_regression_on_every_members_log_class_probabilities():
+    """Two independent views of the class: a regression on their log probabilities (their product, in
+    effect) is sharper than their mean, which Caruana selection is limited to; the noise gets little."""
+    y, folds, views = noisy_probability_views()
+    candidates = [
+        Candidate(i, name, {}, ensemble.fold_score("log_loss", y, p, folds), p)
+        for i, (name, p) in enumerate(views.items())
+    ]
+    stacked = ensemble.choose_ensemble(
+        candidates, y, folds, task="multiclass", metric="log_loss", settings=FinishSettings(ensemble="stacking")
+    )
+    caruana = ensemble.choose_ensemble(
+        candidates, y, folds, task="multiclass", metric="log_loss", settings=FinishSettings(ensemble="caruana")
+    )
+
+    coef = np.asarray(stacked.combiner["coef"])  # (classes, members x classes)
+    own_class = {m.family: np.trace(coef[:, 3 * i : 3 * i + 3]) for i, m in enumerate(stacked.members)}
+    assert stacked.method == "stacking" and coef.shape == (3, 9) and len(stacked.combiner["intercept"]) == 3
+    assert own_class["a"] > 1 and own_class["b"] > 1 and abs(own_class["noise"]) < 0.2
+    assert stacked.combiner["C"] in STACKING_CS
+    assert stacked.score < caruana.score < stacked.scores["single"]
+    pooled = np.stack([views[m.family] for m in stacked.members], axis=1)
+    np.testing.assert_allclose(ensemble.combine(stacked.combiner, pooled, "multiclass").sum(axis=1), 1.0)
 
 
-def test_finish_records_why_stacking_and_the_threshold_are_skipped_and_chooses_a_calibration(iris):
+def test_finish_records_why_the_threshold_is_skipped_and_chooses_a_calibration(iris):
     from mlgate.adapters import optuna_study
     from mlgate.stages.tune import CrossValidation, finish
 
@@ -236,12 +253,16 @@ def test_finish_records_why_stacking_and_the_threshold_are_skipped_and_chooses_a
             )
         )
     finished = finish(outcomes, objective, spec, FinishSettings())
-    assert set(finished.skipped) == {"stacking", "threshold"}
+    assert set(finished.skipped) == {"threshold"}
     assert set(finished.calibration_log_loss) == {"none", "temperature"}
     chosen = finished.calibration_method
     assert finished.calibration_log_loss[chosen] == min(finished.calibration_log_loss.values())
     assert finished.threshold["objective"] == "none"
     assert finished.cv_score <= min(o.score for o in outcomes) + 1e-12
+    stacked = finish(outcomes, objective, spec, FinishSettings(ensemble="stacking"))
+    if stacked.method == "stacking":  # it beat the best trial: each member weighs its block of coefficients
+        assert all(isinstance(m.weight, float) and m.weight > 0 for m in stacked.members)
+    assert stacked.scores.keys() >= {"single", "stacking"}
 
 
 @pytest.mark.parametrize("sharpness, softens", [(3.0, True), (0.4, False)])
@@ -297,6 +318,37 @@ def test_final_model_returns_class_probabilities_and_the_most_probable_class(iri
     assert probability.shape == (len(X), 3)
     np.testing.assert_array_equal(model.predict(X), probability.argmax(axis=1))
     np.testing.assert_allclose(pickle.loads(pickle.dumps(model)).predict_proba(X), probability)
+
+
+def test_a_stacked_final_model_combines_its_members_log_probabilities_and_is_not_explained_row_by_row(iris):
+    from mlgate.modelling import explain
+
+    frame, spec = iris
+    members = [models.build(f, SMALL_PARAMS[f], spec) for f in ("linear", "knn")]
+    coef = np.arange(18, dtype=float).reshape(3, 6) / 20  # (classes, 2 members x 3 classes)
+    combiner = {"method": "stacking", "coef": coef.tolist(), "intercept": [0.0, 0.2, -0.1], "C": 0.01}
+    model = FinalModel(members, combiner=combiner, task="multiclass")
+    model.fit(frame[spec.features], target_vector(frame, spec))
+    X = frame[spec.features].iloc[::10]
+
+    probability = model.predict_proba(X)
+
+    logs = np.hstack([np.log(np.clip(m.predict_proba(X), 1e-15, 1.0)) for m in model.members_])
+    expected = np.exp(logs @ coef.T + [0.0, 0.2, -0.1])
+    np.testing.assert_allclose(probability, expected / expected.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(model)).predict_proba(X), probability)
+    with pytest.raises(explain.NoExplanation, match="multiclass stacking ensemble"):
+        explain.explain(model, X, spec.learning_task)
+
+
+def test_a_multiclass_stacking_keeps_the_coefficient_blocks_of_the_members_it_uses():
+    both = {"method": "stacking", "coef": [[1.0, 0.0, 0.0, 0.0, 2.0, 0.0]] * 3, "intercept": [0.0] * 3}
+    first_only = {**both, "coef": [[1.0, 0.5, 0.0, 0.0, 0.0, 0.0]] * 3}  # 3 classes x (2 members x 3 classes)
+
+    assert ensemble._members_used(both) == [0, 1]
+    assert ensemble._members_used(first_only) == [0]
+    assert ensemble._restrict(first_only, [0])["coef"] == [[1.0, 0.5, 0.0]] * 3
+    assert ensemble.member_weights(both) == [3.0, 6.0]  # the summed size of each member's block
 
 
 def test_final_model_applies_its_temperature_to_the_combined_class_probabilities(iris):

@@ -296,10 +296,9 @@ def test_a_stacking_combiner_applies_to_the_outputs_it_was_fitted_on(task):
         assert ((combined > 0) & (combined < 1)).all()
 
 
-def test_multiclass_does_not_stack():
-    assert not named("multiclass").can_stack
-    with pytest.raises(ValueError, match="stacking is not done for multiclass"):
-        named("multiclass").stacking_fit(np.zeros((3, 2, 3)), np.arange(3))
+def test_every_supervised_task_stacks_and_clustering_does_not():
+    assert [named(t).can_stack for t in TASK_NAMES] == [True, True, True]
+    assert not named("clustering").can_stack
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)
@@ -325,10 +324,10 @@ def test_the_labels_train_records_give_the_served_task_back(task):
     assert for_features(recorded).output_columns() == for_features(_features(task)).output_columns()
 
 
-def test_only_binary_tunes_a_threshold_and_only_multiclass_skips_finishing_steps():
+def test_only_binary_tunes_a_threshold_and_only_multiclass_skips_it_saying_why():
     assert [named(t).decides_by_threshold for t in TASK_NAMES] == [True, False, False]
     assert named("binary").finish_skipped is None and named("regression").finish_skipped is None
-    assert set(named("multiclass").finish_skipped) == {"stacking", "threshold"}
+    assert set(named("multiclass").finish_skipped) == {"threshold"}
     assert [named(t).calibrates for t in TASK_NAMES] == [True, True, False]
 
 

@@ -128,7 +128,12 @@ def _weighted(predictions: np.ndarray, weights) -> np.ndarray:
 def stacking_fit(predictions: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
     """The task's stacking combiner (``Task.stacking_fit``): plain data, so it is reviewable in JSON."""
     combiner = named(task).stacking_fit(predictions, y)
-    return combiner | {"coef": [settled(c) for c in combiner["coef"]], "intercept": settled(combiner["intercept"])}
+    return combiner | {"coef": _settled_all(combiner["coef"]), "intercept": _settled_all(combiner["intercept"])}
+
+
+def _settled_all(values: Any) -> Any:
+    """``settled`` through nested lists: a multiclass combiner's coefficients are a matrix, its intercept a list."""
+    return [_settled_all(v) for v in values] if isinstance(values, list) else settled(values)
 
 
 def settled(value: float) -> float:
@@ -295,14 +300,37 @@ def _within_refit_budget(ranked: list[Candidate], budget_s: float | None, max_me
     return kept
 
 
+def member_weights(combiner: dict[str, Any] | None) -> list[float]:
+    """Each member's weight in the combined output: Caruana's share, stacking's coefficient, or for a
+    multiclass stacking the summed size of the member's block of coefficients (one member alone: 1)."""
+    if combiner is None:
+        return [1.0]
+    if combiner["method"] == "caruana":
+        return [float(w) for w in combiner["weights"]]
+    coef = np.asarray(combiner["coef"], dtype=float)
+    if coef.ndim == 2:
+        return [settled(w) for w in np.abs(coef.reshape(len(coef), -1, len(coef))).sum(axis=(0, 2))]
+    return [float(w) for w in coef]
+
+
 def _members_used(combiner: dict[str, Any]) -> list[int]:
-    weights = combiner["weights"] if combiner["method"] == "caruana" else combiner["coef"]
-    return [i for i, w in enumerate(weights) if w != 0]
+    if combiner["method"] == "caruana":
+        return [i for i, w in enumerate(combiner["weights"]) if w != 0]
+    coef = np.asarray(combiner["coef"])
+    if coef.ndim == 2:  # multiclass: (classes, members x classes), a block of columns per member
+        blocks = coef.reshape(len(coef), -1, len(coef))
+        return [i for i in range(blocks.shape[1]) if np.any(blocks[:, i] != 0)]
+    return [i for i, w in enumerate(coef) if w != 0]
 
 
 def _restrict(combiner: dict[str, Any], keep: list[int]) -> dict[str, Any]:
-    key = "weights" if combiner["method"] == "caruana" else "coef"
-    return {**combiner, key: [combiner[key][i] for i in keep]}
+    if combiner["method"] == "caruana":
+        return {**combiner, "weights": [combiner["weights"][i] for i in keep]}
+    coef = np.asarray(combiner["coef"])
+    if coef.ndim == 2:
+        blocks = coef.reshape(len(coef), -1, len(coef))[:, keep]
+        return {**combiner, "coef": blocks.reshape(len(coef), -1).tolist()}
+    return {**combiner, "coef": [combiner["coef"][i] for i in keep]}
 
 
 # --- calibration (binary and multiclass) and threshold (binary) -------------------------------------

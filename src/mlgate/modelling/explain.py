@@ -112,6 +112,11 @@ def _model_contributions(model: Any, X: pd.DataFrame, task: Task) -> tuple[list[
     if model.combiner["method"] == "caruana":  # a weighted average of probabilities or values
         target = PROBABILITY if task.is_classification else VALUE
         weights, intercept = model.combiner["weights"], 0.0
+    elif task.scores_per_class:
+        raise NoExplanation(
+            "a multiclass stacking ensemble (a normalised product of its members' probabilities) has no exact "
+            "per-prediction explanation; its permutation importance is in the evaluate report"
+        )
     else:  # stacking: binary adds log-odds, regression values
         target = LOG_ODDS if task.is_classification else VALUE
         weights, intercept = model.combiner["coef"], float(model.combiner["intercept"])

@@ -385,23 +385,27 @@ class Binary(_Classification):
         return sigmoid(logit(predictions) @ np.asarray(combiner["coef"]) + combiner["intercept"])
 
 
+STACKING_CS = (0.003, 0.01, 0.03)  # multiclass stacking's L2 strengths (C); 0.1 and 1 overfit on every dataset tried
+
+
+def _log_probabilities(predictions: np.ndarray) -> np.ndarray:
+    """(rows, members, classes) probabilities as (rows, members x classes) log probabilities."""
+    return np.log(np.clip(predictions, 1e-15, 1.0)).reshape(len(predictions), -1)
+
+
 @dataclass(frozen=True)
 class Multiclass(_Classification):
     """Models learn class numbers (positions in ``classes``) and give a (rows, classes) probability
-    matrix; the prediction is the most probable class. Calibrated by a temperature; no threshold or
-    stacking."""
+    matrix; the prediction is the most probable class. Calibrated by a temperature, stacked by a
+    multinomial logistic regression on the members' log class probabilities; no threshold."""
 
     name: ClassVar[str] = "multiclass"
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr")
     default_metric: ClassVar[str] = "log_loss"
     leakage_measure: ClassVar[str] = "macro one-vs-rest ROC AUC"
-    can_stack: ClassVar[bool] = False
     label_fields: ClassVar[tuple[str, ...]] = ("classes",)
     scores_per_class: ClassVar[bool] = True
     finish_skipped: ClassVar[dict[str, str] | None] = {
-        "stacking": "stacking fits a logistic regression on one probability per member; over k-class probability "
-        "matrices it would be k one-vs-rest combiners renormalised, with k times the coefficients to fit on "
-        "the same rows: Caruana selection (a weighted mean of probability matrices) is kept instead",
         "threshold": "a decision threshold applies to one class's probability; a multiclass prediction is "
         "the most probable class",
     }
@@ -435,6 +439,36 @@ class Multiclass(_Classification):
         if len(set(labels)) != len(labels):
             raise ValueError(f"data.classes lists a class twice: {labels}")
         return labels
+
+    def stacking_fit(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        """A multinomial logistic regression on every member's log class probabilities ((rows, members,
+        classes) in; per class one coefficient for each member's each class), its L2 strength chosen among
+        ``STACKING_CS`` by 3-fold log loss on these rows. What H2O's stacked ensemble does (a GLM over all
+        its models' class probabilities), and why it led on hpc_jobs: on four multiclass datasets its
+        cross-fitted log loss beat Caruana's by 1.8% and 0.6% on two, lost by 0.5-0.9% on the other two
+        (where Caruana is kept). The regularisation matters: C 1 overfits on every one of them."""
+        from sklearn.linear_model import LogisticRegressionCV
+
+        model = LogisticRegressionCV(
+            Cs=STACKING_CS,
+            cv=3,
+            scoring="neg_log_loss",
+            l1_ratios=(0.0,),
+            use_legacy_attributes=False,
+            tol=1e-3,  # 2.4x faster than 1e-4 (0.13 s against 0.32 s a fit on hpc_jobs); it runs 4 times per finish
+            max_iter=1000,
+        ).fit(_log_probabilities(predictions), y)
+        return {
+            "method": "stacking",
+            "coef": model.coef_.tolist(),  # (classes, members x classes), member by member
+            "intercept": model.intercept_.tolist(),
+            "C": float(np.ravel(model.C_)[0]),
+        }
+
+    def stacked(self, combiner: dict[str, Any], predictions: np.ndarray) -> np.ndarray:
+        z = _log_probabilities(predictions) @ np.asarray(combiner["coef"]).T + np.asarray(combiner["intercept"])
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
 
     def encode(self, target: pd.Series) -> np.ndarray:
         codes = pd.Categorical(target.astype(str), categories=self.classes).codes.astype(np.int64)
@@ -546,12 +580,6 @@ class Multiclass(_Classification):
     def decide(self, scores: np.ndarray, threshold: float, classes: np.ndarray | None) -> np.ndarray:
         codes = scores.argmax(axis=1).astype(np.int64)
         return codes if classes is None else classes[codes]
-
-    def stacking_fit(self, predictions: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        raise ValueError("stacking is not done for multiclass: choose caruana")
-
-    def stacked(self, combiner: dict[str, Any], predictions: np.ndarray) -> np.ndarray:
-        raise ValueError("stacking is not done for multiclass: choose caruana")
 
 
 @dataclass(frozen=True)

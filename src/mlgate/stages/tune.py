@@ -41,6 +41,7 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from mlgate import code_deps, config, console, files, project
@@ -957,6 +958,18 @@ def finish(
     """The ensemble (or the best trial), its calibration and decision threshold, chosen on the
     validation predictions of ``final_candidates``; `train` builds the model from it: each member's
     params are what it refits (``models.refit_params``)."""
+    # small linear algebra, where more BLAS threads only wait on each other: beside two busy processes a
+    # multiclass finish took 12.9 s
+    with threadpool_limits(limits=1):
+        return _finish(outcomes, objective, spec, settings)
+
+
+def _finish(
+    outcomes: list[optuna_study.TrialOutcome],
+    objective: CrossValidation,
+    spec: DataSpec,
+    settings: ensemble.FinishSettings,
+) -> Finish:
     greater = metrics.METRICS[spec.metric].greater_is_better
     candidates = [
         ensemble.Candidate(
@@ -993,7 +1006,7 @@ def finish(
         settings=settings,
         models_kept=objective.keeps_models,
     )
-    weights = [float(w) for w in (choice.combiner or {}).get("weights") or (choice.combiner or {}).get("coef") or [1.0]]
+    weights = ensemble.member_weights(choice.combiner)
     trials = {o.number: o for o in outcomes}
     estimates = [_refit_estimate(objective, m, trials[m.trial]) for m in choice.members]
     refit = ensemble.refits(estimates, weights, settings)
