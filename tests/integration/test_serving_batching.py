@@ -37,6 +37,9 @@ def served_uri(tmp_path_factory) -> Iterator[tuple[str, pd.DataFrame]]:
     pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(rows, frame["churn"])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        # MLflow's global URI, once an earlier test in this process set it, wins over the environment: point
+        # it here too, or the model is logged to that other store while serving looks it up in this one
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
         # an experiment of its own, never the process's active one: other tests run in this process
         experiment = mlflow.MlflowClient().create_experiment("batching")
         with mlflow.start_run(experiment_id=experiment):
