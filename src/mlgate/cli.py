@@ -324,6 +324,13 @@ def forget(
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--poll-s", default=10.0, show_default=True, type=float, help="how often to check the alias")
 @click.option(
+    "--load-retry-s",
+    default=5.0,
+    show_default=True,
+    type=float,
+    help="a version that failed to load is tried again after this, then at doubling intervals up to 5 min",
+)
+@click.option(
     "--max-body-mb",
     "max_body_bytes",
     default=5.0,

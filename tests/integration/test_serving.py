@@ -51,7 +51,7 @@ pytestmark = pytest.mark.slow
 
 POLL_S = 0.2
 BODY_LIMIT = 32_000  # the shared server's max_body_bytes
-SWAP_DEADLINE_S = 15.0  # generous: a model load plus a few poll intervals, on a busy CI machine
+SWAP_DEADLINE_S = 30.0  # generous: a model load, a retry after a passing failure (5 s), polls, on a busy CI box
 SHADOW_START_S = 60.0  # a shadow process's start: a Python that imports mlgate and MLflow, then the load
 
 
@@ -130,13 +130,15 @@ def settings(project: Project, **overrides):
     return ServeSettings(**{"model": project.name, "alias": "production", "poll_s": POLL_S, **overrides})
 
 
-def wait_for(condition, timeout: float = SWAP_DEADLINE_S, what: str = "condition"):
+def wait_for(condition, timeout: float = SWAP_DEADLINE_S, what: str = "condition", log: Path | None = None):
+    """``condition()``'s first truthy value; on timeout, an error naming ``what`` with ``log``'s tail."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        tail = f"; the server's log ends:\n{log.read_text(errors='replace')[-4000:]}" if log is not None else ""
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}{tail}"
         time.sleep(0.05)
 
 
@@ -566,20 +568,27 @@ def test_alias_swap_under_load_drops_no_request(tracked):
 # --- 5. a version that fails to load -----------------------------------------------------------
 
 
-def broken_version(project: Project, tmp_path: Path) -> int:
-    """A registered version whose model lacks its fitted pipeline: real MLflow calls, unloadable."""
+def registered_copy(project: Project, tmp_path: Path, name: str, *, without: str | None = None) -> int:
+    """The project's model (less its artifact ``without``) registered anew by real MLflow calls, without
+    the digest the gate records, so that it does not load until someone seals it."""
     from mlgate.adapters import tracking
 
-    copy_dir = tmp_path / "broken_model"
+    copy_dir = tmp_path / name
     shutil.copytree(project.root / "models/model", copy_dir)
-    (copy_dir / "artifacts" / "pipeline.joblib").unlink()
-    run_id = tracking.create_run(project.params["tracking"]["experiment"], "broken", {"mlgate.stage": "test"})
-    tracking.log_artifact(run_id, copy_dir)  # -> artifact path "broken_model"
+    if without is not None:
+        (copy_dir / "artifacts" / without).unlink()
+    run_id = tracking.create_run(project.params["tracking"]["experiment"], name, {"mlgate.stage": "test"})
+    tracking.log_artifact(run_id, copy_dir)  # -> artifact path ``name``
     tracking.finish_run(run_id)
-    version = tracking.register(project.name, f"runs:/{run_id}/broken_model", run_id).version
+    version = tracking.register(project.name, f"runs:/{run_id}/{name}", run_id).version
     with pytest.raises(Exception):  # noqa: B017 - whatever MLflow raises, it must not load
         tracking.load(f"models:/{project.name}/{version}")
     return version
+
+
+def broken_version(project: Project, tmp_path: Path) -> int:
+    """A registered version whose model lacks its fitted pipeline: unloadable."""
+    return registered_copy(project, tmp_path, "broken_model", without="pipeline.joblib")
 
 
 def test_version_that_fails_to_load_keeps_the_old_one_serving(tracked, tmp_path):
@@ -607,6 +616,28 @@ def test_version_that_fails_to_load_keeps_the_old_one_serving(tracked, tmp_path)
         tracking.set_alias(tracked.name, "production", tracked.v2)
         wait_for(lambda: server.post(row).headers["X-Model-Version"] == str(tracked.v2), what="the next good version")
         assert metric(server.metrics(), "mlgate_model_swaps_total") == 1
+
+
+def test_a_version_refused_at_first_is_served_once_sealed_without_a_restart(tracked, tmp_path):
+    """A failed load is tried again at doubling intervals (here from 0.5 s), not skipped until the alias
+    moves: a version refused for want of a recorded digest is served once someone seals it, as its
+    error tells them to, and a passing failure (a store briefly unreachable) does not pin the old one."""
+    from mlgate.adapters import tracking
+    from mlgate.services import promote
+
+    unsealed = registered_copy(tracked, tmp_path, "unsealed_model")
+    row = bodies(sample(tracked, 2))["dataframe_records"]
+    with running(settings(tracked, load_retry_s=0.5)) as server:
+        assert server.post(row).headers["X-Model-Version"] == str(tracked.v1)
+        tracking.set_alias(tracked.name, "production", unsealed)
+        wait_for(lambda: metric(server.metrics(), "mlgate_model_load_failures_total") >= 1, what="the refused load")
+        assert server.post(row).headers["X-Model-Version"] == str(tracked.v1)
+
+        promote.seal(tracked.name, unsealed, "the serving test copied these files from the trained model")
+        wait_for(lambda: server.post(row).headers["X-Model-Version"] == str(unsealed), what="the sealed version")
+        samples = server.metrics()
+        assert metric(samples, "mlgate_model_swaps_total") == 1
+        assert [dict(labels)["version"] for labels in labelled(samples, "mlgate_model_info")] == [str(unsealed)]
 
 
 # --- 6. prediction log -------------------------------------------------------------------------
@@ -979,7 +1010,11 @@ def test_workers_share_the_port_sum_their_metrics_and_each_follow_the_alias(trac
             assert [dict(labels)["version"] for labels in labelled(samples, "mlgate_model_info")] == [str(tracked.v1)]
 
         promote.promote(tracked.name, tracked.v2, "production", "workers follow the alias")
-        wait_for(lambda: metric(scrape(), "mlgate_model_swaps_total") == 2, what="both workers swapping")
+        wait_for(
+            lambda: metric(scrape(), "mlgate_model_swaps_total") == 2,
+            what="both workers swapping",
+            log=tmp_path / "serve.log",
+        )
         assert answered_by(tracked.v2)
     finally:
         server.send_signal(signal.SIGTERM)

@@ -80,6 +80,7 @@ class ServeSettings:
     alias: str = CHAMPION_ALIAS
     model_uri: str | None = None  # or any MLflow model URI, served as is
     poll_s: float = 10.0
+    load_retry_s: float = 5.0  # a version that failed to load is tried again after this, doubling to 5 min
     max_body_bytes: int = 5 * 1024 * 1024
     unknown_columns: str = "ignore"
     log_dir: str | None = None  # prediction log: a directory (Parquet files) or a SQLAlchemy URL; None: off
@@ -115,6 +116,8 @@ class ServeSettings:
             raise ValueError("serve: max_extra_columns must be at least 0")
         if self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
             raise ValueError("serve: header_timeout_s and body_timeout_s must be positive")
+        if self.load_retry_s <= 0:
+            raise ValueError("serve: load_retry_s must be positive")
         if self.max_connections < 1:
             raise ValueError("serve: max_connections must be at least 1")
         if self.max_inflight_bytes < 1:
@@ -240,7 +243,9 @@ class Metrics:
         self.out_of_range = Counter(
             "mlgate_input_out_of_range", "Input values outside the contract's range", ["feature"], registry=r
         )
-        self.load_failures = Counter("mlgate_model_load_failures", "Model versions that failed to load", registry=r)
+        self.load_failures = Counter(
+            "mlgate_model_load_failures", "Failed attempts to load a model version", registry=r
+        )
         self.swaps = Counter("mlgate_model_swaps", "Times a newly resolved version replaced the served one", registry=r)
         self.call_rows = Histogram(
             "mlgate_model_call_rows",
@@ -609,6 +614,36 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
+LOAD_RETRY_MAX_S = 300.0
+
+
+@dataclass
+class LoadRetry:
+    """When to try again a version that failed to load. A failure may pass (the artifact store or the
+    database briefly unreachable), so the version is retried rather than skipped until the alias moves;
+    at doubling intervals, so a version that is truly broken costs a load now and then, not one per poll."""
+
+    first_s: float
+    version: str | None = None
+    failures: int = 0
+    due_at: float = 0.0
+
+    def failed(self, version: str, now: float) -> float:
+        """Count a failed load of ``version`` at ``now``; the seconds until it is due again."""
+        self.failures = self.failures + 1 if version == self.version else 1
+        self.version = version
+        wait = min(LOAD_RETRY_MAX_S, self.first_s * 2 ** (self.failures - 1))
+        self.due_at = now + wait
+        return wait
+
+    def waiting(self, version: str, now: float) -> bool:
+        """Whether ``version`` failed to load and is not due again yet."""
+        return version == self.version and now < self.due_at
+
+    def loaded(self) -> None:
+        self.version, self.failures = None, 0
+
+
 class ServingState:
     """The served model (or, with ``shadow``, the shadow) and its registry follower; ``served`` is
     swapped in one assignment. A shadow whose alias names no version stops: nothing to compare."""
@@ -619,7 +654,7 @@ class ServingState:
         self.metrics = metrics
         self.shadow = shadow
         self.served: Served | None = None
-        self.failed_version: str | None = None
+        self.retry = LoadRetry(settings.load_retry_s)
 
     async def refresh(self) -> None:
         """Load the version the alias names if it is not the one served (never raises)."""
@@ -634,25 +669,27 @@ class ServingState:
             return
         if version is None or (self.served is not None and version == self.served.version):
             return
-        if version == self.failed_version and self.served is not None:
+        if self.served is not None and self.retry.waiting(version, time.monotonic()):
             return  # keep serving the old one; with nothing served, retry the failed load every poll
         try:
             fresh = await asyncio.to_thread(self.source.load, version)
         except Exception as error:  # noqa: BLE001 - keep serving the old version
-            self.failed_version = version
+            wait_s = self.retry.failed(version, time.monotonic())
             (self.metrics.shadow_errors.labels("load") if self.shadow else self.metrics.load_failures).inc()
             log.error(
-                "version %s of %s failed to load, still %s %s: %s",
+                "version %s of %s failed to load (attempt %d), still %s %s; next try in %g s: %s",
                 version,
                 self._target(),
+                self.retry.failures,
                 "shadowing with" if self.shadow else "serving",
                 self.served.version if self.served else "nothing",
+                wait_s if self.served else self.settings.poll_s,
                 error,
             )
             return
         previous = self.served
         self.served = fresh
-        self.failed_version = None
+        self.retry.loaded()
         info = {
             "model": self.settings.model or "",
             "alias": self.settings.alias if self.settings.model else "",
