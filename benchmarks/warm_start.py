@@ -18,6 +18,14 @@ directly: each warm variant stopped after a third of the cold search's wall time
 by then, finished and refit the same way), tested against the whole cold search (``1/3 t``). All three
 searches of a run share the machine's load.
 
+A search's best CV score is the best of many noisy draws on its own folds, so reaching the cold one's
+best exactly is partly a race to the luckiest draw. Two readings remove that: each search's successive
+best configurations are scored again on `--fresh-folds` other fold splits (and model seeds), and its
+reach time is when the configuration it held first scores at least the cold best's fresh score, against
+the time the cold search took to hold such a configuration (``fresh_reach``); and each warm model's test
+score is compared with the whole cold search's by a paired bootstrap over the test rows (``test_ci``,
+the 95% interval of its improvement: an upper end at least 0 means the test rows do not show it worse).
+
 Datasets are conf/experiment presets (the bundled telco_churn; ames, credit_data, recid, budget_uk,
 telco_contract, diamonds with their files under data/source). Run:
 `.venv/bin/python benchmarks/warm_start.py [--datasets telco_churn ames] [--seeds 0 1] [--json out.json]`.
@@ -76,18 +84,7 @@ def search(
         (space,) = optuna_study.parse_spaces({models.CONTINUED: {"space": tune.CONTINUATION_SPACE}})
         settings = dataclasses.replace(settings, spaces=(*settings.spaces, space))
     search_settings = dataclasses.replace(config.load(optuna_study.SearchSettings, "search", params), n_trials=trials)
-    objective = tune.CrossValidation(
-        train,
-        spec,
-        search_settings.cv_folds,
-        parallel_trials=search_settings.n_jobs,
-        seed=settings.seed,
-        cores=tune.usable_cores(),
-        settings=settings.features,
-        holdout=search_settings.holdout_share if tune.use_holdout(search_settings, len(train)) else None,
-        store_dir=store,
-        continuation=continuation,
-    )
+    objective = cross_validation(train, params, settings.seed, store, continuation)
     started = time.time()
     outcomes = optuna_study.optimize(
         list(settings.spaces),
@@ -111,6 +108,73 @@ def search(
             [o for o in outcomes if o.end - started <= s], objective, spec, settings.finish
         ),
     }
+
+
+def cross_validation(train: pd.DataFrame, params: dict, seed: int, store: Path | None, continuation: Any = None) -> Any:
+    """The tune stage's objective on ``train``: its folds and models seeded with ``seed``."""
+    from mlgate import config, project
+    from mlgate.adapters import optuna_study
+    from mlgate.modelling.features import FeatureSettings
+    from mlgate.stages import tune
+
+    search_settings = config.load(optuna_study.SearchSettings, "search", params)
+    return tune.CrossValidation(
+        train,
+        project.data_spec(params),
+        search_settings.cv_folds,
+        parallel_trials=search_settings.n_jobs,
+        seed=seed,
+        cores=tune.usable_cores(),
+        settings=config.load(FeatureSettings, "features", params),
+        holdout=search_settings.holdout_share if tune.use_holdout(search_settings, len(train)) else None,
+        store_dir=store,
+        continuation=continuation,
+    )
+
+
+class FreshFolds:
+    """A configuration's CV score on folds no search chose it on: the mean over ``seeds`` (each another
+    fold split and model seed than the searches'), each configuration scored once. A search's best CV
+    score is the best of many noisy draws on its own folds, so it flatters its configuration (on ames,
+    seed 1, the top configurations trade places from one fold split to the next); scored again on fresh
+    folds, the configurations a search held compare without that bias."""
+
+    def __init__(self, train: pd.DataFrame, params: dict, seeds: list[int], continuation: Any = None):
+        self.objectives = [cross_validation(train, params, seed, None, continuation) for seed in seeds]
+        self.scores: dict[str, float] = {}
+
+    def __call__(self, family: str, params: dict[str, Any]) -> float:
+        from mlgate.stages import tune
+
+        key = tune.trial_key(family, params)
+        if key not in self.scores:
+            self.scores[key] = float(
+                np.mean([cv(family, params, lambda step, score: None)[0] for cv in self.objectives])
+            )
+        return self.scores[key]
+
+
+def incumbents(result: dict[str, Any], maximize: bool) -> list[Any]:
+    """The trials that held the search's best CV score, in the order they ended."""
+    from mlgate.stages import tune
+
+    held, best = [], None
+    for outcome in sorted(tune.final_candidates(result["outcomes"]), key=lambda o: o.end):
+        if best is None or (outcome.score > best if maximize else outcome.score < best):
+            held.append(outcome)
+            best = outcome.score
+    return held
+
+
+def fresh_reach(result: dict[str, Any], target: float, maximize: bool, fresh: FreshFolds) -> dict[str, Any] | None:
+    """Seconds from the search's start until the configuration it held scored at least ``target`` on fresh
+    folds (``FreshFolds``), and that score; None when none of them did. Its incumbents are scored in the
+    order they ended until one does."""
+    for outcome in incumbents(result, maximize):
+        score = fresh(outcome.family, outcome.params)
+        if score >= target if maximize else score <= target:
+            return {"seconds": outcome.end - result["started"], "trial": outcome.number, "score": score}
+    return None
 
 
 def reach(result: dict[str, Any], target: float, maximize: bool) -> float | None:
@@ -143,10 +207,11 @@ def test_score(
     params: dict,
     finish: Any = None,
     going_on: Any = None,
-) -> float:
+) -> tuple[float, np.ndarray]:
     """The search's final model (its finish, or ``finish``, refit on every training row, as the train stage
     does; a continuation member goes on from ``going_on``'s model), scored on the test rows as the evaluate
-    stage scores the logged model's outputs."""
+    stage scores the logged model's outputs; and what the metric scored (probabilities or predictions),
+    for a paired comparison."""
     from mlgate import config
     from mlgate.modelling import metrics
     from mlgate.modelling.data import target_vector
@@ -158,11 +223,14 @@ def test_score(
     model = training.fit(train, spec, chosen, config.load(FeatureSettings, "features", params), 0, going_on=going_on)
     task = spec.learning_task
     prediction, probability = task.read_outputs(task.output_frame(*task.outputs(model, test[spec.features])))
-    return metrics.score(spec.metric, target_vector(test, spec), prediction, probability)
+    scored = probability if metrics.METRICS[spec.metric].uses_probability else prediction
+    return metrics.score(spec.metric, target_vector(test, spec), prediction, probability), scored
 
 
 def one(dataset: str, seed: int, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     from mlgate import config, project
+    from mlgate.modelling import metrics
+    from mlgate.modelling.data import target_vector
     from mlgate.stages import tune
 
     root = scratch / f"{dataset}-{seed}"
@@ -189,32 +257,49 @@ def one(dataset: str, seed: int, args: argparse.Namespace, scratch: Path) -> dic
     if continuation is not None:
         searches["continue"] = search(train, params, args.trials, warm, prior, root / "continue", continuation)
     target = tune.best(searches["cold"]["outcomes"], maximize).score
+    spec = searches["cold"]["spec"]
+    y_test = target_vector(test, spec)
+    fresh_seeds = [1000 * (k + 1) + seed for k in range(args.fresh_folds)]  # none of them a search's seed
+    fresh = FreshFolds(train, params, fresh_seeds, continuation)
+    cold_best = tune.best(searches["cold"]["outcomes"], maximize)
+    fresh_target = fresh(cold_best.family, cold_best.params)
     result = {"dataset": dataset, "seed": seed, "rows": len(train), "first_rows": len(first), "continue": None}
+    scored = {}
     for name, r in searches.items():
+        test_metric, scored[name] = test_score(r, train, test, params, going_on=going_on)
         result[name] = {
             "search_s": r["seconds"],
             "reach_s": reach(r, target, maximize),
+            "fresh_reach": fresh_reach(r, fresh_target, maximize, fresh),
             "best_cv": tune.best(r["outcomes"], maximize).score,
-            "test": test_score(r, train, test, params, going_on=going_on),
+            "test": test_metric,
             "first_trial": [r["outcomes"][0].family, r["outcomes"][0].params],
             "best_trial": best_trial(r, maximize),
             "chosen": r["finish"].describe(),
         }
-    result["metric"] = searches["cold"]["spec"].metric
+    result["metric"] = spec.metric
+    result["fresh_folds"] = {"seeds": fresh_seeds, "cold_best": fresh_target}
     third = searches["cold"]["seconds"] * GOAL_RATIO
     for name in (n for n in WARM_VARIANTS if n in searches):
         reached = result[name]["reach_s"]
         result[f"{name}_reach_ratio"] = None if reached is None else reached / result["cold"]["reach_s"]
+        fresh_reached = result[name]["fresh_reach"]
+        result[f"{name}_fresh_reach_ratio"] = (
+            None if fresh_reached is None else fresh_reached["seconds"] / result["cold"]["fresh_reach"]["seconds"]
+        )
+        result[name]["test_ci"] = metrics.paired_bootstrap(spec.metric, y_test, scored[name], scored["cold"], seed=seed)
         # the same search stopped after a third of the cold search's time: its finish, refit and tested
         stopped = [o for o in searches[name]["outcomes"] if o.end - searches[name]["started"] <= third]
-        result[name]["third"] = {
-            "seconds": third,
-            "trials": len(stopped),
-            "best_cv": tune.best(stopped, maximize).score if stopped else None,
-            "test": test_score(searches[name], train, test, params, searches[name]["finish_by"](third), going_on)
-            if stopped
-            else None,
-        }
+        result[name]["third"] = {"seconds": third, "trials": len(stopped), "best_cv": None, "test": None}
+        if stopped:
+            finish = searches[name]["finish_by"](third)
+            third_metric, third_scored = test_score(searches[name], train, test, params, finish, going_on)
+            result[name]["third"] |= {
+                "best_cv": tune.best(stopped, maximize).score,
+                "test": third_metric,
+                "test_ci": metrics.paired_bootstrap(spec.metric, y_test, third_scored, scored["cold"], seed=seed),
+                "chosen": finish.describe(),
+            }
     return result
 
 
@@ -275,6 +360,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "warm_trials": args.warm_trials,
             "first_share": args.first_share,
             "order_by": args.order_by,
+            "fresh_folds": args.fresh_folds,
             "loadavg": os.getloadavg(),
         },
     }
@@ -295,7 +381,22 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "third_test_at_least_cold": sum(_third_at_least_cold(r, name) for r in ran),
             "test_at_least_cold": sum(_tests_at_least_cold(r, name) for r in ran),
         }
+        fresh = [r for r in ran if f"{name}_fresh_reach_ratio" in r]  # runs measured before fresh folds lack it
+        if fresh:
+            fresh_ratios = [r[f"{name}_fresh_reach_ratio"] for r in fresh if r[f"{name}_fresh_reach_ratio"] is not None]
+            summary[name] |= {
+                "median_fresh_reach_ratio": statistics.median(fresh_ratios) if fresh_ratios else None,
+                "fresh_reached": f"{len(fresh_ratios)}/{len(fresh)}",
+                "third_test_not_worse": sum(_not_worse(r[name]["third"].get("test_ci")) for r in fresh),
+                "test_not_worse": sum(_not_worse(r[name].get("test_ci")) for r in fresh),
+            }
     return summary
+
+
+def _not_worse(interval: list[float] | tuple[float, float] | None) -> bool:
+    """Whether a paired bootstrap interval of the variant's improvement over the cold model leaves room for
+    no loss: its upper end at least 0 (the test rows do not show the cold model better)."""
+    return interval is not None and interval[1] >= 0
 
 
 def _tests_at_least_cold(run: dict[str, Any], name: str) -> bool:
@@ -342,6 +443,30 @@ def row(r: dict[str, Any]) -> str:
     )
 
 
+def fresh_row(r: dict[str, Any]) -> str:
+    """One run's line of the fresh-fold and paired test table."""
+
+    def reached(name: str) -> str:
+        found = (r.get(name) or {}).get("fresh_reach", False)
+        if found is False:
+            return "-"
+        return "never" if found is None else f"{found['seconds']:.1f}"
+
+    def interval(name: str, third: bool) -> str:
+        held = r.get(name) or {}
+        found = (held.get("third") or {}).get("test_ci") if third else held.get("test_ci")
+        return "-" if found is None else f"[{found[0]:+.4g}, {found[1]:+.4g}]"
+
+    return (
+        f"{r['dataset']:<13} {r['seed']:>4} {r['fresh_folds']['cold_best']:>12.4f} "
+        + " ".join(f"{reached(n):>8}" for n in ("cold", *WARM_VARIANTS))
+        + " "
+        + " ".join(f"{interval(n, False):>22}" for n in WARM_VARIANTS)
+        + " "
+        + " ".join(f"{interval(n, True):>22}" for n in WARM_VARIANTS)
+    )
+
+
 def _tested(score: float | None) -> str:
     return "-" if score is None else f"{score:.4f}"
 
@@ -360,6 +485,17 @@ def report(result: dict[str, Any]) -> None:
     )
     for r in result["runs"]:
         print(row(r))
+    print(
+        f"fresh folds: each search's best configuration so far scored again on {s['fresh_folds']} other fold "
+        "splits, reach s: until it scores at least the cold best's fresh score; test: paired bootstrap 95% interval "
+        "of the improvement over the whole cold search's model"
+    )
+    print(
+        f"{'dataset':<13} {'seed':>4} {'fresh: cold':>12} {'reach s':>8} {'queue':>8} {'warm':>8} {'continue':>8} "
+        f"{'test: queue':>22} {'warm':>22} {'continue':>22} {'1/3 t: queue':>22} {'warm':>22} {'continue':>22}"
+    )
+    for r in result["runs"]:
+        print(fresh_row(r))
     for name in WARM_VARIANTS:
         summary = result["summary"][name]
         median = summary["median_reach_ratio"]
@@ -374,6 +510,15 @@ def report(result: dict[str, Any]) -> None:
             f"search in {summary['third_test_at_least_cold']}/{summary['runs']} runs; its whole search in "
             f"{summary['test_at_least_cold']}/{summary['runs']}"
         )
+        fresh = summary["median_fresh_reach_ratio"]
+        ok = fresh is not None and fresh <= GOAL_RATIO
+        print(
+            f"{'PASS' if ok else 'MISS'}  {name}, on fresh folds: reaches the cold best's quality in <= 1/3 of "
+            f"the time the cold search took to (median ratio {'-' if fresh is None else f'{fresh:.2f}'}, reached in "
+            f"{summary['fresh_reached']} runs); stopped at 1/3, not worse on the test rows (paired 95% interval) in "
+            f"{summary['third_test_not_worse']}/{summary['runs']}; its whole search in "
+            f"{summary['test_not_worse']}/{summary['runs']}"
+        )
 
 
 if __name__ == "__main__":
@@ -383,6 +528,9 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=30, help="trials per search (the preset's n_trials: 30)")
     parser.add_argument("--warm-trials", type=int, default=5, help="search.warm_start_trials")
     parser.add_argument("--first-share", type=float, default=0.6, help="the first batch's share of the train rows")
+    parser.add_argument(
+        "--fresh-folds", type=int, default=3, help="other fold splits each search's best configurations are scored on"
+    )
     parser.add_argument(
         "--order-by",
         type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
