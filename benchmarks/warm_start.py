@@ -166,14 +166,22 @@ def incumbents(result: dict[str, Any], maximize: bool) -> list[Any]:
     return held
 
 
-def fresh_reach(result: dict[str, Any], target: float, maximize: bool, fresh: FreshFolds) -> dict[str, Any] | None:
+def fresh_reach(
+    result: dict[str, Any], target: float, maximize: bool, fresh: FreshFolds, scored: list | None = None
+) -> dict[str, Any] | None:
     """Seconds from the search's start until the configuration it held scored at least ``target`` on fresh
     folds (``FreshFolds``), and that score; None when none of them did. Its incumbents are scored in the
-    order they ended until one does."""
+    order they ended until one does; each one scored is added to ``scored``."""
     for outcome in incumbents(result, maximize):
-        score = fresh(outcome.family, outcome.params)
-        if score >= target if maximize else score <= target:
-            return {"seconds": outcome.end - result["started"], "trial": outcome.number, "score": score}
+        held = {
+            "seconds": outcome.end - result["started"],
+            "trial": outcome.number,
+            "score": fresh(outcome.family, outcome.params),
+        }
+        if scored is not None:
+            scored.append(held)
+        if held["score"] >= target if maximize else held["score"] <= target:
+            return held
     return None
 
 
@@ -267,10 +275,13 @@ def one(dataset: str, seed: int, args: argparse.Namespace, scratch: Path) -> dic
     scored = {}
     for name, r in searches.items():
         test_metric, scored[name] = test_score(r, train, test, params, going_on=going_on)
+        fresh_incumbents: list[dict[str, Any]] = []
+        fresh_reached = fresh_reach(r, fresh_target, maximize, fresh, fresh_incumbents)
         result[name] = {
             "search_s": r["seconds"],
             "reach_s": reach(r, target, maximize),
-            "fresh_reach": fresh_reach(r, fresh_target, maximize, fresh),
+            "fresh_reach": fresh_reached,
+            "fresh_incumbents": fresh_incumbents,
             "best_cv": tune.best(r["outcomes"], maximize).score,
             "test": test_metric,
             "first_trial": [r["outcomes"][0].family, r["outcomes"][0].params],

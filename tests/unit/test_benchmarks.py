@@ -189,6 +189,62 @@ def test_warm_start_summary_leaves_out_runs_that_never_reached_and_compares_in_t
     assert line.split()[-1] == "-"  # no continuation in this run
 
 
+def test_warm_start_fresh_reach_scores_the_incumbents_in_the_order_they_ended_until_one_reaches_the_target():
+    from types import SimpleNamespace
+
+    def trial(number, score, end, state="COMPLETE", subsample=None):
+        return SimpleNamespace(
+            number=number, family="f", params={"n": number}, score=score, end=end, state=state, subsample=subsample
+        )
+
+    outcomes = [
+        trial(0, 0.80, 105.0),
+        trial(1, 0.95, 104.0, subsample=0.25),  # screened: not a final candidate while full trials exist
+        trial(2, 0.90, 106.0, state="PRUNED"),
+        trial(3, 0.79, 107.0),  # worse than the best so far: never held
+        trial(4, 0.84, 110.0),
+        trial(5, 0.86, 108.0),  # ended before trial 4: it held the best first, so trial 4 never did
+    ]
+    search = {"outcomes": outcomes, "started": 100.0}
+    fresh_scores = {0: 0.81, 5: 0.83}
+    scored = []
+
+    def fresh(family, params):
+        scored.append(params["n"])
+        return fresh_scores[params["n"]]
+
+    assert [o.number for o in warm_start.incumbents(search, maximize=True)] == [0, 5]
+    assert warm_start.fresh_reach(search, 0.81, True, fresh) == {"seconds": 5.0, "trial": 0, "score": 0.81}
+    assert scored == [0]  # it stops at the first that reaches the target
+    assert warm_start.fresh_reach(search, 0.82, True, fresh) == {"seconds": 8.0, "trial": 5, "score": 0.83}
+    assert warm_start.fresh_reach(search, 0.90, True, fresh) is None
+    # a loss: the incumbents are the lowest so far, and reaching is scoring at most the target
+    assert [o.number for o in warm_start.incumbents(search, maximize=False)] == [0, 3]
+
+
+def test_warm_start_summary_counts_fresh_reach_and_paired_test_intervals_in_runs_that_measured_them():
+    def run(fresh_ratio, test_ci, third_ci):
+        variant = {"best_cv": 1.0, "test": 1.0, "third": {"test": 1.0, "test_ci": third_ci}, "test_ci": test_ci}
+        return (
+            {"metric": "rmse", "cold": {"best_cv": 1.0, "test": 1.0}}
+            | {name: variant | {"fresh_reach": None} for name in ("queue", "warm", "continue")}
+            | {f"{n}_reach_ratio": 1.0 for n in ("queue", "warm", "continue")}
+            | {f"{n}_fresh_reach_ratio": fresh_ratio for n in ("queue", "warm", "continue")}
+        )
+
+    runs = [run(0.1, [-5.0, 2.0], [-9.0, -1.0]), run(0.5, [-5.0, -0.5], None), run(None, [0.0, 3.0], [0.0, 1.0])]
+
+    summary = warm_start.summarize(runs)["warm"]
+
+    assert summary["median_fresh_reach_ratio"] == 0.3 and summary["fresh_reached"] == "2/3"
+    assert summary["test_not_worse"] == 2  # an interval reaching 0 or above: the test rows do not show it worse
+    assert summary["third_test_not_worse"] == 1  # no model at a third (None) is not "not worse"
+    assert (
+        "median_fresh_reach_ratio"
+        not in warm_start.summarize([{k: v for k, v in runs[0].items() if "fresh" not in k}])["warm"]
+    )  # a run recorded before the fresh folds
+
+
 def test_warm_start_rows_arrive_in_time_order_or_shuffled_by_the_seed():
     train = pd.DataFrame({"year": [2010, 2006, 2008, 2006, 2009, 2007], "row": range(6)})
 
