@@ -509,27 +509,32 @@ def report(result: dict[str, Any]) -> None:
         print(fresh_row(r))
     for name in WARM_VARIANTS:
         summary = result["summary"][name]
-        median = summary["median_reach_ratio"]
-        ok = median is not None and median <= GOAL_RATIO
+        median, fresh = summary["median_reach_ratio"], summary["median_fresh_reach_ratio"]
         print(
-            f"{'PASS' if ok else 'MISS'}  {name}: reaches the cold best in <= 1/3 of the cold search's time "
-            f"(median ratio {'-' if median is None else f'{median:.2f}'}, reached in {summary['reached']} runs; "
-            f"best cv at least the cold one's in {summary['better_or_equal_cv']}/{summary['runs']})"
+            f"{_verdict(median)}  {name}: reaches the cold best in <= 1/3 of the cold search's time (median ratio "
+            f"{_ratio(median)}, reached in {summary['reached']} runs; best cv at least the cold one's in "
+            f"{summary['better_or_equal_cv']}/{summary['runs']})"
         )
         print(
             f"      {name} stopped after 1/3 of the cold search's time tests at least as well as the whole cold "
             f"search in {summary['third_test_at_least_cold']}/{summary['runs']} runs; its whole search in "
             f"{summary['test_at_least_cold']}/{summary['runs']}"
         )
-        fresh = summary["median_fresh_reach_ratio"]
-        ok = fresh is not None and fresh <= GOAL_RATIO
         print(
-            f"{'PASS' if ok else 'MISS'}  {name}, on fresh folds: reaches the cold best's quality in <= 1/3 of "
-            f"the time the cold search took to (median ratio {'-' if fresh is None else f'{fresh:.2f}'}, reached in "
-            f"{summary['fresh_reached']} runs); stopped at 1/3, not worse on the test rows (paired 95% interval) in "
+            f"{_verdict(fresh)}  {name}, on fresh folds: reaches the cold best's quality in <= 1/3 of the time the "
+            f"cold search took to (median ratio {_ratio(fresh)}, reached in {summary['fresh_reached']} runs); "
+            f"stopped at 1/3, not worse on the test rows (paired 95% interval) in "
             f"{summary['third_test_not_worse']}/{summary['runs']}; its whole search in "
             f"{summary['test_not_worse']}/{summary['runs']}"
         )
+
+
+def _verdict(median_ratio: float | None) -> str:
+    return "PASS" if median_ratio is not None and median_ratio <= GOAL_RATIO else "MISS"
+
+
+def _ratio(median_ratio: float | None) -> str:
+    return "-" if median_ratio is None else f"{median_ratio:.2f}"
 
 
 if __name__ == "__main__":
