@@ -245,6 +245,29 @@ def test_warm_start_summary_counts_fresh_reach_and_paired_test_intervals_in_runs
     )  # a run recorded before the fresh folds
 
 
+def test_warm_start_summary_counts_the_cold_third_control_in_runs_that_measured_it():
+    def run(cold_third_ci, against_cold_third):
+        third = {"test": 1.0, "test_ci": [0.0, 1.0]}
+        if against_cold_third is not None:
+            third["test_ci_against_cold_third"] = against_cold_third
+        return (
+            {"metric": "rmse", "cold": {"best_cv": 1.0, "test": 1.0, "third": {"test": 1.0, "test_ci": cold_third_ci}}}
+            | {n: {"best_cv": 1.0, "test": 1.0, "third": dict(third)} for n in ("queue", "warm", "continue")}
+            | {f"{n}_reach_ratio": 1.0 for n in ("queue", "warm", "continue")}
+        )
+
+    runs = [run([-3.0, 1.0], [0.5, 4.0]), run([-3.0, -1.0], [-0.5, 4.0]), run([-1.0, 1.0], None)]
+
+    summary = warm_start.summarize(runs)["queue"]
+
+    assert summary["controlled_runs"] == 2  # the third run was recorded before the control
+    assert summary["cold_third_not_worse"] == 1
+    assert summary["third_better_than_cold_third"] == 1  # an interval above 0; one reaching below 0 is not better
+    line = warm_start.control_row(runs[0] | {"dataset": "ames", "seed": 0})
+    assert line.split()[:5] == ["ames", "0", "1.0000", "[-3,", "+1]"]
+    assert line.count("[+0.5, +4]") == 3  # each warm variant against the cold third
+
+
 def test_warm_start_rows_arrive_in_time_order_or_shuffled_by_the_seed():
     train = pd.DataFrame({"year": [2010, 2006, 2008, 2006, 2009, 2007], "row": range(6)})
 
@@ -255,6 +278,19 @@ def test_warm_start_rows_arrive_in_time_order_or_shuffled_by_the_seed():
     assert sorted(shuffled["row"]) == list(range(6)) and shuffled["row"].tolist() != list(range(6))
     with pytest.raises(SystemExit, match="--order-by: \\['month'\\] not among"):
         warm_start.arrival_order(train, seed=0, order_by=["month"])
+
+
+def test_warm_start_excludes_the_rows_a_condition_holds_for_and_names_a_condition_it_cannot_read():
+    frame = pd.DataFrame({"area": [1200, 4500, 3900, 5600], "price": [1, 2, 3, 4]})
+
+    kept, dropped = warm_start.excluding(frame, "area > 4000", "test")
+
+    assert kept["price"].tolist() == [1, 3] and dropped == 2
+    assert warm_start.excluding(frame, None, "test") == (frame, 0)
+    with pytest.raises(SystemExit, match="--exclude 'rooms > 3' cannot be read on the train rows"):
+        warm_start.excluding(frame, "rooms > 3", "train")
+    with pytest.raises(SystemExit, match="must be a true/false condition"):
+        warm_start.excluding(frame, "area * 2", "train")
 
 
 def test_catboost_categoricals_starts_from_mlgates_first_trial_without_its_own_options():
