@@ -9,7 +9,6 @@ TestClient (which runs the lifespan).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import io
@@ -992,13 +991,15 @@ def test_workers_share_the_port_sum_their_metrics_and_each_follow_the_alias(trac
 
     try:
 
-        def ready() -> bool:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            with contextlib.suppress(requests.ConnectionError):
-                return requests.get(f"{url}/ready", timeout=5).status_code == 200
-            return False
+        def both_loaded() -> bool:
+            """Both workers serve a model: /ready answers for whichever worker took the connection (a
+            worker accepts only once it has loaded), so the log must show each worker's first load."""
+            text = (tmp_path / "serve.log").read_text()
+            assert server.poll() is None, text
+            return len(set(re.findall(r"^\S+ \S+ (\d+) mlgate\.serve INFO serving .* \(was none\)$", text, re.M))) == 2
 
-        wait_for(ready, timeout=120, what="two workers ready")
+        wait_for(both_loaded, timeout=120, what="two workers ready", log=tmp_path / "serve.log")
+        assert requests.get(f"{url}/ready", timeout=5).status_code == 200
         row = bodies(sample(tracked, 2))["dataframe_records"]
         for _ in range(20):  # a fresh connection each: the kernel hands them to either worker
             response = requests.post(f"{url}/invocations", json=row, timeout=30)
