@@ -14,12 +14,14 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import pandas as pd
 import requests
 
-from tests.serving_model import TinySource, rows, tiny_settings, uvicorn_thread
+from mlgate.services.serving import Served
+from tests.serving_model import TinyModel, TinySource, rows, tiny_settings, uvicorn_thread
 
 QUICK = {"header_timeout_s": 0.5, "body_timeout_s": 0.5}
 
@@ -85,6 +87,42 @@ def test_the_model_and_the_imports_are_out_of_the_collectors_sight_while_serving
         assert gc.get_freeze_count() > 0
         assert not any(o is source.model for o in gc.get_objects())  # a frozen object is in no generation
     assert gc.get_freeze_count() == 0
+
+
+class CyclicVersions(TinySource):
+    """The tiny model under whichever version ``current`` names, each in a reference cycle of its own
+    (as loaded models can be), so that only the cyclic collector frees it; weak references to each."""
+
+    def __init__(self):
+        super().__init__()
+        self.version, self.loaded = "1", {}
+
+    def current(self) -> str:
+        return self.version
+
+    def load(self, version: str) -> Served:
+        model = TinyModel(self.model.predict, self.model.features)
+        object.__setattr__(model, "cycle", model)  # a frozen dataclass
+        self.loaded[version] = weakref.ref(model)
+        return Served(model, f"tiny:/{version}", version, None, None)
+
+
+def test_a_swapped_out_version_is_freed_though_it_was_frozen():
+    """The first load freezes without collecting (nothing frozen was let go yet); a swap thaws and
+    collects, so the old version's cycles are not kept for the life of the server."""
+    from mlgate.services.serving import ServeSettings, create_app, uvicorn_config
+
+    source, settings = CyclicVersions(), ServeSettings(model="tiny", poll_s=0.05)
+    with uvicorn_thread(uvicorn_config(create_app(settings, source), settings, "127.0.0.1", 0), 30) as url:
+        assert requests.get(f"{url}/ready", timeout=10).json() == {"ready": True, "version": "1"}
+        assert source.loaded["1"]() is not None and gc.get_freeze_count() > 0
+        source.version = "2"
+        deadline = time.monotonic() + 30
+        while requests.get(f"{url}/ready", timeout=10).json()["version"] != "2":
+            assert time.monotonic() < deadline, "version 2 was not served"
+            time.sleep(0.05)
+        assert source.loaded["1"]() is None  # collected at the swap, not frozen with the rest
+        assert source.loaded["2"]() is not None
 
 
 def test_half_sent_headers_and_idle_connections_are_closed_after_the_header_timeout():

@@ -604,13 +604,17 @@ def _explanations(explained: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def _settle_heap() -> None:
-    """Collect once, then freeze what survives (the imports, the model: some 350,000 objects) out of the
-    collector's sight: each full collection walked them all, a 150-700 ms pause of the event loop,
-    and /health with it, every few seconds under load. A swapped-out model is collected here, at the
-    next swap if a request still held it."""
-    gc.unfreeze()
-    gc.collect()
+def _settle_heap(released: bool) -> None:
+    """Freeze what is alive (the imports, the model: some 350,000 objects) out of the collector's sight:
+    each full collection walked them all, a 150-700 ms pause of the event loop, and /health with it,
+    every few seconds under load. When a model that was frozen has been ``released`` (swapped out, or
+    a shadow turned off), thaw and collect first, so its reference cycles are freed (at the next swap
+    if a request still held it). At a first load nothing frozen was let go, so nothing is collected: on
+    telco's ensemble a collection there found some 100 unreachable objects and no memory (349 MB before
+    and after) for a 0.15 s walk of 355,000 objects, paid again by each app a test process starts."""
+    if released:
+        gc.unfreeze()
+        gc.collect()
     gc.freeze()
 
 
@@ -654,6 +658,7 @@ class ServingState:
         self.metrics = metrics
         self.shadow = shadow
         self.served: Served | None = None
+        self.released = False  # a served version was let go since the heap was last settled
         self.retry = LoadRetry(settings.load_retry_s)
 
     async def refresh(self) -> None:
@@ -665,7 +670,7 @@ class ServingState:
             return
         if version is None and self.shadow and self.served is not None:
             log.info("%s names no version: shadow off (was version %s)", self._target(), self.served.version)
-            self.served, self.metrics.shadow_info = None, {}
+            self.served, self.metrics.shadow_info, self.released = None, {}, True
             return
         if version is None or (self.served is not None and version == self.served.version):
             return
@@ -710,8 +715,9 @@ class ServingState:
             fresh.version,
             previous.version if previous else "none",
         )
+        released, self.released = self.released or previous is not None, False
         del previous, fresh
-        _settle_heap()
+        _settle_heap(released)
 
     def _target(self) -> str:
         return self.settings.model_uri or f"models:/{self.settings.model}@{self.settings.alias}"
